@@ -1,0 +1,85 @@
+// Proves the integration harness with the stock runc runtime (io.containerd.runc.v2).
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { containerdSkipReason, leakCheck, repoRoot, rootfs, startContainerd, type Containerd } from './harness.js';
+
+const skip = containerdSkipReason();
+if (skip) console.warn(`[harness.test] skipped: ${skip}`);
+
+describe.skipIf(skip !== undefined)('integration harness (runc)', () => {
+  const started: Containerd[] = [];
+  afterAll(async () => {
+    for (const c of started) await c.stop();
+  });
+
+  it('runs a busybox container with runc, passes its exit code, and stop() leaves nothing behind', async () => {
+    const busybox = rootfs('busybox');
+    const c = await startContainerd();
+    started.push(c);
+    expect(fs.existsSync(c.address)).toBe(true);
+    expect((c.env.PATH ?? '').split(':')[0]).toBe(`${repoRoot}/bin`);
+    expect(c.env.SPORE_RUN_DIR).toBe(c.runDir);
+
+    const r = await c.ctr(['run', '--rm', '--fifo-dir', `${c.dir}/fifo`, '--rootfs', busybox, 'id1', '/bin/sh', '-c', 'echo hi; exit 3'], {
+      timeoutMs: 30_000,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('hi');
+    expect(r.code).toBe(3);
+
+    // a task still running at stop() must be killed, too
+    const bg = await c.ctr(['run', '-d', '--fifo-dir', `${c.dir}/fifo`, '--rootfs', busybox, 'sleeper', '/bin/sleep', '1000'], {
+      timeoutMs: 30_000,
+    });
+    expect(bg.code, bg.stderr).toBe(0);
+    const during = leakCheck({ match: [c.dir], cgroupName: c.namespace });
+    expect(during.processes.some((p) => p.cmdline.includes('containerd-shim-runc-v2'))).toBe(true);
+    expect(during.cgroups.length).toBeGreaterThan(0);
+
+    await c.stop();
+    const after = leakCheck({ match: [c.dir, c.address], envEntry: `SPORE_RUN_DIR=${c.runDir}`, mountsUnder: [c.dir], cgroupName: c.namespace });
+    expect(after.processes).toEqual([]);
+    expect(after.mounts).toEqual([]);
+    expect(after.cgroups).toEqual([]);
+    expect(fs.existsSync(c.dir)).toBe(false);
+    expect(fs.existsSync(`/proc/${c.pid}`)).toBe(false);
+    expect(leakCheck({ match: ['sleep 1000'] }).processes.filter((p) => p.cmdline === '/bin/sleep 1000')).toEqual([]);
+    await c.stop(); // idempotent
+  }, 90_000);
+
+  it('hides /sys/fs/cgroup/unified only when asked and needed', async () => {
+    const c = await startContainerd({ hideUnified: true });
+    started.push(c);
+    const mi = fs.readFileSync(`/proc/${c.pid}/mountinfo`, 'utf8');
+    expect(mi.includes(' /sys/fs/cgroup/unified ')).toBe(!c.hiddenUnified && fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers'));
+    // host mounts unchanged
+    if (c.hiddenUnified) expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).toContain(' /sys/fs/cgroup/unified ');
+    const r = await c.ctr(['run', '--rm', '--fifo-dir', `${c.dir}/fifo`, '--runc-binary', '/usr/bin/crun', '--rootfs', rootfs('busybox'), 'c1', '/bin/true'], {
+      timeoutMs: 30_000,
+    });
+    if (c.hiddenUnified || !fs.existsSync('/sys/fs/cgroup/unified')) expect(r.code, r.stderr).toBe(0);
+    await c.stop();
+    expect(fs.existsSync(c.dir)).toBe(false);
+  }, 90_000);
+
+  it('stop() kills a spored found by pidfile / SPORE_RUN_DIR and removes its shim socket', async () => {
+    const c = await startContainerd();
+    started.push(c);
+    fs.mkdirSync('/run/containerd/s', { recursive: true });
+    const sock = `/run/containerd/s/spore-harness-test-${process.pid}`;
+    // stands in for spored: detached, inherits SPORE_RUN_DIR, listens under /run/containerd/s
+    const fake = spawn(process.execPath, ['-e', `require("net").createServer().listen(${JSON.stringify(sock)}); setInterval(() => {}, 1e6)`], {
+      env: c.env,
+      detached: true,
+      stdio: 'ignore',
+    });
+    fake.unref();
+    for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+    fs.writeFileSync(`${c.runDir}/spored.pid`, String(fake.pid));
+    expect(leakCheck({ envEntry: `SPORE_RUN_DIR=${c.runDir}` }).processes.map((p) => p.pid)).toContain(fake.pid);
+    await c.stop();
+    expect(leakCheck({ envEntry: `SPORE_RUN_DIR=${c.runDir}` }).processes).toEqual([]);
+    expect(fs.existsSync(sock)).toBe(false);
+  }, 60_000);
+});
