@@ -1,0 +1,272 @@
+// Seccomp profiles compiled once per daemon: OCI LinuxSeccomp → BPF program via libseccomp,
+// cached by the sha256 of the profile's canonical JSON. Sandboxes only install the cached
+// program (seccomp(2) with SECCOMP_SET_MODE_FILTER), which removes per-start compilation —
+// one of the contention points the design moves off the start path.
+
+import { createHash } from 'node:crypto';
+import { InvalidArgument } from '../runtime/errors.js';
+import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from '../runtime/oci/spec.js';
+import {
+  type ScmpArgCmp, type ScmpFilterCtx, SCMP_ACT, SCMP_CMP, SCMP_FLTATR,
+  seccompArchAdd, seccompArchNative, seccompArchResolveName, seccompAttrSet, seccompExportBpf, seccompInit,
+  seccompRelease, seccompRuleAddArray, seccompSyscallResolveName,
+} from '../runtime/sys/libseccomp.js';
+
+export interface CompiledFilter {
+  /** sha256 (hex) of the canonical JSON of the profile. */
+  hash: string;
+  /** struct sock_filter[] (8 bytes each), ready for struct sock_fprog. */
+  bpf: Buffer;
+  /** SECCOMP_FILTER_FLAG_* bits for the seccomp(2) call. */
+  flags: number;
+  instructions: number;
+  /** Syscall names unknown to libseccomp on this arch/version (skipped, like runc). */
+  skipped: readonly string[];
+}
+
+/** seccomp(2) constants for installers. */
+export const SECCOMP_SET_MODE_FILTER = 1;
+export const SECCOMP_FILTER_FLAG = { TSYNC: 1, LOG: 2, SPEC_ALLOW: 4, NEW_LISTENER: 8, TSYNC_ESRCH: 16, WAIT_KILLABLE_RECV: 32 } as const;
+
+const EPERM = 1;
+
+// ---- pure mapping -------------------------------------------------------------------------
+
+/** OCI action (+ errno/trace value) → libseccomp action value. */
+export function actionValue(action: string, errnoRet: number | undefined, defaultErrno = EPERM): number {
+  switch (action) {
+    case 'SCMP_ACT_KILL':
+    case 'SCMP_ACT_KILL_THREAD': return SCMP_ACT.KILL_THREAD;
+    case 'SCMP_ACT_KILL_PROCESS': return SCMP_ACT.KILL_PROCESS;
+    case 'SCMP_ACT_TRAP': return SCMP_ACT.TRAP;
+    case 'SCMP_ACT_ERRNO': return SCMP_ACT.errno(errnoRet ?? defaultErrno);
+    case 'SCMP_ACT_TRACE': return SCMP_ACT.trace(errnoRet ?? defaultErrno);
+    case 'SCMP_ACT_ALLOW': return SCMP_ACT.ALLOW;
+    case 'SCMP_ACT_LOG': return SCMP_ACT.LOG;
+    case 'SCMP_ACT_NOTIFY': throw new InvalidArgument('seccomp notify not supported (SCMP_ACT_NOTIFY)');
+    default: throw new InvalidArgument(`unknown seccomp action "${action}"`);
+  }
+}
+
+/** OCI arch name → libseccomp arch name: SCMP_ARCH_X86_64 → x86_64. */
+export function archName(ociArch: string): string {
+  if (!/^SCMP_ARCH_[A-Z0-9_]+$/.test(ociArch)) throw new InvalidArgument(`unknown seccomp architecture "${ociArch}"`);
+  return ociArch.slice('SCMP_ARCH_'.length).toLowerCase();
+}
+
+export function flagValue(flag: string): number {
+  switch (flag) {
+    case 'SECCOMP_FILTER_FLAG_TSYNC': return SECCOMP_FILTER_FLAG.TSYNC;
+    case 'SECCOMP_FILTER_FLAG_LOG': return SECCOMP_FILTER_FLAG.LOG;
+    case 'SECCOMP_FILTER_FLAG_SPEC_ALLOW': return SECCOMP_FILTER_FLAG.SPEC_ALLOW;
+    case 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV': throw new InvalidArgument('SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs seccomp notify, which is not supported');
+    default: throw new InvalidArgument(`unknown seccomp flag "${flag}"`);
+  }
+}
+
+export function opValue(op: string): number {
+  const m: Record<string, number> = {
+    SCMP_CMP_NE: SCMP_CMP.NE, SCMP_CMP_LT: SCMP_CMP.LT, SCMP_CMP_LE: SCMP_CMP.LE, SCMP_CMP_EQ: SCMP_CMP.EQ,
+    SCMP_CMP_GE: SCMP_CMP.GE, SCMP_CMP_GT: SCMP_CMP.GT, SCMP_CMP_MASKED_EQ: SCMP_CMP.MASKED_EQ,
+  };
+  const v = m[op];
+  if (v === undefined) throw new InvalidArgument(`unknown seccomp operator "${op}"`);
+  return v;
+}
+
+function u64(n: number | undefined): bigint {
+  if (n === undefined) return 0n;
+  if (!Number.isInteger(n)) throw new InvalidArgument(`seccomp argument value ${n} is not an integer`);
+  return BigInt.asUintN(64, BigInt(n));
+}
+
+/** For MASKED_EQ, OCI `value` is the mask and `valueTwo` the expected result (libseccomp order). */
+export function argCmp(a: LinuxSeccompArg): ScmpArgCmp {
+  if (!Number.isInteger(a.index) || a.index < 0 || a.index > 5) throw new InvalidArgument(`seccomp argument index ${a.index} (want 0..5)`);
+  return { arg: a.index, op: opValue(a.op), datumA: u64(a.value), datumB: u64(a.valueTwo) };
+}
+
+/**
+ * Conditions of one OCI rule as libseccomp rule groups. libseccomp cannot AND two comparisons
+ * on the same argument, so (like runc) a rule that repeats an index becomes one rule per
+ * condition (OR); otherwise all conditions form one rule (AND).
+ */
+export function conditionGroups(args: LinuxSeccompArg[] | undefined): ScmpArgCmp[][] {
+  const conds = (args ?? []).map(argCmp);
+  if (conds.length === 0) return [[]];
+  const seen = new Set<number>();
+  const repeated = conds.some((c) => (seen.has(c.arg) ? true : (seen.add(c.arg), false)));
+  return repeated ? conds.map((c) => [c]) : [conds];
+}
+
+/** JSON with object keys sorted recursively, so equal profiles hash equally. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function profileHash(profile: LinuxSeccomp): string {
+  return createHash('sha256').update(canonicalJson(profile)).digest('hex');
+}
+
+// ---- compile + cache ----------------------------------------------------------------------
+
+const cache = new Map<string, CompiledFilter>();
+const cacheCounters = { hits: 0, misses: 0 };
+
+export function seccompCacheStats(): { hits: number; misses: number; size: number } {
+  return { ...cacheCounters, size: cache.size };
+}
+
+/** For tests and profile reloads. */
+export function clearSeccompCache(): void {
+  cache.clear();
+  cacheCounters.hits = 0;
+  cacheCounters.misses = 0;
+}
+
+function addRules(ctx: ScmpFilterCtx, rule: LinuxSyscall, defaultAction: number, skipped: Set<string>): void {
+  if (!Array.isArray(rule.names) || rule.names.length === 0) throw new InvalidArgument('seccomp rule without syscall names');
+  const action = actionValue(rule.action, rule.errnoRet);
+  const groups = conditionGroups(rule.args);
+  // A rule whose action equals the default is a no-op and libseccomp rejects it (EACCES); skip like runc.
+  if (action === defaultAction) return;
+  for (const name of rule.names) {
+    const nr = seccompSyscallResolveName(name);
+    if (nr === undefined) {
+      skipped.add(name);
+      continue;
+    }
+    for (const g of groups) {
+      const rc = seccompRuleAddArray(ctx, action, nr, g);
+      if (rc < 0) throw new InvalidArgument(`seccomp rule for ${name} (${rule.action}) rejected by libseccomp: errno ${-rc}`);
+    }
+  }
+}
+
+function compileUncached(profile: LinuxSeccomp, hash: string): CompiledFilter {
+  if (profile.listenerPath) throw new InvalidArgument('seccomp notify not supported (listenerPath set)');
+  const defaultAction = actionValue(profile.defaultAction, profile.defaultErrnoRet);
+  const flags = (profile.flags ?? []).reduce((acc, f) => acc | flagValue(f), 0);
+  const arches = (profile.architectures ?? []).map((a) => {
+    const t = seccompArchResolveName(archName(a));
+    if (t === undefined) throw new InvalidArgument(`unknown seccomp architecture "${a}"`);
+    return t;
+  });
+  const ctx = seccompInit(defaultAction);
+  try {
+    // The BPF is exported, not loaded by libseccomp: NO_NEW_PRIVS is the installer's job.
+    seccompAttrSet(ctx, SCMP_FLTATR.CTL_NNP, 0);
+    const native = seccompArchNative();
+    for (const t of arches) if (t !== native) seccompArchAdd(ctx, t);
+    const skipped = new Set<string>();
+    for (const rule of profile.syscalls ?? []) addRules(ctx, rule, defaultAction, skipped);
+    const bpf = seccompExportBpf(ctx);
+    return Object.freeze({ hash, bpf, flags, instructions: bpf.length / 8, skipped: Object.freeze([...skipped].sort()) });
+  } finally {
+    seccompRelease(ctx);
+  }
+}
+
+/** Compile (or fetch from cache) the BPF program for an OCI seccomp profile. */
+export function compileSeccomp(profile: LinuxSeccomp): CompiledFilter {
+  const hash = profileHash(profile);
+  const hit = cache.get(hash);
+  if (hit) {
+    cacheCounters.hits++;
+    return hit;
+  }
+  cacheCounters.misses++;
+  const compiled = compileUncached(profile, hash);
+  cache.set(hash, compiled);
+  return compiled;
+}
+
+// ---- default profile -------------------------------------------------------------------------
+
+/**
+ * Syscalls a normal Linux program needs, modeled on the Docker/containerd default allow-list.
+ * Deliberately absent: mount/umount2/pivot_root, ptrace, process_vm_*, kexec_*, bpf,
+ * perf_event_open, keyctl/add_key/request_key, setns, open_by_handle_at, *_module, reboot,
+ * swapon/swapoff, acct, settimeofday/clock_settime/adjtimex writes, io_uring_*, userfaultfd,
+ * fanotify_init, lookup_dcookie, quotactl, vhangup, syslog, sysfs, uselib,
+ * ustat, nfsservctl, personality (except safe values below), unshare/clone with namespace flags.
+ */
+const DEFAULT_ALLOW: readonly string[] = [
+  'accept', 'accept4', 'access', 'alarm', 'arch_prctl', 'bind', 'brk', 'cachestat', 'capget', 'capset',
+  'chdir', 'chmod', 'chown', 'chown32', 'clock_adjtime', 'clock_getres', 'clock_getres_time64', 'clock_gettime',
+  'clock_gettime64', 'clock_nanosleep', 'clock_nanosleep_time64', 'close', 'close_range', 'connect',
+  'copy_file_range', 'creat', 'dup', 'dup2', 'dup3', 'epoll_create', 'epoll_create1', 'epoll_ctl', 'epoll_ctl_old',
+  'epoll_pwait', 'epoll_pwait2', 'epoll_wait', 'epoll_wait_old', 'eventfd', 'eventfd2', 'execve', 'execveat', 'exit',
+  'exit_group', 'faccessat', 'faccessat2', 'fadvise64', 'fadvise64_64', 'fallocate', 'fchdir', 'fchmod', 'fchmodat',
+  'fchmodat2', 'fchown', 'fchown32', 'fchownat', 'fcntl', 'fcntl64', 'fdatasync', 'fgetxattr', 'flistxattr', 'flock',
+  'fork', 'fremovexattr', 'fsetxattr', 'fstat', 'fstat64', 'fstatat64', 'fstatfs', 'fstatfs64', 'fsync', 'ftruncate',
+  'ftruncate64', 'futex', 'futex_requeue', 'futex_time64', 'futex_wait', 'futex_waitv', 'futex_wake', 'futimesat',
+  'get_mempolicy', 'get_robust_list', 'get_thread_area', 'getcpu', 'getcwd', 'getdents', 'getdents64', 'getegid',
+  'getegid32', 'geteuid', 'geteuid32', 'getgid', 'getgid32', 'getgroups', 'getgroups32', 'getitimer', 'getpeername',
+  'getpgid', 'getpgrp', 'getpid', 'getppid', 'getpriority', 'getrandom', 'getresgid', 'getresgid32', 'getresuid',
+  'getresuid32', 'getrlimit', 'getrusage', 'getsid', 'getsockname', 'getsockopt', 'gettid', 'gettimeofday', 'getuid',
+  'getuid32', 'getxattr', 'inotify_add_watch', 'inotify_init', 'inotify_init1', 'inotify_rm_watch', 'io_cancel',
+  'io_destroy', 'io_getevents', 'io_pgetevents', 'io_pgetevents_time64', 'io_setup', 'io_submit', 'ioctl', 'ioprio_get',
+  'ioprio_set', 'ipc', 'kill', 'landlock_add_rule', 'landlock_create_ruleset', 'landlock_restrict_self', 'lchown',
+  'lchown32', 'lgetxattr', 'link', 'linkat', 'listen', 'listxattr', 'llistxattr', '_llseek', 'lremovexattr', 'lseek',
+  'lsetxattr', 'lstat', 'lstat64', 'madvise', 'map_shadow_stack', 'membarrier', 'memfd_create', 'memfd_secret',
+  'mincore', 'mkdir', 'mkdirat', 'mknod', 'mknodat', 'mlock', 'mlock2', 'mlockall', 'mmap', 'mmap2', 'mprotect',
+  'mq_getsetattr', 'mq_notify', 'mq_open', 'mq_timedreceive', 'mq_timedreceive_time64', 'mq_timedsend',
+  'mq_timedsend_time64', 'mq_unlink', 'mremap', 'mseal', 'msgctl', 'msgget', 'msgrcv', 'msgsnd', 'msync', 'munlock',
+  'munlockall', 'munmap', 'name_to_handle_at', 'nanosleep', 'newfstatat', '_newselect', 'open', 'openat', 'openat2',
+  'pause', 'pidfd_open', 'pidfd_send_signal', 'pipe', 'pipe2', 'pkey_alloc', 'pkey_free', 'pkey_mprotect', 'poll',
+  'ppoll', 'ppoll_time64', 'prctl', 'pread64', 'preadv', 'preadv2', 'prlimit64', 'process_mrelease', 'pselect6',
+  'pselect6_time64', 'pwrite64', 'pwritev', 'pwritev2', 'read', 'readahead', 'readlink', 'readlinkat', 'readv',
+  'recv', 'recvfrom', 'recvmmsg', 'recvmmsg_time64', 'recvmsg', 'remap_file_pages', 'removexattr', 'rename',
+  'renameat', 'renameat2', 'restart_syscall', 'rmdir', 'rseq', 'rt_sigaction', 'rt_sigpending', 'rt_sigprocmask',
+  'rt_sigqueueinfo', 'rt_sigreturn', 'rt_sigsuspend', 'rt_sigtimedwait', 'rt_sigtimedwait_time64', 'rt_tgsigqueueinfo',
+  'sched_get_priority_max', 'sched_get_priority_min', 'sched_getaffinity', 'sched_getattr', 'sched_getparam',
+  'sched_getscheduler', 'sched_rr_get_interval', 'sched_rr_get_interval_time64', 'sched_setaffinity', 'sched_setattr',
+  'sched_setparam', 'sched_setscheduler', 'sched_yield', 'seccomp', 'select', 'semctl', 'semget', 'semop',
+  'semtimedop', 'semtimedop_time64', 'send', 'sendfile', 'sendfile64', 'sendmmsg', 'sendmsg', 'sendto',
+  'set_robust_list', 'set_thread_area', 'set_tid_address', 'setfsgid', 'setfsgid32', 'setfsuid', 'setfsuid32',
+  'setgid', 'setgid32', 'setgroups', 'setgroups32', 'setitimer', 'setpgid', 'setpriority', 'setregid', 'setregid32',
+  'setresgid', 'setresgid32', 'setresuid', 'setresuid32', 'setreuid', 'setreuid32', 'setrlimit', 'setsid',
+  'setsockopt', 'setuid', 'setuid32', 'setxattr', 'shmat', 'shmctl', 'shmdt', 'shmget', 'shutdown', 'sigaltstack',
+  'signalfd', 'signalfd4', 'sigprocmask', 'sigreturn', 'socketcall', 'socketpair', 'splice', 'stat', 'stat64',
+  'statfs', 'statfs64', 'statx', 'symlink', 'symlinkat', 'sync', 'sync_file_range', 'syncfs', 'sysinfo', 'tee',
+  'tgkill', 'time', 'timer_create', 'timer_delete', 'timer_getoverrun', 'timer_gettime', 'timer_gettime64',
+  'timer_settime', 'timer_settime64', 'timerfd_create', 'timerfd_gettime', 'timerfd_gettime64', 'timerfd_settime',
+  'timerfd_settime64', 'times', 'tkill', 'truncate', 'truncate64', 'ugetrlimit', 'umask', 'uname', 'unlink',
+  'unlinkat', 'utime', 'utimensat', 'utimensat_time64', 'utimes', 'vfork', 'vmsplice', 'wait4', 'waitid', 'waitpid',
+  'write', 'writev',
+];
+
+/** CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET. */
+const CLONE_NS_MASK = 0x7e020000;
+/** The same plus CLONE_NEWTIME (0x80), which only unshare/clone3 accept (clone uses the low byte for the exit signal). */
+const UNSHARE_NS_MASK = CLONE_NS_MASK | 0x80;
+const ENOSYS = 38;
+const AF_VSOCK = 40;
+
+/** Default-deny (EPERM) profile allowing what busybox, node and python need. */
+export function defaultProfile(): LinuxSeccomp {
+  return {
+    defaultAction: 'SCMP_ACT_ERRNO',
+    defaultErrnoRet: EPERM,
+    architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+    syscalls: [
+      { names: [...DEFAULT_ALLOW], action: 'SCMP_ACT_ALLOW' },
+      // Only the personalities libc and node use (PER_LINUX, UNAME26, PER_LINUX32, query).
+      ...[0x0, 0x8, 0x20000, 0x20008, 0xffffffff].map((v) => ({
+        names: ['personality'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: v, op: 'SCMP_CMP_EQ' as const }],
+      })),
+      // clone without namespace flags (x86_64/x86: flags are argument 0).
+      { names: ['clone'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: CLONE_NS_MASK, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] },
+      // clone3 takes a struct pointer BPF cannot inspect: ENOSYS makes glibc fall back to clone.
+      { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS },
+      { names: ['unshare'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: UNSHARE_NS_MASK, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] },
+      { names: ['socket'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: AF_VSOCK, op: 'SCMP_CMP_NE' }] },
+    ],
+  };
+}

@@ -1,0 +1,295 @@
+// cgroup tests: pure path/conversion logic, then the real cgroupfs of this host (needs root).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FailedPrecondition, InvalidArgument } from '../runtime/errors.js';
+import {
+  type CgroupHandle, type CgroupLayout,
+  addProcess, applyResources, blkioWeightToIoWeight, cgroupHandle, CgroupPool, cpuMaxValue, createCgroup,
+  destroyCgroup, detectCgroupLayout, deviceRuleLine, devicesAllowAll, freeze, hugePageSizeName, killAll,
+  layoutFromMounts, memorySwapV2, normalizeCgroupPath, oomKillCount, parseBlkioV1, parseCgroupNumber,
+  parseIoStatV2, parseMountinfo, pids, procsFiles, sharesToWeight, stats, thaw, UNLIMITED,
+} from '../pools/cgroups.js';
+
+const HYBRID_MOUNTINFO = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:5 - cgroup2 cgroup2 rw
+99 23 0:50 / /mnt/other\\040dir rw - cgroup cgroup rw,pids`;
+
+describe('cgroup pure logic', () => {
+  it('parses mountinfo into a hybrid layout with co-mounted controllers', () => {
+    const l = layoutFromMounts(parseMountinfo(HYBRID_MOUNTINFO));
+    expect(l.mode).toBe('hybrid');
+    expect(l.v1['cpu']).toBe('/sys/fs/cgroup/cpu,cpuacct');
+    expect(l.v1['cpuacct']).toBe('/sys/fs/cgroup/cpu,cpuacct');
+    expect(l.v1['memory']).toBe('/sys/fs/cgroup/memory');
+    expect(l.v1['pids']).toBeUndefined(); // mounted outside the root
+    expect(l.v1['systemd']).toBeUndefined();
+    expect(l.unified).toBe('/sys/fs/cgroup/unified');
+    expect(parseMountinfo(HYBRID_MOUNTINFO)[6]?.mountpoint).toBe('/mnt/other dir');
+  });
+
+  it('recognizes pure v2 and v1', () => {
+    const v2 = layoutFromMounts(parseMountinfo('30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate'));
+    expect(v2.mode).toBe('v2');
+    expect(v2.unified).toBe('/sys/fs/cgroup');
+    const h = cgroupHandle(v2, 'ctr');
+    expect(h.dirs).toEqual({ unified: '/sys/fs/cgroup/spore/ctr' });
+    const v1 = layoutFromMounts(parseMountinfo('35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory'));
+    expect(v1.mode).toBe('v1');
+    expect(() => layoutFromMounts([])).toThrow(InvalidArgument);
+  });
+
+  it('normalizes and validates cgroupsPath', () => {
+    expect(normalizeCgroupPath('/default/ctr1')).toBe('/default/ctr1');
+    expect(normalizeCgroupPath('ctr1')).toBe('/spore/ctr1');
+    expect(normalizeCgroupPath('a//b/./c', '/p')).toBe('/p/a/b/c');
+    expect(() => normalizeCgroupPath('../x')).toThrow(InvalidArgument);
+    expect(() => normalizeCgroupPath('/a/../../x')).toThrow(/\.\./);
+    expect(() => normalizeCgroupPath('system.slice:spore:ctr1')).toThrow(/systemd cgroup driver not supported/);
+    expect(() => normalizeCgroupPath('/sys/fs/cgroup/memory/x')).toThrow(InvalidArgument);
+    expect(() => normalizeCgroupPath('/')).toThrow(InvalidArgument);
+    expect(() => normalizeCgroupPath('')).toThrow(InvalidArgument);
+  });
+
+  it('converts values', () => {
+    expect(sharesToWeight(2)).toBe(1);
+    expect(sharesToWeight(1024)).toBe(39);
+    expect(sharesToWeight(262144)).toBe(10000);
+    expect(blkioWeightToIoWeight(10)).toBe(1);
+    expect(blkioWeightToIoWeight(1000)).toBe(10000);
+    expect(memorySwapV2(undefined, 100)).toBeUndefined();
+    expect(memorySwapV2(300, 100)).toBe(200);
+    expect(memorySwapV2(-1, 100)).toBe('max');
+    expect(memorySwapV2(undefined, -1)).toBe('max');
+    expect(() => memorySwapV2(50, 100)).toThrow(InvalidArgument);
+    expect(() => memorySwapV2(50, undefined)).toThrow(InvalidArgument);
+    expect(cpuMaxValue(50000, 100000)).toBe('50000 100000');
+    expect(cpuMaxValue(undefined, 20000)).toBe('max 20000');
+    expect(cpuMaxValue(-1, undefined, 50000)).toBe('max 50000');
+    expect(deviceRuleLine({ type: 'c', major: 1, minor: 3, access: 'rwm' })).toBe('c 1:3 rwm');
+    expect(deviceRuleLine({ major: null })).toBe('a *:* rwm');
+    expect(() => deviceRuleLine({ type: 'x' })).toThrow(InvalidArgument);
+    expect(devicesAllowAll([])).toBe(true);
+    expect(devicesAllowAll([{ allow: true, access: 'rwm' }])).toBe(true);
+    expect(devicesAllowAll([{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }])).toBe(false);
+    expect(hugePageSizeName('hugepages-2048kB')).toBe('2MB');
+    expect(hugePageSizeName('hugepages-1048576kB')).toBe('1GB');
+    expect(parseCgroupNumber('max')).toBe(UNLIMITED);
+    expect(parseCgroupNumber('9223372036854771712')).toBe(UNLIMITED);
+    expect(parseCgroupNumber('4096\n')).toBe(4096);
+    expect(parseBlkioV1('8:0 Read 10\n8:0 Write 20\nTotal 30\n')).toEqual([
+      { major: 8, minor: 0, op: 'Read', value: 10 }, { major: 8, minor: 0, op: 'Write', value: 20 },
+    ]);
+    expect(parseIoStatV2('259:0 rbytes=5 wbytes=6')).toEqual([
+      { major: 259, minor: 0, op: 'rbytes', value: 5 }, { major: 259, minor: 0, op: 'wbytes', value: 6 },
+    ]);
+  });
+});
+
+// ---- real cgroupfs ----------------------------------------------------------------------
+
+const PARENT = `/spore-test-${process.pid}`;
+const MiB = 1 << 20;
+// The real interpreter, not a pyenv shim (a shell script that would run under the limit too).
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+const children: ChildProcess[] = [];
+
+/** A child that waits on stdin before exec'ing, so it can be put into the cgroup first. */
+function gated(cmd: string): { child: ChildProcess; go: () => void; exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  const child = spawn('/bin/sh', ['-c', `read x; exec ${cmd}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+  children.push(child);
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
+  return { child, go: () => child.stdin?.end('go\n'), exit };
+}
+
+function procState(pid: number): string {
+  return /State:\s+(\S)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?';
+}
+
+function read(file: string): string {
+  return readFileSync(file, 'utf8').trim();
+}
+
+describe('cgroups on the real cgroupfs', () => {
+  let layout: CgroupLayout;
+  const handles: CgroupHandle[] = [];
+  const handle = (name: string): CgroupHandle => {
+    const h = cgroupHandle(layout, name, { parent: PARENT });
+    handles.push(h);
+    return h;
+  };
+
+  beforeAll(() => {
+    layout = detectCgroupLayout();
+  });
+
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const h of handles) {
+      try { killAll(h); } catch { /* ignore */ }
+    }
+    const deadline = Date.now() + 2000;
+    for (const h of handles) {
+      while (pids(h).length && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      destroyCgroup(h);
+    }
+    destroyCgroup(cgroupHandle(layout, PARENT));
+  });
+
+  it('detects a layout matching /proc/self/mountinfo', () => {
+    const mi = readFileSync('/proc/self/mountinfo', 'utf8');
+    for (const [ctrl, mnt] of Object.entries(layout.v1)) {
+      expect(mi).toMatch(new RegExp(` ${mnt.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} .* - cgroup cgroup .*\\b${ctrl}\\b`));
+    }
+    const hasCgroup2 = / - cgroup2 /.test(mi);
+    const hasV1 = / - cgroup /.test(mi);
+    expect(layout.mode).toBe(hasV1 ? (hasCgroup2 ? 'hybrid' : 'v1') : 'v2');
+    if (hasCgroup2) expect(layout.unified).toBeDefined();
+  });
+
+  it('rejects escaping paths with InvalidArgument', () => {
+    expect(() => cgroupHandle(layout, '../x')).toThrow(InvalidArgument);
+  });
+
+  it('creates with limits, tracks, freezes, accounts and destroys', async () => {
+    const h = handle('ctr1');
+    const { warnings } = createCgroup(h, {
+      memory: { limit: 32 * MiB },
+      pids: { limit: 16 },
+      cpu: { quota: 50000, period: 100000, shares: 512 },
+    });
+    expect(warnings).toEqual([]);
+    if (layout.mode === 'v2') {
+      expect(read(`${h.dirs['unified']}/memory.max`)).toBe(String(32 * MiB));
+      expect(read(`${h.dirs['unified']}/pids.max`)).toBe('16');
+      expect(read(`${h.dirs['unified']}/cpu.max`)).toBe('50000 100000');
+    } else {
+      expect(read(`${h.dirs['memory']}/memory.limit_in_bytes`)).toBe(String(32 * MiB));
+      expect(read(`${h.dirs['pids']}/pids.max`)).toBe('16');
+      expect(read(`${h.dirs['cpu']}/cpu.cfs_quota_us`)).toBe('50000');
+      expect(read(`${h.dirs['cpu']}/cpu.cfs_period_us`)).toBe('100000');
+      expect(read(`${h.dirs['cpu']}/cpu.shares`)).toBe('512');
+    }
+    expect(procsFiles(h).length).toBeGreaterThan(0);
+
+    const g = gated('sleep 30');
+    const pid = g.child.pid!;
+    addProcess(h, pid);
+    g.go();
+    await new Promise((r) => setTimeout(r, 100)); // let it exec sleep (charges memory to the cgroup)
+    expect(pids(h)).toEqual([pid]);
+
+    freeze(h);
+    expect(['D', 'T', 't']).toContain(procState(pid));
+    thaw(h);
+    expect(['S', 'R']).toContain(procState(pid));
+
+    const s = stats(h);
+    expect(s.memory?.usage.usage).toBeGreaterThan(0);
+    expect(s.memory?.usage.limit).toBe(32 * MiB);
+    expect(s.pids).toEqual({ current: 1, limit: 16 });
+    expect(s.cpu?.usage.total).toBeGreaterThan(0);
+    expect(JSON.parse(JSON.stringify(s))).toEqual(s); // plain serializable data
+
+    expect(killAll(h, 'SIGKILL')).toBe(1);
+    expect((await g.exit).signal).toBe('SIGKILL');
+    destroyCgroup(h);
+    for (const d of Object.values(h.dirs)) expect(existsSync(d)).toBe(false);
+    destroyCgroup(h); // idempotent
+  });
+
+  it('rejects values the kernel refuses with InvalidArgument naming the file', () => {
+    const h = handle('bad');
+    createCgroup(h);
+    expect(() => applyResources(h, { cpu: { cpus: '99999' } })).toThrow(/cpuset\.cpus.*99999/);
+    expect(() => applyResources(h, { unified: { 'memory.max': '1' } })).toThrow(layout.mode === 'v2' ? Error : InvalidArgument);
+    destroyCgroup(h);
+  });
+
+  it('enforces the memory limit: 128 MiB allocation in a 32 MiB cgroup is OOM-killed', async () => {
+    const h = handle('oom');
+    createCgroup(h, { memory: { limit: 32 * MiB, swap: 32 * MiB } });
+    expect(oomKillCount(h)).toBe(0);
+    const g = gated(`${PYTHON} -c "b = b'x' * (128 << 20); print(len(b))"`);
+    addProcess(h, g.child.pid!);
+    g.go();
+    const r = await g.exit;
+    expect(r.signal).toBe('SIGKILL');
+    expect(oomKillCount(h)).toBeGreaterThanOrEqual(1);
+    destroyCgroup(h);
+  });
+
+  it('pool acquire/release recycles and scrubs', async () => {
+    const pool = new CgroupPool(layout, { size: 2, parent: `${PARENT}/pool` });
+    try {
+      pool.fill();
+      expect(pool.snapshot()).toMatchObject({ free: 2, inUse: 0, created: 2 });
+      const { handle: a } = pool.acquire({ memory: { limit: 64 * MiB }, pids: { limit: 8 } });
+      const memDir = layout.mode === 'v2' ? a.dirs['unified']! : a.dirs['memory']!;
+      const limitFile = layout.mode === 'v2' ? 'memory.max' : 'memory.limit_in_bytes';
+      expect(read(`${memDir}/${limitFile}`)).toBe(String(64 * MiB));
+      const g = gated('sleep 30');
+      addProcess(a, g.child.pid!);
+      g.go();
+      expect(pids(a)).toEqual([g.child.pid]);
+      pool.release(a);
+      expect((await g.exit).signal).toBe('SIGKILL');
+      expect(pids(a)).toEqual([]);
+      expect(parseCgroupNumber(read(`${memDir}/${limitFile}`))).toBe(UNLIMITED);
+      expect(pool.snapshot()).toMatchObject({ free: 2, inUse: 0, acquires: 1, releases: 1 });
+      // FIFO free list: the released cgroup comes back after the other one.
+      const { handle: b } = pool.acquire();
+      const { handle: c } = pool.acquire();
+      expect(c.poolIndex).toBe(a.poolIndex);
+      const { handle: d } = pool.acquire(); // pool empty: created on the spot
+      expect(pool.snapshot()).toMatchObject({ misses: 1, created: 3, inUse: 3 });
+      for (const x of [b, c, d]) pool.release(x);
+      expect(() => pool.release(b)).toThrow(/not in use/);
+    } finally {
+      pool.close();
+    }
+    for (const dir of Object.values(cgroupHandle(layout, `${PARENT}/pool`).dirs)) expect(existsSync(dir)).toBe(false);
+  });
+  it('v2 code paths on the unified mount of a hybrid host (freeze, kill, destroy)', async () => {
+    if (layout.mode !== 'hybrid' || !layout.unified) return; // pure v2 is covered above
+    const u = layout.unified;
+    const rootCtl = read(`${u}/cgroup.subtree_control`);
+    const v2: CgroupLayout = { mode: 'v2', root: layout.root, v1: {}, unified: u, unifiedControllers: layout.unifiedControllers };
+    const h = cgroupHandle(v2, 'v2ctr', { parent: PARENT });
+    handles.push(h);
+    try {
+      createCgroup(h);
+      expect(Object.keys(h.dirs)).toEqual(['unified']);
+      // Only hugetlb is delegated here: asking for memory must fail loudly, not silently.
+      expect(() => applyResources(h, { memory: { limit: 32 * MiB } })).toThrow(FailedPrecondition);
+      expect(() => applyResources(h, { unified: { 'cgroup.max.depth': '1' } })).toThrow(InvalidArgument);
+      expect(applyResources(h, { devices: [{ allow: false, access: 'rwm' }] }).warnings[0]).toMatch(/eBPF/);
+      const g = gated('sleep 30');
+      addProcess(h, g.child.pid!);
+      g.go();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(pids(h)).toEqual([g.child.pid]);
+      freeze(h);
+      expect(read(`${h.dirs['unified']}/cgroup.events`)).toMatch(/frozen 1/);
+      thaw(h);
+      expect(read(`${h.dirs['unified']}/cgroup.events`)).toMatch(/frozen 0/);
+      expect(stats(h).mode).toBe('v2');
+      expect(killAll(h, 'SIGKILL')).toBe(1); // cgroup.kill
+      expect((await g.exit).signal).toBe('SIGKILL');
+      destroyCgroup(h);
+      expect(existsSync(h.dirs['unified']!)).toBe(false);
+    } finally {
+      destroyCgroup(h);
+      destroyCgroup(cgroupHandle(v2, PARENT));
+      // createCgroup delegated controllers from the root: put the host back as it was.
+      for (const c of read(`${u}/cgroup.subtree_control`).split(/\s+/).filter(Boolean)) {
+        if (!rootCtl.split(/\s+/).includes(c)) writeFileSync(`${u}/cgroup.subtree_control`, `-${c}`);
+      }
+    }
+    expect(read(`${u}/cgroup.subtree_control`)).toBe(rootCtl);
+  });
+});
