@@ -1,0 +1,108 @@
+// Messages between spored and a process-engine seed. The seed is a child of spored
+// connected by Node's IPC channel ('advanced' serialization, so Buffers pass as-is).
+// Everything is plain data: a plan can be logged, diffed and replayed in a test.
+
+/** A mount the child performs, with options already parsed into flags/data. */
+export interface MountStep {
+  destination: string; // absolute path inside the container
+  source: string;
+  type: string; // '' for bind
+  flags: number; // MS_* for the first mount call
+  propagation: number; // MS_{PRIVATE,SLAVE,SHARED,UNBINDABLE}|MS_REC, applied after
+  data: string;
+  bind: boolean;
+  remountFlags: number; // flags for the MS_REMOUNT|MS_BIND pass of a bind mount (0 = none)
+  /** for type 'cgroup' on v1/hybrid hosts: the container's dir per controller mount */
+  cgroupV1?: { name: string; hostDir: string }[];
+}
+
+export interface DeviceNode {
+  path: string;
+  type: 'c' | 'b' | 'p' | 'u';
+  major: number;
+  minor: number;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface Stdio {
+  stdin: string; // host path of a FIFO or file, '' = /dev/null
+  stdout: string;
+  stderr: string;
+  /** host path of a pty slave; when set it replaces stdin/stdout/stderr */
+  terminal: string;
+}
+
+export interface ProcessPlan {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  umask: number;
+  caps: { bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: number[] };
+  rlimits: { resource: number; soft: bigint; hard: bigint }[];
+  noNewPrivileges: boolean;
+  oomScoreAdj: number | null;
+  seccomp: { bpf: Buffer; flags: number } | null;
+  stdio: Stdio;
+}
+
+export interface NamespaceStep {
+  type: 'mount' | 'network' | 'ipc' | 'uts' | 'cgroup' | 'pid' | 'user' | 'time';
+  /** path to join; null = create a new one */
+  path: string | null;
+}
+
+/** Everything the forked child needs to become a container's init. */
+export interface InitPlan {
+  kind: 'init';
+  id: string;
+  rootfs: string; // absolute host path
+  readonlyRoot: boolean;
+  rootPropagation: number;
+  namespaces: NamespaceStep[];
+  hostname: string | null;
+  domainname: string | null;
+  mounts: MountStep[];
+  devices: DeviceNode[];
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  sysctl: Record<string, string>;
+  cgroupProcs: string[]; // host cgroup.procs files to write "0" into
+  process: ProcessPlan;
+}
+
+/** A process joining a running container (Task Exec). */
+export interface ExecPlan {
+  kind: 'exec';
+  id: string;
+  execId: string;
+  targetPid: number; // host pid of the container's init
+  namespaces: NamespaceStep[]; // paths under /proc/<targetPid>/ns
+  cgroupProcs: string[];
+  process: ProcessPlan;
+}
+
+export type SpawnPlan = InitPlan | ExecPlan;
+
+// --- requests (spored -> seed) ------------------------------------------------------
+export type SeedRequest =
+  | { op: 'spawn'; seq: number; key: string; plan: SpawnPlan }
+  | { op: 'start'; seq: number; key: string }
+  | { op: 'abort'; seq: number; key: string }
+  | { op: 'ping'; seq: number };
+
+// --- replies and events (seed -> spored) --------------------------------------------
+export type SeedReply =
+  | { type: 'reply'; seq: number; ok: true; pid?: number; warnings?: string[]; timings?: Record<string, number> }
+  | { type: 'reply'; seq: number; ok: false; error: string; phase: string; errno?: number }
+  | { type: 'exit'; pid: number; status: number }
+  | { type: 'ready'; pid: number };
+
+/** What the child writes on its status pipe, one JSON object per line. */
+export type ChildStatus =
+  | { s: 'ready'; warnings: string[]; t: Record<string, number> }
+  | { s: 'error'; phase: string; message: string; errno?: number };

@@ -1,0 +1,174 @@
+// The process engine's root seed: a resident, single-threaded Node process (started by
+// spored with --single-threaded) that forks sandboxes. It holds what every fork needs
+// prepared once (libc bindings, the child code already loaded, its own pid-namespace fd)
+// and is the parent — and so the reaper — of every container init and exec process.
+// Run only via SeedClient; it talks to spored over the IPC channel.
+import net from 'node:net';
+import * as sys from '../../sys/libc.js';
+import { runChild } from './container-init.js';
+import type { ChildStatus, SeedReply, SeedRequest, SpawnPlan } from './protocol.js';
+
+interface Pending {
+  pid: number;
+  startW: number;
+  status: net.Socket;
+  lines: ChildStatus[];
+  waiter: ((s: ChildStatus | null) => void) | null;
+  ended: boolean;
+}
+
+const pending = new Map<string, Pending>();
+let ownPidNs = -1;
+
+function send(msg: SeedReply): void {
+  if (process.send) process.send(msg);
+}
+
+function nextStatus(p: Pending): Promise<ChildStatus | null> {
+  const first = p.lines.shift();
+  if (first) return Promise.resolve(first);
+  if (p.ended) return Promise.resolve(null);
+  return new Promise((resolve) => { p.waiter = resolve; });
+}
+
+function watchStatus(p: Pending): void {
+  let buf = '';
+  p.status.setEncoding('utf8');
+  p.status.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let msg: ChildStatus;
+      try { msg = JSON.parse(line) as ChildStatus; } catch { msg = { s: 'error', phase: 'protocol', message: `bad status line: ${line.slice(0, 200)}` }; }
+      if (p.waiter) { const w = p.waiter; p.waiter = null; w(msg); } else p.lines.push(msg);
+    }
+  });
+  const end = (): void => {
+    p.ended = true;
+    if (p.waiter) { const w = p.waiter; p.waiter = null; w(null); }
+  };
+  p.status.on('end', end);
+  p.status.on('error', end);
+  p.status.on('close', end);
+}
+
+/** Fork with pid_ns_for_children pointed at the plan's pid namespace, then reset it. */
+function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
+  let pidNsPath: string | null | undefined;
+  if (plan.kind === 'exec') pidNsPath = `/proc/${plan.targetPid}/ns/pid`;
+  else {
+    const step = plan.namespaces.find((n) => n.type === 'pid');
+    pidNsPath = step ? step.path : undefined; // undefined: stay in the seed's pid ns
+  }
+  if (pidNsPath === null) sys.unshare(sys.CLONE.NEWPID);
+  else if (pidNsPath !== undefined) {
+    const fd = sys.open(pidNsPath, sys.O.RDONLY | sys.O.CLOEXEC);
+    try { sys.setns(fd, sys.CLONE.NEWPID); } finally { sys.close(fd); }
+  }
+  try {
+    sys.prepareFork();
+    const pid = sys.fork();
+    if (pid === 0) runChild(plan, startR, statusW);
+    return pid;
+  } finally {
+    if (pidNsPath !== undefined) sys.setns(ownPidNs, sys.CLONE.NEWPID);
+  }
+}
+
+async function spawn(seq: number, key: string, plan: SpawnPlan): Promise<void> {
+  if (pending.has(key)) {
+    send({ type: 'reply', seq, ok: false, error: `${key} is already being created`, phase: 'seed' });
+    return;
+  }
+  const [startR, startW] = sys.pipe();
+  const [statusR, statusW] = sys.pipe();
+  let pid: number;
+  try {
+    pid = forkInto(plan, startR, statusW);
+  } catch (e) {
+    for (const fd of [startR, startW, statusR, statusW]) sys.close(fd);
+    send({ type: 'reply', seq, ok: false, error: (e as Error).message, phase: 'fork' });
+    return;
+  }
+  sys.close(startR);
+  sys.close(statusW);
+  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
+  watchStatus(p);
+  pending.set(key, p);
+  const st = await nextStatus(p);
+  if (st && st.s === 'ready') {
+    send({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: st.t });
+    return;
+  }
+  drop(key, p);
+  if (st && st.s === 'error') send({ type: 'reply', seq, ok: false, error: st.message, phase: st.phase, ...(st.errno !== undefined ? { errno: st.errno } : {}) });
+  else send({ type: 'reply', seq, ok: false, error: 'sandbox process exited during setup', phase: 'setup' });
+}
+
+async function start(seq: number, key: string): Promise<void> {
+  const p = pending.get(key);
+  if (!p) {
+    send({ type: 'reply', seq, ok: false, error: `${key} is not waiting to start`, phase: 'seed' });
+    return;
+  }
+  try {
+    sys.write(p.startW, Buffer.from([1]));
+  } catch (e) {
+    drop(key, p);
+    send({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
+    return;
+  }
+  // EOF on the CLOEXEC status pipe means execve succeeded; a line means it did not.
+  const st = await nextStatus(p);
+  drop(key, p);
+  if (st && st.s === 'error') send({ type: 'reply', seq, ok: false, error: st.message, phase: st.phase, ...(st.errno !== undefined ? { errno: st.errno } : {}) });
+  else send({ type: 'reply', seq, ok: true, pid: p.pid });
+}
+
+function drop(key: string, p: Pending): void {
+  pending.delete(key);
+  if (p.startW >= 0) { sys.close(p.startW); p.startW = -1; }
+  p.status.destroy();
+}
+
+function abort(seq: number, key: string): void {
+  const p = pending.get(key);
+  if (p) {
+    try { sys.kill(p.pid, 9); } catch { /* already gone */ }
+    drop(key, p);
+  }
+  send({ type: 'reply', seq, ok: true });
+}
+
+function reapAll(): void {
+  for (;;) {
+    const r = sys.reapOne();
+    if (!r) return;
+    send({ type: 'exit', pid: r.pid, status: r.status });
+  }
+}
+
+function main(): void {
+  sys.prctl(sys.PR.SET_CHILD_SUBREAPER, 1);
+  ownPidNs = sys.open('/proc/self/ns/pid', sys.O.RDONLY | sys.O.CLOEXEC);
+  process.on('SIGCHLD', reapAll);
+  process.on('message', (raw: unknown) => {
+    const req = raw as SeedRequest;
+    switch (req.op) {
+      case 'spawn': void spawn(req.seq, req.key, req.plan); break;
+      case 'start': void start(req.seq, req.key); break;
+      case 'abort': abort(req.seq, req.key); break;
+      case 'ping': send({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
+      default: break;
+    }
+  });
+  // spored gone: the seed has nobody to report to. Containers keep running (they are
+  // reparented); `containerd-shim-spore-v2 delete` cleans up after a dead daemon.
+  process.on('disconnect', () => process.exit(0));
+  reapAll();
+  send({ type: 'ready', pid: process.pid });
+}
+
+main();

@@ -1,0 +1,307 @@
+// The one place spore calls libc. Every wrapper checks the return value and throws a
+// SyscallError carrying errno, so callers never see -1. x86_64 Linux only (syscall
+// numbers below); other arches need their own table.
+import koffi from 'koffi';
+import { readFileSync } from 'node:fs';
+import { SyscallError } from '../errors.js';
+
+const lib = koffi.load('libc.so.6');
+
+// --- constants (linux/x86_64) -------------------------------------------------------
+export const CLONE = {
+  NEWNS: 0x00020000,
+  NEWCGROUP: 0x02000000,
+  NEWUTS: 0x04000000,
+  NEWIPC: 0x08000000,
+  NEWUSER: 0x10000000,
+  NEWPID: 0x20000000,
+  NEWNET: 0x40000000,
+  NEWTIME: 0x00000080,
+} as const;
+
+export const MS = {
+  RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, SYNCHRONOUS: 16, REMOUNT: 32, MANDLOCK: 64,
+  DIRSYNC: 128, NOSYMFOLLOW: 256, NOATIME: 1024, NODIRATIME: 2048, BIND: 4096, MOVE: 8192,
+  REC: 16384, SILENT: 32768, UNBINDABLE: 1 << 17, PRIVATE: 1 << 18, SLAVE: 1 << 19,
+  SHARED: 1 << 20, RELATIME: 1 << 21, STRICTATIME: 1 << 24, LAZYTIME: 1 << 25,
+} as const;
+
+export const MNT_DETACH = 2;
+
+export const O = {
+  RDONLY: 0, WRONLY: 1, RDWR: 2, CREAT: 0o100, EXCL: 0o200, NOCTTY: 0o400, TRUNC: 0o1000,
+  APPEND: 0o2000, NONBLOCK: 0o4000, DIRECTORY: 0o200000, NOFOLLOW: 0o400000, CLOEXEC: 0o2000000,
+  PATH: 0o10000000,
+} as const;
+
+export const PR = {
+  SET_PDEATHSIG: 1, SET_KEEPCAPS: 8, SET_NAME: 15, CAPBSET_DROP: 24, SET_SECUREBITS: 28,
+  SET_CHILD_SUBREAPER: 36, SET_NO_NEW_PRIVS: 38, CAP_AMBIENT: 47,
+} as const;
+export const PR_CAP_AMBIENT_RAISE = 2;
+export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+
+export const MADV_DOFORK = 11;
+export const WNOHANG = 1;
+export const AT_FDCWD = -100;
+
+const SYS = {
+  pivot_root: 155,
+  capget: 125,
+  capset: 126,
+  seccomp: 317,
+  pidfd_open: 434,
+  close_range: 436,
+  prlimit64: 302,
+} as const;
+
+// --- raw bindings -------------------------------------------------------------------
+const c = {
+  fork: lib.func('int fork()'),
+  _exit: lib.func('void _exit(int)'),
+  getpid: lib.func('int getpid()'),
+  setsid: lib.func('int setsid()'),
+  unshare: lib.func('int unshare(int)'),
+  setns: lib.func('int setns(int, int)'),
+  mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
+  umount2: lib.func('int umount2(const char *, int)'),
+  chdir: lib.func('int chdir(const char *)'),
+  fchdir: lib.func('int fchdir(int)'),
+  chroot: lib.func('int chroot(const char *)'),
+  sethostname: lib.func('int sethostname(const char *, size_t)'),
+  setdomainname: lib.func('int setdomainname(const char *, size_t)'),
+  setgroups: lib.func('int setgroups(size_t, const uint32_t *)'),
+  setresuid: lib.func('int setresuid(uint32_t, uint32_t, uint32_t)'),
+  setresgid: lib.func('int setresgid(uint32_t, uint32_t, uint32_t)'),
+  prctl: lib.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)'),
+  syscallStr2: lib.func('long syscall(long, const char *, const char *)'),
+  syscallPtr2: lib.func('long syscall(long, void *, void *)'),
+  syscall3: lib.func('long syscall(long, long, long, long)'),
+  syscallSeccomp: lib.func('long syscall(long, long, long, void *)'),
+  open: lib.func('int open(const char *, int, uint32_t)'),
+  close: lib.func('int close(int)'),
+  dup2: lib.func('int dup2(int, int)'),
+  dup3: lib.func('int dup3(int, int, int)'),
+  fcntl: lib.func('int fcntl(int, int, int)'),
+  read: lib.func('long read(int, _Out_ uint8_t *, size_t)'),
+  write: lib.func('long write(int, const uint8_t *, size_t)'),
+  pipe2: lib.func('int pipe2(_Out_ int *, int)'),
+  execve: lib.func('int execve(const char *, const char **, const char **)'),
+  waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
+  kill: lib.func('int kill(int, int)'),
+  ioctlPtr: lib.func('int ioctl(int, unsigned long, void *)'),
+  ioctlInt: lib.func('int ioctl(int, unsigned long, unsigned long)'),
+  mknod: lib.func('int mknod(const char *, uint32_t, uint64_t)'),
+  chown: lib.func('int chown(const char *, uint32_t, uint32_t)'),
+  umask: lib.func('uint32_t umask(uint32_t)'),
+  madvise: lib.func('int madvise(uintptr_t, size_t, int)'),
+  setrlimit: lib.func('int setrlimit(int, const uint64_t *)'),
+  grantpt: lib.func('int grantpt(int)'),
+  unlockpt: lib.func('int unlockpt(int)'),
+  ptsname_r: lib.func('int ptsname_r(int, _Out_ uint8_t *, size_t)'),
+};
+
+function check(name: string, rc: number | bigint, detail?: string): number {
+  const n = Number(rc);
+  if (n < 0) throw new SyscallError(name, koffi.errno(), detail);
+  return n;
+}
+
+// --- process ------------------------------------------------------------------------
+/** fork(2). Callers in a Node process must call prepareFork() first (see there). */
+export function fork(): number { return check('fork', c.fork()); }
+export function exit(code: number): never { c._exit(code); throw new Error('unreachable'); }
+export function getpid(): number { return c.getpid(); }
+export function setsid(): number { return check('setsid', c.setsid()); }
+export function kill(pid: number, sig: number): void { check('kill', c.kill(pid, sig), String(pid)); }
+
+export interface WaitResult { pid: number; status: number }
+/** Non-blocking reap of any child; null when none is ready. */
+export function reapOne(): WaitResult | null {
+  const st = [0];
+  const pid = c.waitpid(-1, st, WNOHANG);
+  if (pid <= 0) return null;
+  return { pid, status: st[0] ?? 0 };
+}
+/** Decode a wait status into the shell-style exit code containerd reports (128+sig). */
+export function exitCodeOf(status: number): number {
+  const sig = status & 0x7f;
+  if (sig === 0) return (status >> 8) & 0xff;
+  return 128 + sig;
+}
+
+/**
+ * V8 marks its heap MADV_DONTFORK, so a forked child would fault on the first JS object it
+ * touches. Re-allow forking of the whole user address space right before fork. Scanning
+ * /proc/self/maps per mapping is not enough: the scan itself allocates, and V8 maps new
+ * DONTFORK pages mid-scan. madvise() over a range with holes still applies to every
+ * mapping in it (and reports ENOMEM), but aborts on special mappings ([vvar], [vdso]),
+ * so the range is split around them; those never move and are looked up once.
+ */
+const USER_TOP = 0x7ffffffff000n;
+let forkRanges: [bigint, bigint][] | null = null;
+
+function computeForkRanges(): [bigint, bigint][] {
+  const special: [bigint, bigint][] = [];
+  for (const line of readFileSync('/proc/self/maps', 'latin1').split('\n')) {
+    if (!line.includes('[v')) continue;
+    const dash = line.indexOf('-');
+    const space = line.indexOf(' ');
+    const a = BigInt('0x' + line.slice(0, dash));
+    const b = BigInt('0x' + line.slice(dash + 1, space));
+    if (a < USER_TOP) special.push([a, b]);
+  }
+  special.sort((x, y) => (x[0] < y[0] ? -1 : 1));
+  const ranges: [bigint, bigint][] = [];
+  let at = 0x1000n;
+  for (const [a, b] of special) {
+    if (a > at) ranges.push([at, a]);
+    at = b > at ? b : at;
+  }
+  if (at < USER_TOP) ranges.push([at, USER_TOP]);
+  return ranges;
+}
+
+export function prepareFork(): void {
+  forkRanges ??= computeForkRanges();
+  for (const [a, b] of forkRanges) c.madvise(a, b - a, MADV_DOFORK);
+}
+
+// --- namespaces, mounts -------------------------------------------------------------
+export function unshare(flags: number): void { check('unshare', c.unshare(flags), flags.toString(16)); }
+export function setns(fd: number, nstype: number): void { check('setns', c.setns(fd, nstype), String(fd)); }
+export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
+  check('mount', c.mount(source, target, fstype, flags, data), `${source ?? ''} -> ${target} (${fstype ?? ''})`);
+}
+export function umount2(target: string, flags: number): void { check('umount2', c.umount2(target, flags), target); }
+export function pivotRoot(newRoot: string, putOld: string): void {
+  check('pivot_root', c.syscallStr2(SYS.pivot_root, newRoot, putOld) as unknown as number, newRoot);
+}
+export function chdir(path: string): void { check('chdir', c.chdir(path), path); }
+export function fchdir(fd: number): void { check('fchdir', c.fchdir(fd)); }
+export function chroot(path: string): void { check('chroot', c.chroot(path), path); }
+export function sethostname(name: string): void { check('sethostname', c.sethostname(name, Buffer.byteLength(name))); }
+export function setdomainname(name: string): void { check('setdomainname', c.setdomainname(name, Buffer.byteLength(name))); }
+export function mknod(path: string, mode: number, major: number, minor: number): void {
+  // glibc makedev encoding
+  const dev = (BigInt(major & 0xfff) << 8n) | BigInt(minor & 0xff) | (BigInt(minor & ~0xff) << 12n) | (BigInt(major & ~0xfff) << 32n);
+  check('mknod', c.mknod(path, mode, dev), path);
+}
+export function chown(path: string, uid: number, gid: number): void { check('chown', c.chown(path, uid, gid), path); }
+export function umask(mask: number): number { return c.umask(mask); }
+
+// --- credentials, capabilities, limits ----------------------------------------------
+export function setgroups(gids: number[]): void { check('setgroups', c.setgroups(gids.length, gids.length ? gids : null)); }
+export function setresuid(uid: number): void { check('setresuid', c.setresuid(uid, uid, uid), String(uid)); }
+export function setresgid(gid: number): void { check('setresgid', c.setresgid(gid, gid, gid), String(gid)); }
+export function prctl(option: number, a = 0, b = 0, cc = 0, d = 0): number {
+  return check('prctl', c.prctl(option, a, b, cc, d), String(option));
+}
+
+/** capset(2) with _LINUX_CAPABILITY_VERSION_3 (two 32-bit words per set). */
+export function capset(effective: bigint, permitted: bigint, inheritable: bigint): void {
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt32LE(0x20080522, 0);
+  hdr.writeInt32LE(0, 4);
+  const data = Buffer.alloc(24);
+  const words = [effective, permitted, inheritable];
+  for (let i = 0; i < 2; i++) {
+    for (let s = 0; s < 3; s++) {
+      data.writeUInt32LE(Number(((words[s] ?? 0n) >> BigInt(32 * i)) & 0xffffffffn), i * 12 + s * 4);
+    }
+  }
+  check('capset', c.syscallPtr2(SYS.capset, hdr, data) as unknown as number);
+}
+
+export function setrlimit(resource: number, soft: bigint, hard: bigint): void {
+  check('setrlimit', c.setrlimit(resource, [soft, hard]), String(resource));
+}
+
+// --- seccomp ------------------------------------------------------------------------
+/** Install a classic-BPF seccomp program (struct sock_filter[]) for this thread. */
+export function seccompInstall(bpf: Buffer, flags: number): void {
+  const prog = Buffer.alloc(16);
+  prog.writeUInt16LE(bpf.length / 8, 0);
+  const ptr = koffi.address(bpf);
+  prog.writeBigUInt64LE(BigInt(ptr), 8);
+  // SECCOMP_SET_MODE_FILTER = 1
+  check('seccomp', c.syscallSeccomp(SYS.seccomp, 1, flags, prog) as unknown as number);
+}
+
+// --- file descriptors ---------------------------------------------------------------
+export function open(path: string, flags: number, mode = 0o644): number { return check('open', c.open(path, flags, mode), path); }
+export function close(fd: number): void { c.close(fd); }
+export function dup2(from: number, to: number): void { check('dup2', c.dup2(from, to), `${from}->${to}`); }
+export function dup3(from: number, to: number, flags: number): void { check('dup3', c.dup3(from, to, flags), `${from}->${to}`); }
+export function setCloexec(fd: number, on: boolean): void {
+  const F_SETFD = 2;
+  check('fcntl', c.fcntl(fd, F_SETFD, on ? 1 : 0));
+}
+export function setNonblock(fd: number, on: boolean): void {
+  const F_GETFL = 3, F_SETFL = 4;
+  const fl = check('fcntl', c.fcntl(fd, F_GETFL, 0));
+  check('fcntl', c.fcntl(fd, F_SETFL, on ? fl | O.NONBLOCK : fl & ~O.NONBLOCK));
+}
+/** Blocking read of up to n bytes; returns what was read (empty at EOF). */
+export function read(fd: number, n: number): Buffer {
+  const buf = Buffer.alloc(n);
+  for (;;) {
+    const r = Number(c.read(fd, buf, n));
+    if (r >= 0) return buf.subarray(0, r);
+    if (koffi.errno() !== 4) throw new SyscallError('read', koffi.errno());
+  }
+}
+export function write(fd: number, data: Buffer): void {
+  let off = 0;
+  while (off < data.length) {
+    const r = Number(c.write(fd, data.subarray(off), data.length - off));
+    if (r < 0) {
+      if (koffi.errno() === 4) continue;
+      throw new SyscallError('write', koffi.errno());
+    }
+    off += r;
+  }
+}
+export function pipe(flags = O.CLOEXEC): [number, number] {
+  const fds = [0, 0];
+  check('pipe2', c.pipe2(fds, flags));
+  return [fds[0] ?? -1, fds[1] ?? -1];
+}
+/** close_range(2): closes every fd >= first (the kernel does the walk). */
+export function closeFrom(first: number): void {
+  check('close_range', c.syscall3(SYS.close_range, first, 0xffffffff, 0) as unknown as number);
+}
+export function ioctl(fd: number, req: number, arg: Buffer | number): number {
+  if (typeof arg === 'number') return check('ioctl', c.ioctlInt(fd, req, arg));
+  return check('ioctl', c.ioctlPtr(fd, req, arg));
+}
+
+// --- exec ---------------------------------------------------------------------------
+/** execve(2); returns only by throwing. */
+export function execve(path: string, argv: string[], envp: string[]): never {
+  c.execve(path, [...argv, null], [...envp, null]);
+  throw new SyscallError('execve', koffi.errno(), path);
+}
+
+// --- terminals ----------------------------------------------------------------------
+export const TIOCSCTTY = 0x540e;
+export const TIOCSWINSZ = 0x5414;
+/** Open a pty master on the host's /dev/ptmx; returns the master fd and the slave path. */
+export function openPty(): { master: number; slave: string } {
+  const master = open('/dev/ptmx', O.RDWR | O.NOCTTY | O.CLOEXEC);
+  check('grantpt', c.grantpt(master));
+  check('unlockpt', c.unlockpt(master));
+  const buf = Buffer.alloc(64);
+  const rc = c.ptsname_r(master, buf, buf.length);
+  if (rc !== 0) throw new SyscallError('ptsname_r', rc);
+  const slave = buf.subarray(0, buf.indexOf(0)).toString();
+  return { master, slave };
+}
+export function setWinsize(fd: number, rows: number, cols: number): void {
+  const ws = Buffer.alloc(8);
+  ws.writeUInt16LE(rows, 0);
+  ws.writeUInt16LE(cols, 2);
+  ioctl(fd, TIOCSWINSZ, ws);
+}
+
+export function errno(): number { return koffi.errno(); }
