@@ -1,0 +1,176 @@
+// shim `delete` subcommand: flag parsing, the no-record path, and a full cleanup on the real host
+// (processes in a cgroup, a bind mount on <bundle>/rootfs, the cgroup dirs, the task record).
+import { fromBinary } from '@bufbuild/protobuf';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
+import {
+  type CgroupHandle, addProcess, cgroupHandle, createCgroup, destroyCgroup, detectCgroupLayout, killAll, parseMountinfo, pids,
+} from '../pools/cgroups.js';
+import { MNT_DETACH, MS, mount, umount2 } from '../runtime/sys/libc.js';
+import { readRecord, recordPath, writeRecord, type TaskRecord } from '../runtime/task/record.js';
+import { FlagError, parseShimFlags, procStartTime, runDelete } from '../shim/delete.js';
+
+function isMounted(path: string): boolean {
+  return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === path);
+}
+
+function argv(ns: string, id: string, bundle: string, extra: string[] = []): string[] {
+  return ['-namespace', ns, '-address', '/run/containerd/containerd.sock', '-publish-binary', '/usr/bin/containerd',
+    '-id', id, '-bundle', bundle, ...extra, 'delete'];
+}
+
+describe('parseShimFlags', () => {
+  it('parses Go-style flags in all spellings', () => {
+    const f = parseShimFlags(['-namespace', 'k8s.io', '--address=/a.sock', '-publish-binary=/bin/c', '--id', 'abc', '-bundle', '/b', '-debug', 'delete']);
+    expect(f).toMatchObject({ namespace: 'k8s.io', address: '/a.sock', publishBinary: '/bin/c', id: 'abc', bundle: '/b', debug: true, args: ['delete'] });
+    expect(parseShimFlags(['-id', 'x', 'delete']).debug).toBe(false);
+    expect(parseShimFlags(['-debug=false', '-id=x', 'delete']).debug).toBe(false);
+    expect(parseShimFlags(['--debug=true', 'delete']).debug).toBe(true);
+  });
+
+  it('stops at the first positional, keeps unknown flags, rejects a missing value', () => {
+    const f = parseShimFlags(['-id', 'x', '-socket', '/s', '-weird', 'delete', '-namespace', 'n']);
+    expect(f.id).toBe('x');
+    expect(f.namespace).toBe('');
+    expect(f.args).toEqual(['delete', '-namespace', 'n']);
+    expect(f.unknown).toEqual(['-socket=/s', '-weird']);
+    expect(parseShimFlags(['--', '-x']).args).toEqual(['-x']);
+    expect(() => parseShimFlags(['-id'])).toThrow(FlagError);
+    expect(() => parseShimFlags(['-debug=maybe'])).toThrow(FlagError);
+  });
+});
+
+describe('runDelete', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'spore-shim-delete-'));
+  const runDir = join(tmp, 'run');
+  const env = { SPORE_RUN_DIR: runDir };
+  const layout = detectCgroupLayout();
+  const parent = `/spore-shim-delete-test-${process.pid}`;
+  const handles: CgroupHandle[] = [];
+  const children: ChildProcess[] = [];
+  const mounts: string[] = [];
+  const logs: string[] = [];
+  const log = (l: string): void => { logs.push(l); };
+
+  afterAll(async () => {
+    for (const m of mounts.reverse()) {
+      for (let i = 0; i < 4 && isMounted(m); i++) { try { umount2(m, MNT_DETACH); } catch { /* ignore */ } }
+    }
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const h of handles) {
+      try { killAll(h); } catch { /* ignore */ }
+      const deadline = Date.now() + 2000;
+      while (pids(h).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      try { destroyCgroup(h); } catch { /* ignore */ }
+    }
+    try { destroyCgroup(cgroupHandle(layout, parent)); } catch { /* ignore */ }
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('rejects other actions and bad ids', async () => {
+    expect((await runDelete(['-namespace', 'default', '-id', 'x', 'start'], env, log)).code).toBe(2);
+    expect((await runDelete(['-namespace', 'default', '-id', '../x', 'delete'], env, log)).code).toBe(2);
+    expect((await runDelete(['-namespace', 'default', '-id'], env, log)).code).toBe(2);
+  });
+
+  it('without a record: unmounts <bundle>/rootfs and answers 137', async () => {
+    const bundle = join(tmp, 'bundle-norec');
+    const rootfs = join(bundle, 'rootfs');
+    const src = join(tmp, 'src-norec');
+    mkdirSync(rootfs, { recursive: true });
+    mkdirSync(src, { recursive: true });
+    mount(src, rootfs, null, MS.BIND, null);
+    mounts.push(rootfs);
+    expect(isMounted(rootfs)).toBe(true);
+    const before = Math.floor(Date.now() / 1000);
+    const { stdout, code } = await runDelete(argv('default', 'norec', bundle), env, log);
+    expect(code).toBe(0);
+    const r = fromBinary(DeleteResponseSchema, stdout);
+    expect(r.exitStatus).toBe(137);
+    expect(r.pid).toBe(0);
+    expect(Number(r.exitedAt?.seconds)).toBeGreaterThanOrEqual(before);
+    expect(isMounted(rootfs)).toBe(false);
+    // and again with nothing mounted
+    const again = await runDelete(argv('default', 'norec', bundle), env, log);
+    expect(again.code).toBe(0);
+    expect(fromBinary(DeleteResponseSchema, again.stdout).exitStatus).toBe(137);
+  });
+
+  it('with a record: kills, unmounts, destroys the cgroup and removes the record', async () => {
+    const ns = 'default';
+    const id = 'withrec';
+    const bundle = join(tmp, 'bundle-rec');
+    const rootfs = join(bundle, 'rootfs');
+    const src = join(tmp, 'src-rec');
+    mkdirSync(rootfs, { recursive: true });
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'marker'), 'x');
+
+    const h = cgroupHandle(layout, id, { parent });
+    handles.push(h);
+    createCgroup(h);
+    const child = spawn('/bin/sh', ['-c', 'read x; exec sleep 100'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    children.push(child);
+    const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_c, sig) => res(sig)));
+    const pid = child.pid!;
+    addProcess(h, pid);
+    child.stdin!.end('go\n');
+    const deadline = Date.now() + 2000;
+    while (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'sleep' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(pids(h)).toEqual([pid]);
+
+    mount(src, rootfs, null, MS.BIND, null);
+    mounts.push(rootfs);
+    expect(existsSync(join(rootfs, 'marker'))).toBe(true);
+
+    const rec: TaskRecord & { pidStartTime?: number } = {
+      id, namespace: ns, bundle, pid, rootfs, rootfsMounted: true, cgroup: h, createdAt: new Date().toISOString(),
+    };
+    const st = procStartTime(pid);
+    expect(st).toBeGreaterThan(0);
+    rec.pidStartTime = st!;
+    writeRecord(runDir, rec);
+    expect(readRecord(runDir, ns, id)).not.toBeNull();
+
+    const { stdout, code } = await runDelete(argv(ns, id, bundle, ['-debug']), env, log);
+    expect(logs.filter((l) => l.includes('default/withrec'))).toEqual([]); // no warnings
+    expect(code).toBe(0);
+    const r = fromBinary(DeleteResponseSchema, stdout);
+    expect(r.pid).toBe(pid);
+    expect(r.exitStatus).toBe(137);
+    expect(r.exitedAt).toBeDefined();
+
+    expect(await exited).toBe('SIGKILL');
+    expect(isMounted(rootfs)).toBe(false);
+    expect(existsSync(join(rootfs, 'marker'))).toBe(false);
+    for (const dir of Object.values(h.dirs)) expect(existsSync(dir)).toBe(false);
+    expect(existsSync(recordPath(runDir, ns, id))).toBe(false);
+  });
+
+  it('does not kill a recorded pid that is no longer the container (start time differs)', async () => {
+    const ns = 'default';
+    const id = 'reused';
+    const bundle = join(tmp, 'bundle-reused');
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    const child = spawn('sleep', ['100'], { stdio: 'ignore' });
+    children.push(child);
+    const pid = child.pid!;
+    const rec: TaskRecord & { pidStartTime?: number } = {
+      id, namespace: ns, bundle, pid, rootfs: join(bundle, 'rootfs'), rootfsMounted: false, cgroup: null,
+      createdAt: new Date().toISOString(), pidStartTime: 1,
+    };
+    writeRecord(runDir, rec);
+    const { stdout, code } = await runDelete(argv(ns, id, bundle), env, log);
+    expect(code).toBe(0);
+    expect(fromBinary(DeleteResponseSchema, stdout).pid).toBe(pid);
+    expect(child.exitCode).toBeNull();
+    expect(child.signalCode).toBeNull();
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+    expect(existsSync(recordPath(runDir, ns, id))).toBe(false);
+    child.kill('SIGKILL');
+  });
+});
