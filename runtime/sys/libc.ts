@@ -233,6 +233,8 @@ export function open(path: string, flags: number, mode = 0o644): number { return
 export function close(fd: number): void { c.close(fd); }
 export function dup2(from: number, to: number): void { check('dup2', c.dup2(from, to), `${from}->${to}`); }
 export function dup3(from: number, to: number, flags: number): void { check('dup3', c.dup3(from, to, flags), `${from}->${to}`); }
+/** fcntl(F_DUPFD_CLOEXEC): a second fd on the same open file. */
+export function dupFd(fd: number): number { return check('fcntl', c.fcntl(fd, 1030, 3)); }
 export function setCloexec(fd: number, on: boolean): void {
   const F_SETFD = 2;
   check('fcntl', c.fcntl(fd, F_SETFD, on ? 1 : 0));

@@ -97,11 +97,14 @@ function openStdio(p: ProcessPlan): OpenStdio {
   }
   const openOne = (path: string, flags: number, to: number): number =>
     park(path ? sys.open(path, flags) : sys.open('/dev/null', sys.O.RDWR), to);
-  // stdout before stdin: the client already holds the read side of stdout, while the
-  // stdin open blocks until the client's writer shows up.
+  // The client already holds the read side of stdout/stderr, so these opens return at once.
   const out = openOne(p.stdio.stdout, sys.O.WRONLY, 101);
   const err = p.stdio.stderr && p.stdio.stderr === p.stdio.stdout ? out : openOne(p.stdio.stderr, sys.O.WRONLY, 102);
-  const inn = openOne(p.stdio.stdin, sys.O.RDONLY, 103);
+  // Non-blocking open: a client whose own stdin is already at EOF never opens its writer
+  // (containerd's fifo package cancels the pending open), so a blocking open would hang.
+  // Until a writer connects, reads see EOF — which is then exactly what the client meant.
+  const inn = openOne(p.stdio.stdin, sys.O.RDONLY | sys.O.NONBLOCK, 103);
+  if (p.stdio.stdin) sys.setNonblock(inn, false);
   return { fds: [inn, out, err], terminal: false };
 }
 

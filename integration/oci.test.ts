@@ -1,0 +1,163 @@
+// spore through real containerd and ctr: the OCI (shim v2) path end to end.
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { containerdSkipReason, leakCheck, rootfs, startContainerd, type Containerd } from './harness.js';
+
+const skip = containerdSkipReason();
+if (skip) console.warn(`[oci.test] skipped: ${skip}`);
+
+const RT = ['--runtime', 'io.containerd.spore.v2'];
+
+describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
+  let c: Containerd;
+  let busybox: string;
+  const fifo = (): string[] => ['--fifo-dir', `${c.dir}/fifo`];
+  const run = (id: string, args: string[], opts: string[] = [], input?: string) =>
+    c.ctr(['run', '--rm', ...RT, ...fifo(), ...opts, '--rootfs', busybox, id, ...args], { timeoutMs: 30_000, ...(input !== undefined ? { input } : {}) });
+
+  beforeAll(async () => {
+    busybox = rootfs('busybox');
+    c = await startContainerd();
+  }, 60_000);
+
+  afterAll(async () => {
+    await c?.stop();
+  }, 60_000);
+
+  it('ctr run --rm prints stdout and propagates the exit code', async () => {
+    const r = await run('hello', ['/bin/sh', '-c', 'echo hi; exit 3']);
+    expect(r.stdout).toBe('hi\n');
+    expect(r.code).toBe(3);
+  });
+
+  it('passes stdin through and separates stderr', async () => {
+    const r = await run('stdin1', ['/bin/sh', '-c', 'read x; echo "got $x"; echo oops >&2'], [], 'abc\n');
+    expect(r.stdout).toBe('got abc\n');
+    expect(r.stderr).toBe('oops\n');
+    expect(r.code).toBe(0);
+  });
+
+  it('isolates the container: own pid 1, hostname, mounts, no host processes', async () => {
+    const r = await run('iso', ['/bin/sh', '-c', 'echo pid=$$; hostname; ls /proc | grep -c "^[0-9]"; cat /proc/self/status | grep CapEff; test -e /proc/kcore && cat /proc/kcore | head -c 1 | wc -c'], ['--hostname', 'sporebox']);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('pid=1');
+    expect(lines[1]).toBe('sporebox');
+    expect(Number(lines[2])).toBeLessThan(5);
+    // ctr's default capability set, not a full root set
+    expect(lines[3]).toMatch(/CapEff:\s+00000000a80425fb/);
+    expect(lines[4] ?? '0').toBe('0'); // masked path reads as empty
+  });
+
+  it('run -d, task kill, wait: exit status 143 and the task is gone', async () => {
+    const d = await c.ctr(['run', '-d', ...RT, ...fifo(), '--rootfs', busybox, 'bg1', '/bin/sleep', '1000'], { timeoutMs: 30_000 });
+    expect(d.code, d.stderr).toBe(0);
+    const ls = await c.ctr(['task', 'ls']);
+    expect(ls.stdout).toMatch(/bg1\s+\d+\s+RUNNING/);
+    const k = await c.ctr(['task', 'kill', 'bg1']);
+    expect(k.code, k.stderr).toBe(0);
+    // ctr task rm refuses a running task: poll until STOPPED
+    let status = '';
+    for (let i = 0; i < 100 && !status.includes('STOPPED'); i++) {
+      status = (await c.ctr(['task', 'ls'])).stdout;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toMatch(/bg1\s+\d+\s+STOPPED/);
+    const rm = await c.ctr(['task', 'rm', 'bg1']);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(rm.stdout + rm.stderr).toMatch(/143/);
+    await c.ctr(['container', 'rm', 'bg1']);
+    const after = await c.ctr(['task', 'ls']);
+    expect(after.stdout).not.toMatch(/bg1/);
+  });
+
+  it('task exec runs in the container and reports its exit code', async () => {
+    const d = await c.ctr(['run', '-d', ...RT, ...fifo(), '--rootfs', busybox, 'ex1', '/bin/sh', '-c', 'echo marker > /tmp/m; sleep 1000'], { timeoutMs: 30_000 });
+    expect(d.code, d.stderr).toBe(0);
+    await new Promise((r) => setTimeout(r, 200));
+    const e = await c.ctr(['task', 'exec', ...fifo(), '--exec-id', 'e1', 'ex1', '/bin/sh', '-c', 'cat /tmp/m; echo pid1=$(cat /proc/1/cmdline | tr "\\0" " "); exit 7'], { timeoutMs: 30_000 });
+    expect(e.stdout).toContain('marker');
+    expect(e.stdout).toContain('pid1=/bin/sh -c');
+    expect(e.code).toBe(7);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'ex1']);
+    await waitStopped(c, 'ex1');
+    await c.ctr(['task', 'rm', 'ex1']);
+    await c.ctr(['container', 'rm', 'ex1']);
+  });
+
+  it('pause and resume freeze and thaw the container', async () => {
+    const d = await c.ctr(['run', '-d', ...RT, ...fifo(), '--rootfs', busybox, 'pz', '/bin/sleep', '1000'], { timeoutMs: 30_000 });
+    expect(d.code, d.stderr).toBe(0);
+    const p = await c.ctr(['task', 'pause', 'pz']);
+    expect(p.code, p.stderr).toBe(0);
+    expect((await c.ctr(['task', 'ls'])).stdout).toMatch(/pz\s+\d+\s+PAUSED/);
+    const r = await c.ctr(['task', 'resume', 'pz']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await c.ctr(['task', 'ls'])).stdout).toMatch(/pz\s+\d+\s+RUNNING/);
+    const m = await c.ctr(['task', 'metrics', 'pz']);
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout).toMatch(/memory\.usage_in_bytes|MEMORY|memory/i);
+    const ps = await c.ctr(['task', 'ps', 'pz']);
+    expect(ps.code, ps.stderr).toBe(0);
+    expect(ps.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(2);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'pz']);
+    await waitStopped(c, 'pz');
+    await c.ctr(['task', 'rm', 'pz']);
+    await c.ctr(['container', 'rm', 'pz']);
+  });
+
+  it('enforces a memory limit (OOM kill -> 137)', async () => {
+    const r = await run('oom', ['/bin/sh', '-c', 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'], ['--memory-limit', String(32 * 1024 * 1024)]);
+    expect(r.stdout).not.toContain('survived');
+    expect(r.code).toBe(137);
+  });
+
+  it('applies a seccomp profile that blocks a syscall', async () => {
+    const profile = {
+      defaultAction: 'SCMP_ACT_ALLOW',
+      syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+    };
+    const path = `${c.dir}/seccomp.json`;
+    fs.writeFileSync(path, JSON.stringify(profile));
+    const r = await run('sec', ['/bin/sh', '-c', 'mkdir /tmp/x && echo made || echo blocked; grep Seccomp: /proc/self/status'], ['--seccomp', '--seccomp-profile', path]);
+    expect(r.stdout).toContain('blocked');
+    expect(r.stdout).toMatch(/Seccomp:\s+2/);
+  });
+
+  it('answers bad input with clear errors and leaks nothing', async () => {
+    const missing = await c.ctr(['run', '--rm', ...RT, ...fifo(), '--rootfs', `${c.dir}/no-such-rootfs`, 'bad1', '/bin/true'], { timeoutMs: 30_000 });
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/rootfs|no such file/i);
+
+    const nocmd = await run('bad2', ['/no/such/binary']);
+    expect(nocmd.code).not.toBe(0);
+    expect(nocmd.stderr).toMatch(/no such|not found|ENOENT/i);
+
+    const unknown = await c.ctr(['task', 'kill', 'does-not-exist']);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/not found/i);
+
+    const leaks = leakCheck({ match: ['bad1', 'bad2'], cgroupName: 'bad1' });
+    expect(leaks.processes).toEqual([]);
+    expect(leaks.cgroups).toEqual([]);
+    const leaks2 = leakCheck({ cgroupName: 'bad2' });
+    expect(leaks2.cgroups).toEqual([]);
+    const list = await c.ctr(['container', 'ls', '-q']);
+    expect(list.stdout).not.toMatch(/bad[12]/);
+  });
+
+  it('leaves no processes, cgroups or mounts after all containers are gone', async () => {
+    const tl = await c.ctr(['task', 'ls', '-q']);
+    expect(tl.stdout.trim()).toBe('');
+    const leaks = leakCheck({ cgroupName: c.namespace, mountsUnder: [c.dir] });
+    expect(leaks.cgroups).toEqual([]);
+    expect(leaks.mounts).toEqual([]);
+  });
+});
+
+async function waitStopped(c: Containerd, id: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ls = (await c.ctr(['task', 'ls'])).stdout;
+    if (new RegExp(`${id}\\s+\\d+\\s+STOPPED`).test(ls) || !ls.includes(id)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,52 @@
+// Daemon configuration: defaults a user can rely on, overridable by flags and env.
+// Plain data, printed at start-up.
+import { join } from 'node:path';
+import { InvalidArgument } from './errors.js';
+
+export interface DaemonConfig {
+  runDir: string;
+  ttrpcSocket: string;
+  friSocket: string;
+  gatewayAddress: string;
+  /** containerd's ttrpc address for events (TTRPC_ADDRESS given to shims) */
+  containerdTtrpc: string;
+  logFile: string | null;
+  logLevel: string;
+  cgroupParent: string;
+}
+
+export const DEFAULT_RUN_DIR = '/run/spore';
+export const DEFAULT_CONTAINERD_TTRPC = '/run/containerd/containerd.sock.ttrpc';
+
+export function parseFlags(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (!a.startsWith('--')) throw new InvalidArgument(`unexpected argument ${JSON.stringify(a)}`);
+    const eq = a.indexOf('=');
+    if (eq > 0) { out[a.slice(2, eq)] = a.slice(eq + 1); continue; }
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith('--')) throw new InvalidArgument(`flag ${a} needs a value`);
+    out[a.slice(2)] = v;
+    i++;
+  }
+  return out;
+}
+
+const KNOWN = new Set(['run-dir', 'ttrpc-socket', 'fri-socket', 'gateway', 'containerd-ttrpc', 'log', 'log-level', 'cgroup-parent']);
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
+  const f = parseFlags(argv);
+  for (const k of Object.keys(f)) if (!KNOWN.has(k)) throw new InvalidArgument(`unknown flag --${k}; known: ${[...KNOWN].map((x) => '--' + x).join(' ')}`);
+  const runDir = f['run-dir'] ?? env.SPORE_RUN_DIR ?? DEFAULT_RUN_DIR;
+  return {
+    runDir,
+    ttrpcSocket: f['ttrpc-socket'] ?? join(runDir, 'ttrpc.sock'),
+    friSocket: f['fri-socket'] ?? join(runDir, 'fri.sock'),
+    gatewayAddress: f.gateway ?? env.SPORE_GATEWAY ?? '127.0.0.1:8780',
+    containerdTtrpc: (f['containerd-ttrpc'] ?? env.TTRPC_ADDRESS ?? DEFAULT_CONTAINERD_TTRPC).replace(/^unix:\/\//, ''),
+    logFile: f.log ?? env.SPORE_LOG ?? null,
+    logLevel: f['log-level'] ?? env.SPORE_LOG_LEVEL ?? 'info',
+    cgroupParent: f['cgroup-parent'] ?? env.SPORE_CGROUP_PARENT ?? '/spore',
+  };
+}

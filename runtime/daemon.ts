@@ -1,0 +1,109 @@
+// spored: one long-lived daemon per node. Wires the process engine's root seed, the task
+// manager, the ttrpc Task service for containerd and the event forwarder.
+import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
+import { TaskCreateSchema, TaskDeleteSchema, TaskExecAddedSchema, TaskExecStartedSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema, TaskStartSchema } from '../fri-proto/gen/containerd/events/task_pb.js';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { detectCgroupLayout, type CgroupLayout } from '../pools/cgroups.js';
+import type { DaemonConfig } from './config.js';
+import { EventForwarder, TOPIC } from './events.js';
+import { SeedClient } from './engines/process/seed-client.js';
+import { TaskManager, type TaskEvents } from './task/tasks.js';
+import { taskService } from './task/service.js';
+import { TtrpcServer } from './ttrpc/server.js';
+import type { ServiceImplementationFor } from './ttrpc/server.js';
+
+export interface Daemon {
+  config: DaemonConfig;
+  layout: CgroupLayout;
+  seed: SeedClient;
+  tasks: TaskManager;
+  events: EventForwarder;
+  ttrpc: TtrpcServer;
+  stop(): Promise<void>;
+}
+
+function taskEvents(fwd: EventForwarder): TaskEvents {
+  return {
+    created(c) {
+      fwd.publish(c.namespace, TOPIC.create, TaskCreateSchema, {
+        containerId: c.id, bundle: c.bundle, pid: c.init.pid,
+        io: { stdin: c.init.stdio.stdin, stdout: c.init.stdio.stdout, stderr: c.init.stdio.stderr, terminal: c.init.terminal },
+      });
+    },
+    started(c, p) {
+      if (p.execId) fwd.publish(c.namespace, TOPIC.execStarted, TaskExecStartedSchema, { containerId: c.id, execId: p.execId, pid: p.pid });
+      else fwd.publish(c.namespace, TOPIC.start, TaskStartSchema, { containerId: c.id, pid: p.pid });
+    },
+    exited(c, p) {
+      fwd.publish(c.namespace, TOPIC.exit, TaskExitSchema, {
+        containerId: c.id, id: p.execId || c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: timestampFromDate(p.exitedAt ?? new Date()),
+      });
+    },
+    deleted(c, p) {
+      fwd.publish(c.namespace, TOPIC.delete, TaskDeleteSchema, {
+        containerId: c.id, id: c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: timestampFromDate(p.exitedAt ?? new Date()),
+      });
+    },
+    execAdded(c, execId) {
+      fwd.publish(c.namespace, TOPIC.execAdded, TaskExecAddedSchema, { containerId: c.id, execId });
+    },
+    paused(c, paused) {
+      if (paused) fwd.publish(c.namespace, TOPIC.paused, TaskPausedSchema, { containerId: c.id });
+      else fwd.publish(c.namespace, TOPIC.resumed, TaskResumedSchema, { containerId: c.id });
+    },
+    oom(c) {
+      fwd.publish(c.namespace, TOPIC.oom, TaskOOMSchema, { containerId: c.id });
+    },
+  };
+}
+
+/** Log every Task RPC with its container id and duration (the bench reads these lines). */
+function timed<S extends object>(impl: S, log: Logger): S {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(impl) as [string, (req: { id?: string; execId?: string }, ctx: unknown) => Promise<unknown>][]) {
+    const method = name.charAt(0).toUpperCase() + name.slice(1);
+    out[name] = async (req: { id?: string; execId?: string }, ctx: unknown) => {
+      const t0 = performance.now();
+      try {
+        return await fn(req, ctx);
+      } catch (e) {
+        log.info({ method, id: req.id, execId: req.execId || undefined, err: (e as Error).message, code: (e as { code?: number }).code }, 'rpc failed');
+        throw e;
+      } finally {
+        log.info({ method, id: req.id, execId: req.execId || undefined, ms: Math.round((performance.now() - t0) * 1000) / 1000 }, 'rpc');
+      }
+    };
+  }
+  return out as S;
+}
+
+export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Daemon> {
+  const t0 = performance.now();
+  mkdirSync(config.runDir, { recursive: true, mode: 0o700 });
+  writeFileSync(`${config.runDir}/spored.pid`, `${process.pid}\n`);
+  writeFileSync(`${config.runDir}/containerd-address`, `${config.containerdTtrpc}\n`);
+  const layout = detectCgroupLayout();
+  const seed = new SeedClient();
+  await seed.start();
+  const events = new EventForwarder(config.containerdTtrpc, log.child({ c: 'events' }));
+  const tasks = new TaskManager({ runDir: config.runDir, layout, seed, events: taskEvents(events), log: log.child({ c: 'tasks' }), cgroupParent: config.cgroupParent });
+  seed.on('down', (reason) => log.fatal({ reason }, 'process seed is gone'));
+  const ttrpc = new TtrpcServer({
+    onConnectionError: (err, connectionId) => log.warn({ connectionId, err: err.message }, 'ttrpc connection error'),
+  });
+  ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' })), log.child({ c: 'rpc' })) as ServiceImplementationFor<typeof Task>);
+  await ttrpc.listen(config.ttrpcSocket);
+  log.info({ config, cgroups: layout.mode, seedPid: seed.pid, startMs: Math.round(performance.now() - t0) }, 'spored ready');
+  return {
+    config, layout, seed, tasks, events, ttrpc,
+    async stop() {
+      await ttrpc.close(2000);
+      await events.flush(1000);
+      events.close();
+      await seed.stop();
+      rmSync(`${config.runDir}/spored.pid`, { force: true });
+    },
+  };
+}

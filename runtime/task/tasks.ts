@@ -1,0 +1,433 @@
+// Containers and their processes as plain data, and the operations containerd's Task API
+// performs on them. Transport-free: the ttrpc service (service.ts) only decodes requests,
+// calls these methods and encodes results; errors are typed and mapped once, there.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import type { Logger } from 'pino';
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented } from '../errors.js';
+import * as sys from '../sys/libc.js';
+import type { LinuxResources, Process, Spec } from '../oci/spec.js';
+import { cgroupHandle, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../../pools/cgroups.js';
+import { compileSeccomp } from '../../pools/seccomp.js';
+import { initPlan, execPlan, parseMountOptions } from '../engines/process/plan.js';
+import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
+import type { SeedClient } from '../engines/process/seed-client.js';
+import { Console } from './console.js';
+import { removeRecord, writeRecord, type TaskRecord } from './record.js';
+
+export type ProcStatus = 'created' | 'running' | 'stopped';
+
+export interface ProcState {
+  execId: string; // '' for the init process
+  pid: number;
+  status: ProcStatus;
+  exitStatus: number;
+  exitedAt: Date | null;
+  stdio: Stdio;
+  terminal: boolean;
+  spec: Process | null; // exec processes only
+}
+
+export interface ContainerState {
+  id: string;
+  namespace: string;
+  bundle: string;
+  rootfs: string;
+  rootfsMounted: boolean;
+  cgroup: CgroupHandle;
+  namespaces: NamespaceStep[];
+  paused: boolean;
+  init: ProcState;
+  execs: Map<string, ProcState>;
+  createdAt: Date;
+  /** fork/setup timings from the seed, for logs and benchmarks */
+  timings: Record<string, number>;
+}
+
+export interface StdioRequest { stdin: string; stdout: string; stderr: string; terminal: boolean }
+export interface RootfsMount { type: string; source: string; target: string; options: string[] }
+
+export interface TaskEvents {
+  created(c: ContainerState): void;
+  started(c: ContainerState, p: ProcState): void;
+  exited(c: ContainerState, p: ProcState): void;
+  deleted(c: ContainerState, p: ProcState): void;
+  execAdded(c: ContainerState, execId: string): void;
+  paused(c: ContainerState, paused: boolean): void;
+  oom(c: ContainerState): void;
+}
+
+export interface TaskManagerOptions {
+  runDir: string;
+  layout: CgroupLayout;
+  seed: SeedClient;
+  events: TaskEvents;
+  log: Logger;
+  cgroupParent?: string;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+function key(ns: string, id: string, execId = ''): string {
+  return execId ? `${ns}/${id}/${execId}` : `${ns}/${id}`;
+}
+
+/** containerd passes FIFO paths, or file:// / binary:// URIs for logging drivers. */
+export function stdioPath(uri: string, field: string): string {
+  if (!uri) return '';
+  if (uri.startsWith('file://')) return uri.slice('file://'.length);
+  if (uri.startsWith('binary://')) throw new Unimplemented(`${field}: binary:// logging is not supported by spore; use a FIFO or file:// path`);
+  if (!isAbsolute(uri)) throw new InvalidArgument(`${field} must be an absolute path, got ${JSON.stringify(uri)}`);
+  return uri;
+}
+
+export class TaskManager {
+  readonly containers = new Map<string, ContainerState>();
+  private readonly creating = new Set<string>();
+  private readonly byPid = new Map<number, { c: ContainerState; p: ProcState }>();
+  private readonly waiters = new Map<ProcState, (() => void)[]>();
+  private readonly consoles = new Map<ProcState, Console>();
+  private readonly o: TaskManagerOptions;
+
+  constructor(o: TaskManagerOptions) {
+    this.o = o;
+    o.seed.on('exit', (pid, status) => this.onExit(pid, status));
+  }
+
+  get(ns: string, id: string): ContainerState {
+    const c = this.containers.get(key(ns, id));
+    if (!c) throw new NotFound(`container ${id} not found in namespace ${ns}`);
+    return c;
+  }
+
+  namespacesOf(id: string): string[] {
+    const out: string[] = [];
+    for (const c of this.containers.values()) if (c.id === id && c.namespace) out.push(c.namespace);
+    return out;
+  }
+
+  proc(ns: string, id: string, execId: string): { c: ContainerState; p: ProcState } {
+    const c = this.get(ns, id);
+    if (!execId) return { c, p: c.init };
+    const p = c.execs.get(execId);
+    if (!p) throw new NotFound(`exec ${execId} not found in container ${id}`);
+    return { c, p };
+  }
+
+  // --- Create -----------------------------------------------------------------------
+  async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest): Promise<ContainerState> {
+    const t0 = performance.now();
+    if (!ID_RE.test(id)) throw new InvalidArgument(`invalid container id ${JSON.stringify(id)}: use letters, digits, '_', '.', '-' (max 128)`);
+    if (this.containers.has(key(ns, id)) || this.creating.has(key(ns, id))) throw new AlreadyExists(`container ${id} already exists in namespace ${ns}`);
+    if (!isAbsolute(bundle)) throw new InvalidArgument(`bundle must be an absolute path, got ${JSON.stringify(bundle)}`);
+    const spec = readSpec(bundle);
+    const stdio: Stdio = { stdin: stdioPath(io.stdin, 'stdin'), stdout: stdioPath(io.stdout, 'stdout'), stderr: stdioPath(io.stderr, 'stderr'), terminal: '' };
+    const wantsTerminal = io.terminal || spec.process?.terminal === true;
+    if (io.terminal !== (spec.process?.terminal === true)) {
+      throw new InvalidArgument(`terminal=${io.terminal} in the request but process.terminal=${spec.process?.terminal === true} in config.json`);
+    }
+    // Reserve the id before the first await so a concurrent Create of the same id fails.
+    this.creating.add(key(ns, id));
+    const undo: (() => void)[] = [];
+    try {
+      const rootPath = this.prepareRootfs(bundle, spec, rootfs, undo);
+      const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
+      const cg = createCgroup(cgroup, spec.linux?.resources);
+      undo.push(() => destroyCgroup(cgroup));
+      for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
+      const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
+      let console: Console | null = null;
+      if (wantsTerminal) {
+        console = Console.open(stdio.stdin, stdio.stdout, spec.process?.consoleSize);
+        undo.push(() => console?.close());
+        stdio.terminal = console.slave;
+      }
+      const plan = initPlan({
+        id, spec, rootfs: rootPath, stdio,
+        cgroupProcs: procsFiles(cgroup),
+        cgroupV1Dirs: this.o.layout.mode === 'v2' ? null : v1Dirs(cgroup),
+        seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
+      });
+      const spawned = await this.o.seed.spawn(key(ns, id), plan);
+      for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
+      const c: ContainerState = {
+        id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup,
+        namespaces: plan.namespaces, paused: false,
+        init: { execId: '', pid: spawned.pid, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
+        execs: new Map(), createdAt: new Date(), timings: { ...spawned.timings, createMs: performance.now() - t0 },
+      };
+      if (console) this.consoles.set(c.init, console);
+      this.containers.set(key(ns, id), c);
+      this.byPid.set(spawned.pid, { c, p: c.init });
+      this.creating.delete(key(ns, id));
+      writeRecord(this.o.runDir, this.recordOf(c));
+      this.o.events.created(c);
+      return c;
+    } catch (e) {
+      this.creating.delete(key(ns, id));
+      for (const u of undo.reverse()) {
+        try { u(); } catch (err) { this.o.log.warn({ id, ns, err: (err as Error).message }, 'cleanup after failed create'); }
+      }
+      throw e;
+    }
+  }
+
+  private prepareRootfs(bundle: string, spec: Spec, mounts: RootfsMount[], undo: (() => void)[]): string {
+    if (mounts.length > 0) {
+      const target = join(bundle, 'rootfs');
+      for (const [i, m] of mounts.entries()) {
+        const o = parseMountOptions(m.options);
+        const bind = m.type === 'bind' || (o.flags & sys.MS.BIND) !== 0;
+        try {
+          sys.mount(m.source, target, bind ? null : m.type, o.flags | (bind ? sys.MS.BIND : 0), o.data.join(',') || null);
+        } catch (e) {
+          throw new InvalidArgument(`rootfs[${i}] (${m.type} ${m.source}): mount failed: ${(e as Error).message}`);
+        }
+        undo.push(() => sys.umount2(target, sys.MNT_DETACH));
+      }
+      return target;
+    }
+    const root = spec.root?.path;
+    if (!root) throw new InvalidArgument('config.json has no root.path and the request carries no rootfs mounts');
+    const path = isAbsolute(root) ? root : join(bundle, root);
+    let ok = false;
+    try { ok = statSync(path).isDirectory(); } catch { ok = false; }
+    if (!ok) throw new NotFound(`rootfs ${path} does not exist or is not a directory`);
+    return path;
+  }
+
+  private recordOf(c: ContainerState): TaskRecord {
+    return { id: c.id, namespace: c.namespace, bundle: c.bundle, pid: c.init.pid, rootfs: c.rootfs, rootfsMounted: c.rootfsMounted, cgroup: c.cgroup, createdAt: c.createdAt.toISOString() };
+  }
+
+  // --- Start ------------------------------------------------------------------------
+  async start(ns: string, id: string, execId: string): Promise<ProcState> {
+    const { c, p } = this.proc(ns, id, execId);
+    if (p.status !== 'created') throw new FailedPrecondition(`${execId ? `exec ${execId}` : `container ${id}`} is ${p.status}, not created`);
+    if (!execId) {
+      await this.o.seed.startProcess(key(ns, id));
+      this.consoles.get(p)?.attached();
+      p.status = p.exitedAt ? 'stopped' : 'running';
+      this.o.events.started(c, p);
+      return p;
+    }
+    if (c.init.status !== 'running') throw new FailedPrecondition(`container ${id} is ${c.init.status}; exec needs a running container`);
+    const spec = p.spec;
+    let console: Console | null = null;
+    if (p.terminal) {
+      console = Console.open(p.stdio.stdin, p.stdio.stdout, spec?.consoleSize);
+      p.stdio = { ...p.stdio, terminal: console.slave };
+    }
+    try {
+      const seccompProfile = readSpec(c.bundle).linux?.seccomp;
+      const seccomp = seccompProfile ? compileSeccomp(seccompProfile) : null;
+      const plan = execPlan({
+        id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: p.stdio,
+        cgroupProcs: procsFiles(c.cgroup), seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
+      });
+      const k = key(ns, id, execId);
+      const spawned = await this.o.seed.spawn(k, plan);
+      p.pid = spawned.pid;
+      this.byPid.set(p.pid, { c, p });
+      await this.o.seed.startProcess(k);
+    } catch (e) {
+      console?.close();
+      throw e;
+    }
+    if (console) { this.consoles.set(p, console); console.attached(); }
+    p.status = p.exitedAt ? 'stopped' : 'running';
+    this.o.events.started(c, p);
+    return p;
+  }
+
+  // --- Exec (register only; the process is created at Start) ------------------------
+  exec(ns: string, id: string, execId: string, processJson: Uint8Array, io: StdioRequest): void {
+    const c = this.get(ns, id);
+    if (!execId || !ID_RE.test(execId)) throw new InvalidArgument(`invalid exec id ${JSON.stringify(execId)}`);
+    if (c.execs.has(execId)) throw new AlreadyExists(`exec ${execId} already exists in container ${id}`);
+    if (c.init.status === 'stopped') throw new FailedPrecondition(`container ${id} is stopped`);
+    let spec: Process;
+    try {
+      spec = JSON.parse(Buffer.from(processJson).toString('utf8')) as Process;
+    } catch (e) {
+      throw new InvalidArgument(`exec spec is not valid JSON (OCI Process expected): ${(e as Error).message}`);
+    }
+    if (!spec || !Array.isArray(spec.args) || spec.args.length === 0) throw new InvalidArgument('exec spec: args must be a non-empty array');
+    if (io.terminal !== (spec.terminal === true)) throw new InvalidArgument(`exec terminal=${io.terminal} but process.terminal=${spec.terminal === true}`);
+    const stdio: Stdio = { stdin: stdioPath(io.stdin, 'stdin'), stdout: stdioPath(io.stdout, 'stdout'), stderr: stdioPath(io.stderr, 'stderr'), terminal: '' };
+    c.execs.set(execId, { execId, pid: 0, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: io.terminal, spec });
+    this.o.events.execAdded(c, execId);
+  }
+
+  // --- Kill / Wait / Delete ---------------------------------------------------------
+  kill(ns: string, id: string, execId: string, signal: number, all: boolean): void {
+    const { c, p } = this.proc(ns, id, execId);
+    if (signal < 0 || signal > 64) throw new InvalidArgument(`invalid signal ${signal}`);
+    if (all && !execId) {
+      if (p.status === 'stopped' && cgroupPids(c.cgroup).length === 0) throw new NotFound('process already finished');
+      killAll(c.cgroup, signal);
+      if (p.status === 'created' && p.pid) this.signal(p.pid, signal);
+      return;
+    }
+    if (p.status === 'stopped' || p.pid === 0) throw new NotFound('process already finished');
+    if (c.paused && (signal === 9 || signal === 15)) {
+      // A frozen process cannot act on the signal; the kernel delivers SIGKILL only after thaw.
+      this.signal(p.pid, signal);
+      thaw(c.cgroup);
+      c.paused = false;
+      return;
+    }
+    this.signal(p.pid, signal);
+  }
+
+  private signal(pid: number, sig: number): void {
+    try {
+      sys.kill(pid, sig);
+    } catch (e) {
+      throw new NotFound(`process already finished (${(e as Error).message})`);
+    }
+  }
+
+  async wait(ns: string, id: string, execId: string, signal?: AbortSignal): Promise<ProcState> {
+    const { p } = this.proc(ns, id, execId);
+    if (p.status === 'stopped') return p;
+    await new Promise<void>((resolve, reject) => {
+      const list = this.waiters.get(p) ?? [];
+      list.push(resolve);
+      this.waiters.set(p, list);
+      signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+    });
+    return p;
+  }
+
+  async delete(ns: string, id: string, execId: string): Promise<ProcState> {
+    const { c, p } = this.proc(ns, id, execId);
+    if (execId) {
+      if (p.status === 'running') throw new FailedPrecondition(`exec ${execId} is still running; kill it first`);
+      c.execs.delete(execId);
+      this.consoles.get(p)?.close();
+      this.consoles.delete(p);
+      if (p.pid) this.byPid.delete(p.pid);
+      return p;
+    }
+    if (p.status === 'running') throw new FailedPrecondition(`container ${id} is still running; kill it first`);
+    if (p.status === 'created') {
+      // Never started: the child is parked waiting for Start. Kill it and collect it.
+      await this.o.seed.abort(key(ns, id));
+      await this.wait(ns, id, '');
+    }
+    for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
+    killAll(c.cgroup, 9);
+    this.consoles.get(p)?.close();
+    this.consoles.delete(p);
+    if (c.paused) { try { thaw(c.cgroup); } catch { /* being removed */ } }
+    destroyCgroup(c.cgroup);
+    if (c.rootfsMounted) {
+      try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
+    }
+    removeRecord(this.o.runDir, ns, id);
+    this.containers.delete(key(ns, id));
+    this.byPid.delete(p.pid);
+    for (const e of c.execs.values()) this.byPid.delete(e.pid);
+    this.o.events.deleted(c, p);
+    return p;
+  }
+
+  // --- Pause / Resume / Stats / Update / Pids ---------------------------------------
+  pause(ns: string, id: string): void {
+    const c = this.get(ns, id);
+    if (c.init.status !== 'running') throw new FailedPrecondition(`container ${id} is ${c.init.status}; only running containers can be paused`);
+    if (c.paused) throw new FailedPrecondition(`container ${id} is already paused`);
+    freeze(c.cgroup);
+    c.paused = true;
+    this.o.events.paused(c, true);
+  }
+
+  resume(ns: string, id: string): void {
+    const c = this.get(ns, id);
+    if (!c.paused) throw new FailedPrecondition(`container ${id} is not paused`);
+    thaw(c.cgroup);
+    c.paused = false;
+    this.o.events.paused(c, false);
+  }
+
+  stats(ns: string, id: string): CgroupStats {
+    return cgroupStats(this.get(ns, id).cgroup);
+  }
+
+  update(ns: string, id: string, resources: LinuxResources): string[] {
+    const c = this.get(ns, id);
+    if (c.init.status === 'stopped') throw new FailedPrecondition(`container ${id} is stopped`);
+    return applyResources(c.cgroup, resources).warnings;
+  }
+
+  pids(ns: string, id: string): number[] {
+    return cgroupPids(this.get(ns, id).cgroup);
+  }
+
+  resizePty(ns: string, id: string, execId: string, width: number, height: number): void {
+    const { p } = this.proc(ns, id, execId);
+    const console = this.consoles.get(p);
+    if (!console) throw new FailedPrecondition(`${execId || id} has no terminal`);
+    console.resize(width, height);
+  }
+
+  closeIO(ns: string, id: string, execId: string): void {
+    const { p } = this.proc(ns, id, execId);
+    // Without a terminal the process reads the stdin FIFO itself and sees EOF when the
+    // client closes its end; with one, stop forwarding stdin into the pty.
+    this.consoles.get(p)?.closeStdin();
+  }
+
+  // --- exits --------------------------------------------------------------------------
+  private onExit(pid: number, status: number): void {
+    const hit = this.byPid.get(pid);
+    if (!hit) return;
+    const { c, p } = hit;
+    p.status = 'stopped';
+    p.exitStatus = sys.exitCodeOf(status);
+    p.exitedAt = new Date();
+    if (p === c.init) {
+      // Exec'd processes die with the init's pid namespace; make sure of it when the
+      // container shares the host's.
+      for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
+      if (p.exitStatus === 137) {
+        try { if (oomKillCount(c.cgroup) > 0) this.o.events.oom(c); } catch { /* cgroup gone */ }
+      }
+    }
+    this.consoles.get(p)?.drainAndClose();
+    this.o.events.exited(c, p);
+    const ws = this.waiters.get(p) ?? [];
+    this.waiters.delete(p);
+    for (const w of ws) w();
+  }
+
+  /** Processes still alive (Shutdown refuses to exit while any remain). */
+  get size(): number {
+    return this.containers.size;
+  }
+}
+
+function readSpec(bundle: string): Spec {
+  const path = join(bundle, 'config.json');
+  if (!existsSync(path)) throw new NotFound(`bundle ${bundle} has no config.json`);
+  let spec: unknown;
+  try {
+    spec = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new InvalidArgument(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new InvalidArgument(`${path} must hold a JSON object`);
+  return spec as Spec;
+}
+
+function v1Dirs(h: CgroupHandle): { name: string; hostDir: string }[] {
+  const seen = new Map<string, string>();
+  for (const [ctrl, dir] of Object.entries(h.dirs)) {
+    if (ctrl === 'unified') continue;
+    const mount = h.mounts[ctrl] ?? '';
+    const name = mount.slice(mount.lastIndexOf('/') + 1) || ctrl;
+    if (!seen.has(name)) seen.set(name, dir);
+  }
+  return [...seen].map(([name, hostDir]) => ({ name, hostDir }));
+}
