@@ -12,6 +12,8 @@ async function main(): Promise<void> {
     process.stderr.write(`spored: ${statusOf(e).message}\n`);
     process.exit(2);
   }
+  // The launcher starts us from the first container's bundle dir; never pin it.
+  process.chdir('/');
   const log = makeLogger(config.logFile, config.logLevel);
   const daemon = await startDaemon(config, log);
   let stopping = false;

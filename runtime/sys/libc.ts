@@ -269,9 +269,10 @@ export function pipe(flags = O.CLOEXEC): [number, number] {
   check('pipe2', c.pipe2(fds, flags));
   return [fds[0] ?? -1, fds[1] ?? -1];
 }
-/** close_range(2): closes every fd >= first (the kernel does the walk). */
-export function closeFrom(first: number): void {
-  check('close_range', c.syscall3(SYS.close_range, first, 0xffffffff, 0) as unknown as number);
+/** close_range(2) over every fd >= first: close them, or with cloexec only mark them. */
+export function closeFrom(first: number, cloexec = false): void {
+  const CLOSE_RANGE_CLOEXEC = 4;
+  check('close_range', c.syscall3(SYS.close_range, first, 0xffffffff, cloexec ? CLOSE_RANGE_CLOEXEC : 0) as unknown as number);
 }
 export function ioctl(fd: number, req: number, arg: Buffer | number): number {
   if (typeof arg === 'number') return check('ioctl', c.ioctlInt(fd, req, arg));

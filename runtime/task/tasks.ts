@@ -1,8 +1,8 @@
 // Containers and their processes as plain data, and the operations containerd's Task API
 // performs on them. Transport-free: the ttrpc service (service.ts) only decodes requests,
 // calls these methods and encodes results; errors are typed and mapped once, there.
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented } from '../errors.js';
 import * as sys from '../sys/libc.js';
@@ -35,6 +35,8 @@ export interface ContainerState {
   rootfs: string;
   rootfsMounted: boolean;
   cgroup: CgroupHandle;
+  /** ancestor cgroup dirs Create had to make (e.g. /<namespace>), removed when empty */
+  madeParents: string[];
   namespaces: NamespaceStep[];
   paused: boolean;
   init: ProcState;
@@ -132,8 +134,9 @@ export class TaskManager {
     try {
       const rootPath = this.prepareRootfs(bundle, spec, rootfs, undo);
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
+      const madeParents = missingAncestors(cgroup);
       const cg = createCgroup(cgroup, spec.linux?.resources);
-      undo.push(() => destroyCgroup(cgroup));
+      undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
       for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
       let console: Console | null = null;
@@ -151,7 +154,7 @@ export class TaskManager {
       const spawned = await this.o.seed.spawn(key(ns, id), plan);
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       const c: ContainerState = {
-        id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup,
+        id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents,
         namespaces: plan.namespaces, paused: false,
         init: { execId: '', pid: spawned.pid, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
         execs: new Map(), createdAt: new Date(), timings: { ...spawned.timings, createMs: performance.now() - t0 },
@@ -205,7 +208,7 @@ export class TaskManager {
     const { c, p } = this.proc(ns, id, execId);
     if (p.status !== 'created') throw new FailedPrecondition(`${execId ? `exec ${execId}` : `container ${id}`} is ${p.status}, not created`);
     if (!execId) {
-      await this.o.seed.startProcess(key(ns, id));
+      await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id)));
       this.consoles.get(p)?.attached();
       p.status = p.exitedAt ? 'stopped' : 'running';
       this.o.events.started(c, p);
@@ -229,7 +232,7 @@ export class TaskManager {
       const spawned = await this.o.seed.spawn(k, plan);
       p.pid = spawned.pid;
       this.byPid.set(p.pid, { c, p });
-      await this.o.seed.startProcess(k);
+      await this.settleOnFailure(p, this.o.seed.startProcess(k));
     } catch (e) {
       console?.close();
       throw e;
@@ -238,6 +241,27 @@ export class TaskManager {
     p.status = p.exitedAt ? 'stopped' : 'running';
     this.o.events.started(c, p);
     return p;
+  }
+
+  /**
+   * A failed start means the sandbox process is exiting. Reply only once its exit is
+   * recorded, so the client's next State already says STOPPED (containerd refuses to
+   * delete a task it still sees as CREATED).
+   */
+  private async settleOnFailure(p: ProcState, op: Promise<unknown>): Promise<void> {
+    try {
+      await op;
+    } catch (e) {
+      if (p.status !== 'stopped' && p.pid) {
+        const done = new Promise<void>((resolve) => {
+          const list = this.waiters.get(p) ?? [];
+          list.push(resolve);
+          this.waiters.set(p, list);
+        });
+        await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
+      }
+      throw e;
+    }
   }
 
   // --- Exec (register only; the process is created at Start) ------------------------
@@ -322,6 +346,7 @@ export class TaskManager {
     this.consoles.delete(p);
     if (c.paused) { try { thaw(c.cgroup); } catch { /* being removed */ } }
     destroyCgroup(c.cgroup);
+    removeEmptyDirs(c.madeParents);
     if (c.rootfsMounted) {
       try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
     }
@@ -382,7 +407,10 @@ export class TaskManager {
   // --- exits --------------------------------------------------------------------------
   private onExit(pid: number, status: number): void {
     const hit = this.byPid.get(pid);
-    if (!hit) return;
+    if (!hit) {
+      this.o.log.debug({ pid, status, signal: status & 0x7f }, 'exit of a process spored does not track');
+      return;
+    }
     const { c, p } = hit;
     p.status = 'stopped';
     p.exitStatus = sys.exitCodeOf(status);
@@ -419,6 +447,26 @@ function readSpec(bundle: string): Spec {
   }
   if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new InvalidArgument(`${path} must hold a JSON object`);
   return spec as Spec;
+}
+
+/** Ancestors of the handle's dirs that do not exist yet, deepest first. */
+function missingAncestors(h: CgroupHandle): string[] {
+  const out: string[] = [];
+  for (const [ctrl, dir] of Object.entries(h.dirs)) {
+    const mount = h.mounts[ctrl] ?? '';
+    for (let d = dirname(dir); d.length > mount.length && d.startsWith(mount + '/'); d = dirname(d)) {
+      if (existsSync(d)) break;
+      if (!out.includes(d)) out.push(d);
+    }
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** rmdir each dir (deepest first); one still in use by another container stays. */
+function removeEmptyDirs(dirs: string[]): void {
+  for (const d of dirs) {
+    try { rmdirSync(d); } catch { /* not empty, busy, or gone */ }
+  }
 }
 
 function v1Dirs(h: CgroupHandle): { name: string; hostDir: string }[] {

@@ -4,7 +4,7 @@
 // -> wait for Start -> credentials, capabilities, seccomp -> exec.
 // Only synchronous calls are allowed here: the child must never return to the event loop
 // it inherited from the seed.
-import { readdirSync, mkdirSync, writeFileSync, existsSync, statSync, lstatSync, readlinkSync, symlinkSync, accessSync, constants as fsConst, openSync, closeSync } from 'node:fs';
+import { mkdirSync, writeFileSync, existsSync, statSync, lstatSync, readlinkSync, symlinkSync, accessSync, constants as fsConst, openSync, closeSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import type { ChildStatus, DeviceNode, ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, SpawnPlan } from './protocol.js';
 import { SyscallError } from '../../errors.js';
@@ -50,7 +50,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number): ne
   const mark = (name: string): void => { t[name] = Math.round((performance.now() - t0) * 1000) / 1000; };
   const warnings: string[] = [];
   try {
-    closeInheritedFds([startFd, statusFd]);
+    closeInheritedFds();
     phase('setsid', () => sys.setsid());
     const stdio = phase('stdio', () => openStdio(plan.process));
     mark('stdio');
@@ -78,11 +78,17 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number): ne
   }
 }
 
-function closeInheritedFds(keep: number[]): void {
-  for (const name of readdirSync('/proc/self/fd')) {
-    const fd = Number(name);
-    if (fd > 2 && !keep.includes(fd)) sys.close(fd);
-  }
+/**
+ * Nothing the seed holds may reach the container. The fds cannot simply be closed: the
+ * JS running here still needs libuv's internals (a young-generation GC posts a task
+ * through the loop's eventfd, and libuv aborts if that write fails). So every fd is
+ * marked close-on-exec, and only the IPC channel to spored is closed now, so spored sees
+ * the seed's EOF even while sandboxes are parked waiting for Start.
+ */
+function closeInheritedFds(): void {
+  sys.closeFrom(3, true);
+  const channelFd = (process as unknown as { channel?: { fd?: number } }).channel?.fd;
+  if (typeof channelFd === 'number' && channelFd > 2) sys.close(channelFd);
 }
 
 interface OpenStdio { fds: [number, number, number]; terminal: boolean }

@@ -104,7 +104,10 @@ async function spawn(seq: number, key: string, plan: SpawnPlan): Promise<void> {
   }
   drop(key, p);
   if (st && st.s === 'error') send({ type: 'reply', seq, ok: false, error: st.message, phase: st.phase, ...(st.errno !== undefined ? { errno: st.errno } : {}) });
-  else send({ type: 'reply', seq, ok: false, error: 'sandbox process exited during setup', phase: 'setup' });
+  else {
+    const why = await exitOf(pid);
+    send({ type: 'reply', seq, ok: false, error: `sandbox process exited during setup (${why})`, phase: 'setup' });
+  }
 }
 
 async function start(seq: number, key: string): Promise<void> {
@@ -142,10 +145,28 @@ function abort(seq: number, key: string): void {
   send({ type: 'reply', seq, ok: true });
 }
 
+const exitWaiters = new Map<number, (status: number) => void>();
+const recentExits = new Map<number, number>();
+
+/** How a child that vanished during setup ended, for the error message. */
+function exitOf(pid: number): Promise<string> {
+  const describe = (st: number): string => ((st & 0x7f) ? `killed by signal ${st & 0x7f}` : `exit code ${(st >> 8) & 0xff}`);
+  const known = recentExits.get(pid);
+  if (known !== undefined) return Promise.resolve(describe(known));
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { exitWaiters.delete(pid); resolve('status unknown'); }, 1000);
+    exitWaiters.set(pid, (st) => { clearTimeout(t); resolve(describe(st)); });
+  });
+}
+
 function reapAll(): void {
   for (;;) {
     const r = sys.reapOne();
     if (!r) return;
+    recentExits.set(r.pid, r.status);
+    if (recentExits.size > 256) recentExits.delete(recentExits.keys().next().value as number);
+    exitWaiters.get(r.pid)?.(r.status);
+    exitWaiters.delete(r.pid);
     send({ type: 'exit', pid: r.pid, status: r.status });
   }
 }
