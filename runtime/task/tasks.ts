@@ -43,7 +43,7 @@ export interface ContainerState {
   execs: Map<string, ProcState>;
   createdAt: Date;
   /** fork/setup timings from the seed, for logs and benchmarks */
-  timings: Record<string, number>;
+  timings: Record<string, unknown>;
 }
 
 export interface StdioRequest { stdin: string; stdout: string; stderr: string; terminal: boolean }
@@ -131,13 +131,17 @@ export class TaskManager {
     // Reserve the id before the first await so a concurrent Create of the same id fails.
     this.creating.add(key(ns, id));
     const undo: (() => void)[] = [];
+    const ph: Record<string, number> = {};
+    const lap = (name: string): void => { ph[name] = Math.round((performance.now() - t0) * 100) / 100; };
     try {
       const rootPath = this.prepareRootfs(bundle, spec, rootfs, undo);
+      lap('rootfs');
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
       const madeParents = missingAncestors(cgroup);
       const cg = createCgroup(cgroup, spec.linux?.resources);
       undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
       for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
+      lap('cgroup');
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
       let console: Console | null = null;
       if (wantsTerminal) {
@@ -151,13 +155,15 @@ export class TaskManager {
         cgroupV1Dirs: this.o.layout.mode === 'v2' ? null : v1Dirs(cgroup),
         seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
       });
+      lap('plan');
       const spawned = await this.o.seed.spawn(key(ns, id), plan);
+      lap('spawn');
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents,
         namespaces: plan.namespaces, paused: false,
         init: { execId: '', pid: spawned.pid, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
-        execs: new Map(), createdAt: new Date(), timings: { ...spawned.timings, createMs: performance.now() - t0 },
+        execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
       };
       if (console) this.consoles.set(c.init, console);
       this.containers.set(key(ns, id), c);

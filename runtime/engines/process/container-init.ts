@@ -57,7 +57,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number): ne
     phase('cgroup', () => joinCgroup(plan.cgroupProcs));
     mark('cgroup');
     if (plan.kind === 'init') {
-      setupContainer(plan, warnings);
+      setupContainer(plan, warnings, mark);
     } else {
       joinContainer(plan);
     }
@@ -120,8 +120,9 @@ function joinCgroup(procs: string[]): void {
 
 // --- init: new container ------------------------------------------------------------
 
-function setupContainer(plan: InitPlan, warnings: string[]): void {
+function setupContainer(plan: InitPlan, warnings: string[], mark: (name: string) => void): void {
   phase('namespaces', () => enterNamespaces(plan.namespaces));
+  mark('namespaces');
   const ownMountNs = plan.namespaces.some((n) => n.type === 'mount');
   if (!ownMountNs) throw new PhaseError('namespaces', new Error('a mount namespace is required'));
   phase('rootfs', () => {
@@ -129,13 +130,16 @@ function setupContainer(plan: InitPlan, warnings: string[]): void {
     sys.mount(plan.rootfs, plan.rootfs, null, sys.MS.BIND | sys.MS.REC, null);
   });
   for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(plan.rootfs, m, warnings));
+  mark('mounts');
   phase('devices', () => createDevices(plan.rootfs, plan.devices, plan.mounts));
+  mark('devices');
   phase('pivot_root', () => {
     sys.chdir(plan.rootfs);
     sys.pivotRoot('.', '.');
     sys.umount2('.', sys.MNT_DETACH);
     sys.chdir('/');
   });
+  mark('pivot');
   for (const p of plan.maskedPaths) phase(`mask ${p}`, () => maskPath(p));
   for (const p of plan.readonlyPaths) phase(`readonly ${p}`, () => readonlyPath(p));
   if (plan.readonlyRoot) phase('readonly root', () => remountReadonly('/'));

@@ -19,6 +19,7 @@ interface Pending {
 
 const pending = new Map<string, Pending>();
 let ownPidNs = -1;
+let lastForkTimings: Record<string, number> = {};
 
 function send(msg: SeedReply): void {
   if (process.send) process.send(msg);
@@ -68,9 +69,12 @@ function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
     try { sys.setns(fd, sys.CLONE.NEWPID); } finally { sys.close(fd); }
   }
   try {
+    const t0 = performance.now();
     sys.prepareFork();
+    const t1 = performance.now();
     const pid = sys.fork();
     if (pid === 0) runChild(plan, startR, statusW);
+    lastForkTimings = { prepareMs: t1 - t0, forkMs: performance.now() - t1 };
     return pid;
   } finally {
     if (pidNsPath !== undefined) sys.setns(ownPidNs, sys.CLONE.NEWPID);
@@ -78,6 +82,7 @@ function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
 }
 
 async function spawn(seq: number, key: string, plan: SpawnPlan): Promise<void> {
+  const t0 = performance.now();
   if (pending.has(key)) {
     send({ type: 'reply', seq, ok: false, error: `${key} is already being created`, phase: 'seed' });
     return;
@@ -97,9 +102,10 @@ async function spawn(seq: number, key: string, plan: SpawnPlan): Promise<void> {
   const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
   watchStatus(p);
   pending.set(key, p);
+  const forkT = lastForkTimings;
   const st = await nextStatus(p);
   if (st && st.s === 'ready') {
-    send({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: st.t });
+    send({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...st.t, readyMs: performance.now() - t0 } });
     return;
   }
   drop(key, p);
