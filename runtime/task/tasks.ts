@@ -138,7 +138,7 @@ export class TaskManager {
       lap('rootfs');
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
       const madeParents = missingAncestors(cgroup);
-      const cg = createCgroup(cgroup, spec.linux?.resources);
+      const cg = createCgroup(cgroup, withDefaultDeviceRules(spec));
       undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
       for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
       lap('cgroup');
@@ -440,6 +440,24 @@ export class TaskManager {
   get size(): number {
     return this.containers.size;
   }
+}
+
+/**
+ * Device cgroup rules as runc applies them: the spec's rules, then the devices every container
+ * may use (the default nodes, ptys, and mknod of anything) and the spec's own device nodes.
+ * CRI specs start with a deny-all rule and rely on this; without it, creating /dev/null fails.
+ */
+export function withDefaultDeviceRules(spec: Spec): LinuxResources | undefined {
+  const r = spec.linux?.resources;
+  if (!r?.devices || r.devices.length === 0) return r;
+  const allow = (type: string, major: number | undefined, minor: number | undefined, access: string) => ({ allow: true, type, ...(major !== undefined ? { major } : {}), ...(minor !== undefined ? { minor } : {}), access });
+  const defaults = [
+    allow('c', undefined, undefined, 'm'), allow('b', undefined, undefined, 'm'),
+    allow('c', 1, 3, 'rwm'), allow('c', 1, 5, 'rwm'), allow('c', 1, 7, 'rwm'), allow('c', 1, 8, 'rwm'), allow('c', 1, 9, 'rwm'),
+    allow('c', 5, 0, 'rwm'), allow('c', 5, 2, 'rwm'), allow('c', 136, undefined, 'rwm'), allow('c', 10, 200, 'rwm'),
+    ...(spec.linux?.devices ?? []).filter((d) => d.type === 'c' || d.type === 'b').map((d) => allow(d.type, d.major, d.minor, 'rwm')),
+  ];
+  return { ...r, devices: [...r.devices, ...defaults] };
 }
 
 function readSpec(bundle: string): Spec {
