@@ -60,6 +60,8 @@ export interface Containerd {
   hiddenUnified: boolean;
   /** environment containerd was started with */
   env: Record<string, string>;
+  /** with cri: sandbox image, CNI bridge/subnet, spore ConfigPath */
+  cri?: CriSetup;
   ctr(args: string[], opts?: CtrOptions): Promise<CtrResult>;
   /** kill tasks, containerd, shims, spored; unmount and remove everything; idempotent */
   stop(): Promise<void>;
@@ -141,7 +143,45 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: CtrOptio
   });
 }
 
-function configToml(dir: string, address: string, ttrpcAddress: string, cri: boolean): string {
+/** CRI pieces of a cri=true containerd: sandbox image, CNI bridge, spore runtime options. */
+export interface CriSetup {
+  /** the pod sandbox ("pause") image CRI uses; import it into namespace k8s.io before RunPodSandbox */
+  sandboxImage: string;
+  /** CNI bridge device created by the bridge plugin for this containerd (removed by stop()) */
+  bridge: string;
+  /** pod subnet (host-local IPAM, state under <dir>/cni-ipam) */
+  subnet: string;
+  /** runtimeoptions.v1.Options ConfigPath given to the spore handler */
+  sporeConfigPath: string;
+}
+
+export const CRI_SANDBOX_IMAGE = 'docker.io/spore/pause:latest';
+export const CRI_NAMESPACE = 'k8s.io';
+
+function criSetup(dir: string): CriSetup {
+  const r = randomBytes(2);
+  return {
+    sandboxImage: CRI_SANDBOX_IMAGE,
+    bridge: `spcni${randomBytes(4).toString('hex')}`.slice(0, 15),
+    subnet: `10.${200 + (r[0]! % 50)}.${r[1]!}.0/24`,
+    sporeConfigPath: path.join(dir, 'spore-runtime.toml'),
+  };
+}
+
+function cniConflist(dir: string, s: CriSetup): string {
+  return JSON.stringify({
+    cniVersion: '0.4.0',
+    name: 'spore-it',
+    plugins: [
+      {
+        type: 'bridge', bridge: s.bridge, isGateway: true, ipMasq: false, hairpinMode: true,
+        ipam: { type: 'host-local', ranges: [[{ subnet: s.subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(dir, 'cni-ipam') },
+      },
+    ],
+  }, null, 2);
+}
+
+function configToml(dir: string, address: string, ttrpcAddress: string, cri: boolean, crs?: CriSetup): string {
   const lines = [
     '# private containerd for one spore integration test (integration/harness.ts)',
     'version = 2',
@@ -165,15 +205,22 @@ function configToml(dir: string, address: string, ttrpcAddress: string, cri: boo
       '  [plugins."io.containerd.grpc.v1.cri"]',
       // root here lacks CAP_SYS_RESOURCE: lowering oom_score_adj fails otherwise
       '    restrict_oom_score_adj = true',
+      `    sandbox_image = "${crs?.sandboxImage ?? CRI_SANDBOX_IMAGE}"`,
+      `    stream_server_address = "127.0.0.1"`,
+      `    stream_server_port = "0"`,
       '    [plugins."io.containerd.grpc.v1.cri".containerd]',
       '      default_runtime_name = "runc"',
       '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
       '        runtime_type = "io.containerd.runc.v2"',
       '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.spore]',
       '        runtime_type = "io.containerd.spore.v2"',
+      '        pod_annotations = ["spore.dev/*"]',
+      '        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.spore.options]',
+      `          ConfigPath = "${crs?.sporeConfigPath ?? ''}"`,
       '    [plugins."io.containerd.grpc.v1.cri".cni]',
       '      bin_dir = "/usr/lib/cni"',
       `      conf_dir = "${dir}/cni"`,
+      '      max_conf_num = 1',
     );
   }
   return lines.join('\n') + '\n';
@@ -416,6 +463,41 @@ export function leakCheck(opts: LeakCheckOptions): LeakSnapshot {
 
 // ------------------------------------------------------------------------------ containerd
 
+/**
+ * CRI state a test left behind: stop and remove every pod sandbox through CRI (that releases
+ * CNI addresses and network namespaces and removes the pods' containers), then kill and remove
+ * whatever is still in containerd's k8s.io namespace. Collects the container ids seen.
+ */
+async function removeCriLeftovers(address: string, ctrK8s: (a: string[], o?: CtrOptions) => Promise<CtrResult>, seen: Set<string>): Promise<void> {
+  try {
+    const { criClient } = await import('./cri-client.js');
+    const c = criClient(address, 15_000);
+    try {
+      const pods = await c.runtime.listPodSandbox({});
+      const ctrs = await c.runtime.listContainers({});
+      for (const x of ctrs.containers) seen.add(x.id);
+      for (const p of pods.items) {
+        seen.add(p.id);
+        await c.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+        await c.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+      }
+    } finally {
+      c.close();
+    }
+  } catch {
+    /* CRI not serving; fall through to ctr */
+  }
+  const tl = await ctrK8s(['tasks', 'ls', '-q'], { timeoutMs: 10_000 });
+  const cl = await ctrK8s(['containers', 'ls', '-q'], { timeoutMs: 10_000 });
+  const tasks = tl.stdout.split('\n').map((x) => x.trim()).filter(Boolean);
+  const ctrs = cl.stdout.split('\n').map((x) => x.trim()).filter(Boolean);
+  for (const id of [...tasks, ...ctrs]) seen.add(id);
+  await Promise.all(tasks.map((id) => ctrK8s(['tasks', 'kill', '-a', '-s', 'KILL', id], { timeoutMs: 10_000 })));
+  if (tasks.length > 0) await sleep(200);
+  await Promise.all(tasks.map((id) => ctrK8s(['tasks', 'rm', '-f', id], { timeoutMs: 10_000 })));
+  await Promise.all(ctrs.map((id) => ctrK8s(['containers', 'rm', id], { timeoutMs: 10_000 })));
+}
+
 export async function startContainerd(opts: StartOptions = {}): Promise<Containerd> {
   const dir = fs.mkdtempSync(path.join('/tmp', 'spore-ctrd-'));
   const address = path.join(dir, 'containerd.sock');
@@ -432,8 +514,13 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
 
   fs.mkdirSync(runDir, { recursive: true });
   fs.mkdirSync(path.join(dir, 'fifo'));
-  if (cri) fs.mkdirSync(path.join(dir, 'cni'));
-  fs.writeFileSync(configFile, configToml(dir, address, ttrpcAddress, cri));
+  const crs = cri ? criSetup(dir) : undefined;
+  if (crs) {
+    fs.mkdirSync(path.join(dir, 'cni'));
+    fs.writeFileSync(path.join(dir, 'cni', '10-spore-it.conflist'), cniConflist(dir, crs));
+    fs.writeFileSync(crs.sporeConfigPath, '# spore runtime options for the CRI handler (runtimeoptions.v1.Options ConfigPath)\n');
+  }
+  fs.writeFileSync(configFile, configToml(dir, address, ttrpcAddress, cri, crs));
 
   const sysPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
   const env: Record<string, string> = {};
@@ -478,6 +565,7 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
     const envEntry = `SPORE_RUN_DIR=${runDir}`;
     const sockets = new Set<string>();
     const ids = new Set<string>();
+    const criIds = new Set<string>();
     if (alive(pid)) {
       // 1. tasks and containers
       const tl = await ctr(['tasks', 'ls', '-q'], { timeoutMs: 10_000 });
@@ -488,6 +576,7 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
       if (tasks.length > 0) await sleep(200);
       await Promise.all(tasks.map((id) => ctr(['tasks', 'rm', '-f', id], { timeoutMs: 10_000 })));
       await Promise.all([...ids].map((id) => ctr(['containers', 'rm', id], { timeoutMs: 10_000 })));
+      if (crs) await removeCriLeftovers(address, (a, o) => run('ctr', ['--address', address, '--namespace', CRI_NAMESPACE, ...a], ctrEnv, o), criIds);
     }
     // 2. shims of this containerd (their cmdline has `-address <grpc socket>`), remember their sockets
     const shims = listPids().filter((p) => {
@@ -537,6 +626,17 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
       }
     }
     for (const id of ids) sockets.add(path.join(SHIM_SOCKET_DIR, createHash('sha256').update(`${address}/${namespace}/${id}`).digest('hex')));
+    for (const id of criIds) {
+      sockets.add(path.join(SHIM_SOCKET_DIR, createHash('sha256').update(`${address}/${CRI_NAMESPACE}/${id}`).digest('hex')));
+      fs.rmSync(path.join('/run/containerd/runc', CRI_NAMESPACE, id), { recursive: true, force: true });
+    }
+    if (crs) {
+      try {
+        execFileSync('ip', ['link', 'del', crs.bridge], { stdio: 'ignore' });
+      } catch {
+        /* never created, or gone */
+      }
+    }
     for (const s of sockets) fs.rmSync(s, { force: true });
     fs.rmSync(path.join('/run/containerd/runc', namespace), { recursive: true, force: true });
     for (const cg of cgroupsNamed(namespace, 2)) rmCgroupTree(cg);
@@ -565,5 +665,5 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
     await sleep(100);
   }
 
-  return { dir, address, ttrpcAddress, namespace, runDir, sporeLog, logFile, pid, hiddenUnified, env, ctr, stop };
+  return { dir, address, ttrpcAddress, namespace, runDir, sporeLog, logFile, pid, hiddenUnified, env, ctr, stop, ...(crs ? { cri: crs } : {}) };
 }
