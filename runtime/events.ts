@@ -47,7 +47,11 @@ export class EventForwarder implements EventSink {
 
   publish<D extends DescMessage>(namespace: string, topic: Topic, schema: D, msg: MessageInitShape<D>): void {
     if (this.closed) return;
-    this.queue.push({ namespace, topic, event: anyPack(schema, create(schema, msg)), at: new Date(), tries: 0 });
+    // containerd resolves event types by bare message name (typeurl's gogo registry), not by
+    // the type.googleapis.com/ prefix anyPack adds: with the prefix, CRI drops the event.
+    const event = anyPack(schema, create(schema, msg));
+    event.typeUrl = schema.typeName;
+    this.queue.push({ namespace, topic, event, at: new Date(), tries: 0 });
     if (!this.running) void this.drain();
   }
 
