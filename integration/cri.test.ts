@@ -108,4 +108,97 @@ describe.skipIf(skip !== undefined)('spore via containerd CRI (kubelet path)', (
     await cri.runtime.removePodSandbox({ podSandboxId: pod.id });
     await cri.runtime.stopPodSandbox({ podSandboxId: pod.id }).catch((e: CriError) => expect(e.code).toBe(grpc.status.NOT_FOUND));
   }, 60_000);
+
+  /** host pid of a container (verbose ContainerStatus info) */
+  async function pidOf(id: string): Promise<number> {
+    const st = await cri.runtime.containerStatus({ containerId: id, verbose: true });
+    return (JSON.parse(st.info.info ?? '{}') as { pid: number }).pid;
+  }
+  async function sandboxPid(id: string): Promise<number> {
+    const st = await cri.runtime.podSandboxStatus({ podSandboxId: id, verbose: true });
+    return (JSON.parse(st.info.info ?? '{}') as { pid: number }).pid;
+  }
+  const nsOf = (pid: number, ns: string): string => fs.readlinkSync(`/proc/${pid}/ns/${ns}`);
+  const cgroupOf = (pid: number): string => fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+
+  it('groups a pod: two containers share net/ipc/uts with the sandbox, the pod cgroup, and talk over localhost', async () => {
+    const pod = await runPod('duo', { 'spore.dev/seed': 'busybox' });
+    const uid = pod.config.metadata!.uid!;
+    const server = (await cri.runtime.createContainer({
+      podSandboxId: pod.id, sandboxConfig: pod.config,
+      config: containerConfig({ name: 'server', command: ['/bin/sh', '-c', 'mkdir -p /www && echo "pong from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www'] }),
+    })).containerId;
+    await cri.runtime.startContainer({ containerId: server });
+    const client = (await cri.runtime.createContainer({
+      podSandboxId: pod.id, sandboxConfig: pod.config,
+      config: containerConfig({ name: 'client', command: ['/bin/sh', '-c', 'for i in $(seq 1 100); do wget -q -O - http://127.0.0.1:8080/ && exit 0; sleep 0.05; done; exit 1'] }),
+    })).containerId;
+    await cri.runtime.startContainer({ containerId: client });
+
+    const done = await waitExited(cri, client, 15_000);
+    expect(done.exitCode).toBe(0);
+    const log = fs.readFileSync(path.join(pod.logDir, 'client/0.log'), 'utf8');
+    expect(log).toMatch(/ stdout F pong from duo$/m);
+
+    // namespaces and cgroup parent shared with the sandbox
+    const [sp, vp] = [await sandboxPid(pod.id), await pidOf(server)];
+    for (const ns of ['net', 'ipc', 'uts']) expect(nsOf(vp, ns), ns).toBe(nsOf(sp, ns));
+    expect(nsOf(vp, 'mnt')).not.toBe(nsOf(sp, 'mnt'));
+    expect(cgroupOf(sp)).toContain(`/kubepods/besteffort/pod${uid}/${pod.id}`);
+    expect(cgroupOf(vp)).toContain(`/kubepods/besteffort/pod${uid}/${server}`);
+
+    // spore.dev/* pod annotations reach the container's OCI spec (pod_annotations in the CRI config)
+    const spec = JSON.parse((await cri.runtime.containerStatus({ containerId: server, verbose: true })).info.info ?? '{}').runtimeSpec as { annotations: Record<string, string> };
+    expect(spec.annotations['spore.dev/seed']).toBe('busybox');
+    expect(spec.annotations['io.kubernetes.cri.sandbox-id']).toBe(pod.id);
+
+    // teardown: StopPodSandbox kills the containers, RemovePodSandbox removes them and the pod cgroup
+    await cri.runtime.stopPodSandbox({ podSandboxId: pod.id });
+    expect((await cri.runtime.containerStatus({ containerId: server })).status?.state).toBe(ContainerState.CONTAINER_EXITED);
+    await cri.runtime.removePodSandbox({ podSandboxId: pod.id });
+    expect((await cri.runtime.listContainers({ filter: { podSandboxId: pod.id } })).containers).toHaveLength(0);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/kubepods/besteffort/pod${uid}`) || fs.existsSync(`/sys/fs/cgroup/kubepods/besteffort/pod${uid}`)).toBe(false);
+  }, 60_000);
+
+  it('reports exit codes, and a crashed container is seen as exited without any client call', async () => {
+    const pod = await runPod('exits');
+    const mk = async (name: string, script: string) => {
+      const id = (await cri.runtime.createContainer({ podSandboxId: pod.id, sandboxConfig: pod.config, config: containerConfig({ name, command: ['/bin/sh', '-c', script] }) })).containerId;
+      await cri.runtime.startContainer({ containerId: id });
+      return id;
+    };
+    const ok = await mk('ok', 'exit 0');
+    const seven = await mk('seven', 'echo about to fail; exit 7');
+    const crash = await mk('crash', 'sleep 0.3; echo boom >&2; exit 134');
+    const okSt = await waitExited(cri, ok);
+    expect(okSt.exitCode).toBe(0);
+    expect(okSt.reason).toBe('Completed');
+    const sevenSt = await waitExited(cri, seven);
+    expect(sevenSt.exitCode).toBe(7);
+    expect(sevenSt.reason).toBe('Error');
+    const crashSt = await waitExited(cri, crash);
+    expect(crashSt.exitCode).toBe(134);
+    expect(crashSt.reason).toBe('Error');
+    expect(crashSt.finishedAt).toBeGreaterThan(crashSt.startedAt);
+    expect(fs.readFileSync(path.join(pod.logDir, 'crash/0.log'), 'utf8')).toMatch(/ stderr F boom$/m);
+    // the sandbox itself stays ready while its containers come and go
+    expect((await cri.runtime.podSandboxStatus({ podSandboxId: pod.id })).status?.state).toBe(PodSandboxState.SANDBOX_READY);
+    await removePod(pod.id);
+  }, 60_000);
+
+  it('reports an out-of-memory kill as OOMKilled', async () => {
+    const pod = await runPod('oom');
+    const id = (await cri.runtime.createContainer({
+      podSandboxId: pod.id, sandboxConfig: pod.config,
+      config: containerConfig({ name: 'hog', memoryLimit: 32 * 1024 * 1024, command: ['/bin/sh', '-c', 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'] }),
+    })).containerId;
+    await cri.runtime.startContainer({ containerId: id });
+    const st = await waitExited(cri, id, 20_000);
+    expect(st.exitCode).toBe(137);
+
+    expect(st.reason).toBe("OOMKilled");
+    await sleep(50);
+    expect(fs.readFileSync(path.join(pod.logDir, 'hog/0.log'), 'utf8')).not.toContain('survived');
+    await removePod(pod.id);
+  }, 60_000);
 });
