@@ -93,6 +93,8 @@ export type SeedRequest =
   | { op: 'spawn'; seq: number; key: string; plan: SpawnPlan }
   | { op: 'start'; seq: number; key: string }
   | { op: 'abort'; seq: number; key: string }
+  /** fork an L1 language seed from this root seed; it connects to `socket` as `id` */
+  | { op: 'spawnSeed'; seq: number; language: 'node' | 'python'; id: string; socket: string; pythonBin: string; zygote: string }
   | { op: 'ping'; seq: number };
 
 // --- replies and events (seed -> spored) --------------------------------------------

@@ -86,6 +86,13 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     return r.pid ?? 0;
   }
 
+  /** Fork an L1 language seed from the root seed; returns its pid. */
+  async spawnSeed(language: 'node' | 'python', id: string, socket: string, pythonBin: string, zygote: string): Promise<number> {
+    const r = await this.request({ op: 'spawnSeed', language, id, socket, pythonBin, zygote });
+    if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
+    return r.pid ?? 0;
+  }
+
   /** Kill a spawned sandbox that never started. */
   async abort(key: string): Promise<void> {
     await this.request({ op: 'abort', key });

@@ -165,6 +165,45 @@ function exitOf(pid: number): Promise<string> {
   });
 }
 
+/**
+ * L0 -> L1: a Node language seed is a fork of this root seed (sharing its memory
+ * copy-on-write); a Python one is a fork that execs the zygote. Either connects to spored
+ * on its own; its exit reaches spored like any other child's.
+ */
+async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promise<void> {
+  let pid: number;
+  try {
+    if (req.language === 'node') {
+      const { forkNode } = await import('../../../seeds/node/fork.js');
+      const { runSeed } = await import('../../../seeds/node/seed.js');
+      pid = forkNode();
+      if (pid === 0) {
+        process.removeAllListeners('disconnect');
+        process.removeAllListeners('message');
+        process.removeAllListeners('SIGCHLD');
+        process.disconnect();
+        void runSeed({ socket: req.socket, id: req.id, level: 1 });
+        return;
+      }
+    } else {
+      sys.prepareFork();
+      pid = sys.fork();
+      if (pid === 0) {
+        try {
+          sys.closeFrom(3, true);
+          sys.execve(req.pythonBin, [req.pythonBin, '-S', '-E', req.zygote, req.socket, req.id], ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8']);
+        } catch {
+          sys.exit(127);
+        }
+      }
+    }
+  } catch (e) {
+    send({ type: 'reply', seq: req.seq, ok: false, error: (e as Error).message, phase: 'spawnSeed' });
+    return;
+  }
+  send({ type: 'reply', seq: req.seq, ok: true, pid });
+}
+
 function reapAll(): void {
   for (;;) {
     const r = sys.reapOne();
@@ -187,6 +226,7 @@ function main(): void {
       case 'spawn': void spawn(req.seq, req.key, req.plan); break;
       case 'start': void start(req.seq, req.key); break;
       case 'abort': abort(req.seq, req.key); break;
+      case 'spawnSeed': void spawnSeed(req); break;
       case 'ping': send({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
       default: break;
     }

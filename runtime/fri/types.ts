@@ -1,0 +1,123 @@
+// The Function Runtime Interface as plain data: what spored's FRI gRPC service, the HTTP
+// gateway and the CLI expose. The gRPC layer (fri-proto/fri.proto) mirrors these types;
+// the implementation (FunctionRuntime) lives in seeds/ and never sees transport types.
+
+export type Engine = 'process' | 'vm';
+export type Language = 'node' | 'python';
+export type SeedLevel = 0 | 1 | 2;
+export type SeedState = 'starting' | 'ready' | 'failed' | 'deleting';
+
+export interface MemoryInfo {
+  rssKiB: number;
+  pssKiB: number;
+  privateKiB: number;
+  sharedKiB: number;
+}
+
+export interface SeedInfo {
+  id: string;
+  level: SeedLevel;
+  engine: Engine;
+  language: Language | null; // null for L0
+  function: string | null; // L2 only
+  parent: string | null;
+  pid: number;
+  state: SeedState;
+  /** id of the seed this one replicates (same level/function), or null for a primary */
+  replicaOf: string | null;
+  forks: number;
+  createdAt: string;
+  initMs: number;
+  memory: MemoryInfo | null;
+  error: string | null;
+}
+
+export type InstanceState = 'paused' | 'running' | 'done' | 'failed';
+
+export interface InstanceInfo {
+  id: string;
+  seedId: string;
+  function: string | null;
+  pid: number;
+  state: InstanceState;
+  createdAt: string;
+}
+
+export interface FunctionSpec {
+  name: string;
+  language: Language;
+  /** module source text */
+  code: string;
+  /** exported handler name */
+  handler: string;
+  memoryMiB: number;
+  timeoutMs: number;
+  env: Record<string, string>;
+}
+
+export interface FunctionInfo extends Omit<FunctionSpec, 'code'> {
+  codeBytes: number;
+  seedId: string | null; // its L2 seed once built
+  deployedAt: string;
+  invocations: number;
+}
+
+/** Per-phase timings of one invocation, microseconds (the paper's Figure 6 phases). */
+export interface PhaseTimings {
+  control: number; // request arrival -> fork requested (lookup, pool take)
+  fork: number; // fork requested -> child running
+  bind: number; // cgroup + netns bind in the child
+  seccomp: number;
+  init: number; // uniqueness re-init + code load in the child (L1 fallback loads code here)
+  execute: number; // handler run
+  respond: number; // child result -> caller
+  destroy: number; // kill/reap + resource recycle (after the response; not in total)
+  total: number; // request arrival -> response ready
+}
+
+export type InvokeErrorKind = 'handler' | 'load' | 'timeout' | 'oom' | 'crash' | 'internal';
+
+export interface InvokeError {
+  kind: InvokeErrorKind;
+  message: string;
+  stack: string | null;
+}
+
+export interface InvokeResult {
+  ok: boolean;
+  /** the handler's return value as JSON text (ok only) */
+  result: string | null;
+  error: InvokeError | null;
+  function: string | null;
+  seedId: string;
+  seedLevel: SeedLevel;
+  instanceId: string;
+  timings: PhaseTimings;
+}
+
+export interface InvokeOptions {
+  /** force a seed level for experiments (default: nearest available) */
+  level?: SeedLevel;
+  /** fresh namespaces instead of the seed lineage's shared ones (experiments) */
+  freshNamespaces?: boolean;
+}
+
+export type ForkTarget = { kind: 'instance' } | { kind: 'seed'; function?: string; language?: Language };
+
+export interface FunctionRuntime {
+  /** The root seed of an engine (idempotent: returns the existing one). */
+  create(engine: Engine): Promise<SeedInfo>;
+  /** A paused instance, or a child seed (L1 language seed from L0, L2 function seed from L1). */
+  fork(seedId: string, target: ForkTarget): Promise<InstanceInfo | SeedInfo>;
+  /** Bind resources and the request to a paused instance, run it, return the response. */
+  activate(instanceId: string, event: string): Promise<InvokeResult>;
+  /** Nearest seed -> fork -> activate -> wait -> early destroy. */
+  invoke(fn: string, event: string, opts?: InvokeOptions): Promise<InvokeResult>;
+  destroy(instanceId: string): Promise<void>;
+  listSeeds(): SeedInfo[];
+  deleteSeed(seedId: string): Promise<void>;
+  listInstances(): InstanceInfo[];
+  deploy(spec: FunctionSpec): Promise<FunctionInfo>;
+  remove(name: string): Promise<void>;
+  listFunctions(): FunctionInfo[];
+}

@@ -1,0 +1,62 @@
+// Forking a live Node process and making the child a working Node process again: V8's
+// DONTFORK heap, libuv's loop (uv_loop_fork), the cached pid, and the uniqueness state a
+// child must never share with its siblings (Math.random, randomUUID's cache).
+import koffi from 'koffi';
+import { randomBytes } from 'node:crypto';
+import crypto from 'node:crypto';
+import * as sys from '../../runtime/sys/libc.js';
+
+const self = koffi.load(null);
+const uvDefaultLoop = self.func('void *uv_default_loop()');
+const uvLoopFork = self.func('int uv_loop_fork(void *)');
+
+/** fork(); in the child, the event loop, pid and random state are already fixed. */
+export function forkNode(): number {
+  sys.prepareFork();
+  const pid = sys.fork();
+  if (pid === 0) afterForkInChild();
+  return pid;
+}
+
+let childStartedAt = 0;
+/** When this process came out of fork() (performance.now() of the child; 0 in a seed). */
+export function forkedAt(): number {
+  return childStartedAt;
+}
+
+function afterForkInChild(): void {
+  childStartedAt = performance.now();
+  // The epoll fd and the async/signal wakeup fds are shared with the parent until this.
+  const rc = uvLoopFork(uvDefaultLoop());
+  if (rc !== 0) sys.exit(70);
+  Object.defineProperty(process, 'pid', { value: sys.getpid(), configurable: true, enumerable: true });
+  reseed();
+}
+
+/**
+ * V8 cannot reseed Math.random's state from JS, so the child replaces it with xorshift128+
+ * seeded from the kernel. OpenSSL reseeds itself after fork (it checks the pid), but Node
+ * keeps a batch of pre-generated UUIDs, so randomUUID must not come from that cache.
+ */
+export function reseed(): void {
+  const seed = randomBytes(16);
+  let s0 = seed.readBigUInt64LE(0) | 1n;
+  let s1 = seed.readBigUInt64LE(8) | 2n;
+  const MASK = (1n << 64n) - 1n;
+  // BigInt keeps the generator exact; ~0.2 µs per call is fine for handler code.
+  Math.random = (): number => {
+    let x = s0;
+    const y = s1;
+    s0 = y;
+    x ^= (x << 23n) & MASK;
+    s1 = x ^ y ^ (x >> 17n) ^ (y >> 26n);
+    return Number(((s1 + y) & MASK) >> 11n) / 2 ** 53;
+  };
+  crypto.randomUUID = (): `${string}-${string}-${string}-${string}-${string}` => {
+    const b = randomBytes(16);
+    b[6] = ((b[6] ?? 0) & 0x0f) | 0x40;
+    b[8] = ((b[8] ?? 0) & 0x3f) | 0x80;
+    const h = b.toString('hex');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  };
+}

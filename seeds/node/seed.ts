@@ -1,0 +1,324 @@
+// The Node.js language seed (L1) and function seeds (L2). Speaks seeds/protocol.ts to
+// spored. Forks instances (and child seeds) from itself; each instance binds its pooled
+// resources, re-initializes uniqueness state, runs one request and _exits.
+import net from 'node:net';
+import { writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as sys from '../../runtime/sys/libc.js';
+import type { Bind, FromSeed, InvokeRequest, ToSeed } from '../protocol.js';
+import { forkNode, forkedAt } from './fork.js';
+
+type Handler = (event: unknown, context: unknown) => unknown;
+
+interface Instance {
+  id: string;
+  pid: number;
+  result: net.Socket;
+  activateFd: number; // write end of the activation pipe, -1 when the request was attached
+  timer: NodeJS.Timeout;
+  timedOut: boolean;
+}
+
+export interface SeedOptions {
+  socket: string;
+  id: string;
+  level: 1 | 2;
+  load?: { module: string; handler: string } | undefined;
+  /** L2: IPC + mount namespace shared by this function's lineage */
+  lineageNamespaces?: boolean;
+}
+
+const requireFrom = createRequire(import.meta.url);
+
+function loadHandler(module: string, name: string): Handler {
+  const mod = requireFrom(module) as Record<string, unknown>;
+  const h = mod[name] ?? (mod.default as Record<string, unknown> | undefined)?.[name];
+  if (typeof h !== 'function') throw new Error(`${module} does not export a function named ${JSON.stringify(name)}`);
+  return h as Handler;
+}
+
+function errorOf(e: unknown): { message: string; stack: string | null } {
+  if (e instanceof Error) return { message: e.message, stack: e.stack ?? null };
+  return { message: String(e), stack: null };
+}
+
+const us = (from: number): number => Math.round((performance.now() - from) * 1000);
+
+export async function runSeed(opts: SeedOptions): Promise<void> {
+  const t0 = performance.now();
+  const instances = new Map<string, Instance>();
+  const byPid = new Map<number, { kind: 'instance'; inst: Instance } | { kind: 'seed'; id: string }>();
+  let handler: Handler | null = null;
+
+  const conn = net.connect(opts.socket);
+  const send = (m: FromSeed): void => { conn.write(JSON.stringify(m) + '\n'); };
+  await new Promise<void>((resolve, reject) => { conn.once('connect', resolve); conn.once('error', reject); });
+  send({ t: 'hello', id: opts.id, pid: process.pid, language: 'node', level: opts.level });
+
+  if (opts.load) {
+    try {
+      handler = loadHandler(opts.load.module, opts.load.handler);
+      if (opts.lineageNamespaces && !opts.socket.startsWith('/proc/self/fd/')) {
+        // Replicas forked from this seed must still reach spored after /tmp is replaced.
+        opts.socket = socketViaDirFd(opts.socket);
+        privateTmp();
+      }
+    } catch (e) {
+      const err = errorOf(e);
+      send({ t: 'failed', id: opts.id, message: err.message, stack: err.stack });
+      conn.end(() => sys.exit(1));
+      return;
+    }
+  }
+
+  // Exits of instances and child seeds; the handler is replaced in children.
+  const onChild = (): void => {
+    for (;;) {
+      const r = sys.reapOne();
+      if (!r) return;
+      const who = byPid.get(r.pid);
+      if (!who) continue;
+      byPid.delete(r.pid);
+      const code = (r.status & 0x7f) === 0 ? (r.status >> 8) & 0xff : null;
+      const signal = (r.status & 0x7f) !== 0 ? r.status & 0x7f : null;
+      if (who.kind === 'seed') {
+        send({ t: 'exit', id: who.id, pid: r.pid, code, signal, timedOut: false });
+        continue;
+      }
+      const inst = who.inst;
+      clearTimeout(inst.timer);
+      if (inst.activateFd >= 0) { sys.close(inst.activateFd); inst.activateFd = -1; }
+      // Let the result pipe drain before reporting the exit, so result precedes exit.
+      const report = (): void => {
+        instances.delete(inst.id);
+        send({ t: 'exit', id: inst.id, pid: r.pid, code, signal, timedOut: inst.timedOut });
+      };
+      if (inst.result.readableEnded || inst.result.destroyed) report();
+      else { inst.result.once('close', report); setTimeout(() => inst.result.destroy(), 1000).unref(); }
+    }
+  };
+  process.on('SIGCHLD', onChild);
+
+  let buf = '';
+  conn.setEncoding('utf8');
+  conn.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let msg: ToSeed;
+      try { msg = JSON.parse(line) as ToSeed; } catch { continue; }
+      handle(msg);
+    }
+  });
+  // spored is gone: nothing may outlive it.
+  conn.on('close', () => {
+    for (const pid of byPid.keys()) { try { sys.kill(pid, 9); } catch { /* gone */ } }
+    sys.exit(0);
+  });
+
+  const handle = (msg: ToSeed): void => {
+    switch (msg.t) {
+      case 'fork': return forkInstance(msg);
+      case 'activate': {
+        const inst = instances.get(msg.id);
+        if (inst && inst.activateFd >= 0) {
+          try { sys.write(inst.activateFd, Buffer.from(JSON.stringify(msg.request) + '\n')); } catch { /* it died */ }
+          sys.close(inst.activateFd);
+          inst.activateFd = -1;
+        }
+        return;
+      }
+      case 'kill': {
+        const inst = instances.get(msg.id);
+        if (inst) { try { sys.kill(inst.pid, 9); } catch { /* gone */ } }
+        return;
+      }
+      case 'seed': return forkSeed(msg);
+      case 'stats': send({ t: 'stats', id: opts.id, pid: process.pid, children: byPid.size }); return;
+      case 'exit': conn.destroy(); return;
+      default: return;
+    }
+  };
+
+  const forkInstance = (msg: Extract<ToSeed, { t: 'fork' }>): void => {
+    const tf = performance.now();
+    const [resR, resW] = sys.pipe();
+    const [actR, actW] = msg.request ? [-1, -1] : sys.pipe();
+    let pid: number;
+    try {
+      pid = forkNode();
+    } catch (e) {
+      for (const fd of [resR, resW, actR, actW]) if (fd >= 0) sys.close(fd);
+      send({ t: 'forkFailed', id: msg.id, message: errorOf(e).message });
+      return;
+    }
+    if (pid === 0) {
+      leaveSeed(conn, onChild);
+      sys.close(resR);
+      if (actW >= 0) sys.close(actW);
+      void runInstance(msg, handler, resW, actR);
+      return;
+    }
+    const forkUs = us(tf);
+    sys.close(resW);
+    if (actR >= 0) sys.close(actR);
+    const inst: Instance = {
+      id: msg.id, pid, activateFd: actW, timedOut: false,
+      result: new net.Socket({ fd: resR, readable: true, writable: false }),
+      timer: setTimeout(() => {
+        inst.timedOut = true;
+        try { sys.kill(pid, 9); } catch { /* gone */ }
+      }, msg.timeoutMs),
+    };
+    instances.set(msg.id, inst);
+    byPid.set(pid, { kind: 'instance', inst });
+    // Relay the result line as soon as it is complete: waiting for EOF would put the
+    // child's exit (tearing down a forked Node) on the response path.
+    let out = '';
+    inst.result.setEncoding('utf8');
+    inst.result.on('data', (d: string) => {
+      out += d;
+      const nl = out.lastIndexOf('\n');
+      if (nl >= 0) { conn.write(out.slice(0, nl + 1)); out = out.slice(nl + 1); }
+    });
+    inst.result.on('error', () => undefined);
+    send({ t: 'forked', id: msg.id, pid, forkUs });
+  };
+
+  const forkSeed = (msg: Extract<ToSeed, { t: 'seed' }>): void => {
+    const tf = performance.now();
+    let pid: number;
+    try {
+      pid = forkNode();
+    } catch (e) {
+      send({ t: 'forkFailed', id: msg.id, message: errorOf(e).message });
+      return;
+    }
+    if (pid === 0) {
+      leaveSeed(conn, onChild);
+      for (const inst of instances.values()) { inst.result.destroy(); clearTimeout(inst.timer); }
+      if (msg.env) Object.assign(process.env, msg.env);
+      const lineage = msg.load !== undefined && !opts.lineageNamespaces;
+      if (lineage) sys.unshare(sys.CLONE.NEWIPC | sys.CLONE.NEWNS);
+      void runSeed({ socket: opts.socket, id: msg.id, level: msg.load ? 2 : opts.level, load: msg.load ?? opts.load, lineageNamespaces: lineage });
+      return;
+    }
+    byPid.set(pid, { kind: 'seed', id: msg.id });
+    send({ t: 'forked', id: msg.id, pid, forkUs: us(tf) });
+  };
+
+  send({ t: 'ready', id: opts.id, initMs: Math.round((performance.now() - t0) * 1000) / 1000 });
+}
+
+/** In a freshly forked child: drop everything that belongs to the seed's role. */
+function leaveSeed(conn: net.Socket, onChild: () => void): void {
+  process.removeListener('SIGCHLD', onChild);
+  conn.removeAllListeners();
+  conn.destroy();
+}
+
+/** A path to the same socket that survives mounts over its directory: /proc/self/fd/<dir>/<name>. */
+function socketViaDirFd(path: string): string {
+  const slash = path.lastIndexOf('/');
+  const fd = sys.open(path.slice(0, slash) || '/', sys.O.PATH | sys.O.DIRECTORY);
+  return `/proc/self/fd/${fd}${path.slice(slash)}`;
+}
+
+/** The lineage's /tmp: private to this function's seed and its instances. */
+function privateTmp(): void {
+  sys.mount(null, '/', null, sys.MS.REC | sys.MS.SLAVE, null);
+  sys.mount('tmpfs', '/tmp', 'tmpfs', sys.MS.NOSUID | sys.MS.NODEV, 'mode=1777,size=64m');
+}
+
+function applyBind(b: Bind, fresh: boolean): void {
+  for (const f of b.cgroupProcs) sys.write(sys.open(f, sys.O.WRONLY | sys.O.CLOEXEC), Buffer.from('0'));
+  if (b.netns) {
+    const fd = sys.open(b.netns, sys.O.RDONLY | sys.O.CLOEXEC);
+    sys.setns(fd, sys.CLONE.NEWNET);
+    sys.close(fd);
+  }
+  if (fresh) sys.unshare(sys.CLONE.NEWIPC | sys.CLONE.NEWNS);
+}
+
+/** Handler code runs as nobody with no capabilities; only binding needed root. */
+function dropPrivileges(): void {
+  sys.setgroups([]);
+  sys.setresgid(65534);
+  sys.setresuid(65534);
+  sys.capset(0n, 0n, 0n);
+}
+
+function readRequest(fd: number): InvokeRequest {
+  let text = '';
+  for (;;) {
+    const chunk = sys.read(fd, 65536);
+    if (chunk.length === 0) break;
+    text += chunk.toString('utf8');
+    if (text.endsWith('\n')) break;
+  }
+  if (!text.trim()) sys.exit(0); // destroyed before activation
+  return JSON.parse(text) as InvokeRequest;
+}
+
+async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, resW: number, actR: number): Promise<void> {
+  const t0 = performance.now();
+  const timings = { bind: 0, seccomp: 0, init: 0, execute: 0 };
+  const finish = (m: FromSeed): never => {
+    try { writeSync(resW, JSON.stringify(m) + '\n'); } catch { /* the seed is gone */ }
+    return sys.exit(0);
+  };
+  let phase: 'internal' | 'load' | 'handler' = 'internal';
+  try {
+    // A parked instance takes its request (and so its resources) only at activation.
+    const request = msg.request ?? readRequest(actR);
+    let t = performance.now();
+    applyBind(msg.bind, msg.fresh === true);
+    timings.bind = us(t);
+    if (msg.env) Object.assign(process.env, msg.env);
+    t = performance.now();
+    let handler = seedHandler;
+    if (msg.load) {
+      phase = 'load';
+      handler = loadHandler(msg.load.module, msg.load.handler);
+    }
+    if (!handler) throw new Error('this seed has no function loaded and the request carries no code to load');
+    // init also covers the child's own start: libuv loop fork and uniqueness re-init
+    timings.init = us(t) + Math.round((t0 - forkedAt()) * 1000);
+    phase = 'internal';
+    t = performance.now();
+    dropPrivileges();
+    if (msg.bind.seccomp) {
+      if (msg.bind.noNewPrivs) sys.prctl(sys.PR.SET_NO_NEW_PRIVS, 1);
+      sys.seccompInstall(Buffer.from(msg.bind.seccomp, 'base64'), msg.bind.seccompFlags);
+    }
+    timings.seccomp = us(t);
+    t = performance.now();
+    phase = 'handler';
+    const ctx = {
+      functionName: request.context.functionName,
+      requestId: request.context.requestId,
+      deadlineMs: request.context.deadlineMs,
+      memoryLimitMiB: request.context.memoryLimitMiB,
+      remainingTimeMs: (): number => Math.max(0, request.context.deadlineMs - Date.now()),
+    };
+    const value = await handler(JSON.parse(request.event) as unknown, ctx);
+    timings.execute = us(t);
+    const json = JSON.stringify(value === undefined ? null : value);
+    finish({ t: 'result', id: msg.id, ok: true, value: json, error: null, timings });
+  } catch (e) {
+    const err = errorOf(e);
+    finish({ t: 'result', id: msg.id, ok: false, value: null, error: { kind: phase, ...err }, timings });
+  }
+}
+
+/** Entry when a seed is started as its own process (tests, or a spawned L1). */
+export async function main(argv: string[]): Promise<void> {
+  const [socket, id, level] = argv;
+  if (!socket || !id) {
+    process.stderr.write('usage: seed <seeds.sock> <seed id> [level]\n');
+    process.exit(2);
+  }
+  await runSeed({ socket, id, level: level === '2' ? 2 : 1 });
+}

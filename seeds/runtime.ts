@@ -1,0 +1,528 @@
+// The process engine's function runtime: the seed tree (L0 root -> L1 language -> L2
+// function), instances forked from the nearest seed, pooled resources bound at fork,
+// early destroy. Implements runtime/fri/types.ts FunctionRuntime; transports (gRPC,
+// gateway, CLI) sit on top. State is plain data: SeedInfo/InstanceInfo records.
+import net from 'node:net';
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, unlinkSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable, Unimplemented } from '../runtime/errors.js';
+import type { Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, InstanceInfo, InvokeError, InvokeOptions, InvokeResult, Language, MemoryInfo, PhaseTimings, SeedInfo } from '../runtime/fri/types.js';
+import type { SeedClient } from '../runtime/engines/process/seed-client.js';
+import { CgroupPool, procsFiles, oomKillCount, type CgroupLayout, type PooledCgroup } from '../pools/cgroups.js';
+import { compileSeccomp, defaultProfile } from '../pools/seccomp.js';
+import { NetnsPool, type NetnsSlot } from '../pools/netns.js';
+import type { Bind, FromSeed, InvokeRequest, ToSeed } from './protocol.js';
+
+const ZYGOTE = fileURLToPath(new URL('../../seeds/python/zygote.py', import.meta.url));
+
+export interface ProcessRuntimeOptions {
+  runDir: string;
+  layout: CgroupLayout;
+  l0: SeedClient;
+  log: Logger;
+  pythonBin?: string;
+  cgroupPoolSize?: number;
+  netnsPoolSize?: number; // 0 disables per-instance network namespaces
+  l2Replicas?: number;
+  /** controllers an instance joins (each join is a cgroup migration on the hot path) */
+  instanceControllers?: string[];
+}
+
+interface Waiter<T> { resolve: (v: T) => void; reject: (e: Error) => void }
+
+interface SeedRec {
+  info: SeedInfo;
+  conn: net.Socket | null;
+  ready: Promise<void>;
+  readyWaiter: Waiter<void>;
+  inflight: number;
+}
+
+interface InstRec {
+  info: InstanceInfo;
+  seed: SeedRec;
+  fn: FunctionRec | null;
+  cgroup: PooledCgroup | null;
+  netns: NetnsSlot | null;
+  forked: Promise<{ pid: number; forkUs: number }>;
+  forkedW: Waiter<{ pid: number; forkUs: number }>;
+  result: Extract<FromSeed, { t: 'result' }> | null;
+  resultAt: number;
+  resultP: Promise<Extract<FromSeed, { t: 'result' }>>;
+  resultW: Waiter<Extract<FromSeed, { t: 'result' }>>;
+  exited: Promise<Extract<FromSeed, { t: 'exit' }>>;
+  exitedW: Waiter<Extract<FromSeed, { t: 'exit' }>>;
+  released: boolean;
+}
+
+interface FunctionRec {
+  spec: FunctionSpec;
+  info: FunctionInfo;
+  module: string;
+  seeds: SeedRec[]; // L2 replicas
+  nextReplica: number;
+}
+
+function deferred<T>(): [Promise<T>, Waiter<T>] {
+  let w!: Waiter<T>;
+  const p = new Promise<T>((resolve, reject) => { w = { resolve, reject }; });
+  p.catch(() => undefined);
+  return [p, w];
+}
+
+const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const us = (ms: number): number => Math.max(0, Math.round(ms * 1000));
+
+export function memoryOf(pid: number): MemoryInfo | null {
+  try {
+    const txt = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(txt)?.[1] ?? 0);
+    return {
+      rssKiB: kb('Rss'), pssKiB: kb('Pss'),
+      privateKiB: kb('Private_Clean') + kb('Private_Dirty'),
+      sharedKiB: kb('Shared_Clean') + kb('Shared_Dirty'),
+    };
+  } catch {
+    return null;
+  }
+}
+
+export class ProcessFunctionRuntime implements FunctionRuntime {
+  private readonly seeds = new Map<string, SeedRec>();
+  private readonly instances = new Map<string, InstRec>();
+  private readonly functions = new Map<string, FunctionRec>();
+  private readonly languageSeeds = new Map<Language, SeedRec>();
+  private server: net.Server | null = null;
+  private readonly socketPath: string;
+  private cgroups: CgroupPool | null = null;
+  private netns: NetnsPool | null = null;
+  private seccompB64 = '';
+  private seccompFlags = 0;
+  private counter = 0;
+  private readonly o: ProcessRuntimeOptions;
+  private root: SeedRec | null = null;
+
+  constructor(o: ProcessRuntimeOptions) {
+    this.o = o;
+    this.socketPath = join(o.runDir, 'seeds.sock');
+  }
+
+  /** Listen for seeds, fill pools, create the root record and both language seeds. */
+  async start(): Promise<void> {
+    const f = compileSeccomp(defaultProfile());
+    this.seccompB64 = f.bpf.toString('base64');
+    this.seccompFlags = f.flags;
+    if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
+    this.server = net.createServer((c) => this.onConnection(c));
+    await new Promise<void>((resolve, reject) => { this.server?.once('error', reject); this.server?.listen(this.socketPath, resolve); });
+    chmodSync(this.socketPath, 0o600);
+    this.cgroups = new CgroupPool(this.o.layout, { size: this.o.cgroupPoolSize ?? 32, parent: `/spore/fri-${process.pid}` });
+    this.cgroups.fill();
+    const nsSize = this.o.netnsPoolSize ?? 32;
+    if (nsSize > 0) {
+      const tag = (process.pid % 0xffff).toString(16).padStart(4, '0');
+      this.netns = new NetnsPool(`sp${tag}-`, process.pid);
+      this.netns.close(); // stale slots of a crashed predecessor with the same tag
+      this.netns.fill(nsSize);
+    }
+    await this.create('process');
+    const langs = await Promise.allSettled((['node', 'python'] as Language[]).map((l) => this.languageSeed(l)));
+    for (const r of langs) if (r.status === 'rejected') this.o.log.error({ err: (r.reason as Error).message }, 'language seed failed to start');
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.seeds.values()) s.conn?.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    this.netns?.close();
+    this.cgroups?.close();
+  }
+
+  // --- seed connections ---------------------------------------------------------------
+  private onConnection(c: net.Socket): void {
+    let rec: SeedRec | null = null;
+    let buf = '';
+    c.setEncoding('utf8');
+    c.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let m: FromSeed;
+        try { m = JSON.parse(line) as FromSeed; } catch { continue; }
+        if (m.t === 'hello') {
+          rec = this.seeds.get(m.id) ?? null;
+          if (!rec) { c.destroy(); return; }
+          rec.conn = c;
+          rec.info.pid = m.pid;
+          continue;
+        }
+        if (rec) this.onSeedMessage(rec, m);
+      }
+    });
+    c.on('close', () => {
+      if (rec && rec.conn === c) {
+        rec.conn = null;
+        if (rec.info.state !== 'deleting') {
+          rec.info.state = 'failed';
+          rec.info.error ??= 'seed connection closed';
+        }
+        rec.readyWaiter.reject(new Unavailable(`seed ${rec.info.id} went away`));
+        this.o.log.warn({ seed: rec.info.id }, 'seed disconnected');
+      }
+    });
+    c.on('error', () => undefined);
+  }
+
+  private onSeedMessage(rec: SeedRec, m: FromSeed): void {
+    switch (m.t) {
+      case 'ready':
+        rec.info.state = 'ready';
+        rec.info.initMs = m.initMs;
+        rec.readyWaiter.resolve();
+        return;
+      case 'failed':
+        rec.info.state = 'failed';
+        rec.info.error = m.stack ?? m.message;
+        rec.readyWaiter.reject(new InvalidArgument(`function code failed to load: ${m.message}`));
+        return;
+      case 'forked': {
+        const inst = this.instances.get(m.id);
+        if (inst) { inst.info.pid = m.pid; inst.forkedW.resolve({ pid: m.pid, forkUs: m.forkUs }); return; }
+        const child = this.seeds.get(m.id);
+        if (child) child.info.pid = m.pid;
+        return;
+      }
+      case 'forkFailed': {
+        const inst = this.instances.get(m.id);
+        inst?.forkedW.reject(new FailedPrecondition(`fork failed: ${m.message}`));
+        const child = this.seeds.get(m.id);
+        child?.readyWaiter.reject(new FailedPrecondition(`fork failed: ${m.message}`));
+        return;
+      }
+      case 'result': {
+        const inst = this.instances.get(m.id);
+        if (inst) { inst.result = m; inst.resultAt = performance.now(); inst.resultW.resolve(m); }
+        return;
+      }
+      case 'exit': {
+        const inst = this.instances.get(m.id);
+        if (inst) { inst.exitedW.resolve(m); return; }
+        const child = this.seeds.get(m.id);
+        if (child && child.info.state !== 'deleting') { child.info.state = 'failed'; child.info.error ??= `seed exited (code ${m.code}, signal ${m.signal})`; }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private send(rec: SeedRec, m: ToSeed): void {
+    if (!rec.conn) throw new Unavailable(`seed ${rec.info.id} is not connected (${rec.info.state})`);
+    rec.conn.write(JSON.stringify(m) + '\n');
+  }
+
+  private newSeed(partial: Pick<SeedInfo, 'id' | 'level' | 'engine' | 'language' | 'function' | 'parent' | 'replicaOf'>): SeedRec {
+    const [ready, readyWaiter] = deferred<void>();
+    const rec: SeedRec = {
+      info: { ...partial, pid: 0, state: 'starting', forks: 0, createdAt: new Date().toISOString(), initMs: 0, memory: null, error: null },
+      conn: null, ready, readyWaiter, inflight: 0,
+    };
+    this.seeds.set(rec.info.id, rec);
+    return rec;
+  }
+
+  private async waitReady(rec: SeedRec, timeoutMs = 30_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Unavailable(`seed ${rec.info.id} did not become ready in ${timeoutMs} ms`)), timeoutMs); });
+    try { await Promise.race([rec.ready, timeout]); } finally { clearTimeout(timer); }
+  }
+
+  // --- FRI: seeds -----------------------------------------------------------------------
+  async create(engine: Engine): Promise<SeedInfo> {
+    if (engine === 'vm') throw new Unimplemented('the vm engine is not wired into FRI on this build; use engine "process"');
+    if (engine !== 'process') throw new InvalidArgument(`unknown engine ${JSON.stringify(engine)}; use "process" or "vm"`);
+    if (!this.root) {
+      this.root = this.newSeed({ id: 'l0-process', level: 0, engine: 'process', language: null, function: null, parent: null, replicaOf: null });
+      this.root.info.pid = this.o.l0.pid;
+      this.root.info.state = 'ready';
+      this.root.readyWaiter.resolve();
+    }
+    return this.root.info;
+  }
+
+  private async languageSeed(language: Language): Promise<SeedRec> {
+    const existing = this.languageSeeds.get(language);
+    if (existing && existing.info.state !== 'failed') { await this.waitReady(existing); return existing; }
+    const root = this.root ?? this.seeds.get((await this.create('process')).id);
+    if (!root) throw new Unavailable('no root seed');
+    const rec = this.newSeed({ id: `l1-${language}-${++this.counter}`, level: 1, engine: 'process', language, function: null, parent: root.info.id, replicaOf: null });
+    this.languageSeeds.set(language, rec);
+    rec.info.pid = await this.o.l0.spawnSeed(language, rec.info.id, this.socketPath, this.o.pythonBin ?? '/usr/bin/python3', ZYGOTE);
+    root.info.forks++;
+    await this.waitReady(rec);
+    this.o.log.info({ seed: rec.info.id, pid: rec.info.pid, initMs: rec.info.initMs }, 'language seed ready');
+    return rec;
+  }
+
+  private async childSeed(parent: SeedRec, fn: FunctionRec | null, replicaOf: string | null): Promise<SeedRec> {
+    const rec = this.newSeed({
+      id: `${fn ? `l2-${fn.spec.name}` : `l1-${parent.info.language}`}-${++this.counter}`,
+      level: fn ? 2 : parent.info.level, engine: 'process', language: parent.info.language,
+      function: fn?.spec.name ?? null, parent: parent.info.id, replicaOf,
+    });
+    this.send(parent, { t: 'seed', id: rec.info.id, ...(fn ? { load: { module: fn.module, handler: fn.spec.handler }, env: fn.spec.env } : {}) });
+    parent.info.forks++;
+    try {
+      await this.waitReady(rec);
+    } catch (e) {
+      this.seeds.delete(rec.info.id);
+      throw e;
+    }
+    return rec;
+  }
+
+  async fork(seedId: string, target: ForkTarget): Promise<InstanceInfo | SeedInfo> {
+    const seed = this.seeds.get(seedId);
+    if (!seed) throw new NotFound(`seed ${seedId} not found`);
+    if (seed.info.state !== 'ready') throw new FailedPrecondition(`seed ${seedId} is ${seed.info.state}`);
+    if (target.kind === 'seed') {
+      if (seed.info.level === 0) {
+        const lang = target.language;
+        if (lang !== 'node' && lang !== 'python') throw new InvalidArgument('forking a language seed from L0 needs language "node" or "python"');
+        return (await this.languageSeed(lang)).info;
+      }
+      const fn = target.function ? this.functions.get(target.function) : null;
+      if (target.function && !fn) throw new NotFound(`function ${target.function} not found`);
+      return (await this.childSeed(seed, fn ?? null, fn ? null : seed.info.id)).info;
+    }
+    if (seed.info.level === 0) throw new FailedPrecondition('instances fork from a language or function seed (L1/L2), not from L0');
+    const fn = seed.info.function ? this.functions.get(seed.info.function) ?? null : null;
+    const inst = this.startInstance(seed, fn, null, null);
+    await inst.forked;
+    inst.info.state = 'paused';
+    return inst.info;
+  }
+
+  async activate(instanceId: string, event: string): Promise<InvokeResult> {
+    const inst = this.instances.get(instanceId);
+    if (!inst) throw new NotFound(`instance ${instanceId} not found`);
+    if (inst.info.state !== 'paused') throw new FailedPrecondition(`instance ${instanceId} is ${inst.info.state}, not paused`);
+    if (!inst.fn) throw new FailedPrecondition(`instance ${instanceId} was forked from a seed without a function; fork from an L2 seed`);
+    const t0 = performance.now();
+    inst.info.state = 'running';
+    this.send(inst.seed, { t: 'activate', id: instanceId, request: this.request(inst.fn, event, inst.info.id) });
+    return this.finish(inst, t0, t0, 0);
+  }
+
+  async destroy(instanceId: string): Promise<void> {
+    const inst = this.instances.get(instanceId);
+    if (!inst) throw new NotFound(`instance ${instanceId} not found`);
+    try { this.send(inst.seed, { t: 'kill', id: instanceId }); } catch { /* seed gone: the instance died with it */ }
+    await Promise.race([inst.exited, new Promise((r) => setTimeout(r, 2000))]);
+    this.release(inst);
+  }
+
+  listSeeds(): SeedInfo[] {
+    return [...this.seeds.values()].map((s) => ({ ...s.info, memory: s.info.pid ? memoryOf(s.info.pid) : null }));
+  }
+
+  async deleteSeed(seedId: string): Promise<void> {
+    const seed = this.seeds.get(seedId);
+    if (!seed) throw new NotFound(`seed ${seedId} not found`);
+    if (seed.info.level === 0) throw new FailedPrecondition('the root seed cannot be deleted while spored runs');
+    seed.info.state = 'deleting';
+    for (const f of this.functions.values()) f.seeds = f.seeds.filter((s) => s !== seed);
+    for (const [l, s] of this.languageSeeds) if (s === seed) this.languageSeeds.delete(l);
+    try { this.send(seed, { t: 'exit' }); } catch { /* already gone */ }
+    seed.conn?.end();
+    this.seeds.delete(seedId);
+  }
+
+  listInstances(): InstanceInfo[] {
+    return [...this.instances.values()].map((i) => ({ ...i.info }));
+  }
+
+  // --- functions ------------------------------------------------------------------------
+  async deploy(spec: FunctionSpec): Promise<FunctionInfo> {
+    if (!NAME_RE.test(spec.name)) throw new InvalidArgument(`invalid function name ${JSON.stringify(spec.name)}: lowercase letters, digits and '-', max 63`);
+    if (spec.language !== 'node' && spec.language !== 'python') throw new InvalidArgument(`unknown runtime ${JSON.stringify(spec.language)}; use node or python`);
+    if (this.functions.has(spec.name)) throw new AlreadyExists(`function ${spec.name} already exists; remove it first`);
+    if (!spec.code) throw new InvalidArgument('function code is empty');
+    if (!/^[A-Za-z_$][\w$]*$/.test(spec.handler)) throw new InvalidArgument(`invalid handler name ${JSON.stringify(spec.handler)}`);
+    if (!(spec.memoryMiB >= 16 && spec.memoryMiB <= 16384)) throw new InvalidArgument('memory must be between 16 and 16384 MiB');
+    if (!(spec.timeoutMs >= 1 && spec.timeoutMs <= 900_000)) throw new InvalidArgument('timeout must be between 1 ms and 15 min');
+    const dir = join(this.o.runDir, 'functions', spec.name);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const module = join(dir, spec.language === 'node' ? 'index.cjs' : 'handler.py');
+    writeFileSync(module, spec.code);
+    const fn: FunctionRec = {
+      spec, module, seeds: [], nextReplica: 0,
+      info: { name: spec.name, language: spec.language, handler: spec.handler, memoryMiB: spec.memoryMiB, timeoutMs: spec.timeoutMs, env: spec.env, codeBytes: Buffer.byteLength(spec.code), seedId: null, deployedAt: new Date().toISOString(), invocations: 0 },
+    };
+    this.functions.set(spec.name, fn);
+    // The L2 seed is built at deploy: its top-level code runs once, here, so load errors
+    // surface to the deployer instead of the first caller.
+    try {
+      const l1 = await this.languageSeed(spec.language);
+      const l2 = await this.childSeed(l1, fn, null);
+      fn.seeds.push(l2);
+      fn.info.seedId = l2.info.id;
+    } catch (e) {
+      this.functions.delete(spec.name);
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    const replicas = this.o.l2Replicas ?? 2;
+    for (let i = 1; i < replicas; i++) {
+      void this.childSeed(fn.seeds[0] as SeedRec, fn, fn.seeds[0]?.info.id ?? null)
+        .then((r) => { if (this.functions.get(spec.name) === fn) fn.seeds.push(r); else void this.deleteSeed(r.info.id); })
+        .catch((e: Error) => this.o.log.warn({ fn: spec.name, err: e.message }, 'replica seed failed'));
+    }
+    return { ...fn.info };
+  }
+
+  async remove(name: string): Promise<void> {
+    const fn = this.functions.get(name);
+    if (!fn) throw new NotFound(`function ${name} not found`);
+    this.functions.delete(name);
+    for (const s of fn.seeds) await this.deleteSeed(s.info.id).catch(() => undefined);
+    rmSync(join(this.o.runDir, 'functions', name), { recursive: true, force: true });
+  }
+
+  listFunctions(): FunctionInfo[] {
+    return [...this.functions.values()].map((f) => ({ ...f.info }));
+  }
+
+  // --- invoke ---------------------------------------------------------------------------
+  async invoke(name: string, event: string, opts: InvokeOptions = {}): Promise<InvokeResult> {
+    const t0 = performance.now();
+    const fn = this.functions.get(name);
+    if (!fn) throw new NotFound(`function ${name} not found`);
+    fn.info.invocations++;
+    const seed = opts.level === 1 ? null : this.pickReplica(fn);
+    let inst: InstRec;
+    if (seed) {
+      inst = this.startInstance(seed, fn, event, null, opts.freshNamespaces === true);
+    } else {
+      // L2 -> L1 fallback: the instance loads the code itself.
+      const l1 = await this.languageSeed(fn.spec.language);
+      inst = this.startInstance(l1, fn, event, { module: fn.module, handler: fn.spec.handler }, opts.freshNamespaces === true);
+    }
+    const tSent = performance.now();
+    return this.finish(inst, t0, tSent, tSent - t0);
+  }
+
+  private pickReplica(fn: FunctionRec): SeedRec | null {
+    const ready = fn.seeds.filter((s) => s.info.state === 'ready' && s.conn);
+    if (ready.length === 0) return null;
+    // least in-flight forks first; ties rotate so replicas share the load
+    fn.nextReplica = (fn.nextReplica + 1) % ready.length;
+    let best = ready[fn.nextReplica] as SeedRec;
+    for (const s of ready) if (s.inflight < best.inflight) best = s;
+    return best;
+  }
+
+  private request(fn: FunctionRec, event: string, requestId: string): InvokeRequest {
+    return { event, context: { functionName: fn.spec.name, requestId, deadlineMs: Date.now() + fn.spec.timeoutMs, memoryLimitMiB: fn.spec.memoryMiB } };
+  }
+
+  private startInstance(seed: SeedRec, fn: FunctionRec | null, event: string | null, load: { module: string; handler: string } | null, fresh = false): InstRec {
+    const id = `i-${(++this.counter).toString(36)}`;
+    const memoryMiB = fn?.spec.memoryMiB ?? 128;
+    const cg = this.cgroups?.acquire({ memory: { limit: memoryMiB * 1024 * 1024 }, pids: { limit: 256 } }).handle ?? null;
+    let ns: NetnsSlot | null = null;
+    try { ns = this.netns?.acquire() ?? null; } catch (e) { if (cg) this.cgroups?.release(cg); throw e; }
+    const controllers = this.o.instanceControllers ?? ['memory', 'pids', 'cpu'];
+    const bind: Bind = {
+      cgroupProcs: cg ? procsFiles(cg).filter((f) => controllers.some((c) => f.includes(`/${c}/`) || (this.o.layout.mode === 'v2' && f.includes('/unified/')) || this.o.layout.mode === 'v2')) : [],
+      netns: ns?.path ?? null,
+      seccomp: this.seccompB64 || null,
+      seccompFlags: this.seccompFlags,
+      noNewPrivs: true,
+    };
+    const [forked, forkedW] = deferred<{ pid: number; forkUs: number }>();
+    const [exited, exitedW] = deferred<Extract<FromSeed, { t: 'exit' }>>();
+    const [resultP, resultW] = deferred<Extract<FromSeed, { t: 'result' }>>();
+    const inst: InstRec = {
+      info: { id, seedId: seed.info.id, function: fn?.spec.name ?? null, pid: 0, state: event === null ? 'paused' : 'running', createdAt: new Date().toISOString() },
+      seed, fn, cgroup: cg, netns: ns, forked, forkedW, result: null, resultAt: 0, resultP, resultW, exited, exitedW, released: false,
+    };
+    this.instances.set(id, inst);
+    seed.inflight++;
+    seed.info.forks++;
+    const msg: ToSeed = {
+      t: 'fork', id, bind, timeoutMs: fn?.spec.timeoutMs ?? 30_000,
+      ...(event !== null && fn ? { request: this.request(fn, event, id) } : {}),
+      ...(load ? { load } : {}),
+      ...(fn && Object.keys(fn.spec.env).length ? { env: fn.spec.env } : {}),
+      ...(fresh ? { fresh: true } : {}),
+    };
+    try {
+      this.send(seed, msg);
+    } catch (e) {
+      seed.inflight--;
+      this.release(inst);
+      throw e;
+    }
+    void exited.then(() => { seed.inflight--; });
+    return inst;
+  }
+
+  /**
+   * Resolves at the instance's result (or its death). Early destroy: the child _exits right
+   * after answering; its resources are recycled when the exit arrives, off the response
+   * path, and `destroy` is the time from result to recycled, as far as it is known by then.
+   */
+  private async finish(inst: InstRec, t0: number, tSent: number, controlMs: number): Promise<InvokeResult> {
+    void tSent;
+    const { forkUs } = await inst.forked;
+    const resultOrExit = await Promise.race([inst.resultP, inst.exited.then(() => null)]);
+    const tResult = performance.now();
+    const r = resultOrExit ?? inst.result;
+    const exit = r ? null : await inst.exited;
+    const oom = !r && inst.cgroup ? oomKillCount(inst.cgroup) - inst.cgroup.oomKillsAtAcquire > 0 : false;
+    const destroyed = inst.exited.then(() => {
+      this.release(inst);
+      this.instances.delete(inst.info.id);
+      return performance.now();
+    });
+    // The exit normally follows the result within a fraction of a millisecond.
+    const tDone = await Promise.race([destroyed, new Promise<number>((res) => setTimeout(() => res(-1), 2))]);
+    inst.info.state = r?.ok ? 'done' : 'failed';
+    const child = r?.timings ?? { bind: 0, seccomp: 0, init: 0, execute: 0 };
+    const totalUs = us(tResult - t0);
+    const timings: PhaseTimings = {
+      control: us(controlMs), fork: forkUs, bind: child.bind, seccomp: child.seccomp, init: child.init, execute: child.execute,
+      respond: 0, destroy: tDone > 0 ? us(tDone - tResult) : 0, total: totalUs,
+    };
+    timings.respond = Math.max(0, totalUs - timings.control - timings.fork - child.bind - child.seccomp - child.init - child.execute);
+    let error: InvokeError | null = null;
+    if (!r || !r.ok) {
+      if (exit?.timedOut) error = { kind: 'timeout', message: `handler exceeded its timeout of ${inst.fn?.spec.timeoutMs ?? 0} ms and was killed`, stack: null };
+      else if (oom) error = { kind: 'oom', message: `handler exceeded its memory limit of ${inst.fn?.spec.memoryMiB ?? 0} MiB and was killed`, stack: null };
+      else if (r?.error) error = { kind: r.error.kind, message: r.error.message, stack: r.error.stack };
+      else error = { kind: 'crash', message: `instance exited without a result (code ${exit?.code ?? null}, signal ${exit?.signal ?? null})`, stack: null };
+    }
+    return {
+      ok: error === null, result: error === null ? r?.value ?? 'null' : null, error,
+      function: inst.fn?.spec.name ?? null, seedId: inst.seed.info.id, seedLevel: inst.seed.info.level,
+      instanceId: inst.info.id, timings,
+    };
+  }
+
+  private release(inst: InstRec): void {
+    if (inst.released) return;
+    inst.released = true;
+    if (inst.cgroup) {
+      try { this.cgroups?.release(inst.cgroup); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
+    }
+    if (inst.netns) this.netns?.release(inst.netns);
+  }
+
+  pools(): { cgroups: unknown; netns: unknown } {
+    return { cgroups: this.cgroups?.snapshot() ?? null, netns: this.netns?.snapshot() ?? null };
+  }
+}
