@@ -1,6 +1,9 @@
 // containerd.task.v2.Task over ttrpc: decode, call the TaskManager, encode. No state
 // lives here. Unsupported operations answer Unimplemented with a reason, never success.
-import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { fromBinary } from '@bufbuild/protobuf';
+import { timestampFromDate, type Any, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { OptionsSchema } from '../../fri-proto/gen/runtimeoptions/v1/api_pb.js';
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Task } from '../../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { Status } from '../../fri-proto/gen/containerd/types/task/task_pb.js';
@@ -53,6 +56,28 @@ export function namespaceFromBundle(bundle: string): string | null {
   return parts.length >= 2 ? (parts[parts.length - 2] as string) : null;
 }
 
+/**
+ * CreateTaskRequest.options: containerd's CRI sends runtimeoptions.v1.Options built from the
+ * handler's `options` table (ConfigPath); ctr sends it for --runtime-config-path. Other types
+ * (e.g. runc's options from a misconfigured handler) are ignored with a warning.
+ */
+export function createOptions(options: Any | undefined, log: Logger): { configPath?: string } {
+  if (!options || (!options.typeUrl && options.value.length === 0)) return {};
+  const type = options.typeUrl.slice(options.typeUrl.lastIndexOf('/') + 1);
+  if (type !== OptionsSchema.typeName) {
+    log.warn({ typeUrl: options.typeUrl }, 'CreateTask options of a type spore does not read; ignored');
+    return {};
+  }
+  let o;
+  try {
+    o = fromBinary(OptionsSchema, options.value);
+  } catch (e) {
+    throw new InvalidArgument(`CreateTask options (${options.typeUrl}) do not decode: ${(e as Error).message}`);
+  }
+  if (o.configPath && !existsSync(o.configPath)) log.warn({ configPath: o.configPath }, 'runtime options ConfigPath does not exist');
+  return o.configPath ? { configPath: o.configPath } : {};
+}
+
 function ts(d: Date | null): Timestamp | undefined {
   return d ? timestampFromDate(d) : undefined;
 }
@@ -70,8 +95,8 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
       if (req.checkpoint || req.parentCheckpoint) throw new Unimplemented('checkpoint/restore is not supported by spore');
       const c = await tasks.create(nsr.forCreate(ctx, req.bundle), req.id, req.bundle, req.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })), {
         stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal,
-      });
-      log.info({ id: req.id, ns: c.namespace, pid: c.init.pid, phases: c.timings }, 'created');
+      }, createOptions(req.options, log));
+      log.info({ id: req.id, ns: c.namespace, pid: c.init.pid, phases: c.timings, ...(c.pod ? { pod: c.pod } : {}) }, 'created');
       return { pid: c.init.pid };
     },
 

@@ -14,6 +14,7 @@ import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
 import type { SeedClient } from '../engines/process/seed-client.js';
 import { Console } from './console.js';
 import { removeRecord, writeRecord, type TaskRecord } from './record.js';
+import { PodRegistry } from './pods.js';
 
 export type ProcStatus = 'created' | 'running' | 'stopped';
 
@@ -37,6 +38,8 @@ export interface ContainerState {
   cgroup: CgroupHandle;
   /** ancestor cgroup dirs Create had to make (e.g. /<namespace>), removed when empty */
   madeParents: string[];
+  /** CRI sandbox id of the pod this container belongs to (pods.ts), or null */
+  pod: string | null;
   namespaces: NamespaceStep[];
   paused: boolean;
   init: ProcState;
@@ -47,6 +50,8 @@ export interface ContainerState {
 }
 
 export interface StdioRequest { stdin: string; stdout: string; stderr: string; terminal: boolean }
+/** from CreateTaskRequest.options (runtimeoptions.v1.Options) */
+export interface CreateOptions { configPath?: string }
 export interface RootfsMount { type: string; source: string; target: string; options: string[] }
 
 export interface TaskEvents {
@@ -90,9 +95,11 @@ export class TaskManager {
   private readonly waiters = new Map<ProcState, (() => void)[]>();
   private readonly consoles = new Map<ProcState, Console>();
   private readonly o: TaskManagerOptions;
+  readonly pods: PodRegistry;
 
   constructor(o: TaskManagerOptions) {
     this.o = o;
+    this.pods = new PodRegistry(o.runDir);
     o.seed.on('exit', (pid, status) => this.onExit(pid, status));
   }
 
@@ -117,7 +124,7 @@ export class TaskManager {
   }
 
   // --- Create -----------------------------------------------------------------------
-  async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest): Promise<ContainerState> {
+  async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest, opts: CreateOptions = {}): Promise<ContainerState> {
     const t0 = performance.now();
     if (!ID_RE.test(id)) throw new InvalidArgument(`invalid container id ${JSON.stringify(id)}: use letters, digits, '_', '.', '-' (max 128)`);
     if (this.containers.has(key(ns, id)) || this.creating.has(key(ns, id))) throw new AlreadyExists(`container ${id} already exists in namespace ${ns}`);
@@ -160,7 +167,7 @@ export class TaskManager {
       lap('spawn');
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       const c: ContainerState = {
-        id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents,
+        id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
         namespaces: plan.namespaces, paused: false,
         init: { execId: '', pid: spawned.pid, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
         execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
@@ -169,6 +176,9 @@ export class TaskManager {
       this.containers.set(key(ns, id), c);
       this.byPid.set(spawned.pid, { c, p: c.init });
       this.creating.delete(key(ns, id));
+      // A pod member hands the cgroup dirs it made (the pod's cgroup parent) to its pod.
+      c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
+      if (c.pod) c.madeParents = [];
       writeRecord(this.o.runDir, this.recordOf(c));
       this.o.events.created(c);
       return c;
@@ -353,6 +363,7 @@ export class TaskManager {
     if (c.paused) { try { thaw(c.cgroup); } catch { /* being removed */ } }
     destroyCgroup(c.cgroup);
     removeEmptyDirs(c.madeParents);
+    if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
     if (c.rootfsMounted) {
       try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
     }
