@@ -67,7 +67,7 @@ export function containerConfig(o: ContainerOptions): ContainerConfig {
     labels: { 'io.kubernetes.container.name': o.name },
     logPath: `${o.name}/0.log`,
     linux: {
-      resources: { cpuShares: 2, oomScoreAdj: 1000, ...(o.memoryLimit ? { memoryLimitInBytes: BigInt(o.memoryLimit) } : {}) },
+      resources: { cpuShares: 2n, oomScoreAdj: 1000n, ...(o.memoryLimit ? { memoryLimitInBytes: BigInt(o.memoryLimit) } : {}) },
       securityContext: { namespaceOptions: { network: 0, pid: 1, ipc: 0 } },
     },
   };

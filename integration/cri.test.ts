@@ -152,12 +152,21 @@ describe.skipIf(skip !== undefined)('spore via containerd CRI (kubelet path)', (
     expect(spec.annotations['spore.dev/seed']).toBe('busybox');
     expect(spec.annotations['io.kubernetes.cri.sandbox-id']).toBe(pod.id);
 
+    // one resident pod record in spored: members, spore.dev/* hints, the handler's ConfigPath
+    const recFile = path.join(c.runDir, 'pods', 'k8s.io', `${pod.id}.json`);
+    const rec = JSON.parse(fs.readFileSync(recFile, 'utf8')) as { members: string[]; hints: Record<string, string>; configPath: string };
+    // members are live tasks: CRI deletes a task as soon as it exits (the client did)
+    expect(rec.members.sort(), JSON.stringify({ rec, pod: pod.id, server, client })).toEqual([pod.id, server].sort());
+    expect(rec.hints).toEqual({ 'spore.dev/seed': 'busybox' });
+    expect(rec.configPath).toBe(c.cri!.sporeConfigPath);
+
     // teardown: StopPodSandbox kills the containers, RemovePodSandbox removes them and the pod cgroup
     await cri.runtime.stopPodSandbox({ podSandboxId: pod.id });
     expect((await cri.runtime.containerStatus({ containerId: server })).status?.state).toBe(ContainerState.CONTAINER_EXITED);
     await cri.runtime.removePodSandbox({ podSandboxId: pod.id });
     expect((await cri.runtime.listContainers({ filter: { podSandboxId: pod.id } })).containers).toHaveLength(0);
     expect(fs.existsSync(`/sys/fs/cgroup/memory/kubepods/besteffort/pod${uid}`) || fs.existsSync(`/sys/fs/cgroup/kubepods/besteffort/pod${uid}`)).toBe(false);
+    expect(fs.existsSync(recFile)).toBe(false);
   }, 60_000);
 
   it('reports exit codes, and a crashed container is seen as exited without any client call', async () => {

@@ -9,7 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const repoRoot: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const parentDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** the repository (also when this file runs compiled, from dist/integration, e.g. in bench/cri.ts) */
+export const repoRoot: string = path.basename(parentDir) === 'dist' ? path.dirname(parentDir) : parentDir;
 export const rootfsDir: string = process.env.SPORE_ROOTFS_DIR ?? '/var/lib/spore/rootfs';
 /** containerd 1.6 hard-codes shim sockets under this dir. */
 export const SHIM_SOCKET_DIR = '/run/containerd/s';
