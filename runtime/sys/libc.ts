@@ -308,3 +308,86 @@ export function setWinsize(fd: number, rows: number, cols: number): void {
 }
 
 export function errno(): number { return koffi.errno(); }
+
+// --- memory, memfd, threads, signals (added for the vm engine) ----------------------
+export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
+export const MAP = { SHARED: 0x01, PRIVATE: 0x02, FIXED: 0x10, ANONYMOUS: 0x20, NORESERVE: 0x4000, POPULATE: 0x8000 } as const;
+export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
+export const MADV = {
+  NORMAL: 0, RANDOM: 1, SEQUENTIAL: 2, WILLNEED: 3, DONTNEED: 4, REMOVE: 9, DONTFORK: 10, DOFORK: 11,
+  MERGEABLE: 12, HUGEPAGE: 14, NOHUGEPAGE: 15, POPULATE_READ: 22, POPULATE_WRITE: 23,
+} as const;
+export const F_SEAL = { SEAL: 1, SHRINK: 2, GROW: 4, WRITE: 8, FUTURE_WRITE: 16 } as const;
+export const SIG = { USR2: 12 } as const;
+
+const SYS_gettid = 186;
+const SYS_tgkill = 234;
+const SYS_memfd_create = 319;
+
+const m = {
+  mmap: lib.func('void *mmap(void *, size_t, int, int, int, int64_t)'),
+  munmap: lib.func('int munmap(uintptr_t, size_t)'),
+  madvise: lib.func('int madvise(uintptr_t, size_t, int)'),
+  ftruncate: lib.func('int ftruncate(int, int64_t)'),
+  memfd: lib.func('long syscall(long, const char *, unsigned int)'),
+  syscall0: lib.func('long syscall(long)'),
+  fcntl: lib.func('int fcntl(int, int, int)'),
+  // memmove(dst, src, 0) returns dst: the cheapest way to turn an address into a koffi pointer.
+  asPointer: lib.func('void *memmove(uintptr_t, uintptr_t, size_t)'),
+  pthread_sigmask: lib.func('int pthread_sigmask(int, const uint8_t *, _Out_ uint8_t *)'),
+  sigtimedwait: lib.func('int sigtimedwait(const uint8_t *, void *, const int64_t *)'),
+  pread: lib.func('long pread(int, _Out_ uint8_t *, size_t, int64_t)'),
+};
+
+export interface Mapping { addr: bigint; len: number; ptr: unknown }
+/** mmap(2); returns the address (bigint) and a koffi pointer usable with koffi.view. */
+export function mmap(len: number, prot: number, flags: number, fd: number, offset = 0): Mapping {
+  const ptr = m.mmap(null, len, prot, flags, fd, offset);
+  const addr = ptr === null ? 0n : koffi.address(ptr);
+  if (addr === 0xffffffffffffffffn || addr === 0n) throw new SyscallError('mmap', koffi.errno(), `len=${len}`);
+  return { addr, len, ptr };
+}
+export function munmap(addr: bigint, len: number): void { check('munmap', m.munmap(addr, len)); }
+/** madvise(2) with errno checking (the raw binding above ignores errors on purpose). */
+export function madviseRange(addr: bigint, len: number, advice: number): void {
+  check('madvise', m.madvise(addr, len, advice), `advice=${advice}`);
+}
+export function memfdCreate(name: string, flags: number): number {
+  return check('memfd_create', m.memfd(SYS_memfd_create, name, flags), name);
+}
+export function ftruncate(fd: number, size: number): void { check('ftruncate', m.ftruncate(fd, size)); }
+export function addSeals(fd: number, seals: number): void {
+  const F_ADD_SEALS = 1033;
+  check('fcntl(F_ADD_SEALS)', m.fcntl(fd, F_ADD_SEALS, seals));
+}
+export function getSeals(fd: number): number {
+  const F_GET_SEALS = 1034;
+  return check('fcntl(F_GET_SEALS)', m.fcntl(fd, F_GET_SEALS, 0));
+}
+export function pointerFromAddress(addr: bigint): unknown { return m.asPointer(addr, addr, 0); }
+export function gettid(): number { return Number(m.syscall0(SYS_gettid)); }
+export function tgkill(tgid: number, tid: number, sig: number): void {
+  check('tgkill', c.syscall3(SYS_tgkill, tgid, tid, sig) as unknown as number, `${tid}`);
+}
+function sigset(sigs: number[]): Buffer {
+  const b = Buffer.alloc(128);
+  for (const s of sigs) b[(s - 1) >> 3]! |= 1 << ((s - 1) & 7);
+  return b;
+}
+/** Block signals in the calling thread; returns the previous 8-byte kernel sigset. */
+export function blockSignals(sigs: number[]): Buffer {
+  const old = Buffer.alloc(128);
+  const rc = m.pthread_sigmask(0 /* SIG_BLOCK */, sigset(sigs), old);
+  if (rc !== 0) throw new SyscallError('pthread_sigmask', rc);
+  return old.subarray(0, 8);
+}
+/** Consume one pending signal from the set without waiting; true if one was pending. */
+export function takePendingSignal(sigs: number[]): boolean {
+  const zero = [0n, 0n];
+  const r = m.sigtimedwait(sigset(sigs), null, zero);
+  return r > 0;
+}
+/** pread(2) into buf at a file offset; returns the byte count. */
+export function pread(fd: number, buf: Buffer, offset: bigint): number {
+  return check('pread', m.pread(fd, buf, buf.length, offset));
+}
