@@ -9,6 +9,7 @@
 // (StopPodSandbox + RemovePodSandbox) after it is measured, outside the timed section.
 // Percentiles are nearest-rank. Results: bench/results/cri-<stamp>.md (+ printed).
 // Usage: bench/cri.sh   env: RUNS=20 WARMUP=3 ONLY=regex (e.g. ONLY=spore, ONLY=hostnet) RESULTS_DIR
+//        KEEP_LOGS=<dir> copies spored.log and containerd.log there before cleanup
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ContainerState } from '../fri-proto/gen/cri/runtime/v1/api_pb.js';
@@ -32,7 +33,7 @@ const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '-');
 async function onePod(cri: CriClient, c: Containerd, row: Row, n: number, record: boolean): Promise<void> {
   const logDirectory = path.join(c.dir, 'bench-logs', `${row.handler}-${row.net}-${n}`);
   fs.mkdirSync(logDirectory, { recursive: true });
-  const config = podConfig({ name: `b-${row.handler}-${row.net}-${n}`, logDirectory });
+  const config = podConfig({ name: `b-${row.handler}-${row.net}-${n}`, logDirectory, cgroupRoot: c.cri!.cgroupRoot });
   if (row.net === 'hostnet') {
     config.linux!.securityContext!.namespaceOptions!.network = 2; // NODE
     config.hostname = ''; // the kubelet sets no hostname for host-network pods (no own UTS namespace)
@@ -112,6 +113,7 @@ async function main(): Promise<void> {
     }
   } finally {
     cri?.close();
+    if (process.env.KEEP_LOGS) for (const f of [c.sporeLog, c.logFile]) fs.copyFileSync(f, path.join(process.env.KEEP_LOGS, path.basename(f)));
     await c.stop();
   }
 

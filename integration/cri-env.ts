@@ -26,12 +26,14 @@ export type ContainerConfig = MessageInitShape<typeof ContainerConfigSchema>;
 
 export interface PodOptions {
   name?: string;
+  /** the kubelet's cgroup root (default /kubepods; tests pass Containerd.cri.cgroupRoot) */
+  cgroupRoot?: string;
   logDirectory: string;
   annotations?: Record<string, string>;
   hostname?: string;
 }
 
-/** A pod sandbox config as the kubelet sends it (cgroupfs driver: /kubepods/besteffort/pod<uid>). */
+/** A pod sandbox config as the kubelet sends it (cgroupfs driver: <cgroupRoot>/besteffort/pod<uid>). */
 export function podConfig(o: PodOptions): PodConfig {
   const uid = randomBytes(8).toString('hex');
   const name = o.name ?? `pod-${uid.slice(0, 6)}`;
@@ -42,7 +44,7 @@ export function podConfig(o: PodOptions): PodConfig {
     labels: { 'io.kubernetes.pod.name': name, 'io.kubernetes.pod.namespace': 'default', 'io.kubernetes.pod.uid': uid },
     annotations: o.annotations ?? {},
     linux: {
-      cgroupParent: `/kubepods/besteffort/pod${uid}`,
+      cgroupParent: `${o.cgroupRoot ?? '/kubepods'}/besteffort/pod${uid}`,
       securityContext: { namespaceOptions: { network: 0, pid: 1, ipc: 0 } }, // POD, CONTAINER, POD
     },
   };

@@ -22,7 +22,7 @@ describe.skipIf(skip !== undefined)('spore via containerd CRI (kubelet path)', (
   async function runPod(name: string, annotations: Record<string, string> = {}): Promise<{ id: string; config: PodConfig; logDir: string }> {
     const logDir = path.join(logRoot, name);
     fs.mkdirSync(logDir, { recursive: true });
-    const config = podConfig({ name, logDirectory: logDir, annotations });
+    const config = podConfig({ name, logDirectory: logDir, annotations, cgroupRoot: c.cri!.cgroupRoot });
     const r = await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER });
     return { id: r.podSandboxId, config, logDir };
   }
@@ -144,8 +144,8 @@ describe.skipIf(skip !== undefined)('spore via containerd CRI (kubelet path)', (
     const [sp, vp] = [await sandboxPid(pod.id), await pidOf(server)];
     for (const ns of ['net', 'ipc', 'uts']) expect(nsOf(vp, ns), ns).toBe(nsOf(sp, ns));
     expect(nsOf(vp, 'mnt')).not.toBe(nsOf(sp, 'mnt'));
-    expect(cgroupOf(sp)).toContain(`/kubepods/besteffort/pod${uid}/${pod.id}`);
-    expect(cgroupOf(vp)).toContain(`/kubepods/besteffort/pod${uid}/${server}`);
+    expect(cgroupOf(sp)).toContain(`${c.cri!.cgroupRoot}/besteffort/pod${uid}/${pod.id}`);
+    expect(cgroupOf(vp)).toContain(`${c.cri!.cgroupRoot}/besteffort/pod${uid}/${server}`);
 
     // spore.dev/* pod annotations reach the container's OCI spec (pod_annotations in the CRI config)
     const spec = JSON.parse((await cri.runtime.containerStatus({ containerId: server, verbose: true })).info.info ?? '{}').runtimeSpec as { annotations: Record<string, string> };
@@ -165,7 +165,7 @@ describe.skipIf(skip !== undefined)('spore via containerd CRI (kubelet path)', (
     expect((await cri.runtime.containerStatus({ containerId: server })).status?.state).toBe(ContainerState.CONTAINER_EXITED);
     await cri.runtime.removePodSandbox({ podSandboxId: pod.id });
     expect((await cri.runtime.listContainers({ filter: { podSandboxId: pod.id } })).containers).toHaveLength(0);
-    expect(fs.existsSync(`/sys/fs/cgroup/memory/kubepods/besteffort/pod${uid}`) || fs.existsSync(`/sys/fs/cgroup/kubepods/besteffort/pod${uid}`)).toBe(false);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory${c.cri!.cgroupRoot}/besteffort/pod${uid}`) || fs.existsSync(`/sys/fs/cgroup${c.cri!.cgroupRoot}/besteffort/pod${uid}`)).toBe(false);
     expect(fs.existsSync(recFile)).toBe(false);
   }, 60_000);
 

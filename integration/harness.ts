@@ -155,6 +155,11 @@ export interface CriSetup {
   subnet: string;
   /** runtimeoptions.v1.Options ConfigPath given to the spore handler */
   sporeConfigPath: string;
+  /**
+   * cgroup root for this containerd's pods (the kubelet's /kubepods): pod cgroup parents go
+   * under it, and stop() removes it (runc leaves pod cgroup parents behind, as the kubelet owns them)
+   */
+  cgroupRoot: string;
 }
 
 export const CRI_SANDBOX_IMAGE = 'docker.io/spore/pause:latest';
@@ -167,6 +172,7 @@ function criSetup(dir: string): CriSetup {
     bridge: `spcni${randomBytes(4).toString('hex')}`.slice(0, 15),
     subnet: `10.${200 + (r[0]! % 50)}.${r[1]!}.0/24`,
     sporeConfigPath: path.join(dir, 'spore-runtime.toml'),
+    cgroupRoot: `/kubepods-${path.basename(dir)}`,
   };
 }
 
@@ -633,6 +639,7 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
       fs.rmSync(path.join('/run/containerd/runc', CRI_NAMESPACE, id), { recursive: true, force: true });
     }
     if (crs) {
+      for (const cg of cgroupsNamed(crs.cgroupRoot.slice(1), 1)) rmCgroupTree(cg);
       try {
         execFileSync('ip', ['link', 'del', crs.bridge], { stdio: 'ignore' });
       } catch {
