@@ -1,0 +1,261 @@
+// The `spore` commands. Each one parses its own flags, talks to spored over FRI through the
+// typed client, and prints either human output or (--json) one JSON document.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgument, ResourceExhausted } from '../runtime/errors.js';
+import type { FunctionSpec, InvokeOptions, Language, SeedLevel } from '../runtime/fri/types.js';
+import type { RemoteFunctionRuntime } from '../runtime/fri/client.js';
+import {
+  DEFAULT_HANDLER, DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_MS, validateEvent, validateFunctionName, validateFunctionSpec,
+} from '../runtime/fri/validate.js';
+import { UsageError, envFlags, intFlag } from './args.js';
+import type { FlagSpec, Parsed } from './args.js';
+import { formatInvoke, functionsTable, instancesTable, invokeJson, seedsTable } from './format.js';
+
+export interface CliIo {
+  stdout(s: string): void;
+  stderr(s: string): void;
+  env: Record<string, string | undefined>;
+  cwd: string;
+}
+
+export interface Ctx {
+  args: Parsed;
+  io: CliIo;
+  json: boolean;
+  socket: string;
+  client(): Promise<RemoteFunctionRuntime>;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  flags: FlagSpec;
+  /** pass everything after the command through unparsed (bench) */
+  passThrough?: boolean;
+  run(ctx: Ctx): Promise<number>;
+}
+
+/** Local input mistakes (bad --data JSON, bad name) are usage errors: exit 2, like a bad flag. */
+function asUsage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof InvalidArgument || e instanceof ResourceExhausted) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+function onePositional(ctx: Ctx, what: string): string {
+  const [name, ...extra] = ctx.args.positionals;
+  if (name === undefined) throw new UsageError(`missing <${what}>`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  return name;
+}
+
+function noPositionals(ctx: Ctx): void {
+  const [first] = ctx.args.positionals;
+  if (first !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(first)}`);
+}
+
+function printJson(ctx: Ctx, v: unknown): void {
+  ctx.io.stdout(`${JSON.stringify(v)}\n`);
+}
+
+function readInput(ctx: Ctx, file: string, what: string): string {
+  try {
+    return fs.readFileSync(path.resolve(ctx.io.cwd, file), 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** node for .js/.mjs/.cjs, python for .py; null when the extension says nothing. */
+export function languageOfFile(file: string): Language | null {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '.js' || ext === '.mjs' || ext === '.cjs') return 'node';
+  if (ext === '.py') return 'python';
+  return null;
+}
+
+const deploy: Command = {
+  name: 'deploy',
+  summary: 'register a function (or replace it) and build its seed',
+  usage: `spore deploy <name> --file F [--runtime node|python] [--handler NAME] [--memory MiB] [--timeout MS] [--env K=V]...
+
+  --file F        module source (Node: module.exports.handler = async (event, context) => result;
+                  Python: def handler(event, context): return result)
+  --runtime R     node or python (default: from the file extension)
+  --handler NAME  exported handler (default ${DEFAULT_HANDLER})
+  --memory MiB    memory limit (default ${DEFAULT_MEMORY_MIB})
+  --timeout MS    timeout in milliseconds (default ${DEFAULT_TIMEOUT_MS})
+  --env K=V       environment variable for the function; repeatable
+  --json          print the deployed function as JSON`,
+  flags: {
+    file: { value: true }, runtime: { value: true }, handler: { value: true }, memory: { value: true },
+    timeout: { value: true }, env: { value: true, repeat: true },
+  },
+  async run(ctx) {
+    const name = onePositional(ctx, 'name');
+    const file = ctx.args.get('file');
+    if (file === undefined) throw new UsageError('missing --file F (the function module)');
+    const rt = ctx.args.get('runtime');
+    if (rt !== undefined && rt !== 'node' && rt !== 'python') throw new UsageError(`--runtime must be node or python, got ${JSON.stringify(rt)}`);
+    const language = (rt as Language | undefined) ?? languageOfFile(file);
+    if (language === null) throw new UsageError(`cannot tell the runtime of ${file} from its extension; pass --runtime node|python`);
+    const spec: FunctionSpec = asUsage(() => validateFunctionSpec({
+      name,
+      language,
+      code: readInput(ctx, file, 'file'),
+      handler: ctx.args.get('handler') ?? DEFAULT_HANDLER,
+      memoryMiB: intFlag(ctx.args, 'memory', DEFAULT_MEMORY_MIB),
+      timeoutMs: intFlag(ctx.args, 'timeout', DEFAULT_TIMEOUT_MS),
+      env: envFlags(ctx.args.all('env')),
+    }));
+    const info = await (await ctx.client()).deploy(spec);
+    if (ctx.json) printJson(ctx, info);
+    else {
+      ctx.io.stdout(`deployed ${info.name} (${info.language}, handler ${info.handler}, ${info.memoryMiB} MiB, ${info.timeoutMs} ms, ${info.codeBytes} bytes)\n`);
+      ctx.io.stdout(`seed: ${info.seedId ?? 'not built yet (the first invocations fork the language seed)'}\n`);
+    }
+    return 0;
+  },
+};
+
+const invoke: Command = {
+  name: 'invoke',
+  summary: 'run a function once and show its result and phase timings',
+  usage: `spore invoke <name> [--data JSON | --data-file F] [--level 0|1|2] [--fresh-namespaces] [--json]
+
+  --data JSON         the event (default {})
+  --data-file F       read the event from a file ("-" is not supported; use --data "$(cat)")
+  --level L           force the seed level to fork from (experiments; default: nearest)
+  --fresh-namespaces  do not share the seed lineage's namespaces (experiments)
+  --json              print the InvokeResult as one JSON line (result parsed)
+Exit status: 0 when the function succeeded, 1 when it failed (error on stderr), 2 for usage.`,
+  flags: { data: { value: true }, 'data-file': { value: true }, level: { value: true }, 'fresh-namespaces': { value: false } },
+  async run(ctx) {
+    const name = asUsage(() => validateFunctionName(onePositional(ctx, 'name')));
+    const data = ctx.args.get('data');
+    const dataFile = ctx.args.get('data-file');
+    if (data !== undefined && dataFile !== undefined) throw new UsageError('give --data or --data-file, not both');
+    const text = dataFile !== undefined ? readInput(ctx, dataFile, 'data file') : data ?? '';
+    const event = asUsage(() => validateEvent(text));
+    const opts: InvokeOptions = {};
+    const level = ctx.args.get('level');
+    if (level !== undefined) {
+      if (level !== '0' && level !== '1' && level !== '2') throw new UsageError(`--level must be 0, 1 or 2, got ${JSON.stringify(level)}`);
+      opts.level = Number(level) as SeedLevel;
+    }
+    if (ctx.args.has('fresh-namespaces')) opts.freshNamespaces = true;
+    const r = await (await ctx.client()).invoke(name, event, opts);
+    if (ctx.json) printJson(ctx, invokeJson(r));
+    else {
+      const out = formatInvoke(r);
+      if (out.stderr) ctx.io.stderr(out.stderr);
+      ctx.io.stdout(out.stdout);
+    }
+    return r.ok ? 0 : 1;
+  },
+};
+
+const seeds: Command = {
+  name: 'seeds',
+  summary: 'list seeds (root, language and function seeds) with memory',
+  usage: 'spore seeds [--json]',
+  flags: {},
+  async run(ctx) {
+    noPositionals(ctx);
+    const list = await (await ctx.client()).listSeeds();
+    if (ctx.json) printJson(ctx, list);
+    else ctx.io.stdout(list.length ? seedsTable(list) : 'no seeds\n');
+    return 0;
+  },
+};
+
+const ps: Command = {
+  name: 'ps',
+  summary: 'list live instances',
+  usage: 'spore ps [--json]',
+  flags: {},
+  async run(ctx) {
+    noPositionals(ctx);
+    const list = await (await ctx.client()).listInstances();
+    if (ctx.json) printJson(ctx, list);
+    else ctx.io.stdout(list.length ? instancesTable(list) : 'no instances\n');
+    return 0;
+  },
+};
+
+const functions: Command = {
+  name: 'functions',
+  summary: 'list deployed functions',
+  usage: 'spore functions [--json]',
+  flags: {},
+  async run(ctx) {
+    noPositionals(ctx);
+    const list = await (await ctx.client()).listFunctions();
+    if (ctx.json) printJson(ctx, list);
+    else ctx.io.stdout(list.length ? functionsTable(list) : 'no functions\n');
+    return 0;
+  },
+};
+
+const rm: Command = {
+  name: 'rm',
+  summary: 'remove a function and its seeds',
+  usage: 'spore rm <name> [--json]',
+  flags: {},
+  async run(ctx) {
+    const name = asUsage(() => validateFunctionName(onePositional(ctx, 'name')));
+    await (await ctx.client()).remove(name);
+    if (ctx.json) printJson(ctx, { removed: name });
+    else ctx.io.stdout(`removed ${name}\n`);
+    return 0;
+  },
+};
+
+/** Where built benchmarks live: dist/bench next to dist/cli (this file's directory's sibling). */
+export function benchDir(): string {
+  return fileURLToPath(new URL('../bench/', import.meta.url));
+}
+
+const bench: Command = {
+  name: 'bench',
+  summary: 'run a benchmark from dist/bench (e.g. vm, fri)',
+  usage: `spore bench <name> [args...]
+
+Runs node dist/bench/<name>.js with the remaining arguments and SPORE_FRI_SOCKET set, e.g.
+  spore bench vm --json
+  spore bench fri --json
+With --json a benchmark ends its output with one JSON line of the figures.`,
+  flags: {},
+  passThrough: true,
+  async run(ctx) {
+    const [name, ...rest] = ctx.args.positionals;
+    const dir = benchDir();
+    const available = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)) : [];
+    if (name === undefined) throw new UsageError(`missing <name>; built benchmarks: ${available.join(', ') || 'none'}`);
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new UsageError(`bad benchmark name ${JSON.stringify(name)}`);
+    const file = path.join(dir, `${name}.js`);
+    if (!fs.existsSync(file)) {
+      ctx.io.stderr(`spore: benchmark "${name}" is not built: ${file} is missing (build with \`npm run build\`; bench/${name}.ts must exist). Built: ${available.join(', ') || 'none'}\n`);
+      return 1;
+    }
+    const child = spawn(process.execPath, [file, ...rest, ...(ctx.json ? ['--json'] : [])], {
+      stdio: 'inherit',
+      cwd: ctx.io.cwd,
+      env: { ...ctx.io.env, SPORE_FRI_SOCKET: ctx.socket },
+    });
+    return await new Promise<number>((resolve) => {
+      child.once('error', (e) => { ctx.io.stderr(`spore: cannot run ${file}: ${e.message}\n`); resolve(1); });
+      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
+    });
+  },
+};
+
+export const COMMANDS: readonly Command[] = [deploy, invoke, seeds, ps, functions, rm, bench];

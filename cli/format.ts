@@ -1,0 +1,103 @@
+// Human-readable output for `spore`: durations, the phase table and plain aligned tables.
+// Pure functions, so output is testable without a daemon.
+import type { FunctionInfo, InstanceInfo, InvokeResult, PhaseTimings, SeedInfo } from '../runtime/fri/types.js';
+
+/** Microseconds -> "850 µs" below a millisecond, else "1.23 ms" (two decimals). */
+export function formatMicros(us: number): string {
+  if (!Number.isFinite(us) || us < 0) return '-';
+  if (us < 1000) return `${Math.round(us)} µs`;
+  return `${(us / 1000).toFixed(2)} ms`;
+}
+
+/** Phases in the paper's Figure 6 order; destroy runs after the response, so it is not in total. */
+export const PHASES: readonly { key: keyof PhaseTimings; label: string; note?: string }[] = [
+  { key: 'control', label: 'control path' },
+  { key: 'fork', label: 'fork' },
+  { key: 'bind', label: 'bind' },
+  { key: 'seccomp', label: 'seccomp' },
+  { key: 'init', label: 'init' },
+  { key: 'execute', label: 'execute' },
+  { key: 'respond', label: 'respond' },
+  { key: 'destroy', label: 'destroy', note: 'after the response, not in total' },
+  { key: 'total', label: 'total' },
+];
+
+/** Left-aligned text columns, right-aligned when `right[i]`; two spaces between columns. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[], right: readonly boolean[] = []): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (right[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function phaseTable(t: PhaseTimings): string {
+  return table(
+    ['phase', 'time', ''],
+    PHASES.map((p) => [p.label, formatMicros(t[p.key]), p.note ? `(${p.note})` : '']),
+    [false, true, false],
+  );
+}
+
+const dash = (v: string | number | null | undefined): string => (v === null || v === undefined || v === '' ? '-' : String(v));
+
+/** The human output of `spore invoke`: result (or error), provenance line, phase table. */
+export function formatInvoke(r: InvokeResult): { stdout: string; stderr: string } {
+  let stdout = '';
+  let stderr = '';
+  if (r.ok) stdout += `${r.result ?? 'null'}\n`;
+  else {
+    const e = r.error;
+    stderr += `spore: invocation failed (${e?.kind ?? 'internal'}): ${e?.message ?? 'no error message'}\n`;
+    if (e?.stack) stderr += `${e.stack.trimEnd()}\n`;
+  }
+  stdout += `\nfunction ${dash(r.function)} · seed ${dash(r.seedId)} (L${r.seedLevel}) · instance ${dash(r.instanceId)}\n`;
+  stdout += phaseTable(r.timings);
+  return { stdout, stderr };
+}
+
+/** For --json: the result with its JSON text parsed, so consumers need not double-decode. */
+export function invokeJson(r: InvokeResult): Record<string, unknown> {
+  let result: unknown = null;
+  if (r.result !== null) {
+    try {
+      result = JSON.parse(r.result);
+    } catch {
+      result = r.result; // not JSON after all: pass the text through rather than fail
+    }
+  }
+  return { ...r, result };
+}
+
+export function seedsTable(seeds: readonly SeedInfo[]): string {
+  return table(
+    ['ID', 'LEVEL', 'LANGUAGE', 'FUNCTION', 'PID', 'STATE', 'FORKS', 'INIT ms', 'PRIVATE KiB', 'SHARED KiB'],
+    seeds.map((s) => [
+      s.id, `L${s.level}`, dash(s.language), dash(s.function), String(s.pid),
+      s.replicaOf ? `${s.state} (replica)` : s.state, String(s.forks), s.initMs.toFixed(2),
+      dash(s.memory?.privateKiB), dash(s.memory?.sharedKiB),
+    ]),
+    [false, false, false, false, true, false, true, true, true, true],
+  );
+}
+
+export function instancesTable(instances: readonly InstanceInfo[]): string {
+  return table(
+    ['ID', 'SEED', 'FUNCTION', 'PID', 'STATE', 'CREATED'],
+    instances.map((i) => [i.id, i.seedId, dash(i.function), String(i.pid), i.state, i.createdAt]),
+    [false, false, false, true, false, false],
+  );
+}
+
+export function functionsTable(fns: readonly FunctionInfo[]): string {
+  return table(
+    ['NAME', 'RUNTIME', 'HANDLER', 'MEMORY', 'TIMEOUT', 'CODE', 'SEED', 'INVOCATIONS', 'DEPLOYED'],
+    fns.map((f) => [
+      f.name, f.language, f.handler, `${f.memoryMiB} MiB`, `${f.timeoutMs} ms`, `${f.codeBytes} B`,
+      dash(f.seedId), String(f.invocations), f.deployedAt,
+    ]),
+    [false, false, false, true, true, true, false, true, false],
+  );
+}

@@ -1,0 +1,231 @@
+// Plain FRI types (types.ts) <-> generated protobuf messages (fri_pb.ts), both directions.
+// The server converts results to messages; the client converts messages back, so the CLI, tests
+// and the runtime only ever see the plain types. proto3 zero values / absent optionals become
+// null, matching types.ts. Pure functions only.
+import { create } from '@bufbuild/protobuf';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import {
+  Engine as EngineMsg,
+  Language as LanguageMsg,
+  SeedState as SeedStateMsg,
+  InstanceState as InstanceStateMsg,
+  InvokeErrorKind as InvokeErrorKindMsg,
+  ForkTarget_Kind,
+  SeedInfoSchema,
+  InstanceInfoSchema,
+  FunctionInfoSchema,
+  FunctionSpecSchema,
+  InvokeResultSchema,
+  PhaseTimingsSchema,
+  ForkTargetSchema,
+} from '../../fri-proto/gen/spore/fri/v1/fri_pb.js';
+import type {
+  SeedInfo as SeedInfoMsg,
+  InstanceInfo as InstanceInfoMsg,
+  FunctionInfo as FunctionInfoMsg,
+  FunctionSpec as FunctionSpecMsg,
+  InvokeResult as InvokeResultMsg,
+  PhaseTimings as PhaseTimingsMsg,
+  ForkTarget as ForkTargetMsg,
+} from '../../fri-proto/gen/spore/fri/v1/fri_pb.js';
+import type {
+  Engine, Language, SeedLevel, SeedState, InstanceState, InvokeErrorKind,
+  SeedInfo, InstanceInfo, FunctionSpec, FunctionInfo, InvokeResult, PhaseTimings, ForkTarget,
+} from './types.js';
+
+// ---- enums: tables in both directions, so adding a value is one line each ----
+
+const ENGINES: Record<Engine, EngineMsg> = { process: EngineMsg.PROCESS, vm: EngineMsg.VM };
+const LANGUAGES: Record<Language, LanguageMsg> = { node: LanguageMsg.NODE, python: LanguageMsg.PYTHON };
+const SEED_STATES: Record<SeedState, SeedStateMsg> = {
+  starting: SeedStateMsg.STARTING, ready: SeedStateMsg.READY, failed: SeedStateMsg.FAILED, deleting: SeedStateMsg.DELETING,
+};
+const INSTANCE_STATES: Record<InstanceState, InstanceStateMsg> = {
+  paused: InstanceStateMsg.PAUSED, running: InstanceStateMsg.RUNNING, done: InstanceStateMsg.DONE, failed: InstanceStateMsg.FAILED,
+};
+const ERROR_KINDS: Record<InvokeErrorKind, InvokeErrorKindMsg> = {
+  handler: InvokeErrorKindMsg.HANDLER, load: InvokeErrorKindMsg.LOAD, timeout: InvokeErrorKindMsg.TIMEOUT,
+  oom: InvokeErrorKindMsg.OOM, crash: InvokeErrorKindMsg.CRASH, internal: InvokeErrorKindMsg.INTERNAL,
+};
+
+function invert<K extends string, V extends number>(table: Record<K, V>): Map<V, K> {
+  return new Map(Object.entries(table).map(([k, v]) => [v as V, k as K]));
+}
+const ENGINE_OF = invert(ENGINES);
+const LANGUAGE_OF = invert(LANGUAGES);
+const SEED_STATE_OF = invert(SEED_STATES);
+const INSTANCE_STATE_OF = invert(INSTANCE_STATES);
+const ERROR_KIND_OF = invert(ERROR_KINDS);
+
+export const engineToProto = (e: Engine): EngineMsg => ENGINES[e];
+export const languageToProto = (l: Language | null): LanguageMsg => (l === null ? LanguageMsg.UNSPECIFIED : LANGUAGES[l]);
+/** null for UNSPECIFIED or a value this build does not know (newer peer). */
+export const engineFromProto = (e: EngineMsg): Engine | null => ENGINE_OF.get(e) ?? null;
+export const languageFromProto = (l: LanguageMsg): Language | null => LANGUAGE_OF.get(l) ?? null;
+
+export const ENGINE_NAMES = Object.keys(ENGINES) as Engine[];
+export const LANGUAGE_NAMES = Object.keys(LANGUAGES) as Language[];
+
+function seedLevel(n: number): SeedLevel {
+  return n === 1 || n === 2 ? n : 0;
+}
+
+const UINT32_MAX = 0xffff_ffff;
+
+/** Durations and KiB cross the wire as uint32: round, and clamp what would not encode. */
+function u32(n: number): number {
+  return Number.isFinite(n) && n > 0 ? Math.min(Math.round(n), UINT32_MAX) : 0;
+}
+
+/** Counters are uint64 on the wire (bigint in protobuf-es); below 2^53 in any real run. */
+function u64(n: number): bigint {
+  return Number.isFinite(n) && n > 0 ? BigInt(Math.round(n)) : 0n;
+}
+
+// ---- to proto (server side) ----
+
+export function seedToProto(s: SeedInfo): MessageInitShape<typeof SeedInfoSchema> {
+  return {
+    id: s.id,
+    level: s.level,
+    engine: ENGINES[s.engine],
+    language: languageToProto(s.language),
+    function: s.function ?? undefined,
+    parent: s.parent ?? undefined,
+    pid: s.pid,
+    state: SEED_STATES[s.state],
+    replicaOf: s.replicaOf ?? undefined,
+    forks: u64(s.forks),
+    createdAt: s.createdAt,
+    initMs: s.initMs,
+    memory: s.memory
+      ? { rssKib: u32(s.memory.rssKiB), pssKib: u32(s.memory.pssKiB), privateKib: u32(s.memory.privateKiB), sharedKib: u32(s.memory.sharedKiB) }
+      : undefined,
+    error: s.error ?? undefined,
+  };
+}
+
+export function instanceToProto(i: InstanceInfo): MessageInitShape<typeof InstanceInfoSchema> {
+  return {
+    id: i.id, seedId: i.seedId, function: i.function ?? undefined, pid: i.pid,
+    state: INSTANCE_STATES[i.state], createdAt: i.createdAt,
+  };
+}
+
+export function functionInfoToProto(f: FunctionInfo): MessageInitShape<typeof FunctionInfoSchema> {
+  return {
+    name: f.name, language: LANGUAGES[f.language], handler: f.handler, memoryMib: f.memoryMiB,
+    timeoutMs: f.timeoutMs, env: { ...f.env }, codeBytes: u32(f.codeBytes), seedId: f.seedId ?? undefined,
+    deployedAt: f.deployedAt, invocations: u64(f.invocations),
+  };
+}
+
+export function functionSpecToProto(s: FunctionSpec): MessageInitShape<typeof FunctionSpecSchema> {
+  return {
+    name: s.name, language: LANGUAGES[s.language], code: s.code, handler: s.handler,
+    memoryMib: s.memoryMiB, timeoutMs: s.timeoutMs, env: { ...s.env },
+  };
+}
+
+export function timingsToProto(t: PhaseTimings): MessageInitShape<typeof PhaseTimingsSchema> {
+  return {
+    control: u32(t.control), fork: u32(t.fork), bind: u32(t.bind), seccomp: u32(t.seccomp),
+    init: u32(t.init), execute: u32(t.execute), respond: u32(t.respond), destroy: u32(t.destroy),
+    total: u32(t.total),
+  };
+}
+
+export function invokeResultToProto(r: InvokeResult): MessageInitShape<typeof InvokeResultSchema> {
+  return {
+    ok: r.ok,
+    result: r.result ?? undefined,
+    error: r.error ? { kind: ERROR_KINDS[r.error.kind], message: r.error.message, stack: r.error.stack ?? undefined } : undefined,
+    function: r.function ?? undefined,
+    seedId: r.seedId,
+    seedLevel: r.seedLevel,
+    instanceId: r.instanceId,
+    timings: timingsToProto(r.timings),
+  };
+}
+
+export function forkTargetToProto(t: ForkTarget): MessageInitShape<typeof ForkTargetSchema> {
+  if (t.kind === 'instance') return { kind: ForkTarget_Kind.INSTANCE };
+  return { kind: ForkTarget_Kind.SEED, function: t.function, language: languageToProto(t.language ?? null) };
+}
+
+// ---- from proto (client side; server side for requests) ----
+
+export function seedFromProto(m: SeedInfoMsg): SeedInfo {
+  return {
+    id: m.id,
+    level: seedLevel(m.level),
+    engine: engineFromProto(m.engine) ?? 'process',
+    language: languageFromProto(m.language),
+    function: m.function ?? null,
+    parent: m.parent ?? null,
+    pid: m.pid,
+    state: SEED_STATE_OF.get(m.state) ?? 'failed',
+    replicaOf: m.replicaOf ?? null,
+    forks: Number(m.forks),
+    createdAt: m.createdAt,
+    initMs: m.initMs,
+    memory: m.memory
+      ? { rssKiB: m.memory.rssKib, pssKiB: m.memory.pssKib, privateKiB: m.memory.privateKib, sharedKiB: m.memory.sharedKib }
+      : null,
+    error: m.error ?? null,
+  };
+}
+
+export function instanceFromProto(m: InstanceInfoMsg): InstanceInfo {
+  return {
+    id: m.id, seedId: m.seedId, function: m.function ?? null, pid: m.pid,
+    state: INSTANCE_STATE_OF.get(m.state) ?? 'failed', createdAt: m.createdAt,
+  };
+}
+
+export function functionInfoFromProto(m: FunctionInfoMsg): FunctionInfo {
+  return {
+    name: m.name, language: languageFromProto(m.language) ?? 'node', handler: m.handler, memoryMiB: m.memoryMib,
+    timeoutMs: m.timeoutMs, env: { ...m.env }, codeBytes: m.codeBytes, seedId: m.seedId ?? null,
+    deployedAt: m.deployedAt, invocations: Number(m.invocations),
+  };
+}
+
+export function timingsFromProto(m: PhaseTimingsMsg | undefined): PhaseTimings {
+  const t = m ?? create(PhaseTimingsSchema);
+  return {
+    control: t.control, fork: t.fork, bind: t.bind, seccomp: t.seccomp, init: t.init,
+    execute: t.execute, respond: t.respond, destroy: t.destroy, total: t.total,
+  };
+}
+
+export function invokeResultFromProto(m: InvokeResultMsg | undefined): InvokeResult {
+  const r = m ?? create(InvokeResultSchema);
+  return {
+    ok: r.ok,
+    result: r.result ?? null,
+    error: r.error
+      ? { kind: ERROR_KIND_OF.get(r.error.kind) ?? 'internal', message: r.error.message, stack: r.error.stack ?? null }
+      : null,
+    function: r.function ?? null,
+    seedId: r.seedId,
+    seedLevel: seedLevel(r.seedLevel),
+    instanceId: r.instanceId,
+    timings: timingsFromProto(r.timings),
+  };
+}
+
+/** Spec fields exactly as sent; defaults and validation are the server's job (validate.ts). */
+export function functionSpecFromProto(m: FunctionSpecMsg): Omit<FunctionSpec, 'language'> & { language: Language | null } {
+  return {
+    name: m.name, language: languageFromProto(m.language), code: m.code, handler: m.handler,
+    memoryMiB: m.memoryMib, timeoutMs: m.timeoutMs, env: { ...m.env },
+  };
+}
+
+export function forkTargetKindFromProto(m: ForkTargetMsg | undefined): 'instance' | 'seed' | null {
+  if (!m) return null;
+  if (m.kind === ForkTarget_Kind.INSTANCE) return 'instance';
+  if (m.kind === ForkTarget_Kind.SEED) return 'seed';
+  return null;
+}

@@ -1,0 +1,109 @@
+// Input validation shared by the FRI server, the gateway and the CLI. Pure functions that either
+// return a normalized value or throw a typed error whose message says what to fix; statusOf then
+// maps them (InvalidArgument -> INVALID_ARGUMENT / HTTP 400, ResourceExhausted -> RESOURCE_EXHAUSTED
+// / HTTP 413). Validating at the transport keeps garbage out of the seed manager and gives every
+// entry point the same messages.
+import { InvalidArgument, ResourceExhausted } from '../errors.js';
+import type { Engine, FunctionSpec, Language } from './types.js';
+
+/** Largest event accepted (bytes of JSON text); like Lambda's synchronous payload limit. */
+export const MAX_EVENT_BYTES = 6 * 1024 * 1024;
+/** Largest module source accepted on deploy. */
+export const MAX_CODE_BYTES = 8 * 1024 * 1024;
+/**
+ * gRPC message limit: room for the largest deploy (code) plus framing. Oversized events below this
+ * get validateEvent's RESOURCE_EXHAUSTED message (which states the real limit); above it grpc-js
+ * rejects them itself, with the same code.
+ */
+export const FRI_MAX_MESSAGE_BYTES = MAX_CODE_BYTES + 1024 * 1024;
+export const DEFAULT_HANDLER = 'handler';
+export const DEFAULT_MEMORY_MIB = 128;
+export const DEFAULT_TIMEOUT_MS = 3000;
+export const MIN_MEMORY_MIB = 16;
+export const MAX_MEMORY_MIB = 16384;
+export const MAX_TIMEOUT_MS = 15 * 60 * 1000;
+
+// Names appear in URLs (/invoke/<name>), seed ids and cgroup names: keep them URL- and path-safe.
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const NAME_RULE = 'letters, digits, "-", "_" and "." (starting with a letter or digit), at most 63 characters';
+const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const JS_IDENT_RE = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+const PY_IDENT_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function validateFunctionName(name: string): string {
+  if (name === '') throw new InvalidArgument(`function name is empty; use ${NAME_RULE}, e.g. "hello"`);
+  if (!NAME_RE.test(name)) throw new InvalidArgument(`bad function name ${JSON.stringify(name)}; use ${NAME_RULE}`);
+  return name;
+}
+
+/** A required id (seed or instance): only emptiness is checked; unknown ids are the runtime's NOT_FOUND. */
+export function validateId(what: string, id: string): string {
+  if (id === '') throw new InvalidArgument(`${what} is empty; list ids with \`spore seeds\` / \`spore ps\``);
+  return id;
+}
+
+export function validateEngine(e: Engine | null): Engine {
+  if (e === null) throw new InvalidArgument('engine is missing or unknown; use "process" or "vm"');
+  return e;
+}
+
+export function validateLanguage(l: Language | null): Language {
+  if (l === null) throw new InvalidArgument('runtime (language) is missing or unknown; use "node" or "python"');
+  return l;
+}
+
+export function utf8Bytes(s: string): number {
+  return Buffer.byteLength(s, 'utf8');
+}
+
+/**
+ * The event as the handler will receive it: JSON text, at most MAX_EVENT_BYTES. An empty or
+ * blank event means `{}` (what `spore invoke f` without --data and an empty POST send).
+ */
+export function validateEvent(text: string, limit = MAX_EVENT_BYTES): string {
+  const size = utf8Bytes(text);
+  if (size > limit) {
+    throw new ResourceExhausted(`event is ${size} bytes; the limit is ${limit} bytes (${(limit / 1048576).toFixed(0)} MiB) — send a smaller event or pass a reference (a URL or path) instead of the data`);
+  }
+  if (text.trim() === '') return '{}';
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    throw new InvalidArgument(`event is not valid JSON (${(e as Error).message}); send a JSON value such as {} or {"name":"spore"}`);
+  }
+  return text;
+}
+
+export interface RawFunctionSpec {
+  name: string;
+  language: Language | null;
+  code: string;
+  handler: string;
+  memoryMiB: number;
+  timeoutMs: number;
+  env: Record<string, string>;
+}
+
+/** Deploy input -> a complete FunctionSpec (zero values take defaults, as proto3 sends them). */
+export function validateFunctionSpec(raw: RawFunctionSpec): FunctionSpec {
+  const name = validateFunctionName(raw.name);
+  const language = validateLanguage(raw.language);
+  const codeBytes = utf8Bytes(raw.code);
+  if (raw.code.trim() === '') throw new InvalidArgument(`function ${name}: code is empty; pass the module source (spore deploy --file F)`);
+  if (codeBytes > MAX_CODE_BYTES) throw new ResourceExhausted(`function ${name}: code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} bytes`);
+  const handler = raw.handler === '' ? DEFAULT_HANDLER : raw.handler;
+  const ident = language === 'python' ? PY_IDENT_RE : JS_IDENT_RE;
+  if (!ident.test(handler)) throw new InvalidArgument(`function ${name}: handler ${JSON.stringify(handler)} is not a ${language} identifier; name the exported function, e.g. "handler"`);
+  const memoryMiB = raw.memoryMiB === 0 ? DEFAULT_MEMORY_MIB : raw.memoryMiB;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < MIN_MEMORY_MIB || memoryMiB > MAX_MEMORY_MIB) {
+    throw new InvalidArgument(`function ${name}: memory ${memoryMiB} MiB is out of range; use ${MIN_MEMORY_MIB}..${MAX_MEMORY_MIB} MiB`);
+  }
+  const timeoutMs = raw.timeoutMs === 0 ? DEFAULT_TIMEOUT_MS : raw.timeoutMs;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
+    throw new InvalidArgument(`function ${name}: timeout ${timeoutMs} ms is out of range; use 1..${MAX_TIMEOUT_MS} ms`);
+  }
+  for (const k of Object.keys(raw.env)) {
+    if (!ENV_KEY_RE.test(k)) throw new InvalidArgument(`function ${name}: bad env name ${JSON.stringify(k)}; use letters, digits and "_", not starting with a digit`);
+  }
+  return { name, language, code: raw.code, handler, memoryMiB, timeoutMs, env: { ...raw.env } };
+}

@@ -1,0 +1,300 @@
+// FRI over a real unix socket: grpc-js server + FriClient, backed by the in-memory FakeRuntime.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import type * as grpc from '@grpc/grpc-js';
+import { Code, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, SporeError, Unavailable } from '../runtime/errors.js';
+import { FriClient } from '../runtime/fri/client.js';
+import { closeFri, friServer, listenFri, removeStaleSocket } from '../runtime/fri/server.js';
+import { startFri } from '../runtime/fri/index.js';
+import { errorFromStatus } from '../runtime/fri/grpc.js';
+import {
+  invokeResultFromProto, invokeResultToProto, seedFromProto, seedToProto, functionInfoFromProto, functionInfoToProto,
+} from '../runtime/fri/convert.js';
+import { create } from '@bufbuild/protobuf';
+import { FunctionInfoSchema, InvokeResultSchema, SeedInfoSchema } from '../fri-proto/gen/spore/fri/v1/fri_pb.js';
+import { MAX_EVENT_BYTES, validateEvent, validateFunctionName, validateFunctionSpec } from '../runtime/fri/validate.js';
+import type { Engine, FunctionSpec, InstanceInfo, InvokeResult, Language, SeedInfo } from '../runtime/fri/types.js';
+import { FAKE_TIMINGS, FakeRuntime } from './fake-runtime.js';
+
+const log = pino({ level: 'silent' });
+
+async function rejection(p: Promise<unknown>): Promise<SporeError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SporeError) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
+
+function spec(name: string, code = 'echo', over: Partial<FunctionSpec> = {}): FunctionSpec {
+  return { name, language: 'node', code, handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {}, ...over };
+}
+
+describe('validation (pure)', () => {
+  it('events: empty means {}, JSON checked, size limited', () => {
+    expect(validateEvent('')).toBe('{}');
+    expect(validateEvent('  \n')).toBe('{}');
+    expect(validateEvent('{"a":1}')).toBe('{"a":1}');
+    expect(validateEvent('42')).toBe('42');
+    expect(() => validateEvent('{a:1}')).toThrow(InvalidArgument);
+    expect(() => validateEvent('{a:1}')).toThrow(/not valid JSON.*send a JSON value/);
+    expect(() => validateEvent('"x"'.padEnd(20, ' '), 10)).toThrow(ResourceExhausted);
+    expect(() => validateEvent('"é"', 3)).toThrow(/4 bytes; the limit is 3/); // bytes, not characters
+  });
+
+  it('names', () => {
+    expect(validateFunctionName('hello-world_1.v2')).toBe('hello-world_1.v2');
+    expect(() => validateFunctionName('')).toThrow(/empty/);
+    expect(() => validateFunctionName('a/b')).toThrow(InvalidArgument);
+    expect(() => validateFunctionName('-x')).toThrow(InvalidArgument);
+    expect(() => validateFunctionName('x'.repeat(64))).toThrow(InvalidArgument);
+  });
+
+  it('function specs: defaults for zero values, bounds, identifiers', () => {
+    const s = validateFunctionSpec({ name: 'f', language: 'python', code: 'def handler(e, c): return e', handler: '', memoryMiB: 0, timeoutMs: 0, env: { A_1: 'x' } });
+    expect(s).toMatchObject({ handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: { A_1: 'x' } });
+    const base = { name: 'f', language: 'node' as Language | null, code: 'x', handler: 'h', memoryMiB: 128, timeoutMs: 100, env: {} };
+    expect(() => validateFunctionSpec({ ...base, language: null })).toThrow(/node.*python/);
+    expect(() => validateFunctionSpec({ ...base, code: ' ' })).toThrow(/code is empty/);
+    expect(() => validateFunctionSpec({ ...base, memoryMiB: 1 })).toThrow(/memory/);
+    expect(() => validateFunctionSpec({ ...base, timeoutMs: 10 ** 9 })).toThrow(/timeout/);
+    expect(() => validateFunctionSpec({ ...base, handler: 'a-b' })).toThrow(/identifier/);
+    expect(() => validateFunctionSpec({ ...base, language: 'python', handler: '$h' })).toThrow(/identifier/);
+    expect(() => validateFunctionSpec({ ...base, env: { '1X': 'v' } })).toThrow(/env name/);
+  });
+});
+
+describe('conversion (pure)', () => {
+  it('seed info round-trips, nulls included', () => {
+    const seeds: SeedInfo[] = [
+      { id: 's0', level: 0, engine: 'process', language: null, function: null, parent: null, pid: 10, state: 'ready', replicaOf: null, forks: 3, createdAt: 'now', initMs: 1.5, memory: null, error: null },
+      { id: 's2', level: 2, engine: 'vm', language: 'python', function: 'f', parent: 's1', pid: 11, state: 'failed', replicaOf: 's2a', forks: 0, createdAt: 'now', initMs: 0, memory: { rssKiB: 1, pssKiB: 2, privateKiB: 3, sharedKiB: 4 }, error: 'bad' },
+    ];
+    for (const s of seeds) expect(seedFromProto(create(SeedInfoSchema, seedToProto(s)))).toEqual(s);
+  });
+
+  it('invoke results round-trip; timings become whole microseconds', () => {
+    const r: InvokeResult = {
+      ok: false, result: null, error: { kind: 'oom', message: 'm', stack: null }, function: null, seedId: 's', seedLevel: 1, instanceId: 'i',
+      timings: { ...FAKE_TIMINGS, fork: 1200.4, bind: -3 },
+    };
+    const back = invokeResultFromProto(create(InvokeResultSchema, invokeResultToProto(r)));
+    expect(back).toEqual({ ...r, timings: { ...FAKE_TIMINGS, fork: 1200, bind: 0 } });
+  });
+
+  it('function info round-trips (bigint counters come back as numbers)', () => {
+    const f = { name: 'f', language: 'node' as const, handler: 'h', memoryMiB: 256, timeoutMs: 10, env: { A: 'b' }, codeBytes: 12, seedId: null, deployedAt: 'now', invocations: 7 };
+    expect(functionInfoFromProto(create(FunctionInfoSchema, functionInfoToProto(f)))).toEqual(f);
+  });
+
+  it('status codes become typed errors', () => {
+    expect(errorFromStatus(Code.NOT_FOUND, 'x')).toBeInstanceOf(NotFound);
+    expect(errorFromStatus(Code.UNKNOWN, 'x').code).toBe(Code.UNKNOWN);
+    expect(errorFromStatus(99, 'x').code).toBe(Code.UNKNOWN);
+  });
+});
+
+describe('FRI over a unix socket', () => {
+  let dir: string;
+  let sock: string;
+  let server: grpc.Server;
+  let rt: FakeRuntime;
+  let client: FriClient;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spore-fri-'));
+    sock = path.join(dir, 'run', 'fri.sock');
+    rt = new FakeRuntime();
+    server = friServer(rt, log);
+    await listenFri(server, sock);
+    client = await FriClient.connect(sock);
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await closeFri(server, sock);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('binds the socket owner-only', () => {
+    expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+  });
+
+  it('Create, Fork (seed and instance), Activate, Destroy, ListSeeds, ListInstances, DeleteSeed', async () => {
+    const root = await client.create('process');
+    expect(root).toMatchObject({ level: 0, engine: 'process', language: null, function: null, state: 'ready' });
+    expect(await client.create('process')).toEqual(root); // idempotent
+
+    const l1 = (await client.fork(root.id, { kind: 'seed', language: 'python' })) as SeedInfo;
+    expect(l1).toMatchObject({ level: 1, language: 'python', parent: root.id });
+    const l2 = (await client.fork(l1.id, { kind: 'seed', function: 'f' })) as SeedInfo;
+    expect(l2).toMatchObject({ level: 2, function: 'f', parent: l1.id, memory: { privateKiB: 2048 } });
+    expect(rt.calls.at(-1)).toEqual({ method: 'fork', args: [l1.id, { kind: 'seed', function: 'f' }] });
+
+    const inst = (await client.fork(l2.id, { kind: 'instance' })) as InstanceInfo;
+    expect(inst).toMatchObject({ seedId: l2.id, function: 'f', state: 'paused' });
+    expect((await client.listInstances()).map((i) => i.id)).toEqual([inst.id]);
+
+    const r = await client.activate(inst.id, '{"x":1}');
+    expect(r).toMatchObject({ ok: true, result: '{"x":1}', instanceId: inst.id, timings: FAKE_TIMINGS });
+    await client.destroy(inst.id);
+    expect(await client.listInstances()).toEqual([]);
+
+    expect((await client.listSeeds()).map((s) => s.id)).toEqual([root.id, l1.id, l2.id]);
+    expect((await client.listSeeds()).find((s) => s.id === l1.id)?.forks).toBe(1);
+    await client.deleteSeed(l2.id);
+    expect((await client.listSeeds()).map((s) => s.id)).toEqual([root.id, l1.id]);
+  });
+
+  it('Deploy, ListFunctions, Invoke, Remove', async () => {
+    const info = await client.deploy(spec('hello', 'echo', { env: { GREETING: 'hi' }, memoryMiB: 256 }));
+    expect(info).toMatchObject({ name: 'hello', language: 'node', memoryMiB: 256, env: { GREETING: 'hi' }, codeBytes: 4, invocations: 0 });
+    const r = await client.invoke('hello', '{"name":"spore"}', { level: 1, freshNamespaces: true });
+    expect(r).toEqual({
+      ok: true, result: '{"name":"spore"}', error: null, function: 'hello', seedId: 'seed-fn-hello', seedLevel: 2,
+      instanceId: expect.stringMatching(/^inst-/), timings: FAKE_TIMINGS,
+    });
+    expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['hello', '{"name":"spore"}', { level: 1, freshNamespaces: true }] });
+    // empty event: the runtime receives {}
+    await client.invoke('hello', '');
+    expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['hello', '{}', {}] });
+    expect((await client.listFunctions()).map((f) => [f.name, f.invocations])).toEqual([['hello', 2]]);
+    await client.remove('hello');
+    expect(await client.listFunctions()).toEqual([]);
+  });
+
+  it('deploy applies defaults for zero values', async () => {
+    const info = await client.deploy(spec('dflt', 'echo', { handler: '', memoryMiB: 0, timeoutMs: 0 }));
+    expect(info).toMatchObject({ handler: 'handler', memoryMiB: 128, timeoutMs: 3000 });
+  });
+
+  it('a failed invocation is a result with ok=false and timings, not an RPC error', async () => {
+    await client.deploy(spec('bad', 'throw'));
+    await client.deploy(spec('slow', 'timeout'));
+    await client.deploy(spec('fat', 'oom'));
+    const r = await client.invoke('bad', '{}');
+    expect(r).toMatchObject({ ok: false, result: null, error: { kind: 'handler', message: 'boom' }, timings: FAKE_TIMINGS });
+    expect(r.error?.stack).toContain('at handler');
+    expect((await client.invoke('slow', '{}')).error).toEqual({ kind: 'timeout', message: 'timed out after 3000 ms', stack: null });
+    expect((await client.invoke('fat', '{}')).error?.kind).toBe('oom');
+  });
+
+  it('unknown function / seed / instance -> NOT_FOUND with the runtime message', async () => {
+    const e = await rejection(client.invoke('nope', '{}'));
+    expect(e).toBeInstanceOf(NotFound);
+    expect(e.message).toBe('function nope is not deployed');
+    expect(await rejection(client.fork('no-seed', { kind: 'instance' }))).toBeInstanceOf(NotFound);
+    expect(await rejection(client.activate('no-inst', '{}'))).toBeInstanceOf(NotFound);
+    expect(await rejection(client.destroy('no-inst'))).toBeInstanceOf(NotFound);
+    expect(await rejection(client.deleteSeed('no-seed'))).toBeInstanceOf(NotFound);
+    expect(await rejection(client.remove('nope'))).toBeInstanceOf(NotFound);
+  });
+
+  it('bad input -> INVALID_ARGUMENT saying what to fix; runtime not called', async () => {
+    await client.deploy(spec('echo'));
+    const before = rt.calls.length;
+    const bad = await rejection(client.invoke('echo', '{"a":'));
+    expect(bad).toBeInstanceOf(InvalidArgument);
+    expect(bad.message).toMatch(/event is not valid JSON/);
+    expect((await rejection(client.invoke('', '{}'))).message).toMatch(/function name is empty/);
+    expect((await rejection(client.create('kvm' as Engine))).message).toMatch(/engine.*"process" or "vm"/);
+    expect((await rejection(client.deploy(spec('r', 'x', { language: 'ruby' as Language })))).message).toMatch(/"node" or "python"/);
+    expect((await rejection(client.deploy(spec('bad name')))).message).toMatch(/bad function name/);
+    expect((await rejection(client.fork('', { kind: 'instance' }))).message).toMatch(/seed_id is empty/);
+    expect((await rejection(client.activate('', '{}'))).message).toMatch(/instance_id is empty/);
+    expect((await rejection(client.invoke('echo', '{}', { level: 3 as 2 }))).message).toMatch(/level 3/);
+    expect(rt.calls.length).toBe(before);
+  });
+
+  it('oversized event -> RESOURCE_EXHAUSTED naming the limit', async () => {
+    const big = JSON.stringify('x'.repeat(MAX_EVENT_BYTES));
+    const e = await rejection(client.invoke('echo', big));
+    expect(e).toBeInstanceOf(ResourceExhausted);
+    expect(e.message).toMatch(/limit is 6291456 bytes/);
+    // just under the limit goes through
+    const ok = JSON.stringify('x'.repeat(MAX_EVENT_BYTES - 2));
+    expect((await client.invoke('echo', ok)).result?.length).toBe(MAX_EVENT_BYTES);
+  });
+
+  it('an untyped runtime failure -> UNKNOWN with its message', async () => {
+    await client.deploy(spec('explode', 'explode'));
+    const e = await rejection(client.invoke('explode', '{}'));
+    expect(e.code).toBe(Code.UNKNOWN);
+    expect(e.message).toBe('kaboom');
+  });
+
+  it('concurrent calls on one connection', async () => {
+    await client.deploy(spec('c'));
+    const rs = await Promise.all(Array.from({ length: 50 }, (_, i) => client.invoke('c', JSON.stringify({ i }))));
+    expect(rs.map((r) => JSON.parse(r.result ?? 'null').i)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+});
+
+describe('listen and connect', () => {
+  let dir: string;
+  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spore-fri-l-')); });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('connect fails fast with a hint when there is no socket', async () => {
+    const e = await rejection(FriClient.connect(path.join(dir, 'missing.sock')));
+    expect(e).toBeInstanceOf(Unavailable);
+    expect(e.message).toMatch(/no FRI socket.*is spored running/);
+  });
+
+  it('replaces a stale socket; refuses a live one and a non-socket', async () => {
+    const stale = path.join(dir, 'stale.sock');
+    // A socket file nobody listens on (a process that bound and exited without unlinking).
+    execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`]);
+    expect(fs.lstatSync(stale).isSocket()).toBe(true);
+    const server = friServer(new FakeRuntime(), log);
+    await listenFri(server, stale);
+    const c = await FriClient.connect(`unix://${stale}`);
+    expect(await c.listSeeds()).toEqual([]);
+    c.close();
+    // now it is live: a second daemon must not steal it
+    expect(await rejection(removeStaleSocket(stale))).toBeInstanceOf(FailedPrecondition);
+    await closeFri(server, stale);
+    expect(fs.existsSync(stale)).toBe(false);
+
+    const file = path.join(dir, 'file');
+    fs.writeFileSync(file, 'x');
+    expect((await rejection(removeStaleSocket(file))).message).toMatch(/not a socket/);
+  });
+
+  it('optional TCP listener', async () => {
+    const server = friServer(new FakeRuntime(), log);
+    const { tcpPort } = await listenFri(server, path.join(dir, 't.sock'), '127.0.0.1:0');
+    expect(tcpPort).toBeGreaterThan(0);
+    const c = await FriClient.connect(`127.0.0.1:${tcpPort}`);
+    expect((await c.create('vm')).engine).toBe('vm');
+    c.close();
+    await closeFri(server, path.join(dir, 't.sock'));
+  });
+
+  it('startFri serves gRPC and the gateway; close() frees both', async () => {
+    const rt = new FakeRuntime();
+    await rt.deploy(spec('hello'));
+    const sock = path.join(dir, 'd', 'fri.sock');
+    const h = await startFri(rt, { friSocket: sock, gatewayAddress: '127.0.0.1:0' }, log);
+    const c = await FriClient.connect(sock);
+    expect((await c.invoke('hello', '{"a":1}')).result).toBe('{"a":1}');
+    c.close();
+    const res = await fetch(`http://${h.gatewayAddress}/invoke/hello`, { method: 'POST', body: '{"b":2}' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ b: 2 });
+    await h.close();
+    expect(fs.existsSync(sock)).toBe(false);
+    await expect(new Promise((resolve, reject) => {
+      const s = net.connect(Number(h.gatewayAddress.split(':')[1]), '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve('connected'); });
+      s.once('error', reject);
+    })).rejects.toThrow(/ECONNREFUSED/);
+  });
+});

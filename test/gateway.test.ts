@@ -1,0 +1,189 @@
+// The HTTP gateway over the in-memory FakeRuntime: status codes, headers, body limit, keep-alive.
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { Code, NotFound, ResourceExhausted } from '../runtime/errors.js';
+import {
+  functionFromPath, httpStatusOfCode, httpStatusOfInvokeError, parseAddress, responseForError, startGateway, timingsHeader,
+} from '../runtime/gateway.js';
+import type { FunctionSpec } from '../runtime/fri/types.js';
+import { FAKE_TIMINGS, FakeRuntime } from './fake-runtime.js';
+
+const log = pino({ level: 'silent' });
+
+describe('gateway mapping (pure)', () => {
+  it('invoke error kinds -> status', () => {
+    expect(httpStatusOfInvokeError('timeout')).toBe(504);
+    for (const k of ['handler', 'load', 'oom', 'crash', 'internal'] as const) expect(httpStatusOfInvokeError(k)).toBe(500);
+  });
+
+  it('gRPC codes -> status', () => {
+    expect(httpStatusOfCode(Code.NOT_FOUND)).toBe(404);
+    expect(httpStatusOfCode(Code.INVALID_ARGUMENT)).toBe(400);
+    expect(httpStatusOfCode(Code.RESOURCE_EXHAUSTED)).toBe(503);
+    expect(httpStatusOfCode(Code.DEADLINE_EXCEEDED)).toBe(504);
+    expect(httpStatusOfCode(Code.UNKNOWN)).toBe(500);
+    expect(responseForError(new NotFound('x'))).toMatchObject({ status: 404, body: '{"error":{"kind":"request","code":"NOT_FOUND","message":"x"}}' });
+    expect(responseForError(new ResourceExhausted('pool empty')).status).toBe(503);
+  });
+
+  it('paths, addresses, timings header', () => {
+    expect(functionFromPath('/invoke/hello')).toBe('hello');
+    expect(functionFromPath('/invoke/hello?x=1')).toBe('hello');
+    expect(functionFromPath('/invoke/a%2Eb')).toBe('a.b');
+    expect(functionFromPath('/invoke/')).toBeNull();
+    expect(functionFromPath('/invoke/a/b')).toBeNull();
+    expect(functionFromPath('/other')).toBeNull();
+    expect(parseAddress('127.0.0.1:8780')).toEqual({ host: '127.0.0.1', port: 8780 });
+    expect(parseAddress('[::1]:80')).toEqual({ host: '::1', port: 80 });
+    expect(parseAddress(':9000')).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(parseAddress('9000')).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(() => parseAddress('localhost')).toThrow(/host:port/);
+    expect(() => parseAddress('h:70000')).toThrow(/host:port/);
+    expect(JSON.parse(timingsHeader({ ...FAKE_TIMINGS, fork: 1.6 }))).toEqual({ ...FAKE_TIMINGS, fork: 2 });
+  });
+});
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  reused: boolean;
+  localPort: number;
+}
+
+describe('gateway over HTTP', () => {
+  let rt: FakeRuntime;
+  let server: http.Server;
+  let port: number;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+  function request(method: string, p: string, body?: string | Buffer, headers: http.OutgoingHttpHeaders = {}): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method, path: p, agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({
+          status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'),
+          reused: req.reusedSocket, localPort: req.socket?.localPort ?? 0,
+        }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  const spec = (name: string, code: string): FunctionSpec => ({ name, language: 'node', code, handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+
+  beforeAll(async () => {
+    rt = new FakeRuntime();
+    for (const [n, c] of [['echo', 'echo'], ['bad', 'throw'], ['slow', 'timeout'], ['fat', 'oom'], ['explode', 'explode']]) {
+      await rt.deploy(spec(n as string, c as string));
+    }
+    server = await startGateway(rt, '127.0.0.1:0', log, { maxBodyBytes: 1024 });
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    agent.destroy();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('200 with the handler result and timing/seed headers', async () => {
+    const r = await request('POST', '/invoke/echo', '{"hello":"world"}', { 'content-type': 'application/json' });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('{"hello":"world"}');
+    expect(r.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(r.headers['x-spore-timings'] as string)).toEqual(FAKE_TIMINGS);
+    expect(r.headers['x-spore-seed']).toBe('seed-fn-echo');
+    expect(r.headers['x-spore-seed-level']).toBe('2');
+    expect(r.headers['x-spore-instance']).toMatch(/^inst-/);
+    expect(r.headers['x-spore-error']).toBeUndefined();
+    expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['echo', '{"hello":"world"}', undefined] });
+  });
+
+  it('empty body is the event {}', async () => {
+    const r = await request('POST', '/invoke/echo');
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('{}');
+  });
+
+  it('handler error -> 500 with {error:{kind,message,stack}} and timings', async () => {
+    const r = await request('POST', '/invoke/bad', '{}');
+    expect(r.status).toBe(500);
+    expect(JSON.parse(r.body)).toEqual({ error: { kind: 'handler', message: 'boom', stack: 'Error: boom\n    at handler (index.js:1:1)' } });
+    expect(r.headers['x-spore-error']).toBe('handler');
+    expect(r.headers['x-spore-timings']).toBeDefined();
+  });
+
+  it('timeout -> 504, oom -> 500 (kind in body and header)', async () => {
+    const t = await request('POST', '/invoke/slow', '{}');
+    expect(t.status).toBe(504);
+    expect(JSON.parse(t.body).error.kind).toBe('timeout');
+    const o = await request('POST', '/invoke/fat', '{}');
+    expect(o.status).toBe(500);
+    expect(o.headers['x-spore-error']).toBe('oom');
+    expect(JSON.parse(o.body).error).toEqual({ kind: 'oom', message: 'exceeded 128 MiB', stack: null });
+  });
+
+  it('unknown function -> 404; unknown path -> 404; internal failure -> 500', async () => {
+    const r = await request('POST', '/invoke/nope', '{}');
+    expect(r.status).toBe(404);
+    expect(JSON.parse(r.body).error).toEqual({ kind: 'request', code: 'NOT_FOUND', message: 'function nope is not deployed' });
+    expect((await request('POST', '/nowhere', '{}')).status).toBe(404);
+    const e = await request('POST', '/invoke/explode', '{}');
+    expect(e.status).toBe(500);
+    expect(JSON.parse(e.body).error.message).toBe('kaboom');
+  });
+
+  it('bad JSON -> 400; bad name -> 400', async () => {
+    const r = await request('POST', '/invoke/echo', '{"a":');
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body).error.message).toMatch(/not valid JSON/);
+    expect((await request('POST', '/invoke/a%20b', '{}')).status).toBe(400);
+    expect((await request('POST', '/invoke/%E0%A4%A', '{}')).status).toBe(400);
+  });
+
+  it('only POST on /invoke -> 405 with Allow', async () => {
+    const r = await request('GET', '/invoke/echo');
+    expect(r.status).toBe(405);
+    expect(r.headers.allow).toBe('POST');
+  });
+
+  it('GET /healthz -> 200', async () => {
+    const r = await request('GET', '/healthz');
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ ok: true });
+  });
+
+  it('body over the limit -> 413 and the connection closes', async () => {
+    const declared = await request('POST', '/invoke/echo', JSON.stringify('x'.repeat(2000)));
+    expect(declared.status).toBe(413);
+    expect(declared.headers.connection).toBe('close');
+    // chunked (no content-length): detected while reading
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/invoke/echo', agent: false, headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      for (let i = 0; i < 4; i++) req.write('x'.repeat(500));
+      req.end();
+    });
+    expect(chunked).toBe(413);
+    // the server still serves afterwards
+    expect((await request('POST', '/invoke/echo', '1')).status).toBe(200);
+  });
+
+  it('keep-alive: consecutive requests reuse one connection', async () => {
+    await request('GET', '/healthz'); // (re)open the pooled socket
+    const a = await request('POST', '/invoke/echo', '{"n":1}');
+    const b = await request('POST', '/invoke/bad', '{}'); // errors keep the connection too
+    const c = await request('POST', '/invoke/echo', '{"n":3}');
+    expect(a.headers.connection).toBe('keep-alive');
+    expect([a.reused, b.reused, c.reused]).toEqual([true, true, true]);
+    expect(new Set([a.localPort, b.localPort, c.localPort]).size).toBe(1);
+  });
+});
