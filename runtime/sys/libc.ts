@@ -337,6 +337,8 @@ const m = {
   pthread_sigmask: lib.func('int pthread_sigmask(int, const uint8_t *, _Out_ uint8_t *)'),
   sigtimedwait: lib.func('int sigtimedwait(const uint8_t *, void *, const int64_t *)'),
   pread: lib.func('long pread(int, _Out_ uint8_t *, size_t, int64_t)'),
+  close: lib.func('int close(int)'),
+  mmapAt: lib.func('void *mmap(uintptr_t, size_t, int, int, int, int64_t)'),
 };
 
 export interface Mapping { addr: bigint; len: number; ptr: unknown }
@@ -390,4 +392,25 @@ export function takePendingSignal(sigs: number[]): boolean {
 /** pread(2) into buf at a file offset; returns the byte count. */
 export function pread(fd: number, buf: Buffer, offset: bigint): number {
   return check('pread', m.pread(fd, buf, buf.length, offset));
+}
+/**
+ * close(2) on a libuv pool thread (koffi async call). For fds whose last close does slow
+ * kernel work: closing a KVM VM fd tears the VM down synchronously (15-25 ms measured here).
+ */
+export function closeAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    m.close.async(fd, (err: unknown, rc: number) => {
+      if (err) reject(err as Error);
+      else if (rc < 0) reject(new SyscallError('close', EBADF_OR_UNKNOWN, String(fd)));
+      else resolve();
+    });
+  });
+}
+const EBADF_OR_UNKNOWN = 9;
+/** mmap(2) with MAP_FIXED at addr (replaces whatever was mapped there). */
+export function mmapFixed(addr: bigint, len: number, prot: number, flags: number, fd: number, offset = 0): Mapping {
+  const ptr = m.mmapAt(addr, len, prot, flags | MAP.FIXED, fd, offset);
+  const got = ptr === null ? 0n : koffi.address(ptr);
+  if (got !== addr) throw new SyscallError('mmap', koffi.errno(), `fixed 0x${addr.toString(16)} len=${len}`);
+  return { addr, len, ptr };
 }

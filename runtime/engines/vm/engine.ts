@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { close, open, O, pread } from '../../sys/libc.js';
 import { KvmSystem, CAP, preFaultMemory } from '../../sys/kvm.js';
 import { NotFound, FailedPrecondition } from '../../errors.js';
-import { ShellPool, createShell, destroyShell, type Shell } from '../../../pools/vm-shells.js';
+import { ShellPool, createShell, destroyShell, shellsClosed, type Shell } from '../../../pools/vm-shells.js';
 import { VcpuThreadPool } from '../../../pools/vm-threads.js';
 import { GUEST_MEM_SIZE, OP } from './abi.js';
 import { GuestMemoryFile, loadElf, prefill, recordWorkingSet, type GuestMapping, type WorkingSet } from './memory.js';
@@ -34,6 +34,8 @@ export interface VmEngineOptions {
   prefill?: boolean;
   /** Restore the full vCPU/VM state set (MSRs, LAPIC, events, clock, irqchip, PIT). Default true. */
   fullRestore?: boolean;
+  /** Return destroyed instances' shells to the pool (needs fullRestore). Default true. */
+  recycle?: boolean;
 }
 
 export interface RootSeedOptions { id?: string; elf?: string; memBytes?: number }
@@ -54,6 +56,7 @@ export interface SeedInfo {
 }
 
 export interface ForkOptions { prefill?: boolean; pool?: boolean }
+
 
 export interface VmInstance {
   id: string;
@@ -101,7 +104,7 @@ export class VmEngine {
   private pagemapFd = -1;
 
   private constructor(opts: VmEngineOptions) {
-    this.opts = { threads: opts.threads ?? 2, shellPool: opts.shellPool ?? 8, prefill: opts.prefill ?? true, fullRestore: opts.fullRestore ?? true };
+    this.opts = { threads: opts.threads ?? 2, shellPool: opts.shellPool ?? 8, prefill: opts.prefill ?? true, fullRestore: opts.fullRestore ?? true, recycle: opts.recycle ?? true };
     this.threads = new VcpuThreadPool(this.opts.threads);
     this.preFaultSupported = KvmSystem.get().check(CAP.PRE_FAULT_MEMORY) > 0;
   }
@@ -109,7 +112,7 @@ export class VmEngine {
   static async create(opts: VmEngineOptions = {}): Promise<VmEngine> {
     const e = new VmEngine(opts);
     await e.threads.start();
-    e.shells = new ShellPool(e.opts.shellPool, e.threads.runMask());
+    e.shells = new ShellPool(e.opts.shellPool, e.threads.runMask(), GUEST_MEM_SIZE, () => e.threads.idle);
     e.shells.fill();
     return e;
   }
@@ -125,8 +128,8 @@ export class VmEngine {
     try {
       snap = vm.snapshot();
     } finally {
+      mapping.release(); // no shared writable mapping may remain for the write seal
       destroyShell(shell);
-      mapping.unmap();
     }
     mem.seal();
     const t2 = performance.now();
@@ -156,15 +159,15 @@ export class VmEngine {
     let mapping: GuestMapping | null = null;
     let shell: Shell | null = null;
     try {
-      mapping = mem.mapShared();
+      shell = createShell(this.threads.runMask(), memBytes);
+      mapping = mem.mapSharedAt(shell.mem.addr, shell.memBuf);
       const { entry } = loadElf(elf, mapping.buf);
-      shell = createShell(this.threads.runMask());
       const vm = Vm.boot(id, shell, mapping, entry, this.threads);
       await vm.waitReady();
       return { vm, mem, mapping, shell };
     } catch (e) {
+      mapping?.release();
       if (shell) destroyShell(shell);
-      mapping?.unmap();
       mem.close();
       throw e;
     }
@@ -173,12 +176,13 @@ export class VmEngine {
   fork(seedId: string, o: ForkOptions = {}): VmInstance {
     const seed = this.seeds.get(seedId);
     if (!seed) throw new NotFound(`vm seed ${seedId} not found`);
+    if (seed.info.memBytes !== this.shells.memSize) throw new FailedPrecondition(`seed memory ${seed.info.memBytes} != shell size ${this.shells.memSize}`);
     const t0 = performance.now();
-    const shell = o.pool === false ? createShell(this.threads.runMask()) : this.shells.take();
+    const shell = o.pool === false ? createShell(this.threads.runMask(), seed.info.memBytes) : this.shells.take();
     const t1 = performance.now();
     let mapping: GuestMapping | null = null;
     try {
-      mapping = seed.mem.mapPrivate();
+      mapping = seed.mem.mapPrivateAt(shell.mem.addr, shell.memBuf);
       const t2 = performance.now();
       const id = `${seedId}/${randomUUID().slice(0, 8)}`;
       const vm = Vm.fork(id, shell, mapping, seed.snap, this.threads, this.opts.fullRestore);
@@ -195,8 +199,8 @@ export class VmEngine {
       this.instances.add(inst);
       return inst;
     } catch (e) {
+      mapping?.release();
       destroyShell(shell);
-      mapping?.unmap();
       throw e;
     }
   }
@@ -207,9 +211,12 @@ export class VmEngine {
 
   async destroy(inst: VmInstance): Promise<void> {
     if (!this.instances.delete(inst)) return;
+    const healthy = inst.vm.status !== 'dead';
     await inst.vm.kill();
-    destroyShell(inst.vm.shell);
-    inst.vm.mem.unmap();
+    inst.vm.mem.release();
+    // healthy shells go back to the pool (see pools/vm-shells.ts); failed ones are torn down
+    if (healthy && this.opts.recycle && this.opts.fullRestore) this.shells.put(inst.vm.shell);
+    else destroyShell(inst.vm.shell);
   }
 
   listSeeds(): SeedInfo[] {
@@ -217,6 +224,8 @@ export class VmEngine {
   }
 
   get instanceCount(): number { return this.instances.size; }
+  /** Resolves when all destroyed VMs' fds are closed (closing is asynchronous, see pools/vm-shells). */
+  settled(): Promise<void> { return shellsClosed(); }
 
   async removeSeed(id: string): Promise<void> {
     const s = this.seeds.get(id);
@@ -230,6 +239,7 @@ export class VmEngine {
     for (const i of [...this.instances]) await this.destroy(i);
     for (const id of [...this.seeds.keys()]) await this.removeSeed(id);
     this.shells.drain();
+    await shellsClosed();
     await this.threads.stop();
     if (this.pagemapFd >= 0) { close(this.pagemapFd); this.pagemapFd = -1; }
   }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import {
-  addSeals, close, F_SEAL, ftruncate, MAP, memfdCreate, MFD, mmap, munmap, PROT, madviseRange, MADV, type Mapping,
+  addSeals, close, F_SEAL, ftruncate, MAP, memfdCreate, MFD, mmap, mmapFixed, munmap, PROT, madviseRange, MADV, type Mapping,
 } from '../../sys/libc.js';
 import { InvalidArgument } from '../../errors.js';
 import { PD_GPA, PDPT_GPA, PML4_GPA } from './abi.js';
@@ -11,8 +11,8 @@ import { PD_GPA, PDPT_GPA, PML4_GPA } from './abi.js';
 export class GuestMapping {
   readonly buf: Buffer;
   private closed = false;
-  constructor(readonly m: Mapping) {
-    this.buf = Buffer.from(koffi.view(m.ptr, m.len));
+  constructor(readonly m: Mapping, buf?: Buffer) {
+    this.buf = buf ?? Buffer.from(koffi.view(m.ptr, m.len));
   }
   get addr(): bigint { return this.m.addr; }
   get size(): number { return this.m.len; }
@@ -21,6 +21,20 @@ export class GuestMapping {
     this.closed = true;
     munmap(this.m.addr, this.m.len);
   }
+  /**
+   * Drop the contents but keep the address range reserved (PROT_NONE, no memory), so the
+   * VM shell's memslot can take the next fork's mapping at the same address.
+   */
+  release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    mmapFixed(this.m.addr, this.m.len, PROT.NONE, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE, -1, 0);
+  }
+}
+
+/** Reserve an address range for a shell's memslot (no memory behind it yet). */
+export function reserveGuestRange(size: number): Mapping {
+  return mmap(size, PROT.NONE, MAP.PRIVATE | MAP.ANONYMOUS | MAP.NORESERVE, -1, 0);
 }
 
 export class GuestMemoryFile {
@@ -31,10 +45,17 @@ export class GuestMemoryFile {
     try { ftruncate(fd, size); } catch (e) { close(fd); throw e; }
     return new GuestMemoryFile(fd, size);
   }
-  mapShared(): GuestMapping {
-    return new GuestMapping(mmap(this.size, PROT.READ | PROT.WRITE, MAP.SHARED, this.fd, 0));
+  /** Writable shared mapping at `at` (a shell's reserved range) for booting the seed. */
+  mapSharedAt(at: bigint, buf?: Buffer): GuestMapping {
+    return new GuestMapping(mmapFixed(at, this.size, PROT.READ | PROT.WRITE, MAP.SHARED, this.fd, 0), buf);
   }
-  /** Copy-on-write view for a fork: writes land in anonymous pages of this mapping only. */
+  /**
+   * Copy-on-write view for a fork, placed over the shell's reserved range (MAP_FIXED): the
+   * memslot stays as it is and KVM's MMU notifier drops the previous tenant's mappings.
+   */
+  mapPrivateAt(at: bigint, buf?: Buffer): GuestMapping {
+    return new GuestMapping(mmapFixed(at, this.size, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.NORESERVE, this.fd, 0), buf);
+  }
   mapPrivate(): GuestMapping {
     return new GuestMapping(mmap(this.size, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.NORESERVE, this.fd, 0));
   }

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   decodeRegs, EXIT, EXIT_NAMES, getRegs, getSregs, kvmRun, restoreVcpu, restoreVm, saveVcpu, saveVm,
-  setRegs, setSregs, setUserMemoryRegion, KvmSystem, getMsrs, setMsrs, msrBuffer,
+  setRegs, setSregs, KvmSystem, getMsrs, setMsrs, msrBuffer,
   type Regs, type RunView, type VcpuState, type VmState,
 } from '../../sys/kvm.js';
 import { SyscallError, Cancelled, FailedPrecondition, Internal } from '../../errors.js';
@@ -80,7 +80,6 @@ export class Vm {
   constructor(readonly id: string, readonly shell: Shell, readonly mem: GuestMapping, device: VirtioState,
     private readonly threads: VcpuThreadPool) {
     this.device = new VirtioConsole(device, mem.buf);
-    setUserMemoryRegion(shell.vmFd, 0, 0n, mem.size, mem.addr);
   }
 
   /** Cold boot: long mode with the monitor's identity map, entering the ELF entry at CPL0. */
