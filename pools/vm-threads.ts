@@ -93,6 +93,7 @@ export class VcpuThreadPool {
     await Promise.all(this.threads.map((t) => t.ready()));
   }
   runMask(): Buffer { return this.threads[0]!.runMask(); }
+  get idle(): boolean { return this.threads.every((t) => !t.busy); }
   acquire(): VcpuThread | Promise<VcpuThread> {
     const t = this.threads.find((x) => !x.busy);
     if (t) { t.busy = true; return t; }
