@@ -103,6 +103,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private counter = 0;
   private readonly o: ProcessRuntimeOptions;
   private root: SeedRec | null = null;
+  /** instances admitted but not yet exited; past the netns pool size callers queue */
+  private running = 0;
+  private readonly admission: (() => void)[] = [];
 
   constructor(o: ProcessRuntimeOptions) {
     this.o = o;
@@ -300,6 +303,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     }
     if (seed.info.level === 0) throw new FailedPrecondition('instances fork from a language or function seed (L1/L2), not from L0');
     const fn = seed.info.function ? this.functions.get(seed.info.function) ?? null : null;
+    await this.admit();
     const inst = this.startInstance(seed, fn, null, null);
     await inst.forked;
     inst.info.state = 'paused';
@@ -323,6 +327,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     try { this.send(inst.seed, { t: 'kill', id: instanceId }); } catch { /* seed gone: the instance died with it */ }
     await Promise.race([inst.exited, new Promise((r) => setTimeout(r, 2000))]);
     this.release(inst);
+    this.instances.delete(instanceId);
   }
 
   listSeeds(): SeedInfo[] {
@@ -402,6 +407,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const fn = this.functions.get(name);
     if (!fn) throw new NotFound(`function ${name} not found`);
     fn.info.invocations++;
+    await this.admit();
     const seed = opts.level === 1 ? null : this.pickReplica(fn);
     let inst: InstRec;
     if (seed) {
@@ -471,6 +477,19 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     return inst;
   }
 
+  /** Wait for a free slot: a full pool queues callers instead of failing them. */
+  private async admit(): Promise<void> {
+    const limit = this.netns ? this.netns.snapshot().size : Number.POSITIVE_INFINITY;
+    if (this.running < limit) { this.running++; return; }
+    await new Promise<void>((resolve) => this.admission.push(resolve));
+    this.running++;
+  }
+
+  private leave(): void {
+    this.running--;
+    this.admission.shift()?.();
+  }
+
   /**
    * Resolves at the instance's result (or its death). Early destroy: the child _exits right
    * after answering; its resources are recycled when the exit arrives, off the response
@@ -516,6 +535,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private release(inst: InstRec): void {
     if (inst.released) return;
     inst.released = true;
+    this.leave();
     if (inst.cgroup) {
       try { this.cgroups?.release(inst.cgroup); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
     }

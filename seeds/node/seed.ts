@@ -270,6 +270,9 @@ async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Han
     return sys.exit(0);
   };
   let phase: 'internal' | 'load' | 'handler' = 'internal';
+  // A handler whose promise never settles must run into its timeout, not let the loop
+  // drain and exit quietly.
+  setInterval(() => undefined, 1 << 30);
   try {
     // A parked instance takes its request (and so its resources) only at activation.
     const request = msg.request ?? readRequest(actR);

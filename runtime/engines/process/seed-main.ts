@@ -191,6 +191,8 @@ async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promis
       if (pid === 0) {
         try {
           sys.closeFrom(3, true);
+          // Node keeps its own stdio close-on-exec; the zygote needs them (and logs there).
+          for (const fd of [0, 1, 2]) sys.setCloexec(fd, false);
           sys.execve(req.pythonBin, [req.pythonBin, '-S', '-E', req.zygote, req.socket, req.id], ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8']);
         } catch {
           sys.exit(127);

@@ -1,0 +1,177 @@
+// The process engine's function runtime on the real kernel: seed tree, instances, pools,
+// failure modes and leaks. Transport-free (the gRPC/CLI path has its own tests).
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SeedClient } from '../dist/runtime/engines/process/seed-client.js';
+import { ProcessFunctionRuntime } from '../dist/seeds/runtime.js';
+import { detectCgroupLayout } from '../dist/pools/cgroups.js';
+import type { FunctionSpec, InvokeResult } from '../runtime/fri/types.js';
+
+const root = process.getuid?.() === 0;
+if (!root) console.warn('[fri-runtime.test] skipped: needs root (cgroups, namespaces)');
+
+const examples = fileURLToPath(new URL('../examples', import.meta.url));
+const spec = (name: string, language: 'node' | 'python', code: string, extra: Partial<FunctionSpec> = {}): FunctionSpec => ({
+  name, language, code, handler: 'handler', memoryMiB: 128, timeoutMs: 5000, env: {}, ...extra,
+});
+const value = (r: InvokeResult): unknown => {
+  if (!r.ok) throw new Error(`invoke failed: ${JSON.stringify(r.error)}`);
+  return JSON.parse(r.result ?? 'null');
+};
+
+function seedChildren(rt: ProcessFunctionRuntime): number {
+  let n = 0;
+  const seedPids = new Set(rt.listSeeds().map((s) => s.pid));
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${d}/status`, 'utf8'))?.[1]);
+      if (seedPids.has(ppid) && !seedPids.has(Number(d))) n++;
+    } catch { /* gone */ }
+  }
+  return n;
+}
+
+describe.skipIf(!root)('process function runtime', () => {
+  let dir: string;
+  let l0: SeedClient;
+  let rt: ProcessFunctionRuntime;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spore-fri-'));
+    l0 = new SeedClient();
+    await l0.start();
+    rt = new ProcessFunctionRuntime({ runDir: dir, layout: detectCgroupLayout(), l0, log: pino({ level: 'warn' }), cgroupPoolSize: 8, netnsPoolSize: 8 });
+    await rt.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await rt?.stop();
+    await l0?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('builds the tree: L0 root, L1 node and python seeds, ready', () => {
+    const seeds = rt.listSeeds();
+    expect(seeds.find((s) => s.level === 0)?.state).toBe('ready');
+    expect(seeds.filter((s) => s.level === 1 && s.state === 'ready').map((s) => s.language).sort()).toEqual(['node', 'python']);
+  });
+
+  it('deploys and invokes node and python functions from their L2 seeds', async () => {
+    const node = await rt.deploy(spec('hello', 'node', readFileSync(join(examples, 'hello.js'), 'utf8')));
+    expect(node.seedId).toMatch(/^l2-hello-/);
+    const r = await rt.invoke('hello', JSON.stringify({ name: 'spore' }));
+    expect(value(r)).toEqual({ message: 'hello spore' });
+    expect(r.seedLevel).toBe(2);
+    expect(r.timings.total).toBeGreaterThan(0);
+    expect(r.timings.fork).toBeGreaterThan(0);
+
+    await rt.deploy(spec('hello-py', 'python', readFileSync(join(examples, 'hello.py'), 'utf8')));
+    const p = await rt.invoke('hello-py', JSON.stringify({ name: 'py' }));
+    expect(value(p)).toEqual({ message: 'hello py' });
+    expect(p.seedLevel).toBe(2);
+  });
+
+  it('runs top-level code once per seed, not per invocation', async () => {
+    await rt.deploy(spec('counter', 'node', 'let loads = 0; loads++; module.exports.handler = async () => ({ loads, pid: process.pid });', { env: { A: '1' } }));
+    const a = value(await rt.invoke('counter', '{}')) as { loads: number; pid: number };
+    const b = value(await rt.invoke('counter', '{}')) as { loads: number; pid: number };
+    expect(a.loads).toBe(1);
+    expect(b.loads).toBe(1);
+    expect(a.pid).not.toBe(b.pid);
+  });
+
+  it('falls back to the L1 language seed, which loads the code in the instance', async () => {
+    const r = await rt.invoke('hello', JSON.stringify({ name: 'l1' }), { level: 1 });
+    expect(value(r)).toEqual({ message: 'hello l1' });
+    expect(r.seedLevel).toBe(1);
+  });
+
+  it('never shares randomness between two forks (node and python)', async () => {
+    await rt.deploy(spec('rand', 'node', "const c = require('node:crypto'); module.exports.handler = async () => ({ m: Math.random(), u: c.randomUUID(), b: c.randomBytes(8).toString('hex') });"));
+    const [x, y] = await Promise.all([rt.invoke('rand', '{}'), rt.invoke('rand', '{}')]);
+    const vx = value(x) as Record<string, unknown>;
+    const vy = value(y) as Record<string, unknown>;
+    expect(vx.m).not.toBe(vy.m);
+    expect(vx.u).not.toBe(vy.u);
+    expect(vx.b).not.toBe(vy.b);
+    await rt.deploy(spec('rand-py', 'python', 'import random, uuid, os\ndef handler(e, c):\n    return {"r": random.random(), "u": str(uuid.uuid4()), "b": os.urandom(8).hex()}\n'));
+    const [p, q] = await Promise.all([rt.invoke('rand-py', '{}'), rt.invoke('rand-py', '{}')]);
+    const vp = value(p) as Record<string, unknown>;
+    const vq = value(q) as Record<string, unknown>;
+    expect(vp.r).not.toBe(vq.r);
+    expect(vp.u).not.toBe(vq.u);
+  });
+
+  it('sandboxes instances: own netns, nobody, no capabilities, seccomp, memory limit', async () => {
+    await rt.deploy(spec('probe', 'node', "const fs = require('fs'); module.exports.handler = async () => { const st = fs.readFileSync('/proc/self/status', 'utf8'); return { net: fs.readlinkSync('/proc/self/ns/net'), uid: process.getuid(), capeff: /CapEff:\\s+(\\S+)/.exec(st)[1], seccomp: /Seccomp:\\s+(\\d)/.exec(st)[1], nnp: /NoNewPrivs:\\s+(\\d)/.exec(st)[1] }; };"));
+    const v = value(await rt.invoke('probe', '{}')) as Record<string, string | number>;
+    expect(v.net).not.toBe(readlinkSync('/proc/self/ns/net'));
+    expect(v.uid).toBe(65534);
+    expect(v.capeff).toBe('0000000000000000');
+    expect(v.seccomp).toBe('2');
+    expect(v.nnp).toBe('1');
+  });
+
+  it('reports load errors at deploy, handler errors, timeouts and OOM — and the seed survives', async () => {
+    await expect(rt.deploy(spec('broken', 'node', 'throw new Error("boom at load");'))).rejects.toThrow(/boom at load/);
+    await expect(rt.deploy(spec('broken-py', 'python', 'raise RuntimeError("py boom")\n'))).rejects.toThrow(/py boom/);
+    expect(rt.listFunctions().some((f) => f.name === 'broken')).toBe(false);
+
+    await rt.deploy(spec('thrower', 'node', 'module.exports.handler = async () => { throw new TypeError("bad input"); };'));
+    const t = await rt.invoke('thrower', '{}');
+    expect(t.ok).toBe(false);
+    expect(t.error?.kind).toBe('handler');
+    expect(t.error?.message).toBe('bad input');
+    expect(t.error?.stack).toContain('TypeError');
+
+    await rt.deploy(spec('hang', 'node', 'module.exports.handler = () => new Promise(() => {});', { timeoutMs: 300 }));
+    const h = await rt.invoke('hang', '{}');
+    expect(h.ok).toBe(false);
+    expect(h.error?.kind).toBe('timeout');
+
+    await rt.deploy(spec('hog', 'node', 'module.exports.handler = async () => { const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1)); };', { memoryMiB: 64 }));
+    const o = await rt.invoke('hog', '{}');
+    expect(o.ok).toBe(false);
+    expect(o.error?.kind).toBe('oom');
+
+    // the seeds are still there and serve
+    expect(value(await rt.invoke('hello', '{}'))).toEqual({ message: 'hello world' });
+    expect(rt.listSeeds().filter((s) => s.function === 'hang').every((s) => s.state === 'ready')).toBe(true);
+  });
+
+  it('forks a paused instance, activates it, and destroys another before activation', async () => {
+    const l2 = rt.listSeeds().find((s) => s.function === 'hello' && s.state === 'ready');
+    expect(l2).toBeDefined();
+    const inst = await rt.fork(l2?.id ?? '', { kind: 'instance' });
+    expect('seedId' in inst && inst.state).toBe('paused');
+    const r = await rt.activate(inst.id, JSON.stringify({ name: 'later' }));
+    expect(value(r)).toEqual({ message: 'hello later' });
+    const other = await rt.fork(l2?.id ?? '', { kind: 'instance' });
+    await rt.destroy(other.id);
+    await expect(rt.activate(other.id, '{}')).rejects.toThrow(/not found/);
+    await expect(rt.fork('no-such-seed', { kind: 'instance' })).rejects.toThrow(/not found/);
+  });
+
+  it('serves concurrent invocations and leaks nothing over many', async () => {
+    const before = rt.pools() as { cgroups: { free: number }; netns: { free: number } };
+    const fds = readdirSync('/proc/self/fd').length;
+    const burst = await Promise.all(Array.from({ length: 24 }, (_, i) => rt.invoke('hello', JSON.stringify({ name: `c${i}` }))));
+    expect(burst.filter((r) => r.ok).length).toBe(24);
+    for (let i = 0; i < 200; i++) {
+      const r = await rt.invoke(i % 2 ? 'hello' : 'hello-py', '{}');
+      expect(r.ok).toBe(true);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const after = rt.pools() as { cgroups: { free: number }; netns: { free: number } };
+    expect(after.cgroups.free).toBe(before.cgroups.free);
+    expect(after.netns.free).toBe(before.netns.free);
+    expect(rt.listInstances()).toEqual([]);
+    expect(seedChildren(rt)).toBeLessThanOrEqual(rt.listSeeds().filter((s) => s.level === 2).length);
+    expect(readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(fds + 2);
+  }, 120_000);
+});
