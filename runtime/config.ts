@@ -13,6 +13,11 @@ export interface DaemonConfig {
   logFile: string | null;
   logLevel: string;
   cgroupParent: string;
+  /** function runtime: FRI gRPC + gateway + seed tree; off leaves only the OCI path */
+  fri: boolean;
+  netnsPool: number;
+  cgroupPool: number;
+  l2Replicas: number;
 }
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -33,7 +38,14 @@ export function parseFlags(argv: string[]): Record<string, string> {
   return out;
 }
 
-const KNOWN = new Set(['run-dir', 'ttrpc-socket', 'fri-socket', 'gateway', 'containerd-ttrpc', 'log', 'log-level', 'cgroup-parent']);
+const KNOWN = new Set(['run-dir', 'ttrpc-socket', 'fri-socket', 'gateway', 'containerd-ttrpc', 'log', 'log-level', 'cgroup-parent', 'fri', 'netns-pool', 'cgroup-pool', 'l2-replicas']);
+
+function count(name: string, v: string | undefined, dflt: number, max: number): number {
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgument(`--${name} must be an integer between 0 and ${max}, got ${JSON.stringify(v)}`);
+  return n;
+}
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
   const f = parseFlags(argv);
@@ -48,5 +60,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     logFile: f.log ?? env.SPORE_LOG ?? null,
     logLevel: f['log-level'] ?? env.SPORE_LOG_LEVEL ?? 'info',
     cgroupParent: f['cgroup-parent'] ?? env.SPORE_CGROUP_PARENT ?? '/spore',
+    fri: (f.fri ?? env.SPORE_FRI ?? 'on') !== 'off',
+    netnsPool: count('netns-pool', f['netns-pool'] ?? env.SPORE_NETNS_POOL, 32, 1024),
+    cgroupPool: count('cgroup-pool', f['cgroup-pool'] ?? env.SPORE_CGROUP_POOL, 32, 4096),
+    l2Replicas: count('l2-replicas', f['l2-replicas'] ?? env.SPORE_L2_REPLICAS, 2, 16) || 1,
   };
 }

@@ -13,6 +13,8 @@ import { TaskManager, type TaskEvents } from './task/tasks.js';
 import { taskService } from './task/service.js';
 import { TtrpcServer } from './ttrpc/server.js';
 import type { ServiceImplementationFor } from './ttrpc/server.js';
+import { ProcessFunctionRuntime } from '../seeds/runtime.js';
+import { startFri, type FriHandle } from './fri/index.js';
 
 export interface Daemon {
   config: DaemonConfig;
@@ -21,6 +23,8 @@ export interface Daemon {
   tasks: TaskManager;
   events: EventForwarder;
   ttrpc: TtrpcServer;
+  /** resolves when the function runtime and FRI are up (or failed, logged) */
+  functions: Promise<{ rt: ProcessFunctionRuntime; fri: FriHandle } | null>;
   stop(): Promise<void>;
 }
 
@@ -96,9 +100,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' })), log.child({ c: 'rpc' })) as ServiceImplementationFor<typeof Task>);
   await ttrpc.listen(config.ttrpcSocket);
   log.info({ config, cgroups: layout.mode, seedPid: seed.pid, startMs: Math.round(performance.now() - t0) }, 'spored ready');
+  // The function runtime comes up after containerd's socket, so it never delays a shim
+  // start; a failure there leaves the OCI path serving.
+  const functions = config.fri ? startFunctions(config, layout, seed, log) : Promise.resolve(null);
   return {
-    config, layout, seed, tasks, events, ttrpc,
+    config, layout, seed, tasks, events, ttrpc, functions,
     async stop() {
+      const f = await functions;
+      await f?.fri.close();
+      await f?.rt.stop();
       await ttrpc.close(2000);
       await events.flush(1000);
       events.close();
@@ -106,4 +116,22 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       rmSync(`${config.runDir}/spored.pid`, { force: true });
     },
   };
+}
+
+async function startFunctions(config: DaemonConfig, layout: CgroupLayout, seed: SeedClient, log: Logger): Promise<{ rt: ProcessFunctionRuntime; fri: FriHandle } | null> {
+  const t0 = performance.now();
+  const rt = new ProcessFunctionRuntime({
+    runDir: config.runDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
+    netnsPoolSize: config.netnsPool, cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas,
+  });
+  try {
+    await rt.start();
+    const fri = await startFri(rt, config, log);
+    log.info({ ms: Math.round(performance.now() - t0), seeds: rt.listSeeds().map((s) => `${s.id}:${s.state}`), pools: rt.pools() }, 'function runtime ready');
+    return { rt, fri };
+  } catch (e) {
+    log.error({ err: (e as Error).stack ?? String(e) }, 'function runtime failed to start; the OCI path keeps serving');
+    await rt.stop().catch(() => undefined);
+    return null;
+  }
 }
