@@ -796,6 +796,8 @@ export class CgroupPool {
   private readonly layout: CgroupLayout;
   private readonly free: number[] = [];
   private readonly inUse = new Set<number>();
+  /** the resource key each free cgroup's limits were last set for (see acquire) */
+  private readonly configured = new Map<number, string>();
   private nextIndex = 0;
   private counters = { created: 0, acquires: 0, releases: 0, misses: 0, recreated: 0, quarantined: 0 };
 
@@ -827,8 +829,18 @@ export class CgroupPool {
     while (this.free.length < this.target) this.free.push(this.createOne());
   }
 
-  acquire(resources?: LinuxResources): { handle: PooledCgroup; warnings: string[] } {
-    let index = this.free.shift();
+  /**
+   * `key` names the limits (e.g. one per function): a free cgroup last configured with the
+   * same key is handed out as-is, so the hot path writes no limit files at all.
+   */
+  acquire(resources?: LinuxResources, key?: string): { handle: PooledCgroup; warnings: string[] } {
+    let index: number | undefined;
+    if (key !== undefined) {
+      const at = this.free.findIndex((i) => this.configured.get(i) === key);
+      if (at >= 0) index = this.free.splice(at, 1)[0];
+    }
+    const reuse = index !== undefined;
+    index ??= this.free.shift();
     if (index === undefined) {
       this.counters.misses++;
       index = this.createOne();
@@ -836,7 +848,8 @@ export class CgroupPool {
     const h = this.handleFor(index);
     let warnings: string[] = [];
     try {
-      if (resources) warnings = applyResources(h, resources).warnings;
+      if (resources && !reuse) warnings = applyResources(h, resources).warnings;
+      if (key !== undefined) this.configured.set(index, key); else this.configured.delete(index);
     } catch (e) {
       // Limits partially applied: scrub before it goes back.
       this.recycle(index);
@@ -847,15 +860,19 @@ export class CgroupPool {
     return { handle: { ...h, poolIndex: index, oomKillsAtAcquire: oomKillCount(h) }, warnings };
   }
 
-  /** Kill leftovers, reset limits and return the cgroup to the pool. */
-  release(handle: PooledCgroup): void {
+  /**
+   * Kill leftovers, reset limits and return the cgroup to the pool. With keepLimits the
+   * limits stay (for the next acquire with the same key); leftovers are killed either way.
+   */
+  release(handle: PooledCgroup, opts: { keepLimits?: boolean } = {}): void {
     if (!this.inUse.has(handle.poolIndex)) throw new FailedPrecondition(`pool cgroup ${handle.poolIndex} is not in use`);
     this.inUse.delete(handle.poolIndex);
     this.counters.releases++;
-    this.recycle(handle.poolIndex);
+    if (!opts.keepLimits) this.configured.delete(handle.poolIndex);
+    this.recycle(handle.poolIndex, opts.keepLimits === true);
   }
 
-  private recycle(index: number): void {
+  private recycle(index: number, keepLimits = false): void {
     const h = this.handleFor(index);
     const deadline = Date.now() + RELEASE_DRAIN_MS;
     while (pids(h).length > 0) {
@@ -865,6 +882,10 @@ export class CgroupPool {
         throw new Internal(`pool cgroup ${h.path}: processes survived SIGKILL for ${RELEASE_DRAIN_MS} ms; quarantined`);
       }
       sleepSync(2);
+    }
+    if (keepLimits) {
+      this.free.push(index);
+      return;
     }
     try {
       scrub(h);

@@ -270,3 +270,31 @@ export function defaultProfile(): LinuxSeccomp {
     ],
   };
 }
+
+/**
+ * The filter a function seed (L2) installs on itself before it runs the function's init
+ * code: the default profile, plus the two calls its instances still make to bind pooled
+ * resources — setns into a network namespace, and (fresh-namespace mode) unshare of IPC
+ * and mount namespaces. Each instance then stacks `instanceTailProfile` on top, which
+ * takes exactly those away again, so handler code runs under the default profile while
+ * paying only for a tiny filter (the large one costs ~1.4 ms to install per process).
+ */
+export function lineageProfile(): LinuxSeccomp {
+  const p = defaultProfile();
+  const CLONE_NEWNET = 0x40000000;
+  const CLONE_NEWIPC_NS = 0x08000000 | 0x00020000;
+  p.syscalls = [
+    ...(p.syscalls ?? []),
+    { names: ['setns'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: CLONE_NEWNET, op: 'SCMP_CMP_EQ' }] },
+    { names: ['unshare'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: CLONE_NEWIPC_NS, op: 'SCMP_CMP_EQ' }] },
+  ];
+  return p;
+}
+
+/** Stacked on the lineage filter in each instance: no namespace changes at all. */
+export function instanceTailProfile(): LinuxSeccomp {
+  return {
+    defaultAction: 'SCMP_ACT_ALLOW',
+    syscalls: [{ names: ['setns', 'unshare'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+  };
+}

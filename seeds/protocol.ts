@@ -59,6 +59,12 @@ export type ToSeed =
       /** L2: module file to load (absolute path) and handler export name; absent for L1 replicas */
       load?: { module: string; handler: string };
       env?: Record<string, string>;
+      /**
+       * lineage filter (base64 sock_filter[]) the new seed installs on itself, with
+       * PR_SET_NO_NEW_PRIVS, after its namespace set-up and BEFORE running the function's
+       * init code; its instances inherit it and stack only their small `bind.seccomp`.
+       */
+      seccomp?: { filter: string; flags: number };
     }
   | { t: 'stats' }
   | { t: 'exit' }; // the seed itself should exit (DeleteSeed)
@@ -68,6 +74,9 @@ export interface ChildTimings {
   seccomp: number;
   init: number;
   execute: number;
+  /** optional wall-clock stamps (epoch ms, fractional) for cross-process latency */
+  startAt?: number; // the child's first instruction after fork
+  doneAt?: number; // the result written
 }
 
 /** seed -> spored */

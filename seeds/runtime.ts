@@ -11,7 +11,7 @@ import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailab
 import type { Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, InstanceInfo, InvokeError, InvokeOptions, InvokeResult, Language, MemoryInfo, PhaseTimings, SeedInfo } from '../runtime/fri/types.js';
 import type { SeedClient } from '../runtime/engines/process/seed-client.js';
 import { CgroupPool, procsFiles, oomKillCount, type CgroupLayout, type PooledCgroup } from '../pools/cgroups.js';
-import { compileSeccomp, defaultProfile } from '../pools/seccomp.js';
+import { compileSeccomp, defaultProfile, instanceTailProfile, lineageProfile } from '../pools/seccomp.js';
 import { NetnsPool, type NetnsSlot } from '../pools/netns.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from './protocol.js';
 
@@ -50,6 +50,7 @@ interface InstRec {
   forkedW: Waiter<{ pid: number; forkUs: number }>;
   result: Extract<FromSeed, { t: 'result' }> | null;
   resultAt: number;
+  sentAt: number;
   resultP: Promise<Extract<FromSeed, { t: 'result' }>>;
   resultW: Waiter<Extract<FromSeed, { t: 'result' }>>;
   exited: Promise<Extract<FromSeed, { t: 'exit' }>>;
@@ -100,6 +101,8 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private netns: NetnsPool | null = null;
   private seccompB64 = '';
   private seccompFlags = 0;
+  private lineage = { filter: '', flags: 0 };
+  private tailB64 = '';
   private counter = 0;
   private readonly o: ProcessRuntimeOptions;
   private root: SeedRec | null = null;
@@ -117,6 +120,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const f = compileSeccomp(defaultProfile());
     this.seccompB64 = f.bpf.toString('base64');
     this.seccompFlags = f.flags;
+    const lin = compileSeccomp(lineageProfile());
+    this.lineage = { filter: lin.bpf.toString('base64'), flags: lin.flags };
+    this.tailB64 = compileSeccomp(instanceTailProfile()).bpf.toString('base64');
     if (existsSync(this.socketPath)) unlinkSync(this.socketPath);
     this.server = net.createServer((c) => this.onConnection(c));
     await new Promise<void>((resolve, reject) => { this.server?.once('error', reject); this.server?.listen(this.socketPath, resolve); });
@@ -207,7 +213,12 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       }
       case 'result': {
         const inst = this.instances.get(m.id);
-        if (inst) { inst.result = m; inst.resultAt = performance.now(); inst.resultW.resolve(m); }
+        if (inst) {
+          inst.result = m;
+          inst.resultAt = performance.now();
+          if (m.timings.doneAt) this.o.log.debug({ inst: m.id, relayUs: us(performance.timeOrigin + inst.resultAt - m.timings.doneAt), dispatchUs: m.timings.startAt ? us(m.timings.startAt - (performance.timeOrigin + inst.sentAt)) : null }, 'hops');
+          inst.resultW.resolve(m);
+        }
         return;
       }
       case 'exit': {
@@ -276,7 +287,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       level: fn ? 2 : parent.info.level, engine: 'process', language: parent.info.language,
       function: fn?.spec.name ?? null, parent: parent.info.id, replicaOf,
     });
-    this.send(parent, { t: 'seed', id: rec.info.id, ...(fn ? { load: { module: fn.module, handler: fn.spec.handler }, env: fn.spec.env } : {}) });
+    // A function seed filters itself before its init code runs; replicas inherit that.
+    const seccomp = fn && parent.info.level === 1 ? { seccomp: this.lineage } : {};
+    this.send(parent, { t: 'seed', id: rec.info.id, ...(fn ? { load: { module: fn.module, handler: fn.spec.handler }, env: fn.spec.env } : {}), ...seccomp });
     parent.info.forks++;
     try {
       await this.waitReady(rec);
@@ -438,15 +451,16 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private startInstance(seed: SeedRec, fn: FunctionRec | null, event: string | null, load: { module: string; handler: string } | null, fresh = false): InstRec {
     const id = `i-${(++this.counter).toString(36)}`;
     const memoryMiB = fn?.spec.memoryMiB ?? 128;
-    const cg = this.cgroups?.acquire({ memory: { limit: memoryMiB * 1024 * 1024 }, pids: { limit: 256 } }).handle ?? null;
+    const cg = this.cgroups?.acquire({ memory: { limit: memoryMiB * 1024 * 1024 }, pids: { limit: 256 } }, `m${memoryMiB}`).handle ?? null;
     let ns: NetnsSlot | null = null;
     try { ns = this.netns?.acquire() ?? null; } catch (e) { if (cg) this.cgroups?.release(cg); throw e; }
     const controllers = this.o.instanceControllers ?? ['memory', 'pids', 'cpu'];
     const bind: Bind = {
       cgroupProcs: cg ? procsFiles(cg).filter((f) => controllers.some((c) => f.includes(`/${c}/`) || (this.o.layout.mode === 'v2' && f.includes('/unified/')) || this.o.layout.mode === 'v2')) : [],
       netns: ns?.path ?? null,
-      seccomp: this.seccompB64 || null,
-      seccompFlags: this.seccompFlags,
+      // L2 seeds already run under the lineage filter: stack only the small tail on it.
+      seccomp: (seed.info.level === 2 ? this.tailB64 : this.seccompB64) || null,
+      seccompFlags: seed.info.level === 2 ? 0 : this.seccompFlags,
       noNewPrivs: true,
     };
     const [forked, forkedW] = deferred<{ pid: number; forkUs: number }>();
@@ -454,7 +468,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const [resultP, resultW] = deferred<Extract<FromSeed, { t: 'result' }>>();
     const inst: InstRec = {
       info: { id, seedId: seed.info.id, function: fn?.spec.name ?? null, pid: 0, state: event === null ? 'paused' : 'running', createdAt: new Date().toISOString() },
-      seed, fn, cgroup: cg, netns: ns, forked, forkedW, result: null, resultAt: 0, resultP, resultW, exited, exitedW, released: false,
+      seed, fn, cgroup: cg, netns: ns, forked, forkedW, result: null, resultAt: 0, sentAt: 0, resultP, resultW, exited, exitedW, released: false,
     };
     this.instances.set(id, inst);
     seed.inflight++;
@@ -467,6 +481,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       ...(fresh ? { fresh: true } : {}),
     };
     try {
+      inst.sentAt = performance.now();
       this.send(seed, msg);
     } catch (e) {
       seed.inflight--;
@@ -508,8 +523,11 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       this.instances.delete(inst.info.id);
       return performance.now();
     });
-    // The exit normally follows the result within a fraction of a millisecond.
-    const tDone = await Promise.race([destroyed, new Promise<number>((res) => setTimeout(() => res(-1), 2))]);
+    // Early destroy runs after the response; its time is reported when already known
+    // (always for failures, which wait for the exit above) and logged otherwise.
+    let tDone = -1;
+    void destroyed.then((t) => { tDone = t; this.o.log.debug({ inst: inst.info.id, destroyUs: us(t - tResult) }, 'destroyed'); });
+    if (!r) tDone = await destroyed;
     inst.info.state = r?.ok ? 'done' : 'failed';
     const child = r?.timings ?? { bind: 0, seccomp: 0, init: 0, execute: 0 };
     const totalUs = us(tResult - t0);
@@ -537,7 +555,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     inst.released = true;
     this.leave();
     if (inst.cgroup) {
-      try { this.cgroups?.release(inst.cgroup); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
+      try { this.cgroups?.release(inst.cgroup, { keepLimits: true }); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
     }
     if (inst.netns) this.netns?.release(inst.netns);
   }

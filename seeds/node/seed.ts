@@ -3,7 +3,9 @@
 // resources, re-initializes uniqueness state, runs one request and _exits.
 import net from 'node:net';
 import { writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import Module, { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import * as sys from '../../runtime/sys/libc.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
@@ -26,12 +28,30 @@ export interface SeedOptions {
   load?: { module: string; handler: string } | undefined;
   /** L2: IPC + mount namespace shared by this function's lineage */
   lineageNamespaces?: boolean;
+  /** a replica: the parent's loaded handler (nothing is loaded again) */
+  preloaded?: Handler;
+  /** L2: filter installed (with no_new_privs) before the function's init code runs */
+  seccomp?: { filter: string; flags: number } | undefined;
 }
 
 const requireFrom = createRequire(import.meta.url);
 
-function loadHandler(module: string, name: string): Handler {
-  const mod = requireFrom(module) as Record<string, unknown>;
+interface CompilableModule { filename: string; paths: string[]; exports: unknown; loaded: boolean; _compile(code: string, filename: string): void }
+type ModuleCtor = (new (id: string, parent: null) => CompilableModule) & { _nodeModulePaths(dir: string): string[] };
+
+/** Compile a CommonJS module from source already read: its file may be hidden by now. */
+function compileModule(filename: string, source: string): Record<string, unknown> {
+  const M = Module as unknown as ModuleCtor;
+  const m = new M(filename, null);
+  m.filename = filename;
+  m.paths = M._nodeModulePaths(dirname(filename));
+  m._compile(source, filename);
+  m.loaded = true;
+  return m.exports as Record<string, unknown>;
+}
+
+function loadHandler(module: string, name: string, source?: string): Handler {
+  const mod = (source !== undefined ? compileModule(module, source) : requireFrom(module)) as Record<string, unknown>;
   const h = mod[name] ?? (mod.default as Record<string, unknown> | undefined)?.[name];
   if (typeof h !== 'function') throw new Error(`${module} does not export a function named ${JSON.stringify(name)}`);
   return h as Handler;
@@ -48,21 +68,28 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
   const t0 = performance.now();
   const instances = new Map<string, Instance>();
   const byPid = new Map<number, { kind: 'instance'; inst: Instance } | { kind: 'seed'; id: string }>();
-  let handler: Handler | null = null;
+  let handler: Handler | null = opts.preloaded ?? null;
 
   const conn = net.connect(opts.socket);
   const send = (m: FromSeed): void => { conn.write(JSON.stringify(m) + '\n'); };
   await new Promise<void>((resolve, reject) => { conn.once('connect', resolve); conn.once('error', reject); });
   send({ t: 'hello', id: opts.id, pid: process.pid, language: 'node', level: opts.level });
 
-  if (opts.load) {
+  if (opts.load && !handler) {
     try {
-      handler = loadHandler(opts.load.module, opts.load.handler);
+      // Order matters: read the code, set up the lineage's mounts (the filter forbids
+      // mount), filter ourselves, and only then run the function's init code.
+      const source = readFileSync(opts.load.module, 'utf8');
       if (opts.lineageNamespaces && !opts.socket.startsWith('/proc/self/fd/')) {
         // Replicas forked from this seed must still reach spored after /tmp is replaced.
         opts.socket = socketViaDirFd(opts.socket);
         privateTmp();
       }
+      if (opts.seccomp) {
+        sys.prctl(sys.PR.SET_NO_NEW_PRIVS, 1);
+        sys.seccompInstall(Buffer.from(opts.seccomp.filter, 'base64'), opts.seccomp.flags);
+      }
+      handler = loadHandler(opts.load.module, opts.load.handler, source);
     } catch (e) {
       const err = errorOf(e);
       send({ t: 'failed', id: opts.id, message: err.message, stack: err.stack });
@@ -200,9 +227,15 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
       leaveSeed(conn, onChild);
       for (const inst of instances.values()) { inst.result.destroy(); clearTimeout(inst.timer); }
       if (msg.env) Object.assign(process.env, msg.env);
-      const lineage = msg.load !== undefined && !opts.lineageNamespaces;
+      if (handler) {
+        // A replica of a function seed: the function is loaded (and filtered) already;
+        // it shares that state instead of running the init code again.
+        void runSeed({ socket: opts.socket, id: msg.id, level: 2, preloaded: handler });
+        return;
+      }
+      const lineage = msg.load !== undefined;
       if (lineage) sys.unshare(sys.CLONE.NEWIPC | sys.CLONE.NEWNS);
-      void runSeed({ socket: opts.socket, id: msg.id, level: msg.load ? 2 : opts.level, load: msg.load ?? opts.load, lineageNamespaces: lineage });
+      void runSeed({ socket: opts.socket, id: msg.id, level: msg.load ? 2 : opts.level, load: msg.load, lineageNamespaces: lineage, seccomp: msg.seccomp });
       return;
     }
     byPid.set(pid, { kind: 'seed', id: msg.id });
@@ -264,8 +297,10 @@ function readRequest(fd: number): InvokeRequest {
 
 async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, resW: number, actR: number): Promise<void> {
   const t0 = performance.now();
-  const timings = { bind: 0, seccomp: 0, init: 0, execute: 0 };
+  const timings: { bind: number; seccomp: number; init: number; execute: number; startAt?: number; doneAt?: number } = { bind: 0, seccomp: 0, init: 0, execute: 0 };
+  timings.startAt = performance.timeOrigin + forkedAt();
   const finish = (m: FromSeed): never => {
+    timings.doneAt = performance.timeOrigin + performance.now();
     try { writeSync(resW, JSON.stringify(m) + '\n'); } catch { /* the seed is gone */ }
     return sys.exit(0);
   };

@@ -62,6 +62,9 @@ def _us(ns):
     return ns // 1000
 
 
+_LINEAGE_SECCOMP = None  # set in a freshly forked child seed, consumed before its load
+
+
 class Become(BaseException):
     """Raised in a freshly forked child seed to unwind out of the parent's loop."""
 
@@ -613,6 +616,8 @@ class Seed:
                 self._close_inherited()
             except BaseException:
                 os._exit(70)
+            global _LINEAGE_SECCOMP
+            _LINEAGE_SECCOMP = msg.get('seccomp')
             raise Become(sid, msg.get('load'), msg.get('env'), t0, self.handler, self.load)
         t_fork = _perf()
         pidfd = os.pidfd_open(pid)
@@ -661,8 +666,13 @@ def run_seed(sock_path, seed_id, load, env, t0, handler, loaded):
     seed = Seed(sock_path, seed_id, handler, loaded)
     seed.connect()
     seed.send({'t': 'hello', 'id': seed_id, 'pid': os.getpid(), 'language': 'python', 'level': level})
+    global _LINEAGE_SECCOMP
     if load and seed.handler is None:
         try:
+            if _LINEAGE_SECCOMP:
+                # the function seed filters itself before its init code runs (protocol `seed.seccomp`)
+                filt, _LINEAGE_SECCOMP = _LINEAGE_SECCOMP, None
+                apply_seccomp(filt['filter'], filt.get('flags') or 0, True)
             seed.handler = load_function(load)
         except BaseException as e:
             info = _errinfo('load', e)
