@@ -13,7 +13,7 @@ log() { echo "[install-deps] $*" >&2; }
 # psmisc (fuser/killall for debugging), util-linux (unshare/nsenter/mount), procps (ps),
 # python3.11 for the python rootfs and python seeds.
 PKGS=(containerd runc crun runsc busybox-static libseccomp2 iproute2 wrk psmisc
-      util-linux procps python3.11 ca-certificates containernetworking-plugins)
+      util-linux procps python3.11 ca-certificates containernetworking-plugins gcc binutils)
 
 missing=()
 for p in "${PKGS[@]}"; do
