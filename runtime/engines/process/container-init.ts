@@ -62,6 +62,9 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number): ne
       joinContainer(plan);
     }
     mark('setup');
+    // Resolve the executable now, in the container's root, so a missing binary fails
+    // Create (as with runc) and Start does not have to wait for execve's verdict.
+    const path = phase('lookup', () => lookPath(plan.process.args[0] ?? '', plan.process.env));
     phase('oom_score_adj', () => applyOomScore(plan.process, warnings));
     phase('rlimits', () => applyRlimits(plan.process));
     report(statusFd, { s: 'ready', warnings, t });
@@ -69,11 +72,13 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number): ne
     const go = sys.read(startFd, 1);
     if (go.length === 0) sys.exit(0);
     sys.close(startFd);
-    finalizeAndExec(plan.process, stdio);
+    finalizeAndExec(plan.process, stdio, path);
   } catch (e) {
     const pe = e instanceof PhaseError ? e : new PhaseError('init', e);
     const errno = pe.inner instanceof SyscallError ? pe.inner.errno : undefined;
     report(statusFd, { s: 'error', phase: pe.phase, message: pe.message, ...(errno !== undefined ? { errno } : {}) });
+    // After Start nobody waits on the status pipe: tell the container's own stderr.
+    if (pe.phase === 'exec') { try { sys.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
     sys.exit(127);
   }
 }
@@ -264,8 +269,12 @@ const DEFAULT_LINKS: [string, string][] = [
 ];
 
 function createDevices(root: string, devices: DeviceNode[], mounts: MountStep[]): void {
+  // A /dev we just mounted as tmpfs holds nothing the image controls, so direct children
+  // of it need no symlink-safe resolution.
+  const freshDev = mounts.some((m) => m.destination === '/dev' && m.type === 'tmpfs');
+  const join = (p: string): string => (freshDev && p.lastIndexOf('/') === 4 && p.startsWith('/dev/') ? root + p : secureJoin(root, p));
   for (const d of devices) {
-    const target = secureJoin(root, d.path);
+    const target = join(d.path);
     mkdirSync(target.slice(0, target.lastIndexOf('/')), { recursive: true });
     if (existsSync(target)) continue;
     const typeBits = d.type === 'b' ? 0o060000 : d.type === 'p' ? 0o010000 : 0o020000;
@@ -273,11 +282,11 @@ function createDevices(root: string, devices: DeviceNode[], mounts: MountStep[])
     sys.chown(target, d.uid, d.gid);
   }
   for (const [from, to] of DEFAULT_LINKS) {
-    const target = secureJoin(root, to);
+    const target = join(to);
     try { symlinkSync(from, target); } catch { /* exists in the image already */ }
   }
   if (mounts.some((m) => m.destination === '/dev/pts')) {
-    const ptmx = secureJoin(root, '/dev/ptmx');
+    const ptmx = join('/dev/ptmx');
     try {
       if (existsSync(ptmx) && !lstatSync(ptmx).isSymbolicLink()) {
         writeFileSync(ptmx, '', { flag: 'r+' });
@@ -339,8 +348,7 @@ function applyRlimits(p: ProcessPlan): void {
 }
 
 
-function finalizeAndExec(p: ProcessPlan, stdio: OpenStdio): never {
-  const path = phase('lookup', () => lookPath(p.args[0] ?? '', p.env));
+function finalizeAndExec(p: ProcessPlan, stdio: OpenStdio, path: string): never {
   let cwdDone = false;
   phase('cwd', () => {
     try { sys.chdir(p.cwd); cwdDone = true; } catch (e) {
@@ -396,7 +404,13 @@ function finalizeAndExec(p: ProcessPlan, stdio: OpenStdio): never {
 /** PATH lookup with the container's PATH (not the seed's), relative to the new root. */
 export function lookPath(file: string, env: string[]): string {
   if (!file) throw new SyscallError('exec', 2, 'empty args');
-  if (file.includes('/')) return file;
+  if (file.includes('/')) {
+    let st;
+    try { st = statSync(file); } catch { throw new SyscallError('exec', 2, `${file}: no such file`); }
+    if (!st.isFile()) throw new SyscallError('exec', 13, `${file} is not a regular file`);
+    try { accessSync(file, fsConst.X_OK); } catch { throw new SyscallError('exec', 13, `${file} is not executable`); }
+    return file;
+  }
   const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
   for (const dir of pathVar.split(':')) {
     const candidate = `${dir || '.'}/${file}`;

@@ -129,11 +129,13 @@ async function start(seq: number, key: string): Promise<void> {
     send({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
     return;
   }
-  // EOF on the CLOEXEC status pipe means execve succeeded; a line means it did not.
+  // The executable was resolved during setup; what is left can only fail in rare ways
+  // (permissions, a seccomp profile denying execve), which show up as exit status 127
+  // with the reason on the container's stderr-side log. So Start does not wait for exec.
+  send({ type: 'reply', seq, ok: true, pid: p.pid });
   const st = await nextStatus(p);
   drop(key, p);
-  if (st && st.s === 'error') send({ type: 'reply', seq, ok: false, error: st.message, phase: st.phase, ...(st.errno !== undefined ? { errno: st.errno } : {}) });
-  else send({ type: 'reply', seq, ok: true, pid: p.pid });
+  if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.phase}: ${st.message}\n`);
 }
 
 function drop(key: string, p: Pending): void {
