@@ -14,6 +14,8 @@ import { taskService } from './task/service.js';
 import { TtrpcServer } from './ttrpc/server.js';
 import type { ServiceImplementationFor } from './ttrpc/server.js';
 import { ProcessFunctionRuntime } from '../seeds/runtime.js';
+import { VmFunctions } from '../seeds/vm-functions.js';
+import { CompositeFunctionRuntime } from '../seeds/composite.js';
 import { startFri, type FriHandle } from './fri/index.js';
 
 export interface Daemon {
@@ -24,7 +26,7 @@ export interface Daemon {
   events: EventForwarder;
   ttrpc: TtrpcServer;
   /** resolves when the function runtime and FRI are up (or failed, logged) */
-  functions: Promise<{ rt: ProcessFunctionRuntime; fri: FriHandle } | null>;
+  functions: Promise<{ rt: ProcessFunctionRuntime; vm: VmFunctions; fri: FriHandle } | null>;
   stop(): Promise<void>;
 }
 
@@ -109,6 +111,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       const f = await functions;
       await f?.fri.close();
       await f?.rt.stop();
+      await f?.vm.close();
       await ttrpc.close(2000);
       await events.flush(1000);
       events.close();
@@ -118,7 +121,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   };
 }
 
-async function startFunctions(config: DaemonConfig, layout: CgroupLayout, seed: SeedClient, log: Logger): Promise<{ rt: ProcessFunctionRuntime; fri: FriHandle } | null> {
+async function startFunctions(config: DaemonConfig, layout: CgroupLayout, seed: SeedClient, log: Logger): Promise<{ rt: ProcessFunctionRuntime; vm: VmFunctions; fri: FriHandle } | null> {
   const t0 = performance.now();
   const rt = new ProcessFunctionRuntime({
     runDir: config.runDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
@@ -126,9 +129,11 @@ async function startFunctions(config: DaemonConfig, layout: CgroupLayout, seed: 
   });
   try {
     await rt.start();
-    const fri = await startFri(rt, config, log);
+    // the vm engine (KVM) boots on the first create("vm") / vm deploy, not here
+    const vm = new VmFunctions({ log: log.child({ c: 'vm' }) });
+    const fri = await startFri(new CompositeFunctionRuntime(rt, vm), config, log);
     log.info({ ms: Math.round(performance.now() - t0), seeds: rt.listSeeds().map((s) => `${s.id}:${s.state}`), pools: rt.pools() }, 'function runtime ready');
-    return { rt, fri };
+    return { rt, vm, fri };
   } catch (e) {
     log.error({ err: (e as Error).stack ?? String(e) }, 'function runtime failed to start; the OCI path keeps serving');
     await rt.stop().catch(() => undefined);

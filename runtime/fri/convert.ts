@@ -36,7 +36,7 @@ import type {
 // ---- enums: tables in both directions, so adding a value is one line each ----
 
 const ENGINES: Record<Engine, EngineMsg> = { process: EngineMsg.PROCESS, vm: EngineMsg.VM };
-const LANGUAGES: Record<Language, LanguageMsg> = { node: LanguageMsg.NODE, python: LanguageMsg.PYTHON };
+const LANGUAGES: Record<Language, LanguageMsg> = { node: LanguageMsg.NODE, python: LanguageMsg.PYTHON, vm: LanguageMsg.VM };
 const SEED_STATES: Record<SeedState, SeedStateMsg> = {
   starting: SeedStateMsg.STARTING, ready: SeedStateMsg.READY, failed: SeedStateMsg.FAILED, deleting: SeedStateMsg.DELETING,
 };

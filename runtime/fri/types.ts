@@ -3,7 +3,8 @@
 // the implementation (FunctionRuntime) lives in seeds/ and never sees transport types.
 
 export type Engine = 'process' | 'vm';
-export type Language = 'node' | 'python';
+/** 'vm': the vm engine's seed guest (spore's own CPL3 guest, no user code); see seeds/vm-functions.ts */
+export type Language = 'node' | 'python' | 'vm';
 export type SeedLevel = 0 | 1 | 2;
 export type SeedState = 'starting' | 'ready' | 'failed' | 'deleting';
 

@@ -48,7 +48,7 @@ export function validateEngine(e: Engine | null): Engine {
 }
 
 export function validateLanguage(l: Language | null): Language {
-  if (l === null) throw new InvalidArgument('runtime (language) is missing or unknown; use "node" or "python"');
+  if (l === null) throw new InvalidArgument('runtime (language) is missing or unknown; use "node" or "python" (or "vm" for the vm engine\'s built-in seed guest)');
   return l;
 }
 
@@ -89,7 +89,11 @@ export function validateFunctionSpec(raw: RawFunctionSpec): FunctionSpec {
   const name = validateFunctionName(raw.name);
   const language = validateLanguage(raw.language);
   const codeBytes = utf8Bytes(raw.code);
-  if (raw.code.trim() === '') throw new InvalidArgument(`function ${name}: code is empty; pass the module source (spore deploy --file F)`);
+  if (language === 'vm') {
+    // A vm function runs spore's own seed guest (guest/seed.c): there is no user code or env to load.
+    if (raw.code.trim() !== '') throw new InvalidArgument(`function ${name}: a vm function takes no code (it runs spore's built-in CPL3 seed guest, which checksums the event); omit --file`);
+    if (Object.keys(raw.env).length > 0) throw new InvalidArgument(`function ${name}: a vm function takes no env (the seed guest has no environment)`);
+  } else if (raw.code.trim() === '') throw new InvalidArgument(`function ${name}: code is empty; pass the module source (spore deploy --file F)`);
   if (codeBytes > MAX_CODE_BYTES) throw new ResourceExhausted(`function ${name}: code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} bytes`);
   const handler = raw.handler === '' ? DEFAULT_HANDLER : raw.handler;
   const ident = language === 'python' ? PY_IDENT_RE : JS_IDENT_RE;

@@ -145,10 +145,6 @@ export class TaskManager {
       lap('rootfs');
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
       const madeParents = missingAncestors(cgroup);
-      const cg = createCgroup(cgroup, withDefaultDeviceRules(spec));
-      undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
-      for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
-      lap('cgroup');
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
       let console: Console | null = null;
       if (wantsTerminal) {
@@ -162,8 +158,26 @@ export class TaskManager {
         cgroupV1Dirs: this.o.layout.mode === 'v2' ? null : v1Dirs(cgroup),
         seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
       });
+      // Pipelined: the child forks and sets up namespaces and mounts while we create its
+      // cgroup; it joins the cgroup at the end of its setup. Not when the spec mounts the
+      // cgroup hierarchy (those bind mounts need the dirs first) or has no /proc.
+      plan.lateCgroup = !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
+        && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc'); // it joins via /proc/self/fd
       lap('plan');
-      const spawned = await this.o.seed.spawn(key(ns, id), plan);
+      const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan) : null;
+      spawning?.catch(() => undefined);
+      let cg: { warnings: string[] };
+      try {
+        cg = createCgroup(cgroup, withDefaultDeviceRules(spec));
+      } catch (e) {
+        if (spawning) await spawning.then(() => this.o.seed.abort(key(ns, id)), () => undefined);
+        removeEmptyDirs(madeParents);
+        throw e;
+      }
+      undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
+      for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
+      lap('cgroup');
+      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan));
       lap('spawn');
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       const c: ContainerState = {

@@ -54,10 +54,19 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number): ne
     phase('setsid', () => sys.setsid());
     const stdio = phase('stdio', () => openStdio(plan.process));
     mark('stdio');
-    phase('cgroup', () => joinCgroup(plan.cgroupProcs));
+    const late = plan.kind === 'init' && plan.lateCgroup === true;
+    // The host's cgroupfs is out of sight after pivot_root: keep handles on it.
+    const lateProcs = late ? phase('cgroup', () => cgroupPathsViaFds(plan.cgroupProcs)) : [];
+    if (!late) phase('cgroup', () => joinCgroup(plan.cgroupProcs));
     mark('cgroup');
     if (plan.kind === 'init') {
       setupContainer(plan, warnings, mark);
+      if (late) {
+        phase('cgroup', () => joinCgroupWhenReady(lateProcs));
+        // the cgroup namespace's root is the cgroup we are in when it is created
+        if (plan.namespaces.some((n) => n.type === 'cgroup' && n.path === null)) phase('namespaces', () => sys.unshare(sys.CLONE.NEWCGROUP));
+        mark('cgroup-late');
+      }
     } else {
       joinContainer(plan);
     }
@@ -123,10 +132,41 @@ function joinCgroup(procs: string[]): void {
   for (const f of procs) writeFileSync(f, '0');
 }
 
+/**
+ * /proc/self/fd/<dir>/<rest> paths for files that may not exist yet, anchored at their
+ * nearest existing ancestor directory (opened now, while the host's cgroupfs is visible).
+ */
+function cgroupPathsViaFds(files: string[]): string[] {
+  const anchors = new Map<string, number>();
+  return files.map((f) => {
+    let dir = f.slice(0, f.lastIndexOf('/'));
+    while (dir.length > 1 && !existsSync(dir)) dir = dir.slice(0, dir.lastIndexOf('/'));
+    let fd = anchors.get(dir);
+    if (fd === undefined) {
+      fd = sys.open(dir, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
+      anchors.set(dir, fd);
+    }
+    return `/proc/self/fd/${fd}${f.slice(dir.length)}`;
+  });
+}
+
+/** spored creates the cgroup while we set up; it is there long before we get here. */
+function joinCgroupWhenReady(procs: string[]): void {
+  const until = Date.now() + 2000;
+  for (const f of procs) {
+    for (;;) {
+      try { writeFileSync(f, '0'); break; } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || Date.now() > until) throw e;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      }
+    }
+  }
+}
+
 // --- init: new container ------------------------------------------------------------
 
 function setupContainer(plan: InitPlan, warnings: string[], mark: (name: string) => void): void {
-  phase('namespaces', () => enterNamespaces(plan.namespaces));
+  phase('namespaces', () => enterNamespaces(plan.lateCgroup ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces));
   mark('namespaces');
   const ownMountNs = plan.namespaces.some((n) => n.type === 'mount');
   if (!ownMountNs) throw new PhaseError('namespaces', new Error('a mount namespace is required'));

@@ -72,6 +72,8 @@ export interface InitPlan {
   readonlyPaths: string[];
   sysctl: Record<string, string>;
   cgroupProcs: string[]; // host cgroup.procs files to write "0" into
+  /** join the cgroup at the end of setup (spored creates it meanwhile), then unshare cgroupns */
+  lateCgroup?: boolean;
   process: ProcessPlan;
 }
 
