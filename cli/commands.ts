@@ -86,10 +86,12 @@ const deploy: Command = {
   name: 'deploy',
   summary: 'register a function (or replace it) and build its seed',
   usage: `spore deploy <name> --file F [--runtime node|python] [--handler NAME] [--memory MiB] [--timeout MS] [--env K=V]...
+       spore deploy <name> --runtime vm [--timeout MS]
 
   --file F        module source (Node: module.exports.handler = async (event, context) => result;
                   Python: def handler(event, context): return result)
-  --runtime R     node or python (default: from the file extension)
+  --runtime R     node or python (default: from the file extension); vm: no --file, the function
+                  is spore's built-in seed guest in a forked microVM (result: a checksum of the event)
   --handler NAME  exported handler (default ${DEFAULT_HANDLER})
   --memory MiB    memory limit (default ${DEFAULT_MEMORY_MIB})
   --timeout MS    timeout in milliseconds (default ${DEFAULT_TIMEOUT_MS})
@@ -102,15 +104,16 @@ const deploy: Command = {
   async run(ctx) {
     const name = onePositional(ctx, 'name');
     const file = ctx.args.get('file');
-    if (file === undefined) throw new UsageError('missing --file F (the function module)');
     const rt = ctx.args.get('runtime');
-    if (rt !== undefined && rt !== 'node' && rt !== 'python') throw new UsageError(`--runtime must be node or python, got ${JSON.stringify(rt)}`);
-    const language = (rt as Language | undefined) ?? languageOfFile(file);
-    if (language === null) throw new UsageError(`cannot tell the runtime of ${file} from its extension; pass --runtime node|python`);
+    if (rt !== undefined && rt !== 'node' && rt !== 'python' && rt !== 'vm') throw new UsageError(`--runtime must be node, python or vm, got ${JSON.stringify(rt)}`);
+    if (file === undefined && rt !== 'vm') throw new UsageError('missing --file F (the function module)');
+    if (file !== undefined && rt === 'vm') throw new UsageError('--runtime vm takes no --file: a vm function runs spore\'s built-in seed guest');
+    const language = (rt as Language | undefined) ?? languageOfFile(file ?? '');
+    if (language === null) throw new UsageError(`cannot tell the runtime of ${file ?? ''} from its extension; pass --runtime node|python`);
     const spec: FunctionSpec = asUsage(() => validateFunctionSpec({
       name,
       language,
-      code: readInput(ctx, file, 'file'),
+      code: file === undefined ? '' : readInput(ctx, file, 'file'),
       handler: ctx.args.get('handler') ?? DEFAULT_HANDLER,
       memoryMiB: intFlag(ctx.args, 'memory', DEFAULT_MEMORY_MIB),
       timeoutMs: intFlag(ctx.args, 'timeout', DEFAULT_TIMEOUT_MS),

@@ -268,6 +268,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   }
 
   private async languageSeed(language: Language): Promise<SeedRec> {
+    if (language === 'vm') throw new InvalidArgument('"vm" functions run on the vm engine (seeds/vm-functions.ts), not the process engine');
     const existing = this.languageSeeds.get(language);
     if (existing && existing.info.state !== 'failed') { await this.waitReady(existing); return existing; }
     const root = this.root ?? this.seeds.get((await this.create('process')).id);
