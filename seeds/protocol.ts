@@ -77,6 +77,7 @@ export interface ChildTimings {
   /** optional wall-clock stamps (epoch ms, fractional) for cross-process latency */
   startAt?: number; // the child's first instruction after fork
   doneAt?: number; // the result written
+  minflt?: number; // minor page faults the instance took (prefill experiments)
 }
 
 /** seed -> spored */

@@ -216,7 +216,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         if (inst) {
           inst.result = m;
           inst.resultAt = performance.now();
-          if (m.timings.doneAt) this.o.log.debug({ inst: m.id, relayUs: us(performance.timeOrigin + inst.resultAt - m.timings.doneAt), dispatchUs: m.timings.startAt ? us(m.timings.startAt - (performance.timeOrigin + inst.sentAt)) : null }, 'hops');
+          if (m.timings.doneAt) this.o.log.debug({ inst: m.id, relayUs: us(performance.timeOrigin + inst.resultAt - m.timings.doneAt), minflt: m.timings.minflt, dispatchUs: m.timings.startAt ? us(m.timings.startAt - (performance.timeOrigin + inst.sentAt)) : null }, 'hops');
           inst.resultW.resolve(m);
         }
         return;
@@ -496,14 +496,15 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   /** Wait for a free slot: a full pool queues callers instead of failing them. */
   private async admit(): Promise<void> {
     const limit = this.netns ? this.netns.snapshot().size : Number.POSITIVE_INFINITY;
-    if (this.running < limit) { this.running++; return; }
+    if (this.running < limit && this.admission.length === 0) { this.running++; return; }
+    // leave() hands its slot straight to us: `running` stays counted for the hand-over
     await new Promise<void>((resolve) => this.admission.push(resolve));
-    this.running++;
   }
 
   private leave(): void {
-    this.running--;
-    this.admission.shift()?.();
+    const next = this.admission.shift();
+    if (next) next();
+    else this.running--;
   }
 
   /**

@@ -297,10 +297,11 @@ function readRequest(fd: number): InvokeRequest {
 
 async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, resW: number, actR: number): Promise<void> {
   const t0 = performance.now();
-  const timings: { bind: number; seccomp: number; init: number; execute: number; startAt?: number; doneAt?: number } = { bind: 0, seccomp: 0, init: 0, execute: 0 };
+  const timings: { bind: number; seccomp: number; init: number; execute: number; startAt?: number; doneAt?: number; minflt?: number } = { bind: 0, seccomp: 0, init: 0, execute: 0 };
   timings.startAt = performance.timeOrigin + forkedAt();
   const finish = (m: FromSeed): never => {
     timings.doneAt = performance.timeOrigin + performance.now();
+    timings.minflt = process.resourceUsage().minorPageFault;
     try { writeSync(resW, JSON.stringify(m) + '\n'); } catch { /* the seed is gone */ }
     return sys.exit(0);
   };

@@ -29,6 +29,8 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 SIGKILL = 9
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNS = 0x00020000
 SECCOMP_SET_MODE_FILTER = 1
 _SYS_SECCOMP = {'x86_64': 317, 'aarch64': 277, 'i686': 354, 'i386': 354, 'armv7l': 383, 's390x': 348,
                 'ppc64le': 358, 'riscv64': 277}
@@ -546,6 +548,10 @@ class Seed:
                     raise _oserror('setns(%s)' % ns)
             finally:
                 os.close(fd)
+        if msg.get('fresh'):
+            # experiments: this instance's own IPC + mount namespaces instead of the lineage's
+            if libc().unshare(CLONE_NEWIPC | CLONE_NEWNS) != 0:
+                raise _oserror('unshare(IPC|NS)')
         t1 = _perf()
         timings['bind'] = _us(t1 - t0)
         # 2. uniqueness
