@@ -14,6 +14,7 @@ import { CgroupPool, procsFiles, oomKillCount, type CgroupLayout, type PooledCgr
 import { compileSeccomp, defaultProfile, instanceTailProfile, lineageProfile } from '../pools/seccomp.js';
 import { NetnsPool, type NetnsSlot } from '../pools/netns.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from './protocol.js';
+import { onJsonLines } from '../runtime/lines.js';
 
 const ZYGOTE = fileURLToPath(new URL('../../seeds/python/zygote.py', import.meta.url));
 
@@ -151,25 +152,15 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   // --- seed connections ---------------------------------------------------------------
   private onConnection(c: net.Socket): void {
     let rec: SeedRec | null = null;
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let m: FromSeed;
-        try { m = JSON.parse(line) as FromSeed; } catch { continue; }
-        if (m.t === 'hello') {
-          rec = this.seeds.get(m.id) ?? null;
-          if (!rec) { c.destroy(); return; }
-          rec.conn = c;
-          rec.info.pid = m.pid;
-          continue;
-        }
-        if (rec) this.onSeedMessage(rec, m);
+    onJsonLines<FromSeed>(c, (m) => {
+      if (m.t === 'hello') {
+        rec = this.seeds.get(m.id) ?? null;
+        if (!rec) { c.destroy(); return; }
+        rec.conn = c;
+        rec.info.pid = m.pid;
+        return;
       }
+      if (rec) this.onSeedMessage(rec, m);
     });
     c.on('close', () => {
       if (rec && rec.conn === c) {

@@ -277,7 +277,7 @@ function parseCallArgs(args: unknown[]): ParsedCall {
   return { service: ref.parent.typeName, method: ref.name, input: ref.input, output: ref.output, request, options };
 }
 
-/** Typed stub: `clientFor(Events, c).forward({ envelope })` — keys are the generated local names. */
+/** Typed proxy: `clientFor(Events, c).forward({ envelope })` — keys are the generated local names. */
 export type ServiceClient<M extends GenServiceMethods> = {
   [K in keyof M]: (
     request: MessageInitShape<M[K]['input']> | MessageShape<M[K]['input']>,
@@ -286,11 +286,11 @@ export type ServiceClient<M extends GenServiceMethods> = {
 };
 
 export function clientFor<M extends GenServiceMethods>(service: GenService<M>, client: TtrpcClient): ServiceClient<M> {
-  const stub: Record<string, unknown> = {};
+  const proxy: Record<string, unknown> = {};
   const methods: DescMethod[] = Object.values(service.method);
   for (const m of methods) {
-    stub[m.localName] = (request: unknown, options?: CallOptions) =>
+    proxy[m.localName] = (request: unknown, options?: CallOptions) =>
       client.invoke(service.typeName, m.name, m.input, m.output, request, options);
   }
-  return stub as ServiceClient<M>;
+  return proxy as ServiceClient<M>;
 }

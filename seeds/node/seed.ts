@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import * as sys from '../../runtime/sys/libc.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
+import { onJsonLines } from '../../runtime/lines.js';
 
 type Handler = (event: unknown, context: unknown) => unknown;
 
@@ -126,19 +127,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
   };
   process.on('SIGCHLD', onChild);
 
-  let buf = '';
-  conn.setEncoding('utf8');
-  conn.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let msg: ToSeed;
-      try { msg = JSON.parse(line) as ToSeed; } catch { continue; }
-      handle(msg);
-    }
-  });
+  onJsonLines<ToSeed>(conn, (msg) => handle(msg));
   // spored is gone: nothing may outlive it.
   conn.on('close', () => {
     for (const pid of byPid.keys()) { try { sys.kill(pid, 9); } catch { /* gone */ } }

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import * as sys from '../../sys/libc.js';
 import { runChild } from './container-init.js';
+import { onJsonLines } from '../../lines.js';
 import type { ChildStatus, SeedReply, SeedRequest, SpawnPlan } from './protocol.js';
 
 interface Pending {
@@ -33,19 +34,10 @@ function nextStatus(p: Pending): Promise<ChildStatus | null> {
 }
 
 function watchStatus(p: Pending): void {
-  let buf = '';
-  p.status.setEncoding('utf8');
-  p.status.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let msg: ChildStatus;
-      try { msg = JSON.parse(line) as ChildStatus; } catch { msg = { s: 'error', phase: 'protocol', message: `bad status line: ${line.slice(0, 200)}` }; }
-      if (p.waiter) { const w = p.waiter; p.waiter = null; w(msg); } else p.lines.push(msg);
-    }
-  });
+  const deliver = (msg: ChildStatus): void => {
+    if (p.waiter) { const w = p.waiter; p.waiter = null; w(msg); } else p.lines.push(msg);
+  };
+  onJsonLines<ChildStatus>(p.status, deliver, (line) => deliver({ s: 'error', phase: 'protocol', message: `bad status line: ${line.slice(0, 200)}` }));
   const end = (): void => {
     p.ended = true;
     if (p.waiter) { const w = p.waiter; p.waiter = null; w(null); }
