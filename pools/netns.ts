@@ -5,7 +5,7 @@
 // Instances join one by setns(); release flushes neighbours and addresses learned at run
 // time and returns it. Plain data; `snapshot()` is what `spore` prints.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { FailedPrecondition, ResourceExhausted } from '../runtime/errors.js';
 
 export interface NetnsSlot {
@@ -62,6 +62,23 @@ export function innerBatch(block: number, i: number): string {
 
 function ipBatch(args: string[], input: string): void {
   execFileSync('ip', [...args, '-batch', '-'], { input, stdio: ['pipe', 'ignore', 'pipe'] });
+}
+
+/** Owner pid of a pool slot name `sp<hex pid>-<n>`, or null for names that are not ours. */
+export function ownerOfSlot(name: string): number | null {
+  const m = /^sp([0-9a-f]{1,7})-\d+$/.exec(name);
+  return m ? parseInt(m[1] as string, 16) : null;
+}
+
+/** Delete pool namespaces whose owning spored is gone (crashed or SIGKILLed). */
+export function reapStaleNetns(isAlive: (pid: number) => boolean): string[] {
+  let names: string[] = [];
+  try { names = readdirSync('/run/netns'); } catch { return []; }
+  const stale = names.filter((n) => { const pid = ownerOfSlot(n); return pid !== null && !isAlive(pid); });
+  if (stale.length) {
+    try { ipBatch([], stale.map((n) => `netns del ${n}`).join('\n') + '\n'); } catch { /* best effort */ }
+  }
+  return stale;
 }
 
 export class NetnsPool {

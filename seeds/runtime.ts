@@ -3,16 +3,16 @@
 // early destroy. Implements runtime/fri/types.ts FunctionRuntime; transports (gRPC,
 // gateway, CLI) sit on top. State is plain data: SeedInfo/InstanceInfo records.
 import net from 'node:net';
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, unlinkSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, unlinkSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable, Unimplemented } from '../runtime/errors.js';
 import type { Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, InstanceInfo, InvokeError, InvokeOptions, InvokeResult, Language, MemoryInfo, PhaseTimings, SeedInfo } from '../runtime/fri/types.js';
 import type { SeedClient } from '../runtime/engines/process/seed-client.js';
-import { CgroupPool, procsFiles, oomKillCount, type CgroupLayout, type PooledCgroup } from '../pools/cgroups.js';
+import { CgroupPool, procsFiles, oomKillCount, cgroupHandle, killAll, destroyCgroup, type CgroupLayout, type PooledCgroup } from '../pools/cgroups.js';
 import { compileSeccomp, defaultProfile, instanceTailProfile, lineageProfile } from '../pools/seccomp.js';
-import { NetnsPool, type NetnsSlot } from '../pools/netns.js';
+import { NetnsPool, reapStaleNetns, type NetnsSlot } from '../pools/netns.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from './protocol.js';
 import { onJsonLines } from '../runtime/lines.js';
 
@@ -91,6 +91,41 @@ export function memoryOf(pid: number): MemoryInfo | null {
   }
 }
 
+const pidAlive = (pid: number): boolean => existsSync(`/proc/${pid}`);
+
+/** Pool cgroups (/spore/fri-<pid>/<n>) whose spored is gone: kill what is left, remove them. */
+export function reapStaleCgroupPools(layout: CgroupLayout, isAlive: (pid: number) => boolean): string[] {
+  const reaped: string[] = [];
+  let base: ReturnType<typeof cgroupHandle>;
+  try { base = cgroupHandle(layout, '/spore'); } catch { return reaped; }
+  const owners = new Set<number>();
+  for (const dir of Object.values(base.dirs)) {
+    try {
+      for (const e of readdirSync(dir)) {
+        const m = /^fri-(\d+)$/.exec(e);
+        if (m && !isAlive(Number(m[1]))) owners.add(Number(m[1]));
+      }
+    } catch { /* hierarchy without /spore */ }
+  }
+  for (const pid of owners) {
+    const parent = `/spore/fri-${pid}`;
+    const indices = new Set<string>();
+    for (const dir of Object.values(cgroupHandle(layout, parent).dirs)) {
+      try { for (const e of readdirSync(dir)) if (/^\d+$/.test(e)) indices.add(e); } catch { /* gone */ }
+    }
+    try {
+      for (const i of indices) {
+        const h = cgroupHandle(layout, `${parent}/${i}`);
+        killAll(h, 'SIGKILL');
+        destroyCgroup(h);
+      }
+      destroyCgroup(cgroupHandle(layout, parent));
+      reaped.push(parent);
+    } catch { /* processes still dying; the next start tries again */ }
+  }
+  return reaped;
+}
+
 export class ProcessFunctionRuntime implements FunctionRuntime {
   private readonly seeds = new Map<string, SeedRec>();
   private readonly instances = new Map<string, InstRec>();
@@ -128,13 +163,16 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     this.server = net.createServer((c) => this.onConnection(c));
     await new Promise<void>((resolve, reject) => { this.server?.once('error', reject); this.server?.listen(this.socketPath, resolve); });
     chmodSync(this.socketPath, 0o600);
+    const reaped = reapStaleCgroupPools(this.o.layout, pidAlive);
+    if (reaped.length) this.o.log.warn({ pools: reaped }, 'removed cgroup pools of a dead spored');
     this.cgroups = new CgroupPool(this.o.layout, { size: this.o.cgroupPoolSize ?? 32, parent: `/spore/fri-${process.pid}` });
     this.cgroups.fill();
     const nsSize = this.o.netnsPoolSize ?? 32;
     if (nsSize > 0) {
-      const tag = (process.pid % 0xffff).toString(16).padStart(4, '0');
-      this.netns = new NetnsPool(`sp${tag}-`, process.pid);
-      this.netns.close(); // stale slots of a crashed predecessor with the same tag
+      // Slots are named after this spored's pid, so a later spored can tell a dead owner's.
+      const stale = reapStaleNetns(pidAlive);
+      if (stale.length) this.o.log.warn({ count: stale.length }, 'removed network namespaces of a dead spored');
+      this.netns = new NetnsPool(`sp${process.pid.toString(16)}-`, process.pid);
       this.netns.fill(nsSize);
     }
     await this.create('process');
