@@ -95,7 +95,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   await seed.start();
   const events = new EventForwarder(config.containerdTtrpc, log.child({ c: 'events' }));
   const tasks = new TaskManager({ runDir: config.runDir, layout, seed, events: taskEvents(events), log: log.child({ c: 'tasks' }), cgroupParent: config.cgroupParent });
-  seed.on('down', (reason) => log.fatal({ reason }, 'process seed is gone'));
+  let stopping = false;
+  seed.on('down', (reason) => {
+    if (!stopping) log.fatal({ reason }, 'process seed is gone; containers and functions cannot be created until spored restarts');
+  });
   const ttrpc = new TtrpcServer({
     onConnectionError: (err, connectionId) => log.warn({ connectionId, err: err.message }, 'ttrpc connection error'),
   });
@@ -108,6 +111,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   return {
     config, layout, seed, tasks, events, ttrpc, functions,
     async stop() {
+      stopping = true;
       const f = await functions;
       await f?.fri.close();
       await f?.rt.stop();

@@ -27,6 +27,8 @@ export interface ProcessRuntimeOptions {
   cgroupPoolSize?: number;
   netnsPoolSize?: number; // 0 disables per-instance network namespaces
   l2Replicas?: number;
+  /** a serving L2 replica past this much private memory is replaced (default 4096 KiB) */
+  replicaPrivateLimitKiB?: number;
   /** controllers an instance joins (each join is a cgroup migration on the hot path) */
   instanceControllers?: string[];
 }
@@ -75,6 +77,8 @@ function deferred<T>(): [Promise<T>, Waiter<T>] {
 }
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const REPLICA_CHECK_EVERY = 100;
+const EXIT_GRACE_MS = 10_000;
 const us = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 
 export function memoryOf(pid: number): MemoryInfo | null {
@@ -181,14 +185,20 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.seeds.values()) s.conn?.destroy();
+    // every connection, also of seeds already forgotten (deleted, retired): a seed that
+    // hangs must not keep spored from stopping
+    for (const c of this.connections) c.destroy();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     this.netns?.close();
     this.cgroups?.close();
   }
 
   // --- seed connections ---------------------------------------------------------------
+  private readonly connections = new Set<net.Socket>();
+
   private onConnection(c: net.Socket): void {
+    this.connections.add(c);
+    c.once('close', () => this.connections.delete(c));
     let rec: SeedRec | null = null;
     onJsonLines<FromSeed>(c, (m) => {
       if (m.t === 'hello') {
@@ -208,7 +218,16 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
           rec.info.error ??= 'seed connection closed';
         }
         rec.readyWaiter.reject(new Unavailable(`seed ${rec.info.id} went away`));
-        this.o.log.warn({ seed: rec.info.id }, 'seed disconnected');
+        // Its instances died with it (seeds kill their children when spored's connection
+        // goes): end them here, or their resources would never return to the pools.
+        let orphans = 0;
+        for (const inst of this.instances.values()) {
+          if (inst.seed !== rec || inst.released) continue;
+          orphans++;
+          inst.forkedW.reject(new Unavailable(`seed ${rec.info.id} went away`));
+          inst.exitedW.resolve({ t: 'exit', id: inst.info.id, pid: inst.info.pid, code: null, signal: 9, timedOut: false });
+        }
+        this.o.log.warn({ seed: rec.info.id, state: rec.info.state, orphans }, 'seed disconnected');
       }
     });
     c.on('error', () => undefined);
@@ -423,13 +442,35 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       rmSync(dir, { recursive: true, force: true });
       throw e;
     }
-    const replicas = this.o.l2Replicas ?? 2;
-    for (let i = 1; i < replicas; i++) {
-      void this.childSeed(fn.seeds[0] as SeedRec, fn, fn.seeds[0]?.info.id ?? null)
-        .then((r) => { if (this.functions.get(spec.name) === fn) fn.seeds.push(r); else void this.deleteSeed(r.info.id); })
-        .catch((e: Error) => this.o.log.warn({ fn: spec.name, err: e.message }, 'replica seed failed'));
-    }
+    // The first L2 seed stays a pristine template once replicas serve: a seed that forks
+    // keeps running its own event loop and GC, which turns copy-on-write pages private.
+    for (let i = 0; i < (this.o.l2Replicas ?? 2); i++) this.addReplica(fn);
     return { ...fn.info };
+  }
+
+  private addReplica(fn: FunctionRec): void {
+    const template = fn.seeds[0];
+    if (!template) return;
+    void this.childSeed(template, fn, template.info.id)
+      .then((r) => { if (this.functions.get(fn.spec.name) === fn) fn.seeds.push(r); else void this.deleteSeed(r.info.id); })
+      .catch((e: Error) => this.o.log.warn({ fn: fn.spec.name, err: e.message }, 'replica seed failed'));
+  }
+
+  /**
+   * A replica whose private memory has grown past the limit is retired (it finishes what
+   * it has in flight) and replaced by a fresh fork of the template. Checked every
+   * REPLICA_CHECK_EVERY forks, off the response path.
+   */
+  private maybeRotate(fn: FunctionRec, seed: SeedRec): void {
+    if (seed === fn.seeds[0] || seed.info.forks % REPLICA_CHECK_EVERY !== 0 || seed.info.state !== 'ready') return;
+    const mem = memoryOf(seed.info.pid);
+    if (!mem || mem.privateKiB <= (this.o.replicaPrivateLimitKiB ?? 4096)) return;
+    this.o.log.info({ seed: seed.info.id, privateKiB: mem.privateKiB }, 'retiring a replica seed whose memory went private');
+    seed.info.state = 'deleting';
+    fn.seeds = fn.seeds.filter((s) => s !== seed);
+    this.addReplica(fn);
+    const retire = (): void => { if (seed.inflight > 0) { setTimeout(retire, 50); return; } void this.deleteSeed(seed.info.id).catch(() => undefined); };
+    retire();
   }
 
   async remove(name: string): Promise<void> {
@@ -465,7 +506,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   }
 
   private pickReplica(fn: FunctionRec): SeedRec | null {
-    const ready = fn.seeds.filter((s) => s.info.state === 'ready' && s.conn);
+    let ready = fn.seeds.filter((s) => s.info.state === 'ready' && s.conn);
+    // the template serves only until a replica is ready
+    if (ready.length > 1) ready = ready.filter((s) => s !== fn.seeds[0]);
     if (ready.length === 0) return null;
     // least in-flight forks first; ties rotate so replicas share the load
     fn.nextReplica = (fn.nextReplica + 1) % ready.length;
@@ -518,7 +561,10 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       this.release(inst);
       throw e;
     }
-    void exited.then(() => { seed.inflight--; });
+    void exited.then(() => {
+      seed.inflight--;
+      if (fn && seed.info.level === 2) this.maybeRotate(fn, seed);
+    });
     return inst;
   }
 
@@ -549,6 +595,15 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const r = resultOrExit ?? inst.result;
     const exit = r ? null : await inst.exited;
     const oom = !r && inst.cgroup ? oomKillCount(inst.cgroup) - inst.cgroup.oomKillsAtAcquire > 0 : false;
+    // An instance that answered must exit at once; one that does not is killed, and if
+    // even that is never confirmed its resources are reclaimed anyway.
+    const guard = setTimeout(() => {
+      this.o.log.warn({ inst: inst.info.id, seed: inst.seed.info.id, pid: inst.info.pid }, 'instance answered but did not exit; killing it');
+      try { this.send(inst.seed, { t: 'kill', id: inst.info.id }); } catch { /* seed gone */ }
+      setTimeout(() => inst.exitedW.resolve({ t: 'exit', id: inst.info.id, pid: inst.info.pid, code: null, signal: 9, timedOut: false }), 2000).unref();
+    }, EXIT_GRACE_MS);
+    guard.unref();
+    void inst.exited.then(() => clearTimeout(guard));
     const destroyed = inst.exited.then(() => {
       this.release(inst);
       this.instances.delete(inst.info.id);

@@ -36,6 +36,8 @@ export interface SeedOptions {
 }
 
 const requireFrom = createRequire(import.meta.url);
+/** intervals of this process's seed role, cleared when a fork leaves the role */
+const activeIntervals = new Set<NodeJS.Timeout>();
 
 interface CompilableModule { filename: string; paths: string[]; exports: unknown; loaded: boolean; _compile(code: string, filename: string): void }
 type ModuleCtor = (new (id: string, parent: null) => CompilableModule) & { _nodeModulePaths(dir: string): string[] };
@@ -126,6 +128,11 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     }
   };
   process.on('SIGCHLD', onChild);
+  // Belt and braces: under load a SIGCHLD wake-up can be lost in a forked loop, and an
+  // unreported exit would hold its pooled resources for good.
+  const poll = setInterval(onChild, 500);
+  poll.unref();
+  activeIntervals.add(poll);
 
   onJsonLines<ToSeed>(conn, (msg) => handle(msg));
   // spored is gone: nothing may outlive it.
@@ -237,6 +244,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
 /** In a freshly forked child: drop everything that belongs to the seed's role. */
 function leaveSeed(conn: net.Socket, onChild: () => void): void {
   process.removeListener('SIGCHLD', onChild);
+  for (const t of activeIntervals) clearInterval(t);
   conn.removeAllListeners();
   conn.destroy();
 }
