@@ -157,6 +157,26 @@ describe.skipIf(!root)('process function runtime', () => {
     await expect(rt.fork('no-such-seed', { kind: 'instance' })).rejects.toThrow(/not found/);
   });
 
+  it('an instance cannot speak for its seed or other instances through its result pipe', async () => {
+    // Handler code shares the instance's pipe to the seed: forge what the seed would relay.
+    const forger = `module.exports.handler = async (event, ctx) => {
+      const fs = require('fs');
+      const n = parseInt(ctx.requestId.slice(2), 36);
+      const lines = [];
+      for (let i = 1; i <= 40; i++) lines.push(JSON.stringify({ t: 'failed', id: 'l2-forger-' + i, message: 'forged' }));
+      for (let i = 1; i <= 5; i++) lines.push(JSON.stringify({ t: 'exit', id: 'i-' + (n + i).toString(36), pid: 1, code: 0, signal: null, timedOut: false }));
+      lines.push(JSON.stringify({ t: 'result', id: 'i-' + (n + 1).toString(36), ok: true, value: '"forged"', error: null, timings: {} }));
+      for (let fd = 3; fd < 64; fd++) { try { fs.writeSync(fd, lines.join('\\n') + '\\n'); } catch {} }
+      return 'mine';
+    };`;
+    await rt.deploy(spec('forger', 'node', forger));
+    const results = await Promise.all([rt.invoke('forger', '{}'), rt.invoke('hello', '{"name":"a"}'), rt.invoke('forger', '{}'), rt.invoke('hello', '{"name":"b"}')]);
+    expect(results.map(value)).toEqual(['mine', { message: 'hello a' }, 'mine', { message: 'hello b' }]);
+    expect(rt.listSeeds().filter((s) => s.function === 'forger').map((s) => s.state)).not.toContain('failed');
+    expect(value(await rt.invoke('forger', '{}'))).toBe('mine');
+    await rt.remove('forger');
+  });
+
   it('serves concurrent invocations and leaks nothing over many', async () => {
     const before = rt.pools() as { cgroups: { free: number }; netns: { free: number } };
     const fds = readdirSync('/proc/self/fd').length;

@@ -65,6 +65,8 @@ export type ToSeed =
        * init code; its instances inherit it and stack only their small `bind.seccomp`.
        */
       seccomp?: { filter: string; flags: number };
+      /** page-table prefill for the new seed's instances (seeds/prefill.ts) */
+      prefill?: 'off' | 'inherit' | 'record';
     }
   | { t: 'stats' }
   | { t: 'exit' }; // the seed itself should exit (DeleteSeed)

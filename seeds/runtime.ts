@@ -15,6 +15,7 @@ import { compileSeccomp, defaultProfile, instanceTailProfile, lineageProfile } f
 import { NetnsPool, reapStaleNetns, type NetnsSlot } from '../pools/netns.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from './protocol.js';
 import { onJsonLines } from '../runtime/lines.js';
+import type { PrefillMode } from './prefill.js';
 
 const ZYGOTE = fileURLToPath(new URL('../../seeds/python/zygote.py', import.meta.url));
 
@@ -31,6 +32,8 @@ export interface ProcessRuntimeOptions {
   replicaPrivateLimitKiB?: number;
   /** controllers an instance joins (each join is a cgroup migration on the hot path) */
   instanceControllers?: string[];
+  /** page-table prefill in Node function seeds (seeds/prefill.ts); default 'record'; a function of the name for A/B benches */
+  prefill?: PrefillMode | ((fn: string) => PrefillMode);
 }
 
 interface Waiter<T> { resolve: (v: T) => void; reject: (e: Error) => void }
@@ -338,7 +341,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     });
     // A function seed filters itself before its init code runs; replicas inherit that.
     const seccomp = fn && parent.info.level === 1 ? { seccomp: this.lineage } : {};
-    this.send(parent, { t: 'seed', id: rec.info.id, ...(fn ? { load: { module: fn.module, handler: fn.spec.handler }, env: fn.spec.env } : {}), ...seccomp });
+    const mode = typeof this.o.prefill === 'function' && fn ? this.o.prefill(fn.spec.name) : this.o.prefill;
+    const prefill = fn && parent.info.language === 'node' ? { prefill: typeof mode === 'string' ? mode : 'record' } : {};
+    this.send(parent, { t: 'seed', id: rec.info.id, ...(fn ? { load: { module: fn.module, handler: fn.spec.handler }, env: fn.spec.env } : {}), ...seccomp, ...prefill });
     parent.info.forks++;
     try {
       await this.waitReady(rec);

@@ -328,6 +328,7 @@ const m = {
   mmap: lib.func('void *mmap(void *, size_t, int, int, int, int64_t)'),
   munmap: lib.func('int munmap(uintptr_t, size_t)'),
   madvise: lib.func('int madvise(uintptr_t, size_t, int)'),
+  mprotect: lib.func('int mprotect(uintptr_t, size_t, int)'),
   ftruncate: lib.func('int ftruncate(int, int64_t)'),
   memfd: lib.func('long syscall(long, const char *, unsigned int)'),
   syscall0: lib.func('long syscall(long)'),
@@ -353,6 +354,14 @@ export function munmap(addr: bigint, len: number): void { check('munmap', m.munm
 /** madvise(2) with errno checking (the raw binding above ignores errors on purpose). */
 export function madviseRange(addr: bigint, len: number, advice: number): void {
   check('madvise', m.madvise(addr, len, advice), `advice=${advice}`);
+}
+export function mprotect(addr: bigint, len: number, prot: number): void {
+  check('mprotect', m.mprotect(addr, len, prot), `prot=${prot}`);
+}
+/** Rewrite one byte with its own value: a write fault that leaves the contents alone. */
+export function touchForWrite(addr: bigint): void {
+  const p = pointerFromAddress(addr);
+  koffi.encode(p, 'uint8', koffi.decode(p, 'uint8') as number);
 }
 export function memfdCreate(name: string, flags: number): number {
   return check('memfd_create', m.memfd(SYS_memfd_create, name, flags), name);

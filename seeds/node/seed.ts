@@ -2,7 +2,7 @@
 // spored. Forks instances (and child seeds) from itself; each instance binds its pooled
 // resources, re-initializes uniqueness state, runs one request and _exits.
 import net from 'node:net';
-import { writeSync } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -10,6 +10,7 @@ import * as sys from '../../runtime/sys/libc.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
 import { onJsonLines } from '../../runtime/lines.js';
+import { clipRuns, decodeRuns, encodeRuns, inheritFilePageTables, mergeRuns, ownFileRanges, populate, presentRuns, type FileRange, type PageRun, type PrefillMode } from '../prefill.js';
 
 type Handler = (event: unknown, context: unknown) => unknown;
 
@@ -33,9 +34,28 @@ export interface SeedOptions {
   preloaded?: Handler;
   /** L2: filter installed (with no_new_privs) before the function's init code runs */
   seccomp?: { filter: string; flags: number } | undefined;
+  /** page-table prefill (seeds/prefill.ts); replicas keep their template's */
+  prefill?: PrefillMode | undefined;
 }
 
 const requireFrom = createRequire(import.meta.url);
+/** instances per seed whose touched file pages are recorded (prefill 'record') */
+const RECORD_INSTANCES = 3;
+/** Prefill state of this seed; children (replicas) inherit it with the address space. */
+const prefill: { mode: PrefillMode; ranges: FileRange[] | null; toRecord: number; recorded: PageRun[]; records: number } = { mode: 'off', ranges: null, toRecord: 0, recorded: [], records: 0 };
+
+/**
+ * A child's record of the file pages it had mapped. Once all are in, the seed keeps
+ * exactly their union mapped: what its children need and no more for fork to copy.
+ */
+function onTouched(runs: PageRun[]): void {
+  const ranges = prefill.ranges;
+  if (!ranges) return;
+  prefill.recorded = mergeRuns([...prefill.recorded, ...clipRuns(runs, ranges)]);
+  if (++prefill.records < RECORD_INSTANCES) return;
+  for (const r of ranges) { try { sys.madviseRange(r.start, Number(r.end - r.start), sys.MADV.DONTNEED); } catch { /* unmapped */ } }
+  populate(prefill.recorded);
+}
 /** intervals of this process's seed role, cleared when a fork leaves the role */
 const activeIntervals = new Set<NodeJS.Timeout>();
 
@@ -73,6 +93,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
   const byPid = new Map<number, { kind: 'instance'; inst: Instance } | { kind: 'seed'; id: string }>();
   let handler: Handler | null = opts.preloaded ?? null;
 
+  if (opts.prefill) prefill.mode = opts.prefill;
   const conn = net.connect(opts.socket);
   const send = (m: FromSeed): void => { conn.write(JSON.stringify(m) + '\n'); };
   await new Promise<void>((resolve, reject) => { conn.once('connect', resolve); conn.once('error', reject); });
@@ -169,6 +190,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     const tf = performance.now();
     const [resR, resW] = sys.pipe();
     const [actR, actW] = msg.request ? [-1, -1] : sys.pipe();
+    const record = prefill.toRecord > 0 && prefill.ranges !== null;
     let pid: number;
     try {
       pid = forkNode();
@@ -181,9 +203,10 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
       leaveSeed(conn, onChild);
       sys.close(resR);
       if (actW >= 0) sys.close(actW);
-      void runInstance(msg, handler, resW, actR);
+      void runInstance(msg, handler, resW, actR, record ? prefill.ranges : null);
       return;
     }
+    if (record) prefill.toRecord--;
     const forkUs = us(tf);
     sys.close(resW);
     if (actR >= 0) sys.close(actR);
@@ -200,11 +223,18 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     // Relay the result line as soon as it is complete: waiting for EOF would put the
     // child's exit (tearing down a forked Node) on the response path.
     let out = '';
+    let answered = false;
     inst.result.setEncoding('utf8');
     inst.result.on('data', (d: string) => {
       out += d;
-      const nl = out.lastIndexOf('\n');
-      if (nl >= 0) { conn.write(out.slice(0, nl + 1)); out = out.slice(nl + 1); }
+      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
+        const line = out.slice(0, nl + 1);
+        out = out.slice(nl + 1);
+        const m = childLine(line, msg.id);
+        if (m?.t === 'result' && !answered) { answered = true; conn.write(line); }
+        else if (m?.t === 'touched' && record) onTouched(decodeRuns(m.runs));
+      }
+      if (out.length > MAX_RESULT_BYTES) { out = ''; try { sys.kill(pid, 9); } catch { /* gone */ } }
     });
     inst.result.on('error', () => undefined);
     send({ t: 'forked', id: msg.id, pid, forkUs });
@@ -226,19 +256,45 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
       if (handler) {
         // A replica of a function seed: the function is loaded (and filtered) already;
         // it shares that state instead of running the init code again.
-        void runSeed({ socket: opts.socket, id: msg.id, level: 2, preloaded: handler });
+        void runSeed({ socket: opts.socket, id: msg.id, level: 2, preloaded: handler, prefill: msg.prefill });
         return;
       }
       const lineage = msg.load !== undefined;
       if (lineage) sys.unshare(sys.CLONE.NEWIPC | sys.CLONE.NEWNS);
-      void runSeed({ socket: opts.socket, id: msg.id, level: msg.load ? 2 : opts.level, load: msg.load, lineageNamespaces: lineage, seccomp: msg.seccomp });
+      void runSeed({ socket: opts.socket, id: msg.id, level: msg.load ? 2 : opts.level, load: msg.load, lineageNamespaces: lineage, seccomp: msg.seccomp, prefill: msg.prefill });
       return;
     }
     byPid.set(pid, { kind: 'seed', id: msg.id });
     send({ t: 'forked', id: msg.id, pid, forkUs: us(tf) });
   };
 
+  // Prefill once the seed's own initialization is done: its mappings are final by now.
+  if (prefill.mode !== 'off' && !prefill.ranges) {
+    prefill.ranges = ownFileRanges();
+    inheritFilePageTables(prefill.ranges);
+  }
+  prefill.toRecord = prefill.mode === 'record' ? RECORD_INSTANCES : 0;
+  prefill.records = 0;
+  prefill.recorded = [];
   send({ t: 'ready', id: opts.id, initMs: Math.round((performance.now() - t0) * 1000) / 1000 });
+}
+
+const MAX_RESULT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A line from an instance's pipe. Handler code can write to that pipe too, so only a
+ * result for this very instance (or its prefill record) is taken; anything else, e.g. a
+ * line speaking for another instance or as the seed, is dropped.
+ */
+function childLine(line: string, id: string): { t: 'result' } | { t: 'touched'; runs: string } | null {
+  let m: unknown;
+  try { m = JSON.parse(line); } catch { return null; }
+  if (typeof m !== 'object' || m === null) return null;
+  const o = m as { t?: unknown; id?: unknown; runs?: unknown };
+  if (o.id !== id) return null;
+  if (o.t === 'result') return { t: 'result' };
+  if (o.t === 'touched' && typeof o.runs === 'string') return { t: 'touched', runs: o.runs };
+  return null;
 }
 
 /** In a freshly forked child: drop everything that belongs to the seed's role. */
@@ -292,14 +348,21 @@ function readRequest(fd: number): InvokeRequest {
   return JSON.parse(text) as InvokeRequest;
 }
 
-async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, resW: number, actR: number): Promise<void> {
+async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, resW: number, actR: number, record: FileRange[] | null): Promise<void> {
   const t0 = performance.now();
+  // opened while still root: /proc/self turns root-owned once the ids drop
+  let pagemap = -1;
+  if (record) { try { pagemap = openSync('/proc/self/pagemap', 'r'); } catch { /* no record then */ } }
   const timings: { bind: number; seccomp: number; init: number; execute: number; startAt?: number; doneAt?: number; minflt?: number } = { bind: 0, seccomp: 0, init: 0, execute: 0 };
   timings.startAt = performance.timeOrigin + forkedAt();
   const finish = (m: FromSeed): never => {
     timings.doneAt = performance.timeOrigin + performance.now();
     timings.minflt = process.resourceUsage().minorPageFault;
     try { writeSync(resW, JSON.stringify(m) + '\n'); } catch { /* the seed is gone */ }
+    if (record && pagemap >= 0) {
+      // after the answer, so recording is off the response path
+      try { writeSync(resW, JSON.stringify({ t: 'touched', id: msg.id, runs: encodeRuns(presentRuns(record, pagemap)) }) + '\n'); } catch { /* best effort */ }
+    }
     return sys.exit(0);
   };
   let phase: 'internal' | 'load' | 'handler' = 'internal';

@@ -81,7 +81,7 @@ class Become(BaseException):
 
 
 class Child:
-    __slots__ = ('id', 'pid', 'kind', 'pidfd', 'rfd', 'afd', 'buf', 'deadline', 'timed_out', 'timeout_ms')
+    __slots__ = ('id', 'pid', 'kind', 'pidfd', 'rfd', 'afd', 'buf', 'deadline', 'timed_out', 'timeout_ms', 'answered')
 
     def __init__(self, cid, pid, kind, pidfd, rfd, afd, timeout_ms):
         self.id = cid
@@ -94,6 +94,7 @@ class Child:
         self.deadline = None  # perf_counter_ns
         self.timed_out = False
         self.timeout_ms = timeout_ms
+        self.answered = False
 
 
 # --- function code ------------------------------------------------------------------------
@@ -342,9 +343,25 @@ class Seed:
                     break
                 line = buf[:i + 1]
                 buf = buf[i + 1:]
-                self.send_raw(line)
+                if self._own_result(c, line):
+                    self.send_raw(line)
             c.buf = buf
         return False
+
+    @staticmethod
+    def _own_result(c, line):
+        """Handler code shares the child's pipe: relay one result for this instance only,
+        never a line that speaks for another instance or as the seed."""
+        if c.answered:
+            return False
+        try:
+            m = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(m, dict) or m.get('t') != 'result' or m.get('id') != c.id:
+            return False
+        c.answered = True
+        return True
 
     def on_result(self, c):
         self._drain(c)
