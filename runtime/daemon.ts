@@ -129,7 +129,7 @@ async function startFunctions(config: DaemonConfig, layout: CgroupLayout, seed: 
   const t0 = performance.now();
   const rt = new ProcessFunctionRuntime({
     runDir: config.runDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
-    netnsPoolSize: config.netnsPool, cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas,
+    netnsPoolSize: config.netnsPool, cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas, prefill: config.prefill,
   });
   try {
     await rt.start();

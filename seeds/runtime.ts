@@ -32,7 +32,7 @@ export interface ProcessRuntimeOptions {
   replicaPrivateLimitKiB?: number;
   /** controllers an instance joins (each join is a cgroup migration on the hot path) */
   instanceControllers?: string[];
-  /** page-table prefill in Node function seeds (seeds/prefill.ts); default 'record'; a function of the name for A/B benches */
+  /** page-table prefill in Node function seeds (seeds/prefill.ts); default 'off'; a function of the name for A/B benches */
   prefill?: PrefillMode | ((fn: string) => PrefillMode);
 }
 
@@ -342,7 +342,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     // A function seed filters itself before its init code runs; replicas inherit that.
     const seccomp = fn && parent.info.level === 1 ? { seccomp: this.lineage } : {};
     const mode = typeof this.o.prefill === 'function' && fn ? this.o.prefill(fn.spec.name) : this.o.prefill;
-    const prefill = fn && parent.info.language === 'node' ? { prefill: typeof mode === 'string' ? mode : 'record' } : {};
+    const prefill = fn && parent.info.language === 'node' ? { prefill: typeof mode === 'string' ? mode : 'off' } : {};
     this.send(parent, { t: 'seed', id: rec.info.id, ...(fn ? { load: { module: fn.module, handler: fn.spec.handler }, env: fn.spec.env } : {}), ...seccomp, ...prefill });
     parent.info.forks++;
     try {
