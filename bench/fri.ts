@@ -222,7 +222,10 @@ async function wrk(url: string, body: string, c: number, seconds: number): Promi
   const socketErrors = (j.errors.connect ?? 0) + (j.errors.read ?? 0) + (j.errors.write ?? 0) + (j.errors.timeout ?? 0);
   const non2xx = j.errors.status ?? 0;
   const parts: string[] = [];
-  if (non2xx) parts.push(`${non2xx} non-2xx`);
+  if (non2xx) {
+    const why = [...err.matchAll(/^WRKFAIL (.*)$/gm)].map((m) => (m[1] ?? '').slice(0, 200));
+    parts.push(`${non2xx} non-2xx${why.length ? ` (${why.join('; ')})` : ''}`);
+  }
   for (const k of ['connect', 'read', 'write', 'timeout']) if (j.errors[k]) parts.push(`${j.errors[k]} ${k}`);
   const secs = j.duration_us / 1e6;
   return {

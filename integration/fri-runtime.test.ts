@@ -177,6 +177,24 @@ describe.skipIf(!root)('process function runtime', () => {
     await rt.remove('forger');
   });
 
+  it('an instance holds none of its in-flight siblings\' pipes', async () => {
+    const code = `const fs = require('fs');
+      module.exports.handler = async (event) => {
+        if (event.sleep) { await new Promise((r) => setTimeout(r, event.sleep)); return -1; }
+        let pipes = 0;
+        for (let fd = 0; fd < 256; fd++) { try { if (fs.fstatSync(fd).isFIFO()) pipes++; } catch {} }
+        return pipes;
+      };`;
+    await rt.deploy(spec('fds', 'node', code));
+    const alone = value(await rt.invoke('fds', '{}')) as number;
+    const sleepers = Array.from({ length: 6 }, () => rt.invoke('fds', '{"sleep":400}'));
+    await new Promise((r) => setTimeout(r, 100));
+    const crowded = value(await rt.invoke('fds', '{}')) as number;
+    await Promise.all(sleepers);
+    expect(crowded).toBe(alone);
+    await rt.remove('fds');
+  });
+
   it('serves concurrent invocations and leaks nothing over many', async () => {
     const before = rt.pools() as { cgroups: { free: number }; netns: { free: number } };
     const fds = readdirSync('/proc/self/fd').length;

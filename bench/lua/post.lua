@@ -15,3 +15,13 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean,
     e.connect, e.read, e.write, e.status, e.timeout))
 end
+
+-- The first few failed responses per thread go to stderr, so a rare non-2xx is explained
+-- in the report instead of only counted.
+local shown = 0
+function response(status, headers, body)
+  if status >= 300 and shown < 3 then
+    shown = shown + 1
+    io.stderr:write(string.format("WRKFAIL %d %s\n", status, string.gsub(string.sub(body or "", 1, 300), "\n", " ")))
+  end
+end

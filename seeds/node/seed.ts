@@ -201,6 +201,13 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     }
     if (pid === 0) {
       leaveSeed(conn, onChild);
+      // Siblings' pipes must not reach handler code: it could read their results or
+      // write requests into parked ones.
+      for (const other of instances.values()) {
+        clearTimeout(other.timer);
+        other.result.destroy();
+        if (other.activateFd >= 0) sys.close(other.activateFd);
+      }
       sys.close(resR);
       if (actW >= 0) sys.close(actW);
       void runInstance(msg, handler, resW, actR, record ? prefill.ranges : null);
@@ -251,7 +258,11 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     }
     if (pid === 0) {
       leaveSeed(conn, onChild);
-      for (const inst of instances.values()) { inst.result.destroy(); clearTimeout(inst.timer); }
+      for (const inst of instances.values()) {
+        inst.result.destroy();
+        clearTimeout(inst.timer);
+        if (inst.activateFd >= 0) sys.close(inst.activateFd);
+      }
       if (msg.env) Object.assign(process.env, msg.env);
       if (handler) {
         // A replica of a function seed: the function is loaded (and filtered) already;
