@@ -1,6 +1,7 @@
 // The process engine's function runtime on the real kernel: seed tree, instances, pools,
 // failure modes and leaks. Transport-free (the gRPC/CLI path has its own tests).
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -175,6 +176,21 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(rt.listSeeds().filter((s) => s.function === 'forger').map((s) => s.state)).not.toContain('failed');
     expect(value(await rt.invoke('forger', '{}'))).toBe('mine');
     await rt.remove('forger');
+  });
+
+  it('a second connection cannot claim a running seed (init code can open one)', async () => {
+    const l1 = rt.listSeeds().find((s) => s.level === 1 && s.language === 'node');
+    expect(l1?.state).toBe('ready');
+    const c = net.connect(join(dir, 'seeds.sock'));
+    await new Promise<void>((r) => c.once('connect', () => r()));
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
+    c.on('error', () => undefined);
+    c.write(JSON.stringify({ t: 'hello', id: l1?.id, pid: 1, language: 'node', level: 1 }) + '\n');
+    c.write(JSON.stringify({ t: 'failed', id: l1?.id, message: 'hijacked' }) + '\n');
+    await closed;
+    expect(rt.listSeeds().find((s) => s.id === l1?.id)?.state).toBe('ready');
+    expect(value(await rt.invoke('hello', '{"name":"still"}'))).toEqual({ message: 'hello still' });
+    expect(value(await rt.invoke('hello', '{}', { level: 1 }))).toEqual({ message: 'hello world' });
   });
 
   it('an instance holds none of its in-flight siblings\' pipes', async () => {

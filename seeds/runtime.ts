@@ -205,8 +205,15 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     let rec: SeedRec | null = null;
     onJsonLines<FromSeed>(c, (m) => {
       if (m.t === 'hello') {
-        rec = this.seeds.get(m.id) ?? null;
-        if (!rec) { c.destroy(); return; }
+        // Function init code runs inside L2 seeds and can open connections of its own:
+        // a hello binds only a seed that is still starting and has no connection, once.
+        const claimed = rec === null ? this.seeds.get(m.id) ?? null : null;
+        if (!claimed || claimed.conn !== null || claimed.info.state !== 'starting' || claimed.info.level === 0) {
+          if (claimed) this.o.log.warn({ seed: m.id, state: claimed.info.state }, 'refused a second hello for a seed');
+          c.destroy();
+          return;
+        }
+        rec = claimed;
         rec.conn = c;
         rec.info.pid = m.pid;
         return;
@@ -239,6 +246,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private onSeedMessage(rec: SeedRec, m: FromSeed): void {
     switch (m.t) {
       case 'ready':
+        if (rec.info.state !== 'starting') return;
         rec.info.state = 'ready';
         rec.info.initMs = m.initMs;
         rec.readyWaiter.resolve();
@@ -250,21 +258,22 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         return;
       case 'forked': {
         const inst = this.instances.get(m.id);
-        if (inst) { inst.info.pid = m.pid; inst.forkedW.resolve({ pid: m.pid, forkUs: m.forkUs }); return; }
+        if (inst) { if (inst.seed === rec) { inst.info.pid = m.pid; inst.forkedW.resolve({ pid: m.pid, forkUs: m.forkUs }); } return; }
         const child = this.seeds.get(m.id);
-        if (child) child.info.pid = m.pid;
+        if (child && child.info.parent === rec.info.id) child.info.pid = m.pid;
         return;
       }
       case 'forkFailed': {
         const inst = this.instances.get(m.id);
-        inst?.forkedW.reject(new FailedPrecondition(`fork failed: ${m.message}`));
+        if (inst?.seed === rec) inst.forkedW.reject(new FailedPrecondition(`fork failed: ${m.message}`));
         const child = this.seeds.get(m.id);
-        child?.readyWaiter.reject(new FailedPrecondition(`fork failed: ${m.message}`));
+        if (child && child.info.parent === rec.info.id) child.readyWaiter.reject(new FailedPrecondition(`fork failed: ${m.message}`));
         return;
       }
       case 'result': {
         const inst = this.instances.get(m.id);
-        if (inst) {
+        // a seed speaks only for its own instances
+        if (inst && inst.seed === rec) {
           inst.result = m;
           inst.resultAt = performance.now();
           if (m.timings.doneAt) this.o.log.debug({ inst: m.id, relayUs: us(performance.timeOrigin + inst.resultAt - m.timings.doneAt), minflt: m.timings.minflt, dispatchUs: m.timings.startAt ? us(m.timings.startAt - (performance.timeOrigin + inst.sentAt)) : null }, 'hops');
@@ -274,9 +283,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       }
       case 'exit': {
         const inst = this.instances.get(m.id);
-        if (inst) { inst.exitedW.resolve(m); return; }
+        if (inst) { if (inst.seed === rec) inst.exitedW.resolve(m); return; }
         const child = this.seeds.get(m.id);
-        if (child && child.info.state !== 'deleting') { child.info.state = 'failed'; child.info.error ??= `seed exited (code ${m.code}, signal ${m.signal})`; }
+        if (child && child.info.parent === rec.info.id && child.info.state !== 'deleting') { child.info.state = 'failed'; child.info.error ??= `seed exited (code ${m.code}, signal ${m.signal})`; }
         return;
       }
       default:
