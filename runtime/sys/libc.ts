@@ -57,6 +57,7 @@ const SYS = {
 
 // --- raw bindings -------------------------------------------------------------------
 const c = {
+  malloc_trim: lib.func('int malloc_trim(size_t)'),
   fork: lib.func('int fork()'),
   _exit: lib.func('void _exit(int)'),
   getpid: lib.func('int getpid()'),
@@ -112,6 +113,8 @@ function check(name: string, rc: number | bigint, detail?: string): number {
 export function fork(): number { return check('fork', c.fork()); }
 export function exit(code: number): never { c._exit(code); throw new Error('unreachable'); }
 export function getpid(): number { return c.getpid(); }
+/** Give free malloc pages back to the kernel (glibc malloc_trim); returns whether any were. */
+export function mallocTrim(): boolean { return c.malloc_trim(0) === 1; }
 export function setsid(): number { return check('setsid', c.setsid()); }
 export function kill(pid: number, sig: number): void { check('kill', c.kill(pid, sig), String(pid)); }
 
