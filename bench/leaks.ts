@@ -63,14 +63,14 @@ async function main(): Promise<void> {
     }));
     await new Promise((r) => setTimeout(r, 1000)); // exits after the last responses
     global.gc?.();
-    const pools = rt.pools() as { cgroups: { free: number; target: number; inUse: number }; netns: { free: number; size: number } };
+    const pools = rt.pools() as { cgroups: { free: number; target: number; inUse: number }; netns: { free: number; size: number }; results: { inUse: number } };
     const seedPids = new Set(rt.listSeeds().map((s) => s.pid).filter((p) => p > 0));
     Object.assign(report, {
       invocations: n, ok, failed, seconds: Math.round((performance.now() - t0) / 100) / 10,
       instancesLeft: rt.listInstances().length,
       // children of seeds that are not seeds themselves: live instances
       strayChildren: childrenOf(seedPids),
-      cgroupsInUse: pools.cgroups.inUse, netnsFree: `${pools.netns.free}/${pools.netns.size}`,
+      cgroupsInUse: pools.cgroups.inUse, netnsFree: `${pools.netns.free}/${pools.netns.size}`, resultSlotsInUse: pools.results.inUse,
       fdsBefore: fds0, fdsAfter: readdirSync('/proc/self/fd').length,
       rssKiBBefore: rss0, rssKiBAfter: rssKiB(), heapKiBBefore: heap0, heapKiBAfter: heapKiB(),
     });
@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     await l0.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  const leaked = report.instancesLeft !== 0 || (report.strayChildren as number) > 0 || report.cgroupsInUse !== 0
+  const leaked = report.instancesLeft !== 0 || (report.strayChildren as number) > 0 || report.cgroupsInUse !== 0 || report.resultSlotsInUse !== 0
     || (report.fdsAfter as number) > (report.fdsBefore as number) + 2;
   process.stdout.write(`${Object.entries(report).map(([k, v]) => `${k}: ${v}`).join('\n')}\nleaks: ${leaked ? 'FOUND' : 'none'}\n`);
   if (args.includes('--json')) process.stdout.write(JSON.stringify({ ...report, leaked }) + '\n');

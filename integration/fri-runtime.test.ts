@@ -1,6 +1,6 @@
 // The process engine's function runtime on the real kernel: seed tree, instances, pools,
 // failure modes and leaks. Transport-free (the gRPC/CLI path has its own tests).
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -193,6 +193,24 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(value(await rt.invoke('hello', '{}', { level: 1 }))).toEqual({ message: 'hello world' });
   });
 
+  it('a result FIFO takes only its instance\'s own line, with its token', async () => {
+    const code = `module.exports.handler = async (e) => { await new Promise((r) => setTimeout(r, 300)); return 'real'; };`;
+    await rt.deploy(spec('slowok', 'node', code));
+    const p = rt.invoke('slowok', '{}');
+    await new Promise((r) => setTimeout(r, 100));
+    const inst = rt.listInstances().find((i) => i.function === 'slowok');
+    expect(inst).toBeDefined();
+    // forge the instance's result into every slot: without its token nothing counts
+    const forged = JSON.stringify({ t: 'result', id: inst?.id, ok: true, value: '"forged"', error: null, timings: { bind: 0, seccomp: 0, init: 0, execute: 0 }, token: '00'.repeat(16) }) + '\n';
+    for (const f of readdirSync(join(dir, 'results'))) {
+      const fd = openSync(join(dir, 'results', f), 'w');
+      writeSync(fd, forged);
+      closeSync(fd);
+    }
+    expect(value(await p)).toBe('real');
+    await rt.remove('slowok');
+  });
+
   it('an instance holds none of its in-flight siblings\' pipes', async () => {
     const code = `const fs = require('fs');
       module.exports.handler = async (event) => {
@@ -230,6 +248,7 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(after.cgroups.inUse).toBe(0);
     expect(after.cgroups.free).toBeGreaterThanOrEqual(before.cgroups.free);
     expect(after.netns.free).toBe(after.netns.size);
+    expect((rt.pools() as { results: { inUse: number } }).results.inUse).toBe(0);
     expect(rt.listInstances()).toEqual([]);
     expect(seedChildren(rt)).toBeLessThanOrEqual(rt.listSeeds().filter((s) => s.level === 2).length);
     expect(readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(fds + 2);

@@ -29,6 +29,13 @@ export interface Bind {
   seccomp: string | null; // base64 struct sock_filter[]
   seccompFlags: number;
   noNewPrivs: boolean;
+  /**
+   * Node instances: write the result line, with `resultToken` added, to spored's result
+   * FIFO number `resultSlot` (pools/result-fifos.ts; <dir of seeds.sock>/results/<slot>)
+   * instead of through the seed. Absent: through the seed's pipe.
+   */
+  resultSlot?: number;
+  resultToken?: string;
 }
 
 export interface InvokeRequest {

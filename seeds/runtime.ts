@@ -3,6 +3,7 @@
 // early destroy. Implements runtime/fri/types.ts FunctionRuntime; transports (gRPC,
 // gateway, CLI) sit on top. State is plain data: SeedInfo/InstanceInfo records.
 import net from 'node:net';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, unlinkSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,7 @@ import type { SeedClient } from '../runtime/engines/process/seed-client.js';
 import { CgroupPool, procsFiles, oomKillCount, cgroupHandle, killAll, destroyCgroup, type CgroupLayout, type PooledCgroup } from '../pools/cgroups.js';
 import { compileSeccomp, defaultProfile, instanceTailProfile, lineageProfile } from '../pools/seccomp.js';
 import { NetnsPool, reapStaleNetns, type NetnsSlot } from '../pools/netns.js';
+import { ResultFifoPool } from '../pools/result-fifos.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from './protocol.js';
 import { onJsonLines } from '../runtime/lines.js';
 import type { PrefillMode } from './prefill.js';
@@ -62,6 +64,9 @@ interface InstRec {
   exited: Promise<Extract<FromSeed, { t: 'exit' }>>;
   exitedW: Waiter<Extract<FromSeed, { t: 'exit' }>>;
   released: boolean;
+  /** result FIFO slot (Node instances) and the token its line must carry */
+  slot: number | null;
+  token: string;
 }
 
 interface FunctionRec {
@@ -83,6 +88,14 @@ const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const REPLICA_CHECK_EVERY = 100;
 const EXIT_GRACE_MS = 10_000;
 const us = (ms: number): number => Math.max(0, Math.round(ms * 1000));
+/** how long an instance that exited 0 may take to have its FIFO result line read */
+const FIFO_RESULT_GRACE_MS = 1000;
+
+function tokenMatches(expected: string, got: string): boolean {
+  const a = Buffer.from(expected);
+  const b = Buffer.from(got);
+  return a.length > 0 && a.length === b.length && timingSafeEqual(a, b);
+}
 
 export function memoryOf(pid: number): MemoryInfo | null {
   try {
@@ -142,6 +155,8 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private readonly socketPath: string;
   private cgroups: CgroupPool | null = null;
   private netns: NetnsPool | null = null;
+  private fifos: ResultFifoPool | null = null;
+  private readonly slotOwner: (InstRec | null)[] = [];
   private seccompB64 = '';
   private seccompFlags = 0;
   private lineage = { filter: '', flags: 0 };
@@ -182,6 +197,8 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       this.netns = new NetnsPool(`sp${process.pid.toString(16)}-`, process.pid);
       this.netns.fill(nsSize);
     }
+    this.fifos = new ResultFifoPool(join(this.o.runDir, 'results'), (slot, line) => this.onFifoLine(slot, line));
+    this.fifos.fill(nsSize > 0 ? nsSize : this.o.cgroupPoolSize ?? 32);
     await this.create('process');
     const langs = await Promise.allSettled((['node', 'python'] as Language[]).map((l) => this.languageSeed(l)));
     for (const r of langs) if (r.status === 'rejected') this.o.log.error({ err: (r.reason as Error).message }, 'language seed failed to start');
@@ -194,6 +211,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     this.netns?.close();
     this.cgroups?.close();
+    this.fifos?.close();
   }
 
   // --- seed connections ---------------------------------------------------------------
@@ -273,17 +291,12 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       case 'result': {
         const inst = this.instances.get(m.id);
         // a seed speaks only for its own instances
-        if (inst && inst.seed === rec) {
-          inst.result = m;
-          inst.resultAt = performance.now();
-          if (m.timings.doneAt) this.o.log.debug({ inst: m.id, relayUs: us(performance.timeOrigin + inst.resultAt - m.timings.doneAt), minflt: m.timings.minflt, dispatchUs: m.timings.startAt ? us(m.timings.startAt - (performance.timeOrigin + inst.sentAt)) : null }, 'hops');
-          inst.resultW.resolve(m);
-        }
+        if (inst && inst.seed === rec) this.onResult(inst, m, 'seed');
         return;
       }
       case 'exit': {
         const inst = this.instances.get(m.id);
-        if (inst) { if (inst.seed === rec) inst.exitedW.resolve(m); return; }
+        if (inst) { if (inst.seed === rec) this.onExit(inst, m); return; }
         const child = this.seeds.get(m.id);
         if (child && child.info.parent === rec.info.id && child.info.state !== 'deleting') { child.info.state = 'failed'; child.info.error ??= `seed exited (code ${m.code}, signal ${m.signal})`; }
         return;
@@ -291,6 +304,38 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       default:
         return;
     }
+  }
+
+  /** The first result of an instance counts (its FIFO, or relayed by its seed). */
+  private onResult(inst: InstRec, m: Extract<FromSeed, { t: 'result' }>, via: 'seed' | 'fifo'): void {
+    if (inst.result) return;
+    inst.result = m;
+    inst.resultAt = performance.now();
+    if (m.timings.doneAt) this.o.log.debug({ inst: m.id, via, relayUs: us(performance.timeOrigin + inst.resultAt - m.timings.doneAt), minflt: m.timings.minflt, dispatchUs: m.timings.startAt ? us(m.timings.startAt - (performance.timeOrigin + inst.sentAt)) : null }, 'hops');
+    inst.resultW.resolve(m);
+  }
+
+  /** A line from a result FIFO: taken only from the slot's owner, with its token. */
+  private onFifoLine(slot: number, line: string): void {
+    const inst = this.slotOwner[slot];
+    if (!inst) return;
+    let m: unknown;
+    try { m = JSON.parse(line); } catch { return; }
+    const r = m as Extract<FromSeed, { t: 'result' }> & { token?: unknown };
+    if (typeof r !== 'object' || r === null || r.t !== 'result' || r.id !== inst.info.id || typeof r.token !== 'string' || !tokenMatches(inst.token, r.token)) return;
+    delete r.token;
+    this.onResult(inst, r, 'fifo');
+  }
+
+  /**
+   * The seed reaped the instance. An instance exits 0 only after writing its result, but
+   * the FIFO line can reach this loop after the seed's exit report: wait for it (bounded)
+   * rather than report a crash. Other exits carry no result and are final at once.
+   */
+  private onExit(inst: InstRec, m: Extract<FromSeed, { t: 'exit' }>): void {
+    if (inst.result || inst.slot === null || m.code !== 0 || m.signal !== null) { inst.exitedW.resolve(m); return; }
+    const late = setTimeout(() => inst.exitedW.resolve(m), FIFO_RESULT_GRACE_MS);
+    void inst.resultP.then(() => { clearTimeout(late); inst.exitedW.resolve(m); });
   }
 
   private send(rec: SeedRec, m: ToSeed): void {
@@ -550,13 +595,19 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       seccompFlags: seed.info.level === 2 ? 0 : this.seccompFlags,
       noNewPrivs: true,
     };
+    // Node instances hand their result straight to spored (the Python seed relays it)
+    const slot = seed.info.language === 'node' ? this.fifos?.acquire() ?? null : null;
+    const token = slot !== null ? randomBytes(16).toString('hex') : '';
+    if (slot !== null) { bind.resultSlot = slot; bind.resultToken = token; }
     const [forked, forkedW] = deferred<{ pid: number; forkUs: number }>();
     const [exited, exitedW] = deferred<Extract<FromSeed, { t: 'exit' }>>();
     const [resultP, resultW] = deferred<Extract<FromSeed, { t: 'result' }>>();
     const inst: InstRec = {
       info: { id, seedId: seed.info.id, function: fn?.spec.name ?? null, pid: 0, state: event === null ? 'paused' : 'running', createdAt: new Date().toISOString() },
       seed, fn, cgroup: cg, netns: ns, forked, forkedW, result: null, resultAt: 0, sentAt: 0, resultP, resultW, exited, exitedW, released: false,
+      slot, token,
     };
+    if (slot !== null) this.slotOwner[slot] = inst;
     this.instances.set(id, inst);
     seed.inflight++;
     seed.info.forks++;
@@ -658,9 +709,14 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       try { this.cgroups?.release(inst.cgroup, { keepLimits: true }); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
     }
     if (inst.netns) this.netns?.release(inst.netns);
+    // after the cgroup: no process of this instance is left to write into the slot
+    if (inst.slot !== null) {
+      this.slotOwner[inst.slot] = null;
+      try { this.fifos?.release(inst.slot); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'result slot release'); }
+    }
   }
 
-  pools(): { cgroups: unknown; netns: unknown } {
-    return { cgroups: this.cgroups?.snapshot() ?? null, netns: this.netns?.snapshot() ?? null };
+  pools(): { cgroups: unknown; netns: unknown; results: unknown } {
+    return { cgroups: this.cgroups?.snapshot() ?? null, netns: this.netns?.snapshot() ?? null, results: this.fifos?.snapshot() ?? null };
   }
 }

@@ -17,7 +17,8 @@ type Handler = (event: unknown, context: unknown) => unknown;
 interface Instance {
   id: string;
   pid: number;
-  result: net.Socket;
+  /** the result pipe, when the result comes through the seed (else: spored's FIFO) */
+  result: net.Socket | null;
   activateFd: number; // write end of the activation pipe, -1 when the request was attached
   timer: NodeJS.Timeout;
   timedOut: boolean;
@@ -144,8 +145,9 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
         instances.delete(inst.id);
         send({ t: 'exit', id: inst.id, pid: r.pid, code, signal, timedOut: inst.timedOut });
       };
-      if (inst.result.readableEnded || inst.result.destroyed) report();
-      else { inst.result.once('close', report); setTimeout(() => inst.result.destroy(), 1000).unref(); }
+      const pipe = inst.result;
+      if (!pipe || pipe.readableEnded || pipe.destroyed) report();
+      else { pipe.once('close', report); setTimeout(() => pipe.destroy(), 1000).unref(); }
     }
   };
   process.on('SIGCHLD', onChild);
@@ -188,9 +190,12 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
 
   const forkInstance = (msg: Extract<ToSeed, { t: 'fork' }>): void => {
     const tf = performance.now();
-    const [resR, resW] = sys.pipe();
-    const [actR, actW] = msg.request ? [-1, -1] : sys.pipe();
     const record = prefill.toRecord > 0 && prefill.ranges !== null;
+    // The result goes straight to spored's FIFO; a pipe through this seed only when there
+    // is no slot, or to carry a prefill record.
+    const fifo = msg.bind.resultSlot !== undefined && !record ? `${resultsDirOf(opts.socket)}${msg.bind.resultSlot}` : null;
+    const [resR, resW] = fifo ? [-1, -1] : sys.pipe();
+    const [actR, actW] = msg.request ? [-1, -1] : sys.pipe();
     let pid: number;
     try {
       pid = forkNode();
@@ -205,21 +210,21 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
       // write requests into parked ones.
       for (const other of instances.values()) {
         clearTimeout(other.timer);
-        other.result.destroy();
+        other.result?.destroy();
         if (other.activateFd >= 0) sys.close(other.activateFd);
       }
-      sys.close(resR);
+      if (resR >= 0) sys.close(resR);
       if (actW >= 0) sys.close(actW);
-      void runInstance(msg, handler, resW, actR, record ? prefill.ranges : null);
+      void runInstance(msg, handler, { pipe: resW, fifo }, actR, record ? prefill.ranges : null);
       return;
     }
     if (record) prefill.toRecord--;
     const forkUs = us(tf);
-    sys.close(resW);
+    if (resW >= 0) sys.close(resW);
     if (actR >= 0) sys.close(actR);
     const inst: Instance = {
       id: msg.id, pid, activateFd: actW, timedOut: false,
-      result: new net.Socket({ fd: resR, readable: true, writable: false }),
+      result: resR >= 0 ? new net.Socket({ fd: resR, readable: true, writable: false }) : null,
       timer: setTimeout(() => {
         inst.timedOut = true;
         try { sys.kill(pid, 9); } catch { /* gone */ }
@@ -227,24 +232,30 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     };
     instances.set(msg.id, inst);
     byPid.set(pid, { kind: 'instance', inst });
-    // Relay the result line as soon as it is complete: waiting for EOF would put the
-    // child's exit (tearing down a forked Node) on the response path.
+    if (inst.result) relayResult(inst.result, msg.id, pid, record);
+    send({ t: 'forked', id: msg.id, pid, forkUs });
+  };
+
+  /**
+   * Relay the result line as soon as it is complete: waiting for EOF would put the
+   * child's exit (tearing down a forked Node) on the response path.
+   */
+  const relayResult = (pipe: net.Socket, id: string, pid: number, record: boolean): void => {
     let out = '';
     let answered = false;
-    inst.result.setEncoding('utf8');
-    inst.result.on('data', (d: string) => {
+    pipe.setEncoding('utf8');
+    pipe.on('data', (d: string) => {
       out += d;
       for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
         const line = out.slice(0, nl + 1);
         out = out.slice(nl + 1);
-        const m = childLine(line, msg.id);
+        const m = childLine(line, id);
         if (m?.t === 'result' && !answered) { answered = true; conn.write(line); }
         else if (m?.t === 'touched' && record) onTouched(decodeRuns(m.runs));
       }
       if (out.length > MAX_RESULT_BYTES) { out = ''; try { sys.kill(pid, 9); } catch { /* gone */ } }
     });
-    inst.result.on('error', () => undefined);
-    send({ t: 'forked', id: msg.id, pid, forkUs });
+    pipe.on('error', () => undefined);
   };
 
   const forkSeed = (msg: Extract<ToSeed, { t: 'seed' }>): void => {
@@ -259,7 +270,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     if (pid === 0) {
       leaveSeed(conn, onChild);
       for (const inst of instances.values()) {
-        inst.result.destroy();
+        inst.result?.destroy();
         clearTimeout(inst.timer);
         if (inst.activateFd >= 0) sys.close(inst.activateFd);
       }
@@ -318,6 +329,11 @@ function leaveSeed(conn: net.Socket, onChild: () => void): void {
   conn.destroy();
 }
 
+/** spored's result FIFOs sit in results/ next to seeds.sock (also when reached through a dir fd). */
+function resultsDirOf(seedSocket: string): string {
+  return `${seedSocket.slice(0, seedSocket.lastIndexOf('/') + 1)}results/`;
+}
+
 /** A path to the same socket that survives mounts over its directory: /proc/self/fd/<dir>/<name>. */
 function socketViaDirFd(path: string): string {
   const slash = path.lastIndexOf('/');
@@ -361,7 +377,9 @@ function readRequest(fd: number): InvokeRequest {
   return JSON.parse(text) as InvokeRequest;
 }
 
-async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, resW: number, actR: number, record: FileRange[] | null): Promise<void> {
+async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, out: { pipe: number; fifo: string | null }, actR: number, record: FileRange[] | null): Promise<void> {
+  const resW = out.pipe;
+  let fifo = -1;
   const t0 = performance.now();
   // opened while still root: /proc/self turns root-owned once the ids drop
   let pagemap = -1;
@@ -371,7 +389,13 @@ async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Han
   const finish = (m: FromSeed): never => {
     timings.doneAt = performance.timeOrigin + performance.now();
     timings.minflt = process.resourceUsage().minorPageFault;
-    try { writeSync(resW, JSON.stringify(m) + '\n'); } catch { /* the seed is gone */ }
+    const line = JSON.stringify(m);
+    if (fifo >= 0 && m.t === 'result') {
+      // the token proves to spored that this line is ours
+      try { writeSync(fifo, `${line.slice(0, -1)},"token":${JSON.stringify(msg.bind.resultToken ?? '')}}\n`); } catch { /* reported as a crash */ }
+    } else if (resW >= 0) {
+      try { writeSync(resW, line + '\n'); } catch { /* the seed is gone */ }
+    }
     if (record && pagemap >= 0) {
       // after the answer, so recording is off the response path
       try { writeSync(resW, JSON.stringify({ t: 'touched', id: msg.id, runs: encodeRuns(presentRuns(record, pagemap)) }) + '\n'); } catch { /* best effort */ }
@@ -379,6 +403,9 @@ async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Han
     return sys.exit(0);
   };
   let phase: 'internal' | 'load' | 'handler' = 'internal';
+  // First, while still root (spored's FIFOs are root-only), so that even a failure to bind
+  // is reported through it.
+  if (out.fifo) { try { fifo = sys.open(out.fifo, sys.O.WRONLY | sys.O.CLOEXEC); } catch { /* reported as a crash */ } }
   // A handler whose promise never settles must run into its timeout, not let the loop
   // drain and exit quietly.
   setInterval(() => undefined, 1 << 30);
