@@ -595,8 +595,8 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       seccompFlags: seed.info.level === 2 ? 0 : this.seccompFlags,
       noNewPrivs: true,
     };
-    // Node instances hand their result straight to spored (the Python seed relays it)
-    const slot = seed.info.language === 'node' ? this.fifos?.acquire() ?? null : null;
+    // instances hand their result straight to spored; without a slot their seed relays it
+    const slot = this.fifos?.acquire() ?? null;
     const token = slot !== null ? randomBytes(16).toString('hex') : '';
     if (slot !== null) { bind.resultSlot = slot; bind.resultToken = token; }
     const [forked, forkedW] = deferred<{ pid: number; forkUs: number }>();

@@ -443,8 +443,12 @@ class Seed:
             return
         request = msg.get('request')
         r = w = ar = aw = None
+        # the result goes straight to spored's FIFO when it gave a slot (pools/result-fifos.ts)
+        slot = (msg.get('bind') or {}).get('resultSlot')
+        fifo = os.path.join(os.path.dirname(self.sock_path), 'results', str(int(slot))) if slot is not None else None
         try:
-            r, w = os.pipe()  # O_CLOEXEC: handler subprocesses do not inherit them
+            if fifo is None:
+                r, w = os.pipe()  # O_CLOEXEC: handler subprocesses do not inherit them
             if request is None:
                 ar, aw = os.pipe()
             ppid = os.getpid()
@@ -463,14 +467,16 @@ class Seed:
         if pid == 0:
             t0 = _perf()
             try:
-                self._instance(msg, t0, ppid, r, w, ar, aw)
+                self._instance(msg, t0, ppid, r, w, ar, aw, fifo)
             finally:
                 os._exit(70)
         t_fork = _perf()
-        os.close(w)
+        if w is not None:
+            os.close(w)
         if ar is not None:
             os.close(ar)
-        os.set_blocking(r, False)
+        if r is not None:
+            os.set_blocking(r, False)
         pidfd = os.pidfd_open(pid)
         c = Child(iid, pid, 'instance', pidfd, r, aw, msg.get('timeoutMs') or 0)
         if request is not None and c.timeout_ms > 0:
@@ -495,15 +501,22 @@ class Seed:
             c.deadline = _perf() + c.timeout_ms * 1000000
 
     # -- instance child (never returns)
-    def _instance(self, msg, t0, ppid, r, w, ar, aw):
+    def _instance(self, msg, t0, ppid, r, w, ar, aw, fifo):
         lib = libc()
         lib.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
         if os.getppid() != ppid:
             os._exit(1)
         self._close_inherited()
-        os.close(r)
+        if r is not None:
+            os.close(r)
         if aw is not None:
             os.close(aw)
+        if fifo is not None:
+            # while still root (the FIFOs are root-only), before anything can fail
+            try:
+                w = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)
+            except OSError:
+                os._exit(71)
         env = msg.get('env')
         if env:
             os.environ.update(env)
@@ -529,12 +542,15 @@ class Seed:
             out['value'] = None
             out['error'] = _errinfo('internal', e)
             code = 1
+        if fifo is not None:
+            out['token'] = (msg.get('bind') or {}).get('resultToken') or ''
+            code = 0  # the result says how it went; exit 0 tells spored to wait for the line
         try:
             data = json.dumps(out, separators=(',', ':')).encode() + b'\n'
         except Exception as e:
             data = json.dumps({'t': 'result', 'id': iid, 'ok': False, 'value': None,
                                'error': {'kind': 'internal', 'message': str(e), 'stack': None},
-                               'timings': timings}).encode() + b'\n'
+                               'timings': timings, 'token': out.get('token')}).encode() + b'\n'
         try:
             while data:
                 n = os.write(w, data)
