@@ -57,6 +57,7 @@ const SYS = {
 
 // --- raw bindings -------------------------------------------------------------------
 const c = {
+  getrandom: lib.func('long getrandom(_Out_ uint8_t *, size_t, unsigned int)'),
   malloc_trim: lib.func('int malloc_trim(size_t)'),
   fork: lib.func('int fork()'),
   _exit: lib.func('void _exit(int)'),
@@ -113,6 +114,11 @@ function check(name: string, rc: number | bigint, detail?: string): number {
 export function fork(): number { return check('fork', c.fork()); }
 export function exit(code: number): never { c._exit(code); throw new Error('unreachable'); }
 export function getpid(): number { return c.getpid(); }
+/** Fill `buf` from the kernel's CSPRNG (getrandom(2)); no OpenSSL state involved. */
+export function getrandom(buf: Buffer): void {
+  const n = Number(c.getrandom(buf, buf.length, 0));
+  if (n !== buf.length) throw new SyscallError('getrandom', n < 0 ? koffi.errno() : 5, `${n} of ${buf.length} bytes`);
+}
 /** Give free malloc pages back to the kernel (glibc malloc_trim); returns whether any were. */
 export function mallocTrim(): boolean { return c.malloc_trim(0) === 1; }
 export function setsid(): number { return check('setsid', c.setsid()); }

@@ -39,7 +39,9 @@ function afterForkInChild(): void {
  * keeps a batch of pre-generated UUIDs, so randomUUID must not come from that cache.
  */
 export function reseed(): void {
-  const seed = randomBytes(16);
+  // from the kernel: OpenSSL's own state is reseeded lazily, by the handler's first use
+  const seed = Buffer.allocUnsafe(16);
+  sys.getrandom(seed);
   let s0 = seed.readBigUInt64LE(0) | 1n;
   let s1 = seed.readBigUInt64LE(8) | 2n;
   const MASK = (1n << 64n) - 1n;
