@@ -46,6 +46,8 @@ interface SeedRec {
   ready: Promise<void>;
   readyWaiter: Waiter<void>;
   inflight: number;
+  /** a connection was bound once; a seed is never claimed again after that */
+  connected: boolean;
 }
 
 interface InstRec {
@@ -226,12 +228,15 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         // Function init code runs inside L2 seeds and can open connections of its own:
         // a hello binds only a seed that is still starting and has no connection, once.
         const claimed = rec === null ? this.seeds.get(m.id) ?? null : null;
-        if (!claimed || claimed.conn !== null || claimed.info.state !== 'starting' || claimed.info.level === 0) {
+        // (its parent's exit report can come first: a seed whose init code failed exits
+        // right after saying why, so 'failed' without a connection still takes one)
+        if (!claimed || claimed.connected || claimed.info.level === 0 || (claimed.info.state !== 'starting' && claimed.info.state !== 'failed')) {
           if (claimed) this.o.log.warn({ seed: m.id, state: claimed.info.state }, 'refused a second hello for a seed');
           c.destroy();
           return;
         }
         rec = claimed;
+        rec.connected = true;
         rec.conn = c;
         rec.info.pid = m.pid;
         return;
@@ -298,7 +303,14 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         const inst = this.instances.get(m.id);
         if (inst) { if (inst.seed === rec) this.onExit(inst, m); return; }
         const child = this.seeds.get(m.id);
-        if (child && child.info.parent === rec.info.id && child.info.state !== 'deleting') { child.info.state = 'failed'; child.info.error ??= `seed exited (code ${m.code}, signal ${m.signal})`; }
+        if (child && child.info.parent === rec.info.id && child.info.state !== 'deleting') {
+          const starting = child.info.state === 'starting';
+          child.info.state = 'failed';
+          child.info.error ??= `seed exited (code ${m.code}, signal ${m.signal})`;
+          // Its own 'failed' (with the reason) normally follows on its connection; if none
+          // comes, the deploy fails with the exit instead of waiting out the ready timeout.
+          if (starting) setTimeout(() => child.readyWaiter.reject(new FailedPrecondition(`seed ${child.info.id} exited before it was ready (code ${m.code}, signal ${m.signal})`)), 1000).unref();
+        }
         return;
       }
       default:
@@ -347,7 +359,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const [ready, readyWaiter] = deferred<void>();
     const rec: SeedRec = {
       info: { ...partial, pid: 0, state: 'starting', forks: 0, createdAt: new Date().toISOString(), initMs: 0, memory: null, error: null },
-      conn: null, ready, readyWaiter, inflight: 0,
+      conn: null, ready, readyWaiter, inflight: 0, connected: false,
     };
     this.seeds.set(rec.info.id, rec);
     return rec;

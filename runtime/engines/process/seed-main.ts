@@ -22,8 +22,28 @@ const pending = new Map<string, Pending>();
 let ownPidNs = -1;
 let lastForkTimings: Record<string, number> = {};
 
+/** false in an L1 seed forked from here: it inherits this process's pending work */
+let isRoot = true;
+
 function send(msg: SeedReply): void {
-  if (process.send) process.send(msg);
+  if (isRoot && process.send && process.connected) process.send(msg);
+}
+
+/**
+ * In a language seed just forked from the root seed: drop the root's in-flight container
+ * set-ups. Their promises live on in the copied heap and would otherwise resume here,
+ * replying on a closed channel (an uncaught error that killed the new seed) or driving
+ * sandboxes that belong to the root.
+ */
+function leaveRoot(): void {
+  isRoot = false;
+  for (const p of pending.values()) {
+    if (p.startW >= 0) { try { sys.close(p.startW); } catch { /* closed */ } p.startW = -1; }
+    p.waiter = null;
+    p.status.destroy();
+  }
+  pending.clear();
+  exitWaiters.clear();
 }
 
 function nextStatus(p: Pending): Promise<ChildStatus | null> {
@@ -121,13 +141,15 @@ async function start(seq: number, key: string): Promise<void> {
     send({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
     return;
   }
-  // The executable was resolved during setup; what is left can only fail in rare ways
-  // (permissions, a seccomp profile denying execve), which show up as exit status 127
-  // with the reason on the container's stderr-side log. So Start does not wait for exec.
-  send({ type: 'reply', seq, ok: true, pid: p.pid });
+  // Start answers once the process is the container's own program: the status pipe is
+  // close-on-exec, so its EOF means execve happened. Answering earlier let an exec right
+  // after Start see the seed's code as pid 1. What can still fail here (permissions, a
+  // seccomp profile denying execve) shows up as exit status 127 with the reason on the
+  // container's stderr, as before.
   const st = await nextStatus(p);
   drop(key, p);
   if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.phase}: ${st.message}\n`);
+  send({ type: 'reply', seq, ok: true, pid: p.pid });
 }
 
 function drop(key: string, p: Pending): void {
@@ -172,6 +194,7 @@ async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promis
       const { runSeed } = await import('../../../seeds/node/seed.js');
       pid = forkNode();
       if (pid === 0) {
+        leaveRoot();
         process.removeAllListeners('disconnect');
         process.removeAllListeners('message');
         process.removeAllListeners('SIGCHLD');
