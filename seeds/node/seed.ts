@@ -10,6 +10,7 @@ import * as sys from '../../runtime/sys/libc.js';
 import type { Bind, FromSeed, InvokeRequest, ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
 import { onJsonLines } from '../../runtime/lines.js';
+import { MAX_RESULT_LINE } from '../../pools/result-fifos.js';
 import { clipRuns, decodeRuns, encodeRuns, inheritFilePageTables, mergeRuns, ownFileRanges, populate, presentRuns, type FileRange, type PageRun, type PrefillMode } from '../prefill.js';
 
 type Handler = (event: unknown, context: unknown) => unknown;
@@ -206,13 +207,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     }
     if (pid === 0) {
       leaveSeed(conn, onChild);
-      // Siblings' pipes must not reach handler code: it could read their results or
-      // write requests into parked ones.
-      for (const other of instances.values()) {
-        clearTimeout(other.timer);
-        other.result?.destroy();
-        if (other.activateFd >= 0) sys.close(other.activateFd);
-      }
+      dropInherited(instances);
       if (resR >= 0) sys.close(resR);
       if (actW >= 0) sys.close(actW);
       void runInstance(msg, handler, { pipe: resW, fifo }, actR, record ? prefill.ranges : null);
@@ -253,7 +248,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
         if (m?.t === 'result' && !answered) { answered = true; conn.write(line); }
         else if (m?.t === 'touched' && record) onTouched(decodeRuns(m.runs));
       }
-      if (out.length > MAX_RESULT_BYTES) { out = ''; try { sys.kill(pid, 9); } catch { /* gone */ } }
+      if (out.length > MAX_RESULT_LINE) { out = ''; try { sys.kill(pid, 9); } catch { /* gone */ } }
     });
     pipe.on('error', () => undefined);
   };
@@ -269,11 +264,7 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
     }
     if (pid === 0) {
       leaveSeed(conn, onChild);
-      for (const inst of instances.values()) {
-        inst.result?.destroy();
-        clearTimeout(inst.timer);
-        if (inst.activateFd >= 0) sys.close(inst.activateFd);
-      }
+      dropInherited(instances);
       if (msg.env) Object.assign(process.env, msg.env);
       if (handler) {
         // A replica of a function seed: the function is loaded (and filtered) already;
@@ -303,7 +294,18 @@ export async function runSeed(opts: SeedOptions): Promise<void> {
   send({ t: 'ready', id: opts.id, initMs: Math.round((performance.now() - t0) * 1000) / 1000 });
 }
 
-const MAX_RESULT_BYTES = 64 * 1024 * 1024;
+/**
+ * In a fresh child: the seed's other instances are not ours. Their pipes must not reach
+ * handler code (it could read their results or write requests into parked ones).
+ */
+function dropInherited(instances: Map<string, Instance>): void {
+  for (const other of instances.values()) {
+    clearTimeout(other.timer);
+    other.result?.destroy();
+    if (other.activateFd >= 0) sys.close(other.activateFd);
+  }
+  instances.clear();
+}
 
 /**
  * A line from an instance's pipe. Handler code can write to that pipe too, so only a
