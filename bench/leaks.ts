@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SeedClient } from '../runtime/engines/process/seed-client.js';
-import { ProcessFunctionRuntime } from '../seeds/runtime.js';
+import { ProcessFunctionRuntime } from '../functions/runtime.js';
 import { detectCgroupLayout } from '../pools/cgroups.js';
 import { repoRoot } from '../integration/harness.js';
 
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync('/tmp/spore-leaks-');
   const l0 = new SeedClient();
   await l0.start();
-  const rt = new ProcessFunctionRuntime({ runDir: dir, layout: detectCgroupLayout(), l0, log: pino({ level: 'error' }), netnsPoolSize: 16, cgroupPoolSize: 16 });
+  const rt = new ProcessFunctionRuntime({ runDir: dir, layout: detectCgroupLayout(), l0, log: pino({ level: 'error' }), stateDir: join(dir, 'state'), cgroupPoolSize: 16 });
   const ex = join(repoRoot, 'examples');
   let ok = 0;
   let failed = 0;
@@ -63,14 +63,14 @@ async function main(): Promise<void> {
     }));
     await new Promise((r) => setTimeout(r, 1000)); // exits after the last responses
     global.gc?.();
-    const pools = rt.pools() as { cgroups: { free: number; target: number; inUse: number }; netns: { free: number; size: number }; results: { inUse: number } };
+    const pools = rt.pools() as { cgroups: { free: number; target: number; inUse: number }; functions: Record<string, { inUse: number; waiting: number }> };
     const seedPids = new Set(rt.listSeeds().map((s) => s.pid).filter((p) => p > 0));
     Object.assign(report, {
       invocations: n, ok, failed, seconds: Math.round((performance.now() - t0) / 100) / 10,
       instancesLeft: rt.listInstances().length,
       // children of seeds that are not seeds themselves: live instances
       strayChildren: childrenOf(seedPids),
-      cgroupsInUse: pools.cgroups.inUse, netnsFree: `${pools.netns.free}/${pools.netns.size}`, resultSlotsInUse: pools.results.inUse,
+      cgroupsInUse: pools.cgroups.inUse, tmpSlotsInUse: Object.values(pools.functions).reduce((a, f) => a + f.inUse, 0),
       fdsBefore: fds0, fdsAfter: readdirSync('/proc/self/fd').length,
       rssKiBBefore: rss0, rssKiBAfter: rssKiB(), heapKiBBefore: heap0, heapKiBAfter: heapKiB(),
     });

@@ -6,14 +6,15 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgument, ResourceExhausted } from '../runtime/errors.js';
-import type { FunctionSpec, InvokeOptions, Language, SeedLevel } from '../runtime/fri/types.js';
+import type { FunctionSpec, InvokeOptions, Language, PackageArchive, PackageFormat, SeedLevel } from '../runtime/fri/types.js';
 import type { RemoteFunctionRuntime } from '../runtime/fri/client.js';
 import {
-  DEFAULT_HANDLER, DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_MS, validateEvent, validateFunctionName, validateFunctionSpec,
+  DEFAULT_HANDLER, DEFAULT_MEMORY_MIB, DEFAULT_PACKAGE_HANDLER, DEFAULT_TIMEOUT_MS, MAX_PACKAGE_BYTES, validateEvent,
+  validateFunctionName, validateFunctionSpec, validateTailBytes,
 } from '../runtime/fri/validate.js';
 import { UsageError, envFlags, intFlag } from './args.js';
 import type { FlagSpec, Parsed } from './args.js';
-import { formatInvoke, functionsTable, instancesTable, invokeJson, seedsTable } from './format.js';
+import { formatDeployed, formatLogs, functionsTable, instancesTable, invokeJson, formatInvoke, seedsTable } from './format.js';
 
 export interface CliIo {
   stdout(s: string): void;
@@ -74,6 +75,26 @@ function readInput(ctx: Ctx, file: string, what: string): string {
   }
 }
 
+/** A package archive's format from its name (.zip, .tar.gz, .tgz); null for anything else. */
+export function packageFormatOfFile(file: string): PackageFormat | null {
+  const f = file.toLowerCase();
+  if (f.endsWith('.zip')) return 'zip';
+  if (f.endsWith('.tar.gz') || f.endsWith('.tgz')) return 'tar.gz';
+  return null;
+}
+
+function readPackage(ctx: Ctx, file: string): Uint8Array {
+  const abs = path.resolve(ctx.io.cwd, file);
+  try {
+    const size = fs.statSync(abs).size;
+    if (size > MAX_PACKAGE_BYTES) throw new UsageError(`package ${file} is ${size} bytes; the limit is ${MAX_PACKAGE_BYTES} bytes (${MAX_PACKAGE_BYTES / 1048576} MiB)`);
+    return fs.readFileSync(abs);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`cannot read package ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
 /** node for .js/.mjs/.cjs, python for .py; null when the extension says nothing. */
 export function languageOfFile(file: string): Language | null {
   const ext = path.extname(file).toLowerCase();
@@ -84,47 +105,88 @@ export function languageOfFile(file: string): Language | null {
 
 const deploy: Command = {
   name: 'deploy',
-  summary: 'register a function (or replace it) and build its seed',
-  usage: `spore deploy <name> --file F [--runtime node|python] [--handler NAME] [--memory MiB] [--timeout MS] [--env K=V]...
+  summary: 'register a function (or replace it with a new version) and build its seed',
+  usage: `spore deploy <name> --file F.js|F.py [--runtime node|python] [--handler NAME] [options]
+       spore deploy <name> --runtime node|python --dir DIR [--handler MODULE.FUNCTION] [options]
+       spore deploy <name> --runtime node|python --file PKG.zip|PKG.tar.gz|PKG.tgz [--handler MODULE.FUNCTION] [options]
        spore deploy <name> --runtime vm [--timeout MS]
 
-  --file F        module source (Node: module.exports.handler = async (event, context) => result;
-                  Python: def handler(event, context): return result)
-  --runtime R     node or python (default: from the file extension); vm: no --file, the function
-                  is spore's built-in seed guest in a forked microVM (result: a checksum of the event)
-  --handler NAME  exported handler (default ${DEFAULT_HANDLER})
+A single file is one module; a package is a directory tree (Node: package.json + node_modules;
+Python: modules and vendored packages) that the function sees read-only at /var/task, as on
+Lambda. Deploying a name again makes a new version: new invocations go to it while the old one
+finishes what it has in flight.
+
+  --file F        single file: the module source (Node: module.exports.handler = async (event,
+                  context) => result; Python: def handler(event, context): return result);
+                  a .zip, .tar.gz or .tgz file is a package, sent as is (at most ${MAX_PACKAGE_BYTES / 1048576} MiB)
+  --dir DIR       package: DIR's whole contents (node_modules and dotfiles included), packed as
+                  tar.gz; symlinks must stay inside DIR; at most ${MAX_PACKAGE_BYTES / 1048576} MiB packed, 250 MiB
+                  unpacked, 20000 entries
+  --runtime R     node or python (single file default: from the extension; required for a
+                  package); vm: no --file, the function is spore's built-in seed guest in a
+                  forked microVM (result: a checksum of the event)
+  --handler H     single file: the exported function (default ${DEFAULT_HANDLER});
+                  package: MODULE.FUNCTION, MODULE a path below the package root without
+                  extension (default ${DEFAULT_PACKAGE_HANDLER.node} for node = index.js's export "handler",
+                  ${DEFAULT_PACKAGE_HANDLER.python} for python = main.py's "handler"; e.g. src/app.main)
   --memory MiB    memory limit (default ${DEFAULT_MEMORY_MIB})
   --timeout MS    timeout in milliseconds (default ${DEFAULT_TIMEOUT_MS})
   --env K=V       environment variable for the function; repeatable
   --json          print the deployed function as JSON`,
   flags: {
-    file: { value: true }, runtime: { value: true }, handler: { value: true }, memory: { value: true },
+    file: { value: true }, dir: { value: true }, runtime: { value: true }, handler: { value: true }, memory: { value: true },
     timeout: { value: true }, env: { value: true, repeat: true },
   },
   async run(ctx) {
     const name = onePositional(ctx, 'name');
     const file = ctx.args.get('file');
+    const dir = ctx.args.get('dir');
     const rt = ctx.args.get('runtime');
     if (rt !== undefined && rt !== 'node' && rt !== 'python' && rt !== 'vm') throw new UsageError(`--runtime must be node, python or vm, got ${JSON.stringify(rt)}`);
-    if (file === undefined && rt !== 'vm') throw new UsageError('missing --file F (the function module)');
-    if (file !== undefined && rt === 'vm') throw new UsageError('--runtime vm takes no --file: a vm function runs spore\'s built-in seed guest');
-    const language = (rt as Language | undefined) ?? languageOfFile(file ?? '');
-    if (language === null) throw new UsageError(`cannot tell the runtime of ${file ?? ''} from its extension; pass --runtime node|python`);
+    if (file !== undefined && dir !== undefined) throw new UsageError('give --file or --dir, not both');
+    if (file === undefined && dir === undefined && rt !== 'vm') throw new UsageError('missing --file F (a module, or a .zip/.tar.gz package) or --dir DIR (a package directory)');
+    if ((file !== undefined || dir !== undefined) && rt === 'vm') throw new UsageError(`--runtime vm takes no ${file !== undefined ? '--file' : '--dir'}: a vm function runs spore's built-in seed guest`);
+    const format = dir !== undefined ? 'tar.gz' : file !== undefined ? packageFormatOfFile(file) : null;
+    let language: Language | null;
+    let code = '';
+    let pkg: PackageArchive | null = null;
+    let handler: string;
+    if (format !== null) {
+      const what = dir !== undefined ? `--dir ${dir}` : `--file ${file ?? ''}`;
+      if (rt === undefined) throw new UsageError(`${what} is a package: pass --runtime node|python`);
+      language = rt as Language;
+      handler = ctx.args.get('handler') ?? DEFAULT_PACKAGE_HANDLER[rt as 'node' | 'python'];
+      let data: Uint8Array;
+      if (dir !== undefined) {
+        // Loaded on use: tar is only needed here.
+        const { packDirectory } = await import('../functions/packages.js');
+        try {
+          data = await packDirectory(path.resolve(ctx.io.cwd, dir));
+        } catch (e) {
+          if (e instanceof InvalidArgument || e instanceof ResourceExhausted) throw new UsageError(`--dir ${dir}: ${e.message}`);
+          throw e;
+        }
+      } else data = readPackage(ctx, file ?? '');
+      pkg = { format, data };
+    } else {
+      language = (rt as Language | undefined) ?? languageOfFile(file ?? '');
+      if (language === null) throw new UsageError(`cannot tell the runtime of ${file ?? ''} from its extension; pass --runtime node|python (packages: .zip, .tar.gz, .tgz, or --dir)`);
+      code = file === undefined ? '' : readInput(ctx, file, 'file');
+      handler = ctx.args.get('handler') ?? DEFAULT_HANDLER;
+    }
     const spec: FunctionSpec = asUsage(() => validateFunctionSpec({
       name,
       language,
-      code: file === undefined ? '' : readInput(ctx, file, 'file'),
-      handler: ctx.args.get('handler') ?? DEFAULT_HANDLER,
+      code,
+      package: pkg,
+      handler,
       memoryMiB: intFlag(ctx.args, 'memory', DEFAULT_MEMORY_MIB),
       timeoutMs: intFlag(ctx.args, 'timeout', DEFAULT_TIMEOUT_MS),
       env: envFlags(ctx.args.all('env')),
     }));
     const info = await (await ctx.client()).deploy(spec);
     if (ctx.json) printJson(ctx, info);
-    else {
-      ctx.io.stdout(`deployed ${info.name} (${info.language}, handler ${info.handler}, ${info.memoryMiB} MiB, ${info.timeoutMs} ms, ${info.codeBytes} bytes)\n`);
-      ctx.io.stdout(`seed: ${info.seedId ?? 'not built yet (the first invocations fork the language seed)'}\n`);
-    }
+    else ctx.io.stdout(formatDeployed(info, spec.package ? spec.package.format : null));
     return 0;
   },
 };
@@ -196,14 +258,35 @@ const ps: Command = {
 
 const functions: Command = {
   name: 'functions',
-  summary: 'list deployed functions',
-  usage: 'spore functions [--json]',
+  summary: 'list deployed functions (versions, package digests)',
+  usage: `spore functions [--json]
+
+One line per function: its active version and package digest (short). Versions that were
+replaced but still finish in-flight invocations are listed below, under "retiring versions".`,
   flags: {},
   async run(ctx) {
     noPositionals(ctx);
     const list = await (await ctx.client()).listFunctions();
     if (ctx.json) printJson(ctx, list);
     else ctx.io.stdout(list.length ? functionsTable(list) : 'no functions\n');
+    return 0;
+  },
+};
+
+const logs: Command = {
+  name: 'logs',
+  summary: "print a function's captured stdout/stderr",
+  usage: `spore logs <name> [--tail BYTES] [--json]
+
+  --tail BYTES  at most the last BYTES bytes, from a line start (default: spored's, 64 KiB)
+  --json        print {"name", "text"} as one JSON line`,
+  flags: { tail: { value: true } },
+  async run(ctx) {
+    const name = asUsage(() => validateFunctionName(onePositional(ctx, 'name')));
+    const tail = ctx.args.has('tail') ? asUsage(() => validateTailBytes(intFlag(ctx.args, 'tail', 0))) : undefined;
+    const text = await (await ctx.client()).logs(name, tail);
+    if (ctx.json) printJson(ctx, { name, text });
+    else ctx.io.stdout(formatLogs(text));
     return 0;
   },
 };
@@ -261,4 +344,4 @@ With --json a benchmark ends its output with one JSON line of the figures.`,
   },
 };
 
-export const COMMANDS: readonly Command[] = [deploy, invoke, seeds, ps, functions, rm, bench];
+export const COMMANDS: readonly Command[] = [deploy, invoke, seeds, ps, functions, logs, rm, bench];

@@ -1,6 +1,6 @@
 // Human-readable output for `spore`: durations, the phase table and plain aligned tables.
 // Pure functions, so output is testable without a daemon.
-import type { FunctionInfo, InstanceInfo, InvokeResult, PhaseTimings, SeedInfo } from '../runtime/fri/types.js';
+import type { FunctionInfo, InstanceInfo, InvokeResult, PackageFormat, PhaseTimings, SeedInfo } from '../runtime/fri/types.js';
 
 /** Microseconds -> "850 µs" below a millisecond, else "1.23 ms" (two decimals). */
 export function formatMicros(us: number): string {
@@ -91,13 +91,49 @@ export function instancesTable(instances: readonly InstanceInfo[]): string {
   );
 }
 
+/** A package digest as shown in tables: the first 12 hex digits (like short git hashes). */
+export function shortDigest(d: string): string {
+  return d === '' ? '-' : d.slice(0, 12);
+}
+
+/**
+ * `spore functions`: one row per function (its active version), then, when any function has
+ * more than one live version, the retiring ones with their in-flight invocations.
+ */
 export function functionsTable(fns: readonly FunctionInfo[]): string {
-  return table(
-    ['NAME', 'RUNTIME', 'HANDLER', 'MEMORY', 'TIMEOUT', 'CODE', 'SEED', 'INVOCATIONS', 'DEPLOYED'],
+  let out = table(
+    ['NAME', 'RUNTIME', 'HANDLER', 'VERSION', 'DIGEST', 'MEMORY', 'TIMEOUT', 'CODE', 'SEED', 'INVOCATIONS', 'DEPLOYED'],
     fns.map((f) => [
-      f.name, f.language, f.handler, `${f.memoryMiB} MiB`, `${f.timeoutMs} ms`, `${f.codeBytes} B`,
-      dash(f.seedId), String(f.invocations), f.deployedAt,
+      f.name, f.language, f.handler, String(f.version), shortDigest(f.packageDigest), `${f.memoryMiB} MiB`, `${f.timeoutMs} ms`,
+      `${f.codeBytes} B`, dash(f.seedId), String(f.invocations), f.deployedAt,
     ]),
-    [false, false, false, true, true, true, false, true, false],
+    [false, false, false, true, false, true, true, true, false, true, false],
   );
+  const retiring = fns.flatMap((f) => (f.versions.length > 1 ? f.versions.filter((v) => v.state !== 'active').map((v) => ({ f, v })) : []));
+  if (retiring.length > 0) {
+    out += `\nretiring versions (finishing in-flight invocations):\n${table(
+      ['NAME', 'VERSION', 'DIGEST', 'INFLIGHT', 'SEEDS', 'DEPLOYED'],
+      retiring.map(({ f, v }) => [f.name, String(v.version), shortDigest(v.packageDigest), String(v.inflight), v.seedIds.join(',') || '-', v.deployedAt]),
+      [false, true, false, true, false, false],
+    )}`;
+  }
+  return out;
+}
+
+/** `spore deploy`'s human output; `format` is the package's when one was deployed. */
+export function formatDeployed(info: FunctionInfo, format: PackageFormat | null): string {
+  const size = format === null ? `${info.codeBytes} bytes` : `${format} package, ${info.codeBytes} bytes`;
+  const digest = info.packageDigest === '' ? '' : `, digest ${shortDigest(info.packageDigest)}`;
+  let out = `deployed ${info.name} version ${info.version} (${info.language}, handler ${info.handler}, ${info.memoryMiB} MiB, ${info.timeoutMs} ms, ${size}${digest})\n`;
+  out += `seed: ${info.seedId ?? 'not built yet (the first invocations fork the language seed)'}\n`;
+  const retiring = info.versions.filter((v) => v.state !== 'active');
+  if (retiring.length > 0) {
+    out += `retiring: ${retiring.map((v) => `version ${v.version} (${v.inflight} in flight)`).join(', ')}\n`;
+  }
+  return out;
+}
+
+/** `spore logs`: the text as is, ending with a newline (nothing at all for no logs). */
+export function formatLogs(text: string): string {
+  return text === '' || text.endsWith('\n') ? text : `${text}\n`;
 }

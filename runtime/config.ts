@@ -15,11 +15,12 @@ export interface DaemonConfig {
   cgroupParent: string;
   /** function runtime: FRI gRPC + gateway + seed tree; off leaves only the OCI path */
   fri: boolean;
-  netnsPool: number;
+  /** function packages (content-addressed) live under <stateDir>/packages */
+  stateDir: string;
   cgroupPool: number;
   l2Replicas: number;
-  /** page-table prefill in Node function seeds (seeds/prefill.ts) */
-  prefill: 'off' | 'inherit' | 'record';
+  /** instances of one function at a time (its /tmp slots); more callers wait */
+  functionConcurrency: number;
 }
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -40,21 +41,13 @@ export function parseFlags(argv: string[]): Record<string, string> {
   return out;
 }
 
-const KNOWN = new Set(['run-dir', 'ttrpc-socket', 'fri-socket', 'gateway', 'containerd-ttrpc', 'log', 'log-level', 'cgroup-parent', 'fri', 'netns-pool', 'cgroup-pool', 'l2-replicas', 'prefill']);
+const KNOWN = new Set(['run-dir', 'state-dir', 'ttrpc-socket', 'fri-socket', 'gateway', 'containerd-ttrpc', 'log', 'log-level', 'cgroup-parent', 'fri', 'cgroup-pool', 'l2-replicas', 'function-concurrency']);
 
 function count(name: string, v: string | undefined, dflt: number, max: number): number {
   if (v === undefined || v === '') return dflt;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgument(`--${name} must be an integer between 0 and ${max}, got ${JSON.stringify(v)}`);
   return n;
-}
-
-// Off by default: on this PVM host it removes ~200 faults per Node instance but fork pays
-// as much for the extra entries (bench/prefill.ts; README).
-function prefillMode(v: string | undefined): DaemonConfig['prefill'] {
-  if (v === undefined || v === '') return 'off';
-  if (v === 'off' || v === 'inherit' || v === 'record') return v;
-  throw new InvalidArgument(`--prefill must be off, inherit or record, got ${JSON.stringify(v)}`);
 }
 
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
@@ -71,9 +64,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     logLevel: f['log-level'] ?? env.SPORE_LOG_LEVEL ?? 'info',
     cgroupParent: f['cgroup-parent'] ?? env.SPORE_CGROUP_PARENT ?? '/spore',
     fri: (f.fri ?? env.SPORE_FRI ?? 'on') !== 'off',
-    netnsPool: count('netns-pool', f['netns-pool'] ?? env.SPORE_NETNS_POOL, 32, 1024),
+    stateDir: f['state-dir'] ?? env.SPORE_STATE_DIR ?? '/var/lib/spore',
     cgroupPool: count('cgroup-pool', f['cgroup-pool'] ?? env.SPORE_CGROUP_POOL, 32, 4096),
     l2Replicas: count('l2-replicas', f['l2-replicas'] ?? env.SPORE_L2_REPLICAS, 2, 16) || 1,
-    prefill: prefillMode(f.prefill ?? env.SPORE_PREFILL),
+    functionConcurrency: count('function-concurrency', f['function-concurrency'] ?? env.SPORE_FUNCTION_CONCURRENCY, 32, 1024) || 1,
   };
 }

@@ -13,7 +13,7 @@ import { TaskManager, type TaskEvents } from './task/tasks.js';
 import { taskService } from './task/service.js';
 import { TtrpcServer } from './ttrpc/server.js';
 import type { ServiceImplementationFor } from './ttrpc/server.js';
-import { ProcessFunctionRuntime } from '../seeds/runtime.js';
+import { ProcessFunctionRuntime } from '../functions/runtime.js';
 import { VmFunctions } from '../seeds/vm-functions.js';
 import { CompositeFunctionRuntime } from '../seeds/composite.js';
 import { startFri, type FriHandle } from './fri/index.js';
@@ -128,8 +128,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
 async function startFunctions(config: DaemonConfig, layout: CgroupLayout, seed: SeedClient, log: Logger): Promise<{ rt: ProcessFunctionRuntime; vm: VmFunctions; fri: FriHandle } | null> {
   const t0 = performance.now();
   const rt = new ProcessFunctionRuntime({
-    runDir: config.runDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
-    netnsPoolSize: config.netnsPool, cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas, prefill: config.prefill,
+    runDir: config.runDir, stateDir: config.stateDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
+    cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas, slotsPerFunction: config.functionConcurrency,
   });
   try {
     await rt.start();

@@ -40,3 +40,4 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 else
   log "node_modules up to date"
 fi
+scripts/example-deps.sh  # example packages: examples/nunjucks (npm ci), examples/py-template (vendored jinja2)

@@ -53,6 +53,10 @@ export class CompositeFunctionRuntime implements FunctionRuntime {
     return this.vm.hasFunction(name) ? this.vm.remove(name) : this.process.remove(name);
   }
 
+  logs(name: string, tailBytes?: number): Promise<string> {
+    return this.vm.hasFunction(name) ? this.vm.logs(name) : this.process.logs(name, tailBytes);
+  }
+
   listFunctions(): FunctionInfo[] {
     return [...this.process.listFunctions(), ...this.vm.listFunctions()];
   }

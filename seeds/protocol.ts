@@ -1,46 +1,112 @@
 // Wire protocol between spored and language seeds (Node and Python), identical for both.
 //
-// Transport: every L1/L2 seed connects to spored's seed socket ($SPORE_RUN_DIR/seeds.sock,
-// a unix stream socket) right after it comes to life and sends `hello`. Frames are one
-// JSON object per line ('\n'-terminated, UTF-8). Binary data (seccomp BPF) is base64.
+// Transport: a unix stream socket per seed. L1 (language) seeds connect to spored's
+// seeds.sock and say `hello`; spored checks the peer with SO_PEERCRED. Every other seed
+// (an L2 function seed, or a replica of one) is handed its connection: spored makes a
+// socketpair and passes one end, as SCM_RIGHTS, with the `seed` message to the parent
+// seed, so no path inside a sandbox leads back to spored. Frames are one JSON object per
+// line ('\n'-terminated, UTF-8). A message that carries fds says how many (`nfds`); the
+// receiver takes that many from the fds received so far, in arrival order (unix(7)
+// delivers them with the first byte of the message they were sent with).
 //
-// A seed is single-threaded and serves one request at a time; forks are its only heavy
-// work. It is the parent of its instances and child seeds: it reaps them and reports
-// their exits, enforces instance timeouts, and relays instance results. An instance talks
-// only to its seed (through a pipe the seed created before fork), never to spored.
+// A seed is single-threaded and serves one message at a time; forks are its only heavy
+// work. It is the parent of its instances and child seeds: it reaps them (pidfds), reports
+// their exits and enforces instance timeouts. Pids a seed reports are in its own pid
+// namespace; spored never trusts them for anything but matching: it resolves host pids
+// itself (/proc/<seed>/task/*/children + NSpid) before acting on a process.
 //
-// Instance life: `fork` -> (seed forks) -> `forked` -> [if no request was attached:
-// `activate`] -> child binds resources, runs the handler -> `result` -> child _exits ->
-// `exit`. `kill` ends an instance early. The child applies `bind` in this order:
-// cgroup (write "0" to each cgroupProcs file), netns (setns on the path), then
-// uniqueness re-init (random generators, uuid caches), then seccomp (after
-// PR_SET_NO_NEW_PRIVS), then the handler. Timings are microseconds from the child's
-// first instruction after fork.
+// Function lineage (issue 9): an L1 seed builds the lineage's sandbox in a fork of itself
+// (`seed` with `sandbox`: a SandboxPlan, applied by the seed language's executor) before
+// any function code runs; the new L2 seed is pid 1 of the lineage's pid namespace and
+// runs the function's init code with no capability. Replicas are forks of it.
 //
-// Child seeds: `seed` asks a seed to fork a child that becomes a new seed: the child
-// re-initializes uniqueness state, closes the parent's connection, connects anew to
-// seeds.sock, sends `hello` with the new id, loads the function module (top-level code
-// runs once, here) and sends `ready` (or `failed` with the load error). The parent
-// reports `forked` with the child's pid.
+// Instance life: `fork` (+1 fd: the instance's channel, one end of a socketpair spored
+// made) -> the seed forks -> `forked` -> the child binds its per-instance parts (its /tmp
+// slot, a Landlock layer of its own) needing no privilege, then reads its request from
+// the channel; spored sends it only after moving the instance into its cgroup -> the
+// handler runs -> the child writes one result line to the channel and _exits -> the seed
+// reports `exit`. Requests and results never pass through the seed.
 
-export interface Bind {
+/** Where a sandbox mount step comes from and goes (paths inside the sandbox start with '/'). */
+export type SandboxStep =
+  /** mkdir -p inside the new root */
+  | { op: 'dir'; path: string; mode: number }
+  /** a regular file with fixed content (e.g. /etc/passwd) */
+  | { op: 'file'; path: string; mode: number; content: string }
+  | { op: 'symlink'; path: string; target: string }
+  /** bind mount a host path (file or dir) and remount it with `flags` (MS_RDONLY|MS_NOSUID|...) */
+  | { op: 'bind'; source: string; path: string; flags: number; recursive: boolean }
+  /** a fresh tmpfs; `data` is its mount options (size=,mode=) */
+  | { op: 'tmpfs'; path: string; flags: number; data: string }
+  /** procfs of the sandbox's own pid namespace */
+  | { op: 'proc'; path: string; flags: number }
+  /** hide a path: /dev/null over a file, an empty read-only tmpfs over a directory */
+  | { op: 'mask'; path: string }
+  /** bind a path onto itself read-only */
+  | { op: 'readonly'; path: string }
+  /** remount (MS_REMOUNT|MS_BIND|flags) a mount made earlier, e.g. /dev read-only */
+  | { op: 'remount'; path: string; flags: number };
+
+/**
+ * One function lineage's sandbox, computed by spored (functions/sandbox.ts) and applied
+ * once, in order, by the seed language's executor (seeds/node/sandbox.ts, the zygote's
+ * apply_sandbox): join the lineage cgroup; unshare mount, IPC, UTS and network
+ * namespaces (the L1 parent already put the child in a new pid namespace); mount a tmpfs
+ * on `staging` and apply `steps` beneath it; pivot_root into it; remount / with
+ * `rootFlags`; hostname; loopback up; unshare the cgroup namespace; rlimits; the fd
+ * allowlist (stdin /dev/null, stdout and stderr the function's log pipe, the seed link,
+ * /tmp's slot at `tmpFd`); a user namespace whose maps the L1 parent writes (inside 0..
+ * size-1 -> host `idmap.hostId`..); uid/gid inside, no capability in any set, not
+ * dumpable, no_new_privs; the lineage Landlock layer; the seccomp filter; cwd and env.
+ */
+export interface SandboxPlan {
+  /** cgroup.procs files of the lineage cgroup (host paths), joined first */
   cgroupProcs: string[];
-  netns: string | null;
-  seccomp: string | null; // base64 struct sock_filter[]
-  seccompFlags: number;
-  noNewPrivs: boolean;
-  /**
-   * Node instances: write the result line, with `resultToken` added, to spored's result
-   * FIFO number `resultSlot` (pools/result-fifos.ts; <dir of seeds.sock>/results/<slot>)
-   * instead of through the seed. Absent: through the seed's pipe.
-   */
-  resultSlot?: number;
-  resultToken?: string;
+  /** host directory the new root's tmpfs is mounted on, in the sandbox's mount namespace */
+  staging: string;
+  /** mount options of the root tmpfs */
+  rootData: string;
+  steps: SandboxStep[];
+  /** MS_* flags for the final read-only remount of / */
+  rootFlags: number;
+  hostname: string;
+  idmap: { hostId: number; size: number };
+  uid: number;
+  gid: number;
+  /** resource numbers (RLIMIT_*) with soft/hard values; -1 = unlimited */
+  rlimits: { resource: number; soft: number; hard: number }[];
+  /** /tmp is a symlink to /proc/self/fd/<tmpFd>; each instance puts its own slot there */
+  tmpFd: number;
+  /** directory holding the per-instance /tmp slots (tmpfs mounts named 0..slots-1, and `init`) */
+  slotDir: string;
+  slots: number;
+  landlock: {
+    /** lineage layer: read (and execute) beneath these */
+    readOnly: string[];
+    /** lineage layer: read and write these files (character devices) */
+    devices: string[];
+    /** lineage layer: everything beneath these (the /tmp slots) */
+    readWrite: string[];
+    /** per-instance layer: read beneath these (not `/`: the other slots stay unreadable) */
+    instanceReadOnly: string[];
+  };
+  /** base64 struct sock_filter[] installed with no_new_privs before any function code */
+  seccomp: { filter: string; flags: number };
+  cwd: string;
+  env: Record<string, string>;
 }
 
 export interface InvokeRequest {
   event: string; // JSON text handed to the handler (parsed)
-  context: { functionName: string; requestId: string; deadlineMs: number; memoryLimitMiB: number };
+  context: { functionName: string; functionVersion: string; requestId: string; deadlineMs: number; memoryLimitMiB: number };
+}
+
+/** The function a seed loads: a module inside /var/task and its exported function. */
+export interface LoadSpec {
+  /** module path inside the sandbox, without extension resolution done (e.g. /var/task/index) */
+  module: string;
+  /** exported function name */
+  handler: string;
 }
 
 /** spored -> seed */
@@ -48,32 +114,22 @@ export type ToSeed =
   | {
       t: 'fork';
       id: string; // instance id
-      bind: Bind;
+      nfds: 1; // the instance's channel
+      /** the /tmp slot this instance owns (a tmpfs under the plan's slotDir) */
+      slot: number;
       timeoutMs: number;
-      /** attached request: run at once (invoke); absent: park until `activate` */
-      request?: InvokeRequest;
-      /** L1 fallback: code the instance must load before running (module path) */
-      load?: { module: string; handler: string } | null;
-      env?: Record<string, string>;
-      /** experiments: fresh IPC + mount namespaces for this instance instead of the lineage's */
-      fresh?: boolean;
     }
-  | { t: 'activate'; id: string; request: InvokeRequest }
   | { t: 'kill'; id: string }
   | {
       t: 'seed';
       id: string; // new seed id
-      /** L2: module file to load (absolute path) and handler export name; absent for L1 replicas */
-      load?: { module: string; handler: string };
-      env?: Record<string, string>;
       /**
-       * lineage filter (base64 sock_filter[]) the new seed installs on itself, with
-       * PR_SET_NO_NEW_PRIVS, after its namespace set-up and BEFORE running the function's
-       * init code; its instances inherit it and stack only their small `bind.seccomp`.
+       * From an L1 seed: a new function lineage (fds: its link, its log pipe's write end),
+       * built with `sandbox` before `load` runs. From an L2 seed: a replica (fds: its link).
        */
-      seccomp?: { filter: string; flags: number };
-      /** page-table prefill for the new seed's instances (seeds/prefill.ts) */
-      prefill?: 'off' | 'inherit' | 'record';
+      nfds: 1 | 2;
+      load?: LoadSpec;
+      sandbox?: SandboxPlan;
     }
   | { t: 'stats' }
   | { t: 'exit' }; // the seed itself should exit (DeleteSeed)
@@ -86,23 +142,29 @@ export interface ChildTimings {
   /** optional wall-clock stamps (epoch ms, fractional) for cross-process latency */
   startAt?: number; // the child's first instruction after fork
   doneAt?: number; // the result written
-  minflt?: number; // minor page faults the instance took (prefill experiments)
+  minflt?: number; // minor page faults the instance took
+}
+
+/** What an instance writes on its channel: one line, then it exits. */
+export interface InstanceResult {
+  t: 'result';
+  ok: boolean;
+  value: string | null; // JSON text of the handler's return value
+  error: { kind: 'handler' | 'load' | 'internal'; message: string; stack: string | null } | null;
+  timings: ChildTimings;
 }
 
 /** seed -> spored */
 export type FromSeed =
   | { t: 'hello'; id: string; pid: number; language: 'node' | 'python'; level: 1 | 2 }
   | { t: 'ready'; id: string; initMs: number }
-  | { t: 'failed'; id: string; message: string; stack: string | null }
+  | { t: 'failed'; id: string; message: string; stack: string | null; phase?: string }
   | { t: 'forked'; id: string; pid: number; forkUs: number } // instance or child seed
   | { t: 'forkFailed'; id: string; message: string }
-  | {
-      t: 'result';
-      id: string;
-      ok: boolean;
-      value: string | null; // JSON text of the handler's return value
-      error: { kind: 'handler' | 'load' | 'internal'; message: string; stack: string | null } | null;
-      timings: ChildTimings;
-    }
   | { t: 'exit'; id: string; pid: number; code: number | null; signal: number | null; timedOut: boolean }
   | { t: 'stats'; id: string; pid: number; children: number };
+
+/** Longest line spored reads from a seed link (a `failed` stack is the biggest). */
+export const MAX_SEED_LINE = 1024 * 1024;
+/** Longest result line spored reads from an instance channel (the result value included). */
+export const MAX_RESULT_LINE = 64 * 1024 * 1024;

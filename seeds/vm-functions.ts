@@ -198,6 +198,7 @@ export class VmFunctions implements FunctionRuntime {
     const info: FunctionInfo = {
       name: spec.name, language: 'vm', handler: spec.handler, memoryMiB: GUEST_MEM_MIB, timeoutMs: spec.timeoutMs, env: {},
       codeBytes: 0, seedId: ROOT_ID, deployedAt: new Date().toISOString(), invocations: 0,
+      version: 1, packageDigest: '', versions: [],
     };
     if (this.functions.has(spec.name)) throw new AlreadyExists(`function ${spec.name} already exists; remove it first`);
     this.functions.set(spec.name, { spec: { ...spec, memoryMiB: GUEST_MEM_MIB, env: {} }, info });
@@ -206,6 +207,12 @@ export class VmFunctions implements FunctionRuntime {
 
   async remove(name: string): Promise<void> {
     if (!this.functions.delete(name)) throw new NotFound(`function ${name} not found`);
+  }
+
+  /** vm functions run spore's own seed guest, which writes no output. */
+  async logs(name: string): Promise<string> {
+    if (!this.functions.has(name)) throw new NotFound(`function ${name} not found`);
+    return '';
   }
 
   listFunctions(): FunctionInfo[] {

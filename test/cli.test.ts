@@ -11,9 +11,11 @@ import { closeFri, friServer, listenFri } from '../runtime/fri/server.js';
 import { main, resolveSocket } from '../cli/main.js';
 import type { CliIo } from '../cli/main.js';
 import { UsageError, envFlags, parseArgs } from '../cli/args.js';
-import { formatMicros, phaseTable, table } from '../cli/format.js';
-import { languageOfFile } from '../cli/commands.js';
-import { FAKE_TIMINGS, FakeRuntime } from './fake-runtime.js';
+import { formatLogs, formatMicros, functionsTable, phaseTable, shortDigest, table } from '../cli/format.js';
+import { languageOfFile, packageFormatOfFile } from '../cli/commands.js';
+import { PackageStore } from '../functions/packages.js';
+import type { FunctionInfo } from '../runtime/fri/types.js';
+import { FAKE_TIMINGS, FakeRuntime, fakeDigest } from './fake-runtime.js';
 
 describe('cli helpers (pure)', () => {
   it('formats microseconds: µs below 1 ms, else ms with 2 decimals', () => {
@@ -61,6 +63,37 @@ describe('cli helpers (pure)', () => {
     expect(languageOfFile('x/hello.js')).toBe('node');
     expect(languageOfFile('h.py')).toBe('python');
     expect(languageOfFile('h.txt')).toBeNull();
+    expect(packageFormatOfFile('a/fn.zip')).toBe('zip');
+    expect(packageFormatOfFile('fn.tar.gz')).toBe('tar.gz');
+    expect(packageFormatOfFile('FN.TGZ')).toBe('tar.gz');
+    expect(packageFormatOfFile('fn.js')).toBeNull();
+    expect(packageFormatOfFile('fn.gz')).toBeNull();
+  });
+
+  it('logs output always ends with a newline (nothing for no logs)', () => {
+    expect(formatLogs('')).toBe('');
+    expect(formatLogs('a\nb')).toBe('a\nb\n');
+    expect(formatLogs('a\n')).toBe('a\n');
+  });
+
+  it('functions table: version, short digest, retiring versions below', () => {
+    const d = 'ab'.repeat(32);
+    const f: FunctionInfo = {
+      name: 'f', language: 'node', handler: 'index.handler', memoryMiB: 128, timeoutMs: 3000, env: {}, codeBytes: 10, version: 3,
+      packageDigest: d, seedId: 's3', deployedAt: 't3', invocations: 5,
+      versions: [
+        { version: 3, packageDigest: d, state: 'active', inflight: 0, seedIds: ['s3'], deployedAt: 't3' },
+        { version: 2, packageDigest: 'cd'.repeat(32), state: 'retiring', inflight: 4, seedIds: ['s2a', 's2b'], deployedAt: 't2' },
+      ],
+    };
+    expect(shortDigest(d)).toBe('abababababab');
+    expect(shortDigest('')).toBe('-');
+    const one = functionsTable([{ ...f, versions: f.versions.slice(0, 1) }]);
+    expect(one).toMatch(/^NAME\s+RUNTIME\s+HANDLER\s+VERSION\s+DIGEST\s+MEMORY/);
+    expect(one).toMatch(/^f\s+node\s+index\.handler\s+3\s+abababababab\s+128 MiB/m);
+    expect(one).not.toMatch(/retiring/);
+    const two = functionsTable([f]);
+    expect(two).toMatch(/\n\nretiring versions \(finishing in-flight invocations\):\nNAME\s+VERSION\s+DIGEST\s+INFLIGHT\s+SEEDS\s+DEPLOYED\nf\s+2\s+cdcdcdcdcdcd\s+4\s+s2a,s2b\s+t2\n$/);
   });
 });
 
@@ -99,9 +132,10 @@ describe('spore against a fake-backed spored', () => {
   it('deploy sends the spec with defaults and flags', async () => {
     const r = await spore('deploy', 'hello', '--runtime', 'node', '--file', 'hello.js', '--env', 'A=1', '--env', 'B=2', '--memory', '256');
     expect(r).toMatchObject({ code: 0, err: '' });
-    expect(r.out).toMatch(/^deployed hello \(node, handler handler, 256 MiB, 3000 ms, 4 bytes\)\nseed: seed-fn-hello\n$/);
+    expect(r.out).toMatch(/^deployed hello version 1 \(node, handler handler, 256 MiB, 3000 ms, 4 bytes, digest [0-9a-f]{12}\)\nseed: seed-fn-hello\n$/);
     expect(rt.functions.get('hello')).toEqual({
       name: 'hello', language: 'node', code: 'echo', handler: 'handler', memoryMiB: 256, timeoutMs: 3000, env: { A: '1', B: '2' }, invocations: 0,
+      version: 1, retiring: [],
     });
     // runtime from the extension; --json
     const py = await spore('deploy', 'slow', '--file', 'slow.py', '--timeout', '50', '--handler', 'main', '--json');
@@ -162,9 +196,113 @@ describe('spore against a fake-backed spored', () => {
     expect(ps.out).toMatch(/^ID\s+SEED\s+FUNCTION\s+PID\s+STATE\s+CREATED\n/);
     expect(ps.out).toMatch(/paused/);
     const fns = await spore('functions');
-    expect(fns.out).toMatch(/^hello\s+node\s+handler\s+256 MiB\s+3000 ms\s+4 B\s+seed-fn-hello\s+\d+/m);
+    expect(fns.out).toMatch(/^hello\s+node\s+handler\s+1\s+[0-9a-f]{12}\s+256 MiB\s+3000 ms\s+4 B\s+seed-fn-hello\s+\d+/m);
     expect(await spore('rm', 'hello')).toEqual({ code: 0, out: 'removed hello\n', err: '' });
     expect((await spore('functions', '--json')).out).not.toMatch(/"hello"/);
+  });
+
+  it('deploy --dir packs the directory and sends a tar.gz package', async () => {
+    const src = path.join(dir, 'pkg-node');
+    fs.mkdirSync(path.join(src, 'node_modules', 'dep'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'index.js'), 'exports.handler = async (e) => e;\n');
+    fs.writeFileSync(path.join(src, 'node_modules', 'dep', 'index.js'), 'module.exports = 1;\n');
+    const r = await spore('deploy', 'pkg', '--runtime', 'node', '--dir', 'pkg-node', '--env', 'A=1');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const sent = rt.functions.get('pkg');
+    expect(sent).toMatchObject({ language: 'node', code: '', handler: 'index.handler', env: { A: '1' }, package: { format: 'tar.gz' } });
+    const data = sent?.package?.data ?? new Uint8Array();
+    expect(r.out).toBe(`deployed pkg version 1 (node, handler index.handler, 128 MiB, 3000 ms, tar.gz package, ${data.byteLength} bytes, digest ${fakeDigest(sent as NonNullable<typeof sent>).slice(0, 12)})\nseed: seed-fn-pkg\n`);
+    // what was sent unpacks to the directory, node_modules included
+    const store = new PackageStore(path.join(dir, 'store'));
+    const p = await store.put('tar.gz', data);
+    expect(fs.readFileSync(path.join(p.dir, 'node_modules', 'dep', 'index.js'), 'utf8')).toBe('module.exports = 1;\n');
+    // python default handler; explicit MODULE.FUNCTION with a path
+    fs.mkdirSync(path.join(dir, 'pkg-py', 'src'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'pkg-py', 'main.py'), 'def handler(e, c): return e\n');
+    expect((await spore('deploy', 'pkgpy', '--runtime', 'python', '--dir', 'pkg-py')).code).toBe(0);
+    expect(rt.functions.get('pkgpy')?.handler).toBe('main.handler');
+    expect((await spore('deploy', 'pkgpy', '--runtime', 'python', '--dir', 'pkg-py', '--handler', 'src/app.main', '--json')).code).toBe(0);
+    expect(rt.functions.get('pkgpy')).toMatchObject({ handler: 'src/app.main', version: 2 });
+  });
+
+  it('deploy --file PKG.zip|.tar.gz|.tgz sends the archive as is', async () => {
+    const bytes = Buffer.from('PK\x05\x06'.padEnd(22, '\0'), 'latin1'); // the fake does not unpack
+    fs.writeFileSync(path.join(dir, 'fn.zip'), bytes);
+    fs.writeFileSync(path.join(dir, 'fn.tgz'), bytes);
+    fs.writeFileSync(path.join(dir, 'fn.tar.gz'), bytes);
+    for (const [file, format] of [['fn.zip', 'zip'], ['fn.tgz', 'tar.gz'], ['fn.tar.gz', 'tar.gz']] as const) {
+      const r = await spore('deploy', 'z', '--runtime', 'node', '--file', file, '--handler', 'lib/app.run');
+      expect({ file, code: r.code, err: r.err }).toEqual({ file, code: 0, err: '' });
+      const pkg = rt.functions.get('z')?.package;
+      expect(pkg?.format).toBe(format);
+      expect(Buffer.from(pkg?.data ?? []).equals(bytes)).toBe(true);
+      expect(rt.functions.get('z')?.handler).toBe('lib/app.run');
+    }
+    const j = await spore('deploy', 'z', '--runtime', 'python', '--file', 'fn.zip', '--json');
+    expect(JSON.parse(j.out)).toMatchObject({ name: 'z', language: 'python', handler: 'main.handler', version: 4, codeBytes: 22 });
+  });
+
+  it('redeploy with work in flight: functions lists the retiring version; deploy says so', async () => {
+    rt.retiringInflight = 2;
+    try {
+      await spore('deploy', 'ver', '--file', 'hello.js');
+      const r = await spore('deploy', 'ver', '--file', 'hello.js', '--memory', '256');
+      expect(r.out).toMatch(/^deployed ver version 2 .*\nseed: seed-fn-ver\nretiring: version 1 \(2 in flight\)\n$/);
+      const f = await spore('functions');
+      expect(f.out).toMatch(/^ver\s+node\s+handler\s+2\s+/m);
+      expect(f.out).toMatch(/retiring versions .*\nNAME\s+VERSION\s+DIGEST\s+INFLIGHT\s+SEEDS\s+DEPLOYED\nver\s+1\s+[0-9a-f]{12}\s+2\s+seed-fn-ver-v1\s+/);
+      expect(f.out.endsWith('\n')).toBe(true);
+      const j = JSON.parse((await spore('functions', '--json')).out) as FunctionInfo[];
+      expect(j.find((x) => x.name === 'ver')?.versions.map((v) => [v.version, v.state, v.inflight])).toEqual([[2, 'active', 0], [1, 'retiring', 2]]);
+    } finally {
+      rt.retiringInflight = 0;
+    }
+  });
+
+  it('logs prints the text ending with a newline; --tail; --json', async () => {
+    await spore('deploy', 'chatty', '--file', 'hello.js');
+    rt.logText.set('chatty', 'line one\nline two\nlast line without newline');
+    const r = await spore('logs', 'chatty');
+    expect(r).toEqual({ code: 0, out: 'line one\nline two\nlast line without newline\n', err: '' });
+    expect(rt.calls.at(-1)).toEqual({ method: 'logs', args: ['chatty', 64 * 1024] }); // no --tail: the runtime's default
+    const t = await spore('logs', 'chatty', '--tail', '30');
+    expect(t.out).toBe('last line without newline\n');
+    expect(rt.calls.at(-1)).toEqual({ method: 'logs', args: ['chatty', 30] });
+    expect(JSON.parse((await spore('logs', 'chatty', '--json')).out)).toEqual({ name: 'chatty', text: 'line one\nline two\nlast line without newline' });
+    rt.logText.set('chatty', '');
+    expect(await spore('logs', 'chatty')).toEqual({ code: 0, out: '', err: '' });
+    expect(await spore('logs', 'nobody')).toEqual({ code: 1, out: '', err: 'spore: function nobody is not deployed\n' });
+  });
+
+  it('package usage errors say what to fix', async () => {
+    fs.mkdirSync(path.join(dir, 'pkg-bad'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'pkg-bad', 'index.js'), 'x');
+    fs.symlinkSync('/etc/passwd', path.join(dir, 'pkg-bad', 'passwd'));
+    fs.writeFileSync(path.join(dir, 'empty.zip'), '');
+    const cases: [string[], RegExp][] = [
+      [['deploy', 'x', '--dir', 'pkg-node'], /--dir pkg-node is a package: pass --runtime node\|python/],
+      [['deploy', 'x', '--file', 'fn.zip'], /--file fn\.zip is a package: pass --runtime node\|python/],
+      [['deploy', 'x', '--runtime', 'node', '--dir', 'pkg-node', '--file', 'hello.js'], /give --file or --dir, not both/],
+      [['deploy', 'x', '--runtime', 'vm', '--dir', 'pkg-node'], /--runtime vm takes no --dir/],
+      [['deploy', 'x', '--runtime', 'node', '--dir', 'pkg-node', '--handler', 'handler'], /is not MODULE\.FUNCTION.*e\.g\. "index\.handler"/],
+      [['deploy', 'x', '--runtime', 'node', '--dir', 'pkg-node', '--handler', '../up.handler'], /"\." or "\.\." segments/],
+      [['deploy', 'x', '--runtime', 'node', '--dir', 'pkg-node', '--handler', '/abs.handler'], /without a leading "\/"/],
+      [['deploy', 'x', '--runtime', 'python', '--dir', 'pkg-node', '--handler', 'main.not-ident'], /is not a python identifier/],
+      [['deploy', 'x', '--runtime', 'node', '--dir', 'missing-dir'], /--dir missing-dir: cannot read directory/],
+      [['deploy', 'x', '--runtime', 'node', '--dir', 'pkg-bad'], /passwd: symlink target "\/etc\/passwd" is absolute/],
+      [['deploy', 'x', '--runtime', 'node', '--file', 'missing.zip'], /cannot read package missing\.zip: ENOENT/],
+      [['deploy', 'x', '--runtime', 'node', '--file', 'empty.zip'], /code is empty|package/],
+      [['deploy', 'x', '--runtime', 'node', '--file', 'hello.js', '--handler', 'index.handler'], /is not a node identifier/],
+      [['logs'], /missing <name>/],
+      [['logs', 'x', '--tail', '0'], /--tail must be a positive integer/],
+      [['logs', 'x', '--tail', String(64 * 1024 * 1024)], /tail 67108864 bytes is out of range/],
+    ];
+    for (const [argv, msg] of cases) {
+      const r = await spore(...argv);
+      expect({ argv, code: r.code, err: r.err }).toEqual({ argv, code: 2, err: expect.stringMatching(msg) });
+      expect(r.err.endsWith('\n')).toBe(true);
+    }
   });
 
   it('usage errors exit 2 with a pointer to --help', async () => {
@@ -198,14 +336,20 @@ describe('spore against a fake-backed spored', () => {
   it('--help everywhere', async () => {
     const top = await spore('--help');
     expect(top.code).toBe(0);
-    for (const c of ['deploy', 'invoke', 'seeds', 'ps', 'functions', 'rm', 'bench']) {
+    for (const c of ['deploy', 'invoke', 'seeds', 'ps', 'functions', 'logs', 'rm', 'bench']) {
       expect(top.out).toContain(`  ${c}`);
       const h = await spore(c, '--help');
       expect({ c, code: h.code }).toEqual({ c, code: 0 });
       expect(h.out).toMatch(new RegExp(`^usage: spore ${c}`));
       expect((await spore('help', c)).out).toBe(h.out);
     }
-    expect((await spore('deploy', '-h')).out).toMatch(/--runtime R/);
+    const dh = (await spore('deploy', '-h')).out;
+    expect(dh).toMatch(/--runtime R/);
+    expect(dh).toMatch(/--dir DIR/);
+    expect(dh).toMatch(/PKG\.zip\|PKG\.tar\.gz\|PKG\.tgz/);
+    expect(dh).toMatch(/default index\.handler for node/);
+    expect(dh).toMatch(/main\.handler for python/);
+    expect((await spore('logs', '--help')).out).toMatch(/--tail BYTES/);
   });
 
   it('an unreachable daemon is a clear error, exit 1', async () => {

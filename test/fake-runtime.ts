@@ -5,11 +5,14 @@
 //   "timeout"   ok=false, kind timeout
 //   "oom"       ok=false, kind oom
 //   "explode"   the runtime itself throws a plain Error (an internal failure, not a typed one)
-// Everything else behaves like "echo".
+// Everything else behaves like "echo" (a package deploy too).
+// Redeploying adds a version; with `retiringInflight` > 0 the replaced version stays listed as
+// retiring with that many invocations in flight. `logText` holds each function's logs.
+import { createHash } from 'node:crypto';
 import { NotFound } from '../runtime/errors.js';
 import type {
-  Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, InstanceInfo, InvokeOptions, InvokeResult,
-  PhaseTimings, SeedInfo, SeedLevel,
+  Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, FunctionVersionInfo, InstanceInfo, InvokeOptions,
+  InvokeResult, PhaseTimings, SeedInfo, SeedLevel,
 } from '../runtime/fri/types.js';
 
 export const FAKE_TIMINGS: PhaseTimings = {
@@ -18,10 +21,19 @@ export const FAKE_TIMINGS: PhaseTimings = {
 
 const NOW = '2026-01-01T00:00:00.000Z';
 
+export type FakeFunction = FunctionSpec & { invocations: number; version: number; retiring: FunctionVersionInfo[] };
+
+/** The fake's "package digest": sha256 of the archive bytes or the source (not a manifest). */
+export function fakeDigest(spec: FunctionSpec): string {
+  return createHash('sha256').update(spec.package ? spec.package.data : Buffer.from(spec.code)).digest('hex');
+}
+
 export class FakeRuntime implements FunctionRuntime {
   seeds = new Map<string, SeedInfo>();
   instances = new Map<string, InstanceInfo>();
-  functions = new Map<string, FunctionSpec & { invocations: number }>();
+  functions = new Map<string, FakeFunction>();
+  logText = new Map<string, string>();
+  retiringInflight = 0;
   calls: { method: string; args: unknown[] }[] = [];
   private n = 0;
 
@@ -108,14 +120,23 @@ export class FakeRuntime implements FunctionRuntime {
     return [...this.instances.values()];
   }
 
-  private info(f: FunctionSpec & { invocations: number }): FunctionInfo {
-    const { code, ...rest } = f;
-    return { ...rest, env: { ...f.env }, codeBytes: Buffer.byteLength(code), seedId: `seed-fn-${f.name}`, deployedAt: NOW };
+  private info(f: FakeFunction): FunctionInfo {
+    const { code, package: pkg, retiring, ...rest } = f;
+    const packageDigest = fakeDigest(f);
+    const seedId = `seed-fn-${f.name}`;
+    return {
+      ...rest, env: { ...f.env }, codeBytes: pkg ? pkg.data.byteLength : Buffer.byteLength(code), packageDigest, seedId, deployedAt: NOW,
+      versions: [{ version: f.version, packageDigest, state: 'active', inflight: 0, seedIds: [seedId], deployedAt: NOW }, ...retiring],
+    };
   }
 
   async deploy(spec: FunctionSpec): Promise<FunctionInfo> {
     this.record('deploy', spec);
-    const f = { ...spec, invocations: 0 };
+    const old = this.functions.get(spec.name);
+    const retiring = old && this.retiringInflight > 0
+      ? [{ ...(this.info(old).versions[0] as FunctionVersionInfo), state: 'retiring' as const, inflight: this.retiringInflight, seedIds: [`seed-fn-${spec.name}-v${old.version}`] }, ...old.retiring]
+      : [];
+    const f: FakeFunction = { ...spec, invocations: 0, version: (old?.version ?? 0) + 1, retiring };
     this.functions.set(spec.name, f);
     return this.info(f);
   }
@@ -127,5 +148,16 @@ export class FakeRuntime implements FunctionRuntime {
 
   listFunctions(): FunctionInfo[] {
     return [...this.functions.values()].map((f) => this.info(f));
+  }
+
+  async logs(name: string, tailBytes = 64 * 1024): Promise<string> {
+    this.record('logs', name, tailBytes);
+    if (!this.functions.has(name)) throw new NotFound(`function ${name} is not deployed`);
+    const text = Buffer.from(this.logText.get(name) ?? '');
+    if (text.length <= tailBytes) return text.toString();
+    // the last tailBytes bytes, from the first line start within them
+    const tail = text.subarray(text.length - tailBytes);
+    const nl = tail.indexOf(10);
+    return (nl >= 0 ? tail.subarray(nl + 1) : tail).toString();
   }
 }

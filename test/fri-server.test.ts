@@ -14,12 +14,17 @@ import { startFri } from '../runtime/fri/index.js';
 import { errorFromStatus } from '../runtime/fri/grpc.js';
 import {
   invokeResultFromProto, invokeResultToProto, seedFromProto, seedToProto, functionInfoFromProto, functionInfoToProto,
+  functionSpecFromProto, functionSpecToProto,
 } from '../runtime/fri/convert.js';
 import { create } from '@bufbuild/protobuf';
-import { FunctionInfoSchema, InvokeResultSchema, SeedInfoSchema } from '../fri-proto/gen/spore/fri/v1/fri_pb.js';
-import { MAX_EVENT_BYTES, validateEvent, validateFunctionName, validateFunctionSpec } from '../runtime/fri/validate.js';
-import type { Engine, FunctionSpec, InstanceInfo, InvokeResult, Language, SeedInfo } from '../runtime/fri/types.js';
-import { FAKE_TIMINGS, FakeRuntime } from './fake-runtime.js';
+import { FunctionInfoSchema, FunctionSpecSchema, InvokeResultSchema, PackageFormat as PackageFormatMsg, SeedInfoSchema } from '../fri-proto/gen/spore/fri/v1/fri_pb.js';
+import {
+  FRI_MAX_MESSAGE_BYTES, MAX_PACKAGE_BYTES, MAX_EVENT_BYTES, validateEvent, validateFunctionName, validateFunctionSpec, validatePackageHandler,
+  validateTailBytes,
+} from '../runtime/fri/validate.js';
+import type { RawFunctionSpec } from '../runtime/fri/validate.js';
+import type { Engine, FunctionInfo, FunctionSpec, InstanceInfo, InvokeResult, Language, SeedInfo } from '../runtime/fri/types.js';
+import { FAKE_TIMINGS, FakeRuntime, fakeDigest } from './fake-runtime.js';
 
 const log = pino({ level: 'silent' });
 
@@ -69,6 +74,60 @@ describe('validation (pure)', () => {
     expect(() => validateFunctionSpec({ ...base, language: 'python', handler: '$h' })).toThrow(/identifier/);
     expect(() => validateFunctionSpec({ ...base, env: { '1X': 'v' } })).toThrow(/env name/);
   });
+
+  it('package specs: exactly one of code/package, format, size, MODULE.FUNCTION handlers with defaults', () => {
+    const data = new Uint8Array([1, 2, 3]);
+    const base: RawFunctionSpec = { name: 'p', language: 'node', code: '', package: { format: 'zip', data }, handler: '', memoryMiB: 0, timeoutMs: 0, env: {} };
+    expect(validateFunctionSpec(base)).toEqual({
+      name: 'p', language: 'node', code: '', package: { format: 'zip', data }, handler: 'index.handler', memoryMiB: 128, timeoutMs: 3000, env: {},
+    });
+    expect(validateFunctionSpec({ ...base, language: 'python' }).handler).toBe('main.handler');
+    expect(validateFunctionSpec({ ...base, handler: 'src/lib/app.v2.run' }).handler).toBe('src/lib/app.v2.run');
+    expect(validateFunctionSpec({ ...base, handler: '@scope/pkg/index.$h' }).handler).toBe('@scope/pkg/index.$h');
+    expect(validateFunctionSpec({ ...base, language: 'python', handler: 'pkg/sub.mod.lambda_handler' }).handler).toBe('pkg/sub.mod.lambda_handler');
+    // an empty package is no package (proto3): the single-file rules apply
+    expect(() => validateFunctionSpec({ ...base, package: { format: 'zip', data: new Uint8Array() } })).toThrow(/code is empty/);
+    expect(() => validateFunctionSpec({ ...base, code: 'x' })).toThrow(/either code .* or a package, not both/);
+    expect(() => validateFunctionSpec({ ...base, package: { format: null, data } })).toThrow(/package format is missing or unknown; use "zip" or "tar.gz"/);
+    expect(() => validateFunctionSpec({ ...base, language: 'vm' })).toThrow(/vm function takes no package/);
+    const big = { ...base, package: { format: 'tar.gz' as const, data: new Uint8Array(MAX_PACKAGE_BYTES + 1) } };
+    expect(() => validateFunctionSpec(big)).toThrow(ResourceExhausted);
+    expect(() => validateFunctionSpec(big)).toThrow(/package archive is 52428801 bytes; the limit is 52428800 bytes \(50 MiB\)/);
+    expect(validateFunctionSpec({ ...big, package: { format: 'tar.gz', data: new Uint8Array(MAX_PACKAGE_BYTES) } }).package?.format).toBe('tar.gz');
+    const bad: [string, Language, RegExp][] = [
+      ['handler', 'node', /is not MODULE\.FUNCTION/],
+      ['index.', 'node', /is not MODULE\.FUNCTION/],
+      ['.handler', 'node', /is not MODULE\.FUNCTION/],
+      ['/var/task/index.handler', 'node', /without a leading "\/"/],
+      ['../x/index.handler', 'node', /"\." or "\.\." segments/],
+      ['a/./index.handler', 'node', /"\." or "\.\." segments/],
+      ['a//index.handler', 'node', /bad module path segment ""/],
+      ['.hidden/index.handler', 'node', /bad module path segment "\.hidden"/],
+      ['in dex.handler', 'node', /bad module path segment "in dex"/],
+      ['index.not-ident', 'node', /"not-ident" is not a node identifier/],
+      ['my-mod.handler', 'python', /bad module path segment "my-mod"/],
+      ['main.$h', 'python', /"\$h" is not a python identifier/],
+      [`${'m'.repeat(130)}.h`, 'node', /longer than 128 characters/],
+    ];
+    for (const [handler, language, msg] of bad) {
+      expect(() => validateFunctionSpec({ ...base, language, handler }), handler).toThrow(msg);
+      expect(() => validateFunctionSpec({ ...base, language, handler }), handler).toThrow(InvalidArgument);
+    }
+    expect(validatePackageHandler('node', 'index.handler')).toBe('index.handler');
+    // single files keep the identifier rule
+    expect(() => validateFunctionSpec({ ...base, package: null, code: 'x', handler: 'index.handler' })).toThrow(/is not a node identifier/);
+  });
+
+  it('logs tail bytes', () => {
+    expect(validateTailBytes(undefined)).toBeUndefined();
+    expect(validateTailBytes(0)).toBeUndefined();
+    expect(validateTailBytes(100)).toBe(100);
+    expect(() => validateTailBytes(16 * 1024 * 1024 + 1)).toThrow(/out of range/);
+  });
+
+  it('the gRPC message limit fits the largest package plus framing', () => {
+    expect(FRI_MAX_MESSAGE_BYTES).toBeGreaterThanOrEqual(MAX_PACKAGE_BYTES + 64 * 1024);
+  });
 });
 
 describe('conversion (pure)', () => {
@@ -89,9 +148,28 @@ describe('conversion (pure)', () => {
     expect(back).toEqual({ ...r, timings: { ...FAKE_TIMINGS, fork: 1200, bind: 0 } });
   });
 
-  it('function info round-trips (bigint counters come back as numbers)', () => {
-    const f = { name: 'f', language: 'node' as const, handler: 'h', memoryMiB: 256, timeoutMs: 10, env: { A: 'b' }, codeBytes: 12, seedId: null, deployedAt: 'now', invocations: 7 };
+  it('function info round-trips (bigint counters come back as numbers), versions included', () => {
+    const f: FunctionInfo = {
+      name: 'f', language: 'node', handler: 'h', memoryMiB: 256, timeoutMs: 10, env: { A: 'b' }, codeBytes: 12, version: 3,
+      packageDigest: 'ab'.repeat(32), seedId: null, deployedAt: 'now', invocations: 7,
+      versions: [
+        { version: 3, packageDigest: 'ab'.repeat(32), state: 'active', inflight: 0, seedIds: [], deployedAt: 'now' },
+        { version: 2, packageDigest: 'cd'.repeat(32), state: 'retiring', inflight: 5, seedIds: ['s1', 's2'], deployedAt: 'before' },
+      ],
+    };
     expect(functionInfoFromProto(create(FunctionInfoSchema, functionInfoToProto(f)))).toEqual(f);
+  });
+
+  it('function specs with a package cross the wire with their format', () => {
+    const data = new Uint8Array([9, 8, 7]);
+    const s: FunctionSpec = { name: 'f', language: 'python', code: '', package: { format: 'tar.gz', data }, handler: 'main.handler', memoryMiB: 1, timeoutMs: 2, env: {} };
+    const m = create(FunctionSpecSchema, functionSpecToProto(s));
+    expect(m.packageFormat).toBe(PackageFormatMsg.TAR_GZ);
+    expect(functionSpecFromProto(m)).toEqual({ ...s, package: { format: 'tar.gz', data } });
+    const single = create(FunctionSpecSchema, functionSpecToProto({ ...s, code: 'x', package: null }));
+    expect(functionSpecFromProto(single).package).toBeNull();
+    // bytes without a format: null format, which validation rejects
+    expect(functionSpecFromProto(create(FunctionSpecSchema, { package: data })).package).toEqual({ format: null, data });
   });
 
   it('status codes become typed errors', () => {
@@ -168,6 +246,59 @@ describe('FRI over a unix socket', () => {
     expect((await client.listFunctions()).map((f) => [f.name, f.invocations])).toEqual([['hello', 2]]);
     await client.remove('hello');
     expect(await client.listFunctions()).toEqual([]);
+  });
+
+  it('Deploy a package: the runtime gets the archive, ListFunctions shows version and digest', async () => {
+    const data = new Uint8Array(Buffer.from('fake archive bytes'));
+    const info = await client.deploy(spec('pkg', '', { package: { format: 'zip', data }, handler: '' }));
+    const digest = fakeDigest({ ...spec('pkg', ''), package: { format: 'zip', data } });
+    expect(info).toMatchObject({ name: 'pkg', handler: 'index.handler', codeBytes: data.byteLength, version: 1, packageDigest: digest });
+    expect(info.versions).toEqual([{ version: 1, packageDigest: digest, state: 'active', inflight: 0, seedIds: ['seed-fn-pkg'], deployedAt: expect.any(String) }]);
+    const sent = rt.calls.at(-1)?.args[0] as FunctionSpec;
+    expect(sent.code).toBe('');
+    expect(sent.package?.format).toBe('zip');
+    expect(Buffer.from(sent.package?.data ?? []).toString()).toBe('fake archive bytes');
+    rt.retiringInflight = 1;
+    try {
+      const v2 = await client.deploy(spec('pkg', '', { package: { format: 'tar.gz', data: new Uint8Array([1]) }, handler: 'src/app.run' }));
+      expect(v2.version).toBe(2);
+      expect(v2.versions.map((v) => [v.version, v.state, v.inflight, v.packageDigest])).toEqual([[2, 'active', 0, v2.packageDigest], [1, 'retiring', 1, digest]]);
+    } finally {
+      rt.retiringInflight = 0;
+    }
+    expect((await client.listFunctions()).find((f) => f.name === 'pkg')).toMatchObject({ version: 2, handler: 'src/app.run' });
+    // rejected before the runtime: both code and package, no format (raw proto), bad handler
+    const before = rt.calls.length;
+    expect((await rejection(client.deploy(spec('pkg', 'x', { package: { format: 'zip', data } })))).message).toMatch(/not both/);
+    expect((await rejection(client.deploy(spec('pkg', '', { package: { format: 'zip', data }, handler: 'handler' })))).message).toMatch(/MODULE\.FUNCTION/);
+    expect(rt.calls.length).toBe(before);
+    await client.remove('pkg');
+  });
+
+  it('a 50 MiB package fits in one Deploy; one byte more is RESOURCE_EXHAUSTED naming the limit', async () => {
+    const max = new Uint8Array(MAX_PACKAGE_BYTES);
+    const info = await client.deploy(spec('big', '', { package: { format: 'tar.gz', data: max }, handler: '' }));
+    expect(info.codeBytes).toBe(MAX_PACKAGE_BYTES);
+    const e = await rejection(client.deploy(spec('big', '', { package: { format: 'tar.gz', data: new Uint8Array(MAX_PACKAGE_BYTES + 1) }, handler: '' })));
+    expect(e).toBeInstanceOf(ResourceExhausted);
+    expect(e.message).toMatch(/the limit is 52428800 bytes \(50 MiB\)/);
+    // beyond the transport limit grpc-js refuses it on the client side, with the same code
+    const huge = await rejection(client.deploy(spec('big', '', { package: { format: 'tar.gz', data: new Uint8Array(FRI_MAX_MESSAGE_BYTES + 1) }, handler: '' })));
+    expect(huge.code).toBe(Code.RESOURCE_EXHAUSTED);
+    await client.remove('big');
+  }, 30_000);
+
+  it('Logs: the text, a tail, NOT_FOUND for an unknown name, bad input rejected', async () => {
+    await client.deploy(spec('talker'));
+    rt.logText.set('talker', 'a\nbb\nccc\n');
+    expect(await client.logs('talker')).toBe('a\nbb\nccc\n');
+    expect(rt.calls.at(-1)).toEqual({ method: 'logs', args: ['talker', 64 * 1024] }); // 0 on the wire = the runtime's default
+    expect(await client.logs('talker', 6)).toBe('ccc\n');
+    expect(rt.calls.at(-1)).toEqual({ method: 'logs', args: ['talker', 6] });
+    expect(await rejection(client.logs('nobody'))).toBeInstanceOf(NotFound);
+    expect((await rejection(client.logs('bad name'))).message).toMatch(/bad function name/);
+    expect((await rejection(client.logs('talker', 17 * 1024 * 1024))).message).toMatch(/tail 17825792 bytes is out of range/);
+    await client.remove('talker');
   });
 
   it('deploy applies defaults for zero values', async () => {

@@ -60,6 +60,7 @@ export class FriClient implements RemoteFunctionRuntime {
     const { target, socket } = friTarget(address);
     const hint = 'is spored running? (start bin/spored, or point --socket / SPORE_FRI_SOCKET at its FRI socket)';
     if (socket !== null && !fs.existsSync(socket)) throw new Unavailable(`no FRI socket at ${socket}; ${hint}`);
+    // Sends up to the largest deploy (a 50 MiB package plus framing); receives anything.
     const client = new grpc.Client(target, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': FRI_MAX_MESSAGE_BYTES,
@@ -146,5 +147,9 @@ export class FriClient implements RemoteFunctionRuntime {
 
   async listFunctions(): Promise<FunctionInfo[]> {
     return (await this.call(this.m.listFunctions, {})).functions.map(functionInfoFromProto);
+  }
+
+  async logs(name: string, tailBytes?: number): Promise<string> {
+    return (await this.call(this.m.logs, { name, tailBytes: tailBytes ?? 0 })).text;
   }
 }

@@ -10,11 +10,14 @@ import {
   SeedState as SeedStateMsg,
   InstanceState as InstanceStateMsg,
   InvokeErrorKind as InvokeErrorKindMsg,
+  PackageFormat as PackageFormatMsg,
+  FunctionVersionState as FunctionVersionStateMsg,
   ForkTarget_Kind,
   SeedInfoSchema,
   InstanceInfoSchema,
   FunctionInfoSchema,
   FunctionSpecSchema,
+  FunctionVersionInfoSchema,
   InvokeResultSchema,
   PhaseTimingsSchema,
   ForkTargetSchema,
@@ -24,14 +27,16 @@ import type {
   InstanceInfo as InstanceInfoMsg,
   FunctionInfo as FunctionInfoMsg,
   FunctionSpec as FunctionSpecMsg,
+  FunctionVersionInfo as FunctionVersionInfoMsg,
   InvokeResult as InvokeResultMsg,
   PhaseTimings as PhaseTimingsMsg,
   ForkTarget as ForkTargetMsg,
 } from '../../fri-proto/gen/spore/fri/v1/fri_pb.js';
 import type {
-  Engine, Language, SeedLevel, SeedState, InstanceState, InvokeErrorKind,
-  SeedInfo, InstanceInfo, FunctionSpec, FunctionInfo, InvokeResult, PhaseTimings, ForkTarget,
+  Engine, Language, SeedLevel, SeedState, InstanceState, InvokeErrorKind, PackageFormat, FunctionVersionState,
+  SeedInfo, InstanceInfo, FunctionSpec, FunctionInfo, FunctionVersionInfo, InvokeResult, PhaseTimings, ForkTarget,
 } from './types.js';
+import type { RawFunctionSpec } from './validate.js';
 
 // ---- enums: tables in both directions, so adding a value is one line each ----
 
@@ -48,6 +53,11 @@ const ERROR_KINDS: Record<InvokeErrorKind, InvokeErrorKindMsg> = {
   oom: InvokeErrorKindMsg.OOM, crash: InvokeErrorKindMsg.CRASH, internal: InvokeErrorKindMsg.INTERNAL,
 };
 
+const PACKAGE_FORMATS: Record<PackageFormat, PackageFormatMsg> = { zip: PackageFormatMsg.ZIP, 'tar.gz': PackageFormatMsg.TAR_GZ };
+const VERSION_STATES: Record<FunctionVersionState, FunctionVersionStateMsg> = {
+  active: FunctionVersionStateMsg.ACTIVE, retiring: FunctionVersionStateMsg.RETIRING,
+};
+
 function invert<K extends string, V extends number>(table: Record<K, V>): Map<V, K> {
   return new Map(Object.entries(table).map(([k, v]) => [v as V, k as K]));
 }
@@ -56,12 +66,18 @@ const LANGUAGE_OF = invert(LANGUAGES);
 const SEED_STATE_OF = invert(SEED_STATES);
 const INSTANCE_STATE_OF = invert(INSTANCE_STATES);
 const ERROR_KIND_OF = invert(ERROR_KINDS);
+const PACKAGE_FORMAT_OF = invert(PACKAGE_FORMATS);
+const VERSION_STATE_OF = invert(VERSION_STATES);
 
 export const engineToProto = (e: Engine): EngineMsg => ENGINES[e];
 export const languageToProto = (l: Language | null): LanguageMsg => (l === null ? LanguageMsg.UNSPECIFIED : LANGUAGES[l]);
 /** null for UNSPECIFIED or a value this build does not know (newer peer). */
 export const engineFromProto = (e: EngineMsg): Engine | null => ENGINE_OF.get(e) ?? null;
 export const languageFromProto = (l: LanguageMsg): Language | null => LANGUAGE_OF.get(l) ?? null;
+
+export const packageFormatToProto = (f: PackageFormat): PackageFormatMsg => PACKAGE_FORMATS[f];
+/** null for UNSPECIFIED or unknown. */
+export const packageFormatFromProto = (f: PackageFormatMsg): PackageFormat | null => PACKAGE_FORMAT_OF.get(f) ?? null;
 
 export const ENGINE_NAMES = Object.keys(ENGINES) as Engine[];
 export const LANGUAGE_NAMES = Object.keys(LANGUAGES) as Language[];
@@ -112,11 +128,19 @@ export function instanceToProto(i: InstanceInfo): MessageInitShape<typeof Instan
   };
 }
 
+export function functionVersionToProto(v: FunctionVersionInfo): MessageInitShape<typeof FunctionVersionInfoSchema> {
+  return {
+    version: u32(v.version), packageDigest: v.packageDigest, state: VERSION_STATES[v.state], inflight: u32(v.inflight),
+    seedIds: [...v.seedIds], deployedAt: v.deployedAt,
+  };
+}
+
 export function functionInfoToProto(f: FunctionInfo): MessageInitShape<typeof FunctionInfoSchema> {
   return {
     name: f.name, language: LANGUAGES[f.language], handler: f.handler, memoryMib: f.memoryMiB,
     timeoutMs: f.timeoutMs, env: { ...f.env }, codeBytes: u32(f.codeBytes), seedId: f.seedId ?? undefined,
-    deployedAt: f.deployedAt, invocations: u64(f.invocations),
+    deployedAt: f.deployedAt, invocations: u64(f.invocations), version: u32(f.version), packageDigest: f.packageDigest,
+    versions: f.versions.map(functionVersionToProto),
   };
 }
 
@@ -124,6 +148,7 @@ export function functionSpecToProto(s: FunctionSpec): MessageInitShape<typeof Fu
   return {
     name: s.name, language: LANGUAGES[s.language], code: s.code, handler: s.handler,
     memoryMib: s.memoryMiB, timeoutMs: s.timeoutMs, env: { ...s.env },
+    ...(s.package ? { package: s.package.data, packageFormat: PACKAGE_FORMATS[s.package.format] } : {}),
   };
 }
 
@@ -183,11 +208,19 @@ export function instanceFromProto(m: InstanceInfoMsg): InstanceInfo {
   };
 }
 
+export function functionVersionFromProto(m: FunctionVersionInfoMsg): FunctionVersionInfo {
+  return {
+    version: m.version, packageDigest: m.packageDigest, state: VERSION_STATE_OF.get(m.state) ?? 'retiring',
+    inflight: m.inflight, seedIds: [...m.seedIds], deployedAt: m.deployedAt,
+  };
+}
+
 export function functionInfoFromProto(m: FunctionInfoMsg): FunctionInfo {
   return {
     name: m.name, language: languageFromProto(m.language) ?? 'node', handler: m.handler, memoryMiB: m.memoryMib,
-    timeoutMs: m.timeoutMs, env: { ...m.env }, codeBytes: m.codeBytes, seedId: m.seedId ?? null,
-    deployedAt: m.deployedAt, invocations: Number(m.invocations),
+    timeoutMs: m.timeoutMs, env: { ...m.env }, codeBytes: m.codeBytes, version: m.version, packageDigest: m.packageDigest,
+    seedId: m.seedId ?? null, deployedAt: m.deployedAt, invocations: Number(m.invocations),
+    versions: m.versions.map(functionVersionFromProto),
   };
 }
 
@@ -215,11 +248,16 @@ export function invokeResultFromProto(m: InvokeResultMsg | undefined): InvokeRes
   };
 }
 
-/** Spec fields exactly as sent; defaults and validation are the server's job (validate.ts). */
-export function functionSpecFromProto(m: FunctionSpecMsg): Omit<FunctionSpec, 'language'> & { language: Language | null } {
+/**
+ * Spec fields exactly as sent; defaults and validation are the server's job (validate.ts). An
+ * empty `package` is no package (proto3 cannot tell them apart); its format may be null
+ * (UNSPECIFIED or unknown), which validation rejects.
+ */
+export function functionSpecFromProto(m: FunctionSpecMsg): RawFunctionSpec {
   return {
     name: m.name, language: languageFromProto(m.language), code: m.code, handler: m.handler,
     memoryMiB: m.memoryMib, timeoutMs: m.timeoutMs, env: { ...m.env },
+    package: m.package.byteLength > 0 ? { format: packageFormatFromProto(m.packageFormat), data: m.package } : null,
   };
 }
 

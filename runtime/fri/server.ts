@@ -16,7 +16,9 @@ import {
   engineFromProto, forkTargetKindFromProto, functionInfoToProto, functionSpecFromProto, instanceToProto,
   invokeResultToProto, languageFromProto, seedToProto,
 } from './convert.js';
-import { FRI_MAX_MESSAGE_BYTES, validateEngine, validateEvent, validateFunctionName, validateFunctionSpec, validateId } from './validate.js';
+import {
+  FRI_MAX_MESSAGE_BYTES, validateEngine, validateEvent, validateFunctionName, validateFunctionSpec, validateId, validateTailBytes,
+} from './validate.js';
 import { serviceDefinition, serviceImplementation } from './grpc.js';
 import type { CallRecord, ServiceImpl } from './grpc.js';
 
@@ -89,6 +91,11 @@ export function friHandlers(rt: FunctionRuntime): ServiceImpl<(typeof FunctionRu
     async listFunctions() {
       return { functions: rt.listFunctions().map(functionInfoToProto) };
     },
+    async logs(req) {
+      const name = validateFunctionName(req.name);
+      const tail = validateTailBytes(req.tailBytes);
+      return { text: await rt.logs(name, tail) };
+    },
   };
 }
 
@@ -103,7 +110,10 @@ function logCall(log: Logger): (rec: CallRecord) => void {
   };
 }
 
-/** A grpc-js server with the FRI service registered (not yet bound; see listenFri). */
+/**
+ * A grpc-js server with the FRI service registered (not yet bound; see listenFri). Requests may
+ * be as large as the largest deploy (a 50 MiB package plus framing: FRI_MAX_MESSAGE_BYTES).
+ */
 export function friServer(rt: FunctionRuntime, log: Logger): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': FRI_MAX_MESSAGE_BYTES,

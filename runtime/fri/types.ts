@@ -44,23 +44,62 @@ export interface InstanceInfo {
   createdAt: string;
 }
 
+/** Archive formats a function package may come in (same layout either way). */
+export type PackageFormat = 'zip' | 'tar.gz';
+
+/** A function package as deployed: an archive whose root becomes /var/task in the sandbox. */
+export interface PackageArchive {
+  format: PackageFormat;
+  data: Uint8Array;
+}
+
 export interface FunctionSpec {
   name: string;
   language: Language;
-  /** module source text */
+  /** single-file deploy: the module source text ('' when `package` is given) */
   code: string;
-  /** exported handler name */
+  /**
+   * package deploy: Node (`package.json` + `node_modules`) or Python (modules and vendored
+   * packages) files, unpacked read-only at /var/task; null/absent for a single file
+   */
+  package?: PackageArchive | null;
+  /**
+   * single file: the exported function's name ("handler"); package: Lambda's
+   * MODULE.FUNCTION ("index.handler" = /var/task/index.js's export `handler`;
+   * "app.main" = /var/task/app.py's `main`)
+   */
   handler: string;
   memoryMiB: number;
   timeoutMs: number;
   env: Record<string, string>;
 }
 
-export interface FunctionInfo extends Omit<FunctionSpec, 'code'> {
+export type FunctionVersionState = 'active' | 'retiring';
+
+/** One deployed version of a function: its own L2 seed(s) and package. */
+export interface FunctionVersionInfo {
+  version: number;
+  /** sha256 (hex) of the stored package's canonical manifest (functions/packages.ts) */
+  packageDigest: string;
+  state: FunctionVersionState;
+  /** invocations still running on this version */
+  inflight: number;
+  seedIds: string[];
+  deployedAt: string;
+}
+
+export interface FunctionInfo extends Omit<FunctionSpec, 'code' | 'package'> {
+  /** bytes of the single-file source or of the package archive as deployed */
   codeBytes: number;
+  /** the active version (1 for the first deploy; each redeploy adds one) */
+  version: number;
+  /** the active version's package digest */
+  packageDigest: string;
   seedId: string | null; // its L2 seed once built
   deployedAt: string;
   invocations: number;
+  /** the active version first, then versions still finishing in-flight work */
+  versions: FunctionVersionInfo[];
 }
 
 /** Per-phase timings of one invocation, microseconds (the paper's Figure 6 phases). */
@@ -121,4 +160,9 @@ export interface FunctionRuntime {
   deploy(spec: FunctionSpec): Promise<FunctionInfo>;
   remove(name: string): Promise<void>;
   listFunctions(): FunctionInfo[];
+  /**
+   * The function's captured stdout/stderr (its seeds' and instances'), newest last: at most
+   * `tailBytes` bytes (default 64 KiB, cut at a line start). NotFound for an unknown name.
+   */
+  logs(name: string, tailBytes?: number): Promise<string>;
 }

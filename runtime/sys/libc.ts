@@ -35,7 +35,7 @@ export const O = {
 } as const;
 
 export const PR = {
-  SET_PDEATHSIG: 1, SET_KEEPCAPS: 8, SET_NAME: 15, CAPBSET_DROP: 24, SET_SECUREBITS: 28,
+  SET_PDEATHSIG: 1, SET_DUMPABLE: 4, SET_KEEPCAPS: 8, SET_NAME: 15, CAPBSET_DROP: 24, SET_SECUREBITS: 28,
   SET_CHILD_SUBREAPER: 36, SET_NO_NEW_PRIVS: 38, CAP_AMBIENT: 47,
 } as const;
 export const PR_CAP_AMBIENT_RAISE = 2;
@@ -53,6 +53,9 @@ const SYS = {
   pidfd_open: 434,
   close_range: 436,
   prlimit64: 302,
+  landlock_create_ruleset: 444,
+  landlock_add_rule: 445,
+  landlock_restrict_self: 446,
 } as const;
 
 // --- raw bindings -------------------------------------------------------------------
@@ -93,6 +96,7 @@ const c = {
   kill: lib.func('int kill(int, int)'),
   ioctlPtr: lib.func('int ioctl(int, unsigned long, void *)'),
   ioctlInt: lib.func('int ioctl(int, unsigned long, unsigned long)'),
+  ioctlOut: lib.func('int ioctl(int, unsigned long, _Out_ int *)'),
   mknod: lib.func('int mknod(const char *, uint32_t, uint64_t)'),
   chown: lib.func('int chown(const char *, uint32_t, uint32_t)'),
   umask: lib.func('uint32_t umask(uint32_t)'),
@@ -101,6 +105,21 @@ const c = {
   grantpt: lib.func('int grantpt(int)'),
   unlockpt: lib.func('int unlockpt(int)'),
   ptsname_r: lib.func('int ptsname_r(int, _Out_ uint8_t *, size_t)'),
+  socketpair: lib.func('int socketpair(int, int, int, _Out_ int *)'),
+  socket: lib.func('int socket(int, int, int)'),
+  connect: lib.func('int connect(int, const uint8_t *, uint32_t)'),
+  sendmsg: lib.func('long sendmsg(int, const uint8_t *, int)'),
+  recvmsg: lib.func('long recvmsg(int, uint8_t *, int)'),
+  getsockopt: lib.func('int getsockopt(int, int, int, _Out_ uint8_t *, _Inout_ uint32_t *)'),
+  epoll_create1: lib.func('int epoll_create1(int)'),
+  epoll_ctl: lib.func('int epoll_ctl(int, int, int, const uint8_t *)'),
+  epoll_wait: lib.func('int epoll_wait(int, _Out_ uint8_t *, int, int)'),
+  poll: lib.func('int poll(_Inout_ uint8_t *, unsigned long, int)'),
+  syscallPtr3: lib.func('long syscall(long, const uint8_t *, long, long)'),
+  syscallRule: lib.func('long syscall(long, long, long, const uint8_t *, long)'),
+  syscall2: lib.func('long syscall(long, long, long)'),
+  syscall5: lib.func('long syscall(long, long, long, long, long, long)'),
+  eventfd: lib.func('int eventfd(unsigned int, int)'),
 };
 
 function check(name: string, rc: number | bigint, detail?: string): number {
@@ -254,6 +273,8 @@ export function dup2(from: number, to: number): void { check('dup2', c.dup2(from
 export function dup3(from: number, to: number, flags: number): void { check('dup3', c.dup3(from, to, flags), `${from}->${to}`); }
 /** fcntl(F_DUPFD_CLOEXEC): a second fd on the same open file. */
 export function dupFd(fd: number): number { return check('fcntl', c.fcntl(fd, 1030, 3)); }
+/** fcntl(F_DUPFD_CLOEXEC) at the lowest free number >= min. */
+export function dupAt(fd: number, min: number): number { return check('fcntl', c.fcntl(fd, 1030, min)); }
 export function setCloexec(fd: number, on: boolean): void {
   const F_SETFD = 2;
   check('fcntl', c.fcntl(fd, F_SETFD, on ? 1 : 0));
@@ -327,6 +348,259 @@ export function setWinsize(fd: number, rows: number, cols: number): void {
 }
 
 export function errno(): number { return koffi.errno(); }
+
+// --- unix sockets and fd passing (seed links, instance channels) --------------------
+export const AF_UNIX = 1;
+export const SOCK = { STREAM: 1, DGRAM: 2, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const SO_PEERCRED = 17;
+const MSG_NOSIGNAL = 0x4000;
+const MSG_DONTWAIT = 0x40;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+const EAGAIN = 11;
+const EINTR = 4;
+/** Most fds one message may carry (SCM_MAX_FD is 253; spore's messages carry at most 2). */
+export const MAX_FDS_PER_MESSAGE = 8;
+
+/** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): two connected ends. */
+export function socketpair(type: number = SOCK.STREAM | SOCK.CLOEXEC): [number, number] {
+  const fds = [0, 0];
+  check('socketpair', c.socketpair(AF_UNIX, type, 0, fds));
+  return [fds[0] ?? -1, fds[1] ?? -1];
+}
+
+/** A blocking AF_UNIX stream socket connected to `path` (close-on-exec). */
+export function connectUnix(path: string): number {
+  const fd = check('socket', c.socket(AF_UNIX, SOCK.STREAM | SOCK.CLOEXEC, 0));
+  const addr = Buffer.alloc(110);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  const p = Buffer.from(path);
+  if (p.length > 107) { c.close(fd); throw new SyscallError('connect', 36, path); }
+  p.copy(addr, 2);
+  if (c.connect(fd, addr, 2 + p.length + 1) < 0) {
+    const e = koffi.errno();
+    c.close(fd);
+    throw new SyscallError('connect', e, path);
+  }
+  return fd;
+}
+
+/** SO_PEERCRED of a connected unix socket: the peer as the kernel saw it at connect(). */
+export function peerCred(fd: number): { pid: number; uid: number; gid: number } {
+  const buf = Buffer.alloc(12);
+  const len = [12];
+  check('getsockopt', c.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, buf, len));
+  return { pid: buf.readInt32LE(0), uid: buf.readUInt32LE(4), gid: buf.readUInt32LE(8) };
+}
+
+// struct msghdr (x86_64): name 0, namelen 8, iov 16, iovlen 24, control 32, controllen 40, flags 48; 56 bytes.
+function msghdr(iov: Buffer, iovlen: number, control: Buffer | null): Buffer {
+  const h = Buffer.alloc(56);
+  h.writeBigUInt64LE(BigInt(koffi.address(iov)), 16);
+  h.writeBigUInt64LE(BigInt(iovlen), 24);
+  if (control) {
+    h.writeBigUInt64LE(BigInt(koffi.address(control)), 32);
+    h.writeBigUInt64LE(BigInt(control.length), 40);
+  }
+  return h;
+}
+function iovOf(data: Buffer): Buffer {
+  const iov = Buffer.alloc(16);
+  iov.writeBigUInt64LE(BigInt(koffi.address(data)), 0);
+  iov.writeBigUInt64LE(BigInt(data.length), 8);
+  return iov;
+}
+const cmsgSpace = (n: number): number => 16 + ((n * 4 + 7) & ~7);
+
+/**
+ * sendmsg(2) of `data` with `fds` attached as SCM_RIGHTS (unix(7)): the fds arrive with the
+ * first byte of `data`. Returns the bytes sent, which can be fewer than data.length on a
+ * non-blocking socket (the caller sends the rest without fds), or -1 for EAGAIN before any
+ * byte went out. Throws SyscallError otherwise (EPIPE when the peer is gone).
+ */
+export function sendWithFds(fd: number, data: Buffer, fds: readonly number[] = [], nonblocking = false): number {
+  if (fds.length > MAX_FDS_PER_MESSAGE) throw new SyscallError('sendmsg', 22, `${fds.length} fds`);
+  const iov = iovOf(data);
+  let control: Buffer | null = null;
+  if (fds.length) {
+    control = Buffer.alloc(cmsgSpace(fds.length));
+    control.writeBigUInt64LE(BigInt(16 + fds.length * 4), 0);
+    control.writeInt32LE(SOL_SOCKET, 8);
+    control.writeInt32LE(SCM_RIGHTS, 12);
+    fds.forEach((f, i) => control!.writeInt32LE(f, 16 + i * 4));
+  }
+  const h = msghdr(iov, 1, control);
+  for (;;) {
+    const n = Number(c.sendmsg(fd, h, MSG_NOSIGNAL | (nonblocking ? MSG_DONTWAIT : 0)));
+    if (n >= 0) return n;
+    const e = koffi.errno();
+    if (e === EINTR) continue;
+    if (e === EAGAIN && nonblocking) return -1;
+    throw new SyscallError('sendmsg', e, `fd ${fd}`);
+  }
+}
+
+/**
+ * recvmsg(2) of up to `max` bytes plus any SCM_RIGHTS fds (received close-on-exec).
+ * `data` is empty at EOF; `wouldBlock` is set for EAGAIN on a non-blocking socket.
+ */
+export function recvWithFds(fd: number, max = 65536, nonblocking = false): { data: Buffer; fds: number[]; wouldBlock: boolean } {
+  const data = Buffer.alloc(max);
+  const control = Buffer.alloc(cmsgSpace(MAX_FDS_PER_MESSAGE) * 4);
+  const h = msghdr(iovOf(data), 1, control);
+  let n: number;
+  for (;;) {
+    n = Number(c.recvmsg(fd, h, MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0)));
+    if (n >= 0) break;
+    const e = koffi.errno();
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return { data: Buffer.alloc(0), fds: [], wouldBlock: true };
+    if (e === 104 /* ECONNRESET */) return { data: Buffer.alloc(0), fds: [], wouldBlock: false };
+    throw new SyscallError('recvmsg', e, `fd ${fd}`);
+  }
+  const fds: number[] = [];
+  const clen = Number(h.readBigUInt64LE(40));
+  let off = 0;
+  while (off + 16 <= clen) {
+    const len = Number(control.readBigUInt64LE(off));
+    if (len < 16) break;
+    if (control.readInt32LE(off + 8) === SOL_SOCKET && control.readInt32LE(off + 12) === SCM_RIGHTS) {
+      for (let i = 16; i + 4 <= len; i += 4) fds.push(control.readInt32LE(off + i));
+    }
+    off += (len + 7) & ~7;
+  }
+  return { data: data.subarray(0, n), fds, wouldBlock: false };
+}
+
+// --- waiting: epoll, poll, pidfds ---------------------------------------------------
+export const EPOLLIN = 0x001;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+const EPOLL_CLOEXEC = 0o2000000;
+export function epollCreate(): number { return check('epoll_create1', c.epoll_create1(EPOLL_CLOEXEC)); }
+/** Watch fd for `events`; epoll_event.data carries fd itself. */
+export function epollAdd(ep: number, fd: number, events: number = EPOLLIN): void {
+  const ev = Buffer.alloc(12); // struct epoll_event is packed on x86_64
+  ev.writeUInt32LE(events, 0);
+  ev.writeBigUInt64LE(BigInt(fd), 4);
+  check('epoll_ctl', c.epoll_ctl(ep, 1 /* ADD */, fd, ev), String(fd));
+}
+export function epollDel(ep: number, fd: number): void {
+  c.epoll_ctl(ep, 2 /* DEL */, fd, Buffer.alloc(12));
+}
+/** Ready fds and their event bits; blocks up to timeoutMs (-1: forever). EINTR yields []. */
+export function epollWait(ep: number, max: number, timeoutMs: number): { fd: number; events: number }[] {
+  const buf = Buffer.alloc(12 * max);
+  const n = c.epoll_wait(ep, buf, max, timeoutMs);
+  if (n < 0) {
+    if (koffi.errno() === EINTR) return [];
+    throw new SyscallError('epoll_wait', koffi.errno());
+  }
+  const out: { fd: number; events: number }[] = [];
+  for (let i = 0; i < n; i++) out.push({ fd: Number(buf.readBigUInt64LE(i * 12 + 4)), events: buf.readUInt32LE(i * 12) });
+  return out;
+}
+/** poll(2) one fd for input; true when readable (or at EOF/hang-up) within timeoutMs. */
+export function pollIn(fd: number, timeoutMs: number): boolean {
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(1 /* POLLIN */, 4);
+  for (;;) {
+    const n = c.poll(pfd, 1, timeoutMs);
+    if (n >= 0) return n > 0;
+    if (koffi.errno() !== EINTR) throw new SyscallError('poll', koffi.errno());
+  }
+}
+/** pidfd_open(2): an fd that becomes readable when the process exits. */
+export function pidfdOpen(pid: number): number {
+  return check('pidfd_open', c.syscall2(SYS.pidfd_open, pid, 0) as unknown as number, String(pid));
+}
+/** pidfd_send_signal(2): signal the process a pidfd refers to (never a reused pid). */
+export function pidfdSignal(pidfd: number, sig: number): void {
+  check('pidfd_send_signal', c.syscall5(424, pidfd, sig, 0, 0, 0) as unknown as number, String(pidfd));
+}
+/** Reap one given child; null when it has not exited (WNOHANG) or is not ours. */
+export function reapPid(pid: number, block = false): WaitResult | null {
+  const st = [0];
+  const r = c.waitpid(pid, st, block ? 0 : WNOHANG);
+  if (r <= 0) return null;
+  return { pid: r, status: st[0] ?? 0 };
+}
+
+/** eventfd(2), close-on-exec, with O_NONBLOCK when asked. */
+export function eventfd(nonblock: boolean): number {
+  return check('eventfd', c.eventfd(0, O.CLOEXEC | (nonblock ? O.NONBLOCK : 0)));
+}
+/**
+ * kcmp(2) KCMP_FILE within this process: whether fds a and b refer to the same open file
+ * description. EBADF (either fd closed) counts as "not the same".
+ */
+export function sameFile(a: number, b: number): boolean {
+  const self = c.getpid();
+  return Number(c.syscall5(312 /* kcmp */, self, self, 0 /* KCMP_FILE */, a, b)) === 0;
+}
+/** fcntl F_GETFL / F_GETFD of an fd. */
+export function fdFlags(fd: number): { status: number; cloexec: boolean } {
+  return { status: check('fcntl', c.fcntl(fd, 3, 0)), cloexec: (check('fcntl', c.fcntl(fd, 1, 0)) & 1) === 1 };
+}
+/** FIONREAD: bytes waiting to be read from a pipe or socket. */
+export function pendingBytes(fd: number): number {
+  const n = [0];
+  check('ioctl(FIONREAD)', c.ioctlOut(fd, 0x541b, n));
+  return n[0] ?? 0;
+}
+
+// --- landlock (linux/landlock.h; ABI 1..7) --------------------------------------------
+export const LANDLOCK_ACCESS_FS = {
+  EXECUTE: 1, WRITE_FILE: 2, READ_FILE: 4, READ_DIR: 8, REMOVE_DIR: 16, REMOVE_FILE: 32, MAKE_CHAR: 64,
+  MAKE_DIR: 128, MAKE_REG: 256, MAKE_SOCK: 512, MAKE_FIFO: 1024, MAKE_BLOCK: 2048, MAKE_SYM: 4096,
+  REFER: 8192, TRUNCATE: 16384, IOCTL_DEV: 32768,
+} as const;
+export const LANDLOCK_SCOPE = { ABSTRACT_UNIX_SOCKET: 1, SIGNAL: 2 } as const;
+/** Landlock ABI version of this kernel, 0 when Landlock is unavailable. */
+export function landlockAbi(): number {
+  const r = Number(c.syscallPtr3(SYS.landlock_create_ruleset, null as unknown as Buffer, 0, 1 /* _VERSION */));
+  return r < 0 ? 0 : r;
+}
+/** landlock_create_ruleset(2) with struct landlock_ruleset_attr {fs, net, scoped}. */
+export function landlockCreateRuleset(handledFs: bigint, scoped: bigint): number {
+  const attr = Buffer.alloc(24);
+  attr.writeBigUInt64LE(handledFs, 0);
+  attr.writeBigUInt64LE(0n, 8);
+  attr.writeBigUInt64LE(scoped, 16);
+  const size = scoped ? 24 : 16;
+  return check('landlock_create_ruleset', c.syscallPtr3(SYS.landlock_create_ruleset, attr, size, 0) as unknown as number);
+}
+/** LANDLOCK_RULE_PATH_BENEATH: `allowed` beneath the file or directory `parentFd` refers to. */
+export function landlockAddPath(ruleset: number, parentFd: number, allowed: bigint): void {
+  const attr = Buffer.alloc(12); // packed struct landlock_path_beneath_attr
+  attr.writeBigUInt64LE(allowed, 0);
+  attr.writeInt32LE(parentFd, 8);
+  check('landlock_add_rule', c.syscallRule(SYS.landlock_add_rule, ruleset, 1, attr, 0) as unknown as number, `fd ${parentFd}`);
+}
+export function landlockRestrictSelf(ruleset: number): void {
+  check('landlock_restrict_self', c.syscall2(SYS.landlock_restrict_self, ruleset, 0) as unknown as number);
+}
+
+// --- network interfaces ---------------------------------------------------------------
+/** Bring the loopback interface of the current network namespace up (SIOCSIFFLAGS). */
+export function loopbackUp(): void {
+  const AF_INET = 2;
+  const SIOCGIFFLAGS = 0x8913;
+  const SIOCSIFFLAGS = 0x8914;
+  const IFF_UP = 0x1;
+  const s = check('socket', c.socket(AF_INET, SOCK.DGRAM | SOCK.CLOEXEC, 0));
+  try {
+    const ifr = Buffer.alloc(40);
+    ifr.write('lo', 0);
+    check('ioctl(SIOCGIFFLAGS)', c.ioctlPtr(s, SIOCGIFFLAGS, ifr));
+    ifr.writeInt16LE(ifr.readInt16LE(16) | IFF_UP, 16);
+    check('ioctl(SIOCSIFFLAGS)', c.ioctlPtr(s, SIOCSIFFLAGS, ifr));
+  } finally {
+    c.close(s);
+  }
+}
 
 // --- memory, memfd, threads, signals (added for the vm engine) ----------------------
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;

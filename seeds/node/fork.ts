@@ -10,11 +10,17 @@ const self = koffi.load(null);
 const uvDefaultLoop = self.func('void *uv_default_loop()');
 const uvLoopFork = self.func('int uv_loop_fork(void *)');
 
-/** fork(); in the child, the event loop, pid and random state are already fixed. */
-export function forkNode(): number {
+/**
+ * fork(); in the child, the event loop, pid and random state are already fixed.
+ * `beforeLoopFork` runs in the child first, while every fd is still the parent's.
+ */
+export function forkNode(beforeLoopFork?: () => void): number {
   sys.prepareFork();
   const pid = sys.fork();
-  if (pid === 0) afterForkInChild();
+  if (pid === 0) {
+    beforeLoopFork?.();
+    afterForkInChild();
+  }
   return pid;
 }
 

@@ -1,84 +1,332 @@
 // The Node.js language seed (L1) and function seeds (L2). Speaks seeds/protocol.ts to
-// spored. Forks instances (and child seeds) from itself; each instance binds its pooled
-// resources, re-initializes uniqueness state, runs one request and _exits.
-import net from 'node:net';
-import { openSync, writeSync } from 'node:fs';
-import Module, { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+// spored over a unix socket it reads with recvmsg (messages carry fds).
+//
+// A seed's serving loop is synchronous (epoll over its link and its children's pidfds,
+// through koffi): once a seed is ready its JS event loop never runs again, so function
+// init code left running (timers, sockets, native immediates) cannot spin or write pages
+// in the seed. The loop returns only in a freshly forked child, which then becomes what
+// it was forked for: an instance (runs one request and _exits), a new function lineage
+// (an L1's child: builds the sandbox, loads the function, serves as its L2 seed) or a
+// replica of an L2 seed.
+import { existsSync, writeFileSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import * as sys from '../../runtime/sys/libc.js';
-import type { Bind, FromSeed, InvokeRequest, ToSeed } from '../protocol.js';
+import type { FromSeed, InstanceResult, InvokeRequest, LoadSpec, SandboxPlan, ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
-import { onJsonLines } from '../../runtime/lines.js';
-import { MAX_RESULT_LINE } from '../../pools/result-fifos.js';
-import { clipRuns, decodeRuns, encodeRuns, inheritFilePageTables, mergeRuns, ownFileRanges, populate, presentRuns, type FileRange, type PageRun, type PrefillMode } from '../prefill.js';
+import { applySandbox, bindInstance, prepareInstanceLayer, referenceFds, type FdReferences, type InstanceLayer } from './sandbox.js';
 
-type Handler = (event: unknown, context: unknown) => unknown;
+type Handler = (event: unknown, context: unknown, callback?: (err: unknown, value?: unknown) => void) => unknown;
 
-interface Instance {
+interface Child {
   id: string;
   pid: number;
-  /** the result pipe, when the result comes through the seed (else: spored's FIFO) */
-  result: net.Socket | null;
-  activateFd: number; // write end of the activation pipe, -1 when the request was attached
-  timer: NodeJS.Timeout;
-  timedOut: boolean;
+  pidfd: number;
+  kind: 'instance' | 'seed';
 }
 
-export interface SeedOptions {
-  socket: string;
+/** The function an L2 seed serves. */
+interface Loaded {
+  handler: Handler;
+  layer: InstanceLayer;
+}
+
+type ForkMsg = Extract<ToSeed, { t: 'fork' }>;
+type SeedMsg = Extract<ToSeed, { t: 'seed' }>;
+
+/** What a forked child becomes once it leaves its parent's loop. */
+type Next =
+  | { kind: 'instance'; msg: ForkMsg; channel: number; fn: Loaded }
+  | { kind: 'lineage'; msg: SeedMsg & { load: LoadSpec; sandbox: SandboxPlan }; link: number; log: number; toParent: number; fromParent: number; refs: FdReferences }
+  | { kind: 'replica'; id: string; link: number; fn: Loaded };
+
+interface SeedRole {
   id: string;
   level: 1 | 2;
-  load?: { module: string; handler: string } | undefined;
-  /** L2: IPC + mount namespace shared by this function's lineage */
-  lineageNamespaces?: boolean;
-  /** a replica: the parent's loaded handler (nothing is loaded again) */
-  preloaded?: Handler;
-  /** L2: filter installed (with no_new_privs) before the function's init code runs */
-  seccomp?: { filter: string; flags: number } | undefined;
-  /** page-table prefill (seeds/prefill.ts); replicas keep their template's */
-  prefill?: PrefillMode | undefined;
+  link: number;
+  fn: Loaded | null;
 }
 
-const requireFrom = createRequire(import.meta.url);
-/** instances per seed whose touched file pages are recorded (prefill 'record') */
-const RECORD_INSTANCES = 3;
-/** Prefill state of this seed; children (replicas) inherit it with the address space. */
-const prefill: { mode: PrefillMode; ranges: FileRange[] | null; toRecord: number; recorded: PageRun[]; records: number } = { mode: 'off', ranges: null, toRecord: 0, recorded: [], records: 0 };
+const us = (from: number): number => Math.round((performance.now() - from) * 1000);
+
+/** fd of this process's own pid namespace (L1: to come back after forking into a new one). */
+let ownPidNs = -1;
+
+function send(link: number, m: FromSeed): void {
+  try { sys.write(link, Buffer.from(JSON.stringify(m) + '\n')); } catch { /* spored is gone: the loop sees EOF */ }
+}
 
 /**
- * A child's record of the file pages it had mapped. Once all are in, the seed keeps
- * exactly their union mapped: what its children need and no more for fork to copy.
+ * Serve as a seed until a fork makes this process something else; returns only in the
+ * child. Exits the process when spored closes the link or says `exit`.
  */
-function onTouched(runs: PageRun[]): void {
-  const ranges = prefill.ranges;
-  if (!ranges) return;
-  prefill.recorded = mergeRuns([...prefill.recorded, ...clipRuns(runs, ranges)]);
-  if (++prefill.records < RECORD_INSTANCES) return;
-  for (const r of ranges) { try { sys.madviseRange(r.start, Number(r.end - r.start), sys.MADV.DONTNEED); } catch { /* unmapped */ } }
-  populate(prefill.recorded);
+function serve(role: SeedRole): Next {
+  const ep = sys.epollCreate();
+  sys.epollAdd(ep, role.link);
+  const children = new Map<string, Child>();
+  const byPid = new Map<number, Child>();
+  const byPidfd = new Map<number, Child>();
+  let buf = '';
+  let queued: number[] = [];
+
+  const take = (n: number): number[] | null => {
+    if (queued.length < n) return null;
+    const got = queued.slice(0, n);
+    queued = queued.slice(n);
+    return got;
+  };
+  const track = (c: Child): void => {
+    children.set(c.id, c);
+    byPid.set(c.pid, c);
+    byPidfd.set(c.pidfd, c);
+    sys.epollAdd(ep, c.pidfd);
+  };
+  /** In a fresh child: nothing of the seed's role may remain reachable. */
+  const leave = (keep: number[]): void => {
+    sys.close(ep);
+    sys.close(role.link);
+    for (const c of children.values()) sys.close(c.pidfd);
+    for (const fd of queued) if (!keep.includes(fd)) sys.close(fd);
+  };
+  const shutdown = (): never => {
+    for (const c of children.values()) { try { sys.kill(c.pid, 9); } catch { /* gone */ } }
+    return sys.exit(0);
+  };
+  const reap = (): void => {
+    for (;;) {
+      const r = sys.reapOne();
+      if (!r) return;
+      const c = byPid.get(r.pid);
+      if (!c) continue; // an orphan reparented to us (we are pid 1 of the lineage)
+      byPid.delete(c.pid);
+      byPidfd.delete(c.pidfd);
+      children.delete(c.id);
+      sys.epollDel(ep, c.pidfd);
+      sys.close(c.pidfd);
+      const signaled = (r.status & 0x7f) !== 0;
+      send(role.link, { t: 'exit', id: c.id, pid: c.pid, code: signaled ? null : (r.status >> 8) & 0xff, signal: signaled ? r.status & 0x7f : null, timedOut: false });
+    }
+  };
+
+  const forkInstance = (msg: ForkMsg, t0: number): Next | null => {
+    const fds = take(1);
+    if (!fds) { send(role.link, { t: 'forkFailed', id: msg.id, message: 'fork came without its channel fd' }); return null; }
+    const [channel] = fds as [number];
+    if (!role.fn || children.has(msg.id)) {
+      sys.close(channel);
+      send(role.link, { t: 'forkFailed', id: msg.id, message: role.fn ? 'duplicate id' : 'this seed has no function loaded; instances fork from a function (L2) seed' });
+      return null;
+    }
+    let pid: number;
+    try { pid = forkNode(); } catch (e) {
+      sys.close(channel);
+      send(role.link, { t: 'forkFailed', id: msg.id, message: (e as Error).message });
+      return null;
+    }
+    if (pid === 0) {
+      leave([channel]);
+      return { kind: 'instance', msg, channel, fn: role.fn };
+    }
+    sys.close(channel);
+    track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'instance' });
+    send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
+    return null;
+  };
+
+  const forkSeed = (msg: SeedMsg, t0: number): Next | null => {
+    const fds = take(msg.nfds);
+    if (!fds) { send(role.link, { t: 'forkFailed', id: msg.id, message: 'seed came without its fds' }); return null; }
+    const fail = (why: string): null => { for (const fd of fds) sys.close(fd); send(role.link, { t: 'forkFailed', id: msg.id, message: why }); return null; };
+    if (children.has(msg.id)) return fail('duplicate id');
+    if (role.level === 1) {
+      if (!msg.sandbox || !msg.load || fds.length !== 2) return fail('a function seed needs a sandbox plan, a module and two fds');
+      return forkLineage({ ...msg, load: msg.load, sandbox: msg.sandbox }, fds[0] as number, fds[1] as number, t0, fail);
+    }
+    if (!role.fn) return fail('no function loaded');
+    let pid: number;
+    try { pid = forkNode(); } catch (e) { return fail((e as Error).message); }
+    if (pid === 0) {
+      leave(fds);
+      return { kind: 'replica', id: msg.id, link: fds[0] as number, fn: role.fn };
+    }
+    sys.close(fds[0] as number);
+    track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'seed' });
+    send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
+    return null;
+  };
+
+  /**
+   * L1 -> a new function lineage: the child is pid 1 of a new pid namespace and builds the
+   * sandbox itself; this (host) side writes its user namespace's id maps when asked, which
+   * nothing inside could do.
+   */
+  const forkLineage = (msg: SeedMsg & { load: LoadSpec; sandbox: SandboxPlan }, link: number, log: number, t0: number, fail: (why: string) => null): Next | null => {
+    const [upR, upW] = sys.pipe();
+    const [downR, downW] = sys.pipe();
+    let refs: FdReferences = new Map();
+    let pid: number;
+    try {
+      sys.unshare(sys.CLONE.NEWPID);
+      try {
+        pid = forkNode(() => { refs = referenceFds(); });
+      } finally {
+        if (sys.getpid() !== 1) sys.setns(ownPidNs, sys.CLONE.NEWPID);
+      }
+    } catch (e) {
+      for (const fd of [upR, upW, downR, downW]) sys.close(fd);
+      return fail((e as Error).message);
+    }
+    if (pid === 0) {
+      sys.close(upR);
+      sys.close(downW);
+      leave([link, log]);
+      return { kind: 'lineage', msg, link, log, toParent: upW, fromParent: downR, refs };
+    }
+    for (const fd of [link, log, upW, downR]) sys.close(fd);
+    track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'seed' });
+    // The child asks once its user namespace exists; it may fail earlier (it reports that
+    // itself), so a closed pipe or a timeout just ends the wait.
+    try {
+      if (sys.pollIn(upR, 10_000) && sys.read(upR, 1).length === 1) {
+        const { hostId, size } = msg.sandbox.idmap;
+        writeFileSync(`/proc/${pid}/uid_map`, `0 ${hostId} ${size}\n`);
+        writeFileSync(`/proc/${pid}/gid_map`, `0 ${hostId} ${size}\n`);
+        sys.write(downW, Buffer.from('k'));
+      }
+    } catch (e) {
+      try { sys.kill(pid, 9); } catch { /* gone */ }
+      send(role.link, { t: 'failed', id: msg.id, message: `writing the id maps failed: ${(e as Error).message}`, stack: null, phase: 'user namespace' });
+    } finally {
+      sys.close(upR);
+      sys.close(downW);
+    }
+    send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
+    return null;
+  };
+
+  const handle = (msg: ToSeed, t0: number): Next | null => {
+    switch (msg.t) {
+      case 'fork': return forkInstance(msg, t0);
+      case 'seed': return forkSeed(msg, t0);
+      case 'kill': {
+        const c = children.get(msg.id);
+        if (c) { try { sys.kill(c.pid, 9); } catch { /* reaped next */ } }
+        return null;
+      }
+      case 'stats': send(role.link, { t: 'stats', id: role.id, pid: process.pid, children: children.size }); return null;
+      case 'exit': return shutdown();
+      default: return null;
+    }
+  };
+
+  for (;;) {
+    // pid 1 of a lineage also reaps orphans: look every second even without an event
+    const ready = sys.epollWait(ep, 64, 1000);
+    let sawChild = ready.length === 0;
+    for (const ev of ready) {
+      if (ev.fd !== role.link) { sawChild = true; continue; }
+      const t0 = performance.now();
+      const r = sys.recvWithFds(role.link, 262144);
+      queued.push(...r.fds);
+      if (r.data.length === 0 && !r.wouldBlock) shutdown();
+      buf += r.data.toString('utf8');
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let msg: ToSeed;
+        try { msg = JSON.parse(line) as ToSeed; } catch { continue; }
+        const next = handle(msg, t0);
+        if (next) return next;
+      }
+      if (buf.length > 1 << 20) shutdown(); // no message is that long: spored is not speaking the protocol
+    }
+    if (sawChild) reap();
+  }
 }
-/** intervals of this process's seed role, cleared when a fork leaves the role */
-const activeIntervals = new Set<NodeJS.Timeout>();
 
-interface CompilableModule { filename: string; paths: string[]; exports: unknown; loaded: boolean; _compile(code: string, filename: string): void }
-type ModuleCtor = (new (id: string, parent: null) => CompilableModule) & { _nodeModulePaths(dir: string): string[] };
+// --- becoming what a fork was for -----------------------------------------------------
 
-/** Compile a CommonJS module from source already read: its file may be hidden by now. */
-function compileModule(filename: string, source: string): Record<string, unknown> {
-  const M = Module as unknown as ModuleCtor;
-  const m = new M(filename, null);
-  m.filename = filename;
-  m.paths = M._nodeModulePaths(dirname(filename));
-  m._compile(source, filename);
-  m.loaded = true;
-  return m.exports as Record<string, unknown>;
+/** Entry of a language seed (L1) forked from the root seed: connect, hello, serve. */
+export async function runLanguageSeed(socket: string, id: string): Promise<void> {
+  ownPidNs = sys.open('/proc/self/ns/pid', sys.O.RDONLY | sys.O.CLOEXEC);
+  const link = sys.connectUnix(socket);
+  send(link, { t: 'hello', id, pid: process.pid, language: 'node', level: 1 });
+  send(link, { t: 'ready', id, initMs: 0 });
+  await become(serve({ id, level: 1, link, fn: null }));
 }
 
-function loadHandler(module: string, name: string, source?: string): Handler {
-  const mod = (source !== undefined ? compileModule(module, source) : requireFrom(module)) as Record<string, unknown>;
-  const h = mod[name] ?? (mod.default as Record<string, unknown> | undefined)?.[name];
-  if (typeof h !== 'function') throw new Error(`${module} does not export a function named ${JSON.stringify(name)}`);
+async function become(first: Next): Promise<void> {
+  let next: Next = first;
+  for (;;) {
+    switch (next.kind) {
+      case 'instance':
+        return runInstance(next.msg, next.channel, next.fn);
+      case 'replica':
+        send(next.link, { t: 'ready', id: next.id, initMs: 0 });
+        next = serve({ id: next.id, level: 2, link: next.link, fn: next.fn });
+        continue;
+      case 'lineage':
+        next = serve(await startLineage(next));
+        continue;
+    }
+  }
+}
+
+/**
+ * In an L1's fresh child: build the sandbox, then (now unprivileged, filtered, pid 1 of
+ * the lineage) run the function's init code once, and serve as its L2 seed.
+ */
+async function startLineage(n: Extract<Next, { kind: 'lineage' }>): Promise<SeedRole> {
+  const t0 = performance.now();
+  const id = n.msg.id;
+  const fail = (message: string, stack: string | null, phase: string): never => {
+    send(n.link, { t: 'failed', id, message, stack, phase });
+    return sys.exit(1);
+  };
+  let layer: InstanceLayer;
+  try {
+    applySandbox(n.msg.sandbox, { link: n.link, log: n.log, toParent: n.toParent, fromParent: n.fromParent }, n.refs);
+    layer = prepareInstanceLayer(n.msg.sandbox);
+  } catch (e) {
+    return fail(`sandbox: ${(e as Error).message}`, null, 'sandbox');
+  }
+  let handler: Handler;
+  try {
+    handler = await loadHandler(n.msg.load);
+  } catch (e) {
+    const err = errorOf(e);
+    return fail(err.message, err.stack, 'load');
+  }
+  // Free malloc pages left over from init (compile zones): fewer entries for every fork.
+  sys.mallocTrim();
+  send(n.link, { t: 'ready', id, initMs: Math.round((performance.now() - t0) * 1000) / 1000 });
+  return { id, level: 2, link: n.link, fn: { handler, layer } };
+}
+
+/**
+ * The handler named by `load` (Lambda's MODULE.FUNCTION, already split): MODULE.js or
+ * MODULE.cjs through require, MODULE.mjs (or a .js that is ESM) through import().
+ */
+async function loadHandler(load: LoadSpec): Promise<Handler> {
+  const req = createRequire(`${load.module.slice(0, load.module.lastIndexOf('/') + 1)}`);
+  let mod: Record<string, unknown> | undefined;
+  const tried: string[] = [];
+  for (const ext of ['.js', '.mjs', '.cjs']) {
+    const file = load.module + ext;
+    tried.push(file);
+    if (!existsSync(file)) continue;
+    if (ext === '.mjs') { mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>; break; }
+    try {
+      mod = req(file) as Record<string, unknown>;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
+      mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    }
+    break;
+  }
+  if (!mod) throw new Error(`cannot find the handler module: none of ${tried.join(', ')} exists in the package`);
+  const h = mod[load.handler] ?? (mod.default as Record<string, unknown> | undefined)?.[load.handler];
+  if (typeof h !== 'function') throw new Error(`${load.module} does not export a function named ${JSON.stringify(load.handler)}`);
   return h as Handler;
 }
 
@@ -87,286 +335,7 @@ function errorOf(e: unknown): { message: string; stack: string | null } {
   return { message: String(e), stack: null };
 }
 
-const us = (from: number): number => Math.round((performance.now() - from) * 1000);
-
-export async function runSeed(opts: SeedOptions): Promise<void> {
-  const t0 = performance.now();
-  const instances = new Map<string, Instance>();
-  const byPid = new Map<number, { kind: 'instance'; inst: Instance } | { kind: 'seed'; id: string }>();
-  let handler: Handler | null = opts.preloaded ?? null;
-
-  if (opts.prefill) prefill.mode = opts.prefill;
-  const conn = net.connect(opts.socket);
-  const send = (m: FromSeed): void => { conn.write(JSON.stringify(m) + '\n'); };
-  await new Promise<void>((resolve, reject) => { conn.once('connect', resolve); conn.once('error', reject); });
-  send({ t: 'hello', id: opts.id, pid: process.pid, language: 'node', level: opts.level });
-
-  if (opts.load && !handler) {
-    try {
-      // Order matters: read the code, set up the lineage's mounts (the filter forbids
-      // mount), filter ourselves, and only then run the function's init code.
-      const source = readFileSync(opts.load.module, 'utf8');
-      if (opts.lineageNamespaces && !opts.socket.startsWith('/proc/self/fd/')) {
-        // Replicas forked from this seed must still reach spored after /tmp is replaced.
-        opts.socket = socketViaDirFd(opts.socket);
-        privateTmp();
-      }
-      if (opts.seccomp) {
-        sys.prctl(sys.PR.SET_NO_NEW_PRIVS, 1);
-        sys.seccompInstall(Buffer.from(opts.seccomp.filter, 'base64'), opts.seccomp.flags);
-      }
-      handler = loadHandler(opts.load.module, opts.load.handler, source);
-    } catch (e) {
-      const err = errorOf(e);
-      send({ t: 'failed', id: opts.id, message: err.message, stack: err.stack });
-      conn.end(() => sys.exit(1));
-      return;
-    }
-  }
-
-  // Exits of instances and child seeds; the handler is replaced in children.
-  const onChild = (): void => {
-    for (;;) {
-      const r = sys.reapOne();
-      if (!r) return;
-      const who = byPid.get(r.pid);
-      if (!who) continue;
-      byPid.delete(r.pid);
-      const code = (r.status & 0x7f) === 0 ? (r.status >> 8) & 0xff : null;
-      const signal = (r.status & 0x7f) !== 0 ? r.status & 0x7f : null;
-      if (who.kind === 'seed') {
-        send({ t: 'exit', id: who.id, pid: r.pid, code, signal, timedOut: false });
-        continue;
-      }
-      const inst = who.inst;
-      clearTimeout(inst.timer);
-      if (inst.activateFd >= 0) { sys.close(inst.activateFd); inst.activateFd = -1; }
-      // Let the result pipe drain before reporting the exit, so result precedes exit.
-      const report = (): void => {
-        instances.delete(inst.id);
-        send({ t: 'exit', id: inst.id, pid: r.pid, code, signal, timedOut: inst.timedOut });
-      };
-      const pipe = inst.result;
-      if (!pipe || pipe.readableEnded || pipe.destroyed) report();
-      else { pipe.once('close', report); setTimeout(() => pipe.destroy(), 1000).unref(); }
-    }
-  };
-  process.on('SIGCHLD', onChild);
-  // Belt and braces: under load a SIGCHLD wake-up can be lost in a forked loop, and an
-  // unreported exit would hold its pooled resources for good.
-  const poll = setInterval(onChild, 500);
-  poll.unref();
-  activeIntervals.add(poll);
-
-  onJsonLines<ToSeed>(conn, (msg) => handle(msg));
-  // spored is gone: nothing may outlive it.
-  conn.on('close', () => {
-    for (const pid of byPid.keys()) { try { sys.kill(pid, 9); } catch { /* gone */ } }
-    sys.exit(0);
-  });
-
-  const handle = (msg: ToSeed): void => {
-    switch (msg.t) {
-      case 'fork': return forkInstance(msg);
-      case 'activate': {
-        const inst = instances.get(msg.id);
-        if (inst && inst.activateFd >= 0) {
-          try { sys.write(inst.activateFd, Buffer.from(JSON.stringify(msg.request) + '\n')); } catch { /* it died */ }
-          sys.close(inst.activateFd);
-          inst.activateFd = -1;
-        }
-        return;
-      }
-      case 'kill': {
-        const inst = instances.get(msg.id);
-        if (inst) { try { sys.kill(inst.pid, 9); } catch { /* gone */ } }
-        return;
-      }
-      case 'seed': return forkSeed(msg);
-      case 'stats': send({ t: 'stats', id: opts.id, pid: process.pid, children: byPid.size }); return;
-      case 'exit': conn.destroy(); return;
-      default: return;
-    }
-  };
-
-  const forkInstance = (msg: Extract<ToSeed, { t: 'fork' }>): void => {
-    const tf = performance.now();
-    const record = prefill.toRecord > 0 && prefill.ranges !== null;
-    // The result goes straight to spored's FIFO; a pipe through this seed only when there
-    // is no slot, or to carry a prefill record.
-    const fifo = msg.bind.resultSlot !== undefined && !record ? `${resultsDirOf(opts.socket)}${msg.bind.resultSlot}` : null;
-    const [resR, resW] = fifo ? [-1, -1] : sys.pipe();
-    const [actR, actW] = msg.request ? [-1, -1] : sys.pipe();
-    let pid: number;
-    try {
-      pid = forkNode();
-    } catch (e) {
-      for (const fd of [resR, resW, actR, actW]) if (fd >= 0) sys.close(fd);
-      send({ t: 'forkFailed', id: msg.id, message: errorOf(e).message });
-      return;
-    }
-    if (pid === 0) {
-      leaveSeed(conn, onChild);
-      dropInherited(instances);
-      if (resR >= 0) sys.close(resR);
-      if (actW >= 0) sys.close(actW);
-      void runInstance(msg, handler, { pipe: resW, fifo }, actR, record ? prefill.ranges : null);
-      return;
-    }
-    if (record) prefill.toRecord--;
-    const forkUs = us(tf);
-    if (resW >= 0) sys.close(resW);
-    if (actR >= 0) sys.close(actR);
-    const inst: Instance = {
-      id: msg.id, pid, activateFd: actW, timedOut: false,
-      result: resR >= 0 ? new net.Socket({ fd: resR, readable: true, writable: false }) : null,
-      timer: setTimeout(() => {
-        inst.timedOut = true;
-        try { sys.kill(pid, 9); } catch { /* gone */ }
-      }, msg.timeoutMs),
-    };
-    instances.set(msg.id, inst);
-    byPid.set(pid, { kind: 'instance', inst });
-    if (inst.result) relayResult(inst.result, msg.id, pid, record);
-    send({ t: 'forked', id: msg.id, pid, forkUs });
-  };
-
-  /**
-   * Relay the result line as soon as it is complete: waiting for EOF would put the
-   * child's exit (tearing down a forked Node) on the response path.
-   */
-  const relayResult = (pipe: net.Socket, id: string, pid: number, record: boolean): void => {
-    let out = '';
-    let answered = false;
-    pipe.setEncoding('utf8');
-    pipe.on('data', (d: string) => {
-      out += d;
-      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
-        const line = out.slice(0, nl + 1);
-        out = out.slice(nl + 1);
-        const m = childLine(line, id);
-        if (m?.t === 'result' && !answered) { answered = true; conn.write(line); }
-        else if (m?.t === 'touched' && record) onTouched(decodeRuns(m.runs));
-      }
-      if (out.length > MAX_RESULT_LINE) { out = ''; try { sys.kill(pid, 9); } catch { /* gone */ } }
-    });
-    pipe.on('error', () => undefined);
-  };
-
-  const forkSeed = (msg: Extract<ToSeed, { t: 'seed' }>): void => {
-    const tf = performance.now();
-    let pid: number;
-    try {
-      pid = forkNode();
-    } catch (e) {
-      send({ t: 'forkFailed', id: msg.id, message: errorOf(e).message });
-      return;
-    }
-    if (pid === 0) {
-      leaveSeed(conn, onChild);
-      dropInherited(instances);
-      if (msg.env) Object.assign(process.env, msg.env);
-      if (handler) {
-        // A replica of a function seed: the function is loaded (and filtered) already;
-        // it shares that state instead of running the init code again.
-        void runSeed({ socket: opts.socket, id: msg.id, level: 2, preloaded: handler, prefill: msg.prefill });
-        return;
-      }
-      const lineage = msg.load !== undefined;
-      if (lineage) sys.unshare(sys.CLONE.NEWIPC | sys.CLONE.NEWNS);
-      void runSeed({ socket: opts.socket, id: msg.id, level: msg.load ? 2 : opts.level, load: msg.load, lineageNamespaces: lineage, seccomp: msg.seccomp, prefill: msg.prefill });
-      return;
-    }
-    byPid.set(pid, { kind: 'seed', id: msg.id });
-    send({ t: 'forked', id: msg.id, pid, forkUs: us(tf) });
-  };
-
-  // Free malloc pages left over from init (compile zones): fewer entries for every fork.
-  sys.mallocTrim();
-  // Prefill once the seed's own initialization is done: its mappings are final by now.
-  if (prefill.mode !== 'off' && !prefill.ranges) {
-    prefill.ranges = ownFileRanges();
-    inheritFilePageTables(prefill.ranges);
-  }
-  prefill.toRecord = prefill.mode === 'record' ? RECORD_INSTANCES : 0;
-  prefill.records = 0;
-  prefill.recorded = [];
-  send({ t: 'ready', id: opts.id, initMs: Math.round((performance.now() - t0) * 1000) / 1000 });
-}
-
-/**
- * In a fresh child: the seed's other instances are not ours. Their pipes must not reach
- * handler code (it could read their results or write requests into parked ones).
- */
-function dropInherited(instances: Map<string, Instance>): void {
-  for (const other of instances.values()) {
-    clearTimeout(other.timer);
-    other.result?.destroy();
-    if (other.activateFd >= 0) sys.close(other.activateFd);
-  }
-  instances.clear();
-}
-
-/**
- * A line from an instance's pipe. Handler code can write to that pipe too, so only a
- * result for this very instance (or its prefill record) is taken; anything else, e.g. a
- * line speaking for another instance or as the seed, is dropped.
- */
-function childLine(line: string, id: string): { t: 'result' } | { t: 'touched'; runs: string } | null {
-  let m: unknown;
-  try { m = JSON.parse(line); } catch { return null; }
-  if (typeof m !== 'object' || m === null) return null;
-  const o = m as { t?: unknown; id?: unknown; runs?: unknown };
-  if (o.id !== id) return null;
-  if (o.t === 'result') return { t: 'result' };
-  if (o.t === 'touched' && typeof o.runs === 'string') return { t: 'touched', runs: o.runs };
-  return null;
-}
-
-/** In a freshly forked child: drop everything that belongs to the seed's role. */
-function leaveSeed(conn: net.Socket, onChild: () => void): void {
-  process.removeListener('SIGCHLD', onChild);
-  for (const t of activeIntervals) clearInterval(t);
-  conn.removeAllListeners();
-  conn.destroy();
-}
-
-/** spored's result FIFOs sit in results/ next to seeds.sock (also when reached through a dir fd). */
-function resultsDirOf(seedSocket: string): string {
-  return `${seedSocket.slice(0, seedSocket.lastIndexOf('/') + 1)}results/`;
-}
-
-/** A path to the same socket that survives mounts over its directory: /proc/self/fd/<dir>/<name>. */
-function socketViaDirFd(path: string): string {
-  const slash = path.lastIndexOf('/');
-  const fd = sys.open(path.slice(0, slash) || '/', sys.O.PATH | sys.O.DIRECTORY);
-  return `/proc/self/fd/${fd}${path.slice(slash)}`;
-}
-
-/** The lineage's /tmp: private to this function's seed and its instances. */
-function privateTmp(): void {
-  sys.mount(null, '/', null, sys.MS.REC | sys.MS.SLAVE, null);
-  sys.mount('tmpfs', '/tmp', 'tmpfs', sys.MS.NOSUID | sys.MS.NODEV, 'mode=1777,size=64m');
-}
-
-function applyBind(b: Bind, fresh: boolean): void {
-  for (const f of b.cgroupProcs) sys.write(sys.open(f, sys.O.WRONLY | sys.O.CLOEXEC), Buffer.from('0'));
-  if (b.netns) {
-    const fd = sys.open(b.netns, sys.O.RDONLY | sys.O.CLOEXEC);
-    sys.setns(fd, sys.CLONE.NEWNET);
-    sys.close(fd);
-  }
-  if (fresh) sys.unshare(sys.CLONE.NEWIPC | sys.CLONE.NEWNS);
-}
-
-/** Handler code runs as nobody with no capabilities; only binding needed root. */
-function dropPrivileges(): void {
-  sys.setgroups([]);
-  sys.setresgid(65534);
-  sys.setresuid(65534);
-  sys.capset(0n, 0n, 0n);
-}
-
+/** One line from the channel: the request, or EOF when the instance is destroyed unused. */
 function readRequest(fd: number): InvokeRequest {
   let text = '';
   for (;;) {
@@ -375,91 +344,88 @@ function readRequest(fd: number): InvokeRequest {
     text += chunk.toString('utf8');
     if (text.endsWith('\n')) break;
   }
-  if (!text.trim()) sys.exit(0); // destroyed before activation
+  if (!text.trim()) sys.exit(0);
   return JSON.parse(text) as InvokeRequest;
 }
 
-async function runInstance(msg: Extract<ToSeed, { t: 'fork' }>, seedHandler: Handler | null, out: { pipe: number; fifo: string | null }, actR: number, record: FileRange[] | null): Promise<void> {
-  const resW = out.pipe;
-  let fifo = -1;
+/** Lambda's context object for Node handlers. */
+function contextOf(r: InvokeRequest): Record<string, unknown> {
+  const c = r.context;
+  return {
+    functionName: c.functionName,
+    functionVersion: c.functionVersion,
+    awsRequestId: c.requestId,
+    requestId: c.requestId,
+    memoryLimitInMB: String(c.memoryLimitMiB),
+    memoryLimitMiB: c.memoryLimitMiB,
+    deadlineMs: c.deadlineMs,
+    invokedFunctionArn: `arn:spore:function:${c.functionName}:${c.functionVersion}`,
+    callbackWaitsForEmptyEventLoop: false,
+    getRemainingTimeInMillis: (): number => Math.max(0, c.deadlineMs - Date.now()),
+    remainingTimeMs: (): number => Math.max(0, c.deadlineMs - Date.now()),
+  };
+}
+
+/** Run a handler that may be async or take Lambda's (event, context, callback). */
+function call(h: Handler, event: unknown, ctx: Record<string, unknown>): Promise<unknown> {
+  if (h.length >= 3) {
+    return new Promise((resolve, reject) => {
+      const r = h(event, ctx, (err, value) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(value)));
+      if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(resolve, reject);
+    });
+  }
+  return Promise.resolve(h(event, ctx));
+}
+
+async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<void> {
   const t0 = performance.now();
-  // opened while still root: /proc/self turns root-owned once the ids drop
-  let pagemap = -1;
-  if (record) { try { pagemap = openSync('/proc/self/pagemap', 'r'); } catch { /* no record then */ } }
-  const timings: { bind: number; seccomp: number; init: number; execute: number; startAt?: number; doneAt?: number; minflt?: number } = { bind: 0, seccomp: 0, init: 0, execute: 0 };
-  timings.startAt = performance.timeOrigin + forkedAt();
-  const finish = (m: FromSeed): never => {
+  const timings: InstanceResult['timings'] = { bind: 0, seccomp: 0, init: 0, execute: 0, startAt: performance.timeOrigin + forkedAt() };
+  const finish = (r: Omit<InstanceResult, 'timings' | 't'>): never => {
     timings.doneAt = performance.timeOrigin + performance.now();
     timings.minflt = process.resourceUsage().minorPageFault;
-    const line = JSON.stringify(m);
-    if (fifo >= 0 && m.t === 'result') {
-      // the token proves to spored that this line is ours
-      try { writeSync(fifo, `${line.slice(0, -1)},"token":${JSON.stringify(msg.bind.resultToken ?? '')}}\n`); } catch { /* reported as a crash */ }
-    } else if (resW >= 0) {
-      try { writeSync(resW, line + '\n'); } catch { /* the seed is gone */ }
+    let line: string;
+    try {
+      line = JSON.stringify({ t: 'result', ...r, timings } satisfies InstanceResult);
+    } catch (e) {
+      line = JSON.stringify({ t: 'result', ok: false, value: null, error: { kind: 'internal', message: (e as Error).message, stack: null }, timings });
     }
-    if (record && pagemap >= 0) {
-      // after the answer, so recording is off the response path
-      try { writeSync(resW, JSON.stringify({ t: 'touched', id: msg.id, runs: encodeRuns(presentRuns(record, pagemap)) }) + '\n'); } catch { /* best effort */ }
-    }
+    try { writeSync(channel, line + '\n'); } catch { /* spored gave up on us */ }
     return sys.exit(0);
   };
-  let phase: 'internal' | 'load' | 'handler' = 'internal';
-  // First, while still root (spored's FIFOs are root-only), so that even a failure to bind
-  // is reported through it.
-  if (out.fifo) { try { fifo = sys.open(out.fifo, sys.O.WRONLY | sys.O.CLOEXEC); } catch { /* reported as a crash */ } }
   // A handler whose promise never settles must run into its timeout, not let the loop
   // drain and exit quietly.
   setInterval(() => undefined, 1 << 30);
+  let phase: 'internal' | 'handler' = 'internal';
   try {
-    // A parked instance takes its request (and so its resources) only at activation.
-    const request = msg.request ?? readRequest(actR);
     let t = performance.now();
-    applyBind(msg.bind, msg.fresh === true);
+    bindInstance(fn.layer, msg.slot);
     timings.bind = us(t);
-    if (msg.env) Object.assign(process.env, msg.env);
-    t = performance.now();
-    let handler = seedHandler;
-    if (msg.load) {
-      phase = 'load';
-      handler = loadHandler(msg.load.module, msg.load.handler);
-    }
-    if (!handler) throw new Error('this seed has no function loaded and the request carries no code to load');
-    // init also covers the child's own start: libuv loop fork and uniqueness re-init
-    timings.init = us(t) + Math.round((t0 - forkedAt()) * 1000);
-    phase = 'internal';
-    t = performance.now();
-    dropPrivileges();
-    if (msg.bind.seccomp) {
-      if (msg.bind.noNewPrivs) sys.prctl(sys.PR.SET_NO_NEW_PRIVS, 1);
-      sys.seccompInstall(Buffer.from(msg.bind.seccomp, 'base64'), msg.bind.seccompFlags);
-    }
-    timings.seccomp = us(t);
+    // init: the child's own start (libuv loop fork, uniqueness re-init) until now
+    timings.init = Math.round((t0 - forkedAt()) * 1000);
+    const request = readRequest(channel);
     t = performance.now();
     phase = 'handler';
-    const ctx = {
-      functionName: request.context.functionName,
-      requestId: request.context.requestId,
-      deadlineMs: request.context.deadlineMs,
-      memoryLimitMiB: request.context.memoryLimitMiB,
-      remainingTimeMs: (): number => Math.max(0, request.context.deadlineMs - Date.now()),
-    };
-    const value = await handler(JSON.parse(request.event) as unknown, ctx);
+    const value = await call(fn.handler, JSON.parse(request.event) as unknown, contextOf(request));
     timings.execute = us(t);
-    const json = JSON.stringify(value === undefined ? null : value);
-    finish({ t: 'result', id: msg.id, ok: true, value: json, error: null, timings });
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value === undefined ? null : value);
+    } catch (e) {
+      return finish({ ok: false, value: null, error: { kind: 'handler', message: `the handler's result is not JSON-serializable: ${(e as Error).message}`, stack: null } });
+    }
+    finish({ ok: true, value: json ?? 'null', error: null });
   } catch (e) {
-    const err = errorOf(e);
-    finish({ t: 'result', id: msg.id, ok: false, value: null, error: { kind: phase, ...err }, timings });
+    timings.execute = timings.execute || us(t0);
+    finish({ ok: false, value: null, error: { kind: phase, ...errorOf(e) } });
   }
 }
 
-/** Entry when a seed is started as its own process (tests, or a spawned L1). */
+/** Entry when a language seed is started as its own process (tests): `seed <seeds.sock> <id>`. */
 export async function main(argv: string[]): Promise<void> {
-  const [socket, id, level] = argv;
+  const [socket, id] = argv;
   if (!socket || !id) {
-    process.stderr.write('usage: seed <seeds.sock> <seed id> [level]\n');
+    process.stderr.write('usage: seed <seeds.sock> <seed id>\n');
     process.exit(2);
   }
-  await runSeed({ socket, id, level: level === '2' ? 2 : 1 });
+  await runLanguageSeed(socket, id);
 }

@@ -1,14 +1,19 @@
-# spore Python language seed (L1) and function seed (L2).
+# spore Python language seed (L1) and function seeds (L2).
 #
 # Run as: python3 -S -E zygote.py <seeds.sock> <seed id>
-# Speaks the wire protocol of seeds/protocol.ts over the unix socket: newline-delimited JSON,
-# one request at a time, results and exits reported as they happen. Single-threaded: one
-# epoll loop over the control socket, each live instance's result pipe and each child's
-# pidfd (exits are learned from the pidfd, then reaped with waitpid; no SIGCHLD).
+# Speaks the wire protocol of seeds/protocol.ts: newline-delimited JSON over a unix stream
+# socket read with recvmsg (messages carry fds: SCM_RIGHTS). Single-threaded: one epoll
+# loop over the link and each child's pidfd (exits are learned from the pidfd, then reaped
+# with waitpid; no SIGCHLD).
 #
-# Pure stdlib. Start-up imports only what every fork needs (ctypes for PR_SET_PDEATHSIG in each
-# child; json; importlib.util for loading function modules); the rest is imported lazily
-# (traceback on errors, binascii for seccomp, asyncio for coroutine handlers).
+# An L1 seed makes each function lineage in a fork of itself: the child is pid 1 of a new
+# pid namespace and applies the lineage's SandboxPlan (apply_sandbox: the Python twin of
+# seeds/node/sandbox.ts) before any function code runs, then loads the function (its init
+# code, unprivileged) and serves as the lineage's L2 seed. Instances are forks of it that
+# take their own /tmp slot and Landlock layer, read one request from their channel (an fd
+# spored passed with the fork), write one result line and _exit.
+#
+# Pure stdlib. Everything the sandbox needs is imported before pivot_root.
 
 import os
 import sys
@@ -17,114 +22,358 @@ import time
 _T_START = time.perf_counter_ns()
 
 import _socket
+import socket
 import select
 import json
 import gc
 import ctypes
-import importlib.util  # every L1-fallback instance and child seed loads a module with it
+import struct
+import fcntl
+import resource
+import importlib
 
+sys.dont_write_bytecode = True  # /var/task is read-only
 _perf = time.perf_counter_ns
 
-PR_SET_PDEATHSIG = 1
-PR_SET_NO_NEW_PRIVS = 38
 SIGKILL = 9
-CLONE_NEWNET = 0x40000000
-CLONE_NEWIPC = 0x08000000
 CLONE_NEWNS = 0x00020000
-SECCOMP_SET_MODE_FILTER = 1
-_SYS_SECCOMP = {'x86_64': 317, 'aarch64': 277, 'i686': 354, 'i386': 354, 'armv7l': 383, 's390x': 348,
-                'ppc64le': 358, 'riscv64': 277}
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 4, 24, 38, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SYS = {'pivot_root': 155, 'capset': 126, 'seccomp': 317, 'landlock_create_ruleset': 444,
+       'landlock_add_rule': 445, 'landlock_restrict_self': 446}
+LL_EXECUTE, LL_WRITE_FILE, LL_READ_FILE, LL_READ_DIR = 1, 2, 4, 8
+LL_MAKE_SYM, LL_REFER, LL_TRUNCATE, LL_IOCTL_DEV = 4096, 8192, 16384, 32768
+LL_READ = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
+LL_DEVICE = LL_READ_FILE | LL_WRITE_FILE | LL_TRUNCATE | LL_IOCTL_DEV
+MAX_FDS = 8
 EPOLLIN = select.EPOLLIN
-EPOLL_ERRHUP = select.EPOLLERR | select.EPOLLHUP
 
-_libc = None
-
-
-def libc():
-    global _libc
-    if _libc is None:
-        lib = ctypes.CDLL(None, use_errno=True)
-        ul = ctypes.c_ulong
-        lib.prctl.argtypes = [ctypes.c_int, ul, ul, ul, ul]
-        lib.prctl.restype = ctypes.c_int
-        lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.setns.restype = ctypes.c_int
-        lib.syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
-        lib.syscall.restype = ctypes.c_long
-        _libc = lib
-    return _libc
+_lib = ctypes.CDLL(None, use_errno=True)
+_ul = ctypes.c_ulong
+_lib.prctl.argtypes = [ctypes.c_int, _ul, _ul, _ul, _ul]
+_lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, _ul, ctypes.c_char_p]
+_lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_lib.unshare.argtypes = [ctypes.c_int]
+_lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_lib.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_lib.syscall.restype = ctypes.c_long
 
 
-def _oserror(what):
-    e = ctypes.get_errno()
-    return OSError(e, '%s: %s' % (what, os.strerror(e)))
+def _check(rc, what):
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, '%s: %s' % (what, os.strerror(e)))
+    return rc
+
+
+def _b(s):
+    return None if s is None else s.encode()
+
+
+def prctl(opt, a=0, b=0, c=0, d=0):
+    return _check(_lib.prctl(opt, a, b, c, d), 'prctl(%d)' % opt)
+
+
+def mount(src, target, fstype, flags, data):
+    _check(_lib.mount(_b(src), _b(target), _b(fstype), flags, _b(data)), 'mount %s' % target)
 
 
 def _us(ns):
     return ns // 1000
 
 
-_LINEAGE_SECCOMP = None  # set in a freshly forked child seed, consumed before its load
+# --- the sandbox (seeds/protocol.ts SandboxPlan) ------------------------------------------
+
+class SandboxError(Exception):
+    def __init__(self, phase, cause):
+        super().__init__('%s: %s' % (phase, cause))
+        self.phase = phase
 
 
-class Become(BaseException):
-    """Raised in a freshly forked child seed to unwind out of the parent's loop."""
-
-    def __init__(self, seed_id, load, env, t0, handler, loaded):
-        super().__init__(seed_id)
-        self.seed_id = seed_id
-        self.load = load
-        self.env = env
-        self.t0 = t0
-        self.handler = handler  # the parent's loaded function, if any (replicas of L2 keep it)
-        self.loaded = loaded
+def _phase(name, f, *a):
+    try:
+        return f(*a)
+    except SandboxError:
+        raise
+    except BaseException as e:
+        raise SandboxError(name, e)
 
 
-class Child:
-    __slots__ = ('id', 'pid', 'kind', 'pidfd', 'rfd', 'afd', 'buf', 'deadline', 'timed_out', 'timeout_ms', 'answered')
+def _step(root, s):
+    op = s['op']
+    at = root + s['path']
+    if op == 'dir':
+        os.makedirs(at, exist_ok=True)
+        os.chmod(at, s['mode'])
+    elif op == 'file':
+        fd = os.open(at, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, s['mode'])
+        try:
+            os.write(fd, s['content'].encode())
+        finally:
+            os.close(fd)
+    elif op == 'symlink':
+        os.symlink(s['target'], at)
+    elif op == 'bind':
+        mount(s['source'], at, None, MS_BIND | (MS_REC if s['recursive'] else 0), None)
+        mount(None, at, None, MS_REMOUNT | MS_BIND | s['flags'], None)
+    elif op == 'tmpfs':
+        mount('tmpfs', at, 'tmpfs', s['flags'], s['data'])
+    elif op == 'proc':
+        mount('proc', at, 'proc', s['flags'], None)
+    elif op == 'mask':
+        if not os.path.exists(at):
+            return
+        if os.path.isdir(at):
+            mount('tmpfs', at, 'tmpfs', MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 'size=0')
+        else:
+            mount('/dev/null', at, None, MS_BIND, None)
+    elif op == 'readonly':
+        if not os.path.exists(at):
+            return
+        mount(at, at, None, MS_BIND | MS_REC, None)
+        mount(None, at, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    elif op == 'remount':
+        mount(None, at, None, MS_REMOUNT | s['flags'], None)
+    else:
+        raise ValueError('unknown sandbox step %r' % op)
 
-    def __init__(self, cid, pid, kind, pidfd, rfd, afd, timeout_ms):
-        self.id = cid
-        self.pid = pid
-        self.kind = kind  # 'instance' | 'seed'
-        self.pidfd = pidfd
-        self.rfd = rfd  # result pipe read end (instances)
-        self.afd = afd  # activation pipe write end (parked instances)
-        self.buf = b''
-        self.deadline = None  # perf_counter_ns
-        self.timed_out = False
-        self.timeout_ms = timeout_ms
-        self.answered = False
+
+def _loopback_up():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifr = struct.pack('16sh', b'lo', 0)
+        flags = struct.unpack('16sh', fcntl.ioctl(s.fileno(), 0x8913, ifr))[1]
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack('16sh', b'lo', flags | 1))
+    finally:
+        s.close()
+
+
+def _keep_only(plan, keep, log):
+    """The fd allowlist: this interpreter holds no hidden fds of its own, so everything but
+    `keep` is closed; then 0 = /dev/null, 1 and 2 = the log pipe, tmpFd = the init slot."""
+    for name in os.listdir('/proc/self/fd'):
+        fd = int(name)
+        if fd > 2 and fd not in keep and fd != log:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    null = os.open('/dev/null', os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    slot = os.open(plan['slotDir'] + '/init', os.O_PATH | os.O_DIRECTORY)
+    os.dup2(slot, plan['tmpFd'])
+    os.close(slot)
+
+
+def _capset_zero():
+    hdr = struct.pack('Ii', 0x20080522, 0)
+    data = bytes(24)
+    hb = ctypes.create_string_buffer(hdr, len(hdr))
+    db = ctypes.create_string_buffer(data, len(data))
+    _check(_lib.syscall(SYS['capset'], hb, db), 'capset')
+
+
+def _enter_user_ns(plan, to_parent, from_parent):
+    _check(_lib.unshare(CLONE_NEWUSER), 'unshare(CLONE_NEWUSER)')
+    os.write(to_parent, b'u')
+    if os.read(from_parent, 1) != b'k':
+        raise OSError('the parent seed did not write the id maps')
+    os.close(to_parent)
+    os.close(from_parent)
+    for cap in range(64):
+        if _lib.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0:
+            break  # EINVAL past the last capability
+    os.setgroups([])
+    os.setresgid(plan['gid'], plan['gid'], plan['gid'])
+    os.setresuid(plan['uid'], plan['uid'], plan['uid'])
+    _capset_zero()
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    prctl(PR_SET_DUMPABLE, 0)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def landlock_abi():
+    r = _lib.syscall(SYS['landlock_create_ruleset'], None, 0, 1)
+    return 0 if r < 0 else r
+
+
+def landlock_fs_rights(abi):
+    r = 0
+    if abi >= 1:
+        r |= (LL_MAKE_SYM << 1) - 1
+    if abi >= 2:
+        r |= LL_REFER
+    if abi >= 3:
+        r |= LL_TRUNCATE
+    if abi >= 5:
+        r |= LL_IOCTL_DEV
+    return r
+
+
+def _landlock_scope(abi):
+    return 3 if abi >= 6 else 0  # ABSTRACT_UNIX_SOCKET | SIGNAL
+
+
+def _ruleset(handled, scope):
+    attr = struct.pack('QQQ', handled, 0, scope)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    return _check(_lib.syscall(SYS['landlock_create_ruleset'], buf, 24 if scope else 16, 0), 'landlock_create_ruleset')
+
+
+def _rule(rs, fd, allowed):
+    attr = struct.pack('=Qi', allowed, fd)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    _check(_lib.syscall(SYS['landlock_add_rule'], rs, 1, buf, 0), 'landlock_add_rule')
+
+
+def _rule_path(rs, path, allowed):
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        _rule(rs, fd, allowed)
+    finally:
+        os.close(fd)
+
+
+def _landlock_lineage(plan):
+    abi = landlock_abi()
+    if abi == 0:
+        return
+    handled = landlock_fs_rights(abi)
+    rs = _ruleset(handled, _landlock_scope(abi))
+    try:
+        ll = plan['landlock']
+        for p in ll['readOnly']:
+            _rule_path(rs, p, LL_READ & handled)
+        for p in ll['devices']:
+            _rule_path(rs, p, LL_DEVICE & handled)
+        for p in ll['readWrite']:
+            _rule_path(rs, p, handled)
+        _check(_lib.syscall(SYS['landlock_restrict_self'], rs, 0), 'landlock_restrict_self')
+    finally:
+        os.close(rs)
+
+
+def apply_seccomp(b64, flags):
+    import binascii
+    prog = binascii.a2b_base64(b64)
+    if not prog or len(prog) % 8:
+        raise ValueError('seccomp: filter length %d is not a multiple of 8' % len(prog))
+    n = len(prog) // 8
+    if n > 4096:
+        raise ValueError('seccomp: filter too long (%d)' % n)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = SockFprog(n, ctypes.addressof(buf))
+    _check(_lib.syscall(SYS['seccomp'], 1, flags, ctypes.byref(fprog)), 'seccomp(SET_MODE_FILTER)')
+
+
+def apply_sandbox(plan, link, log, to_parent, from_parent):
+    """seeds/protocol.ts SandboxPlan, in its order (the same as seeds/node/sandbox.ts)."""
+    def join_cgroup():
+        for f in plan['cgroupProcs']:
+            with open(f, 'w') as fh:
+                fh.write('0')
+    _phase('cgroup', join_cgroup)
+    _phase('namespaces', lambda: _check(_lib.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET), 'unshare'))
+    _phase('mount propagation', mount, None, '/', None, MS_REC | MS_PRIVATE, None)
+    root = plan['staging']
+    _phase('root tmpfs', mount, 'tmpfs', root, 'tmpfs', MS_NOSUID | MS_NODEV, plan['rootData'])
+    for s in plan['steps']:
+        _phase('%s %s' % (s['op'], s['path']), _step, root, s)
+
+    def pivot():
+        os.chdir(root)
+        _check(_lib.syscall(SYS['pivot_root'], b'.', b'.'), 'pivot_root')
+        _check(_lib.umount2(b'.', MNT_DETACH), 'umount2')
+        os.chdir('/')
+    _phase('pivot_root', pivot)
+    _phase('root read-only', mount, None, '/', None, MS_REMOUNT | MS_BIND | plan['rootFlags'], None)
+    _phase('hostname', lambda: _check(_lib.sethostname(plan['hostname'].encode(), len(plan['hostname'].encode())), 'sethostname'))
+    _phase('loopback', _loopback_up)
+    _phase('cgroup namespace', lambda: _check(_lib.unshare(CLONE_NEWCGROUP), 'unshare(CLONE_NEWCGROUP)'))
+
+    def rlimits():
+        for r in plan['rlimits']:
+            soft = resource.RLIM_INFINITY if r['soft'] < 0 else r['soft']
+            hard = resource.RLIM_INFINITY if r['hard'] < 0 else r['hard']
+            resource.setrlimit(r['resource'], (soft, hard))
+    _phase('rlimits', rlimits)
+    _phase('fds', _keep_only, plan, {link, to_parent, from_parent}, log)
+    _phase('user namespace', _enter_user_ns, plan, to_parent, from_parent)
+    _phase('landlock', _landlock_lineage, plan)
+    _phase('seccomp', apply_seccomp, plan['seccomp']['filter'], plan['seccomp'].get('flags') or 0)
+    _phase('cwd', os.chdir, plan['cwd'])
+    os.environ.clear()
+    os.environ.update(plan['env'])
+
+
+class InstanceLayer:
+    """Handles an instance needs for its own Landlock layer, opened once in the seed."""
+    __slots__ = ('abi', 'handled', 'scope', 'read_only', 'devices', 'slot_dir', 'tmp_fd')
+
+    def __init__(self, plan):
+        self.abi = landlock_abi()
+        self.handled = landlock_fs_rights(self.abi)
+        self.scope = _landlock_scope(self.abi)
+        op = lambda p: os.open(p, os.O_PATH | os.O_CLOEXEC)  # noqa: E731
+        self.read_only = [op(p) for p in plan['landlock']['instanceReadOnly']] if self.abi else []
+        self.devices = [op(p) for p in plan['landlock']['devices']] if self.abi else []
+        self.slot_dir = plan['slotDir']
+        self.tmp_fd = plan['tmpFd']
+
+    def bind(self, slot):
+        """This instance's /tmp slot and a Landlock layer of its own; no privilege needed."""
+        fd = os.open('%s/%d' % (self.slot_dir, slot), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.dup2(fd, self.tmp_fd)
+        if self.abi:
+            rs = _ruleset(self.handled, self.scope)
+            try:
+                for f in self.read_only:
+                    _rule(rs, f, LL_READ & self.handled)
+                for f in self.devices:
+                    _rule(rs, f, LL_DEVICE & self.handled)
+                _rule(rs, fd, self.handled)
+                _check(_lib.syscall(SYS['landlock_restrict_self'], rs, 0), 'landlock_restrict_self')
+            finally:
+                os.close(rs)
+        os.close(fd)
+        for f in self.read_only + self.devices:
+            os.close(f)
+        prctl(PR_SET_DUMPABLE, 0)
 
 
 # --- function code ------------------------------------------------------------------------
 
-_mod_seq = 0
-
-
 def load_function(load):
-    """Imports load.module (runs its top-level code) and returns the handler callable."""
-    global _mod_seq
+    """Lambda's MODULE.FUNCTION: import /var/task/<module>.py (its top level runs here, once)."""
     path = load['module']
-    name = load['handler']
-    _mod_seq += 1
-    modname = 'spore_fn_%d_%d' % (os.getpid(), _mod_seq)
-    d = os.path.dirname(os.path.abspath(path))
-    if d not in sys.path:
-        sys.path.insert(0, d)
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise ImportError('cannot load module from %r' % (path,))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    spec.loader.exec_module(mod)
-    fn = getattr(mod, name, None)
-    if fn is None and '.' in name:
-        fn = getattr(mod, name.rsplit('.', 1)[1], None)
+    if not path.startswith('/var/task/'):
+        raise ImportError('module %r is not inside /var/task' % path)
+    name = path[len('/var/task/'):].replace('/', '.')
+    if '/var/task' not in sys.path:
+        sys.path.insert(0, '/var/task')
+    mod = importlib.import_module(name)
+    fn = getattr(mod, load['handler'], None)
     if fn is None:
-        raise AttributeError('module %r has no handler %r' % (path, name))
+        raise AttributeError('module %r has no handler %r' % (name, load['handler']))
     if not callable(fn):
-        raise TypeError('handler %r of %r is not callable' % (name, path))
+        raise TypeError('handler %r of %r is not callable' % (load['handler'], name))
     return fn
 
 
@@ -161,251 +410,118 @@ def _errinfo(kind, exc):
 
 
 class Context:
-    __slots__ = ('function_name', 'request_id', 'deadline_ms', 'memory_limit_mib')
+    """Lambda's context object for Python handlers."""
+    __slots__ = ('function_name', 'function_version', 'aws_request_id', 'memory_limit_in_mb',
+                 'invoked_function_arn', 'deadline_ms')
 
     def __init__(self, c):
         self.function_name = c.get('functionName', '')
-        self.request_id = c.get('requestId', '')
+        self.function_version = c.get('functionVersion', '')
+        self.aws_request_id = c.get('requestId', '')
+        self.memory_limit_in_mb = c.get('memoryLimitMiB', 0)
+        self.invoked_function_arn = 'arn:spore:function:%s:%s' % (self.function_name, self.function_version)
         self.deadline_ms = c.get('deadlineMs', 0)
-        self.memory_limit_mib = c.get('memoryLimitMiB', 0)
-
-    def remaining_time_ms(self):
-        return max(0, int(self.deadline_ms - time.time() * 1000))
-
-    # AWS Lambda spellings
-    @property
-    def aws_request_id(self):
-        return self.request_id
-
-    @property
-    def memory_limit_in_mb(self):
-        return self.memory_limit_mib
 
     def get_remaining_time_in_millis(self):
-        return self.remaining_time_ms()
+        return max(0, int(self.deadline_ms - time.time() * 1000))
+
+    # spore's earlier spellings
+    @property
+    def request_id(self):
+        return self.aws_request_id
+
+    @property
+    def memory_limit_mib(self):
+        return self.memory_limit_in_mb
+
+    def remaining_time_ms(self):
+        return self.get_remaining_time_in_millis()
+
+
+async def _await(a):
+    return await a
 
 
 # --- the seed -----------------------------------------------------------------------------
 
+class Next(BaseException):
+    """Raised in a freshly forked child to unwind out of its parent's loop."""
+
+    def __init__(self, kind, **kw):
+        super().__init__(kind)
+        self.kind = kind
+        self.kw = kw
+
+
+class Child:
+    __slots__ = ('id', 'pid', 'pidfd', 'kind')
+
+    def __init__(self, cid, pid, pidfd, kind):
+        self.id = cid
+        self.pid = pid
+        self.pidfd = pidfd
+        self.kind = kind
+
+
+_own_pid_ns = -1
+
 
 class Seed:
-    def __init__(self, sock_path, seed_id, handler, load):
-        self.sock_path = sock_path
+    def __init__(self, seed_id, level, link, fn):
         self.id = seed_id
-        self.handler = handler  # loaded function (L2) or None (L1)
-        self.load = load  # the load spec the handler came from
-        self.sock = None
+        self.level = level
+        self.link = link  # fd
+        self.fn = fn  # (handler, InstanceLayer) in an L2 seed
         self.ep = None
-        self.children = {}  # id -> Child
-        self.by_fd = {}  # fd -> (Child, is_pidfd)
-        self.rbuf = b''
+        self.sock = None
+        self.children = {}
+        self.by_pid = {}
+        self.by_pidfd = {}
+        self.queued = []
+        self.buf = b''
 
-    # -- wire
     def send(self, obj):
-        self.send_raw(json.dumps(obj, separators=(',', ':')).encode() + b'\n')
-
-    def send_raw(self, data):
+        data = json.dumps(obj, separators=(',', ':')).encode() + b'\n'
         try:
-            self.sock.sendall(data)
+            while data:
+                n = os.write(self.link, data)
+                data = data[n:]
         except OSError:
-            self.shutdown(report=False)  # spored is gone: never leave orphans
+            pass  # spored is gone: the loop sees EOF
 
-    def connect(self):
-        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-        s.connect(self.sock_path)
-        self.sock = s
+    def take(self, n):
+        if len(self.queued) < n:
+            return None
+        got, self.queued = self.queued[:n], self.queued[n:]
+        return got
 
-    # -- loop
-    def serve(self):
-        ep = select.epoll()
-        self.ep = ep
-        sfd = self.sock.fileno()
-        ep.register(sfd, EPOLLIN)
-        while True:
-            timeout = -1
-            now = _perf()
-            first = None
-            for c in self.children.values():
-                if c.deadline is not None and (first is None or c.deadline < first):
-                    first = c.deadline
-            if first is not None:
-                timeout = max(0.0, (first - now) / 1e9)
-            events = ep.poll(timeout)
-            for fd, ev in events:
-                if fd == sfd:
-                    self.on_control()
-                    continue
-                ent = self.by_fd.get(fd)
-                if ent is None:
-                    continue
-                child, is_pidfd = ent
-                if is_pidfd:
-                    self.on_exit(child)
-                else:
-                    self.on_result(child)
-            if first is not None:
-                now = _perf()
-                for c in list(self.children.values()):
-                    if c.deadline is not None and c.deadline <= now:
-                        c.deadline = None
-                        c.timed_out = True
-                        self._kill(c)
-
-    def on_control(self):
-        try:
-            data = self.sock.recv(262144)
-        except OSError:
-            data = b''
-        if not data:
-            self.shutdown(report=False)
-        t_recv = _perf()
-        buf = self.rbuf + data
-        while True:
-            i = buf.find(b'\n')
-            if i < 0:
-                break
-            line = buf[:i]
-            buf = buf[i + 1:]
-            self.rbuf = buf
-            if line.strip():
-                self.dispatch(line, t_recv)
-        self.rbuf = buf
-
-    def dispatch(self, line, t_recv):
-        try:
-            msg = json.loads(line)
-        except ValueError as e:
-            sys.stderr.write('zygote %s: bad frame: %s\n' % (self.id, e))
-            return
-        t = msg.get('t')
-        if t == 'fork':
-            self.do_fork(msg, t_recv)
-        elif t == 'activate':
-            self.do_activate(msg, line)
-        elif t == 'kill':
-            c = self.children.get(msg.get('id'))
-            if c is not None:
-                self._kill(c)
-        elif t == 'seed':
-            self.do_seed(msg, t_recv)
-        elif t == 'stats':
-            self.send({'t': 'stats', 'id': self.id, 'pid': os.getpid(), 'children': len(self.children)})
-        elif t == 'exit':
-            self.shutdown(report=True)
-        else:
-            sys.stderr.write('zygote %s: unknown message %r\n' % (self.id, t))
-
-    # -- children bookkeeping
-    def _track(self, c):
+    def track(self, c):
         self.children[c.id] = c
-        self.by_fd[c.pidfd] = (c, True)
+        self.by_pid[c.pid] = c
+        self.by_pidfd[c.pidfd] = c
         self.ep.register(c.pidfd, EPOLLIN)
-        if c.rfd is not None:
-            self.by_fd[c.rfd] = (c, False)
-            self.ep.register(c.rfd, EPOLLIN)
 
-    def _close_rfd(self, c):
-        if c.rfd is not None:
-            self.by_fd.pop(c.rfd, None)
-            try:
-                self.ep.unregister(c.rfd)
-            except (OSError, ValueError):
-                pass
-            os.close(c.rfd)
-            c.rfd = None
+    def leave(self, keep):
+        """In a fresh child: nothing of the seed's role may remain reachable. Plain close:
+        the epoll instance is shared with the parent until closed."""
+        self.ep.close()
+        if self.sock is not None:
+            self.sock.close()
+        else:
+            os.close(self.link)
+        for c in self.children.values():
+            os.close(c.pidfd)
+        for fd in self.queued:
+            if fd not in keep:
+                os.close(fd)
+        self.children = {}
+        self.queued = []
 
-    def _close_afd(self, c):
-        if c.afd is not None:
-            os.close(c.afd)
-            c.afd = None
-
-    def _kill(self, c):
-        try:
-            os.kill(c.pid, SIGKILL)  # not yet reaped, so the pid cannot have been reused
-        except ProcessLookupError:
-            pass
-        self._close_afd(c)
-
-    def _drain(self, c):
-        """Reads what the child wrote; relays complete result lines. Returns False at EOF."""
-        while c.rfd is not None:
-            try:
-                data = os.read(c.rfd, 262144)
-            except BlockingIOError:
-                return True
-            if not data:
-                self._close_rfd(c)
-                return False
-            buf = c.buf + data
-            while True:
-                i = buf.find(b'\n')
-                if i < 0:
-                    break
-                line = buf[:i + 1]
-                buf = buf[i + 1:]
-                if self._own_result(c, line):
-                    self.send_raw(line)
-            c.buf = buf
-        return False
-
-    @staticmethod
-    def _own_result(c, line):
-        """Handler code shares the child's pipe: relay one result for this instance only,
-        never a line that speaks for another instance or as the seed."""
-        if c.answered:
-            return False
-        try:
-            m = json.loads(line)
-        except ValueError:
-            return False
-        if not isinstance(m, dict) or m.get('t') != 'result' or m.get('id') != c.id:
-            return False
-        c.answered = True
-        return True
-
-    def on_result(self, c):
-        self._drain(c)
-
-    def on_exit(self, c):
-        self._drain(c)  # results go out before the exit
-        self._close_rfd(c)
-        self._close_afd(c)
-        self.by_fd.pop(c.pidfd, None)
-        try:
-            self.ep.unregister(c.pidfd)
-        except (OSError, ValueError):
-            pass
-        os.close(c.pidfd)
-        self.children.pop(c.id, None)
-        try:
-            _, status = os.waitpid(c.pid, 0)
-        except ChildProcessError:
-            status = None
-        code = sig = None
-        if status is not None:
-            if os.WIFEXITED(status):
-                code = os.WEXITSTATUS(status)
-            elif os.WIFSIGNALED(status):
-                sig = os.WTERMSIG(status)
-        self.send({'t': 'exit', 'id': c.id, 'pid': c.pid, 'code': code, 'signal': sig,
-                   'timedOut': c.timed_out})
-
-    def shutdown(self, report):
+    def shutdown(self):
         for c in list(self.children.values()):
             try:
                 os.kill(c.pid, SIGKILL)
             except ProcessLookupError:
-                pass
-        for c in list(self.children.values()):
-            if report:
-                try:
-                    self.on_exit(c)
-                    continue
-                except OSError:
-                    report = False
-            try:
-                os.waitpid(c.pid, 0)
-            except ChildProcessError:
                 pass
         try:
             sys.stdout.flush()
@@ -414,334 +530,313 @@ class Seed:
             pass
         os._exit(0)
 
-    def _close_inherited(self):
-        """In a fresh child: drop the parent's connection and all instance bookkeeping fds.
-        Plain close (never epoll unregister: the epoll instance is shared with the parent)."""
-        self.ep.close()  # closes our fd only; the registrations belong to the parent's file
-        fds = [self.sock.fileno()]
-        for c in self.children.values():
-            fds.append(c.pidfd)
-            if c.rfd is not None:
-                fds.append(c.rfd)
-            if c.afd is not None:
-                fds.append(c.afd)
-        for fd in fds:
+    def reap(self):
+        while True:
             try:
-                os.close(fd)
-            except OSError:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            c = self.by_pid.pop(pid, None)
+            if c is None:
+                continue  # an orphan reparented to us (pid 1 of the lineage)
+            self.by_pidfd.pop(c.pidfd, None)
+            self.children.pop(c.id, None)
+            try:
+                self.ep.unregister(c.pidfd)
+            except (OSError, ValueError):
                 pass
-        self.sock.detach()
-        self.children = {}
-        self.by_fd = {}
-        self.rbuf = b''
+            os.close(c.pidfd)
+            code = sig = None
+            if os.WIFEXITED(status):
+                code = os.WEXITSTATUS(status)
+            elif os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+            self.send({'t': 'exit', 'id': c.id, 'pid': pid, 'code': code, 'signal': sig, 'timedOut': False})
 
-    # -- fork an instance
-    def do_fork(self, msg, t_recv):
+    def serve(self):
+        """Serve until a fork makes this process something else (raises Next in the child)."""
+        self.ep = select.epoll()
+        self.ep.register(self.link, EPOLLIN)
+        self.sock = socket.socket(fileno=self.link)
+        space = socket.CMSG_SPACE(MAX_FDS * 4) * 4
+        while True:
+            events = self.ep.poll(1.0)
+            saw_child = not events
+            for fd, _ev in events:
+                if fd != self.link:
+                    saw_child = True
+                    continue
+                t0 = _perf()
+                data, anc, _flags, _addr = self.sock.recvmsg(262144, space, socket.MSG_CMSG_CLOEXEC)
+                for level, typ, cdata in anc:
+                    if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                        n = len(cdata) // 4
+                        self.queued.extend(struct.unpack('%di' % n, cdata[:n * 4]))
+                if not data:
+                    self.shutdown()
+                self.buf += data
+                while True:
+                    i = self.buf.find(b'\n')
+                    if i < 0:
+                        break
+                    line, self.buf = self.buf[:i], self.buf[i + 1:]
+                    try:
+                        msg = json.loads(line)
+                    except ValueError:
+                        continue
+                    self.dispatch(msg, t0)
+                if len(self.buf) > 1 << 20:
+                    self.shutdown()
+            if saw_child:
+                self.reap()
+
+    def dispatch(self, msg, t0):
+        t = msg.get('t')
+        if t == 'fork':
+            self.fork_instance(msg, t0)
+        elif t == 'seed':
+            self.fork_seed(msg, t0)
+        elif t == 'kill':
+            c = self.children.get(msg.get('id'))
+            if c is not None:
+                try:
+                    os.kill(c.pid, SIGKILL)
+                except ProcessLookupError:
+                    pass
+        elif t == 'stats':
+            self.send({'t': 'stats', 'id': self.id, 'pid': os.getpid(), 'children': len(self.children)})
+        elif t == 'exit':
+            self.shutdown()
+
+    def _fail(self, iid, fds, why):
+        for fd in fds or ():
+            os.close(fd)
+        self.send({'t': 'forkFailed', 'id': iid, 'message': why})
+
+    def fork_instance(self, msg, t0):
         iid = msg['id']
-        if iid in self.children:
-            self.send({'t': 'forkFailed', 'id': iid, 'message': 'duplicate id'})
-            return
-        request = msg.get('request')
-        r = w = ar = aw = None
-        # the result goes straight to spored's FIFO when it gave a slot (pools/result-fifos.ts)
-        slot = (msg.get('bind') or {}).get('resultSlot')
-        fifo = os.path.join(os.path.dirname(self.sock_path), 'results', str(int(slot))) if slot is not None else None
+        fds = self.take(1)
+        if fds is None:
+            return self._fail(iid, None, 'fork came without its channel fd')
+        if self.fn is None or iid in self.children:
+            return self._fail(iid, fds, 'duplicate id' if self.fn else 'this seed has no function loaded; instances fork from a function (L2) seed')
         try:
-            if fifo is None:
-                r, w = os.pipe()  # O_CLOEXEC: handler subprocesses do not inherit them
-            if request is None:
-                ar, aw = os.pipe()
-            ppid = os.getpid()
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
         except OSError as e:
-            for fd in (r, w, ar, aw):
-                if fd is not None:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-            self.send({'t': 'forkFailed', 'id': iid, 'message': str(e)})
-            return
+            return self._fail(iid, fds, str(e))
         if pid == 0:
-            t0 = _perf()
-            try:
-                self._instance(msg, t0, ppid, r, w, ar, aw, fifo)
-            finally:
-                os._exit(70)
+            t_child = _perf()
+            self.leave(fds)
+            raise Next('instance', msg=msg, channel=fds[0], fn=self.fn, t0=t_child)
         t_fork = _perf()
-        if w is not None:
-            os.close(w)
-        if ar is not None:
-            os.close(ar)
-        if r is not None:
-            os.set_blocking(r, False)
-        pidfd = os.pidfd_open(pid)
-        c = Child(iid, pid, 'instance', pidfd, r, aw, msg.get('timeoutMs') or 0)
-        if request is not None and c.timeout_ms > 0:
-            c.deadline = t_fork + c.timeout_ms * 1000000
-        self._track(c)
-        self.send({'t': 'forked', 'id': iid, 'pid': pid, 'forkUs': _us(t_fork - t_recv)})
+        os.close(fds[0])
+        self.track(Child(iid, pid, os.pidfd_open(pid), 'instance'))
+        self.send({'t': 'forked', 'id': iid, 'pid': pid, 'forkUs': _us(t_fork - t0)})
 
-    def do_activate(self, msg, line):
-        c = self.children.get(msg.get('id'))
-        if c is None or c.afd is None:
-            sys.stderr.write('zygote %s: activate for unknown or active instance %r\n' % (self.id, msg.get('id')))
-            return
-        data = line + b'\n'
-        try:
-            while data:
-                n = os.write(c.afd, data)
-                data = data[n:]
-        except OSError:
-            pass  # the instance died; its exit is reported from the pidfd
-        self._close_afd(c)
-        if c.timeout_ms > 0:
-            c.deadline = _perf() + c.timeout_ms * 1000000
-
-    # -- instance child (never returns)
-    def _instance(self, msg, t0, ppid, r, w, ar, aw, fifo):
-        lib = libc()
-        lib.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-        if os.getppid() != ppid:
-            os._exit(1)
-        self._close_inherited()
-        if r is not None:
-            os.close(r)
-        if aw is not None:
-            os.close(aw)
-        if fifo is not None:
-            # while still root (the FIFOs are root-only), before anything can fail
-            try:
-                w = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)
-            except OSError:
-                os._exit(71)
-        env = msg.get('env')
-        if env:
-            os.environ.update(env)
-        request = msg.get('request')
-        if request is None:
-            buf = b''
-            while not buf.endswith(b'\n'):
-                chunk = os.read(ar, 262144)
-                if not chunk:
-                    os._exit(0)  # the seed dropped the parked instance
-                buf += chunk
-            os.close(ar)
-            t0 = _perf()
-            request = json.loads(buf)['request']
-        iid = msg['id']
-        timings = {'bind': 0, 'seccomp': 0, 'init': 0, 'execute': 0}
-        out = {'t': 'result', 'id': iid, 'ok': False, 'value': None, 'error': None, 'timings': timings}
-        code = 0
-        try:
-            code = self._run(msg, request, t0, timings, out)
-        except BaseException as e:  # noqa: internal failure (bind, seccomp, bad request)
-            out['ok'] = False
-            out['value'] = None
-            out['error'] = _errinfo('internal', e)
-            code = 1
-        if fifo is not None:
-            out['token'] = (msg.get('bind') or {}).get('resultToken') or ''
-            code = 0  # the result says how it went; exit 0 tells spored to wait for the line
-        try:
-            data = json.dumps(out, separators=(',', ':')).encode() + b'\n'
-        except Exception as e:
-            data = json.dumps({'t': 'result', 'id': iid, 'ok': False, 'value': None,
-                               'error': {'kind': 'internal', 'message': str(e), 'stack': None},
-                               'timings': timings, 'token': out.get('token')}).encode() + b'\n'
-        try:
-            while data:
-                n = os.write(w, data)
-                data = data[n:]
-        except OSError:
-            pass
+    def fork_seed(self, msg, t0):
+        sid = msg['id']
+        fds = self.take(msg.get('nfds') or 0)
+        if fds is None:
+            return self._fail(sid, None, 'seed came without its fds')
+        if sid in self.children:
+            return self._fail(sid, fds, 'duplicate id')
+        if self.level == 1:
+            if not msg.get('sandbox') or not msg.get('load') or len(fds) != 2:
+                return self._fail(sid, fds, 'a function seed needs a sandbox plan, a module and two fds')
+            return self.fork_lineage(msg, fds, t0)
+        if self.fn is None:
+            return self._fail(sid, fds, 'no function loaded')
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-        except Exception:
-            pass
-        os._exit(code)
+            pid = os.fork()
+        except OSError as e:
+            return self._fail(sid, fds, str(e))
+        if pid == 0:
+            self.leave(fds)
+            raise Next('replica', id=sid, link=fds[0], fn=self.fn)
+        os.close(fds[0])
+        self.track(Child(sid, pid, os.pidfd_open(pid), 'seed'))
+        self.send({'t': 'forked', 'id': sid, 'pid': pid, 'forkUs': _us(_perf() - t0)})
 
-    def _run(self, msg, request, t0, timings, out):
-        bind = msg.get('bind') or {}
-        # 1. cgroup, netns
-        for p in bind.get('cgroupProcs') or ():
-            fd = os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+    def fork_lineage(self, msg, fds, t0):
+        """L1 -> a new function lineage, pid 1 of a new pid namespace; this (host) side writes
+        the id maps of its user namespace when asked."""
+        sid = msg['id']
+        link, log = fds
+        up_r, up_w = os.pipe()
+        down_r, down_w = os.pipe()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _check(_lib.unshare(CLONE_NEWPID), 'unshare(CLONE_NEWPID)')
             try:
-                os.write(fd, b'0')
+                pid = os.fork()
             finally:
+                if os.getpid() != 1:
+                    _check(_lib.setns(_own_pid_ns, CLONE_NEWPID), 'setns(pid)')
+        except OSError as e:
+            for fd in (up_r, up_w, down_r, down_w):
                 os.close(fd)
-        ns = bind.get('netns')
-        if ns:
-            fd = os.open(ns, os.O_RDONLY | os.O_CLOEXEC)
+            return self._fail(sid, fds, str(e))
+        if pid == 0:
+            os.close(up_r)
+            os.close(down_w)
+            self.leave(fds)
+            raise Next('lineage', msg=msg, link=link, log=log, to_parent=up_w, from_parent=down_r)
+        for fd in (link, log, up_w, down_r):
+            os.close(fd)
+        self.track(Child(sid, pid, os.pidfd_open(pid), 'seed'))
+        try:
+            r, _, _ = select.select([up_r], [], [], 10.0)
+            if r and os.read(up_r, 1) == b'u':
+                m = msg['sandbox']['idmap']
+                for f in ('uid_map', 'gid_map'):
+                    with open('/proc/%d/%s' % (pid, f), 'w') as fh:
+                        fh.write('0 %d %d\n' % (m['hostId'], m['size']))
+                os.write(down_w, b'k')
+        except OSError as e:
             try:
-                if libc().setns(fd, CLONE_NEWNET) != 0:
-                    raise _oserror('setns(%s)' % ns)
-            finally:
-                os.close(fd)
-        if msg.get('fresh'):
-            # experiments: this instance's own IPC + mount namespaces instead of the lineage's
-            if libc().unshare(CLONE_NEWIPC | CLONE_NEWNS) != 0:
-                raise _oserror('unshare(IPC|NS)')
-        t1 = _perf()
-        timings['bind'] = _us(t1 - t0)
-        # 2. uniqueness
+                os.kill(pid, SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.send({'t': 'failed', 'id': sid, 'message': 'writing the id maps failed: %s' % e, 'stack': None,
+                       'phase': 'user namespace'})
+        finally:
+            os.close(up_r)
+            os.close(down_w)
+        self.send({'t': 'forked', 'id': sid, 'pid': pid, 'forkUs': _us(_perf() - t0)})
+
+
+# --- becoming what a fork was for ---------------------------------------------------------
+
+def start_lineage(kw):
+    """In an L1's fresh child: build the sandbox, run the function's init code once
+    (unprivileged, filtered, pid 1 of the lineage), then serve as its L2 seed."""
+    t0 = _perf()
+    msg = kw['msg']
+    sid = msg['id']
+    link = kw['link']
+
+    def fail(message, stack, phase):
+        data = json.dumps({'t': 'failed', 'id': sid, 'message': message, 'stack': stack, 'phase': phase}).encode() + b'\n'
+        try:
+            os.write(link, data)
+        finally:
+            os._exit(1)
+    try:
+        apply_sandbox(msg['sandbox'], link, kw['log'], kw['to_parent'], kw['from_parent'])
+        layer = InstanceLayer(msg['sandbox'])
+    except BaseException as e:
+        fail('sandbox: %s' % e, None, 'sandbox')
+    try:
+        handler = load_function(msg['load'])
+    except BaseException as e:
+        info = _errinfo('load', e)
+        fail(info['message'], info['stack'], 'load')
+    gc.collect()
+    gc.freeze()  # keep the collector off the shared pages in forks
+    seed = Seed(sid, 2, link, (handler, layer))
+    seed.send({'t': 'ready', 'id': sid, 'initMs': round((_perf() - t0) / 1e6, 3)})
+    return seed
+
+
+def _read_request(fd):
+    buf = b''
+    while not buf.endswith(b'\n'):
+        chunk = os.read(fd, 262144)
+        if not chunk:
+            os._exit(0)  # destroyed before activation
+        buf += chunk
+    return json.loads(buf)
+
+
+def run_instance(kw):
+    """A fresh instance: bind its parts, take its request, run the handler, answer, exit."""
+    msg, channel, (handler, layer), t0 = kw['msg'], kw['channel'], kw['fn'], kw['t0']
+    timings = {'bind': 0, 'seccomp': 0, 'init': 0, 'execute': 0}
+    out = {'t': 'result', 'ok': False, 'value': None, 'error': None, 'timings': timings}
+    try:
         reinit_uniqueness()
+        t1 = _perf()
+        layer.bind(msg['slot'])
         t2 = _perf()
-        # 3. seccomp (user code, including an L1 fallback's module top level, runs under it)
-        filt = bind.get('seccomp')
-        if filt:
-            apply_seccomp(filt, bind.get('seccompFlags') or 0, bind.get('noNewPrivs', True))
-        elif bind.get('noNewPrivs'):
-            if libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-                raise _oserror('prctl(PR_SET_NO_NEW_PRIVS)')
+        timings['bind'] = _us(t2 - t1)
+        timings['init'] = _us(t1 - t0)
+        request = _read_request(channel)
         t3 = _perf()
-        timings['seccomp'] = _us(t3 - t2)
-        # 4. code (L1 fallback)
-        load = msg.get('load')
-        handler = self.handler
-        if load and (handler is None or load != self.load):
-            try:
-                handler = load_function(load)
-            except BaseException as e:
-                timings['init'] = _us(t2 - t1 + _perf() - t3)
-                out['error'] = _errinfo('load', e)
-                return 1
-        t4 = _perf()
-        timings['init'] = _us(t2 - t1 + t4 - t3)
-        if handler is None:
-            out['error'] = {'kind': 'load', 'message': 'no function loaded in seed %s' % self.id, 'stack': None}
-            return 1
-        # 5. handler
-        event = json.loads(request['event']) if request.get('event') not in (None, '') else None
+        req = request.get('event')
+        event = json.loads(req) if req not in (None, '') else None
         ctx = Context(request.get('context') or {})
         try:
             value = handler(event, ctx)
             if hasattr(value, '__await__'):
                 import asyncio
                 value = asyncio.run(_await(value))
-            text = json.dumps(value)
+            try:
+                text = json.dumps(value)
+            except (TypeError, ValueError) as e:
+                raise TypeError("the handler's result is not JSON-serializable: %s" % e)
+            out['ok'] = True
+            out['value'] = text
         except BaseException as e:
-            timings['execute'] = _us(_perf() - t4)
             out['error'] = _errinfo('handler', e)
-            return 0
-        timings['execute'] = _us(_perf() - t4)
-        out['ok'] = True
-        out['value'] = text
-        return 0
-
-    # -- child seed
-    def do_seed(self, msg, t_recv):
-        sid = msg['id']
-        if sid in self.children:
-            self.send({'t': 'forkFailed', 'id': sid, 'message': 'duplicate id'})
-            return
-        ppid = os.getpid()
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-        except OSError as e:
-            self.send({'t': 'forkFailed', 'id': sid, 'message': str(e)})
-            return
-        if pid == 0:
-            t0 = _perf()
-            try:
-                libc().prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-                if os.getppid() != ppid:
-                    os._exit(1)
-                self._close_inherited()
-            except BaseException:
-                os._exit(70)
-            global _LINEAGE_SECCOMP
-            _LINEAGE_SECCOMP = msg.get('seccomp')
-            raise Become(sid, msg.get('load'), msg.get('env'), t0, self.handler, self.load)
-        t_fork = _perf()
-        pidfd = os.pidfd_open(pid)
-        self._track(Child(sid, pid, 'seed', pidfd, None, None, 0))
-        self.send({'t': 'forked', 'id': sid, 'pid': pid, 'forkUs': _us(t_fork - t_recv)})
-
-
-async def _await(a):
-    return await a
-
-
-def apply_seccomp(b64, flags, no_new_privs):
-    import binascii
-    prog = binascii.a2b_base64(b64)
-    if not prog or len(prog) % 8:
-        raise ValueError('seccomp: filter length %d is not a multiple of 8' % len(prog))
-    n = len(prog) // 8
-    if n > 4096:
-        raise ValueError('seccomp: filter too long (%d)' % n)
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]
-
-    buf = ctypes.create_string_buffer(prog, len(prog))
-    fprog = SockFprog(n, ctypes.addressof(buf))
-    lib = libc()
-    if no_new_privs and lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise _oserror('prctl(PR_SET_NO_NEW_PRIVS)')
-    nr = _SYS_SECCOMP.get(os.uname().machine)
-    if nr is None:
-        raise OSError('seccomp: unknown syscall number on %s' % os.uname().machine)
-    if lib.syscall(nr, SECCOMP_SET_MODE_FILTER, flags, ctypes.addressof(fprog)) != 0:
-        raise _oserror('seccomp(SET_MODE_FILTER)')
-
-
-def run_seed(sock_path, seed_id, load, env, t0, handler, loaded):
-    """Connects, says hello, loads the function (child seeds), says ready, serves."""
-    if env:
-        os.environ.update(env)
-    if load and loaded is not None and handler is not None and load == loaded:
-        pass  # replica of a function seed: the code is already in memory, top level ran once
-    elif load:
-        handler = None
-        loaded = load
-    level = 2 if (load or handler is not None) else 1
-    seed = Seed(sock_path, seed_id, handler, loaded)
-    seed.connect()
-    seed.send({'t': 'hello', 'id': seed_id, 'pid': os.getpid(), 'language': 'python', 'level': level})
-    global _LINEAGE_SECCOMP
-    if load and seed.handler is None:
-        try:
-            if _LINEAGE_SECCOMP:
-                # the function seed filters itself before its init code runs (protocol `seed.seccomp`)
-                filt, _LINEAGE_SECCOMP = _LINEAGE_SECCOMP, None
-                apply_seccomp(filt['filter'], filt.get('flags') or 0, True)
-            seed.handler = load_function(load)
-        except BaseException as e:
-            info = _errinfo('load', e)
-            try:
-                seed.send({'t': 'failed', 'id': seed_id, 'message': info['message'], 'stack': info['stack']})
-            finally:
-                os._exit(1)
-    gc.collect()
-    gc.freeze()  # keep the collector off the shared pages in forks
-    seed.send({'t': 'ready', 'id': seed_id, 'initMs': round((_perf() - t0) / 1e6, 3)})
-    seed.serve()
+        timings['execute'] = _us(_perf() - t3)
+    except BaseException as e:  # internal failure (bind, bad request)
+        out['error'] = _errinfo('internal', e)
+    try:
+        data = json.dumps(out, separators=(',', ':')).encode() + b'\n'
+    except Exception as e:
+        data = json.dumps({'t': 'result', 'ok': False, 'value': None, 'timings': timings,
+                           'error': {'kind': 'internal', 'message': str(e), 'stack': None}}).encode() + b'\n'
+    try:
+        while data:
+            n = os.write(channel, data)
+            data = data[n:]
+    except OSError:
+        pass
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    os._exit(0)
 
 
 def main():
+    global _own_pid_ns
     if len(sys.argv) != 3:
         sys.stderr.write('usage: zygote.py <seeds.sock> <seed id>\n')
         os._exit(2)
     sock_path, seed_id = sys.argv[1], sys.argv[2]
-    load = env = None
-    t0 = _T_START
-    handler = loaded = None
+    _own_pid_ns = os.open('/proc/self/ns/pid', os.O_RDONLY | os.O_CLOEXEC)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    s.connect(sock_path)
+    seed = Seed(seed_id, 1, s.detach(), None)
+    seed.send({'t': 'hello', 'id': seed_id, 'pid': os.getpid(), 'language': 'python', 'level': 1})
+    gc.collect()
+    gc.freeze()
+    seed.send({'t': 'ready', 'id': seed_id, 'initMs': round((_perf() - _T_START) / 1e6, 3)})
     while True:
         try:
-            run_seed(sock_path, seed_id, load, env, t0, handler, loaded)
+            seed.serve()
             os._exit(0)
-        except Become as b:
-            # we are a freshly forked child seed; the parent's state was dropped in do_seed
-            seed_id, load, env, t0, handler, loaded = b.seed_id, b.load, b.env, b.t0, b.handler, b.loaded
-            b.__traceback__ = None
-            reinit_uniqueness()
+        except Next as n:
+            kw = n.kw
+            n.__traceback__ = None
+            if n.kind == 'instance':
+                run_instance(kw)
+            elif n.kind == 'replica':
+                reinit_uniqueness()
+                seed = Seed(kw['id'], 2, kw['link'], kw['fn'])
+                seed.send({'t': 'ready', 'id': kw['id'], 'initMs': 0})
+            elif n.kind == 'lineage':
+                reinit_uniqueness()
+                seed = start_lineage(kw)
 
 
 if __name__ == '__main__':

@@ -191,7 +191,7 @@ async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promis
   try {
     if (req.language === 'node') {
       const { forkNode } = await import('../../../seeds/node/fork.js');
-      const { runSeed } = await import('../../../seeds/node/seed.js');
+      const { runLanguageSeed } = await import('../../../seeds/node/seed.js');
       pid = forkNode();
       if (pid === 0) {
         leaveRoot();
@@ -199,7 +199,7 @@ async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promis
         process.removeAllListeners('message');
         process.removeAllListeners('SIGCHLD');
         process.disconnect();
-        void runSeed({ socket: req.socket, id: req.id, level: 1 });
+        void runLanguageSeed(req.socket, req.id);
         return;
       }
     } else {

@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file spore/fri/v1/fri.proto.
  */
 export const file_spore_fri_v1_fri: GenFile = /*@__PURE__*/
-  fileDesc("ChZzcG9yZS9mcmkvdjEvZnJpLnByb3RvEgxzcG9yZS5mcmkudjEiVwoKTWVtb3J5SW5mbxIPCgdyc3Nfa2liGAEgASgNEg8KB3Bzc19raWIYAiABKA0SEwoLcHJpdmF0ZV9raWIYAyABKA0SEgoKc2hhcmVkX2tpYhgEIAEoDSKSAwoIU2VlZEluZm8SCgoCaWQYASABKAkSDQoFbGV2ZWwYAiABKA0SJAoGZW5naW5lGAMgASgOMhQuc3BvcmUuZnJpLnYxLkVuZ2luZRIoCghsYW5ndWFnZRgEIAEoDjIWLnNwb3JlLmZyaS52MS5MYW5ndWFnZRIVCghmdW5jdGlvbhgFIAEoCUgAiAEBEhMKBnBhcmVudBgGIAEoCUgBiAEBEgsKA3BpZBgHIAEoBRImCgVzdGF0ZRgIIAEoDjIXLnNwb3JlLmZyaS52MS5TZWVkU3RhdGUSFwoKcmVwbGljYV9vZhgJIAEoCUgCiAEBEg0KBWZvcmtzGAogASgEEhIKCmNyZWF0ZWRfYXQYCyABKAkSDwoHaW5pdF9tcxgMIAEoARIoCgZtZW1vcnkYDSABKAsyGC5zcG9yZS5mcmkudjEuTWVtb3J5SW5mbxISCgVlcnJvchgOIAEoCUgDiAEBQgsKCV9mdW5jdGlvbkIJCgdfcGFyZW50Qg0KC19yZXBsaWNhX29mQggKBl9lcnJvciKcAQoMSW5zdGFuY2VJbmZvEgoKAmlkGAEgASgJEg8KB3NlZWRfaWQYAiABKAkSFQoIZnVuY3Rpb24YAyABKAlIAIgBARILCgNwaWQYBCABKAUSKgoFc3RhdGUYBSABKA4yGy5zcG9yZS5mcmkudjEuSW5zdGFuY2VTdGF0ZRISCgpjcmVhdGVkX2F0GAYgASgJQgsKCV9mdW5jdGlvbiLrAQoMRnVuY3Rpb25TcGVjEgwKBG5hbWUYASABKAkSKAoIbGFuZ3VhZ2UYAiABKA4yFi5zcG9yZS5mcmkudjEuTGFuZ3VhZ2USDAoEY29kZRgDIAEoCRIPCgdoYW5kbGVyGAQgASgJEhIKCm1lbW9yeV9taWIYBSABKA0SEgoKdGltZW91dF9tcxgGIAEoDRIwCgNlbnYYByADKAsyIy5zcG9yZS5mcmkudjEuRnVuY3Rpb25TcGVjLkVudkVudHJ5GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEivQIKDEZ1bmN0aW9uSW5mbxIMCgRuYW1lGAEgASgJEigKCGxhbmd1YWdlGAIgASgOMhYuc3BvcmUuZnJpLnYxLkxhbmd1YWdlEg8KB2hhbmRsZXIYAyABKAkSEgoKbWVtb3J5X21pYhgEIAEoDRISCgp0aW1lb3V0X21zGAUgASgNEjAKA2VudhgGIAMoCzIjLnNwb3JlLmZyaS52MS5GdW5jdGlvbkluZm8uRW52RW50cnkSEgoKY29kZV9ieXRlcxgHIAEoDRIUCgdzZWVkX2lkGAggASgJSACIAQESEwoLZGVwbG95ZWRfYXQYCSABKAkSEwoLaW52b2NhdGlvbnMYCiABKAQaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc2VlZF9pZCKcAQoMUGhhc2VUaW1pbmdzEg8KB2NvbnRyb2wYASABKA0SDAoEZm9yaxgCIAEoDRIMCgRiaW5kGAMgASgNEg8KB3NlY2NvbXAYBCABKA0SDAoEaW5pdBgFIAEoDRIPCgdleGVjdXRlGAYgASgNEg8KB3Jlc3BvbmQYByABKA0SDwoHZGVzdHJveRgIIAEoDRINCgV0b3RhbBgJIAEoDSJpCgtJbnZva2VFcnJvchIrCgRraW5kGAEgASgOMh0uc3BvcmUuZnJpLnYxLkludm9rZUVycm9yS2luZBIPCgdtZXNzYWdlGAIgASgJEhIKBXN0YWNrGAMgASgJSACIAQFCCAoGX3N0YWNrIu8BCgxJbnZva2VSZXN1bHQSCgoCb2sYASABKAgSEwoGcmVzdWx0GAIgASgJSACIAQESKAoFZXJyb3IYAyABKAsyGS5zcG9yZS5mcmkudjEuSW52b2tlRXJyb3ISFQoIZnVuY3Rpb24YBCABKAlIAYgBARIPCgdzZWVkX2lkGAUgASgJEhIKCnNlZWRfbGV2ZWwYBiABKA0SEwoLaW5zdGFuY2VfaWQYByABKAkSKwoHdGltaW5ncxgIIAEoCzIaLnNwb3JlLmZyaS52MS5QaGFzZVRpbWluZ3NCCQoHX3Jlc3VsdEILCglfZnVuY3Rpb24ixwEKCkZvcmtUYXJnZXQSKwoEa2luZBgBIAEoDjIdLnNwb3JlLmZyaS52MS5Gb3JrVGFyZ2V0LktpbmQSFQoIZnVuY3Rpb24YAiABKAlIAIgBARIoCghsYW5ndWFnZRgDIAEoDjIWLnNwb3JlLmZyaS52MS5MYW5ndWFnZSI+CgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIRCg1LSU5EX0lOU1RBTkNFEAESDQoJS0lORF9TRUVEEAJCCwoJX2Z1bmN0aW9uIjUKDUNyZWF0ZVJlcXVlc3QSJAoGZW5naW5lGAEgASgOMhQuc3BvcmUuZnJpLnYxLkVuZ2luZSI2Cg5DcmVhdGVSZXNwb25zZRIkCgRzZWVkGAEgASgLMhYuc3BvcmUuZnJpLnYxLlNlZWRJbmZvIkgKC0ZvcmtSZXF1ZXN0Eg8KB3NlZWRfaWQYASABKAkSKAoGdGFyZ2V0GAIgASgLMhguc3BvcmUuZnJpLnYxLkZvcmtUYXJnZXQicAoMRm9ya1Jlc3BvbnNlEi4KCGluc3RhbmNlGAEgASgLMhouc3BvcmUuZnJpLnYxLkluc3RhbmNlSW5mb0gAEiYKBHNlZWQYAiABKAsyFi5zcG9yZS5mcmkudjEuU2VlZEluZm9IAEIICgZyZXN1bHQiNQoPQWN0aXZhdGVSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEg0KBWV2ZW50GAIgASgJIj4KEEFjdGl2YXRlUmVzcG9uc2USKgoGcmVzdWx0GAEgASgLMhouc3BvcmUuZnJpLnYxLkludm9rZVJlc3VsdCJoCg1JbnZva2VSZXF1ZXN0EhAKCGZ1bmN0aW9uGAEgASgJEg0KBWV2ZW50GAIgASgJEhIKBWxldmVsGAMgASgNSACIAQESGAoQZnJlc2hfbmFtZXNwYWNlcxgEIAEoCEIICgZfbGV2ZWwiPAoOSW52b2tlUmVzcG9uc2USKgoGcmVzdWx0GAEgASgLMhouc3BvcmUuZnJpLnYxLkludm9rZVJlc3VsdCIlCg5EZXN0cm95UmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCSIRCg9EZXN0cm95UmVzcG9uc2UiEgoQTGlzdFNlZWRzUmVxdWVzdCI6ChFMaXN0U2VlZHNSZXNwb25zZRIlCgVzZWVkcxgBIAMoCzIWLnNwb3JlLmZyaS52MS5TZWVkSW5mbyIkChFEZWxldGVTZWVkUmVxdWVzdBIPCgdzZWVkX2lkGAEgASgJIhQKEkRlbGV0ZVNlZWRSZXNwb25zZSIWChRMaXN0SW5zdGFuY2VzUmVxdWVzdCJGChVMaXN0SW5zdGFuY2VzUmVzcG9uc2USLQoJaW5zdGFuY2VzGAEgAygLMhouc3BvcmUuZnJpLnYxLkluc3RhbmNlSW5mbyI5Cg1EZXBsb3lSZXF1ZXN0EigKBHNwZWMYASABKAsyGi5zcG9yZS5mcmkudjEuRnVuY3Rpb25TcGVjIj4KDkRlcGxveVJlc3BvbnNlEiwKCGZ1bmN0aW9uGAEgASgLMhouc3BvcmUuZnJpLnYxLkZ1bmN0aW9uSW5mbyIdCg1SZW1vdmVSZXF1ZXN0EgwKBG5hbWUYASABKAkiEAoOUmVtb3ZlUmVzcG9uc2UiFgoUTGlzdEZ1bmN0aW9uc1JlcXVlc3QiRgoVTGlzdEZ1bmN0aW9uc1Jlc3BvbnNlEi0KCWZ1bmN0aW9ucxgBIAMoCzIaLnNwb3JlLmZyaS52MS5GdW5jdGlvbkluZm8qQwoGRW5naW5lEhYKEkVOR0lORV9VTlNQRUNJRklFRBAAEhIKDkVOR0lORV9QUk9DRVNTEAESDQoJRU5HSU5FX1ZNEAIqXQoITGFuZ3VhZ2USGAoUTEFOR1VBR0VfVU5TUEVDSUZJRUQQABIRCg1MQU5HVUFHRV9OT0RFEAESEwoPTEFOR1VBR0VfUFlUSE9OEAISDwoLTEFOR1VBR0VfVk0QAyqGAQoJU2VlZFN0YXRlEhoKFlNFRURfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNTRUVEX1NUQVRFX1NUQVJUSU5HEAESFAoQU0VFRF9TVEFURV9SRUFEWRACEhUKEVNFRURfU1RBVEVfRkFJTEVEEAMSFwoTU0VFRF9TVEFURV9ERUxFVElORxAEKpoBCg1JbnN0YW5jZVN0YXRlEh4KGklOU1RBTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSU5TVEFOQ0VfU1RBVEVfUEFVU0VEEAESGgoWSU5TVEFOQ0VfU1RBVEVfUlVOTklORxACEhcKE0lOU1RBTkNFX1NUQVRFX0RPTkUQAxIZChVJTlNUQU5DRV9TVEFURV9GQUlMRUQQBCrmAQoPSW52b2tlRXJyb3JLaW5kEiEKHUlOVk9LRV9FUlJPUl9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZSU5WT0tFX0VSUk9SX0tJTkRfSEFORExFUhABEhoKFklOVk9LRV9FUlJPUl9LSU5EX0xPQUQQAhIdChlJTlZPS0VfRVJST1JfS0lORF9USU1FT1VUEAMSGQoVSU5WT0tFX0VSUk9SX0tJTkRfT09NEAQSGwoXSU5WT0tFX0VSUk9SX0tJTkRfQ1JBU0gQBRIeChpJTlZPS0VfRVJST1JfS0lORF9JTlRFUk5BTBAGMsoGCg9GdW5jdGlvblJ1bnRpbWUSQwoGQ3JlYXRlEhsuc3BvcmUuZnJpLnYxLkNyZWF0ZVJlcXVlc3QaHC5zcG9yZS5mcmkudjEuQ3JlYXRlUmVzcG9uc2USPQoERm9yaxIZLnNwb3JlLmZyaS52MS5Gb3JrUmVxdWVzdBoaLnNwb3JlLmZyaS52MS5Gb3JrUmVzcG9uc2USSQoIQWN0aXZhdGUSHS5zcG9yZS5mcmkudjEuQWN0aXZhdGVSZXF1ZXN0Gh4uc3BvcmUuZnJpLnYxLkFjdGl2YXRlUmVzcG9uc2USQwoGSW52b2tlEhsuc3BvcmUuZnJpLnYxLkludm9rZVJlcXVlc3QaHC5zcG9yZS5mcmkudjEuSW52b2tlUmVzcG9uc2USRgoHRGVzdHJveRIcLnNwb3JlLmZyaS52MS5EZXN0cm95UmVxdWVzdBodLnNwb3JlLmZyaS52MS5EZXN0cm95UmVzcG9uc2USTAoJTGlzdFNlZWRzEh4uc3BvcmUuZnJpLnYxLkxpc3RTZWVkc1JlcXVlc3QaHy5zcG9yZS5mcmkudjEuTGlzdFNlZWRzUmVzcG9uc2USTwoKRGVsZXRlU2VlZBIfLnNwb3JlLmZyaS52MS5EZWxldGVTZWVkUmVxdWVzdBogLnNwb3JlLmZyaS52MS5EZWxldGVTZWVkUmVzcG9uc2USWAoNTGlzdEluc3RhbmNlcxIiLnNwb3JlLmZyaS52MS5MaXN0SW5zdGFuY2VzUmVxdWVzdBojLnNwb3JlLmZyaS52MS5MaXN0SW5zdGFuY2VzUmVzcG9uc2USQwoGRGVwbG95Ehsuc3BvcmUuZnJpLnYxLkRlcGxveVJlcXVlc3QaHC5zcG9yZS5mcmkudjEuRGVwbG95UmVzcG9uc2USQwoGUmVtb3ZlEhsuc3BvcmUuZnJpLnYxLlJlbW92ZVJlcXVlc3QaHC5zcG9yZS5mcmkudjEuUmVtb3ZlUmVzcG9uc2USWAoNTGlzdEZ1bmN0aW9ucxIiLnNwb3JlLmZyaS52MS5MaXN0RnVuY3Rpb25zUmVxdWVzdBojLnNwb3JlLmZyaS52MS5MaXN0RnVuY3Rpb25zUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChZzcG9yZS9mcmkvdjEvZnJpLnByb3RvEgxzcG9yZS5mcmkudjEiVwoKTWVtb3J5SW5mbxIPCgdyc3Nfa2liGAEgASgNEg8KB3Bzc19raWIYAiABKA0SEwoLcHJpdmF0ZV9raWIYAyABKA0SEgoKc2hhcmVkX2tpYhgEIAEoDSKSAwoIU2VlZEluZm8SCgoCaWQYASABKAkSDQoFbGV2ZWwYAiABKA0SJAoGZW5naW5lGAMgASgOMhQuc3BvcmUuZnJpLnYxLkVuZ2luZRIoCghsYW5ndWFnZRgEIAEoDjIWLnNwb3JlLmZyaS52MS5MYW5ndWFnZRIVCghmdW5jdGlvbhgFIAEoCUgAiAEBEhMKBnBhcmVudBgGIAEoCUgBiAEBEgsKA3BpZBgHIAEoBRImCgVzdGF0ZRgIIAEoDjIXLnNwb3JlLmZyaS52MS5TZWVkU3RhdGUSFwoKcmVwbGljYV9vZhgJIAEoCUgCiAEBEg0KBWZvcmtzGAogASgEEhIKCmNyZWF0ZWRfYXQYCyABKAkSDwoHaW5pdF9tcxgMIAEoARIoCgZtZW1vcnkYDSABKAsyGC5zcG9yZS5mcmkudjEuTWVtb3J5SW5mbxISCgVlcnJvchgOIAEoCUgDiAEBQgsKCV9mdW5jdGlvbkIJCgdfcGFyZW50Qg0KC19yZXBsaWNhX29mQggKBl9lcnJvciKcAQoMSW5zdGFuY2VJbmZvEgoKAmlkGAEgASgJEg8KB3NlZWRfaWQYAiABKAkSFQoIZnVuY3Rpb24YAyABKAlIAIgBARILCgNwaWQYBCABKAUSKgoFc3RhdGUYBSABKA4yGy5zcG9yZS5mcmkudjEuSW5zdGFuY2VTdGF0ZRISCgpjcmVhdGVkX2F0GAYgASgJQgsKCV9mdW5jdGlvbiKxAgoMRnVuY3Rpb25TcGVjEgwKBG5hbWUYASABKAkSKAoIbGFuZ3VhZ2UYAiABKA4yFi5zcG9yZS5mcmkudjEuTGFuZ3VhZ2USDAoEY29kZRgDIAEoCRIPCgdoYW5kbGVyGAQgASgJEhIKCm1lbW9yeV9taWIYBSABKA0SEgoKdGltZW91dF9tcxgGIAEoDRIwCgNlbnYYByADKAsyIy5zcG9yZS5mcmkudjEuRnVuY3Rpb25TcGVjLkVudkVudHJ5Eg8KB3BhY2thZ2UYCCABKAwSMwoOcGFja2FnZV9mb3JtYXQYCSABKA4yGy5zcG9yZS5mcmkudjEuUGFja2FnZUZvcm1hdBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqoBChNGdW5jdGlvblZlcnNpb25JbmZvEg8KB3ZlcnNpb24YASABKA0SFgoOcGFja2FnZV9kaWdlc3QYAiABKAkSMQoFc3RhdGUYAyABKA4yIi5zcG9yZS5mcmkudjEuRnVuY3Rpb25WZXJzaW9uU3RhdGUSEAoIaW5mbGlnaHQYBCABKA0SEAoIc2VlZF9pZHMYBSADKAkSEwoLZGVwbG95ZWRfYXQYBiABKAkimwMKDEZ1bmN0aW9uSW5mbxIMCgRuYW1lGAEgASgJEigKCGxhbmd1YWdlGAIgASgOMhYuc3BvcmUuZnJpLnYxLkxhbmd1YWdlEg8KB2hhbmRsZXIYAyABKAkSEgoKbWVtb3J5X21pYhgEIAEoDRISCgp0aW1lb3V0X21zGAUgASgNEjAKA2VudhgGIAMoCzIjLnNwb3JlLmZyaS52MS5GdW5jdGlvbkluZm8uRW52RW50cnkSEgoKY29kZV9ieXRlcxgHIAEoDRIUCgdzZWVkX2lkGAggASgJSACIAQESEwoLZGVwbG95ZWRfYXQYCSABKAkSEwoLaW52b2NhdGlvbnMYCiABKAQSDwoHdmVyc2lvbhgLIAEoDRIWCg5wYWNrYWdlX2RpZ2VzdBgMIAEoCRIzCgh2ZXJzaW9ucxgNIAMoCzIhLnNwb3JlLmZyaS52MS5GdW5jdGlvblZlcnNpb25JbmZvGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3NlZWRfaWQinAEKDFBoYXNlVGltaW5ncxIPCgdjb250cm9sGAEgASgNEgwKBGZvcmsYAiABKA0SDAoEYmluZBgDIAEoDRIPCgdzZWNjb21wGAQgASgNEgwKBGluaXQYBSABKA0SDwoHZXhlY3V0ZRgGIAEoDRIPCgdyZXNwb25kGAcgASgNEg8KB2Rlc3Ryb3kYCCABKA0SDQoFdG90YWwYCSABKA0iaQoLSW52b2tlRXJyb3ISKwoEa2luZBgBIAEoDjIdLnNwb3JlLmZyaS52MS5JbnZva2VFcnJvcktpbmQSDwoHbWVzc2FnZRgCIAEoCRISCgVzdGFjaxgDIAEoCUgAiAEBQggKBl9zdGFjayLvAQoMSW52b2tlUmVzdWx0EgoKAm9rGAEgASgIEhMKBnJlc3VsdBgCIAEoCUgAiAEBEigKBWVycm9yGAMgASgLMhkuc3BvcmUuZnJpLnYxLkludm9rZUVycm9yEhUKCGZ1bmN0aW9uGAQgASgJSAGIAQESDwoHc2VlZF9pZBgFIAEoCRISCgpzZWVkX2xldmVsGAYgASgNEhMKC2luc3RhbmNlX2lkGAcgASgJEisKB3RpbWluZ3MYCCABKAsyGi5zcG9yZS5mcmkudjEuUGhhc2VUaW1pbmdzQgkKB19yZXN1bHRCCwoJX2Z1bmN0aW9uIscBCgpGb3JrVGFyZ2V0EisKBGtpbmQYASABKA4yHS5zcG9yZS5mcmkudjEuRm9ya1RhcmdldC5LaW5kEhUKCGZ1bmN0aW9uGAIgASgJSACIAQESKAoIbGFuZ3VhZ2UYAyABKA4yFi5zcG9yZS5mcmkudjEuTGFuZ3VhZ2UiPgoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASEQoNS0lORF9JTlNUQU5DRRABEg0KCUtJTkRfU0VFRBACQgsKCV9mdW5jdGlvbiI1Cg1DcmVhdGVSZXF1ZXN0EiQKBmVuZ2luZRgBIAEoDjIULnNwb3JlLmZyaS52MS5FbmdpbmUiNgoOQ3JlYXRlUmVzcG9uc2USJAoEc2VlZBgBIAEoCzIWLnNwb3JlLmZyaS52MS5TZWVkSW5mbyJICgtGb3JrUmVxdWVzdBIPCgdzZWVkX2lkGAEgASgJEigKBnRhcmdldBgCIAEoCzIYLnNwb3JlLmZyaS52MS5Gb3JrVGFyZ2V0InAKDEZvcmtSZXNwb25zZRIuCghpbnN0YW5jZRgBIAEoCzIaLnNwb3JlLmZyaS52MS5JbnN0YW5jZUluZm9IABImCgRzZWVkGAIgASgLMhYuc3BvcmUuZnJpLnYxLlNlZWRJbmZvSABCCAoGcmVzdWx0IjUKD0FjdGl2YXRlUmVxdWVzdBITCgtpbnN0YW5jZV9pZBgBIAEoCRINCgVldmVudBgCIAEoCSI+ChBBY3RpdmF0ZVJlc3BvbnNlEioKBnJlc3VsdBgBIAEoCzIaLnNwb3JlLmZyaS52MS5JbnZva2VSZXN1bHQiaAoNSW52b2tlUmVxdWVzdBIQCghmdW5jdGlvbhgBIAEoCRINCgVldmVudBgCIAEoCRISCgVsZXZlbBgDIAEoDUgAiAEBEhgKEGZyZXNoX25hbWVzcGFjZXMYBCABKAhCCAoGX2xldmVsIjwKDkludm9rZVJlc3BvbnNlEioKBnJlc3VsdBgBIAEoCzIaLnNwb3JlLmZyaS52MS5JbnZva2VSZXN1bHQiJQoORGVzdHJveVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkiEQoPRGVzdHJveVJlc3BvbnNlIhIKEExpc3RTZWVkc1JlcXVlc3QiOgoRTGlzdFNlZWRzUmVzcG9uc2USJQoFc2VlZHMYASADKAsyFi5zcG9yZS5mcmkudjEuU2VlZEluZm8iJAoRRGVsZXRlU2VlZFJlcXVlc3QSDwoHc2VlZF9pZBgBIAEoCSIUChJEZWxldGVTZWVkUmVzcG9uc2UiFgoUTGlzdEluc3RhbmNlc1JlcXVlc3QiRgoVTGlzdEluc3RhbmNlc1Jlc3BvbnNlEi0KCWluc3RhbmNlcxgBIAMoCzIaLnNwb3JlLmZyaS52MS5JbnN0YW5jZUluZm8iOQoNRGVwbG95UmVxdWVzdBIoCgRzcGVjGAEgASgLMhouc3BvcmUuZnJpLnYxLkZ1bmN0aW9uU3BlYyI+Cg5EZXBsb3lSZXNwb25zZRIsCghmdW5jdGlvbhgBIAEoCzIaLnNwb3JlLmZyaS52MS5GdW5jdGlvbkluZm8iHQoNUmVtb3ZlUmVxdWVzdBIMCgRuYW1lGAEgASgJIhAKDlJlbW92ZVJlc3BvbnNlIhYKFExpc3RGdW5jdGlvbnNSZXF1ZXN0IkYKFUxpc3RGdW5jdGlvbnNSZXNwb25zZRItCglmdW5jdGlvbnMYASADKAsyGi5zcG9yZS5mcmkudjEuRnVuY3Rpb25JbmZvIi8KC0xvZ3NSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKdGFpbF9ieXRlcxgCIAEoDSIcCgxMb2dzUmVzcG9uc2USDAoEdGV4dBgBIAEoCSpDCgZFbmdpbmUSFgoSRU5HSU5FX1VOU1BFQ0lGSUVEEAASEgoORU5HSU5FX1BST0NFU1MQARINCglFTkdJTkVfVk0QAipdCghMYW5ndWFnZRIYChRMQU5HVUFHRV9VTlNQRUNJRklFRBAAEhEKDUxBTkdVQUdFX05PREUQARITCg9MQU5HVUFHRV9QWVRIT04QAhIPCgtMQU5HVUFHRV9WTRADKmIKDVBhY2thZ2VGb3JtYXQSHgoaUEFDS0FHRV9GT1JNQVRfVU5TUEVDSUZJRUQQABIWChJQQUNLQUdFX0ZPUk1BVF9aSVAQARIZChVQQUNLQUdFX0ZPUk1BVF9UQVJfR1oQAiqGAQoURnVuY3Rpb25WZXJzaW9uU3RhdGUSJgoiRlVOQ1RJT05fVkVSU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEiEKHUZVTkNUSU9OX1ZFUlNJT05fU1RBVEVfQUNUSVZFEAESIwofRlVOQ1RJT05fVkVSU0lPTl9TVEFURV9SRVRJUklORxACKoYBCglTZWVkU3RhdGUSGgoWU0VFRF9TVEFURV9VTlNQRUNJRklFRBAAEhcKE1NFRURfU1RBVEVfU1RBUlRJTkcQARIUChBTRUVEX1NUQVRFX1JFQURZEAISFQoRU0VFRF9TVEFURV9GQUlMRUQQAxIXChNTRUVEX1NUQVRFX0RFTEVUSU5HEAQqmgEKDUluc3RhbmNlU3RhdGUSHgoaSU5TVEFOQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVJTlNUQU5DRV9TVEFURV9QQVVTRUQQARIaChZJTlNUQU5DRV9TVEFURV9SVU5OSU5HEAISFwoTSU5TVEFOQ0VfU1RBVEVfRE9ORRADEhkKFUlOU1RBTkNFX1NUQVRFX0ZBSUxFRBAEKuYBCg9JbnZva2VFcnJvcktpbmQSIQodSU5WT0tFX0VSUk9SX0tJTkRfVU5TUEVDSUZJRUQQABIdChlJTlZPS0VfRVJST1JfS0lORF9IQU5ETEVSEAESGgoWSU5WT0tFX0VSUk9SX0tJTkRfTE9BRBACEh0KGUlOVk9LRV9FUlJPUl9LSU5EX1RJTUVPVVQQAxIZChVJTlZPS0VfRVJST1JfS0lORF9PT00QBBIbChdJTlZPS0VfRVJST1JfS0lORF9DUkFTSBAFEh4KGklOVk9LRV9FUlJPUl9LSU5EX0lOVEVSTkFMEAYyiQcKD0Z1bmN0aW9uUnVudGltZRJDCgZDcmVhdGUSGy5zcG9yZS5mcmkudjEuQ3JlYXRlUmVxdWVzdBocLnNwb3JlLmZyaS52MS5DcmVhdGVSZXNwb25zZRI9CgRGb3JrEhkuc3BvcmUuZnJpLnYxLkZvcmtSZXF1ZXN0Ghouc3BvcmUuZnJpLnYxLkZvcmtSZXNwb25zZRJJCghBY3RpdmF0ZRIdLnNwb3JlLmZyaS52MS5BY3RpdmF0ZVJlcXVlc3QaHi5zcG9yZS5mcmkudjEuQWN0aXZhdGVSZXNwb25zZRJDCgZJbnZva2USGy5zcG9yZS5mcmkudjEuSW52b2tlUmVxdWVzdBocLnNwb3JlLmZyaS52MS5JbnZva2VSZXNwb25zZRJGCgdEZXN0cm95Ehwuc3BvcmUuZnJpLnYxLkRlc3Ryb3lSZXF1ZXN0Gh0uc3BvcmUuZnJpLnYxLkRlc3Ryb3lSZXNwb25zZRJMCglMaXN0U2VlZHMSHi5zcG9yZS5mcmkudjEuTGlzdFNlZWRzUmVxdWVzdBofLnNwb3JlLmZyaS52MS5MaXN0U2VlZHNSZXNwb25zZRJPCgpEZWxldGVTZWVkEh8uc3BvcmUuZnJpLnYxLkRlbGV0ZVNlZWRSZXF1ZXN0GiAuc3BvcmUuZnJpLnYxLkRlbGV0ZVNlZWRSZXNwb25zZRJYCg1MaXN0SW5zdGFuY2VzEiIuc3BvcmUuZnJpLnYxLkxpc3RJbnN0YW5jZXNSZXF1ZXN0GiMuc3BvcmUuZnJpLnYxLkxpc3RJbnN0YW5jZXNSZXNwb25zZRJDCgZEZXBsb3kSGy5zcG9yZS5mcmkudjEuRGVwbG95UmVxdWVzdBocLnNwb3JlLmZyaS52MS5EZXBsb3lSZXNwb25zZRJDCgZSZW1vdmUSGy5zcG9yZS5mcmkudjEuUmVtb3ZlUmVxdWVzdBocLnNwb3JlLmZyaS52MS5SZW1vdmVSZXNwb25zZRJYCg1MaXN0RnVuY3Rpb25zEiIuc3BvcmUuZnJpLnYxLkxpc3RGdW5jdGlvbnNSZXF1ZXN0GiMuc3BvcmUuZnJpLnYxLkxpc3RGdW5jdGlvbnNSZXNwb25zZRI9CgRMb2dzEhkuc3BvcmUuZnJpLnYxLkxvZ3NSZXF1ZXN0Ghouc3BvcmUuZnJpLnYxLkxvZ3NSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message spore.fri.v1.MemoryInfo
@@ -195,6 +195,9 @@ export const InstanceInfoSchema: GenMessage<InstanceInfo> = /*@__PURE__*/
   messageDesc(file_spore_fri_v1_fri, 2);
 
 /**
+ * A function is deployed either as one source file (`code`) or as a package (`package`, a zip
+ * or tar.gz archive of at most 50 MiB whose root becomes /var/task): exactly one of the two.
+ *
  * @generated from message spore.fri.v1.FunctionSpec
  */
 export type FunctionSpec = Message<"spore.fri.v1.FunctionSpec"> & {
@@ -209,14 +212,16 @@ export type FunctionSpec = Message<"spore.fri.v1.FunctionSpec"> & {
   language: Language;
 
   /**
-   * module source text
+   * single file: the module source text; empty for a package
    *
    * @generated from field: string code = 3;
    */
   code: string;
 
   /**
-   * exported handler name; empty = "handler"
+   * Single file: the exported function's name; empty = "handler". Package: Lambda's
+   * MODULE.FUNCTION ("index.handler" = /var/task/index.js's export `handler`; MODULE may have
+   * "/" path segments); empty = "index.handler" (node) or "main.handler" (python).
    *
    * @generated from field: string handler = 4;
    */
@@ -240,6 +245,20 @@ export type FunctionSpec = Message<"spore.fri.v1.FunctionSpec"> & {
    * @generated from field: map<string, string> env = 7;
    */
   env: { [key: string]: string };
+
+  /**
+   * the package archive; empty for a single file
+   *
+   * @generated from field: bytes package = 8;
+   */
+  package: Uint8Array;
+
+  /**
+   * required with `package`
+   *
+   * @generated from field: spore.fri.v1.PackageFormat package_format = 9;
+   */
+  packageFormat: PackageFormat;
 };
 
 /**
@@ -248,6 +267,56 @@ export type FunctionSpec = Message<"spore.fri.v1.FunctionSpec"> & {
  */
 export const FunctionSpecSchema: GenMessage<FunctionSpec> = /*@__PURE__*/
   messageDesc(file_spore_fri_v1_fri, 3);
+
+/**
+ * One deployed version of a function: its own L2 seed(s) and package.
+ *
+ * @generated from message spore.fri.v1.FunctionVersionInfo
+ */
+export type FunctionVersionInfo = Message<"spore.fri.v1.FunctionVersionInfo"> & {
+  /**
+   * @generated from field: uint32 version = 1;
+   */
+  version: number;
+
+  /**
+   * sha256 (hex) of the stored package's canonical manifest
+   *
+   * @generated from field: string package_digest = 2;
+   */
+  packageDigest: string;
+
+  /**
+   * @generated from field: spore.fri.v1.FunctionVersionState state = 3;
+   */
+  state: FunctionVersionState;
+
+  /**
+   * invocations still running on this version
+   *
+   * @generated from field: uint32 inflight = 4;
+   */
+  inflight: number;
+
+  /**
+   * @generated from field: repeated string seed_ids = 5;
+   */
+  seedIds: string[];
+
+  /**
+   * RFC 3339
+   *
+   * @generated from field: string deployed_at = 6;
+   */
+  deployedAt: string;
+};
+
+/**
+ * Describes the message spore.fri.v1.FunctionVersionInfo.
+ * Use `create(FunctionVersionInfoSchema)` to create a new message.
+ */
+export const FunctionVersionInfoSchema: GenMessage<FunctionVersionInfo> = /*@__PURE__*/
+  messageDesc(file_spore_fri_v1_fri, 4);
 
 /**
  * @generated from message spore.fri.v1.FunctionInfo
@@ -304,6 +373,27 @@ export type FunctionInfo = Message<"spore.fri.v1.FunctionInfo"> & {
    * @generated from field: uint64 invocations = 10;
    */
   invocations: bigint;
+
+  /**
+   * the active version (1 for the first deploy; each redeploy adds one)
+   *
+   * @generated from field: uint32 version = 11;
+   */
+  version: number;
+
+  /**
+   * the active version's package digest
+   *
+   * @generated from field: string package_digest = 12;
+   */
+  packageDigest: string;
+
+  /**
+   * the active version first, then retiring ones
+   *
+   * @generated from field: repeated spore.fri.v1.FunctionVersionInfo versions = 13;
+   */
+  versions: FunctionVersionInfo[];
 };
 
 /**
@@ -311,7 +401,7 @@ export type FunctionInfo = Message<"spore.fri.v1.FunctionInfo"> & {
  * Use `create(FunctionInfoSchema)` to create a new message.
  */
 export const FunctionInfoSchema: GenMessage<FunctionInfo> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 4);
+  messageDesc(file_spore_fri_v1_fri, 5);
 
 /**
  * Microseconds. destroy happens after the response and is not part of total.
@@ -370,7 +460,7 @@ export type PhaseTimings = Message<"spore.fri.v1.PhaseTimings"> & {
  * Use `create(PhaseTimingsSchema)` to create a new message.
  */
 export const PhaseTimingsSchema: GenMessage<PhaseTimings> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 5);
+  messageDesc(file_spore_fri_v1_fri, 6);
 
 /**
  * @generated from message spore.fri.v1.InvokeError
@@ -397,7 +487,7 @@ export type InvokeError = Message<"spore.fri.v1.InvokeError"> & {
  * Use `create(InvokeErrorSchema)` to create a new message.
  */
 export const InvokeErrorSchema: GenMessage<InvokeError> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 6);
+  messageDesc(file_spore_fri_v1_fri, 7);
 
 /**
  * @generated from message spore.fri.v1.InvokeResult
@@ -453,7 +543,7 @@ export type InvokeResult = Message<"spore.fri.v1.InvokeResult"> & {
  * Use `create(InvokeResultSchema)` to create a new message.
  */
 export const InvokeResultSchema: GenMessage<InvokeResult> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 7);
+  messageDesc(file_spore_fri_v1_fri, 8);
 
 /**
  * @generated from message spore.fri.v1.ForkTarget
@@ -484,7 +574,7 @@ export type ForkTarget = Message<"spore.fri.v1.ForkTarget"> & {
  * Use `create(ForkTargetSchema)` to create a new message.
  */
 export const ForkTargetSchema: GenMessage<ForkTarget> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 8);
+  messageDesc(file_spore_fri_v1_fri, 9);
 
 /**
  * @generated from enum spore.fri.v1.ForkTarget.Kind
@@ -510,7 +600,7 @@ export enum ForkTarget_Kind {
  * Describes the enum spore.fri.v1.ForkTarget.Kind.
  */
 export const ForkTarget_KindSchema: GenEnum<ForkTarget_Kind> = /*@__PURE__*/
-  enumDesc(file_spore_fri_v1_fri, 8, 0);
+  enumDesc(file_spore_fri_v1_fri, 9, 0);
 
 /**
  * @generated from message spore.fri.v1.CreateRequest
@@ -527,7 +617,7 @@ export type CreateRequest = Message<"spore.fri.v1.CreateRequest"> & {
  * Use `create(CreateRequestSchema)` to create a new message.
  */
 export const CreateRequestSchema: GenMessage<CreateRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 9);
+  messageDesc(file_spore_fri_v1_fri, 10);
 
 /**
  * @generated from message spore.fri.v1.CreateResponse
@@ -544,7 +634,7 @@ export type CreateResponse = Message<"spore.fri.v1.CreateResponse"> & {
  * Use `create(CreateResponseSchema)` to create a new message.
  */
 export const CreateResponseSchema: GenMessage<CreateResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 10);
+  messageDesc(file_spore_fri_v1_fri, 11);
 
 /**
  * @generated from message spore.fri.v1.ForkRequest
@@ -566,7 +656,7 @@ export type ForkRequest = Message<"spore.fri.v1.ForkRequest"> & {
  * Use `create(ForkRequestSchema)` to create a new message.
  */
 export const ForkRequestSchema: GenMessage<ForkRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 11);
+  messageDesc(file_spore_fri_v1_fri, 12);
 
 /**
  * @generated from message spore.fri.v1.ForkResponse
@@ -595,7 +685,7 @@ export type ForkResponse = Message<"spore.fri.v1.ForkResponse"> & {
  * Use `create(ForkResponseSchema)` to create a new message.
  */
 export const ForkResponseSchema: GenMessage<ForkResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 12);
+  messageDesc(file_spore_fri_v1_fri, 13);
 
 /**
  * @generated from message spore.fri.v1.ActivateRequest
@@ -619,7 +709,7 @@ export type ActivateRequest = Message<"spore.fri.v1.ActivateRequest"> & {
  * Use `create(ActivateRequestSchema)` to create a new message.
  */
 export const ActivateRequestSchema: GenMessage<ActivateRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 13);
+  messageDesc(file_spore_fri_v1_fri, 14);
 
 /**
  * @generated from message spore.fri.v1.ActivateResponse
@@ -636,7 +726,7 @@ export type ActivateResponse = Message<"spore.fri.v1.ActivateResponse"> & {
  * Use `create(ActivateResponseSchema)` to create a new message.
  */
 export const ActivateResponseSchema: GenMessage<ActivateResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 14);
+  messageDesc(file_spore_fri_v1_fri, 15);
 
 /**
  * @generated from message spore.fri.v1.InvokeRequest
@@ -674,7 +764,7 @@ export type InvokeRequest = Message<"spore.fri.v1.InvokeRequest"> & {
  * Use `create(InvokeRequestSchema)` to create a new message.
  */
 export const InvokeRequestSchema: GenMessage<InvokeRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 15);
+  messageDesc(file_spore_fri_v1_fri, 16);
 
 /**
  * @generated from message spore.fri.v1.InvokeResponse
@@ -691,7 +781,7 @@ export type InvokeResponse = Message<"spore.fri.v1.InvokeResponse"> & {
  * Use `create(InvokeResponseSchema)` to create a new message.
  */
 export const InvokeResponseSchema: GenMessage<InvokeResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 16);
+  messageDesc(file_spore_fri_v1_fri, 17);
 
 /**
  * @generated from message spore.fri.v1.DestroyRequest
@@ -708,7 +798,7 @@ export type DestroyRequest = Message<"spore.fri.v1.DestroyRequest"> & {
  * Use `create(DestroyRequestSchema)` to create a new message.
  */
 export const DestroyRequestSchema: GenMessage<DestroyRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 17);
+  messageDesc(file_spore_fri_v1_fri, 18);
 
 /**
  * @generated from message spore.fri.v1.DestroyResponse
@@ -721,7 +811,7 @@ export type DestroyResponse = Message<"spore.fri.v1.DestroyResponse"> & {
  * Use `create(DestroyResponseSchema)` to create a new message.
  */
 export const DestroyResponseSchema: GenMessage<DestroyResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 18);
+  messageDesc(file_spore_fri_v1_fri, 19);
 
 /**
  * @generated from message spore.fri.v1.ListSeedsRequest
@@ -734,7 +824,7 @@ export type ListSeedsRequest = Message<"spore.fri.v1.ListSeedsRequest"> & {
  * Use `create(ListSeedsRequestSchema)` to create a new message.
  */
 export const ListSeedsRequestSchema: GenMessage<ListSeedsRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 19);
+  messageDesc(file_spore_fri_v1_fri, 20);
 
 /**
  * @generated from message spore.fri.v1.ListSeedsResponse
@@ -751,7 +841,7 @@ export type ListSeedsResponse = Message<"spore.fri.v1.ListSeedsResponse"> & {
  * Use `create(ListSeedsResponseSchema)` to create a new message.
  */
 export const ListSeedsResponseSchema: GenMessage<ListSeedsResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 20);
+  messageDesc(file_spore_fri_v1_fri, 21);
 
 /**
  * @generated from message spore.fri.v1.DeleteSeedRequest
@@ -768,7 +858,7 @@ export type DeleteSeedRequest = Message<"spore.fri.v1.DeleteSeedRequest"> & {
  * Use `create(DeleteSeedRequestSchema)` to create a new message.
  */
 export const DeleteSeedRequestSchema: GenMessage<DeleteSeedRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 21);
+  messageDesc(file_spore_fri_v1_fri, 22);
 
 /**
  * @generated from message spore.fri.v1.DeleteSeedResponse
@@ -781,7 +871,7 @@ export type DeleteSeedResponse = Message<"spore.fri.v1.DeleteSeedResponse"> & {
  * Use `create(DeleteSeedResponseSchema)` to create a new message.
  */
 export const DeleteSeedResponseSchema: GenMessage<DeleteSeedResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 22);
+  messageDesc(file_spore_fri_v1_fri, 23);
 
 /**
  * @generated from message spore.fri.v1.ListInstancesRequest
@@ -794,7 +884,7 @@ export type ListInstancesRequest = Message<"spore.fri.v1.ListInstancesRequest"> 
  * Use `create(ListInstancesRequestSchema)` to create a new message.
  */
 export const ListInstancesRequestSchema: GenMessage<ListInstancesRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 23);
+  messageDesc(file_spore_fri_v1_fri, 24);
 
 /**
  * @generated from message spore.fri.v1.ListInstancesResponse
@@ -811,7 +901,7 @@ export type ListInstancesResponse = Message<"spore.fri.v1.ListInstancesResponse"
  * Use `create(ListInstancesResponseSchema)` to create a new message.
  */
 export const ListInstancesResponseSchema: GenMessage<ListInstancesResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 24);
+  messageDesc(file_spore_fri_v1_fri, 25);
 
 /**
  * @generated from message spore.fri.v1.DeployRequest
@@ -828,7 +918,7 @@ export type DeployRequest = Message<"spore.fri.v1.DeployRequest"> & {
  * Use `create(DeployRequestSchema)` to create a new message.
  */
 export const DeployRequestSchema: GenMessage<DeployRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 25);
+  messageDesc(file_spore_fri_v1_fri, 26);
 
 /**
  * @generated from message spore.fri.v1.DeployResponse
@@ -845,7 +935,7 @@ export type DeployResponse = Message<"spore.fri.v1.DeployResponse"> & {
  * Use `create(DeployResponseSchema)` to create a new message.
  */
 export const DeployResponseSchema: GenMessage<DeployResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 26);
+  messageDesc(file_spore_fri_v1_fri, 27);
 
 /**
  * @generated from message spore.fri.v1.RemoveRequest
@@ -862,7 +952,7 @@ export type RemoveRequest = Message<"spore.fri.v1.RemoveRequest"> & {
  * Use `create(RemoveRequestSchema)` to create a new message.
  */
 export const RemoveRequestSchema: GenMessage<RemoveRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 27);
+  messageDesc(file_spore_fri_v1_fri, 28);
 
 /**
  * @generated from message spore.fri.v1.RemoveResponse
@@ -875,7 +965,7 @@ export type RemoveResponse = Message<"spore.fri.v1.RemoveResponse"> & {
  * Use `create(RemoveResponseSchema)` to create a new message.
  */
 export const RemoveResponseSchema: GenMessage<RemoveResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 28);
+  messageDesc(file_spore_fri_v1_fri, 29);
 
 /**
  * @generated from message spore.fri.v1.ListFunctionsRequest
@@ -888,7 +978,7 @@ export type ListFunctionsRequest = Message<"spore.fri.v1.ListFunctionsRequest"> 
  * Use `create(ListFunctionsRequestSchema)` to create a new message.
  */
 export const ListFunctionsRequestSchema: GenMessage<ListFunctionsRequest> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 29);
+  messageDesc(file_spore_fri_v1_fri, 30);
 
 /**
  * @generated from message spore.fri.v1.ListFunctionsResponse
@@ -905,7 +995,48 @@ export type ListFunctionsResponse = Message<"spore.fri.v1.ListFunctionsResponse"
  * Use `create(ListFunctionsResponseSchema)` to create a new message.
  */
 export const ListFunctionsResponseSchema: GenMessage<ListFunctionsResponse> = /*@__PURE__*/
-  messageDesc(file_spore_fri_v1_fri, 30);
+  messageDesc(file_spore_fri_v1_fri, 31);
+
+/**
+ * @generated from message spore.fri.v1.LogsRequest
+ */
+export type LogsRequest = Message<"spore.fri.v1.LogsRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * at most this many bytes, cut at a line start; 0 = default (64 KiB)
+   *
+   * @generated from field: uint32 tail_bytes = 2;
+   */
+  tailBytes: number;
+};
+
+/**
+ * Describes the message spore.fri.v1.LogsRequest.
+ * Use `create(LogsRequestSchema)` to create a new message.
+ */
+export const LogsRequestSchema: GenMessage<LogsRequest> = /*@__PURE__*/
+  messageDesc(file_spore_fri_v1_fri, 32);
+
+/**
+ * @generated from message spore.fri.v1.LogsResponse
+ */
+export type LogsResponse = Message<"spore.fri.v1.LogsResponse"> & {
+  /**
+   * @generated from field: string text = 1;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message spore.fri.v1.LogsResponse.
+ * Use `create(LogsResponseSchema)` to create a new message.
+ */
+export const LogsResponseSchema: GenMessage<LogsResponse> = /*@__PURE__*/
+  messageDesc(file_spore_fri_v1_fri, 33);
 
 /**
  * @generated from enum spore.fri.v1.Engine
@@ -967,6 +1098,62 @@ export const LanguageSchema: GenEnum<Language> = /*@__PURE__*/
   enumDesc(file_spore_fri_v1_fri, 1);
 
 /**
+ * @generated from enum spore.fri.v1.PackageFormat
+ */
+export enum PackageFormat {
+  /**
+   * @generated from enum value: PACKAGE_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PACKAGE_FORMAT_ZIP = 1;
+   */
+  ZIP = 1,
+
+  /**
+   * @generated from enum value: PACKAGE_FORMAT_TAR_GZ = 2;
+   */
+  TAR_GZ = 2,
+}
+
+/**
+ * Describes the enum spore.fri.v1.PackageFormat.
+ */
+export const PackageFormatSchema: GenEnum<PackageFormat> = /*@__PURE__*/
+  enumDesc(file_spore_fri_v1_fri, 2);
+
+/**
+ * @generated from enum spore.fri.v1.FunctionVersionState
+ */
+export enum FunctionVersionState {
+  /**
+   * @generated from enum value: FUNCTION_VERSION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * new invocations go here
+   *
+   * @generated from enum value: FUNCTION_VERSION_STATE_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * replaced; finishing its in-flight invocations
+   *
+   * @generated from enum value: FUNCTION_VERSION_STATE_RETIRING = 2;
+   */
+  RETIRING = 2,
+}
+
+/**
+ * Describes the enum spore.fri.v1.FunctionVersionState.
+ */
+export const FunctionVersionStateSchema: GenEnum<FunctionVersionState> = /*@__PURE__*/
+  enumDesc(file_spore_fri_v1_fri, 3);
+
+/**
  * @generated from enum spore.fri.v1.SeedState
  */
 export enum SeedState {
@@ -1000,7 +1187,7 @@ export enum SeedState {
  * Describes the enum spore.fri.v1.SeedState.
  */
 export const SeedStateSchema: GenEnum<SeedState> = /*@__PURE__*/
-  enumDesc(file_spore_fri_v1_fri, 2);
+  enumDesc(file_spore_fri_v1_fri, 4);
 
 /**
  * @generated from enum spore.fri.v1.InstanceState
@@ -1036,7 +1223,7 @@ export enum InstanceState {
  * Describes the enum spore.fri.v1.InstanceState.
  */
 export const InstanceStateSchema: GenEnum<InstanceState> = /*@__PURE__*/
-  enumDesc(file_spore_fri_v1_fri, 3);
+  enumDesc(file_spore_fri_v1_fri, 5);
 
 /**
  * @generated from enum spore.fri.v1.InvokeErrorKind
@@ -1094,7 +1281,7 @@ export enum InvokeErrorKind {
  * Describes the enum spore.fri.v1.InvokeErrorKind.
  */
 export const InvokeErrorKindSchema: GenEnum<InvokeErrorKind> = /*@__PURE__*/
-  enumDesc(file_spore_fri_v1_fri, 4);
+  enumDesc(file_spore_fri_v1_fri, 6);
 
 /**
  * @generated from service spore.fri.v1.FunctionRuntime
@@ -1195,6 +1382,16 @@ export const FunctionRuntime: GenService<{
     methodKind: "unary";
     input: typeof ListFunctionsRequestSchema;
     output: typeof ListFunctionsResponseSchema;
+  },
+  /**
+   * A function's captured stdout/stderr (its seeds' and instances'), newest last.
+   *
+   * @generated from rpc spore.fri.v1.FunctionRuntime.Logs
+   */
+  logs: {
+    methodKind: "unary";
+    input: typeof LogsRequestSchema;
+    output: typeof LogsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_spore_fri_v1_fri, 0);

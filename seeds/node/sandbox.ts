@@ -1,0 +1,319 @@
+// The Node executor of a function lineage's SandboxPlan (seeds/protocol.ts), run in the
+// fork of an L1 seed that becomes the lineage's L2 seed (pid 1 of its new pid namespace),
+// before any function code. Synchronous, in the plan's order; every step a syscall
+// through runtime/sys/libc.ts. The Python twin is apply_sandbox in seeds/python/zygote.py;
+// the isolation suite compares the two from inside the sandboxes they build.
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readlinkSync, symlinkSync, writeFileSync, chmodSync, existsSync, statSync } from 'node:fs';
+import * as sys from '../../runtime/sys/libc.js';
+import type { SandboxPlan, SandboxStep } from '../protocol.js';
+
+/** A step failed: `phase` names it for the deployer ("mount /var/task", "user namespace"). */
+export class SandboxError extends Error {
+  constructor(readonly phase: string, cause: unknown) {
+    super(`${phase}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+function phase<T>(name: string, f: () => T): T {
+  try { return f(); } catch (e) { throw e instanceof SandboxError ? e : new SandboxError(name, e); }
+}
+
+/** The fds the executor is given and keeps (everything else the process holds is closed). */
+export interface SandboxFds {
+  /** the seed's link to spored */
+  link: number;
+  /** write end of the function's log pipe: becomes fds 1 and 2 */
+  log: number;
+  /** to the L1 parent: one byte when the user namespace exists and needs its maps */
+  toParent: number;
+  /** from the L1 parent: one byte once the maps are written */
+  fromParent: number;
+}
+
+const REMOUNT_BIND = 32 /* MS_REMOUNT */ | sys.MS.BIND;
+
+/** Apply `plan`; returns with the process inside the sandbox as plan.uid, unprivileged. */
+export function applySandbox(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void {
+  phase('cgroup', () => { for (const f of plan.cgroupProcs) writeFileSync(f, '0'); });
+  phase('namespaces', () => sys.unshare(sys.CLONE.NEWNS | sys.CLONE.NEWIPC | sys.CLONE.NEWUTS | sys.CLONE.NEWNET));
+  phase('mount propagation', () => sys.mount(null, '/', null, sys.MS.REC | sys.MS.PRIVATE, null));
+  const root = plan.staging;
+  phase('root tmpfs', () => sys.mount('tmpfs', root, 'tmpfs', sys.MS.NOSUID | sys.MS.NODEV, plan.rootData));
+  for (const s of plan.steps) phase(`${s.op} ${s.path}`, () => applyStep(root, s));
+  phase('pivot_root', () => {
+    sys.chdir(root);
+    sys.pivotRoot('.', '.');
+    sys.umount2('.', sys.MNT_DETACH);
+    sys.chdir('/');
+  });
+  phase('root read-only', () => sys.mount(null, '/', null, REMOUNT_BIND | plan.rootFlags, null));
+  phase('hostname', () => sys.sethostname(plan.hostname));
+  phase('loopback', () => sys.loopbackUp());
+  phase('cgroup namespace', () => sys.unshare(sys.CLONE.NEWCGROUP));
+  phase('rlimits', () => { for (const r of plan.rlimits) sys.setrlimit(r.resource, BigInt.asUintN(64, BigInt(r.soft)), BigInt.asUintN(64, BigInt(r.hard))); });
+  phase('fds', () => keepOnly(plan, fds, refs));
+  phase('user namespace', () => enterUserNamespace(plan, fds));
+  phase('landlock', () => landlockLineage(plan));
+  phase('seccomp', () => sys.seccompInstall(Buffer.from(plan.seccomp.filter, 'base64'), plan.seccomp.flags));
+  phase('cwd', () => process.chdir(plan.cwd));
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  Object.assign(process.env, plan.env);
+}
+
+function applyStep(root: string, s: SandboxStep): void {
+  const at = root + s.path;
+  switch (s.op) {
+    case 'dir':
+      mkdirSync(at, { recursive: true, mode: s.mode });
+      chmodSync(at, s.mode);
+      return;
+    case 'file':
+      writeFileSync(at, s.content, { mode: s.mode });
+      return;
+    case 'symlink':
+      symlinkSync(s.target, at);
+      return;
+    case 'bind':
+      sys.mount(s.source, at, null, sys.MS.BIND | (s.recursive ? sys.MS.REC : 0), null);
+      sys.mount(null, at, null, REMOUNT_BIND | s.flags, null);
+      return;
+    case 'tmpfs':
+      sys.mount('tmpfs', at, 'tmpfs', s.flags, s.data);
+      return;
+    case 'proc':
+      sys.mount('proc', at, 'proc', s.flags, null);
+      return;
+    case 'mask': {
+      if (!existsSync(at)) return;
+      if (statSync(at).isDirectory()) sys.mount('tmpfs', at, 'tmpfs', sys.MS.RDONLY | sys.MS.NOSUID | sys.MS.NODEV | sys.MS.NOEXEC, 'size=0');
+      else sys.mount('/dev/null', at, null, sys.MS.BIND, null);
+      return;
+    }
+    case 'readonly':
+      if (!existsSync(at)) return;
+      sys.mount(at, at, null, sys.MS.BIND | sys.MS.REC, null);
+      sys.mount(null, at, null, REMOUNT_BIND | sys.MS.RDONLY | sys.MS.NOSUID | sys.MS.NODEV | sys.MS.NOEXEC, null);
+      return;
+    case 'remount':
+      sys.mount(null, at, null, 32 /* MS_REMOUNT */ | s.flags, null);
+      return;
+    default: {
+      const never: never = s;
+      throw new Error(`unknown sandbox step ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Where inherited fds stand before libuv re-creates its loop in the child (see referenceFds). */
+export type FdReferences = Map<number, number>;
+
+/** Reference dups land here, above anything a seed holds and below RLIMIT_NOFILE. */
+const REF_BASE = 900;
+
+/**
+ * Right after fork, before uv_loop_fork: keep a second handle (a dup at >= REF_BASE) on
+ * every inherited fd, so that keepOnly can tell the files this process shares with its
+ * ancestors (same open file as the reference) from the ones libuv has just re-created.
+ */
+export function referenceFds(): FdReferences {
+  const refs: FdReferences = new Map();
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (fd < 3 || fd >= REF_BASE) continue;
+    try { refs.set(fd, sys.dupAt(fd, REF_BASE)); } catch { /* the readdir's own fd, closed by now */ }
+  }
+  return refs;
+}
+
+/**
+ * The fd allowlist at the lineage boundary. Whatever this process shares with the L1 seed
+ * and the root seed (open files it inherited) must not cross into the sandbox: a pipe or
+ * an epoll instance shared with the root seed is a channel into a root process. Node's own
+ * internals cannot simply be closed (libuv aborts when a write to its eventfd fails), so
+ * each shared epoll instance, eventfd and pipe is replaced, at the same fd number and
+ * with the same flags, by a fresh one of this process's own (pending bytes copied: libuv's
+ * signal lock is a pipe holding one byte). libuv's default loop re-created its fds after
+ * fork: those are kept. Everything else is closed: sockets, host files and directories,
+ * the root seed's pid-namespace fd; libuv's reserved /dev/null becomes the sandbox's own.
+ * Then 0 = /dev/null, 1 and 2 = the log pipe, and TMP_FD = the seed's own /tmp slot.
+ */
+function keepOnly(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void {
+  const devNull = sys.open('/dev/null', sys.O.RDWR | sys.O.CLOEXEC);
+  const keep = new Set([fds.link, fds.log, fds.toParent, fds.fromParent, devNull]);
+  const current = readdirSync('/proc/self/fd').map(Number).filter((fd) => fd > 2 && fd < REF_BASE && !keep.has(fd));
+  const pipes = new Map<string, number[]>();
+  for (const fd of current) {
+    let l: string;
+    try { l = readlinkSync(`/proc/self/fd/${fd}`); } catch { continue; }
+    const ref = refs.get(fd);
+    const shared = ref !== undefined && sys.sameFile(fd, ref);
+    if (!shared) {
+      // created in this process since fork (libuv's loop): ours alone, unless it is a
+      // kind nothing here creates, which is closed to be safe
+      if (l === 'anon_inode:[eventpoll]' || l === 'anon_inode:[eventfd]' || l.startsWith('pipe:')) continue;
+      sys.close(fd);
+      continue;
+    }
+    if (l === 'anon_inode:[eventpoll]') replaceWith(fd, sys.epollCreate());
+    else if (l === 'anon_inode:[eventfd]') replaceWith(fd, sys.eventfd((sys.fdFlags(fd).status & sys.O.NONBLOCK) !== 0));
+    else if (l.startsWith('pipe:')) pipes.set(l, [...(pipes.get(l) ?? []), fd]);
+    else if (isNullDevice(fd)) replaceWith(fd, sys.dupFd(devNull));
+    else sys.close(fd);
+  }
+  for (const group of pipes.values()) {
+    const ends = group.map((fd) => ({ fd, write: (sys.fdFlags(fd).status & 3) === sys.O.WRONLY }));
+    const reader = ends.find((e) => !e.write);
+    if (!reader || !ends.some((e) => e.write)) { for (const e of ends) sys.close(e.fd); continue; }
+    const waiting = sys.pendingBytes(reader.fd);
+    const [r, w] = sys.pipe(sys.O.CLOEXEC);
+    for (const e of ends) replaceWith(e.fd, sys.dupFd(e.write ? w : r));
+    if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
+    sys.close(r);
+    sys.close(w);
+  }
+  for (const ref of refs.values()) sys.close(ref);
+  sys.dup2(devNull, 0);
+  sys.dup2(fds.log, 1);
+  sys.dup2(fds.log, 2);
+  sys.close(fds.log);
+  sys.close(devNull);
+  const slot = openSync(`${plan.slotDir}/init`, sys.O.PATH | sys.O.DIRECTORY);
+  sys.dup2(slot, plan.tmpFd);
+  closeSync(slot);
+}
+
+/** Put `fresh` at `fd`'s number with `fd`'s status and close-on-exec flags; closes `fresh`. */
+function replaceWith(fd: number, fresh: number): void {
+  const f = sys.fdFlags(fd);
+  sys.dup3(fresh, fd, f.cloexec ? sys.O.CLOEXEC : 0);
+  sys.setNonblock(fd, (f.status & sys.O.NONBLOCK) !== 0);
+  sys.close(fresh);
+}
+
+function isNullDevice(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isCharacterDevice() && st.rdev === 259 /* makedev(1, 3) */;
+  } catch {
+    return false;
+  }
+}
+
+const CAP_LAST = 63;
+
+/**
+ * A user namespace whose maps only the L1 parent (root on the host) can write: inside
+ * 0..size-1 -> host hostId... Then the lineage's identity and no capability at all: the
+ * bounding set emptied while CAP_SETPCAP is still ours, then uid/gid, then the effective,
+ * permitted, inheritable and ambient sets cleared (a uid change inside a new user
+ * namespace does not clear them by itself), and not dumpable.
+ */
+function enterUserNamespace(plan: SandboxPlan, fds: SandboxFds): void {
+  sys.unshare(sys.CLONE.NEWUSER);
+  sys.write(fds.toParent, Buffer.from('u'));
+  const ack = sys.read(fds.fromParent, 1);
+  if (ack.length !== 1) throw new Error('the parent seed did not write the id maps');
+  sys.close(fds.toParent);
+  sys.close(fds.fromParent);
+  for (let cap = 0; cap <= CAP_LAST; cap++) {
+    try { sys.prctl(sys.PR.CAPBSET_DROP, cap); } catch { break; /* EINVAL past the last capability */ }
+  }
+  sys.setgroups([]);
+  sys.setresgid(plan.gid);
+  sys.setresuid(plan.uid);
+  sys.capset(0n, 0n, 0n);
+  sys.prctl(sys.PR.CAP_AMBIENT, sys.PR_CAP_AMBIENT_CLEAR_ALL);
+  sys.prctl(sys.PR.SET_DUMPABLE, 0);
+  sys.prctl(sys.PR.SET_NO_NEW_PRIVS, 1);
+}
+
+/** Every filesystem right this kernel's Landlock ABI knows (linux/landlock.h). */
+export function landlockFsRights(abi: number): bigint {
+  const A = sys.LANDLOCK_ACCESS_FS;
+  let r = 0;
+  if (abi >= 1) r |= (A.MAKE_SYM << 1) - 1;
+  if (abi >= 2) r |= A.REFER;
+  if (abi >= 3) r |= A.TRUNCATE;
+  if (abi >= 5) r |= A.IOCTL_DEV;
+  return BigInt(r);
+}
+
+const A = sys.LANDLOCK_ACCESS_FS;
+const READ = BigInt(A.EXECUTE | A.READ_FILE | A.READ_DIR);
+const DEVICE = BigInt(A.READ_FILE | A.WRITE_FILE | A.TRUNCATE | A.IOCTL_DEV);
+
+function addRules(rs: number, paths: string[], rights: bigint, handled: bigint): void {
+  for (const p of paths) {
+    const fd = sys.open(p, sys.O.PATH | sys.O.CLOEXEC);
+    try { sys.landlockAddPath(rs, fd, rights & handled); } finally { sys.close(fd); }
+  }
+}
+
+/** The lineage's Landlock layer: the sandbox's own tree only; scoped signals and abstract sockets. */
+function landlockLineage(plan: SandboxPlan): void {
+  const abi = sys.landlockAbi();
+  if (abi === 0) return;
+  const handled = landlockFsRights(abi);
+  const scope = abi >= 6 ? BigInt(sys.LANDLOCK_SCOPE.ABSTRACT_UNIX_SOCKET | sys.LANDLOCK_SCOPE.SIGNAL) : 0n;
+  const rs = sys.landlockCreateRuleset(handled, scope);
+  try {
+    addRules(rs, plan.landlock.readOnly, READ, handled);
+    addRules(rs, plan.landlock.devices, DEVICE, handled);
+    addRules(rs, plan.landlock.readWrite, handled, handled);
+    sys.landlockRestrictSelf(rs);
+  } finally {
+    sys.close(rs);
+  }
+}
+
+/**
+ * Handles an instance needs for its own Landlock layer, opened once in the seed (O_PATH,
+ * sandbox paths only) so that binding an instance costs no path lookups.
+ */
+export interface InstanceLayer {
+  abi: number;
+  handled: bigint;
+  scope: bigint;
+  readOnly: number[];
+  devices: number[];
+  slotDir: string;
+  tmpFd: number;
+}
+
+export function prepareInstanceLayer(plan: SandboxPlan): InstanceLayer {
+  const abi = sys.landlockAbi();
+  const open = (p: string): number => sys.open(p, sys.O.PATH | sys.O.CLOEXEC);
+  return {
+    abi,
+    handled: landlockFsRights(abi),
+    scope: abi >= 6 ? BigInt(sys.LANDLOCK_SCOPE.ABSTRACT_UNIX_SOCKET | sys.LANDLOCK_SCOPE.SIGNAL) : 0n,
+    readOnly: abi ? plan.landlock.instanceReadOnly.map(open) : [],
+    devices: abi ? plan.landlock.devices.map(open) : [],
+    slotDir: plan.slotDir,
+    tmpFd: plan.tmpFd,
+  };
+}
+
+/**
+ * In a fresh instance: /tmp becomes this instance's slot, and a Landlock layer of its own
+ * keeps it out of every other slot and scopes its signals and abstract sockets to itself
+ * (so siblings and the seed are out of reach). Needs no privilege.
+ */
+export function bindInstance(layer: InstanceLayer, slot: number): void {
+  const fd = sys.open(`${layer.slotDir}/${slot}`, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
+  sys.dup2(fd, layer.tmpFd);
+  if (layer.abi) {
+    const rs = sys.landlockCreateRuleset(layer.handled, layer.scope);
+    try {
+      for (const f of layer.readOnly) sys.landlockAddPath(rs, f, READ & layer.handled);
+      for (const f of layer.devices) sys.landlockAddPath(rs, f, DEVICE & layer.handled);
+      sys.landlockAddPath(rs, fd, layer.handled);
+      sys.landlockRestrictSelf(rs);
+    } finally {
+      sys.close(rs);
+    }
+  }
+  sys.close(fd);
+  for (const f of [...layer.readOnly, ...layer.devices]) sys.close(f);
+  sys.prctl(sys.PR.SET_DUMPABLE, 0);
+}

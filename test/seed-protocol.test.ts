@@ -1,0 +1,220 @@
+// Both language seeds (seeds/node/seed.ts and seeds/python/zygote.py) against one fake
+// spored that speaks seeds/protocol.ts, fds and all (SCM_RIGHTS through the same syscall
+// layer spored uses). The same cases run for each language: the protocol is one.
+// As root, a seed also builds a real function lineage from a SandboxPlan and serves an
+// instance through a channel, so each executor is exercised end to end.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readdirSync, lstatSync, readlinkSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import * as sys from '../runtime/sys/libc.js';
+import { SEED_FLAGS } from '../runtime/engines/process/seed-client.js';
+import { functionSandbox, type RuntimeEntry } from '../functions/sandbox.js';
+import { compileSeccomp, defaultProfile } from '../pools/seccomp.js';
+import type { FromSeed, ToSeed } from '../seeds/protocol.js';
+
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+const ZYGOTE = fileURLToPath(new URL('../seeds/python/zygote.py', import.meta.url));
+const NODE_SEED = fileURLToPath(new URL('../dist/seeds/node/seed.js', import.meta.url));
+const ROOTFS = process.env.SPORE_ROOTFS_DIR ?? '/var/lib/spore/rootfs';
+const root = process.getuid?.() === 0;
+
+/** One seed link seen from spored's side: lines in, lines (with fds) out. */
+class Link {
+  msgs: FromSeed[] = [];
+  closed = false;
+  private waiters: (() => void)[] = [];
+  readonly sock: net.Socket;
+
+  constructor(readonly fd: number, sock?: net.Socket) {
+    this.sock = sock ?? new net.Socket({ fd, readable: true, writable: false });
+    let buf = '';
+    this.sock.setEncoding('utf8');
+    this.sock.on('data', (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        this.msgs.push(JSON.parse(buf.slice(0, i)) as FromSeed);
+        buf = buf.slice(i + 1);
+      }
+      this.wake();
+    });
+    this.sock.on('close', () => { this.closed = true; this.wake(); });
+    this.sock.on('error', () => undefined);
+  }
+
+  private wake(): void { for (const w of this.waiters.splice(0)) w(); }
+
+  send(m: ToSeed, fds: number[] = []): void {
+    sys.sendWithFds(this.fd, Buffer.from(JSON.stringify(m) + '\n'), fds);
+    for (const f of fds) sys.close(f);
+  }
+
+  /** All of `text`, however many writes the (non-blocking) socket takes. */
+  async sendRaw(text: string): Promise<void> {
+    let data = Buffer.from(text);
+    while (data.length) {
+      const n = sys.sendWithFds(this.fd, data, [], true);
+      if (n < 0) { await new Promise((r) => setTimeout(r, 5)); continue; }
+      data = data.subarray(n);
+    }
+  }
+
+  async wait<T extends FromSeed['t']>(t: T, id: string, timeoutMs = 8000): Promise<Extract<FromSeed, { t: T }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.msgs.find((x) => x.t === t && (x as { id?: string }).id === id);
+      if (m) return m as Extract<FromSeed, { t: T }>;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${t} ${id}; got ${JSON.stringify(this.msgs)}`);
+      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 100); });
+    }
+  }
+
+  async untilClosed(timeoutMs = 5000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed && Date.now() < deadline) await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 50); });
+    return this.closed;
+  }
+}
+
+/** Read one line from a raw socket fd (the instance channel) without libuv. */
+async function channelLine(s: net.Socket, timeoutMs = 8000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const t = setTimeout(() => reject(new Error(`no line on the channel in ${timeoutMs} ms (got ${JSON.stringify(buf)})`)), timeoutMs);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      buf += d;
+      const i = buf.indexOf('\n');
+      if (i >= 0) { clearTimeout(t); resolve(buf.slice(0, i)); }
+    });
+  });
+}
+
+const langs = [
+  { language: 'node' as const, start: (sock: string, id: string): ChildProcess => spawn(process.execPath, [...SEED_FLAGS, '--input-type=module', '-e', `import(${JSON.stringify(NODE_SEED)}).then((m) => m.main(process.argv.slice(1)))`, sock, id], { stdio: ['ignore', 'inherit', 'inherit'] }) },
+  { language: 'python' as const, start: (sock: string, id: string): ChildProcess => spawn(PYTHON, ['-S', '-E', ZYGOTE, sock, id], { stdio: ['ignore', 'inherit', 'inherit'] }) },
+];
+
+describe.each(langs)('$language seed protocol', ({ language, start }) => {
+  let dir: string;
+  let server: net.Server;
+  let child: ChildProcess;
+  let link: Link;
+
+  beforeAll(() => { dir = mkdtempSync(join(tmpdir(), `spore-seedproto-${language}-`)); });
+  afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
+  afterEach(async () => {
+    child?.kill('SIGKILL');
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  /** A fresh L1 seed connected to a fresh fake spored. */
+  async function l1(id: string): Promise<void> {
+    const sock = join(dir, `${id}.sock`);
+    const accepted = new Promise<net.Socket>((resolve) => { server = net.createServer(resolve); server.listen(sock); });
+    child = start(sock, id);
+    const s = await accepted;
+    const fd = (s as unknown as { _handle: { fd: number } })._handle.fd;
+    link = new Link(fd, s);
+  }
+
+  it('says hello and ready, with its own pid (what SO_PEERCRED shows)', async () => {
+    await l1('l1-a');
+    const hello = await link.wait('hello', 'l1-a');
+    expect(hello).toMatchObject({ language, level: 1, pid: child.pid });
+    expect(sys.peerCred(link.fd).pid).toBe(child.pid);
+    await link.wait('ready', 'l1-a');
+  });
+
+  it('refuses instances (no function), seeds without fds or plan, and closes the fds it was given', async () => {
+    await l1('l1-b');
+    await link.wait('ready', 'l1-b');
+    const [mine, theirs] = sys.socketpair();
+    const ch = new net.Socket({ fd: mine, readable: true, writable: false });
+    const eof = new Promise<void>((r) => ch.on('close', () => r()));
+    ch.on('error', () => undefined);
+    link.send({ t: 'fork', id: 'i-1', nfds: 1, slot: 0, timeoutMs: 1000 }, [theirs]);
+    expect((await link.wait('forkFailed', 'i-1')).message).toMatch(/function/);
+    await eof; // the seed closed its copy of the channel
+    link.send({ t: 'seed', id: 's-1', nfds: 2 });
+    expect((await link.wait('forkFailed', 's-1')).message).toMatch(/without its fds/);
+    const [a, b] = sys.socketpair();
+    const [c, d] = sys.socketpair();
+    sys.close(a);
+    sys.close(c);
+    link.send({ t: 'seed', id: 's-2', nfds: 2, load: { module: '/var/task/index', handler: 'handler' } }, [b, d]);
+    expect((await link.wait('forkFailed', 's-2')).message).toMatch(/sandbox plan/);
+    link.send({ t: 'stats' });
+    expect(await link.wait('stats', 'l1-b')).toMatchObject({ children: 0, pid: child.pid });
+  });
+
+  it('ignores lines that are not JSON, and exits on a frame no message could be', async () => {
+    await l1('l1-c');
+    await link.wait('ready', 'l1-c');
+    await link.sendRaw('not json\n{"t":"nope"}\n');
+    link.send({ t: 'stats' });
+    await link.wait('stats', 'l1-c');
+    void link.sendRaw('x'.repeat(2 * 1024 * 1024)).catch(() => undefined);
+    expect(await link.untilClosed()).toBe(true);
+  });
+
+  it('exits when spored says exit, and when the link closes', async () => {
+    await l1('l1-d');
+    await link.wait('ready', 'l1-d');
+    const gone = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    link.send({ t: 'exit' });
+    expect(await gone).toBe(0);
+    await new Promise<void>((r) => server.close(() => r()));
+    await l1('l1-e');
+    await link.wait('ready', 'l1-e');
+    const gone2 = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    link.sock.destroy();
+    expect(await gone2).toBe(0);
+  });
+
+  it.skipIf(!root || !existsSync(join(ROOTFS, language)))('builds a function lineage from a plan and serves an instance through its channel', async () => {
+    await l1('l1-f');
+    await link.wait('ready', 'l1-f');
+    const pkg = join(dir, `pkg-${language}`);
+    mkdirSync(pkg, { recursive: true });
+    if (language === 'node') writeFileSync(join(pkg, 'index.js'), 'const os = require("os"); exports.handler = async (e, c) => ({ echo: e, uid: process.getuid(), host: os.hostname(), fn: c.functionName });');
+    else writeFileSync(join(pkg, 'main.py'), 'import os, socket\ndef handler(e, c):\n    return {"echo": e, "uid": os.getuid(), "host": socket.gethostname(), "fn": c.function_name}\n');
+    const staging = join(dir, `staging-${language}`);
+    mkdirSync(staging, { recursive: true });
+    const rootDir = join(ROOTFS, language);
+    const entries: RuntimeEntry[] = readdirSync(rootDir).map((name) => {
+      const st = lstatSync(join(rootDir, name));
+      return st.isSymbolicLink() ? { name, kind: 'symlink' as const, target: readlinkSync(join(rootDir, name)) } : { name, kind: st.isDirectory() ? 'dir' as const : 'file' as const };
+    });
+    const f = compileSeccomp(defaultProfile());
+    const plan = functionSandbox({
+      name: `proto-${language}`, version: 1, runtimeRoot: rootDir, runtimeEntries: entries, runtimeHasSsl: existsSync(join(rootDir, 'etc/ssl')),
+      packageDir: pkg, staging, hostId: (1 << 30) + 16383 * 65536, cgroupProcs: [], memoryMiB: 128, slots: 2, tmpBytes: 1 << 20,
+      seccomp: { filter: f.bpf.toString('base64'), flags: f.flags }, env: {},
+    });
+    const [mine, theirs] = sys.socketpair();
+    const l2 = new Link(mine);
+    const [logR, logW] = sys.pipe();
+    sys.close(logR);
+    link.send({ t: 'seed', id: 'l2-x', nfds: 2, load: { module: `/var/task/${language === 'node' ? 'index' : 'main'}`, handler: 'handler' }, sandbox: plan }, [theirs, logW]);
+    await link.wait('forked', 'l2-x');
+    await l2.wait('ready', 'l2-x', 15_000);
+    const [chMine, chTheirs] = sys.socketpair();
+    const ch = new net.Socket({ fd: chMine, readable: true, writable: true });
+    l2.send({ t: 'fork', id: 'i-9', nfds: 1, slot: 1, timeoutMs: 5000 }, [chTheirs]);
+    const forked = await l2.wait('forked', 'i-9');
+    expect(forked.pid).toBeGreaterThan(1); // a pid in the lineage's own namespace
+    const line = channelLine(ch);
+    ch.write(JSON.stringify({ event: '{"n":7}', context: { functionName: 'proto', functionVersion: '1', requestId: 'i-9', deadlineMs: Date.now() + 5000, memoryLimitMiB: 128 } }) + '\n');
+    const r = JSON.parse(await line) as { ok: boolean; value: string };
+    expect(r.ok).toBe(true);
+    expect(JSON.parse(r.value)).toEqual({ echo: { n: 7 }, uid: 1000, host: `proto-${language}`, fn: 'proto' });
+    expect(await l2.wait('exit', 'i-9')).toMatchObject({ code: 0, signal: null });
+    ch.destroy();
+    l2.sock.destroy();
+    await link.wait('exit', 'l2-x');
+  }, 30_000);
+});
