@@ -7,6 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startContainerd, rootfs, repoRoot, type Containerd } from '../integration/harness.js';
 import { FriClient } from '../runtime/fri/client.js';
+import { packDirectory } from '../functions/packages.js';
 import type { InvokeResult, SeedInfo } from '../runtime/fri/types.js';
 
 interface Row { what: string; how: string; n: number; p50: number; p90: number; note: string }
@@ -84,7 +85,7 @@ function seedTable(seeds: SeedInfo[]): string {
 async function main(): Promise<void> {
   const images = { busybox: rootfs('busybox'), node: rootfs('node'), python: rootfs('python') };
   say('starting a private containerd');
-  const c = await startContainerd({ extraEnv: { SPORE_GATEWAY: '127.0.0.1:0', SPORE_NETNS_POOL: '16' } });
+  const c = await startContainerd({ extraEnv: { SPORE_GATEWAY: '127.0.0.1:0' } });
   const rows: Row[] = [];
   try {
     const spore = ['--runtime', 'io.containerd.spore.v2'];
@@ -114,7 +115,21 @@ async function main(): Promise<void> {
         await fri.deploy({ name, language, code: readFileSync(join(examples, file), 'utf8'), handler: 'handler', memoryMiB: 128, timeoutMs: 5000, env: {} });
         say(`deployed ${name} (${language}) with its L2 seed in ${(performance.now() - t0).toFixed(1)} ms`);
       }
+      // packages with real dependencies: nunjucks from npm, a vendored jinja2 (scripts/example-deps.sh)
+      const pkgs: [string, 'node' | 'python', string, string][] = [['tpl', 'node', 'nunjucks', 'index.handler'], ['tpl-py', 'python', 'py-template', 'main.handler']];
+      for (const [name, language, dir, handler] of pkgs) {
+        const t0 = performance.now();
+        const data = await packDirectory(join(examples, dir));
+        await fri.deploy({ name, language, code: '', package: { format: 'tar.gz', data }, handler, memoryMiB: 128, timeoutMs: 5000, env: {} });
+        say(`deployed package ${name} (${language}, ${(data.length / 1024).toFixed(0)} KiB packed) in ${(performance.now() - t0).toFixed(1)} ms`);
+      }
       await new Promise((r) => setTimeout(r, 500)); // replicas
+      for (const [name, language, dir] of pkgs) {
+        const { wall, last } = await invokeMany(fri, name, readFileSync(join(examples, dir, 'event.json'), 'utf8'));
+        const html = (JSON.parse(last.result ?? '{}') as { html?: string }).html ?? '';
+        if (!html.includes('&lt;script&gt;')) throw new Error(`${name} did not render its template: ${last.result ?? ''}`);
+        rows.push({ what: `FRI invoke ${name} (package)`, how: `spore ${language}, fork from L${last.seedLevel}`, n: wall.length, p50: pct(wall, 50), p90: pct(wall, 90), note: `rendered ${html.length} bytes of HTML` });
+      }
       for (const [name, language] of fns) {
         const { wall, last } = await invokeMany(fri, name, JSON.stringify({ name: 'demo' }));
         const t = last.timings;

@@ -258,7 +258,7 @@ async function startSpored(dir: string): Promise<Spored> {
   const socket = path.join(dir, 'fri.sock');
   const out = fs.openSync(path.join(dir, 'spored.out'), 'a');
   const child = track(
-    spawn(path.join(repoRoot, 'bin', 'spored'), ['--run-dir', dir, '--gateway', gateway, '--netns-pool', '32', '--log', path.join(dir, 'spored.log')], {
+    spawn(path.join(repoRoot, 'bin', 'spored'), ['--run-dir', dir, '--state-dir', path.join(dir, 'state'), '--gateway', gateway, '--log', path.join(dir, 'spored.log')], {
       stdio: ['ignore', out, out],
       detached: true, // own process group: a terminal ^C reaches the bench, which stops spored itself
     }),
@@ -399,7 +399,7 @@ async function main(): Promise<void> {
   const fnDir = path.join(work, 'fn'); // CommonJS context (no package.json above it), bind-mounted for ctr
   fs.mkdirSync(runDir);
   fs.mkdirSync(fnDir);
-  for (const f of fs.readdirSync(path.join(repoRoot, 'examples'))) fs.copyFileSync(path.join(repoRoot, 'examples', f), path.join(fnDir, f));
+  for (const f of fs.readdirSync(path.join(repoRoot, 'examples'))) if (fs.statSync(path.join(repoRoot, 'examples', f)).isFile()) fs.copyFileSync(path.join(repoRoot, 'examples', f), path.join(fnDir, f));
   fs.copyFileSync(path.join(repoRoot, 'bench', 'fresh', 'runner.cjs'), path.join(fnDir, 'runner.cjs'));
   fs.copyFileSync(path.join(repoRoot, 'bench', 'fresh', 'runner.py'), path.join(fnDir, 'runner.py'));
   const load0 = os.loadavg();

@@ -194,15 +194,13 @@ finishes what it has in flight.
 const invoke: Command = {
   name: 'invoke',
   summary: 'run a function once and show its result and phase timings',
-  usage: `spore invoke <name> [--data JSON | --data-file F] [--level 0|1|2] [--fresh-namespaces] [--json]
+  usage: `spore invoke <name> [--data JSON | --data-file F] [--json]
 
   --data JSON         the event (default {})
   --data-file F       read the event from a file ("-" is not supported; use --data "$(cat)")
-  --level L           force the seed level to fork from (experiments; default: nearest)
-  --fresh-namespaces  do not share the seed lineage's namespaces (experiments)
   --json              print the InvokeResult as one JSON line (result parsed)
 Exit status: 0 when the function succeeded, 1 when it failed (error on stderr), 2 for usage.`,
-  flags: { data: { value: true }, 'data-file': { value: true }, level: { value: true }, 'fresh-namespaces': { value: false } },
+  flags: { data: { value: true }, 'data-file': { value: true } },
   async run(ctx) {
     const name = asUsage(() => validateFunctionName(onePositional(ctx, 'name')));
     const data = ctx.args.get('data');
@@ -211,12 +209,6 @@ Exit status: 0 when the function succeeded, 1 when it failed (error on stderr), 
     const text = dataFile !== undefined ? readInput(ctx, dataFile, 'data file') : data ?? '';
     const event = asUsage(() => validateEvent(text));
     const opts: InvokeOptions = {};
-    const level = ctx.args.get('level');
-    if (level !== undefined) {
-      if (level !== '0' && level !== '1' && level !== '2') throw new UsageError(`--level must be 0, 1 or 2, got ${JSON.stringify(level)}`);
-      opts.level = Number(level) as SeedLevel;
-    }
-    if (ctx.args.has('fresh-namespaces')) opts.freshNamespaces = true;
     const r = await (await ctx.client()).invoke(name, event, opts);
     if (ctx.json) printJson(ctx, invokeJson(r));
     else {

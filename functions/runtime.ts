@@ -11,6 +11,7 @@
 // results travel on per-instance channels that never pass through the seed, and every
 // privileged step (cgroup moves, kills on timeout, /tmp scrubbing) is done here.
 import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, unlinkSync, chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +28,7 @@ import * as sys from '../runtime/sys/libc.js';
 import { MAX_RESULT_LINE, type FromSeed, type InstanceResult, type InvokeRequest, type LoadSpec, type SandboxPlan } from '../seeds/protocol.js';
 import { SeedLink } from './seed-link.js';
 import { childHostPid, nsPids, openChildPidfd } from './host-pids.js';
-import { functionSandbox, SLOT_DIR, type RuntimeEntry } from './sandbox.js';
+import { functionSandbox, slotName, type RuntimeEntry } from './sandbox.js';
 import { IdRanges } from './id-ranges.js';
 import { FunctionLogs } from './logs.js';
 import { SlotPool } from './slots.js';
@@ -82,6 +83,9 @@ interface SeedRec {
   forkedW: Waiter<number>;
   inflight: number;
   version: VersionRec | null;
+  /** a lineage's first seed: its L1 parent mounted the instances' /tmp slots */
+  slotsMounted: Promise<number>;
+  slotsMountedW: Waiter<number>;
 }
 
 type VersionState = 'starting' | 'active' | 'retiring' | 'gone';
@@ -97,6 +101,7 @@ interface VersionRec {
   seeds: SeedRec[]; // [0] the lineage's first seed (pid 1 of its pid namespace), then replicas
   nextReplica: number;
   slots: SlotPool;
+  tmpBytes: number;
   state: VersionState;
   inflight: number;
   deployedAt: string;
@@ -115,7 +120,7 @@ interface InstRec {
   seed: SeedRec;
   version: VersionRec;
   cgroup: PooledCgroup | null;
-  slot: number;
+  slot: string;
   channel: net.Socket;
   hostPid: number;
   pidfd: number;
@@ -327,6 +332,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         if (!target || (target !== rec && target.info.parent !== rec.info.id)) return;
         target.info.state = 'failed';
         target.info.error = m.stack ?? m.message;
+        target.slotsMountedW.reject(new FailedPrecondition(m.message));
         target.readyW.reject(m.phase === 'load'
           ? new InvalidArgument(`function code failed to load: ${m.message}`)
           : new FailedPrecondition(`function sandbox could not be built (${m.phase ?? 'setup'}): ${m.message}`));
@@ -343,6 +349,11 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
           child.info.pid = host;
           child.forkedW.resolve(host);
         }
+        return;
+      }
+      case 'slots': {
+        const child = this.seeds.get(m.id);
+        if (child && child.info.parent === rec.info.id) child.slotsMountedW.resolve(m.count);
         return;
       }
       case 'forkFailed': {
@@ -376,9 +387,10 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private newSeed(partial: Pick<SeedInfo, 'id' | 'level' | 'engine' | 'language' | 'function' | 'parent' | 'replicaOf'>, version: VersionRec | null): SeedRec {
     const [ready, readyW] = deferred<void>();
     const [forked, forkedW] = deferred<number>();
+    const [slotsMounted, slotsMountedW] = deferred<number>();
     const rec: SeedRec = {
       info: { ...partial, pid: 0, state: 'starting', forks: 0, createdAt: new Date().toISOString(), initMs: 0, memory: null, error: null },
-      link: null, hostPid: 0, ready, readyW, forked, forkedW, inflight: 0, version,
+      link: null, hostPid: 0, ready, readyW, forked, forkedW, inflight: 0, version, slotsMounted, slotsMountedW,
     };
     this.seeds.set(rec.info.id, rec);
     return rec;
@@ -542,18 +554,20 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const replicas = this.o.l2Replicas ?? 2;
     const cgroup = cgroupHandle(this.o.layout, `/spore/fri-${process.pid}/fn-${spec.name}-v${version}`);
     createCgroup(cgroup, { memory: { limit: spec.memoryMiB * (1 + replicas) * 1024 * 1024 }, pids: { limit: 4096 } });
-    const slots = this.o.slotsPerFunction ?? 32;
+    const slots = Array.from({ length: this.o.slotsPerFunction ?? 32 }, () => slotName(randomBytes(16)));
+    const tmpBytes = (this.o.tmpMiB ?? 64) * 1024 * 1024;
     const plan = functionSandbox({
       name: spec.name, version, runtimeRoot: runtime.dir, runtimeEntries: runtime.entries, runtimeHasSsl: runtime.ssl,
       packageDir: pkg.dir, staging: this.staging, hostId: fn.hostId, cgroupProcs: procsFiles(cgroup), memoryMiB: spec.memoryMiB,
-      slots, tmpBytes: (this.o.tmpMiB ?? 64) * 1024 * 1024, seccomp: this.lineageSeccomp, env: spec.env,
+      tmpBytes, seccomp: this.lineageSeccomp, env: spec.env,
     });
     const v: VersionRec = {
       fn, version, pkg, load, codeBytes, cgroup, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
       deployedAt: new Date().toISOString(),
+      tmpBytes,
       slots: new SlotPool(slots, () => {
         const first = v.seeds[0];
-        return first?.hostPid ? `/proc/${first.hostPid}/root${SLOT_DIR}` : null;
+        return first?.hostPid ? `/proc/${first.hostPid}/root${v.plan.slotDir}` : null;
       }),
     };
     fn.versions.push(v);
@@ -578,7 +592,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     for (const old of fn.versions) if (old !== v && old.state === 'active') this.retire(old);
     v.state = 'active';
     fn.spec = spec;
-    for (let i = 0; i < replicas - 1; i++) {
+    for (let i = 0; i < replicas; i++) {
       void this.replica(v).then((r) => { if (v.state === 'active') v.seeds.push(r); else this.dropSeed(r); })
         .catch((e: Error) => this.o.log.warn({ fn: spec.name, err: e.message }, 'replica seed failed'));
     }
@@ -599,6 +613,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     try {
       await Promise.race([rec.forked, rec.ready]);
       await this.waitReady(rec, this.o.initTimeoutMs ?? 10_000);
+      // the instances' /tmp slots, named only now: init code never held their names
+      l1.link.send({ t: 'slots', id: rec.info.id, slotDir: v.plan.slotDir, names: v.slots.names(), bytes: v.tmpBytes });
+      await Promise.race([rec.slotsMounted, new Promise((_, reject) => setTimeout(() => reject(new Unavailable(`${l1.info.id} did not mount the /tmp slots`)), 10_000).unref())]);
     } catch (e) {
       if (rec.hostPid) { try { process.kill(rec.hostPid, 'SIGKILL'); } catch { /* gone */ } }
       this.dropSeed(rec);
@@ -728,7 +745,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
    */
   private async startInstance(v: VersionRec, seedWanted: SeedRec | null): Promise<InstRec> {
     v.inflight++;
-    let slot: number;
+    let slot: string;
     try { slot = await v.slots.acquire(); } catch (e) { v.inflight--; throw e; }
     const seed = seedWanted ?? this.pickReplica(v);
     if (!seed?.link || v.state === 'gone') {
@@ -748,6 +765,8 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     }
     const [mine, theirs] = sys.socketpair();
     const channel = new net.Socket({ fd: mine, readable: true, writable: true });
+    // first line: which /tmp is the instance's own (it never passes through the seed)
+    channel.write(`${JSON.stringify({ slot })}\n`);
     const [forked, forkedW] = deferred<{ forkUs: number }>();
     const [bound, boundW] = deferred<void>();
     const [exited, exitedW] = deferred<Extract<FromSeed, { t: 'exit' }>>();
@@ -766,7 +785,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       if (seed.version) this.maybeRotate(seed.version, seed);
     });
     void forked.catch((e: Error) => { boundW.reject(e); resultW.resolve(null); });
-    seed.link.send({ t: 'fork', id, nfds: 1, slot, timeoutMs: v.fn.spec.timeoutMs }, [theirs]);
+    seed.link.send({ t: 'fork', id, nfds: 1, timeoutMs: v.fn.spec.timeoutMs }, [theirs]);
     return inst;
   }
 

@@ -65,9 +65,7 @@ export interface SandboxInput {
   hostId: number;
   cgroupProcs: string[];
   memoryMiB: number;
-  /** number of per-instance /tmp slots (the lineage's concurrency) */
-  slots: number;
-  /** size of each /tmp, bytes */
+  /** size of each /tmp, bytes (the seed's own here; instances' slots are mounted later, see `slots`) */
   tmpBytes: number;
   seccomp: { filter: string; flags: number };
   env: Record<string, string>;
@@ -128,14 +126,14 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
   }
   steps.push({ op: 'remount', path: '/dev', flags: MS.RDONLY | MS.NOSUID | MS.NOEXEC });
   instanceReadOnly.push('/dev');
-  // 6. /tmp: one tmpfs per instance slot (and one for the seed's own init code); /tmp
-  // itself goes through the fd each process holds, so every instance sees only its own
-  const tmpData = `mode=1777,size=${i.tmpBytes}`;
+  // 6. /tmp: /tmp goes through the fd each process holds, so every instance sees only its
+  // own. The slot directory can be searched but not listed by function code; the seed's
+  // own slot ('init') is here from the start, the instances' are mounted by the L1 parent
+  // after init code ran, under names only spored and each owner learn (seeds/protocol.ts).
   steps.push({ op: 'dir', path: SLOT_DIR, mode: 0o755 });
-  for (const s of ['init', ...Array.from({ length: i.slots }, (_, k) => String(k))]) {
-    steps.push({ op: 'dir', path: `${SLOT_DIR}/${s}`, mode: 0o1777 });
-    steps.push({ op: 'tmpfs', path: `${SLOT_DIR}/${s}`, flags: MS.NOSUID | MS.NODEV, data: tmpData });
-  }
+  steps.push({ op: 'tmpfs', path: SLOT_DIR, flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=711,size=64k,nr_inodes=4096' });
+  steps.push({ op: 'dir', path: `${SLOT_DIR}/init`, mode: 0o1777 });
+  steps.push({ op: 'tmpfs', path: `${SLOT_DIR}/init`, flags: MS.NOSUID | MS.NODEV, data: slotData(i.tmpBytes) });
   steps.push({ op: 'symlink', path: '/tmp', target: `/proc/self/fd/${TMP_FD}` });
 
   return {
@@ -155,7 +153,6 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
     ],
     tmpFd: TMP_FD,
     slotDir: SLOT_DIR,
-    slots: i.slots,
     landlock: {
       readOnly: ['/'],
       devices: DEVICES.map((d) => `/dev/${d}`),
@@ -168,9 +165,21 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
   };
 }
 
+/** Mount options of one /tmp slot (the seed's and the instances'). */
+export function slotData(bytes: number): string {
+  return `mode=1777,size=${bytes}`;
+}
+
+/** An unguessable slot name: 128 bits from `random` (crypto.randomBytes), hex. */
+export function slotName(random: Buffer): string {
+  if (random.length < 16) throw new Error('slot names need 16 random bytes');
+  return random.subarray(0, 16).toString('hex');
+}
+
 /** The environment function code sees (Lambda's names where Lambda has one); user env last wins. */
-export function sandboxEnv(i: Pick<SandboxInput, 'name' | 'version' | 'memoryMiB' | 'env'>): Record<string, string> {
+export function sandboxEnv(i: Pick<SandboxInput, 'name' | 'version' | 'memoryMiB' | 'env'> & { runtimeHasSsl?: boolean }): Record<string, string> {
   return {
+    ...(i.runtimeHasSsl ? { SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt', SSL_CERT_DIR: '/etc/ssl/certs' } : {}),
     PATH: '/usr/local/bin:/usr/bin:/bin',
     LANG: 'C.UTF-8',
     HOME: '/tmp',

@@ -1,23 +1,33 @@
-// A lineage's per-instance /tmp slots (functions/sandbox.ts: tmpfs mounts 0..n-1 under
-// SLOT_DIR in the lineage's mount namespace). An instance owns one from fork to exit;
+// A lineage's per-instance /tmp slots (tmpfs mounts under SLOT_DIR in the lineage's mount
+// namespace, named unguessably; seeds/protocol.ts). An instance owns one from fork to exit;
 // callers beyond the lineage's slots wait in order. A released slot is emptied before it
 // is handed out again: the next instance must find nothing of the previous one.
 import { readdirSync, rmSync } from 'node:fs';
 
 export class SlotPool {
-  private readonly free: number[];
-  private readonly waiters: ((slot: number) => void)[] = [];
+  private readonly free: string[];
+  private readonly waiters: ((slot: string) => void)[] = [];
+  readonly size: number;
 
-  /** `root()` is the host path of the slot directory (through a live process of the lineage), or null. */
-  constructor(readonly size: number, private readonly root: () => string | null) {
-    this.free = Array.from({ length: size }, (_, i) => i);
+  /**
+   * `names` are the slots' names under the slot directory; `root()` is that directory's host
+   * path (through a live process of the lineage), or null once the lineage is gone.
+   */
+  constructor(names: string[], private readonly root: () => string | null) {
+    this.free = [...names];
+    this.size = names.length;
   }
 
   /** A free slot, waiting for one when all are taken. */
-  acquire(): Promise<number> {
+  acquire(): Promise<string> {
     const s = this.free.shift();
     if (s !== undefined) return Promise.resolve(s);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Every slot's name (to mount them). */
+  names(): string[] {
+    return [...this.free];
   }
 
   /** Callers waiting for a slot. */
@@ -30,7 +40,7 @@ export class SlotPool {
   }
 
   /** Empty the slot (its owner is dead by now) and hand it to the next waiter. */
-  release(slot: number): void {
+  release(slot: string): void {
     const dir = this.root();
     if (dir) {
       try {

@@ -64,7 +64,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     logLevel: f['log-level'] ?? env.SPORE_LOG_LEVEL ?? 'info',
     cgroupParent: f['cgroup-parent'] ?? env.SPORE_CGROUP_PARENT ?? '/spore',
     fri: (f.fri ?? env.SPORE_FRI ?? 'on') !== 'off',
-    stateDir: f['state-dir'] ?? env.SPORE_STATE_DIR ?? '/var/lib/spore',
+    // a spored with its own run dir (a second containerd, a test) keeps its own state too:
+    // package garbage collection must never see another daemon's functions
+    stateDir: f['state-dir'] ?? env.SPORE_STATE_DIR ?? (runDir === DEFAULT_RUN_DIR ? '/var/lib/spore' : join(runDir, 'state')),
     cgroupPool: count('cgroup-pool', f['cgroup-pool'] ?? env.SPORE_CGROUP_POOL, 32, 4096),
     l2Replicas: count('l2-replicas', f['l2-replicas'] ?? env.SPORE_L2_REPLICAS, 2, 16) || 1,
     functionConcurrency: count('function-concurrency', f['function-concurrency'] ?? env.SPORE_FUNCTION_CONCURRENCY, 32, 1024) || 1,

@@ -3,6 +3,8 @@
 #   $SPORE_ROOTFS_DIR/busybox  busybox-static + applet symlinks
 #   $SPORE_ROOTFS_DIR/node     the host's node binary (symlinks resolved) + its ldd libraries
 #   $SPORE_ROOTFS_DIR/python   /usr/bin/python3.11 + libraries + stdlib (no test/tk/idle/...)
+# node and python also get the CA bundle (etc/ssl/certs/ca-certificates.crt): they are the
+# language runtimes function sandboxes are made of (functions/sandbox.ts).
 # SPORE_ROOTFS_DIR defaults to /var/lib/spore/rootfs. A rootfs is rebuilt only when its stamp
 # (source binary size/mtime + this script's recipe version) changed; FORCE=1 rebuilds all.
 # Arguments select rootfs names (default: busybox node python). Each rootfs is checked with
@@ -12,7 +14,7 @@ ROOTFS_DIR=${SPORE_ROOTFS_DIR:-/var/lib/spore/rootfs}
 BUSYBOX_BIN=${BUSYBOX_BIN:-/bin/busybox}
 NODE_BIN=$(readlink -f "${NODE_BIN:-/usr/bin/node}")
 PYTHON_BIN=$(readlink -f "${PYTHON_BIN:-/usr/bin/python3.11}")
-RECIPE=2   # bump when the recipe below changes
+RECIPE=3   # bump when the recipe below changes
 APPLETS="sh true false echo cat ls env sleep id mkdir rm mount umount grep head tail wc hostname ps kill yes dd printf test [ cp mv ln touch stat uname pwd readlink seq tr cut"
 log() { echo "[build-rootfs] $*" >&2; }
 
@@ -44,6 +46,12 @@ skeleton() {
   echo 'nogroup:x:65534:' >>"$root/etc/group"
   : >"$root/etc/hostname"; : >"$root/etc/hosts"; : >"$root/etc/resolv.conf"
 }
+put_certs() { # root: the system CA bundle, for TLS clients in function code
+  local root=$1 bundle=/etc/ssl/certs/ca-certificates.crt
+  [ -r "$bundle" ] || { log "no $bundle (install ca-certificates)"; return 1; }
+  mkdir -p "$root/etc/ssl/certs"
+  cp -L "$bundle" "$root/etc/ssl/certs/ca-certificates.crt"
+}
 stamp_of() { { echo "recipe=$RECIPE applets=$APPLETS"; stat -L -c '%s %Y %n' "$@"; } | md5sum | cut -d' ' -f1; }
 up_to_date() { # dir stamp
   [ "${FORCE:-0}" != 1 ] && [ -f "$1/.spore-stamp" ] && [ "$(cat "$1/.spore-stamp")" = "$2" ]
@@ -68,6 +76,7 @@ build_node() {
   skeleton "$R"
   put "$R" "$NODE_BIN" /usr/bin/node
   put_libs "$R" "$NODE_BIN"
+  put_certs "$R"
 }
 build_python() {
   local R=$1 ver stdlib
@@ -83,6 +92,7 @@ build_python() {
       --exclude='./lib-dynload/_tkinter*' --exclude='./lib-dynload/_test*' --exclude='__pycache__' \
       -cf - . | tar -C "$R$stdlib" -xf -
   put_libs "$R" "$PYTHON_BIN" "$R$stdlib"/lib-dynload/*.so
+  put_certs "$R"
 }
 
 for name in "${NAMES[@]}"; do

@@ -21,11 +21,17 @@
 // runs the function's init code with no capability. Replicas are forks of it.
 //
 // Instance life: `fork` (+1 fd: the instance's channel, one end of a socketpair spored
-// made) -> the seed forks -> `forked` -> the child binds its per-instance parts (its /tmp
-// slot, a Landlock layer of its own) needing no privilege, then reads its request from
-// the channel; spored sends it only after moving the instance into its cgroup -> the
-// handler runs -> the child writes one result line to the channel and _exits -> the seed
-// reports `exit`. Requests and results never pass through the seed.
+// made) -> the seed forks -> `forked` -> the child reads its first line from the channel
+// (SlotLine: which /tmp is its own) and binds its per-instance parts (that /tmp, a Landlock
+// layer of its own) needing no privilege, then reads its request (InvokeRequest, the second
+// line); spored sends it only after moving the instance into its cgroup -> the handler runs
+// -> the child writes one result line to the channel and _exits -> the seed reports `exit`.
+// Requests, results and slot names never pass through the seed.
+//
+// /tmp slots: tmpfs mounts under the plan's slotDir (a directory function code may search
+// but not list), named by spored with unguessable names. The L1 parent mounts them in the
+// lineage's mount namespace (`slots`) after the lineage's init code ran, so a name is only
+// ever known to spored and to the one instance that owns the slot at a time.
 
 /** Where a sandbox mount step comes from and goes (paths inside the sandbox start with '/'). */
 export type SandboxStep =
@@ -77,9 +83,8 @@ export interface SandboxPlan {
   rlimits: { resource: number; soft: number; hard: number }[];
   /** /tmp is a symlink to /proc/self/fd/<tmpFd>; each instance puts its own slot there */
   tmpFd: number;
-  /** directory holding the per-instance /tmp slots (tmpfs mounts named 0..slots-1, and `init`) */
+  /** directory (searchable, not listable) holding the /tmp slots: `init` (the seed's own) and the instances' */
   slotDir: string;
-  slots: number;
   landlock: {
     /** lineage layer: read (and execute) beneath these */
     readOnly: string[];
@@ -94,6 +99,11 @@ export interface SandboxPlan {
   seccomp: { filter: string; flags: number };
   cwd: string;
   env: Record<string, string>;
+}
+
+/** First line on an instance's channel: the /tmp slot it owns (a name under slotDir). */
+export interface SlotLine {
+  slot: string;
 }
 
 export interface InvokeRequest {
@@ -115,10 +125,13 @@ export type ToSeed =
       t: 'fork';
       id: string; // instance id
       nfds: 1; // the instance's channel
-      /** the /tmp slot this instance owns (a tmpfs under the plan's slotDir) */
-      slot: number;
       timeoutMs: number;
     }
+  /**
+   * To an L1 seed: mount these /tmp slots (tmpfs, `bytes` each) under slotDir in the mount
+   * namespace of its child lineage `id`. Answered with `slots` (or `failed`).
+   */
+  | { t: 'slots'; id: string; slotDir: string; names: string[]; bytes: number }
   | { t: 'kill'; id: string }
   | {
       t: 'seed';
@@ -162,7 +175,8 @@ export type FromSeed =
   | { t: 'forked'; id: string; pid: number; forkUs: number } // instance or child seed
   | { t: 'forkFailed'; id: string; message: string }
   | { t: 'exit'; id: string; pid: number; code: number | null; signal: number | null; timedOut: boolean }
-  | { t: 'stats'; id: string; pid: number; children: number };
+  | { t: 'stats'; id: string; pid: number; children: number }
+  | { t: 'slots'; id: string; count: number };
 
 /** Longest line spored reads from a seed link (a `failed` stack is the biggest). */
 export const MAX_SEED_LINE = 1024 * 1024;

@@ -157,9 +157,10 @@ describe('spore against a fake-backed spored', () => {
     expect(r.out).toMatch(/^total\s+2\.58 ms$/m);
   });
 
-  it('invoke: event from a file, default {}, --level, --json', async () => {
-    await spore('invoke', 'hello', '--data-file', 'event.json', '--level', '1', '--fresh-namespaces');
-    expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['hello', '{"from":"file"}', { level: 1, freshNamespaces: true }] });
+  it('invoke: event from a file, default {}, --json; the removed experiment flags are usage errors', async () => {
+    await spore('invoke', 'hello', '--data-file', 'event.json');
+    expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['hello', '{"from":"file"}', {}] });
+    expect((await spore('invoke', 'hello', '--fresh-namespaces')).code).toBe(2);
     await spore('invoke', 'hello');
     expect(rt.calls.at(-1)?.args[1]).toBe('{}');
     const j = await spore('invoke', 'hello', '--data', '[1,2]', '--json');

@@ -16,6 +16,7 @@ describe('spored config', () => {
     expect(loadConfig(['--function-concurrency', '8'], { SPORE_FUNCTION_CONCURRENCY: '4' }).functionConcurrency).toBe(8);
     expect(loadConfig(['--state-dir=/tmp/x'], {}).stateDir).toBe('/tmp/x');
     expect(loadConfig([], { SPORE_STATE_DIR: '/tmp/y', SPORE_CGROUP_POOL: '4' })).toMatchObject({ stateDir: '/tmp/y', cgroupPool: 4 });
+    expect(loadConfig(['--run-dir', '/tmp/r'], {}).stateDir).toBe('/tmp/r/state');
   });
 
   it('rejects bad values with a message that says what to fix', () => {

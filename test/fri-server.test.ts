@@ -234,12 +234,12 @@ describe('FRI over a unix socket', () => {
   it('Deploy, ListFunctions, Invoke, Remove', async () => {
     const info = await client.deploy(spec('hello', 'echo', { env: { GREETING: 'hi' }, memoryMiB: 256 }));
     expect(info).toMatchObject({ name: 'hello', language: 'node', memoryMiB: 256, env: { GREETING: 'hi' }, codeBytes: 4, invocations: 0 });
-    const r = await client.invoke('hello', '{"name":"spore"}', { level: 1, freshNamespaces: true });
+    const r = await client.invoke('hello', '{"name":"spore"}', { level: 2 });
     expect(r).toEqual({
       ok: true, result: '{"name":"spore"}', error: null, function: 'hello', seedId: 'seed-fn-hello', seedLevel: 2,
       instanceId: expect.stringMatching(/^inst-/), timings: FAKE_TIMINGS,
     });
-    expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['hello', '{"name":"spore"}', { level: 1, freshNamespaces: true }] });
+    expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['hello', '{"name":"spore"}', { level: 2 }] });
     // empty event: the runtime receives {}
     await client.invoke('hello', '');
     expect(rt.calls.at(-1)).toEqual({ method: 'invoke', args: ['hello', '{}', {}] });

@@ -180,8 +180,8 @@ describe.each(langs)('$language seed protocol', ({ language, start }) => {
     await link.wait('ready', 'l1-f');
     const pkg = join(dir, `pkg-${language}`);
     mkdirSync(pkg, { recursive: true });
-    if (language === 'node') writeFileSync(join(pkg, 'index.js'), 'const os = require("os"); exports.handler = async (e, c) => ({ echo: e, uid: process.getuid(), host: os.hostname(), fn: c.functionName });');
-    else writeFileSync(join(pkg, 'main.py'), 'import os, socket\ndef handler(e, c):\n    return {"echo": e, "uid": os.getuid(), "host": socket.gethostname(), "fn": c.function_name}\n');
+    if (language === 'node') writeFileSync(join(pkg, 'index.js'), 'const os = require("os"), fs = require("fs"); exports.handler = async (e, c) => ({ echo: e, uid: process.getuid(), host: os.hostname(), fn: c.functionName, tmp: fs.realpathSync("/tmp") });');
+    else writeFileSync(join(pkg, 'main.py'), 'import os, socket\ndef handler(e, c):\n    return {"echo": e, "uid": os.getuid(), "host": socket.gethostname(), "fn": c.function_name, "tmp": os.path.realpath("/tmp")}\n');
     const staging = join(dir, `staging-${language}`);
     mkdirSync(staging, { recursive: true });
     const rootDir = join(ROOTFS, language);
@@ -192,7 +192,7 @@ describe.each(langs)('$language seed protocol', ({ language, start }) => {
     const f = compileSeccomp(defaultProfile());
     const plan = functionSandbox({
       name: `proto-${language}`, version: 1, runtimeRoot: rootDir, runtimeEntries: entries, runtimeHasSsl: existsSync(join(rootDir, 'etc/ssl')),
-      packageDir: pkg, staging, hostId: (1 << 30) + 16383 * 65536, cgroupProcs: [], memoryMiB: 128, slots: 2, tmpBytes: 1 << 20,
+      packageDir: pkg, staging, hostId: (1 << 30) + 16383 * 65536, cgroupProcs: [], memoryMiB: 128, tmpBytes: 1 << 20,
       seccomp: { filter: f.bpf.toString('base64'), flags: f.flags }, env: {},
     });
     const [mine, theirs] = sys.socketpair();
@@ -202,16 +202,20 @@ describe.each(langs)('$language seed protocol', ({ language, start }) => {
     link.send({ t: 'seed', id: 'l2-x', nfds: 2, load: { module: `/var/task/${language === 'node' ? 'index' : 'main'}`, handler: 'handler' }, sandbox: plan }, [theirs, logW]);
     await link.wait('forked', 'l2-x');
     await l2.wait('ready', 'l2-x', 15_000);
+    const slot = 'c'.repeat(32);
+    link.send({ t: 'slots', id: 'l2-x', slotDir: plan.slotDir, names: [slot], bytes: 1 << 20 });
+    expect(await link.wait('slots', 'l2-x')).toMatchObject({ count: 1 });
     const [chMine, chTheirs] = sys.socketpair();
     const ch = new net.Socket({ fd: chMine, readable: true, writable: true });
-    l2.send({ t: 'fork', id: 'i-9', nfds: 1, slot: 1, timeoutMs: 5000 }, [chTheirs]);
+    ch.write(JSON.stringify({ slot }) + '\n');
+    l2.send({ t: 'fork', id: 'i-9', nfds: 1, timeoutMs: 5000 }, [chTheirs]);
     const forked = await l2.wait('forked', 'i-9');
     expect(forked.pid).toBeGreaterThan(1); // a pid in the lineage's own namespace
     const line = channelLine(ch);
     ch.write(JSON.stringify({ event: '{"n":7}', context: { functionName: 'proto', functionVersion: '1', requestId: 'i-9', deadlineMs: Date.now() + 5000, memoryLimitMiB: 128 } }) + '\n');
     const r = JSON.parse(await line) as { ok: boolean; value: string };
     expect(r.ok).toBe(true);
-    expect(JSON.parse(r.value)).toEqual({ echo: { n: 7 }, uid: 1000, host: `proto-${language}`, fn: 'proto' });
+    expect(JSON.parse(r.value)).toEqual({ echo: { n: 7 }, uid: 1000, host: `proto-${language}`, fn: 'proto', tmp: `/.spore/tmp/${slot}` });
     expect(await l2.wait('exit', 'i-9')).toMatchObject({ code: 0, signal: null });
     ch.destroy();
     l2.sock.destroy();

@@ -114,7 +114,7 @@ export class FriClient implements RemoteFunctionRuntime {
 
   async invoke(fn: string, event: string, opts: InvokeOptions = {}): Promise<InvokeResult> {
     const res = await this.call(this.m.invoke, {
-      function: fn, event, level: opts.level, freshNamespaces: opts.freshNamespaces ?? false,
+      function: fn, event, level: opts.level,
     });
     return invokeResultFromProto(res.result);
   }

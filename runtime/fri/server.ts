@@ -62,7 +62,6 @@ export function friHandlers(rt: FunctionRuntime): ServiceImpl<(typeof FunctionRu
       const opts: InvokeOptions = {};
       const level = seedLevelOf(req.level);
       if (level !== undefined) opts.level = level;
-      if (req.freshNamespaces) opts.freshNamespaces = true;
       return { result: invokeResultToProto(await rt.invoke(fn, event, opts)) };
     },
     async destroy(req) {

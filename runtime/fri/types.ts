@@ -136,10 +136,8 @@ export interface InvokeResult {
 }
 
 export interface InvokeOptions {
-  /** force a seed level for experiments (default: nearest available) */
+  /** the seed level to fork from; function code runs only in its own sandbox, so only 2 (the default) is accepted by the process engine */
   level?: SeedLevel;
-  /** fresh namespaces instead of the seed lineage's shared ones (experiments) */
-  freshNamespaces?: boolean;
 }
 
 export type ForkTarget = { kind: 'instance' } | { kind: 'seed'; function?: string; language?: Language };

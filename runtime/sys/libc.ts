@@ -446,31 +446,43 @@ export function sendWithFds(fd: number, data: Buffer, fds: readonly number[] = [
  * `data` is empty at EOF; `wouldBlock` is set for EAGAIN on a non-blocking socket.
  */
 export function recvWithFds(fd: number, max = 65536, nonblocking = false): { data: Buffer; fds: number[]; wouldBlock: boolean } {
-  const data = Buffer.alloc(max);
-  const control = Buffer.alloc(cmsgSpace(MAX_FDS_PER_MESSAGE) * 4);
-  const h = msghdr(iovOf(data), 1, control);
+  // One set of buffers per process, reused: a seed calls this for every message, and
+  // fresh allocations there would run the GC and turn its shared pages private.
+  const r = recvScratch(max);
   let n: number;
   for (;;) {
-    n = Number(c.recvmsg(fd, h, MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0)));
+    n = Number(c.recvmsg(fd, r.hdr, MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0)));
     if (n >= 0) break;
     const e = koffi.errno();
     if (e === EINTR) continue;
-    if (e === EAGAIN) return { data: Buffer.alloc(0), fds: [], wouldBlock: true };
-    if (e === 104 /* ECONNRESET */) return { data: Buffer.alloc(0), fds: [], wouldBlock: false };
+    if (e === EAGAIN) return { data: EMPTY, fds: [], wouldBlock: true };
+    if (e === 104 /* ECONNRESET */) return { data: EMPTY, fds: [], wouldBlock: false };
     throw new SyscallError('recvmsg', e, `fd ${fd}`);
   }
   const fds: number[] = [];
-  const clen = Number(h.readBigUInt64LE(40));
+  const clen = Number(r.hdr.readBigUInt64LE(40));
   let off = 0;
   while (off + 16 <= clen) {
-    const len = Number(control.readBigUInt64LE(off));
+    const len = Number(r.control.readBigUInt64LE(off));
     if (len < 16) break;
-    if (control.readInt32LE(off + 8) === SOL_SOCKET && control.readInt32LE(off + 12) === SCM_RIGHTS) {
-      for (let i = 16; i + 4 <= len; i += 4) fds.push(control.readInt32LE(off + i));
+    if (r.control.readInt32LE(off + 8) === SOL_SOCKET && r.control.readInt32LE(off + 12) === SCM_RIGHTS) {
+      for (let i = 16; i + 4 <= len; i += 4) fds.push(r.control.readInt32LE(off + i));
     }
     off += (len + 7) & ~7;
   }
-  return { data: data.subarray(0, n), fds, wouldBlock: false };
+  // msg_controllen is in-out: restore it for the next call
+  r.hdr.writeBigUInt64LE(BigInt(r.control.length), 40);
+  return { data: Buffer.from(r.data.subarray(0, n)), fds, wouldBlock: false };
+}
+const EMPTY = Buffer.alloc(0);
+let scratch: { data: Buffer; control: Buffer; iov: Buffer; hdr: Buffer } | null = null;
+function recvScratch(max: number): { data: Buffer; control: Buffer; iov: Buffer; hdr: Buffer } {
+  if (scratch && scratch.data.length === max) return scratch;
+  const data = Buffer.alloc(max);
+  const control = Buffer.alloc(cmsgSpace(MAX_FDS_PER_MESSAGE) * 4);
+  const iov = iovOf(data);
+  scratch = { data, control, iov, hdr: msghdr(iov, 1, control) };
+  return scratch;
 }
 
 // --- waiting: epoll, poll, pidfds ---------------------------------------------------
@@ -491,7 +503,8 @@ export function epollDel(ep: number, fd: number): void {
 }
 /** Ready fds and their event bits; blocks up to timeoutMs (-1: forever). EINTR yields []. */
 export function epollWait(ep: number, max: number, timeoutMs: number): { fd: number; events: number }[] {
-  const buf = Buffer.alloc(12 * max);
+  if (!epollBuf || epollBuf.length < 12 * max) epollBuf = Buffer.alloc(12 * max);
+  const buf = epollBuf;
   const n = c.epoll_wait(ep, buf, max, timeoutMs);
   if (n < 0) {
     if (koffi.errno() === EINTR) return [];
@@ -501,6 +514,7 @@ export function epollWait(ep: number, max: number, timeoutMs: number): { fd: num
   for (let i = 0; i < n; i++) out.push({ fd: Number(buf.readBigUInt64LE(i * 12 + 4)), events: buf.readUInt32LE(i * 12) });
   return out;
 }
+let epollBuf: Buffer | null = null;
 /** poll(2) one fd for input; true when readable (or at EOF/hang-up) within timeoutMs. */
 export function pollIn(fd: number, timeoutMs: number): boolean {
   const pfd = Buffer.alloc(8);

@@ -267,6 +267,40 @@ function landlockLineage(plan: SandboxPlan): void {
 }
 
 /**
+ * In an L1 seed (host root): mount instance /tmp slots in the mount namespace of its child
+ * lineage `pid`, then come back to its own. The names arrive after the child ran its init
+ * code, so they never were in the child's memory.
+ */
+export function mountSlots(pid: number, slotDir: string, names: string[], data: string): void {
+  for (const n of names) if (!/^[0-9a-f]{32}$/.test(n)) throw new Error(`bad slot name ${JSON.stringify(n)}`);
+  // In a short-lived fork: joining a mount namespace needs a process of one thread that
+  // shares its filesystem context with nobody, and the seed itself never leaves its own.
+  const [r, w] = sys.pipe();
+  sys.prepareFork();
+  const child = sys.fork();
+  if (child === 0) {
+    let code = 0;
+    try {
+      sys.close(r);
+      sys.setns(sys.open(`/proc/${pid}/ns/mnt`, sys.O.RDONLY | sys.O.CLOEXEC), sys.CLONE.NEWNS);
+      for (const n of names) {
+        mkdirSync(`${slotDir}/${n}`, { mode: 0o1777 });
+        sys.mount('tmpfs', `${slotDir}/${n}`, 'tmpfs', sys.MS.NOSUID | sys.MS.NODEV, data);
+      }
+    } catch (e) {
+      try { sys.write(w, Buffer.from((e as Error).message)); } catch { /* the parent reports the status */ }
+      code = 1;
+    }
+    sys.exit(code);
+  }
+  sys.close(w);
+  const why = sys.read(r, 4096).toString();
+  sys.close(r);
+  const st = sys.reapPid(child, true);
+  if (!st || st.status !== 0) throw new Error(why || `the mounting process ended with status ${st?.status ?? 'unknown'}`);
+}
+
+/**
  * Handles an instance needs for its own Landlock layer, opened once in the seed (O_PATH,
  * sandbox paths only) so that binding an instance costs no path lookups.
  */
@@ -299,7 +333,8 @@ export function prepareInstanceLayer(plan: SandboxPlan): InstanceLayer {
  * keeps it out of every other slot and scopes its signals and abstract sockets to itself
  * (so siblings and the seed are out of reach). Needs no privilege.
  */
-export function bindInstance(layer: InstanceLayer, slot: number): void {
+export function bindInstance(layer: InstanceLayer, slot: string): void {
+  if (!/^[0-9a-f]{32}$/.test(slot)) throw new Error(`bad /tmp slot name ${JSON.stringify(slot)}`);
   const fd = sys.open(`${layer.slotDir}/${slot}`, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
   sys.dup2(fd, layer.tmpFd);
   if (layer.abi) {
@@ -314,6 +349,5 @@ export function bindInstance(layer: InstanceLayer, slot: number): void {
     }
   }
   sys.close(fd);
-  for (const f of [...layer.readOnly, ...layer.devices]) sys.close(f);
   sys.prctl(sys.PR.SET_DUMPABLE, 0);
 }

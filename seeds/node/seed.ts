@@ -12,9 +12,9 @@ import { existsSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as sys from '../../runtime/sys/libc.js';
-import type { FromSeed, InstanceResult, InvokeRequest, LoadSpec, SandboxPlan, ToSeed } from '../protocol.js';
+import type { FromSeed, InstanceResult, InvokeRequest, LoadSpec, SandboxPlan, SlotLine, ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
-import { applySandbox, bindInstance, prepareInstanceLayer, referenceFds, type FdReferences, type InstanceLayer } from './sandbox.js';
+import { applySandbox, bindInstance, mountSlots, prepareInstanceLayer, referenceFds, type FdReferences, type InstanceLayer } from './sandbox.js';
 
 type Handler = (event: unknown, context: unknown, callback?: (err: unknown, value?: unknown) => void) => unknown;
 
@@ -214,6 +214,17 @@ function serve(role: SeedRole): Next {
         return null;
       }
       case 'stats': send(role.link, { t: 'stats', id: role.id, pid: process.pid, children: children.size }); return null;
+      case 'slots': {
+        const c = children.get(msg.id);
+        try {
+          if (role.level !== 1 || !c || c.kind !== 'seed') throw new Error(`no child lineage ${msg.id} here`);
+          mountSlots(c.pid, msg.slotDir, msg.names, `mode=1777,size=${Math.floor(msg.bytes)}`);
+          send(role.link, { t: 'slots', id: msg.id, count: msg.names.length });
+        } catch (e) {
+          send(role.link, { t: 'failed', id: msg.id, message: `mounting /tmp slots failed: ${(e as Error).message}`, stack: null, phase: 'slots' });
+        }
+        return null;
+      }
       case 'exit': return shutdown();
       default: return null;
     }
@@ -335,17 +346,25 @@ function errorOf(e: unknown): { message: string; stack: string | null } {
   return { message: String(e), stack: null };
 }
 
-/** One line from the channel: the request, or EOF when the instance is destroyed unused. */
-function readRequest(fd: number): InvokeRequest {
-  let text = '';
-  for (;;) {
-    const chunk = sys.read(fd, 65536);
-    if (chunk.length === 0) break;
-    text += chunk.toString('utf8');
-    if (text.endsWith('\n')) break;
-  }
-  if (!text.trim()) sys.exit(0);
-  return JSON.parse(text) as InvokeRequest;
+/**
+ * Lines from the instance's channel (blocking reads): its /tmp slot, then its request.
+ * EOF before a line means spored destroyed the instance unused: exit quietly.
+ */
+function channelReader(fd: number): () => string {
+  let buf = '';
+  return () => {
+    for (;;) {
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        return line;
+      }
+      const chunk = sys.read(fd, 65536);
+      if (chunk.length === 0) return sys.exit(0);
+      buf += chunk.toString('utf8');
+    }
+  };
 }
 
 /** Lambda's context object for Node handlers. */
@@ -397,12 +416,13 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
   setInterval(() => undefined, 1 << 30);
   let phase: 'internal' | 'handler' = 'internal';
   try {
+    const line = channelReader(channel);
     let t = performance.now();
-    bindInstance(fn.layer, msg.slot);
+    bindInstance(fn.layer, (JSON.parse(line()) as SlotLine).slot);
     timings.bind = us(t);
     // init: the child's own start (libuv loop fork, uniqueness re-init) until now
     timings.init = Math.round((t0 - forkedAt()) * 1000);
-    const request = readRequest(channel);
+    const request = JSON.parse(line()) as InvokeRequest;
     t = performance.now();
     phase = 'handler';
     const value = await call(fn.handler, JSON.parse(request.event) as unknown, contextOf(request));

@@ -324,38 +324,69 @@ def apply_sandbox(plan, link, log, to_parent, from_parent):
 
 
 class InstanceLayer:
-    """Handles an instance needs for its own Landlock layer, opened once in the seed."""
-    __slots__ = ('abi', 'handled', 'scope', 'read_only', 'devices', 'slot_dir', 'tmp_fd')
+    """An instance's own Landlock layer, prepared once in the seed: the O_PATH handles and
+    the rule attributes for everything but the instance's slot are built here, so binding an
+    instance is a handful of syscalls."""
+    __slots__ = ('abi', 'handled', 'slot_dir', 'tmp_fd', 'ruleset_attr', 'ruleset_size', 'rules', 'fds')
 
     def __init__(self, plan):
         self.abi = landlock_abi()
         self.handled = landlock_fs_rights(self.abi)
-        self.scope = _landlock_scope(self.abi)
-        op = lambda p: os.open(p, os.O_PATH | os.O_CLOEXEC)  # noqa: E731
-        self.read_only = [op(p) for p in plan['landlock']['instanceReadOnly']] if self.abi else []
-        self.devices = [op(p) for p in plan['landlock']['devices']] if self.abi else []
+        scope = _landlock_scope(self.abi)
         self.slot_dir = plan['slotDir']
         self.tmp_fd = plan['tmpFd']
+        attr = struct.pack('QQQ', self.handled, 0, scope)
+        self.ruleset_attr = ctypes.create_string_buffer(attr, len(attr))
+        self.ruleset_size = 24 if scope else 16
+        self.fds = []
+        self.rules = []
+        if self.abi:
+            for paths, rights in ((plan['landlock']['instanceReadOnly'], LL_READ), (plan['landlock']['devices'], LL_DEVICE)):
+                for p in paths:
+                    fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+                    self.fds.append(fd)
+                    a = struct.pack('=Qi', rights & self.handled, fd)
+                    self.rules.append(ctypes.create_string_buffer(a, len(a)))
 
     def bind(self, slot):
         """This instance's /tmp slot and a Landlock layer of its own; no privilege needed."""
-        fd = os.open('%s/%d' % (self.slot_dir, slot), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        if not isinstance(slot, str) or len(slot) != 32 or any(ch not in '0123456789abcdef' for ch in slot):
+            raise ValueError('bad /tmp slot name %r' % (slot,))
+        fd = os.open('%s/%s' % (self.slot_dir, slot), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         os.dup2(fd, self.tmp_fd)
         if self.abi:
-            rs = _ruleset(self.handled, self.scope)
+            sc = _lib.syscall
+            rs = _check(sc(SYS['landlock_create_ruleset'], self.ruleset_attr, self.ruleset_size, 0), 'landlock_create_ruleset')
             try:
-                for f in self.read_only:
-                    _rule(rs, f, LL_READ & self.handled)
-                for f in self.devices:
-                    _rule(rs, f, LL_DEVICE & self.handled)
+                for r in self.rules:
+                    _check(sc(SYS['landlock_add_rule'], rs, 1, r, 0), 'landlock_add_rule')
                 _rule(rs, fd, self.handled)
-                _check(_lib.syscall(SYS['landlock_restrict_self'], rs, 0), 'landlock_restrict_self')
+                _check(sc(SYS['landlock_restrict_self'], rs, 0), 'landlock_restrict_self')
             finally:
                 os.close(rs)
         os.close(fd)
-        for f in self.read_only + self.devices:
-            os.close(f)
         prctl(PR_SET_DUMPABLE, 0)
+
+
+def mount_slots(pid, slot_dir, names, data):
+    """In an L1 seed (host root): mount instance /tmp slots in the mount namespace of its child
+    lineage `pid`, then come back to its own (the twin of mountSlots in seeds/node/sandbox.ts)."""
+    for n in names:
+        if not isinstance(n, str) or len(n) != 32 or any(ch not in '0123456789abcdef' for ch in n):
+            raise ValueError('bad slot name %r' % (n,))
+    own = os.open('/proc/self/ns/mnt', os.O_RDONLY | os.O_CLOEXEC)
+    theirs = os.open('/proc/%d/ns/mnt' % pid, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_lib.setns(theirs, CLONE_NEWNS), 'setns(mnt)')
+        try:
+            for n in names:
+                os.mkdir('%s/%s' % (slot_dir, n), 0o1777)
+                mount('tmpfs', '%s/%s' % (slot_dir, n), 'tmpfs', MS_NOSUID | MS_NODEV, data)
+        finally:
+            _check(_lib.setns(own, CLONE_NEWNS), 'setns(mnt) back')
+    finally:
+        os.close(own)
+        os.close(theirs)
 
 
 # --- function code ------------------------------------------------------------------------
@@ -607,6 +638,17 @@ class Seed:
                     pass
         elif t == 'stats':
             self.send({'t': 'stats', 'id': self.id, 'pid': os.getpid(), 'children': len(self.children)})
+        elif t == 'slots':
+            cid = msg.get('id')
+            c = self.children.get(cid)
+            try:
+                if self.level != 1 or c is None or c.kind != 'seed':
+                    raise ValueError('no child lineage %r here' % (cid,))
+                mount_slots(c.pid, msg['slotDir'], msg['names'], 'mode=1777,size=%d' % int(msg['bytes']))
+                self.send({'t': 'slots', 'id': cid, 'count': len(msg['names'])})
+            except BaseException as e:
+                self.send({'t': 'failed', 'id': cid, 'message': 'mounting /tmp slots failed: %s' % e, 'stack': None,
+                           'phase': 'slots'})
         elif t == 'exit':
             self.shutdown()
 
@@ -745,14 +787,25 @@ def start_lineage(kw):
     return seed
 
 
-def _read_request(fd):
-    buf = b''
-    while not buf.endswith(b'\n'):
-        chunk = os.read(fd, 262144)
-        if not chunk:
-            os._exit(0)  # destroyed before activation
-        buf += chunk
-    return json.loads(buf)
+class _ChannelReader:
+    """Lines from the instance's channel (blocking): its /tmp slot, then its request. EOF
+    before a line means spored destroyed the instance unused: exit quietly."""
+    __slots__ = ('fd', 'buf')
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = b''
+
+    def line(self):
+        while True:
+            i = self.buf.find(b'\n')
+            if i >= 0:
+                out, self.buf = self.buf[:i], self.buf[i + 1:]
+                return out
+            chunk = os.read(self.fd, 262144)
+            if not chunk:
+                os._exit(0)
+            self.buf += chunk
 
 
 def run_instance(kw):
@@ -762,12 +815,13 @@ def run_instance(kw):
     out = {'t': 'result', 'ok': False, 'value': None, 'error': None, 'timings': timings}
     try:
         reinit_uniqueness()
+        reader = _ChannelReader(channel)
         t1 = _perf()
-        layer.bind(msg['slot'])
+        layer.bind(json.loads(reader.line())['slot'])
         t2 = _perf()
         timings['bind'] = _us(t2 - t1)
         timings['init'] = _us(t1 - t0)
-        request = _read_request(channel)
+        request = json.loads(reader.line())
         t3 = _perf()
         req = request.get('event')
         event = json.loads(req) if req not in (None, '') else None

@@ -1,0 +1,198 @@
+// The pure parts of function sandboxes, without root: the plan (functions/sandbox.ts), host
+// pid matching (functions/host-pids.ts), id ranges, per-lineage /tmp slots and output logs.
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { functionSandbox, sandboxEnv, slotName, ID_RANGE, TMP_FD, SLOT_DIR, type SandboxInput } from '../functions/sandbox.js';
+import { matchChild } from '../functions/host-pids.js';
+import { IdRanges, ID_BASE } from '../functions/id-ranges.js';
+import { SlotPool } from '../functions/slots.js';
+import { FunctionLogs, MAX_LOG_LINE } from '../functions/logs.js';
+import { splitHandler } from '../functions/runtime.js';
+
+const base: SandboxInput = {
+  name: 'tpl', version: 3, runtimeRoot: '/rt/node',
+  runtimeEntries: [
+    { name: 'usr', kind: 'dir' }, { name: 'lib', kind: 'dir' }, { name: 'lib64', kind: 'dir' }, { name: 'etc', kind: 'dir' },
+    { name: 'proc', kind: 'dir' }, { name: 'tmp', kind: 'dir' }, { name: 'bin', kind: 'symlink', target: 'usr/bin' }, { name: '.spore-stamp', kind: 'file' },
+    { name: 'fn', kind: 'dir' },
+  ],
+  runtimeHasSsl: true, packageDir: '/state/packages/abc', staging: '/run/spore/sandbox-root', hostId: ID_BASE + 7 * ID_RANGE,
+  cgroupProcs: ['/sys/fs/cgroup/memory/spore/x/cgroup.procs'], memoryMiB: 256, tmpBytes: 1 << 20,
+  seccomp: { filter: 'AAAA', flags: 0 }, env: { GREETING: 'hi', HOME: '/elsewhere' },
+};
+
+describe('function sandbox plan', () => {
+  const plan = functionSandbox(base);
+  const binds = plan.steps.filter((s) => s.op === 'bind') as Extract<(typeof plan.steps)[number], { op: 'bind' }>[];
+
+  it('takes only the runtime\'s own directories from its root, read-only, and never its /etc, /proc or /tmp', () => {
+    const fromRuntime = binds.filter((b) => b.source.startsWith('/rt/node/')).map((b) => [b.source, b.path]);
+    expect(fromRuntime).toEqual([['/rt/node/lib', '/lib'], ['/rt/node/lib64', '/lib64'], ['/rt/node/usr', '/usr'], ['/rt/node/etc/ssl', '/etc/ssl']]);
+    for (const b of binds.filter((x) => x.source.startsWith('/rt/') || x.path === '/var/task')) expect(b.flags & 1).toBe(1); // MS_RDONLY
+    expect(plan.steps).toContainEqual({ op: 'symlink', path: '/bin', target: 'usr/bin' });
+    expect(plan.steps.some((s) => s.path === '/fn')).toBe(false);
+  });
+
+  it('mounts the package read-only at /var/task and procfs with runc\'s masks', () => {
+    expect(binds.find((b) => b.path === '/var/task')).toMatchObject({ source: '/state/packages/abc', recursive: false });
+    expect(plan.steps).toContainEqual(expect.objectContaining({ op: 'proc', path: '/proc' }));
+    for (const p of ['/proc/kcore', '/proc/keys', '/proc/timer_list']) expect(plan.steps).toContainEqual({ op: 'mask', path: p });
+    expect(plan.steps).toContainEqual({ op: 'readonly', path: '/proc/sys' });
+  });
+
+  it('gives /dev exactly five devices from the host, then makes /dev read-only', () => {
+    const devs = binds.filter((b) => b.path.startsWith('/dev/')).map((b) => b.source);
+    expect(devs).toEqual(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
+    for (const b of binds.filter((x) => x.path.startsWith('/dev/'))) expect(b.flags & 4).toBe(0); // not MS_NODEV: they are devices
+    const last = plan.steps.findIndex((s) => s.op === 'remount' && s.path === '/dev');
+    expect(last).toBeGreaterThan(plan.steps.findIndex((s) => s.op === 'bind' && s.path === '/dev/urandom'));
+  });
+
+  it('makes the slot directory searchable but not listable, with only the seed\'s own /tmp in it, and /tmp a link through TMP_FD', () => {
+    const tmpfs = plan.steps.filter((s) => s.op === 'tmpfs' && s.path.startsWith(SLOT_DIR)) as Extract<(typeof plan.steps)[number], { op: 'tmpfs' }>[];
+    expect(tmpfs.map((s) => s.path)).toEqual([SLOT_DIR, `${SLOT_DIR}/init`]);
+    expect(tmpfs[0]?.data).toMatch(/^mode=711,/);
+    expect(tmpfs[1]?.data).toBe('mode=1777,size=1048576');
+    expect(plan.steps).toContainEqual({ op: 'symlink', path: '/tmp', target: `/proc/self/fd/${TMP_FD}` });
+    expect(plan.rlimits.find((r) => r.resource === 7)?.soft).toBeGreaterThan(TMP_FD); // RLIMIT_NOFILE leaves room for TMP_FD
+  });
+
+  it('maps the function\'s own id range and runs as uid 1000 inside', () => {
+    expect(plan.idmap).toEqual({ hostId: ID_BASE + 7 * ID_RANGE, size: ID_RANGE });
+    expect([plan.uid, plan.gid]).toEqual([1000, 1000]);
+    expect(plan.steps.find((s) => s.op === 'file' && s.path === '/etc/passwd')).toMatchObject({ content: expect.stringContaining('sbx_user:x:1000:1000') });
+    expect(plan.hostname).toBe('tpl');
+  });
+
+  it('keeps instances out of / and of every slot but their own (Landlock), and scopes them', () => {
+    expect(plan.landlock.readOnly).toEqual(['/']);
+    expect(plan.landlock.readWrite).toEqual([SLOT_DIR]);
+    expect(plan.landlock.instanceReadOnly).not.toContain('/');
+    expect(plan.landlock.instanceReadOnly.some((p) => p === SLOT_DIR || p.startsWith('/.spore'))).toBe(false);
+    expect(plan.landlock.instanceReadOnly).toEqual(expect.arrayContaining(['/usr', '/etc', '/var', '/proc', '/dev']));
+  });
+
+  it('builds the environment with Lambda\'s names; the function\'s own env wins', () => {
+    expect(plan.env).toMatchObject({ AWS_LAMBDA_FUNCTION_NAME: 'tpl', AWS_LAMBDA_FUNCTION_VERSION: '3', AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256', LAMBDA_TASK_ROOT: '/var/task', TMPDIR: '/tmp', GREETING: 'hi', HOME: '/elsewhere' });
+    expect(sandboxEnv({ ...base, runtimeHasSsl: true }).SSL_CERT_FILE).toBe('/etc/ssl/certs/ca-certificates.crt');
+    expect(plan.cwd).toBe('/var/task');
+  });
+
+  it('is plain data: the same input gives the same plan, and it survives JSON', () => {
+    expect(functionSandbox(base)).toEqual(plan);
+    expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
+  });
+});
+
+describe('handler names', () => {
+  it('splits Lambda\'s MODULE.FUNCTION and refuses paths out of the package', () => {
+    expect(splitHandler('index.handler')).toEqual({ module: '/var/task/index', handler: 'handler' });
+    expect(splitHandler('src/app.main')).toEqual({ module: '/var/task/src/app', handler: 'main' });
+    expect(splitHandler('pkg/sub.mod.fn')).toEqual({ module: '/var/task/pkg/sub.mod', handler: 'fn' });
+    for (const bad of ['handler', '.x', 'x.', '../up.h', '/abs.h', 'a//b.h']) expect(() => splitHandler(bad)).toThrow(/MODULE\.FUNCTION|relative path/);
+  });
+});
+
+describe('slot names', () => {
+  it('are 128 random bits in hex, and refuse less', () => {
+    expect(slotName(Buffer.alloc(16, 0xab))).toBe('ab'.repeat(16));
+    expect(() => slotName(Buffer.alloc(8))).toThrow(/16 random bytes/);
+  });
+});
+
+describe('host pids', () => {
+  it('finds the child whose pid in the parent\'s namespace is the reported one, newest first', () => {
+    const kids: [number, number[]][] = [[500, [500, 2]], [501, [501, 3]], [502, [502, 2, 1]]];
+    expect(matchChild(kids, 1, 3)).toBe(501);
+    expect(matchChild(kids, 1, 2)).toBe(502);
+    expect(matchChild(kids, 0, 500)).toBe(500);
+    expect(matchChild(kids, 1, 9)).toBeNull();
+    expect(matchChild([], 0, 1)).toBeNull();
+  });
+});
+
+describe('id ranges', () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('gives distinct ranges, the same one again to the same function, and reclaims a dead owner\'s', () => {
+    dir = mkdtempSync(join(tmpdir(), 'spore-ids-'));
+    const alive = new Set([process.pid]);
+    const ids = new IdRanges(dir, (pid) => alive.has(pid));
+    const a = ids.acquire('/s1', 'a');
+    const b = ids.acquire('/s1', 'b');
+    const c = ids.acquire('/s2', 'a');
+    expect(new Set([a, b, c]).size).toBe(3);
+    for (const x of [a, b, c]) expect((x - ID_BASE) % ID_RANGE).toBe(0);
+    expect(ids.acquire('/s1', 'a')).toBe(a);
+    ids.release(b);
+    expect(ids.acquire('/s1', 'd')).toBe(b);
+    // an owner that is gone: its range is free for others
+    writeFileSync(join(dir, '40'), JSON.stringify({ stateDir: '/dead', name: 'x', pid: 999999999 }));
+    const taken = readdirSync(dir).length;
+    new IdRanges(dir, (pid) => alive.has(pid)).acquire('/s3', 'z');
+    expect(existsSync(join(dir, '40'))).toBe(false);
+    expect(readdirSync(dir).length).toBe(taken);
+  });
+});
+
+describe('tmp slots', () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('hands out each slot once, queues the rest in order, and empties a slot before reuse', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spore-slots-'));
+    const [x, y] = ['a'.repeat(32), 'b'.repeat(32)];
+    for (const k of [x, y]) mkdirSync(join(dir, k));
+    const pool = new SlotPool([x, y], () => dir);
+    expect(pool.names()).toEqual([x, y]);
+    const [a, b] = [await pool.acquire(), await pool.acquire()];
+    expect([a, b]).toEqual([x, y]);
+    const order: string[] = [];
+    const w1 = pool.acquire().then((s) => { order.push(s); return s; });
+    const w2 = pool.acquire().then((s) => { order.push(s); return s; });
+    expect(pool.waiting).toBe(2);
+    mkdirSync(join(dir, y, 'nested'));
+    writeFileSync(join(dir, y, 'nested', 'secret'), 'x');
+    writeFileSync(join(dir, y, 'f'), 'y');
+    pool.release(y);
+    expect(await w1).toBe(y);
+    expect(readdirSync(join(dir, y))).toEqual([]);
+    pool.release(x);
+    expect(await w2).toBe(x);
+    expect(order).toEqual([y, x]);
+    expect(pool.inUse).toBe(2);
+  });
+});
+
+describe('function output', () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('timestamps lines, cuts long ones, rotates past its size and tails from a line start', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spore-logs-'));
+    const logs = new FunctionLogs(dir, 4096);
+    const w = logs.open('f', 'v1');
+    const { writeSync, closeSync } = await import('node:fs');
+    writeSync(w, 'one\ntwo\n');
+    writeSync(w, `${'z'.repeat(MAX_LOG_LINE + 10)}\n`);
+    for (let i = 0; i < 100; i++) writeSync(w, `line ${i}\n`);
+    writeSync(w, 'partial');
+    closeSync(w);
+    for (let i = 0; i < 50 && !logs.tail('f').includes('partial'); i++) await new Promise((r) => setTimeout(r, 20));
+    const tail = logs.tail('f', 1 << 20);
+    expect(tail).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z v1 /m);
+    expect(tail).toContain('line 99');
+    expect(tail).toContain('partial');
+    expect(existsSync(join(dir, 'f.log.1'))).toBe(true);
+    expect(readFileSync(join(dir, 'f.log'), 'utf8').length).toBeLessThanOrEqual(4096 + MAX_LOG_LINE);
+    const small = logs.tail('f', 100);
+    expect(small.length).toBeLessThanOrEqual(100);
+    expect(small.startsWith('20')).toBe(true); // starts at a line
+    logs.remove('f');
+    expect(logs.tail('f')).toBe('');
+    logs.close();
+  });
+});
