@@ -125,7 +125,6 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
     steps.push({ op: 'symlink', path, target });
   }
   steps.push({ op: 'remount', path: '/dev', flags: MS.RDONLY | MS.NOSUID | MS.NOEXEC });
-  instanceReadOnly.push('/dev');
   // 6. /tmp: /tmp goes through the fd each process holds, so every instance sees only its
   // own. The slot directory can be searched but not listed by function code; the seed's
   // own slot ('init') is here from the start, the instances' are mounted by the L1 parent
@@ -155,7 +154,8 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
     slotDir: SLOT_DIR,
     landlock: {
       readOnly: ['/'],
-      devices: DEVICES.map((d) => `/dev/${d}`),
+      // one rule: /dev holds nothing but these five devices, on a read-only tmpfs
+      devices: ['/dev'],
       readWrite: [SLOT_DIR],
       instanceReadOnly: [...new Set(instanceReadOnly)].sort(),
     },

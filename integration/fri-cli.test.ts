@@ -98,7 +98,7 @@ describe.skipIf(!root)('functions through spored, the CLI and the gateway', () =
     const logs = await spore('logs', 'tpl');
     expect(logs.code).toBe(0);
     expect((await spore('logs', 'nope')).code).not.toBe(0);
-    expect((await spore('remove', 'talk')).code).toBe(0);
+    expect((await spore('rm', 'talk')).code).toBe(0);
     expect((await spore('invoke', 'talk')).code).not.toBe(0);
   });
 

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kvmUnavailableReason } from '../dist/runtime/sys/kvm.js';
 import { VmFunctions, VM_MAX_EVENT_BYTES } from '../dist/seeds/vm-functions.js';
 import { CompositeFunctionRuntime } from '../dist/seeds/composite.js';
-import { ProcessFunctionRuntime } from '../dist/seeds/runtime.js';
+import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
 import { SeedClient } from '../dist/runtime/engines/process/seed-client.js';
 import { detectCgroupLayout } from '../dist/pools/cgroups.js';
 import { FriClient, startFri, type FriHandle } from '../dist/runtime/fri/index.js';
@@ -136,7 +136,7 @@ describe.skipIf(why !== null || !root)('vm engine through spored wiring: FRI gRP
     const log = pino({ level: 'warn' });
     l0 = new SeedClient();
     await l0.start();
-    proc = new ProcessFunctionRuntime({ runDir: dir, layout: detectCgroupLayout(), l0, log, cgroupPoolSize: 4, netnsPoolSize: 4 });
+    proc = new ProcessFunctionRuntime({ runDir: dir, stateDir: join(dir, 'state'), layout: detectCgroupLayout(), l0, log, cgroupPoolSize: 4 });
     await proc.start();
     vm = new VmFunctions({ log, engine: { threads: 2, shellPool: 4 } });
     fri = await startFri(new CompositeFunctionRuntime(proc, vm), { friSocket: join(dir, 'fri.sock'), gatewayAddress: '127.0.0.1:0' }, log);

@@ -88,7 +88,7 @@ export interface SandboxPlan {
   landlock: {
     /** lineage layer: read (and execute) beneath these */
     readOnly: string[];
-    /** lineage layer: read and write these files (character devices) */
+    /** both layers: read, list, and read and write the character devices beneath these */
     devices: string[];
     /** lineage layer: everything beneath these (the /tmp slots) */
     readWrite: string[];

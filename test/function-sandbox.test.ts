@@ -71,7 +71,8 @@ describe('function sandbox plan', () => {
     expect(plan.landlock.readWrite).toEqual([SLOT_DIR]);
     expect(plan.landlock.instanceReadOnly).not.toContain('/');
     expect(plan.landlock.instanceReadOnly.some((p) => p === SLOT_DIR || p.startsWith('/.spore'))).toBe(false);
-    expect(plan.landlock.instanceReadOnly).toEqual(expect.arrayContaining(['/usr', '/etc', '/var', '/proc', '/dev']));
+    expect(plan.landlock.instanceReadOnly).toEqual(expect.arrayContaining(['/usr', '/etc', '/var', '/proc']));
+    expect(plan.landlock.devices).toEqual(['/dev']);
   });
 
   it('builds the environment with Lambda\'s names; the function\'s own env wins', () => {

@@ -240,7 +240,7 @@ export function landlockFsRights(abi: number): bigint {
 
 const A = sys.LANDLOCK_ACCESS_FS;
 const READ = BigInt(A.EXECUTE | A.READ_FILE | A.READ_DIR);
-const DEVICE = BigInt(A.READ_FILE | A.WRITE_FILE | A.TRUNCATE | A.IOCTL_DEV);
+const DEVICE = BigInt(A.READ_FILE | A.READ_DIR | A.WRITE_FILE | A.TRUNCATE | A.IOCTL_DEV);
 
 function addRules(rs: number, paths: string[], rights: bigint, handled: bigint): void {
   for (const p of paths) {
