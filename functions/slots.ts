@@ -3,6 +3,7 @@
 // callers beyond the lineage's slots wait in order. A released slot is emptied before it
 // is handed out again: the next instance must find nothing of the previous one.
 import { readdirSync, rmSync } from 'node:fs';
+import { Overloaded } from '../runtime/errors.js';
 
 export class SlotPool {
   private readonly free: string[];
@@ -18,10 +19,16 @@ export class SlotPool {
     this.size = names.length;
   }
 
-  /** A free slot, waiting for one when all are taken. */
-  acquire(): Promise<string> {
+  /**
+   * A free slot, waiting for one when all are taken; `maxWaiting` callers may wait, the next
+   * one gets Overloaded at once (answered, not timed out).
+   */
+  acquire(maxWaiting = Number.POSITIVE_INFINITY): Promise<string> {
     const s = this.free.shift();
     if (s !== undefined) return Promise.resolve(s);
+    if (this.waiters.length >= maxWaiting) {
+      return Promise.reject(new Overloaded(`all ${this.size} instances of this function are busy and ${this.waiters.length} calls are waiting; retry later`));
+    }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 

@@ -53,7 +53,7 @@ describe.skipIf(!root)('process function runtime', () => {
     await l0.start();
     rt = new ProcessFunctionRuntime({
       runDir: dir, stateDir: join(dir, 'state'), layout: detectCgroupLayout(), l0,
-      log: pino({ level: process.env.SPORE_TEST_LOG ?? 'silent' }), cgroupPoolSize: 8, slotsPerFunction: 8, initTimeoutMs: 4000,
+      log: pino({ level: process.env.SPORE_TEST_LOG ?? 'silent' }), cgroupPoolSize: 8, slotsPerFunction: 8, queuePerFunction: 32, initTimeoutMs: 4000,
     });
     await rt.start();
   }, 60_000);
@@ -291,6 +291,28 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(versions.map((x) => x.version)).toEqual([2]);
     expect(rt.listSeeds().filter((s) => s.function === 'ver').length).toBeGreaterThan(0);
     expect(rt.listSeeds().filter((s) => s.function === 'ver').every((s) => info.versions[0]?.seedIds.includes(s.id) || s.replicaOf !== null)).toBe(true);
+  });
+
+  it('a function at its concurrency queues callers, and answers Overloaded at once past its queue', async () => {
+    const small = new ProcessFunctionRuntime({
+      runDir: join(dir, 'small'), stateDir: join(dir, 'small-state'), layout: detectCgroupLayout(), l0,
+      log: pino({ level: 'silent' }), cgroupPoolSize: 2, slotsPerFunction: 2, queuePerFunction: 2, l2Replicas: 1, cgroupParent: `/spore/fri-${process.pid}-small`,
+    });
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, 'small'), { recursive: true });
+    await small.start();
+    try {
+      await small.deploy(spec('sleepy', 'node', 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 400)); return 1; };'));
+      const t0 = performance.now();
+      const settled = await Promise.allSettled(Array.from({ length: 7 }, () => small.invoke('sleepy', '{}').then((r) => ({ r, ms: performance.now() - t0 }))));
+      const ok = settled.filter((s) => s.status === 'fulfilled' && s.value.r.ok);
+      const over = settled.filter((s) => s.status === 'rejected') as PromiseRejectedResult[];
+      expect(ok.length).toBe(4); // 2 running + 2 queued
+      expect(over.length).toBe(3);
+      for (const o of over) expect((o.reason as Error).constructor.name).toBe('Overloaded');
+    } finally {
+      await small.stop();
+    }
   });
 
   it('serves concurrent invocations and leaks nothing over many', async () => {

@@ -21,6 +21,12 @@ export interface DaemonConfig {
   l2Replicas: number;
   /** instances of one function at a time (its /tmp slots); more callers wait */
   functionConcurrency: number;
+  /** callers that may wait for a busy function; past it: RESOURCE_EXHAUSTED / HTTP 429 at once */
+  functionQueue: number;
+  /** instances on the node at once, all functions; past it: RESOURCE_EXHAUSTED / HTTP 429 */
+  maxInstances: number;
+  /** a function's init code must finish within this at deploy, ms */
+  initTimeoutMs: number;
 }
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -41,7 +47,7 @@ export function parseFlags(argv: string[]): Record<string, string> {
   return out;
 }
 
-const KNOWN = new Set(['run-dir', 'state-dir', 'ttrpc-socket', 'fri-socket', 'gateway', 'containerd-ttrpc', 'log', 'log-level', 'cgroup-parent', 'fri', 'cgroup-pool', 'l2-replicas', 'function-concurrency']);
+const KNOWN = new Set(['run-dir', 'state-dir', 'ttrpc-socket', 'fri-socket', 'gateway', 'containerd-ttrpc', 'log', 'log-level', 'cgroup-parent', 'fri', 'cgroup-pool', 'l2-replicas', 'function-concurrency', 'function-queue', 'max-instances', 'init-timeout']);
 
 function count(name: string, v: string | undefined, dflt: number, max: number): number {
   if (v === undefined || v === '') return dflt;
@@ -70,5 +76,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     cgroupPool: count('cgroup-pool', f['cgroup-pool'] ?? env.SPORE_CGROUP_POOL, 32, 4096),
     l2Replicas: count('l2-replicas', f['l2-replicas'] ?? env.SPORE_L2_REPLICAS, 2, 16) || 1,
     functionConcurrency: count('function-concurrency', f['function-concurrency'] ?? env.SPORE_FUNCTION_CONCURRENCY, 32, 1024) || 1,
+    functionQueue: count('function-queue', f['function-queue'] ?? env.SPORE_FUNCTION_QUEUE, 32, 65536),
+    maxInstances: count('max-instances', f['max-instances'] ?? env.SPORE_MAX_INSTANCES, 256, 65536) || 1,
+    initTimeoutMs: count('init-timeout', f['init-timeout'] ?? env.SPORE_INIT_TIMEOUT, 10_000, 900_000) || 1,
   };
 }

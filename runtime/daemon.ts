@@ -130,6 +130,7 @@ async function startFunctions(config: DaemonConfig, layout: CgroupLayout, seed: 
   const rt = new ProcessFunctionRuntime({
     runDir: config.runDir, stateDir: config.stateDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
     cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas, slotsPerFunction: config.functionConcurrency,
+    queuePerFunction: config.functionQueue, maxInstances: config.maxInstances, initTimeoutMs: config.initTimeoutMs,
   });
   try {
     await rt.start();

@@ -56,6 +56,14 @@ export class DeadlineExceeded extends SporeError {
 export class ResourceExhausted extends SporeError {
   constructor(message: string, options?: { cause?: unknown }) { super(Code.RESOURCE_EXHAUSTED, message, options); }
 }
+/**
+ * Too much work right now (a function's or the node's concurrency and queue are full):
+ * RESOURCE_EXHAUSTED, which the gateway answers with 429 and Retry-After. Answered at once,
+ * never after a wait.
+ */
+export class Overloaded extends ResourceExhausted {
+  constructor(message: string, readonly retryAfterMs = 100, options?: { cause?: unknown }) { super(message, options); }
+}
 export class Cancelled extends SporeError {
   constructor(message: string, options?: { cause?: unknown }) { super(Code.CANCELLED, message, options); }
 }

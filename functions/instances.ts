@@ -1,0 +1,347 @@
+// Function instances, from admission to release: a /tmp slot (waiting, bounded, when the
+// function is at its concurrency), a pooled cgroup and a fresh channel; the fork request to
+// a seed; on the seed's `forked`, the host process found by the kernel, held by pidfd and
+// moved into its cgroup from here; the request on the channel; the result (or the death);
+// early destroy. Nothing privileged happens inside the sandbox, and nothing an instance or
+// its seed says is believed beyond its own invocation.
+import net from 'node:net';
+import { writeFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { FailedPrecondition, Overloaded, Unavailable } from '../runtime/errors.js';
+import type { InstanceInfo, InvokeError, InvokeResult, PhaseTimings } from '../runtime/fri/types.js';
+import { oomKillCount, procsFiles, type CgroupLayout, type CgroupPool, type PooledCgroup } from '../pools/cgroups.js';
+import * as sys from '../runtime/sys/libc.js';
+import { MAX_RESULT_LINE, type FromSeed, type InstanceResult, type InvokeRequest } from '../seeds/protocol.js';
+import { childHostPid, nsPids, openChildPidfd } from './host-pids.js';
+import { deferred, type InstanceEvents, type SeedRec } from './seed-tree.js';
+import { INSTANCE_MOVES, move } from './states.js';
+import type { VersionRec } from './registry.js';
+
+type Exit = Extract<FromSeed, { t: 'exit' }>;
+
+/** One instance's record: plain data plus the handles it owns. */
+export interface InstRec {
+  info: InstanceInfo;
+  seed: SeedRec;
+  version: VersionRec;
+  cgroup: PooledCgroup | null;
+  /** its /tmp slot's name */
+  slot: string;
+  channel: net.Socket;
+  hostPid: number;
+  pidfd: number;
+  result: InstanceResult | null;
+  timer: NodeJS.Timeout | null;
+  timedOut: boolean;
+  released: boolean;
+}
+
+type W<T> = ReturnType<typeof deferred<T>>;
+/** What callers wait for about one instance; not part of its record. */
+interface InstWaits {
+  forked: W<{ forkUs: number }>;
+  /** in its cgroup: it may take its request */
+  bound: W<void>;
+  result: W<InstanceResult | null>;
+  exited: W<Exit>;
+}
+
+export interface InstancesOptions {
+  layout: CgroupLayout;
+  log: Logger;
+  /** controllers an instance is moved into (each move is a write on the hot path) */
+  instanceControllers?: string[];
+  /** calls that may wait for a busy function (default: its concurrency) */
+  queuePerFunction?: number;
+  /** instances on the node at once (default 256) */
+  maxInstances?: number;
+  /** an instance's pids limit (default 256) */
+  pidsLimit?: number;
+}
+
+const EXIT_GRACE_MS = 10_000;
+const us = (ms: number): number => Math.max(0, Math.round(ms * 1000));
+
+export class Instances implements Omit<InstanceEvents, never> {
+  private readonly recs = new Map<string, InstRec>();
+  private readonly waits = new Map<string, InstWaits>();
+  private counter = 0;
+  /** calls admitted but still waiting for a /tmp slot (counted against maxInstances) */
+  private admitting = 0;
+
+  /**
+   * `pick` chooses the seed to fork from (a version's least busy replica); `onExit` runs
+   * after an instance's exit (replica rotation).
+   */
+  constructor(
+    private readonly o: InstancesOptions,
+    private readonly cgroups: () => CgroupPool | null,
+    private readonly pick: (v: VersionRec) => SeedRec | null,
+    private readonly onExited: (seed: SeedRec) => void,
+  ) {}
+
+  get(id: string): InstRec | undefined {
+    return this.recs.get(id);
+  }
+
+  list(): InstanceInfo[] {
+    return [...this.recs.values()].map((i) => ({ ...i.info }));
+  }
+
+  get size(): number {
+    return this.recs.size;
+  }
+
+  /**
+   * Admit, take the resources and ask the seed to fork. Overloaded at once when the node is
+   * at its instances or the function at its concurrency and queue.
+   */
+  async start(v: VersionRec, seedWanted: SeedRec | null, paused = false): Promise<InstRec> {
+    const max = this.o.maxInstances ?? 256;
+    if (this.admitting + this.recs.size >= max) throw new Overloaded(`${max} instances are running on this node (spored --max-instances); retry later`);
+    v.inflight++;
+    this.admitting++;
+    let slot: string;
+    try { slot = await v.slots.acquire(this.o.queuePerFunction ?? v.slots.size); } catch (e) { v.inflight--; throw e; } finally { this.admitting--; }
+    const seed = seedWanted ?? this.pick(v);
+    if (!seed?.link || v.state === 'gone') {
+      v.inflight--;
+      v.slots.release(slot);
+      throw new Unavailable(`function ${v.fn.spec.name} has no ready seed`);
+    }
+    const id = `i-${(++this.counter).toString(36)}`;
+    const memoryMiB = v.fn.spec.memoryMiB;
+    let cg: PooledCgroup | null = null;
+    try {
+      cg = this.cgroups()?.acquire({ memory: { limit: memoryMiB * 1024 * 1024 }, pids: { limit: this.o.pidsLimit ?? 256 } }, `m${memoryMiB}`).handle ?? null;
+    } catch (e) {
+      v.inflight--;
+      v.slots.release(slot);
+      throw e;
+    }
+    const [mine, theirs] = sys.socketpair();
+    const channel = new net.Socket({ fd: mine, readable: true, writable: true });
+    // first line: which /tmp is the instance's own (it never passes through the seed)
+    channel.write(`${JSON.stringify({ slot })}\n`);
+    const w: InstWaits = { forked: deferred(), bound: deferred(), result: deferred(), exited: deferred() };
+    const inst: InstRec = {
+      info: { id, seedId: seed.info.id, function: v.fn.spec.name, pid: 0, state: paused ? 'paused' : 'running', createdAt: new Date().toISOString() },
+      seed, version: v, cgroup: cg, slot, channel, hostPid: 0, pidfd: -1, result: null, timer: null, timedOut: false, released: false,
+    };
+    this.recs.set(id, inst);
+    this.waits.set(id, w);
+    this.readResult(inst, w);
+    seed.inflight++;
+    seed.info.forks++;
+    void w.exited[0].then(() => { seed.inflight--; this.onExited(seed); });
+    void w.forked[0].catch((e: Error) => { w.bound[1].reject(e); w.result[1].resolve(null); });
+    seed.link.send({ t: 'fork', id, nfds: 1, timeoutMs: v.fn.spec.timeoutMs }, [theirs]);
+    return inst;
+  }
+
+  /** Resolves once the instance is forked and in its cgroup (FRI Fork); rejects if it never got there. */
+  async ready(inst: InstRec): Promise<void> {
+    const w = this.waits.get(inst.info.id);
+    if (!w) throw new Unavailable(`instance ${inst.info.id} is gone`);
+    await w.forked[0];
+    await w.bound[0];
+  }
+
+  // --- seed events (InstanceEvents) -------------------------------------------------------
+
+  /** The seed reported the fork: find the process, hold it by pidfd, put it in its cgroup. */
+  onForked(seed: SeedRec, id: string, reportedPid: number, forkUs: number): boolean {
+    const inst = this.recs.get(id);
+    if (!inst) return false;
+    const w = this.waits.get(id);
+    if (inst.seed !== seed || !w) return true;
+    const host = childHostPid(seed.hostPid, reportedPid);
+    const pidfd = host === null ? null : openChildPidfd(seed.hostPid, host, nsPids(host));
+    if (host === null || pidfd === null) {
+      w.forked[1].reject(new FailedPrecondition(`instance ${id}: no child ${reportedPid} of seed ${seed.info.id}`));
+      return true;
+    }
+    inst.hostPid = host;
+    inst.pidfd = pidfd;
+    inst.info.pid = host;
+    try {
+      if (inst.cgroup) this.moveIntoCgroup(inst.cgroup, host);
+    } catch (e) {
+      this.kill(inst);
+      w.forked[1].reject(new FailedPrecondition(`instance ${id}: cgroup: ${(e as Error).message}`));
+      return true;
+    }
+    w.forked[1].resolve({ forkUs });
+    w.bound[1].resolve();
+    return true;
+  }
+
+  onForkFailed(seed: SeedRec, id: string, message: string): boolean {
+    const inst = this.recs.get(id);
+    if (!inst) return false;
+    if (inst.seed === seed) this.waits.get(id)?.forked[1].reject(new FailedPrecondition(`fork failed: ${message}`));
+    return true;
+  }
+
+  onExit(seed: SeedRec, m: Exit): boolean {
+    const inst = this.recs.get(m.id);
+    if (!inst) return false;
+    if (inst.seed === seed) this.waits.get(m.id)?.exited[1].resolve(m);
+    return true;
+  }
+
+  /** A seed is gone: its instances died with it (a seed kills its children when its link closes). */
+  onSeedGone(seed: SeedRec): number {
+    let n = 0;
+    for (const inst of this.recs.values()) {
+      if (inst.seed !== seed || inst.released) continue;
+      n++;
+      const w = this.waits.get(inst.info.id);
+      w?.forked[1].reject(new Unavailable(`seed ${seed.info.id} went away`));
+      w?.exited[1].resolve({ t: 'exit', id: inst.info.id, pid: inst.info.pid, code: null, signal: 9, timedOut: false });
+    }
+    return n;
+  }
+
+  // --- the invocation -----------------------------------------------------------------------
+
+  private moveIntoCgroup(cg: PooledCgroup, pid: number): void {
+    const controllers = this.o.instanceControllers ?? ['memory', 'pids', 'cpu'];
+    const v2 = this.o.layout.mode === 'v2';
+    for (const f of procsFiles(cg)) {
+      if (v2 || f.includes('/unified/') || controllers.some((c) => f.includes(`/${c}/`))) writeFileSync(f, String(pid));
+    }
+  }
+
+  /** Send the request once the instance is bound; its timeout starts now (also for a parked one). */
+  sendRequest(inst: InstRec, event: string): void {
+    const v = inst.version;
+    const req: InvokeRequest = {
+      event,
+      context: { functionName: v.fn.spec.name, functionVersion: String(v.version), requestId: inst.info.id, deadlineMs: Date.now() + v.fn.spec.timeoutMs, memoryLimitMiB: v.fn.spec.memoryMiB },
+    };
+    move(INSTANCE_MOVES, inst.info, 'running');
+    void this.waits.get(inst.info.id)?.bound[0].then(() => {
+      inst.channel.write(JSON.stringify(req) + '\n');
+      inst.timer = setTimeout(() => { inst.timedOut = true; this.kill(inst); }, v.fn.spec.timeoutMs);
+    }, () => undefined);
+  }
+
+  /**
+   * The instance's answer: the first result line on its channel (handler code can write to
+   * its own channel too, but only its own invocation suffers), bounded by MAX_RESULT_LINE.
+   */
+  private readResult(inst: InstRec, w: InstWaits): void {
+    let buf = '';
+    let seen = 0;
+    const ch = inst.channel;
+    ch.setEncoding('utf8');
+    ch.on('data', (d: string) => {
+      if (inst.result) return;
+      buf += d;
+      seen += d.length;
+      for (let nl = buf.indexOf('\n'); nl >= 0 && !inst.result; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const r = JSON.parse(line) as InstanceResult;
+          if (r && typeof r === 'object' && r.t === 'result' && typeof r.ok === 'boolean') { inst.result = r; w.result[1].resolve(r); ch.destroy(); }
+        } catch { /* not a result line */ }
+      }
+      if (!inst.result && seen > MAX_RESULT_LINE) {
+        this.o.log.warn({ inst: inst.info.id }, `instance wrote over ${MAX_RESULT_LINE} bytes without a result; killing it`);
+        buf = '';
+        this.kill(inst);
+        ch.destroy();
+      }
+    });
+    ch.on('error', () => undefined);
+    ch.on('close', () => w.result[1].resolve(inst.result));
+  }
+
+  /** SIGKILL through the pidfd (never a reused pid); before the fork is known, through the seed. */
+  kill(inst: InstRec): void {
+    if (inst.pidfd >= 0) { try { sys.pidfdSignal(inst.pidfd, 9); } catch { /* exited */ } }
+    else inst.seed.link?.send({ t: 'kill', id: inst.info.id });
+  }
+
+  /** Kill an instance and wait (bounded) for its exit; its resources go back. */
+  async destroy(inst: InstRec): Promise<void> {
+    this.kill(inst);
+    const w = this.waits.get(inst.info.id);
+    await Promise.race([w?.exited[0], new Promise((r) => setTimeout(r, 2000))]);
+    this.release(inst);
+  }
+
+  /**
+   * Resolves at the instance's result (or its death). Early destroy: the child _exits right
+   * after answering; its resources are recycled when its exit arrives, off the response path.
+   */
+  async finish(inst: InstRec, t0: number, controlMs: number): Promise<InvokeResult> {
+    const w = this.waits.get(inst.info.id) as InstWaits;
+    let forkUs = 0;
+    try { forkUs = (await w.forked[0]).forkUs; } catch { /* reported below as a crash */ }
+    // The channel closes when the instance is gone, after its last bytes: its result can
+    // arrive after the seed's exit report. A child the handler forked may keep the channel
+    // open; then the exit (plus a grace) decides.
+    const r = await Promise.race([
+      w.result[0],
+      w.exited[0].then(() => Promise.race([w.result[0], new Promise<null>((res) => setTimeout(() => res(null), 1000).unref())])),
+    ]) ?? inst.result;
+    const tResult = performance.now();
+    if (inst.timer) { clearTimeout(inst.timer); inst.timer = null; }
+    // An instance that answered must exit at once; one that does not is killed, and if even
+    // that is never confirmed its resources are reclaimed anyway.
+    const guard = setTimeout(() => {
+      this.o.log.warn({ inst: inst.info.id, seed: inst.seed.info.id, pid: inst.hostPid }, 'instance did not exit; killing it');
+      this.kill(inst);
+      setTimeout(() => w.exited[1].resolve({ t: 'exit', id: inst.info.id, pid: inst.info.pid, code: null, signal: 9, timedOut: false }), 2000).unref();
+    }, r ? EXIT_GRACE_MS : 2000);
+    guard.unref();
+    void w.exited[0].then(() => clearTimeout(guard));
+    const destroyed = w.exited[0].then(() => { this.release(inst); return performance.now(); });
+    let tDone = -1;
+    void destroyed.then((t) => { tDone = t; });
+    const exit = r ? null : await w.exited[0];
+    if (!r) tDone = await destroyed;
+    const oom = !r && inst.cgroup ? oomKillCount(inst.cgroup) - inst.cgroup.oomKillsAtAcquire > 0 : false;
+    move(INSTANCE_MOVES, inst.info, r?.ok ? 'done' : 'failed');
+    const child = r?.timings ?? { bind: 0, seccomp: 0, init: 0, execute: 0 };
+    const totalUs = us(tResult - t0);
+    const timings: PhaseTimings = {
+      control: us(controlMs), fork: forkUs, bind: child.bind, seccomp: child.seccomp, init: child.init, execute: child.execute,
+      respond: 0, destroy: tDone > 0 ? us(tDone - tResult) : 0, total: totalUs,
+    };
+    timings.respond = Math.max(0, totalUs - timings.control - timings.fork - child.bind - child.seccomp - child.init - child.execute);
+    let error: InvokeError | null = null;
+    const spec = inst.version.fn.spec;
+    if (!r || !r.ok) {
+      if (inst.timedOut) error = { kind: 'timeout', message: `handler exceeded its timeout of ${spec.timeoutMs} ms and was killed`, stack: null };
+      else if (oom) error = { kind: 'oom', message: `handler exceeded its memory limit of ${spec.memoryMiB} MiB and was killed`, stack: null };
+      else if (r?.error) error = { kind: r.error.kind, message: r.error.message, stack: r.error.stack };
+      else error = { kind: 'crash', message: `instance exited without a result (code ${exit?.code ?? null}, signal ${exit?.signal ?? null})`, stack: null };
+    }
+    return {
+      ok: error === null, result: error === null ? r?.value ?? 'null' : null, error,
+      function: spec.name, seedId: inst.seed.info.id, seedLevel: inst.seed.info.level,
+      instanceId: inst.info.id, timings,
+    };
+  }
+
+  /** Give the instance's resources back, once: its cgroup (emptied), pidfd, /tmp slot (scrubbed). */
+  release(inst: InstRec): void {
+    if (inst.released) return;
+    inst.released = true;
+    this.recs.delete(inst.info.id);
+    this.waits.delete(inst.info.id);
+    if (inst.timer) clearTimeout(inst.timer);
+    inst.channel.destroy();
+    if (inst.cgroup) {
+      try { this.cgroups()?.release(inst.cgroup, { keepLimits: true }); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
+    }
+    if (inst.pidfd >= 0) { sys.close(inst.pidfd); inst.pidfd = -1; }
+    // after the cgroup is empty: nothing of this instance is left to write into its /tmp
+    inst.version.slots.release(inst.slot);
+    inst.version.inflight--;
+  }
+}

@@ -1,0 +1,313 @@
+// Deployed functions and their versions: deploy (package stored, id range, lineage cgroup,
+// sandbox plan, the lineage's first seed built by its L1 seed, /tmp slots mounted, replicas),
+// redeploy (a new version serves at once; the old one finishes its in-flight work and is
+// retired), remove, listing, output. Which replica serves a call, and replica rotation.
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../runtime/errors.js';
+import type { FunctionInfo, FunctionSpec, FunctionVersionInfo, MemoryInfo } from '../runtime/fri/types.js';
+import { validateFunctionName } from '../runtime/fri/validate.js';
+import { cgroupHandle, createCgroup, destroyCgroup, killAll, procsFiles, type CgroupHandle, type CgroupLayout } from '../pools/cgroups.js';
+import type { LoadSpec, SandboxPlan } from '../seeds/protocol.js';
+import { functionSandbox, slotName, type RuntimeEntry } from './sandbox.js';
+import type { IdRanges } from './id-ranges.js';
+import type { FunctionLogs } from './logs.js';
+import type { PackageStore, StoredPackage } from './packages.js';
+import { SlotPool } from './slots.js';
+import type { SeedRec, SeedTree } from './seed-tree.js';
+import { VERSION_MOVES, move, type VersionState } from './states.js';
+
+export interface VersionRec {
+  fn: FunctionRec;
+  version: number;
+  pkg: StoredPackage;
+  load: LoadSpec;
+  codeBytes: number;
+  cgroup: CgroupHandle;
+  plan: SandboxPlan;
+  /** [0] the lineage's first seed (pid 1 of its pid namespace), then replicas */
+  seeds: SeedRec[];
+  nextReplica: number;
+  slots: SlotPool;
+  tmpBytes: number;
+  state: VersionState;
+  /** calls admitted to this version and not yet released */
+  inflight: number;
+  deployedAt: string;
+}
+
+export interface FunctionRec {
+  spec: FunctionSpec;
+  /** first host uid/gid of the function's id range */
+  hostId: number;
+  /** the active one last */
+  versions: VersionRec[];
+  invocations: number;
+  lastVersion: number;
+}
+
+export interface RegistryOptions {
+  layout: CgroupLayout;
+  log: Logger;
+  stateDir: string;
+  /** language runtime roots (scripts/build-rootfs.sh) */
+  rootfsDir: string;
+  /** host dir the sandboxes' root tmpfs is mounted on (in their own mount namespaces) */
+  staging: string;
+  l2Replicas: number;
+  replicaPrivateLimitKiB: number;
+  slotsPerFunction: number;
+  tmpMiB: number;
+  initTimeoutMs: number;
+  lineageSeccomp: () => { filter: string; flags: number };
+  /** the lineages' cgroups live under it */
+  cgroupParent: string;
+}
+
+/** Lambda's MODULE.FUNCTION -> the module inside /var/task and the export. */
+export function splitHandler(handler: string): LoadSpec {
+  const dot = handler.lastIndexOf('.');
+  if (dot <= 0 || dot === handler.length - 1) throw new InvalidArgument(`handler ${JSON.stringify(handler)} is not MODULE.FUNCTION (e.g. "index.handler")`);
+  const mod = handler.slice(0, dot);
+  if (mod.startsWith('/') || mod.split('/').some((p) => p === '..' || p === '')) throw new InvalidArgument(`handler module ${JSON.stringify(mod)} must be a relative path inside the package`);
+  return { module: `/var/task/${mod}`, handler: handler.slice(dot + 1) };
+}
+
+/** The module file a single-file deploy is stored as, per language. */
+const SINGLE_FILE: Record<'node' | 'python', { file: string; module: string }> = {
+  node: { file: 'index.js', module: 'index' },
+  python: { file: 'handler.py', module: 'handler' },
+};
+
+const REPLICA_CHECK_EVERY = 100;
+
+export function memoryOf(pid: number): MemoryInfo | null {
+  try {
+    const txt = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(txt)?.[1] ?? 0);
+    return {
+      rssKiB: kb('Rss'), pssKiB: kb('Pss'),
+      privateKiB: kb('Private_Clean') + kb('Private_Dirty'),
+      sharedKiB: kb('Shared_Clean') + kb('Shared_Dirty'),
+    };
+  } catch {
+    return null;
+  }
+}
+
+export class Registry {
+  private readonly functions = new Map<string, FunctionRec>();
+
+  constructor(
+    private readonly o: RegistryOptions,
+    private readonly tree: SeedTree,
+    private readonly packages: PackageStore,
+    private readonly ids: IdRanges,
+    private readonly output: FunctionLogs,
+  ) {}
+
+  get(name: string): FunctionRec | undefined {
+    return this.functions.get(name);
+  }
+
+  all(): FunctionRec[] {
+    return [...this.functions.values()];
+  }
+
+  /** The version new calls go to. */
+  active(fn: FunctionRec): VersionRec | undefined {
+    return [...fn.versions].reverse().find((x) => x.state === 'active');
+  }
+
+  private runtimeRoot(language: 'node' | 'python'): { dir: string; entries: RuntimeEntry[]; ssl: boolean } {
+    const dir = join(this.o.rootfsDir, language);
+    let names: string[];
+    try { names = readdirSync(dir); } catch {
+      throw new FailedPrecondition(`the ${language} runtime root ${dir} is missing; build it with scripts/build-rootfs.sh`);
+    }
+    const entries: RuntimeEntry[] = names.map((name) => {
+      const st = lstatSync(join(dir, name));
+      if (st.isSymbolicLink()) return { name, kind: 'symlink', target: readlinkSync(join(dir, name)) };
+      return { name, kind: st.isDirectory() ? 'dir' : 'file' };
+    });
+    return { dir, entries, ssl: existsSync(join(dir, 'etc/ssl')) };
+  }
+
+  async deploy(spec: FunctionSpec): Promise<FunctionInfo> {
+    validateFunctionName(spec.name);
+    if (spec.language !== 'node' && spec.language !== 'python') throw new InvalidArgument(`unknown runtime ${JSON.stringify(spec.language)}; use node or python`);
+    if (!(spec.memoryMiB >= 16 && spec.memoryMiB <= 16384)) throw new InvalidArgument('memory must be between 16 and 16384 MiB');
+    if (!(spec.timeoutMs >= 1 && spec.timeoutMs <= 900_000)) throw new InvalidArgument('timeout must be between 1 ms and 15 min');
+    const language = spec.language;
+    let pkg: StoredPackage;
+    let load: LoadSpec;
+    let codeBytes: number;
+    if (spec.package) {
+      load = splitHandler(spec.handler);
+      pkg = await this.packages.put(spec.package.format, spec.package.data);
+      codeBytes = spec.package.data.byteLength;
+    } else {
+      if (!spec.code) throw new InvalidArgument('function code is empty');
+      if (!/^[A-Za-z_$][\w$]*$/.test(spec.handler)) throw new InvalidArgument(`invalid handler name ${JSON.stringify(spec.handler)}`);
+      const single = SINGLE_FILE[language];
+      pkg = await this.packages.putFile(single.file, spec.code);
+      load = { module: `/var/task/${single.module}`, handler: spec.handler };
+      codeBytes = Buffer.byteLength(spec.code);
+    }
+    const runtime = this.runtimeRoot(language);
+    let fn = this.functions.get(spec.name);
+    const fresh = !fn;
+    if (fn && fn.spec.language !== language) throw new FailedPrecondition(`function ${spec.name} is a ${fn.spec.language} function; remove it before deploying it as ${language}`);
+    if (fn?.versions.some((v) => v.state === 'starting')) throw new AlreadyExists(`function ${spec.name} is being deployed right now; try again when that finishes`);
+    if (!fn) {
+      fn = { spec, hostId: this.ids.acquire(this.o.stateDir, spec.name), versions: [], invocations: 0, lastVersion: 0 };
+      this.functions.set(spec.name, fn);
+    }
+    const version = fn.lastVersion + 1;
+    const replicas = this.o.l2Replicas;
+    const cgroup = cgroupHandle(this.o.layout, `${this.o.cgroupParent}/fn-${spec.name}-v${version}`);
+    createCgroup(cgroup, { memory: { limit: spec.memoryMiB * (1 + replicas) * 1024 * 1024 }, pids: { limit: 4096 } });
+    const tmpBytes = this.o.tmpMiB * 1024 * 1024;
+    const plan = functionSandbox({
+      name: spec.name, version, runtimeRoot: runtime.dir, runtimeEntries: runtime.entries, runtimeHasSsl: runtime.ssl,
+      packageDir: pkg.dir, staging: this.o.staging, hostId: fn.hostId, cgroupProcs: procsFiles(cgroup), memoryMiB: spec.memoryMiB,
+      tmpBytes, seccomp: this.o.lineageSeccomp(), env: spec.env,
+    });
+    const names = Array.from({ length: this.o.slotsPerFunction }, () => slotName(randomBytes(16)));
+    const v: VersionRec = {
+      fn, version, pkg, load, codeBytes, cgroup, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
+      deployedAt: new Date().toISOString(), tmpBytes,
+      slots: new SlotPool(names, () => {
+        const first = v.seeds[0];
+        return first?.hostPid ? `/proc/${first.hostPid}/root${v.plan.slotDir}` : null;
+      }),
+    };
+    fn.versions.push(v);
+    fn.lastVersion = version;
+    try {
+      const l1 = await this.tree.languageSeed(language);
+      const first = await this.tree.lineage(l1, v, load, plan, this.output.open(spec.name, `v${version}`), this.o.initTimeoutMs);
+      v.seeds.push(first);
+      // the instances' /tmp slots, named only now: init code never held their names
+      await this.tree.mountSlots(first, plan.slotDir, v.slots.names(), tmpBytes);
+    } catch (e) {
+      move(VERSION_MOVES, v, 'gone');
+      fn.versions = fn.versions.filter((x) => x !== v);
+      fn.lastVersion = version - 1;
+      for (const s of v.seeds) this.tree.drop(s);
+      this.destroyLineageCgroup(v);
+      if (fresh) {
+        this.functions.delete(spec.name);
+        this.ids.release(fn.hostId);
+      }
+      this.gcPackages();
+      throw e;
+    }
+    // The new version serves from now on; the one before finishes what it has, then goes.
+    for (const old of fn.versions) if (old !== v && old.state === 'active') this.retire(old);
+    move(VERSION_MOVES, v, 'active');
+    fn.spec = spec;
+    for (let i = 0; i < replicas; i++) this.addReplica(v);
+    this.o.log.info({ fn: spec.name, version, seed: v.seeds[0]?.info.id, digest: pkg.digest.slice(0, 12) }, 'function deployed');
+    return this.info(fn);
+  }
+
+  private addReplica(v: VersionRec): void {
+    const first = v.seeds[0];
+    if (!first) return;
+    void this.tree.replica(first, v).then((r) => { if (v.state === 'active') v.seeds.push(r); else this.tree.drop(r); })
+      .catch((e: Error) => this.o.log.warn({ fn: v.fn.spec.name, err: e.message }, 'replica seed failed'));
+  }
+
+  /** The seed a call forks from: the least busy ready replica (the first seed only while none is ready). */
+  pick(v: VersionRec): SeedRec | null {
+    let ready = v.seeds.filter((s) => s.info.state === 'ready' && s.link && !s.link.closed);
+    if (ready.length > 1) ready = ready.filter((s) => s !== v.seeds[0]);
+    if (ready.length === 0) return null;
+    v.nextReplica = (v.nextReplica + 1) % ready.length;
+    let best = ready[v.nextReplica] as SeedRec;
+    for (const s of ready) if (s.inflight < best.inflight) best = s;
+    return best;
+  }
+
+  /**
+   * A serving replica whose private memory grew past the limit is replaced by a fresh fork
+   * of the lineage's first seed (checked every REPLICA_CHECK_EVERY forks, off the response path).
+   */
+  maybeRotate(seed: SeedRec): void {
+    const v = seed.version;
+    if (!v || seed === v.seeds[0] || seed.info.forks % REPLICA_CHECK_EVERY !== 0 || seed.info.state !== 'ready' || v.state !== 'active') return;
+    const mem = memoryOf(seed.hostPid);
+    if (!mem || mem.privateKiB <= this.o.replicaPrivateLimitKiB) return;
+    this.o.log.info({ seed: seed.info.id, privateKiB: mem.privateKiB }, 'retiring a replica seed whose memory went private');
+    v.seeds = v.seeds.filter((s) => s !== seed);
+    this.addReplica(v);
+    const retire = (): void => { if (seed.inflight > 0) { setTimeout(retire, 50).unref(); return; } this.tree.drop(seed); };
+    retire();
+  }
+
+  /** A version that no longer takes new work: its seeds go once its in-flight work is done. */
+  private retire(v: VersionRec): void {
+    if (!move(VERSION_MOVES, v, 'retiring')) return;
+    const done = (): void => {
+      if (v.inflight > 0) { setTimeout(done, 50).unref(); return; }
+      move(VERSION_MOVES, v, 'gone');
+      for (const s of [...v.seeds].reverse()) this.tree.drop(s);
+      v.fn.versions = v.fn.versions.filter((x) => x !== v);
+      setTimeout(() => { this.destroyLineageCgroup(v); this.gcPackages(); }, 200).unref();
+      this.o.log.info({ fn: v.fn.spec.name, version: v.version }, 'retired a function version');
+    };
+    done();
+  }
+
+  destroyLineageCgroup(v: VersionRec): void {
+    try {
+      killAll(v.cgroup, 'SIGKILL');
+      destroyCgroup(v.cgroup);
+    } catch (e) {
+      this.o.log.warn({ fn: v.fn.spec.name, version: v.version, err: (e as Error).message }, 'lineage cgroup not removed yet');
+    }
+  }
+
+  private gcPackages(): void {
+    const keep = new Set<string>();
+    for (const f of this.functions.values()) for (const v of f.versions) keep.add(v.pkg.digest);
+    try { this.packages.gc(keep); } catch (e) { this.o.log.warn({ err: (e as Error).message }, 'package gc'); }
+  }
+
+  async remove(name: string): Promise<void> {
+    const fn = this.functions.get(name);
+    if (!fn) throw new NotFound(`function ${name} not found`);
+    this.functions.delete(name);
+    for (const v of fn.versions) {
+      move(VERSION_MOVES, v, 'gone');
+      for (const s of [...v.seeds].reverse()) this.tree.drop(s);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    for (const v of fn.versions) this.destroyLineageCgroup(v);
+    this.ids.release(fn.hostId);
+    this.output.remove(name);
+    this.gcPackages();
+  }
+
+  info(fn: FunctionRec): FunctionInfo {
+    const active = this.active(fn) ?? fn.versions.at(-1);
+    const versions: FunctionVersionInfo[] = [...fn.versions].reverse().filter((v) => v.state === 'active' || v.state === 'retiring').map((v) => ({
+      version: v.version, packageDigest: v.pkg.digest, state: v.state === 'active' ? 'active' : 'retiring', inflight: v.inflight,
+      seedIds: v.seeds.map((s) => s.info.id), deployedAt: v.deployedAt,
+    }));
+    const s = fn.spec;
+    return {
+      name: s.name, language: s.language, handler: s.handler, memoryMiB: s.memoryMiB, timeoutMs: s.timeoutMs, env: { ...s.env },
+      codeBytes: active?.codeBytes ?? 0, version: active?.version ?? 0, packageDigest: active?.pkg.digest ?? '',
+      seedId: active?.seeds[0]?.info.id ?? null, deployedAt: active?.deployedAt ?? '', invocations: fn.invocations, versions,
+    };
+  }
+
+  async logs(name: string, tailBytes = 64 * 1024): Promise<string> {
+    if (!this.functions.has(name)) throw new NotFound(`function ${name} not found`);
+    return this.output.tail(name, Math.max(0, Math.min(tailBytes, 16 * 1024 * 1024)));
+  }
+}
