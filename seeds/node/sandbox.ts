@@ -3,9 +3,10 @@
 // before any function code. Synchronous, in the plan's order; every step a syscall
 // through runtime/sys/libc.ts. The Python twin is apply_sandbox in seeds/python/zygote.py;
 // the isolation suite compares the two from inside the sandboxes they build.
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readlinkSync, symlinkSync, writeFileSync, chmodSync, existsSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 import * as sys from '../../runtime/sys/libc.js';
 import type { SandboxPlan, SandboxStep } from '../protocol.js';
+import { realSandboxSys, type SandboxSys } from '../sandbox-sys.js';
 
 /** A step failed: `phase` names it for the deployer ("mount /var/task", "user namespace"). */
 export class SandboxError extends Error {
@@ -32,73 +33,95 @@ export interface SandboxFds {
 
 const REMOUNT_BIND = 32 /* MS_REMOUNT */ | sys.MS.BIND;
 
-/** Apply `plan`; returns with the process inside the sandbox as plan.uid, unprivileged. */
+/** The real executor: the plan applied with real syscalls to this very process. */
 export function applySandbox(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void {
-  phase('cgroup', () => { for (const f of plan.cgroupProcs) writeFileSync(f, '0'); });
-  phase('namespaces', () => sys.unshare(sys.CLONE.NEWNS | sys.CLONE.NEWIPC | sys.CLONE.NEWUTS | sys.CLONE.NEWNET));
-  phase('mount propagation', () => sys.mount(null, '/', null, sys.MS.REC | sys.MS.PRIVATE, null));
-  const root = plan.staging;
-  phase('root tmpfs', () => sys.mount('tmpfs', root, 'tmpfs', sys.MS.NOSUID | sys.MS.NODEV, plan.rootData));
-  for (const s of plan.steps) phase(`${s.op} ${s.path}`, () => applyStep(root, s));
-  phase('pivot_root', () => {
-    sys.chdir(root);
-    sys.pivotRoot('.', '.');
-    sys.umount2('.', sys.MNT_DETACH);
-    sys.chdir('/');
+  runSandbox(plan, {
+    ...realSandboxSys,
+    keepFds: () => keepOnly(plan, fds, refs),
+    awaitIdMaps: () => {
+      sys.write(fds.toParent, Buffer.from('u'));
+      const ack = sys.read(fds.fromParent, 1);
+      if (ack.length !== 1) throw new Error('the parent seed did not write the id maps');
+      sys.close(fds.toParent);
+      sys.close(fds.fromParent);
+    },
+    setEnv: (env) => {
+      for (const k of Object.keys(process.env)) delete process.env[k];
+      Object.assign(process.env, env);
+    },
   });
-  phase('root read-only', () => sys.mount(null, '/', null, REMOUNT_BIND | plan.rootFlags, null));
-  phase('hostname', () => sys.sethostname(plan.hostname));
-  phase('loopback', () => sys.loopbackUp());
-  phase('cgroup namespace', () => sys.unshare(sys.CLONE.NEWCGROUP));
-  phase('rlimits', () => { for (const r of plan.rlimits) sys.setrlimit(r.resource, BigInt.asUintN(64, BigInt(r.soft)), BigInt.asUintN(64, BigInt(r.hard))); });
-  phase('fds', () => keepOnly(plan, fds, refs));
-  phase('user namespace', () => enterUserNamespace(plan, fds));
-  phase('landlock', () => landlockLineage(plan));
-  phase('seccomp', () => sys.seccompInstall(Buffer.from(plan.seccomp.filter, 'base64'), plan.seccomp.flags));
-  phase('cwd', () => process.chdir(plan.cwd));
-  for (const k of Object.keys(process.env)) delete process.env[k];
-  Object.assign(process.env, plan.env);
 }
 
-function applyStep(root: string, s: SandboxStep): void {
-  const at = root + s.path;
-  switch (s.op) {
+/**
+ * Apply `plan` through `s`, in the plan's order (seeds/protocol.ts SandboxPlan); returns
+ * with the process inside the sandbox as plan.uid, unprivileged. With a recording `s` it
+ * only writes the sequence down (test/sandbox-executors.test.ts).
+ */
+export function runSandbox(plan: SandboxPlan, s: SandboxSys): void {
+  phase('cgroup', () => { for (const f of plan.cgroupProcs) s.write(f, '0'); });
+  phase('namespaces', () => s.unshare(sys.CLONE.NEWNS | sys.CLONE.NEWIPC | sys.CLONE.NEWUTS | sys.CLONE.NEWNET));
+  phase('mount propagation', () => s.mount(null, '/', null, sys.MS.REC | sys.MS.PRIVATE, null));
+  const root = plan.staging;
+  phase('root tmpfs', () => s.mount('tmpfs', root, 'tmpfs', sys.MS.NOSUID | sys.MS.NODEV, plan.rootData));
+  for (const st of plan.steps) phase(`${st.op} ${st.path}`, () => applyStep(s, root, st));
+  phase('pivot_root', () => {
+    s.chdir(root);
+    s.pivotRoot('.', '.');
+    s.umount2('.', sys.MNT_DETACH);
+    s.chdir('/');
+  });
+  phase('root read-only', () => s.mount(null, '/', null, REMOUNT_BIND | plan.rootFlags, null));
+  phase('hostname', () => s.sethostname(plan.hostname));
+  phase('loopback', () => s.loopbackUp());
+  phase('cgroup namespace', () => s.unshare(sys.CLONE.NEWCGROUP));
+  phase('rlimits', () => { for (const r of plan.rlimits) s.setrlimit(r.resource, r.soft, r.hard); });
+  phase('fds', () => s.keepFds());
+  phase('user namespace', () => enterUserNamespace(plan, s));
+  phase('landlock', () => landlockLineage(plan, s));
+  phase('seccomp', () => s.seccomp(plan.seccomp.filter, plan.seccomp.flags));
+  phase('cwd', () => s.chdir(plan.cwd));
+  s.setEnv(plan.env);
+}
+
+function applyStep(s: SandboxSys, root: string, st: SandboxStep): void {
+  const at = root + st.path;
+  switch (st.op) {
     case 'dir':
-      mkdirSync(at, { recursive: true, mode: s.mode });
-      chmodSync(at, s.mode);
+      s.mkdir(at, st.mode);
+      s.chmod(at, st.mode);
       return;
     case 'file':
-      writeFileSync(at, s.content, { mode: s.mode });
+      s.writeFile(at, st.content, st.mode);
       return;
     case 'symlink':
-      symlinkSync(s.target, at);
+      s.symlink(st.target, at);
       return;
     case 'bind':
-      sys.mount(s.source, at, null, sys.MS.BIND | (s.recursive ? sys.MS.REC : 0), null);
-      sys.mount(null, at, null, REMOUNT_BIND | s.flags, null);
+      s.mount(st.source, at, null, sys.MS.BIND | (st.recursive ? sys.MS.REC : 0), null);
+      s.mount(null, at, null, REMOUNT_BIND | st.flags, null);
       return;
     case 'tmpfs':
-      sys.mount('tmpfs', at, 'tmpfs', s.flags, s.data);
+      s.mount('tmpfs', at, 'tmpfs', st.flags, st.data);
       return;
     case 'proc':
-      sys.mount('proc', at, 'proc', s.flags, null);
+      s.mount('proc', at, 'proc', st.flags, null);
       return;
     case 'mask': {
-      if (!existsSync(at)) return;
-      if (statSync(at).isDirectory()) sys.mount('tmpfs', at, 'tmpfs', sys.MS.RDONLY | sys.MS.NOSUID | sys.MS.NODEV | sys.MS.NOEXEC, 'size=0');
-      else sys.mount('/dev/null', at, null, sys.MS.BIND, null);
+      const kind = s.stat(at);
+      if (kind === 'dir') s.mount('tmpfs', at, 'tmpfs', sys.MS.RDONLY | sys.MS.NOSUID | sys.MS.NODEV | sys.MS.NOEXEC, 'size=0');
+      else if (kind === 'file') s.mount('/dev/null', at, null, sys.MS.BIND, null);
       return;
     }
     case 'readonly':
-      if (!existsSync(at)) return;
-      sys.mount(at, at, null, sys.MS.BIND | sys.MS.REC, null);
-      sys.mount(null, at, null, REMOUNT_BIND | sys.MS.RDONLY | sys.MS.NOSUID | sys.MS.NODEV | sys.MS.NOEXEC, null);
+      if (!s.stat(at)) return;
+      s.mount(at, at, null, sys.MS.BIND | sys.MS.REC, null);
+      s.mount(null, at, null, REMOUNT_BIND | sys.MS.RDONLY | sys.MS.NOSUID | sys.MS.NODEV | sys.MS.NOEXEC, null);
       return;
     case 'remount':
-      sys.mount(null, at, null, 32 /* MS_REMOUNT */ | s.flags, null);
+      s.mount(null, at, null, 32 /* MS_REMOUNT */ | st.flags, null);
       return;
     default: {
-      const never: never = s;
+      const never: never = st;
       throw new Error(`unknown sandbox step ${JSON.stringify(never)}`);
     }
   }
@@ -199,32 +222,24 @@ function isNullDevice(fd: number): boolean {
   }
 }
 
-const CAP_LAST = 63;
-
 /**
- * A user namespace whose maps only the L1 parent (root on the host) can write: inside
- * 0..size-1 -> host hostId... Then the lineage's identity and no capability at all: the
+ * A user namespace whose maps only the L1 parent (root on the host) can write: inside 0..
+ * size-1 -> host hostId... Then the lineage's identity and no capability at all: the
  * bounding set emptied while CAP_SETPCAP is still ours, then uid/gid, then the effective,
- * permitted, inheritable and ambient sets cleared (a uid change inside a new user
- * namespace does not clear them by itself), and not dumpable.
+ * permitted, inheritable and ambient sets cleared (a uid change inside a new user namespace
+ * does not clear them by itself), not dumpable, no_new_privs.
  */
-function enterUserNamespace(plan: SandboxPlan, fds: SandboxFds): void {
-  sys.unshare(sys.CLONE.NEWUSER);
-  sys.write(fds.toParent, Buffer.from('u'));
-  const ack = sys.read(fds.fromParent, 1);
-  if (ack.length !== 1) throw new Error('the parent seed did not write the id maps');
-  sys.close(fds.toParent);
-  sys.close(fds.fromParent);
-  for (let cap = 0; cap <= CAP_LAST; cap++) {
-    try { sys.prctl(sys.PR.CAPBSET_DROP, cap); } catch { break; /* EINVAL past the last capability */ }
-  }
-  sys.setgroups([]);
-  sys.setresgid(plan.gid);
-  sys.setresuid(plan.uid);
-  sys.capset(0n, 0n, 0n);
-  sys.prctl(sys.PR.CAP_AMBIENT, sys.PR_CAP_AMBIENT_CLEAR_ALL);
-  sys.prctl(sys.PR.SET_DUMPABLE, 0);
-  sys.prctl(sys.PR.SET_NO_NEW_PRIVS, 1);
+function enterUserNamespace(plan: SandboxPlan, s: SandboxSys): void {
+  s.unshare(sys.CLONE.NEWUSER);
+  s.awaitIdMaps();
+  s.dropBoundingSet();
+  s.setgroups([]);
+  s.setresgid(plan.gid);
+  s.setresuid(plan.uid);
+  s.capsetZero();
+  s.prctl(sys.PR.CAP_AMBIENT, sys.PR_CAP_AMBIENT_CLEAR_ALL);
+  s.prctl(sys.PR.SET_DUMPABLE, 0);
+  s.prctl(sys.PR.SET_NO_NEW_PRIVS, 1);
 }
 
 /** Every filesystem right this kernel's Landlock ABI knows (linux/landlock.h). */
@@ -242,28 +257,17 @@ const A = sys.LANDLOCK_ACCESS_FS;
 const READ = BigInt(A.EXECUTE | A.READ_FILE | A.READ_DIR);
 const DEVICE = BigInt(A.READ_FILE | A.READ_DIR | A.WRITE_FILE | A.TRUNCATE | A.IOCTL_DEV);
 
-function addRules(rs: number, paths: string[], rights: bigint, handled: bigint): void {
-  for (const p of paths) {
-    const fd = sys.open(p, sys.O.PATH | sys.O.CLOEXEC);
-    try { sys.landlockAddPath(rs, fd, rights & handled); } finally { sys.close(fd); }
-  }
-}
-
 /** The lineage's Landlock layer: the sandbox's own tree only; scoped signals and abstract sockets. */
-function landlockLineage(plan: SandboxPlan): void {
-  const abi = sys.landlockAbi();
+function landlockLineage(plan: SandboxPlan, s: SandboxSys): void {
+  const abi = s.landlockAbi();
   if (abi === 0) return;
   const handled = landlockFsRights(abi);
-  const scope = abi >= 6 ? BigInt(sys.LANDLOCK_SCOPE.ABSTRACT_UNIX_SOCKET | sys.LANDLOCK_SCOPE.SIGNAL) : 0n;
-  const rs = sys.landlockCreateRuleset(handled, scope);
-  try {
-    addRules(rs, plan.landlock.readOnly, READ, handled);
-    addRules(rs, plan.landlock.devices, DEVICE, handled);
-    addRules(rs, plan.landlock.readWrite, handled, handled);
-    sys.landlockRestrictSelf(rs);
-  } finally {
-    sys.close(rs);
-  }
+  const scope = abi >= 6 ? sys.LANDLOCK_SCOPE.ABSTRACT_UNIX_SOCKET | sys.LANDLOCK_SCOPE.SIGNAL : 0;
+  const rs = s.landlockRuleset(Number(handled), scope);
+  for (const p of plan.landlock.readOnly) s.landlockRule(rs, p, Number(READ & handled));
+  for (const p of plan.landlock.devices) s.landlockRule(rs, p, Number(DEVICE & handled));
+  for (const p of plan.landlock.readWrite) s.landlockRule(rs, p, Number(handled));
+  s.landlockRestrict(rs);
 }
 
 /**

@@ -108,41 +108,196 @@ def _phase(name, f, *a):
         raise SandboxError(name, e)
 
 
-def _step(root, s):
+class RealSys:
+    """The syscalls a sandbox executor makes (the vocabulary of seeds/sandbox-sys.ts), done.
+    keep_fds, await_id_maps and set_env need the executor's context: given at construction."""
+
+    def __init__(self, keep=(), log=None, to_parent=None, from_parent=None, plan=None):
+        self._keep, self._log, self._to, self._from, self._plan = set(keep), log, to_parent, from_parent, plan
+
+    def write(self, path, content):
+        with open(path, 'w') as fh:
+            fh.write(content)
+
+    def unshare(self, flags):
+        _check(_lib.unshare(flags), 'unshare(%#x)' % flags)
+
+    def mount(self, src, target, fstype, flags, data):
+        mount(src, target, fstype, flags, data)
+
+    def umount2(self, target, flags):
+        _check(_lib.umount2(target.encode(), flags), 'umount2')
+
+    def pivot_root(self, new, old):
+        _check(_lib.syscall(SYS['pivot_root'], new.encode(), old.encode()), 'pivot_root')
+
+    def chdir(self, path):
+        os.chdir(path)
+
+    def mkdir(self, path, mode):
+        os.makedirs(path, mode=mode, exist_ok=True)
+
+    def chmod(self, path, mode):
+        os.chmod(path, mode)
+
+    def write_file(self, path, mode, content):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            os.write(fd, content.encode())
+        finally:
+            os.close(fd)
+
+    def symlink(self, target, path):
+        os.symlink(target, path)
+
+    def stat(self, path):
+        if not os.path.exists(path):
+            return None
+        return 'dir' if os.path.isdir(path) else 'file'
+
+    def sethostname(self, name):
+        b = name.encode()
+        _check(_lib.sethostname(b, len(b)), 'sethostname')
+
+    def loopback_up(self):
+        _loopback_up()
+
+    def setrlimit(self, res, soft, hard):
+        resource.setrlimit(res, (resource.RLIM_INFINITY if soft < 0 else soft, resource.RLIM_INFINITY if hard < 0 else hard))
+
+    def drop_bounding_set(self):
+        for cap in range(64):
+            if _lib.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0:
+                break  # EINVAL past the last capability
+
+    def setgroups(self, gids):
+        os.setgroups(gids)
+
+    def setresgid(self, gid):
+        os.setresgid(gid, gid, gid)
+
+    def setresuid(self, uid):
+        os.setresuid(uid, uid, uid)
+
+    def capset(self):
+        _capset_zero()
+
+    def prctl(self, opt, arg):
+        prctl(opt, arg)
+
+    def landlock_abi(self):
+        return landlock_abi()
+
+    def landlock_create_ruleset(self, handled, scope):
+        return _ruleset(handled, scope)
+
+    def landlock_add_rule(self, rs, path, rights):
+        _rule_path(rs, path, rights)
+
+    def landlock_restrict_self(self, rs):
+        try:
+            _check(_lib.syscall(SYS['landlock_restrict_self'], rs, 0), 'landlock_restrict_self')
+        finally:
+            os.close(rs)
+
+    def seccomp(self, b64, flags):
+        apply_seccomp(b64, flags)
+
+    def keep_fds(self):
+        _keep_only(self._plan, self._keep, self._log)
+
+    def await_id_maps(self):
+        os.write(self._to, b'u')
+        if os.read(self._from, 1) != b'k':
+            raise OSError('the parent seed did not write the id maps')
+        os.close(self._to)
+        os.close(self._from)
+
+    def set_env(self, env):
+        os.environ.clear()
+        os.environ.update(env)
+
+
+class RecordingSys:
+    """Writes the calls down instead (test/sandbox-executors.test.ts compares the sequence with
+    the Node executor's). stat answers from the host path with the sandbox root removed."""
+
+    def __init__(self, root='', abi=7):
+        self.calls = []
+        self._root = root
+        self._abi = abi
+
+    def _rec(self, *c):
+        self.calls.append(list(c))
+
+    def write(self, path, content): self._rec('write', path, content)
+    def unshare(self, flags): self._rec('unshare', flags)
+    def mount(self, src, target, fstype, flags, data): self._rec('mount', src, target, fstype, flags, data)
+    def umount2(self, target, flags): self._rec('umount2', target, flags)
+    def pivot_root(self, new, old): self._rec('pivot_root', new, old)
+    def chdir(self, path): self._rec('chdir', path)
+    def mkdir(self, path, mode): self._rec('mkdir', path, mode)
+    def chmod(self, path, mode): self._rec('chmod', path, mode)
+    def write_file(self, path, mode, content): self._rec('write_file', path, mode, content)
+    def symlink(self, target, path): self._rec('symlink', target, path)
+
+    def stat(self, path):
+        host = path[len(self._root):] or '/' if self._root and path.startswith(self._root) else path
+        return RealSys().stat(host)
+
+    def sethostname(self, name): self._rec('sethostname', name)
+    def loopback_up(self): self._rec('loopback_up')
+    def setrlimit(self, res, soft, hard): self._rec('setrlimit', res, soft, hard)
+    def drop_bounding_set(self): self._rec('drop_bounding_set')
+    def setgroups(self, gids): self._rec('setgroups', [str(g) for g in gids])
+    def setresgid(self, gid): self._rec('setresgid', gid)
+    def setresuid(self, uid): self._rec('setresuid', uid)
+    def capset(self): self._rec('capset', 0, 0, 0)
+    def prctl(self, opt, arg): self._rec('prctl', opt, arg)
+    def landlock_abi(self): return self._abi
+
+    def landlock_create_ruleset(self, handled, scope):
+        self._rec('landlock_create_ruleset', handled, scope)
+        return -1
+
+    def landlock_add_rule(self, rs, path, rights): self._rec('landlock_add_rule', path, rights)
+    def landlock_restrict_self(self, rs): self._rec('landlock_restrict_self')
+    def seccomp(self, b64, flags): self._rec('seccomp', b64, flags)
+    def keep_fds(self): self._rec('keep_fds')
+    def await_id_maps(self): self._rec('await_id_maps')
+    def set_env(self, env): self._rec('set_env', ['%s=%s' % (k, env[k]) for k in sorted(env)])
+
+
+def _step(sy, root, s):
     op = s['op']
     at = root + s['path']
     if op == 'dir':
-        os.makedirs(at, exist_ok=True)
-        os.chmod(at, s['mode'])
+        sy.mkdir(at, s['mode'])
+        sy.chmod(at, s['mode'])
     elif op == 'file':
-        fd = os.open(at, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, s['mode'])
-        try:
-            os.write(fd, s['content'].encode())
-        finally:
-            os.close(fd)
+        sy.write_file(at, s['mode'], s['content'])
     elif op == 'symlink':
-        os.symlink(s['target'], at)
+        sy.symlink(s['target'], at)
     elif op == 'bind':
-        mount(s['source'], at, None, MS_BIND | (MS_REC if s['recursive'] else 0), None)
-        mount(None, at, None, MS_REMOUNT | MS_BIND | s['flags'], None)
+        sy.mount(s['source'], at, None, MS_BIND | (MS_REC if s['recursive'] else 0), None)
+        sy.mount(None, at, None, MS_REMOUNT | MS_BIND | s['flags'], None)
     elif op == 'tmpfs':
-        mount('tmpfs', at, 'tmpfs', s['flags'], s['data'])
+        sy.mount('tmpfs', at, 'tmpfs', s['flags'], s['data'])
     elif op == 'proc':
-        mount('proc', at, 'proc', s['flags'], None)
+        sy.mount('proc', at, 'proc', s['flags'], None)
     elif op == 'mask':
-        if not os.path.exists(at):
-            return
-        if os.path.isdir(at):
-            mount('tmpfs', at, 'tmpfs', MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 'size=0')
-        else:
-            mount('/dev/null', at, None, MS_BIND, None)
+        kind = sy.stat(at)
+        if kind == 'dir':
+            sy.mount('tmpfs', at, 'tmpfs', MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, 'size=0')
+        elif kind == 'file':
+            sy.mount('/dev/null', at, None, MS_BIND, None)
     elif op == 'readonly':
-        if not os.path.exists(at):
+        if not sy.stat(at):
             return
-        mount(at, at, None, MS_BIND | MS_REC, None)
-        mount(None, at, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        sy.mount(at, at, None, MS_BIND | MS_REC, None)
+        sy.mount(None, at, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     elif op == 'remount':
-        mount(None, at, None, MS_REMOUNT | s['flags'], None)
+        sy.mount(None, at, None, MS_REMOUNT | s['flags'], None)
     else:
         raise ValueError('unknown sandbox step %r' % op)
 
@@ -184,25 +339,6 @@ def _capset_zero():
     hb = ctypes.create_string_buffer(hdr, len(hdr))
     db = ctypes.create_string_buffer(data, len(data))
     _check(_lib.syscall(SYS['capset'], hb, db), 'capset')
-
-
-def _enter_user_ns(plan, to_parent, from_parent):
-    _check(_lib.unshare(CLONE_NEWUSER), 'unshare(CLONE_NEWUSER)')
-    os.write(to_parent, b'u')
-    if os.read(from_parent, 1) != b'k':
-        raise OSError('the parent seed did not write the id maps')
-    os.close(to_parent)
-    os.close(from_parent)
-    for cap in range(64):
-        if _lib.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0:
-            break  # EINVAL past the last capability
-    os.setgroups([])
-    os.setresgid(plan['gid'], plan['gid'], plan['gid'])
-    os.setresuid(plan['uid'], plan['uid'], plan['uid'])
-    _capset_zero()
-    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    prctl(PR_SET_DUMPABLE, 0)
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
 def landlock_abi():
@@ -247,25 +383,6 @@ def _rule_path(rs, path, allowed):
         os.close(fd)
 
 
-def _landlock_lineage(plan):
-    abi = landlock_abi()
-    if abi == 0:
-        return
-    handled = landlock_fs_rights(abi)
-    rs = _ruleset(handled, _landlock_scope(abi))
-    try:
-        ll = plan['landlock']
-        for p in ll['readOnly']:
-            _rule_path(rs, p, LL_READ & handled)
-        for p in ll['devices']:
-            _rule_path(rs, p, LL_DEVICE & handled)
-        for p in ll['readWrite']:
-            _rule_path(rs, p, handled)
-        _check(_lib.syscall(SYS['landlock_restrict_self'], rs, 0), 'landlock_restrict_self')
-    finally:
-        os.close(rs)
-
-
 def apply_seccomp(b64, flags):
     import binascii
     prog = binascii.a2b_base64(b64)
@@ -284,43 +401,66 @@ def apply_seccomp(b64, flags):
 
 
 def apply_sandbox(plan, link, log, to_parent, from_parent):
-    """seeds/protocol.ts SandboxPlan, in its order (the same as seeds/node/sandbox.ts)."""
-    def join_cgroup():
-        for f in plan['cgroupProcs']:
-            with open(f, 'w') as fh:
-                fh.write('0')
-    _phase('cgroup', join_cgroup)
-    _phase('namespaces', lambda: _check(_lib.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET), 'unshare'))
-    _phase('mount propagation', mount, None, '/', None, MS_REC | MS_PRIVATE, None)
+    """The real executor: the plan applied with real syscalls to this very process."""
+    run_sandbox(plan, RealSys(keep=(link, to_parent, from_parent), log=log, to_parent=to_parent,
+                              from_parent=from_parent, plan=plan))
+
+
+def run_sandbox(plan, sy):
+    """seeds/protocol.ts SandboxPlan through `sy`, in its order (the same as runSandbox in
+    seeds/node/sandbox.ts; with a RecordingSys it only writes the sequence down)."""
+    _phase('cgroup', lambda: [sy.write(f, '0') for f in plan['cgroupProcs']])
+    _phase('namespaces', sy.unshare, CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET)
+    _phase('mount propagation', sy.mount, None, '/', None, MS_REC | MS_PRIVATE, None)
     root = plan['staging']
-    _phase('root tmpfs', mount, 'tmpfs', root, 'tmpfs', MS_NOSUID | MS_NODEV, plan['rootData'])
+    _phase('root tmpfs', sy.mount, 'tmpfs', root, 'tmpfs', MS_NOSUID | MS_NODEV, plan['rootData'])
     for s in plan['steps']:
-        _phase('%s %s' % (s['op'], s['path']), _step, root, s)
+        _phase('%s %s' % (s['op'], s['path']), _step, sy, root, s)
 
     def pivot():
-        os.chdir(root)
-        _check(_lib.syscall(SYS['pivot_root'], b'.', b'.'), 'pivot_root')
-        _check(_lib.umount2(b'.', MNT_DETACH), 'umount2')
-        os.chdir('/')
+        sy.chdir(root)
+        sy.pivot_root('.', '.')
+        sy.umount2('.', MNT_DETACH)
+        sy.chdir('/')
     _phase('pivot_root', pivot)
-    _phase('root read-only', mount, None, '/', None, MS_REMOUNT | MS_BIND | plan['rootFlags'], None)
-    _phase('hostname', lambda: _check(_lib.sethostname(plan['hostname'].encode(), len(plan['hostname'].encode())), 'sethostname'))
-    _phase('loopback', _loopback_up)
-    _phase('cgroup namespace', lambda: _check(_lib.unshare(CLONE_NEWCGROUP), 'unshare(CLONE_NEWCGROUP)'))
+    _phase('root read-only', sy.mount, None, '/', None, MS_REMOUNT | MS_BIND | plan['rootFlags'], None)
+    _phase('hostname', sy.sethostname, plan['hostname'])
+    _phase('loopback', sy.loopback_up)
+    _phase('cgroup namespace', sy.unshare, CLONE_NEWCGROUP)
+    _phase('rlimits', lambda: [sy.setrlimit(r['resource'], r['soft'], r['hard']) for r in plan['rlimits']])
+    _phase('fds', sy.keep_fds)
 
-    def rlimits():
-        for r in plan['rlimits']:
-            soft = resource.RLIM_INFINITY if r['soft'] < 0 else r['soft']
-            hard = resource.RLIM_INFINITY if r['hard'] < 0 else r['hard']
-            resource.setrlimit(r['resource'], (soft, hard))
-    _phase('rlimits', rlimits)
-    _phase('fds', _keep_only, plan, {link, to_parent, from_parent}, log)
-    _phase('user namespace', _enter_user_ns, plan, to_parent, from_parent)
-    _phase('landlock', _landlock_lineage, plan)
-    _phase('seccomp', apply_seccomp, plan['seccomp']['filter'], plan['seccomp'].get('flags') or 0)
-    _phase('cwd', os.chdir, plan['cwd'])
-    os.environ.clear()
-    os.environ.update(plan['env'])
+    def user_ns():
+        sy.unshare(CLONE_NEWUSER)
+        sy.await_id_maps()
+        sy.drop_bounding_set()
+        sy.setgroups([])
+        sy.setresgid(plan['gid'])
+        sy.setresuid(plan['uid'])
+        sy.capset()
+        sy.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+        sy.prctl(PR_SET_DUMPABLE, 0)
+        sy.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _phase('user namespace', user_ns)
+
+    def landlock():
+        abi = sy.landlock_abi()
+        if abi == 0:
+            return
+        handled = landlock_fs_rights(abi)
+        rs = sy.landlock_create_ruleset(handled, _landlock_scope(abi))
+        ll = plan['landlock']
+        for p in ll['readOnly']:
+            sy.landlock_add_rule(rs, p, LL_READ & handled)
+        for p in ll['devices']:
+            sy.landlock_add_rule(rs, p, LL_DEVICE & handled)
+        for p in ll['readWrite']:
+            sy.landlock_add_rule(rs, p, handled)
+        sy.landlock_restrict_self(rs)
+    _phase('landlock', landlock)
+    _phase('seccomp', sy.seccomp, plan['seccomp']['filter'], plan['seccomp'].get('flags') or 0)
+    _phase('cwd', sy.chdir, plan['cwd'])
+    sy.set_env(plan['env'])
 
 
 class InstanceLayer:
@@ -863,6 +1003,14 @@ def run_instance(kw):
 
 def main():
     global _own_pid_ns
+    if len(sys.argv) == 2 and sys.argv[1] == '--record-sandbox':
+        # tests: the syscall sequence a plan (JSON on stdin) makes, as JSON on stdout
+        plan = json.loads(sys.stdin.read())
+        rec = RecordingSys(root=plan['staging'])
+        run_sandbox(plan, rec)
+        sys.stdout.write(json.dumps(rec.calls))
+        sys.stdout.flush()
+        os._exit(0)
     if len(sys.argv) != 3:
         sys.stderr.write('usage: zygote.py <seeds.sock> <seed id>\n')
         os._exit(2)
