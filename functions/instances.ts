@@ -60,6 +60,34 @@ export interface InstancesOptions {
 }
 
 const EXIT_GRACE_MS = 10_000;
+
+const finiteUs = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v < 1e12 ? Math.round(v) : 0);
+const optStr = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+/**
+ * A result line as spored believes it: only a well-formed InstanceResult, its fields checked
+ * (handler code can write to its channel); anything else is not a result.
+ */
+export function resultOf(line: string): InstanceResult | null {
+  let m: unknown;
+  try { m = JSON.parse(line); } catch { return null; }
+  if (typeof m !== 'object' || m === null) return null;
+  const o = m as Record<string, unknown>;
+  if (o.t !== 'result' || typeof o.ok !== 'boolean') return null;
+  const value = optStr(o.value);
+  if (o.ok && value === null) return null;
+  let error: InstanceResult['error'] = null;
+  if (!o.ok) {
+    const e = (typeof o.error === 'object' && o.error !== null ? o.error : {}) as Record<string, unknown>;
+    const kind = e.kind === 'handler' || e.kind === 'load' || e.kind === 'internal' ? e.kind : 'handler';
+    error = { kind, message: optStr(e.message) ?? 'the handler failed', stack: optStr(e.stack) };
+  }
+  const t = (typeof o.timings === 'object' && o.timings !== null ? o.timings : {}) as Record<string, unknown>;
+  return {
+    t: 'result', ok: o.ok, value: o.ok ? value : null, error,
+    timings: { bind: finiteUs(t.bind), seccomp: finiteUs(t.seccomp), init: finiteUs(t.init), execute: finiteUs(t.execute) },
+  };
+}
 const us = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 
 export class Instances implements Omit<InstanceEvents, never> {
@@ -102,7 +130,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     v.inflight++;
     this.admitting++;
     let slot: string;
-    try { slot = await v.slots.acquire(this.o.queuePerFunction ?? v.slots.size); } catch (e) { v.inflight--; throw e; } finally { this.admitting--; }
+    try { slot = await v.slots.acquire(this.o.queuePerFunction ?? v.slots.concurrency); } catch (e) { v.inflight--; throw e; } finally { this.admitting--; }
     const seed = seedWanted ?? this.pick(v);
     if (!seed?.link || v.state === 'gone') {
       v.inflight--;
@@ -228,29 +256,32 @@ export class Instances implements Omit<InstanceEvents, never> {
   }
 
   /**
-   * The instance's answer: the first result line on its channel (handler code can write to
-   * its own channel too, but only its own invocation suffers), bounded by MAX_RESULT_LINE.
+   * The instance's answer: the first well-formed result line on its channel (handler code
+   * can write to its own channel too, but only its own invocation suffers). Linear in what
+   * arrives, and at most MAX_RESULT_LINE of it: past that the instance is killed.
    */
   private readResult(inst: InstRec, w: InstWaits): void {
-    let buf = '';
+    const chunks: Buffer[] = [];
+    let pending = 0;
     let seen = 0;
     const ch = inst.channel;
-    ch.setEncoding('utf8');
-    ch.on('data', (d: string) => {
+    ch.on('data', (d: Buffer) => {
       if (inst.result) return;
-      buf += d;
       seen += d.length;
-      for (let nl = buf.indexOf('\n'); nl >= 0 && !inst.result; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const r = JSON.parse(line) as InstanceResult;
-          if (r && typeof r === 'object' && r.t === 'result' && typeof r.ok === 'boolean') { inst.result = r; w.result[1].resolve(r); ch.destroy(); }
-        } catch { /* not a result line */ }
+      let from = 0;
+      for (let nl = d.indexOf(10); nl >= 0 && !inst.result; nl = d.indexOf(10, from)) {
+        chunks.push(d.subarray(from, nl));
+        const line = Buffer.concat(chunks, pending + nl - from).toString('utf8');
+        chunks.length = 0;
+        pending = 0;
+        from = nl + 1;
+        const r = resultOf(line);
+        if (r) { inst.result = r; w.result[1].resolve(r); ch.destroy(); return; }
       }
-      if (!inst.result && seen > MAX_RESULT_LINE) {
+      if (from < d.length) { chunks.push(d.subarray(from)); pending += d.length - from; }
+      if (seen > MAX_RESULT_LINE) {
         this.o.log.warn({ inst: inst.info.id }, `instance wrote over ${MAX_RESULT_LINE} bytes without a result; killing it`);
-        buf = '';
+        chunks.length = 0;
         this.kill(inst);
         ch.destroy();
       }

@@ -173,22 +173,24 @@ export class Registry {
     const plan = functionSandbox({
       name: spec.name, version, runtimeRoot: runtime.dir, runtimeEntries: runtime.entries, runtimeHasSsl: runtime.ssl,
       packageDir: pkg.dir, staging: this.o.staging, hostId: fn.hostId, cgroupProcs: procsFiles(cgroup), memoryMiB: spec.memoryMiB,
-      tmpBytes, seccomp: this.o.lineageSeccomp(), env: spec.env,
+      tmpBytes, seccomp: this.o.lineageSeccomp(),
     });
-    const names = Array.from({ length: this.o.slotsPerFunction }, () => slotName(randomBytes(16)));
+    // twice the concurrency: used slots are renewed in batches while fresh ones serve
+    const names = Array.from({ length: this.o.slotsPerFunction * 2 }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
       fn, version, pkg, load, codeBytes, cgroup, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
       deployedAt: new Date().toISOString(), tmpBytes,
-      slots: new SlotPool(names, () => {
+      slots: new SlotPool(names, this.o.slotsPerFunction, async (batch) => {
         const first = v.seeds[0];
-        return first?.hostPid ? `/proc/${first.hostPid}/root${v.plan.slotDir}` : null;
+        if (!first || v.state === 'gone') throw new Error('the lineage is gone');
+        await this.tree.mountSlots(first, v.plan.slotDir, batch, tmpBytes, true);
       }),
     };
     fn.versions.push(v);
     fn.lastVersion = version;
     try {
       const l1 = await this.tree.languageSeed(language);
-      const first = await this.tree.lineage(l1, v, load, plan, this.output.open(spec.name, `v${version}`), this.o.initTimeoutMs);
+      const first = await this.tree.lineage(l1, v, load, plan, spec.env, this.output.open(spec.name, `v${version}`), this.o.initTimeoutMs);
       v.seeds.push(first);
       // the instances' /tmp slots, named only now: init code never held their names
       await this.tree.mountSlots(first, plan.slotDir, v.slots.names(), tmpBytes);
@@ -308,6 +310,7 @@ export class Registry {
 
   async logs(name: string, tailBytes = 64 * 1024): Promise<string> {
     if (!this.functions.has(name)) throw new NotFound(`function ${name} not found`);
+    await this.output.flush(name);
     return this.output.tail(name, Math.max(0, Math.min(tailBytes, 16 * 1024 * 1024)));
   }
 }

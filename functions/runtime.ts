@@ -258,7 +258,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   pools(): { cgroups: unknown; functions: unknown } {
     const fns: Record<string, unknown> = {};
     for (const f of this.registry?.all() ?? []) {
-      for (const v of f.versions) fns[`${f.spec.name}@${v.version}`] = { slots: v.slots.size, inUse: v.slots.inUse, waiting: v.slots.waiting };
+      for (const v of f.versions) fns[`${f.spec.name}@${v.version}`] = { concurrency: v.slots.concurrency, inUse: v.slots.inUse, waiting: v.slots.waiting, ...v.slots.pending };
     }
     return { cgroups: this.cgroups?.snapshot() ?? null, functions: fns };
   }

@@ -68,7 +68,6 @@ export interface SandboxInput {
   /** size of each /tmp, bytes (the seed's own here; instances' slots are mounted later, see `slots`) */
   tmpBytes: number;
   seccomp: { filter: string; flags: number };
-  env: Record<string, string>;
 }
 
 const RO_BIND = MS.RDONLY | MS.NOSUID | MS.NODEV;
@@ -167,8 +166,10 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
 
 /** Mount options of one /tmp slot (the seed's and the instances'). */
 export function slotData(bytes: number): string {
-  return `mode=1777,size=${bytes}`;
+  return `mode=1777,size=${bytes},nr_inodes=${SLOT_INODES}`;
 }
+/** Files and directories one /tmp may hold (tmpfs nr_inodes). */
+export const SLOT_INODES = 16384;
 
 /** An unguessable slot name: 128 bits from `random` (crypto.randomBytes), hex. */
 export function slotName(random: Buffer): string {
@@ -176,8 +177,13 @@ export function slotName(random: Buffer): string {
   return random.subarray(0, 16).toString('hex');
 }
 
-/** The environment function code sees (Lambda's names where Lambda has one); user env last wins. */
-export function sandboxEnv(i: Pick<SandboxInput, 'name' | 'version' | 'memoryMiB' | 'env'> & { runtimeHasSsl?: boolean }): Record<string, string> {
+/**
+ * The environment function code sees (Lambda's names where Lambda has one), without the
+ * function's own env: that may hold secrets and never passes through the L1 seed (whose
+ * memory every later lineage is forked from); spored sends it on the lineage's own link
+ * (ToSeed `env`), and the seed lays it over this one.
+ */
+export function sandboxEnv(i: Pick<SandboxInput, 'name' | 'version' | 'memoryMiB'> & { runtimeHasSsl?: boolean }): Record<string, string> {
   return {
     ...(i.runtimeHasSsl ? { SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt', SSL_CERT_DIR: '/etc/ssl/certs' } : {}),
     PATH: '/usr/local/bin:/usr/bin:/bin',
@@ -189,6 +195,5 @@ export function sandboxEnv(i: Pick<SandboxInput, 'name' | 'version' | 'memoryMiB
     AWS_LAMBDA_FUNCTION_NAME: i.name,
     AWS_LAMBDA_FUNCTION_VERSION: String(i.version),
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(i.memoryMiB),
-    ...i.env,
   };
 }

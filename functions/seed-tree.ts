@@ -45,7 +45,8 @@ export function deferred<T>(): [Promise<T>, Waiter<T>] {
 interface SeedWaits {
   ready: [Promise<void>, Waiter<void>];
   forked: [Promise<number>, Waiter<number>];
-  slots: [Promise<number>, Waiter<number>];
+  /** slot (re)mounts asked of the L1 parent, answered in order */
+  slots: Waiter<number>[];
 }
 
 /** The instance side of seed messages (functions/instances.ts). Each returns whether the id was an instance. */
@@ -145,7 +146,7 @@ export class SeedTree {
     const w = this.waits.get(rec.info.id);
     w?.ready[1].reject(new Unavailable(`seed ${rec.info.id} went away (${why})`));
     w?.forked[1].reject(new Unavailable(`seed ${rec.info.id} went away`));
-    w?.slots[1].reject(new Unavailable(`seed ${rec.info.id} went away`));
+    for (const s of w?.slots.splice(0) ?? []) s.reject(new Unavailable(`seed ${rec.info.id} went away`));
     const orphans = this.instances.onSeedGone(rec);
     if (!deleting) this.o.log.warn({ seed: rec.info.id, why, orphans }, 'seed disconnected');
   }
@@ -170,7 +171,6 @@ export class SeedTree {
         if (!target) return;
         if (move(SEED_MOVES, target.info, 'failed')) target.info.error = m.stack ?? m.message;
         const w = this.waits.get(target.info.id);
-        w?.slots[1].reject(new FailedPrecondition(m.message));
         w?.ready[1].reject(m.phase === 'load'
           ? new InvalidArgument(`function code failed to load: ${m.message}`)
           : new FailedPrecondition(`function sandbox could not be built (${m.phase ?? 'setup'}): ${m.message}`));
@@ -190,7 +190,9 @@ export class SeedTree {
       }
       case 'slots': {
         const child = this.childOf(rec, m.id);
-        if (child) this.waits.get(child.info.id)?.slots[1].resolve(m.count);
+        const waiter = child ? this.waits.get(child.info.id)?.slots.shift() : undefined;
+        if (m.error) waiter?.reject(new FailedPrecondition(m.error));
+        else waiter?.resolve(m.count);
         return;
       }
       case 'forkFailed': {
@@ -225,7 +227,7 @@ export class SeedTree {
       link: null, hostPid: 0, inflight: 0, version,
     };
     this.seeds.set(rec.info.id, rec);
-    this.waits.set(rec.info.id, { ready: deferred<void>(), forked: deferred<number>(), slots: deferred<number>() });
+    this.waits.set(rec.info.id, { ready: deferred<void>(), forked: deferred<number>(), slots: [] });
     return rec;
   }
 
@@ -279,14 +281,16 @@ export class SeedTree {
 
   /**
    * A function lineage's first seed: the L1 seed builds its sandbox (plan) in a fork of
-   * itself, which runs the function's init code and says ready within initTimeoutMs.
+   * itself, which takes `env` from its own link, runs the function's init code and says
+   * ready within initTimeoutMs.
    * `log` (the write end of the function's output pipe) is handed over and closed here.
    */
-  async lineage(l1: SeedRec, version: VersionRec, load: LoadSpec, plan: SandboxPlan, log: number, initTimeoutMs: number): Promise<SeedRec> {
+  async lineage(l1: SeedRec, version: VersionRec, load: LoadSpec, plan: SandboxPlan, env: Record<string, string>, log: number, initTimeoutMs: number): Promise<SeedRec> {
     const name = version.fn.spec.name;
     const rec = this.add({ id: this.nextId(`l2-${name}`), level: 2, engine: 'process', language: l1.info.language, function: name, parent: l1.info.id, replicaOf: null }, version);
     const [mine, theirs] = sys.socketpair();
-    this.linkFor(rec, mine);
+    // the function's own env goes on the lineage's own link, so the L1 seed never holds it
+    this.linkFor(rec, mine).send({ t: 'env', env });
     if (!l1.link) { sys.close(theirs); sys.close(log); this.drop(rec); throw new Unavailable(`language seed ${l1.info.id} is not connected`); }
     l1.link.send({ t: 'seed', id: rec.info.id, nfds: 2, load, sandbox: plan }, [theirs, log]);
     l1.info.forks++;
@@ -305,18 +309,20 @@ export class SeedTree {
   }
 
   /**
-   * Ask the L1 parent of a lineage to mount its instances' /tmp slots. The names are sent
-   * only now, after init code ran, so the lineage's own memory never held them.
+   * Ask the L1 parent of a lineage to mount its instances' /tmp slots (or, with `renew`, to
+   * replace used ones by fresh, empty ones). At deploy the names are sent only after init
+   * code ran, so the lineage's own memory never held them.
    */
-  async mountSlots(first: SeedRec, slotDir: string, names: string[], bytes: number): Promise<void> {
+  async mountSlots(first: SeedRec, slotDir: string, names: string[], bytes: number, renew = false): Promise<void> {
     const l1 = first.info.parent ? this.seeds.get(first.info.parent) : undefined;
-    if (!l1?.link) throw new Unavailable(`the language seed of ${first.info.id} is not connected`);
-    l1.link.send({ t: 'slots', id: first.info.id, slotDir, names, bytes });
     const w = this.waits.get(first.info.id);
-    if (!w) throw new Unavailable(`seed ${first.info.id} is gone`);
+    if (!l1?.link || !w) throw new Unavailable(`the language seed of ${first.info.id} is not connected`);
+    const [done, waiter] = deferred<number>();
+    w.slots.push(waiter);
+    l1.link.send({ t: 'slots', id: first.info.id, slotDir, names, bytes, renew });
     let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([w.slots[0], new Promise((_, reject) => { timer = setTimeout(() => reject(new Unavailable(`${l1.info.id} did not mount the /tmp slots`)), 10_000); })]);
+      await Promise.race([done, new Promise((_, reject) => { timer = setTimeout(() => reject(new Unavailable(`${l1.info.id} did not mount the /tmp slots`)), 10_000); })]);
     } finally {
       clearTimeout(timer);
     }

@@ -1,38 +1,48 @@
 // A lineage's per-instance /tmp slots (tmpfs mounts under SLOT_DIR in the lineage's mount
 // namespace, named unguessably; seeds/protocol.ts). An instance owns one from fork to exit;
-// callers beyond the lineage's slots wait in order. A released slot is emptied before it
-// is handed out again: the next instance must find nothing of the previous one.
-import { readdirSync, rmSync } from 'node:fs';
+// at most `concurrency` are owned at once and callers beyond that wait in order (a bounded
+// number of them). A released slot is never walked by path (function code controls what is
+// in it: a symlink swapped in mid-walk would point spored, as root, at the host); it is
+// replaced instead: `renew` has the lineage's L1 parent unmount it and mount a fresh tmpfs,
+// in batches, off the response path. There are more slots than `concurrency`, so renewal
+// rarely makes anyone wait.
 import { Overloaded } from '../runtime/errors.js';
 
 export class SlotPool {
   private readonly free: string[];
+  private readonly dirty: string[] = [];
   private readonly waiters: ((slot: string) => void)[] = [];
+  private owned = 0;
+  private renewing = false;
+  private broken = 0;
   readonly size: number;
 
   /**
-   * `names` are the slots' names under the slot directory; `root()` is that directory's host
-   * path (through a live process of the lineage), or null once the lineage is gone.
+   * `names`: every slot (more than `concurrency`); `renew(names)` replaces those slots with
+   * fresh, empty ones (rejects when it could not: those slots are then out of service).
    */
-  constructor(names: string[], private readonly root: () => string | null) {
+  constructor(names: string[], readonly concurrency: number, private readonly renew: (names: string[]) => Promise<void>) {
     this.free = [...names];
     this.size = names.length;
   }
 
   /**
-   * A free slot, waiting for one when all are taken; `maxWaiting` callers may wait, the next
-   * one gets Overloaded at once (answered, not timed out).
+   * A fresh slot, waiting for one when `concurrency` are owned (or none is fresh yet);
+   * `maxWaiting` callers may wait, the next one gets Overloaded at once (answered, not
+   * timed out).
    */
   acquire(maxWaiting = Number.POSITIVE_INFINITY): Promise<string> {
-    const s = this.free.shift();
-    if (s !== undefined) return Promise.resolve(s);
+    if (this.owned < this.concurrency && this.waiters.length === 0) {
+      const s = this.free.shift();
+      if (s !== undefined) { this.owned++; return Promise.resolve(s); }
+    }
     if (this.waiters.length >= maxWaiting) {
-      return Promise.reject(new Overloaded(`all ${this.size} instances of this function are busy and ${this.waiters.length} calls are waiting; retry later`));
+      return Promise.reject(new Overloaded(`all ${this.concurrency} instances of this function are busy and ${this.waiters.length} calls are waiting; retry later`));
     }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Every slot's name (to mount them). */
+  /** Every slot's name (to mount them, before any is used). */
   names(): string[] {
     return [...this.free];
   }
@@ -42,20 +52,43 @@ export class SlotPool {
     return this.waiters.length;
   }
 
+  /** Slots owned by instances now. */
   get inUse(): number {
-    return this.size - this.free.length;
+    return this.owned;
   }
 
-  /** Empty the slot (its owner is dead by now) and hand it to the next waiter. */
+  /** Used slots waiting to be renewed, and slots lost to failed renewals. */
+  get pending(): { dirty: number; broken: number } {
+    return { dirty: this.dirty.length, broken: this.broken };
+  }
+
+  /** Its owner is dead (its cgroup emptied): the slot is renewed before anyone gets it again. */
   release(slot: string): void {
-    const dir = this.root();
-    if (dir) {
-      try {
-        for (const e of readdirSync(`${dir}/${slot}`)) rmSync(`${dir}/${slot}/${e}`, { recursive: true, force: true });
-      } catch { /* the lineage is gone, and its mounts with it */ }
+    this.owned--;
+    this.dirty.push(slot);
+    this.hand();
+    this.renewSoon();
+  }
+
+  private hand(): void {
+    while (this.waiters.length && this.owned < this.concurrency && this.free.length) {
+      const next = this.waiters.shift() as (slot: string) => void;
+      this.owned++;
+      next(this.free.shift() as string);
     }
-    const next = this.waiters.shift();
-    if (next) next(slot);
-    else this.free.push(slot);
+  }
+
+  private renewSoon(): void {
+    if (this.renewing || this.dirty.length === 0) return;
+    this.renewing = true;
+    const batch = this.dirty.splice(0);
+    void this.renew(batch).then(
+      () => { this.free.push(...batch); },
+      () => { this.broken += batch.length; },
+    ).finally(() => {
+      this.renewing = false;
+      this.hand();
+      this.renewSoon();
+    });
   }
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import pino from 'pino';
+import { testLogger } from './test-log.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kvmUnavailableReason } from '../dist/runtime/sys/kvm.js';
 import { VmFunctions, VM_MAX_EVENT_BYTES } from '../dist/seeds/vm-functions.js';
@@ -34,7 +34,7 @@ const value = (r: InvokeResult): VmResult => {
 
 describe.skipIf(why !== null)('vm engine through the FRI runtime', () => {
   let vm: VmFunctions;
-  beforeAll(() => { vm = new VmFunctions({ log: pino({ level: 'warn' }), engine: { threads: 2, shellPool: 4 } }); });
+  beforeAll(() => { vm = new VmFunctions({ log: testLogger(), engine: { threads: 2, shellPool: 4 } }); });
   afterAll(async () => { await vm?.close(); });
 
   it('create("vm") boots a ready level-0 root seed; idempotent', async () => {
@@ -133,7 +133,7 @@ describe.skipIf(why !== null || !root)('vm engine through spored wiring: FRI gRP
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'spore-fri-vm-'));
-    const log = pino({ level: 'warn' });
+    const log = testLogger();
     l0 = new SeedClient();
     await l0.start();
     proc = new ProcessFunctionRuntime({ runDir: dir, stateDir: join(dir, 'state'), layout: detectCgroupLayout(), l0, log, cgroupPoolSize: 4 });

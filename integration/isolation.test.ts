@@ -14,7 +14,7 @@ import net from 'node:net';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
+import { testLogger } from './test-log.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeedClient } from '../dist/runtime/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
@@ -133,7 +133,7 @@ describe.skipIf(!root)('function sandbox isolation', () => {
     l0 = new SeedClient();
     await l0.start();
     // ADAPT: constructor options (as of 9bbaf0a: idRangesDir and rootfsDir default to /var/lib/spore)
-    rt = new ProcessFunctionRuntime({ runDir, stateDir, layout: detectCgroupLayout(), l0, log: pino({ level: process.env.SPORE_TEST_LOG ?? 'warn' }) });
+    rt = new ProcessFunctionRuntime({ runDir, stateDir, layout: detectCgroupLayout(), l0, log: testLogger() });
     await rt.start();
 
     // --- the probes, deployed as packages; host facts reach init code through env ---

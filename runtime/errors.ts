@@ -23,6 +23,12 @@ export const Code = {
 } as const;
 export type CodeValue = (typeof Code)[keyof typeof Code];
 
+const CODE_NAMES = new Map<number, string>(Object.entries(Code).map(([k, v]) => [v, k]));
+/** "NOT_FOUND" for 5; "UNKNOWN" for a number that is not a code. */
+export function codeName(code: number): string {
+  return CODE_NAMES.get(code) ?? 'UNKNOWN';
+}
+
 export class SporeError extends Error {
   readonly code: CodeValue;
   constructor(code: CodeValue, message: string, options?: { cause?: unknown }) {

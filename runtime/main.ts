@@ -1,13 +1,18 @@
 // spored entry point.
-import { loadConfig } from './config.js';
+import { helpText, loadConfig, parseFlags } from './config.js';
 import { startDaemon } from './daemon.js';
 import { makeLogger } from './log.js';
 import { statusOf } from './errors.js';
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
   let config;
   try {
-    config = loadConfig(process.argv.slice(2), process.env);
+    if (parseFlags(argv).help !== undefined) {
+      process.stdout.write(helpText());
+      return;
+    }
+    config = loadConfig(argv, process.env);
   } catch (e) {
     process.stderr.write(`spored: ${statusOf(e).message}\n`);
     process.exit(2);

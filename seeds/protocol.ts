@@ -98,6 +98,7 @@ export interface SandboxPlan {
   /** base64 struct sock_filter[] installed with no_new_privs before any function code */
   seccomp: { filter: string; flags: number };
   cwd: string;
+  /** spore's part of the environment (no user env: that comes on the lineage's own link) */
   env: Record<string, string>;
 }
 
@@ -129,9 +130,10 @@ export type ToSeed =
     }
   /**
    * To an L1 seed: mount these /tmp slots (tmpfs, `bytes` each) under slotDir in the mount
-   * namespace of its child lineage `id`. Answered with `slots` (or `failed`).
+   * namespace of its child lineage `id`; with `renew`, first unmount the used ones there
+   * (a fresh, empty tmpfs each). Answered with `slots`, in order (or `failed` at deploy).
    */
-  | { t: 'slots'; id: string; slotDir: string; names: string[]; bytes: number }
+  | { t: 'slots'; id: string; slotDir: string; names: string[]; bytes: number; renew?: boolean }
   | { t: 'kill'; id: string }
   | {
       t: 'seed';
@@ -144,6 +146,11 @@ export type ToSeed =
       load?: LoadSpec;
       sandbox?: SandboxPlan;
     }
+  /**
+   * The first message on a new lineage's own link (never sent through the L1 seed): the
+   * function's own environment, laid over the plan's before init code runs.
+   */
+  | { t: 'env'; env: Record<string, string> }
   | { t: 'stats' }
   | { t: 'exit' }; // the seed itself should exit (DeleteSeed)
 
@@ -176,9 +183,14 @@ export type FromSeed =
   | { t: 'forkFailed'; id: string; message: string }
   | { t: 'exit'; id: string; pid: number; code: number | null; signal: number | null; timedOut: boolean }
   | { t: 'stats'; id: string; pid: number; children: number }
-  | { t: 'slots'; id: string; count: number };
+  | { t: 'slots'; id: string; count: number; error?: string };
 
 /** Longest line spored reads from a seed link (a `failed` stack is the biggest). */
 export const MAX_SEED_LINE = 1024 * 1024;
-/** Longest result line spored reads from an instance channel (the result value included). */
-export const MAX_RESULT_LINE = 64 * 1024 * 1024;
+/**
+ * Largest result value (JSON text) an invocation may return: Lambda's synchronous response
+ * limit. A larger one is reported as a handler error by the instance itself.
+ */
+export const MAX_RESULT_BYTES = 6 * 1024 * 1024;
+/** Most spored reads from an instance's channel: the result line with its error and timings. */
+export const MAX_RESULT_LINE = MAX_RESULT_BYTES + 1024 * 1024;

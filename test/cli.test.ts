@@ -1,6 +1,6 @@
 // `spore` CLI: main(argv, io) in-process against a real FRI server (unix socket) backed by the
 // in-memory FakeRuntime; plus the pure formatting and argument helpers.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -356,7 +356,56 @@ describe('spore against a fake-backed spored', () => {
   it('an unreachable daemon is a clear error, exit 1', async () => {
     const r = await spore('--socket', path.join(dir, 'nope.sock'), 'seeds');
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/no FRI socket at .*nope\.sock; is spored running\?/);
+    expect(r.err).toMatch(/^spore: no FRI socket at .*nope\.sock: spored is not running \(start bin\/spored\)/);
+  });
+
+  it("every command's output, success or error, is empty or ends with a newline", async () => {
+    rt.logText.set('hello', 'no newline at the end');
+    const runs: string[][] = [
+      [], ['--help'], ['help'], ['help', 'deploy'], ['help', 'nope'], ['frobnicate'], ['--nope'],
+      ['deploy', 'nl', '--file', 'hello.js'], ['deploy', 'nl', '--file', 'hello.js', '--json'], ['deploy', 'nl'], ['deploy', 'nl', '--file', 'missing.js'],
+      ['deploy', 'nl', '--file', 'hello.txt'], ['deploy', 'nl', '--runtime', 'vm', '--file', 'hello.js'], ['deploy', '--help'],
+      ['invoke', 'hello'], ['invoke', 'hello', '--json'], ['invoke', 'bad'], ['invoke', 'bad', '--json'], ['invoke', 'missing'], ['invoke', 'hello', '--data', '{'],
+      ['invoke'], ['invoke', 'a', 'b'],
+      ['seeds'], ['seeds', '--json'], ['seeds', 'x'], ['ps'], ['ps', '--json'], ['functions'], ['functions', '--json'],
+      ['logs', 'hello'], ['logs', 'hello', '--json'], ['logs', 'hello', '--tail', '5'], ['logs', 'missing'], ['logs', 'hello', '--tail', 'x'],
+      ['rm', 'nl'], ['rm', 'nl', '--json'], ['rm', 'nl'], ['bench'], ['bench', 'nosuchbench'],
+    ];
+    for (const argv of runs) {
+      const r = await spore(...argv);
+      for (const [stream, text] of [['stdout', r.out], ['stderr', r.err]] as const) {
+        if (text !== '') expect(text.endsWith('\n'), `spore ${argv.join(' ')}: ${stream} ${JSON.stringify(text.slice(-60))}`).toBe(true);
+      }
+      expect(r.out + r.err, `spore ${argv.join(' ')} printed nothing`).not.toBe('');
+    }
+  });
+
+  it('says which part is down: no socket, a socket nobody listens on, spored up without FRI', async () => {
+    const run = path.join(dir, 'down');
+    fs.mkdirSync(run);
+    const io = (s: string): { io: CliIo; out: () => string } => {
+      let err = '';
+      return { io: { stdout: () => undefined, stderr: (x) => { err += x; }, env: { SPORE_FRI_SOCKET: s }, cwd: dir }, out: () => err };
+    };
+    const sockPath = path.join(run, 'fri.sock');
+    let c = io(sockPath);
+    expect(await main(['seeds'], c.io)).toBe(1);
+    expect(c.out()).toBe(`spore: no FRI socket at ${sockPath}: spored is not running (start bin/spored), or it uses another socket (point --socket / SPORE_FRI_SOCKET at it)\n`);
+    execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(sockPath)})`]);
+    c = io(sockPath);
+    expect(await main(['deploy', 'x', '--file', 'hello.js'], c.io)).toBe(1);
+    expect(c.out()).toMatch(/^spore: .*fri\.sock exists but nothing listens on it: spored is not running .*\n$/);
+    const fake = spawn('sleep', ['30'], { argv0: 'spored', stdio: 'ignore' });
+    try {
+      fs.writeFileSync(path.join(run, 'spored.pid'), `${fake.pid}\n`);
+      await new Promise((r) => setTimeout(r, 50));
+      c = io(sockPath);
+      expect(await main(['ps'], c.io)).toBe(1);
+      expect(c.out()).toMatch(new RegExp(`^spore: spored is running \\(pid ${fake.pid}, run dir .*\\) but its FRI is unavailable: .* nothing listens on it; FRI failed`));
+      expect(c.out()).toMatch(/\n$/);
+    } finally {
+      fake.kill('SIGKILL');
+    }
   });
 
   it('bench routes to dist/bench/<name>.js and says which file is missing', async () => {
@@ -377,5 +426,12 @@ describe.skipIf(!fs.existsSync(built))('built CLI', () => {
     const bad = spawnSync('sh', [path.resolve('bin/spore'), 'frobnicate'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/unknown command "frobnicate"/);
+  });
+
+  it('an unreachable spored is reported on one line that ends with a newline', () => {
+    const r = spawnSync('sh', [path.resolve('bin/spore'), '--socket', '/nonexistent', 'deploy', 'x', '--file', 'examples/hello.js'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^spore: no FRI socket at \/nonexistent: spored is not running[^\n]*\n$/);
   });
 });

@@ -5,11 +5,15 @@
 //   "timeout"   ok=false, kind timeout
 //   "oom"       ok=false, kind oom
 //   "explode"   the runtime itself throws a plain Error (an internal failure, not a typed one)
+//   "busy"      the runtime refuses at once: Overloaded (RESOURCE_EXHAUSTED), retry after 2500 ms
+//   "leaky"     ok=false, kind handler, a stack with spore's own frames and install path below
+//               the function's (what the gateway must not show)
 // Everything else behaves like "echo" (a package deploy too).
 // Redeploying adds a version; with `retiringInflight` > 0 the replaced version stays listed as
 // retiring with that many invocations in flight. `logText` holds each function's logs.
 import { createHash } from 'node:crypto';
-import { NotFound } from '../runtime/errors.js';
+import { NotFound, Overloaded } from '../runtime/errors.js';
+import { installRoot } from '../runtime/stack.js';
 import type {
   Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, FunctionVersionInfo, InstanceInfo, InvokeOptions,
   InvokeResult, PhaseTimings, SeedInfo, SeedLevel,
@@ -81,6 +85,16 @@ export class FakeRuntime implements FunctionRuntime {
         return { ...base, ok: false, result: null, error: { kind: 'oom', message: 'exceeded 128 MiB', stack: null } };
       case 'explode':
         throw new Error('kaboom');
+      case 'busy':
+        throw new Overloaded(`all 8 instances of ${fn ?? '?'} are busy and 8 calls are waiting; retry later`, 2500);
+      case 'leaky':
+        return {
+          ...base, ok: false, result: null,
+          error: {
+            kind: 'handler', message: `bad input (loaded by ${installRoot()}dist/seeds/node/seed.js)`,
+            stack: `Error: bad input\n    at inner (/var/task/index.js:1:27)\n    at /var/task/index.js:2:43\n    at call (file://${installRoot()}dist/seeds/node/seed.js:421:28)\n    at runInstance (${installRoot()}dist/seeds/node/seed.js:456:29)\n    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)`,
+          },
+        };
       default:
         return { ...base, ok: true, result: event, error: null };
     }

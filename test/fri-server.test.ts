@@ -1,5 +1,5 @@
 // FRI over a real unix socket: grpc-js server + FriClient, backed by the in-memory FakeRuntime.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import type * as grpc from '@grpc/grpc-js';
-import { Code, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, SporeError, Unavailable } from '../runtime/errors.js';
+import { Code, FailedPrecondition, InvalidArgument, NotFound, Overloaded, ResourceExhausted, SporeError, Unavailable } from '../runtime/errors.js';
 import { FriClient } from '../runtime/fri/client.js';
 import { closeFri, friServer, listenFri, removeStaleSocket } from '../runtime/fri/server.js';
 import { startFri } from '../runtime/fri/index.js';
@@ -376,7 +376,75 @@ describe('listen and connect', () => {
   it('connect fails fast with a hint when there is no socket', async () => {
     const e = await rejection(FriClient.connect(path.join(dir, 'missing.sock')));
     expect(e).toBeInstanceOf(Unavailable);
-    expect(e.message).toMatch(/no FRI socket.*is spored running/);
+    expect(e.message).toMatch(/^no FRI socket at .*missing\.sock: spored is not running \(start bin\/spored\)/);
+  });
+
+  it('the socket is 0600 and owned by the daemon from the start, whatever the umask and its directory', async () => {
+    const open = path.join(dir, 'open');
+    fs.mkdirSync(open, { mode: 0o777 });
+    fs.chmodSync(open, 0o777);
+    const sock = path.join(open, 'fri.sock');
+    const server = friServer(new FakeRuntime(), log);
+    const old = process.umask(0);
+    try {
+      await listenFri(server, sock);
+    } finally {
+      process.umask(old);
+    }
+    const st = fs.statSync(sock);
+    expect(st.isSocket()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.uid).toBe(process.getuid?.());
+    expect(fs.readdirSync(open)).toEqual(['fri.sock']); // the staging directory is gone
+    const c = await FriClient.connect(sock);
+    expect((await c.create('process')).level).toBe(0);
+    c.close();
+    await closeFri(server, sock);
+    expect(fs.existsSync(sock)).toBe(false);
+  });
+
+  it('tells apart no socket, a socket nobody listens on, and spored up with its FRI down', async () => {
+    const run = path.join(dir, 'diag');
+    fs.mkdirSync(run);
+    const sock = path.join(run, 'fri.sock');
+    // a socket file nobody listens on (a spored killed with SIGKILL leaves one)
+    execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(sock)})`]);
+    let e = await rejection(FriClient.connect(sock, { connectTimeoutMs: 10_000 }));
+    expect(e.message).toBe(`${sock} exists but nothing listens on it: spored is not running (it exited without removing its socket); start bin/spored`);
+    // a live spored (by its pid file; the process must be spored, not a reused pid)
+    const fake = spawn('sleep', ['30'], { argv0: 'spored', stdio: 'ignore' });
+    try {
+      fs.writeFileSync(path.join(run, 'spored.pid'), `${fake.pid}\n`);
+      await new Promise((r) => setTimeout(r, 50));
+      e = await rejection(FriClient.connect(sock));
+      expect(e.message).toMatch(new RegExp(`^spored is running \\(pid ${fake.pid}, run dir ${run}\\) but its FRI is unavailable: ${sock} exists but nothing listens on it; FRI failed`));
+      fs.rmSync(sock);
+      e = await rejection(FriClient.connect(sock));
+      expect(e.message).toMatch(/^spored is running \(pid \d+, .*\) but its FRI is unavailable: there is no socket at .*--fri off/);
+      fs.writeFileSync(path.join(run, 'spored.pid'), `${process.pid}\n`); // alive, but not spored
+      e = await rejection(FriClient.connect(sock));
+      expect(e.message).toMatch(/^no FRI socket at/);
+    } finally {
+      fake.kill('SIGKILL');
+    }
+    fs.writeFileSync(sock, 'x');
+    e = await rejection(FriClient.connect(sock));
+    expect(e.message).toMatch(/is not a socket/);
+  });
+
+  it('Overloaded crosses FRI with its retry-after (a trailer), so a remote gateway can answer 429 + Retry-After', async () => {
+    const rt = new FakeRuntime();
+    await rt.deploy(spec('busy', 'busy'));
+    const sock = path.join(dir, 'busy.sock');
+    const server = friServer(rt, log);
+    await listenFri(server, sock);
+    const c = await FriClient.connect(sock);
+    const e = await rejection(c.invoke('busy', '{}'));
+    expect(e).toBeInstanceOf(Overloaded);
+    expect(e.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect((e as Overloaded).retryAfterMs).toBe(2500);
+    c.close();
+    await closeFri(server, sock);
   });
 
   it('replaces a stale socket; refuses a live one and a non-socket', async () => {
@@ -427,5 +495,45 @@ describe('listen and connect', () => {
       s.once('connect', () => { s.destroy(); resolve('connected'); });
       s.once('error', reject);
     })).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('a gateway address that is taken: FRI keeps serving, the error names the address and the fix', async () => {
+    const rt = new FakeRuntime();
+    await rt.deploy(spec('hello'));
+    const squatter = net.createServer();
+    await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', () => r()));
+    const taken = `127.0.0.1:${(squatter.address() as net.AddressInfo).port}`;
+    const lines: { level: number; msg: string; address?: string }[] = [];
+    const capture = pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l)); } });
+    const sock = path.join(dir, 'taken', 'fri.sock');
+    const h = await startFri(rt, { friSocket: sock, gatewayAddress: taken }, capture);
+    try {
+      expect(h.gateway).toBeNull();
+      expect(h.gatewayAddress).toBeNull();
+      expect(h.listening()).toBe(true);
+      const c = await FriClient.connect(sock);
+      expect((await c.invoke('hello', '{"a":1}')).result).toBe('{"a":1}');
+      c.close();
+      const err = lines.find((l) => l.level === 50);
+      expect(err?.address).toBe(taken);
+      expect(err?.msg).toContain(`cannot listen on ${taken}: the address is already in use`);
+      expect(err?.msg).toContain('EADDRINUSE');
+      expect(err?.msg).toContain('--gateway HOST:PORT');
+      expect(err?.msg).toContain('--gateway off');
+    } finally {
+      await h.close();
+      squatter.close();
+    }
+    expect(h.listening()).toBe(false);
+  });
+
+  it('--gateway off: FRI only', async () => {
+    const sock = path.join(dir, 'off', 'fri.sock');
+    const h = await startFri(new FakeRuntime(), { friSocket: sock, gatewayAddress: 'off' }, log);
+    expect(h.gateway).toBeNull();
+    const c = await FriClient.connect(sock);
+    expect((await c.listSeeds())).toEqual([]);
+    c.close();
+    await h.close();
   });
 });

@@ -3,10 +3,18 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { Code, NotFound, ResourceExhausted } from '../runtime/errors.js';
+import { Code, NotFound, Overloaded, ResourceExhausted } from '../runtime/errors.js';
 import {
-  functionFromPath, httpStatusOfCode, httpStatusOfInvokeError, parseAddress, responseForError, startGateway, timingsHeader,
+  bearerMatches, functionFromPath, httpStatusOfCode, httpStatusOfInvokeError, parseAddress, responseForError, retryAfterSeconds,
+  startGateway, timingsHeader,
 } from '../runtime/gateway.js';
+import { Metrics, instrument } from '../runtime/metrics.js';
+import { installRoot } from '../runtime/stack.js';
+import { closeFri, friServer, listenFri } from '../runtime/fri/server.js';
+import { FriClient } from '../runtime/fri/client.js';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { FunctionSpec } from '../runtime/fri/types.js';
 import { FAKE_TIMINGS, FakeRuntime } from './fake-runtime.js';
 
@@ -21,11 +29,38 @@ describe('gateway mapping (pure)', () => {
   it('gRPC codes -> status', () => {
     expect(httpStatusOfCode(Code.NOT_FOUND)).toBe(404);
     expect(httpStatusOfCode(Code.INVALID_ARGUMENT)).toBe(400);
-    expect(httpStatusOfCode(Code.RESOURCE_EXHAUSTED)).toBe(503);
+    expect(httpStatusOfCode(Code.RESOURCE_EXHAUSTED)).toBe(429);
+    expect(httpStatusOfCode(Code.UNAVAILABLE)).toBe(503);
     expect(httpStatusOfCode(Code.DEADLINE_EXCEEDED)).toBe(504);
     expect(httpStatusOfCode(Code.UNKNOWN)).toBe(500);
     expect(responseForError(new NotFound('x'))).toMatchObject({ status: 404, body: '{"error":{"kind":"request","code":"NOT_FOUND","message":"x"}}' });
-    expect(responseForError(new ResourceExhausted('pool empty')).status).toBe(503);
+  });
+
+  it('RESOURCE_EXHAUSTED -> 429 with Retry-After: ceil(retryAfterMs / 1000), at least 1; 1 s when not said', () => {
+    expect(retryAfterSeconds(100)).toBe(1);
+    expect(retryAfterSeconds(0)).toBe(1);
+    expect(retryAfterSeconds(1000)).toBe(1);
+    expect(retryAfterSeconds(1001)).toBe(2);
+    expect(retryAfterSeconds(2500)).toBe(3);
+    expect(retryAfterSeconds(undefined)).toBe(1);
+    const o = responseForError(new Overloaded('busy', 2500));
+    expect(o.status).toBe(429);
+    expect(o.headers['retry-after']).toBe('3');
+    expect(JSON.parse(o.body)).toEqual({ error: { kind: 'overloaded', code: 'RESOURCE_EXHAUSTED', message: 'busy' } });
+    const plainRe = responseForError(new ResourceExhausted('pool empty')); // e.g. from a remote FRI without the trailer
+    expect(plainRe.status).toBe(429);
+    expect(plainRe.headers['retry-after']).toBe('1');
+  });
+
+  it('bearer token check', () => {
+    expect(bearerMatches('Bearer s3cret', 's3cret')).toBe(true);
+    expect(bearerMatches('bearer s3cret', 's3cret')).toBe(true);
+    expect(bearerMatches('Bearer s3cre', 's3cret')).toBe(false);
+    expect(bearerMatches('Bearer s3cret2', 's3cret')).toBe(false);
+    expect(bearerMatches('Basic s3cret', 's3cret')).toBe(false);
+    expect(bearerMatches('s3cret', 's3cret')).toBe(false);
+    expect(bearerMatches(undefined, 's3cret')).toBe(false);
+    expect(bearerMatches('Bearer ', 's3cret')).toBe(false);
   });
 
   it('paths, addresses, timings header', () => {
@@ -78,7 +113,7 @@ describe('gateway over HTTP', () => {
 
   beforeAll(async () => {
     rt = new FakeRuntime();
-    for (const [n, c] of [['echo', 'echo'], ['bad', 'throw'], ['slow', 'timeout'], ['fat', 'oom'], ['explode', 'explode']]) {
+    for (const [n, c] of [['echo', 'echo'], ['bad', 'throw'], ['slow', 'timeout'], ['fat', 'oom'], ['explode', 'explode'], ['busy', 'busy'], ['leaky', 'leaky']]) {
       await rt.deploy(spec(n as string, c as string));
     }
     server = await startGateway(rt, '127.0.0.1:0', log, { maxBodyBytes: 1024 });
@@ -152,10 +187,33 @@ describe('gateway over HTTP', () => {
     expect(r.headers.allow).toBe('POST');
   });
 
+  it('overloaded -> 429 at once with Retry-After, the connection kept', async () => {
+    const r = await request('POST', '/invoke/busy', '{}');
+    expect(r.status).toBe(429);
+    expect(r.headers['retry-after']).toBe('3');
+    expect(r.headers['x-spore-error']).toBe('overloaded');
+    expect(JSON.parse(r.body).error).toMatchObject({ kind: 'overloaded', code: 'RESOURCE_EXHAUSTED' });
+    expect(r.headers.connection).toBe('keep-alive');
+  });
+
+  it("a 500's stack holds the function's frames only: no spore frames, node internals or install paths", async () => {
+    const r = await request('POST', '/invoke/leaky', '{}');
+    expect(r.status).toBe(500);
+    const e = JSON.parse(r.body).error as { message: string; stack: string };
+    expect(e.stack).toBe('Error: bad input\n    at inner (/var/task/index.js:1:27)\n    at /var/task/index.js:2:43');
+    expect(r.body).not.toContain(installRoot().replace(/\/$/, ''));
+    expect(r.body).not.toMatch(/node:internal|dist\//);
+    expect(e.message).toBe('bad input (loaded by <spore>)');
+  });
+
   it('GET /healthz -> 200', async () => {
     const r = await request('GET', '/healthz');
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toEqual({ ok: true });
+  });
+
+  it('no /metrics without a Metrics object: 404', async () => {
+    expect((await request('GET', '/metrics')).status).toBe(404);
   });
 
   it('body over the limit -> 413 and the connection closes', async () => {
@@ -185,5 +243,102 @@ describe('gateway over HTTP', () => {
     expect(a.headers.connection).toBe('keep-alive');
     expect([a.reused, b.reused, c.reused]).toEqual([true, true, true]);
     expect(new Set([a.localPort, b.localPort, c.localPort]).size).toBe(1);
+  });
+});
+
+describe('gateway with metrics, health and a token', () => {
+  const TOKEN = 'tok-0123456789abcdef';
+  let rt: FakeRuntime;
+  let metrics: Metrics;
+  let server: http.Server;
+  let port: number;
+  let healthy = true;
+
+  const req = async (method: string, p: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; headers: Headers; text: string }> => {
+    const res = await fetch(`http://127.0.0.1:${port}${p}`, { method, headers, body });
+    return { status: res.status, headers: res.headers, text: await res.text() };
+  };
+  const auth = { authorization: `Bearer ${TOKEN}` };
+
+  beforeAll(async () => {
+    rt = new FakeRuntime();
+    for (const [n, c] of [['echo', 'echo'], ['bad', 'throw'], ['busy', 'busy']]) {
+      await rt.deploy({ name: n as string, language: 'node', code: c as string, handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    }
+    metrics = new Metrics({ defaultMetrics: false });
+    const health = () => ({ ok: healthy, components: { fri: { ok: healthy } } });
+    server = await startGateway(instrument(rt, metrics), '127.0.0.1:0', log, { metrics, health, token: TOKEN });
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it('every route but /healthz needs the bearer token: 401 without it or with a wrong one', async () => {
+    for (const [m, p] of [['POST', '/invoke/echo'], ['GET', '/metrics'], ['GET', '/nowhere'], ['POST', '/invoke/nope']] as const) {
+      const none = await req(m, p, {}, m === 'POST' ? '{}' : undefined);
+      expect(none.status, `${m} ${p}`).toBe(401);
+      expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect((await req(m, p, { authorization: `Bearer ${TOKEN}x` }, m === 'POST' ? '{}' : undefined)).status).toBe(401);
+      expect((await req(m, p, { authorization: TOKEN }, m === 'POST' ? '{}' : undefined)).status).toBe(401);
+    }
+    expect(rt.calls.filter((c) => c.method === 'invoke')).toEqual([]);
+    const ok = await req('POST', '/invoke/echo', auth, '{"a":1}');
+    expect(ok.status).toBe(200);
+    expect(ok.text).toBe('{"a":1}');
+  });
+
+  it('/healthz: no token needed; 200 when ok, 503 with the same body when something is down', async () => {
+    healthy = true;
+    const up = await req('GET', '/healthz');
+    expect(up.status).toBe(200);
+    expect(JSON.parse(up.text)).toEqual({ ok: true, components: { fri: { ok: true } } });
+    healthy = false;
+    const down = await req('GET', '/healthz');
+    expect(down.status).toBe(503);
+    expect(JSON.parse(down.text)).toEqual({ ok: false, components: { fri: { ok: false } } });
+    healthy = true;
+  });
+
+  it('/metrics: Prometheus text with invocations by outcome, phases and gateway requests', async () => {
+    await req('POST', '/invoke/echo', auth, '{}');
+    await req('POST', '/invoke/bad', auth, '{}');
+    const busy = await req('POST', '/invoke/busy', auth, '{}');
+    expect(busy.status).toBe(429);
+    const m = await req('GET', '/metrics', auth);
+    expect(m.status).toBe(200);
+    expect(m.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(m.text).toMatch(/^spore_invocations_total\{function="echo",outcome="ok"\} [1-9]/m);
+    expect(m.text).toMatch(/^spore_invocations_total\{function="bad",outcome="handler"\} 1$/m);
+    expect(m.text).toMatch(/^spore_invocations_total\{function="busy",outcome="rejected"\} 1$/m);
+    expect(m.text).toMatch(/^spore_phase_seconds_count\{phase="fork"\} [1-9]/m);
+    expect(m.text).toMatch(/^spore_gateway_requests_total\{route="invoke",status="429"\} 1$/m);
+    expect(m.text).toMatch(/^spore_gateway_requests_total\{route="invoke",status="401"\} [1-9]/m);
+  });
+});
+
+describe('gateway over a remote FRI (FriClient as the invoker)', () => {
+  it('RESOURCE_EXHAUSTED from the remote runtime is a 429 with its Retry-After', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spore-gw-remote-'));
+    const rt = new FakeRuntime();
+    await rt.deploy({ name: 'busy', language: 'node', code: 'busy', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    const grpcServer = friServer(rt, log);
+    const { socket } = await listenFri(grpcServer, path.join(dir, 'fri.sock'));
+    const client = await FriClient.connect(socket);
+    const gw = await startGateway(client, '127.0.0.1:0', log);
+    try {
+      const res = await fetch(`http://127.0.0.1:${(gw.address() as AddressInfo).port}/invoke/busy`, { method: 'POST', body: '{}' });
+      expect(res.status).toBe(429);
+      expect(res.headers.get('retry-after')).toBe('3');
+      expect((await res.json() as { error: { kind: string } }).error.kind).toBe('overloaded');
+    } finally {
+      gw.closeAllConnections();
+      await new Promise((r) => gw.close(r));
+      client.close();
+      await closeFri(grpcServer, socket, 0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -18,7 +18,7 @@ const input: SandboxInput = {
   runtimeEntries: [{ name: 'usr', kind: 'dir' }, { name: 'lib', kind: 'dir' }, { name: 'lib64', kind: 'dir' }, { name: 'bin', kind: 'symlink', target: 'usr/bin' }],
   runtimeHasSsl: true, packageDir: '/state/packages/d1g3st', staging: '/run/spore-x/sandbox-root', hostId: 1 << 30,
   cgroupProcs: ['/sys/fs/cgroup/memory/spore/f/cgroup.procs', '/sys/fs/cgroup/pids/spore/f/cgroup.procs'], memoryMiB: 128, tmpBytes: 1 << 20,
-  seccomp: { filter: 'AAECAw==', flags: 0 }, env: { A: '1' },
+  seccomp: { filter: 'AAECAw==', flags: 0 },
 };
 
 function nodeSequence(plan: ReturnType<typeof functionSandbox>): SysCall[] {

@@ -180,8 +180,8 @@ describe.each(langs)('$language seed protocol', ({ language, start }) => {
     await link.wait('ready', 'l1-f');
     const pkg = join(dir, `pkg-${language}`);
     mkdirSync(pkg, { recursive: true });
-    if (language === 'node') writeFileSync(join(pkg, 'index.js'), 'const os = require("os"), fs = require("fs"); exports.handler = async (e, c) => ({ echo: e, uid: process.getuid(), host: os.hostname(), fn: c.functionName, tmp: fs.realpathSync("/tmp") });');
-    else writeFileSync(join(pkg, 'main.py'), 'import os, socket\ndef handler(e, c):\n    return {"echo": e, "uid": os.getuid(), "host": socket.gethostname(), "fn": c.function_name, "tmp": os.path.realpath("/tmp")}\n');
+    if (language === 'node') writeFileSync(join(pkg, 'index.js'), 'const os = require("os"), fs = require("fs"); exports.handler = async (e, c) => ({ echo: e, uid: process.getuid(), host: os.hostname(), fn: c.functionName, tmp: fs.realpathSync("/tmp"), secret: process.env.SECRET });');
+    else writeFileSync(join(pkg, 'main.py'), 'import os, socket\ndef handler(e, c):\n    return {"echo": e, "uid": os.getuid(), "host": socket.gethostname(), "fn": c.function_name, "tmp": os.path.realpath("/tmp"), "secret": os.environ.get("SECRET")}\n');
     const staging = join(dir, `staging-${language}`);
     mkdirSync(staging, { recursive: true });
     const rootDir = join(ROOTFS, language);
@@ -197,6 +197,7 @@ describe.each(langs)('$language seed protocol', ({ language, start }) => {
     });
     const [mine, theirs] = sys.socketpair();
     const l2 = new Link(mine);
+    l2.send({ t: 'env', env: { SECRET: 'only-on-the-lineage-link' } });
     const [logR, logW] = sys.pipe();
     sys.close(logR);
     link.send({ t: 'seed', id: 'l2-x', nfds: 2, load: { module: `/var/task/${language === 'node' ? 'index' : 'main'}`, handler: 'handler' }, sandbox: plan }, [theirs, logW]);
@@ -215,7 +216,7 @@ describe.each(langs)('$language seed protocol', ({ language, start }) => {
     ch.write(JSON.stringify({ event: '{"n":7}', context: { functionName: 'proto', functionVersion: '1', requestId: 'i-9', deadlineMs: Date.now() + 5000, memoryLimitMiB: 128 } }) + '\n');
     const r = JSON.parse(await line) as { ok: boolean; value: string };
     expect(r.ok).toBe(true);
-    expect(JSON.parse(r.value)).toEqual({ echo: { n: 7 }, uid: 1000, host: `proto-${language}`, fn: 'proto', tmp: `/.spore/tmp/${slot}` });
+    expect(JSON.parse(r.value)).toEqual({ echo: { n: 7 }, uid: 1000, host: `proto-${language}`, fn: 'proto', tmp: `/.spore/tmp/${slot}`, secret: 'only-on-the-lineage-link' });
     expect(await l2.wait('exit', 'i-9')).toMatchObject({ code: 0, signal: null });
     ch.destroy();
     l2.sock.destroy();

@@ -3,6 +3,7 @@
 // from runtime/errors.ts (NotFound, InvalidArgument, ...); a failed invocation is NOT thrown —
 // it is an InvokeResult with ok=false.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DescMessage, DescMethod, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
@@ -26,6 +27,8 @@ export type RemoteFunctionRuntime = {
 export interface FriClientOptions {
   /** how long connect() waits for the channel to become ready (default 5000 ms) */
   connectTimeoutMs?: number;
+  /** run dirs whose spored.pid tells whether spored runs (default: the socket's directory) */
+  runDirs?: string[];
   /** deadline for every call (default none: an invoke lasts as long as the function's timeout) */
   callTimeoutMs?: number;
 }
@@ -44,6 +47,68 @@ export function friTarget(address: string): { target: string; socket: string | n
 
 type Methods = (typeof FunctionRuntimeService)['method'];
 
+/** The pid of a running spored according to `<runDir>/spored.pid`, or null. */
+export function runningSpored(runDirs: readonly string[]): { pid: number; runDir: string } | null {
+  for (const runDir of new Set(runDirs)) {
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(path.join(runDir, 'spored.pid'), 'utf8').trim());
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      // the pid may have been reused since a crash: it must still be spored
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes('spored') || cmd.includes('runtime/main.js')) return { pid, runDir };
+    } catch { /* not running */ }
+  }
+  return null;
+}
+
+/** errno of connecting to a unix socket, or null when something accepts. */
+function probe(socket: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = net.connect(socket);
+    s.once('connect', () => { s.destroy(); resolve(null); });
+    s.once('error', (e: NodeJS.ErrnoException) => { s.destroy(); resolve(e.code ?? e.message); });
+  });
+}
+
+/**
+ * Why the FRI socket cannot be used, as a message for a person, or null when something
+ * accepts connections on it. Tells apart: no socket, a socket nobody listens on, permission,
+ * and whether spored itself runs (then its FRI is what is down).
+ */
+export async function friSocketProblem(socket: string, runDirs: readonly string[]): Promise<string | null> {
+  let st: fs.Stats | null = null;
+  try {
+    st = fs.statSync(socket);
+  } catch { /* missing */ }
+  const err = st === null ? 'ENOENT' : !st.isSocket() ? 'ENOTSOCK' : await probe(socket);
+  if (err === null) return null;
+  const spored = runningSpored(runDirs);
+  const up = spored ? `spored is running (pid ${spored.pid}, run dir ${spored.runDir}) but its FRI is unavailable: ` : '';
+  const log = "see spored's log (--log / SPORE_LOG; the shim's default is <run-dir>/spored.log)";
+  switch (err) {
+    case 'ENOENT':
+      return spored
+        ? `${up}there is no socket at ${socket}. Its function runtime may still be starting, may have failed (${log}), or spored runs with --fri off or another --fri-socket`
+        : `no FRI socket at ${socket}: spored is not running (start bin/spored), or it uses another socket (point --socket / SPORE_FRI_SOCKET at it)`;
+    case 'ECONNREFUSED':
+      return spored
+        ? `${up}${socket} exists but nothing listens on it; FRI failed or stopped (${log}); restarting spored brings it back`
+        : `${socket} exists but nothing listens on it: spored is not running (it exited without removing its socket); start bin/spored`;
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied on ${socket}: FRI is root-only (the socket is mode 0600, owned by root); run spore as root`;
+    case 'ENOTSOCK':
+      return `${socket} is not a socket; point --socket / SPORE_FRI_SOCKET at spored's FRI socket`;
+    default:
+      return `${up}cannot connect to ${socket}: ${err}`;
+  }
+}
+
 export class FriClient implements RemoteFunctionRuntime {
   readonly address: string;
   private readonly client: grpc.Client;
@@ -55,11 +120,17 @@ export class FriClient implements RemoteFunctionRuntime {
     this.callTimeoutMs = callTimeoutMs;
   }
 
-  /** Connect and wait until ready, failing fast with a message that says how to fix it. */
+  /**
+   * Connect and wait until ready, failing fast with a message that says what is wrong and how
+   * to fix it: no socket, a socket nobody listens on, or spored up but its FRI unavailable.
+   */
   static async connect(address: string, opts: FriClientOptions = {}): Promise<FriClient> {
     const { target, socket } = friTarget(address);
     const hint = 'is spored running? (start bin/spored, or point --socket / SPORE_FRI_SOCKET at its FRI socket)';
-    if (socket !== null && !fs.existsSync(socket)) throw new Unavailable(`no FRI socket at ${socket}; ${hint}`);
+    if (socket !== null) {
+      const why = await friSocketProblem(socket, opts.runDirs ?? [path.dirname(socket)]);
+      if (why !== null) throw new Unavailable(why);
+    }
     // Sends up to the largest deploy (a 50 MiB package plus framing); receives anything.
     const client = new grpc.Client(target, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': -1,

@@ -6,9 +6,12 @@ import { fromBinary, toBinary, create } from '@bufbuild/protobuf';
 import type { DescMessage, DescMethod, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
 import {
-  AlreadyExists, Cancelled, Code, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound,
+  AlreadyExists, Cancelled, Code, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound, Overloaded,
   ResourceExhausted, SporeError, Unavailable, Unimplemented, statusOf,
 } from '../errors.js';
+
+/** Trailer carrying Overloaded.retryAfterMs, so a remote caller (a gateway) can say Retry-After. */
+export const RETRY_AFTER_MS_KEY = 'spore-retry-after-ms';
 import type { CodeValue } from '../errors.js';
 
 /** gRPC path of a method: /<package>.<Service>/<Method>. */
@@ -27,6 +30,27 @@ function deserializer<D extends DescMessage>(schema: D): (b: Buffer) => MessageS
   return (b) => fromBinary(schema, b);
 }
 
+/**
+ * A request whose bytes are not a valid message. grpc-js answers a request deserializer that
+ * throws with INTERNAL "Error deserializing request" (no detail), as if the server had failed;
+ * so the request deserializer returns this instead, and serviceImplementation answers
+ * INVALID_ARGUMENT naming the message type and what did not decode. (Fuzzing finding:
+ * fuzz/corpus/fri/regress-malformed-*.)
+ */
+class MalformedRequest {
+  constructor(readonly error: InvalidArgument) {}
+}
+
+function requestDeserializer<D extends DescMessage>(schema: D): (b: Buffer) => MessageShape<D> | MalformedRequest {
+  return (b) => {
+    try {
+      return fromBinary(schema, b);
+    } catch (e) {
+      return new MalformedRequest(new InvalidArgument(`malformed ${schema.typeName}: ${(e as Error).message}`, { cause: e }));
+    }
+  };
+}
+
 /** grpc-js ServiceDefinition for a generated service (unary methods only; FRI has no streams). */
 export function serviceDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -37,7 +61,7 @@ export function serviceDefinition(service: GenService<GenServiceMethods>): grpc.
       requestStream: false,
       responseStream: false,
       requestSerialize: serializer(m.input) as (m: unknown) => Buffer,
-      requestDeserialize: deserializer(m.input),
+      requestDeserialize: requestDeserializer(m.input),
       responseSerialize: serializer(m.output) as (m: unknown) => Buffer,
       responseDeserialize: deserializer(m.output),
       originalName: m.localName,
@@ -79,7 +103,8 @@ export function serviceImplementation<M extends GenServiceMethods>(
     const output = m.output;
     const fn: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
       const t0 = performance.now();
-      handler(call.request, call).then(
+      const request: unknown = call.request;
+      (request instanceof MalformedRequest ? Promise.reject(request.error) : handler(request, call)).then(
         (res) => {
           onCall?.({ method: m.name, ms: performance.now() - t0, code: Code.OK });
           callback(null, create(output, res));
@@ -87,7 +112,9 @@ export function serviceImplementation<M extends GenServiceMethods>(
         (err: unknown) => {
           const { code, message } = statusOf(err);
           onCall?.({ method: m.name, ms: performance.now() - t0, code, message, err });
-          callback({ code: code as number as grpc.status, details: message });
+          const metadata = new grpc.Metadata();
+          if (err instanceof Overloaded) metadata.set(RETRY_AFTER_MS_KEY, String(err.retryAfterMs));
+          callback({ code: code as number as grpc.status, details: message, metadata });
         },
       );
     };
@@ -109,8 +136,13 @@ const ERROR_BY_CODE: Partial<Record<number, new (message: string) => SporeError>
   [Code.INTERNAL]: Internal,
 };
 
-/** The typed error a client throws for a gRPC status, so callers can `instanceof NotFound`. */
-export function errorFromStatus(code: number, message: string): SporeError {
+/**
+ * The typed error a client throws for a gRPC status, so callers can `instanceof NotFound`; a
+ * RESOURCE_EXHAUSTED with a retry-after trailer is Overloaded.
+ */
+export function errorFromStatus(code: number, message: string, metadata?: grpc.Metadata): SporeError {
+  const retry = metadata?.get(RETRY_AFTER_MS_KEY)[0];
+  if (code === Code.RESOURCE_EXHAUSTED && retry !== undefined && Number.isFinite(Number(retry))) return new Overloaded(message, Number(retry));
   const Ctor = ERROR_BY_CODE[code];
   if (Ctor) return new Ctor(message);
   return new SporeError((code >= 0 && code <= 16 ? code : Code.UNKNOWN) as CodeValue, message);
@@ -133,7 +165,7 @@ export function unaryCall<I extends DescMessage, O extends DescMessage>(
       new grpc.Metadata(),
       options,
       (err, res) => {
-        if (err) reject(errorFromStatus(err.code, err.details || err.message));
+        if (err) reject(errorFromStatus(err.code, err.details || err.message, err.metadata));
         else if (res === undefined) reject(new Internal(`${methodPath(method)}: empty response`));
         else resolve(res);
       },

@@ -113,14 +113,16 @@ function logCall(log: Logger): (rec: CallRecord) => void {
  * A grpc-js server with the FRI service registered (not yet bound; see listenFri). Requests may
  * be as large as the largest deploy (a 50 MiB package plus framing: FRI_MAX_MESSAGE_BYTES).
  */
-export function friServer(rt: FunctionRuntime, log: Logger): grpc.Server {
+export function friServer(rt: FunctionRuntime, log: Logger, opts: { onCall?: (rec: CallRecord) => void } = {}): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': FRI_MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': -1,
   });
+  const logged = logCall(log);
+  const extra = opts.onCall;
   server.addService(
     serviceDefinition(FunctionRuntimeService),
-    serviceImplementation(FunctionRuntimeService, friHandlers(rt), logCall(log)),
+    serviceImplementation(FunctionRuntimeService, friHandlers(rt), extra ? (rec) => { logged(rec); extra(rec); } : logged),
   );
   return server;
 }
@@ -163,20 +165,33 @@ export interface FriListen {
 }
 
 /**
- * Bind the server on `unix://<socketPath>` (mode 0600: only the owner — root — may drive the
- * runtime, as there is no authentication) and optionally on a TCP address ("host:port").
+ * Bind the server on `unix://<socketPath>` and optionally on a TCP address ("host:port").
+ *
+ * The socket is mode 0600, owned by the daemon's user (root): FRI has no authentication, so only
+ * root may drive the runtime. grpc-js binds asynchronously and offers no mode option, so the
+ * socket is bound inside a fresh 0700 directory next to its final path, chmod'ed to 0600 there
+ * and only then renamed into place: at no moment can another user connect, whatever the umask
+ * or the mode of the socket's directory.
  */
 export async function listenFri(server: grpc.Server, socketPath: string, tcp?: string): Promise<FriListen> {
   const abs = path.resolve(socketPath);
-  fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
+  const dir = path.dirname(abs);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   await removeStaleSocket(abs);
+  const staging = fs.mkdtempSync(path.join(dir, '.fri-bind-'));
   try {
-    await bind(server, `unix://${abs}`);
-  } catch (e) {
-    throw new Unavailable(`cannot listen on ${abs}: ${(e as Error).message}`, { cause: e });
+    fs.chmodSync(staging, 0o700);
+    const tmp = path.join(staging, 's');
+    try {
+      await bind(server, `unix://${tmp}`);
+    } catch (e) {
+      throw new Unavailable(`cannot listen on ${abs}: ${(e as Error).message}`, { cause: e });
+    }
+    fs.chmodSync(tmp, 0o600);
+    fs.renameSync(tmp, abs);
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
   }
-  // grpc-js offers no mode option; the window before chmod is covered by the 0700 run dir.
-  fs.chmodSync(abs, 0o600);
   let tcpPort: number | null = null;
   if (tcp) {
     try {

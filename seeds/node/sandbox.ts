@@ -177,8 +177,8 @@ function keepOnly(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void 
       sys.close(fd);
       continue;
     }
-    if (l === 'anon_inode:[eventpoll]') replaceWith(fd, sys.epollCreate());
-    else if (l === 'anon_inode:[eventfd]') replaceWith(fd, sys.eventfd((sys.fdFlags(fd).status & sys.O.NONBLOCK) !== 0));
+    if (l === 'anon_inode:[eventpoll]') { replaceWith(fd, sys.epollCreate()); deadLoops.epolls.push(fd); }
+    else if (l === 'anon_inode:[eventfd]') { replaceWith(fd, sys.eventfd((sys.fdFlags(fd).status & sys.O.NONBLOCK) !== 0)); deadLoops.eventfds.push(fd); }
     else if (l.startsWith('pipe:')) pipes.set(l, [...(pipes.get(l) ?? []), fd]);
     else if (isNullDevice(fd)) replaceWith(fd, sys.dupFd(devNull));
     else sys.close(fd);
@@ -187,12 +187,8 @@ function keepOnly(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void 
     const ends = group.map((fd) => ({ fd, write: (sys.fdFlags(fd).status & 3) === sys.O.WRONLY }));
     const reader = ends.find((e) => !e.write);
     if (!reader || !ends.some((e) => e.write)) { for (const e of ends) sys.close(e.fd); continue; }
-    const waiting = sys.pendingBytes(reader.fd);
-    const [r, w] = sys.pipe(sys.O.CLOEXEC);
-    for (const e of ends) replaceWith(e.fd, sys.dupFd(e.write ? w : r));
-    if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
-    sys.close(r);
-    sys.close(w);
+    replacePipe(ends);
+    deadLoops.pipes.push(ends);
   }
   for (const ref of refs.values()) sys.close(ref);
   sys.dup2(devNull, 0);
@@ -203,6 +199,31 @@ function keepOnly(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void 
   const slot = openSync(`${plan.slotDir}/init`, sys.O.PATH | sys.O.DIRECTORY);
   sys.dup2(slot, plan.tmpFd);
   closeSync(slot);
+}
+
+/**
+ * The fds of Node's other event loops (whose threads do not exist after fork), as the
+ * lineage boundary found them: every fork of this seed shares them with the seed and with
+ * its siblings until it replaces them (severDeadLoops).
+ */
+const deadLoops: { epolls: number[]; eventfds: number[]; pipes: { fd: number; write: boolean }[][] } = { epolls: [], eventfds: [], pipes: [] };
+
+/** One pipe's ends (both in this process) replaced by a fresh pipe, pending bytes copied. */
+function replacePipe(ends: { fd: number; write: boolean }[]): void {
+  const reader = ends.find((e) => !e.write);
+  const waiting = reader ? sys.pendingBytes(reader.fd) : 0;
+  const [r, w] = sys.pipe(sys.O.CLOEXEC);
+  for (const e of ends) replaceWith(e.fd, sys.dupFd(e.write ? w : r));
+  if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
+  sys.close(r);
+  sys.close(w);
+}
+
+/** In an instance: the dead loops' fds become its own, shared with nobody (~10 syscalls). */
+export function severDeadLoops(): void {
+  for (const fd of deadLoops.epolls) replaceWith(fd, sys.epollCreate());
+  for (const fd of deadLoops.eventfds) replaceWith(fd, sys.eventfd((sys.fdFlags(fd).status & sys.O.NONBLOCK) !== 0));
+  for (const ends of deadLoops.pipes) replacePipe(ends);
 }
 
 /** Put `fresh` at `fd`'s number with `fd`'s status and close-on-exec flags; closes `fresh`. */
@@ -275,7 +296,7 @@ function landlockLineage(plan: SandboxPlan, s: SandboxSys): void {
  * lineage `pid`, then come back to its own. The names arrive after the child ran its init
  * code, so they never were in the child's memory.
  */
-export function mountSlots(pid: number, slotDir: string, names: string[], data: string): void {
+export function mountSlots(pid: number, slotDir: string, names: string[], data: string, renew = false): void {
   for (const n of names) if (!/^[0-9a-f]{32}$/.test(n)) throw new Error(`bad slot name ${JSON.stringify(n)}`);
   // In a short-lived fork: joining a mount namespace needs a process of one thread that
   // shares its filesystem context with nobody, and the seed itself never leaves its own.
@@ -288,7 +309,8 @@ export function mountSlots(pid: number, slotDir: string, names: string[], data: 
       sys.close(r);
       sys.setns(sys.open(`/proc/${pid}/ns/mnt`, sys.O.RDONLY | sys.O.CLOEXEC), sys.CLONE.NEWNS);
       for (const n of names) {
-        mkdirSync(`${slotDir}/${n}`, { mode: 0o1777 });
+        if (renew) sys.umount2(`${slotDir}/${n}`, sys.MNT_DETACH);
+        else mkdirSync(`${slotDir}/${n}`, { mode: 0o1777 });
         sys.mount('tmpfs', `${slotDir}/${n}`, 'tmpfs', sys.MS.NOSUID | sys.MS.NODEV, data);
       }
     } catch (e) {
@@ -339,6 +361,7 @@ export function prepareInstanceLayer(plan: SandboxPlan): InstanceLayer {
  */
 export function bindInstance(layer: InstanceLayer, slot: string): void {
   if (!/^[0-9a-f]{32}$/.test(slot)) throw new Error(`bad /tmp slot name ${JSON.stringify(slot)}`);
+  severDeadLoops();
   const fd = sys.open(`${layer.slotDir}/${slot}`, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
   sys.dup2(fd, layer.tmpFd);
   if (layer.abi) {

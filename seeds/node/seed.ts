@@ -12,8 +12,9 @@ import { existsSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as sys from '../../runtime/sys/libc.js';
-import type { FromSeed, InstanceResult, InvokeRequest, LoadSpec, SandboxPlan, SlotLine, ToSeed } from '../protocol.js';
+import { MAX_RESULT_BYTES, type FromSeed, type InstanceResult, type InvokeRequest, type LoadSpec, type SandboxPlan, type SlotLine, type ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
+import { slotData } from '../../functions/sandbox.js';
 import { applySandbox, bindInstance, mountSlots, prepareInstanceLayer, referenceFds, type FdReferences, type InstanceLayer } from './sandbox.js';
 
 type Handler = (event: unknown, context: unknown, callback?: (err: unknown, value?: unknown) => void) => unknown;
@@ -218,10 +219,10 @@ function serve(role: SeedRole): Next {
         const c = children.get(msg.id);
         try {
           if (role.level !== 1 || !c || c.kind !== 'seed') throw new Error(`no child lineage ${msg.id} here`);
-          mountSlots(c.pid, msg.slotDir, msg.names, `mode=1777,size=${Math.floor(msg.bytes)}`);
+          mountSlots(c.pid, msg.slotDir, msg.names, slotData(Math.floor(msg.bytes)), msg.renew === true);
           send(role.link, { t: 'slots', id: msg.id, count: msg.names.length });
         } catch (e) {
-          send(role.link, { t: 'failed', id: msg.id, message: `mounting /tmp slots failed: ${(e as Error).message}`, stack: null, phase: 'slots' });
+          send(role.link, { t: 'slots', id: msg.id, count: 0, error: `mounting /tmp slots failed: ${(e as Error).message}` });
         }
         return null;
       }
@@ -298,6 +299,7 @@ async function startLineage(n: Extract<Next, { kind: 'lineage' }>): Promise<Seed
   try {
     applySandbox(n.msg.sandbox, { link: n.link, log: n.log, toParent: n.toParent, fromParent: n.fromParent }, n.refs);
     layer = prepareInstanceLayer(n.msg.sandbox);
+    Object.assign(process.env, readEnv(n.link));
   } catch (e) {
     return fail(`sandbox: ${(e as Error).message}`, null, 'sandbox');
   }
@@ -312,6 +314,28 @@ async function startLineage(n: Extract<Next, { kind: 'lineage' }>): Promise<Seed
   sys.mallocTrim();
   send(n.link, { t: 'ready', id, initMs: Math.round((performance.now() - t0) * 1000) / 1000 });
   return { id, level: 2, link: n.link, fn: { handler, layer } };
+}
+
+/**
+ * The function's own env: the first line spored wrote on this lineage's own link (before
+ * the seed message reached the L1 parent, so it is there already). Only strings pass.
+ */
+function readEnv(link: number): Record<string, string> {
+  let text = '';
+  for (;;) {
+    const r = sys.recvWithFds(link, 65536);
+    for (const fd of r.fds) sys.close(fd);
+    if (r.data.length === 0) throw new Error('the link closed before the function env arrived');
+    text += r.data.toString('utf8');
+    const nl = text.indexOf('\n');
+    if (nl < 0) { if (text.length > 1 << 20) throw new Error('the env message is too long'); continue; }
+    if (nl !== text.length - 1) throw new Error('unexpected data after the env message');
+    const m = JSON.parse(text.slice(0, nl)) as { t?: unknown; env?: unknown };
+    if (m.t !== 'env' || typeof m.env !== 'object' || m.env === null) throw new Error('expected the env message first');
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(m.env as Record<string, unknown>)) if (typeof v === 'string') env[k] = v;
+    return env;
+  }
 }
 
 /**
@@ -433,6 +457,8 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
     } catch (e) {
       return finish({ ok: false, value: null, error: { kind: 'handler', message: `the handler's result is not JSON-serializable: ${(e as Error).message}`, stack: null } });
     }
+    const bytes = Buffer.byteLength(json ?? 'null');
+    if (bytes > MAX_RESULT_BYTES) return finish({ ok: false, value: null, error: { kind: 'handler', message: `the handler's result is ${bytes} bytes; the limit is ${MAX_RESULT_BYTES} bytes (6 MiB)`, stack: null } });
     finish({ ok: true, value: json ?? 'null', error: null });
   } catch (e) {
     timings.execute = timings.execute || us(t0);

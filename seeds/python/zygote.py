@@ -55,6 +55,8 @@ LL_MAKE_SYM, LL_REFER, LL_TRUNCATE, LL_IOCTL_DEV = 4096, 8192, 16384, 32768
 LL_READ = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
 LL_DEVICE = LL_READ_FILE | LL_READ_DIR | LL_WRITE_FILE | LL_TRUNCATE | LL_IOCTL_DEV
 MAX_FDS = 8
+MAX_RESULT_BYTES = 6 * 1024 * 1024  # seeds/protocol.ts
+SLOT_INODES = 16384  # functions/sandbox.ts
 EPOLLIN = select.EPOLLIN
 
 _lib = ctypes.CDLL(None, use_errno=True)
@@ -508,7 +510,7 @@ class InstanceLayer:
         prctl(PR_SET_DUMPABLE, 0)
 
 
-def mount_slots(pid, slot_dir, names, data):
+def mount_slots(pid, slot_dir, names, data, renew=False):
     """In an L1 seed (host root): mount instance /tmp slots in the mount namespace of its child
     lineage `pid`, then come back to its own (the twin of mountSlots in seeds/node/sandbox.ts)."""
     for n in names:
@@ -520,8 +522,12 @@ def mount_slots(pid, slot_dir, names, data):
         _check(_lib.setns(theirs, CLONE_NEWNS), 'setns(mnt)')
         try:
             for n in names:
-                os.mkdir('%s/%s' % (slot_dir, n), 0o1777)
-                mount('tmpfs', '%s/%s' % (slot_dir, n), 'tmpfs', MS_NOSUID | MS_NODEV, data)
+                path = '%s/%s' % (slot_dir, n)
+                if renew:
+                    _check(_lib.umount2(path.encode(), MNT_DETACH), 'umount2 %s' % path)
+                else:
+                    os.mkdir(path, 0o1777)
+                mount('tmpfs', path, 'tmpfs', MS_NOSUID | MS_NODEV, data)
         finally:
             _check(_lib.setns(own, CLONE_NEWNS), 'setns(mnt) back')
     finally:
@@ -740,7 +746,10 @@ class Seed:
                     saw_child = True
                     continue
                 t0 = _perf()
-                data, anc, _flags, _addr = self.sock.recvmsg(262144, space, socket.MSG_CMSG_CLOEXEC)
+                try:
+                    data, anc, _flags, _addr = self.sock.recvmsg(262144, space, socket.MSG_CMSG_CLOEXEC)
+                except (ConnectionResetError, BrokenPipeError):
+                    data, anc = b'', []
                 for level, typ, cdata in anc:
                     if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                         n = len(cdata) // 4
@@ -784,11 +793,11 @@ class Seed:
             try:
                 if self.level != 1 or c is None or c.kind != 'seed':
                     raise ValueError('no child lineage %r here' % (cid,))
-                mount_slots(c.pid, msg['slotDir'], msg['names'], 'mode=1777,size=%d' % int(msg['bytes']))
+                mount_slots(c.pid, msg['slotDir'], msg['names'], 'mode=1777,size=%d,nr_inodes=%d' % (int(msg['bytes']), SLOT_INODES),
+                            bool(msg.get('renew')))
                 self.send({'t': 'slots', 'id': cid, 'count': len(msg['names'])})
             except BaseException as e:
-                self.send({'t': 'failed', 'id': cid, 'message': 'mounting /tmp slots failed: %s' % e, 'stack': None,
-                           'phase': 'slots'})
+                self.send({'t': 'slots', 'id': cid, 'count': 0, 'error': 'mounting /tmp slots failed: %s' % e})
         elif t == 'exit':
             self.shutdown()
 
@@ -896,6 +905,25 @@ class Seed:
 
 # --- becoming what a fork was for ---------------------------------------------------------
 
+def _read_env(link):
+    """The function's own env: the first line spored wrote on this lineage's own link (it never
+    passed through the L1 seed, whose memory later lineages are forked from)."""
+    buf = b''
+    while not buf.endswith(b'\n'):
+        chunk = os.read(link, 65536)
+        if not chunk:
+            raise OSError('the link closed before the function env arrived')
+        buf += chunk
+        if len(buf) > 1 << 20:
+            raise ValueError('the env message is too long')
+    if buf.count(b'\n') != 1:
+        raise ValueError('unexpected data after the env message')
+    m = json.loads(buf)
+    if not isinstance(m, dict) or m.get('t') != 'env' or not isinstance(m.get('env'), dict):
+        raise ValueError('expected the env message first')
+    return {k: v for k, v in m['env'].items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def start_lineage(kw):
     """In an L1's fresh child: build the sandbox, run the function's init code once
     (unprivileged, filtered, pid 1 of the lineage), then serve as its L2 seed."""
@@ -913,6 +941,7 @@ def start_lineage(kw):
     try:
         apply_sandbox(msg['sandbox'], link, kw['log'], kw['to_parent'], kw['from_parent'])
         layer = InstanceLayer(msg['sandbox'])
+        os.environ.update(_read_env(link))
     except BaseException as e:
         fail('sandbox: %s' % e, None, 'sandbox')
     try:
@@ -975,6 +1004,9 @@ def run_instance(kw):
                 text = json.dumps(value)
             except (TypeError, ValueError) as e:
                 raise TypeError("the handler's result is not JSON-serializable: %s" % e)
+            size = len(text.encode())
+            if size > MAX_RESULT_BYTES:
+                raise ValueError("the handler's result is %d bytes; the limit is %d bytes (6 MiB)" % (size, MAX_RESULT_BYTES))
             out['ok'] = True
             out['value'] = text
         except BaseException as e:

@@ -22,28 +22,8 @@ const pending = new Map<string, Pending>();
 let ownPidNs = -1;
 let lastForkTimings: Record<string, number> = {};
 
-/** false in an L1 seed forked from here: it inherits this process's pending work */
-let isRoot = true;
-
 function send(msg: SeedReply): void {
-  if (isRoot && process.send && process.connected) process.send(msg);
-}
-
-/**
- * In a language seed just forked from the root seed: drop the root's in-flight container
- * set-ups. Their promises live on in the copied heap and would otherwise resume here,
- * replying on a closed channel (an uncaught error that killed the new seed) or driving
- * sandboxes that belong to the root.
- */
-function leaveRoot(): void {
-  isRoot = false;
-  for (const p of pending.values()) {
-    if (p.startW >= 0) { try { sys.close(p.startW); } catch { /* closed */ } p.startW = -1; }
-    p.waiter = null;
-    p.status.destroy();
-  }
-  pending.clear();
-  exitWaiters.clear();
+  if (process.send && process.connected) process.send(msg);
 }
 
 function nextStatus(p: Pending): Promise<ChildStatus | null> {
@@ -182,38 +162,30 @@ function exitOf(pid: number): Promise<string> {
 }
 
 /**
- * L0 -> L1: a Node language seed is a fork of this root seed (sharing its memory
- * copy-on-write); a Python one is a fork that execs the zygote. Either connects to spored
- * on its own; its exit reaches spored like any other child's.
+ * L0 -> L1: a language seed is a fork of this root seed that execs the language's seed
+ * program (Node: seeds/node/language-seed.js with this process's V8 flags; Python: the
+ * zygote). Exec, not a bare fork: function lineages are forked from L1 seeds, and nothing of
+ * this process's memory (container specs, their environments) may reach function code.
+ * Either connects to spored on its own; its exit reaches spored like any other child's.
  */
+const NODE_SEED = new URL('../../../seeds/node/language-seed.js', import.meta.url).pathname;
+
 async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promise<void> {
+  const argv = req.language === 'node'
+    ? [process.execPath, ...process.execArgv, NODE_SEED, req.socket, req.id]
+    : [req.pythonBin, '-S', '-E', req.zygote, req.socket, req.id];
   let pid: number;
   try {
-    if (req.language === 'node') {
-      const { forkNode } = await import('../../../seeds/node/fork.js');
-      const { runLanguageSeed } = await import('../../../seeds/node/seed.js');
-      pid = forkNode();
-      if (pid === 0) {
-        leaveRoot();
-        process.removeAllListeners('disconnect');
-        process.removeAllListeners('message');
-        process.removeAllListeners('SIGCHLD');
-        process.disconnect();
-        void runLanguageSeed(req.socket, req.id);
-        return;
-      }
-    } else {
-      sys.prepareFork();
-      pid = sys.fork();
-      if (pid === 0) {
-        try {
-          sys.closeFrom(3, true);
-          // Node keeps its own stdio close-on-exec; the zygote needs them (and logs there).
-          for (const fd of [0, 1, 2]) sys.setCloexec(fd, false);
-          sys.execve(req.pythonBin, [req.pythonBin, '-S', '-E', req.zygote, req.socket, req.id], ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8']);
-        } catch {
-          sys.exit(127);
-        }
+    sys.prepareFork();
+    pid = sys.fork();
+    if (pid === 0) {
+      try {
+        sys.closeFrom(3, true);
+        // Node keeps its own stdio close-on-exec; the seed needs them (and logs there).
+        for (const fd of [0, 1, 2]) sys.setCloexec(fd, false);
+        sys.execve(argv[0] as string, argv, ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8']);
+      } catch {
+        sys.exit(127);
       }
     }
   } catch (e) {
