@@ -4,7 +4,7 @@
 // one of the contention points the design moves off the start path.
 
 import { createHash } from 'node:crypto';
-import { InvalidArgument } from '../runtime/errors.js';
+import { InvalidArgument, SyscallError } from '../runtime/errors.js';
 import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from '../runtime/oci/spec.js';
 import {
   type ScmpArgCmp, type ScmpFilterCtx, SCMP_ACT, SCMP_CMP, SCMP_FLTATR,
@@ -69,7 +69,7 @@ export function opValue(op: string): number {
     SCMP_CMP_NE: SCMP_CMP.NE, SCMP_CMP_LT: SCMP_CMP.LT, SCMP_CMP_LE: SCMP_CMP.LE, SCMP_CMP_EQ: SCMP_CMP.EQ,
     SCMP_CMP_GE: SCMP_CMP.GE, SCMP_CMP_GT: SCMP_CMP.GT, SCMP_CMP_MASKED_EQ: SCMP_CMP.MASKED_EQ,
   };
-  const v = m[op];
+  const v = Object.hasOwn(m, op) ? m[op] : undefined;
   if (v === undefined) throw new InvalidArgument(`unknown seccomp operator "${op}"`);
   return v;
 }
@@ -157,12 +157,27 @@ function compileUncached(profile: LinuxSeccomp, hash: string): CompiledFilter {
     if (t === undefined) throw new InvalidArgument(`unknown seccomp architecture "${a}"`);
     return t;
   });
-  const ctx = seccompInit(defaultAction);
+  let ctx: ScmpFilterCtx;
+  try {
+    ctx = seccompInit(defaultAction);
+  } catch (e) {
+    // e.g. SCMP_ACT_ERRNO with an errno libseccomp refuses (>= 4095): the profile's fault.
+    if (e instanceof SyscallError) throw new InvalidArgument(`seccomp defaultAction ${profile.defaultAction} (errno ${profile.defaultErrnoRet ?? 'default'}) rejected by libseccomp: ${e.message}`, { cause: e });
+    throw e;
+  }
   try {
     // The BPF is exported, not loaded by libseccomp: NO_NEW_PRIVS is the installer's job.
     seccompAttrSet(ctx, SCMP_FLTATR.CTL_NNP, 0);
     const native = seccompArchNative();
-    for (const t of arches) if (t !== native) seccompArchAdd(ctx, t);
+    for (const t of new Set(arches)) {
+      if (t === native) continue;
+      try {
+        seccompArchAdd(ctx, t);
+      } catch (e) {
+        if (e instanceof SyscallError) throw new InvalidArgument(`seccomp architectures: libseccomp refused one (${e.message})`, { cause: e });
+        throw e;
+      }
+    }
     const skipped = new Set<string>();
     for (const rule of profile.syscalls ?? []) addRules(ctx, rule, defaultAction, skipped);
     const bpf = seccompExportBpf(ctx);
@@ -172,8 +187,67 @@ function compileUncached(profile: LinuxSeccomp, hash: string): CompiledFilter {
   }
 }
 
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 80 ? `${s.slice(0, 80)}...` : s;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function checkStrings(v: unknown, field: string, optional = true): void {
+  if (v === undefined && optional) return;
+  if (!Array.isArray(v)) throw new InvalidArgument(`linux.seccomp.${field} must be an array of strings, got ${show(v)}`);
+  const i = v.findIndex((x) => typeof x !== 'string');
+  if (i >= 0) throw new InvalidArgument(`linux.seccomp.${field}[${i}] must be a string, got ${show(v[i])}`);
+}
+
+function checkUint(v: unknown, field: string, max: number): void {
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new InvalidArgument(`linux.seccomp.${field} must be an integer 0..${max}, got ${show(v)}`);
+}
+
+/**
+ * The profile comes from config.json: check every field's type before any of it reaches
+ * libseccomp through koffi, which takes a number where a char * belongs as an address (a
+ * syscall name 1 crashed spored with SIGSEGV) and throws TypeErrors for other wrong types.
+ * (Fuzzing finding: fuzz/corpus/oci/regress-*.)
+ */
+export function checkProfile(profile: unknown): asserts profile is LinuxSeccomp {
+  if (!isObject(profile)) throw new InvalidArgument(`linux.seccomp must be an object, got ${show(profile)}`);
+  if (typeof profile.defaultAction !== 'string') throw new InvalidArgument(`linux.seccomp.defaultAction must be a string, got ${show(profile.defaultAction)}`);
+  checkUint(profile.defaultErrnoRet, 'defaultErrnoRet', 0xffff);
+  checkStrings(profile.architectures, 'architectures');
+  checkStrings(profile.flags, 'flags');
+  if (profile.listenerPath !== undefined && typeof profile.listenerPath !== 'string') throw new InvalidArgument(`linux.seccomp.listenerPath must be a string, got ${show(profile.listenerPath)}`);
+  if (profile.syscalls === undefined) return;
+  if (!Array.isArray(profile.syscalls)) throw new InvalidArgument(`linux.seccomp.syscalls must be an array, got ${show(profile.syscalls)}`);
+  for (const [i, rule] of profile.syscalls.entries()) {
+    const at = `syscalls[${i}]`;
+    if (!isObject(rule)) throw new InvalidArgument(`linux.seccomp.${at} must be an object, got ${show(rule)}`);
+    checkStrings(rule.names, `${at}.names`, false);
+    if (typeof rule.action !== 'string') throw new InvalidArgument(`linux.seccomp.${at}.action must be a string, got ${show(rule.action)}`);
+    checkUint(rule.errnoRet, `${at}.errnoRet`, 0xffff);
+    if (rule.args === undefined) continue;
+    if (!Array.isArray(rule.args)) throw new InvalidArgument(`linux.seccomp.${at}.args must be an array, got ${show(rule.args)}`);
+    for (const [j, a] of rule.args.entries()) {
+      if (!isObject(a)) throw new InvalidArgument(`linux.seccomp.${at}.args[${j}] must be an object, got ${show(a)}`);
+      if (typeof a.op !== 'string') throw new InvalidArgument(`linux.seccomp.${at}.args[${j}].op must be a string, got ${show(a.op)}`);
+      // (a negative value is taken as its 64-bit two's complement, see u64)
+      for (const k of ['index', 'value', 'valueTwo'] as const) {
+        if (k !== 'index' && a[k] === undefined) continue;
+        if (typeof a[k] !== 'number' || !Number.isInteger(a[k])) {
+          throw new InvalidArgument(`linux.seccomp.${at}.args[${j}].${k} must be an integer, got ${show(a[k])}`);
+        }
+      }
+    }
+  }
+}
+
 /** Compile (or fetch from cache) the BPF program for an OCI seccomp profile. */
 export function compileSeccomp(profile: LinuxSeccomp): CompiledFilter {
+  checkProfile(profile);
   const hash = profileHash(profile);
   const hit = cache.get(hash);
   if (hit) {

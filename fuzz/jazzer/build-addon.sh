@@ -27,6 +27,13 @@ LIBFUZZER="/usr/lib/llvm-16/lib/clang/16/lib/linux/libclang_rt.fuzzer_no_main-x8
 
 [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] || { log "only linux x86_64 is supported"; exit 1; }
 
+prebuilt="$root/node_modules/@jazzer.js/fuzzer/prebuilds/fuzzer-linux-x64.node"
+[ -f "$prebuilt" ] || { log "@jazzer.js/fuzzer is not installed: run npm ci first"; exit 1; }
+if [ "${SPORE_JAZZER_ADDON:-}" != local ] && node -e 'require(process.argv[1])' "$prebuilt" 2>/dev/null; then
+  log "the prebuilt addon loads on this machine; nothing to build"
+  exit 0
+fi
+
 node_inc="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")/include/node"
 [ -f "$node_inc/node_api.h" ] || { log "Node headers not found at $node_inc"; exit 1; }
 napi_inc=$(cd "$root/node_modules/@jazzer.js/fuzzer" && node -p 'require("node-addon-api").include_dir' 2>/dev/null) \
@@ -40,14 +47,16 @@ if [ -f "$out" ] && [ -f "$out.stamp" ] && [ "$(cat "$out.stamp")" = "$stamp_tex
   exit 0
 fi
 
-if [ ! -f "$LIBFUZZER" ]; then
-  [ "$(id -u)" = 0 ] || { log "$LIBFUZZER_PKG is missing and not root"; exit 1; }
-  log "installing $LIBFUZZER_PKG"
+missing=()
+[ -f "$LIBFUZZER" ] || missing+=("$LIBFUZZER_PKG")
+command -v g++ >/dev/null || missing+=(g++)
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { log "missing ${missing[*]} and not root"; exit 1; }
+  log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends "$LIBFUZZER_PKG" </dev/null \
-    || { apt-get update -qq </dev/null && apt-get install -y -qq --no-install-recommends "$LIBFUZZER_PKG" </dev/null; }
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null \
+    || { apt-get update -qq </dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null; }
 fi
-command -v g++ >/dev/null || { log "g++ is missing"; exit 1; }
 
 work=$(mktemp -d /tmp/spore-jazzer-XXXXXX)
 trap 'rm -rf "$work"' EXIT

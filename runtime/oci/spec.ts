@@ -1,5 +1,22 @@
 // OCI runtime-spec (config.json) types: only the fields spore reads. Field names follow
 // the runtime-spec JSON exactly so a parsed config.json can be used as-is.
+//
+// parseSpec only makes sure config.json is a JSON object: the fields are checked where they are
+// used (runtime/engines/process/plan.ts), each rejection an InvalidArgument naming the field.
+import { InvalidArgument } from '../errors.js';
+
+/** config.json's bytes (or text) -> a Spec; InvalidArgument unless it is a JSON object. */
+export function parseSpec(data: Uint8Array | string, where = 'config.json'): Spec {
+  const text = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch (e) {
+    throw new InvalidArgument(`${where} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new InvalidArgument(`${where} must hold a JSON object`);
+  return spec as Spec;
+}
 
 export interface Spec {
   ociVersion: string;

@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import koffi from 'koffi';
-import { FailedPrecondition, SyscallError } from '../errors.js';
+import { FailedPrecondition, InvalidArgument, SyscallError } from '../errors.js';
 
 /** scmp_filter_ctx: an opaque pointer owned by libseccomp. */
 export type ScmpFilterCtx = unknown;
@@ -124,12 +124,22 @@ export function seccompArchNative(): number {
 
 /** Arch token for a libseccomp arch name ("x86_64", "aarch64", ...), or undefined. */
 export function seccompArchResolveName(name: string): number | undefined {
+  requireString(name, 'architecture');
   const t = load().archResolveName(name) >>> 0;
   return t === 0 ? undefined : t;
 }
 
+/**
+ * koffi passes a number given for a `const char *` as an address: a syscall name 1 made
+ * libseccomp read address 1 (SIGSEGV, the whole daemon). Names come from config.json.
+ */
+function requireString(name: unknown, what: string): void {
+  if (typeof name !== 'string') throw new InvalidArgument(`seccomp ${what} must be a string, got ${JSON.stringify(name) ?? String(name)}`);
+}
+
 /** Syscall number (possibly a negative libseccomp pseudo number) or undefined for unknown names. */
 export function seccompSyscallResolveName(name: string, arch?: number): number | undefined {
+  requireString(name, 'syscall name');
   const n = arch === undefined ? load().syscallResolveName(name) : load().syscallResolveNameArch(arch >>> 0, name);
   return n === NR_SCMP_ERROR ? undefined : n;
 }

@@ -1,0 +1,147 @@
+// The keeper's hold on a containerd connection (keeper/proxy.ts), against fake spored
+// servers that answer ttrpc frames: requests open when spored goes away are sent again to
+// the next one, in stream order; containerd's side never closes; one answer per stream.
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FrameDecoder, FrameType, encodeFrame } from '../runtime/ttrpc/frame.js';
+import { HeldConnection } from '../keeper/proxy.js';
+
+/** A fake spored: answers each request with its own data, unless told to stay silent. */
+class FakeSpored {
+  server!: net.Server;
+  seen: number[] = [];
+  conns = new Set<net.Socket>();
+  silent = false;
+  constructor(readonly path: string) {}
+  listen(): Promise<void> {
+    this.server = net.createServer((c) => {
+      this.conns.add(c);
+      const dec = new FrameDecoder();
+      c.on('data', (chunk: Buffer) => {
+        for (const d of dec.push(chunk)) {
+          if (d.kind !== 'frame' || d.frame.type !== FrameType.Request) continue;
+          this.seen.push(d.frame.streamId);
+          if (!this.silent) c.write(encodeFrame({ streamId: d.frame.streamId, type: FrameType.Response, flags: 0 }, d.frame.data));
+        }
+      });
+      c.on('error', () => undefined);
+    });
+    return new Promise((r) => this.server.listen(this.path, () => r()));
+  }
+  /** die like a killed process: connections cut, nothing answered */
+  kill(): Promise<void> {
+    for (const c of this.conns) c.destroy();
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+describe('keeper: held containerd connection', () => {
+  let dir: string;
+  let sock: string;
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'spore-keeper-')); sock = join(dir, 'spored.sock'); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const connector = (path: string) => (): Promise<net.Socket | null> => new Promise((resolve) => {
+    const s = net.connect(path);
+    s.once('connect', () => resolve(s));
+    s.once('error', () => resolve(null));
+  });
+
+  /** a containerd-side socket pair: what containerd writes reaches the keeper and back */
+  async function containerdPair(): Promise<{ client: net.Socket; keeperSide: net.Socket; answers: Map<number, Buffer[]>; closed: () => boolean }> {
+    const path = join(dir, `k-${Math.random().toString(36).slice(2)}.sock`);
+    const accepted = new Promise<net.Socket>((resolve) => { const srv = net.createServer((c) => { resolve(c); srv.close(); }); srv.listen(path); });
+    const client = net.connect(path);
+    await new Promise((r) => client.once('connect', r));
+    const keeperSide = await accepted;
+    const answers = new Map<number, Buffer[]>();
+    const dec = new FrameDecoder();
+    let isClosed = false;
+    client.on('data', (c: Buffer) => { for (const d of dec.push(c)) if (d.kind === 'frame') answers.set(d.frame.streamId, [...(answers.get(d.frame.streamId) ?? []), d.frame.data]); });
+    client.on('close', () => { isClosed = true; });
+    return { client, keeperSide, answers, closed: () => isClosed };
+  }
+
+  const req = (id: number, text: string): Buffer => encodeFrame({ streamId: id, type: FrameType.Request, flags: 0 }, Buffer.from(text));
+  const until = async (f: () => boolean, ms = 3000): Promise<void> => { const t = Date.now() + ms; while (!f()) { if (Date.now() > t) throw new Error('timed out'); await new Promise((r) => setTimeout(r, 10)); } };
+
+  it('relays requests and answers unchanged', async () => {
+    const spored = new FakeSpored(sock);
+    await spored.listen();
+    const c = await containerdPair();
+    const held = new HeldConnection(c.keeperSide, connector(sock));
+    c.client.write(Buffer.concat([req(1, 'a'), req(3, 'b')]));
+    await until(() => c.answers.size === 2);
+    expect(c.answers.get(1)?.[0]?.toString()).toBe('a');
+    expect(c.answers.get(3)?.[0]?.toString()).toBe('b');
+    expect(held.pending).toBe(0);
+    held.close();
+    await spored.kill();
+  });
+
+  it('holds requests across spored\'s death and sends them again, in order, to the next spored', async () => {
+    const first = new FakeSpored(sock);
+    first.silent = true; // takes the requests and dies before answering
+    await first.listen();
+    const c = await containerdPair();
+    const held = new HeldConnection(c.keeperSide, connector(sock), { retryMs: 20 });
+    c.client.write(req(1, 'wait-1'));
+    c.client.write(req(3, 'wait-3'));
+    await until(() => first.seen.length === 2);
+    await first.kill();
+    // meanwhile containerd sends more; its connection stays open
+    c.client.write(req(5, 'create-5'));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.closed()).toBe(false);
+    expect(held.connected).toBe(false);
+    const second = new FakeSpored(sock);
+    await second.listen();
+    await until(() => c.answers.size === 3);
+    expect(second.seen).toEqual([1, 3, 5]);
+    expect([...c.answers.keys()].sort()).toEqual([1, 3, 5]);
+    expect(c.answers.get(5)?.[0]?.toString()).toBe('create-5');
+    held.close();
+    await second.kill();
+  });
+
+  it('gives containerd one answer per stream even when a replayed request is answered twice', async () => {
+    const first = new FakeSpored(sock);
+    await first.listen();
+    const c = await containerdPair();
+    const held = new HeldConnection(c.keeperSide, connector(sock), { retryMs: 20 });
+    c.client.write(req(1, 'x'));
+    await until(() => c.answers.size === 1);
+    // a duplicate answer for an already answered stream (spored answered, then died before
+    // the keeper saw it: the replay is answered again)
+    for (const conn of first.conns) conn.write(encodeFrame({ streamId: 1, type: FrameType.Response, flags: 0 }, Buffer.from('again')));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.answers.get(1)).toHaveLength(1);
+    held.close();
+    await first.kill();
+  });
+
+  it('drops a frame cut in half by spored\'s death and closes spored\'s side when containerd goes', async () => {
+    const first = new FakeSpored(sock);
+    first.silent = true;
+    await first.listen();
+    const c = await containerdPair();
+    const held = new HeldConnection(c.keeperSide, connector(sock), { retryMs: 20 });
+    c.client.write(req(7, 'y'));
+    await until(() => first.seen.length === 1);
+    const half = encodeFrame({ streamId: 7, type: FrameType.Response, flags: 0 }, Buffer.from('partial-answer'));
+    for (const conn of first.conns) conn.write(half.subarray(0, 12));
+    await new Promise((r) => setTimeout(r, 30));
+    await first.kill();
+    const second = new FakeSpored(sock);
+    await second.listen();
+    await until(() => c.answers.size === 1);
+    expect(c.answers.get(7)?.[0]?.toString()).toBe('y');
+    c.client.destroy();
+    await until(() => [...second.conns].every((s) => s.destroyed || s.readableEnded));
+    expect(held.connected).toBe(false);
+    await second.kill();
+  });
+});
