@@ -730,3 +730,27 @@ export function mmapFixed(addr: bigint, len: number, prot: number, flags: number
   if (got !== addr) throw new SyscallError('mmap', koffi.errno(), `fixed 0x${addr.toString(16)} len=${len}`);
   return { addr, len, ptr };
 }
+
+// --- signal dispositions before execve (added for OCI conformance with runc) -------------
+// A fresh container process has every signal at SIG_DFL and none blocked. execve keeps
+// ignored signals and the signal mask, and the process engine forks from Node, which ignores
+// SIGPIPE and SIGXFSZ: without this, `yes | head -1` in a container gets EPIPE errors instead
+// of dying of SIGPIPE. Used by runtime/engines/process/container-init.ts.
+const sigDfl = lib.func('void *signal(int, void *)');
+/**
+ * For a process about to execve: every signal the kernel reports as ignored (SigIgn in
+ * /proc/self/status; SIGPIPE and SIGXFSZ when /proc is not there) back to SIG_DFL, and an
+ * empty signal mask.
+ */
+export function resetSignalsForExec(): void {
+  let ignored = (1n << 12n) | (1n << 24n); // SIGPIPE, SIGXFSZ
+  try {
+    const m1 = /^SigIgn:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m1) ignored = BigInt(`0x${m1[1]}`);
+  } catch {
+    /* no /proc */
+  }
+  for (let s = 1; s <= 64; s++) if ((ignored >> BigInt(s - 1)) & 1n) sigDfl(s, null);
+  const rc = m.pthread_sigmask(2 /* SIG_SETMASK */, sigset([]), Buffer.alloc(128));
+  if (rc !== 0) throw new SyscallError('pthread_sigmask', rc);
+}

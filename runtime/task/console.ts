@@ -2,16 +2,19 @@
 // by path before pivot_root and makes it its controlling terminal. Output is copied
 // master -> stdout FIFO and input stdin FIFO -> master, all on the event loop (epoll),
 // never on the libuv threadpool, so any number of consoles can be open.
+//
+// Exit: containerd's clients close their end of the stdout FIFO as soon as they learn of the
+// exit (ctr run: task.Delete -> cio.Close), so whatever is still in the pty then is lost. The
+// task manager therefore publishes an exit only after drainForExit(): the master is read until
+// nothing is left (poll flushes the tty layer's pending input first), that output is handed to
+// the FIFO, and the console shuts down as the shim's ShutdownConsole does (a background process
+// still holding the slave is not waited for).
 import net from 'node:net';
 import tty from 'node:tty';
 import * as sys from '../sys/libc.js';
+import { fifoSocket } from './stdio.js';
 
-function fifoSocket(path: string): net.Socket {
-  // O_RDWR never blocks on a FIFO and never sees a spurious EOF before the client has
-  // opened its end; the client's close is signalled by CloseIO / process exit instead.
-  const fd = sys.open(path, sys.O.RDWR | sys.O.NONBLOCK | sys.O.CLOEXEC);
-  return new net.Socket({ fd, readable: true, writable: true });
-}
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Console {
   private readonly out: tty.ReadStream;
@@ -20,6 +23,7 @@ export class Console {
   private readonly stdout: net.Socket | null;
   private holdSlave: number;
   private closed = false;
+  private finishing = false;
 
   private constructor(readonly master: number, readonly slave: string, stdinPath: string, stdoutPath: string) {
     // Hold one slave fd until the process has its own, so reads on the master do not
@@ -27,8 +31,8 @@ export class Console {
     this.holdSlave = sys.open(slave, sys.O.RDWR | sys.O.NOCTTY | sys.O.CLOEXEC);
     this.out = new tty.ReadStream(master);
     this.inTo = new tty.WriteStream(sys.dupFd(master));
-    this.stdout = stdoutPath ? fifoSocket(stdoutPath) : null;
-    this.stdin = stdinPath ? fifoSocket(stdinPath) : null;
+    this.stdout = stdoutPath ? fifoSocket(stdoutPath, 'out') : null;
+    this.stdin = stdinPath ? fifoSocket(stdinPath, 'in') : null;
     this.out.on('data', (chunk: Buffer) => this.stdout?.write(chunk));
     this.out.on('error', () => this.finish()); // EIO: every slave fd is closed
     this.out.on('end', () => this.finish());
@@ -50,7 +54,10 @@ export class Console {
     if (this.holdSlave >= 0) { sys.close(this.holdSlave); this.holdSlave = -1; }
   }
 
+  /** A console that already shut down ignores resizes (the shim's does too). */
   resize(width: number, height: number): void {
+    // the read stream closes the master itself at EIO (every slave fd closed)
+    if (this.closed || this.out.destroyed) return;
     sys.setWinsize(this.master, height, width);
   }
 
@@ -58,14 +65,36 @@ export class Console {
     this.stdin?.destroy();
   }
 
-  /** After exit: output still in the master is read until EIO, then everything closes. */
-  drainAndClose(): void {
+  /**
+   * The process exited: copy what it left in the pty to stdout, wait until that is in the
+   * FIFO (at most flushMs while the client does not read), then shut the console down.
+   */
+  async drainForExit(flushMs = 1000): Promise<void> {
+    if (this.closed) return;
     this.attached();
-    setTimeout(() => this.close(), 2000).unref();
+    // Once the read stream is destroyed the master fd is closed (and its number may be reused):
+    // it read everything up to the EIO that ended it.
+    if (!this.out.destroyed) try {
+      // poll() flushes the tty's pending input; readable or hung up means read() returns at once
+      for (let i = 0; i < 4096 && sys.pollIn(this.master, 0); i++) {
+        const chunk = sys.read(this.master, 65536);
+        if (chunk.length === 0) break;
+        this.stdout?.write(chunk);
+      }
+    } catch {
+      /* EIO: no slave left and nothing more to read */
+    }
+    const out = this.stdout;
+    if (out && !out.destroyed && out.writableLength > 0) {
+      await Promise.race([new Promise<void>((r) => { out.once('drain', () => r()); out.once('close', () => r()); }), sleep(flushMs)]);
+    }
+    this.finish();
   }
 
   private finish(): void {
-    if (this.stdout) this.stdout.end(() => this.close());
+    if (this.closed || this.finishing) return;
+    this.finishing = true;
+    if (this.stdout && !this.stdout.destroyed) this.stdout.end(() => this.close());
     else this.close();
   }
 

@@ -4,15 +4,16 @@
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
-import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented } from '../errors.js';
+import { AlreadyExists, Code, FailedPrecondition, InvalidArgument, NotFound, SporeError } from '../errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../oci/spec.js';
 import { cgroupHandle, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../../pools/cgroups.js';
 import { compileSeccomp } from '../../pools/seccomp.js';
 import { initPlan, execPlan, parseMountOptions } from '../engines/process/plan.js';
 import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
-import type { SeedClient } from '../engines/process/seed-client.js';
+import { SeedError, type SeedClient } from '../engines/process/seed-client.js';
 import { Console } from './console.js';
+import { ProcessIO, type StdioRequest } from './stdio.js';
 import { removeRecord, writeRecord, type TaskRecord } from './record.js';
 import { PodRegistry } from './pods.js';
 
@@ -24,9 +25,12 @@ export interface ProcState {
   status: ProcStatus;
   exitStatus: number;
   exitedAt: Date | null;
+  /** stdin/stdout/stderr as containerd gave them (FIFO paths or log URIs) */
   stdio: Stdio;
   terminal: boolean;
   spec: Process | null; // exec processes only
+  /** an exec whose Start failed before it had a process: Wait answers at once, as with runc */
+  startFailed?: boolean;
 }
 
 export interface ContainerState {
@@ -49,7 +53,7 @@ export interface ContainerState {
   timings: Record<string, unknown>;
 }
 
-export interface StdioRequest { stdin: string; stdout: string; stderr: string; terminal: boolean }
+export type { StdioRequest } from './stdio.js';
 /** from CreateTaskRequest.options (runtimeoptions.v1.Options) */
 export interface CreateOptions { configPath?: string }
 export interface RootfsMount { type: string; source: string; target: string; options: string[] }
@@ -79,14 +83,21 @@ function key(ns: string, id: string, execId = ''): string {
   return execId ? `${ns}/${id}/${execId}` : `${ns}/${id}`;
 }
 
-/** containerd passes FIFO paths, or file:// / binary:// URIs for logging drivers. */
-export function stdioPath(uri: string, field: string): string {
-  if (!uri) return '';
-  if (uri.startsWith('file://')) return uri.slice('file://'.length);
-  if (uri.startsWith('binary://')) throw new Unimplemented(`${field}: binary:// logging is not supported by spore; use a FIFO or file:// path`);
-  if (!isAbsolute(uri)) throw new InvalidArgument(`${field} must be an absolute path, got ${JSON.stringify(uri)}`);
-  return uri;
+/**
+ * An error as runc's shim reports it: containerd's clients see UNKNOWN (errdefs.ToGRPC of a
+ * plain error), e.g. `ctr: cannot exec in a paused state: unknown`.
+ */
+export function runcError(message: string): SporeError {
+  return new SporeError(Code.UNKNOWN, message);
 }
+
+/** A sandbox that could not be set up or started: an OCI runtime failure (UNKNOWN, as with runc). */
+function runtimeFailure(e: unknown): unknown {
+  return e instanceof SeedError ? new SporeError(Code.UNKNOWN, e.message, { cause: e }) : e;
+}
+
+/** Test-only fault injection (SPORE_TEST_MUTATION, read by integration/conformance/mutation.test.ts). */
+const TEST_MUTATION = process.env.SPORE_TEST_MUTATION ?? '';
 
 export class TaskManager {
   readonly containers = new Map<string, ContainerState>();
@@ -94,6 +105,9 @@ export class TaskManager {
   private readonly byPid = new Map<number, { c: ContainerState; p: ProcState }>();
   private readonly waiters = new Map<ProcState, (() => void)[]>();
   private readonly consoles = new Map<ProcState, Console>();
+  private readonly ios = new Map<ProcState, ProcessIO>();
+  /** processes whose Start is in flight; their exit is published after their start event */
+  private readonly starting = new Map<ProcState, (() => void) | null>();
   private readonly o: TaskManagerOptions;
   readonly pods: PodRegistry;
 
@@ -130,7 +144,7 @@ export class TaskManager {
     if (this.containers.has(key(ns, id)) || this.creating.has(key(ns, id))) throw new AlreadyExists(`container ${id} already exists in namespace ${ns}`);
     if (!isAbsolute(bundle)) throw new InvalidArgument(`bundle must be an absolute path, got ${JSON.stringify(bundle)}`);
     const spec = readSpec(bundle);
-    const stdio: Stdio = { stdin: stdioPath(io.stdin, 'stdin'), stdout: stdioPath(io.stdout, 'stdout'), stderr: stdioPath(io.stderr, 'stderr'), terminal: '' };
+    const stdio: Stdio = { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: '' };
     const wantsTerminal = io.terminal || spec.process?.terminal === true;
     if (io.terminal !== (spec.process?.terminal === true)) {
       throw new InvalidArgument(`terminal=${io.terminal} in the request but process.terminal=${spec.process?.terminal === true} in config.json`);
@@ -146,14 +160,17 @@ export class TaskManager {
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
       const madeParents = missingAncestors(cgroup);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
+      const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: false });
+      undo.push(() => void pio.close(0));
+      const childStdio: Stdio = { ...pio.stdio };
       let console: Console | null = null;
       if (wantsTerminal) {
-        console = Console.open(stdio.stdin, stdio.stdout, spec.process?.consoleSize);
+        console = Console.open(childStdio.stdin, childStdio.stdout, spec.process?.consoleSize);
         undo.push(() => console?.close());
-        stdio.terminal = console.slave;
+        childStdio.terminal = console.slave;
       }
       const plan = initPlan({
-        id, spec, rootfs: rootPath, stdio,
+        id, spec, rootfs: rootPath, stdio: childStdio,
         cgroupProcs: procsFiles(cgroup),
         cgroupV1Dirs: this.o.layout.mode === 'v2' ? null : v1Dirs(cgroup),
         seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
@@ -177,7 +194,7 @@ export class TaskManager {
       undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
       for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
       lap('cgroup');
-      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan));
+      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch((e: unknown) => { throw runtimeFailure(e); });
       lap('spawn');
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       const c: ContainerState = {
@@ -187,6 +204,7 @@ export class TaskManager {
         execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
       };
       if (console) this.consoles.set(c.init, console);
+      this.ios.set(c.init, pio);
       this.containers.set(key(ns, id), c);
       this.byPid.set(spawned.pid, { c, p: c.init });
       this.creating.delete(key(ns, id));
@@ -236,41 +254,71 @@ export class TaskManager {
   // --- Start ------------------------------------------------------------------------
   async start(ns: string, id: string, execId: string): Promise<ProcState> {
     const { c, p } = this.proc(ns, id, execId);
-    if (p.status !== 'created') throw new FailedPrecondition(`${execId ? `exec ${execId}` : `container ${id}`} is ${p.status}, not created`);
-    if (!execId) {
-      await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id)));
-      this.consoles.get(p)?.attached();
-      p.status = p.exitedAt ? 'stopped' : 'running';
-      this.o.events.started(c, p);
-      return p;
+    if (p.status !== 'created') throw runcError(`cannot start a ${p.status === 'running' ? 'running' : 'stopped'} process`);
+    // As runc's shim: the start event goes out before the process's exit event.
+    this.starting.set(p, null);
+    try {
+      if (!execId) {
+        await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id)));
+        this.consoles.get(p)?.attached();
+      } else {
+        await this.startExec(c, p, ns, id, execId);
+      }
+    } catch (e) {
+      this.afterStart(p);
+      if (execId && p.status === 'created') {
+        p.startFailed = true;
+        this.releaseWaiters(p);
+      }
+      throw runtimeFailure(e);
     }
+    p.status = p.exitedAt ? 'stopped' : 'running';
+    this.o.events.started(c, p);
+    this.afterStart(p);
+    return p;
+  }
+
+  private afterStart(p: ProcState): void {
+    const exited = this.starting.get(p);
+    this.starting.delete(p);
+    exited?.();
+  }
+
+  private async startExec(c: ContainerState, p: ProcState, ns: string, id: string, execId: string): Promise<void> {
     if (c.init.status !== 'running') throw new FailedPrecondition(`container ${id} is ${c.init.status}; exec needs a running container`);
+    // a child joining a frozen cgroup would freeze in its set-up: refuse, as `runc exec` does
+    if (c.paused) throw runcError('OCI runtime exec failed: cannot exec in a paused container');
     const spec = p.spec;
+    const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true });
+    this.ios.set(p, pio);
+    const childStdio: Stdio = { ...pio.stdio };
     let console: Console | null = null;
     if (p.terminal) {
-      console = Console.open(p.stdio.stdin, p.stdio.stdout, spec?.consoleSize);
-      p.stdio = { ...p.stdio, terminal: console.slave };
+      console = Console.open(childStdio.stdin, childStdio.stdout, spec?.consoleSize);
+      childStdio.terminal = console.slave;
     }
     try {
       const seccompProfile = readSpec(c.bundle).linux?.seccomp;
       const seccomp = seccompProfile ? compileSeccomp(seccompProfile) : null;
       const plan = execPlan({
-        id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: p.stdio,
+        id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: childStdio,
         cgroupProcs: procsFiles(c.cgroup), seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
       });
       const k = key(ns, id, execId);
       const spawned = await this.o.seed.spawn(k, plan);
+      pio.childHasStdio();
       p.pid = spawned.pid;
       this.byPid.set(p.pid, { c, p });
+      if (console) this.consoles.set(p, console);
       await this.settleOnFailure(p, this.o.seed.startProcess(k));
     } catch (e) {
+      this.consoles.delete(p);
       console?.close();
+      this.ios.delete(p);
+      void pio.close(2000); // a process that failed to exec says why on its stderr
       throw e;
     }
-    if (console) { this.consoles.set(p, console); console.attached(); }
-    p.status = p.exitedAt ? 'stopped' : 'running';
-    this.o.events.started(c, p);
-    return p;
+    console?.attached();
   }
 
   /**
@@ -299,7 +347,9 @@ export class TaskManager {
     const c = this.get(ns, id);
     if (!execId || !ID_RE.test(execId)) throw new InvalidArgument(`invalid exec id ${JSON.stringify(execId)}`);
     if (c.execs.has(execId)) throw new AlreadyExists(`exec ${execId} already exists in container ${id}`);
-    if (c.init.status === 'stopped') throw new FailedPrecondition(`container ${id} is stopped`);
+    // runc's shim refuses at once, by the init's state (pkg/process/init_state.go)
+    if (c.init.status === 'stopped') throw runcError('cannot exec in a stopped state');
+    if (c.paused) throw runcError('cannot exec in a paused state');
     let spec: Process;
     try {
       spec = JSON.parse(Buffer.from(processJson).toString('utf8')) as Process;
@@ -308,7 +358,7 @@ export class TaskManager {
     }
     if (!spec || !Array.isArray(spec.args) || spec.args.length === 0) throw new InvalidArgument('exec spec: args must be a non-empty array');
     if (io.terminal !== (spec.terminal === true)) throw new InvalidArgument(`exec terminal=${io.terminal} but process.terminal=${spec.terminal === true}`);
-    const stdio: Stdio = { stdin: stdioPath(io.stdin, 'stdin'), stdout: stdioPath(io.stdout, 'stdout'), stderr: stdioPath(io.stderr, 'stderr'), terminal: '' };
+    const stdio: Stdio = { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: '' };
     c.execs.set(execId, { execId, pid: 0, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: io.terminal, spec });
     this.o.events.execAdded(c, execId);
   }
@@ -323,6 +373,7 @@ export class TaskManager {
       if (p.status === 'created' && p.pid) this.signal(p.pid, signal);
       return;
     }
+    if (p.status === 'created' && p.pid === 0) throw new FailedPrecondition('process not created');
     if (p.status === 'stopped' || p.pid === 0) throw new NotFound('process already finished');
     if (c.paused && (signal === 9 || signal === 15)) {
       // A frozen process cannot act on the signal; the kernel delivers SIGKILL only after thaw.
@@ -344,7 +395,7 @@ export class TaskManager {
 
   async wait(ns: string, id: string, execId: string, signal?: AbortSignal): Promise<ProcState> {
     const { p } = this.proc(ns, id, execId);
-    if (p.status === 'stopped') return p;
+    if (p.status === 'stopped' || p.startFailed) return p;
     await new Promise<void>((resolve, reject) => {
       const list = this.waiters.get(p) ?? [];
       list.push(resolve);
@@ -357,14 +408,17 @@ export class TaskManager {
   async delete(ns: string, id: string, execId: string): Promise<ProcState> {
     const { c, p } = this.proc(ns, id, execId);
     if (execId) {
-      if (p.status === 'running') throw new FailedPrecondition(`exec ${execId} is still running; kill it first`);
+      if (p.status === 'running') throw runcError('cannot delete a running process');
       c.execs.delete(execId);
       this.consoles.get(p)?.close();
       this.consoles.delete(p);
       if (p.pid) this.byPid.delete(p.pid);
+      const pio = this.ios.get(p);
+      this.ios.delete(p);
+      await pio?.close(2000);
       return p;
     }
-    if (p.status === 'running') throw new FailedPrecondition(`container ${id} is still running; kill it first`);
+    if (p.status === 'running') throw runcError(c.paused ? 'cannot delete a paused process' : 'cannot delete a running process');
     if (p.status === 'created') {
       // Never started: the child is parked waiting for Start. Kill it and collect it.
       await this.o.seed.abort(key(ns, id));
@@ -374,6 +428,10 @@ export class TaskManager {
     killAll(c.cgroup, 9);
     this.consoles.get(p)?.close();
     this.consoles.delete(p);
+    for (const e of c.execs.values()) { this.consoles.get(e)?.close(); this.consoles.delete(e); void this.ios.get(e)?.close(0); this.ios.delete(e); }
+    const pio = this.ios.get(p);
+    this.ios.delete(p);
+    await pio?.close(2000);
     if (c.paused) { try { thaw(c.cgroup); } catch { /* being removed */ } }
     destroyCgroup(c.cgroup);
     removeEmptyDirs(c.madeParents);
@@ -392,8 +450,9 @@ export class TaskManager {
   // --- Pause / Resume / Stats / Update / Pids ---------------------------------------
   pause(ns: string, id: string): void {
     const c = this.get(ns, id);
-    if (c.init.status !== 'running') throw new FailedPrecondition(`container ${id} is ${c.init.status}; only running containers can be paused`);
-    if (c.paused) throw new FailedPrecondition(`container ${id} is already paused`);
+    if (c.init.status === 'created') throw runcError('cannot pause task in created state');
+    if (c.init.status === 'stopped') throw runcError('cannot pause a stopped container');
+    if (c.paused) throw runcError('cannot pause a paused container');
     freeze(c.cgroup);
     c.paused = true;
     this.o.events.paused(c, true);
@@ -401,7 +460,9 @@ export class TaskManager {
 
   resume(ns: string, id: string): void {
     const c = this.get(ns, id);
-    if (!c.paused) throw new FailedPrecondition(`container ${id} is not paused`);
+    if (!c.paused) {
+      throw runcError(c.init.status === 'created' ? 'cannot resume task in created state' : c.init.status === 'stopped' ? 'cannot resume a stopped container' : 'cannot resume a running process');
+    }
     thaw(c.cgroup);
     c.paused = false;
     this.o.events.paused(c, false);
@@ -413,7 +474,7 @@ export class TaskManager {
 
   update(ns: string, id: string, resources: LinuxResources): string[] {
     const c = this.get(ns, id);
-    if (c.init.status === 'stopped') throw new FailedPrecondition(`container ${id} is stopped`);
+    if (c.init.status === 'stopped') throw runcError('cannot update a stopped container');
     return applyResources(c.cgroup, resources).warnings;
   }
 
@@ -423,9 +484,9 @@ export class TaskManager {
 
   resizePty(ns: string, id: string, execId: string, width: number, height: number): void {
     const { p } = this.proc(ns, id, execId);
-    const console = this.consoles.get(p);
-    if (!console) throw new FailedPrecondition(`${execId || id} has no terminal`);
-    console.resize(width, height);
+    if (execId && p.status === 'stopped') throw runcError('cannot resize a stopped container');
+    // as the shim: a process without a terminal, or whose terminal is gone, ignores it
+    this.consoles.get(p)?.resize(width, height);
   }
 
   closeIO(ns: string, id: string, execId: string): void {
@@ -444,7 +505,7 @@ export class TaskManager {
     }
     const { c, p } = hit;
     p.status = 'stopped';
-    p.exitStatus = sys.exitCodeOf(status);
+    p.exitStatus = sys.exitCodeOf(status) + (TEST_MUTATION === 'exit-code' ? 1 : 0);
     p.exitedAt = new Date();
     if (p === c.init) {
       // Exec'd processes die with the init's pid namespace; make sure of it when the
@@ -454,8 +515,20 @@ export class TaskManager {
         try { if (oomKillCount(c.cgroup) > 0) this.o.events.oom(c); } catch { /* cgroup gone */ }
       }
     }
-    this.consoles.get(p)?.drainAndClose();
-    this.o.events.exited(c, p);
+    const finish = (): void => {
+      const publish = (): void => this.o.events.exited(c, p);
+      if (this.starting.has(p)) this.starting.set(p, publish);
+      else publish();
+      this.releaseWaiters(p);
+    };
+    // The client drops its end of the output stream when it learns of the exit: a terminal's
+    // last output must be in the FIFO before the exit event and Wait's answer go out.
+    const console = this.consoles.get(p);
+    if (console) void console.drainForExit().then(finish, finish);
+    else finish();
+  }
+
+  private releaseWaiters(p: ProcState): void {
     const ws = this.waiters.get(p) ?? [];
     this.waiters.delete(p);
     for (const w of ws) w();

@@ -126,7 +126,12 @@ export class TtrpcServer {
   async listen(path: string): Promise<net.Server> {
     await removeStaleSocket(path);
     const server = net.createServer();
-    await listenOwnerOnly(server, path);
+    // Bound and listening under a temporary name, then renamed into place: whoever sees the
+    // file (the shim launcher tests for it) can connect at once, never between bind and listen.
+    const tmp = `${path.slice(0, path.lastIndexOf('/') + 1)}.t${process.pid}`;
+    fs.rmSync(tmp, { force: true });
+    await listenOwnerOnly(server, tmp);
+    fs.renameSync(tmp, path);
     this.ownedSocketPaths.add(path);
     this.serve(server);
     return server;

@@ -4,7 +4,7 @@
 // -> wait for Start -> credentials, capabilities, seccomp -> exec.
 // Only synchronous calls are allowed here: the child must never return to the event loop
 // it inherited from the seed.
-import { mkdirSync, writeFileSync, existsSync, statSync, lstatSync, readlinkSync, symlinkSync, accessSync, constants as fsConst, openSync, closeSync } from 'node:fs';
+import { mkdirSync, writeFileSync, existsSync, statSync, lstatSync, readlinkSync, symlinkSync, accessSync, constants as fsConst, openSync, closeSync, readFileSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import type { ChildStatus, DeviceNode, ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, SpawnPlan } from './protocol.js';
 import { SyscallError } from '../../errors.js';
@@ -71,8 +71,10 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number): ne
       joinContainer(plan);
     }
     mark('setup');
-    // Resolve the executable now, in the container's root, so a missing binary fails
-    // Create (as with runc) and Start does not have to wait for execve's verdict.
+    // The environment as runc builds it (later duplicates win; HOME from the container's
+    // /etc/passwd when unset), then the executable resolved now, in the container's root,
+    // so a missing binary fails Create (as with runc) and Start need not wait for execve.
+    plan.process.env = phase('env', () => execEnv(plan.process.env, plan.process.uid));
     const path = phase('lookup', () => lookPath(plan.process.args[0] ?? '', plan.process.env));
     phase('oom_score_adj', () => applyOomScore(plan.process, warnings));
     phase('rlimits', () => applyRlimits(plan.process));
@@ -118,8 +120,9 @@ function openStdio(p: ProcessPlan): OpenStdio {
   const openOne = (path: string, flags: number, to: number): number =>
     park(path ? sys.open(path, flags) : sys.open('/dev/null', sys.O.RDWR), to);
   // The client already holds the read side of stdout/stderr, so these opens return at once.
-  const out = openOne(p.stdio.stdout, sys.O.WRONLY, 101);
-  const err = p.stdio.stderr && p.stdio.stderr === p.stdio.stdout ? out : openOne(p.stdio.stderr, sys.O.WRONLY, 102);
+  // O_APPEND: a file:// log is appended to, as containerd's shims do.
+  const out = openOne(p.stdio.stdout, sys.O.WRONLY | sys.O.APPEND, 101);
+  const err = p.stdio.stderr && p.stdio.stderr === p.stdio.stdout ? out : openOne(p.stdio.stderr, sys.O.WRONLY | sys.O.APPEND, 102);
   // Non-blocking open: a client whose own stdin is already at EOF never opens its writer
   // (containerd's fifo package cancels the pending open), so a blocking open would hang.
   // Until a writer connects, reads see EOF — which is then exactly what the client meant.
@@ -150,13 +153,17 @@ function cgroupPathsViaFds(files: string[]): string[] {
   });
 }
 
-/** spored creates the cgroup while we set up; it is there long before we get here. */
+/**
+ * spored creates the cgroup while we set up; it is there long before we get here, mostly.
+ * ENOENT: not made yet; ENOSPC: a v1 cpuset made but its cpus/mems not copied in yet.
+ */
 function joinCgroupWhenReady(procs: string[]): void {
   const until = Date.now() + 2000;
   for (const f of procs) {
     for (;;) {
       try { writeFileSync(f, '0'); break; } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || Date.now() > until) throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code !== 'ENOENT' && code !== 'ENOSPC') || Date.now() > until) throw e;
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
       }
     }
@@ -185,8 +192,11 @@ function setupContainer(plan: InitPlan, warnings: string[], mark: (name: string)
     sys.chdir('/');
   });
   mark('pivot');
-  for (const p of plan.maskedPaths) phase(`mask ${p}`, () => maskPath(p));
+  // runc creates a missing working directory (before the root goes read-only)
+  phase('cwd', () => mkdirSync(plan.process.cwd, { recursive: true, mode: 0o755 }));
+  // runc's order (the mount table shows it): read-only paths, then masked ones
   for (const p of plan.readonlyPaths) phase(`readonly ${p}`, () => readonlyPath(p));
+  for (const p of plan.maskedPaths) phase(`mask ${p}`, () => maskPath(p));
   if (plan.readonlyRoot) phase('readonly root', () => remountReadonly('/'));
   if (plan.hostname !== null) phase('hostname', () => sys.sethostname(plan.hostname ?? ''));
   if (plan.domainname !== null) phase('domainname', () => sys.setdomainname(plan.domainname ?? ''));
@@ -346,7 +356,29 @@ function maskPath(path: string): void {
 function readonlyPath(path: string): void {
   if (!existsSync(path)) return;
   sys.mount(path, path, null, sys.MS.BIND | sys.MS.REC, null);
-  remountBind(path, sys.MS.RDONLY | sys.MS.REC);
+  // keep nosuid/nodev/noexec of the mount it came from, as runc does (statfs flags)
+  remountBind(path, sys.MS.RDONLY | sys.MS.REC | lockedFlagsOf(path));
+}
+
+/** MS_NOSUID|MS_NODEV|MS_NOEXEC of the mount at `path` (the topmost one), from mountinfo. */
+function lockedFlagsOf(path: string): number {
+  let flags = 0;
+  try {
+    for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      const mp = (f[4] ?? '').replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+      if (mp !== path) continue;
+      flags = 0;
+      for (const o of (f[5] ?? '').split(',')) {
+        if (o === 'nosuid') flags |= sys.MS.NOSUID;
+        else if (o === 'nodev') flags |= sys.MS.NODEV;
+        else if (o === 'noexec') flags |= sys.MS.NOEXEC;
+      }
+    }
+  } catch {
+    /* no /proc: plain read-only */
+  }
+  return flags;
 }
 
 function remountReadonly(path: string): void {
@@ -389,6 +421,8 @@ function applyRlimits(p: ProcessPlan): void {
 
 
 function finalizeAndExec(p: ProcessPlan, stdio: OpenStdio, path: string): never {
+  // Node ignores SIGPIPE and SIGXFSZ; execve would pass that on (before seccomp: it may deny rt_sigaction)
+  phase('signals', () => sys.resetSignalsForExec());
   let cwdDone = false;
   phase('cwd', () => {
     try { sys.chdir(p.cwd); cwdDone = true; } catch (e) {
@@ -413,7 +447,7 @@ function finalizeAndExec(p: ProcessPlan, stdio: OpenStdio, path: string): never 
   });
   phase('user', () => {
     sys.prctl(sys.PR.SET_KEEPCAPS, 1);
-    sys.setgroups(p.additionalGids);
+    sys.setgroups([...new Set(p.additionalGids)]);
     sys.setresgid(p.gid);
     sys.setresuid(p.uid);
     sys.prctl(sys.PR.SET_KEEPCAPS, 0);
@@ -441,7 +475,44 @@ function finalizeAndExec(p: ProcessPlan, stdio: OpenStdio, path: string): never 
   return phase('exec', () => sys.execve(path, p.args, p.env));
 }
 
-/** PATH lookup with the container's PATH (not the seed's), relative to the new root. */
+/**
+ * process.env as runc's init hands it to execve: entries set one by one (a later duplicate
+ * replaces the earlier one in place), then HOME, when unset or empty, from the user's
+ * /etc/passwd entry in the container ("/" without one).
+ */
+export function execEnv(env: string[], uid: number): string[] {
+  const out: string[] = [];
+  const at = new Map<string, number>();
+  for (const kv of env) {
+    const eq = kv.indexOf('=');
+    const k = eq < 0 ? kv : kv.slice(0, eq);
+    const i = at.get(k);
+    if (i !== undefined) out[i] = kv;
+    else { at.set(k, out.length); out.push(kv); }
+  }
+  const h = at.get('HOME');
+  if (h === undefined || out[h] === 'HOME=') {
+    const kv = `HOME=${homeOf(uid)}`;
+    if (h === undefined) out.push(kv);
+    else out[h] = kv;
+  }
+  return out;
+}
+
+function homeOf(uid: number): string {
+  let text: string;
+  try { text = readFileSync('/etc/passwd', 'utf8'); } catch { return '/'; }
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(':');
+    if (f.length >= 6 && f[2] !== '' && Number(f[2]) === uid) return f[5] ?? '/';
+  }
+  return '/';
+}
+
+/**
+ * PATH lookup with the container's PATH (not the seed's), relative to the new root. Like
+ * runc (Go's exec.LookPath): without a PATH, a name without a slash is not found.
+ */
 export function lookPath(file: string, env: string[]): string {
   if (!file) throw new SyscallError('exec', 2, 'empty args');
   if (file.includes('/')) {
@@ -451,13 +522,13 @@ export function lookPath(file: string, env: string[]): string {
     try { accessSync(file, fsConst.X_OK); } catch { throw new SyscallError('exec', 13, `${file} is not executable`); }
     return file;
   }
-  const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-  for (const dir of pathVar.split(':')) {
+  const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
+  for (const dir of pathVar ? pathVar.split(':') : []) {
     const candidate = `${dir || '.'}/${file}`;
     try {
       accessSync(candidate, fsConst.X_OK);
       if (statSync(candidate).isFile()) return candidate;
     } catch { /* next */ }
   }
-  throw new SyscallError('exec', 2, `${file} not found in PATH`);
+  throw new SyscallError('exec', 2, `"${file}": executable file not found in $PATH`);
 }

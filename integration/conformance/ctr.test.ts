@@ -1,0 +1,242 @@
+// Oracle conformance through ctr: each case runs with runc and with spore on one private
+// containerd and the normalized results must match (see oracle.ts for the DSL).
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { containerdSkipReason } from '../harness.js';
+import { custom, exec, file, kase, Oracle, report, run, runSpec, sortedLines, states, waitStopped, ctr, pause, type Case } from './oracle.js';
+
+const skip = containerdSkipReason();
+if (skip) console.warn(`[conformance/ctr] skipped: ${skip}`);
+
+/** a logging binary for binary:// log URIs: records its args, env, cwd and both streams */
+const LOGGER = `#!/bin/sh
+out=$2
+printf 'args=%s\\n' "$*" > "$out.meta"
+/usr/bin/env | /usr/bin/sort >> "$out.meta"
+printf 'cwd=%s\\n' "$(pwd)" >> "$out.meta"
+for fd in 0 1 2; do printf 'fd%s=%s\\n' $fd "$(/usr/bin/stat -L -c %F /proc/self/fd/$fd)" >> "$out.meta"; done
+printf r >&5
+exec 5>&-
+/bin/cat <&3 > "$out.stdout" &
+/bin/cat <&4 > "$out.stderr" &
+wait
+`;
+
+export const CASES: Case[] = [
+  // --- named case 1: exec into a paused task is refused at once, not left hanging
+  kase('exec into a paused task is refused at once', [
+    run('-d', '{c} /bin/sleep 1000'),
+    ctr('task pause {c}'),
+    states('{c}'),
+    exec('--exec-id e1', '{c} /bin/echo hi', { check: ['code', 'stdout', 'class', 'time'], timeoutMs: 8000 }),
+    ctr('task resume {c}'),
+    exec('--exec-id e2', '{c} /bin/echo after-resume'),
+    states('{c}'),
+  ]),
+
+  // --- named case 2: log URIs
+  kase('--log-uri file:// creates the file (and its dir) and appends', [
+    // runc's shim copies stdout and stderr into the file concurrently: their order is not defined.
+    // It also closes the file when stdout's copy ends, losing stderr written in the last moment:
+    // stderr goes first here.
+    run('--rm --log-uri file://{dir}/new/sub/o.log', "{c} /bin/sh -c 'echo err >&2; sleep 0.1; echo out; exit 2'"),
+    file('{dir}/new/sub/o.log', sortedLines),
+    run('--rm --log-uri file://{dir}/new/sub/o.log', "{c} /bin/sh -c 'echo again; echo more'"),
+    file('{dir}/new/sub/o.log', sortedLines),
+    run('-d', '{c2} /bin/sleep 1000'),
+    exec('--exec-id e1 --log-uri file://{dir}/exec/e.log', "{c2} /bin/sh -c 'echo exec-err >&2; sleep 0.1; echo from-exec; exit 5'"),
+    file('{dir}/exec/e.log', sortedLines),
+  ]),
+  kase('--log-uri binary:// starts the logger with stdout/stderr on fds 3 and 4', [
+    custom('install logger', async (x) => {
+      fs.writeFileSync(`${x.dir}/logger.sh`, LOGGER, { mode: 0o755 });
+      return null;
+    }),
+    run('--rm --log-uri binary://{dir}/logger.sh?path={dir}/log', "{c} /bin/sh -c 'echo to-out; echo to-err >&2; exit 4'"),
+    file('{dir}/log.stdout'),
+    file('{dir}/log.stderr'),
+    file('{dir}/log.meta'),
+    // an exec's logger is named after the exec (CONTAINER_ID=<exec id>)
+    run('-d', '{c2} /bin/sleep 1000'),
+    exec('--exec-id e1 --log-uri binary://{dir}/logger.sh?path={dir}/elog', "{c2} /bin/sh -c 'echo exec-out; echo exec-err >&2'"),
+    file('{dir}/elog.stdout'),
+    file('{dir}/elog.stderr'),
+    file('{dir}/elog.meta'),
+  ]),
+
+  // --- named case 3: HOME from the container's /etc/passwd, "/" without an entry
+  kase('HOME comes from /etc/passwd (or "/")', [
+    run('--rm', '{c} /bin/env'),
+    runSpec('--rm', '{c2}', ['/bin/env'], (s) => { s.process.user = { uid: 65534, gid: 65534 }; }),
+    runSpec('--rm', '{c3}', ['/bin/env'], (s) => { s.process.user = { uid: 4242, gid: 4242 }; }),
+    runSpec('--rm', '{c4}', ['/bin/env'], (s) => { s.process.env = ['HOME=/custom', 'A=1', 'A=2']; }),
+    run('-d', '{c5} /bin/sleep 1000'),
+    exec('--exec-id e1', '{c5} /bin/env'),
+    exec('--exec-id e2 --user 65534:65534', '{c5} /bin/env'),
+  ]),
+
+  // --- exit codes and signals
+  kase('exit codes: plain, 128+n after a signal, kill -a', [
+    run('--rm', "{c} /bin/sh -c 'echo hi; exit 3'"),
+    run('--rm', "{c2} /bin/sh -c 'kill -TERM $$; /bin/sleep 1; exit 9'"),
+    run('-d', "{c3} /bin/sh -c 'trap \"exit 143\" TERM; while :; do /bin/sleep 0.05; done'"),
+    // runc's start returns before its Go init has exec'd the process: a SIGTERM that early
+    // ends the task with Go's status 2. Give the shell time to install its trap.
+    pause(300),
+    ctr('task kill {c3}'),
+    waitStopped('{c3}'),
+    states('{c3}'),
+    ctr('task rm {c3}', { normalize: (s) => s.replace(/\d+/g, 'N') }),
+    run('-d', '{c4} /bin/sleep 1000'),
+    ctr('task kill -s KILL {c4}'),
+    waitStopped('{c4}'),
+    ctr('task rm {c4}', { normalize: (s) => s.replace(/\d+/g, 'N') }),
+  ]),
+
+  // --- process lookup
+  kase('missing and relative binaries', [
+    run('--rm', '{c} /no/such/binary', { check: ['code', 'stdout', 'class'] }),
+    run('--rm', '{c2} sleep 0', { check: ['code', 'stdout', 'class'] }),
+    runSpec('--rm', '{c3}', ['sleep', '0'], (s) => { s.process.env = ['PATH=/bin']; }),
+    run('--rm', '{c4} /etc/passwd', { check: ['code', 'stdout', 'class'] }),
+  ]),
+
+  // --- exec lifecycle around init's exit
+  kase('exec after init exited', [
+    run('-d', "{c} /bin/sh -c 'exit 5'"),
+    waitStopped('{c}'),
+    exec('--exec-id e1', '{c} /bin/echo hi', { check: ['code', 'stdout', 'class', 'time'] }),
+    states('{c}'),
+  ]),
+  kase('exec of a missing binary', [
+    run('-d', '{c} /bin/sleep 1000'),
+    exec('--exec-id e1', '{c} /no/such/binary', { check: ['code', 'stdout', 'class', 'time'] }),
+    exec('--exec-id e2', '{c} nosuch', { check: ['code', 'stdout', 'class', 'time'] }),
+    states('{c}'),
+    exec('--exec-id e3', "{c} /bin/sh -c 'echo still-running'"),
+  ]),
+  kase('exec killed when init exits', [
+    run('-d', "{c} /bin/sh -c '/bin/sleep 2; exit 3'"),
+    exec('--exec-id e1', "{c} /bin/sh -c 'echo started; /bin/sleep 30'", { check: ['code', 'stdout', 'class', 'time'] }),
+    waitStopped('{c}'),
+    states('{c}'),
+  ]),
+  kase('exit reported while a background process still holds stdout', [
+    run('-d', '{c} /bin/sleep 1000'),
+    exec('--exec-id e1', "{c} /bin/sh -c '/bin/sleep 6 & echo hi'", { check: ['code', 'stdout', 'class', 'time'] }),
+    run('--rm', "{c2} /bin/sh -c '/bin/sleep 6 & echo bye'", { check: ['code', 'stdout', 'class', 'time'] }),
+  ]),
+
+  // --- signal dispositions and mask a container process starts with
+  kase('signals: none ignored or blocked at start; SIGPIPE kills a writer', [
+    run('--rm', '{c} /bin/grep -E "^Sig(Blk|Ign)" /proc/self/status'),
+    run('--rm', "{c2} /bin/sh -c 'yes | head -n 1; /bin/grep -E \"^Sig(Blk|Ign)\" /proc/self/status'"),
+    run('-d', '{c3} /bin/sleep 1000'),
+    exec('--exec-id e1', '{c3} /bin/grep -E "^Sig(Blk|Ign)" /proc/self/status'),
+  ]),
+
+  // --- rootfs
+  kase('read-only rootfs creates a missing cwd', [
+    run('--rm --read-only --cwd /work/new/dir', "{c} /bin/sh -c 'pwd; touch /x 2>&1; echo rc=$?; touch /tmp/y 2>&1; echo rc=$?'"),
+    custom('cwd on the host', async (x) => fs.existsSync(`${x.rootfs}/work/new/dir`)),
+    run('--rm --cwd /work/other', "{c2} /bin/sh -c 'pwd; ls -ld /work/other | cut -c1-10'"),
+  ], { rootfs: 'copy' }),
+
+  // --- joined pid namespace
+  kase('a container joining another one\'s pid namespace', [
+    run('-d', '{c} /bin/sleep 1000'),
+    // pid numbers differ (runc's init helpers use some in the namespace): compare what is seen
+    run('--rm --with-ns pid:/proc/{pid:c}/ns/pid', "{c2} /bin/sh -c 'tr \"\\0\" \" \" < /proc/1/cmdline; echo; [ $$ -ne 1 ] && echo not-pid-1; kill -0 1 && echo can-signal-1'"),
+    exec('--exec-id e1', "{c} /bin/sh -c 'tr \"\\0\" \" \" < /proc/1/cmdline; echo; [ $$ -ne 1 ] && echo not-pid-1'"),
+    states('{c}'),
+  ]),
+
+  // --- rlimits
+  kase('rlimits', [
+    run('--rm', "{c} /bin/sh -c 'ulimit -n; ulimit -Hn; grep -E \"open files|processes|core\" /proc/self/limits'"),
+    runSpec('--rm', '{c2}', ['/bin/sh', '-c', 'cat /proc/self/limits'], (s) => {
+      s.process.rlimits = [
+        { type: 'RLIMIT_NOFILE', hard: 2048, soft: 512 },
+        { type: 'RLIMIT_NPROC', hard: 300, soft: 200 },
+        { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+      ];
+    }),
+    run('-d', '{c3} /bin/sleep 1000'),
+    exec('--exec-id e1', "{c3} /bin/sh -c 'ulimit -n; ulimit -Hn'"),
+  ]),
+
+  // --- user, groups, additionalGids
+  kase('user, groups and additionalGids', [
+    runSpec('--rm', '{c}', ['/bin/id'], (s) => { s.process.user = { uid: 65534, gid: 65534, additionalGids: [5, 7, 5, 65534] }; }),
+    runSpec('--rm', '{c2}', ['/bin/sh', '-c', 'id; grep -E "^(Uid|Gid|Groups)" /proc/self/status'], (s) => { s.process.user = { uid: 1000, gid: 1001, additionalGids: [] }; }),
+    run('-d', '{c3} /bin/sleep 1000'),
+    exec('--exec-id e1 --user 65534:65534', '{c3} /bin/id'),
+    exec('--exec-id e2 --user nobody', '{c3} /bin/id'),
+    exec('--exec-id e3', '{c3} /bin/id'),
+  ]),
+
+  // --- hostname
+  kase('hostname', [
+    run('--rm', "{c} /bin/sh -c 'cat /proc/sys/kernel/hostname >/dev/null && echo ok'"),
+    runSpec('--rm', '{c2}', ['/bin/sh', '-c', 'hostname; cat /proc/sys/kernel/hostname; cat /proc/sys/kernel/domainname'], (s) => { s.hostname = 'confbox'; }),
+    runSpec('--rm', '{c3}', ['/bin/sh', '-c', 'hostname; cat /proc/sys/kernel/domainname'], (s) => { s.hostname = 'confbox'; s.domainname = 'example.org'; }),
+  ], {
+    allow: [{ step: 2, field: 'stdout', reason: 'spore sets process domainname (runtime-spec 1.1, as runc >= 1.2 and crun do); runc 1.1.5 ignores it' }],
+  }),
+
+  // --- masked and read-only paths
+  kase('masked and read-only paths', [
+    run('--rm', "{c} /bin/sh -c 'wc -c < /proc/kcore; ls /proc/acpi | wc -l; echo x > /proc/sys/kernel/domainname 2>/dev/null; echo sys-rc=$?; echo 1 > /proc/sysrq-trigger 2>/dev/null; echo trig-rc=$?; cat /proc/keys | wc -c'"),
+    run('--rm', "{c2} /bin/sh -c 'cat /proc/self/mountinfo'", {
+      check: ['code', 'stdout'],
+      // ids, peer groups and sources legitimately differ; mount points, flags and fs types may not
+      normalize: (s) => s.split('\n').filter(Boolean).map((l) => {
+        const f = l.split(' ');
+        const sep = f.indexOf('-');
+        return `${f[4]} ${f[5]} ${f[sep + 1]} ${(f[sep + 3] ?? '').replace(/,?(inode64|size=\d+k|nr_inodes=\d+)/g, '')}`;
+      }).join('\n'),
+    }),
+    runSpec('--rm', '{c3}', ['/bin/sh', '-c', 'cat /etc/hostname; wc -c < /etc/passwd; ls /tmp | wc -l; touch /etc/x 2>/dev/null; echo rc=$?'], (s) => {
+      s.linux.maskedPaths = ['/etc/passwd', '/tmp', '/no/such/path'];
+      s.linux.readonlyPaths = ['/etc', '/no/such/dir'];
+    }),
+  ]),
+
+  // --- task states through a lifecycle, and events
+  kase('lifecycle: create, start, pause, resume, kill, delete', [
+    run('-d', '{c} /bin/sleep 1000'),
+    states('{c}'),
+    ctr('task pause {c}'),
+    ctr('task pause {c}', { check: ['code', 'class'] }),
+    states('{c}'),
+    ctr('task resume {c}'),
+    ctr('task resume {c}', { check: ['code', 'class'] }),
+    ctr('task kill -s KILL {c}'),
+    waitStopped('{c}'),
+    states('{c}'),
+    ctr('task kill -s KILL {c}', { check: ['code', 'class'] }),
+    ctr('task rm {c}', { normalize: (s) => s.replace(/\d+/g, 'N') }),
+    states('{c}'),
+    pause(10),
+  ]),
+];
+
+describe.skipIf(skip !== undefined)('conformance: spore = runc through ctr', () => {
+  let o: Oracle;
+
+  beforeAll(async () => {
+    o = await Oracle.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await o?.stop();
+  }, 60_000);
+
+  for (const k of CASES) {
+    it(k.name, async () => {
+      const r = await o.compare(k);
+      if (r.allowed.length > 0) console.log(`[conformance] ${k.name}: deliberate differences:\n${r.allowed.join('\n')}`);
+      expect(r.diffs, report(r)).toEqual([]);
+    }, 90_000);
+  }
+});

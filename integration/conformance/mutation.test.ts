@@ -1,0 +1,61 @@
+// The conformance suite must bite: a spored with a deliberately wrong behaviour (the test-only
+// SPORE_TEST_MUTATION=exit-code makes it report every exit code one too high) has to fail the
+// comparison with runc, and the comparison of repeated terminal runs has to catch output that
+// is lost in some runs (the old "done shown in 4 of 8 runs").
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { containerdSkipReason } from '../harness.js';
+import { ctr, diffTraces, kase, Oracle, report, run, states, waitStopped, type StepResult, type Trace } from './oracle.js';
+
+const skip = containerdSkipReason();
+if (skip) console.warn(`[conformance/mutation] skipped: ${skip}`);
+
+const EXIT_CODES = kase('exit codes (mutation target)', [
+  run('--rm', "{c} /bin/sh -c 'echo hi; exit 3'"),
+  run('-d', '{c2} /bin/sleep 1000'),
+  ctr('task kill -s KILL {c2}'),
+  waitStopped('{c2}'),
+  states('{c2}'),
+]);
+
+describe.skipIf(skip !== undefined)('conformance: the suite bites', () => {
+  let o: Oracle;
+
+  beforeAll(async () => {
+    o = await Oracle.start({ extraEnv: { SPORE_TEST_MUTATION: 'exit-code' } });
+  }, 60_000);
+
+  afterAll(async () => {
+    await o?.stop();
+  }, 60_000);
+
+  it('a spored that maps exit codes wrongly fails the exit-code case', async () => {
+    const r = await o.compare(EXIT_CODES, ['runc', 'spore'], { oracleRetries: 0 });
+    const text = r.diffs.join('\n');
+    expect(r.diffs.length, report(r)).toBeGreaterThan(0);
+    expect(text).toContain('code: runc=3 spore=4'); // ctr run's exit status
+    expect(text).toMatch(/runc: .*\/tasks\/exit id=\{c\} status=3[^]*spore: .*\/tasks\/exit id=\{c\} status=4/); // the event
+    expect(text).toMatch(/runc: .*\/tasks\/exit id=\{c2\} status=137[^]*spore: .*\/tasks\/exit id=\{c2\} status=138/); // 128+SIGKILL
+    // and nothing else differs: stdout and the task states still match
+    for (const d of r.diffs) expect(d).toMatch(/ (code|class): |^events:/);
+  }, 90_000);
+});
+
+describe('conformance: repeated runs', () => {
+  const step = (stdout: string): StepResult => ({ label: 'tty', check: ['code', 'stdout'], code: 0, stdout });
+  const repeated = (rt: Trace['rt'], lost: number, n = 8): Trace => {
+    const runs: Record<string, number> = { [JSON.stringify({ code: 0, stdout: '30 100\ndone' })]: n - lost };
+    if (lost) runs[JSON.stringify({ code: 0, stdout: '30 100' })] = lost;
+    const s = step('');
+    return { rt, events: [], steps: [{ ...s, label: '8x tty', check: ['value', 'deviations'], value: { code: 0, stdout: '30 100\ndone' }, deviations: lost, runs }] };
+  };
+  const k = kase('repeat', []);
+
+  it('output lost in 4 of 8 runs fails', () => {
+    expect(diffTraces(k, repeated('runc', 0), repeated('spore', 4)).diffs).toHaveLength(1);
+  });
+
+  it('one run lost to a client-side race is tolerated, as runc shows it too', () => {
+    expect(diffTraces(k, repeated('runc', 0), repeated('spore', 1)).diffs).toEqual([]);
+    expect(diffTraces(k, repeated('runc', 1), repeated('spore', 0)).diffs).toEqual([]);
+  });
+});
