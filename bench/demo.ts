@@ -2,15 +2,20 @@
 // a private containerd; spored started by containerd through the shim on the first
 // container; the seed tree built (L0 root, L1 node + python, L2 per function); ordinary
 // containers run through ctr with spore and with runc side by side; Node.js and Python
-// functions deployed and invoked over FRI; one latency table at the end.
-import { readFileSync, existsSync } from 'node:fs';
+// functions deployed and invoked over FRI; one latency table at the end, with the baselines
+// measured in the same run: runc through the same containerd, each function run as a fresh
+// process (its runtime started, its module loaded, its handler called, as a cold start
+// without seeds), and the machine's fork floor (fork + exit + wait of an idle Node or
+// Python process: what no fork-based runtime can beat).
+import { readFileSync, existsSync, mkdirSync, copyFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { startContainerd, rootfs, repoRoot, type Containerd } from '../integration/harness.js';
 import { FriClient } from '../runtime/fri/client.js';
 import { packDirectory } from '../functions/packages.js';
 import type { InvokeResult, SeedInfo } from '../runtime/fri/types.js';
 
-interface Row { what: string; how: string; n: number; p50: number; p90: number; note: string }
+interface Row { what: string; how: string; n: number; p50: number; p90: number; p99: number; ratio: string; note: string }
 
 const RUNS = Number(process.env.DEMO_RUNS ?? 10);
 const INVOKES = Number(process.env.DEMO_INVOKES ?? 50);
@@ -18,6 +23,46 @@ const INVOKES = Number(process.env.DEMO_INVOKES ?? 50);
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+/** A row from samples (ms); `ratio` compares medians against the named baselines. */
+function row(what: string, how: string, xs: number[], ratio = '', note = ''): Row {
+  return { what, how, n: xs.length, p50: pct(xs, 50), p90: pct(xs, 90), p99: pct(xs, 99), ratio, note };
+}
+
+function times(a: number[], b: number[]): string {
+  return `${(pct(a, 50) / pct(b, 50)).toFixed(2)}×`;
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { env, timeout: 60_000, maxBuffer: 8 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Wall time (ms) of `cmd args` from spawn to exit, RUNS times after one warm-up; checks its stdout. */
+async function timeFresh(cmd: string, args: string[], expect: string, env?: NodeJS.ProcessEnv): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < RUNS + 1; i++) {
+    const t0 = performance.now();
+    const stdout = await run(cmd, args, env);
+    const ms = performance.now() - t0;
+    if (!stdout.includes(expect)) throw new Error(`${cmd} ${args.join(' ')} printed ${stdout.slice(0, 200)}, not ${expect}`);
+    if (i > 0) out.push(ms);
+  }
+  return out;
+}
+
+/** The fork floor of an idle Node (bench/fork-floor.ts) or Python (bench/fork-floor.py) process. */
+async function forkFloor(language: 'node' | 'python'): Promise<number[]> {
+  const n = String(Math.max(20, INVOKES));
+  const stdout = language === 'node'
+    ? await run(process.execPath, [join(repoRoot, 'dist', 'bench', 'fork-floor.js'), n])
+    : await run('python3', [join(repoRoot, 'bench', 'fork-floor.py'), n]);
+  return (JSON.parse(stdout) as { samples: number[] }).samples;
 }
 
 function say(msg: string): void {
@@ -71,8 +116,8 @@ async function invokeMany(fri: FriClient, name: string, event: string): Promise<
 }
 
 function table(rows: Row[]): string {
-  const lines = ['| what | how | n | p50 ms | p90 ms | note |', '|---|---|---:|---:|---:|---|'];
-  for (const r of rows) lines.push(`| ${r.what} | ${r.how} | ${r.n} | ${r.p50.toFixed(2)} | ${r.p90.toFixed(2)} | ${r.note} |`);
+  const lines = ['| what | how | n | p50 ms | p90 ms | p99 ms | p50 ratio | note |', '|---|---|---:|---:|---:|---:|---|---|'];
+  for (const r of rows) lines.push(`| ${r.what} | ${r.how} | ${r.n} | ${r.p50.toFixed(2)} | ${r.p90.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.ratio} | ${r.note} |`);
   return lines.join('\n');
 }
 
@@ -98,8 +143,8 @@ async function main(): Promise<void> {
       say(`ctr run --rm ${what}: spore and runc, ${RUNS} runs each`);
       const s = await timeCtr(c, spore, image, args, 'sp');
       const r = await timeCtr(c, [], image, args, 'rc');
-      rows.push({ what: `ctr run --rm ${what}`, how: 'spore', n: s.length, p50: pct(s, 50), p90: pct(s, 90), note: `${(pct(s, 50) / pct(r, 50)).toFixed(2)}× runc` });
-      rows.push({ what: `ctr run --rm ${what}`, how: 'runc', n: r.length, p50: pct(r, 50), p90: pct(r, 90), note: '' });
+      rows.push(row(`ctr run --rm ${what}`, 'spore', s, `${times(s, r)} runc`));
+      rows.push(row(`ctr run --rm ${what}`, 'runc', r, 'baseline'));
     }
 
     say('waiting for the function runtime (seed tree: L0 -> L1 node, python)');
@@ -124,25 +169,46 @@ async function main(): Promise<void> {
         say(`deployed package ${name} (${language}, ${(data.length / 1024).toFixed(0)} KiB packed) in ${(performance.now() - t0).toFixed(1)} ms`);
       }
       await new Promise((r) => setTimeout(r, 500)); // replicas
+
+      say(`baselines: the machine's fork floor (Node, Python), each function as a fresh process (${RUNS} runs)`);
+      const floor = { node: await forkFloor('node'), python: await forkFloor('python') };
+      const runner = { node: join(repoRoot, 'bench', 'fresh', 'runner.cjs'), python: join(repoRoot, 'bench', 'fresh', 'runner.py') };
+      const fresh = (language: 'node' | 'python', module: string, event: string, expect: string, env?: NodeJS.ProcessEnv): Promise<number[]> =>
+        timeFresh(language === 'node' ? process.execPath : 'python3', [runner[language], module, event], expect, env);
+      const vs = (wall: number[], base: number[], language: 'node' | 'python'): string =>
+        `${times(wall, base)} fresh, ${times(wall, floor[language])} fork floor`;
+
       for (const [name, language, dir] of pkgs) {
-        const { wall, last } = await invokeMany(fri, name, readFileSync(join(examples, dir, 'event.json'), 'utf8'));
+        const event = readFileSync(join(examples, dir, 'event.json'), 'utf8');
+        const { wall, last } = await invokeMany(fri, name, event);
         const html = (JSON.parse(last.result ?? '{}') as { html?: string }).html ?? '';
         if (!html.includes('&lt;script&gt;')) throw new Error(`${name} did not render its template: ${last.result ?? ''}`);
-        rows.push({ what: `FRI invoke ${name} (package)`, how: `spore ${language}, fork from L${last.seedLevel}`, n: wall.length, p50: pct(wall, 50), p90: pct(wall, 90), note: `rendered ${html.length} bytes of HTML` });
+        const module = join(examples, dir, language === 'node' ? 'index.js' : 'main.py');
+        const base = await fresh(language, module, event, '&lt;script&gt;');
+        rows.push(row(`FRI invoke ${name} (package)`, `spore ${language}, fork from L${last.seedLevel}`, wall, vs(wall, base, language), `rendered ${html.length} bytes of HTML`));
+        rows.push(row(`${name} as a fresh process`, `${language} runner, per request`, base, 'baseline'));
       }
-      for (const [name, language] of fns) {
-        const { wall, last } = await invokeMany(fri, name, JSON.stringify({ name: 'demo' }));
+      for (const [name, language, file] of fns) {
+        const event = JSON.stringify({ name: 'demo' });
+        const { wall, last } = await invokeMany(fri, name, event);
         const t = last.timings;
-        rows.push({
-          what: `FRI invoke ${name}`, how: `spore ${language}, fork from L${last.seedLevel}`, n: wall.length, p50: pct(wall, 50), p90: pct(wall, 90),
-          note: `last: fork ${(t.fork / 1000).toFixed(2)}, bind ${(t.bind / 1000).toFixed(2)}, seccomp ${(t.seccomp / 1000).toFixed(2)}, init ${(t.init / 1000).toFixed(2)}, exec ${(t.execute / 1000).toFixed(2)} ms`,
-        });
+        // outside the repository: its package.json says "type": "module", the examples are CommonJS
+        mkdirSync(join(c.dir, 'fresh'), { recursive: true });
+        copyFileSync(join(examples, file), join(c.dir, 'fresh', file));
+        const base = await fresh(language, join(c.dir, 'fresh', file), event, (last.result ?? '').slice(0, 12));
+        rows.push(row(`FRI invoke ${name}`, `spore ${language}, fork from L${last.seedLevel}`, wall, vs(wall, base, language),
+          `last: fork ${(t.fork / 1000).toFixed(2)}, bind ${(t.bind / 1000).toFixed(2)}, init ${(t.init / 1000).toFixed(2)}, exec ${(t.execute / 1000).toFixed(2)} ms`));
+        rows.push(row(`${name} as a fresh process`, `${language} runner, per request`, base, 'baseline'));
       }
+      rows.push(row('fork floor: fork + exit + wait', 'idle Node process', floor.node, 'baseline'));
+      rows.push(row('fork floor: fork + exit + wait', 'idle Python process', floor.python, 'baseline'));
       const seeds = await fri.listSeeds();
       process.stdout.write(`\n## spore demo — ${new Date().toISOString()}\n\n`);
       process.stdout.write(`${table(rows)}\n\n### seed tree\n\n${seedTable(seeds)}\n\n`);
       process.stdout.write('ctr rows: wall time of `ctr run --rm` (client start to exit) through the same private containerd.\n');
       process.stdout.write('FRI rows: wall time of an Invoke call over the FRI unix socket (seed lookup, fork, bind, run, respond).\n');
+      process.stdout.write('Fresh-process rows: spawn to exit of `node bench/fresh/runner.cjs <module> <event>` (or `python3 runner.py`): runtime start, module load, handler, exit.\n');
+      process.stdout.write('Fork floor: fork + _exit + waitpid of an idle Node / Python process (`bench/fork-floor.{ts,py}`), the same run.\n');
     } finally {
       fri.close();
     }
