@@ -11,9 +11,9 @@ import { readFileSync, existsSync, mkdirSync, copyFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { startContainerd, rootfs, repoRoot, type Containerd } from '../integration/harness.js';
-import { FriClient } from '../runtime/fri/client.js';
+import { FriClient } from '../protocols/fri/client.js';
 import { packDirectory } from '../functions/packages.js';
-import type { InvokeResult, SeedInfo } from '../runtime/fri/types.js';
+import type { InvokeResult, SeedInfo } from '../protocols/fri/types.js';
 
 interface Row { what: string; how: string; n: number; p50: number; p90: number; p99: number; ratio: string; note: string }
 

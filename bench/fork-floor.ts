@@ -4,7 +4,7 @@
 // {"n":N,"samples":[ms,...]} on stdout: fork + exit + wait, in milliseconds, per sample.
 // Node's heap is MADV_DONTFORK, so prepareFork() runs before each fork exactly as in the
 // seeds; what is left is the kernel's cost of copying a Node-sized address space.
-import { fork, exit, prepareFork, reapPid } from '../runtime/sys/libc.js';
+import { fork, exit, prepareFork, reapPid } from '../sys/libc.js';
 
 const n = Math.max(1, Number(process.argv[2] ?? 50));
 const samples: number[] = [];

@@ -34,8 +34,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { containerdSkipReason, repoRoot, rootfs, startContainerd, which, type Containerd } from '../integration/harness.js';
-import { FriClient } from '../runtime/fri/client.js';
-import type { SeedInfo } from '../runtime/fri/types.js';
+import { FriClient } from '../protocols/fri/client.js';
+import type { SeedInfo } from '../protocols/fri/types.js';
 
 // ------------------------------------------------------------------------------------- config
 

@@ -6,7 +6,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { SeedClient } from '../runtime/engines/process/seed-client.js';
+import { SeedClient } from '../engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../functions/runtime.js';
 import { detectCgroupLayout } from '../pools/cgroups.js';
 import { repoRoot } from '../integration/harness.js';

@@ -143,7 +143,7 @@ async function main(): Promise<void> {
       await sleep(100);
     }
     const file = path.join(repoRoot, 'examples', `${args.fn}.${args.language === 'node' ? 'js' : 'py'}`);
-    const { FriClient } = await import('../runtime/fri/client.js');
+    const { FriClient } = await import('../protocols/fri/client.js');
     const client = await FriClient.connect(path.join(dir, 'fri.sock'));
     await client.deploy({ name: args.fn, language: args.language, code: fs.readFileSync(file, 'utf8'), handler: 'handler', memoryMiB: 128, timeoutMs: 10_000, env: {} });
     client.close();

@@ -3,10 +3,10 @@
 // JSON line {"fork_p50_us":…,"fork_p99_us":…,"cold_boot_p50_us":…,"idle_private_kib":…}.
 // env: VM_BENCH_N (forks per scenario, default 300), VM_BENCH_SECONDS (forks/s window, 2).
 import { fileURLToPath } from 'node:url';
-import { VmEngine, ensureSeedGuest, privateKib, type VmInstance } from '../runtime/engines/vm/engine.js';
-import { destroyShell } from '../pools/vm-shells.js';
-import { OP } from '../runtime/engines/vm/abi.js';
-import { kvmUnavailableReason } from '../runtime/sys/kvm.js';
+import { VmEngine, ensureSeedGuest, privateKib, type VmInstance } from '../engines/vm/engine.js';
+import { destroyShell } from '../engines/vm/shells.js';
+import { OP } from '../engines/vm/abi.js';
+import { kvmUnavailableReason } from '../sys/kvm.js';
 
 export interface VmBenchOptions { n?: number; seconds?: number; coldBoots?: number; idleVms?: number }
 

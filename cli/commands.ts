@@ -5,13 +5,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { InvalidArgument, ResourceExhausted } from '../runtime/errors.js';
-import type { FunctionSpec, InvokeOptions, Language, PackageArchive, PackageFormat, SeedLevel } from '../runtime/fri/types.js';
-import type { RemoteFunctionRuntime } from '../runtime/fri/client.js';
+import { InvalidArgument, ResourceExhausted } from '../sys/errors.js';
+import type { FunctionSpec, InvokeOptions, Language, PackageArchive, PackageFormat, SeedLevel } from '../protocols/fri/types.js';
+import type { RemoteFunctionRuntime } from '../protocols/fri/client.js';
 import {
   DEFAULT_HANDLER, DEFAULT_MEMORY_MIB, DEFAULT_PACKAGE_HANDLER, DEFAULT_TIMEOUT_MS, MAX_PACKAGE_BYTES, validateEvent,
   validateFunctionName, validateFunctionSpec, validateTailBytes,
-} from '../runtime/fri/validate.js';
+} from '../protocols/fri/validate.js';
 import { UsageError, envFlags, intFlag } from './args.js';
 import type { FlagSpec, Parsed } from './args.js';
 import { formatDeployed, formatLogs, functionsTable, instancesTable, invokeJson, formatInvoke, seedsTable } from './format.js';

@@ -1,6 +1,6 @@
 // Human-readable output for `spore`: durations, the phase table and plain aligned tables.
 // Pure functions, so output is testable without a daemon.
-import type { FunctionInfo, InstanceInfo, InvokeResult, PackageFormat, PhaseTimings, SeedInfo } from '../runtime/fri/types.js';
+import type { FunctionInfo, InstanceInfo, InvokeResult, PackageFormat, PhaseTimings, SeedInfo } from '../protocols/fri/types.js';
 
 /** Microseconds -> "850 µs" below a millisecond, else "1.23 ms" (two decimals). */
 export function formatMicros(us: number): string {

@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_RUN_DIR } from '../runtime/config.js';
-import { statusOf } from '../runtime/errors.js';
-import type { FriClient, RemoteFunctionRuntime } from '../runtime/fri/client.js';
+import { DEFAULT_RUN_DIR } from '../daemon/config.js';
+import { statusOf } from '../sys/errors.js';
+import type { FriClient, RemoteFunctionRuntime } from '../protocols/fri/client.js';
 import { UsageError, parseArgs } from './args.js';
 import type { FlagSpec } from './args.js';
 import { COMMANDS } from './commands.js';
@@ -88,7 +88,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       async client(): Promise<RemoteFunctionRuntime> {
         // Loaded on first use: grpc-js + protobuf cost ~120 ms to import, which --help and
         // usage errors should not pay.
-        const { FriClient: Client } = await import('../runtime/fri/client.js');
+        const { FriClient: Client } = await import('../protocols/fri/client.js');
         conn.client ??= await Client.connect(socket);
         return conn.client;
       },

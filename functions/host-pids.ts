@@ -5,7 +5,7 @@
 // the kernel), and from then on holds a pidfd to it, which cannot come to mean another
 // process.
 import { readFileSync } from 'node:fs';
-import * as sys from '../runtime/sys/libc.js';
+import * as sys from '../sys/libc.js';
 
 /** The NSpid line of /proc/<pid>/status: the pid in each pid namespace, outermost first. */
 export function nsPids(hostPid: number): number[] | null {

@@ -6,7 +6,7 @@
 // its ids outlives it (its /tmp is tmpfs, its package is root's).
 import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync, closeSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { ResourceExhausted } from '../runtime/errors.js';
+import { ResourceExhausted } from '../sys/errors.js';
 import { ID_RANGE } from './sandbox.js';
 
 /** First host id of range 0: above any host account and the usual subuid ranges (100000+). */

@@ -7,34 +7,20 @@
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { FailedPrecondition, Overloaded, Unavailable } from '../runtime/errors.js';
-import type { InstanceInfo, InvokeError, InvokeResult, PhaseTimings } from '../runtime/fri/types.js';
+import { FailedPrecondition, Overloaded, Unavailable } from '../sys/errors.js';
+import type { InstanceInfo, InvokeError, InvokeResult, PhaseTimings } from '../protocols/fri/types.js';
 import { oomKillCount, procsFiles, type CgroupLayout, type CgroupPool, type PooledCgroup } from '../pools/cgroups.js';
-import * as sys from '../runtime/sys/libc.js';
+import * as sys from '../sys/libc.js';
 import { MAX_RESULT_LINE, type FromSeed, type InstanceResult, type InvokeRequest } from '../seeds/protocol.js';
 import { childHostPid, nsPids, openChildPidfd } from './host-pids.js';
-import { deferred, type InstanceEvents, type SeedRec } from './seed-tree.js';
+import { deferred, type InstanceEvents } from './seed-tree.js';
+import type { InstRec, SeedRec, VersionRec } from './records.js';
+
+export type { InstRec };
 import { INSTANCE_MOVES, move } from './states.js';
-import type { VersionRec } from './registry.js';
 
 type Exit = Extract<FromSeed, { t: 'exit' }>;
 
-/** One instance's record: plain data plus the handles it owns. */
-export interface InstRec {
-  info: InstanceInfo;
-  seed: SeedRec;
-  version: VersionRec;
-  cgroup: PooledCgroup | null;
-  /** its /tmp slot's name */
-  slot: string;
-  channel: net.Socket;
-  hostPid: number;
-  pidfd: number;
-  result: InstanceResult | null;
-  timer: NodeJS.Timeout | null;
-  timedOut: boolean;
-  released: boolean;
-}
 
 type W<T> = ReturnType<typeof deferred<T>>;
 /** What callers wait for about one instance; not part of its record. */

@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, openSync, readSync, closeSync, fstatSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import * as sys from '../runtime/sys/libc.js';
+import * as sys from '../sys/libc.js';
 
 /** Longest line kept; longer ones are cut with a marker. */
 export const MAX_LOG_LINE = 16 * 1024;

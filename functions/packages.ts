@@ -34,11 +34,11 @@ import { Parser, create as tarCreate } from 'tar';
 import type { ReadEntry } from 'tar';
 import yauzl from 'yauzl';
 import type { Entry as ZipEntry, ZipFile } from 'yauzl';
-import { Internal, InvalidArgument, ResourceExhausted, SporeError } from '../runtime/errors.js';
-import { MAX_PACKAGE_BYTES } from '../runtime/fri/validate.js';
-import type { PackageFormat } from '../runtime/fri/types.js';
+import { Internal, InvalidArgument, ResourceExhausted, SporeError } from '../sys/errors.js';
+import { MAX_PACKAGE_BYTES } from '../protocols/fri/validate.js';
+import type { PackageFormat } from '../protocols/fri/types.js';
 
-export type { PackageFormat } from '../runtime/fri/types.js';
+export type { PackageFormat } from '../protocols/fri/types.js';
 
 export interface PackageLimits {
   /** size of the archive as uploaded (Lambda: 50 MiB zipped) */

@@ -6,9 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../runtime/errors.js';
-import type { FunctionInfo, FunctionSpec, FunctionVersionInfo, MemoryInfo } from '../runtime/fri/types.js';
-import { validateFunctionName } from '../runtime/fri/validate.js';
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../sys/errors.js';
+import type { FunctionInfo, FunctionSpec, FunctionVersionInfo, MemoryInfo } from '../protocols/fri/types.js';
+import { validateFunctionName } from '../protocols/fri/validate.js';
 import { cgroupHandle, createCgroup, destroyCgroup, killAll, procsFiles, type CgroupHandle, type CgroupLayout } from '../pools/cgroups.js';
 import type { LoadSpec, SandboxPlan } from '../seeds/protocol.js';
 import { functionSandbox, slotName, type RuntimeEntry } from './sandbox.js';
@@ -16,37 +16,13 @@ import type { IdRanges } from './id-ranges.js';
 import type { FunctionLogs } from './logs.js';
 import type { PackageStore, StoredPackage } from './packages.js';
 import { SlotPool } from './slots.js';
-import type { SeedRec, SeedTree } from './seed-tree.js';
+import type { SeedTree } from './seed-tree.js';
+import type { FunctionRec, SeedRec, VersionRec } from './records.js';
+
+export type { FunctionRec, VersionRec };
 import { VERSION_MOVES, move, type VersionState } from './states.js';
 
-export interface VersionRec {
-  fn: FunctionRec;
-  version: number;
-  pkg: StoredPackage;
-  load: LoadSpec;
-  codeBytes: number;
-  cgroup: CgroupHandle;
-  plan: SandboxPlan;
-  /** [0] the lineage's first seed (pid 1 of its pid namespace), then replicas */
-  seeds: SeedRec[];
-  nextReplica: number;
-  slots: SlotPool;
-  tmpBytes: number;
-  state: VersionState;
-  /** calls admitted to this version and not yet released */
-  inflight: number;
-  deployedAt: string;
-}
 
-export interface FunctionRec {
-  spec: FunctionSpec;
-  /** first host uid/gid of the function's id range */
-  hostId: number;
-  /** the active one last */
-  versions: VersionRec[];
-  invocations: number;
-  lastVersion: number;
-}
 
 export interface RegistryOptions {
   layout: CgroupLayout;

@@ -12,11 +12,11 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { FailedPrecondition, InvalidArgument, NotFound, Unavailable, Unimplemented } from '../runtime/errors.js';
+import { FailedPrecondition, InvalidArgument, NotFound, Unavailable, Unimplemented } from '../sys/errors.js';
 import type {
   Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, InstanceInfo, InvokeOptions, InvokeResult, SeedInfo,
-} from '../runtime/fri/types.js';
-import type { SeedClient } from '../runtime/engines/process/seed-client.js';
+} from '../protocols/fri/types.js';
+import type { SeedClient } from '../engines/process/seed-client.js';
 import { CgroupPool, cgroupHandle, killAll, destroyCgroup, type CgroupLayout } from '../pools/cgroups.js';
 import { compileSeccomp, defaultProfile } from '../pools/seccomp.js';
 import { IdRanges } from './id-ranges.js';

@@ -9,10 +9,11 @@
 // (with the paths runc masks), a /dev of five character devices, a private /tmp per
 // instance, loopback only, its own IPC and UTS namespaces, and a user namespace in which
 // it runs as uid 1000 without capabilities.
-import type { SandboxPlan, SandboxStep } from '../seeds/protocol.js';
+import { MS } from '../sys/constants.js';
+import { slotData, SLOT_INODES, type SandboxPlan, type SandboxStep } from '../seeds/protocol.js';
 
-/** linux/mount.h MS_* values the plan uses (kept here: this module loads no libc). */
-export const MS = { RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, RELATIME: 1 << 21 } as const;
+export { slotData, SLOT_INODES };
+
 /** RLIMIT_* numbers (x86_64). */
 export const RLIMIT = { FSIZE: 1, CORE: 4, NOFILE: 7 } as const;
 
@@ -164,12 +165,6 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
   };
 }
 
-/** Mount options of one /tmp slot (the seed's and the instances'). */
-export function slotData(bytes: number): string {
-  return `mode=1777,size=${bytes},nr_inodes=${SLOT_INODES}`;
-}
-/** Files and directories one /tmp may hold (tmpfs nr_inodes). */
-export const SLOT_INODES = 16384;
 
 /** An unguessable slot name: 128 bits from `random` (crypto.randomBytes), hex. */
 export function slotName(random: Buffer): string {

@@ -3,7 +3,7 @@
 // sendmsg(2) on the same fd, so messages can carry fds (libuv cannot send those on a
 // plain stream). A write that meets a full socket buffer is queued and retried in order.
 import net from 'node:net';
-import * as sys from '../runtime/sys/libc.js';
+import * as sys from '../sys/libc.js';
 import { MAX_SEED_LINE, type FromSeed, type ToSeed } from '../seeds/protocol.js';
 
 interface Pending { data: Buffer; fds: number[] }

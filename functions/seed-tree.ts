@@ -9,28 +9,20 @@ import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { FailedPrecondition, InvalidArgument, Unavailable } from '../runtime/errors.js';
-import type { Language, SeedInfo } from '../runtime/fri/types.js';
-import type { SeedClient } from '../runtime/engines/process/seed-client.js';
-import * as sys from '../runtime/sys/libc.js';
+import { FailedPrecondition, InvalidArgument, Unavailable } from '../sys/errors.js';
+import type { Language, SeedInfo } from '../protocols/fri/types.js';
+import type { SeedClient } from '../engines/process/seed-client.js';
+import * as sys from '../sys/libc.js';
 import type { FromSeed, LoadSpec, SandboxPlan } from '../seeds/protocol.js';
 import { SeedLink } from './seed-link.js';
 import { childHostPid } from './host-pids.js';
 import { SEED_MOVES, move } from './states.js';
-import type { VersionRec } from './registry.js';
+import type { SeedRec, VersionRec } from './records.js';
+
+export type { SeedRec };
 
 const ZYGOTE = fileURLToPath(new URL('../../seeds/python/zygote.py', import.meta.url));
 
-export interface SeedRec {
-  info: SeedInfo;
-  link: SeedLink | null;
-  /** the seed's host pid, resolved by the kernel (0 until known) */
-  hostPid: number;
-  /** instances forked from it that have not exited */
-  inflight: number;
-  /** the function version an L2 seed belongs to */
-  version: VersionRec | null;
-}
 
 interface Waiter<T> { resolve: (v: T) => void; reject: (e: Error) => void }
 

@@ -6,7 +6,7 @@
 // replaced instead: `renew` has the lineage's L1 parent unmount it and mount a fresh tmpfs,
 // in batches, off the response path. There are more slots than `concurrency`, so renewal
 // rarely makes anyone wait.
-import { Overloaded } from '../runtime/errors.js';
+import { Overloaded } from '../sys/errors.js';
 
 export class SlotPool {
   private readonly free: string[];

@@ -2,7 +2,7 @@
 // states may follow which. A record's state changes only through `move`, which answers
 // whether the move is allowed from where the record is (a late or repeated event, e.g. an
 // exit report after a seed was deleted, is then simply not applied).
-import type { InstanceState, SeedState } from '../runtime/fri/types.js';
+import type { InstanceState, SeedState } from '../protocols/fri/types.js';
 
 /** A function version: built, serving, finishing its in-flight work, gone. */
 export type VersionState = 'starting' | 'active' | 'retiring' | 'gone';

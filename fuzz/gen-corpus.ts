@@ -15,7 +15,7 @@ import { RequestSchema } from '../fri-proto/gen/ttrpc/request_pb.js';
 import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { OptionsSchema } from '../fri-proto/gen/runtimeoptions/v1/api_pb.js';
 import { FunctionRuntime, Engine, Language, PackageFormat, ForkTarget_Kind } from '../fri-proto/gen/spore/fri/v1/fri_pb.js';
-import { FrameType, encodeFrame, encodeHeader } from '../runtime/ttrpc/frame.js';
+import { FrameType, encodeFrame, encodeHeader } from '../protocols/ttrpc/frame.js';
 import { FULL_SPEC, MINIMAL_SPEC } from './lib/oci-base.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

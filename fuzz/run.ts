@@ -37,10 +37,10 @@ interface TargetConfig {
 
 const PROTOBUF = ['@bufbuild/protobuf/dist/esm/from-binary.js', '@bufbuild/protobuf/dist/esm/wire/'];
 export const CONFIG: Record<TargetName, TargetConfig> = {
-  ttrpc: { includes: ['dist/runtime/ttrpc/', 'dist/runtime/task/service.js', 'dist/runtime/errors.js', ...PROTOBUF], sync: false, maxLen: 8192 },
-  fri: { includes: ['dist/runtime/fri/', 'dist/runtime/errors.js', ...PROTOBUF], sync: false, maxLen: 4096 },
-  gateway: { includes: ['dist/runtime/gateway.js', 'dist/runtime/fri/validate.js', 'dist/runtime/errors.js'], sync: false, maxLen: 4096, dict: 'http.dict' },
-  oci: { includes: ['dist/runtime/oci/', 'dist/runtime/engines/process/plan.js', 'dist/pools/seccomp.js'], sync: true, maxLen: 8192, dict: 'oci.dict' },
+  ttrpc: { includes: ['dist/protocols/ttrpc/', 'dist/task/service.js', 'dist/sys/errors.js', ...PROTOBUF], sync: false, maxLen: 8192 },
+  fri: { includes: ['dist/protocols/fri/', 'dist/sys/errors.js', ...PROTOBUF], sync: false, maxLen: 4096 },
+  gateway: { includes: ['dist/daemon/gateway.js', 'dist/protocols/fri/validate.js', 'dist/sys/errors.js'], sync: false, maxLen: 4096, dict: 'http.dict' },
+  oci: { includes: ['dist/protocols/oci/', 'dist/engines/process/plan.js', 'dist/pools/seccomp.js'], sync: true, maxLen: 8192, dict: 'oci.dict' },
   packages: { includes: ['dist/functions/packages.js', 'node_modules/tar/dist/esm/', 'node_modules/yauzl/'], sync: false, maxLen: 65536 },
 };
 

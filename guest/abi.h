@@ -1,4 +1,4 @@
-/* Guest <-> monitor ABI of spore's seed guest. Mirrored in runtime/engines/vm/abi.ts. */
+/* Guest <-> monitor ABI of spore's seed guest. Mirrored in engines/vm/abi.ts. */
 #pragma once
 #define GUEST_LOAD_ADDR   0x100000UL   /* ELF is linked here (1 MiB) */
 #define GUEST_MEM_SIZE    (16UL << 20)

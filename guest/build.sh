@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the seed guest (freestanding x86_64 ELF, loaded by runtime/engines/vm/elf.ts).
+# Builds the seed guest (freestanding x86_64 ELF, loaded by engines/vm/elf.ts).
 # Needs Debian's gcc/binutils only. Output: guest/build/seed.elf. Idempotent.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SeedClient } from '../dist/runtime/engines/process/seed-client.js';
+import { SeedClient } from '../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
 import { detectCgroupLayout } from '../dist/pools/cgroups.js';
-import type { FunctionSpec, InvokeResult } from '../runtime/fri/types.js';
+import type { FunctionSpec, InvokeResult } from '../protocols/fri/types.js';
 
 const root = process.getuid?.() === 0;
 if (!root) console.warn('[fri-runtime.test] skipped: needs root (cgroups, namespaces)');

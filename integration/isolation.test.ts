@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testLogger } from './test-log.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SeedClient } from '../dist/runtime/engines/process/seed-client.js';
+import { SeedClient } from '../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
 import { detectCgroupLayout } from '../dist/pools/cgroups.js';
-import type { FunctionSpec, InvokeResult, Language } from '../runtime/fri/types.js';
+import type { FunctionSpec, InvokeResult, Language } from '../protocols/fri/types.js';
 
 const root = process.getuid?.() === 0;
 if (!root) console.warn('[isolation.test] skipped: needs root (cgroups, user/mount/pid/net namespaces, the SysV shm fixture)');

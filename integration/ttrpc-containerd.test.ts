@@ -10,8 +10,8 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { EmptySchema, timestampNow } from '@bufbuild/protobuf/wkt';
 import { Events } from '../fri-proto/gen/containerd/services/ttrpc/events/v1/events_pb.js';
 import { TaskOOMSchema } from '../fri-proto/gen/containerd/events/task_pb.js';
-import { Code, SporeError } from '../runtime/errors.js';
-import { TtrpcClient, clientFor } from '../runtime/ttrpc/index.js';
+import { Code, SporeError } from '../sys/errors.js';
+import { TtrpcClient, clientFor } from '../protocols/ttrpc/index.js';
 
 const CONTAINERD = '/usr/bin/containerd';
 const CTR = '/usr/bin/ctr';

@@ -3,7 +3,7 @@
 // returns plain data so the daemon can log it and forked children can use it before exec.
 
 import { readFileSync } from 'node:fs';
-import { InvalidArgument } from '../runtime/errors.js';
+import { InvalidArgument } from '../sys/errors.js';
 
 export type CgroupMode = 'v1' | 'hybrid' | 'v2';
 

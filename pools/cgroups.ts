@@ -6,8 +6,8 @@
 
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { FailedPrecondition, Internal, InvalidArgument } from '../runtime/errors.js';
-import type { LinuxResources, LinuxMemory, LinuxCPU, LinuxBlockIO, LinuxDeviceCgroup, LinuxHugepageLimit } from '../runtime/oci/spec.js';
+import { FailedPrecondition, Internal, InvalidArgument } from '../sys/errors.js';
+import type { LinuxResources, LinuxMemory, LinuxCPU, LinuxBlockIO, LinuxDeviceCgroup, LinuxHugepageLimit } from '../protocols/oci/spec.js';
 import {
   type BlkioEntry, type CgroupHandle, type CgroupLayout, type CgroupMode,
   blkioWeightToIoWeight, cgroupHandle, cpuMaxValue, deviceRuleLine, devicesAllowAll, hugePageSizeName,

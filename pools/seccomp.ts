@@ -4,13 +4,13 @@
 // one of the contention points the design moves off the start path.
 
 import { createHash } from 'node:crypto';
-import { InvalidArgument, SyscallError } from '../runtime/errors.js';
-import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from '../runtime/oci/spec.js';
+import { InvalidArgument, SyscallError } from '../sys/errors.js';
+import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from '../protocols/oci/spec.js';
 import {
   type ScmpArgCmp, type ScmpFilterCtx, SCMP_ACT, SCMP_CMP, SCMP_FLTATR,
   seccompArchAdd, seccompArchNative, seccompArchResolveName, seccompAttrSet, seccompExportBpf, seccompInit,
   seccompRelease, seccompRuleAddArray, seccompSyscallResolveName,
-} from '../runtime/sys/libseccomp.js';
+} from '../sys/libseccomp.js';
 
 export interface CompiledFilter {
   /** sha256 (hex) of the canonical JSON of the profile. */

@@ -194,3 +194,14 @@ export const MAX_SEED_LINE = 1024 * 1024;
 export const MAX_RESULT_BYTES = 6 * 1024 * 1024;
 /** Most spored reads from an instance's channel: the result line with its error and timings. */
 export const MAX_RESULT_LINE = MAX_RESULT_BYTES + 1024 * 1024;
+
+/** Files and directories one /tmp slot may hold (tmpfs nr_inodes). */
+export const SLOT_INODES = 16384;
+
+/**
+ * Mount options of one /tmp slot (the seed's and the instances'): the plan (functions/sandbox.ts)
+ * and the L1 seed that renews slots (seeds/node/seed.ts) must agree, so both read it here.
+ */
+export function slotData(bytes: number): string {
+  return `mode=1777,size=${bytes},nr_inodes=${SLOT_INODES}`;
+}

@@ -1,10 +1,10 @@
 // The syscalls a sandbox executor makes, as one small interface with two implementations:
-// the real one (runtime/sys/libc.ts and node:fs) and a recording one that only writes down
+// the real one (sys/libc.ts and node:fs) and a recording one that only writes down
 // what would be done. The recording turns "plan -> syscall sequence" into plain data, so an
 // executor is unit-tested without root, and the Node executor's sequence is compared with
 // the Python one's (zygote.py's RecordingSys records the same vocabulary).
 import { chmodSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import * as sys from '../runtime/sys/libc.js';
+import * as sys from '../sys/libc.js';
 
 /** One recorded call: its name, then its arguments (JSON values only). */
 export type SysCall = [string, ...(string | number | boolean | null | string[])[]];

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { destroyCgroup, killAll, parseMountinfo, pids, type CgroupHandle } from '../pools/cgroups.js';
-import { SyscallError } from '../runtime/errors.js';
-import { readRecord, removeRecord, type TaskRecord } from '../runtime/task/record.js';
+import { SyscallError } from '../sys/errors.js';
+import { readRecord, removeRecord, type TaskRecord } from '../task/record.js';
 
 export const DEFAULT_RUN_DIR = '/run/spore';
 /** 128 + SIGKILL, what runc's and gVisor's shims report for a container reaped by `delete`. */
@@ -126,7 +126,7 @@ export async function unmountAll(path: string): Promise<number> {
   // libc (koffi) is only loaded when there is something to unmount.
   let n = 0;
   while (n < MAX_UNMOUNTS && mountpoints().includes(target)) {
-    const { umount2, MNT_DETACH } = await import('../runtime/sys/libc.js');
+    const { umount2, MNT_DETACH } = await import('../sys/libc.js');
     try {
       umount2(target, MNT_DETACH);
       n++;

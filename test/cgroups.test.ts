@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FailedPrecondition, InvalidArgument } from '../runtime/errors.js';
+import { FailedPrecondition, InvalidArgument } from '../sys/errors.js';
 import {
   type CgroupHandle, type CgroupLayout,
   addProcess, applyResources, blkioWeightToIoWeight, cgroupHandle, CgroupPool, cpuMaxValue, createCgroup,

@@ -7,14 +7,14 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import type * as grpc from '@grpc/grpc-js';
-import { closeFri, friServer, listenFri } from '../runtime/fri/server.js';
+import { closeFri, friServer, listenFri } from '../protocols/fri/server.js';
 import { main, resolveSocket } from '../cli/main.js';
 import type { CliIo } from '../cli/main.js';
 import { UsageError, envFlags, parseArgs } from '../cli/args.js';
 import { formatLogs, formatMicros, functionsTable, phaseTable, shortDigest, table } from '../cli/format.js';
 import { languageOfFile, packageFormatOfFile } from '../cli/commands.js';
 import { PackageStore } from '../functions/packages.js';
-import type { FunctionInfo } from '../runtime/fri/types.js';
+import type { FunctionInfo } from '../protocols/fri/types.js';
 import { FAKE_TIMINGS, FakeRuntime, fakeDigest } from './fake-runtime.js';
 
 describe('cli helpers (pure)', () => {

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FLAGS, KNOWN, helpText, loadConfig, parseFlags } from '../runtime/config.js';
+import { FLAGS, KNOWN, helpText, loadConfig, parseFlags } from '../daemon/config.js';
 
 describe('spored config', () => {
   it('has the documented defaults', () => {
@@ -93,7 +93,7 @@ describe('spored flags come from one table', () => {
   });
 
   it('bin/spored --help and -h print it and exit 0 (built dist)', () => {
-    const main = path.resolve('dist/runtime/main.js');
+    const main = path.resolve('dist/daemon/main.js');
     if (!fs.existsSync(main)) return; // npm run build first
     for (const flag of ['--help', '-h']) {
       const r = spawnSync(process.execPath, [main, flag], { encoding: 'utf8' });

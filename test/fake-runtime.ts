@@ -12,12 +12,12 @@
 // Redeploying adds a version; with `retiringInflight` > 0 the replaced version stays listed as
 // retiring with that many invocations in flight. `logText` holds each function's logs.
 import { createHash } from 'node:crypto';
-import { NotFound, Overloaded } from '../runtime/errors.js';
-import { installRoot } from '../runtime/stack.js';
+import { NotFound, Overloaded } from '../sys/errors.js';
+import { installRoot } from '../functions/stack.js';
 import type {
   Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, FunctionVersionInfo, InstanceInfo, InvokeOptions,
   InvokeResult, PhaseTimings, SeedInfo, SeedLevel,
-} from '../runtime/fri/types.js';
+} from '../protocols/fri/types.js';
 
 export const FAKE_TIMINGS: PhaseTimings = {
   control: 45, fork: 1200, bind: 300, seccomp: 20, init: 150, execute: 800, respond: 60, destroy: 310, total: 2575,

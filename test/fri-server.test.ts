@@ -7,23 +7,23 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import type * as grpc from '@grpc/grpc-js';
-import { Code, FailedPrecondition, InvalidArgument, NotFound, Overloaded, ResourceExhausted, SporeError, Unavailable } from '../runtime/errors.js';
-import { FriClient } from '../runtime/fri/client.js';
-import { closeFri, friServer, listenFri, removeStaleSocket } from '../runtime/fri/server.js';
-import { startFri } from '../runtime/fri/index.js';
-import { errorFromStatus } from '../runtime/fri/grpc.js';
+import { Code, FailedPrecondition, InvalidArgument, NotFound, Overloaded, ResourceExhausted, SporeError, Unavailable } from '../sys/errors.js';
+import { FriClient } from '../protocols/fri/client.js';
+import { closeFri, friServer, listenFri, removeStaleSocket } from '../protocols/fri/server.js';
+import { startFri } from '../daemon/fri.js';
+import { errorFromStatus } from '../protocols/fri/grpc.js';
 import {
   invokeResultFromProto, invokeResultToProto, seedFromProto, seedToProto, functionInfoFromProto, functionInfoToProto,
   functionSpecFromProto, functionSpecToProto,
-} from '../runtime/fri/convert.js';
+} from '../protocols/fri/convert.js';
 import { create } from '@bufbuild/protobuf';
 import { FunctionInfoSchema, FunctionSpecSchema, InvokeResultSchema, PackageFormat as PackageFormatMsg, SeedInfoSchema } from '../fri-proto/gen/spore/fri/v1/fri_pb.js';
 import {
   FRI_MAX_MESSAGE_BYTES, MAX_PACKAGE_BYTES, MAX_EVENT_BYTES, validateEvent, validateFunctionName, validateFunctionSpec, validatePackageHandler,
   validateTailBytes,
-} from '../runtime/fri/validate.js';
-import type { RawFunctionSpec } from '../runtime/fri/validate.js';
-import type { Engine, FunctionInfo, FunctionSpec, InstanceInfo, InvokeResult, Language, SeedInfo } from '../runtime/fri/types.js';
+} from '../protocols/fri/validate.js';
+import type { RawFunctionSpec } from '../protocols/fri/validate.js';
+import type { Engine, FunctionInfo, FunctionSpec, InstanceInfo, InvokeResult, Language, SeedInfo } from '../protocols/fri/types.js';
 import { FAKE_TIMINGS, FakeRuntime, fakeDigest } from './fake-runtime.js';
 
 const log = pino({ level: 'silent' });

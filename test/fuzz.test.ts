@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { Code, InvalidArgument } from '../runtime/errors.js';
+import { Code, InvalidArgument } from '../sys/errors.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const TARGETS = ['ttrpc', 'fri', 'gateway', 'oci', 'packages'] as const;
@@ -84,7 +84,7 @@ describe('fuzzing findings stay fixed', () => {
   });
 
   it('oci: wrong JSON types and prototype keys in config.json are InvalidArgument naming the field', async () => {
-    const { initPlan } = await import('../runtime/engines/process/plan.js');
+    const { initPlan } = await import('../engines/process/plan.js');
     const base = { ociVersion: '1.0.2', process: { user: { uid: 0, gid: 0 }, args: ['/bin/true'], cwd: '/' }, linux: { namespaces: [{ type: 'mount' }, { type: 'uts' }] } };
     const plan = (spec: unknown): unknown => initPlan({
       id: 'c1', spec: spec as never, rootfs: '/r', stdio: { stdin: '', stdout: '', stderr: '', terminal: '' }, cgroupProcs: [], cgroupV1Dirs: null, seccomp: null,
@@ -105,8 +105,8 @@ describe('fuzzing findings stay fixed', () => {
 
   it('fri: request bytes that do not decode are INVALID_ARGUMENT with the reason (grpc-js said INTERNAL)', async () => {
     const { FunctionRuntime } = await import('../fri-proto/gen/spore/fri/v1/fri_pb.js');
-    const { serviceDefinition, serviceImplementation } = await import('../runtime/fri/grpc.js');
-    const { friHandlers } = await import('../runtime/fri/server.js');
+    const { serviceDefinition, serviceImplementation } = await import('../protocols/fri/grpc.js');
+    const { friHandlers } = await import('../protocols/fri/server.js');
     const { FakeRuntime } = await import('./fake-runtime.js');
     const request = serviceDefinition(FunctionRuntime).invoke!.requestDeserialize(Buffer.from([0x0a, 0xfa, 0xfa]));
     const impl = serviceImplementation(FunctionRuntime, friHandlers(new FakeRuntime())).invoke as (call: unknown, cb: (err: { code: number; details: string } | null) => void) => void;

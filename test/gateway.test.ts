@@ -3,19 +3,19 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { Code, NotFound, Overloaded, ResourceExhausted } from '../runtime/errors.js';
+import { Code, NotFound, Overloaded, ResourceExhausted } from '../sys/errors.js';
 import {
   bearerMatches, functionFromPath, httpStatusOfCode, httpStatusOfInvokeError, parseAddress, responseForError, retryAfterSeconds,
   startGateway, timingsHeader,
-} from '../runtime/gateway.js';
-import { Metrics, instrument } from '../runtime/metrics.js';
-import { installRoot } from '../runtime/stack.js';
-import { closeFri, friServer, listenFri } from '../runtime/fri/server.js';
-import { FriClient } from '../runtime/fri/client.js';
+} from '../daemon/gateway.js';
+import { Metrics, instrument } from '../daemon/metrics.js';
+import { installRoot } from '../functions/stack.js';
+import { closeFri, friServer, listenFri } from '../protocols/fri/server.js';
+import { FriClient } from '../protocols/fri/client.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { FunctionSpec } from '../runtime/fri/types.js';
+import type { FunctionSpec } from '../protocols/fri/types.js';
 import { FAKE_TIMINGS, FakeRuntime } from './fake-runtime.js';
 
 const log = pino({ level: 'silent' });

@@ -1,7 +1,7 @@
-// runtime/health.ts: what GET /healthz reports from the daemon's probes.
+// daemon/health.ts: what GET /healthz reports from the daemon's probes.
 import { describe, expect, it } from 'vitest';
-import { componentStates, healthReport, pidAlive, type HealthProbes } from '../runtime/health.js';
-import type { SeedInfo } from '../runtime/fri/types.js';
+import { componentStates, healthReport, pidAlive, type HealthProbes } from '../daemon/health.js';
+import type { SeedInfo } from '../protocols/fri/types.js';
 
 const seed = (id: string, level: 0 | 1 | 2, language: SeedInfo['language'], state: SeedInfo['state'], pid = process.pid): SeedInfo => ({
   id, level, engine: 'process', language, function: null, parent: null, pid, state, replicaOf: null, forks: 0,

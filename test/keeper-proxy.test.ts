@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FrameDecoder, FrameType, encodeFrame } from '../runtime/ttrpc/frame.js';
+import { FrameDecoder, FrameType, encodeFrame } from '../protocols/ttrpc/frame.js';
 import { HeldConnection } from '../keeper/proxy.js';
 
 /** A fake spored: answers each request with its own data, unless told to stay silent. */

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { onJsonLines } from '../runtime/lines.js';
+import { onJsonLines } from '../engines/process/lines.js';
 
 describe('onJsonLines', () => {
   it('splits across chunks and reports malformed lines without throwing', () => {

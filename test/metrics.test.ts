@@ -8,7 +8,7 @@ import {
   type CgroupHandle, addProcess, cgroupHandle, createCgroup, destroyCgroup, detectCgroupLayout, killAll, pids, stats,
   UNLIMITED, type CgroupStats,
 } from '../pools/cgroups.js';
-import { metricsAny, METRICS_V1_TYPE_URL, METRICS_V2_TYPE_URL, V1_UNLIMITED, V2_UNLIMITED } from '../runtime/task/metrics.js';
+import { metricsAny, METRICS_V1_TYPE_URL, METRICS_V2_TYPE_URL, V1_UNLIMITED, V2_UNLIMITED } from '../task/metrics.js';
 
 const V1_STATS: CgroupStats = {
   mode: 'hybrid',

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Header, Pax, create as tarCreate } from 'tar';
-import { Code, InvalidArgument, ResourceExhausted, SporeError } from '../runtime/errors.js';
+import { Code, InvalidArgument, ResourceExhausted, SporeError } from '../sys/errors.js';
 import { DEFAULT_PACKAGE_LIMITS, PackageStore, packDirectory } from '../functions/packages.js';
 import type { PackageLimits } from '../functions/packages.js';
 

@@ -1,9 +1,9 @@
-// runtime/metrics.ts: the Prometheus families spored exposes at GET /metrics, over the in-memory
+// daemon/metrics.ts: the Prometheus families spored exposes at GET /metrics, over the in-memory
 // FakeRuntime and fake sources (pools, seeds, containers, health).
 import { describe, expect, it } from 'vitest';
-import { Internal, InvalidArgument, NotFound, Overloaded } from '../runtime/errors.js';
-import { Metrics, OUTCOMES, instrument, outcomeOfThrown } from '../runtime/metrics.js';
-import type { FunctionRuntime, InvokeResult } from '../runtime/fri/types.js';
+import { Internal, InvalidArgument, NotFound, Overloaded } from '../sys/errors.js';
+import { Metrics, OUTCOMES, instrument, outcomeOfThrown } from '../daemon/metrics.js';
+import type { FunctionRuntime, InvokeResult } from '../protocols/fri/types.js';
 import { FakeRuntime } from './fake-runtime.js';
 
 /** The value of one sample line `name{labels} value` in the exposition text. */

@@ -6,13 +6,13 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgument } from '../runtime/errors.js';
-import type { LinuxSeccomp } from '../runtime/oci/spec.js';
+import { InvalidArgument } from '../sys/errors.js';
+import type { LinuxSeccomp } from '../protocols/oci/spec.js';
 import {
   actionValue, archName, canonicalJson, clearSeccompCache, compileSeccomp, conditionGroups, defaultProfile,
   flagValue, profileHash, SECCOMP_FILTER_FLAG, seccompCacheStats, type CompiledFilter,
 } from '../pools/seccomp.js';
-import { seccompVersion } from '../runtime/sys/libseccomp.js';
+import { seccompVersion } from '../sys/libseccomp.js';
 
 const KOFFI = createRequire(import.meta.url).resolve('koffi');
 

@@ -10,8 +10,8 @@ import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_p
 import {
   type CgroupHandle, addProcess, cgroupHandle, createCgroup, destroyCgroup, detectCgroupLayout, killAll, parseMountinfo, pids,
 } from '../pools/cgroups.js';
-import { MNT_DETACH, MS, mount, umount2 } from '../runtime/sys/libc.js';
-import { readRecord, recordPath, writeRecord, type TaskRecord } from '../runtime/task/record.js';
+import { MNT_DETACH, MS, mount, umount2 } from '../sys/libc.js';
+import { readRecord, recordPath, writeRecord, type TaskRecord } from '../task/record.js';
 import { FlagError, parseShimFlags, procStartTime, runDelete } from '../shim/delete.js';
 
 function isMounted(path: string): boolean {

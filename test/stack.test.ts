@@ -1,6 +1,6 @@
 // What of an invocation error's stack the gateway shows: the function's own frames only.
 import { describe, expect, it } from 'vitest';
-import { functionStack, installRoot, scrubText } from '../runtime/stack.js';
+import { functionStack, installRoot, scrubText } from '../functions/stack.js';
 
 const ROOT = '/opt/spore/';
 

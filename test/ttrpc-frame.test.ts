@@ -6,9 +6,9 @@ import {
   HEADER_LENGTH,
   encodeFrame,
   encodeHeader,
-} from '../runtime/ttrpc/frame.js';
-import type { DecodedFrame } from '../runtime/ttrpc/frame.js';
-import { Code, SporeError } from '../runtime/errors.js';
+} from '../protocols/ttrpc/frame.js';
+import type { DecodedFrame } from '../protocols/ttrpc/frame.js';
+import { Code, SporeError } from '../sys/errors.js';
 
 /** Small deterministic PRNG so fuzz failures reproduce. */
 function prng(seed: number): () => number {

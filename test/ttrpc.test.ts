@@ -14,7 +14,7 @@ import {
 } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { Status } from '../fri-proto/gen/containerd/types/task/task_pb.js';
 import { RequestSchema, ResponseSchema } from '../fri-proto/gen/ttrpc/request_pb.js';
-import { Code, NotFound, SporeError } from '../runtime/errors.js';
+import { Code, NotFound, SporeError } from '../sys/errors.js';
 import {
   FrameDecoder,
   FrameFlags,
@@ -24,8 +24,8 @@ import {
   clientFor,
   encodeFrame,
   encodeHeader,
-} from '../runtime/ttrpc/index.js';
-import type { CallContext, CallInfo, ServiceImplementationFor } from '../runtime/ttrpc/index.js';
+} from '../protocols/ttrpc/index.js';
+import type { CallContext, CallInfo, ServiceImplementationFor } from '../protocols/ttrpc/index.js';
 
 
 let dir: string;

@@ -2,11 +2,11 @@
 // pause/kill, bad guest code, no fd/memory leak over 1,000 forks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
-import { kvmUnavailableReason, getRegs, getSregs } from '../runtime/sys/kvm.js';
-import { VmEngine, privateKib, type SeedInfo } from '../runtime/engines/vm/engine.js';
-import { GuestError, Vm } from '../runtime/engines/vm/vm.js';
-import { OP, TABLE_WORDS } from '../runtime/engines/vm/abi.js';
-import { Cancelled } from '../runtime/errors.js';
+import { kvmUnavailableReason, getRegs, getSregs } from '../sys/kvm.js';
+import { VmEngine, privateKib, type SeedInfo } from '../engines/vm/engine.js';
+import { GuestError, Vm } from '../engines/vm/vm.js';
+import { OP, TABLE_WORDS } from '../engines/vm/abi.js';
+import { Cancelled } from '../sys/errors.js';
 
 const why = kvmUnavailableReason();
 if (why) console.warn(`[vm-engine.test] skipped: ${why}`);

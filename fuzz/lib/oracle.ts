@@ -6,7 +6,7 @@
 // to crash-<sha1> and stops. Exceptions other than FuzzFinding (a TypeError out of the code
 // under test, say) are findings too, just less well described.
 import { appendFileSync } from 'node:fs';
-import { Code, SporeError } from '../../runtime/errors.js';
+import { Code, SporeError } from '../../sys/errors.js';
 
 export class FuzzFinding extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -1,4 +1,4 @@
-// Fuzz target 2: FRI requests (runtime/fri/server.ts, convert.ts, validate.ts, grpc.ts) on the
+// Fuzz target 2: FRI requests (protocols/fri/server.ts, convert.ts, validate.ts, grpc.ts) on the
 // in-memory FakeRuntime (test/fake-runtime.ts): protobuf bytes -> the method's request message
 // (the deserializer grpc-js is given) -> the handler (conversion, validation) -> the status or
 // the response message grpc-js would send. No socket, no real runtime.
@@ -16,12 +16,12 @@
 import { fromBinary } from '@bufbuild/protobuf';
 import type { DescMethod } from '@bufbuild/protobuf';
 import type * as grpc from '@grpc/grpc-js';
-import { Code } from '../../runtime/errors.js';
+import { Code } from '../../sys/errors.js';
 import { FunctionRuntime as FunctionRuntimeService } from '../../fri-proto/gen/spore/fri/v1/fri_pb.js';
-import { friHandlers } from '../../runtime/fri/server.js';
-import { serviceDefinition, serviceImplementation } from '../../runtime/fri/grpc.js';
-import { validateFunctionSpec } from '../../runtime/fri/validate.js';
-import type { FunctionSpec } from '../../runtime/fri/types.js';
+import { friHandlers } from '../../protocols/fri/server.js';
+import { serviceDefinition, serviceImplementation } from '../../protocols/fri/grpc.js';
+import { validateFunctionSpec } from '../../protocols/fri/validate.js';
+import type { FunctionSpec } from '../../protocols/fri/types.js';
 import { FakeRuntime } from '../../test/fake-runtime.js';
 import { FuzzFinding, INPUT_DEADLINE_MS, codeName, describe, withDeadline, keepGoing } from '../lib/oracle.js';
 

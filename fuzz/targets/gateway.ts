@@ -1,4 +1,4 @@
-// Fuzz target 3: the gateway's HTTP inputs (runtime/gateway.ts) on the in-memory FakeRuntime
+// Fuzz target 3: the gateway's HTTP inputs (daemon/gateway.ts) on the in-memory FakeRuntime
 // (test/fake-runtime.ts). The server is the real one (startGateway: its options, its request
 // handler, its clientError handler), listening on a loopback port that nothing connects to;
 // each input is one client connection handed to it in-process (server.emit('connection')) as
@@ -22,7 +22,7 @@ import type * as http from 'node:http';
 import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import pino from 'pino';
-import { startGateway } from '../../runtime/gateway.js';
+import { startGateway } from '../../daemon/gateway.js';
 import { FakeRuntime } from '../../test/fake-runtime.js';
 import { FuzzFinding, INPUT_DEADLINE_MS, withDeadline, keepGoing } from '../lib/oracle.js';
 

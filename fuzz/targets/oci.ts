@@ -1,5 +1,5 @@
-// Fuzz target 4: config.json (the OCI runtime spec, runtime/oci/spec.ts) -> the spawn plan
-// (runtime/engines/process/plan.ts initPlan and execPlan, and pools/seccomp.ts for
+// Fuzz target 4: config.json (the OCI runtime spec, protocols/oci/spec.ts) -> the spawn plan
+// (engines/process/plan.ts initPlan and execPlan, and pools/seccomp.ts for
 // linux.seccomp), the pure translation a Task Create and Exec run before anything is forked.
 //
 // Input: config.json's bytes (parseSpec, as the task manager reads the bundle's file, then
@@ -11,13 +11,13 @@
 //  - InvalidArgument with a message (the rejection plan.ts promises: "a bad config.json is
 //    answered with InvalidArgument naming the field before anything is forked");
 //  - a plan the forked child can execute: every field of InitPlan/ExecPlan/ProcessPlan
-//    (runtime/engines/process/protocol.ts) of its declared type and within what the kernel
+//    (engines/process/protocol.ts) of its declared type and within what the kernel
 //    interface it feeds takes (uids, modes, umask, oom_score_adj, rlimits, mount flags).
-import { InvalidArgument, SporeError } from '../../runtime/errors.js';
-import { parseSpec } from '../../runtime/oci/spec.js';
-import type { Spec } from '../../runtime/oci/spec.js';
-import { execPlan, initPlan } from '../../runtime/engines/process/plan.js';
-import type { ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, Stdio } from '../../runtime/engines/process/protocol.js';
+import { InvalidArgument, SporeError } from '../../sys/errors.js';
+import { parseSpec } from '../../protocols/oci/spec.js';
+import type { Spec } from '../../protocols/oci/spec.js';
+import { execPlan, initPlan } from '../../engines/process/plan.js';
+import type { ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, Stdio } from '../../engines/process/protocol.js';
 import { clearSeccompCache, compileSeccomp } from '../../pools/seccomp.js';
 import { FuzzFinding, describe, keepGoing } from '../lib/oracle.js';
 import { ByteReader, editJson } from '../lib/json-edit.js';

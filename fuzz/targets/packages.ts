@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { Code } from '../../runtime/errors.js';
+import { Code } from '../../sys/errors.js';
 import { PackageStore } from '../../functions/packages.js';
 import type { PackageFormat, PackageLimits, StoredPackage } from '../../functions/packages.js';
 import { FuzzFinding, INPUT_DEADLINE_MS, expectTyped, withDeadline, keepGoing } from '../lib/oracle.js';

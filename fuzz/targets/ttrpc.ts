@@ -1,5 +1,5 @@
-// Fuzz target 1: ttrpc framing and messages (runtime/ttrpc/frame.ts, runtime/ttrpc/server.ts),
-// through containerd's Task service (runtime/task/service.ts, the real request handling) on a
+// Fuzz target 1: ttrpc framing and messages (protocols/ttrpc/frame.ts, protocols/ttrpc/server.ts),
+// through containerd's Task service (task/service.ts, the real request handling) on a
 // stub TaskManager, so every Task API request message is decoded from fuzzed bytes.
 //
 // Input: [config byte][chunking seed byte][the byte stream a client sends on one connection].
@@ -20,15 +20,15 @@ import { EventEmitter } from 'node:events';
 import { fromBinary } from '@bufbuild/protobuf';
 import type { DescMessage } from '@bufbuild/protobuf';
 import pino from 'pino';
-import { Code, FailedPrecondition, InvalidArgument, NotFound, Unavailable } from '../../runtime/errors.js';
-import { DEFAULT_MAX_DATA_LENGTH, FrameDecoder, FrameType, HEADER_LENGTH } from '../../runtime/ttrpc/frame.js';
-import type { DecodedFrame } from '../../runtime/ttrpc/frame.js';
-import { TtrpcServer } from '../../runtime/ttrpc/server.js';
+import { Code, FailedPrecondition, InvalidArgument, NotFound, Unavailable } from '../../sys/errors.js';
+import { DEFAULT_MAX_DATA_LENGTH, FrameDecoder, FrameType, HEADER_LENGTH } from '../../protocols/ttrpc/frame.js';
+import type { DecodedFrame } from '../../protocols/ttrpc/frame.js';
+import { TtrpcServer } from '../../protocols/ttrpc/server.js';
 import { ResponseSchema } from '../../fri-proto/gen/ttrpc/request_pb.js';
 import { RequestSchema } from '../../fri-proto/gen/ttrpc/request_pb.js';
 import { Task } from '../../fri-proto/gen/containerd/task/v2/shim_pb.js';
-import { taskService } from '../../runtime/task/service.js';
-import type { ContainerState, ProcState, TaskManager } from '../../runtime/task/tasks.js';
+import { taskService } from '../../task/service.js';
+import type { ContainerState, ProcState, TaskManager } from '../../task/tasks.js';
 import type { CgroupLayout } from '../../pools/cgroups.js';
 import { FuzzFinding, INPUT_DEADLINE_MS, codeName, describe, withDeadline, keepGoing } from '../lib/oracle.js';
 

@@ -4,7 +4,7 @@
 import koffi from 'koffi';
 import { randomBytes } from 'node:crypto';
 import crypto from 'node:crypto';
-import * as sys from '../../runtime/sys/libc.js';
+import * as sys from '../../sys/libc.js';
 
 const self = koffi.load(null);
 const uvDefaultLoop = self.func('void *uv_default_loop()');

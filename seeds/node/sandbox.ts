@@ -1,10 +1,10 @@
 // The Node executor of a function lineage's SandboxPlan (seeds/protocol.ts), run in the
 // fork of an L1 seed that becomes the lineage's L2 seed (pid 1 of its new pid namespace),
 // before any function code. Synchronous, in the plan's order; every step a syscall
-// through runtime/sys/libc.ts. The Python twin is apply_sandbox in seeds/python/zygote.py;
+// through sys/libc.ts. The Python twin is apply_sandbox in seeds/python/zygote.py;
 // the isolation suite compares the two from inside the sandboxes they build.
 import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readlinkSync } from 'node:fs';
-import * as sys from '../../runtime/sys/libc.js';
+import * as sys from '../../sys/libc.js';
 import type { SandboxPlan, SandboxStep } from '../protocol.js';
 import { realSandboxSys, type SandboxSys } from '../sandbox-sys.js';
 

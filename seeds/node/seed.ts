@@ -11,10 +11,9 @@
 import { existsSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import * as sys from '../../runtime/sys/libc.js';
-import { MAX_RESULT_BYTES, type FromSeed, type InstanceResult, type InvokeRequest, type LoadSpec, type SandboxPlan, type SlotLine, type ToSeed } from '../protocol.js';
+import * as sys from '../../sys/libc.js';
+import { MAX_RESULT_BYTES, slotData, type FromSeed, type InstanceResult, type InvokeRequest, type LoadSpec, type SandboxPlan, type SlotLine, type ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
-import { slotData } from '../../functions/sandbox.js';
 import { applySandbox, bindInstance, mountSlots, prepareInstanceLayer, referenceFds, type FdReferences, type InstanceLayer } from './sandbox.js';
 
 type Handler = (event: unknown, context: unknown, callback?: (err: unknown, value?: unknown) => void) => unknown;

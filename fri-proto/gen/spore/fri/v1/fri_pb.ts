@@ -1,6 +1,6 @@
 // FRI, the Function Runtime Interface: spored's gRPC API for functions.
 //
-// Mirrors runtime/fri/types.ts (the plain-data interface the implementation sees). Conventions:
+// Mirrors protocols/fri/types.ts (the plain-data interface the implementation sees). Conventions:
 // - proto3 zero values mean "unset": an UNSPECIFIED enum or an absent `optional` field maps to
 //   null in the TS types (e.g. an L0 seed has no language).
 // - Events and results are JSON text (string), not google.protobuf.Struct: the handler's JSON is

@@ -1,0 +1,204 @@
+// spored: one long-lived daemon per node. Wires the process engine's root seed, the task
+// manager, the ttrpc Task service for containerd and the event forwarder.
+import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
+import { TaskCreateSchema, TaskDeleteSchema, TaskExecAddedSchema, TaskExecStartedSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema, TaskStartSchema } from '../fri-proto/gen/containerd/events/task_pb.js';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { detectCgroupLayout, type CgroupLayout } from '../pools/cgroups.js';
+import type { DaemonConfig } from './config.js';
+import { EventForwarder, TOPIC } from './events.js';
+import { SeedClient } from '../engines/process/seed-client.js';
+import { TaskManager, type TaskEvents } from '../task/tasks.js';
+import { taskService } from '../task/service.js';
+import { TtrpcServer } from '../protocols/ttrpc/server.js';
+import type { ServiceImplementationFor } from '../protocols/ttrpc/server.js';
+import type { SeedInfo } from '../protocols/fri/types.js';
+import { ProcessFunctionRuntime } from '../functions/runtime.js';
+import { VmFunctions } from '../functions/vm-functions.js';
+import { CompositeFunctionRuntime } from '../functions/composite.js';
+import { startFri, type FriHandle } from './fri.js';
+import { Metrics, instrument } from './metrics.js';
+import { componentStates, healthReport, pidAlive, socketPresent, type HealthReport } from './health.js';
+import { Code, statusOf } from '../sys/errors.js';
+
+export interface Daemon {
+  config: DaemonConfig;
+  layout: CgroupLayout;
+  seed: SeedClient;
+  tasks: TaskManager;
+  events: EventForwarder;
+  ttrpc: TtrpcServer;
+  /** Prometheus metrics (served by the gateway at /metrics) */
+  metrics: Metrics;
+  /** what /healthz reports */
+  health(): HealthReport;
+  /** resolves when the function runtime and FRI are up (or failed, logged) */
+  functions: Promise<{ rt: ProcessFunctionRuntime; vm: VmFunctions; fri: FriHandle } | null>;
+  stop(): Promise<void>;
+}
+
+function taskEvents(fwd: EventForwarder): TaskEvents {
+  return {
+    created(c) {
+      fwd.publish(c.namespace, TOPIC.create, TaskCreateSchema, {
+        containerId: c.id, bundle: c.bundle, pid: c.init.pid,
+        io: { stdin: c.init.stdio.stdin, stdout: c.init.stdio.stdout, stderr: c.init.stdio.stderr, terminal: c.init.terminal },
+      });
+    },
+    started(c, p) {
+      if (p.execId) fwd.publish(c.namespace, TOPIC.execStarted, TaskExecStartedSchema, { containerId: c.id, execId: p.execId, pid: p.pid });
+      else fwd.publish(c.namespace, TOPIC.start, TaskStartSchema, { containerId: c.id, pid: p.pid });
+    },
+    exited(c, p) {
+      fwd.publish(c.namespace, TOPIC.exit, TaskExitSchema, {
+        containerId: c.id, id: p.execId || c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: timestampFromDate(p.exitedAt ?? new Date()),
+      });
+    },
+    deleted(c, p) {
+      // no `id`: runc's shim leaves it empty in TaskDelete
+      fwd.publish(c.namespace, TOPIC.delete, TaskDeleteSchema, {
+        containerId: c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: timestampFromDate(p.exitedAt ?? new Date()),
+      });
+    },
+    execAdded(c, execId) {
+      fwd.publish(c.namespace, TOPIC.execAdded, TaskExecAddedSchema, { containerId: c.id, execId });
+    },
+    paused(c, paused) {
+      if (paused) fwd.publish(c.namespace, TOPIC.paused, TaskPausedSchema, { containerId: c.id });
+      else fwd.publish(c.namespace, TOPIC.resumed, TaskResumedSchema, { containerId: c.id });
+    },
+    oom(c) {
+      fwd.publish(c.namespace, TOPIC.oom, TaskOOMSchema, { containerId: c.id });
+    },
+  };
+}
+
+/**
+ * Log every Task RPC with its container id and duration (the bench reads these lines) and
+ * observe it in spore_rpc_seconds{service="ttrpc"}.
+ */
+function timed<S extends object>(impl: S, log: Logger, metrics: Metrics): S {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(impl) as [string, (req: { id?: string; execId?: string }, ctx: unknown) => Promise<unknown>][]) {
+    const method = name.charAt(0).toUpperCase() + name.slice(1);
+    out[name] = async (req: { id?: string; execId?: string }, ctx: unknown) => {
+      const t0 = performance.now();
+      let code: number = Code.OK;
+      try {
+        return await fn(req, ctx);
+      } catch (e) {
+        code = statusOf(e).code;
+        log.info({ method, id: req.id, execId: req.execId || undefined, err: (e as Error).message, code: (e as { code?: number }).code }, 'rpc failed');
+        throw e;
+      } finally {
+        const ms = performance.now() - t0;
+        metrics.observeRpc('ttrpc', method, ms / 1000, code);
+        log.info({ method, id: req.id, execId: req.execId || undefined, ms: Math.round(ms * 1000) / 1000 }, 'rpc');
+      }
+    };
+  }
+  return out as S;
+}
+
+/** f's value, computed at most once per `ms`. */
+function memo<T>(f: () => T, ms: number): () => T {
+  let at = -Infinity;
+  let v: T;
+  return () => {
+    const now = performance.now();
+    if (now - at >= ms) { v = f(); at = now; }
+    return v;
+  };
+}
+
+/** The config as logged: the gateway token is never written to a log. */
+export function loggableConfig(config: DaemonConfig): Record<string, unknown> {
+  return { ...config, gatewayToken: config.gatewayToken === null ? null : '<set>' };
+}
+
+export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Daemon> {
+  const t0 = performance.now();
+  mkdirSync(config.runDir, { recursive: true, mode: 0o700 });
+  writeFileSync(`${config.runDir}/spored.pid`, `${process.pid}\n`);
+  writeFileSync(`${config.runDir}/containerd-address`, `${config.containerdTtrpc}\n`);
+  const layout = detectCgroupLayout();
+  const seed = new SeedClient();
+  await seed.start();
+  const events = new EventForwarder(config.containerdTtrpc, log.child({ c: 'events' }));
+  const tasks = new TaskManager({ runDir: config.runDir, layout, seed, events: taskEvents(events), log: log.child({ c: 'tasks' }), cgroupParent: config.cgroupParent });
+  let stopping = false;
+  let seedUp = true;
+  seed.on('down', (reason) => {
+    seedUp = false;
+    if (!stopping) log.fatal({ reason }, 'process seed is gone; containers and functions cannot be created until spored restarts');
+  });
+  const metrics = new Metrics();
+  metrics.setContainerSource(() => tasks.containers.values());
+  const ttrpc = new TtrpcServer({
+    onConnectionError: (err, connectionId) => log.warn({ connectionId, err: err.message }, 'ttrpc connection error'),
+  });
+  ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' })), log.child({ c: 'rpc' }), metrics) as ServiceImplementationFor<typeof Task>);
+  const ttrpcListener = await ttrpc.listen(config.ttrpcSocket);
+  log.info({ config: loggableConfig(config), cgroups: layout.mode, seedPid: seed.pid, startMs: Math.round(performance.now() - t0) }, 'spored ready');
+  // Filled in once the function runtime is up (health reads it synchronously).
+  let fns: { rt: ProcessFunctionRuntime; seeds: () => SeedInfo[]; fri: FriHandle } | null = null;
+  const health = (): HealthReport => healthReport({
+    processSeed: () => seedUp && pidAlive(seed.pid),
+    ttrpc: () => ttrpcListener.listening && socketPresent(config.ttrpcSocket),
+    fri: () => fns?.fri.listening() ?? false,
+    seeds: () => fns?.seeds() ?? [],
+  });
+  metrics.setComponentSource(() => componentStates(health()));
+  // The function runtime comes up after containerd's socket, so it never delays a shim
+  // start; a failure there leaves the OCI path serving.
+  const functions = config.fri
+    ? startFunctions(config, layout, seed, log, metrics, health).then((f) => {
+      if (f) fns = { rt: f.rt, seeds: f.seeds, fri: f.fri };
+      return f && { rt: f.rt, vm: f.vm, fri: f.fri };
+    })
+    : Promise.resolve(null);
+  return {
+    config, layout, seed, tasks, events, ttrpc, functions, metrics, health,
+    async stop() {
+      stopping = true;
+      const f = await functions;
+      await f?.fri.close();
+      await f?.rt.stop();
+      await f?.vm.close();
+      await ttrpc.close(2000);
+      await events.flush(1000);
+      events.close();
+      await seed.stop();
+      rmSync(`${config.runDir}/spored.pid`, { force: true });
+    },
+  };
+}
+
+async function startFunctions(
+  config: DaemonConfig, layout: CgroupLayout, seed: SeedClient, log: Logger, metrics: Metrics, health: () => HealthReport,
+): Promise<{ rt: ProcessFunctionRuntime; vm: VmFunctions; seeds: () => SeedInfo[]; fri: FriHandle } | null> {
+  const t0 = performance.now();
+  const rt = new ProcessFunctionRuntime({
+    runDir: config.runDir, stateDir: config.stateDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
+    cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas, slotsPerFunction: config.functionConcurrency,
+    queuePerFunction: config.functionQueue, maxInstances: config.maxInstances, initTimeoutMs: config.initTimeoutMs,
+  });
+  try {
+    await rt.start();
+    // the vm engine (KVM) boots on the first create("vm") / vm deploy, not here
+    const vm = new VmFunctions({ log: log.child({ c: 'vm' }) });
+    const composite = new CompositeFunctionRuntime(rt, vm);
+    // listSeeds reads every seed's smaps_rollup: one read serves a scrape's gauges and /healthz
+    const seeds = memo(() => composite.listSeeds(), 1000);
+    metrics.setFunctionSources({ pools: () => rt.pools(), listSeeds: seeds, listInstances: () => composite.listInstances() });
+    // FRI and the gateway see the instrumented runtime: each invocation is counted once
+    const fri = await startFri(instrument(composite, metrics), config, log, { metrics, health });
+    log.info({ ms: Math.round(performance.now() - t0), seeds: rt.listSeeds().map((s) => `${s.id}:${s.state}`), pools: rt.pools() }, 'function runtime ready');
+    return { rt, vm, seeds, fri };
+  } catch (e) {
+    log.error({ err: (e as Error).stack ?? String(e) }, 'function runtime failed to start; the OCI path keeps serving');
+    await rt.stop().catch(() => undefined);
+    return null;
+  }
+}

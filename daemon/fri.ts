@@ -1,0 +1,107 @@
+// What spored's wiring (daemon/daemon.ts) needs from the FRI layer: start the gRPC service on
+// config.friSocket and the HTTP gateway on config.gatewayAddress over one FunctionRuntime.
+// FRI on its unix socket is the function path's core: a gateway address that cannot be bound
+// (a second spored on the default 127.0.0.1:8780) is logged as an error naming the address and
+// the fix, and FRI keeps serving without it. `--gateway off` runs FRI without a gateway.
+import * as fs from 'node:fs';
+import type * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { DaemonConfig } from './config.js';
+import { GatewayListenError, startGateway, type HealthBody } from './gateway.js';
+import type { Metrics } from './metrics.js';
+import type { FunctionRuntime } from '../protocols/fri/types.js';
+import { closeFri, friServer, listenFri } from '../protocols/fri/server.js';
+
+export { FriClient } from '../protocols/fri/client.js';
+export type { RemoteFunctionRuntime } from '../protocols/fri/client.js';
+export { friServer, friHandlers, listenFri, closeFri } from '../protocols/fri/server.js';
+export { startGateway } from './gateway.js';
+
+export interface FriHandle {
+  grpc: grpc.Server;
+  /** null: --gateway off, or its address could not be bound (logged) */
+  gateway: http.Server | null;
+  /** absolute FRI socket path */
+  socket: string;
+  /** the gateway's bound "host:port" (useful when configured with port 0); null without a gateway */
+  gatewayAddress: string | null;
+  /** FRI is bound and not closed, and its socket file is still in place */
+  listening(): boolean;
+  /** stop accepting, let in-flight calls finish (bounded), remove the socket */
+  close(): Promise<void>;
+}
+
+export interface FriOptions {
+  /** RPC latencies (spore_rpc_seconds{service="fri"}) and the gateway's /metrics */
+  metrics?: Metrics;
+  /** the gateway's /healthz report */
+  health?: () => HealthBody | Promise<HealthBody>;
+}
+
+export async function startFri(
+  rt: FunctionRuntime,
+  config: Pick<DaemonConfig, 'friSocket' | 'gatewayAddress'> & Partial<Pick<DaemonConfig, 'gatewayToken'>> & { friTcp?: string },
+  log: Logger,
+  opts: FriOptions = {},
+): Promise<FriHandle> {
+  const metrics = opts.metrics;
+  const server = friServer(rt, log.child({ c: 'fri' }), metrics ? { onCall: (rec) => metrics.observeRpc('fri', rec.method, rec.ms / 1000, rec.code) } : {});
+  const { socket } = await listenFri(server, config.friSocket, config.friTcp);
+  let open = true;
+  let gateway: http.Server | null = null;
+  if (config.gatewayAddress === 'off') {
+    log.info({ socket }, 'gateway off (--gateway off); FRI serves on its socket only');
+  } else {
+    try {
+      const gwOpts: Parameters<typeof startGateway>[3] = { token: config.gatewayToken ?? null };
+      if (metrics) gwOpts.metrics = metrics;
+      if (opts.health) gwOpts.health = opts.health;
+      gateway = await startGateway(rt, config.gatewayAddress, log.child({ c: 'gateway' }), gwOpts);
+    } catch (e) {
+      if (!(e instanceof GatewayListenError)) {
+        await closeFri(server, socket, 0);
+        throw e;
+      }
+      log.error(
+        { address: e.address, err: e.message, fri: socket },
+        `${e.message}; the HTTP gateway is disabled and FRI keeps serving on ${socket}. ` +
+        'Choose a free address with --gateway HOST:PORT (or SPORE_GATEWAY), or run without a gateway with --gateway off',
+      );
+    }
+  }
+  const a = gateway ? (gateway.address() as AddressInfo) : null;
+  const gatewayAddress = a ? `${a.address}:${a.port}` : null;
+  log.info({ socket, gateway: gatewayAddress ?? 'off' }, 'FRI ready');
+  return {
+    grpc: server,
+    gateway,
+    socket,
+    gatewayAddress,
+    listening() {
+      if (!open) return false;
+      try {
+        return fs.statSync(socket).isSocket();
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      open = false;
+      const gw = gateway;
+      let force: NodeJS.Timeout | undefined;
+      const gwClosed = gw
+        ? new Promise<void>((resolve) => {
+          gw.close(() => resolve());
+          // close() would otherwise wait on idle keep-alive connections (wrk leaves them open) and on
+          // busy ones indefinitely; give in-flight requests the same grace as gRPC calls.
+          gw.closeIdleConnections();
+          force = setTimeout(() => gw.closeAllConnections(), 2000);
+        })
+        : Promise.resolve();
+      await Promise.all([closeFri(server, socket), gwClosed]);
+      if (force) clearTimeout(force);
+    },
+  };
+}

@@ -1,0 +1,40 @@
+// spored entry point.
+import { helpText, loadConfig, parseFlags } from './config.js';
+import { startDaemon } from './daemon.js';
+import { makeLogger } from './log.js';
+import { statusOf } from '../sys/errors.js';
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  let config;
+  try {
+    if (parseFlags(argv).help !== undefined) {
+      process.stdout.write(helpText());
+      return;
+    }
+    config = loadConfig(argv, process.env);
+  } catch (e) {
+    process.stderr.write(`spored: ${statusOf(e).message}\n`);
+    process.exit(2);
+  }
+  // The launcher starts us from the first container's bundle dir; never pin it.
+  process.chdir('/');
+  const log = makeLogger(config.logFile, config.logLevel);
+  const daemon = await startDaemon(config, log);
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ sig, containers: daemon.tasks.size }, 'spored stopping');
+    void daemon.stop().finally(() => { log.flush(); process.exit(0); });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('uncaughtException', (err) => { log.fatal({ err: err.stack }, 'uncaught exception'); log.flush(); });
+  process.on('unhandledRejection', (err) => { log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'); });
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`spored: failed to start: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,358 @@
+// Pure translation of an OCI config.json into the plan a forked child executes. All
+// validation of user input happens here, in spored, so a bad config.json is answered
+// with InvalidArgument naming the field before anything is forked or mounted.
+//
+// config.json is untrusted JSON: every field read is checked for its type before use (a
+// string where an array belongs must not throw a TypeError, nor reach the child), and the
+// name tables are looked up by own keys only ("toString" is no capability). Fuzzing
+// findings, fuzz/corpus/oci/regress-*.
+import { InvalidArgument } from '../../sys/errors.js';
+import { MS } from '../../sys/constants.js';
+import type { Capabilities, Mount, Process, Spec } from '../../protocols/oci/spec.js';
+import type { DeviceNode, ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, Stdio } from './protocol.js';
+
+export const CAPS: Record<string, number> = {
+  CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4,
+  CAP_KILL: 5, CAP_SETGID: 6, CAP_SETUID: 7, CAP_SETPCAP: 8, CAP_LINUX_IMMUTABLE: 9,
+  CAP_NET_BIND_SERVICE: 10, CAP_NET_BROADCAST: 11, CAP_NET_ADMIN: 12, CAP_NET_RAW: 13,
+  CAP_IPC_LOCK: 14, CAP_IPC_OWNER: 15, CAP_SYS_MODULE: 16, CAP_SYS_RAWIO: 17, CAP_SYS_CHROOT: 18,
+  CAP_SYS_PTRACE: 19, CAP_SYS_PACCT: 20, CAP_SYS_ADMIN: 21, CAP_SYS_BOOT: 22, CAP_SYS_NICE: 23,
+  CAP_SYS_RESOURCE: 24, CAP_SYS_TIME: 25, CAP_SYS_TTY_CONFIG: 26, CAP_MKNOD: 27, CAP_LEASE: 28,
+  CAP_AUDIT_WRITE: 29, CAP_AUDIT_CONTROL: 30, CAP_SETFCAP: 31, CAP_MAC_OVERRIDE: 32,
+  CAP_MAC_ADMIN: 33, CAP_SYSLOG: 34, CAP_WAKE_ALARM: 35, CAP_BLOCK_SUSPEND: 36, CAP_AUDIT_READ: 37,
+  CAP_PERFMON: 38, CAP_BPF: 39, CAP_CHECKPOINT_RESTORE: 40,
+};
+
+export const RLIMITS: Record<string, number> = {
+  RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5,
+  RLIMIT_NPROC: 6, RLIMIT_NOFILE: 7, RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10,
+  RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12, RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
+};
+
+// option -> [flags to set, clear?]
+const MOUNT_FLAGS: Record<string, [number, boolean]> = {
+  ro: [MS.RDONLY, false], rw: [MS.RDONLY, true],
+  nosuid: [MS.NOSUID, false], suid: [MS.NOSUID, true],
+  nodev: [MS.NODEV, false], dev: [MS.NODEV, true],
+  noexec: [MS.NOEXEC, false], exec: [MS.NOEXEC, true],
+  sync: [MS.SYNCHRONOUS, false], async: [MS.SYNCHRONOUS, true],
+  dirsync: [MS.DIRSYNC, false], remount: [MS.REMOUNT, false], mand: [MS.MANDLOCK, false], nomand: [MS.MANDLOCK, true],
+  atime: [MS.NOATIME, true], noatime: [MS.NOATIME, false], diratime: [MS.NODIRATIME, true], nodiratime: [MS.NODIRATIME, false],
+  relatime: [MS.RELATIME, false], norelatime: [MS.RELATIME, true], strictatime: [MS.STRICTATIME, false],
+  nostrictatime: [MS.STRICTATIME, true], lazytime: [MS.LAZYTIME, false], nolazytime: [MS.LAZYTIME, true],
+  bind: [MS.BIND, false], rbind: [MS.BIND | MS.REC, false], nosymfollow: [MS.NOSYMFOLLOW, false],
+};
+
+const PROPAGATION: Record<string, number> = {
+  private: MS.PRIVATE, rprivate: MS.PRIVATE | MS.REC, shared: MS.SHARED, rshared: MS.SHARED | MS.REC,
+  slave: MS.SLAVE, rslave: MS.SLAVE | MS.REC, unbindable: MS.UNBINDABLE, runbindable: MS.UNBINDABLE | MS.REC,
+};
+
+// ---- type guards for JSON input: each returns the value or throws InvalidArgument naming the field ----
+
+/** table[key] only for the table's own keys (JSON can name "__proto__", "constructor", "toString"). */
+function lookup<T>(table: Record<string, T>, key: unknown): T | undefined {
+  return typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 80 ? `${s.slice(0, 80)}...` : s;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** An optional JSON object (absent: undefined). */
+function objectOf(v: unknown, field: string): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v)) throw new InvalidArgument(`${field} must be an object, got ${show(v)}`);
+  return v;
+}
+
+/** An optional JSON array (absent: []). */
+function arrayOf(v: unknown, field: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new InvalidArgument(`${field} must be an array, got ${show(v)}`);
+  return v;
+}
+
+function stringsOf(v: unknown, field: string): string[] {
+  const a = arrayOf(v, field);
+  const i = a.findIndex((x) => typeof x !== 'string');
+  if (i >= 0) throw new InvalidArgument(`${field}[${i}] must be a string, got ${show(a[i])}`);
+  return a as string[];
+}
+
+function optionalString(v: unknown, field: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new InvalidArgument(`${field} must be a string, got ${show(v)}`);
+  return v;
+}
+
+function optionalUint(v: unknown, field: string, max = 0xffffffff): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new InvalidArgument(`${field} must be an integer 0..${max}, got ${show(v)}`);
+  return v;
+}
+
+// Options that take effect only on the remount pass of a bind mount.
+const BIND_REMOUNT_MASK = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME | MS.NOSYMFOLLOW;
+
+export interface ParsedMountOptions { flags: number; propagation: number; data: string[] }
+
+export function parseMountOptions(options: unknown = [], field = 'options'): ParsedMountOptions {
+  let flags = 0;
+  let propagation = 0;
+  const data: string[] = [];
+  for (const opt of stringsOf(options, field)) {
+    const f = lookup(MOUNT_FLAGS, opt);
+    if (f) {
+      flags = f[1] ? flags & ~f[0] : flags | f[0];
+      continue;
+    }
+    const p = lookup(PROPAGATION, opt);
+    if (p !== undefined) { propagation |= p; continue; }
+    if (opt.startsWith('x-') || opt === 'defaults') continue;
+    data.push(opt);
+  }
+  return { flags, propagation, data };
+}
+
+export function mountStep(m: Mount, index: number, cgroupV1: { name: string; hostDir: string }[] | null): MountStep {
+  if (!isObject(m)) throw new InvalidArgument(`mounts[${index}] must be an object, got ${show(m)}`);
+  if (typeof m.destination !== 'string' || !m.destination.startsWith('/')) {
+    throw new InvalidArgument(`mounts[${index}].destination must be an absolute path, got ${JSON.stringify(m.destination)}`);
+  }
+  const o = parseMountOptions(m.options, `mounts[${index}].options`);
+  const type = optionalString(m.type, `mounts[${index}].type`) ?? '';
+  const bind = type === 'bind' || (o.flags & MS.BIND) !== 0;
+  const source = optionalString(m.source, `mounts[${index}].source`) ?? (bind ? '' : type);
+  if (bind && type === 'cgroup') throw new InvalidArgument(`mounts[${index}] (${m.destination}): a cgroup mount cannot be a bind mount; drop bind/rbind`);
+  if (bind && !source.startsWith('/')) {
+    throw new InvalidArgument(`mounts[${index}] (${m.destination}): bind source must be an absolute host path, got ${JSON.stringify(m.source)}`);
+  }
+  const step: MountStep = {
+    destination: m.destination,
+    source,
+    type: bind ? '' : type,
+    flags: bind ? (o.flags & (MS.BIND | MS.REC)) | MS.BIND : o.flags,
+    propagation: o.propagation,
+    data: o.data.join(','),
+    bind,
+    remountFlags: bind ? o.flags & BIND_REMOUNT_MASK : 0,
+  };
+  if (type === 'cgroup') {
+    step.remountFlags = o.flags & MS.RDONLY;
+    if (cgroupV1) step.cgroupV1 = cgroupV1;
+    else { step.type = 'cgroup2'; step.source = 'cgroup2'; }
+  }
+  if (!bind && !type) throw new InvalidArgument(`mounts[${index}] (${m.destination}): type is required for non-bind mounts`);
+  return step;
+}
+
+export function capMask(names: unknown, field: string): bigint {
+  let mask = 0n;
+  for (const n of stringsOf(names, `process.capabilities.${field}`)) {
+    const bit = lookup(CAPS, n);
+    if (bit === undefined) throw new InvalidArgument(`process.capabilities.${field}: unknown capability ${JSON.stringify(n)}`);
+    mask |= 1n << BigInt(bit);
+  }
+  return mask;
+}
+
+function capsOf(caps: Capabilities | undefined, where: string): ProcessPlan['caps'] {
+  const c = objectOf(caps, `${where}.capabilities`) as Capabilities | undefined;
+  return {
+    bounding: capMask(c?.bounding, 'bounding'),
+    effective: capMask(c?.effective, 'effective'),
+    permitted: capMask(c?.permitted, 'permitted'),
+    inheritable: capMask(c?.inheritable, 'inheritable'),
+    ambient: stringsOf(c?.ambient, `${where}.capabilities.ambient`).map((n) => {
+      const bit = lookup(CAPS, n);
+      if (bit === undefined) throw new InvalidArgument(`process.capabilities.ambient: unknown capability ${JSON.stringify(n)}`);
+      return bit;
+    }),
+  };
+}
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+}
+
+/** An rlimit value: a non-negative integer (uint64 in the spec; above 2^53 is "unlimited" anyway). */
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+export function processPlan(p: Process | undefined, stdio: Stdio, seccomp: ProcessPlan['seccomp'], where = 'process'): ProcessPlan {
+  if (!isObject(p)) throw new InvalidArgument(`${where} is required (an object)`);
+  if (!Array.isArray(p.args) || p.args.length === 0 || !p.args.every((a) => typeof a === 'string')) {
+    throw new InvalidArgument(`${where}.args must be a non-empty array of strings`);
+  }
+  if (typeof p.cwd !== 'string' || !p.cwd.startsWith('/')) throw new InvalidArgument(`${where}.cwd must be an absolute path`);
+  const user = objectOf(p.user, `${where}.user`) ?? { uid: 0, gid: 0 };
+  if (!isUint(user.uid) || !isUint(user.gid)) throw new InvalidArgument(`${where}.user.uid/gid must be unsigned integers`);
+  const gids = arrayOf(user.additionalGids, `${where}.user.additionalGids`);
+  if (!gids.every(isUint)) throw new InvalidArgument(`${where}.user.additionalGids must be unsigned integers`);
+  const umask = optionalUint(user.umask, `${where}.user.umask`, 0o777);
+  const env = stringsOf(p.env, `${where}.env`);
+  const rlimits = arrayOf(p.rlimits, `${where}.rlimits`).map((r, i) => {
+    if (!isObject(r)) throw new InvalidArgument(`${where}.rlimits[${i}] must be an object, got ${show(r)}`);
+    const resource = lookup(RLIMITS, r.type);
+    if (resource === undefined) throw new InvalidArgument(`${where}.rlimits[${i}]: unknown type ${show(r.type)}`);
+    if (!isCount(r.soft) || !isCount(r.hard)) throw new InvalidArgument(`${where}.rlimits[${i}] (${r.type}): soft and hard must be unsigned integers`);
+    if (r.soft > r.hard) {
+      throw new InvalidArgument(`${where}.rlimits[${i}] (${r.type}): soft must be <= hard`);
+    }
+    return { resource, soft: BigInt(Math.min(r.soft, Number.MAX_SAFE_INTEGER)), hard: BigInt(Math.min(r.hard, Number.MAX_SAFE_INTEGER)) };
+  });
+  if (p.terminal && !stdio.terminal) throw new InvalidArgument(`${where}.terminal is true but no console was allocated`);
+  const oom = p.oomScoreAdj;
+  if (oom !== undefined && oom !== null && (typeof oom !== 'number' || !Number.isInteger(oom) || oom < -1000 || oom > 1000)) {
+    throw new InvalidArgument(`${where}.oomScoreAdj must be an integer -1000..1000, got ${show(oom)}`);
+  }
+  return {
+    args: p.args,
+    env,
+    cwd: p.cwd,
+    uid: user.uid,
+    gid: user.gid,
+    additionalGids: gids as number[],
+    umask: umask ?? 0o022,
+    caps: capsOf(p.capabilities, where),
+    rlimits,
+    noNewPrivileges: p.noNewPrivileges === true,
+    oomScoreAdj: typeof p.oomScoreAdj === 'number' ? p.oomScoreAdj : null,
+    seccomp,
+    stdio,
+  };
+}
+
+const NS_TYPES: ReadonlySet<string> = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time']);
+
+export function namespaceSteps(spec: Spec): NamespaceStep[] {
+  const seen = new Set<string>();
+  return arrayOf(objectOf(spec.linux, 'linux')?.namespaces, 'linux.namespaces').map((v, i) => {
+    if (!isObject(v)) throw new InvalidArgument(`linux.namespaces[${i}] must be an object, got ${show(v)}`);
+    const n = v as unknown as { type: string; path?: unknown };
+    if (!NS_TYPES.has(n.type)) throw new InvalidArgument(`linux.namespaces[${i}]: unknown type ${show(n.type)}`);
+    if (seen.has(n.type)) throw new InvalidArgument(`linux.namespaces: ${n.type} listed twice`);
+    seen.add(n.type);
+    if (n.type === 'user') throw new InvalidArgument('linux.namespaces: user namespaces are not supported by the process engine yet; remove the user namespace (and uid/gid mappings)');
+    if (n.type === 'time') throw new InvalidArgument('linux.namespaces: time namespaces are not supported');
+    if (n.path !== undefined && (typeof n.path !== 'string' || !n.path.startsWith('/'))) {
+      throw new InvalidArgument(`linux.namespaces[${i}] (${n.type}): path must be absolute`);
+    }
+    return { type: n.type, path: n.path ?? null } as NamespaceStep;
+  });
+}
+
+const DEFAULT_DEVICES: DeviceNode[] = [
+  { path: '/dev/null', type: 'c', major: 1, minor: 3, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/zero', type: 'c', major: 1, minor: 5, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/full', type: 'c', major: 1, minor: 7, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/random', type: 'c', major: 1, minor: 8, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/urandom', type: 'c', major: 1, minor: 9, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/tty', type: 'c', major: 5, minor: 0, mode: 0o666, uid: 0, gid: 0 },
+];
+
+export interface InitPlanInput {
+  id: string;
+  spec: Spec;
+  rootfs: string;
+  stdio: Stdio;
+  cgroupProcs: string[];
+  /** v1/hybrid hosts: container cgroup dir per controller mount (for a 'cgroup' mount) */
+  cgroupV1Dirs: { name: string; hostDir: string }[] | null;
+  seccomp: ProcessPlan['seccomp'];
+}
+
+export function initPlan(input: InitPlanInput): InitPlan {
+  const { spec } = input;
+  if (!isObject(spec)) throw new InvalidArgument('config.json must be a JSON object');
+  const linux = objectOf(spec.linux, 'linux');
+  const root = objectOf(spec.root, 'root');
+  const hostname = optionalString(spec.hostname, 'hostname');
+  const domainname = optionalString(spec.domainname, 'domainname');
+  const namespaces = namespaceSteps(spec);
+  if (!namespaces.some((n) => n.type === 'mount')) {
+    throw new InvalidArgument('linux.namespaces must include a mount namespace (spore never mounts in the host namespace)');
+  }
+  const utsNew = namespaces.some((n) => n.type === 'uts' && n.path === null);
+  if (hostname && !utsNew) throw new InvalidArgument('hostname is set but there is no new uts namespace');
+  const devices: DeviceNode[] = [...DEFAULT_DEVICES];
+  for (const [i, d] of arrayOf(linux?.devices, 'linux.devices').entries()) {
+    if (!isObject(d)) throw new InvalidArgument(`linux.devices[${i}] must be an object, got ${show(d)}`);
+    if (typeof d.path !== 'string' || !d.path.startsWith('/dev/')) throw new InvalidArgument(`linux.devices[${i}].path must be under /dev`);
+    if (typeof d.type !== 'string' || !['c', 'b', 'u', 'p'].includes(d.type)) throw new InvalidArgument(`linux.devices[${i}].type must be c, b, u or p`);
+    const at = `linux.devices[${i}]`;
+    const node: DeviceNode = {
+      path: d.path, type: (d.type === 'u' ? 'c' : d.type) as DeviceNode['type'],
+      major: optionalUint(d.major, `${at}.major`) ?? 0, minor: optionalUint(d.minor, `${at}.minor`) ?? 0,
+      mode: optionalUint(d.fileMode, `${at}.fileMode`, 0o7777) ?? 0o666, uid: optionalUint(d.uid, `${at}.uid`) ?? 0, gid: optionalUint(d.gid, `${at}.gid`) ?? 0,
+    };
+    const same = devices.findIndex((x) => x.path === d.path);
+    if (same >= 0) devices[same] = node; else devices.push(node);
+  }
+  const propagation = linux?.rootfsPropagation;
+  const rootPropagation = propagation ? lookup(PROPAGATION, propagation) : MS.SLAVE;
+  if (rootPropagation === undefined) throw new InvalidArgument(`linux.rootfsPropagation: unknown value ${show(propagation)}`);
+  const sysctl = objectOf(linux?.sysctl, 'linux.sysctl') ?? {};
+  for (const [k, v] of Object.entries(sysctl)) {
+    if (typeof v !== 'string') throw new InvalidArgument(`linux.sysctl[${JSON.stringify(k)}] must be a string, got ${show(v)}`);
+  }
+  return {
+    kind: 'init',
+    id: input.id,
+    rootfs: input.rootfs,
+    readonlyRoot: root?.readonly === true,
+    rootPropagation: rootPropagation & ~MS.REC,
+    namespaces,
+    hostname: utsNew ? (hostname ?? null) : null,
+    domainname: utsNew ? (domainname ?? null) : null,
+    mounts: arrayOf(spec.mounts, 'mounts').map((m, i) => mountStep(m as Mount, i, input.cgroupV1Dirs)),
+    devices,
+    maskedPaths: stringsOf(linux?.maskedPaths, 'linux.maskedPaths'),
+    readonlyPaths: stringsOf(linux?.readonlyPaths, 'linux.readonlyPaths'),
+    sysctl: sysctl as Record<string, string>,
+    cgroupProcs: input.cgroupProcs,
+    process: processPlan(spec.process, input.stdio, input.seccomp),
+  };
+}
+
+export interface ExecPlanInput {
+  id: string;
+  execId: string;
+  targetPid: number;
+  initNamespaces: NamespaceStep[];
+  process: Process | undefined;
+  stdio: Stdio;
+  cgroupProcs: string[];
+  seccomp: ProcessPlan['seccomp'];
+}
+
+export function execPlan(input: ExecPlanInput): ExecPlan {
+  // Join every namespace the init has, whether it created it or joined it by path.
+  const namespaces: NamespaceStep[] = input.initNamespaces
+    .filter((n) => n.type !== 'pid')
+    .map((n) => ({ type: n.type, path: `/proc/${input.targetPid}/ns/${nsFile(n.type)}` }));
+  return {
+    kind: 'exec',
+    id: input.id,
+    execId: input.execId,
+    targetPid: input.targetPid,
+    namespaces,
+    cgroupProcs: input.cgroupProcs,
+    process: processPlan(input.process, input.stdio, input.seccomp, 'exec process'),
+  };
+}
+
+export function nsFile(type: NamespaceStep['type']): string {
+  switch (type) {
+    case 'mount': return 'mnt';
+    case 'network': return 'net';
+    default: return type;
+  }
+}

@@ -1,0 +1,68 @@
+// The function runtime's records: plain data (plus the handles each owns), one per function,
+// version, seed and instance. Their states move only through functions/states.ts; what
+// callers wait for (promises, resolvers) is kept apart, in the module that owns the record.
+import type net from 'node:net';
+import type { FunctionSpec, InstanceInfo, SeedInfo } from '../protocols/fri/types.js';
+import type { CgroupHandle, PooledCgroup } from '../pools/cgroups.js';
+import type { InstanceResult, LoadSpec, SandboxPlan } from '../seeds/protocol.js';
+import type { StoredPackage } from './packages.js';
+import type { SeedLink } from './seed-link.js';
+import type { SlotPool } from './slots.js';
+import type { VersionState } from './states.js';
+
+export interface FunctionRec {
+  spec: FunctionSpec;
+  /** first host uid/gid of the function's id range */
+  hostId: number;
+  /** the active one last */
+  versions: VersionRec[];
+  invocations: number;
+  lastVersion: number;
+}
+
+export interface VersionRec {
+  fn: FunctionRec;
+  version: number;
+  pkg: StoredPackage;
+  load: LoadSpec;
+  codeBytes: number;
+  cgroup: CgroupHandle;
+  plan: SandboxPlan;
+  /** [0] the lineage's first seed (pid 1 of its pid namespace), then replicas */
+  seeds: SeedRec[];
+  nextReplica: number;
+  slots: SlotPool;
+  tmpBytes: number;
+  state: VersionState;
+  /** calls admitted to this version and not yet released */
+  inflight: number;
+  deployedAt: string;
+}
+
+export interface SeedRec {
+  info: SeedInfo;
+  link: SeedLink | null;
+  /** the seed's host pid, resolved by the kernel (0 until known) */
+  hostPid: number;
+  /** instances forked from it that have not exited */
+  inflight: number;
+  /** the function version an L2 seed belongs to */
+  version: VersionRec | null;
+}
+
+/** One instance's record: plain data plus the handles it owns. */
+export interface InstRec {
+  info: InstanceInfo;
+  seed: SeedRec;
+  version: VersionRec;
+  cgroup: PooledCgroup | null;
+  /** its /tmp slot's name */
+  slot: string;
+  channel: net.Socket;
+  hostPid: number;
+  pidfd: number;
+  result: InstanceResult | null;
+  timer: NodeJS.Timeout | null;
+  timedOut: boolean;
+  released: boolean;
+}

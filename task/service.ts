@@ -1,0 +1,194 @@
+// containerd.task.v2.Task over ttrpc: decode, call the TaskManager, encode. No state
+// lives here. Unsupported operations answer Unimplemented with a reason, never success.
+import { fromBinary } from '@bufbuild/protobuf';
+import { timestampFromDate, type Any, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { OptionsSchema } from '../fri-proto/gen/runtimeoptions/v1/api_pb.js';
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
+import { Status } from '../fri-proto/gen/containerd/types/task/task_pb.js';
+import { InvalidArgument, NotFound, Unimplemented } from '../sys/errors.js';
+import type { LinuxResources } from '../protocols/oci/spec.js';
+import type { ServiceImplementationFor, CallContext } from '../protocols/ttrpc/server.js';
+import { metricsAny } from './metrics.js';
+import type { ContainerState, ProcState, TaskManager } from './tasks.js';
+import type { CgroupLayout } from '../pools/cgroups.js';
+
+export const SPORE_VERSION = '0.1.0';
+
+/**
+ * containerd 1.7+ names the namespace in ttrpc metadata; 1.6 does not. Then it comes from
+ * the bundle path (<state>/io.containerd.runtime.v2.task/<ns>/<id>) at Create, and is
+ * remembered per connection: containerd opens one connection per task. After a
+ * containerd restart a fresh connection may start with State/Connect: look the id up.
+ */
+export class NamespaceResolver {
+  private readonly byConnection = new Map<number, string>();
+  constructor(private readonly tasks: TaskManager) {}
+
+  forCreate(ctx: CallContext, bundle: string): string {
+    const ns = ctx.namespace ?? namespaceFromBundle(bundle);
+    if (!ns) throw new InvalidArgument('cannot tell the namespace: no containerd-namespace-ttrpc metadata and the bundle path is not <state>/<ns>/<id>');
+    this.byConnection.set(ctx.connectionId, ns);
+    return ns;
+  }
+
+  of(ctx: CallContext, id: string): string {
+    if (ctx.namespace) return ctx.namespace;
+    const bound = this.byConnection.get(ctx.connectionId);
+    if (bound) return bound;
+    const found = this.tasks.namespacesOf(id);
+    if (found.length === 1) {
+      this.byConnection.set(ctx.connectionId, found[0] as string);
+      return found[0] as string;
+    }
+    if (found.length === 0) throw new NotFound(`container ${id} not found`);
+    throw new InvalidArgument(`container ${id} exists in several namespaces (${found.join(', ')}); send containerd-namespace-ttrpc metadata`);
+  }
+
+  forget(connectionId: number): void {
+    this.byConnection.delete(connectionId);
+  }
+}
+
+export function namespaceFromBundle(bundle: string): string | null {
+  const parts = bundle.split('/').filter(Boolean);
+  return parts.length >= 2 ? (parts[parts.length - 2] as string) : null;
+}
+
+/**
+ * CreateTaskRequest.options: containerd's CRI sends runtimeoptions.v1.Options built from the
+ * handler's `options` table (ConfigPath); ctr sends it for --runtime-config-path. Other types
+ * (e.g. runc's options from a misconfigured handler) are ignored with a warning.
+ */
+export function createOptions(options: Any | undefined, log: Logger): { configPath?: string } {
+  if (!options || (!options.typeUrl && options.value.length === 0)) return {};
+  const type = options.typeUrl.slice(options.typeUrl.lastIndexOf('/') + 1);
+  if (type !== OptionsSchema.typeName) {
+    log.warn({ typeUrl: options.typeUrl }, 'CreateTask options of a type spore does not read; ignored');
+    return {};
+  }
+  let o;
+  try {
+    o = fromBinary(OptionsSchema, options.value);
+  } catch (e) {
+    throw new InvalidArgument(`CreateTask options (${options.typeUrl}) do not decode: ${(e as Error).message}`);
+  }
+  if (o.configPath && !existsSync(o.configPath)) log.warn({ configPath: o.configPath }, 'runtime options ConfigPath does not exist');
+  return o.configPath ? { configPath: o.configPath } : {};
+}
+
+function ts(d: Date | null): Timestamp | undefined {
+  return d ? timestampFromDate(d) : undefined;
+}
+
+export function statusOf(c: ContainerState, p: ProcState): Status {
+  if (p.status === 'stopped') return Status.STOPPED;
+  if (p.status === 'created') return Status.CREATED;
+  if (p === c.init && c.paused) return Status.PAUSED;
+  return Status.RUNNING;
+}
+
+export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logger, nsr = new NamespaceResolver(tasks)): ServiceImplementationFor<typeof Task> {
+  return {
+    async create(req, ctx) {
+      if (req.checkpoint || req.parentCheckpoint) throw new Unimplemented('checkpoint/restore is not supported by spore');
+      const c = await tasks.create(nsr.forCreate(ctx, req.bundle), req.id, req.bundle, req.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })), {
+        stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal,
+      }, createOptions(req.options, log));
+      log.info({ id: req.id, ns: c.namespace, pid: c.init.pid, phases: c.timings, ...(c.pod ? { pod: c.pod } : {}) }, 'created');
+      return { pid: c.init.pid };
+    },
+
+    async start(req, ctx) {
+      const p = await tasks.start(nsr.of(ctx, req.id), req.id, req.execId);
+      return { pid: p.pid };
+    },
+
+    async state(req, ctx) {
+      const { c, p } = tasks.proc(nsr.of(ctx, req.id), req.id, req.execId);
+      return {
+        id: req.id, execId: req.execId, bundle: c.bundle, pid: p.pid, status: statusOf(c, p),
+        stdin: p.stdio.stdin, stdout: p.stdio.stdout, stderr: p.stdio.stderr, terminal: p.terminal,
+        exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt),
+      };
+    },
+
+    async kill(req, ctx) {
+      tasks.kill(nsr.of(ctx, req.id), req.id, req.execId, req.signal, req.all);
+      return {};
+    },
+
+    async wait(req, ctx) {
+      const p = await tasks.wait(nsr.of(ctx, req.id), req.id, req.execId, ctx.signal);
+      return { exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+    },
+
+    async delete(req, ctx) {
+      const p = await tasks.delete(nsr.of(ctx, req.id), req.id, req.execId);
+      return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt ?? new Date()) };
+    },
+
+    async pids(req, ctx) {
+      return { processes: tasks.pids(nsr.of(ctx, req.id), req.id).map((pid) => ({ pid })) };
+    },
+
+    async exec(req, ctx) {
+      if (!req.spec) throw new InvalidArgument('exec: spec (OCI Process as JSON in an Any) is required');
+      tasks.exec(nsr.of(ctx, req.id), req.id, req.execId, req.spec.value, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal });
+      return {};
+    },
+
+    async resizePty(req, ctx) {
+      tasks.resizePty(nsr.of(ctx, req.id), req.id, req.execId, req.width, req.height);
+      return {};
+    },
+
+    async closeIO(req, ctx) {
+      tasks.closeIO(nsr.of(ctx, req.id), req.id, req.execId);
+      return {};
+    },
+
+    async pause(req, ctx) {
+      tasks.pause(nsr.of(ctx, req.id), req.id);
+      return {};
+    },
+
+    async resume(req, ctx) {
+      tasks.resume(nsr.of(ctx, req.id), req.id);
+      return {};
+    },
+
+    async update(req, ctx) {
+      if (!req.resources) throw new InvalidArgument('update: resources are required');
+      let res: LinuxResources;
+      try {
+        res = JSON.parse(Buffer.from(req.resources.value).toString('utf8')) as LinuxResources;
+      } catch (e) {
+        throw new InvalidArgument(`update: resources must be OCI LinuxResources as JSON (${req.resources.typeUrl}): ${(e as Error).message}`);
+      }
+      const warnings = tasks.update(nsr.of(ctx, req.id), req.id, res);
+      for (const w of warnings) log.warn({ id: req.id }, w);
+      return {};
+    },
+
+    async stats(req, ctx) {
+      return { stats: metricsAny(tasks.stats(nsr.of(ctx, req.id), req.id), layout.mode) };
+    },
+
+    async connect(req, ctx) {
+      const c = tasks.get(nsr.of(ctx, req.id), req.id);
+      return { shimPid: process.pid, taskPid: c.init.pid, version: SPORE_VERSION };
+    },
+
+    async shutdown() {
+      // spored is shared by every container on the node and outlives them all.
+      return {};
+    },
+
+    async checkpoint() {
+      throw new Unimplemented('checkpoint is not supported by spore');
+    },
+  };
+}
+

@@ -1,0 +1,236 @@
+// A process's stdio, wired the way containerd's runc shim wires it (pkg/process/io.go), so
+// that clients see the same streams, files and timings:
+//  - FIFO paths (ctr, CRI): an init process writes into the FIFOs itself; an exec process writes
+//    into pipes that spored copies into the FIFOs and closes at EOF. Delete waits up to 2 s for
+//    that copy and then ends the client's streams anyway, as the shim does, so an exec whose
+//    background child still holds stdout is not waited for until that child exits.
+//  - file:///path: the file and its directory are created (0644/0755); stdout and stderr both
+//    append to it.
+//  - binary:///path?k=v: the logging binary is started with args `k v`, only CONTAINER_ID and
+//    CONTAINER_NAMESPACE in its environment, the process's stdout and stderr as its fds 3 and 4
+//    and a pipe on fd 5 it writes to (or closes) when ready; Create waits for that. Delete closes
+//    the pipes, sends SIGTERM and waits up to 12 s before SIGKILL.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import net from 'node:net';
+import { dirname, isAbsolute } from 'node:path';
+import { Code, InvalidArgument, SporeError } from '../sys/errors.js';
+import * as sys from '../sys/libc.js';
+import type { Stdio } from '../engines/process/protocol.js';
+
+export interface StdioRequest { stdin: string; stdout: string; stderr: string; terminal: boolean }
+
+/**
+ * One end of a client's FIFO. O_RDWR never blocks and never sees a spurious EOF before the
+ * client opened its end. An output FIFO must not be readable: the socket would start reading
+ * and take the process's output away from the client.
+ */
+export function fifoSocket(path: string, dir: 'in' | 'out'): net.Socket {
+  const fd = sys.open(path, sys.O.RDWR | sys.O.NONBLOCK | sys.O.CLOEXEC);
+  return new net.Socket({ fd, readable: dir === 'in', writable: dir === 'out' });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** path of one of spored's fds as another process (the sandbox being set up) can open it */
+const fdPath = (fd: number): string => `/proc/${process.pid}/fd/${fd}`;
+
+function isFifo(path: string): boolean {
+  try {
+    return statSync(path).isFIFO();
+  } catch {
+    return false;
+  }
+}
+
+function plainPath(uri: string, field: string): string {
+  if (!uri) return '';
+  if (!isAbsolute(uri)) throw new InvalidArgument(`${field} must be an absolute path or a file:// or binary:// URI, got ${JSON.stringify(uri)}`);
+  return uri;
+}
+
+/** pipe -> FIFO copy of one stream of an exec process */
+class Relay {
+  readonly childPath: string;
+  private w: number;
+  private readonly src: net.Socket;
+  private readonly dst: net.Socket;
+  readonly done: Promise<void>;
+
+  constructor(fifo: string) {
+    const [r, w] = sys.pipe();
+    this.w = w;
+    this.childPath = fdPath(w);
+    this.dst = fifoSocket(fifo, 'out');
+    this.src = new net.Socket({ fd: r, readable: true, writable: false });
+    this.dst.on('error', () => undefined);
+    this.src.on('error', () => undefined);
+    this.src.on('data', (d: Buffer) => this.dst.write(d));
+    this.done = new Promise<void>((resolve) => {
+      let ending = false;
+      const finish = () => {
+        if (ending) return;
+        ending = true;
+        this.dst.end(() => { this.dst.destroy(); resolve(); });
+      };
+      this.src.on('end', finish);
+      this.src.on('close', finish);
+      this.dst.on('close', () => resolve());
+    });
+  }
+
+  /** the process opened its end: EOF now comes when it (and its children) close theirs */
+  dropWriteEnd(): void {
+    if (this.w >= 0) { sys.close(this.w); this.w = -1; }
+  }
+
+  close(): void {
+    this.dropWriteEnd();
+    this.src.destroy();
+    this.dst.destroy();
+  }
+}
+
+/** binary:// logging: the logger process and the pipes it reads */
+class BinaryLogger {
+  private constructor(private readonly child: ChildProcess, private outW: number, private errW: number, readonly exited: Promise<void>) {}
+
+  get stdoutPath(): string { return fdPath(this.outW); }
+  get stderrPath(): string { return fdPath(this.errW); }
+
+  static async start(uri: string, id: string, ns: string, cwd: string): Promise<BinaryLogger> {
+    const u = new URL(uri);
+    const bin = decodeURIComponent(u.pathname);
+    const args: string[] = [];
+    for (const k of new Set(u.searchParams.keys())) args.push(k, u.searchParams.get(k) ?? '');
+    const [outR, outW] = sys.pipe();
+    const [errR, errW] = sys.pipe();
+    const [readyR, readyW] = sys.pipe();
+    let child: ChildProcess;
+    try {
+      child = spawn(bin, args, {
+        cwd, env: { CONTAINER_ID: id, CONTAINER_NAMESPACE: ns },
+        stdio: ['ignore', 'ignore', 'ignore', outR, errR, readyW], detached: false,
+      });
+    } finally {
+      for (const fd of [outR, errR, readyW]) sys.close(fd);
+    }
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const ready = new net.Socket({ fd: readyR, readable: true, writable: false });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.once('error', (e) => reject(new SporeError(Code.UNKNOWN, `failed to start binary process: ${e.message}`)));
+        ready.once('data', () => resolve());
+        ready.once('end', () => resolve());
+        ready.once('error', () => resolve());
+      });
+    } catch (e) {
+      sys.close(outW);
+      sys.close(errW);
+      throw e;
+    } finally {
+      ready.destroy();
+    }
+    return new BinaryLogger(child, outW, errW, exited);
+  }
+
+  async close(): Promise<void> {
+    for (const fd of [this.outW, this.errW]) if (fd >= 0) sys.close(fd);
+    this.outW = this.errW = -1;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    await Promise.race([this.exited, sleep(12_000)]);
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGKILL');
+      await Promise.race([this.exited, sleep(1000)]);
+    }
+  }
+}
+
+export interface ProcessIOOptions {
+  /** CONTAINER_ID for a logging binary: the container id, or the exec id */
+  id: string;
+  namespace: string;
+  /** the logging binary's working directory (the shim's is the bundle) */
+  cwd: string;
+  /** copy FIFO streams through pipes (exec processes) */
+  relay: boolean;
+}
+
+export class ProcessIO {
+  private readonly relays: Relay[] = [];
+  private logger: BinaryLogger | null = null;
+  private closed = false;
+
+  /** what the process itself opens: host paths, '' for /dev/null */
+  readonly stdio: Stdio;
+
+  private constructor(stdio: Stdio) {
+    this.stdio = stdio;
+  }
+
+  /** Validate and prepare; the child may open `stdio` once this resolves. */
+  static async open(req: StdioRequest, o: ProcessIOOptions): Promise<ProcessIO> {
+    const io = new ProcessIO({ stdin: '', stdout: '', stderr: '', terminal: '' });
+    const s = io.stdio;
+    try {
+      if (req.stdout.startsWith('binary://')) {
+        io.logger = await BinaryLogger.start(req.stdout, o.id, o.namespace, o.cwd);
+        s.stdout = io.logger.stdoutPath;
+        s.stderr = io.logger.stderrPath;
+        s.stdin = plainPath(req.stdin, 'stdin');
+      } else if (req.stdout.startsWith('file://')) {
+        const path = decodeURIComponent(new URL(req.stdout).pathname);
+        mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+        closeSync(openSync(path, 'a', 0o644));
+        s.stdout = s.stderr = path;
+        s.stdin = plainPath(req.stdin, 'stdin');
+      } else {
+        s.stdin = plainPath(req.stdin, 'stdin');
+        s.stdout = plainPath(req.stdout, 'stdout');
+        s.stderr = plainPath(req.stderr, 'stderr');
+        if (req.stderr.startsWith('binary://') || req.stderr.startsWith('file://')) {
+          throw new InvalidArgument('stderr: a log URI must be given as stdout (containerd sets both)');
+        }
+        if (o.relay && !req.terminal) {
+          const shared = s.stderr === s.stdout;
+          if (s.stdout && isFifo(s.stdout)) {
+            const r = new Relay(s.stdout);
+            io.relays.push(r);
+            s.stdout = r.childPath;
+          }
+          if (shared) s.stderr = s.stdout;
+          else if (s.stderr && isFifo(s.stderr)) {
+            const r = new Relay(s.stderr);
+            io.relays.push(r);
+            s.stderr = r.childPath;
+          }
+        }
+      }
+    } catch (e) {
+      await io.close(0);
+      throw e;
+    }
+    return io;
+  }
+
+  /** The process has opened its stdio: spored's copies of the pipes' write ends go. */
+  childHasStdio(): void {
+    for (const r of this.relays) r.dropWriteEnd();
+  }
+
+  /**
+   * Delete: let the copies finish (up to graceMs, as the shim's Delete does), then end the
+   * client's streams and stop a logging binary.
+   */
+  async close(graceMs = 2000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.relays.length > 0) {
+      for (const r of this.relays) r.dropWriteEnd();
+      if (graceMs > 0) await Promise.race([Promise.all(this.relays.map((r) => r.done)), sleep(graceMs)]);
+      for (const r of this.relays) r.close();
+    }
+    await this.logger?.close();
+  }
+}

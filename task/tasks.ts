@@ -1,0 +1,603 @@
+// Containers and their processes as plain data, and the operations containerd's Task API
+// performs on them. Transport-free: the ttrpc service (service.ts) only decodes requests,
+// calls these methods and encodes results; errors are typed and mapped once, there.
+import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import type { Logger } from 'pino';
+import { AlreadyExists, Code, FailedPrecondition, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
+import * as sys from '../sys/libc.js';
+import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
+import { cgroupHandle, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
+import { compileSeccomp } from '../pools/seccomp.js';
+import { initPlan, execPlan, parseMountOptions } from '../engines/process/plan.js';
+import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
+import { SeedError, type SeedClient } from '../engines/process/seed-client.js';
+import { Console } from './console.js';
+import { ProcessIO, type StdioRequest } from './stdio.js';
+import { removeRecord, writeRecord, type TaskRecord } from './record.js';
+import { PodRegistry } from './pods.js';
+
+export type ProcStatus = 'created' | 'running' | 'stopped';
+
+export interface ProcState {
+  execId: string; // '' for the init process
+  pid: number;
+  status: ProcStatus;
+  exitStatus: number;
+  exitedAt: Date | null;
+  /** stdin/stdout/stderr as containerd gave them (FIFO paths or log URIs) */
+  stdio: Stdio;
+  terminal: boolean;
+  spec: Process | null; // exec processes only
+  /** an exec whose Start failed before it had a process: Wait answers at once, as with runc */
+  startFailed?: boolean;
+}
+
+export interface ContainerState {
+  id: string;
+  namespace: string;
+  bundle: string;
+  rootfs: string;
+  rootfsMounted: boolean;
+  cgroup: CgroupHandle;
+  /** ancestor cgroup dirs Create had to make (e.g. /<namespace>), removed when empty */
+  madeParents: string[];
+  /** CRI sandbox id of the pod this container belongs to (pods.ts), or null */
+  pod: string | null;
+  namespaces: NamespaceStep[];
+  paused: boolean;
+  init: ProcState;
+  execs: Map<string, ProcState>;
+  createdAt: Date;
+  /** fork/setup timings from the seed, for logs and benchmarks */
+  timings: Record<string, unknown>;
+}
+
+export type { StdioRequest } from './stdio.js';
+/** from CreateTaskRequest.options (runtimeoptions.v1.Options) */
+export interface CreateOptions { configPath?: string }
+export interface RootfsMount { type: string; source: string; target: string; options: string[] }
+
+export interface TaskEvents {
+  created(c: ContainerState): void;
+  started(c: ContainerState, p: ProcState): void;
+  exited(c: ContainerState, p: ProcState): void;
+  deleted(c: ContainerState, p: ProcState): void;
+  execAdded(c: ContainerState, execId: string): void;
+  paused(c: ContainerState, paused: boolean): void;
+  oom(c: ContainerState): void;
+}
+
+export interface TaskManagerOptions {
+  runDir: string;
+  layout: CgroupLayout;
+  seed: SeedClient;
+  events: TaskEvents;
+  log: Logger;
+  cgroupParent?: string;
+}
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+function key(ns: string, id: string, execId = ''): string {
+  return execId ? `${ns}/${id}/${execId}` : `${ns}/${id}`;
+}
+
+/**
+ * An error as runc's shim reports it: containerd's clients see UNKNOWN (errdefs.ToGRPC of a
+ * plain error), e.g. `ctr: cannot exec in a paused state: unknown`.
+ */
+export function runcError(message: string): SporeError {
+  return new SporeError(Code.UNKNOWN, message);
+}
+
+/** A sandbox that could not be set up or started: an OCI runtime failure (UNKNOWN, as with runc). */
+function runtimeFailure(e: unknown): unknown {
+  return e instanceof SeedError ? new SporeError(Code.UNKNOWN, e.message, { cause: e }) : e;
+}
+
+/** Test-only fault injection (SPORE_TEST_MUTATION, read by integration/conformance/mutation.test.ts). */
+const TEST_MUTATION = process.env.SPORE_TEST_MUTATION ?? '';
+
+export class TaskManager {
+  readonly containers = new Map<string, ContainerState>();
+  private readonly creating = new Set<string>();
+  private readonly byPid = new Map<number, { c: ContainerState; p: ProcState }>();
+  private readonly waiters = new Map<ProcState, (() => void)[]>();
+  private readonly consoles = new Map<ProcState, Console>();
+  private readonly ios = new Map<ProcState, ProcessIO>();
+  /** processes whose Start is in flight; their exit is published after their start event */
+  private readonly starting = new Map<ProcState, (() => void) | null>();
+  private readonly o: TaskManagerOptions;
+  readonly pods: PodRegistry;
+
+  constructor(o: TaskManagerOptions) {
+    this.o = o;
+    this.pods = new PodRegistry(o.runDir);
+    o.seed.on('exit', (pid, status) => this.onExit(pid, status));
+  }
+
+  get(ns: string, id: string): ContainerState {
+    const c = this.containers.get(key(ns, id));
+    if (!c) throw new NotFound(`container ${id} not found in namespace ${ns}`);
+    return c;
+  }
+
+  namespacesOf(id: string): string[] {
+    const out: string[] = [];
+    for (const c of this.containers.values()) if (c.id === id && c.namespace) out.push(c.namespace);
+    return out;
+  }
+
+  proc(ns: string, id: string, execId: string): { c: ContainerState; p: ProcState } {
+    const c = this.get(ns, id);
+    if (!execId) return { c, p: c.init };
+    const p = c.execs.get(execId);
+    if (!p) throw new NotFound(`exec ${execId} not found in container ${id}`);
+    return { c, p };
+  }
+
+  // --- Create -----------------------------------------------------------------------
+  async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest, opts: CreateOptions = {}): Promise<ContainerState> {
+    const t0 = performance.now();
+    if (!ID_RE.test(id)) throw new InvalidArgument(`invalid container id ${JSON.stringify(id)}: use letters, digits, '_', '.', '-' (max 128)`);
+    if (this.containers.has(key(ns, id)) || this.creating.has(key(ns, id))) throw new AlreadyExists(`container ${id} already exists in namespace ${ns}`);
+    if (!isAbsolute(bundle)) throw new InvalidArgument(`bundle must be an absolute path, got ${JSON.stringify(bundle)}`);
+    const spec = readSpec(bundle);
+    const stdio: Stdio = { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: '' };
+    const wantsTerminal = io.terminal || spec.process?.terminal === true;
+    if (io.terminal !== (spec.process?.terminal === true)) {
+      throw new InvalidArgument(`terminal=${io.terminal} in the request but process.terminal=${spec.process?.terminal === true} in config.json`);
+    }
+    // Reserve the id before the first await so a concurrent Create of the same id fails.
+    this.creating.add(key(ns, id));
+    const undo: (() => void)[] = [];
+    const ph: Record<string, number> = {};
+    const lap = (name: string): void => { ph[name] = Math.round((performance.now() - t0) * 100) / 100; };
+    try {
+      const rootPath = this.prepareRootfs(bundle, spec, rootfs, undo);
+      lap('rootfs');
+      const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
+      const madeParents = missingAncestors(cgroup);
+      const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
+      const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: false });
+      undo.push(() => void pio.close(0));
+      const childStdio: Stdio = { ...pio.stdio };
+      let console: Console | null = null;
+      if (wantsTerminal) {
+        console = Console.open(childStdio.stdin, childStdio.stdout, spec.process?.consoleSize);
+        undo.push(() => console?.close());
+        childStdio.terminal = console.slave;
+      }
+      const plan = initPlan({
+        id, spec, rootfs: rootPath, stdio: childStdio,
+        cgroupProcs: procsFiles(cgroup),
+        cgroupV1Dirs: this.o.layout.mode === 'v2' ? null : v1Dirs(cgroup),
+        seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
+      });
+      // Pipelined: the child forks and sets up namespaces and mounts while we create its
+      // cgroup; it joins the cgroup at the end of its setup. Not when the spec mounts the
+      // cgroup hierarchy (those bind mounts need the dirs first) or has no /proc.
+      plan.lateCgroup = !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
+        && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc'); // it joins via /proc/self/fd
+      lap('plan');
+      const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan) : null;
+      spawning?.catch(() => undefined);
+      let cg: { warnings: string[] };
+      try {
+        cg = createCgroup(cgroup, withDefaultDeviceRules(spec));
+      } catch (e) {
+        if (spawning) await spawning.then(() => this.o.seed.abort(key(ns, id)), () => undefined);
+        removeEmptyDirs(madeParents);
+        throw e;
+      }
+      undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
+      for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
+      lap('cgroup');
+      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch((e: unknown) => { throw runtimeFailure(e); });
+      lap('spawn');
+      for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
+      const c: ContainerState = {
+        id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
+        namespaces: plan.namespaces, paused: false,
+        init: { execId: '', pid: spawned.pid, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
+        execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
+      };
+      if (console) this.consoles.set(c.init, console);
+      this.ios.set(c.init, pio);
+      this.containers.set(key(ns, id), c);
+      this.byPid.set(spawned.pid, { c, p: c.init });
+      this.creating.delete(key(ns, id));
+      // A pod member hands the cgroup dirs it made (the pod's cgroup parent) to its pod.
+      c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
+      if (c.pod) c.madeParents = [];
+      writeRecord(this.o.runDir, this.recordOf(c));
+      this.o.events.created(c);
+      return c;
+    } catch (e) {
+      this.creating.delete(key(ns, id));
+      for (const u of undo.reverse()) {
+        try { u(); } catch (err) { this.o.log.warn({ id, ns, err: (err as Error).message }, 'cleanup after failed create'); }
+      }
+      throw e;
+    }
+  }
+
+  private prepareRootfs(bundle: string, spec: Spec, mounts: RootfsMount[], undo: (() => void)[]): string {
+    if (mounts.length > 0) {
+      const target = join(bundle, 'rootfs');
+      for (const [i, m] of mounts.entries()) {
+        const o = parseMountOptions(m.options);
+        const bind = m.type === 'bind' || (o.flags & sys.MS.BIND) !== 0;
+        try {
+          sys.mount(m.source, target, bind ? null : m.type, o.flags | (bind ? sys.MS.BIND : 0), o.data.join(',') || null);
+        } catch (e) {
+          throw new InvalidArgument(`rootfs[${i}] (${m.type} ${m.source}): mount failed: ${(e as Error).message}`);
+        }
+        undo.push(() => sys.umount2(target, sys.MNT_DETACH));
+      }
+      return target;
+    }
+    const root = spec.root?.path;
+    if (!root) throw new InvalidArgument('config.json has no root.path and the request carries no rootfs mounts');
+    const path = isAbsolute(root) ? root : join(bundle, root);
+    let ok = false;
+    try { ok = statSync(path).isDirectory(); } catch { ok = false; }
+    if (!ok) throw new NotFound(`rootfs ${path} does not exist or is not a directory`);
+    return path;
+  }
+
+  private recordOf(c: ContainerState): TaskRecord {
+    return { id: c.id, namespace: c.namespace, bundle: c.bundle, pid: c.init.pid, rootfs: c.rootfs, rootfsMounted: c.rootfsMounted, cgroup: c.cgroup, createdAt: c.createdAt.toISOString() };
+  }
+
+  // --- Start ------------------------------------------------------------------------
+  async start(ns: string, id: string, execId: string): Promise<ProcState> {
+    const { c, p } = this.proc(ns, id, execId);
+    if (p.status !== 'created') throw runcError(`cannot start a ${p.status === 'running' ? 'running' : 'stopped'} process`);
+    // As runc's shim: the start event goes out before the process's exit event.
+    this.starting.set(p, null);
+    try {
+      if (!execId) {
+        await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id)));
+        this.consoles.get(p)?.attached();
+      } else {
+        await this.startExec(c, p, ns, id, execId);
+      }
+    } catch (e) {
+      this.afterStart(p);
+      if (execId && p.status === 'created') {
+        p.startFailed = true;
+        this.releaseWaiters(p);
+      }
+      throw runtimeFailure(e);
+    }
+    p.status = p.exitedAt ? 'stopped' : 'running';
+    this.o.events.started(c, p);
+    this.afterStart(p);
+    return p;
+  }
+
+  private afterStart(p: ProcState): void {
+    const exited = this.starting.get(p);
+    this.starting.delete(p);
+    exited?.();
+  }
+
+  private async startExec(c: ContainerState, p: ProcState, ns: string, id: string, execId: string): Promise<void> {
+    if (c.init.status !== 'running') throw new FailedPrecondition(`container ${id} is ${c.init.status}; exec needs a running container`);
+    // a child joining a frozen cgroup would freeze in its set-up: refuse, as `runc exec` does
+    if (c.paused) throw runcError('OCI runtime exec failed: cannot exec in a paused container');
+    const spec = p.spec;
+    const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true });
+    this.ios.set(p, pio);
+    const childStdio: Stdio = { ...pio.stdio };
+    let console: Console | null = null;
+    if (p.terminal) {
+      console = Console.open(childStdio.stdin, childStdio.stdout, spec?.consoleSize);
+      childStdio.terminal = console.slave;
+    }
+    try {
+      const seccompProfile = readSpec(c.bundle).linux?.seccomp;
+      const seccomp = seccompProfile ? compileSeccomp(seccompProfile) : null;
+      const plan = execPlan({
+        id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: childStdio,
+        cgroupProcs: procsFiles(c.cgroup), seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
+      });
+      const k = key(ns, id, execId);
+      const spawned = await this.o.seed.spawn(k, plan);
+      pio.childHasStdio();
+      p.pid = spawned.pid;
+      this.byPid.set(p.pid, { c, p });
+      if (console) this.consoles.set(p, console);
+      await this.settleOnFailure(p, this.o.seed.startProcess(k));
+    } catch (e) {
+      this.consoles.delete(p);
+      console?.close();
+      this.ios.delete(p);
+      void pio.close(2000); // a process that failed to exec says why on its stderr
+      throw e;
+    }
+    console?.attached();
+  }
+
+  /**
+   * A failed start means the sandbox process is exiting. Reply only once its exit is
+   * recorded, so the client's next State already says STOPPED (containerd refuses to
+   * delete a task it still sees as CREATED).
+   */
+  private async settleOnFailure(p: ProcState, op: Promise<unknown>): Promise<void> {
+    try {
+      await op;
+    } catch (e) {
+      if (p.status !== 'stopped' && p.pid) {
+        const done = new Promise<void>((resolve) => {
+          const list = this.waiters.get(p) ?? [];
+          list.push(resolve);
+          this.waiters.set(p, list);
+        });
+        await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
+      }
+      throw e;
+    }
+  }
+
+  // --- Exec (register only; the process is created at Start) ------------------------
+  exec(ns: string, id: string, execId: string, processJson: Uint8Array, io: StdioRequest): void {
+    const c = this.get(ns, id);
+    if (!execId || !ID_RE.test(execId)) throw new InvalidArgument(`invalid exec id ${JSON.stringify(execId)}`);
+    if (c.execs.has(execId)) throw new AlreadyExists(`exec ${execId} already exists in container ${id}`);
+    // runc's shim refuses at once, by the init's state (pkg/process/init_state.go)
+    if (c.init.status === 'stopped') throw runcError('cannot exec in a stopped state');
+    if (c.paused) throw runcError('cannot exec in a paused state');
+    let spec: Process;
+    try {
+      spec = JSON.parse(Buffer.from(processJson).toString('utf8')) as Process;
+    } catch (e) {
+      throw new InvalidArgument(`exec spec is not valid JSON (OCI Process expected): ${(e as Error).message}`);
+    }
+    if (!spec || !Array.isArray(spec.args) || spec.args.length === 0) throw new InvalidArgument('exec spec: args must be a non-empty array');
+    if (io.terminal !== (spec.terminal === true)) throw new InvalidArgument(`exec terminal=${io.terminal} but process.terminal=${spec.terminal === true}`);
+    const stdio: Stdio = { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: '' };
+    c.execs.set(execId, { execId, pid: 0, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: io.terminal, spec });
+    this.o.events.execAdded(c, execId);
+  }
+
+  // --- Kill / Wait / Delete ---------------------------------------------------------
+  kill(ns: string, id: string, execId: string, signal: number, all: boolean): void {
+    const { c, p } = this.proc(ns, id, execId);
+    if (signal < 0 || signal > 64) throw new InvalidArgument(`invalid signal ${signal}`);
+    if (all && !execId) {
+      if (p.status === 'stopped' && cgroupPids(c.cgroup).length === 0) throw new NotFound('process already finished');
+      killAll(c.cgroup, signal);
+      if (p.status === 'created' && p.pid) this.signal(p.pid, signal);
+      return;
+    }
+    if (p.status === 'created' && p.pid === 0) throw new FailedPrecondition('process not created');
+    if (p.status === 'stopped' || p.pid === 0) throw new NotFound('process already finished');
+    if (c.paused && (signal === 9 || signal === 15)) {
+      // A frozen process cannot act on the signal; the kernel delivers SIGKILL only after thaw.
+      this.signal(p.pid, signal);
+      thaw(c.cgroup);
+      c.paused = false;
+      return;
+    }
+    this.signal(p.pid, signal);
+  }
+
+  private signal(pid: number, sig: number): void {
+    try {
+      sys.kill(pid, sig);
+    } catch (e) {
+      throw new NotFound(`process already finished (${(e as Error).message})`);
+    }
+  }
+
+  async wait(ns: string, id: string, execId: string, signal?: AbortSignal): Promise<ProcState> {
+    const { p } = this.proc(ns, id, execId);
+    if (p.status === 'stopped' || p.startFailed) return p;
+    await new Promise<void>((resolve, reject) => {
+      const list = this.waiters.get(p) ?? [];
+      list.push(resolve);
+      this.waiters.set(p, list);
+      signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+    });
+    return p;
+  }
+
+  async delete(ns: string, id: string, execId: string): Promise<ProcState> {
+    const { c, p } = this.proc(ns, id, execId);
+    if (execId) {
+      if (p.status === 'running') throw runcError('cannot delete a running process');
+      c.execs.delete(execId);
+      this.consoles.get(p)?.close();
+      this.consoles.delete(p);
+      if (p.pid) this.byPid.delete(p.pid);
+      const pio = this.ios.get(p);
+      this.ios.delete(p);
+      await pio?.close(2000);
+      return p;
+    }
+    if (p.status === 'running') throw runcError(c.paused ? 'cannot delete a paused process' : 'cannot delete a running process');
+    if (p.status === 'created') {
+      // Never started: the child is parked waiting for Start. Kill it and collect it.
+      await this.o.seed.abort(key(ns, id));
+      await this.wait(ns, id, '');
+    }
+    for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
+    killAll(c.cgroup, 9);
+    this.consoles.get(p)?.close();
+    this.consoles.delete(p);
+    for (const e of c.execs.values()) { this.consoles.get(e)?.close(); this.consoles.delete(e); void this.ios.get(e)?.close(0); this.ios.delete(e); }
+    const pio = this.ios.get(p);
+    this.ios.delete(p);
+    await pio?.close(2000);
+    if (c.paused) { try { thaw(c.cgroup); } catch { /* being removed */ } }
+    destroyCgroup(c.cgroup);
+    removeEmptyDirs(c.madeParents);
+    if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
+    if (c.rootfsMounted) {
+      try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
+    }
+    removeRecord(this.o.runDir, ns, id);
+    this.containers.delete(key(ns, id));
+    this.byPid.delete(p.pid);
+    for (const e of c.execs.values()) this.byPid.delete(e.pid);
+    this.o.events.deleted(c, p);
+    return p;
+  }
+
+  // --- Pause / Resume / Stats / Update / Pids ---------------------------------------
+  pause(ns: string, id: string): void {
+    const c = this.get(ns, id);
+    if (c.init.status === 'created') throw runcError('cannot pause task in created state');
+    if (c.init.status === 'stopped') throw runcError('cannot pause a stopped container');
+    if (c.paused) throw runcError('cannot pause a paused container');
+    freeze(c.cgroup);
+    c.paused = true;
+    this.o.events.paused(c, true);
+  }
+
+  resume(ns: string, id: string): void {
+    const c = this.get(ns, id);
+    if (!c.paused) {
+      throw runcError(c.init.status === 'created' ? 'cannot resume task in created state' : c.init.status === 'stopped' ? 'cannot resume a stopped container' : 'cannot resume a running process');
+    }
+    thaw(c.cgroup);
+    c.paused = false;
+    this.o.events.paused(c, false);
+  }
+
+  stats(ns: string, id: string): CgroupStats {
+    return cgroupStats(this.get(ns, id).cgroup);
+  }
+
+  update(ns: string, id: string, resources: LinuxResources): string[] {
+    const c = this.get(ns, id);
+    if (c.init.status === 'stopped') throw runcError('cannot update a stopped container');
+    return applyResources(c.cgroup, resources).warnings;
+  }
+
+  pids(ns: string, id: string): number[] {
+    return cgroupPids(this.get(ns, id).cgroup);
+  }
+
+  resizePty(ns: string, id: string, execId: string, width: number, height: number): void {
+    const { p } = this.proc(ns, id, execId);
+    if (execId && p.status === 'stopped') throw runcError('cannot resize a stopped container');
+    // as the shim: a process without a terminal, or whose terminal is gone, ignores it
+    this.consoles.get(p)?.resize(width, height);
+  }
+
+  closeIO(ns: string, id: string, execId: string): void {
+    const { p } = this.proc(ns, id, execId);
+    // Without a terminal the process reads the stdin FIFO itself and sees EOF when the
+    // client closes its end; with one, stop forwarding stdin into the pty.
+    this.consoles.get(p)?.closeStdin();
+  }
+
+  // --- exits --------------------------------------------------------------------------
+  private onExit(pid: number, status: number): void {
+    const hit = this.byPid.get(pid);
+    if (!hit) {
+      this.o.log.debug({ pid, status, signal: status & 0x7f }, 'exit of a process spored does not track');
+      return;
+    }
+    const { c, p } = hit;
+    p.status = 'stopped';
+    p.exitStatus = sys.exitCodeOf(status) + (TEST_MUTATION === 'exit-code' ? 1 : 0);
+    p.exitedAt = new Date();
+    if (p === c.init) {
+      // Exec'd processes die with the init's pid namespace; make sure of it when the
+      // container shares the host's.
+      for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
+      if (p.exitStatus === 137) {
+        try { if (oomKillCount(c.cgroup) > 0) this.o.events.oom(c); } catch { /* cgroup gone */ }
+      }
+    }
+    const finish = (): void => {
+      const publish = (): void => this.o.events.exited(c, p);
+      if (this.starting.has(p)) this.starting.set(p, publish);
+      else publish();
+      this.releaseWaiters(p);
+    };
+    // The client drops its end of the output stream when it learns of the exit: a terminal's
+    // last output must be in the FIFO before the exit event and Wait's answer go out.
+    const console = this.consoles.get(p);
+    if (console) void console.drainForExit().then(finish, finish);
+    else finish();
+  }
+
+  private releaseWaiters(p: ProcState): void {
+    const ws = this.waiters.get(p) ?? [];
+    this.waiters.delete(p);
+    for (const w of ws) w();
+  }
+
+  /** Processes still alive (Shutdown refuses to exit while any remain). */
+  get size(): number {
+    return this.containers.size;
+  }
+}
+
+/**
+ * Device cgroup rules as runc applies them: the spec's rules, then the devices every container
+ * may use (the default nodes, ptys, and mknod of anything) and the spec's own device nodes.
+ * CRI specs start with a deny-all rule and rely on this; without it, creating /dev/null fails.
+ */
+export function withDefaultDeviceRules(spec: Spec): LinuxResources | undefined {
+  const r = spec.linux?.resources;
+  if (!r?.devices || r.devices.length === 0) return r;
+  const allow = (type: string, major: number | undefined, minor: number | undefined, access: string) => ({ allow: true, type, ...(major !== undefined ? { major } : {}), ...(minor !== undefined ? { minor } : {}), access });
+  const defaults = [
+    allow('c', undefined, undefined, 'm'), allow('b', undefined, undefined, 'm'),
+    allow('c', 1, 3, 'rwm'), allow('c', 1, 5, 'rwm'), allow('c', 1, 7, 'rwm'), allow('c', 1, 8, 'rwm'), allow('c', 1, 9, 'rwm'),
+    allow('c', 5, 0, 'rwm'), allow('c', 5, 2, 'rwm'), allow('c', 136, undefined, 'rwm'), allow('c', 10, 200, 'rwm'),
+    ...(spec.linux?.devices ?? []).filter((d) => d.type === 'c' || d.type === 'b').map((d) => allow(d.type, d.major, d.minor, 'rwm')),
+  ];
+  return { ...r, devices: [...r.devices, ...defaults] };
+}
+
+function readSpec(bundle: string): Spec {
+  const path = join(bundle, 'config.json');
+  if (!existsSync(path)) throw new NotFound(`bundle ${bundle} has no config.json`);
+  let spec: unknown;
+  try {
+    spec = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new InvalidArgument(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new InvalidArgument(`${path} must hold a JSON object`);
+  return spec as Spec;
+}
+
+/** Ancestors of the handle's dirs that do not exist yet, deepest first. */
+function missingAncestors(h: CgroupHandle): string[] {
+  const out: string[] = [];
+  for (const [ctrl, dir] of Object.entries(h.dirs)) {
+    const mount = h.mounts[ctrl] ?? '';
+    for (let d = dirname(dir); d.length > mount.length && d.startsWith(mount + '/'); d = dirname(d)) {
+      if (existsSync(d)) break;
+      if (!out.includes(d)) out.push(d);
+    }
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** rmdir each dir (deepest first); one still in use by another container stays. */
+function removeEmptyDirs(dirs: string[]): void {
+  for (const d of dirs) {
+    try { rmdirSync(d); } catch { /* not empty, busy, or gone */ }
+  }
+}
+
+function v1Dirs(h: CgroupHandle): { name: string; hostDir: string }[] {
+  const seen = new Map<string, string>();
+  for (const [ctrl, dir] of Object.entries(h.dirs)) {
+    if (ctrl === 'unified') continue;
+    const mount = h.mounts[ctrl] ?? '';
+    const name = mount.slice(mount.lastIndexOf('/') + 1) || ctrl;
+    if (!seen.has(name)) seen.set(name, dir);
+  }
+  return [...seen].map(([name, hostDir]) => ({ name, hostDir }));
+}
