@@ -48,7 +48,6 @@ export interface FunctionSources {
 
 /** A container as the Task service keeps it (task/tasks.ts ContainerState, the part read here). */
 export interface ContainerLike {
-  paused: boolean;
   init: { status: string };
 }
 
@@ -209,7 +208,7 @@ export class Metrics {
         if (!self.containers) return;
         const counts: Record<string, number> = { created: 0, running: 0, stopped: 0, paused: 0 };
         for (const c of self.containers()) {
-          const state = c.paused ? 'paused' : c.init.status;
+          const state = c.init.status;
           counts[state] = (counts[state] ?? 0) + 1;
         }
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);

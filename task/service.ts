@@ -85,7 +85,7 @@ function ts(d: Date | null): Timestamp | undefined {
 export function statusOf(c: ContainerState, p: ProcState): Status {
   if (p.status === 'stopped') return Status.STOPPED;
   if (p.status === 'created') return Status.CREATED;
-  if (p === c.init && c.paused) return Status.PAUSED;
+  if (p.status === 'paused') return Status.PAUSED;
   return Status.RUNNING;
 }
 

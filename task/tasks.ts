@@ -16,8 +16,9 @@ import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
 import { removeRecord, writeRecord, type TaskRecord } from './record.js';
 import { PodRegistry } from './pods.js';
+import { EXEC_MOVES, EXEC_OPS, INIT_MOVES, INIT_OPS, move, refusal, type ExecStatus, type ProcStatus } from './states.js';
 
-export type ProcStatus = 'created' | 'running' | 'stopped';
+export type { ProcStatus } from './states.js';
 
 export interface ProcState {
   execId: string; // '' for the init process
@@ -45,7 +46,7 @@ export interface ContainerState {
   /** CRI sandbox id of the pod this container belongs to (pods.ts), or null */
   pod: string | null;
   namespaces: NamespaceStep[];
-  paused: boolean;
+  /** its status is the container's: created, running, paused or stopped */
   init: ProcState;
   execs: Map<string, ProcState>;
   createdAt: Date;
@@ -199,7 +200,7 @@ export class TaskManager {
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
-        namespaces: plan.namespaces, paused: false,
+        namespaces: plan.namespaces,
         init: { execId: '', pid: spawned.pid, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
         execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
       };
@@ -254,7 +255,8 @@ export class TaskManager {
   // --- Start ------------------------------------------------------------------------
   async start(ns: string, id: string, execId: string): Promise<ProcState> {
     const { c, p } = this.proc(ns, id, execId);
-    if (p.status !== 'created') throw runcError(`cannot start a ${p.status === 'running' ? 'running' : 'stopped'} process`);
+    const why = execId ? refusal(EXEC_OPS, p.status as ExecStatus, 'start') : refusal(INIT_OPS, p.status, 'start');
+    if (why) throw runcError(why);
     // As runc's shim: the start event goes out before the process's exit event.
     this.starting.set(p, null);
     try {
@@ -272,7 +274,7 @@ export class TaskManager {
       }
       throw runtimeFailure(e);
     }
-    p.status = p.exitedAt ? 'stopped' : 'running';
+    if (!p.exitedAt) this.moveTo(p, 'running');
     this.o.events.started(c, p);
     this.afterStart(p);
     return p;
@@ -285,9 +287,8 @@ export class TaskManager {
   }
 
   private async startExec(c: ContainerState, p: ProcState, ns: string, id: string, execId: string): Promise<void> {
-    if (c.init.status !== 'running') throw new FailedPrecondition(`container ${id} is ${c.init.status}; exec needs a running container`);
-    // a child joining a frozen cgroup would freeze in its set-up: refuse, as `runc exec` does
-    if (c.paused) throw runcError('OCI runtime exec failed: cannot exec in a paused container');
+    const why = refusal(INIT_OPS, c.init.status, 'execStart');
+    if (why) throw c.init.status === 'paused' ? runcError(why) : new FailedPrecondition(`container ${id} is ${c.init.status}; exec needs a running container`);
     const spec = p.spec;
     const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true });
     this.ios.set(p, pio);
@@ -348,8 +349,8 @@ export class TaskManager {
     if (!execId || !ID_RE.test(execId)) throw new InvalidArgument(`invalid exec id ${JSON.stringify(execId)}`);
     if (c.execs.has(execId)) throw new AlreadyExists(`exec ${execId} already exists in container ${id}`);
     // runc's shim refuses at once, by the init's state (pkg/process/init_state.go)
-    if (c.init.status === 'stopped') throw runcError('cannot exec in a stopped state');
-    if (c.paused) throw runcError('cannot exec in a paused state');
+    const why = refusal(INIT_OPS, c.init.status, 'exec');
+    if (why) throw runcError(why);
     let spec: Process;
     try {
       spec = JSON.parse(Buffer.from(processJson).toString('utf8')) as Process;
@@ -375,11 +376,11 @@ export class TaskManager {
     }
     if (p.status === 'created' && p.pid === 0) throw new FailedPrecondition('process not created');
     if (p.status === 'stopped' || p.pid === 0) throw new NotFound('process already finished');
-    if (c.paused && (signal === 9 || signal === 15)) {
+    if (c.init.status === 'paused' && (signal === 9 || signal === 15)) {
       // A frozen process cannot act on the signal; the kernel delivers SIGKILL only after thaw.
       this.signal(p.pid, signal);
       thaw(c.cgroup);
-      c.paused = false;
+      this.moveTo(c.init, 'running');
       return;
     }
     this.signal(p.pid, signal);
@@ -408,7 +409,8 @@ export class TaskManager {
   async delete(ns: string, id: string, execId: string): Promise<ProcState> {
     const { c, p } = this.proc(ns, id, execId);
     if (execId) {
-      if (p.status === 'running') throw runcError('cannot delete a running process');
+      const why = refusal(EXEC_OPS, p.status as ExecStatus, 'delete');
+      if (why) throw runcError(why);
       c.execs.delete(execId);
       this.consoles.get(p)?.close();
       this.consoles.delete(p);
@@ -418,7 +420,8 @@ export class TaskManager {
       await pio?.close(2000);
       return p;
     }
-    if (p.status === 'running') throw runcError(c.paused ? 'cannot delete a paused process' : 'cannot delete a running process');
+    const why = refusal(INIT_OPS, p.status, 'delete');
+    if (why) throw runcError(why);
     if (p.status === 'created') {
       // Never started: the child is parked waiting for Start. Kill it and collect it.
       await this.o.seed.abort(key(ns, id));
@@ -432,7 +435,7 @@ export class TaskManager {
     const pio = this.ios.get(p);
     this.ios.delete(p);
     await pio?.close(2000);
-    if (c.paused) { try { thaw(c.cgroup); } catch { /* being removed */ } }
+    if (p.status === 'paused') { try { thaw(c.cgroup); } catch { /* being removed */ } }
     destroyCgroup(c.cgroup);
     removeEmptyDirs(c.madeParents);
     if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
@@ -450,21 +453,19 @@ export class TaskManager {
   // --- Pause / Resume / Stats / Update / Pids ---------------------------------------
   pause(ns: string, id: string): void {
     const c = this.get(ns, id);
-    if (c.init.status === 'created') throw runcError('cannot pause task in created state');
-    if (c.init.status === 'stopped') throw runcError('cannot pause a stopped container');
-    if (c.paused) throw runcError('cannot pause a paused container');
+    const why = refusal(INIT_OPS, c.init.status, 'pause');
+    if (why) throw runcError(why);
     freeze(c.cgroup);
-    c.paused = true;
+    this.moveTo(c.init, 'paused');
     this.o.events.paused(c, true);
   }
 
   resume(ns: string, id: string): void {
     const c = this.get(ns, id);
-    if (!c.paused) {
-      throw runcError(c.init.status === 'created' ? 'cannot resume task in created state' : c.init.status === 'stopped' ? 'cannot resume a stopped container' : 'cannot resume a running process');
-    }
+    const why = refusal(INIT_OPS, c.init.status, 'resume');
+    if (why) throw runcError(why);
     thaw(c.cgroup);
-    c.paused = false;
+    this.moveTo(c.init, 'running');
     this.o.events.paused(c, false);
   }
 
@@ -474,7 +475,8 @@ export class TaskManager {
 
   update(ns: string, id: string, resources: LinuxResources): string[] {
     const c = this.get(ns, id);
-    if (c.init.status === 'stopped') throw runcError('cannot update a stopped container');
+    const why = refusal(INIT_OPS, c.init.status, 'update');
+    if (why) throw runcError(why);
     return applyResources(c.cgroup, resources).warnings;
   }
 
@@ -484,7 +486,8 @@ export class TaskManager {
 
   resizePty(ns: string, id: string, execId: string, width: number, height: number): void {
     const { p } = this.proc(ns, id, execId);
-    if (execId && p.status === 'stopped') throw runcError('cannot resize a stopped container');
+    const why = execId ? refusal(EXEC_OPS, p.status as ExecStatus, 'resize') : null;
+    if (why) throw runcError(why);
     // as the shim: a process without a terminal, or whose terminal is gone, ignores it
     this.consoles.get(p)?.resize(width, height);
   }
@@ -504,7 +507,7 @@ export class TaskManager {
       return;
     }
     const { c, p } = hit;
-    p.status = 'stopped';
+    this.moveTo(p, 'stopped');
     p.exitStatus = sys.exitCodeOf(status) + (TEST_MUTATION === 'exit-code' ? 1 : 0);
     p.exitedAt = new Date();
     if (p === c.init) {
@@ -526,6 +529,14 @@ export class TaskManager {
     const console = this.consoles.get(p);
     if (console) void console.drainForExit().then(finish, finish);
     else finish();
+  }
+
+  /** A status change through the process kind's table; a move the table forbids is a bug, logged. */
+  private moveTo(p: ProcState, to: ProcStatus): void {
+    const ok = p.execId === ''
+      ? move(INIT_MOVES, p, to)
+      : to !== 'paused' && move(EXEC_MOVES, p as { status: ExecStatus }, to);
+    if (!ok && p.status !== to) this.o.log.warn({ execId: p.execId, pid: p.pid, from: p.status, to }, 'status move not allowed; ignored');
   }
 
   private releaseWaiters(p: ProcState): void {

@@ -108,8 +108,8 @@ describe('Metrics', () => {
     const m = new Metrics({ defaultMetrics: false });
     m.setFunctionSources({ pools: () => pools, listSeeds: () => rt.listSeeds(), listInstances: () => rt.listInstances() });
     const containers = [
-      { paused: false, init: { status: 'running' } }, { paused: false, init: { status: 'running' } },
-      { paused: true, init: { status: 'running' } }, { paused: false, init: { status: 'stopped' } },
+      { init: { status: 'running' } }, { init: { status: 'running' } },
+      { init: { status: 'paused' } }, { init: { status: 'stopped' } },
     ];
     m.setContainerSource(() => containers);
     m.setComponentSource(async () => ({ ttrpc: true, seed_python: false }));

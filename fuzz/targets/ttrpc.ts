@@ -48,7 +48,7 @@ function proc(execId: string): ProcState {
 function container(ns: string, id: string, bundle = `/run/containerd/io.containerd.runtime.v2.task/${ns}/${id}`): ContainerState {
   return {
     id, namespace: ns, bundle, rootfs: `${bundle}/rootfs`, rootfsMounted: true,
-    cgroup: {} as ContainerState['cgroup'], madeParents: [], pod: null, namespaces: [], paused: false,
+    cgroup: {} as ContainerState['cgroup'], madeParents: [], pod: null, namespaces: [],
     init: proc(''), execs: new Map([['e1', proc('e1')]]), createdAt: new Date(0), timings: {},
   };
 }
