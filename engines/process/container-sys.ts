@@ -1,0 +1,438 @@
+// Everything a container's init (container-init.ts) does to the system, as one interface
+// with two implementations: the real one (sys/libc.ts and node:fs, call for call what
+// container-init made before it had this seam) and a recording one that only writes down
+// what would be done. The recording turns "plan -> set-up sequence" into plain data, so the
+// order the container's safety depends on (mounts before pivot_root, masks after it,
+// credentials before capabilities, seccomp last) is unit-tested without root, as
+// seeds/sandbox-sys.ts does for function sandboxes.
+import { accessSync, closeSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as sys from '../../sys/libc.js';
+import { PR } from '../../sys/constants.js';
+import { SyscallError, errnoName } from '../../sys/errors.js';
+
+/** access(2) mode for "may execute" (container-init has no other use for node:fs). */
+export const X_OK: number = fsConstants.X_OK;
+
+/** What container-init asks of a stat result: node's fs.Stats satisfies it. */
+export interface FileStat {
+  isDirectory(): boolean;
+  isFile(): boolean;
+  isSymbolicLink(): boolean;
+}
+
+/**
+ * Named after the syscalls they make. The node:fs ones throw node's errors (with `code`),
+ * the others SyscallError, as before: container-init tells them apart.
+ */
+export interface ContainerSys {
+  // --- process --------------------------------------------------------------------
+  setsid(): number;
+  /** close_range(first, ~0, cloexec ? CLOSE_RANGE_CLOEXEC : 0) */
+  closeFrom(first: number, cloexec: boolean): void;
+  /** the fd of Node's IPC channel to spored, when this process inherited one */
+  ipcChannelFd(): number | undefined;
+  exit(code: number): never;
+  /** SIG_DFL for every ignored signal and an empty signal mask (sys.resetSignalsForExec) */
+  resetSignalsForExec(): void;
+  execve(path: string, argv: string[], envp: string[]): never;
+  // --- file descriptors -----------------------------------------------------------
+  open(path: string, flags: number): number;
+  close(fd: number): void;
+  dup2(from: number, to: number): void;
+  dup3(from: number, to: number, flags: number): void;
+  setNonblock(fd: number, on: boolean): void;
+  read(fd: number, n: number): Buffer;
+  write(fd: number, data: Buffer): void;
+  ioctl(fd: number, req: number, arg: number): number;
+  // --- namespaces, mounts, the root -----------------------------------------------
+  unshare(flags: number): void;
+  setns(fd: number, nstype: number): void;
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  umount2(target: string, flags: number): void;
+  pivotRoot(newRoot: string, putOld: string): void;
+  chdir(path: string): void;
+  sethostname(name: string): void;
+  setdomainname(name: string): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  chown(path: string, uid: number, gid: number): void;
+  // --- files (node:fs) ------------------------------------------------------------
+  /** mkdir -p; mode undefined: node's default (0o777 before the umask) */
+  mkdir(path: string, mode?: number): void;
+  /** writeFileSync; flag undefined: node's default ('w') */
+  writeFile(path: string, content: string, flag?: string): void;
+  /** create the file if missing, leave it as it is otherwise (open 'a', close) */
+  touch(path: string): void;
+  symlink(target: string, path: string): void;
+  exists(path: string): boolean;
+  stat(path: string): FileStat;
+  lstat(path: string): FileStat;
+  readlink(path: string): string;
+  access(path: string, mode: number): void;
+  readFile(path: string): string;
+  // --- credentials, capabilities, limits, seccomp ---------------------------------
+  prctl(option: number, a?: number, b?: number): number;
+  setgroups(gids: number[]): void;
+  setresgid(gid: number): void;
+  setresuid(uid: number): void;
+  capset(effective: bigint, permitted: bigint, inheritable: bigint): void;
+  setrlimit(resource: number, soft: bigint, hard: bigint): void;
+  umask(mask: number): number;
+  seccomp(bpf: Buffer, flags: number): void;
+}
+
+export const realContainerSys: ContainerSys = {
+  setsid: () => sys.setsid(),
+  closeFrom: (first, cloexec) => sys.closeFrom(first, cloexec),
+  ipcChannelFd: () => (process as unknown as { channel?: { fd?: number } }).channel?.fd,
+  exit: (code) => sys.exit(code),
+  resetSignalsForExec: () => sys.resetSignalsForExec(),
+  execve: (path, argv, envp) => sys.execve(path, argv, envp),
+  open: (path, flags) => sys.open(path, flags),
+  close: (fd) => sys.close(fd),
+  dup2: (from, to) => sys.dup2(from, to),
+  dup3: (from, to, flags) => sys.dup3(from, to, flags),
+  setNonblock: (fd, on) => sys.setNonblock(fd, on),
+  read: (fd, n) => sys.read(fd, n),
+  write: (fd, data) => sys.write(fd, data),
+  ioctl: (fd, req, arg) => sys.ioctl(fd, req, arg),
+  unshare: (flags) => sys.unshare(flags),
+  setns: (fd, nstype) => sys.setns(fd, nstype),
+  mount: (source, target, fstype, flags, data) => sys.mount(source, target, fstype, flags, data),
+  umount2: (target, flags) => sys.umount2(target, flags),
+  pivotRoot: (newRoot, putOld) => sys.pivotRoot(newRoot, putOld),
+  chdir: (path) => sys.chdir(path),
+  sethostname: (name) => sys.sethostname(name),
+  setdomainname: (name) => sys.setdomainname(name),
+  mknod: (path, mode, major, minor) => sys.mknod(path, mode, major, minor),
+  chown: (path, uid, gid) => sys.chown(path, uid, gid),
+  mkdir: (path, mode) => { mkdirSync(path, mode === undefined ? { recursive: true } : { recursive: true, mode }); },
+  writeFile: (path, content, flag) => (flag === undefined ? writeFileSync(path, content) : writeFileSync(path, content, { flag })),
+  touch: (path) => closeSync(openSync(path, 'a')),
+  symlink: (target, path) => symlinkSync(target, path),
+  exists: (path) => existsSync(path),
+  stat: (path) => statSync(path),
+  lstat: (path) => lstatSync(path),
+  readlink: (path) => readlinkSync(path),
+  access: (path, mode) => accessSync(path, mode),
+  readFile: (path) => readFileSync(path, 'utf8'),
+  prctl: (option, a, b) => sys.prctl(option, a, b),
+  setgroups: (gids) => sys.setgroups(gids),
+  setresgid: (gid) => sys.setresgid(gid),
+  setresuid: (uid) => sys.setresuid(uid),
+  capset: (e, p, i) => sys.capset(e, p, i),
+  setrlimit: (resource, soft, hard) => sys.setrlimit(resource, soft, hard),
+  umask: (mask) => sys.umask(mask),
+  seccomp: (bpf, flags) => sys.seccompInstall(bpf, flags),
+};
+
+// --- recording ------------------------------------------------------------------------
+
+/** JSON values only, so a sequence can be printed, diffed and stored as it is. */
+export type SysArg = string | number | boolean | null | number[] | string[];
+
+/** One recorded call: its syscall name and arguments; `errno` when it was made to fail. */
+export interface SysCall {
+  call: string;
+  args: SysArg[];
+  errno?: number;
+}
+
+/**
+ * What the recording's file queries see: host paths (as before pivot_root) to a directory,
+ * a regular file (optionally with content), a device node or a symlink. Parents of an entry
+ * exist as directories without being listed.
+ */
+export type FakeEntry = 'dir' | 'file' | 'dev' | { content: string } | { link: string };
+
+export interface RecordingOptions {
+  files?: Record<string, FakeEntry>;
+  /** fds open when the recording starts (default 0, 1, 2): open() answers the lowest free one */
+  fds?: number[];
+  /** what read() on the start pipe answers: true (default) one byte, Start; false EOF, abort */
+  start?: boolean;
+  /** highest capability the "kernel" knows: PR_CAPBSET_DROP of a higher one is EINVAL (default 40) */
+  lastCap?: number;
+  ipcChannelFd?: number;
+  /** fault injection: an errno for the call to fail with (it is recorded with it), or undefined */
+  fail?: (c: SysCall) => number | undefined;
+}
+
+/**
+ * Thrown by the recording's exit(), and by every call after it. A real _exit() never
+ * returns; the recording's has to unwind, through container-init's error path (which
+ * would report and exit(127)), so nothing after the first exit is recorded and the test
+ * sees the code that process would have ended with.
+ */
+export class RecordedExit extends Error {
+  constructor(readonly code: number) { super(`exit(${code})`); }
+}
+
+/** Thrown once the recording's execve() has "succeeded", and by every call after it: a real execve does not return. */
+export class RecordedExec extends Error {
+  constructor(readonly path: string, readonly argv: string[], readonly envp: string[]) { super(`execve(${path})`); }
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+// errno values the recording's own model raises
+const ENOENT = 2, EEXIST = 17, EINVAL = 22, ENOTDIR = 20, ELOOP = 40, EACCES = 13;
+
+/**
+ * Records instead of calling. Effects go to `calls` in order; the file queries (exists,
+ * stat, lstat, readlink, access, readFile) are answered from `files` and go to `reads`.
+ * The fake tree follows the recorded effects that create things (mkdir, touch, writeFile,
+ * symlink, mknod) and pivot_root (after it, paths are looked up under the new root); it
+ * does not model mounts: a mount neither hides nor shows anything to later queries.
+ */
+export class RecordingContainerSys implements ContainerSys {
+  readonly calls: SysCall[] = [];
+  readonly reads: SysCall[] = [];
+  private readonly files = new Map<string, FakeEntry>();
+  private readonly openFds: Set<number>;
+  private root = '/';
+  private cwd = '/';
+  /** set by execve or exit: the process is gone, nothing after it may be recorded */
+  private ended: RecordedExec | RecordedExit | null = null;
+
+  constructor(private readonly opts: RecordingOptions = {}) {
+    for (const [p, e] of Object.entries(opts.files ?? {})) this.files.set(normalize(p), e);
+    this.openFds = new Set(opts.fds ?? [0, 1, 2]);
+  }
+
+  /**
+   * Records an effect. It fails, recorded with its errno, when the fake tree says so
+   * (`modelErrno`) or `fail` does: as node's error for the node:fs calls (`fsPath` given),
+   * as SyscallError for the others.
+   */
+  private rec(call: string, args: SysArg[], fsPath?: string, modelErrno?: number): void {
+    if (this.ended) throw this.ended;
+    const c: SysCall = { call, args };
+    const errno = modelErrno ?? this.opts.fail?.(c);
+    if (errno !== undefined) {
+      c.errno = errno;
+      this.calls.push(c);
+      throw fsPath !== undefined ? fsError(call, errno, fsPath) : new SyscallError(call, errno, String(args[0]));
+    }
+    this.calls.push(c);
+  }
+
+  private query(call: string, args: SysArg[]): void {
+    if (this.ended) throw this.ended;
+    this.reads.push({ call, args });
+  }
+
+  // paths: the process's view (relative to cwd, under the current root) -> the fake tree's key
+  private view(p: string): string {
+    return normalize(p.startsWith('/') ? p : `${this.cwd}/${p}`);
+  }
+
+  private host(view: string): string {
+    if (this.root === '/') return view;
+    return view === '/' ? this.root : this.root + view;
+  }
+
+  private kind(hostPath: string): FakeEntry | undefined {
+    const e = this.files.get(hostPath);
+    if (e !== undefined) return e;
+    if (hostPath === '/') return 'dir';
+    const prefix = `${hostPath}/`;
+    for (const k of this.files.keys()) if (k.startsWith(prefix)) return 'dir';
+    return undefined;
+  }
+
+  /** The host key `p` names, symlinks followed (the last one only when `followLast`), or an errno. */
+  private resolve(p: string, followLast: boolean): string | number {
+    const parts = this.view(p).split('/').filter((x) => x);
+    const done: string[] = [];
+    let links = 0;
+    while (parts.length) {
+      const part = parts.shift() as string;
+      if (part === '..') { done.pop(); continue; }
+      const at = this.host(`/${[...done, part].join('/')}`);
+      const e = this.kind(at);
+      if (e === undefined) return parts.length ? ENOENT : at;
+      if (typeof e === 'object' && 'link' in e && (parts.length > 0 || followLast)) {
+        if (++links > 40) return ELOOP;
+        if (e.link.startsWith('/')) done.length = 0;
+        parts.unshift(...e.link.split('/').filter((x) => x && x !== '.'));
+        continue;
+      }
+      if (parts.length && e !== 'dir') return ENOTDIR;
+      done.push(part);
+    }
+    return this.host(`/${done.join('/')}`);
+  }
+
+  private entryOf(call: string, p: string, followLast: boolean): FakeEntry {
+    const at = this.resolve(p, followLast);
+    const e = typeof at === 'string' ? this.kind(at) : undefined;
+    if (e === undefined) throw fsError(call, typeof at === 'number' ? at : ENOENT, p);
+    return e;
+  }
+
+  /** For a call that makes `p`: the host key it makes, or the errno it fails with. */
+  private target(p: string): string | number {
+    const at = this.resolve(p, false);
+    if (typeof at === 'number') return at;
+    return this.kind(at) === undefined ? at : EEXIST;
+  }
+
+  // --- process
+  setsid(): number { this.rec('setsid', []); return 1; }
+  closeFrom(first: number, cloexec: boolean): void { this.rec('close_range', [first, cloexec]); }
+  ipcChannelFd(): number | undefined { return this.opts.ipcChannelFd; }
+  exit(code: number): never {
+    if (this.ended) throw this.ended;
+    this.calls.push({ call: 'exit', args: [code] });
+    this.ended = new RecordedExit(code);
+    throw this.ended;
+  }
+  resetSignalsForExec(): void { this.rec('reset_signals', []); }
+  execve(path: string, argv: string[], envp: string[]): never {
+    this.rec('execve', [path, argv, envp]);
+    this.ended = new RecordedExec(path, argv, envp);
+    throw this.ended;
+  }
+
+  // --- file descriptors
+  open(path: string, flags: number): number {
+    this.rec('open', [path, flags]);
+    let fd = 0;
+    while (this.openFds.has(fd)) fd++;
+    this.openFds.add(fd);
+    return fd;
+  }
+  close(fd: number): void { this.rec('close', [fd]); this.openFds.delete(fd); }
+  dup2(from: number, to: number): void { this.rec('dup2', [from, to]); this.openFds.add(to); }
+  dup3(from: number, to: number, flags: number): void { this.rec('dup3', [from, to, flags]); this.openFds.add(to); }
+  setNonblock(fd: number, on: boolean): void { this.rec('set_nonblock', [fd, on]); }
+  read(fd: number, n: number): Buffer {
+    this.rec('read', [fd, n]);
+    return this.opts.start === false ? Buffer.alloc(0) : Buffer.from([1]);
+  }
+  write(fd: number, data: Buffer): void { this.rec('write', [fd, data.toString('utf8')]); }
+  ioctl(fd: number, req: number, arg: number): number { this.rec('ioctl', [fd, req, arg]); return 0; }
+
+  // --- namespaces, mounts, the root
+  unshare(flags: number): void { this.rec('unshare', [flags]); }
+  setns(fd: number, nstype: number): void { this.rec('setns', [fd, nstype]); }
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
+    this.rec('mount', [source, target, fstype, flags, data]);
+  }
+  umount2(target: string, flags: number): void { this.rec('umount2', [target, flags]); }
+  pivotRoot(newRoot: string, putOld: string): void {
+    this.rec('pivot_root', [newRoot, putOld]);
+    this.root = this.host(this.view(newRoot));
+    this.cwd = '/';
+  }
+  chdir(path: string): void {
+    this.rec('chdir', [path]);
+    this.cwd = this.view(path);
+  }
+  sethostname(name: string): void { this.rec('sethostname', [name]); }
+  setdomainname(name: string): void { this.rec('setdomainname', [name]); }
+  mknod(path: string, mode: number, major: number, minor: number): void {
+    const at = this.target(path);
+    this.rec('mknod', [path, mode, major, minor], undefined, typeof at === 'number' ? at : undefined);
+    this.files.set(at as string, 'dev');
+  }
+  chown(path: string, uid: number, gid: number): void { this.rec('chown', [path, uid, gid]); }
+
+  // --- files
+  mkdir(path: string, mode?: number): void {
+    this.rec('mkdir', mode === undefined ? [path] : [path, mode], path);
+    // -p: every missing component, each looked up (symlinks followed) as the kernel would
+    const parts = this.view(path).split('/').filter((x) => x);
+    for (let i = 1; i <= parts.length; i++) {
+      const at = this.resolve(`/${parts.slice(0, i).join('/')}`, true);
+      if (typeof at === 'string' && this.kind(at) === undefined) this.files.set(at, 'dir');
+    }
+  }
+  writeFile(path: string, content: string, flag?: string): void {
+    const at = this.resolve(path, true);
+    const missing = typeof at === 'number' || this.kind(at) === undefined;
+    this.rec('write_file', flag === undefined ? [path, content] : [path, content, flag], path, missing && flag === 'r+' ? ENOENT : undefined);
+    if (missing && typeof at === 'string') this.files.set(at, { content });
+  }
+  touch(path: string): void {
+    this.rec('touch', [path], path);
+    const at = this.resolve(path, true);
+    if (typeof at === 'string' && this.kind(at) === undefined) this.files.set(at, 'file');
+  }
+  symlink(target: string, path: string): void {
+    const at = this.target(path);
+    this.rec('symlink', [target, path], path, typeof at === 'number' ? at : undefined);
+    this.files.set(at as string, { link: target });
+  }
+  exists(path: string): boolean {
+    this.query('exists', [path]);
+    const at = this.resolve(path, true);
+    return typeof at === 'string' && this.kind(at) !== undefined;
+  }
+  stat(path: string): FileStat {
+    this.query('stat', [path]);
+    return statOf(this.entryOf('stat', path, true));
+  }
+  lstat(path: string): FileStat {
+    this.query('lstat', [path]);
+    return statOf(this.entryOf('lstat', path, false));
+  }
+  readlink(path: string): string {
+    this.query('readlink', [path]);
+    const e = this.entryOf('readlink', path, false);
+    if (typeof e === 'object' && 'link' in e) return e.link;
+    throw fsError('readlink', EINVAL, path);
+  }
+  access(path: string, mode: number): void {
+    this.query('access', [path, mode]);
+    const e = this.entryOf('access', path, true);
+    // the fake tree has no modes: regular files and directories are executable, nothing else is
+    if (mode & X_OK && e === 'dev') throw fsError('access', EACCES, path);
+  }
+  readFile(path: string): string {
+    this.query('read_file', [path]);
+    const e = this.entryOf('open', path, true);
+    if (typeof e === 'object' && 'content' in e) return e.content;
+    return '';
+  }
+
+  // --- credentials, capabilities, limits, seccomp
+  prctl(option: number, a = 0, b = 0): number {
+    const args: number[] = b === 0 ? [option, a] : [option, a, b];
+    if (option === PR.CAPBSET_DROP && a > (this.opts.lastCap ?? 40)) {
+      if (this.ended) throw this.ended;
+      this.calls.push({ call: 'prctl', args, errno: EINVAL });
+      throw new SyscallError('prctl', EINVAL, String(option));
+    }
+    this.rec('prctl', args);
+    return 0;
+  }
+  setgroups(gids: number[]): void { this.rec('setgroups', [[...gids]]); }
+  setresgid(gid: number): void { this.rec('setresgid', [gid]); }
+  setresuid(uid: number): void { this.rec('setresuid', [uid]); }
+  capset(e: bigint, p: bigint, i: bigint): void { this.rec('capset', [hex(e), hex(p), hex(i)]); }
+  setrlimit(resource: number, soft: bigint, hard: bigint): void { this.rec('setrlimit', [resource, String(soft), String(hard)]); }
+  umask(mask: number): number { this.rec('umask', [mask]); return 0o022; }
+  seccomp(bpf: Buffer, flags: number): void { this.rec('seccomp', [bpf.toString('base64'), flags]); }
+}
+
+function normalize(p: string): string {
+  const out: string[] = [];
+  for (const part of p.split('/')) {
+    if (!part || part === '.') continue;
+    if (part === '..') out.pop(); else out.push(part);
+  }
+  return `/${out.join('/')}`;
+}
+
+function statOf(e: FakeEntry): FileStat {
+  const link = typeof e === 'object' && 'link' in e;
+  const dir = e === 'dir';
+  return { isDirectory: () => dir, isFile: () => !dir && !link && e !== 'dev', isSymbolicLink: () => link };
+}
+
+/** An error shaped like node:fs's own (code, errno, syscall, path). */
+function fsError(syscall: string, errno: number, path: string): NodeJS.ErrnoException {
+  const code = errnoName(errno);
+  return Object.assign(new Error(`${code}: ${syscall} '${path}'`), { code, errno: -errno, syscall, path });
+}

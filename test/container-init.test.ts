@@ -1,0 +1,642 @@
+// A container's set-up (engines/process/container-init.ts) run against the recording
+// ContainerSys (engines/process/container-sys.ts): the plan comes from a realistic
+// config.json through plan.ts, and the result is the exact syscall sequence the forked child
+// would make, up to and including the execve it would not return from. No root, no
+// containerd. The order checked here is the one the container's isolation depends on.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { CLONE, MNT_DETACH, MS, O, PR, TIOCSCTTY } from '../sys/constants.js';
+import type { Spec } from '../protocols/oci/spec.js';
+import { compileSeccomp } from '../pools/seccomp.js';
+import { execPlan, initPlan, CAPS } from '../engines/process/plan.js';
+import type { ExecPlan, InitPlan, SpawnPlan, Stdio } from '../engines/process/protocol.js';
+import { runChild } from '../engines/process/container-init.js';
+import {
+  RecordedExec, RecordedExit, RecordingContainerSys, realContainerSys, type FakeEntry, type RecordingOptions, type SysCall,
+} from '../engines/process/container-sys.js';
+
+const R = '/run/spore/rootfs/c1';
+const START = 20; // the seed's start pipe, read end
+const STATUS = 21; // the status pipe, write end
+const CGROUP_PROCS = '/sys/fs/cgroup/default/c1/cgroup.procs';
+const STDIO: Stdio = { stdin: '/run/spore/fifo/c1-stdin', stdout: '/run/spore/fifo/c1-stdout', stderr: '/run/spore/fifo/c1-stderr', terminal: '' };
+const PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** containerd's default capability set (what `ctr run` gives): CapEff 00000000a80425fb */
+const DEFAULT_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
+
+/** A busybox rootfs as the host sees it, and what the mounted /proc and /sys would show in it. */
+function busyboxTree(extra: Record<string, FakeEntry> = {}): Record<string, FakeEntry> {
+  return {
+    [`${R}/bin/busybox`]: 'file',
+    [`${R}/bin/sh`]: { link: 'busybox' },
+    [`${R}/bin/ls`]: { link: 'busybox' },
+    [`${R}/etc/passwd`]: { content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' },
+    [`${R}/dev`]: 'dir',
+    [`${R}/proc`]: 'dir',
+    [`${R}/sys`]: 'dir',
+    [`${R}/tmp`]: 'dir',
+    // the host: the cgroup's parent exists, the cgroup itself is being made by spored meanwhile
+    '/sys/fs/cgroup/default': 'dir',
+    '/var/run/netns/n1': 'file',
+    ...extra,
+  };
+}
+
+/** containerd's default spec on a cgroup v2 host (oci.WithDefaultSpec), for `ctr run ... sh` */
+function defaultSpec(): Spec {
+  return {
+    ociVersion: '1.1.0',
+    process: {
+      user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo hi'], env: [PATH], cwd: '/',
+      capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
+      noNewPrivileges: true,
+    },
+    root: { path: 'rootfs' },
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    ],
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }, { type: 'cgroup' }],
+    },
+  } as Spec;
+}
+
+type SpecEdit = (s: Spec & { process: NonNullable<Spec['process']>; linux: NonNullable<Spec['linux']> }) => void;
+
+/**
+ * spec -> plan as task/tasks.ts builds it: `lateCgroup` by its rule (join the cgroup at the
+ * end of set-up unless the spec mounts the cgroup hierarchy or has no /proc).
+ */
+function planOf(edit: SpecEdit = () => {}, opts: { stdio?: Stdio; seccomp?: InitPlan['process']['seccomp']; late?: boolean; v1?: { name: string; hostDir: string }[] } = {}): InitPlan {
+  const spec = defaultSpec();
+  edit(spec as Parameters<SpecEdit>[0]);
+  const plan = initPlan({
+    id: 'c1', spec, rootfs: R, stdio: opts.stdio ?? STDIO, cgroupProcs: [CGROUP_PROCS], cgroupV1Dirs: opts.v1 ?? null, seccomp: opts.seccomp ?? null,
+  });
+  plan.lateCgroup = opts.late ?? (!plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
+    && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc'));
+  return plan;
+}
+
+interface Run { calls: SysCall[]; reads: SysCall[]; exec: RecordedExec | null; exit: number | null; status: unknown[] }
+
+function run(plan: SpawnPlan, opts: RecordingOptions = {}): Run {
+  const rec = new RecordingContainerSys({ fds: [0, 1, 2, START, STATUS], files: busyboxTree(), ...opts });
+  let exec: RecordedExec | null = null;
+  let exit: number | null = null;
+  try {
+    runChild(plan, START, STATUS, rec);
+  } catch (e) {
+    if (e instanceof RecordedExec) exec = e;
+    else if (e instanceof RecordedExit) exit = e.code;
+    else throw e;
+  }
+  const status = rec.calls.filter((c) => c.call === 'write' && c.args[0] === STATUS).map((c) => JSON.parse(String(c.args[1])) as unknown);
+  return { calls: normalized(rec.calls), reads: rec.reads, exec, exit, status };
+}
+
+/** The ready report carries set-up timings; they are not part of the sequence. */
+function normalized(calls: SysCall[]): SysCall[] {
+  return calls.map((c) => {
+    if (c.call !== 'write' || c.args[0] !== STATUS) return c;
+    const msg = JSON.parse(String(c.args[1])) as { s: string; t?: unknown };
+    if (msg.s === 'ready') msg.t = {};
+    return { call: 'write', args: [STATUS, `${JSON.stringify(msg)}\n`] };
+  });
+}
+
+const c = (call: string, ...args: SysCall['args']): SysCall => ({ call, args });
+const failed = (errno: number, call: string, ...args: SysCall['args']): SysCall => ({ call, args, errno });
+
+/** Index of the first call named `call` whose leading args match (undefined: any). */
+function at(calls: SysCall[], call: string, ...args: unknown[]): number {
+  return calls.findIndex((x) => x.call === call && args.every((a, i) => a === undefined || JSON.stringify(x.args[i]) === JSON.stringify(a)));
+}
+function lastAt(calls: SysCall[], call: string, ...args: unknown[]): number {
+  for (let i = calls.length - 1; i >= 0; i--) {
+    const x = calls[i] as SysCall;
+    if (x.call === call && args.every((a, j) => a === undefined || JSON.stringify(x.args[j]) === JSON.stringify(a))) return i;
+  }
+  return -1;
+}
+/** The indices exist and increase. */
+function inOrder(calls: SysCall[], ...idx: number[]): void {
+  for (const [k, i] of idx.entries()) {
+    expect(i, `step ${k} missing in\n${show(calls)}`).toBeGreaterThanOrEqual(0);
+    if (k > 0) expect(i, `step ${k} (${JSON.stringify(calls[i])}) not after step ${k - 1} (${JSON.stringify(calls[idx[k - 1] as number])})`).toBeGreaterThan(idx[k - 1] as number);
+  }
+}
+const show = (calls: SysCall[]): string => calls.map((x, i) => `${i}: ${JSON.stringify(x)}`).join('\n');
+
+/** prctl(PR_CAPBSET_DROP) for every capability outside `keep`, up to the kernel's last (40), then the EINVAL that ends the loop. */
+function boundingDrops(keep: string[]): SysCall[] {
+  const kept = new Set(keep.map((n) => CAPS[n]));
+  const out: SysCall[] = [];
+  for (let cap = 0; cap <= 40; cap++) if (!kept.has(cap)) out.push(c('prctl', PR.CAPBSET_DROP, cap));
+  out.push(failed(22, 'prctl', PR.CAPBSET_DROP, 41));
+  return out;
+}
+const capHex = (names: string[]): string => `0x${names.reduce((m, n) => m | (1n << BigInt(CAPS[n] ?? 0)), 0n).toString(16)}`;
+
+/** The six device nodes every container gets (plan.ts DEFAULT_DEVICES), in a fresh /dev tmpfs. */
+function defaultDevices(): SysCall[] {
+  const devs: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
+  return devs.flatMap(([n, major, minor]) => [
+    c('mkdir', `${R}/dev`), c('mknod', `${R}/dev/${n}`, 0o020000 | 0o666, major, minor), c('chown', `${R}/dev/${n}`, 0, 0),
+  ]);
+}
+
+/**
+ * Order properties every init sequence must have, whatever the plan. Returns the first
+ * broken one (null: none), so a test can also show that each of them catches a reordering.
+ */
+function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
+  const idx = (call: string, ...args: unknown[]): number => at(calls, call, ...args);
+  const pivot = idx('pivot_root');
+  if (pivot < 0) return 'no pivot_root';
+  if (JSON.stringify(calls[pivot - 1]) !== JSON.stringify(c('chdir', rootfs))) return 'pivot_root not right after chdir(rootfs)';
+  if (JSON.stringify(calls.slice(pivot + 1, pivot + 3)) !== JSON.stringify([c('umount2', '.', MNT_DETACH), c('chdir', '/')])) return 'old root not detached right after pivot_root';
+  for (const [i, x] of calls.entries()) {
+    if (x.call !== 'mount') continue;
+    const target = String(x.args[1]);
+    if (i < pivot && target !== '/' && target !== rootfs && !target.startsWith(`${rootfs}/`)) return `mount outside the rootfs before pivot_root: ${JSON.stringify(x)}`;
+    if (i > pivot && target.startsWith(`${rootfs}/`)) return `mount of a host rootfs path after pivot_root: ${JSON.stringify(x)}`;
+  }
+  if (idx('unshare') > idx('mount')) return 'mount before the mount namespace';
+  const start = idx('read', START);
+  if (start < 0) return 'no wait for Start';
+  for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset', 'seccomp', 'execve']) {
+    const i = idx(name);
+    if (i >= 0 && i < start) return `${name} before Start`;
+  }
+  const ready = idx('write', STATUS);
+  if (lastAt(calls, 'setrlimit') > ready) return 'setrlimit after the ready report';
+  const keep1 = idx('prctl', PR.SET_KEEPCAPS, 1), gid = idx('setresgid'), uid = idx('setresuid'), keep0 = idx('prctl', PR.SET_KEEPCAPS, 0), capset = idx('capset');
+  if (!(idx('setgroups') > keep1 && gid > idx('setgroups') && uid > gid && keep0 > uid && capset > keep0)) return 'credentials not keepcaps -> setgroups -> setresgid -> setresuid -> !keepcaps -> capset';
+  if (lastAt(calls, 'prctl', PR.CAPBSET_DROP) > keep1) return 'bounding set dropped after the uid change';
+  const nnp = idx('prctl', PR.SET_NO_NEW_PRIVS, 1);
+  const seccomp = idx('seccomp');
+  if (nnp >= 0 && nnp < capset) return 'no_new_privs before capset';
+  if (seccomp >= 0 && nnp >= 0 && seccomp < nnp) return 'seccomp before no_new_privs';
+  if (seccomp >= 0 && nnp < 0 && seccomp > idx('prctl', PR.CAPBSET_DROP)) return 'seccomp without no_new_privs after the capability drop';
+  const exec = idx('execve');
+  if (exec !== calls.length - 1) return 'execve is not the last call';
+  // after the last step that changes what the process may do (seccomp when it goes in
+  // late, else no_new_privs or the umask) only the stdio shuffle: dup2 0..2 (+ TIOCSCTTY)
+  const lastPriv = seccomp > nnp && nnp >= 0 ? seccomp : Math.max(nnp, idx('umask'));
+  const tail = calls.slice(lastPriv + 1, exec).map((x) => x.call);
+  if (!tail.every((n) => n === 'dup2' || n === 'ioctl')) return `more than the stdio shuffle between the last privileged step and execve: ${tail.join(',')}`;
+  return null;
+}
+
+describe('container-init against the recording ContainerSys', () => {
+  it('a minimal spec (containerd defaults, busybox rootfs): the exact sequence', () => {
+    const r = run(planOf());
+    const NOSUID = MS.NOSUID, NODEV = MS.NODEV, NOEXEC = MS.NOEXEC;
+    expect(r.exit).toBeNull();
+    expect(r.calls).toEqual([
+      // nothing of the seed's reaches the container; a session of its own
+      c('close_range', 3, true),
+      c('setsid'),
+      // stdio opened on the host, parked above 100 until exec
+      c('open', STDIO.stdout, O.WRONLY | O.APPEND), c('dup3', 3, 101, O.CLOEXEC), c('close', 3),
+      c('open', STDIO.stderr, O.WRONLY | O.APPEND), c('dup3', 3, 102, O.CLOEXEC), c('close', 3),
+      c('open', STDIO.stdin, O.RDONLY | O.NONBLOCK), c('dup3', 3, 103, O.CLOEXEC), c('close', 3), c('set_nonblock', 103, false),
+      // late cgroup: a handle on the cgroup's nearest existing ancestor, while the host's cgroupfs is in sight
+      c('open', '/sys/fs/cgroup/default', O.PATH | O.DIRECTORY | O.CLOEXEC),
+      // every new namespace but pid (the seed's fork) and cgroup (after joining the cgroup), in one unshare
+      c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET),
+      c('mount', null, '/', null, MS.SLAVE | MS.REC, null),
+      c('mount', R, R, null, MS.BIND | MS.REC, null),
+      c('mount', 'proc', `${R}/proc`, 'proc', NOSUID | NOEXEC | NODEV, null),
+      c('mount', 'tmpfs', `${R}/dev`, 'tmpfs', NOSUID | MS.STRICTATIME, 'mode=755,size=65536k'),
+      c('mkdir', `${R}/dev/pts`),
+      c('mount', 'devpts', `${R}/dev/pts`, 'devpts', NOSUID | NOEXEC, 'newinstance,ptmxmode=0666,mode=0620,gid=5'),
+      c('mkdir', `${R}/dev/shm`),
+      c('mount', 'shm', `${R}/dev/shm`, 'tmpfs', NOSUID | NOEXEC | NODEV, 'mode=1777,size=65536k'),
+      c('mkdir', `${R}/dev/mqueue`),
+      c('mount', 'mqueue', `${R}/dev/mqueue`, 'mqueue', NOSUID | NOEXEC | NODEV, null),
+      c('mount', 'sysfs', `${R}/sys`, 'sysfs', NOSUID | NOEXEC | NODEV | MS.RDONLY, null),
+      ...defaultDevices(),
+      c('symlink', '/proc/self/fd', `${R}/dev/fd`),
+      c('symlink', '/proc/self/fd/0', `${R}/dev/stdin`),
+      c('symlink', '/proc/self/fd/1', `${R}/dev/stdout`),
+      c('symlink', '/proc/self/fd/2', `${R}/dev/stderr`),
+      c('symlink', 'pts/ptmx', `${R}/dev/ptmx`),
+      c('chdir', R), c('pivot_root', '.', '.'), c('umount2', '.', MNT_DETACH), c('chdir', '/'),
+      c('mkdir', '/', 0o755),
+      // the cgroup spored made meanwhile, through the handle; then the cgroup namespace rooted there
+      c('write_file', '/proc/self/fd/3/c1/cgroup.procs', '0'),
+      c('unshare', CLONE.NEWCGROUP),
+      c('setrlimit', 7, '1024', '1024'),
+      c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
+      // Start
+      c('read', START, 1), c('close', START),
+      c('reset_signals'),
+      c('chdir', '/'),
+      ...boundingDrops(DEFAULT_CAPS),
+      c('prctl', PR.SET_KEEPCAPS, 1), c('setgroups', []), c('setresgid', 0), c('setresuid', 0), c('prctl', PR.SET_KEEPCAPS, 0),
+      c('capset', '0xa80425fb', '0xa80425fb', '0x0'),
+      c('prctl', PR.CAP_AMBIENT, 4 /* CLEAR_ALL */),
+      c('umask', 0o022),
+      c('prctl', PR.SET_NO_NEW_PRIVS, 1),
+      c('dup2', 103, 0), c('dup2', 101, 1), c('dup2', 102, 2),
+      c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
+    ]);
+    expect(capHex(DEFAULT_CAPS)).toBe('0xa80425fb');
+    expect(brokenInvariant(r.calls)).toBeNull();
+    // HOME came from the container's /etc/passwd, `sh` from its PATH, both after pivot_root (so in the container's root)
+    expect(r.reads.filter((x) => x.call === 'read_file' || x.call === 'access')).toEqual([c('read_file', '/etc/passwd'), c('access', '/usr/local/sbin/sh', 1), c('access', '/usr/local/bin/sh', 1), c('access', '/usr/sbin/sh', 1), c('access', '/usr/bin/sh', 1), c('access', '/sbin/sh', 1), c('access', '/bin/sh', 1)]);
+  });
+
+  it('without the late cgroup (the spec mounts the cgroup hierarchy): join first, no handle, cgroup ns in the one unshare', () => {
+    const r = run(planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }); }));
+    const join = at(r.calls, 'write_file', CGROUP_PROCS, '0');
+    inOrder(r.calls, at(r.calls, 'set_nonblock'), join, at(r.calls, 'unshare'));
+    expect(r.calls[at(r.calls, 'unshare')]).toEqual(c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET | CLONE.NEWCGROUP));
+    expect(at(r.calls, 'open', '/sys/fs/cgroup/default')).toBe(-1);
+    expect(r.calls.filter((x) => x.call === 'unshare')).toHaveLength(1);
+    // cgroup2 on a v2 host, read-only as asked, under the rootfs before pivot_root
+    const m = at(r.calls, 'mount', 'cgroup2', `${R}/sys/fs/cgroup`);
+    expect(r.calls[m]).toEqual(c('mount', 'cgroup2', `${R}/sys/fs/cgroup`, 'cgroup2', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RELATIME | MS.RDONLY, null));
+    inOrder(r.calls, m, at(r.calls, 'pivot_root'));
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('on a cgroup v1 host: tmpfs, one read-only bind per controller, links for co-mounted ones', () => {
+    const v1 = [{ name: 'memory', hostDir: '/sys/fs/cgroup/memory/default/c1' }, { name: 'cpu,cpuacct', hostDir: '/sys/fs/cgroup/cpu,cpuacct/default/c1' }];
+    const r = run(planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro'] }); }, { v1 }));
+    const cg = `${R}/sys/fs/cgroup`;
+    const ro = MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC;
+    const from = at(r.calls, 'mkdir', cg);
+    expect(r.calls.slice(from, from + 12)).toEqual([
+      c('mkdir', cg),
+      c('mount', 'tmpfs', cg, 'tmpfs', MS.NOSUID | MS.NODEV | MS.NOEXEC, 'mode=755'),
+      c('mkdir', `${cg}/memory`), c('mount', '/sys/fs/cgroup/memory/default/c1', `${cg}/memory`, null, MS.BIND, null), c('mount', null, `${cg}/memory`, null, ro, null),
+      c('mkdir', `${cg}/cpu,cpuacct`), c('mount', '/sys/fs/cgroup/cpu,cpuacct/default/c1', `${cg}/cpu,cpuacct`, null, MS.BIND, null), c('mount', null, `${cg}/cpu,cpuacct`, null, ro, null),
+      c('symlink', 'cpu,cpuacct', `${cg}/cpu`), c('symlink', 'cpu,cpuacct', `${cg}/cpuacct`),
+      c('mount', null, cg, null, ro, null),
+      ...defaultDevices().slice(0, 1),
+    ]);
+  });
+
+  it('a read-only rootfs: remounted read-only after pivot_root and the masks, before the hostname', () => {
+    const r = run(planOf((s) => { s.root = { path: 'rootfs', readonly: true }; s.hostname = 'box'; s.linux.maskedPaths = ['/proc/kcore']; }),
+      { files: busyboxTree({ [`${R}/proc/kcore`]: 'file' }) });
+    const remount = at(r.calls, 'mount', null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY, null);
+    inOrder(r.calls, at(r.calls, 'pivot_root'), at(r.calls, 'mkdir', '/', 0o755), at(r.calls, 'mount', '/dev/null', '/proc/kcore'), remount, at(r.calls, 'sethostname', 'box'), at(r.calls, 'read', START));
+    expect(brokenInvariant(r.calls)).toBeNull();
+    // without readonly, / is only made a slave (before anything is mounted), never remounted
+    expect(run(planOf()).calls.filter((x) => x.call === 'mount' && x.args[1] === '/')).toEqual([c('mount', null, '/', null, MS.SLAVE | MS.REC, null)]);
+  });
+
+  it('a read-only remount the kernel refuses is retried with the locked flags added', () => {
+    const plain = MS.BIND | MS.REMOUNT | MS.RDONLY;
+    const r = run(planOf((s) => { s.root = { path: 'rootfs', readonly: true }; }), { fail: (x) => (x.call === 'mount' && x.args[1] === '/' && x.args[3] === plain ? 1 : undefined) });
+    const i = at(r.calls, 'mount', null, '/', null, plain);
+    expect(r.calls.slice(i, i + 2)).toEqual([failed(1, 'mount', null, '/', null, plain, null), c('mount', null, '/', null, plain | MS.NOSUID | MS.NODEV | MS.NOEXEC, null)]);
+    expect(r.exec).not.toBeNull();
+  });
+
+  it('masked and read-only paths: after pivot_root, read-only ones first, each by what it is; missing ones skipped', () => {
+    const mountinfo = [
+      '22 1 0:21 / / rw,relatime - overlay overlay rw',
+      '23 22 0:22 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw',
+      '40 23 0:22 /sys /proc/sys rw,nosuid,nodev,noexec,relatime - proc proc rw',
+      '41 23 0:22 /sysrq-trigger /proc/sysrq-trigger rw,relatime - proc proc rw',
+    ].join('\n');
+    const r = run(planOf((s) => {
+      s.linux.readonlyPaths = ['/proc/bus', '/proc/sys', '/proc/sysrq-trigger'];
+      s.linux.maskedPaths = ['/proc/acpi', '/proc/kcore', '/proc/timer_stats', '/sys/firmware'];
+    }), {
+      files: busyboxTree({
+        [`${R}/proc/sys/kernel/hostname`]: 'file', [`${R}/proc/sysrq-trigger`]: 'file', [`${R}/proc/acpi`]: 'dir', [`${R}/proc/kcore`]: 'file',
+        [`${R}/sys/firmware`]: 'dir', [`${R}/proc/self/mountinfo`]: { content: mountinfo },
+        // the host has them too: masking them before pivot_root would hit the host's paths
+        '/proc/kcore': 'file', '/proc/acpi': 'dir', '/proc/sys/kernel/hostname': 'file', '/sys/firmware': 'dir',
+      }),
+    });
+    const from = at(r.calls, 'mkdir', '/', 0o755) + 1;
+    const ro = MS.BIND | MS.REMOUNT | MS.RDONLY | MS.REC;
+    expect(r.calls.slice(from, from + 7)).toEqual([
+      // /proc/bus is not there: nothing
+      c('mount', '/proc/sys', '/proc/sys', null, MS.BIND | MS.REC, null),
+      c('mount', null, '/proc/sys', null, ro | MS.NOSUID | MS.NODEV | MS.NOEXEC, null), // the flags the proc mount has, kept
+      c('mount', '/proc/sysrq-trigger', '/proc/sysrq-trigger', null, MS.BIND | MS.REC, null),
+      c('mount', null, '/proc/sysrq-trigger', null, ro, null),
+      c('mount', 'tmpfs', '/proc/acpi', 'tmpfs', MS.RDONLY, null), // a directory: an empty read-only tmpfs
+      c('mount', '/dev/null', '/proc/kcore', null, MS.BIND, null), // a file: /dev/null over it
+      // /proc/timer_stats is not there: nothing
+      c('mount', 'tmpfs', '/sys/firmware', 'tmpfs', MS.RDONLY, null),
+    ]);
+    expect(r.calls[from + 7]?.call).not.toBe('mount');
+    // looked up in the container's root (the fake tree maps them under the rootfs after pivot_root)
+    expect(r.reads).toContainEqual(c('stat', '/proc/kcore'));
+    expect(r.reads).toContainEqual(c('read_file', '/proc/self/mountinfo'));
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('a joined namespace is entered by fd before the one unshare of the new ones; pid never here', () => {
+    const joined = run(planOf((s) => { s.linux.namespaces = [{ type: 'pid', path: '/proc/77/ns/pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/var/run/netns/n1' }, { type: 'cgroup' }]; }));
+    const open = at(joined.calls, 'open', '/var/run/netns/n1');
+    expect(joined.calls.slice(open, open + 4)).toEqual([
+      c('open', '/var/run/netns/n1', O.RDONLY | O.CLOEXEC),
+      c('setns', 4, CLONE.NEWNET), // fd 3 is the cgroup handle
+      c('close', 4),
+      c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS),
+    ]);
+    inOrder(joined.calls, at(joined.calls, 'open', '/sys/fs/cgroup/default'), open, at(joined.calls, 'mount'));
+    // the pid namespace is the seed's business (it forks into it): no open, setns or unshare of it
+    expect(at(joined.calls, 'open', '/proc/77/ns/pid')).toBe(-1);
+    expect(joined.calls.filter((x) => (x.call === 'setns' || x.call === 'unshare') && ((x.args[1] ?? x.args[0]) as number) & CLONE.NEWPID)).toEqual([]);
+
+    const fresh = run(planOf());
+    expect(at(fresh.calls, 'setns')).toBe(-1);
+    expect(fresh.calls[at(fresh.calls, 'unshare')]).toEqual(c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET));
+    expect(brokenInvariant(joined.calls)).toBeNull();
+  });
+
+  it('an exec joins every namespace of the init (all fds first, mount last), mounts nothing', () => {
+    const init = planOf((s) => { s.linux.namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/var/run/netns/n1' }, { type: 'cgroup' }]; });
+    const plan: ExecPlan = execPlan({
+      id: 'c1', execId: 'e1', targetPid: 4242, initNamespaces: init.namespaces, process: { user: { uid: 0, gid: 0 }, args: ['/bin/ls', '/'], env: [PATH], cwd: '/', noNewPrivileges: true },
+      stdio: { ...STDIO, stdin: '' }, cgroupProcs: [CGROUP_PROCS], seccomp: null,
+    });
+    // no pivot_root for an exec: the recording cannot follow setns(mnt), so the binary is looked up as the host path
+    const r = run(plan, { files: { '/bin/ls': 'file', '/etc/passwd': { content: 'root:x:0:0:root:/root:/bin/sh\n' } } });
+    const ns = (n: string): string => `/proc/4242/ns/${n}`;
+    const from = at(r.calls, 'write_file', CGROUP_PROCS, '0');
+    expect(r.calls.slice(from, from + 16)).toEqual([
+      c('write_file', CGROUP_PROCS, '0'),
+      c('open', ns('cgroup'), O.RDONLY | O.CLOEXEC), c('open', ns('ipc'), O.RDONLY | O.CLOEXEC), c('open', ns('uts'), O.RDONLY | O.CLOEXEC),
+      c('open', ns('net'), O.RDONLY | O.CLOEXEC), c('open', ns('mnt'), O.RDONLY | O.CLOEXEC),
+      c('setns', 3, CLONE.NEWCGROUP), c('close', 3), c('setns', 4, CLONE.NEWIPC), c('close', 4), c('setns', 5, CLONE.NEWUTS), c('close', 5),
+      c('setns', 6, CLONE.NEWNET), c('close', 6), c('setns', 7, CLONE.NEWNS), c('close', 7),
+    ]);
+    for (const name of ['mount', 'pivot_root', 'unshare', 'mknod']) expect(at(r.calls, name), name).toBe(-1);
+    expect(r.exec?.path).toBe('/bin/ls');
+    expect(r.calls.slice(-5).map((x) => x.call)).toEqual(['prctl', 'dup2', 'dup2', 'dup2', 'execve']);
+  });
+
+  it('user + additional gids: keepcaps around setgroups/setresgid/setresuid, capabilities set after; HOME of the user', () => {
+    const r = run(planOf((s) => {
+      s.process.user = { uid: 1000, gid: 1000, additionalGids: [10, 20, 10], umask: 0o027 };
+      s.process.cwd = '/home/app';
+      s.process.capabilities = { bounding: ['CAP_NET_BIND_SERVICE', 'CAP_KILL'], effective: ['CAP_NET_BIND_SERVICE'], permitted: ['CAP_NET_BIND_SERVICE'], inheritable: ['CAP_NET_BIND_SERVICE'], ambient: ['CAP_NET_BIND_SERVICE'] };
+    }));
+    const keep1 = at(r.calls, 'prctl', PR.SET_KEEPCAPS, 1);
+    expect(r.calls.slice(keep1, keep1 + 10)).toEqual([
+      c('prctl', PR.SET_KEEPCAPS, 1),
+      c('setgroups', [10, 20]), // duplicates dropped
+      c('setresgid', 1000),
+      c('setresuid', 1000),
+      c('prctl', PR.SET_KEEPCAPS, 0),
+      c('capset', '0x400', '0x400', '0x400'),
+      c('prctl', PR.CAP_AMBIENT, 4 /* CLEAR_ALL */),
+      c('prctl', PR.CAP_AMBIENT, 2 /* RAISE */, 10),
+      c('umask', 0o027),
+      c('prctl', PR.SET_NO_NEW_PRIVS, 1),
+    ]);
+    expect(r.calls.slice(at(r.calls, 'chdir', '/home/app') - 1, keep1)).toEqual([c('reset_signals'), c('chdir', '/home/app'), ...boundingDrops(['CAP_NET_BIND_SERVICE', 'CAP_KILL'])]);
+    // the working directory is made before Start, inside the new root
+    inOrder(r.calls, at(r.calls, 'pivot_root'), at(r.calls, 'mkdir', '/home/app', 0o755), at(r.calls, 'read', START));
+    expect(r.exec?.envp).toEqual([PATH, 'HOME=/home/app']);
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('a working directory root may enter but the user may not: entered again after the uid change', () => {
+    const r = run(planOf((s) => { s.process.user = { uid: 1000, gid: 1000 }; s.process.cwd = '/data'; }), { fail: (x) => (x.call === 'chdir' && x.args[0] === '/data' ? 13 : undefined) });
+    // as root: EACCES is tolerated (root squash, a 0700 dir of the user's)...
+    expect(r.calls[at(r.calls, 'chdir', '/data')]).toEqual(failed(13, 'chdir', '/data'));
+    // ...and the second attempt, as the user, is the one that counts (here it fails too: exec never comes)
+    const keep0 = at(r.calls, 'prctl', PR.SET_KEEPCAPS, 0);
+    expect(r.calls[keep0 + 1]).toEqual(failed(13, 'chdir', '/data'));
+    expect(r.exec).toBeNull();
+    expect(r.exit).toBe(127);
+    expect(r.status.at(-1)).toMatchObject({ s: 'error', phase: 'cwd', errno: 13 });
+  });
+
+  it('rlimits and oom_score_adj: in spec order, before the ready report (so before Start)', () => {
+    const r = run(planOf((s) => {
+      s.process.oomScoreAdj = 500;
+      s.process.rlimits = [
+        { type: 'RLIMIT_NOFILE', soft: 1024, hard: 4096 }, { type: 'RLIMIT_CORE', soft: 0, hard: 0 },
+        { type: 'RLIMIT_NPROC', soft: 512, hard: 512 }, { type: 'RLIMIT_AS', soft: 2 ** 64, hard: 2 ** 64 },
+      ];
+    }));
+    const oom = at(r.calls, 'write_file', '/proc/self/oom_score_adj');
+    expect(r.calls.slice(oom, oom + 6)).toEqual([
+      c('write_file', '/proc/self/oom_score_adj', '500'),
+      c('setrlimit', 7, '1024', '4096'),
+      c('setrlimit', 4, '0', '0'),
+      c('setrlimit', 6, '512', '512'),
+      c('setrlimit', 9, String(Number.MAX_SAFE_INTEGER), String(Number.MAX_SAFE_INTEGER)), // "unlimited" past 2^53
+      c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
+    ]);
+    inOrder(r.calls, at(r.calls, 'unshare', CLONE.NEWCGROUP), oom, at(r.calls, 'read', START));
+  });
+
+  it('an oom_score_adj the kernel refuses is a warning in the ready report, not a failure', () => {
+    const r = run(planOf((s) => { s.process.oomScoreAdj = -999; }), { fail: (x) => (x.call === 'write_file' && x.args[0] === '/proc/self/oom_score_adj' ? 13 : undefined) });
+    expect(r.status[0]).toMatchObject({ s: 'ready', warnings: [expect.stringMatching(/^oom_score_adj -999 not applied: EACCES/)] });
+    expect(r.exec).not.toBeNull();
+  });
+
+  it('hostname, domainname and sysctls: in the new uts namespace, after pivot_root and the read-only root', () => {
+    const r = run(planOf((s) => { s.hostname = 'box'; s.domainname = 'example.org'; s.root = { path: 'rootfs', readonly: true }; s.linux.sysctl = { 'net.ipv4.ip_forward': '0', 'kernel.msgmax': '65536' }; }));
+    const ro = at(r.calls, 'mount', null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY);
+    expect(r.calls.slice(ro, ro + 5)).toEqual([
+      c('mount', null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY, null),
+      c('sethostname', 'box'),
+      c('setdomainname', 'example.org'),
+      c('write_file', '/proc/sys/net/ipv4/ip_forward', '0'),
+      c('write_file', '/proc/sys/kernel/msgmax', '65536'),
+    ]);
+    inOrder(r.calls, at(r.calls, 'unshare'), at(r.calls, 'pivot_root'), ro);
+    // no hostname in the spec: none set (the new uts namespace keeps the host's name)
+    expect(at(run(planOf()).calls, 'sethostname')).toBe(-1);
+  });
+
+  it('no_new_privs + seccomp: the filter goes in last, after no_new_privs; only the stdio shuffle before execve', () => {
+    const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['read', 'write', 'execve', 'exit_group', 'dup2', 'dup3'], action: 'SCMP_ACT_ALLOW' }] });
+    const r = run(planOf(undefined, { seccomp: { bpf: f.bpf, flags: f.flags } }));
+    expect(r.calls.slice(-9)).toEqual([
+      c('capset', '0xa80425fb', '0xa80425fb', '0x0'),
+      c('prctl', PR.CAP_AMBIENT, 4),
+      c('umask', 0o022),
+      c('prctl', PR.SET_NO_NEW_PRIVS, 1),
+      c('seccomp', f.bpf.toString('base64'), f.flags),
+      c('dup2', 103, 0), c('dup2', 101, 1), c('dup2', 102, 2),
+      c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
+    ]);
+    expect(r.calls.filter((x) => x.call === 'seccomp')).toHaveLength(1);
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('seccomp without no_new_privs: installed early, while CAP_SYS_ADMIN is still held (before the bounding drop)', () => {
+    const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['ptrace'], action: 'SCMP_ACT_ERRNO' }] });
+    const r = run(planOf((s) => { s.process.noNewPrivileges = false; }, { seccomp: { bpf: f.bpf, flags: f.flags } }));
+    const i = at(r.calls, 'seccomp');
+    expect(r.calls.slice(i - 2, i + 2)).toEqual([c('reset_signals'), c('chdir', '/'), c('seccomp', f.bpf.toString('base64'), f.flags), boundingDrops(DEFAULT_CAPS)[0]]);
+    expect(at(r.calls, 'prctl', PR.SET_NO_NEW_PRIVS)).toBe(-1);
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('a TTY: the pty slave is opened once, parked at 100, becomes 0/1/2 and the controlling terminal right before execve', () => {
+    const tty: Stdio = { stdin: '', stdout: '', stderr: '', terminal: '/dev/pts/7' };
+    const r = run(planOf((s) => { s.process.terminal = true; }, { stdio: tty }));
+    expect(r.calls.slice(2, 5)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup3', 3, 100, O.CLOEXEC), c('close', 3)]);
+    expect(r.calls.filter((x) => x.call === 'open' && String(x.args[0]).startsWith('/run/spore/fifo'))).toEqual([]);
+    expect(r.calls.slice(-5)).toEqual([
+      c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
+      c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
+    ]);
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('a bind mount of a file: the mount point is made as a file, the source\'s flags applied by a remount; propagation last', () => {
+    const r = run(planOf((s) => { s.mounts?.push({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro', 'nosuid', 'rprivate'] }); }),
+      { files: busyboxTree({ '/etc/resolv.conf': { content: 'nameserver 10.0.0.1\n' } }) });
+    const i = at(r.calls, 'mkdir', `${R}/etc`);
+    expect(r.calls.slice(i, i + 5)).toEqual([
+      c('mkdir', `${R}/etc`),
+      c('touch', `${R}/etc/resolv.conf`),
+      c('mount', '/etc/resolv.conf', `${R}/etc/resolv.conf`, null, MS.BIND | MS.REC, null),
+      c('mount', null, `${R}/etc/resolv.conf`, null, MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID, null),
+      c('mount', null, `${R}/etc/resolv.conf`, null, MS.PRIVATE | MS.REC, null),
+    ]);
+  });
+
+  it('a symlink in the rootfs cannot carry a mount out of it', () => {
+    const r = run(planOf((s) => { s.mounts?.push({ destination: '/etc/hosts', type: 'bind', source: '/srv/hosts', options: ['bind'] }); }),
+      { files: busyboxTree({ [`${R}/etc`]: { link: '/../../../host-etc' }, '/srv/hosts': 'file', '/host-etc/hosts': 'file' }) });
+    const m = at(r.calls, 'mount', '/srv/hosts');
+    expect(r.calls[m]).toEqual(c('mount', '/srv/hosts', `${R}/host-etc/hosts`, null, MS.BIND, null));
+    expect(r.reads).toContainEqual(c('readlink', `${R}/etc`));
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('sysfs refused in a namespace that is not private: the host\'s /sys bound read-only instead, with a warning', () => {
+    const r = run(planOf(), { fail: (x) => (x.call === 'mount' && x.args[2] === 'sysfs' ? 1 : undefined) });
+    const i = at(r.calls, 'mount', 'sysfs');
+    expect(r.calls.slice(i, i + 3)).toEqual([
+      failed(1, 'mount', 'sysfs', `${R}/sys`, 'sysfs', MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY, null),
+      c('mount', '/sys', `${R}/sys`, null, MS.BIND | MS.REC, null),
+      c('mount', null, `${R}/sys`, null, MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, null),
+    ]);
+    expect(r.status[0]).toMatchObject({ s: 'ready', warnings: ['/sys: sysfs bound from host (namespace not private)'] });
+  });
+
+  it('abort (the start pipe closes instead of Start): exit 0, no credential or exec step', () => {
+    const r = run(planOf(), { start: false });
+    expect(r.exit).toBe(0);
+    expect(r.calls.slice(-2)).toEqual([c('read', START, 1), c('exit', 0)]); // nothing after it, as after a real _exit
+    for (const name of ['setresuid', 'capset', 'seccomp', 'execve']) expect(at(r.calls, name), name).toBe(-1);
+  });
+
+  it('a binary not in the rootfs fails set-up (Create), before the ready report; nothing waits for Start', () => {
+    const r = run(planOf((s) => { s.process.args = ['nosuch']; }));
+    expect(r.exit).toBe(127);
+    expect(at(r.calls, 'read', START)).toBe(-1);
+    expect(r.status).toEqual([{ s: 'error', phase: 'lookup', message: 'exec("nosuch": executable file not found in $PATH): ENOENT (errno 2)', errno: 2 }]);
+    expect(r.calls.at(-1)).toEqual(c('exit', 127));
+  });
+
+  it('a failing execve is told on the status pipe and on the container\'s stderr, then exit 127', () => {
+    const r = run(planOf(), { fail: (x) => (x.call === 'execve' ? 13 : undefined) });
+    expect(r.calls.slice(-4)).toEqual([
+      failed(13, 'execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
+      c('write', STATUS, `${JSON.stringify({ s: 'error', phase: 'exec', message: 'execve(/bin/sh): EACCES (errno 13)', errno: 13 })}\n`),
+      c('write', 2, 'spore: execve(/bin/sh): EACCES (errno 13)\n'),
+      c('exit', 127),
+    ]);
+  });
+
+  it('a failing mount names its destination as the phase', () => {
+    const r = run(planOf(), { fail: (x) => (x.call === 'mount' && x.args[2] === 'mqueue' ? 19 : undefined) });
+    expect(r.status).toEqual([expect.objectContaining({ s: 'error', phase: 'mount /dev/mqueue', errno: 19 })]);
+    expect(at(r.calls, 'pivot_root')).toBe(-1);
+  });
+
+  it('the order checks bite: each reordering of a real sequence is caught', () => {
+    const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['ptrace'], action: 'SCMP_ACT_ERRNO' }] });
+    const good = run(planOf(undefined, { seccomp: { bpf: f.bpf, flags: f.flags } })).calls;
+    expect(brokenInvariant(good)).toBeNull();
+    /** `good` with the call at `from` moved to just before (or after) the call at `to` */
+    const move = (from: number, to: number, where: 'before' | 'after' = 'before'): SysCall[] => {
+      const x = good[from] as SysCall, anchor = good[to] as SysCall;
+      const s = good.filter((y) => y !== x);
+      s.splice(s.indexOf(anchor) + (where === 'after' ? 1 : 0), 0, x);
+      return s;
+    };
+    const cases: [string, SysCall[], RegExp][] = [
+      ['a mount after pivot_root', move(at(good, 'mount', 'sysfs'), at(good, 'chdir', '/'), 'after'), /mount of a host rootfs path after pivot_root/],
+      ['pivot_root without the detach', good.filter((x) => x.call !== 'umount2'), /old root not detached/],
+      ['pivot_root not from inside the new root', move(at(good, 'chdir', R), at(good, 'mount', 'proc')), /pivot_root not right after chdir\(rootfs\)/],
+      ['a mount before unshare', move(at(good, 'unshare'), at(good, 'mount', 'proc'), 'after'), /mount before the mount namespace/],
+      ['setresuid before setresgid', move(at(good, 'setresuid'), at(good, 'setresgid')), /credentials not/],
+      ['capset before the uid change', move(at(good, 'capset'), at(good, 'setresuid')), /credentials not/],
+      ['the bounding set dropped after keepcaps', move(at(good, 'prctl', PR.CAPBSET_DROP, 2), at(good, 'prctl', PR.SET_KEEPCAPS, 1), 'after'), /bounding set dropped after the uid change|credentials not/],
+      ['seccomp before no_new_privs', move(at(good, 'seccomp'), at(good, 'prctl', PR.SET_NO_NEW_PRIVS)), /seccomp before no_new_privs/],
+      ['no_new_privs before capset', move(at(good, 'prctl', PR.SET_NO_NEW_PRIVS), at(good, 'capset')), /no_new_privs before capset/],
+      ['setrlimit after the ready report', move(at(good, 'setrlimit'), at(good, 'write', STATUS), 'after'), /setrlimit after the ready report/],
+      ['setgroups before Start', move(at(good, 'setgroups'), at(good, 'read', START)), /setgroups before Start/],
+      ['execve not last', move(good.length - 1, good.length - 2), /execve is not the last call/],
+      ['a step between seccomp and execve', move(at(good, 'umask'), good.length - 1), /more than the stdio shuffle/],
+    ];
+    for (const [what, seq, why] of cases) expect(brokenInvariant(seq) ?? `not caught: ${what}`, what).toMatch(why);
+  });
+});
+
+describe('the seam itself', () => {
+  it('container-init reaches the system only through ContainerSys: no libc, no node:fs', () => {
+    const src = readFileSync(new URL('../engines/process/container-init.ts', import.meta.url), 'utf8');
+    const imports = [...src.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]);
+    expect(imports).toEqual(['../../sys/constants.js', './container-sys.js', './protocol.js', '../../sys/errors.js']);
+    expect(src).not.toMatch(/(?<![\w-])sys\.|Sync\(|process\.channel/);
+  });
+
+  it('the real and the recording implementations offer the same calls', () => {
+    const recorded = Object.getOwnPropertyNames(RecordingContainerSys.prototype).filter((k) => k !== 'constructor' && !['rec', 'query', 'view', 'host', 'kind', 'resolve', 'entryOf', 'target'].includes(k));
+    expect(Object.keys(realContainerSys).sort()).toEqual(recorded.sort());
+  });
+
+  it('the real implementation\'s queries answer as node:fs does (read-only, no root)', () => {
+    const s = realContainerSys;
+    expect(s.exists('/proc/self')).toBe(true);
+    expect(s.exists('/nonexistent-spore')).toBe(false);
+    expect(s.lstat('/proc/self').isSymbolicLink()).toBe(true);
+    expect(s.stat('/proc/self').isDirectory()).toBe(true);
+    expect(s.readlink('/proc/self')).toBe(String(process.pid));
+    expect(s.readFile('/proc/self/status')).toMatch(/^Name:/);
+    expect(() => s.stat('/nonexistent-spore')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(() => s.access(process.execPath, 1)).not.toThrow();
+  });
+
+  it('the recording\'s fake tree: lowest free fd, symlinks followed, pivot_root maps paths under the new root', () => {
+    const s = new RecordingContainerSys({ fds: [0, 1, 2, 3], files: { '/r/bin/busybox': 'file', '/r/bin/sh': { link: '/bin/busybox' }, '/r/etc/passwd': { content: 'x' } } });
+    expect(s.open('/a', 0)).toBe(4);
+    expect(s.open('/b', 0)).toBe(5);
+    s.close(4);
+    expect(s.open('/c', 0)).toBe(4);
+    expect(s.exists('/bin/sh')).toBe(false);
+    s.chdir('/r');
+    s.pivotRoot('.', '.');
+    expect(s.exists('/bin/sh')).toBe(true); // /bin/busybox, in the new root
+    expect(s.lstat('/bin/sh').isSymbolicLink()).toBe(true);
+    expect(s.stat('/bin/sh').isFile()).toBe(true);
+    expect(s.readFile('/etc/passwd')).toBe('x');
+    s.mkdir('/home/app', 0o755);
+    expect(s.stat('/home').isDirectory()).toBe(true);
+    expect(() => s.symlink('x', '/bin/sh')).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(s.calls.at(-1)).toEqual(failed(17, 'symlink', 'x', '/bin/sh'));
+  });
+});
