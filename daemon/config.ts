@@ -33,6 +33,8 @@ export interface DaemonConfig {
   maxInstances: number;
   /** a function's init code must finish within this at deploy, ms */
   initTimeoutMs: number;
+  /** the keeper's control socket when spored runs under one (set by the keeper), else null */
+  keeperSocket: string | null;
 }
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -79,6 +81,7 @@ export const FLAGS: readonly FlagDef[] = [
   flag('function-concurrency', 'N', 'SPORE_FUNCTION_CONCURRENCY', '32', true, 'functionConcurrency', 'instances of one function at a time (its /tmp slots; 0 means 1)', 1024),
   flag('function-queue', 'N', 'SPORE_FUNCTION_QUEUE', '32', true, 'functionQueue', 'callers that may wait for a busy function; more get 429 / RESOURCE_EXHAUSTED at once', 65536),
   flag('max-instances', 'N', 'SPORE_MAX_INSTANCES', '256', true, 'maxInstances', 'instances on this node at once, all functions (0 means 1); more get 429 at once', 65536),
+  flag('keeper-socket', 'PATH', null, 'none', false, 'keeperSocket', "set by spore's keeper (bin/spored): its control socket; containers then survive spored restarts"),
   flag('init-timeout', 'MS', 'SPORE_INIT_TIMEOUT', '10000', true, 'initTimeoutMs', "a function's init code must finish within this at deploy, ms (0 means 1)", 900_000),
 ];
 
@@ -190,6 +193,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     functionQueue: int('function-queue'),
     maxInstances: int('max-instances', true),
     initTimeoutMs: int('init-timeout', true),
+    keeperSocket: given('keeper-socket') ?? null,
   };
 }
 

@@ -1,6 +1,7 @@
 // spored: one long-lived daemon per node. Wires the process engine's root seed, the task
 // manager, the ttrpc Task service for containerd and the event forwarder.
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { TaskCreateSchema, TaskDeleteSchema, TaskExecAddedSchema, TaskExecStartedSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema, TaskStartSchema } from '../fri-proto/gen/containerd/events/task_pb.js';
@@ -20,7 +21,11 @@ import { CompositeFunctionRuntime } from '../functions/composite.js';
 import { startFri, type FriHandle } from './fri.js';
 import { Metrics, instrument } from './metrics.js';
 import { componentStates, healthReport, pidAlive, socketPresent, type HealthReport } from './health.js';
-import { Code, statusOf } from '../sys/errors.js';
+import { Code, FailedPrecondition, statusOf } from '../sys/errors.js';
+import * as sys from '../sys/libc.js';
+import { processIdentity } from '../sys/proc.js';
+import { NO_CUSTODY } from '../task/custody.js';
+import { KeeperLink } from './keeper-link.js';
 
 export interface Daemon {
   config: DaemonConfig;
@@ -35,7 +40,13 @@ export interface Daemon {
   health(): HealthReport;
   /** resolves when the function runtime and FRI are up (or failed, logged) */
   functions: Promise<{ rt: ProcessFunctionRuntime; vm: VmFunctions; fri: FriHandle } | null>;
-  stop(): Promise<void>;
+  /** the keeper spored runs under, or null */
+  keeper: KeeperLink | null;
+  /**
+   * Stop. Under a keeper, unless it asked for a full stop (`full`), this is a restart: the
+   * root seed and every container keep running for the next spored; function seeds end.
+   */
+  stop(full?: boolean): Promise<void>;
 }
 
 function taskEvents(fwd: EventForwarder): TaskEvents {
@@ -117,16 +128,56 @@ export function loggableConfig(config: DaemonConfig): Record<string, unknown> {
   return { ...config, gatewayToken: config.gatewayToken === null ? null : '<set>' };
 }
 
+/**
+ * One spored per run dir: its lock is held for the daemon's life (released by the kernel at
+ * exit, however it ends). A second one refuses to start and names the holder.
+ */
+function lockRunDir(runDir: string): number {
+  const fd = openSync(join(runDir, 'spored.lock'), 'a', 0o600);
+  if (sys.tryLockExclusive(fd)) { sys.setCloexec(fd, true); return fd; }
+  closeSync(fd);
+  let holder = '';
+  try { holder = readFileSync(join(runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0] ?? ''; } catch { /* none */ }
+  throw new FailedPrecondition(`another spored serves ${runDir}${holder ? ` (pid ${holder})` : ''}; stop it first or give this one its own --run-dir`);
+}
+
 export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Daemon> {
   const t0 = performance.now();
   mkdirSync(config.runDir, { recursive: true, mode: 0o700 });
-  writeFileSync(`${config.runDir}/spored.pid`, `${process.pid}\n`);
+  const lockFd = lockRunDir(config.runDir);
+  const pidFile = `${config.runDir}/spored.pid`;
+  writeFileSync(`${pidFile}.tmp`, `${processIdentity(process.pid) ?? process.pid}\n`);
+  renameSync(`${pidFile}.tmp`, pidFile);
   writeFileSync(`${config.runDir}/containerd-address`, `${config.containerdTtrpc}\n`);
   const layout = detectCgroupLayout();
+  // Under a keeper, containers outlive this spored: the root seed survives it and the
+  // keeper holds containerd's connections and the stdio fds; the next spored re-attaches.
+  const keeper = config.keeperSocket ? await KeeperLink.connect(config.keeperSocket) : null;
   const seed = new SeedClient();
-  await seed.start();
+  const attach = await seed.start({
+    socket: keeper ? join(config.runDir, 'process-seed.sock') : undefined,
+    survive: keeper !== null, holdExits: true,
+  });
   const events = new EventForwarder(config.containerdTtrpc, log.child({ c: 'events' }));
-  const tasks = new TaskManager({ runDir: config.runDir, layout, seed, events: taskEvents(events), log: log.child({ c: 'tasks' }), cgroupParent: config.cgroupParent });
+  const tasks = new TaskManager({
+    runDir: config.runDir, layout, seed, events: taskEvents(events), log: log.child({ c: 'tasks' }), cgroupParent: config.cgroupParent,
+    custody: keeper ?? NO_CUSTODY,
+  });
+  // Re-adopt what an earlier spored left: records, then the exits that happened meanwhile
+  // (the seed's backlog, then the keeper's reaps), then what ended unseen.
+  const tRestore = performance.now();
+  const restored = tasks.restore(attach.pending);
+  for (const k of restored.abort) await seed.abort(k).catch(() => undefined);
+  seed.releaseExits();
+  for (const e of keeper?.reapedBefore ?? []) tasks.exitReaped(e.pid, e.status);
+  keeper?.on('reaped', (e) => tasks.exitReaped(e.pid, e.status));
+  const lost = tasks.sweepLost();
+  if (restored.restored || restored.abort.length || restored.bad.length || !attach.started) {
+    log.info({
+      containers: restored.restored, seedAttached: !attach.started, abortedCreates: restored.abort, unreadable: restored.bad,
+      lost, keeperGeneration: keeper?.generation, ms: Math.round((performance.now() - tRestore) * 100) / 100,
+    }, 'restored containers from an earlier spored');
+  }
   let stopping = false;
   let seedUp = true;
   seed.on('down', (reason) => {
@@ -138,7 +189,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   const ttrpc = new TtrpcServer({
     onConnectionError: (err, connectionId) => log.warn({ connectionId, err: err.message }, 'ttrpc connection error'),
   });
-  ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' })), log.child({ c: 'rpc' }), metrics) as ServiceImplementationFor<typeof Task>);
+  ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' }), undefined, keeper?.keeperPid ?? null), log.child({ c: 'rpc' }), metrics) as ServiceImplementationFor<typeof Task>);
   const ttrpcListener = await ttrpc.listen(config.ttrpcSocket);
   log.info({ config: loggableConfig(config), cgroups: layout.mode, seedPid: seed.pid, startMs: Math.round(performance.now() - t0) }, 'spored ready');
   // Filled in once the function runtime is up (health reads it synchronously).
@@ -159,18 +210,28 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     })
     : Promise.resolve(null);
   return {
-    config, layout, seed, tasks, events, ttrpc, functions, metrics, health,
-    async stop() {
+    config, layout, seed, tasks, events, ttrpc, functions, metrics, health, keeper,
+    async stop(full = false) {
       stopping = true;
+      const handover = keeper !== null && !full;
       const f = await functions;
-      await f?.fri.close();
+      // Handing over: containerd's calls in flight finish here (its Waits are replayed by
+      // the keeper to the next spored), calls that arrive meanwhile wait in the keeper;
+      // invocations in flight finish (FRI's graceful close) before function seeds go.
+      await Promise.all([
+        handover ? ttrpc.close(2000, { handover: true, longPoll: (_s, m) => m === 'Wait' }) : Promise.resolve(),
+        f?.fri.close(),
+      ]);
       await f?.rt.stop();
       await f?.vm.close();
-      await ttrpc.close(2000);
+      if (!handover) await ttrpc.close(2000);
       await events.flush(1000);
       events.close();
-      await seed.stop();
-      rmSync(`${config.runDir}/spored.pid`, { force: true });
+      if (keeper && !full) seed.detach();
+      else await seed.stop();
+      keeper?.close();
+      rmSync(pidFile, { force: true });
+      closeSync(lockFd);
     },
   };
 }

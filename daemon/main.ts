@@ -22,14 +22,24 @@ async function main(): Promise<void> {
   const log = makeLogger(config.logFile, config.logLevel);
   const daemon = await startDaemon(config, log);
   let stopping = false;
-  const stop = (sig: string): void => {
+  // Under a keeper, SIGTERM is a restart (containers stay, the keeper starts the next
+  // spored); the keeper's own stop asks for a full one.
+  const stop = (sig: string, full: boolean): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ sig, containers: daemon.tasks.size }, 'spored stopping');
-    void daemon.stop().finally(() => { log.flush(); process.exit(0); });
+    log.info({ sig, containers: daemon.tasks.size, full: full || !daemon.keeper }, 'spored stopping');
+    void daemon.stop(full).finally(() => { log.flush(); process.exit(0); });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM', false));
+  process.on('SIGINT', () => stop('SIGINT', false));
+  daemon.keeper?.on('stop', () => stop('keeper stopping', true));
+  // The keeper died: containerd has lost its connections (it takes the shim for dead and
+  // deletes its tasks), and nothing would restart this spored. Stop fully, so the keeper
+  // the launcher starts next begins clean.
+  daemon.keeper?.on('lost', () => {
+    log.error('the keeper is gone: containerd takes the shim for dead and deletes its tasks; spored stops');
+    stop('keeper lost', true);
+  });
   process.on('uncaughtException', (err) => { log.fatal({ err: err.stack }, 'uncaught exception'); log.flush(); });
   process.on('unhandledRejection', (err) => { log.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection'); });
 }

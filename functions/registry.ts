@@ -15,6 +15,7 @@ import { functionSandbox, slotName, type RuntimeEntry } from './sandbox.js';
 import type { IdRanges } from './id-ranges.js';
 import type { FunctionLogs } from './logs.js';
 import type { PackageStore, StoredPackage } from './packages.js';
+import { FUNCTION_RECORD_FORMAT, type FunctionRecord, type FunctionStore } from './store.js';
 import { SlotPool } from './slots.js';
 import type { SeedTree } from './seed-tree.js';
 import type { FunctionRec, SeedRec, VersionRec } from './records.js';
@@ -75,6 +76,8 @@ export function memoryOf(pid: number): MemoryInfo | null {
 
 export class Registry {
   private readonly functions = new Map<string, FunctionRec>();
+  /** functions being rebuilt from their records at start-up: calls to them wait */
+  private readonly restoring = new Map<string, Promise<void>>();
 
   constructor(
     private readonly o: RegistryOptions,
@@ -82,10 +85,47 @@ export class Registry {
     private readonly packages: PackageStore,
     private readonly ids: IdRanges,
     private readonly output: FunctionLogs,
+    private readonly store: FunctionStore,
   ) {}
 
   get(name: string): FunctionRec | undefined {
     return this.functions.get(name);
+  }
+
+  /** The function, waiting for it while it is being restored; undefined when there is none. */
+  async lookup(name: string): Promise<FunctionRec | undefined> {
+    const r = this.restoring.get(name);
+    if (r) await r;
+    return this.functions.get(name);
+  }
+
+  /**
+   * Rebuild every recorded function (functions/store.ts) in the background, one at a time
+   * so start-up does not starve the node; calls to a function wait for its turn (lookup).
+   * Returns the names being restored and the records that could not be read.
+   */
+  restoreAll(): { names: string[]; bad: string[] } {
+    const { records, bad } = this.store.loadAll();
+    let chain = Promise.resolve();
+    for (const rec of records) {
+      const done = chain.then(() => this.restore(rec)).catch((e: Error) => {
+        this.o.log.error({ fn: rec.name, err: e.message }, 'function not restored; its record stays for the next start (redeploy to replace it)');
+      }).finally(() => this.restoring.delete(rec.name));
+      this.restoring.set(rec.name, done);
+      chain = done;
+    }
+    for (const b of bad) this.o.log.error({ record: b }, 'unreadable function record left alone');
+    return { names: records.map((r) => r.name), bad };
+  }
+
+  private async restore(rec: FunctionRecord): Promise<void> {
+    if (this.functions.has(rec.name)) return; // deployed again meanwhile
+    if (!this.packages.has(rec.packageDigest)) throw new FailedPrecondition(`its package ${rec.packageDigest.slice(0, 12)} is not in ${this.packages.root}`);
+    const t0 = performance.now();
+    const pkg: StoredPackage = { digest: rec.packageDigest, dir: this.packages.dir(rec.packageDigest), files: 0, bytes: 0 };
+    const spec: FunctionSpec = { name: rec.name, language: rec.language, code: '', handler: rec.handler, memoryMiB: rec.memoryMiB, timeoutMs: rec.timeoutMs, env: rec.env };
+    await this.build(spec, pkg, rec.load, rec.codeBytes, rec.version, rec.deployedAt);
+    this.o.log.info({ fn: rec.name, version: rec.version, ms: Math.round(performance.now() - t0) }, 'function restored from its record');
   }
 
   all(): FunctionRec[] {
@@ -132,13 +172,23 @@ export class Registry {
       load = { module: `/var/task/${single.module}`, handler: spec.handler };
       codeBytes = Buffer.byteLength(spec.code);
     }
+    return this.build(spec, pkg, load, codeBytes);
+  }
+
+  /**
+   * Build a new version of `spec` from a stored package and make it the active one. `version`
+   * and `deployedAt` are given when restoring a recorded function.
+   */
+  private async build(spec: FunctionSpec, pkg: StoredPackage, load: LoadSpec, codeBytes: number, restoreVersion?: number, deployedAt?: string): Promise<FunctionInfo> {
+    const language = spec.language;
+    if (language !== 'node' && language !== 'python') throw new InvalidArgument(`unknown runtime ${JSON.stringify(language)}; use node or python`);
     const runtime = this.runtimeRoot(language);
     let fn = this.functions.get(spec.name);
     const fresh = !fn;
     if (fn && fn.spec.language !== language) throw new FailedPrecondition(`function ${spec.name} is a ${fn.spec.language} function; remove it before deploying it as ${language}`);
     if (fn?.versions.some((v) => v.state === 'starting')) throw new AlreadyExists(`function ${spec.name} is being deployed right now; try again when that finishes`);
     if (!fn) {
-      fn = { spec, hostId: this.ids.acquire(this.o.stateDir, spec.name), versions: [], invocations: 0, lastVersion: 0 };
+      fn = { spec, hostId: this.ids.acquire(this.o.stateDir, spec.name), versions: [], invocations: 0, lastVersion: restoreVersion !== undefined ? restoreVersion - 1 : 0 };
       this.functions.set(spec.name, fn);
     }
     const version = fn.lastVersion + 1;
@@ -155,7 +205,7 @@ export class Registry {
     const names = Array.from({ length: this.o.slotsPerFunction * 2 }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
       fn, version, pkg, load, codeBytes, cgroup, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
-      deployedAt: new Date().toISOString(), tmpBytes,
+      deployedAt: deployedAt ?? new Date().toISOString(), tmpBytes,
       slots: new SlotPool(names, this.o.slotsPerFunction, async (batch) => {
         const first = v.seeds[0];
         if (!first || v.state === 'gone') throw new Error('the lineage is gone');
@@ -178,7 +228,8 @@ export class Registry {
       this.destroyLineageCgroup(v);
       if (fresh) {
         this.functions.delete(spec.name);
-        this.ids.release(fn.hostId);
+        // a function that failed to restore keeps its range with its record, for the next start
+        if (restoreVersion === undefined) this.ids.release(fn.hostId);
       }
       this.gcPackages();
       throw e;
@@ -187,9 +238,23 @@ export class Registry {
     for (const old of fn.versions) if (old !== v && old.state === 'active') this.retire(old);
     move(VERSION_MOVES, v, 'active');
     fn.spec = spec;
+    this.record(fn, v);
     for (let i = 0; i < replicas; i++) this.addReplica(v);
     this.o.log.info({ fn: spec.name, version, seed: v.seeds[0]?.info.id, digest: pkg.digest.slice(0, 12) }, 'function deployed');
     return this.info(fn);
+  }
+
+  /** Write the function's record (the active version): what a restarted spored rebuilds. */
+  private record(fn: FunctionRec, v: VersionRec): void {
+    const s = fn.spec;
+    try {
+      this.store.save({
+        format: FUNCTION_RECORD_FORMAT, name: s.name, language: s.language, handler: s.handler, memoryMiB: s.memoryMiB, timeoutMs: s.timeoutMs,
+        env: s.env, packageDigest: v.pkg.digest, load: v.load, codeBytes: v.codeBytes, version: v.version, hostId: fn.hostId, deployedAt: v.deployedAt,
+      });
+    } catch (e) {
+      this.o.log.error({ fn: s.name, err: (e as Error).message }, 'cannot record the function; a restarted spored would not restore it');
+    }
   }
 
   private addReplica(v: VersionRec): void {
@@ -250,15 +315,18 @@ export class Registry {
   }
 
   private gcPackages(): void {
-    const keep = new Set<string>();
+    // recorded functions keep their packages, restored yet or not
+    const keep = this.store.digests();
     for (const f of this.functions.values()) for (const v of f.versions) keep.add(v.pkg.digest);
     try { this.packages.gc(keep); } catch (e) { this.o.log.warn({ err: (e as Error).message }, 'package gc'); }
   }
 
   async remove(name: string): Promise<void> {
+    await this.restoring.get(name);
     const fn = this.functions.get(name);
     if (!fn) throw new NotFound(`function ${name} not found`);
     this.functions.delete(name);
+    this.store.remove(name);
     for (const v of fn.versions) {
       move(VERSION_MOVES, v, 'gone');
       for (const s of [...v.seeds].reverse()) this.tree.drop(s);
@@ -285,7 +353,7 @@ export class Registry {
   }
 
   async logs(name: string, tailBytes = 64 * 1024): Promise<string> {
-    if (!this.functions.has(name)) throw new NotFound(`function ${name} not found`);
+    if (!(await this.lookup(name))) throw new NotFound(`function ${name} not found`);
     await this.output.flush(name);
     return this.output.tail(name, Math.max(0, Math.min(tailBytes, 16 * 1024 * 1024)));
   }

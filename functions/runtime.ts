@@ -25,6 +25,7 @@ import { PackageStore } from './packages.js';
 import { SeedTree } from './seed-tree.js';
 import { Instances } from './instances.js';
 import { Registry, memoryOf } from './registry.js';
+import { FunctionStore } from './store.js';
 
 export { splitHandler, memoryOf } from './registry.js';
 
@@ -138,6 +139,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       new PackageStore(join(this.stateDir, 'packages')),
       new IdRanges(this.o.idRangesDir ?? '/var/lib/spore/idmaps', pidAlive),
       this.output,
+      new FunctionStore(this.stateDir),
     );
     await this.tree.listen();
     const reaped = reapStaleCgroupPools(this.o.layout, pidAlive);
@@ -147,6 +149,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     this.tree.root();
     const langs = await Promise.allSettled((['node', 'python'] as const).map((l) => this.tree.languageSeed(l)));
     for (const r of langs) if (r.status === 'rejected') this.o.log.error({ err: (r.reason as Error).message }, 'language seed failed to start');
+    // functions deployed before this spored started come back on their own; calls wait for them
+    const restoring = this.registry.restoreAll();
+    if (restoring.names.length) this.o.log.info({ functions: restoring.names }, 'restoring deployed functions');
   }
 
   async stop(): Promise<void> {
@@ -244,7 +249,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
 
   async invoke(name: string, event: string, opts: InvokeOptions = {}): Promise<InvokeResult> {
     const t0 = performance.now();
-    const fn = this.registry.get(name);
+    const fn = this.registry.get(name) ?? await this.registry.lookup(name);
     if (!fn) throw new NotFound(`function ${name} not found`);
     if (opts.level !== undefined && opts.level !== 2) throw new InvalidArgument('functions run in their own sandbox, forked from their L2 seed; level must be 2');
     const v = this.registry.active(fn);

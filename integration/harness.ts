@@ -67,6 +67,8 @@ export interface Containerd {
   ctr(args: string[], opts?: CtrOptions): Promise<CtrResult>;
   /** kill tasks, containerd, shims, spored; unmount and remove everything; idempotent */
   stop(): Promise<void>;
+  /** stop containerd (SIGTERM, as a service manager would) and start it again on the same config and state */
+  restart(): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -542,26 +544,32 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
     ...(opts.extraEnv ?? {}),
   });
 
-  const out = fs.openSync(logFile, 'a');
   const [cmd, args] = hiddenUnified
     ? [
         'unshare',
         ['--mount', '--propagation', 'slave', 'sh', '-c', 'umount /sys/fs/cgroup/unified || exit 1; exec "$@"', 'sh', 'containerd', '--config', configFile],
       ]
     : ['containerd', ['--config', configFile]];
-  // detached: own session + process group; unshare and sh exec, so pid is containerd's pid
-  const child = spawn(cmd as string, args as string[], { env, detached: true, stdio: ['ignore', out, out], cwd: dir });
-  fs.closeSync(out);
-  child.unref();
-  const pid = child.pid;
-  if (pid === undefined) throw new Error('could not spawn containerd');
+  let pid = 0;
   let exited: string | undefined;
-  const reaped = new Promise<void>((resolve) =>
-    child.on('exit', (code, sig) => {
-      exited = `containerd exited (code ${code}, signal ${sig})`;
-      resolve();
-    }),
-  );
+  let reaped: Promise<void> = Promise.resolve();
+  const launch = (): void => {
+    const out = fs.openSync(logFile, 'a');
+    // detached: own session + process group; unshare and sh exec, so pid is containerd's pid
+    const child = spawn(cmd as string, args as string[], { env, detached: true, stdio: ['ignore', out, out], cwd: dir });
+    fs.closeSync(out);
+    child.unref();
+    if (child.pid === undefined) throw new Error('could not spawn containerd');
+    pid = child.pid;
+    exited = undefined;
+    reaped = new Promise<void>((resolve) =>
+      child.on('exit', (code, sig) => {
+        exited = `containerd exited (code ${code}, signal ${sig})`;
+        resolve();
+      }),
+    );
+  };
+  launch();
 
   const ctrEnv = { PATH: `${path.join(repoRoot, 'bin')}:${sysPath}`, HOME: env.HOME, LANG: 'C.UTF-8' };
   const ctr = (a: string[], o?: CtrOptions) => run('ctr', ['--address', address, '--namespace', namespace, ...a], ctrEnv, o);
@@ -609,6 +617,12 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
     await Promise.race([reaped, sleep(2000)]); // node reaps its child: no zombie left behind
     // 4. shims, spored (pidfile), and anything else that belongs to this containerd
     await terminate(shims, 2000);
+    // the keeper first: it would start spored again; its own stop ends spored fully
+    const keeperFile = path.join(runDir, 'keeper.pid');
+    const keeperPid = fs.existsSync(keeperFile) ? parseInt(fs.readFileSync(keeperFile, 'utf8').trim(), 10) : NaN;
+    if (Number.isInteger(keeperPid) && keeperPid > 1 && keeperPid !== process.pid && (environHas(keeperPid, envEntry) || (procInfo(keeperPid)?.cmdline ?? '').includes(dir))) {
+      await terminate([keeperPid], 15_000);
+    }
     const pidFile = path.join(runDir, 'spored.pid');
     const sporedPid = fs.existsSync(pidFile) ? parseInt(fs.readFileSync(pidFile, 'utf8').trim(), 10) : NaN;
     if (Number.isInteger(sporedPid) && sporedPid > 1 && sporedPid !== process.pid) {
@@ -662,17 +676,31 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
   };
 
   // 6. wait until it answers
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 20_000);
-  for (;;) {
-    const r = await ctr(['version'], { timeoutMs: 5000 });
-    if (r.code === 0) break;
-    if (exited || Date.now() > deadline) {
-      const tail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n') : '';
-      await stop();
-      throw new Error(`${exited ?? 'containerd did not answer in time'}; ctr: ${r.stderr.trim()}\n--- containerd.log tail:\n${tail}`);
+  const answers = async (): Promise<void> => {
+    const deadline = Date.now() + (opts.startTimeoutMs ?? 20_000);
+    for (;;) {
+      const r = await ctr(['version'], { timeoutMs: 5000 });
+      if (r.code === 0) break;
+      if (exited || Date.now() > deadline) {
+        const tail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n') : '';
+        await stop();
+        throw new Error(`${exited ?? 'containerd did not answer in time'}; ctr: ${r.stderr.trim()}\n--- containerd.log tail:\n${tail}`);
+      }
+      await sleep(100);
     }
-    await sleep(100);
-  }
+  };
+  await answers();
 
-  return { dir, address, ttrpcAddress, namespace, runDir, sporeLog, logFile, pid, hiddenUnified, env, ctr, stop, ...(crs ? { cri: crs } : {}) };
+  const restart = async (): Promise<void> => {
+    try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+    await Promise.race([reaped, sleep(10_000)]);
+    if (alive(pid)) throw new Error(`containerd ${pid} did not stop on SIGTERM`);
+    launch();
+    await answers();
+  };
+
+  return {
+    dir, address, ttrpcAddress, namespace, runDir, sporeLog, logFile, get pid() { return pid; }, hiddenUnified, env, ctr, stop, restart,
+    ...(crs ? { cri: crs } : {}),
+  };
 }

@@ -8,7 +8,29 @@
 // A response to a request that was already answered is dropped, so containerd sees one
 // answer per stream. Frames are relayed whole: a frame cut by spored's death is discarded.
 import net from 'node:net';
-import { FrameDecoder, FrameType, encodeFrame, type Frame } from '../runtime/ttrpc/frame.js';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { KeyValueSchema, RequestSchema, ResponseSchema } from '../fri-proto/gen/ttrpc/request_pb.js';
+import { StatusSchema } from '../fri-proto/gen/google/rpc/status_pb.js';
+import { FrameDecoder, FrameType, encodeFrame, type Frame } from '../protocols/ttrpc/frame.js';
+
+import { REPLAY_METADATA_KEY } from '../protocols/keeper.js';
+
+export { REPLAY_METADATA_KEY };
+
+/** The request frame with the replay mark in its metadata; unchanged when it is not a ttrpc Request. */
+export function markReplay(bytes: Buffer): Buffer {
+  const dec = new FrameDecoder();
+  const d = dec.push(bytes)[0];
+  if (!d || d.kind !== 'frame' || d.frame.type !== FrameType.Request) return bytes;
+  try {
+    const req = fromBinary(RequestSchema, d.frame.data);
+    if (req.metadata.some((kv) => kv.key === REPLAY_METADATA_KEY)) return bytes;
+    req.metadata.push(create(KeyValueSchema, { key: REPLAY_METADATA_KEY, value: '1' }));
+    return encodeFrame(d.frame, Buffer.from(toBinary(RequestSchema, req)));
+  } catch {
+    return bytes;
+  }
+}
 
 /** How the keeper reaches spored: a fresh connection, or null while it is down. */
 export type Connector = () => Promise<net.Socket | null>;
@@ -18,7 +40,24 @@ export interface HoldOptions {
   retryMs?: number;
   /** most requests held for one containerd connection while spored is down */
   maxHeld?: number;
-  onEvent?: (e: { kind: 'up' | 'down' | 'replayed' | 'dropped'; streams: number }) => void;
+  /**
+   * How long requests are held while no spored answers (ms, default 10 s): past it they, and
+   * any that arrive until spored is back, are answered UNAVAILABLE, so containerd is never
+   * left waiting on a spored that does not come back (bad install, crash loop).
+   */
+  maxDownMs?: number;
+  /** what the UNAVAILABLE answers say (where to look) */
+  downMessage?: string;
+  onEvent?: (e: { kind: 'up' | 'down' | 'replayed' | 'dropped' | 'failed'; streams: number }) => void;
+}
+
+/** google.rpc.Code UNAVAILABLE */
+const UNAVAILABLE = 14;
+
+/** A ttrpc Response frame for `streamId` carrying status UNAVAILABLE and `message`. */
+export function unavailableResponse(streamId: number, message: string): Buffer {
+  const body = toBinary(ResponseSchema, create(ResponseSchema, { status: create(StatusSchema, { code: UNAVAILABLE, message }) }));
+  return encodeFrame({ streamId, type: FrameType.Response, flags: 0 }, Buffer.from(body));
 }
 
 /** One containerd connection, held. */
@@ -29,8 +68,14 @@ export class HeldConnection {
   /** requests sent to spored (or waiting to be), by stream id, in arrival order */
   private readonly open = new Map<number, Buffer>();
   private connecting = false;
+  /** open requests some spored has received: it may have carried them out before it died */
+  private readonly sent = new Set<number>();
   private closed = false;
   private retry: NodeJS.Timeout | null = null;
+  /** since when no spored has answered (null while connected) */
+  private downSince: number | null = Date.now();
+  /** held too long: answer at once until spored is back */
+  private failFast = false;
 
   constructor(private readonly downstream: net.Socket, private readonly connect: Connector, private readonly o: HoldOptions = {}) {
     downstream.on('data', (chunk: Buffer) => this.onRequestBytes(chunk));
@@ -54,10 +99,14 @@ export class HeldConnection {
       const f = d.frame;
       const bytes = encodeFrame(f, f.data);
       if (f.type === FrameType.Request) {
+        if (!this.upstream && this.failFast) { this.answerDown(f.streamId); continue; }
         if (this.open.size >= (this.o.maxHeld ?? 4096)) { this.o.onEvent?.({ kind: 'dropped', streams: 1 }); continue; }
         this.open.set(f.streamId, bytes);
       }
-      if (this.upstream) this.upstream.write(bytes);
+      if (this.upstream) {
+        this.upstream.write(bytes);
+        if (f.type === FrameType.Request) this.sent.add(f.streamId);
+      }
     }
   }
 
@@ -67,6 +116,7 @@ export class HeldConnection {
       const f: Frame = d.frame;
       // one answer per stream: a late duplicate (answered before, replayed after) is dropped
       if (f.type === FrameType.Response && !this.open.delete(f.streamId)) continue;
+      if (f.type === FrameType.Response) this.sent.delete(f.streamId);
       if (!this.downstream.destroyed) this.downstream.write(encodeFrame(f, f.data));
     }
   }
@@ -81,23 +131,47 @@ export class HeldConnection {
     if (this.closed) { s?.destroy(); return; }
     if (!s) { this.scheduleRetry(); return; }
     this.upstream = s;
+    this.downSince = null;
+    this.failFast = false;
     this.fromSpored = new FrameDecoder();
     s.on('data', (c: Buffer) => this.onResponseBytes(c));
     s.on('error', () => undefined);
     s.on('close', () => {
       if (this.upstream !== s) return;
       this.upstream = null;
+      this.downSince = Date.now();
       this.o.onEvent?.({ kind: 'down', streams: this.open.size });
       this.scheduleRetry();
     });
     const replay = [...this.open.entries()].sort((a, b) => a[0] - b[0]);
-    for (const [, bytes] of replay) s.write(bytes);
+    for (const [id, bytes] of replay) {
+      const marked = this.sent.has(id) ? markReplay(bytes) : bytes;
+      this.open.set(id, marked);
+      this.sent.add(id);
+      s.write(marked);
+    }
     this.o.onEvent?.({ kind: replay.length ? 'replayed' : 'up', streams: replay.length });
   }
 
   private scheduleRetry(): void {
     if (this.retry || this.closed) return;
-    this.retry = setTimeout(() => { this.retry = null; void this.reach(); }, this.o.retryMs ?? 50);
+    this.retry = setTimeout(() => { this.retry = null; this.checkDown(); void this.reach(); }, this.o.retryMs ?? 50);
+  }
+
+  /** Held past maxDownMs: answer everything open UNAVAILABLE, and new requests at once from now on. */
+  private checkDown(): void {
+    if (this.upstream || this.failFast || this.downSince === null) return;
+    if (Date.now() - this.downSince < (this.o.maxDownMs ?? 10_000)) return;
+    this.failFast = true;
+    const ids = [...this.open.keys()];
+    for (const id of ids) this.answerDown(id);
+    this.open.clear();
+    this.sent.clear();
+    this.o.onEvent?.({ kind: 'failed', streams: ids.length });
+  }
+
+  private answerDown(streamId: number): void {
+    if (!this.downstream.destroyed) this.downstream.write(unavailableResponse(streamId, this.o.downMessage ?? 'spored is not running'));
   }
 
   close(): void {

@@ -94,9 +94,13 @@ export const SYS = {
   capset: 126,
   seccomp: 317,
   pidfd_open: 434,
+  pidfd_getfd: 438,
   close_range: 436,
   prlimit64: 302,
   landlock_create_ruleset: 444,
   landlock_add_rule: 445,
   landlock_restrict_self: 446,
 } as const;
+
+/** flock(2) operations (sys/file.h). */
+export const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;

@@ -4,7 +4,7 @@
 import koffi from 'koffi';
 import { readFileSync } from 'node:fs';
 import { SyscallError } from './errors.js';
-import { AF_UNIX, CLONE, TIOCSWINSZ, EPOLLERR, EPOLLHUP, EPOLLIN, F_SEAL, MADV, MADV_DOFORK, MAP, MAX_FDS_PER_MESSAGE, MFD, MS, O, PR, PROT, SIG, SOCK, SYS, WNOHANG } from './constants.js';
+import { AF_UNIX, LOCK, CLONE, TIOCSWINSZ, EPOLLERR, EPOLLHUP, EPOLLIN, F_SEAL, MADV, MADV_DOFORK, MAP, MAX_FDS_PER_MESSAGE, MFD, MS, O, PR, PROT, SIG, SOCK, SYS, WNOHANG } from './constants.js';
 
 // Constants live in constants.ts (no koffi there, so pure modules can read them).
 export * from './constants.js';
@@ -54,6 +54,7 @@ const c = {
   execve: lib.func('int execve(const char *, const char **, const char **)'),
   waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
   kill: lib.func('int kill(int, int)'),
+  flock: lib.func('int flock(int, int)'),
   ioctlPtr: lib.func('int ioctl(int, unsigned long, void *)'),
   ioctlInt: lib.func('int ioctl(int, unsigned long, unsigned long)'),
   ioctlOut: lib.func('int ioctl(int, unsigned long, _Out_ int *)'),
@@ -485,6 +486,27 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
     if (koffi.errno() !== EINTR) throw new SyscallError('poll', koffi.errno());
   }
 }
+/**
+ * pidfd_getfd(2): a duplicate, in this process and close-on-exec, of fd `targetFd` of the
+ * process `pidfd` refers to. Needs ptrace access to it (root here). How the keeper takes
+ * custody of spored's stdio fds, and a restarted spored takes them back.
+ */
+export function pidfdGetfd(pidfd: number, targetFd: number): number {
+  return check('pidfd_getfd', c.syscall3(SYS.pidfd_getfd, pidfd, targetFd, 0) as unknown as number, `fd ${targetFd}`);
+}
+
+/**
+ * flock(2) LOCK_EX|LOCK_NB on `fd`: true when this process now holds the lock, false when
+ * another open file description holds it (EWOULDBLOCK). The lock lives as long as the fd.
+ */
+export function tryLockExclusive(fd: number): boolean {
+  const r = c.flock(fd, LOCK.EX | LOCK.NB);
+  if (r === 0) return true;
+  const e = koffi.errno();
+  if (e === 11) return false;
+  throw new SyscallError('flock', e, `fd ${fd}`);
+}
+
 /** pidfd_open(2): an fd that becomes readable when the process exits. */
 export function pidfdOpen(pid: number): number {
   return check('pidfd_open', c.syscall2(SYS.pidfd_open, pid, 0) as unknown as number, String(pid));

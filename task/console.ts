@@ -9,10 +9,14 @@
 // nothing is left (poll flushes the tty layer's pending input first), that output is handed to
 // the FIFO, and the console shuts down as the shim's ShutdownConsole does (a background process
 // still holding the slave is not waited for).
+//
+// Under a keeper the master and both FIFO ends are parked with it (task/custody.ts), so a
+// restarted spored adopts the console (adopt()) and the process never sees a hangup.
 import net from 'node:net';
 import tty from 'node:tty';
 import * as sys from '../sys/libc.js';
-import { fifoSocket } from './stdio.js';
+import type { ProcessCustody } from './custody.js';
+import { openFifo, socketOn } from './stdio.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -25,14 +29,14 @@ export class Console {
   private closed = false;
   private finishing = false;
 
-  private constructor(readonly master: number, readonly slave: string, stdinPath: string, stdoutPath: string) {
+  private constructor(readonly master: number, readonly slave: string, stdinFd: number | null, stdoutFd: number | null, private readonly custody: ProcessCustody | null) {
     // Hold one slave fd until the process has its own, so reads on the master do not
-    // fail with EIO before the container opens the terminal.
-    this.holdSlave = sys.open(slave, sys.O.RDWR | sys.O.NOCTTY | sys.O.CLOEXEC);
+    // fail with EIO before the container opens the terminal (none when adopting: it has it).
+    this.holdSlave = slave ? sys.open(slave, sys.O.RDWR | sys.O.NOCTTY | sys.O.CLOEXEC) : -1;
     this.out = new tty.ReadStream(master);
     this.inTo = new tty.WriteStream(sys.dupFd(master));
-    this.stdout = stdoutPath ? fifoSocket(stdoutPath, 'out') : null;
-    this.stdin = stdinPath ? fifoSocket(stdinPath, 'in') : null;
+    this.stdout = stdoutFd !== null ? socketOn(stdoutFd, 'out') : null;
+    this.stdin = stdinFd !== null ? socketOn(stdinFd, 'in') : null;
     this.out.on('data', (chunk: Buffer) => this.stdout?.write(chunk));
     this.out.on('error', () => this.finish()); // EIO: every slave fd is closed
     this.out.on('end', () => this.finish());
@@ -42,11 +46,29 @@ export class Console {
     this.stdout?.on('error', () => undefined);
   }
 
-  static open(stdinPath: string, stdoutPath: string, size?: { height: number; width: number }): Console {
+  static open(stdinPath: string, stdoutPath: string, size?: { height: number; width: number }, custody: ProcessCustody | null = null): Console {
     const { master, slave } = sys.openPty();
-    const c = new Console(master, slave, stdinPath, stdoutPath);
+    const stdoutFd = stdoutPath ? openFifo(stdoutPath) : null;
+    const stdinFd = stdinPath ? openFifo(stdinPath) : null;
+    if (custody) {
+      custody.park('master', master);
+      if (stdoutFd !== null) custody.park('stdout', stdoutFd);
+      if (stdinFd !== null) custody.park('stdin', stdinFd);
+    }
+    const c = new Console(master, slave, stdinFd, stdoutFd, custody);
     if (size) c.resize(size.width, size.height);
     return c;
+  }
+
+  /**
+   * Take over a console an earlier spored opened (its fds are in custody); null when the
+   * master is not there (no keeper then, or the console had already shut down).
+   */
+  static adopt(custody: ProcessCustody): Console | null {
+    const master = custody.reclaim('master');
+    if (master === null) return null;
+    sys.setNonblock(master, true);
+    return new Console(master, '', custody.reclaim('stdin'), custody.reclaim('stdout'), custody);
   }
 
   /** The process has the slave open now; let EIO mark its end. */
@@ -63,6 +85,7 @@ export class Console {
 
   closeStdin(): void {
     this.stdin?.destroy();
+    this.custody?.release('stdin');
   }
 
   /**
@@ -106,5 +129,6 @@ export class Console {
     this.inTo.destroy();
     this.stdin?.destroy();
     this.stdout?.destroy();
+    if (this.custody) for (const role of ['master', 'stdin', 'stdout']) this.custody.release(role);
   }
 }

@@ -4,7 +4,7 @@
 // <runDir>/pods/<namespace>/<sandbox-id>.json. Cgroup ancestors made for the pod (the pod's
 // cgroup parent, e.g. /kubepods/besteffort/pod<uid>) belong to the pod and are removed when
 // its last member is deleted, whatever the order of deletes.
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Spec } from '../protocols/oci/spec.js';
 
@@ -23,10 +23,11 @@ export interface PodRecord {
   /** runtimeoptions.v1.Options.config_path the handler was configured with */
   configPath: string | null;
   createdAt: string;
+  /** cgroup dirs made for the pod's members, deepest first; removed when the pod empties */
+  ownedDirs?: string[];
 }
 
 interface Pod extends PodRecord {
-  /** cgroup dirs made for the pod's members, deepest first; removed when the pod empties */
   ownedDirs: string[];
 }
 
@@ -76,6 +77,23 @@ export class PodRegistry {
     return sandboxId;
   }
 
+  /** A restarted spored: the container is a member of a pod whose record is on disk. */
+  rejoin(namespace: string, id: string, sandboxId: string): void {
+    const k = `${namespace}/${sandboxId}`;
+    let pod = this.pods.get(k);
+    if (!pod) {
+      let rec: PodRecord;
+      try {
+        rec = JSON.parse(readFileSync(podRecordPath(this.runDir, namespace, sandboxId), 'utf8')) as PodRecord;
+      } catch {
+        rec = { sandboxId, namespace, members: [], hints: {}, configPath: null, createdAt: new Date().toISOString() };
+      }
+      pod = { ...rec, members: [], ownedDirs: rec.ownedDirs ?? [] };
+      this.pods.set(k, pod);
+    }
+    if (!pod.members.includes(id)) pod.members.push(id);
+  }
+
   /** Remove a container from its pod; returns the pod's dirs to remove once it is empty, else []. */
   leave(namespace: string, id: string, sandboxId: string): string[] {
     const k = `${namespace}/${sandboxId}`;
@@ -94,7 +112,7 @@ export class PodRegistry {
   private write(pod: Pod): void {
     const path = podRecordPath(this.runDir, pod.namespace, pod.sandboxId);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const rec: PodRecord = { sandboxId: pod.sandboxId, namespace: pod.namespace, members: pod.members, hints: pod.hints, configPath: pod.configPath, createdAt: pod.createdAt };
+    const rec: PodRecord = { sandboxId: pod.sandboxId, namespace: pod.namespace, members: pod.members, hints: pod.hints, configPath: pod.configPath, createdAt: pod.createdAt, ownedDirs: pod.ownedDirs };
     writeFileSync(`${path}.tmp`, JSON.stringify(rec));
     renameSync(`${path}.tmp`, path);
   }

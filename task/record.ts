@@ -1,22 +1,63 @@
-// The on-disk record of a task, written at Create and removed at Delete. It is what
-// `containerd-shim-spore-v2 delete` needs to clean up after a dead spored, and what the
-// launcher checks (by existence alone, from sh) to skip Node on the common path.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// The on-disk record of a task, written at Create, rewritten at every change of its state
+// (start, exec, exit, pause, resume) and removed at Delete. It is what a restarted spored
+// rebuilds its containers from (TaskManager.restore), what `containerd-shim-spore-v2
+// delete` needs to clean up after a dead spored, and what the launcher checks (by
+// existence alone, from sh) to skip Node on the common path. Writes are atomic (a temp
+// file renamed over the record), so a crash leaves the old record or the new one.
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { CgroupHandle } from '../pools/cgroups.js';
+import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
+import type { Process } from '../protocols/oci/spec.js';
+import type { ProcStatus } from './states.js';
+
+/** The record format; a record of another version is read as far as the shared fields go. */
+export const TASK_RECORD_VERSION = 2;
+
+/** How a process's stdio is wired, so a restarted spored can take it over. */
+export interface IoRecord {
+  /** a pty: its master, the stdin and stdout FIFO ends are in custody (task/custody.ts) */
+  console: boolean;
+  /** exec output copied through pipes: one relay per stream, its pipe and FIFO in custody */
+  relays: ('stdout' | 'stderr')[];
+}
+
+export interface ProcRecord {
+  execId: string;
+  pid: number;
+  /** /proc/<pid>/stat starttime at spawn: the pid is this process only while it matches */
+  pidStartTime: number | null;
+  status: ProcStatus;
+  exitStatus: number;
+  exitedAt: string | null;
+  stdio: Stdio;
+  terminal: boolean;
+  spec: Process | null;
+  startFailed?: boolean;
+  io: IoRecord;
+}
 
 export interface TaskRecord {
+  v?: number;
   id: string;
   namespace: string;
   bundle: string;
   /** host pid of the container init (0 before it exists) */
   pid: number;
+  /** the init's /proc starttime (see ProcRecord.pidStartTime) */
+  pidStartTime?: number | null;
   /** absolute rootfs path the container uses */
   rootfs: string;
   /** true when spored mounted CreateTaskRequest.rootfs at rootfs and must unmount it */
   rootfsMounted: boolean;
   cgroup: CgroupHandle | null;
   createdAt: string;
+  // --- version 2: enough to rebuild the container after a restart ---
+  madeParents?: string[];
+  pod?: string | null;
+  namespaces?: NamespaceStep[];
+  init?: ProcRecord;
+  execs?: ProcRecord[];
 }
 
 export function recordPath(runDir: string, namespace: string, id: string): string {
@@ -27,7 +68,7 @@ export function writeRecord(runDir: string, rec: TaskRecord): void {
   const path = recordPath(runDir, rec.namespace, rec.id);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp`;
-  writeFileSync(tmp, JSON.stringify(rec));
+  writeFileSync(tmp, JSON.stringify(rec, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
   renameSync(tmp, path);
 }
 
@@ -37,6 +78,31 @@ export function readRecord(runDir: string, namespace: string, id: string): TaskR
   } catch {
     return null;
   }
+}
+
+/** Every record under the run dir (unreadable ones are reported, not thrown). */
+export function readAllRecords(runDir: string): { records: TaskRecord[]; bad: { path: string; error: string }[] } {
+  const records: TaskRecord[] = [];
+  const bad: { path: string; error: string }[] = [];
+  const root = join(runDir, 'tasks');
+  let namespaces: string[] = [];
+  try { namespaces = readdirSync(root); } catch { return { records, bad }; }
+  for (const ns of namespaces) {
+    let files: string[] = [];
+    try { files = readdirSync(join(root, ns)); } catch { continue; }
+    for (const f of files) {
+      if (!f.endsWith('.json')) continue;
+      const path = join(root, ns, f);
+      try {
+        const rec = JSON.parse(readFileSync(path, 'utf8')) as TaskRecord;
+        if (typeof rec.id !== 'string' || typeof rec.namespace !== 'string' || typeof rec.bundle !== 'string') throw new Error('not a task record');
+        records.push(rec);
+      } catch (e) {
+        bad.push({ path, error: (e as Error).message });
+      }
+    }
+  }
+  return { records, bad };
 }
 
 export function removeRecord(runDir: string, namespace: string, id: string): void {

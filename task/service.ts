@@ -13,6 +13,16 @@ import type { ServiceImplementationFor, CallContext } from '../protocols/ttrpc/s
 import { metricsAny } from './metrics.js';
 import type { ContainerState, ProcState, TaskManager } from './tasks.js';
 import type { CgroupLayout } from '../pools/cgroups.js';
+import { REPLAY_METADATA_KEY } from '../protocols/keeper.js';
+
+/**
+ * A request the keeper sent again after spored restarted (protocols/keeper.ts): the spored
+ * that died may have carried it out. Such a request is answered with the outcome where the
+ * state shows it happened, instead of the error a second, genuine request would get.
+ */
+export function isReplay(ctx: CallContext): boolean {
+  return ctx.metadata.has(REPLAY_METADATA_KEY);
+}
 
 export const SPORE_VERSION = '0.1.0';
 
@@ -89,10 +99,15 @@ export function statusOf(c: ContainerState, p: ProcState): Status {
   return Status.RUNNING;
 }
 
-export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logger, nsr = new NamespaceResolver(tasks)): ServiceImplementationFor<typeof Task> {
+export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logger, nsr = new NamespaceResolver(tasks), shimPid: number | null = null): ServiceImplementationFor<typeof Task> {
   return {
     async create(req, ctx) {
       if (req.checkpoint || req.parentCheckpoint) throw new Unimplemented('checkpoint/restore is not supported by spore');
+      if (isReplay(ctx)) {
+        const ns = nsr.forCreate(ctx, req.bundle);
+        const done = tasks.containers.get(`${ns}/${req.id}`);
+        if (done && done.bundle === req.bundle) return { pid: done.init.pid };
+      }
       const c = await tasks.create(nsr.forCreate(ctx, req.bundle), req.id, req.bundle, req.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })), {
         stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal,
       }, createOptions(req.options, log));
@@ -101,6 +116,10 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async start(req, ctx) {
+      if (isReplay(ctx)) {
+        const { p } = tasks.proc(nsr.of(ctx, req.id), req.id, req.execId);
+        if (p.status !== 'created') return { pid: p.pid };
+      }
       const p = await tasks.start(nsr.of(ctx, req.id), req.id, req.execId);
       return { pid: p.pid };
     },
@@ -115,7 +134,12 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async kill(req, ctx) {
-      tasks.kill(nsr.of(ctx, req.id), req.id, req.execId, req.signal, req.all);
+      try {
+        tasks.kill(nsr.of(ctx, req.id), req.id, req.execId, req.signal, req.all);
+      } catch (e) {
+        // the first delivery killed it: "already finished" is the outcome, not an error
+        if (!(isReplay(ctx) && e instanceof NotFound)) throw e;
+      }
       return {};
     },
 
@@ -135,6 +159,7 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
 
     async exec(req, ctx) {
       if (!req.spec) throw new InvalidArgument('exec: spec (OCI Process as JSON in an Any) is required');
+      if (isReplay(ctx) && tasks.get(nsr.of(ctx, req.id), req.id).execs.has(req.execId)) return {};
       tasks.exec(nsr.of(ctx, req.id), req.id, req.execId, req.spec.value, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal });
       return {};
     },
@@ -150,11 +175,13 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async pause(req, ctx) {
+      if (isReplay(ctx) && tasks.get(nsr.of(ctx, req.id), req.id).init.status === 'paused') return {};
       tasks.pause(nsr.of(ctx, req.id), req.id);
       return {};
     },
 
     async resume(req, ctx) {
+      if (isReplay(ctx) && tasks.get(nsr.of(ctx, req.id), req.id).init.status === 'running') return {};
       tasks.resume(nsr.of(ctx, req.id), req.id);
       return {};
     },
@@ -178,7 +205,8 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
 
     async connect(req, ctx) {
       const c = tasks.get(nsr.of(ctx, req.id), req.id);
-      return { shimPid: process.pid, taskPid: c.init.pid, version: SPORE_VERSION };
+      // under a keeper the shim containerd talks to is the keeper, which outlives spored
+      return { shimPid: shimPid ?? process.pid, taskPid: c.init.pid, version: SPORE_VERSION };
     },
 
     async shutdown() {

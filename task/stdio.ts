@@ -17,6 +17,7 @@ import { dirname, isAbsolute } from 'node:path';
 import { Code, InvalidArgument, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { Stdio } from '../engines/process/protocol.js';
+import type { ProcessCustody } from './custody.js';
 
 export interface StdioRequest { stdin: string; stdout: string; stderr: string; terminal: boolean }
 
@@ -26,7 +27,16 @@ export interface StdioRequest { stdin: string; stdout: string; stderr: string; t
  * and take the process's output away from the client.
  */
 export function fifoSocket(path: string, dir: 'in' | 'out'): net.Socket {
-  const fd = sys.open(path, sys.O.RDWR | sys.O.NONBLOCK | sys.O.CLOEXEC);
+  return socketOn(openFifo(path), dir);
+}
+
+/** The fd fifoSocket would wrap (so it can be parked with the keeper). */
+export function openFifo(path: string): number {
+  return sys.open(path, sys.O.RDWR | sys.O.NONBLOCK | sys.O.CLOEXEC);
+}
+
+/** A socket on an open FIFO end (or a pipe end) this process now owns. */
+export function socketOn(fd: number, dir: 'in' | 'out'): net.Socket {
   return new net.Socket({ fd, readable: dir === 'in', writable: dir === 'out' });
 }
 
@@ -57,11 +67,32 @@ class Relay {
   private readonly dst: net.Socket;
   readonly done: Promise<void>;
 
-  constructor(fifo: string) {
+  /** A new relay into `fifo`; with custody, its pipe's read end and the FIFO end are parked as `relay-<stream>-{src,dst}`. */
+  static create(fifo: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null): Relay {
     const [r, w] = sys.pipe();
+    const dst = openFifo(fifo);
+    if (custody) { custody.park(`relay-${stream}-src`, r); custody.park(`relay-${stream}-dst`, dst); }
+    return new Relay(r, w, dst, stream, custody);
+  }
+
+  /** Take over a relay an earlier spored started (its pipe and FIFO ends are in custody). */
+  static adopt(stream: 'stdout' | 'stderr', custody: ProcessCustody): Relay | null {
+    const r = custody.reclaim(`relay-${stream}-src`);
+    const dst = custody.reclaim(`relay-${stream}-dst`);
+    if (r === null || dst === null) {
+      for (const fd of [r, dst]) if (fd !== null) sys.close(fd);
+      return null;
+    }
+    sys.setNonblock(r, true);
+    return new Relay(r, -1, dst, stream, custody);
+  }
+
+  get streamName(): 'stdout' | 'stderr' { return this.stream; }
+
+  private constructor(r: number, w: number, dstFd: number, private readonly stream: 'stdout' | 'stderr', private readonly custody: ProcessCustody | null) {
     this.w = w;
-    this.childPath = fdPath(w);
-    this.dst = fifoSocket(fifo, 'out');
+    this.childPath = w >= 0 ? fdPath(w) : '';
+    this.dst = socketOn(dstFd, 'out');
     this.src = new net.Socket({ fd: r, readable: true, writable: false });
     this.dst.on('error', () => undefined);
     this.src.on('error', () => undefined);
@@ -71,7 +102,7 @@ class Relay {
       const finish = () => {
         if (ending) return;
         ending = true;
-        this.dst.end(() => { this.dst.destroy(); resolve(); });
+        this.dst.end(() => { this.dst.destroy(); this.releaseCustody(); resolve(); });
       };
       this.src.on('end', finish);
       this.src.on('close', finish);
@@ -88,6 +119,12 @@ class Relay {
     this.dropWriteEnd();
     this.src.destroy();
     this.dst.destroy();
+    this.releaseCustody();
+  }
+
+  private releaseCustody(): void {
+    this.custody?.release(`relay-${this.stream}-src`);
+    this.custody?.release(`relay-${this.stream}-dst`);
   }
 }
 
@@ -155,6 +192,8 @@ export interface ProcessIOOptions {
   cwd: string;
   /** copy FIFO streams through pipes (exec processes) */
   relay: boolean;
+  /** where the relays' fds are parked (under a keeper) */
+  custody?: ProcessCustody | null;
 }
 
 export class ProcessIO {
@@ -195,13 +234,13 @@ export class ProcessIO {
         if (o.relay && !req.terminal) {
           const shared = s.stderr === s.stdout;
           if (s.stdout && isFifo(s.stdout)) {
-            const r = new Relay(s.stdout);
+            const r = Relay.create(s.stdout, 'stdout', o.custody ?? null);
             io.relays.push(r);
             s.stdout = r.childPath;
           }
           if (shared) s.stderr = s.stdout;
           else if (s.stderr && isFifo(s.stderr)) {
-            const r = new Relay(s.stderr);
+            const r = Relay.create(s.stderr, 'stderr', o.custody ?? null);
             io.relays.push(r);
             s.stderr = r.childPath;
           }
@@ -210,6 +249,21 @@ export class ProcessIO {
     } catch (e) {
       await io.close(0);
       throw e;
+    }
+    return io;
+  }
+
+  /** Which streams are relayed (for the task record). */
+  get relayed(): ('stdout' | 'stderr')[] {
+    return this.relays.map((r) => r.streamName);
+  }
+
+  /** Take over the relays of a process an earlier spored started (their fds are in custody). */
+  static adopt(streams: ('stdout' | 'stderr')[], custody: ProcessCustody): ProcessIO {
+    const io = new ProcessIO({ stdin: '', stdout: '', stderr: '', terminal: '' });
+    for (const st of streams) {
+      const r = Relay.adopt(st, custody);
+      if (r) io.relays.push(r);
     }
     return io;
   }

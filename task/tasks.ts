@@ -14,7 +14,9 @@ import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient } from '../engines/process/seed-client.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
-import { removeRecord, writeRecord, type TaskRecord } from './record.js';
+import { readAllRecords, removeRecord, writeRecord, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord } from './record.js';
+import { NO_CUSTODY, ProcessCustody, type FdCustody } from './custody.js';
+import { processStartTime } from '../sys/proc.js';
 import { PodRegistry } from './pods.js';
 import { EXEC_MOVES, EXEC_OPS, INIT_MOVES, INIT_OPS, move, refusal, type ExecStatus, type ProcStatus } from './states.js';
 
@@ -32,6 +34,8 @@ export interface ProcState {
   spec: Process | null; // exec processes only
   /** an exec whose Start failed before it had a process: Wait answers at once, as with runc */
   startFailed?: boolean;
+  /** /proc starttime of pid, taken at spawn: a restarted spored trusts the pid only while it matches */
+  pidStartTime?: number | null;
 }
 
 export interface ContainerState {
@@ -76,6 +80,8 @@ export interface TaskManagerOptions {
   events: TaskEvents;
   log: Logger;
   cgroupParent?: string;
+  /** where stdio fds are parked so they survive a spored restart (a keeper), else none */
+  custody?: FdCustody;
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -166,7 +172,7 @@ export class TaskManager {
       const childStdio: Stdio = { ...pio.stdio };
       let console: Console | null = null;
       if (wantsTerminal) {
-        console = Console.open(childStdio.stdin, childStdio.stdout, spec.process?.consoleSize);
+        console = Console.open(childStdio.stdin, childStdio.stdout, spec.process?.consoleSize, this.custodyOf(ns, id, ''));
         undo.push(() => console?.close());
         childStdio.terminal = console.slave;
       }
@@ -201,7 +207,7 @@ export class TaskManager {
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
         namespaces: plan.namespaces,
-        init: { execId: '', pid: spawned.pid, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
+        init: { execId: '', pid: spawned.pid, pidStartTime: processStartTime(spawned.pid), status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
         execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
       };
       if (console) this.consoles.set(c.init, console);
@@ -249,7 +255,35 @@ export class TaskManager {
   }
 
   private recordOf(c: ContainerState): TaskRecord {
-    return { id: c.id, namespace: c.namespace, bundle: c.bundle, pid: c.init.pid, rootfs: c.rootfs, rootfsMounted: c.rootfsMounted, cgroup: c.cgroup, createdAt: c.createdAt.toISOString() };
+    return {
+      v: TASK_RECORD_VERSION, id: c.id, namespace: c.namespace, bundle: c.bundle, pid: c.init.pid, pidStartTime: c.init.pidStartTime ?? null,
+      rootfs: c.rootfs, rootfsMounted: c.rootfsMounted, cgroup: c.cgroup, createdAt: c.createdAt.toISOString(),
+      madeParents: c.madeParents, pod: c.pod, namespaces: c.namespaces,
+      init: this.procRecordOf(c.init), execs: [...c.execs.values()].map((e) => this.procRecordOf(e)),
+    };
+  }
+
+  private procRecordOf(p: ProcState): ProcRecord {
+    return {
+      execId: p.execId, pid: p.pid, pidStartTime: p.pidStartTime ?? null, status: p.status, exitStatus: p.exitStatus,
+      exitedAt: p.exitedAt ? p.exitedAt.toISOString() : null, stdio: p.stdio, terminal: p.terminal, spec: p.spec,
+      ...(p.startFailed ? { startFailed: true } : {}),
+      io: { console: this.consoles.has(p), relays: this.ios.get(p)?.relayed ?? [] },
+    };
+  }
+
+  /** Write the container's record again (after any change a restarted spored must know). */
+  private persist(c: ContainerState): void {
+    if (!this.containers.has(key(c.namespace, c.id))) return; // deleted meanwhile
+    try {
+      writeRecord(this.o.runDir, this.recordOf(c));
+    } catch (e) {
+      this.o.log.error({ id: c.id, ns: c.namespace, err: (e as Error).message }, 'cannot write the task record; a restart would not know this change');
+    }
+  }
+
+  private custodyOf(ns: string, id: string, execId: string): ProcessCustody | null {
+    return this.o.custody && this.o.custody !== NO_CUSTODY ? new ProcessCustody(this.o.custody, ns, id, execId) : null;
   }
 
   // --- Start ------------------------------------------------------------------------
@@ -275,6 +309,7 @@ export class TaskManager {
       throw runtimeFailure(e);
     }
     if (!p.exitedAt) this.moveTo(p, 'running');
+    this.persist(c);
     this.o.events.started(c, p);
     this.afterStart(p);
     return p;
@@ -290,12 +325,12 @@ export class TaskManager {
     const why = refusal(INIT_OPS, c.init.status, 'execStart');
     if (why) throw c.init.status === 'paused' ? runcError(why) : new FailedPrecondition(`container ${id} is ${c.init.status}; exec needs a running container`);
     const spec = p.spec;
-    const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true });
+    const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true, custody: this.custodyOf(ns, id, execId) });
     this.ios.set(p, pio);
     const childStdio: Stdio = { ...pio.stdio };
     let console: Console | null = null;
     if (p.terminal) {
-      console = Console.open(childStdio.stdin, childStdio.stdout, spec?.consoleSize);
+      console = Console.open(childStdio.stdin, childStdio.stdout, spec?.consoleSize, this.custodyOf(ns, id, execId));
       childStdio.terminal = console.slave;
     }
     try {
@@ -309,6 +344,7 @@ export class TaskManager {
       const spawned = await this.o.seed.spawn(k, plan);
       pio.childHasStdio();
       p.pid = spawned.pid;
+      p.pidStartTime = processStartTime(spawned.pid);
       this.byPid.set(p.pid, { c, p });
       if (console) this.consoles.set(p, console);
       await this.settleOnFailure(p, this.o.seed.startProcess(k));
@@ -361,6 +397,7 @@ export class TaskManager {
     if (io.terminal !== (spec.terminal === true)) throw new InvalidArgument(`exec terminal=${io.terminal} but process.terminal=${spec.terminal === true}`);
     const stdio: Stdio = { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: '' };
     c.execs.set(execId, { execId, pid: 0, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: io.terminal, spec });
+    this.persist(c);
     this.o.events.execAdded(c, execId);
   }
 
@@ -381,6 +418,7 @@ export class TaskManager {
       this.signal(p.pid, signal);
       thaw(c.cgroup);
       this.moveTo(c.init, 'running');
+      this.persist(c);
       return;
     }
     this.signal(p.pid, signal);
@@ -417,6 +455,7 @@ export class TaskManager {
       if (p.pid) this.byPid.delete(p.pid);
       const pio = this.ios.get(p);
       this.ios.delete(p);
+      this.persist(c);
       await pio?.close(2000);
       return p;
     }
@@ -457,6 +496,7 @@ export class TaskManager {
     if (why) throw runcError(why);
     freeze(c.cgroup);
     this.moveTo(c.init, 'paused');
+    this.persist(c);
     this.o.events.paused(c, true);
   }
 
@@ -466,6 +506,7 @@ export class TaskManager {
     if (why) throw runcError(why);
     thaw(c.cgroup);
     this.moveTo(c.init, 'running');
+    this.persist(c);
     this.o.events.paused(c, false);
   }
 
@@ -499,6 +540,100 @@ export class TaskManager {
     this.consoles.get(p)?.closeStdin();
   }
 
+  // --- restart ------------------------------------------------------------------------
+  /**
+   * Rebuild the containers an earlier spored left (their records under the run dir), before
+   * this one answers containerd. `pending`: sandboxes the root seed holds waiting for Start
+   * (from its hello). A process is believed alive only while its pid still has the recorded
+   * start time; a process that ended while no spored listened gets its exit from the seed's
+   * backlog (delivered after this, by the daemon) or, failing that, from sweepLost().
+   * Stdio in custody (a keeper) is taken back: consoles and exec relays copy on. Sandboxes
+   * the seed holds that no record knows (a Create cut short) are returned to be aborted.
+   */
+  restore(pending: { key: string; pid: number }[]): { restored: number; abort: string[]; bad: string[] } {
+    const { records, bad } = readAllRecords(this.o.runDir);
+    const waiting = new Map(pending.map((p) => [p.key, p.pid]));
+    const known = new Set<string>();
+    let restored = 0;
+    for (const rec of records) {
+      if (rec.v !== TASK_RECORD_VERSION || !rec.init || !rec.cgroup) {
+        bad.push({ path: `${rec.namespace}/${rec.id}`, error: `record version ${rec.v ?? 1} cannot be restored` });
+        continue;
+      }
+      const ns = rec.namespace;
+      const c: ContainerState = {
+        id: rec.id, namespace: ns, bundle: rec.bundle, rootfs: rec.rootfs, rootfsMounted: rec.rootfsMounted, cgroup: rec.cgroup,
+        madeParents: rec.madeParents ?? [], pod: rec.pod ?? null, namespaces: rec.namespaces ?? [],
+        init: this.procFromRecord(rec.init, waiting, key(ns, rec.id)),
+        execs: new Map(), createdAt: new Date(rec.createdAt), timings: { restored: true },
+      };
+      for (const e of rec.execs ?? []) c.execs.set(e.execId, this.procFromRecord(e, waiting, key(ns, rec.id, e.execId)));
+      known.add(key(ns, rec.id));
+      for (const e of c.execs.keys()) known.add(key(ns, rec.id, e));
+      this.containers.set(key(ns, rec.id), c);
+      for (const [execId, p] of [['', c.init] as const, ...[...c.execs].map(([k, v]) => [k, v] as const)]) {
+        const r = execId === '' ? rec.init : (rec.execs ?? []).find((x) => x.execId === execId);
+        if (p.pid > 0) this.byPid.set(p.pid, { c, p });
+        if (!r || p.status === 'stopped') continue;
+        const custody = this.custodyOf(ns, rec.id, execId);
+        if (!custody) continue;
+        if (r.io.console) {
+          const con = Console.adopt(custody);
+          if (con) this.consoles.set(p, con);
+        }
+        if (r.io.relays.length) this.ios.set(p, ProcessIO.adopt(r.io.relays, custody));
+      }
+      if (c.pod) this.pods.rejoin(ns, c.id, c.pod);
+      restored++;
+    }
+    const abort = [...waiting.keys()].filter((k) => !known.has(k));
+    return { restored, abort, bad: bad.map((b) => `${b.path}: ${b.error}`) };
+  }
+
+  private procFromRecord(r: ProcRecord, waiting: Map<string, number>, k: string): ProcState {
+    const p: ProcState = {
+      execId: r.execId, pid: r.pid, pidStartTime: r.pidStartTime, status: r.status, exitStatus: r.exitStatus,
+      exitedAt: r.exitedAt ? new Date(r.exitedAt) : null, stdio: r.stdio, terminal: r.terminal, spec: r.spec,
+      ...(r.startFailed ? { startFailed: true } : {}),
+    };
+    // an exec registered but not spawned when spored died, now held by the seed: adopt its pid
+    const held = waiting.get(k);
+    if (held !== undefined && p.pid === 0) { p.pid = held; p.pidStartTime = processStartTime(held); }
+    // spawned and started, but spored died before it recorded the start
+    if (p.status === 'created' && held === undefined && p.pid > 0 && this.alive(p)) p.status = 'running';
+    return p;
+  }
+
+  private alive(p: ProcState): boolean {
+    if (p.pid <= 0) return false;
+    const now = processStartTime(p.pid);
+    return now !== null && (p.pidStartTime === null || p.pidStartTime === undefined || now === p.pidStartTime);
+  }
+
+  /**
+   * After restore() and the seed's backlog: a process still recorded as alive whose pid is
+   * gone (or now belongs to another process) ended unseen, e.g. while the seed itself was
+   * down. It is reported stopped with status 255, as containerd reports a lost process.
+   */
+  sweepLost(): number {
+    let n = 0;
+    for (const c of this.containers.values()) {
+      for (const p of [c.init, ...c.execs.values()]) {
+        if (p.status === 'stopped' || p.pid <= 0 || this.alive(p)) continue;
+        if (p.status === 'created' && this.byPid.get(p.pid)?.p !== p) continue;
+        this.o.log.warn({ id: c.id, ns: c.namespace, execId: p.execId || undefined, pid: p.pid }, 'process ended while spored was away and its status is lost; reporting 255');
+        this.applyExit(c, p, 255 << 8);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** An exit the keeper reaped (the process had lost its seed parent). */
+  exitReaped(pid: number, status: number): void {
+    this.onExit(pid, status);
+  }
+
   // --- exits --------------------------------------------------------------------------
   private onExit(pid: number, status: number): void {
     const hit = this.byPid.get(pid);
@@ -507,6 +642,11 @@ export class TaskManager {
       return;
     }
     const { c, p } = hit;
+    if (p.status === 'stopped') return; // reported twice (a restart replays the seed's backlog)
+    this.applyExit(c, p, status);
+  }
+
+  private applyExit(c: ContainerState, p: ProcState, status: number): void {
     this.moveTo(p, 'stopped');
     p.exitStatus = sys.exitCodeOf(status) + (TEST_MUTATION === 'exit-code' ? 1 : 0);
     p.exitedAt = new Date();
@@ -518,6 +658,7 @@ export class TaskManager {
         try { if (oomKillCount(c.cgroup) > 0) this.o.events.oom(c); } catch { /* cgroup gone */ }
       }
     }
+    this.persist(c);
     const finish = (): void => {
       const publish = (): void => this.o.events.exited(c, p);
       if (this.starting.has(p)) this.starting.set(p, publish);

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FrameDecoder, FrameType, encodeFrame } from '../protocols/ttrpc/frame.js';
-import { HeldConnection } from '../keeper/proxy.js';
+import { HeldConnection, REPLAY_METADATA_KEY, markReplay } from '../keeper/proxy.js';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { RequestSchema, ResponseSchema } from '../fri-proto/gen/ttrpc/request_pb.js';
 
 /** A fake spored: answers each request with its own data, unless told to stay silent. */
 class FakeSpored {
@@ -143,5 +145,71 @@ describe('keeper: held containerd connection', () => {
     await until(() => [...second.conns].every((s) => s.destroyed || s.readableEnded));
     expect(held.connected).toBe(false);
     await second.kill();
+  });
+
+  /** a real ttrpc Request frame (service/method), as containerd sends it */
+  const ttrpcReq = (id: number, method: string): Buffer => encodeFrame(
+    { streamId: id, type: FrameType.Request, flags: 0 },
+    Buffer.from(toBinary(RequestSchema, create(RequestSchema, { service: 'containerd.task.v2.Task', method, payload: new Uint8Array([1, 2]) }))),
+  );
+  const metaOf = (frame: Buffer): string[] => {
+    const d = new FrameDecoder().push(frame)[0];
+    if (!d || d.kind !== 'frame') throw new Error('no frame');
+    return fromBinary(RequestSchema, d.frame.data).metadata.map((kv) => `${kv.key}=${kv.value}`);
+  };
+
+  it('marks a request sent again as a replay only when a spored had received it', async () => {
+    expect(metaOf(markReplay(ttrpcReq(1, 'Start')))).toEqual([`${REPLAY_METADATA_KEY}=1`]);
+    expect(metaOf(markReplay(markReplay(ttrpcReq(1, 'Start'))))).toEqual([`${REPLAY_METADATA_KEY}=1`]); // once
+    expect(markReplay(req(1, 'not a ttrpc request')).toString()).toContain('not a ttrpc request'); // left alone
+    // through the hold: 'Wait' reached the first spored, 'Create' arrived while it was down
+    const first = new FakeSpored(sock);
+    first.silent = true;
+    const frames: Buffer[] = [];
+    await first.listen();
+    const c = await containerdPair();
+    const held = new HeldConnection(c.keeperSide, connector(sock), { retryMs: 20 });
+    c.client.write(ttrpcReq(1, 'Wait'));
+    await until(() => first.seen.length === 1);
+    await first.kill();
+    // (a request written to a spored that is dying counts as received: it may have been)
+    await until(() => !held.connected);
+    c.client.write(ttrpcReq(3, 'Create'));
+    const second = net.createServer((conn) => {
+      const dec = new FrameDecoder();
+      conn.on('data', (chunk: Buffer) => { for (const d of dec.push(chunk)) if (d.kind === 'frame') frames.push(encodeFrame(d.frame, d.frame.data)); });
+    });
+    await new Promise<void>((r) => second.listen(sock, () => r()));
+    await until(() => frames.length === 2);
+    expect(metaOf(frames[0] as Buffer)).toEqual([`${REPLAY_METADATA_KEY}=1`]);
+    expect(metaOf(frames[1] as Buffer)).toEqual([]);
+    held.close();
+    await new Promise((r) => second.close(() => r(null)));
+  });
+
+  it('answers UNAVAILABLE when no spored comes back within maxDownMs, then at once until one does', async () => {
+    const c = await containerdPair();
+    const held = new HeldConnection(c.keeperSide, connector(sock), { retryMs: 20, maxDownMs: 300, downMessage: 'spored is gone; see its log' });
+    const t0 = Date.now();
+    c.client.write(ttrpcReq(1, 'Create'));
+    await until(() => c.answers.size === 1);
+    const waited = Date.now() - t0;
+    expect(waited).toBeGreaterThanOrEqual(280);
+    const status = (id: number) => fromBinary(ResponseSchema, c.answers.get(id)?.[0] ?? new Uint8Array()).status;
+    expect(status(1)).toMatchObject({ code: 14, message: 'spored is gone; see its log' });
+    const t1 = Date.now();
+    c.client.write(ttrpcReq(3, 'State'));
+    await until(() => c.answers.has(3));
+    expect(Date.now() - t1).toBeLessThan(250); // fail fast now
+    expect(held.pending).toBe(0);
+    // spored is back: requests are relayed again
+    const spored = new FakeSpored(sock);
+    await spored.listen();
+    await until(() => held.connected);
+    c.client.write(req(5, 'after'));
+    await until(() => c.answers.has(5));
+    expect(c.answers.get(5)?.[0]?.toString()).toBe('after');
+    held.close();
+    await spored.kill();
   });
 });

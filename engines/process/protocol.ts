@@ -1,5 +1,5 @@
-// Messages between spored and a process-engine seed. The seed is a child of spored
-// connected by Node's IPC channel ('advanced' serialization, so Buffers pass as-is).
+// Messages between spored and a process-engine seed, over the seed's unix socket
+// (seed-channel.ts: V8 serialization, so Buffers and bigints pass as they are).
 // Everything is plain data: a plan can be logged, diffed and replayed in a test.
 
 /** A mount the child performs, with options already parsed into flags/data. */
@@ -90,6 +90,13 @@ export interface ExecPlan {
 
 export type SpawnPlan = InitPlan | ExecPlan;
 
+/**
+ * Version of this protocol. A root seed outlives spored upgrades (it is the parent of every
+ * container); a spored attaches only to a seed of its own version, and a change here is
+ * either compatible or needs the node's containers restarted.
+ */
+export const SEED_PROTOCOL = 1;
+
 // --- requests (spored -> seed) ------------------------------------------------------
 export type SeedRequest =
   | { op: 'spawn'; seq: number; key: string; plan: SpawnPlan }
@@ -97,14 +104,24 @@ export type SeedRequest =
   | { op: 'abort'; seq: number; key: string }
   /** fork an L1 language seed from this root seed; it connects to `socket` as `id` */
   | { op: 'spawnSeed'; seq: number; language: 'node' | 'python'; id: string; socket: string; pythonBin: string; zygote: string }
-  | { op: 'ping'; seq: number };
+  | { op: 'ping'; seq: number }
+  /** spored recorded every exit up to `exitSeq`: the seed may forget them */
+  | { op: 'ack'; seq: number; exitSeq: number };
+
+/** A child of the seed that exited. `exitSeq` counts up from 1 over the seed's life. */
+export interface ExitReport { pid: number; status: number; exitSeq: number; at: number }
 
 // --- replies and events (seed -> spored) --------------------------------------------
 export type SeedReply =
   | { type: 'reply'; seq: number; ok: true; pid?: number; warnings?: string[]; timings?: Record<string, number> }
   | { type: 'reply'; seq: number; ok: false; error: string; phase: string; errno?: number }
-  | { type: 'exit'; pid: number; status: number }
-  | { type: 'ready'; pid: number };
+  | ({ type: 'exit' } & ExitReport)
+  /**
+   * First message on every connection. `pending`: sandboxes set up and waiting for Start (a
+   * spored that restarted adopts them or aborts them); `exits`: exits no spored acknowledged
+   * yet, oldest first (a restarted spored applies them; one it already saw is ignored).
+   */
+  | { type: 'hello'; protocol: number; pid: number; survive: boolean; pending: { key: string; pid: number }[]; exits: ExitReport[] };
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =

@@ -2,9 +2,14 @@
 // with replies, and turns the seed's reaped exits into events.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { existsSync, rmSync } from 'node:fs';
+import type net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SeedChannel, connectSeed } from './seed-channel.js';
 import { FailedPrecondition, Unavailable } from '../../sys/errors.js';
-import type { SeedReply, SeedRequest, SpawnPlan } from './protocol.js';
+import { SEED_PROTOCOL, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 type Reply = Extract<SeedReply, { type: 'reply' }>;
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -33,51 +38,137 @@ const SEED_MAIN = fileURLToPath(new URL('./seed-main.js', import.meta.url));
  */
 export const SEED_FLAGS = ['--single-threaded', '--v8-pool-size=0', '--max-semi-space-size=4', '--no-lazy', '--no-flush-bytecode'];
 
+export interface SeedStartOptions {
+  /** the seed's socket (0600): `<run-dir>/process-seed.sock` */
+  socket: string;
+  /**
+   * Under a keeper: attach to a seed already serving `socket` (one a previous spored left
+   * running) and start a new one only when there is none; the seed outlives this spored.
+   * Otherwise the seed is always new and ends when this spored's link to it closes.
+   */
+  survive: boolean;
+  /** hold reported exits until releaseExits() (spored restores its records first) */
+  holdExits: boolean;
+}
+
+let socketSeq = 0;
+
+/** What a seed told the spored that attached to it. */
+export interface SeedAttach {
+  /** true when this spored started the seed, false when it found one running */
+  started: boolean;
+  /** sandboxes set up and waiting for Start, by key (adopt or abort) */
+  pending: { key: string; pid: number }[];
+}
+
 export class SeedClient extends EventEmitter<SeedClientEvents> {
   private child: ChildProcess | null = null;
+  private link: SeedChannel<SeedReply, SeedRequest> | null = null;
   private seq = 0;
   private readonly waiting = new Map<number, (r: Reply) => void>();
+  /** exits the seed reported before holdExits() was released, oldest first */
+  private held: ExitReport[] | null = null;
+  private lastExitSeq = 0;
+  private stopping = false;
   pid = 0;
 
-  /** Start the seed and wait until it reports ready. */
-  async start(): Promise<void> {
-    const child = spawn(process.execPath, [...SEED_FLAGS, SEED_MAIN], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      serialization: 'advanced',
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+  /**
+   * Start the seed (or, with `survive`, attach to the one already serving the socket) and
+   * wait for its hello. Exits it reports are held until releaseExits(), so that whoever
+   * restores state from disk sees them after restoring, in the seed's order.
+   */
+  async start(opts: Partial<SeedStartOptions> = {}): Promise<SeedAttach> {
+    const o: SeedStartOptions = {
+      socket: opts.socket ?? join(tmpdir(), `spore-seed-${process.pid}-${++socketSeq}.sock`),
+      survive: opts.survive ?? false,
+      holdExits: opts.holdExits ?? false,
+    };
+    if (o.holdExits) this.held = [];
+    let sock = o.survive ? await connectSeed(o.socket) : null;
+    const started = sock === null;
+    if (!sock) {
+      rmSync(o.socket, { force: true });
+      const child = spawn(process.execPath, [...SEED_FLAGS, SEED_MAIN, '--socket', o.socket, ...(o.survive ? ['--survive'] : [])], {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+      });
+      this.child = child;
+      const died = new Promise<never>((_, reject) => child.once('exit', (code, sig) => reject(new Unavailable(`process seed exited during start-up (code ${code}, signal ${sig})`))));
+      died.catch(() => undefined);
+      const until = Date.now() + 10_000;
+      while (!sock) {
+        if (child.exitCode !== null || child.signalCode !== null) await died;
+        if (Date.now() > until) { child.kill('SIGKILL'); throw new Unavailable(`process seed did not listen on ${o.socket} within 10 s`); }
+        await new Promise((r) => setTimeout(r, 5));
+        if (existsSync(o.socket)) sock = await connectSeed(o.socket);
+      }
+      child.once('exit', () => { this.child = null; });
+    }
+    const hello = await new Promise<Extract<SeedReply, { type: 'hello' }>>((resolve, reject) => {
+      let first = true;
+      const link = new SeedChannel<SeedReply, SeedRequest>(sock as net.Socket, (m) => {
+        if (first) {
+          first = false;
+          if (m.type !== 'hello') { link.close('seed did not say hello'); reject(new Unavailable('process seed spoke before its hello')); return; }
+          if (m.protocol !== SEED_PROTOCOL) {
+            link.close('protocol mismatch');
+            reject(new FailedPrecondition(`the running root seed (pid ${m.pid}) speaks protocol ${String(m.protocol)}, this spored ${SEED_PROTOCOL}: it holds the node's containers, so this upgrade needs them stopped (stop the keeper, then start again)`));
+            return;
+          }
+          resolve(m);
+          return;
+        }
+        this.onMessage(m);
+      }, (why) => this.onLinkClosed(why));
+      this.link = link;
+      setTimeout(() => reject(new Unavailable('process seed sent no hello within 5 s')), 5000).unref();
     });
-    this.child = child;
-    await new Promise<void>((resolve, reject) => {
-      const onReady = (m: SeedReply): void => {
-        if (m.type === 'ready') { this.pid = m.pid; child.off('message', onReady); resolve(); }
-      };
-      child.on('message', onReady);
-      child.once('exit', (code, sig) => reject(new Unavailable(`process seed exited during start-up (code ${code}, signal ${sig})`)));
-    });
-    child.on('message', (m: SeedReply) => this.onMessage(m));
-    child.on('exit', (code, sig) => {
-      this.child = null;
-      const reason = `process seed exited (code ${code}, signal ${sig})`;
-      for (const [, w] of this.waiting) w({ type: 'reply', seq: -1, ok: false, error: reason, phase: 'seed' });
-      this.waiting.clear();
-      this.emit('down', reason);
-    });
+    this.pid = hello.pid;
+    for (const e of hello.exits) this.onExit(e);
+    return { started, pending: hello.pending };
+  }
+
+  /** Deliver the exits held since start(), in order, and every later one as it comes. */
+  releaseExits(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const e of held) this.deliver(e);
+  }
+
+  private onExit(e: ExitReport): void {
+    if (e.exitSeq <= this.lastExitSeq) return; // reported twice (hello after a live report)
+    this.lastExitSeq = e.exitSeq;
+    if (this.held) this.held.push(e);
+    else this.deliver(e);
+  }
+
+  private deliver(e: ExitReport): void {
+    this.emit('exit', e.pid, e.status);
+    this.link?.send({ op: 'ack', seq: 0, exitSeq: e.exitSeq });
+  }
+
+  private onLinkClosed(why: string): void {
+    this.link = null;
+    const reason = this.stopping ? 'process seed link closed' : `process seed link lost: ${why}`;
+    for (const [, w] of this.waiting) w({ type: 'reply', seq: -1, ok: false, error: reason, phase: 'seed' });
+    this.waiting.clear();
+    if (!this.stopping) this.emit('down', reason);
   }
 
   private onMessage(m: SeedReply): void {
-    if (m.type === 'exit') { this.emit('exit', m.pid, m.status); return; }
+    if (m.type === 'exit') { this.onExit(m); return; }
     if (m.type !== 'reply') return;
     const w = this.waiting.get(m.seq);
     if (w) { this.waiting.delete(m.seq); w(m); }
   }
 
   private request(req: DistributiveOmit<SeedRequest, 'seq'>): Promise<Reply> {
-    const child = this.child;
-    if (!child?.connected) return Promise.reject(new Unavailable('process seed is not running'));
+    const link = this.link;
+    if (!link || link.closed) return Promise.reject(new Unavailable('process seed is not running'));
     const seq = ++this.seq;
     return new Promise<Reply>((resolve) => {
       this.waiting.set(seq, resolve);
-      child.send({ ...req, seq } as SeedRequest);
+      link.send({ ...req, seq } as SeedRequest);
     });
   }
 
@@ -107,13 +198,27 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     await this.request({ op: 'abort', key });
   }
 
+  /** Let go of the seed without ending it (a spored under a keeper handing over). */
+  detach(): void {
+    this.stopping = true;
+    this.link?.close('spored detached');
+  }
+
+  /** End the seed (and with it every sandbox still waiting for Start). */
   async stop(): Promise<void> {
+    this.stopping = true;
+    const pid = this.pid;
+    this.link?.close('spored stopping');
     const child = this.child;
-    if (!child) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
-    });
+    if (child) {
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+      });
+      return;
+    }
+    // attached to a seed another spored started: not our child, end it by pid
+    if (pid) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
   }
 }

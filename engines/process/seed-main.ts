@@ -2,12 +2,18 @@
 // spored with --single-threaded) that forks sandboxes. It holds what every fork needs
 // prepared once (libc bindings, the child code already loaded, its own pid-namespace fd)
 // and is the parent — and so the reaper — of every container init and exec process.
-// Run only via SeedClient; it talks to spored over the IPC channel.
+// Run only via SeedClient: `seed-main.js --socket PATH [--survive]`. It listens on PATH
+// (0600) and serves one spored at a time over it (seed-channel.ts). With --survive (spored
+// runs under a keeper) it outlives its spored: containers keep their parent and reaper, and
+// exits that happen meanwhile are kept until the next spored acknowledges them. Without it,
+// losing its spored ends it, as before.
 import net from 'node:net';
+import { chmodSync, renameSync, rmSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import { runChild } from './container-init.js';
 import { onJsonLines } from './lines.js';
-import type { ChildStatus, SeedReply, SeedRequest, SpawnPlan } from './protocol.js';
+import { SeedChannel } from './seed-channel.js';
+import { SEED_PROTOCOL, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 interface Pending {
   pid: number;
@@ -22,9 +28,17 @@ const pending = new Map<string, Pending>();
 let ownPidNs = -1;
 let lastForkTimings: Record<string, number> = {};
 
+let link: SeedChannel<SeedRequest, SeedReply> | null = null;
+/** exits not yet acknowledged by a spored, oldest first */
+const unacked: ExitReport[] = [];
+let exitSeq = 0;
+
 function send(msg: SeedReply): void {
-  if (process.send && process.connected) process.send(msg);
+  link?.send(msg);
 }
+
+/** Answers go back on the link the request came on: a newer spored never gets an older one's replies. */
+type Reply = (msg: SeedReply) => void;
 
 function nextStatus(p: Pending): Promise<ChildStatus | null> {
   const first = p.lines.shift();
@@ -73,10 +87,10 @@ function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
   }
 }
 
-async function spawn(seq: number, key: string, plan: SpawnPlan): Promise<void> {
+async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): Promise<void> {
   const t0 = performance.now();
   if (pending.has(key)) {
-    send({ type: 'reply', seq, ok: false, error: `${key} is already being created`, phase: 'seed' });
+    reply({ type: 'reply', seq, ok: false, error: `${key} is already being created`, phase: 'seed' });
     return;
   }
   const [startR, startW] = sys.pipe();
@@ -86,7 +100,7 @@ async function spawn(seq: number, key: string, plan: SpawnPlan): Promise<void> {
     pid = forkInto(plan, startR, statusW);
   } catch (e) {
     for (const fd of [startR, startW, statusR, statusW]) sys.close(fd);
-    send({ type: 'reply', seq, ok: false, error: (e as Error).message, phase: 'fork' });
+    reply({ type: 'reply', seq, ok: false, error: (e as Error).message, phase: 'fork' });
     return;
   }
   sys.close(startR);
@@ -97,28 +111,28 @@ async function spawn(seq: number, key: string, plan: SpawnPlan): Promise<void> {
   const forkT = lastForkTimings;
   const st = await nextStatus(p);
   if (st && st.s === 'ready') {
-    send({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...st.t, readyMs: performance.now() - t0 } });
+    reply({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...st.t, readyMs: performance.now() - t0 } });
     return;
   }
   drop(key, p);
-  if (st && st.s === 'error') send({ type: 'reply', seq, ok: false, error: st.message, phase: st.phase, ...(st.errno !== undefined ? { errno: st.errno } : {}) });
+  if (st && st.s === 'error') reply({ type: 'reply', seq, ok: false, error: st.message, phase: st.phase, ...(st.errno !== undefined ? { errno: st.errno } : {}) });
   else {
     const why = await exitOf(pid);
-    send({ type: 'reply', seq, ok: false, error: `sandbox process exited during setup (${why})`, phase: 'setup' });
+    reply({ type: 'reply', seq, ok: false, error: `sandbox process exited during setup (${why})`, phase: 'setup' });
   }
 }
 
-async function start(seq: number, key: string): Promise<void> {
+async function start(reply: Reply, seq: number, key: string): Promise<void> {
   const p = pending.get(key);
   if (!p) {
-    send({ type: 'reply', seq, ok: false, error: `${key} is not waiting to start`, phase: 'seed' });
+    reply({ type: 'reply', seq, ok: false, error: `${key} is not waiting to start`, phase: 'seed' });
     return;
   }
   try {
     sys.write(p.startW, Buffer.from([1]));
   } catch (e) {
     drop(key, p);
-    send({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
+    reply({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
     return;
   }
   // Start answers once the process is the container's own program: the status pipe is
@@ -129,7 +143,7 @@ async function start(seq: number, key: string): Promise<void> {
   const st = await nextStatus(p);
   drop(key, p);
   if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.phase}: ${st.message}\n`);
-  send({ type: 'reply', seq, ok: true, pid: p.pid });
+  reply({ type: 'reply', seq, ok: true, pid: p.pid });
 }
 
 function drop(key: string, p: Pending): void {
@@ -138,13 +152,13 @@ function drop(key: string, p: Pending): void {
   p.status.destroy();
 }
 
-function abort(seq: number, key: string): void {
+function abort(reply: Reply, seq: number, key: string): void {
   const p = pending.get(key);
   if (p) {
     try { sys.kill(p.pid, 9); } catch { /* already gone */ }
     drop(key, p);
   }
-  send({ type: 'reply', seq, ok: true });
+  reply({ type: 'reply', seq, ok: true });
 }
 
 const exitWaiters = new Map<number, (status: number) => void>();
@@ -170,7 +184,7 @@ function exitOf(pid: number): Promise<string> {
  */
 const NODE_SEED = new URL('../../seeds/node/language-seed.js', import.meta.url).pathname;
 
-async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promise<void> {
+async function spawnSeed(reply: Reply, req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promise<void> {
   const argv = req.language === 'node'
     ? [process.execPath, ...process.execArgv, NODE_SEED, req.socket, req.id]
     : [req.pythonBin, '-S', '-E', req.zygote, req.socket, req.id];
@@ -189,10 +203,10 @@ async function spawnSeed(req: Extract<SeedRequest, { op: 'spawnSeed' }>): Promis
       }
     }
   } catch (e) {
-    send({ type: 'reply', seq: req.seq, ok: false, error: (e as Error).message, phase: 'spawnSeed' });
+    reply({ type: 'reply', seq: req.seq, ok: false, error: (e as Error).message, phase: 'spawnSeed' });
     return;
   }
-  send({ type: 'reply', seq: req.seq, ok: true, pid });
+  reply({ type: 'reply', seq: req.seq, ok: true, pid });
 }
 
 function reapAll(): void {
@@ -203,30 +217,66 @@ function reapAll(): void {
     if (recentExits.size > 256) recentExits.delete(recentExits.keys().next().value as number);
     exitWaiters.get(r.pid)?.(r.status);
     exitWaiters.delete(r.pid);
-    send({ type: 'exit', pid: r.pid, status: r.status });
+    const report: ExitReport = { pid: r.pid, status: r.status, exitSeq: ++exitSeq, at: Date.now() };
+    unacked.push(report);
+    // a seed left alone for long keeps the newest exits (a pid's status is what matters)
+    if (unacked.length > 65536) unacked.shift();
+    send({ type: 'exit', ...report });
   }
 }
 
+function onRequest(ch: SeedChannel<SeedRequest, SeedReply>, req: SeedRequest): void {
+  const reply: Reply = (m) => { ch.send(m); };
+  switch (req.op) {
+    case 'spawn': void spawn(reply, req.seq, req.key, req.plan); break;
+    case 'start': void start(reply, req.seq, req.key); break;
+    case 'abort': abort(reply, req.seq, req.key); break;
+    case 'spawnSeed': void spawnSeed(reply, req); break;
+    case 'ping': reply({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
+    case 'ack': while (unacked.length && (unacked[0] as ExitReport).exitSeq <= req.exitSeq) unacked.shift(); break;
+    default: break;
+  }
+}
+
+/** A spored connected: it replaces the previous one (a restarted spored), and hears what it missed. */
+function onConnection(sock: net.Socket, survive: boolean): void {
+  link?.close('replaced by a newer spored');
+  const ch: SeedChannel<SeedRequest, SeedReply> = new SeedChannel<SeedRequest, SeedReply>(sock, (req) => onRequest(ch, req), () => {
+    if (link !== ch) return;
+    link = null;
+    // spored gone: without a keeper nobody will come back for the containers; they keep
+    // running (reparented) and `containerd-shim-spore-v2 delete` cleans up after them.
+    if (!survive) process.exit(0);
+  });
+  link = ch;
+  ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: process.pid, survive, pending: [...pending].map(([key, p]) => ({ key, pid: p.pid })), exits: [...unacked] });
+}
+
+function listen(path: string, survive: boolean): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  const server = net.createServer((sock) => onConnection(sock, survive));
+  server.listen(tmp, () => {
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, path); // whoever connects finds a listening socket, never a half-made one
+  });
+  server.on('error', (e) => { process.stderr.write(`spore seed: ${path}: ${e.message}\n`); process.exit(1); });
+}
+
 function main(): void {
+  const argv = process.argv.slice(2);
+  const at = argv.indexOf('--socket');
+  const socket = at >= 0 ? argv[at + 1] : undefined;
+  if (!socket) { process.stderr.write('spore seed: --socket PATH is required\n'); process.exit(2); }
+  const survive = argv.includes('--survive');
+  process.on('exit', () => { try { rmSync(socket, { force: true }); } catch { /* best effort */ } });
   sys.prctl(sys.PR.SET_CHILD_SUBREAPER, 1);
   ownPidNs = sys.open('/proc/self/ns/pid', sys.O.RDONLY | sys.O.CLOEXEC);
   process.on('SIGCHLD', reapAll);
-  process.on('message', (raw: unknown) => {
-    const req = raw as SeedRequest;
-    switch (req.op) {
-      case 'spawn': void spawn(req.seq, req.key, req.plan); break;
-      case 'start': void start(req.seq, req.key); break;
-      case 'abort': abort(req.seq, req.key); break;
-      case 'spawnSeed': void spawnSeed(req); break;
-      case 'ping': send({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
-      default: break;
-    }
-  });
-  // spored gone: the seed has nobody to report to. Containers keep running (they are
-  // reparented); `containerd-shim-spore-v2 delete` cleans up after a dead daemon.
-  process.on('disconnect', () => process.exit(0));
+  // its spored's terminal or log may go away with it; a write there must not kill the seed
+  process.on('SIGPIPE', () => undefined);
   reapAll();
-  send({ type: 'ready', pid: process.pid });
+  listen(socket, survive);
 }
 
 main();

@@ -36,6 +36,7 @@
 // spored's and containerd's logs).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { startContainerd, type Containerd, type CtrResult, type StartOptions } from '../harness.js';
@@ -343,7 +344,23 @@ export function repeat(n: number, step: Step): Step {
 
 // ------------------------------------------------------------------------------ tty (tmux)
 
-export type TtyAction = { waitFor: string } | { keys: string[] } | { resize: [number, number] } | { sleep: number };
+export type TtyAction = { waitFor: string } | { keys: string[] } | { resize: [number, number] } | { sleep: number } | { crash: CrashHow };
+/**
+ * How spored goes away in a crash step (spore only; with runc the step does nothing, so the
+ * traces must match as if nothing happened): killed, or stopped with SIGTERM (a restart);
+ * `holdMs` keeps the keeper from starting the next spored for that long (SIGSTOP), so that
+ * things happen while no spored runs.
+ */
+export interface CrashHow { signal: 'SIGKILL' | 'SIGTERM'; holdMs: number }
+export const crash = (signal: CrashHow['signal'] = 'SIGKILL', holdMs = 0): TtyAction => ({ crash: { signal, holdMs } });
+
+/** A step that takes spored away (spore only) and returns once the next one runs. */
+export function restartSpored(signal: CrashHow['signal'] = 'SIGKILL', holdMs = 0): Step {
+  return async (x) => {
+    if (x.rt === 'spore') await x.oracle.crashSpored({ signal, holdMs });
+    return undefined;
+  };
+}
 export const waitFor = (text: string): TtyAction => ({ waitFor: text });
 export const keys = (...k: string[]): TtyAction => ({ keys: k });
 export const resize = (w: number, h: number): TtyAction => ({ resize: [w, h] });
@@ -363,7 +380,8 @@ export function tty(cmd: string, actions: TtyAction[] = [], o: StepOptions = {})
       args = ['run', '--runtime', x.runtime, '--fifo-dir', x.fifo, ...rest.slice(0, at), '--rootfs', x.rootfs, ...rest.slice(at)];
     }
     if (args[0] === 'exec') args = ['task', 'exec', '--fifo-dir', x.fifo, ...args.slice(1)];
-    const r = await x.oracle.tmux.run(['ctr', '--address', x.c.address, '--namespace', x.c.namespace, ...args], actions, o.timeoutMs ?? 15_000);
+    const r = await x.oracle.tmux.run(['ctr', '--address', x.c.address, '--namespace', x.c.namespace, ...args], actions, o.timeoutMs ?? 15_000,
+      (how) => (x.rt === 'spore' ? x.oracle.crashSpored(how) : Promise.resolve()));
     const norm = (s: string) => (o.normalize ? o.normalize(x.normalize(s)) : x.normalize(s));
     return {
       label: o.label ?? `tty ${cmd}`,
@@ -398,7 +416,7 @@ export class Tmux {
     return this.started;
   }
 
-  async run(argv: string[], actions: TtyAction[], timeoutMs: number): Promise<{ code: number; text: string; timedOut: boolean; ms: number }> {
+  async run(argv: string[], actions: TtyAction[], timeoutMs: number, onCrash: (how: CrashHow) => Promise<void> = async () => undefined): Promise<{ code: number; text: string; timedOut: boolean; ms: number }> {
     await this.ensure();
     const s = `s${Math.random().toString(36).slice(2, 10)}`;
     const t0 = Date.now();
@@ -419,6 +437,7 @@ export class Tmux {
           }
         } else if ('keys' in a) await this.t(['send-keys', '-t', s, ...a.keys]);
         else if ('resize' in a) await this.t(['resize-window', '-t', s, '-x', String(a.resize[0]), '-y', String(a.resize[1])]);
+        else if ('crash' in a) await onCrash(a.crash);
         else await sleepMs(a.sleep);
       }
     } catch {
@@ -452,6 +471,15 @@ export class Tmux {
     // the server leaves its socket file behind
     fs.rmSync(path.join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, this.socket), { force: true });
   }
+}
+
+/** Whether something listens on the unix socket (a stale socket file refuses). */
+function accepts(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(sock);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
 }
 
 // ------------------------------------------------------------------------------ events
@@ -702,6 +730,35 @@ export class Oracle {
       console.log(`[conformance] ${k.name}: matched ${runtimes[0]} on retry ${oracleRetries.length}; earlier differences:\n${oracleRetries.flat().join('\n')}`);
     }
     return { name: k.name, runc: a, spore: b, diffs, allowed };
+  }
+
+  /** spored restarts (spore's keeper starts the next one); how many so far */
+  crashes = 0;
+
+  /**
+   * Take spored away as `how` says and return once the next spored has re-adopted the
+   * containers (its pid file names a new process and it answers). Throws when none comes.
+   */
+  async crashSpored(how: CrashHow): Promise<void> {
+    const runDir = this.c.runDir;
+    const pidOf = (f: string): number => { try { return parseInt(fs.readFileSync(path.join(runDir, f), 'utf8'), 10); } catch { return 0; } };
+    const old = pidOf('spored.pid');
+    const keeper = pidOf('keeper.pid');
+    if (!old || !keeper) throw new Error(`no spored/keeper to crash in ${runDir}`);
+    if (how.holdMs > 0) process.kill(keeper, 'SIGSTOP');
+    process.kill(old, how.signal);
+    if (how.holdMs > 0) {
+      await sleepMs(how.holdMs);
+      process.kill(keeper, 'SIGCONT');
+    }
+    const until = Date.now() + 15_000;
+    for (;;) {
+      const now = pidOf('spored.pid');
+      if (now && now !== old && fs.existsSync(`/proc/${now}`) && await accepts(path.join(runDir, 'spored-ttrpc.sock'))) break;
+      if (Date.now() > until) throw new Error(`no new spored within 15 s after ${how.signal} of ${old}`);
+      await sleepMs(20);
+    }
+    this.crashes++;
   }
 
   async stop(): Promise<void> {

@@ -95,6 +95,8 @@ export class TtrpcServer {
   private readonly ownedSocketPaths = new Set<string>();
   private nextConnectionId = 1;
   private closing = false;
+  private handingOver = false;
+  private longPoll: ((service: string, method: string) => boolean) | null = null;
   readonly maxMessageSize: number;
   readonly maxConcurrentCallsPerConnection: number;
   readonly onCall: ((info: CallInfo) => void) | undefined;
@@ -167,6 +169,14 @@ export class TtrpcServer {
     return this.closing;
   }
 
+  get isHandingOver(): boolean {
+    return this.handingOver;
+  }
+
+  isLongPoll(service: string, method: string): boolean {
+    return this.longPoll !== null && this.longPoll(service, method);
+  }
+
   /** Connections currently open (for diagnostics/tests). */
   get connectionCount(): number {
     return this.connections.size;
@@ -176,8 +186,16 @@ export class TtrpcServer {
    * Stop accepting, let in-flight handlers finish (new requests get UNAVAILABLE), then after
    * `timeoutMs` abort the rest and drop all connections. Removes socket files we created.
    */
-  async close(timeoutMs = 5000): Promise<void> {
+  /**
+   * Stop: no new connections; calls in flight may finish within `timeoutMs` (long polls,
+   * o.longPoll, are not waited for); then every connection is cut. With `handover` (a keeper
+   * holds the clients' connections and replays what was not answered to the next server),
+   * calls that arrive meanwhile are left unanswered instead of refused with UNAVAILABLE.
+   */
+  async close(timeoutMs = 5000, o: { handover?: boolean; longPoll?: (service: string, method: string) => boolean } = {}): Promise<void> {
     this.closing = true;
+    this.handingOver = o.handover === true;
+    this.longPoll = o.longPoll ?? null;
     const listenersClosed = [...this.listeners].map(
       (l) => new Promise<void>((resolve) => l.close(() => resolve())),
     );
@@ -224,6 +242,8 @@ export class TtrpcServer {
 class Connection {
   private readonly decoder: FrameDecoder;
   private readonly inflight = new Map<number, AbortController>();
+  /** service and method of each call in flight (drained() skips long polls) */
+  private readonly calls = new Map<number, [string, string]>();
   private lastStreamId = 0;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
@@ -243,8 +263,15 @@ class Connection {
   }
 
   drained(): Promise<void> {
-    if (this.inflight.size === 0 || this.closed) return Promise.resolve();
+    if (this.busy() === 0 || this.closed) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** calls in flight that are not long polls */
+  private busy(): number {
+    let n = 0;
+    for (const [, [service, method]] of this.calls) if (!this.server.isLongPoll(service, method)) n++;
+    return n;
   }
 
   destroy(reason: SporeError): void {
@@ -335,6 +362,8 @@ class Connection {
     };
 
     if (this.server.isClosing) {
+      // handing over: leave it unanswered; the keeper sends it to the next spored
+      if (this.server.isHandingOver) return;
       finish({ code: Code.UNAVAILABLE, message: 'ttrpc: server shutting down' });
       return;
     }
@@ -357,6 +386,7 @@ class Connection {
 
     const controller = new AbortController();
     this.inflight.set(streamId, controller);
+    this.calls.set(streamId, [service, method]);
     const deadline = deadlineOf(request.timeoutNano);
     const timer = deadline === undefined ? undefined : setTimeout(
       () => controller.abort(new DeadlineExceeded(`ttrpc: ${service}/${method} deadline exceeded`)),
@@ -384,8 +414,9 @@ class Connection {
       .then((reply) => {
         if (timer !== undefined) clearTimeout(timer);
         this.inflight.delete(streamId);
+        this.calls.delete(streamId);
         finish(reply);
-        if (this.inflight.size === 0) this.notifyIdle();
+        if (this.busy() === 0) this.notifyIdle();
       });
   }
 

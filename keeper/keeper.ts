@@ -1,0 +1,234 @@
+// spore-keeper: one small, long-lived process per run dir (per containerd) that makes
+// spored's death invisible. It
+//   - holds containerd's ttrpc connections (keeper/proxy.ts): containerd connects to the
+//     keeper's socket, never to spored's, so a dying spored closes nothing containerd sees;
+//   - is the child subreaper of everything spored starts: containers and their execs whose
+//     parent (the root seed) died with spored are reparented here, and their exit statuses
+//     are kept until the next spored takes them;
+//   - runs spored as its child and starts a new one at once when it dies;
+//   - tells each spored, over its control socket, what it reaped while spored was away;
+//   - keeps custody of the file descriptors that carry containers' stdio (pty masters, the
+//     client's FIFO ends, exec output pipes): spored parks each one here when it opens it
+//     (the keeper takes a duplicate with pidfd_getfd), so a dying spored hangs up no
+//     terminal and ends no stream, and the next spored takes them back the same way.
+// It does no container or function work of its own, so there is little in it to fail; it
+// raises spored's oom_score_adj above its own, so the OOM killer takes spored (which it
+// replaces) rather than the keeper.
+import net from 'node:net';
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as sys from '../sys/libc.js';
+import { HeldConnection } from './proxy.js';
+import { KEEPER_PROTOCOL, type KeeperMessage, type ReapedExit, type SporedMessage } from '../protocols/keeper.js';
+
+export type { KeeperMessage, ReapedExit, SporedMessage };
+
+/** Longest control line accepted from spored. */
+const MAX_CONTROL_LINE = 64 * 1024;
+
+
+export interface KeeperOptions {
+  runDir: string;
+  /** the command that runs spored (argv[0] and its arguments); the keeper adds --ttrpc-socket and --keeper-socket */
+  spored: string[];
+  env?: NodeJS.ProcessEnv;
+  /** extra oom_score_adj given to spored (and so to everything it starts), default 200 */
+  oomBias?: number;
+  /** containerd's requests are held at most this long while no spored runs (ms, default 10 s) */
+  maxDownMs?: number;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export class Keeper {
+  private server: net.Server | null = null;
+  private control: net.Server | null = null;
+  private readonly held = new Set<HeldConnection>();
+  private sporedPid = 0;
+  private generation = 0;
+  private stopping = false;
+  /** exits reaped here that no spored has taken yet */
+  private readonly reaped: ReapedExit[] = [];
+  private controlConn: net.Socket | null = null;
+  private sporedPidfd = -1;
+  private startedAt = 0;
+  private backoffMs = 50;
+  /** fds held for spored, by key; the numbers are the keeper's own */
+  private readonly parked = new Map<string, number>();
+  readonly ttrpcSocket: string;
+  readonly sporedSocket: string;
+  readonly controlSocket: string;
+
+  constructor(private readonly o: KeeperOptions) {
+    this.ttrpcSocket = join(o.runDir, 'ttrpc.sock');
+    this.sporedSocket = join(o.runDir, 'spored-ttrpc.sock');
+    this.controlSocket = join(o.runDir, 'keeper.sock');
+  }
+
+  private log(msg: string, fields: Record<string, unknown> = {}): void {
+    this.o.log?.(msg, fields);
+  }
+
+  async start(): Promise<void> {
+    sys.prctl(sys.PR.SET_CHILD_SUBREAPER, 1);
+    process.on('SIGCHLD', () => this.reap());
+    this.control = await listen(this.controlSocket, (c) => this.onControl(c));
+    this.server = await listen(this.ttrpcSocket, (c) => {
+      const h = new HeldConnection(c, () => connectTo(this.sporedSocket), {
+        maxDownMs: this.o.maxDownMs ?? 10_000,
+        downMessage: `spored did not come back within ${Math.round((this.o.maxDownMs ?? 10_000) / 1000)} s; see its log (SPORE_LOG, default <run-dir>/spored.log)`,
+        onEvent: (e) => {
+          if (e.kind === 'replayed') this.log('held requests sent to spored', { streams: e.streams });
+          if (e.kind === 'failed') this.log('spored is down too long: held requests answered UNAVAILABLE', { streams: e.streams });
+        },
+      });
+      this.held.add(h);
+      c.once('close', () => this.held.delete(h));
+    });
+    this.spawnSpored();
+  }
+
+  /** The keeper's own state, for `spore` and tests. */
+  status(): { keeperPid: number; sporedPid: number; generation: number; heldConnections: number; pendingRequests: number; reapedWaiting: number; parkedFds: number } {
+    let pending = 0;
+    for (const h of this.held) pending += h.pending;
+    return { keeperPid: process.pid, sporedPid: this.sporedPid, generation: this.generation, heldConnections: this.held.size, pendingRequests: pending, reapedWaiting: this.reaped.length, parkedFds: this.parked.size };
+  }
+
+  /** fork + exec spored (not child_process: every child of the keeper is reaped in one place, here). */
+  private spawnSpored(): void {
+    if (this.stopping) return;
+    this.generation++;
+    const [cmd, ...args] = this.o.spored;
+    const argv = [cmd as string, ...args, '--ttrpc-socket', this.sporedSocket, '--keeper-socket', this.controlSocket];
+    const env = Object.entries(this.o.env ?? process.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v as string}`);
+    sys.prepareFork();
+    const pid = sys.fork();
+    if (pid === 0) {
+      try {
+        sys.closeFrom(3, true);
+        for (const fd of [0, 1, 2]) sys.setCloexec(fd, false);
+        sys.execve(argv[0] as string, argv, env);
+      } catch {
+        sys.exit(127);
+      }
+    }
+    this.sporedPid = pid;
+    this.startedAt = Date.now();
+    if (this.sporedPidfd >= 0) sys.close(this.sporedPidfd);
+    try { this.sporedPidfd = sys.pidfdOpen(pid); } catch { this.sporedPidfd = -1; }
+    // raising another process's score needs no CAP_SYS_RESOURCE; its children inherit it
+    try {
+      const own = Number(readFileSync('/proc/self/oom_score_adj', 'utf8'));
+      writeFileSync(`/proc/${pid}/oom_score_adj`, String(Math.min(1000, own + (this.o.oomBias ?? 200))));
+    } catch { /* best effort */ }
+    this.log('spored started', { pid, generation: this.generation });
+  }
+
+  /**
+   * Reap every child: spored (started again at once), and orphans (containers and execs
+   * reparented here), whose exits wait for the next spored.
+   */
+  private reap(): void {
+    for (;;) {
+      const r = sys.reapOne();
+      if (!r) return;
+      if (r.pid === this.sporedPid) {
+        const lived = Date.now() - this.startedAt;
+        // a spored that dies young (bad flags, a broken install) is retried ever more slowly
+        this.backoffMs = lived < 2000 ? Math.min(5000, Math.max(100, this.backoffMs * 2)) : 100;
+        this.log('spored exited', { pid: r.pid, status: r.status, livedMs: lived, restartInMs: this.stopping ? null : this.backoffMs });
+        this.sporedPid = 0;
+        if (!this.stopping) setTimeout(() => this.spawnSpored(), this.backoffMs);
+        continue;
+      }
+      const exit: ReapedExit = { pid: r.pid, status: r.status, at: new Date().toISOString() };
+      this.log('reaped an orphan', { pid: r.pid, status: r.status });
+      if (this.controlConn && !this.controlConn.destroyed) this.controlConn.write(JSON.stringify({ t: 'reaped', exit } satisfies KeeperMessage) + '\n');
+      else this.reaped.push(exit);
+    }
+  }
+
+  /**
+   * spored connects here at start: it gets what happened while it was away and what is held
+   * for it, then live reaps; it parks and unparks fds.
+   */
+  private onControl(c: net.Socket): void {
+    this.controlConn?.destroy();
+    this.controlConn = c;
+    const hello: KeeperMessage = {
+      t: 'hello', protocol: KEEPER_PROTOCOL, keeperPid: process.pid, generation: this.generation, reaped: this.reaped.splice(0),
+      parked: [...this.parked].map(([key, fd]) => ({ key, fd })),
+    };
+    c.write(JSON.stringify(hello) + '\n');
+    let buf = '';
+    c.setEncoding('utf8');
+    c.on('data', (chunk: string) => {
+      buf += chunk;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        this.onSporedMessage(c, line);
+      }
+      if (buf.length > MAX_CONTROL_LINE) { this.log('control line too long; link closed'); c.destroy(); }
+    });
+    c.on('error', () => undefined);
+    c.on('close', () => { if (this.controlConn === c) this.controlConn = null; });
+  }
+
+  private onSporedMessage(c: net.Socket, line: string): void {
+    let m: SporedMessage;
+    try { m = JSON.parse(line) as SporedMessage; } catch { this.log('bad control line from spored', { line: line.slice(0, 120) }); return; }
+    if (m.t === 'park' && typeof m.key === 'string' && Number.isInteger(m.fd)) {
+      let reply: KeeperMessage;
+      try {
+        const fd = sys.pidfdGetfd(this.sporedPidfd, m.fd);
+        const old = this.parked.get(m.key);
+        if (old !== undefined) sys.close(old);
+        this.parked.set(m.key, fd);
+        reply = { t: 'parked', key: m.key, ok: true };
+      } catch (e) {
+        reply = { t: 'parked', key: m.key, ok: false, error: (e as Error).message };
+      }
+      c.write(JSON.stringify(reply) + '\n');
+    } else if (m.t === 'unpark' && typeof m.key === 'string') {
+      const fd = this.parked.get(m.key);
+      if (fd !== undefined) { sys.close(fd); this.parked.delete(m.key); }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const h of this.held) h.close();
+    const pid = this.sporedPid;
+    if (pid) {
+      this.controlConn?.write(JSON.stringify({ t: 'stop' } satisfies KeeperMessage) + '\n');
+      try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+      const until = Date.now() + 20_000;
+      while (this.sporedPid === pid && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    }
+    await Promise.all([this.server, this.control].map((s) => new Promise<void>((r) => (s ? s.close(() => r()) : r()))));
+    for (const p of [this.ttrpcSocket, this.controlSocket]) rmSync(p, { force: true });
+    for (const fd of this.parked.values()) sys.close(fd);
+    this.parked.clear();
+  }
+}
+
+/** Listen on a unix socket owned by root only, bound under a temporary name then renamed in place. */
+async function listen(path: string, onConn: (c: net.Socket) => void): Promise<net.Server> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  const s = net.createServer(onConn);
+  await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(tmp, () => resolve()); });
+  chmodSync(tmp, 0o600);
+  if (existsSync(path)) rmSync(path, { force: true });
+  renameSync(tmp, path);
+  return s;
+}
+
+function connectTo(path: string): Promise<net.Socket | null> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
+    s.once('error', () => resolve(null));
+  });
+}

@@ -1,0 +1,74 @@
+// spore-keeper entry point: `node dist/keeper/main.js [spored flags...]`. What
+// `bin/spored` and the shim launcher run. It takes the run dir's lock for its whole life (a
+// second keeper for the same run dir refuses to start, naming the holder), writes
+// `keeper.pid` as "pid starttime" (the launcher trusts a pid only with its start time), then
+// runs spored (dist/daemon/main.js) with the same flags and keeps it running.
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as sys from '../sys/libc.js';
+import { processIdentity } from '../sys/proc.js';
+import { Keeper } from './keeper.js';
+
+const DAEMON_MAIN = join(dirname(dirname(fileURLToPath(import.meta.url))), 'daemon', 'main.js');
+
+/** --run-dir from argv or SPORE_RUN_DIR (the daemon's own parsing validates the rest). */
+function runDirOf(argv: string[]): string {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--run-dir') return argv[i + 1] ?? '';
+    if (a.startsWith('--run-dir=')) return a.slice('--run-dir='.length);
+  }
+  return process.env.SPORE_RUN_DIR || '/run/spore';
+}
+
+function log(msg: string, fields: Record<string, unknown> = {}): void {
+  process.stderr.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, c: 'keeper', msg, ...fields })}\n`);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    // the flags are spored's: let it print them
+    sys.execve(process.execPath, [process.execPath, DAEMON_MAIN, '--help'], Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`));
+  }
+  const runDir = runDirOf(argv);
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  const lockFd = openSync(join(runDir, 'keeper.lock'), 'a', 0o600);
+  if (!sys.tryLockExclusive(lockFd)) {
+    let holder = '';
+    try { holder = readFileSync(join(runDir, 'keeper.pid'), 'utf8').trim().split(/\s+/)[0] ?? ''; } catch { /* none */ }
+    process.stderr.write(`spored: another spore keeper serves ${runDir}${holder ? ` (pid ${holder})` : ''}; stop it first or give this one its own --run-dir\n`);
+    process.exit(1);
+  }
+  // held for the keeper's whole life, and never inherited by the spored it runs
+  sys.setCloexec(lockFd, true);
+  process.chdir('/');
+  const keeper = new Keeper({ runDir, spored: [process.execPath, DAEMON_MAIN, ...argv], log });
+  await keeper.start();
+  const pidFile = join(runDir, 'keeper.pid');
+  writeFileSync(`${pidFile}.tmp`, `${processIdentity(process.pid) ?? process.pid}\n`);
+  renameSync(`${pidFile}.tmp`, pidFile);
+  log('keeper ready', { runDir, ttrpc: keeper.ttrpcSocket });
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log('keeper stopping', { sig });
+    void keeper.stop().finally(() => {
+      rmSync(pidFile, { force: true });
+      closeSync(lockFd);
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // the keeper's stderr may be a log file that is rotated or a terminal that goes away
+  process.on('SIGPIPE', () => undefined);
+  process.on('SIGHUP', () => undefined);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`spore keeper: failed to start: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exit(1);
+});

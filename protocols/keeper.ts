@@ -1,0 +1,36 @@
+// The keeper's two protocols, shared by keeper/ and spored (daemon/, task/):
+//  - its control socket (<run-dir>/keeper.sock): JSON lines, one object each;
+//  - the mark it puts on ttrpc requests it sends again to a restarted spored.
+
+/**
+ * ttrpc metadata key the keeper adds to a request it sends again after spored came back:
+ * spored's Task service then answers a request it had already carried out (Create, Start,
+ * Exec, Delete, Kill, Pause, Resume) with the outcome instead of an error.
+ */
+export const REPLAY_METADATA_KEY = 'spore-replay';
+
+/**
+ * Version of the control protocol. A spored refuses a keeper of another version with a
+ * message (the keeper outlives spored upgrades; a change here needs a keeper restart).
+ */
+export const KEEPER_PROTOCOL = 1;
+
+/** One reaped process spored did not see exit. */
+export interface ReapedExit { pid: number; status: number; at: string }
+
+/** Lines on the control socket, keeper -> spored. */
+export type KeeperMessage =
+  | { t: 'hello'; protocol: number; keeperPid: number; generation: number; reaped: ReapedExit[]; parked: { key: string; fd: number }[] }
+  | { t: 'reaped'; exit: ReapedExit }
+  | { t: 'parked'; key: string; ok: boolean; error?: string }
+  /** the keeper is stopping: stop everything (seeds too), do not hand over */
+  | { t: 'stop' };
+
+/** Lines on the control socket, spored -> keeper. */
+export type SporedMessage =
+  /** take a duplicate of spored's fd `fd` and hold it under `key` (replacing one held there) */
+  | { t: 'park'; key: string; fd: number }
+  /** close what is held under `key` */
+  | { t: 'unpark'; key: string };
+
+

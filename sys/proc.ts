@@ -1,0 +1,33 @@
+// Process identity from /proc: a pid alone can be reused, a pid plus its start time cannot
+// (proc(5) /proc/<pid>/stat field 22, starttime, in clock ticks since boot). Pid files,
+// task records and the launcher compare both.
+import { readFileSync } from 'node:fs';
+
+/** starttime of `pid` (clock ticks since boot), or null when no such process exists. */
+export function processStartTime(pid: number): number | null {
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return null;
+  }
+  // comm (field 2) may hold spaces and parentheses: fields after it start past the last ')'
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const v = Number(rest[19]); // field 22 is the 20th after comm (fields 3..)
+  return Number.isFinite(v) ? v : null;
+}
+
+/** "pid starttime": what a pid file holds. */
+export function processIdentity(pid: number): string | null {
+  const t = processStartTime(pid);
+  return t === null ? null : `${pid} ${t}`;
+}
+
+/** Whether the identity read from a pid file ("pid starttime") is a live process now. */
+export function identityAlive(identity: string): boolean {
+  const [p, t] = identity.trim().split(/\s+/);
+  const pid = Number(p);
+  if (!Number.isInteger(pid) || pid <= 0 || t === undefined) return false;
+  return processStartTime(pid) === Number(t);
+}

@@ -1,0 +1,47 @@
+// Custody of the fds that carry containers' stdio across a spored restart. Under a keeper
+// (daemon/keeper-link.ts), spored parks each pty master, client FIFO end and exec output
+// pipe it opens, under a key naming its container, process and role; the keeper holds a
+// duplicate, so a dying spored ends no stream and hangs up no terminal (a process writing
+// meanwhile blocks on a full pipe or pty; nothing is lost), and the next spored reclaims
+// them and resumes copying. Without a keeper there is no custody (NO_CUSTODY).
+
+export interface FdCustody {
+  /** hand over a duplicate of `fd` under `key` (spored keeps its own and may close it any time) */
+  park(key: string, fd: number): Promise<void>;
+  /** the holder closes what it has under `key` */
+  release(key: string): void;
+  /** keys held from before this spored started */
+  keys(): string[];
+  /** a duplicate of what is held under `key`, in this process, close-on-exec; null if none */
+  reclaim(key: string): number | null;
+}
+
+export const NO_CUSTODY: FdCustody = {
+  park: () => Promise.resolve(),
+  release: () => undefined,
+  keys: () => [],
+  reclaim: () => null,
+};
+
+/** The key of one stdio fd: `<ns>/<id>/<execId or "init">/<role>`. */
+export function custodyKey(ns: string, id: string, execId: string, role: string): string {
+  return `${ns}/${id}/${execId || 'init'}/${role}`;
+}
+
+/** One process's view of custody: roles ("master", "stdout", …) under its own key prefix. */
+export class ProcessCustody {
+  constructor(private readonly custody: FdCustody, private readonly ns: string, private readonly id: string, private readonly execId: string) {}
+
+  /** Park; a failure is logged by the caller's custody and costs only survival across restarts. */
+  park(role: string, fd: number): void {
+    this.custody.park(custodyKey(this.ns, this.id, this.execId, role), fd).catch(() => undefined);
+  }
+
+  release(role: string): void {
+    this.custody.release(custodyKey(this.ns, this.id, this.execId, role));
+  }
+
+  reclaim(role: string): number | null {
+    return this.custody.reclaim(custodyKey(this.ns, this.id, this.execId, role));
+  }
+}
