@@ -53,7 +53,7 @@ export function formatInvoke(r: InvokeResult): { stdout: string; stderr: string 
     stderr += `spore: invocation failed (${e?.kind ?? 'internal'}): ${e?.message ?? 'no error message'}\n`;
     if (e?.stack) stderr += `${e.stack.trimEnd()}\n`;
   }
-  stdout += `\nfunction ${dash(r.function)} · seed ${dash(r.seedId)} (L${r.seedLevel}) · instance ${dash(r.instanceId)}\n`;
+  stdout += `\nfunction ${dash(r.function)} · seed ${dash(r.seedId)} (L${r.seedLevel}) · instance ${dash(r.instanceId)}${r.parked ? ' (parked: forked before the call)' : ''}\n`;
   stdout += phaseTable(r.timings);
   return { stdout, stderr };
 }

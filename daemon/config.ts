@@ -35,6 +35,8 @@ export interface DaemonConfig {
   initTimeoutMs: number;
   /** the keeper's control socket when spored runs under one (set by the keeper), else null */
   keeperSocket: string | null;
+  /** parked instances per active function version: 'auto' (from recent traffic) or a number (0: off) */
+  parked: 'auto' | number;
 }
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -81,6 +83,7 @@ export const FLAGS: readonly FlagDef[] = [
   flag('function-concurrency', 'N', 'SPORE_FUNCTION_CONCURRENCY', '32', true, 'functionConcurrency', 'instances of one function at a time (its /tmp slots; 0 means 1)', 1024),
   flag('function-queue', 'N', 'SPORE_FUNCTION_QUEUE', '32', true, 'functionQueue', 'callers that may wait for a busy function; more get 429 / RESOURCE_EXHAUSTED at once', 65536),
   flag('max-instances', 'N', 'SPORE_MAX_INSTANCES', '256', true, 'maxInstances', 'instances on this node at once, all functions (0 means 1); more get 429 at once', 65536),
+  flag('parked', 'auto|N', 'SPORE_PARKED', 'auto', true, 'parked', 'instances forked before calls arrive, per function: auto (sized from recent traffic, none when idle), N, or 0 (off)'),
   flag('keeper-socket', 'PATH', null, 'none', false, 'keeperSocket', "set by spore's keeper (bin/spored): its control socket; containers then survive spored restarts"),
   flag('init-timeout', 'MS', 'SPORE_INIT_TIMEOUT', '10000', true, 'initTimeoutMs', "a function's init code must finish within this at deploy, ms (0 means 1)", 900_000),
 ];
@@ -194,7 +197,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     maxInstances: int('max-instances', true),
     initTimeoutMs: int('init-timeout', true),
     keeperSocket: given('keeper-socket') ?? null,
+    parked: parkedOf(str('parked')),
   };
+}
+
+function parkedOf(v: string): 'auto' | number {
+  if (v === 'auto') return 'auto';
+  if (!/^\d+$/.test(v.trim()) || Number(v) > 64) throw new InvalidArgument(`--parked must be auto or an integer between 0 and 64, got ${JSON.stringify(v)}`);
+  return Number(v);
 }
 
 /** The gateway token from --gateway-token or the first line of --gateway-token-file; null: none. */

@@ -244,6 +244,7 @@ async function startFunctions(
     runDir: config.runDir, stateDir: config.stateDir, layout, l0: seed, log: log.child({ c: 'seeds' }),
     cgroupPoolSize: config.cgroupPool, l2Replicas: config.l2Replicas, slotsPerFunction: config.functionConcurrency,
     queuePerFunction: config.functionQueue, maxInstances: config.maxInstances, initTimeoutMs: config.initTimeoutMs,
+    parked: config.parked,
   });
   try {
     await rt.start();

@@ -25,6 +25,7 @@
 //                  up, 503 with the same body when one is down (daemon/health.ts); no token
 // Headers on every invocation that reached an instance (ok or not):
 //   x-spore-timings      compact JSON of PhaseTimings (microseconds)
+//   x-spore-parked       1 when a parked instance served the call (forked before it), else 0
 //   x-spore-seed         id of the seed the instance was forked from
 //   x-spore-seed-level   0, 1 or 2 (root, language, function seed)
 //   x-spore-instance     instance id
@@ -146,6 +147,8 @@ export function responseForResult(r: InvokeResult): GatewayResponse {
     'x-spore-seed': r.seedId,
     'x-spore-seed-level': String(r.seedLevel),
     'x-spore-instance': r.instanceId,
+    // 1: the instance was parked (forked before this call), 0: forked for it
+    'x-spore-parked': r.parked ? '1' : '0',
   };
   if (r.ok) return { status: 200, headers, body: r.result ?? 'null' };
   const error = r.error ?? { kind: 'internal' as const, message: 'invocation failed without an error', stack: null };

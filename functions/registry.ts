@@ -41,6 +41,8 @@ export interface RegistryOptions {
   lineageSeccomp: () => { filter: string; flags: number };
   /** the lineages' cgroups live under it */
   cgroupParent: string;
+  /** a version stops taking calls (retired or removed): what is held for it goes */
+  onVersionEnd?: (v: VersionRec) => void;
 }
 
 /** Lambda's MODULE.FUNCTION -> the module inside /var/task and the export. */
@@ -294,6 +296,7 @@ export class Registry {
   /** A version that no longer takes new work: its seeds go once its in-flight work is done. */
   private retire(v: VersionRec): void {
     if (!move(VERSION_MOVES, v, 'retiring')) return;
+    this.o.onVersionEnd?.(v);
     const done = (): void => {
       if (v.inflight > 0) { setTimeout(done, 50).unref(); return; }
       move(VERSION_MOVES, v, 'gone');
@@ -329,6 +332,7 @@ export class Registry {
     this.store.remove(name);
     for (const v of fn.versions) {
       move(VERSION_MOVES, v, 'gone');
+      this.o.onVersionEnd?.(v);
       for (const s of [...v.seeds].reverse()) this.tree.drop(s);
     }
     await new Promise((r) => setTimeout(r, 100));

@@ -26,6 +26,7 @@ import { SeedTree } from './seed-tree.js';
 import { Instances } from './instances.js';
 import { Registry, memoryOf } from './registry.js';
 import { FunctionStore } from './store.js';
+import { Parking, type ParkingMode } from './parking.js';
 
 export { splitHandler, memoryOf } from './registry.js';
 
@@ -59,6 +60,12 @@ export interface ProcessRuntimeOptions {
   cgroupParent?: string;
   /** a function's init code must be done in this long at deploy (default 10 s) */
   initTimeoutMs?: number;
+  /** parked instances per active version: 'auto' (from recent traffic, the default), a number, or 0 (off) */
+  parked?: ParkingMode;
+  /** most parked instances per version in auto mode (default 4) */
+  parkedMax?: number;
+  /** auto mode: a function idle this long keeps none parked (ms, default 60 s) */
+  parkedIdleMs?: number;
 }
 
 const pidAlive = (pid: number): boolean => existsSync(`/proc/${pid}`);
@@ -105,6 +112,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   private readonly inst: Instances;
   private registry!: Registry;
   private output!: FunctionLogs;
+  private readonly parking: Parking;
 
   private readonly cgroupParent: string;
 
@@ -119,6 +127,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       (seed) => this.registry.maybeRotate(seed),
     );
     this.tree = new SeedTree({ runDir: o.runDir, l0: o.l0, log: o.log, pythonBin: o.pythonBin }, this.inst);
+    this.parking = new Parking({ mode: o.parked ?? 'auto', max: o.parkedMax ?? 4, idleMs: o.parkedIdleMs, log: o.log }, this.inst);
   }
 
   /** Listen for language seeds, fill the cgroup pool, create the root record and both language seeds. */
@@ -134,6 +143,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         l2Replicas: this.o.l2Replicas ?? 2, replicaPrivateLimitKiB: this.o.replicaPrivateLimitKiB ?? 4096,
         slotsPerFunction: this.o.slotsPerFunction ?? 32, tmpMiB: this.o.tmpMiB ?? 64, initTimeoutMs: this.o.initTimeoutMs ?? 10_000,
         lineageSeccomp: () => this.lineageSeccomp, cgroupParent: this.cgroupParent,
+        onVersionEnd: (v) => this.parking.drain(v),
       },
       this.tree,
       new PackageStore(join(this.stateDir, 'packages')),
@@ -155,6 +165,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   }
 
   async stop(): Promise<void> {
+    this.parking.close();
     await this.tree.close();
     for (const fn of this.registry?.all() ?? []) for (const v of fn.versions) this.registry.destroyLineageCgroup(v);
     this.cgroups?.close();
@@ -255,16 +266,26 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const v = this.registry.active(fn);
     if (!v) throw new Unavailable(`function ${name} has no active version`);
     fn.invocations++;
+    // a parked instance when one is ready (the fork already happened), else fork on request
+    const parked = this.parking.take(v);
+    if (parked) {
+      this.inst.sendRequest(parked, event);
+      const r = await this.inst.finish(parked, t0, performance.now() - t0);
+      setImmediate(() => this.parking.refill(v)); // after the answer went out
+      return { ...r, parked: true, timings: { ...r.timings, fork: 0 } };
+    }
     const inst = await this.inst.start(v, null);
     this.inst.sendRequest(inst, event);
-    return this.inst.finish(inst, t0, performance.now() - t0);
+    const r = await this.inst.finish(inst, t0, performance.now() - t0);
+    setImmediate(() => this.parking.refill(v));
+    return r;
   }
 
-  pools(): { cgroups: unknown; functions: unknown } {
+  pools(): { cgroups: unknown; functions: unknown; parked: unknown } {
     const fns: Record<string, unknown> = {};
     for (const f of this.registry?.all() ?? []) {
       for (const v of f.versions) fns[`${f.spec.name}@${v.version}`] = { concurrency: v.slots.concurrency, inUse: v.slots.inUse, waiting: v.slots.waiting, ...v.slots.pending };
     }
-    return { cgroups: this.cgroups?.snapshot() ?? null, functions: fns };
+    return { cgroups: this.cgroups?.snapshot() ?? null, functions: fns, parked: this.parking.snapshot() };
   }
 }

@@ -54,6 +54,9 @@ describe.skipIf(!root)('process function runtime', () => {
     rt = new ProcessFunctionRuntime({
       runDir: dir, stateDir: join(dir, 'state'), layout: detectCgroupLayout(), l0,
       log: pino({ level: process.env.SPORE_TEST_LOG ?? 'silent' }), cgroupPoolSize: 8, slotsPerFunction: 8, queuePerFunction: 32, initTimeoutMs: 4000,
+      // fork-on-request only: these tests count exactly what each call holds (parked instances
+      // have their own tests in integration/parked.test.ts)
+      parked: 0,
     });
     await rt.start();
   }, 60_000);
@@ -296,7 +299,7 @@ describe.skipIf(!root)('process function runtime', () => {
   it('a function at its concurrency queues callers, and answers Overloaded at once past its queue', async () => {
     const small = new ProcessFunctionRuntime({
       runDir: join(dir, 'small'), stateDir: join(dir, 'small-state'), layout: detectCgroupLayout(), l0,
-      log: pino({ level: 'silent' }), cgroupPoolSize: 2, slotsPerFunction: 2, queuePerFunction: 2, l2Replicas: 1, cgroupParent: `/spore/fri-${process.pid}-small`,
+      log: pino({ level: 'silent' }), cgroupPoolSize: 2, slotsPerFunction: 2, queuePerFunction: 2, l2Replicas: 1, cgroupParent: `/spore/fri-${process.pid}-small`, parked: 0,
     });
     const { mkdirSync } = await import('node:fs');
     mkdirSync(join(dir, 'small'), { recursive: true });

@@ -74,6 +74,8 @@ describe.skipIf(!root)('overload through the gateway of a real spored', () => {
     spored = spawn(join(repo, 'bin', 'spored'), [
       '--run-dir', dir, '--gateway', `127.0.0.1:${port}`, '--log', join(dir, 'spored.log'), '--log-level', testLogLevel() === 'silent' ? 'info' : testLogLevel(),
       '--function-concurrency', String(CONCURRENCY), '--function-queue', String(QUEUE),
+      // admission counted exactly: no parked instances holding slots (integration/parked.test.ts)
+      '--parked', '0',
     ], { stdio: 'ignore' });
     // /healthz turns 200 once the OCI path, FRI and both L1 seeds are up
     for (let i = 0; i < 300; i++) {

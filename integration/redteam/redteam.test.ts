@@ -111,6 +111,8 @@ describe.skipIf(!root)('red team: function sandbox and spored', () => {
       runDir: dir, stateDir: join(dir, 'state'), layout: detectCgroupLayout(), l0,
       log: pino({ level: process.env.SPORE_TEST_LOG ?? 'silent' }),
       cgroupPoolSize: 8, slotsPerFunction: SLOTS, l2Replicas: 1, initTimeoutMs: 4000,
+      // counts the processes under seeds exactly: no parked instances (integration/parked.test.ts covers those)
+      parked: 0,
     });
     await rt.start();
     await rt.deploy(spec('hello', 'node', 'exports.handler = async () => 1;'));

@@ -170,6 +170,7 @@ export function invokeResultToProto(r: InvokeResult): MessageInitShape<typeof In
     seedLevel: r.seedLevel,
     instanceId: r.instanceId,
     timings: timingsToProto(r.timings),
+    parked: r.parked === true,
   };
 }
 
@@ -245,6 +246,7 @@ export function invokeResultFromProto(m: InvokeResultMsg | undefined): InvokeRes
     seedLevel: seedLevel(r.seedLevel),
     instanceId: r.instanceId,
     timings: timingsFromProto(r.timings),
+    ...(r.parked ? { parked: true } : {}),
   };
 }
 

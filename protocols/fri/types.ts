@@ -133,6 +133,8 @@ export interface InvokeResult {
   seedLevel: SeedLevel;
   instanceId: string;
   timings: PhaseTimings;
+  /** the instance was parked: forked before the call arrived (timings.fork is 0) */
+  parked?: boolean;
 }
 
 export interface InvokeOptions {
