@@ -24,6 +24,8 @@ export interface DaemonConfig {
   /** function packages (content-addressed) live under <stateDir>/packages */
   stateDir: string;
   cgroupPool: number;
+  /** container shells the root seed keeps forked ahead for the OCI/CRI path (0: none) */
+  containerShells: number;
   l2Replicas: number;
   /** instances of one function at a time (its /tmp slots); more callers wait */
   functionConcurrency: number;
@@ -79,6 +81,7 @@ export const FLAGS: readonly FlagDef[] = [
   flag('log-level', 'LEVEL', 'SPORE_LOG_LEVEL', 'info', true, 'logLevel', 'trace, debug, info, warn, error, fatal or silent'),
   flag('cgroup-parent', 'PATH', 'SPORE_CGROUP_PARENT', '/spore', true, 'cgroupParent', 'parent cgroup of containers whose cgroupsPath is relative or absent'),
   flag('cgroup-pool', 'N', 'SPORE_CGROUP_POOL', '32', true, 'cgroupPool', 'pre-created cgroups for function instances', 4096),
+  flag('container-shells', 'N', 'SPORE_CONTAINER_SHELLS', '2', true, 'containerShells', 'containers pre-forked by the root seed (new pid namespace, waiting for a Create that fits); 0 disables', 64),
   flag('l2-replicas', 'N', 'SPORE_L2_REPLICAS', '2', true, 'l2Replicas', 'forks of each function seed that serve invocations (0 means 1)', 16),
   flag('function-concurrency', 'N', 'SPORE_FUNCTION_CONCURRENCY', '32', true, 'functionConcurrency', 'instances of one function at a time (its /tmp slots; 0 means 1)', 1024),
   flag('function-queue', 'N', 'SPORE_FUNCTION_QUEUE', '32', true, 'functionQueue', 'callers that may wait for a busy function; more get 429 / RESOURCE_EXHAUSTED at once', 65536),
@@ -191,6 +194,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     // package garbage collection must never see another daemon's functions
     stateDir: given('state-dir') ?? (runDir === DEFAULT_RUN_DIR ? '/var/lib/spore' : join(runDir, 'state')),
     cgroupPool: int('cgroup-pool'),
+    containerShells: int('container-shells'),
     l2Replicas: int('l2-replicas', true),
     functionConcurrency: int('function-concurrency', true),
     functionQueue: int('function-queue'),

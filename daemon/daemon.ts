@@ -156,7 +156,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   const seed = new SeedClient();
   const attach = await seed.start({
     socket: keeper ? join(config.runDir, 'process-seed.sock') : undefined,
-    survive: keeper !== null, holdExits: true,
+    survive: keeper !== null, holdExits: true, shells: config.containerShells,
   });
   const events = new EventForwarder(config.containerdTtrpc, log.child({ c: 'events' }));
   const tasks = new TaskManager({

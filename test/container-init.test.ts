@@ -10,7 +10,9 @@ import type { Spec } from '../protocols/oci/spec.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { execPlan, initPlan, CAPS } from '../engines/process/plan.js';
 import type { ExecPlan, InitPlan, SpawnPlan, Stdio } from '../engines/process/protocol.js';
-import { runChild } from '../engines/process/container-init.js';
+import { EARLY_STEPS, earlyStepsOf, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
+import { shellFrame } from '../engines/process/protocol.js';
+import { rehearsal } from '../engines/process/shells.js';
 import {
   RecordedExec, RecordedExit, RecordingContainerSys, realContainerSys, type FakeEntry, type RecordingOptions, type SysCall,
 } from '../engines/process/container-sys.js';
@@ -593,6 +595,167 @@ describe('container-init against the recording ContainerSys', () => {
       ['a step between seccomp and execve', move(at(good, 'umask'), good.length - 1), /more than the stdio shuffle/],
     ];
     for (const [what, seq, why] of cases) expect(brokenInvariant(seq) ?? `not caught: ${what}`, what).toMatch(why);
+  });
+});
+
+// --- container shells --------------------------------------------------------------------
+
+const PLAN = 30; // the shell's plan pipe, read end
+const SEED_FDS = [40, 41]; // fds of the seed's the shell inherited (its link to spored, ...)
+
+interface ShellRun extends Run {
+  /** every call the shell made before its plan was in (its own, then the early steps) */
+  beforePlan: SysCall[];
+  /** the early steps it made ahead: between arming the parent-death signal and the first read of the plan */
+  ahead: SysCall[];
+  /** the handoff: the plan read, its pipe closed, the parent-death signal disarmed */
+  handoff: SysCall[];
+  /** the container's set-up, after the handoff */
+  after: SysCall[];
+}
+
+/** A shell that made `ahead`, waiting, then handed `plan` (its frame fed on the plan pipe). */
+function runAsShell(plan: InitPlan | null, ahead: readonly EarlyStep[], opts: RecordingOptions = {}, rehearse = false): ShellRun {
+  const feed = plan ? shellFrame(plan) : Buffer.alloc(0);
+  if (!feed) throw new Error('plan too large for a shell');
+  const rec = new RecordingContainerSys({ fds: [0, 1, 2, START, STATUS, PLAN, ...SEED_FDS], files: busyboxTree(), feed: { [PLAN]: feed }, ...opts });
+  let exec: RecordedExec | null = null;
+  let exit: number | null = null;
+  try {
+    runShell({ planFd: PLAN, startFd: START, statusFd: STATUS, closeFds: SEED_FDS, ...(rehearse ? { rehearsal: rehearsal() } : {}) }, ahead, rec);
+  } catch (e) {
+    if (e instanceof RecordedExec) exec = e;
+    else if (e instanceof RecordedExit) exit = e.code;
+    else throw e;
+  }
+  const calls = normalized(rec.calls);
+  const firstRead = at(calls, 'read', PLAN);
+  const armed = at(calls, 'prctl', PR.SET_PDEATHSIG, 9);
+  const disarmed = at(calls, 'prctl', PR.SET_PDEATHSIG, 0);
+  const status = rec.calls.filter((x) => x.call === 'write' && x.args[0] === STATUS).map((x) => JSON.parse(String(x.args[1])) as unknown);
+  return {
+    calls, reads: rec.reads, exec, exit, status,
+    beforePlan: firstRead < 0 ? calls : calls.slice(0, firstRead),
+    ahead: armed < 0 ? [] : calls.slice(armed + 1, firstRead < 0 ? calls.length : firstRead),
+    handoff: disarmed < 0 ? [] : calls.slice(firstRead, disarmed + 1),
+    after: disarmed < 0 ? [] : calls.slice(disarmed + 1),
+  };
+}
+
+/** A pod's app container as containerd's CRI makes it: joins the sandbox's net, ipc and uts; its own pid and mount. */
+const criApp: SpecEdit = (s) => {
+  s.linux.namespaces = [{ type: 'pid' }, { type: 'mount' }, { type: 'network', path: '/proc/77/ns/net' }, { type: 'ipc', path: '/proc/77/ns/ipc' }, { type: 'uts', path: '/proc/77/ns/uts' }, { type: 'cgroup' }];
+  s.mounts?.push({ destination: '/dev/shm', type: 'bind', source: '/run/containerd/sandboxes/p1/shm', options: ['rbind', 'ro'] });
+};
+/** A pod sandbox (the pause container): joins the network namespace CNI made, new everything else. */
+const criSandbox: SpecEdit = (s) => {
+  s.linux.namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/var/run/netns/n1' }];
+  s.hostname = 'pod-1';
+};
+
+describe('container shells: the same sequence, from a later step', () => {
+  const seccomp = compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['ptrace'], action: 'SCMP_ACT_ERRNO' }] });
+  const plans: [string, InitPlan][] = [
+    ['ctr run (containerd defaults)', planOf()],
+    ['a CRI pod sandbox (CNI netns joined, hostname)', planOf(criSandbox)],
+    ['a CRI app container (joined net/ipc/uts, /dev/shm bound from the sandbox)', planOf(criApp)],
+    ['a TTY, a user, a read-only root, seccomp', planOf((s) => { s.process.terminal = true; s.process.user = { uid: 1000, gid: 1000, additionalGids: [10] }; s.root = { path: 'rootfs', readonly: true }; }, { stdio: { stdin: '', stdout: '', stderr: '', terminal: '/dev/pts/7' }, seccomp: { bpf: seccomp.bpf, flags: seccomp.flags } })],
+    ['the cgroup hierarchy mounted (no late cgroup)', planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro'] }); })],
+  ];
+
+  for (const [what, plan] of plans) {
+    it(`${what}: after its plan, a shell makes the normal sequence minus the steps it made ahead, in the same order`, () => {
+      expect(shellFits(plan, EARLY_STEPS)).toBe(true);
+      const normal = run(structuredClone(plan));
+      const shell = runAsShell(structuredClone(plan), EARLY_STEPS);
+      // the steps made ahead are the first steps of the normal sequence...
+      expect(shell.ahead).toEqual([c('close_range', 3, true), c('setsid')]);
+      expect(shell.ahead).toEqual(normal.calls.slice(0, shell.ahead.length));
+      // ...and after its plan the shell makes exactly the rest of it
+      expect(shell.after).toEqual(normal.calls.slice(shell.ahead.length));
+      expect(shell.exec).toEqual(normal.exec);
+      expect(shell.exec).not.toBeNull();
+      const untimed = (xs: unknown[]): unknown[] => xs.map((x) => ({ ...(x as object), t: {} }));
+      expect(untimed(shell.status)).toEqual(untimed(normal.status));
+      expect(brokenInvariant([...shell.ahead, ...shell.after])).toBeNull();
+      // the handoff: the frame read off its own pipe, the pipe closed, the parent-death signal disarmed
+      expect(shell.handoff[0]).toEqual(c('read', PLAN, 4));
+      expect(shell.handoff.slice(1, -2).every((x) => x.call === 'read' && x.args[0] === PLAN)).toBe(true);
+      expect(shell.handoff.slice(-2)).toEqual([c('close', PLAN), c('prctl', PR.SET_PDEATHSIG, 0)]);
+    });
+  }
+
+  it('abort of a container a shell became: the same as a forked one (exit 0 at EOF of the start pipe)', () => {
+    const normal = run(planOf(), { start: false });
+    const shell = runAsShell(planOf(), EARLY_STEPS, { start: false });
+    expect(shell.exit).toBe(0);
+    expect(shell.after).toEqual(normal.calls.slice(shell.ahead.length));
+  });
+
+  it('before its plan a shell touches nothing of any container: the seed\'s fds closed, death with the seed armed, the early steps, then it waits', () => {
+    const shell = runAsShell(planOf(), EARLY_STEPS);
+    expect(shell.beforePlan).toEqual([
+      c('close', 40), c('close', 41),
+      c('prctl', PR.SET_PDEATHSIG, 9),
+      c('close_range', 3, true), c('setsid'),
+    ]);
+    expect(shell.reads).toEqual(run(planOf()).reads); // and it looks at nothing more than a forked init
+  });
+
+  it('the rehearsal a shell runs before waiting goes the whole way (to execve) on a plan of no container\'s data, and touches nothing: the shell\'s own sequence is the same with it', () => {
+    const r = rehearsal();
+    expect(r.plan.rootfs).toBe('/spore-rehearsal/rootfs');
+    expect(JSON.stringify(r.plan, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toMatch(/"\/(run|var|tmp)\//); // no path of any container's
+    const dry = run(structuredClone(r.plan), { files: r.files });
+    expect(dry.exec?.path).toBe('/bin/true');
+    expect(brokenInvariant(dry.calls, r.plan.rootfs)).toBeNull();
+    for (const plan of [planOf(), planOf(criApp)]) {
+      const plain = runAsShell(structuredClone(plan), EARLY_STEPS);
+      const rehearsed = runAsShell(structuredClone(plan), EARLY_STEPS, {}, true);
+      expect(rehearsed.calls).toEqual(plain.calls);
+      expect(rehearsed.reads).toEqual(plain.reads);
+    }
+  });
+
+  it('EOF on its plan pipe (the seed let it go): exit 0 after the early steps, nothing else, nothing reported', () => {
+    const shell = runAsShell(null, EARLY_STEPS);
+    expect(shell.exit).toBe(0);
+    expect(shell.calls.slice(-2)).toEqual([c('read', PLAN, 4), c('exit', 0)]);
+    expect(shell.status).toEqual([]);
+  });
+
+  it('an early step that fails in a shell: exit 127 before reading any plan, nothing reported (no Create waits on it)', () => {
+    const shell = runAsShell(planOf(), EARLY_STEPS, { fail: (x) => (x.call === 'setsid' ? 1 : undefined) });
+    expect(shell.exit).toBe(127);
+    expect(shell.status).toEqual([]);
+    expect(at(shell.calls, 'read', PLAN)).toBe(-1);
+  });
+
+  it('a plan that does not fit is refused by the shell too (the seed never sends one)', () => {
+    const joinedPid = planOf((s) => { s.linux.namespaces = [{ type: 'pid', path: '/proc/77/ns/pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }]; });
+    const shell = runAsShell(joinedPid, EARLY_STEPS);
+    expect(shell.exit).toBe(127);
+    expect(shell.status).toEqual([{ s: 'error', phase: 'shell', message: 'the plan does not fit this container shell' }]);
+    expect(at(shell.calls, 'open')).toBe(-1);
+  });
+
+  it('which plans fit: a container in a new pid namespace (ctr, CRI sandboxes and app containers); not a joined or the host\'s pid namespace, not an exec', () => {
+    expect(earlyStepsOf(planOf())).toEqual(['fds', 'setsid']);
+    for (const edit of [undefined, criSandbox, criApp]) expect(shellFits(planOf(edit), EARLY_STEPS)).toBe(true);
+    // joining a pod's pid namespace (shareProcessNamespace) or any pid namespace by path
+    expect(shellFits(planOf((s) => { s.linux.namespaces = [{ type: 'pid', path: '/proc/77/ns/pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }]; }), EARLY_STEPS)).toBe(false);
+    // the host's pid namespace (no pid entry)
+    expect(shellFits(planOf((s) => { s.linux.namespaces = s.linux.namespaces?.filter((n) => n.type !== 'pid'); }), EARLY_STEPS)).toBe(false);
+    // an exec joins a running container
+    const exec = execPlan({ id: 'c1', execId: 'e1', targetPid: 4242, initNamespaces: planOf().namespaces, process: { args: ['/bin/ls'], cwd: '/' }, stdio: STDIO, cgroupProcs: [], seccomp: null });
+    expect(shellFits(exec, EARLY_STEPS)).toBe(false);
+    // steps a plan's sequence does not start with
+    expect(shellFits(planOf(), ['setsid'] as EarlyStep[])).toBe(false);
+  });
+
+  it('a plan too large for one pipe write is not framed (the seed forks as before)', () => {
+    expect(shellFrame(planOf())?.length).toBeLessThan(4096);
+    expect(shellFrame(planOf((s) => { s.process.env = [`BIG=${'x'.repeat(70_000)}`]; }))).toBeNull();
   });
 });
 

@@ -1,15 +1,18 @@
 // Runs in the child right after the seed forks, and never returns: the child either
 // execve()s the container process or _exit()s. Setup is one linear sequence (like crun):
-// stdio -> cgroup -> namespaces -> mounts -> devices -> pivot_root -> masks -> identity
-// -> wait for Start -> credentials, capabilities, seccomp -> exec.
+// fds, session -> stdio -> cgroup -> namespaces -> mounts -> devices -> pivot_root -> masks
+// -> identity -> wait for Start -> credentials, capabilities, seccomp -> exec.
+// A container shell (runShell) is the same child forked by the seed before any Create: it
+// makes the first steps of that sequence (EARLY_STEPS, which need no plan) ahead, waits for
+// exactly one plan, and runChild() continues from the step after them.
 // Only synchronous calls are allowed here: the child must never return to the event loop
 // it inherited from the seed.
 // Every call that touches the system goes through a ContainerSys (container-sys.ts), so the
 // sequence a plan turns into can be recorded and checked without root; nothing here imports
 // libc or node:fs.
 import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, TIOCSCTTY } from '../../sys/constants.js';
-import { X_OK, realContainerSys, type ContainerSys } from './container-sys.js';
-import type { ChildStatus, DeviceNode, ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, SpawnPlan } from './protocol.js';
+import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
+import { MAX_SHELL_FRAME, shellPlanOf, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
 
 const NS_FLAG: Record<NamespaceStep['type'], number> = {
@@ -46,18 +49,64 @@ function report(s: ContainerSys, fd: number, msg: ChildStatus): void {
   }
 }
 
+// --- the first steps: no plan needed ---------------------------------------------------
+
+/**
+ * The first steps of every container's set-up, in sequence order: they need no plan, so a
+ * container shell makes them before any plan exists. The pid namespace is the seed's
+ * business (it forks the child into a new one), so a shell is pid 1 of its own already.
+ * The other namespaces stay where they are, after the plan: the mount namespace because the
+ * stdio fds are opened before it, on the host's mounts (a pty slave opened through a copy of
+ * /dev/pts that pivot_root then detaches no longer reads as /dev/pts/N in /proc/self/fd), and
+ * because a copy made before the Create would miss the mounts made since (the container's
+ * rootfs) wherever the host's mounts do not propagate; uts because a pod's containers join
+ * their sandbox's. Neither costs more than microseconds at Create (unshare: mount 26 µs,
+ * uts 4 µs on this machine kind).
+ */
+export type EarlyStep = 'fds' | 'setsid';
+export const EARLY_STEPS: readonly EarlyStep[] = ['fds', 'setsid'];
+
+const newNamespace = (plan: SpawnPlan, type: NamespaceStep['type']): boolean =>
+  plan.kind === 'init' && plan.namespaces.some((n) => n.type === type && n.path === null);
+
+/** The early steps `plan`'s sequence has, in order. */
+export function earlyStepsOf(_plan: SpawnPlan): EarlyStep[] {
+  return [...EARLY_STEPS];
+}
+
+function earlyStep(s: ContainerSys, step: EarlyStep): void {
+  switch (step) {
+    case 'fds': closeInheritedFds(s); break;
+    case 'setsid': phase('setsid', () => s.setsid()); break;
+  }
+}
+
+/**
+ * Whether a shell that made `ahead` can become `plan`'s init: a container (not an exec) in a
+ * new pid namespace (the shell is already pid 1 of one), whose sequence starts with exactly
+ * the steps the shell made. A pid namespace joined by path (a pod that shares one) or the
+ * host's does not fit; such a plan is forked as before.
+ */
+export function shellFits(plan: SpawnPlan, ahead: readonly EarlyStep[]): boolean {
+  if (plan.kind !== 'init' || !newNamespace(plan, 'pid')) return false;
+  const steps = earlyStepsOf(plan);
+  return ahead.length <= steps.length && ahead.every((step, i) => steps[i] === step);
+}
+
 /**
  * Entry point in the forked child. `startFd` blocks until Start; `statusFd` is CLOEXEC.
- * Tests pass a RecordingContainerSys as `s` to get the sequence without making it.
+ * `done`: the early steps a container shell already made (a prefix of earlyStepsOf(plan));
+ * the sequence continues after them. `planAt`: when a shell had its plan read (the seed's
+ * clock: a fork shares its time origin), reported as the `planAt` timing. Tests pass a
+ * RecordingContainerSys as `s` to get the sequence without making it.
  */
-export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: ContainerSys = realContainerSys): never {
-  const t0 = performance.now();
-  const t: Record<string, number> = {};
+export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: ContainerSys = realContainerSys, done: readonly EarlyStep[] = [], planAt?: number): never {
+  const t0 = planAt ?? performance.now();
+  const t: Record<string, number> = planAt === undefined ? {} : { planAt };
   const mark = (name: string): void => { t[name] = Math.round((performance.now() - t0) * 1000) / 1000; };
   const warnings: string[] = [];
   try {
-    closeInheritedFds(s);
-    phase('setsid', () => s.setsid());
+    for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step);
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');
     const late = plan.kind === 'init' && plan.lateCgroup === true;
@@ -98,6 +147,95 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     if (pe.phase === 'exec') { try { s.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
     s.exit(127);
   }
+}
+
+/** What a container shell is given at its fork. */
+export interface ShellIo {
+  /** read end of its plan pipe: one frame (protocol.ts shellFrame), or EOF: not needed */
+  planFd: number;
+  /** as for runChild */
+  startFd: number;
+  statusFd: number;
+  /** fds it inherited that belong to the seed (its link to spored, other children's pipes) */
+  closeFds: number[];
+  /** a plan made of no container's data to rehearse the set-up with before waiting (rehearse) */
+  rehearsal?: Rehearsal;
+}
+
+/** A plan made of no container's data, and the files its rehearsal sees (shells.ts makes it). */
+export interface Rehearsal { plan: InitPlan; files: Record<string, FakeEntry> }
+
+const SIGKILL = 9;
+
+/**
+ * A container shell: forked by the root seed into a new pid namespace before any Create, so
+ * before any plan exists. It makes `ahead` (a prefix of EARLY_STEPS), blocks on its plan
+ * pipe, and becomes the init of the one plan it reads there: runChild() from the step after
+ * `ahead`. Until then it dies with the seed (PR_SET_PDEATHSIG; cleared at the handoff, since
+ * it would survive execve and a container must not die with the seed) and exits 0 at EOF of
+ * its plan pipe; before its plan it reports nothing on the status pipe (no Create waits).
+ */
+export function runShell(io: ShellIo, ahead: readonly EarlyStep[], s: ContainerSys = realContainerSys): never {
+  let plan: InitPlan | null = null;
+  let planAt = 0;
+  try {
+    for (const fd of io.closeFds) s.close(fd);
+    // from here on it dies with the seed; had the seed died before, the plan pipe is at EOF
+    // (the seed held the only other write end: it forked nothing after this shell)
+    s.prctl(PR.SET_PDEATHSIG, SIGKILL);
+    for (const step of ahead) earlyStep(s, step);
+    if (io.rehearsal) rehearse(io.rehearsal, ahead);
+    plan = receivePlan(s, io.planFd);
+    if (plan === null) s.exit(0); // the seed let it go
+    planAt = performance.now();
+    // the handoff: the plan is in; from here on this is that container's init
+    s.close(io.planFd);
+    s.prctl(PR.SET_PDEATHSIG, 0);
+  } catch {
+    s.exit(127);
+  }
+  if (!shellFits(plan, ahead)) {
+    report(s, io.statusFd, { s: 'error', phase: 'shell', message: 'the plan does not fit this container shell' });
+    s.exit(127);
+  }
+  return runChild(plan, io.startFd, io.statusFd, s, ahead, planAt);
+}
+
+/**
+ * A shell's rehearsal, before its plan exists: the whole set-up (this same runChild, from the
+ * same step) for a plan made of no container's data, against a RecordingContainerSys of its
+ * own, so it cannot touch the system. What the real set-up then runs has warm inline caches,
+ * and most pages it writes are already this process's own: a fork's first writes are
+ * copy-on-write faults, and a Create no longer waits on most of them.
+ */
+function rehearse(r: Rehearsal, ahead: readonly EarlyStep[]): void {
+  const rec = new RecordingContainerSys({ files: r.files, fds: [0, 1, 2, 3, 4] });
+  try {
+    runChild(structuredClone(r.plan), 3, 4, rec, ahead);
+  } catch (e) {
+    if (!(e instanceof RecordedExec) && !(e instanceof RecordedExit)) throw e;
+  }
+}
+
+/** The one plan on a shell's pipe; null at EOF. Blocking reads: the shell has nothing else to do. */
+function receivePlan(s: ContainerSys, fd: number): InitPlan | null {
+  const exactly = (n: number): Buffer | null => {
+    const parts: Buffer[] = [];
+    let got = 0;
+    while (got < n) {
+      const b = s.read(fd, n - got);
+      if (b.length === 0) return null;
+      parts.push(b);
+      got += b.length;
+    }
+    return Buffer.concat(parts);
+  };
+  const head = exactly(4);
+  if (head === null) return null;
+  const n = head.readUInt32BE(0);
+  if (n + 4 > MAX_SHELL_FRAME) throw new Error(`shell frame of ${n} bytes`);
+  const body = exactly(n);
+  return body === null ? null : shellPlanOf(body);
 }
 
 /**

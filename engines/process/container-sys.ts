@@ -153,6 +153,11 @@ export interface RecordingOptions {
   /** highest capability the "kernel" knows: PR_CAPBSET_DROP of a higher one is EINVAL (default 40) */
   lastCap?: number;
   ipcChannelFd?: number;
+  /**
+   * bytes read() serves from these fds, in order, then EOF (a container shell's plan pipe);
+   * reads from any other fd answer as the start pipe does (`start`)
+   */
+  feed?: Record<number, Buffer>;
   /** fault injection: an errno for the call to fail with (it is recorded with it), or undefined */
   fail?: (c: SysCall) => number | undefined;
 }
@@ -189,6 +194,7 @@ export class RecordingContainerSys implements ContainerSys {
   readonly reads: SysCall[] = [];
   private readonly files = new Map<string, FakeEntry>();
   private readonly openFds: Set<number>;
+  private readonly fed = new Map<number, Buffer>();
   private root = '/';
   private cwd = '/';
   /** set by execve or exit: the process is gone, nothing after it may be recorded */
@@ -197,6 +203,7 @@ export class RecordingContainerSys implements ContainerSys {
   constructor(private readonly opts: RecordingOptions = {}) {
     for (const [p, e] of Object.entries(opts.files ?? {})) this.files.set(normalize(p), e);
     this.openFds = new Set(opts.fds ?? [0, 1, 2]);
+    for (const [fd, bytes] of Object.entries(opts.feed ?? {})) this.fed.set(Number(fd), bytes);
   }
 
   /**
@@ -308,6 +315,12 @@ export class RecordingContainerSys implements ContainerSys {
   setNonblock(fd: number, on: boolean): void { this.rec('set_nonblock', [fd, on]); }
   read(fd: number, n: number): Buffer {
     this.rec('read', [fd, n]);
+    const fed = this.fed.get(fd);
+    if (fed !== undefined) {
+      const out = fed.subarray(0, n);
+      this.fed.set(fd, fed.subarray(out.length));
+      return Buffer.from(out);
+    }
     return this.opts.start === false ? Buffer.alloc(0) : Buffer.from([1]);
   }
   write(fd: number, data: Buffer): void { this.rec('write', [fd, data.toString('utf8')]); }

@@ -1,6 +1,7 @@
 // Messages between spored and a process-engine seed, over the seed's unix socket
 // (seed-channel.ts: V8 serialization, so Buffers and bigints pass as they are).
 // Everything is plain data: a plan can be logged, diffed and replayed in a test.
+import v8 from 'node:v8';
 
 /** A mount the child performs, with options already parsed into flags/data. */
 export interface MountStep {
@@ -105,6 +106,11 @@ export type SeedRequest =
   /** fork an L1 language seed from this root seed; it connects to `socket` as `id` */
   | { op: 'spawnSeed'; seq: number; language: 'node' | 'python'; id: string; socket: string; pythonBin: string; zygote: string }
   | { op: 'ping'; seq: number }
+  /**
+   * Keep `count` container shells ready (0: none). No reply: a seed that predates shells
+   * ignores it, so this needs no new protocol version.
+   */
+  | { op: 'shells'; seq: number; count: number }
   /** spored recorded every exit up to `exitSeq`: the seed may forget them */
   | { op: 'ack'; seq: number; exitSeq: number };
 
@@ -127,3 +133,27 @@ export type SeedReply =
 export type ChildStatus =
   | { s: 'ready'; warnings: string[]; t: Record<string, number> }
   | { s: 'error'; phase: string; message: string; errno?: number };
+
+// --- seed -> container shell -------------------------------------------------------
+// A container shell (container-init.ts, runShell) is a child the root seed forked before any
+// Create; it receives exactly one message, on a pipe of its own: the plan it becomes, framed
+// as on the seed link (4-byte big-endian length, V8 serialization).
+
+/** Largest shell frame. The pipe holds 64 KiB, so the seed's write never blocks; a larger plan is forked as before. */
+export const MAX_SHELL_FRAME = 60 * 1024;
+
+/** The frame a shell reads, or null when the plan is too large for one. */
+export function shellFrame(plan: InitPlan): Buffer | null {
+  const body = v8.serialize(plan);
+  if (body.length + 4 > MAX_SHELL_FRAME) return null;
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length, 0);
+  return Buffer.concat([head, body]);
+}
+
+/** The plan in a shell frame's body (after its length). */
+export function shellPlanOf(body: Buffer): InitPlan {
+  const plan = v8.deserialize(body) as InitPlan | null;
+  if (plan === null || typeof plan !== 'object' || plan.kind !== 'init') throw new Error('a container shell got something that is not an init plan');
+  return plan;
+}

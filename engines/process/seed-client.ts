@@ -49,6 +49,12 @@ export interface SeedStartOptions {
   survive: boolean;
   /** hold reported exits until releaseExits() (spored restores its records first) */
   holdExits: boolean;
+  /**
+   * container shells the seed keeps ready (pre-forked children a fitting Create is handed to;
+   * engines/process/shells.ts); 0: none. Undefined: leave an attached seed's setting as it is
+   * (a new seed starts with none).
+   */
+  shells?: number;
 }
 
 let socketSeq = 0;
@@ -82,6 +88,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       socket: opts.socket ?? join(tmpdir(), `spore-seed-${process.pid}-${++socketSeq}.sock`),
       survive: opts.survive ?? false,
       holdExits: opts.holdExits ?? false,
+      ...(opts.shells !== undefined ? { shells: opts.shells } : {}),
     };
     if (o.holdExits) this.held = [];
     let sock = o.survive ? await connectSeed(o.socket) : null;
@@ -125,6 +132,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     });
     this.pid = hello.pid;
     for (const e of hello.exits) this.onExit(e);
+    if (o.shells !== undefined) this.setShells(o.shells);
     return { started, pending: hello.pending };
   }
 
@@ -191,6 +199,11 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     const r = await this.request({ op: 'spawnSeed', language, id, socket, pythonBin, zygote });
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
     return r.pid ?? 0;
+  }
+
+  /** How many container shells the seed keeps ready (0: none; the extra ones end now). No answer. */
+  setShells(count: number): void {
+    this.link?.send({ op: 'shells', seq: 0, count });
   }
 
   /** Kill a spawned sandbox that never started. */

@@ -6,18 +6,21 @@
 // (0600) and serves one spored at a time over it (seed-channel.ts). With --survive (spored
 // runs under a keeper) it outlives its spored: containers keep their parent and reaper, and
 // exits that happen meanwhile are kept until the next spored acknowledges them. Without it,
-// losing its spored ends it, as before.
+// losing its spored ends it, as before. It keeps the container shells spored asks for
+// (shells.ts): children forked ahead that a fitting Create is handed to instead of a fork.
 import net from 'node:net';
 import { chmodSync, renameSync, rmSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import { runChild } from './container-init.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
+import { ShellPool } from './shells.js';
 import { SEED_PROTOCOL, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 interface Pending {
   pid: number;
   startW: number;
+  statusFd: number;
   status: net.Socket;
   lines: ChildStatus[];
   waiter: ((s: ChildStatus | null) => void) | null;
@@ -29,6 +32,20 @@ let ownPidNs = -1;
 let lastForkTimings: Record<string, number> = {};
 
 let link: SeedChannel<SeedRequest, SeedReply> | null = null;
+let linkSocket: net.Socket | null = null;
+let server: net.Server | null = null;
+let shells: ShellPool | null = null;
+
+/** The fd under a net.Socket or net.Server (libuv's pipe handle), when there is one. */
+function fdOf(h: net.Socket | net.Server | null): number[] {
+  const fd = (h as unknown as { _handle?: { fd?: unknown } } | null)?._handle?.fd;
+  return typeof fd === 'number' && fd > 2 ? [fd] : [];
+}
+
+/** What the seed holds that a container shell must not keep: its links, other children's pipes. */
+function seedFds(): number[] {
+  return [...fdOf(server), ...fdOf(linkSocket), ...[...pending.values()].flatMap((p) => [p.startW, p.statusFd].filter((fd) => fd >= 0))];
+}
 /** exits not yet acknowledged by a spored, oldest first */
 const unacked: ExitReport[] = [];
 let exitSeq = 0;
@@ -93,25 +110,42 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     reply({ type: 'reply', seq, ok: false, error: `${key} is already being created`, phase: 'seed' });
     return;
   }
-  const [startR, startW] = sys.pipe();
-  const [statusR, statusW] = sys.pipe();
   let pid: number;
-  try {
-    pid = forkInto(plan, startR, statusW);
-  } catch (e) {
-    for (const fd of [startR, startW, statusR, statusW]) sys.close(fd);
-    reply({ type: 'reply', seq, ok: false, error: (e as Error).message, phase: 'fork' });
-    return;
+  let startW: number;
+  let statusR: number;
+  let forkT: Record<string, number>;
+  let handoffAt = 0;
+  // a waiting container shell when one fits: the plan is on its pipe, no fork on this path
+  const shell = plan.kind === 'init' ? shells?.take(plan) ?? null : null;
+  if (shell) {
+    ({ pid, startW, statusR } = shell);
+    handoffAt = performance.now();
+    forkT = { shell: 1, handoffMs: handoffAt - t0 };
+  } else {
+    const [startR, sW] = sys.pipe();
+    const [sR, statusW] = sys.pipe();
+    try {
+      pid = forkInto(plan, startR, statusW);
+    } catch (e) {
+      for (const fd of [startR, sW, sR, statusW]) sys.close(fd);
+      reply({ type: 'reply', seq, ok: false, error: (e as Error).message, phase: 'fork' });
+      return;
+    }
+    sys.close(startR);
+    sys.close(statusW);
+    startW = sW;
+    statusR = sR;
+    forkT = lastForkTimings;
   }
-  sys.close(startR);
-  sys.close(statusW);
-  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
+  const p: Pending = { pid, startW, statusFd: statusR, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
   watchStatus(p);
   pending.set(key, p);
-  const forkT = lastForkTimings;
   const st = await nextStatus(p);
   if (st && st.s === 'ready') {
-    reply({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...st.t, readyMs: performance.now() - t0 } });
+    const { planAt, ...marks } = st.t;
+    // a shell's wake-up: from the plan's write to its read (one clock: the shell is a fork of this process)
+    if (shell && planAt !== undefined) marks.wakeMs = planAt - handoffAt;
+    reply({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...marks, readyMs: performance.now() - t0 } });
     return;
   }
   drop(key, p);
@@ -149,6 +183,7 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
 function drop(key: string, p: Pending): void {
   pending.delete(key);
   if (p.startW >= 0) { sys.close(p.startW); p.startW = -1; }
+  p.statusFd = -1;
   p.status.destroy();
 }
 
@@ -213,6 +248,8 @@ function reapAll(): void {
   for (;;) {
     const r = sys.reapOne();
     if (!r) return;
+    if (shells?.reaped(r.pid, r.status)) continue; // an idle container shell: the pool's business
+    shells?.activity();
     recentExits.set(r.pid, r.status);
     if (recentExits.size > 256) recentExits.delete(recentExits.keys().next().value as number);
     exitWaiters.get(r.pid)?.(r.status);
@@ -227,13 +264,19 @@ function reapAll(): void {
 
 function onRequest(ch: SeedChannel<SeedRequest, SeedReply>, req: SeedRequest): void {
   const reply: Reply = (m) => { ch.send(m); };
+  // the shell pool refills only while the seed is quiet: a request in flight is not
+  const busy = <T>(work: Promise<T> | T, plan = false): void => {
+    shells?.begin(plan);
+    void Promise.resolve(work).finally(() => shells?.end(plan));
+  };
   switch (req.op) {
-    case 'spawn': void spawn(reply, req.seq, req.key, req.plan); break;
-    case 'start': void start(reply, req.seq, req.key); break;
-    case 'abort': abort(reply, req.seq, req.key); break;
-    case 'spawnSeed': void spawnSeed(reply, req); break;
+    case 'spawn': busy(spawn(reply, req.seq, req.key, req.plan), true); break;
+    case 'start': busy(start(reply, req.seq, req.key)); break;
+    case 'abort': busy(abort(reply, req.seq, req.key)); break;
+    case 'spawnSeed': busy(spawnSeed(reply, req)); break;
     case 'ping': reply({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
     case 'ack': while (unacked.length && (unacked[0] as ExitReport).exitSeq <= req.exitSeq) unacked.shift(); break;
+    case 'shells': shells?.setTarget(req.count); break;
     default: break;
   }
 }
@@ -249,13 +292,14 @@ function onConnection(sock: net.Socket, survive: boolean): void {
     if (!survive) process.exit(0);
   });
   link = ch;
+  linkSocket = sock;
   ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: process.pid, survive, pending: [...pending].map(([key, p]) => ({ key, pid: p.pid })), exits: [...unacked] });
 }
 
 function listen(path: string, survive: boolean): void {
   const tmp = `${path}.${process.pid}.tmp`;
   rmSync(tmp, { force: true });
-  const server = net.createServer((sock) => onConnection(sock, survive));
+  server = net.createServer((sock) => onConnection(sock, survive));
   server.listen(tmp, () => {
     chmodSync(tmp, 0o600);
     renameSync(tmp, path); // whoever connects finds a listening socket, never a half-made one
@@ -269,9 +313,13 @@ function main(): void {
   const socket = at >= 0 ? argv[at + 1] : undefined;
   if (!socket) { process.stderr.write('spore seed: --socket PATH is required\n'); process.exit(2); }
   const survive = argv.includes('--survive');
-  process.on('exit', () => { try { rmSync(socket, { force: true }); } catch { /* best effort */ } });
+  process.on('exit', () => {
+    shells?.killAll();
+    try { rmSync(socket, { force: true }); } catch { /* best effort */ }
+  });
   sys.prctl(sys.PR.SET_CHILD_SUBREAPER, 1);
   ownPidNs = sys.open('/proc/self/ns/pid', sys.O.RDONLY | sys.O.CLOEXEC);
+  shells = new ShellPool({ ownPidNs, seedFds, warn: (m) => process.stderr.write(`spore seed: ${m}\n`) });
   process.on('SIGCHLD', reapAll);
   // its spored's terminal or log may go away with it; a write there must not kill the seed
   process.on('SIGPIPE', () => undefined);

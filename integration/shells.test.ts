@@ -1,0 +1,173 @@
+// Container shells in the real root seed (engines/process/shells.ts), without containerd: the
+// seed keeps the asked number of children forked ahead, each pid 1 of a pid namespace of its
+// own and waiting; a Create that fits is handed to one (no fork on its path) and runs as a
+// forked one would; one that does not fit is forked as before; the pool refills; idle shells'
+// exits never reach spored; nothing is left behind when the count goes down, when the seed
+// stops, or when a spored lets go of a surviving seed (shells stay in its pool for the next).
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SeedClient } from '../dist/engines/process/seed-client.js';
+import { initPlan } from '../dist/engines/process/plan.js';
+import type { InitPlan } from '../dist/engines/process/protocol.js';
+import { rootfs } from './harness.js';
+
+const root = process.getuid?.() === 0;
+if (!root) console.warn('[shells.test] skipped: needs root (namespaces, mounts)');
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function children(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The seed's children that are still its own code (shells, or inits not yet exec'd). */
+function shellsOf(seedPid: number): number[] {
+  return children(seedPid).filter((k) => {
+    try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('seed-main'); } catch { return false; }
+  });
+}
+
+async function until<T>(what: string, f: () => T | undefined | false, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe.skipIf(!root)('container shells in the root seed', () => {
+  let dir: string;
+  let busybox: string;
+  let n = 0;
+
+  /** A container that writes `text` to a file and exits; `pid`: how its spec has the pid namespace. */
+  function plan(text: string, pid: 'new' | 'host' = 'new'): { key: string; plan: InitPlan; out: string } {
+    const id = `sh${++n}`;
+    const out = join(dir, `${id}.out`);
+    writeFileSync(out, '');
+    const spec = {
+      ociVersion: '1.1.0',
+      process: { args: ['/bin/sh', '-c', `echo ${text} pid=$$`], cwd: '/', env: ['PATH=/bin'], user: { uid: 0, gid: 0 } },
+      root: { path: busybox },
+      // a fresh /dev (device nodes go there, never into the shared rootfs)
+      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755'] }],
+      linux: { namespaces: [...(pid === 'new' ? [{ type: 'pid' }] : []), { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }] },
+    };
+    const p = initPlan({ id, spec: spec as never, rootfs: busybox, stdio: { stdin: '', stdout: out, stderr: out, terminal: '' }, cgroupProcs: [], cgroupV1Dirs: null, seccomp: null });
+    return { key: `default/${id}`, plan: p, out };
+  }
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spore-shells-'));
+    busybox = rootfs('busybox');
+  });
+  afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
+
+  it('keeps N ready (pid 1 of their own pid namespace), hands a fitting Create to one, forks one that does not fit, refills, goes to 0', async () => {
+    const seed = new SeedClient();
+    const exits = new Map<number, number>();
+    seed.on('exit', (pid, status) => exits.set(pid, status));
+    await seed.start({ shells: 2 });
+    try {
+      const ready = await until('2 shells', () => { const s = shellsOf(seed.pid); return s.length === 2 ? s : undefined; });
+      const seedPidNs = readlinkSync(`/proc/${seed.pid}/ns/pid`);
+      for (const k of ready) {
+        expect(readlinkSync(`/proc/${k}/ns/pid`)).not.toBe(seedPidNs);
+        expect(readFileSync(`/proc/${k}/status`, 'utf8')).toMatch(new RegExp(`^NSpid:\\s+${k}\\s+1$`, 'm'));
+      }
+
+      // a Create that fits: a shell becomes its init, no fork on the way
+      const a = plan('from-a-shell');
+      const got = await seed.spawn(a.key, a.plan);
+      expect(got.timings.shell).toBe(1);
+      expect(got.timings.forkMs).toBeUndefined();
+      expect(ready).toContain(got.pid);
+      await seed.startProcess(a.key);
+      await until('its exit', () => exits.has(got.pid));
+      expect(exits.get(got.pid)).toBe(0);
+      expect(readFileSync(a.out, 'utf8')).toBe('from-a-shell pid=1\n');
+
+      // refilled (off the Create path), with new children
+      const refilled = await until('the pool refilled', () => { const s = shellsOf(seed.pid); return s.length === 2 && s.some((k) => !ready.includes(k)) ? s : undefined; });
+
+      // a spec in the host's pid namespace does not fit: forked as before, the shells stay
+      const b = plan('forked', 'host');
+      const forked = await seed.spawn(b.key, b.plan);
+      expect(forked.timings.shell).toBeUndefined();
+      expect(forked.timings.forkMs).toBeGreaterThan(0);
+      await seed.startProcess(b.key);
+      await until('its exit', () => exits.has(forked.pid));
+      expect(readFileSync(b.out, 'utf8')).toMatch(/^forked pid=\d+\n$/);
+      expect(shellsOf(seed.pid).sort()).toEqual(refilled.sort());
+
+      // an aborted Create a shell took: killed like a forked one, its exit reported
+      const c = plan('never');
+      const aborted = await seed.spawn(c.key, c.plan);
+      expect(aborted.timings.shell).toBe(1);
+      await seed.abort(c.key);
+      await until('the aborted init\'s exit', () => exits.has(aborted.pid));
+      expect(readFileSync(c.out, 'utf8')).toBe('');
+
+      // fewer: the extra ones end at once, and their exits are not reported
+      const before = await until('2 shells again', () => { const s = shellsOf(seed.pid); return s.length === 2 ? s : undefined; });
+      seed.setShells(0);
+      await until('no shells', () => shellsOf(seed.pid).length === 0 && before.every((k) => !alive(k)));
+      await sleep(200);
+      for (const k of [...ready, ...refilled, ...before]) if (k !== got.pid && k !== aborted.pid) expect(exits.has(k), `idle shell ${k}'s exit reported`).toBe(false);
+    } finally {
+      await seed.stop();
+    }
+  }, 60_000);
+
+  it('a surviving seed keeps its shells when its spored lets go; they end with the seed', async () => {
+    const socket = join(dir, 'seed.sock');
+    const first = new SeedClient();
+    await first.start({ socket, survive: true, shells: 2 });
+    const seedPid = first.pid;
+    try {
+      const shells = await until('2 shells', () => { const s = shellsOf(seedPid); return s.length === 2 ? s : undefined; });
+      // the seed's own sockets (its listener, its link to this spored): no shell holds one
+      const sockets = (pid: number): string[] => readdirSync(`/proc/${pid}/fd`).filter((f) => Number(f) > 2)
+        .map((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`); } catch { return ''; } }).filter((t) => t.startsWith('socket:'));
+      expect(sockets(seedPid).length).toBeGreaterThanOrEqual(2);
+      for (const k of shells) expect(sockets(k)).toEqual([]);
+      first.detach(); // a spored restarting
+      await sleep(300);
+      expect(shellsOf(seedPid).sort()).toEqual(shells.sort());
+      const next = new SeedClient();
+      const exits: number[] = [];
+      next.on('exit', (pid) => exits.push(pid));
+      const at = await next.start({ socket, survive: true }); // shells not given: the seed keeps its setting
+      expect(at.started).toBe(false);
+      expect(next.pid).toBe(seedPid);
+      const p = plan('after-restart');
+      const got = await next.spawn(p.key, p.plan);
+      expect(got.timings.shell).toBe(1);
+      expect(shells).toContain(got.pid);
+      await next.startProcess(p.key);
+      await until('its exit', () => exits.includes(got.pid));
+      const now = await until('refilled', () => { const s = shellsOf(seedPid); return s.length === 2 ? s : undefined; });
+      await next.stop();
+      await until('the seed and its shells gone', () => !alive(seedPid) && now.every((k) => !alive(k)));
+    } finally {
+      try { process.kill(seedPid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  }, 60_000);
+});
