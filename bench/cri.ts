@@ -12,6 +12,7 @@
 //        KEEP_LOGS=<dir> copies spored.log and containerd.log there before cleanup
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ContainerState } from '../fri-proto/gen/cri/runtime/v1/api_pb.js';
 import { criClient, type CriClient } from '../integration/cri-client.js';
 import { containerConfig, importImages, podConfig, waitFor } from '../integration/cri-env.js';
@@ -22,7 +23,7 @@ const WARMUP = Number(process.env.WARMUP ?? 3);
 const ONLY = new RegExp(process.env.ONLY ?? '.');
 const RESULTS_DIR = process.env.RESULTS_DIR ?? path.join(repoRoot, 'bench', 'results');
 
-interface Row { handler: 'spore' | 'runc'; net: 'cni' | 'hostnet'; total: number[]; run: number[]; create: number[]; start: number[]; error?: string }
+export interface Row { handler: 'spore' | 'runc'; net: 'cni' | 'hostnet'; total: number[]; run: number[]; create: number[]; start: number[]; error?: string }
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -30,7 +31,7 @@ const pct = (xs: number[], p: number): number => {
 };
 const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '-');
 
-async function onePod(cri: CriClient, c: Containerd, row: Row, n: number, record: boolean): Promise<void> {
+export async function onePod(cri: CriClient, c: Containerd, row: Row, n: number, record: boolean): Promise<void> {
   const logDirectory = path.join(c.dir, 'bench-logs', `${row.handler}-${row.net}-${n}`);
   fs.mkdirSync(logDirectory, { recursive: true });
   const config = podConfig({ name: `b-${row.handler}-${row.net}-${n}`, logDirectory, cgroupRoot: c.cri!.cgroupRoot });
@@ -63,6 +64,34 @@ async function onePod(cri: CriClient, c: Containerd, row: Row, n: number, record
   }
 }
 
+/**
+ * One verification run and `warmup` warm-ups per row, then `runs` interleaved rounds (every row
+ * once per round); samples go into the rows, a failing row keeps its error and is skipped.
+ * Also used by bench/goals.ts.
+ */
+export async function measureCri(cri: CriClient, c: Containerd, rows: Row[], runs: number, warmup: number): Promise<void> {
+  for (const r of rows) {
+    try {
+      await onePod(cri, c, r, 0, false);
+      for (let i = 0; i < warmup; i++) await onePod(cri, c, r, 1 + i, false);
+    } catch (e) {
+      r.error = (e as Error).message;
+      console.error(`[cri-bench] ${r.handler}/${r.net} FAILED: ${r.error}`);
+    }
+  }
+  for (let i = 0; i < runs; i++) {
+    for (const r of rows) {
+      if (r.error) continue;
+      try {
+        await onePod(cri, c, r, 100 + i, true);
+      } catch (e) {
+        r.error = (e as Error).message;
+      }
+    }
+    process.stderr.write(`[cri-bench] round ${i + 1}/${runs}\r`);
+  }
+}
+
 async function main(): Promise<void> {
   const skip = containerdSkipReason();
   if (skip) throw new Error(`cannot run: ${skip}`);
@@ -78,26 +107,7 @@ async function main(): Promise<void> {
     importImages(c, ['pause', 'busybox']);
     cri = criClient(c.address);
     await waitFor('CRI ready', async () => ((await cri!.runtime.status({})).status?.conditions ?? []).every((x) => x.status) || undefined, 15_000);
-    for (const r of rows) {
-      try {
-        await onePod(cri, c, r, 0, false);
-        for (let i = 0; i < WARMUP; i++) await onePod(cri, c, r, 1 + i, false);
-      } catch (e) {
-        r.error = (e as Error).message;
-        console.error(`[cri-bench] ${r.handler}/${r.net} FAILED: ${r.error}`);
-      }
-    }
-    for (let i = 0; i < RUNS; i++) {
-      for (const r of rows) {
-        if (r.error) continue;
-        try {
-          await onePod(cri, c, r, 100 + i, true);
-        } catch (e) {
-          r.error = (e as Error).message;
-        }
-      }
-      process.stderr.write(`[cri-bench] round ${i + 1}/${RUNS}\r`);
-    }
+    await measureCri(cri, c, rows, RUNS, WARMUP);
     process.stderr.write('\n');
     // spore's own share: the Create and Start rpc times spored logged (ms), per measured container
     for (const l of fs.readFileSync(c.sporeLog, 'utf8').split('\n')) {
@@ -140,7 +150,10 @@ async function main(): Promise<void> {
   console.error(`[cri-bench] wrote ${file}`);
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+// run as a program (bench/cri.sh), not when bench/goals.ts imports measureCri
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
