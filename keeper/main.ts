@@ -29,7 +29,9 @@ function log(msg: string, fields: Record<string, unknown> = {}): void {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
-    // the flags are spored's: let it print them
+    // the flags are spored's: let it print them. Node marks the stdio fds it opened
+    // close-on-exec; spored must get them back.
+    for (const fd of [0, 1, 2]) { try { sys.setCloexec(fd, false); } catch { /* not open */ } }
     sys.execve(process.execPath, [process.execPath, DAEMON_MAIN, '--help'], Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`));
   }
   const runDir = runDirOf(argv);

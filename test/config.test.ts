@@ -99,6 +99,11 @@ describe('spored flags come from one table', () => {
       const r = spawnSync(process.execPath, [main, flag], { encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       expect(r.stdout).toBe(helpText());
+      // bin/spored runs the keeper, which hands --help to spored by execve: the same text
+      // must come out (it once came out nowhere: Node had marked stdout close-on-exec)
+      const viaKeeper = spawnSync(path.resolve('bin/spored'), [flag], { encoding: 'utf8' });
+      expect(viaKeeper.status, viaKeeper.stderr).toBe(0);
+      expect(viaKeeper.stdout).toBe(helpText());
     }
     const bad = spawnSync(process.execPath, [main, '--bogus', '1'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
