@@ -4,7 +4,7 @@
 // reported one (/proc/<seed>/task/<seed>/children and each child's NSpid, both written by
 // the kernel), and from then on holds a pidfd to it, which cannot come to mean another
 // process.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import * as sys from '../sys/libc.js';
 
 /** The NSpid line of /proc/<pid>/status: the pid in each pid namespace, outermost first. */
@@ -27,19 +27,49 @@ export function matchChild(children: [number, number[]][], depth: number, report
 /**
  * The host pid of `parentHostPid`'s child that the parent knows as `reported` (a pid in
  * the parent's own pid namespace), or null when it has no such child (exited, or a lie).
+ *
+ * The children file can miss a child: the kernel walks the list by position, so a sibling
+ * that exits during the walk shifts the list and the next entry (often the newest child,
+ * at the end) is skipped (seen at 24 concurrent invocations: about 1 in 2,000 forks). So it
+ * is read again, and as a last resort every /proc/<pid>/status is searched for the child by
+ * its parent and NSpid. `readChildren`: for tests (the children file's text).
  */
-export function childHostPid(parentHostPid: number, reported: number): number | null {
+export function childHostPid(parentHostPid: number, reported: number, readChildren: (pid: number) => string = childrenFile): number | null {
   const parentNs = nsPids(parentHostPid);
   if (!parentNs) return null;
-  let list: string;
-  try { list = readFileSync(`/proc/${parentHostPid}/task/${parentHostPid}/children`, 'latin1'); } catch { return null; }
-  const children: [number, number[]][] = [];
-  for (const s of list.trim().split(/\s+/)) {
-    if (!s) continue;
-    const ns = nsPids(Number(s));
-    if (ns) children.push([Number(s), ns]);
+  const depth = parentNs.length - 1;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let list: string;
+    try { list = readChildren(parentHostPid); } catch { return null; }
+    const children: [number, number[]][] = [];
+    for (const s of list.trim().split(/\s+/)) {
+      if (!s) continue;
+      const ns = nsPids(Number(s));
+      if (ns) children.push([Number(s), ns]);
+    }
+    const found = matchChild(children, depth, reported);
+    if (found !== null) return found;
   }
-  return matchChild(children, parentNs.length - 1, reported);
+  return matchChild(scanChildren(parentHostPid), depth, reported);
+}
+
+function childrenFile(pid: number): string {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1');
+}
+
+/** Every process whose parent is `parentHostPid`, with its NSpid, from /proc/<pid>/status. */
+function scanChildren(parentHostPid: number): [number, number[]][] {
+  const out: [number, number[]][] = [];
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    let text: string;
+    try { text = readFileSync(`/proc/${pid}/status`, 'latin1'); } catch { continue; }
+    if (Number(/^PPid:\s+(\d+)/m.exec(text)?.[1]) !== parentHostPid) continue;
+    const m = /^NSpid:\s+(.+)$/m.exec(text);
+    if (m) out.push([pid, (m[1] as string).trim().split(/\s+/).map(Number)]);
+  }
+  return out;
 }
 
 /**

@@ -172,6 +172,9 @@ export class Instances implements Omit<InstanceEvents, never> {
     const host = childHostPid(seed.hostPid, reportedPid);
     const pidfd = host === null ? null : openChildPidfd(seed.hostPid, host, nsPids(host));
     if (host === null || pidfd === null) {
+      // the seed has this child (it reported it) but spored cannot hold it: have the seed kill
+      // it, so its exit still comes and its resources go back
+      this.kill(inst);
       w.forked[1].reject(new FailedPrecondition(`instance ${id}: no child ${reportedPid} of seed ${seed.info.id}`));
       return true;
     }
@@ -193,7 +196,11 @@ export class Instances implements Omit<InstanceEvents, never> {
   onForkFailed(seed: SeedRec, id: string, message: string): boolean {
     const inst = this.recs.get(id);
     if (!inst) return false;
-    if (inst.seed === seed) this.waits.get(id)?.forked[1].reject(new FailedPrecondition(`fork failed: ${message}`));
+    if (inst.seed !== seed) return true;
+    const w = this.waits.get(id);
+    w?.forked[1].reject(new FailedPrecondition(`fork failed: ${message}`));
+    // no process exists, so no exit will come: its resources go back now
+    w?.exited[1].resolve({ t: 'exit', id, pid: 0, code: null, signal: null, timedOut: false });
     return true;
   }
 
@@ -297,7 +304,8 @@ export class Instances implements Omit<InstanceEvents, never> {
   async finish(inst: InstRec, t0: number, controlMs: number): Promise<InvokeResult> {
     const w = this.waits.get(inst.info.id) as InstWaits;
     let forkUs = 0;
-    try { forkUs = (await w.forked[0]).forkUs; } catch { /* reported below as a crash */ }
+    let notStarted: Error | null = null;
+    try { forkUs = (await w.forked[0]).forkUs; } catch (e) { notStarted = e as Error; }
     // The channel closes when the instance is gone, after its last bytes: its result can
     // arrive after the seed's exit report. A child the handler forked may keep the channel
     // open; then the exit (plus a grace) decides.
@@ -336,7 +344,16 @@ export class Instances implements Omit<InstanceEvents, never> {
       if (inst.timedOut) error = { kind: 'timeout', message: `handler exceeded its timeout of ${spec.timeoutMs} ms and was killed`, stack: null };
       else if (oom) error = { kind: 'oom', message: `handler exceeded its memory limit of ${spec.memoryMiB} MiB and was killed`, stack: null };
       else if (r?.error) error = { kind: r.error.kind, message: r.error.message, stack: r.error.stack };
-      else error = { kind: 'crash', message: `instance exited without a result (code ${exit?.code ?? null}, signal ${exit?.signal ?? null})`, stack: null };
+      else if (notStarted) {
+        // spore's failure, not the handler's: it never ran
+        error = { kind: 'internal', message: `the instance could not be started: ${notStarted.message}`, stack: null };
+        this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, err: notStarted.message }, 'instance could not be started');
+      } else {
+        error = { kind: 'crash', message: `instance exited without a result (code ${exit?.code ?? null}, signal ${exit?.signal ?? null})`, stack: null };
+        // the handler's own errors are the caller's business; a process that died without a
+        // word (a signal from outside, a crash of the runtime) is the operator's
+        this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, pid: inst.hostPid, code: exit?.code ?? null, signal: exit?.signal ?? null }, 'instance exited without a result');
+      }
     }
     return {
       ok: error === null, result: error === null ? r?.value ?? 'null' : null, error,

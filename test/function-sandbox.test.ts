@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { functionSandbox, sandboxEnv, slotName, ID_RANGE, TMP_FD, SLOT_DIR, type SandboxInput } from '../functions/sandbox.js';
-import { matchChild } from '../functions/host-pids.js';
+import { childHostPid, matchChild } from '../functions/host-pids.js';
+import { spawn } from 'node:child_process';
 import { IdRanges, ID_BASE } from '../functions/id-ranges.js';
 import { SlotPool } from '../functions/slots.js';
 import { FunctionLogs, MAX_LOG_LINE } from '../functions/logs.js';
@@ -112,6 +113,24 @@ describe('host pids', () => {
     expect(matchChild(kids, 0, 500)).toBe(500);
     expect(matchChild(kids, 1, 9)).toBeNull();
     expect(matchChild([], 0, 1)).toBeNull();
+  });
+
+  it('finds a real child even when the children file leaves it out (a sibling exited during the walk)', async () => {
+    const kids = [0, 1, 2].map(() => spawn('sleep', ['30'], { stdio: 'ignore' }));
+    try {
+      const pids = kids.map((k) => k.pid as number);
+      const newest = pids[2] as number;
+      expect(childHostPid(process.pid, newest)).toBe(newest);
+      // the kernel's file as it reads when the walk skipped the newest child
+      let reads = 0;
+      const missing = (): string => { reads++; return `${pids[0]} ${pids[1]}\n`; };
+      expect(childHostPid(process.pid, newest, missing)).toBe(newest);
+      expect(reads).toBe(3);
+      // not a child at all (a lie, or gone): null, after the search
+      expect(childHostPid(process.pid, 1, missing)).toBeNull();
+    } finally {
+      for (const k of kids) k.kill('SIGKILL');
+    }
   });
 });
 

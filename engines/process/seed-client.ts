@@ -34,9 +34,15 @@ const SEED_MAIN = fileURLToPath(new URL('./seed-main.js', import.meta.url));
  * threads that could hold locks at fork time. --no-lazy + --no-flush-bytecode: code a
  * child runs but the seed never calls (container init, instance start-up, the function's
  * handler) is compiled once in the seed and stays compiled, instead of being compiled
- * again in every child.
+ * again in every child. --use-largepages=silent: node's own machine code is copied onto
+ * anonymous (transparent huge) pages. fork() copies no page tables of a file mapping, so
+ * every instance used to fault node's text in again (about 145 instruction-fetch faults of
+ * its ~500); an anonymous mapping's are copied with the fork, 2 MiB at a time. A/B on a
+ * 2-CPU PVM guest, Node hello through the gateway (7 paired runs, all in its favour): CPU
+ * per invocation -5 to -12 %, c=24 throughput +2 to +8 %. Without THP it is a no-op
+ * ("silent").
  */
-export const SEED_FLAGS = ['--single-threaded', '--v8-pool-size=0', '--max-semi-space-size=4', '--no-lazy', '--no-flush-bytecode'];
+export const SEED_FLAGS = ['--single-threaded', '--v8-pool-size=0', '--max-semi-space-size=4', '--no-lazy', '--no-flush-bytecode', '--use-largepages=silent'];
 
 export interface SeedStartOptions {
   /** the seed's socket (0600): `<run-dir>/process-seed.sock` */
