@@ -46,6 +46,8 @@ export interface SeedRec {
   hostPid: number;
   /** instances forked from it that have not exited */
   inflight: number;
+  /** its fork count at which a replica's memory is checked next (registry.ts, maybeRotate; 0: at its first exit) */
+  memoryCheckAt: number;
   /** the function version an L2 seed belongs to */
   version: VersionRec | null;
 }

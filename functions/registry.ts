@@ -280,10 +280,16 @@ export class Registry {
   /**
    * A serving replica whose private memory grew past the limit is replaced by a fresh fork
    * of the lineage's first seed (checked every REPLICA_CHECK_EVERY forks, off the response path).
+   * Called at every instance exit.
    */
   maybeRotate(seed: SeedRec): void {
     const v = seed.version;
-    if (!v || seed === v.seeds[0] || seed.info.forks % REPLICA_CHECK_EVERY !== 0 || seed.info.state !== 'ready' || v.state !== 'active') return;
+    // called at every instance exit: a replica already being replaced (no longer in v.seeds)
+    // keeps its fork count while its last instances exit, and must not be replaced again
+    if (!v || seed === v.seeds[0] || !v.seeds.includes(seed) || seed.info.forks < seed.memoryCheckAt || seed.info.state !== 'ready' || v.state !== 'active') return;
+    // by count, not `forks % N === 0` at an exit: under concurrency the count rarely sits on a
+    // multiple when an instance exits
+    seed.memoryCheckAt = seed.info.forks + REPLICA_CHECK_EVERY;
     const mem = memoryOf(seed.hostPid);
     if (!mem || mem.privateKiB <= this.o.replicaPrivateLimitKiB) return;
     this.o.log.info({ seed: seed.info.id, privateKiB: mem.privateKiB }, 'retiring a replica seed whose memory went private');

@@ -216,7 +216,7 @@ export class SeedTree {
   private add(partial: Pick<SeedInfo, 'id' | 'level' | 'engine' | 'language' | 'function' | 'parent' | 'replicaOf'>, version: VersionRec | null): SeedRec {
     const rec: SeedRec = {
       info: { ...partial, pid: 0, state: 'starting', forks: 0, createdAt: new Date().toISOString(), initMs: 0, memory: null, error: null },
-      link: null, hostPid: 0, inflight: 0, version,
+      link: null, hostPid: 0, inflight: 0, memoryCheckAt: 0, version,
     };
     this.seeds.set(rec.info.id, rec);
     this.waits.set(rec.info.id, { ready: deferred<void>(), forked: deferred<number>(), slots: [] });

@@ -318,6 +318,39 @@ describe.skipIf(!root)('process function runtime', () => {
     }
   });
 
+  it('replaces replicas whose memory went private one for one, also under concurrency', async () => {
+    // every check finds the replica past the limit, so every check rotates it; the instances
+    // still in flight on a retiring replica must not each ask for another replacement
+    const rot = new ProcessFunctionRuntime({
+      runDir: join(dir, 'rot'), stateDir: join(dir, 'rot-state'), layout: detectCgroupLayout(), l0,
+      log: pino({ level: 'silent' }), cgroupPoolSize: 24, l2Replicas: 2, replicaPrivateLimitKiB: 1, cgroupParent: `/spore/fri-${process.pid}-rot`, parked: 0,
+    });
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, 'rot'), { recursive: true });
+    await rot.start();
+    try {
+      await rot.deploy(spec('spin', 'node', 'exports.handler = async () => 1;'));
+      const ids = (): string[] => rot.listSeeds().filter((x) => x.function === 'spin' && x.replicaOf !== null).map((x) => x.id);
+      const initial = ids();
+      // bursts of 24 until a rotation happened (a replica is checked every 100 forks)
+      let rounds = 0;
+      for (; rounds < 120 && ids().every((id) => initial.includes(id)); rounds++) {
+        const rs = await Promise.all(Array.from({ length: 24 }, () => rot.invoke('spin', '{}')));
+        expect(rs.filter((r) => !r.ok).map((r) => r.error)).toEqual([]);
+      }
+      expect(ids().some((id) => !initial.includes(id)), `no rotation after ${rounds} bursts`).toBe(true);
+      await Promise.all(Array.from({ length: 24 }, () => rot.invoke('spin', '{}')));
+      for (let i = 0; i < 60 && ids().length !== 2; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(ids()).toHaveLength(2);
+      // and no replaced replica lives on as a process: the lineage's first seed has only those two children
+      const first = rot.listSeeds().find((x) => x.function === 'spin' && x.replicaOf === null);
+      const kids = readFileSync(`/proc/${first?.pid}/task/${first?.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      expect(kids.length).toBe(2);
+    } finally {
+      await rot.stop();
+    }
+  }, 120_000);
+
   it('serves concurrent invocations and leaks nothing over many', async () => {
     type Pools = { cgroups: { free: number; inUse: number }; functions: Record<string, { inUse: number; waiting: number }> };
     const before = rt.pools() as Pools;
