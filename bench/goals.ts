@@ -1,8 +1,11 @@
 // Issue 13's goals table, every row from ONE run on this machine, beside the machine's floors
 // (bench/floor.ts) measured in the same run:
 //
-//   node dist/bench/goals.js [--quick] [--out FILE] [--soak-seconds S] [--json]   (root)
+//   node dist/bench/goals.js [--quick] [--out FILE] [--soak-seconds S] [--json] [--publish]   (root)
 //
+// --publish: the one command that regenerates the published results: the whole report goes to
+// docs/goals.md, and README's short table (between its `<!-- goals:begin -->` and
+// `<!-- goals:end -->` markers) is replaced by this run's.
 // --quick stays under about 3 minutes; the default run takes about 10. --soak-seconds 600 is
 // the issue's 10-minute soak. --out FILE also writes the markdown report there; --json prints
 // the figures as one JSON line at the end. env GOALS_PARKED: the value given to spored's
@@ -73,6 +76,8 @@ import { formatFloor, loadAvg, measureFloor, measureForkFloor, pct, showLoad, ty
 // ------------------------------------------------------------------------------------- config
 
 interface Config {
+  /** write docs/goals.md and README's goals block */
+  publish?: boolean;
   quick: boolean;
   out?: string;
   json: boolean;
@@ -89,7 +94,7 @@ interface Config {
   phaseSamples: number;
 }
 
-const USAGE = 'usage: node dist/bench/goals.js [--quick] [--out FILE] [--soak-seconds S] [--json]\n';
+const USAGE = 'usage: node dist/bench/goals.js [--quick] [--out FILE] [--soak-seconds S] [--json] [--publish]\n';
 
 function parseArgs(argv: string[]): Config {
   const value = (f: string): string | undefined => {
@@ -102,7 +107,7 @@ function parseArgs(argv: string[]): Config {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--out' || a === '--soak-seconds') { i++; continue; }
-    if (!['--quick', '--json', '--help', '-h'].includes(a)) throw new Error(`unknown argument ${a}\n${USAGE}`);
+    if (!['--quick', '--json', '--publish', '--help', '-h'].includes(a)) throw new Error(`unknown argument ${a}\n${USAGE}`);
   }
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
@@ -116,6 +121,7 @@ function parseArgs(argv: string[]): Config {
     ? { quick, json: false, soakSeconds, floor: { seconds: 3, spawnRuns: 50, nodeRuns: 10, cgroupMoves: 10 }, ctrRuns: 10, criRuns: 6, criWarmup: 1, latencySeconds: 5, freshRuns: 6, throughputSeconds: 10, idleSeconds: 2, phaseSamples: 20 }
     : { quick, json: false, soakSeconds, floor: {}, ctrRuns: 30, criRuns: 20, criWarmup: 3, latencySeconds: 15, freshRuns: 20, throughputSeconds: 30, idleSeconds: 3, phaseSamples: 50 };
   cfg.json = argv.includes('--json');
+  cfg.publish = argv.includes('--publish');
   const out = value('--out');
   if (out !== undefined) cfg.out = out;
   return cfg;
@@ -591,6 +597,35 @@ function report(cfg: Config, r: Results, started: Date, commit: string): string 
   return L.join('\n') + '\n';
 }
 
+const README_BEGIN = '<!-- goals:begin';
+const README_END = '<!-- goals:end -->';
+
+/** README's short version: the command, the floor in one line, the goal rows. */
+function shortReport(cfg: Config, r: Results, started: Date, commit: string): string {
+  const L: string[] = [];
+  const fl = r.floor;
+  L.push(`**Goals as ratios to this machine's floor** (${started.toISOString().slice(0, 10)}, \`node dist/bench/goals.js${cfg.quick ? ' --quick' : ''}${cfg.soakSeconds !== (cfg.quick ? 30 : 60) ? ` --soak-seconds ${cfg.soakSeconds}` : ''} --publish\`, ${commit}; ` +
+    `every row and every floor from that one run; the whole report, with per-process CPU and phase timings, is [\`docs/goals.md\`](docs/goals.md)). ` +
+    (fl ? `Floors: fork + exit + wait of a Python process with ${fl.fork.touchMb} MiB touched p50 ${f(fl.fork.p50)} ms (CPU ${f(fl.fork.cpuMs)} ms), ${fl.throughput.forkers} concurrent forkers ${f(fl.throughput.forksPerS, 0)} forks/s, spawn /bin/true ${f(fl.spawnTrue.p50)} ms, \`node -e 0\` ${f(fl.nodeE0.p50)} ms${typeof fl.cgroupMove === 'string' ? '' : `, a cgroup move ${f(fl.cgroupMove.p50)} ms`}; load average ${showLoad(fl.loadBefore)}.` : ''), '');
+  L.push('| metric | spore (p50, p99) | baseline (p50, p99) | ratio | goal | met? |', '|---|---|---|---|---|---|');
+  const rows = goalRows(r);
+  for (const g of rows) L.push(`| ${g.metric} | ${g.spore} | ${g.baseline} | ${g.ratio} | ${g.goal} | ${g.met === 'no' ? '**no**' : g.met} |`);
+  L.push('', `Goals met: ${rows.filter((g) => g.met === 'yes').length} of ${rows.filter((g) => g.met !== 'n/a').length} measured.`);
+  return L.join('\n');
+}
+
+/** docs/goals.md := the whole report; README's goals block := `short`. Throws without the markers. */
+function publish(md: string, short: string): void {
+  const readme = path.join(repoRoot, 'README.md');
+  const text = fs.readFileSync(readme, 'utf8');
+  const a = text.indexOf(README_BEGIN);
+  const b = text.indexOf(README_END);
+  if (a < 0 || b < a) throw new Error(`README.md has no ${README_BEGIN} … ${README_END} block to replace`);
+  const head = text.slice(0, text.indexOf('\n', a) + 1);
+  fs.writeFileSync(path.join(repoRoot, 'docs', 'goals.md'), `# Goals as ratios to the machine's floor\n\nRegenerated by \`node dist/bench/goals.js --publish\` (root; about 10 minutes, plus the soak). README shows the short table.\n\n${md}`);
+  fs.writeFileSync(readme, `${head}${short}\n${text.slice(b)}`);
+}
+
 // ---------------------------------------------------------------------------------------- main
 
 function keeperPid(runDir: string): number {
@@ -867,6 +902,10 @@ async function main(): Promise<void> {
   if (cfg.out) {
     fs.writeFileSync(cfg.out, md);
     say(`wrote ${cfg.out}`);
+  }
+  if (cfg.publish) {
+    publish(md, shortReport(cfg, r, started, commit));
+    say('wrote docs/goals.md and README.md\'s goals block');
   }
   if (cfg.json) {
     process.stdout.write(`${JSON.stringify({ bench: 'goals', quick: cfg.quick, at: started.toISOString(), floor: r.floor, floorEnd: r.floorEnd, goals: goalRows(r).map((g) => ({ metric: g.metric, value: g.value, met: g.met })) })}\n`);
