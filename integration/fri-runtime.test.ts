@@ -351,6 +351,31 @@ describe.skipIf(!root)('process function runtime', () => {
     }
   }, 120_000);
 
+  it('a fork the seed cannot make is an internal error at once, with its cause; the function serves again after', async () => {
+    await rt.deploy(spec('nofork', 'node', 'exports.handler = async () => 7;'));
+    expect(value(await rt.invoke('nofork', '{}'))).toBe(7);
+    // the lineage's pids cgroup holds its seeds: no room for one more process there, so the
+    // seed's fork fails (EAGAIN)
+    const seeds = rt.listSeeds().filter((x) => x.function === 'nofork');
+    const cg = readFileSync(`/proc/${seeds[0]?.pid}/cgroup`, 'utf8').split('\n').find((l) => /^\d+:pids:/.test(l) || l.startsWith('0::'));
+    const rel = (cg ?? '').replace(/^\d+:[^:]*:/, '');
+    const dirPath = existsSync('/sys/fs/cgroup/pids') ? `/sys/fs/cgroup/pids${rel}` : `/sys/fs/cgroup${rel}`;
+    const { writeFileSync } = await import('node:fs');
+    const before = readFileSync(`${dirPath}/pids.max`, 'utf8').trim();
+    writeFileSync(`${dirPath}/pids.max`, readFileSync(`${dirPath}/pids.current`, 'utf8').trim());
+    try {
+      const t0 = performance.now();
+      const r = await rt.invoke('nofork', '{}');
+      expect(r.ok).toBe(false);
+      expect(r.error?.kind).toBe('internal');
+      expect(r.error?.message).toMatch(/could not be started: fork failed: .*(EAGAIN|Resource temporarily unavailable)/);
+      expect(performance.now() - t0).toBeLessThan(1500); // not the 4 s of a "crash" that never was
+    } finally {
+      writeFileSync(`${dirPath}/pids.max`, before);
+    }
+    expect(value(await rt.invoke('nofork', '{}'))).toBe(7);
+  });
+
   it('serves concurrent invocations and leaks nothing over many', async () => {
     type Pools = { cgroups: { free: number; inUse: number }; functions: Record<string, { inUse: number; waiting: number }> };
     const before = rt.pools() as Pools;
