@@ -301,7 +301,7 @@ export class Instances implements Omit<InstanceEvents, never> {
    * Resolves at the instance's result (or its death). Early destroy: the child _exits right
    * after answering; its resources are recycled when its exit arrives, off the response path.
    */
-  async finish(inst: InstRec, t0: number, controlMs: number): Promise<InvokeResult> {
+  async finish(inst: InstRec, t0: number, controlMs: number, parked = false): Promise<InvokeResult> {
     const w = this.waits.get(inst.info.id) as InstWaits;
     let forkUs = 0;
     let notStarted: Error | null = null;
@@ -333,11 +333,16 @@ export class Instances implements Omit<InstanceEvents, never> {
     move(INSTANCE_MOVES, inst.info, r?.ok ? 'done' : 'failed');
     const child = r?.timings ?? { bind: 0, seccomp: 0, init: 0, execute: 0 };
     const totalUs = us(tResult - t0);
+    // A parked instance was forked, bound and started before this call (`t0`): those phases
+    // are not part of it, and the phases must add up to the total.
     const timings: PhaseTimings = {
-      control: us(controlMs), fork: forkUs, bind: child.bind, seccomp: child.seccomp, init: child.init, execute: child.execute,
-      respond: 0, destroy: tDone > 0 ? us(tDone - tResult) : 0, total: totalUs,
+      control: us(controlMs), fork: parked ? 0 : forkUs, bind: parked ? 0 : child.bind, seccomp: parked ? 0 : child.seccomp, init: parked ? 0 : child.init,
+      execute: child.execute, respond: 0, destroy: tDone > 0 ? us(tDone - tResult) : 0, total: totalUs,
     };
-    timings.respond = Math.max(0, totalUs - timings.control - timings.fork - child.bind - child.seccomp - child.init - child.execute);
+    const rest = Math.max(0, totalUs - timings.control - timings.fork - timings.bind - timings.seccomp - timings.init - timings.execute);
+    // a handler killed at its timeout never reported: its time was the handler's, not the answer's
+    if (!r && inst.timedOut) timings.execute += rest;
+    else timings.respond = rest;
     let error: InvokeError | null = null;
     const spec = inst.version.fn.spec;
     if (!r || !r.ok) {

@@ -212,7 +212,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     if (inst.info.state !== 'paused') throw new FailedPrecondition(`instance ${instanceId} is ${inst.info.state}, not paused`);
     const t0 = performance.now();
     this.inst.sendRequest(inst, event);
-    return this.inst.finish(inst, t0, 0);
+    return this.inst.finish(inst, t0, 0, true); // forked and bound before this call
   }
 
   async destroy(instanceId: string): Promise<void> {
@@ -270,9 +270,9 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const parked = this.parking.take(v);
     if (parked) {
       this.inst.sendRequest(parked, event);
-      const r = await this.inst.finish(parked, t0, performance.now() - t0);
+      const r = await this.inst.finish(parked, t0, performance.now() - t0, true);
       setImmediate(() => this.parking.refill(v)); // after the answer went out
-      return { ...r, parked: true, timings: { ...r.timings, fork: 0 } };
+      return { ...r, parked: true };
     }
     const inst = await this.inst.start(v, null);
     this.inst.sendRequest(inst, event);

@@ -69,7 +69,11 @@ describe.skipIf(!root)('parked instances', () => {
       const v = JSON.parse(r.result ?? '{}') as { before: string | null; r: number };
       expect(v.before).toBeNull(); // a fresh /tmp: no earlier call's file
       randoms.add(v.r);
-      if (r.parked) expect(r.timings.fork).toBe(0);
+      // the phases add up to the call's total; a parked instance's fork, bind and start-up
+      // happened before the call and are not in it
+      const t = r.timings;
+      expect(Math.abs(t.control + t.fork + t.bind + t.seccomp + t.init + t.execute + t.respond - t.total)).toBeLessThanOrEqual(3);
+      if (r.parked) expect([t.fork, t.bind, t.seccomp, t.init]).toEqual([0, 0, 0, 0]);
       await until(() => parkedOf(fixed, 'fresh').length === 2);
     }
     expect(randoms.size).toBe(6); // uniqueness state re-initialized per instance
@@ -87,6 +91,22 @@ describe.skipIf(!root)('parked instances', () => {
     expect(r.ok, JSON.stringify(r.error)).toBe(true);
     const slow = await fixed.invoke('short', JSON.stringify({ n: 2, ms: 600 }));
     expect(slow.error?.kind).toBe('timeout');
+    // the handler's time, not the answer's: about its timeout of 300 ms
+    expect(slow.timings.execute).toBeGreaterThanOrEqual(280_000);
+    expect(slow.timings.respond).toBe(0);
+  }, 60_000);
+
+  it('a parked instance whose handler throws reports the handler\'s time, not the time it waited parked', async () => {
+    await fixed.deploy(spec('throws', 'module.exports.handler = async () => { throw new Error("no"); };'));
+    await fixed.invoke('throws', '{}');
+    await until(() => parkedOf(fixed, 'throws').length === 2);
+    await sleep(300); // parked a while
+    const r = await fixed.invoke('throws', '{}');
+    expect(r.parked).toBe(true);
+    expect(r.error?.kind).toBe('handler');
+    expect(r.timings.execute).toBeLessThan(100_000);
+    expect(r.timings.execute).toBeLessThanOrEqual(r.timings.total);
+    await fixed.remove('throws');
   }, 60_000);
 
   it('a redeploy drains the old version\'s lot; a removal gives every slot and cgroup back', async () => {

@@ -438,6 +438,7 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
   // drain and exit quietly.
   setInterval(() => undefined, 1 << 30);
   let phase: 'internal' | 'handler' = 'internal';
+  let tHandler = 0;
   try {
     const line = channelReader(channel);
     let t = performance.now();
@@ -447,6 +448,7 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
     timings.init = Math.round((t0 - forkedAt()) * 1000);
     const request = JSON.parse(line()) as InvokeRequest;
     t = performance.now();
+    tHandler = t;
     phase = 'handler';
     const value = await call(fn.handler, JSON.parse(request.event) as unknown, contextOf(request));
     timings.execute = us(t);
@@ -460,7 +462,8 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
     if (bytes > MAX_RESULT_BYTES) return finish({ ok: false, value: null, error: { kind: 'handler', message: `the handler's result is ${bytes} bytes; the limit is ${MAX_RESULT_BYTES} bytes (6 MiB)`, stack: null } });
     finish({ ok: true, value: json ?? 'null', error: null });
   } catch (e) {
-    timings.execute = timings.execute || us(t0);
+    // the handler's own time only (from t0 it would hold bind and, parked, the wait for the call)
+    timings.execute = timings.execute || (tHandler > 0 ? us(tHandler) : 0);
     finish({ ok: false, value: null, error: { kind: phase, ...errorOf(e) } });
   }
 }
