@@ -13,6 +13,7 @@ import { oomKillCount, procsFiles, type CgroupLayout, type CgroupPool, type Pool
 import * as sys from '../sys/libc.js';
 import { MAX_RESULT_LINE, type FromSeed, type InstanceResult, type InvokeRequest } from '../seeds/protocol.js';
 import { childHostPid, nsPids, openChildPidfd } from './host-pids.js';
+import { functionStack, scrubText } from './stack.js';
 import { deferred, type InstanceEvents } from './seed-tree.js';
 import type { InstRec, SeedRec, VersionRec } from './records.js';
 
@@ -348,7 +349,8 @@ export class Instances implements Omit<InstanceEvents, never> {
     if (!r || !r.ok) {
       if (inst.timedOut) error = { kind: 'timeout', message: `handler exceeded its timeout of ${spec.timeoutMs} ms and was killed`, stack: null };
       else if (oom) error = { kind: 'oom', message: `handler exceeded its memory limit of ${spec.memoryMiB} MiB and was killed`, stack: null };
-      else if (r?.error) error = { kind: r.error.kind, message: r.error.message, stack: r.error.stack };
+      // the caller sees the function's own frames, never spore's (every interface: FRI, CLI, gateway)
+      else if (r?.error) error = { kind: r.error.kind, message: scrubText(r.error.message), stack: functionStack(r.error.stack) };
       else if (notStarted) {
         // spore's failure, not the handler's: it never ran
         error = { kind: 'internal', message: `the instance could not be started: ${notStarted.message}`, stack: null };

@@ -161,6 +161,8 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(t.error?.kind).toBe('handler');
     expect(t.error?.message).toBe('bad input');
     expect(t.error?.stack).toContain('TypeError');
+    // every interface (FRI, CLI, gateway) gets the function's own frames only
+    expect(t.error?.stack).not.toMatch(/seeds\/node|runInstance|\/dist\//);
 
     await rt.deploy(spec('bigint', 'node', 'module.exports.handler = async () => ({ n: 1n });'));
     const bi = await rt.invoke('bigint', '{}');
