@@ -75,7 +75,7 @@ export class Keeper {
     this.server = await listen(this.ttrpcSocket, (c) => {
       const h = new HeldConnection(c, () => connectTo(this.sporedSocket), {
         maxDownMs: this.o.maxDownMs ?? 10_000,
-        downMessage: `spored did not come back within ${Math.round((this.o.maxDownMs ?? 10_000) / 1000)} s; see its log (SPORE_LOG, default <run-dir>/spored.log)`,
+        downMessage: `spored did not come back within ${Math.round((this.o.maxDownMs ?? 10_000) / 1000)} s; see its log (--log / SPORE_LOG; <run-dir>/spored.log when containerd started it)`,
         onEvent: (e) => {
           if (e.kind === 'replayed') this.log('held requests sent to spored', { streams: e.streams });
           if (e.kind === 'failed') this.log('spored is down too long: held requests answered UNAVAILABLE', { streams: e.streams });
