@@ -101,18 +101,22 @@ async function waitForFri(c: Containerd): Promise<FriClient> {
   }
 }
 
-async function invokeMany(fri: FriClient, name: string, event: string): Promise<{ wall: number[]; last: InvokeResult }> {
+/** `how`: where the counted calls' instances came from: forked on request, or parked (forked before the call, --parked auto) */
+async function invokeMany(fri: FriClient, name: string, event: string): Promise<{ wall: number[]; last: InvokeResult; how: string }> {
   const wall: number[] = [];
   let last: InvokeResult | null = null;
+  let parked = 0;
   for (let i = 0; i < INVOKES + 3; i++) {
     const t0 = performance.now();
     const r = await fri.invoke(name, event);
     const ms = performance.now() - t0;
     if (!r.ok) throw new Error(`invoke ${name} failed: ${r.error?.kind}: ${r.error?.message}`);
-    if (i >= 3) wall.push(ms);
+    if (i >= 3) { wall.push(ms); if (r.parked) parked++; }
     last = r;
   }
-  return { wall, last: last as InvokeResult };
+  const l = last as InvokeResult;
+  const how = parked === 0 ? `fork from L${l.seedLevel} on request` : parked === wall.length ? `parked (forked from L${l.seedLevel} before the call)` : `parked ${Math.round((100 * parked) / wall.length)} %, else fork from L${l.seedLevel}`;
+  return { wall, last: l, how };
 }
 
 function table(rows: Row[]): string {
@@ -180,33 +184,33 @@ async function main(): Promise<void> {
 
       for (const [name, language, dir] of pkgs) {
         const event = readFileSync(join(examples, dir, 'event.json'), 'utf8');
-        const { wall, last } = await invokeMany(fri, name, event);
+        const { wall, last, how } = await invokeMany(fri, name, event);
         const html = (JSON.parse(last.result ?? '{}') as { html?: string }).html ?? '';
         if (!html.includes('&lt;script&gt;')) throw new Error(`${name} did not render its template: ${last.result ?? ''}`);
         const module = join(examples, dir, language === 'node' ? 'index.js' : 'main.py');
         const base = await fresh(language, module, event, '&lt;script&gt;');
-        rows.push(row(`FRI invoke ${name} (package)`, `spore ${language}, fork from L${last.seedLevel}`, wall, vs(wall, base, language), `rendered ${html.length} bytes of HTML`));
+        rows.push(row(`FRI invoke ${name} (package)`, `spore ${language}, ${how}`, wall, vs(wall, base, language), `rendered ${html.length} bytes of HTML`));
         rows.push(row(`${name} as a fresh process`, `${language} runner, per request`, base, 'baseline'));
       }
       for (const [name, language, file] of fns) {
         const event = JSON.stringify({ name: 'demo' });
-        const { wall, last } = await invokeMany(fri, name, event);
+        const { wall, last, how } = await invokeMany(fri, name, event);
         const t = last.timings;
         // outside the repository: its package.json says "type": "module", the examples are CommonJS
         mkdirSync(join(c.dir, 'fresh'), { recursive: true });
         copyFileSync(join(examples, file), join(c.dir, 'fresh', file));
         const base = await fresh(language, join(c.dir, 'fresh', file), event, (last.result ?? '').slice(0, 12));
-        rows.push(row(`FRI invoke ${name}`, `spore ${language}, fork from L${last.seedLevel}`, wall, vs(wall, base, language),
+        rows.push(row(`FRI invoke ${name}`, `spore ${language}, ${how}`, wall, vs(wall, base, language),
           `last: fork ${(t.fork / 1000).toFixed(2)}, bind ${(t.bind / 1000).toFixed(2)}, init ${(t.init / 1000).toFixed(2)}, exec ${(t.execute / 1000).toFixed(2)} ms`));
         rows.push(row(`${name} as a fresh process`, `${language} runner, per request`, base, 'baseline'));
       }
       rows.push(row('fork floor: fork + exit + wait', 'idle Node process', floor.node, 'baseline'));
       rows.push(row('fork floor: fork + exit + wait', 'idle Python process', floor.python, 'baseline'));
       const seeds = await fri.listSeeds();
-      process.stdout.write(`\n## spore demo — ${new Date().toISOString()}\n\n`);
+      process.stdout.write(`\n## spore demo — ${new Date().toISOString()} — load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}\n\n`);
       process.stdout.write(`${table(rows)}\n\n### seed tree\n\n${seedTable(seeds)}\n\n`);
       process.stdout.write('ctr rows: wall time of `ctr run --rm` (client start to exit) through the same private containerd.\n');
-      process.stdout.write('FRI rows: wall time of an Invoke call over the FRI unix socket (seed lookup, fork, bind, run, respond).\n');
+      process.stdout.write('FRI rows: wall time of an Invoke call over the FRI unix socket (seed lookup, the instance (forked on request, or parked: forked before the call by the default --parked auto), bind, run, respond).\n');
       process.stdout.write('Fresh-process rows: spawn to exit of `node bench/fresh/runner.cjs <module> <event>` (or `python3 runner.py`): runtime start, module load, handler, exit.\n');
       process.stdout.write('Fork floor: fork + _exit + waitpid of an idle Node / Python process (`bench/fork-floor.{ts,py}`), the same run.\n');
     } finally {
