@@ -40,6 +40,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 else
   log "node_modules up to date"
 fi
-# The fuzzer's native addon (Jazzer.js/libFuzzer) when its prebuilt does not load here (glibc).
-fuzz/jazzer/build-addon.sh
+# The fuzzer's native addon (Jazzer.js/libFuzzer) when its prebuilt does not load here (glibc);
+# only tests fuzz, so the demo skips it (SPORE_NO_FUZZER=1).
+[ "${SPORE_NO_FUZZER:-}" = 1 ] || fuzz/jazzer/build-addon.sh
 scripts/example-deps.sh  # example packages: examples/nunjucks (npm ci), examples/py-template (vendored jinja2)
