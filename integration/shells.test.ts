@@ -136,6 +136,39 @@ describe.skipIf(!root)('container shells in the root seed', () => {
     }
   }, 60_000);
 
+  it('sandboxes killed before Start leave nothing behind: their ids can be created again, and later shells keep all their pipes', async () => {
+    const seed = new SeedClient();
+    const exits = new Map<number, number>();
+    seed.on('exit', (pid, status) => exits.set(pid, status));
+    await seed.start({ shells: 2 });
+    try {
+      await until('2 shells', () => shellsOf(seed.pid).length === 2 || undefined);
+      // Create, then kill -9 (as a Kill before Start does), never Start, never abort
+      const killed = Array.from({ length: 12 }, () => plan('never'));
+      const pids = await Promise.all(killed.map(async (k) => (await seed.spawn(k.key, k.plan)).pid));
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      await until('their exits', () => pids.every((pid) => exits.has(pid)) || undefined);
+      await sleep(300); // the pool refills meanwhile
+      // every shell now waiting holds its three pipe ends (a stale fd number once made a new
+      // shell close one of its own)
+      const pipes = (pid: number): number => readdirSync(`/proc/${pid}/fd`).filter((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`).startsWith('pipe:'); } catch { return false; } }).length;
+      const waiting = await until('2 shells', () => { const s = shellsOf(seed.pid); return s.length === 2 ? s : undefined; });
+      for (const k of waiting) expect(pipes(k), `shell ${k}'s pipes`).toBeGreaterThanOrEqual(3);
+      // the same ids again, and new ones: each runs to its end
+      for (const k of [...killed.slice(0, 3), plan('a'), plan('b'), plan('c')]) {
+        const again = { ...k, plan: { ...k.plan } };
+        writeFileSync(k.out, '');
+        const got = await seed.spawn(k.key, again.plan);
+        await seed.startProcess(k.key);
+        await until('its exit', () => exits.has(got.pid) || undefined);
+        expect(exits.get(got.pid)).toBe(0);
+        expect(readFileSync(k.out, 'utf8')).toMatch(/ pid=1\n$/);
+      }
+    } finally {
+      await seed.stop();
+    }
+  }, 60_000);
+
   it('a surviving seed keeps its shells when its spored lets go; they end with the seed', async () => {
     const socket = join(dir, 'seed.sock');
     const first = new SeedClient();

@@ -110,6 +110,12 @@ export class TaskManager {
   readonly containers = new Map<string, ContainerState>();
   private readonly creating = new Set<string>();
   private readonly byPid = new Map<number, { c: ContainerState; p: ProcState }>();
+  /**
+   * Exits of pids not (yet) tracked, with the seed's exitSeq: the exit of a sandbox that died
+   * right after it reported ready can be read in the same chunk as its spawn reply, before
+   * its pid is recorded (claimExit). Bounded; the oldest go first.
+   */
+  private readonly unclaimed = new Map<number, { status: number; exitSeq: number }>();
   private readonly waiters = new Map<ProcState, (() => void)[]>();
   private readonly consoles = new Map<ProcState, Console>();
   private readonly ios = new Map<ProcState, ProcessIO>();
@@ -121,7 +127,7 @@ export class TaskManager {
   constructor(o: TaskManagerOptions) {
     this.o = o;
     this.pods = new PodRegistry(o.runDir);
-    o.seed.on('exit', (pid, status) => this.onExit(pid, status));
+    o.seed.on('exit', (pid, status, exitSeq) => this.onExit(pid, status, exitSeq));
   }
 
   get(ns: string, id: string): ContainerState {
@@ -220,6 +226,7 @@ export class TaskManager {
       if (c.pod) c.madeParents = [];
       writeRecord(this.o.runDir, this.recordOf(c));
       this.o.events.created(c);
+      this.claimExit(spawned.pid, spawned.exitsBefore); // after TaskCreate, as its exit must be
       return c;
     } catch (e) {
       this.creating.delete(key(ns, id));
@@ -346,6 +353,7 @@ export class TaskManager {
       p.pid = spawned.pid;
       p.pidStartTime = processStartTime(spawned.pid);
       this.byPid.set(p.pid, { c, p });
+      this.claimExit(p.pid, spawned.exitsBefore); // its exit event waits for the start event (starting)
       if (console) this.consoles.set(p, console);
       await this.settleOnFailure(p, this.o.seed.startProcess(k));
     } catch (e) {
@@ -635,10 +643,14 @@ export class TaskManager {
   }
 
   // --- exits --------------------------------------------------------------------------
-  private onExit(pid: number, status: number): void {
+  private onExit(pid: number, status: number, exitSeq?: number): void {
     const hit = this.byPid.get(pid);
     if (!hit) {
       this.o.log.debug({ pid, status, signal: status & 0x7f }, 'exit of a process spored does not track');
+      if (exitSeq !== undefined) {
+        this.unclaimed.set(pid, { status, exitSeq });
+        if (this.unclaimed.size > 256) this.unclaimed.delete(this.unclaimed.keys().next().value as number);
+      }
       return;
     }
     const { c, p } = hit;
@@ -670,6 +682,14 @@ export class TaskManager {
     const console = this.consoles.get(p);
     if (console) void console.drainForExit().then(finish, finish);
     else finish();
+  }
+
+  /** Apply an exit of `pid` read before its pid was tracked, if it came after its spawn reply. */
+  private claimExit(pid: number, exitsBefore: number): void {
+    const e = this.unclaimed.get(pid);
+    if (!e) return;
+    this.unclaimed.delete(pid);
+    if (e.exitSeq > exitsBefore) this.onExit(pid, e.status);
   }
 
   /** A status change through the process kind's table; a move the table forbids is a bug, logged. */

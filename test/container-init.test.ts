@@ -200,6 +200,19 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
 }
 
 describe('container-init against the recording ContainerSys', () => {
+  it('stdio is parked at free numbers from 100 up, never over the start and status pipes when the seed held 100+ fds', () => {
+    const rec = new RecordingContainerSys({ fds: [0, 1, 2, 100, 101], files: busyboxTree() });
+    let exec: RecordedExec | null = null;
+    try { runChild(planOf(), 100, 101, rec); } catch (e) { if (e instanceof RecordedExec) exec = e; else throw e; }
+    expect(exec).not.toBeNull();
+    // nothing was ever put on 100 or 101 (a dup3/dup2 there would have replaced the pipes)
+    expect(rec.calls.filter((c) => (c.call === 'dup3' || c.call === 'dup2') && (c.args[1] === 100 || c.args[1] === 101))).toEqual([]);
+    // Start was read from 100; the ready status went to 101, not to a container's stdio
+    expect(rec.calls.some((c) => c.call === 'read' && c.args[0] === 100)).toBe(true);
+    expect(rec.calls.some((c) => c.call === 'write' && c.args[0] === 101 && String(c.args[1]).includes('"ready"'))).toBe(true);
+    expect(rec.calls.filter((c) => c.call === 'dup2' && (c.args[1] as number) <= 2).map((c) => c.args[0])).toEqual([104, 102, 103]);
+  });
+
   it('a minimal spec (containerd defaults, busybox rootfs): the exact sequence', () => {
     const r = run(planOf());
     const NOSUID = MS.NOSUID, NODEV = MS.NODEV, NOEXEC = MS.NOEXEC;
@@ -209,9 +222,9 @@ describe('container-init against the recording ContainerSys', () => {
       c('close_range', 3, true),
       c('setsid'),
       // stdio opened on the host, parked above 100 until exec
-      c('open', STDIO.stdout, O.WRONLY | O.APPEND), c('dup3', 3, 101, O.CLOEXEC), c('close', 3),
-      c('open', STDIO.stderr, O.WRONLY | O.APPEND), c('dup3', 3, 102, O.CLOEXEC), c('close', 3),
-      c('open', STDIO.stdin, O.RDONLY | O.NONBLOCK), c('dup3', 3, 103, O.CLOEXEC), c('close', 3), c('set_nonblock', 103, false),
+      c('open', STDIO.stdout, O.WRONLY | O.APPEND), c('dup_at', 3, 100), c('close', 3),
+      c('open', STDIO.stderr, O.WRONLY | O.APPEND), c('dup_at', 3, 100), c('close', 3),
+      c('open', STDIO.stdin, O.RDONLY | O.NONBLOCK), c('dup_at', 3, 100), c('close', 3), c('set_nonblock', 102, false),
       // late cgroup: a handle on the cgroup's nearest existing ancestor, while the host's cgroupfs is in sight
       c('open', '/sys/fs/cgroup/default', O.PATH | O.DIRECTORY | O.CLOEXEC),
       // every new namespace but pid (the seed's fork) and cgroup (after joining the cgroup), in one unshare
@@ -250,7 +263,7 @@ describe('container-init against the recording ContainerSys', () => {
       c('prctl', PR.CAP_AMBIENT, 4 /* CLEAR_ALL */),
       c('umask', 0o022),
       c('prctl', PR.SET_NO_NEW_PRIVS, 1),
-      c('dup2', 103, 0), c('dup2', 101, 1), c('dup2', 102, 2),
+      c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(capHex(DEFAULT_CAPS)).toBe('0xa80425fb');
@@ -476,7 +489,7 @@ describe('container-init against the recording ContainerSys', () => {
       c('umask', 0o022),
       c('prctl', PR.SET_NO_NEW_PRIVS, 1),
       c('seccomp', f.bpf.toString('base64'), f.flags),
-      c('dup2', 103, 0), c('dup2', 101, 1), c('dup2', 102, 2),
+      c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(r.calls.filter((x) => x.call === 'seccomp')).toHaveLength(1);
@@ -495,7 +508,7 @@ describe('container-init against the recording ContainerSys', () => {
   it('a TTY: the pty slave is opened once, parked at 100, becomes 0/1/2 and the controlling terminal right before execve', () => {
     const tty: Stdio = { stdin: '', stdout: '', stderr: '', terminal: '/dev/pts/7' };
     const r = run(planOf((s) => { s.process.terminal = true; }, { stdio: tty }));
-    expect(r.calls.slice(2, 5)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup3', 3, 100, O.CLOEXEC), c('close', 3)]);
+    expect(r.calls.slice(2, 5)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup_at', 3, 100), c('close', 3)]);
     expect(r.calls.filter((x) => x.call === 'open' && String(x.args[0]).startsWith('/run/spore/fifo'))).toEqual([]);
     expect(r.calls.slice(-5)).toEqual([
       c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),

@@ -253,24 +253,27 @@ function closeInheritedFds(s: ContainerSys): void {
 
 interface OpenStdio { fds: [number, number, number]; terminal: boolean }
 
-// Host paths are opened before any namespace or root change, then parked above 100 so
-// the container's own setup cannot clobber them; they become 0/1/2 right before exec.
+// Host paths are opened before any namespace or root change, then parked at 100 or above
+// (the lowest free numbers there: F_DUPFD, never dup3 onto a fixed number, which would
+// replace an fd the child inherited there, such as its start or status pipe when the seed
+// holds many fds) so the container's own setup cannot clobber them; they become 0/1/2
+// right before exec.
 function openStdio(s: ContainerSys, p: ProcessPlan): OpenStdio {
-  const park = (fd: number, to: number): number => { s.dup3(fd, to, O.CLOEXEC); s.close(fd); return to; };
+  const park = (fd: number): number => { const to = s.dupAt(fd, 100); s.close(fd); return to; };
   if (p.stdio.terminal) {
-    const fd = park(s.open(p.stdio.terminal, O.RDWR | O.NOCTTY), 100);
+    const fd = park(s.open(p.stdio.terminal, O.RDWR | O.NOCTTY));
     return { fds: [fd, fd, fd], terminal: true };
   }
-  const openOne = (path: string, flags: number, to: number): number =>
-    park(path ? s.open(path, flags) : s.open('/dev/null', O.RDWR), to);
+  const openOne = (path: string, flags: number): number =>
+    park(path ? s.open(path, flags) : s.open('/dev/null', O.RDWR));
   // The client already holds the read side of stdout/stderr, so these opens return at once.
   // O_APPEND: a file:// log is appended to, as containerd's shims do.
-  const out = openOne(p.stdio.stdout, O.WRONLY | O.APPEND, 101);
-  const err = p.stdio.stderr && p.stdio.stderr === p.stdio.stdout ? out : openOne(p.stdio.stderr, O.WRONLY | O.APPEND, 102);
+  const out = openOne(p.stdio.stdout, O.WRONLY | O.APPEND);
+  const err = p.stdio.stderr && p.stdio.stderr === p.stdio.stdout ? out : openOne(p.stdio.stderr, O.WRONLY | O.APPEND);
   // Non-blocking open: a client whose own stdin is already at EOF never opens its writer
   // (containerd's fifo package cancels the pending open), so a blocking open would hang.
   // Until a writer connects, reads see EOF — which is then exactly what the client meant.
-  const inn = openOne(p.stdio.stdin, O.RDONLY | O.NONBLOCK, 103);
+  const inn = openOne(p.stdio.stdin, O.RDONLY | O.NONBLOCK);
   if (p.stdio.stdin) s.setNonblock(inn, false);
   return { fds: [inn, out, err], terminal: false };
 }

@@ -40,6 +40,8 @@ export interface ContainerSys {
   close(fd: number): void;
   dup2(from: number, to: number): void;
   dup3(from: number, to: number, flags: number): void;
+  /** fcntl(F_DUPFD_CLOEXEC): a copy of `fd` at the lowest free number >= `min` (never replaces one) */
+  dupAt(fd: number, min: number): number;
   setNonblock(fd: number, on: boolean): void;
   read(fd: number, n: number): Buffer;
   write(fd: number, data: Buffer): void;
@@ -91,6 +93,7 @@ export const realContainerSys: ContainerSys = {
   close: (fd) => sys.close(fd),
   dup2: (from, to) => sys.dup2(from, to),
   dup3: (from, to, flags) => sys.dup3(from, to, flags),
+  dupAt: (fd, min) => sys.dupAt(fd, min),
   setNonblock: (fd, on) => sys.setNonblock(fd, on),
   read: (fd, n) => sys.read(fd, n),
   write: (fd, data) => sys.write(fd, data),
@@ -312,6 +315,13 @@ export class RecordingContainerSys implements ContainerSys {
   close(fd: number): void { this.rec('close', [fd]); this.openFds.delete(fd); }
   dup2(from: number, to: number): void { this.rec('dup2', [from, to]); this.openFds.add(to); }
   dup3(from: number, to: number, flags: number): void { this.rec('dup3', [from, to, flags]); this.openFds.add(to); }
+  dupAt(fd: number, min: number): number {
+    this.rec('dup_at', [fd, min]);
+    let to = min;
+    while (this.openFds.has(to)) to++;
+    this.openFds.add(to);
+    return to;
+  }
   setNonblock(fd: number, on: boolean): void { this.rec('set_nonblock', [fd, on]); }
   read(fd: number, n: number): Buffer {
     this.rec('read', [fd, n]);

@@ -14,7 +14,12 @@ import { SEED_PROTOCOL, type ExitReport, type SeedReply, type SeedRequest, type 
 type Reply = Extract<SeedReply, { type: 'reply' }>;
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-export interface SpawnResult { pid: number; warnings: string[]; timings: Record<string, number> }
+/**
+ * `exitsBefore`: the exitSeq of the last exit report read before this reply. An exit of `pid`
+ * with a higher exitSeq is this sandbox's own (it may be read in the same chunk as the reply,
+ * before the caller has recorded the pid); a lower one was an earlier process with that pid.
+ */
+export interface SpawnResult { pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number }
 
 export class SeedError extends FailedPrecondition {
   constructor(readonly phase: string, message: string, readonly errno?: number) {
@@ -23,7 +28,8 @@ export class SeedError extends FailedPrecondition {
 }
 
 export interface SeedClientEvents {
-  exit: [pid: number, status: number];
+  /** exitSeq: the seed's sequence number of this report (see SpawnResult.exitsBefore) */
+  exit: [pid: number, status: number, exitSeq: number];
   down: [reason: string];
 }
 
@@ -75,6 +81,8 @@ export interface SeedAttach {
 
 export class SeedClient extends EventEmitter<SeedClientEvents> {
   private child: ChildProcess | null = null;
+  /** per reply: lastExitSeq when it was read */
+  private readonly exitsBeforeReply = new WeakMap<Reply, number>();
   private link: SeedChannel<SeedReply, SeedRequest> | null = null;
   private seq = 0;
   private readonly waiting = new Map<number, (r: Reply) => void>();
@@ -157,7 +165,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   }
 
   private deliver(e: ExitReport): void {
-    this.emit('exit', e.pid, e.status);
+    this.emit('exit', e.pid, e.status, e.exitSeq);
     this.link?.send({ op: 'ack', seq: 0, exitSeq: e.exitSeq });
   }
 
@@ -173,7 +181,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     if (m.type === 'exit') { this.onExit(m); return; }
     if (m.type !== 'reply') return;
     const w = this.waiting.get(m.seq);
-    if (w) { this.waiting.delete(m.seq); w(m); }
+    if (w) { this.waiting.delete(m.seq); this.exitsBeforeReply.set(m, this.lastExitSeq); w(m); }
   }
 
   private request(req: DistributiveOmit<SeedRequest, 'seq'>): Promise<Reply> {
@@ -190,7 +198,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   async spawn(key: string, plan: SpawnPlan): Promise<SpawnResult> {
     const r = await this.request({ op: 'spawn', key, plan });
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
-    return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {} };
+    return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq };
   }
 
   /** Let a spawned sandbox exec its process; resolves once execve succeeded. */

@@ -20,7 +20,6 @@ import { SEED_PROTOCOL, type ChildStatus, type ExitReport, type SeedReply, type 
 interface Pending {
   pid: number;
   startW: number;
-  statusFd: number;
   status: net.Socket;
   lines: ChildStatus[];
   waiter: ((s: ChildStatus | null) => void) | null;
@@ -42,9 +41,14 @@ function fdOf(h: net.Socket | net.Server | null): number[] {
   return typeof fd === 'number' && fd > 2 ? [fd] : [];
 }
 
-/** What the seed holds that a container shell must not keep: its links, other children's pipes. */
+/**
+ * What the seed holds that a container shell must not keep: its links, other children's
+ * pipes. The fds under sockets are read from their live handles, never remembered: libuv
+ * closes a socket's fd on its own (a child's status pipe at EOF), and a remembered number
+ * may by then belong to something else, such as the new shell's own pipes.
+ */
 function seedFds(): number[] {
-  return [...fdOf(server), ...fdOf(linkSocket), ...[...pending.values()].flatMap((p) => [p.startW, p.statusFd].filter((fd) => fd >= 0))];
+  return [...fdOf(server), ...fdOf(linkSocket), ...[...pending.values()].flatMap((p) => [...(p.startW >= 0 ? [p.startW] : []), ...fdOf(p.status)])];
 }
 /** exits not yet acknowledged by a spored, oldest first */
 const unacked: ExitReport[] = [];
@@ -137,7 +141,7 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     statusR = sR;
     forkT = lastForkTimings;
   }
-  const p: Pending = { pid, startW, statusFd: statusR, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
+  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
   watchStatus(p);
   pending.set(key, p);
   const st = await nextStatus(p);
@@ -164,6 +168,9 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
   }
   try {
     sys.write(p.startW, Buffer.from([1]));
+    // started: the pipe has done its work (and a started sandbox's exit no longer drops its entry)
+    sys.close(p.startW);
+    p.startW = -1;
   } catch (e) {
     drop(key, p);
     reply({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
@@ -183,7 +190,6 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
 function drop(key: string, p: Pending): void {
   pending.delete(key);
   if (p.startW >= 0) { sys.close(p.startW); p.startW = -1; }
-  p.statusFd = -1;
   p.status.destroy();
 }
 
@@ -249,6 +255,9 @@ function reapAll(): void {
     const r = sys.reapOne();
     if (!r) return;
     if (shells?.reaped(r.pid, r.status)) continue; // an idle container shell: the pool's business
+    // a sandbox that died before its Start (killed, or failed): it can never start, so its
+    // entry and start pipe go now (the id may be created again, as with runc)
+    for (const [key, p] of pending) if (p.pid === r.pid && p.startW >= 0) drop(key, p);
     shells?.activity();
     recentExits.set(r.pid, r.status);
     if (recentExits.size > 256) recentExits.delete(recentExits.keys().next().value as number);
