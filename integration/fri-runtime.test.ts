@@ -378,6 +378,27 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(value(await rt.invoke('nofork', '{}'))).toBe(7);
   });
 
+  it('process.exit, an uncaught exception and an unhandled rejection in a Node handler are the handler\'s errors, not a crash', async () => {
+    await rt.deploy(spec('exits', 'node', `exports.handler = async (event) => {
+      if (event.how === 'exit') process.exit(3);
+      if (event.how === 'exit0') process.exit(0);
+      if (event.how === 'throwasync') { setImmediate(() => { throw new Error('async boom'); }); await new Promise((r) => setTimeout(r, 200)); }
+      if (event.how === 'reject') { Promise.reject(new Error('not handled')); await new Promise((r) => setTimeout(r, 200)); }
+      return 'ok';
+    };`));
+    const cases: [string, RegExp][] = [
+      ['exit', /process\.exit\(3\) \(exit status 3\)/], ['exit0', /process\.exit\(0\) \(exit status 0\)/],
+      ['throwasync', /^uncaught exception: async boom$/], ['reject', /^unhandled promise rejection: not handled$/],
+    ];
+    for (const [how, message] of cases) {
+      const r = await rt.invoke('exits', JSON.stringify({ how }));
+      expect(r.ok, how).toBe(false);
+      expect(r.error?.kind, `${how}: ${r.error?.message}`).toBe('handler');
+      expect(r.error?.message).toMatch(message);
+    }
+    expect(value(await rt.invoke('exits', '{}'))).toBe('ok');
+  });
+
   it('serves concurrent invocations and leaks nothing over many', async () => {
     type Pools = { cgroups: { free: number; inUse: number }; functions: Record<string, { inUse: number; waiting: number }> };
     const before = rt.pools() as Pools;

@@ -437,6 +437,16 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
   // A handler whose promise never settles must run into its timeout, not let the loop
   // drain and exit quietly.
   setInterval(() => undefined, 1 << 30);
+  // Node's own ways out (process.exit, an uncaught exception or rejection) would run its
+  // shutdown in this forked process, which can crash (SIGSEGV) before anything is reported.
+  // They end the call with the handler's error instead, as Lambda reports them.
+  const handlerError = (message: string, e?: unknown): never => {
+    timings.execute = tHandler > 0 ? us(tHandler) : 0;
+    return finish({ ok: false, value: null, error: { kind: 'handler', ...(e === undefined ? { message, stack: null } : errorOf(e)), ...(e === undefined ? {} : { message: `${message}: ${errorOf(e).message}` }) } });
+  };
+  process.exit = ((code?: number | string | null) => handlerError(`the handler called process.exit(${code ?? ''}) (exit status ${Number(code ?? process.exitCode ?? 0)})`)) as typeof process.exit;
+  process.on('uncaughtException', (e) => handlerError('uncaught exception', e));
+  process.on('unhandledRejection', (e) => handlerError('unhandled promise rejection', e));
   let phase: 'internal' | 'handler' = 'internal';
   let tHandler = 0;
   try {
