@@ -182,7 +182,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   let seedUp = true;
   seed.on('down', (reason) => {
     seedUp = false;
-    if (!stopping) log.fatal({ reason }, 'process seed is gone; containers and functions cannot be created until spored restarts');
+    if (stopping) return;
+    if (keeper) {
+      // Under a keeper a restart costs nothing (containers stay, their exits reach the keeper,
+      // their parent's subreaper) and brings a new root seed: restart rather than serve on
+      // without one.
+      log.error({ reason }, 'process seed is gone; restarting spored to start a new one');
+      process.kill(process.pid, 'SIGTERM');
+    } else log.fatal({ reason }, 'process seed is gone; containers and functions cannot be created until spored restarts');
   });
   const metrics = new Metrics();
   metrics.setContainerSource(() => tasks.containers.values());

@@ -4,7 +4,7 @@
 // when a runc shim dies) and that spore comes back clean afterwards; the OOM killer prefers
 // spored and what it starts over the keeper.
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,19 @@ const skip = isRoot() ? undefined : 'needs root';
 const skipCtrd = containerdSkipReason();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const KEEPER = join(repoRoot, 'dist', 'keeper', 'main.js');
+/** pids of root seeds (seed-main.js) serving `socket`; not their forks (container shells) */
+function rootSeedPids(socket: string): number[] {
+  const out: number[] = [];
+  const ppid = (pid: number): number => { try { return Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]); } catch { return 0; } };
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (cmd.some((a) => a.endsWith('seed-main.js')) && cmd.includes(socket)) out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out.filter((pid) => !out.includes(ppid(pid)));
+}
 const DAEMON = join(repoRoot, 'dist', 'daemon', 'main.js');
 const LAUNCHER = join(repoRoot, 'bin', 'containerd-shim-spore-v2');
 
@@ -93,6 +106,33 @@ describe.skipIf(skip !== undefined)('keeper and launcher', () => {
     process.kill(keeper, 'SIGTERM');
     await until(() => !existsSync(`/proc/${keeper}`), 20_000);
   }, 60_000);
+});
+
+describe.skipIf(skipCtrd !== undefined)('a killed root seed', () => {
+  it('restarts spored with a new seed: running containers stay, new ones start', async () => {
+    const c = await startContainerd({ extraEnv: { SPORE_GATEWAY: 'off', SPORE_FRI: 'off' } });
+    try {
+      const rt = ['--runtime', 'io.containerd.spore.v2'];
+      const r1 = await c.ctr(['run', '-d', ...rt, '--rootfs', rootfs('busybox'), 's1', '/bin/sleep', '1000']);
+      expect(r1.code, r1.stderr).toBe(0);
+      const spored = pidOf(c.runDir, 'spored.pid');
+      const seedSock = join(c.runDir, 'process-seed.sock');
+      const seeds = (): number[] => rootSeedPids(seedSock);
+      const [seed] = seeds();
+      expect(seed).toBeGreaterThan(0);
+      process.kill(seed as number, 'SIGKILL');
+      await until(() => existsSync(join(c.runDir, 'spored.pid')) && pidOf(c.runDir, 'spored.pid') !== spored, 15_000);
+      const r2 = await c.ctr(['run', '--rm', ...rt, '--rootfs', rootfs('busybox'), 's2', '/bin/echo', 'new seed'], { timeoutMs: 30_000 });
+      expect(r2.stdout).toBe('new seed\n');
+      expect((await c.ctr(['task', 'ls'])).stdout).toMatch(/^s1\s+\d+\s+RUNNING/m);
+      expect(seeds().filter((p) => p !== seed)).toHaveLength(1);
+      const k = await c.ctr(['task', 'kill', '-s', 'KILL', 's1']);
+      expect(k.code, k.stderr).toBe(0);
+      await until(async () => !(await c.ctr(['task', 'ls'])).stdout.includes('RUNNING'), 20_000);
+    } finally {
+      await c.stop();
+    }
+  }, 120_000);
 });
 
 describe.skipIf(skipCtrd !== undefined)('a killed keeper', () => {
