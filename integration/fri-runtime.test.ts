@@ -151,6 +151,9 @@ describe.skipIf(!root)('process function runtime', () => {
 
   it('reports load errors at deploy, handler errors, timeouts and OOM — and the seed survives', async () => {
     await expect(rt.deploy(spec('broken', 'node', 'throw new Error("boom at load");'))).rejects.toThrow(/boom at load/);
+    // Python deployed as Node: a syntax error names the file (and the line, when Node knows it)
+    await expect(rt.deploy(spec('wrong-lang', 'node', 'import json\n\ndef handler(event, context):\n    return 1\n'))).rejects.toThrow(/function code failed to load: Unexpected identifier 'def' \(\/var\/task\/[^)]+\.js\)/);
+    await expect(rt.deploy(spec('bad-js', 'node', 'exports.handler = async () => {\n  return 1 +;\n};\n'))).rejects.toThrow(/function code failed to load: .+ \(\/var\/task\/[^)]+\.js:2\)/);
     await expect(rt.deploy(spec('broken-py', 'python', 'raise RuntimeError("py boom")\n'))).rejects.toThrow(/py boom/);
     await expect(rt.deploy(spec('slowinit', 'node', 'const t = Date.now() + 60000; while (Date.now() < t) {} exports.handler = () => 1;'))).rejects.toThrow(/did not finish within 4000 ms/);
     expect(rt.listFunctions().some((f) => f.name === 'broken' || f.name === 'slowinit')).toBe(false);

@@ -349,12 +349,13 @@ async function loadHandler(load: LoadSpec): Promise<Handler> {
     const file = load.module + ext;
     tried.push(file);
     if (!existsSync(file)) continue;
-    if (ext === '.mjs') { mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>; break; }
     try {
-      mod = req(file) as Record<string, unknown>;
+      mod = await loadModule(req, file, ext);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
-      mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+      // a syntax error says where only in its stack's first line ("/var/task/index.js:3"),
+      // and as ES module not at all: name the place, or at least the file
+      if (e instanceof SyntaxError) e.message = `${e.message} (${/^(\/[^\n]*:\d+)\n/.exec(e.stack ?? '')?.[1] ?? file})`;
+      throw e;
     }
     break;
   }
@@ -362,6 +363,17 @@ async function loadHandler(load: LoadSpec): Promise<Handler> {
   const h = mod[load.handler] ?? (mod.default as Record<string, unknown> | undefined)?.[load.handler];
   if (typeof h !== 'function') throw new Error(`${load.module} does not export a function named ${JSON.stringify(load.handler)}`);
   return h as Handler;
+}
+
+/** MODULE.mjs through import(), the rest through require (import() for a .js that is ESM). */
+async function loadModule(req: NodeRequire, file: string, ext: string): Promise<Record<string, unknown>> {
+  if (ext === '.mjs') return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  try {
+    return req(file) as Record<string, unknown>;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
+    return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  }
 }
 
 function errorOf(e: unknown): { message: string; stack: string | null } {
