@@ -99,13 +99,26 @@ class Relay {
     this.src.on('data', (d: Buffer) => this.dst.write(d));
     this.done = new Promise<void>((resolve) => {
       let ending = false;
-      const finish = () => {
+      const finish = async (): Promise<void> => {
         if (ending) return;
         ending = true;
-        this.dst.end(() => { this.dst.destroy(); this.releaseCustody(); resolve(); });
+        // The client's reader may not be open yet (containerd's fifo package opens it in the
+        // background), and bytes still in the FIFO go with its last open end: wait (bounded)
+        // until ours are written and read, as the shim's copy waits for its FIFO's reader.
+        const until = performance.now() + 2000;
+        while (this.dst.writableLength > 0 && !this.dst.destroyed && performance.now() < until) await sleep(5);
+        for (;;) {
+          let n = 0;
+          try { n = this.dst.destroyed ? 0 : sys.pendingBytes(dstFd); } catch { n = 0; }
+          if (n === 0 || performance.now() >= until) break;
+          await sleep(5);
+        }
+        this.dst.destroy();
+        this.releaseCustody();
+        resolve();
       };
-      this.src.on('end', finish);
-      this.src.on('close', finish);
+      this.src.on('end', () => void finish());
+      this.src.on('close', () => void finish());
       this.dst.on('close', () => resolve());
     });
   }
