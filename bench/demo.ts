@@ -14,6 +14,7 @@ import { startContainerd, rootfs, repoRoot, type Containerd } from '../integrati
 import { FriClient } from '../protocols/fri/client.js';
 import { packDirectory } from '../functions/packages.js';
 import type { InvokeResult, SeedInfo } from '../protocols/fri/types.js';
+import { waitForFri } from './fri-ready.js';
 
 interface Row { what: string; how: string; n: number; p50: number; p90: number; p99: number; ratio: string; note: string }
 
@@ -81,25 +82,6 @@ async function timeCtr(c: Containerd, runtime: string[], image: string, args: st
   return out;
 }
 
-async function waitForFri(c: Containerd): Promise<FriClient> {
-  const socket = join(c.runDir, 'fri.sock');
-  const until = Date.now() + 30_000;
-  for (;;) {
-    if (existsSync(socket)) {
-      try {
-        const fri = await FriClient.connect(socket, { connectTimeoutMs: 2000 });
-        const seeds = await fri.listSeeds();
-        if (seeds.filter((s) => s.level === 1 && s.state === 'ready').length >= 2) return fri;
-        fri.close();
-      } catch { /* not yet */ }
-    }
-    if (Date.now() > until) {
-      const errors = existsSync(c.sporeLog) ? readFileSync(c.sporeLog, 'utf8').split('\n').filter((l) => /"level":[56]0/.test(l)).slice(-3).join('\n') : '';
-      throw new Error(`FRI did not come up at ${socket}; spored said:\n${errors}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** `how`: where the counted calls' instances came from: forked on request, or parked (forked before the call, --parked auto) */
 async function invokeMany(fri: FriClient, name: string, event: string): Promise<{ wall: number[]; last: InvokeResult; how: string }> {
@@ -152,7 +134,7 @@ async function main(): Promise<void> {
     }
 
     say('waiting for the function runtime (seed tree: L0 -> L1 node, python)');
-    const fri = await waitForFri(c);
+    const fri = await waitForFri(c.runDir, c.sporeLog, 30_000);
     try {
       const examples = join(repoRoot, 'examples');
       const fns: [string, 'node' | 'python', string][] = [

@@ -36,6 +36,7 @@ import * as path from 'node:path';
 import { containerdSkipReason, repoRoot, rootfs, startContainerd, which, type Containerd } from '../integration/harness.js';
 import { FriClient } from '../protocols/fri/client.js';
 import type { SeedInfo } from '../protocols/fri/types.js';
+import { children, track, waitExit } from './processes.js';
 
 // ------------------------------------------------------------------------------------- config
 
@@ -163,23 +164,7 @@ function rssKiB(pid: number): number {
   }
 }
 
-const children = new Set<ChildProcess>();
-function track(c: ChildProcess): ChildProcess {
-  children.add(c);
-  c.on('exit', () => children.delete(c));
-  return c;
-}
 
-function waitExit(c: ChildProcess, ms: number): Promise<boolean> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    c.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
 
 /** SIGTERM, then SIGKILL after ms; by pid, only processes this bench started */
 async function stopChild(c: ChildProcess | undefined, ms: number): Promise<boolean> {

@@ -72,6 +72,8 @@ import type { SeedInfo } from '../protocols/fri/types.js';
 import { measureCri, type Row as CriRow } from './cri.js';
 import { cpuByLabel, machineBusyMs, parseParkedFlag, treeCpuMs, treeSnapshot, type ParkedFlag } from './proc-cpu.js';
 import { formatFloor, loadAvg, measureFloor, measureForkFloor, pct, showLoad, type Floor, type FloorOptions, type ForkFloorRow, type LoadAvg } from './floor.js';
+import { children, track, waitExit } from './processes.js';
+import { waitForFri } from './fri-ready.js';
 
 // ------------------------------------------------------------------------------------- config
 
@@ -157,22 +159,6 @@ function run(cmd: string, args: string[], cwd?: string): Promise<string> {
   });
 }
 
-const children = new Set<ChildProcess>();
-function track(c: ChildProcess): ChildProcess {
-  children.add(c);
-  c.on('exit', () => children.delete(c));
-  return c;
-}
-function waitExit(c: ChildProcess, ms: number): Promise<boolean> {
-  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    c.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------- wrk
 
@@ -266,25 +252,6 @@ function parkedFlag(): ParkedFlag | null {
 
 // ------------------------------------------------------------------------------------ spored
 
-async function waitForFri(runDir: string, log: string): Promise<FriClient> {
-  const socket = path.join(runDir, 'fri.sock');
-  const until = Date.now() + 60_000;
-  for (;;) {
-    if (fs.existsSync(socket)) {
-      try {
-        const fri = await FriClient.connect(socket, { connectTimeoutMs: 2000 });
-        const seeds = await fri.listSeeds();
-        if (seeds.filter((s) => s.level === 1 && s.state === 'ready').length >= 2) return fri;
-        fri.close();
-      } catch { /* not yet */ }
-    }
-    if (Date.now() > until) {
-      const errors = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter((l) => /"level":[56]0/.test(l)).slice(-3).join('\n') : '';
-      throw new Error(`FRI did not come up at ${socket}; spored said:\n${errors}`);
-    }
-    await sleep(200);
-  }
-}
 
 const FUNCTIONS: { name: string; language: 'node' | 'python'; file: string; body: string }[] = [
   { name: 'hello', language: 'node', file: 'hello.js', body: '{"name":"goals"}' },
