@@ -43,7 +43,29 @@ const value = (r: InvokeResult): unknown => {
   return JSON.parse(r.result ?? 'null');
 };
 const tarGz = (dir: string): Uint8Array => new Uint8Array(execFileSync('tar', ['-czf', '-', '-C', dir, '.'], { maxBuffer: 256 << 20 }));
-const hostProcs = (): number => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).length;
+/**
+ * Processes descended from this test process (its runtime's seeds and everything they fork).
+ * Counting the whole host instead made the fork-bomb test fail when other suites ran beside it.
+ * A function's processes cannot escape this tree: each lineage has its own pid namespace, whose
+ * init (a seed) is our descendant and reaps its orphans.
+ */
+function ownProcs(): number {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* exited while we looked */ }
+  }
+  let n = 0;
+  for (const pid of parent.keys()) {
+    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 4096; p = parent.get(p), hops++) {
+      if (p === process.pid) { n++; break; }
+    }
+  }
+  return n;
+}
 
 /** A Node package directory with koffi (this platform's binary only) and `files`. */
 function nodePackage(into: string, files: Record<string, string>): Uint8Array {
@@ -420,7 +442,7 @@ exports.handler = async (e) => {
   // ======================= attacks that held (regression guards) ==========================
 
   it('a fork bomb in a handler is gone soon after the handler returns; spored serves on', async () => {
-    const before = hostProcs();
+    const before = ownProcs();
     await rt.deploy(spec('rt-bomb', 'python', `import os, time
 def handler(e, c):
     if os.fork() == 0:
@@ -434,9 +456,9 @@ def handler(e, c):
 `));
     try {
       expect(value(await rt.invoke('rt-bomb', '{}'))).toBe('bombed');
-      let now = hostProcs();
-      for (let i = 0; i < 50 && now > before + 20; i++) { await sleep(100); now = hostProcs(); }
-      expect(now, `host processes: ${before} before, ${now} after`).toBeLessThanOrEqual(before + 20);
+      let now = ownProcs();
+      for (let i = 0; i < 50 && now > before + 20; i++) { await sleep(100); now = ownProcs(); }
+      expect(now, `processes under this test: ${before} before, ${now} after`).toBeLessThanOrEqual(before + 20);
       expect((rt.pools() as { cgroups: { quarantined: number } }).cgroups.quarantined).toBe(0);
       expect(value(await rt.invoke('hello', '{}'))).toBe(1);
     } finally {
@@ -537,7 +559,7 @@ def handler(e, c):
   }, 30_000);
 
   it('a fork bomb in init code fails the deploy and leaves no process behind', async () => {
-    const before = hostProcs();
+    const before = ownProcs();
     await expect(rt.deploy(spec('rt-initbomb', 'python', `import os, time
 for _ in range(64):
     if os.fork() == 0:
@@ -551,9 +573,9 @@ while True:
 def handler(e, c):
     return 1
 `))).rejects.toThrow(); // OOM, pids or the init timeout: whichever comes first
-    let now = hostProcs();
-    for (let i = 0; i < 60 && now > before + 20; i++) { await sleep(100); now = hostProcs(); }
-    expect(now, `host processes: ${before} before, ${now} after`).toBeLessThanOrEqual(before + 20);
+    let now = ownProcs();
+    for (let i = 0; i < 60 && now > before + 20; i++) { await sleep(100); now = ownProcs(); }
+    expect(now, `processes under this test: ${before} before, ${now} after`).toBeLessThanOrEqual(before + 20);
     expect(value(await rt.invoke('hello', '{}'))).toBe(1);
   }, 30_000);
 
