@@ -78,6 +78,24 @@ describe.skipIf(skip !== undefined)('keeper and launcher', () => {
     await until(() => !existsSync(`/proc/${spored}`) && !existsSync(join(runDir, 'keeper.pid')), 20_000);
   }, 60_000);
 
+  it('a root seed whose keeper and spored both die exits once no spored came back and it holds no container', async () => {
+    const rd = join(dir, 'orphan');
+    const e = { ...env, SPORE_RUN_DIR: rd, SPORE_SEED_ORPHAN_GRACE_MS: '1500' };
+    const k = spawn(process.execPath, [KEEPER, '--run-dir', rd], { env: e, stdio: 'ignore' });
+    started.push(k.pid ?? 0);
+    const socket = join(rd, 'process-seed.sock');
+    await until(() => pidOf(rd, 'spored.pid') > 0 && rootSeedPids(socket).length === 1, 20_000);
+    const [seed] = rootSeedPids(socket);
+    const spored = pidOf(rd, 'spored.pid');
+    process.kill(k.pid ?? 0, 'SIGKILL');
+    process.kill(spored, 'SIGKILL');
+    await sleep(500);
+    expect(existsSync(`/proc/${seed}`), 'the seed waits for a new spored at first').toBe(true);
+    // within two periods of the grace it sees that nobody came back and nothing is left to keep
+    await until(() => !existsSync(`/proc/${seed}`), 8_000);
+    expect(leakCheck({ match: [rd] }).processes.map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
+  }, 40_000);
+
   it('the launcher trusts keeper.pid only with its start time: a reused pid starts a real keeper', async () => {
     mkdirSync(runDir, { recursive: true });
     // a stale socket and a pid file naming a live process that is not the keeper (wrong start time)

@@ -1,7 +1,7 @@
 // Process identity from /proc: a pid alone can be reused, a pid plus its start time cannot
 // (proc(5) /proc/<pid>/stat field 22, starttime, in clock ticks since boot). Pid files,
 // task records and the launcher compare both.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** starttime of `pid` (clock ticks since boot), or null when no such process exists. */
 export function processStartTime(pid: number): number | null {
@@ -30,4 +30,20 @@ export function identityAlive(identity: string): boolean {
   const pid = Number(p);
   if (!Number.isInteger(pid) || pid <= 0 || t === undefined) return false;
   return processStartTime(pid) === Number(t);
+}
+
+/**
+ * Pids whose parent (proc(5) stat field 4) is `ppid`, zombies included, from a scan of /proc
+ * (as seen from the caller's pid namespace). Slower than /proc/<pid>/task/<pid>/children but
+ * complete: the kernel walks that list by position, and a sibling exiting mid-walk hides one.
+ */
+export function childPids(ppid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (d.charCodeAt(0) < 48 || d.charCodeAt(0) > 57) continue;
+    let stat: string;
+    try { stat = readFileSync(`/proc/${d}/stat`, 'latin1'); } catch { continue; }
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) out.push(Number(d));
+  }
+  return out;
 }

@@ -111,7 +111,11 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       rmSync(o.socket, { force: true });
       const child = spawn(process.execPath, [...SEED_FLAGS, SEED_MAIN, '--socket', o.socket, ...(o.survive ? ['--survive'] : [])], {
         stdio: ['ignore', 'inherit', 'inherit'],
-        env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+        // nothing of spored's environment but PATH, and the orphan grace (seed-main.ts) when set
+        env: {
+          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+          ...(process.env.SPORE_SEED_ORPHAN_GRACE_MS ? { SPORE_SEED_ORPHAN_GRACE_MS: process.env.SPORE_SEED_ORPHAN_GRACE_MS } : {}),
+        },
       });
       this.child = child;
       const died = new Promise<never>((_, reject) => child.once('exit', (code, sig) => reject(new Unavailable(`process seed exited during start-up (code ${code}, signal ${sig})`))));

@@ -11,6 +11,7 @@
 import net from 'node:net';
 import { chmodSync, renameSync, rmSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
+import { childPids } from '../../sys/proc.js';
 import { runChild } from './container-init.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
@@ -299,10 +300,39 @@ function onConnection(sock: net.Socket, survive: boolean): void {
     // spored gone: without a keeper nobody will come back for the containers; they keep
     // running (reparented) and `containerd-shim-spore-v2 delete` cleans up after them.
     if (!survive) process.exit(0);
+    watchOrphaned();
   });
   link = ch;
   linkSocket = sock;
   ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: process.pid, survive, pending: [...pending].map(([key, p]) => ({ key, pid: p.pid })), exits: [...unacked] });
+}
+
+/**
+ * A surviving seed whose spored does not come back (its keeper was stopped too, or the run
+ * dir is gone) would otherwise wait forever with its idle shells. Once no spored has been
+ * connected for ORPHAN_GRACE_MS and no container or exec is left (every child is a shell of
+ * the pool), it exits. Containers are never given up: the check repeats until they are gone.
+ */
+const ORPHAN_GRACE_MS = (() => {
+  // SPORE_SEED_ORPHAN_GRACE_MS: for tests (and operators who want a different wait), 1 s to 1 h
+  const v = Number(process.env.SPORE_SEED_ORPHAN_GRACE_MS);
+  return Number.isInteger(v) && v >= 1000 && v <= 3_600_000 ? v : 60_000;
+})();
+let orphanTimer: NodeJS.Timeout | null = null;
+/** since when no spored has been connected (start-up counts: a spored may die before it connects) */
+let alone = Date.now();
+function watchOrphaned(): void {
+  alone = Date.now();
+  if (orphanTimer) return;
+  orphanTimer = setInterval(() => {
+    if (link) { clearInterval(orphanTimer as NodeJS.Timeout); orphanTimer = null; return; }
+    if (Date.now() - alone < ORPHAN_GRACE_MS) return;
+    const ours = new Set(shells?.pids() ?? []);
+    const workloads = childPids(process.pid).filter((p) => !ours.has(p));
+    if (workloads.length > 0 || pending.size > 0) return;
+    process.stderr.write(`spore seed: no spored for ${ORPHAN_GRACE_MS / 1000} s and no container left; exiting\n`);
+    process.exit(0);
+  }, ORPHAN_GRACE_MS / 4);
 }
 
 function listen(path: string, survive: boolean): void {
@@ -334,6 +364,7 @@ function main(): void {
   process.on('SIGPIPE', () => undefined);
   reapAll();
   listen(socket, survive);
+  if (survive) watchOrphaned();
 }
 
 main();

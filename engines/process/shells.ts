@@ -143,6 +143,11 @@ export class ShellPool {
     return true;
   }
 
+  /** pids of the pool's own processes (idle shells, shells being killed): none is a container. */
+  pids(): number[] {
+    return [...this.mine];
+  }
+
   /** fds the seed holds for its idle shells (a new child must not keep them). */
   fds(): number[] {
     return this.idle.flatMap((sh) => [sh.planW, sh.startW, sh.statusR]);
