@@ -325,7 +325,11 @@ export class Instances implements Omit<InstanceEvents, never> {
     }, r ? EXIT_GRACE_MS : 2000);
     guard.unref();
     void w.exited[0].then(() => clearTimeout(guard));
-    const destroyed = w.exited[0].then(() => { this.release(inst); return performance.now(); });
+    // Recycling (cgroup emptied and reset, /tmp slot scrubbed) waits for the next turn of the
+    // event loop: the exit often arrives with the result, and the caller's answer goes first.
+    const destroyed = w.exited[0]
+      .then(() => new Promise<void>((res) => setImmediate(res)))
+      .then(() => { this.release(inst); return performance.now(); });
     let tDone = -1;
     void destroyed.then((t) => { tDone = t; });
     const exit = r ? null : await w.exited[0];

@@ -66,6 +66,13 @@ export interface CgroupManager {
   addProcess(h: CgroupHandle, pid: number): void;
   /** Pids in the cgroup and its descendants, across all hierarchies (deduplicated, sorted). */
   pids(h: CgroupHandle): number[];
+  /**
+   * One-file answer to "is anything in the subtree?" (v2: cgroup.events `populated`; v1: the
+   * pids hierarchy's hierarchical pids.current, which also counts unreaped zombies). null when
+   * this cgroup cannot tell that cheaply (v1 without the pids controller): use pids(). On v1
+   * it only sees processes placed in the pids hierarchy, as every spore cgroup's are.
+   */
+  populated(h: CgroupHandle): boolean | null;
   freeze(h: CgroupHandle): void;
   thaw(h: CgroupHandle): void;
   /** Signal every process in the subtree; returns how many were signalled. */
@@ -124,6 +131,7 @@ export abstract class CgroupManagerBase implements CgroupManager {
   protected abstract killAtomically(h: CgroupHandle, signo: number): number | undefined;
   protected abstract readStats(h: CgroupHandle, out: CgroupStats): void;
   protected abstract readOomKills(h: CgroupHandle): number;
+  protected abstract readPopulated(h: CgroupHandle): boolean | null;
   protected abstract resetLimits(h: CgroupHandle): void;
 
   // -- the interface --
@@ -265,6 +273,11 @@ export abstract class CgroupManagerBase implements CgroupManager {
   oomKillCount(h: CgroupHandle): number {
     this.check(h);
     return this.readOomKills(h);
+  }
+
+  populated(h: CgroupHandle): boolean | null {
+    this.check(h);
+    return this.readPopulated(h);
   }
 
   scrub(h: CgroupHandle): void {

@@ -282,6 +282,17 @@ export class CgroupV1Manager extends CgroupManagerBase {
     return m ? parseKeyValues(readText(`${m}/memory.oom_control`) ?? '')['oom_kill'] ?? 0 : 0;
   }
 
+  protected readPopulated(h: CgroupHandle): boolean | null {
+    const p = h.dirs['pids'];
+    const current = p ? readNumber(`${p}/pids.current`) : undefined;
+    if (current !== undefined) return current > 0;
+    // hybrid: the controller-less cgroup2 hierarchy still keeps cgroup.events
+    const u = h.dirs['unified'];
+    const ev = u ? readText(`${u}/cgroup.events`) : undefined;
+    const populated = ev ? parseKeyValues(ev)['populated'] : undefined;
+    return populated === undefined ? null : populated > 0;
+  }
+
   protected resetLimits(h: CgroupHandle): void {
     const w = (dir: string | undefined, file: string, v: string | number): void => { if (dir) writeIfExists(`${dir}/${file}`, v); };
     const m = h.dirs['memory'];

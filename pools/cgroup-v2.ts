@@ -223,6 +223,13 @@ export class CgroupV2Manager extends CgroupManagerBase {
     return u ? parseKeyValues(readText(`${u}/memory.events`) ?? '')['oom_kill'] ?? 0 : 0;
   }
 
+  protected readPopulated(h: CgroupHandle): boolean | null {
+    const u = h.dirs['unified'];
+    const ev = u ? readText(`${u}/cgroup.events`) : undefined;
+    const populated = ev ? parseKeyValues(ev)['populated'] : undefined;
+    return populated === undefined ? null : populated > 0;
+  }
+
   protected resetLimits(h: CgroupHandle): void {
     const u = h.dirs['unified'];
     if (!u) return;

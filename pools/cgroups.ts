@@ -234,7 +234,9 @@ export class CgroupPool {
   private recycle(index: number, keepLimits = false): void {
     const h = this.handleFor(index);
     const deadline = Date.now() + RELEASE_DRAIN_MS;
-    while (this.mgr.pids(h).length > 0) {
+    // The usual case (the instance was reaped and left nothing) is one file read; only a
+    // populated or undecidable cgroup walks cgroup.procs of every hierarchy.
+    while (this.mgr.populated(h) !== false && this.mgr.pids(h).length > 0) {
       this.mgr.killAll(h, 'SIGKILL');
       if (Date.now() > deadline) {
         this.counters.quarantined++;

@@ -313,6 +313,15 @@ describe('CgroupV2Manager on a fake unified hierarchy', () => {
     expect(() => m.freeze(h)).toThrow(FailedPrecondition);
   });
 
+  it('populated reads cgroup.events; null when the file is missing', () => {
+    v2Leaf(dir, { 'cgroup.events': 'populated 1\nfrozen 0\n' });
+    expect(m.populated(h)).toBe(true);
+    writeFileSync(`${dir}/cgroup.events`, 'populated 0\nfrozen 0\n');
+    expect(m.populated(h)).toBe(false);
+    rmSync(`${dir}/cgroup.events`);
+    expect(m.populated(h)).toBeNull();
+  });
+
   it('SIGKILL goes through cgroup.kill; pids read the whole subtree', () => {
     v2Leaf(dir, { 'cgroup.procs': '4194305\n4194306\n' });
     mk(`${dir}/sub`, { 'cgroup.procs': '4194307\n4194305\n' });
@@ -506,6 +515,18 @@ describe('CgroupV1Manager on a fake v1 / hybrid host', () => {
       hugetlb: [{ pageSize: '2MB', usage: 0, max: 2097152, failcnt: 0 }],
     } satisfies CgroupStats);
     expect(oomKillCount(h)).toBe(2);
+  });
+
+  it('populated: the pids hierarchy\'s pids.current, else the unified cgroup.events, else null', () => {
+    v1Cgroup(root, '/spore/ctr', { pids: { 'pids.current': '2\n' }, unified: { 'cgroup.events': 'populated 0\n' } });
+    expect(m.populated(h)).toBe(true); // pids.current wins (it also counts unreaped zombies)
+    writeFileSync(`${d('pids')}/pids.current`, '0\n');
+    expect(m.populated(h)).toBe(false);
+    rmSync(`${d('pids')}/pids.current`);
+    writeFileSync(`${d('unified')}/cgroup.events`, 'populated 1\n');
+    expect(m.populated(h)).toBe(true);
+    rmSync(`${d('unified')}/cgroup.events`);
+    expect(m.populated(h)).toBeNull();
   });
 
   it('freezes through freezer.state; without a v1 freezer, through the unified cgroup.freeze', () => {
