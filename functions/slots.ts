@@ -5,8 +5,45 @@
 // in it: a symlink swapped in mid-walk would point spored, as root, at the host); it is
 // replaced instead: `renew` has the lineage's L1 parent unmount it and mount a fresh tmpfs,
 // in batches, off the response path. There are more slots than `concurrency`, so renewal
-// rarely makes anyone wait.
+// rarely makes anyone wait. A slot its instance left as it found it (nothing allocated, the
+// root directory untouched) is not replaced: that is most calls, and replacing one costs the
+// L1 seed a fork and a umount/mount.
+import { statfsSync, statSync } from 'node:fs';
 import { Overloaded } from '../sys/errors.js';
+import { listxattrBytes } from '../sys/libc.js';
+
+/** What a fresh slot's root looks like (from the first slot, right after mounting). */
+export interface SlotRootLook {
+  mode: number;
+  uid: number;
+  gid: number;
+  xattrBytes: number;
+}
+
+/** The look of a slot's root directory, `root` being its path from spored (through /proc/<seed>/root). */
+export function slotRootLook(root: string): SlotRootLook {
+  const st = statSync(root);
+  return { mode: st.mode, uid: st.uid, gid: st.gid, xattrBytes: listxattrBytes(root) };
+}
+
+/**
+ * Whether the tmpfs at `root` is as fresh as a new one: one inode (its root), no block used,
+ * the root's mode, owner and extended attributes as `fresh`. Reads metadata of the mount's
+ * root only, never a name inside it (function code controls those). Any error: not fresh.
+ */
+export function slotIsFresh(root: string, fresh: SlotRootLook): boolean {
+  try {
+    const fs = statfsSync(root);
+    if (fs.type !== TMPFS_MAGIC || fs.files - fs.ffree !== 1 || fs.bfree !== fs.blocks) return false;
+    const look = slotRootLook(root);
+    return look.mode === fresh.mode && look.uid === fresh.uid && look.gid === fresh.gid && look.xattrBytes === fresh.xattrBytes;
+  } catch {
+    return false;
+  }
+}
+
+/** statfs(2) f_type of tmpfs (linux/magic.h) */
+const TMPFS_MAGIC = 0x01021994;
 
 export class SlotPool {
   private readonly free: string[];
@@ -15,13 +52,21 @@ export class SlotPool {
   private owned = 0;
   private renewing = false;
   private broken = 0;
+  /** released slots found fresh and reused without renewal */
+  reused = 0;
   readonly size: number;
 
   /**
    * `names`: every slot (more than `concurrency`); `renew(names)` replaces those slots with
    * fresh, empty ones (rejects when it could not: those slots are then out of service).
    */
-  constructor(names: string[], readonly concurrency: number, private readonly renew: (names: string[]) => Promise<void>) {
+  constructor(
+    names: string[],
+    readonly concurrency: number,
+    private readonly renew: (names: string[]) => Promise<void>,
+    /** whether a released slot is still fresh (then it is reused as it is); absent: never */
+    private readonly fresh: (slot: string) => boolean = () => false,
+  ) {
     this.free = [...names];
     this.size = names.length;
   }
@@ -65,6 +110,12 @@ export class SlotPool {
   /** Its owner is dead (its cgroup emptied): the slot is renewed before anyone gets it again. */
   release(slot: string): void {
     this.owned--;
+    if (this.fresh(slot)) {
+      this.reused++;
+      this.free.push(slot);
+      this.hand();
+      return;
+    }
     this.dirty.push(slot);
     this.hand();
     this.renewSoon();

@@ -1,14 +1,14 @@
 // The pure parts of function sandboxes, without root: the plan (functions/sandbox.ts), host
 // pid matching (functions/host-pids.ts), id ranges, per-lineage /tmp slots and output logs.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { functionSandbox, sandboxEnv, slotName, ID_RANGE, TMP_FD, SLOT_DIR, type SandboxInput } from '../functions/sandbox.js';
 import { childHostPid, matchChild } from '../functions/host-pids.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { IdRanges, ID_BASE } from '../functions/id-ranges.js';
-import { SlotPool } from '../functions/slots.js';
+import { SlotPool, slotIsFresh, slotRootLook } from '../functions/slots.js';
 import { FunctionLogs, MAX_LOG_LINE } from '../functions/logs.js';
 import { splitHandler } from '../functions/runtime.js';
 
@@ -187,6 +187,47 @@ describe('tmp slots', () => {
     (finish as unknown as () => void)();
     expect(await w3).toBe(a);
     expect(order).toEqual([names[2], names[3]]);
+  });
+
+  it('reuses a released slot that is still fresh without renewing it; renews the others', async () => {
+    const renewed: string[][] = [];
+    const clean = new Set([names[0]]);
+    const pool = new SlotPool(names.slice(0, 3), 1, (batch) => { renewed.push(batch); return Promise.resolve(); }, (s) => clean.has(s));
+    const a = await pool.acquire();
+    pool.release(a);
+    expect(pool.reused).toBe(1);
+    expect(renewed).toEqual([]);
+    const b = await pool.acquire();
+    expect(b).toBe(names[1]); // fresh ones are still handed out in order: a went to the back
+    pool.release(b);
+    expect(renewed).toEqual([[names[1]]]);
+    expect(pool.reused).toBe(1);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('slotIsFresh: a tmpfs with nothing in it and its root as mounted is fresh; a file, a chmod or an xattr is not', () => {
+    const at = mkdtempSync(join(tmpdir(), 'spore-slot-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=1777,size=1m,nr_inodes=64', 'tmpfs', at]);
+    try {
+      const fresh = slotRootLook(at);
+      expect(slotIsFresh(at, fresh)).toBe(true);
+      writeFileSync(join(at, 'f'), 'x');
+      expect(slotIsFresh(at, fresh)).toBe(false);
+      rmSync(join(at, 'f'));
+      mkdirSync(join(at, 'd'));
+      expect(slotIsFresh(at, fresh)).toBe(false); // an empty directory is an inode too
+      rmSync(join(at, 'd'), { recursive: true });
+      expect(slotIsFresh(at, fresh)).toBe(true); // created and removed: as good as new
+      chmodSync(at, 0o777);
+      expect(slotIsFresh(at, fresh)).toBe(false);
+      chmodSync(at, 0o1777);
+      execFileSync('python3', ['-c', `import os; os.setxattr(${JSON.stringify(at)}, 'user.left', b'behind')`]);
+      expect(slotIsFresh(at, fresh)).toBe(false);
+      expect(slotIsFresh(join(at, 'missing'), fresh)).toBe(false);
+      expect(slotIsFresh(tmpdir(), fresh)).toBe(false); // not this tmpfs's root (or not a tmpfs)
+    } finally {
+      execFileSync('umount', [at]);
+      rmSync(at, { recursive: true, force: true });
+    }
   });
 
   it('takes slots whose renewal failed out of service', async () => {
