@@ -11,7 +11,11 @@ import * as sys from '../sys/libc.js';
 export function nsPids(hostPid: number): number[] | null {
   let text: string;
   try { text = readFileSync(`/proc/${hostPid}/status`, 'latin1'); } catch { return null; }
-  const m = /^NSpid:\s+(.+)$/m.exec(text);
+  return statusNsPids(text);
+}
+
+function statusNsPids(status: string): number[] | null {
+  const m = /^NSpid:\s+(.+)$/m.exec(status);
   return m ? (m[1] as string).trim().split(/\s+/).map(Number) : null;
 }
 
@@ -41,14 +45,14 @@ export function childHostPid(parentHostPid: number, reported: number, readChildr
   for (let attempt = 0; attempt < 3; attempt++) {
     let list: string;
     try { list = readChildren(parentHostPid); } catch { return null; }
-    const children: [number, number[]][] = [];
-    for (const s of list.trim().split(/\s+/)) {
-      if (!s) continue;
-      const ns = nsPids(Number(s));
-      if (ns) children.push([Number(s), ns]);
+    // newest first, and only as far as needed: the child asked about is nearly always the
+    // newest, so a seed with many children in flight still costs one status read here
+    const pids = list.trim().split(/\s+/);
+    for (let i = pids.length - 1; i >= 0; i--) {
+      const host = Number(pids[i]);
+      if (!pids[i] || !Number.isInteger(host)) continue;
+      if (nsPids(host)?.[depth] === reported) return host;
     }
-    const found = matchChild(children, depth, reported);
-    if (found !== null) return found;
   }
   return matchChild(scanChildren(parentHostPid), depth, reported);
 }
@@ -81,8 +85,12 @@ export function openChildPidfd(parentHostPid: number, hostPid: number, expectNs:
   let fd: number;
   try { fd = sys.pidfdOpen(hostPid); } catch { return null; }
   let ppid: number | null = null;
-  try { ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${hostPid}/status`, 'latin1'))?.[1]); } catch { /* gone */ }
-  const ns = nsPids(hostPid);
+  let ns: number[] | null = null;
+  try {
+    const text = readFileSync(`/proc/${hostPid}/status`, 'latin1');
+    ppid = Number(/^PPid:\s+(\d+)/m.exec(text)?.[1]);
+    ns = statusNsPids(text);
+  } catch { /* gone */ }
   if (ppid !== parentHostPid || !ns || (expectNs && ns.join(' ') !== expectNs.join(' '))) { sys.close(fd); return null; }
   return fd;
 }

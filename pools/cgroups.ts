@@ -156,6 +156,11 @@ export class CgroupPool {
   private readonly inUse = new Set<number>();
   /** the resource key each free cgroup's limits were last set for (see acquire) */
   private readonly configured = new Map<number, string>();
+  /**
+   * Each free cgroup's OOM kill count, read when it went back to the pool (nothing runs in a
+   * free cgroup, so the count cannot move until it is handed out): acquire reads no file for it.
+   */
+  private readonly oomBase = new Map<number, number>();
   private nextIndex = 0;
   private counters = { created: 0, acquires: 0, releases: 0, misses: 0, recreated: 0, quarantined: 0 };
 
@@ -180,6 +185,7 @@ export class CgroupPool {
     this.mgr.destroy(h);
     this.mgr.create(h);
     this.counters.created++;
+    this.oomBase.set(i, this.mgr.oomKillCount(h));
     return i;
   }
 
@@ -216,7 +222,9 @@ export class CgroupPool {
     }
     this.inUse.add(index);
     this.counters.acquires++;
-    return { handle: { ...h, poolIndex: index, oomKillsAtAcquire: this.mgr.oomKillCount(h) }, warnings };
+    const oomKillsAtAcquire = this.oomBase.get(index) ?? this.mgr.oomKillCount(h);
+    this.oomBase.delete(index);
+    return { handle: { ...h, poolIndex: index, oomKillsAtAcquire }, warnings };
   }
 
   /**
@@ -244,17 +252,16 @@ export class CgroupPool {
       }
       sleepSync(2);
     }
-    if (keepLimits) {
-      this.free.push(index);
-      return;
+    if (!keepLimits) {
+      try {
+        this.mgr.scrub(h);
+      } catch {
+        this.mgr.destroy(h);
+        this.mgr.create(h);
+        this.counters.recreated++;
+      }
     }
-    try {
-      this.mgr.scrub(h);
-    } catch {
-      this.mgr.destroy(h);
-      this.mgr.create(h);
-      this.counters.recreated++;
-    }
+    this.oomBase.set(index, this.mgr.oomKillCount(h));
     this.free.push(index);
   }
 
