@@ -19,6 +19,9 @@
 //        frames only (functions/stack.ts): spore's frames and install paths are not shown.
 //   504  the handler exceeded its timeout (kind "timeout")
 //   503  the runtime is unavailable; other runtime errors map by gRPC code.
+// Every error body is {"error":{"kind","code","message",...}}: `code` is a gRPC status name
+// (the gateway's own refusals too: UNAUTHENTICATED 401, NOT_FOUND 404, UNIMPLEMENTED 405 for
+// a wrong method, RESOURCE_EXHAUSTED 413 and 429), so a client reads one vocabulary.
 // Other routes:
 //   GET /metrics   Prometheus text (daemon/metrics.ts); needs the token when one is set
 //   GET /healthz   200 {"ok":true,"components":{...}} when the OCI path, FRI and the L1 seeds are
@@ -180,11 +183,12 @@ export function responseForError(err: unknown): GatewayResponse {
   };
 }
 
-function plain(status: number, message: string, extra: Record<string, string> = {}): GatewayResponse {
+/** A refusal the gateway itself makes; `code` is a gRPC code name, as in every other error body. */
+function plain(status: number, code: CodeValue, message: string, extra: Record<string, string> = {}): GatewayResponse {
   return {
     status,
     headers: { 'content-type': 'application/json', ...extra },
-    body: JSON.stringify({ error: { kind: 'request', code: http.STATUS_CODES[status] ?? String(status), message } }),
+    body: JSON.stringify({ error: { kind: 'request', code: codeName(code), message } }),
   };
 }
 
@@ -254,18 +258,18 @@ export function gatewayHandler(rt: Invoker, log: Logger, opts: GatewayOptions = 
     const url = req.url ?? '/';
     const pathname = url.split('?')[0] ?? '/';
     if (pathname === '/healthz') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, plain(405, 'use GET /healthz', { allow: 'GET, HEAD' }));
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, plain(405, Code.UNIMPLEMENTED, 'use GET /healthz', { allow: 'GET, HEAD' }));
       const report: HealthBody = opts.health ? await opts.health() : { ok: true };
       return send(res, { status: report.ok ? 200 : 503, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify(report) });
     }
     if (token !== null && !bearerMatches(req.headers.authorization, token)) {
       // its body (if any) is not read: close rather than drain what an unauthenticated client sends
       res.shouldKeepAlive = false;
-      return send(res, plain(401, 'this gateway needs "Authorization: Bearer <token>" (spored --gateway-token / --gateway-token-file)', { 'www-authenticate': 'Bearer realm="spore"', connection: 'close' }));
+      return send(res, plain(401, Code.UNAUTHENTICATED, 'this gateway needs "Authorization: Bearer <token>" (spored --gateway-token / --gateway-token-file)', { 'www-authenticate': 'Bearer realm="spore"', connection: 'close' }));
     }
     if (pathname === '/metrics') {
-      if (!metrics) return send(res, plain(404, 'metrics are not enabled on this gateway'));
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, plain(405, 'use GET /metrics', { allow: 'GET, HEAD' }));
+      if (!metrics) return send(res, plain(404, Code.NOT_FOUND, 'metrics are not enabled on this gateway'));
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, plain(405, Code.UNIMPLEMENTED, 'use GET /metrics', { allow: 'GET, HEAD' }));
       return send(res, { status: 200, headers: { 'content-type': metrics.contentType, 'cache-control': 'no-store' }, body: await metrics.text() });
     }
     let fn: string | null;
@@ -274,8 +278,8 @@ export function gatewayHandler(rt: Invoker, log: Logger, opts: GatewayOptions = 
     } catch (e) {
       return send(res, responseForError(e));
     }
-    if (fn === null) return send(res, plain(404, `no route ${pathname}; use POST /invoke/<function>, GET /metrics or GET /healthz`));
-    if (req.method !== 'POST') return send(res, plain(405, `use POST /invoke/${fn} with a JSON body`, { allow: 'POST' }));
+    if (fn === null) return send(res, plain(404, Code.NOT_FOUND, `no route ${pathname}; use POST /invoke/<function>, GET /metrics or GET /healthz`));
+    if (req.method !== 'POST') return send(res, plain(405, Code.UNIMPLEMENTED, `use POST /invoke/${fn} with a JSON body`, { allow: 'POST' }));
 
     const t0 = performance.now();
     let body: string;
@@ -317,7 +321,7 @@ export function gatewayHandler(rt: Invoker, log: Logger, opts: GatewayOptions = 
 function tooLarge(res: http.ServerResponse, limit: number): void {
   // The rest of the body is not read: close the connection rather than drain an unbounded upload.
   res.shouldKeepAlive = false;
-  send(res, plain(413, `request body exceeds ${limit} bytes; send a smaller event`, { connection: 'close' }));
+  send(res, plain(413, Code.RESOURCE_EXHAUSTED, `request body exceeds ${limit} bytes; send a smaller event`, { connection: 'close' }));
 }
 
 /** Start the gateway; resolves once listening (port 0 picks a free port: see server.address()). */

@@ -185,6 +185,16 @@ describe('gateway over HTTP', () => {
     const r = await request('GET', '/invoke/echo');
     expect(r.status).toBe(405);
     expect(r.headers.allow).toBe('POST');
+    expect(JSON.parse(r.body).error).toMatchObject({ kind: 'request', code: 'UNIMPLEMENTED' });
+  });
+
+  it("the gateway's own refusals name gRPC codes, as every other error body does", async () => {
+    const route = await request('GET', '/nowhere');
+    expect(route.status).toBe(404);
+    expect(JSON.parse(route.body).error).toMatchObject({ kind: 'request', code: 'NOT_FOUND' });
+    const big = await request('POST', '/invoke/echo', JSON.stringify('x'.repeat(2000)));
+    expect(big.status).toBe(413);
+    expect(JSON.parse(big.body).error).toMatchObject({ kind: 'request', code: 'RESOURCE_EXHAUSTED' });
   });
 
   it('overloaded -> 429 at once with Retry-After, the connection kept', async () => {
