@@ -72,7 +72,13 @@ export function resultOf(line: string): InstanceResult | null {
   const t = (typeof o.timings === 'object' && o.timings !== null ? o.timings : {}) as Record<string, unknown>;
   return {
     t: 'result', ok: o.ok, value: o.ok ? value : null, error,
-    timings: { bind: finiteUs(t.bind), seccomp: finiteUs(t.seccomp), init: finiteUs(t.init), execute: finiteUs(t.execute) },
+    timings: {
+      bind: finiteUs(t.bind), seccomp: finiteUs(t.seccomp), init: finiteUs(t.init), execute: finiteUs(t.execute),
+      // debug stamps only (never used for anything but the debug log): a number or absent
+      ...(typeof t.startAt === 'number' && Number.isFinite(t.startAt) ? { startAt: t.startAt } : {}),
+      ...(typeof t.doneAt === 'number' && Number.isFinite(t.doneAt) ? { doneAt: t.doneAt } : {}),
+      ...(typeof t.minflt === 'number' && Number.isFinite(t.minflt) ? { minflt: t.minflt } : {}),
+    },
   };
 }
 const us = (ms: number): number => Math.max(0, Math.round(ms * 1000));
@@ -142,6 +148,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     const inst: InstRec = {
       info: { id, seedId: seed.info.id, function: v.fn.spec.name, pid: 0, state: paused ? 'paused' : 'running', createdAt: new Date().toISOString() },
       seed, version: v, cgroup: cg, slot, channel, hostPid: 0, pidfd: -1, result: null, timer: null, timedOut: false, released: false,
+      at: { forkSent: 0, forked: 0, bound: 0, requestSent: 0 },
     };
     this.recs.set(id, inst);
     this.waits.set(id, w);
@@ -151,6 +158,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     void w.exited[0].then(() => { seed.inflight--; this.onExited(seed); });
     void w.forked[0].catch((e: Error) => { w.bound[1].reject(e); w.result[1].resolve(null); });
     seed.link.send({ t: 'fork', id, nfds: 1, timeoutMs: v.fn.spec.timeoutMs }, [theirs]);
+    inst.at.forkSent = performance.now();
     return inst;
   }
 
@@ -170,6 +178,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     if (!inst) return false;
     const w = this.waits.get(id);
     if (inst.seed !== seed || !w) return true;
+    inst.at.forked = performance.now();
     const host = childHostPid(seed.hostPid, reportedPid);
     const pidfd = host === null ? null : openChildPidfd(seed.hostPid, host, nsPids(host));
     if (host === null || pidfd === null) {
@@ -189,6 +198,7 @@ export class Instances implements Omit<InstanceEvents, never> {
       w.forked[1].reject(new FailedPrecondition(`instance ${id}: cgroup: ${(e as Error).message}`));
       return true;
     }
+    inst.at.bound = performance.now();
     w.forked[1].resolve({ forkUs });
     w.bound[1].resolve();
     return true;
@@ -245,6 +255,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     move(INSTANCE_MOVES, inst.info, 'running');
     void this.waits.get(inst.info.id)?.bound[0].then(() => {
       inst.channel.write(JSON.stringify(req) + '\n');
+      inst.at.requestSent = performance.now();
       inst.timer = setTimeout(() => { inst.timedOut = true; this.kill(inst); }, v.fn.spec.timeoutMs);
     }, () => undefined);
   }
@@ -348,6 +359,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     // a handler killed at its timeout never reported: its time was the handler's, not the answer's
     if (!r && inst.timedOut) timings.execute += rest;
     else timings.respond = rest;
+    if (this.o.log.isLevelEnabled('debug')) this.o.log.debug({ inst: inst.info.id, fn: inst.version.fn.spec.name, parked, hops: hops(t0, tResult, inst.at, r?.timings), minflt: r?.timings.minflt }, 'invocation hops (ms from the call)');
     let error: InvokeError | null = null;
     const spec = inst.version.fn.spec;
     if (!r || !r.ok) {
@@ -389,4 +401,20 @@ export class Instances implements Omit<InstanceEvents, never> {
     inst.version.slots.release(inst.slot);
     inst.version.inflight--;
   }
+}
+
+/**
+ * Where a call's time went between processes, in ms from the call's start (`t0`): the fork
+ * request sent, the seed's report of it, the instance bound (pidfd, cgroup), the request
+ * written, the child's first instruction and its result written (the child's clock:
+ * performance.timeOrigin-based, good to a fraction of a ms), the result read. Negative:
+ * before the call (a parked instance).
+ */
+function hops(t0: number, tResult: number, at: InstRec['at'], child: { startAt?: number; doneAt?: number } | undefined): Record<string, number> {
+  const rel = (t: number): number => Math.round((t - t0) * 1000) / 1000;
+  const abs = (epochMs: number | undefined): number => (epochMs === undefined ? NaN : rel(epochMs - performance.timeOrigin));
+  return {
+    forkSent: rel(at.forkSent), forked: rel(at.forked), bound: rel(at.bound), requestSent: rel(at.requestSent),
+    childStart: abs(child?.startAt), childDone: abs(child?.doneAt), resultRead: rel(tResult),
+  };
 }

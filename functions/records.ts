@@ -69,4 +69,6 @@ export interface InstRec {
   timer: NodeJS.Timeout | null;
   timedOut: boolean;
   released: boolean;
+  /** when (performance.now() ms) each step of its way happened, for the debug log's hop breakdown */
+  at: { forkSent: number; forked: number; bound: number; requestSent: number };
 }
