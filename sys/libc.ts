@@ -61,6 +61,7 @@ const c = {
   ioctlOut: lib.func('int ioctl(int, unsigned long, _Out_ int *)'),
   mknod: lib.func('int mknod(const char *, uint32_t, uint64_t)'),
   chown: lib.func('int chown(const char *, uint32_t, uint32_t)'),
+  fchown: lib.func('int fchown(int, uint32_t, uint32_t)'),
   umask: lib.func('uint32_t umask(uint32_t)'),
   madvise: lib.func('int madvise(uintptr_t, size_t, int)'),
   setrlimit: lib.func('int setrlimit(int, const uint64_t *)'),
@@ -190,6 +191,8 @@ export function mknod(path: string, mode: number, major: number, minor: number):
   check('mknod', c.mknod(path, mode, dev), path);
 }
 export function chown(path: string, uid: number, gid: number): void { check('chown', c.chown(path, uid, gid), path); }
+/** fchown(2); -1 (0xffffffff) leaves that id as it is */
+export function fchown(fd: number, uid: number, gid: number): void { check('fchown', c.fchown(fd, uid >>> 0, gid >>> 0)); }
 export function umask(mask: number): number { return c.umask(mask); }
 
 // --- credentials, capabilities, limits ----------------------------------------------
@@ -310,6 +313,26 @@ export function openPty(): { master: number; slave: string } {
   const slave = buf.subarray(0, buf.indexOf(0)).toString();
   return { master, slave };
 }
+/**
+ * A pty on the devpts instance behind `ptmx` (a container's own /dev/ptmx, from inside its
+ * mount namespace, as runc's init opens it): the master (close-on-exec) and its slave, opened
+ * through the master (TIOCGPTPEER, Linux 4.13; no path lookup in /dev/pts), not the
+ * controlling terminal yet, close-on-exec too; `size` (rows, cols) set when given.
+ */
+export function openPtyPair(ptmx: string, size?: { rows: number; cols: number }): { master: number; slave: number } {
+  const master = open(ptmx, O.RDWR | O.NOCTTY | O.CLOEXEC);
+  try {
+    check('unlockpt', c.unlockpt(master));
+    const slave = check('ioctl(TIOCGPTPEER)', c.ioctlInt(master, TIOCGPTPEER, O.RDWR | O.NOCTTY | O.CLOEXEC));
+    if (size && size.rows > 0 && size.cols > 0) setWinsize(master, size.rows, size.cols);
+    return { master, slave };
+  } catch (e) {
+    close(master);
+    throw e;
+  }
+}
+/** _IO('T', 0x41): open the slave of this master (include/uapi/asm-generic/ioctls.h) */
+const TIOCGPTPEER = 0x5441;
 export function setWinsize(fd: number, rows: number, cols: number): void {
   const ws = Buffer.alloc(8);
   ws.writeUInt16LE(rows, 0);

@@ -1,5 +1,7 @@
-// A pty for terminal=true processes. spored owns the master; the child opens the slave
-// by path before pivot_root and makes it its controlling terminal. Output is copied
+// A pty for terminal=true processes. spored owns the master. As runc does, the process opens
+// the pty on the container's own devpts (/dev/ptmx after its mounts; spored takes the master
+// with pidfd_getfd before Start), so /dev/pts in the container holds its terminal and `tty`
+// names it; a spec without a devpts mount gets a host pty whose slave it opens by path. Output is copied
 // master -> stdout FIFO and input stdin FIFO -> master, all on the event loop (epoll),
 // never on the libuv threadpool, so any number of consoles can be open.
 //
@@ -46,8 +48,24 @@ export class Console {
     this.stdout?.on('error', () => undefined);
   }
 
+  /** A pty on the host's /dev/ptmx; the process opens `slave` by path (a spec without its own devpts). */
   static open(stdinPath: string, stdoutPath: string, size?: { height: number; width: number }, custody: ProcessCustody | null = null): Console {
     const { master, slave } = sys.openPty();
+    const c = Console.around(master, slave, stdinPath, stdoutPath, custody);
+    if (size) c.resize(size.width, size.height);
+    return c;
+  }
+
+  /**
+   * The master of a pty the process opened on its own devpts (protocol.ts CONSOLE_INSIDE),
+   * taken from it with pidfd_getfd; the process holds the slave already, sized by itself.
+   */
+  static ofMaster(master: number, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null = null): Console {
+    sys.setNonblock(master, true);
+    return Console.around(master, '', stdinPath, stdoutPath, custody);
+  }
+
+  private static around(master: number, slave: string, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null): Console {
     const stdoutFd = stdoutPath ? openFifo(stdoutPath) : null;
     const stdinFd = stdinPath ? openFifo(stdinPath) : null;
     if (custody) {
@@ -55,9 +73,7 @@ export class Console {
       if (stdoutFd !== null) custody.park('stdout', stdoutFd);
       if (stdinFd !== null) custody.park('stdin', stdinFd);
     }
-    const c = new Console(master, slave, stdinFd, stdoutFd, custody);
-    if (size) c.resize(size.width, size.height);
-    return c;
+    return new Console(master, slave, stdinFd, stdoutFd, custody);
   }
 
   /**

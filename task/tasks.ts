@@ -4,14 +4,14 @@
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
-import { AlreadyExists, Code, FailedPrecondition, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
+import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { cgroupHandle, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { initPlan, execPlan, parseMountOptions } from '../engines/process/plan.js';
-import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
-import { SeedError, type SeedClient } from '../engines/process/seed-client.js';
+import { CONSOLE_INSIDE, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
+import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
 import { readAllRecords, removeRecord, writeRecord, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord } from './record.js';
@@ -177,7 +177,12 @@ export class TaskManager {
       undo.push(() => void pio.close(0));
       const childStdio: Stdio = { ...pio.stdio };
       let console: Console | null = null;
-      if (wantsTerminal) {
+      const ptyInside = wantsTerminal && ownsDevpts(spec);
+      if (ptyInside) {
+        childStdio.terminal = CONSOLE_INSIDE;
+        const size = spec.process?.consoleSize;
+        if (size) childStdio.consoleSize = { rows: size.height, cols: size.width };
+      } else if (wantsTerminal) {
         console = Console.open(childStdio.stdin, childStdio.stdout, spec.process?.consoleSize, this.custodyOf(ns, id, ''));
         undo.push(() => console?.close());
         childStdio.terminal = console.slave;
@@ -209,6 +214,11 @@ export class TaskManager {
       lap('cgroup');
       const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch((e: unknown) => { throw runtimeFailure(e); });
       lap('spawn');
+      if (ptyInside) {
+        undo.push(() => void this.o.seed.abort(key(ns, id)).catch(() => undefined));
+        console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, ''));
+        undo.push(() => console?.close());
+      }
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
@@ -336,12 +346,18 @@ export class TaskManager {
     this.ios.set(p, pio);
     const childStdio: Stdio = { ...pio.stdio };
     let console: Console | null = null;
-    if (p.terminal) {
+    let containerSpec: Spec;
+    try { containerSpec = readSpec(c.bundle); } catch (e) { this.ios.delete(p); void pio.close(0); throw e; }
+    const ptyInside = p.terminal && ownsDevpts(containerSpec);
+    if (ptyInside) {
+      childStdio.terminal = CONSOLE_INSIDE;
+      if (spec?.consoleSize) childStdio.consoleSize = { rows: spec.consoleSize.height, cols: spec.consoleSize.width };
+    } else if (p.terminal) {
       console = Console.open(childStdio.stdin, childStdio.stdout, spec?.consoleSize, this.custodyOf(ns, id, execId));
       childStdio.terminal = console.slave;
     }
     try {
-      const seccompProfile = readSpec(c.bundle).linux?.seccomp;
+      const seccompProfile = containerSpec.linux?.seccomp;
       const seccomp = seccompProfile ? compileSeccomp(seccompProfile) : null;
       const plan = execPlan({
         id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: childStdio,
@@ -349,6 +365,14 @@ export class TaskManager {
       });
       const k = key(ns, id, execId);
       const spawned = await this.o.seed.spawn(k, plan);
+      if (ptyInside) {
+        try {
+          console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, execId));
+        } catch (e) {
+          await this.o.seed.abort(k).catch(() => undefined);
+          throw e;
+        }
+      }
       pio.childHasStdio();
       p.pid = spawned.pid;
       p.pidStartTime = processStartTime(spawned.pid);
@@ -772,4 +796,25 @@ function v1Dirs(h: CgroupHandle): { name: string; hostDir: string }[] {
     if (!seen.has(name)) seen.set(name, dir);
   }
   return [...seen].map(([name, hostDir]) => ({ name, hostDir }));
+}
+
+/** The spec mounts a devpts at /dev/pts: its processes open their terminal there, as with runc. */
+function ownsDevpts(spec: Spec): boolean {
+  return (spec.mounts ?? []).some((m) => m.destination === '/dev/pts' && m.type === 'devpts');
+}
+
+/**
+ * The pty master a process opened on its own devpts (CONSOLE_INSIDE), duplicated into spored
+ * with pidfd_getfd(2) while the process waits for Start (it is close-on-exec there).
+ */
+function takeConsole(spawned: SpawnResult): number {
+  if (spawned.console === undefined) throw new Internal('the process opened no terminal (the seed reported no pty master)');
+  const pidfd = sys.pidfdOpen(spawned.pid);
+  try {
+    return sys.pidfdGetfd(pidfd, spawned.console);
+  } catch (e) {
+    throw new Internal(`taking the terminal of process ${spawned.pid}: ${(e as Error).message}`);
+  } finally {
+    sys.close(pidfd);
+  }
 }

@@ -11,7 +11,7 @@ import { compileSeccomp } from '../pools/seccomp.js';
 import { execPlan, initPlan, CAPS } from '../engines/process/plan.js';
 import type { ExecPlan, InitPlan, SpawnPlan, Stdio } from '../engines/process/protocol.js';
 import { EARLY_STEPS, earlyStepsOf, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
-import { shellFrame } from '../engines/process/protocol.js';
+import { CONSOLE_INSIDE, shellFrame } from '../engines/process/protocol.js';
 import { rehearsal } from '../engines/process/shells.js';
 import {
   RecordedExec, RecordedExit, RecordingContainerSys, realContainerSys, type FakeEntry, type RecordingOptions, type SysCall,
@@ -513,6 +513,27 @@ describe('container-init against the recording ContainerSys', () => {
     expect(r.calls.slice(-5)).toEqual([
       c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
+    ]);
+    expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('a TTY on the container\'s own devpts (CONSOLE_INSIDE): opened after pivot_root, its slave owned by the user, the master reported before Start', () => {
+    const tty: Stdio = { stdin: '', stdout: '', stderr: '', terminal: CONSOLE_INSIDE, consoleSize: { rows: 40, cols: 120 } };
+    const r = run(planOf((s) => { s.process.terminal = true; s.process.user = { uid: 1000, gid: 1000 }; }, { stdio: tty }));
+    const names = r.calls.map((x) => x.call);
+    const at = names.indexOf('openpty');
+    expect(r.calls[at]).toEqual(c('openpty', '/dev/ptmx', '40x120'));
+    expect(at).toBeGreaterThan(names.indexOf('pivot_root'));
+    // nothing is opened by host path for the terminal
+    expect(r.calls.filter((x) => x.call === 'open' && String(x.args[0]).includes('pts'))).toEqual([]);
+    const [slave, master] = [r.calls[at + 1]?.args[0], r.calls[at + 4]?.args[0]];
+    expect(slave).not.toBe(master);
+    expect(r.calls.slice(at + 1, at + 6)).toEqual([c('fchown', slave, 1000, -1), c('dup_at', slave, 100), c('close', slave), c('dup_at', master, 100), c('close', master)]);
+    const ready = r.status.find((m) => (m as { s: string }).s === 'ready') as { console?: number };
+    expect(ready.console).toBe(101); // the master, parked after the slave at 100
+    expect(r.calls.slice(-5)).toEqual([
+      c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
+      c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/home/app']),
     ]);
     expect(brokenInvariant(r.calls)).toBeNull();
   });

@@ -12,7 +12,7 @@
 // libc or node:fs.
 import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, TIOCSCTTY } from '../../sys/constants.js';
 import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
-import { MAX_SHELL_FRAME, shellPlanOf, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan } from './protocol.js';
+import { MAX_SHELL_FRAME, shellPlanOf, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
 
 const NS_FLAG: Record<NamespaceStep['type'], number> = {
@@ -126,6 +126,22 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       joinContainer(s, plan);
     }
     mark('setup');
+    // A terminal from the container's own devpts, now that its /dev is in place (runc's
+    // init does the same): the slave becomes stdio at exec, the master is reported for
+    // spored to take (pidfd_getfd) before Start; it is close-on-exec, so the program never has it.
+    let consoleFd: number | undefined;
+    if (stdio.inside) {
+      const pty = phase('console', () => s.openPtyPair('/dev/ptmx', plan.process.stdio.consoleSize));
+      // the terminal belongs to the process's user, as runc's fixStdioPermissions makes it
+      // (uid only: the devpts mount's gid, tty, stays)
+      if (plan.process.uid !== 0) s.fchown(pty.slave, plan.process.uid, -1);
+      const slave = s.dupAt(pty.slave, 100);
+      s.close(pty.slave);
+      consoleFd = s.dupAt(pty.master, 100);
+      s.close(pty.master);
+      stdio.fds = [slave, slave, slave];
+      mark('console');
+    }
     // The environment as runc builds it (later duplicates win; HOME from the container's
     // /etc/passwd when unset), then the executable resolved now, in the container's root,
     // so a missing binary fails Create (as with runc) and Start need not wait for execve.
@@ -133,7 +149,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     const path = phase('lookup', () => lookPath(plan.process.args[0] ?? '', plan.process.env, s));
     phase('oom_score_adj', () => applyOomScore(s, plan.process, warnings));
     phase('rlimits', () => applyRlimits(s, plan.process));
-    report(s, statusFd, { s: 'ready', warnings, t });
+    report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}) });
     // Block until the seed says Start (one byte) or drops the pipe (abort: EOF).
     const go = s.read(startFd, 1);
     if (go.length === 0) s.exit(0);
@@ -251,7 +267,7 @@ function closeInheritedFds(s: ContainerSys): void {
   if (typeof channelFd === 'number' && channelFd > 2) s.close(channelFd);
 }
 
-interface OpenStdio { fds: [number, number, number]; terminal: boolean }
+interface OpenStdio { fds: [number, number, number]; terminal: boolean; /** pty to open inside, later */ inside?: boolean }
 
 // Host paths are opened before any namespace or root change, then parked at 100 or above
 // (the lowest free numbers there: F_DUPFD, never dup3 onto a fixed number, which would
@@ -260,6 +276,7 @@ interface OpenStdio { fds: [number, number, number]; terminal: boolean }
 // right before exec.
 function openStdio(s: ContainerSys, p: ProcessPlan): OpenStdio {
   const park = (fd: number): number => { const to = s.dupAt(fd, 100); s.close(fd); return to; };
+  if (p.stdio.terminal === CONSOLE_INSIDE) return { fds: [-1, -1, -1], terminal: true, inside: true };
   if (p.stdio.terminal) {
     const fd = park(s.open(p.stdio.terminal, O.RDWR | O.NOCTTY));
     return { fds: [fd, fd, fd], terminal: true };

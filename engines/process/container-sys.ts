@@ -46,6 +46,10 @@ export interface ContainerSys {
   read(fd: number, n: number): Buffer;
   write(fd: number, data: Buffer): void;
   ioctl(fd: number, req: number, arg: number): number;
+  /** sys.openPtyPair: a master and its slave on the devpts behind `ptmx` (both close-on-exec) */
+  openPtyPair(ptmx: string, size?: { rows: number; cols: number }): { master: number; slave: number };
+  /** fchown(2); -1 keeps that id */
+  fchown(fd: number, uid: number, gid: number): void;
   // --- namespaces, mounts, the root -----------------------------------------------
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
@@ -98,6 +102,8 @@ export const realContainerSys: ContainerSys = {
   read: (fd, n) => sys.read(fd, n),
   write: (fd, data) => sys.write(fd, data),
   ioctl: (fd, req, arg) => sys.ioctl(fd, req, arg),
+  openPtyPair: (ptmx, size) => sys.openPtyPair(ptmx, size),
+  fchown: (fd, uid, gid) => sys.fchown(fd, uid, gid),
   unshare: (flags) => sys.unshare(flags),
   setns: (fd, nstype) => sys.setns(fd, nstype),
   mount: (source, target, fstype, flags, data) => sys.mount(source, target, fstype, flags, data),
@@ -335,6 +341,13 @@ export class RecordingContainerSys implements ContainerSys {
   }
   write(fd: number, data: Buffer): void { this.rec('write', [fd, data.toString('utf8')]); }
   ioctl(fd: number, req: number, arg: number): number { this.rec('ioctl', [fd, req, arg]); return 0; }
+  fchown(fd: number, uid: number, gid: number): void { this.rec('fchown', [fd, uid, gid]); }
+  openPtyPair(ptmx: string, size?: { rows: number; cols: number }): { master: number; slave: number } {
+    this.rec('openpty', [ptmx, size ? `${size.rows}x${size.cols}` : null]);
+    const next = (): number => { let fd = 0; while (this.openFds.has(fd)) fd++; this.openFds.add(fd); return fd; };
+    const master = next();
+    return { master, slave: next() };
+  }
 
   // --- namespaces, mounts, the root
   unshare(flags: number): void { this.rec('unshare', [flags]); }

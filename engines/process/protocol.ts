@@ -31,9 +31,19 @@ export interface Stdio {
   stdin: string; // host path of a FIFO or file, '' = /dev/null
   stdout: string;
   stderr: string;
-  /** host path of a pty slave; when set it replaces stdin/stdout/stderr */
+  /**
+   * When set, a terminal replaces stdin/stdout/stderr: a host path of a pty slave, or
+   * CONSOLE_INSIDE: the process opens a pty on its own /dev/ptmx once it is in the
+   * container's mount namespace (the container's devpts, as runc does), and reports the
+   * master's fd number (ChildStatus `console`) for spored to take with pidfd_getfd.
+   */
   terminal: string;
+  /** the terminal's initial size, for CONSOLE_INSIDE */
+  consoleSize?: { rows: number; cols: number };
 }
+
+/** Stdio.terminal: open the pty inside the container (its /dev/ptmx) */
+export const CONSOLE_INSIDE = 'inside:/dev/ptmx';
 
 export interface ProcessPlan {
   args: string[];
@@ -119,7 +129,7 @@ export interface ExitReport { pid: number; status: number; exitSeq: number; at: 
 
 // --- replies and events (seed -> spored) --------------------------------------------
 export type SeedReply =
-  | { type: 'reply'; seq: number; ok: true; pid?: number; warnings?: string[]; timings?: Record<string, number> }
+  | { type: 'reply'; seq: number; ok: true; pid?: number; warnings?: string[]; timings?: Record<string, number>; /** spawn: the pty master's fd in the child (CONSOLE_INSIDE) */ console?: number }
   | { type: 'reply'; seq: number; ok: false; error: string; phase: string; errno?: number }
   | ({ type: 'exit' } & ExitReport)
   /**
@@ -131,7 +141,7 @@ export type SeedReply =
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =
-  | { s: 'ready'; warnings: string[]; t: Record<string, number> }
+  | { s: 'ready'; warnings: string[]; t: Record<string, number>; console?: number }
   | { s: 'error'; phase: string; message: string; errno?: number };
 
 // --- seed -> container shell -------------------------------------------------------

@@ -19,7 +19,8 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
  * with a higher exitSeq is this sandbox's own (it may be read in the same chunk as the reply,
  * before the caller has recorded the pid); a lower one was an earlier process with that pid.
  */
-export interface SpawnResult { pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number }
+/** `console`: for CONSOLE_INSIDE, the pty master's fd number in the child (take it with pidfd_getfd before Start) */
+export interface SpawnResult { pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number; console?: number }
 
 export class SeedError extends FailedPrecondition {
   constructor(readonly phase: string, message: string, readonly errno?: number) {
@@ -202,7 +203,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   async spawn(key: string, plan: SpawnPlan): Promise<SpawnResult> {
     const r = await this.request({ op: 'spawn', key, plan });
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
-    return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq };
+    return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq, ...(typeof r.console === 'number' ? { console: r.console } : {}) };
   }
 
   /** Let a spawned sandbox exec its process; resolves once execve succeeded. */

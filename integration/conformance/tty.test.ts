@@ -47,6 +47,14 @@ export const CASES: Case[] = [
   kase('ctr run -t: stderr goes to the terminal (no stderr stream)', [
     tty(`run -t --rm {c} /bin/sh -c 'echo to-err >&2; echo to-out; ls -l /proc/self/fd/ | grep -c pts${LINGER}'`),
   ]),
+  // runc opens the terminal on the container's own devpts: `tty` names it, /dev/pts lists it,
+  // and a non-root process owns it (runc's fixStdioPermissions)
+  kase('ctr run -t / exec -t: the terminal is on the container\'s own devpts', [
+    tty(`run -t --rm {c} /bin/sh -c 'tty; ls /dev/pts; stat -c %u:%g $(tty)${LINGER}'`),
+    run('-d', '{c2} /bin/sleep 1000'),
+    tty(`exec -t --exec-id p1 {c2} /bin/sh -c 'tty; ls /dev/pts${LINGER}'`, [], { normalize: execResizeRace }),
+    tty(`exec -t --user 1000 --exec-id p2 {c2} /bin/sh -c 'stat -c %u:%g $(tty)${LINGER}'`, [], { normalize: execResizeRace }),
+  ]),
   kase('ctr task exec -t: size, resize, Ctrl-C, every byte', [
     run('-d', '{c} /bin/sleep 1000'),
     repeat(Math.max(3, Math.floor(RUNS / 2)), tty("exec -t --exec-id t1 {c} /bin/sh -c 'stty size; echo done'", [], { normalize: (s) => execResizeRace(sttyRace(s)) })),
