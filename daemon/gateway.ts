@@ -19,9 +19,10 @@
 //        frames only (functions/stack.ts): spore's frames and install paths are not shown.
 //   504  the handler exceeded its timeout (kind "timeout")
 //   503  the runtime is unavailable; other runtime errors map by gRPC code.
-// Every error body is {"error":{"kind","code","message",...}}: `code` is a gRPC status name
-// (the gateway's own refusals too: UNAUTHENTICATED 401, NOT_FOUND 404, UNIMPLEMENTED 405 for
-// a wrong method, RESOURCE_EXHAUSTED 413 and 429), so a client reads one vocabulary.
+// A call refused before it ran carries {"error":{"kind","code","message"}}, `code` a gRPC
+// status name (the gateway's own refusals too: UNAUTHENTICATED 401, NOT_FOUND 404,
+// UNIMPLEMENTED 405 for a wrong method, RESOURCE_EXHAUSTED 413 and 429), so a client reads
+// one vocabulary; a call that ran and failed carries {"error":{"kind","message","stack"}}.
 // Other routes:
 //   GET /metrics   Prometheus text (daemon/metrics.ts); needs the token when one is set
 //   GET /healthz   200 {"ok":true,"components":{...}} when the OCI path, FRI and the L1 seeds are

@@ -4,6 +4,7 @@
 // moved into its cgroup from here; the request on the channel; the result (or the death);
 // early destroy. Nothing privileged happens inside the sandbox, and nothing an instance or
 // its seed says is believed beyond its own invocation.
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -250,7 +251,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     const v = inst.version;
     const req: InvokeRequest = {
       event,
-      context: { functionName: v.fn.spec.name, functionVersion: String(v.version), requestId: inst.info.id, deadlineMs: Date.now() + v.fn.spec.timeoutMs, memoryLimitMiB: v.fn.spec.memoryMiB },
+      context: { functionName: v.fn.spec.name, functionVersion: String(v.version), requestId: randomUUID(), deadlineMs: Date.now() + v.fn.spec.timeoutMs, memoryLimitMiB: v.fn.spec.memoryMiB },
     };
     move(INSTANCE_MOVES, inst.info, 'running');
     void this.waits.get(inst.info.id)?.bound[0].then(() => {

@@ -91,13 +91,15 @@ describe.skipIf(!root)('process function runtime', () => {
     await rt.deploy(spec('ctx', 'node', 'exports.handler = async (e, c) => ({ n: c.functionName, v: c.functionVersion, id: c.awsRequestId, left: c.getRemainingTimeInMillis(), mem: c.memoryLimitInMB });', { timeoutMs: 4000 }));
     const c = value(await rt.invoke('ctx', '{}')) as Record<string, unknown>;
     expect(c).toMatchObject({ n: 'ctx', v: '1', mem: '128' });
-    expect(c.id).toMatch(/^i-/);
+    // a request id per call, unique as Lambda's (a UUID), not the instance's id
+    expect(c.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(c.left as number).toBeGreaterThan(3000);
     expect(c.left as number).toBeLessThanOrEqual(4000);
     await rt.deploy(spec('ctx-py', 'python', 'def handler(e, c):\n    return {"n": c.function_name, "id": c.aws_request_id, "left": c.get_remaining_time_in_millis()}\n', { timeoutMs: 4000 }));
     const cp = value(await rt.invoke('ctx-py', '{}')) as Record<string, unknown>;
     expect(cp.n).toBe('ctx-py');
-    expect(cp.id).toMatch(/^i-/);
+    expect(cp.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(cp.id).not.toBe(c.id);
     expect(cp.left as number).toBeGreaterThan(3000);
     // a callback-style Node handler (Lambda's third argument)
     await rt.deploy(spec('cb', 'node', 'exports.handler = (e, c, cb) => { setTimeout(() => cb(null, { via: "callback" }), 5); };'));
@@ -203,10 +205,10 @@ describe.skipIf(!root)('process function runtime', () => {
   it('handler code cannot speak for its seed or for other instances, whatever fd it writes to', async () => {
     const forger = `module.exports.handler = async (event, ctx) => {
       const fs = require('fs');
-      const n = parseInt(ctx.awsRequestId.slice(2), 36);
+      // instance ids are a counter (i-1, i-2, ...): forge exits for a whole range of them
       const lines = [];
       for (let i = 1; i <= 40; i++) lines.push(JSON.stringify({ t: 'failed', id: 'l2-forger-' + i, message: 'forged' }));
-      for (let i = 1; i <= 5; i++) lines.push(JSON.stringify({ t: 'exit', id: 'i-' + (n + i).toString(36), pid: 1, code: 0, signal: null, timedOut: false }));
+      for (let i = 1; i <= 400; i++) lines.push(JSON.stringify({ t: 'exit', id: 'i-' + i.toString(36), pid: 1, code: 0, signal: null, timedOut: false }));
       lines.push(JSON.stringify({ t: 'result', ok: true, value: '"forged"', error: null, timings: {} }));
       for (let fd = 3; fd < 1024; fd++) { try { fs.writeSync(fd, lines.join('\\n') + '\\n'); } catch {} }
       return 'mine';

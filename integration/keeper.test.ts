@@ -62,6 +62,8 @@ describe.skipIf(skip !== undefined)('keeper and launcher', () => {
     const k = spawn(process.execPath, [KEEPER, '--run-dir', runDir], { env, stdio: 'ignore' });
     started.push(k.pid ?? 0);
     await until(() => pidOf(runDir, 'keeper.pid') === k.pid && pidOf(runDir, 'spored.pid') > 0);
+    // the keeper's own lines go to spored's log file (SPORE_LOG / --log), not to stderr
+    await until(() => { try { return readFileSync(join(dir, 'spored.log'), 'utf8').includes('"c":"keeper","msg":"keeper ready"'); } catch { return false; } });
     // a second keeper: refused at once, naming the first
     const second = await run(process.execPath, [KEEPER, '--run-dir', runDir], { env, timeout: 10_000 }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
     expect(second.code).toBe(1);

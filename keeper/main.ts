@@ -3,7 +3,7 @@
 // second keeper for the same run dir refuses to start, naming the holder), writes
 // `keeper.pid` as "pid starttime" (the launcher trusts a pid only with its start time), then
 // runs spored (dist/daemon/main.js) with the same flags and keeps it running.
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as sys from '../sys/libc.js';
@@ -22,8 +22,21 @@ function runDirOf(argv: string[]): string {
   return process.env.SPORE_RUN_DIR || '/run/spore';
 }
 
+/** --log FILE (or SPORE_LOG) from argv: spored's log file, which the keeper's lines join. */
+function logFileOf(argv: string[]): string {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--log') return argv[i + 1] ?? '';
+    if (a.startsWith('--log=')) return a.slice('--log='.length);
+  }
+  return process.env.SPORE_LOG ?? '';
+}
+
+let logFd = 2;
+/** One pino-shaped JSON line, to spored's --log file when there is one (appended), else stderr. */
 function log(msg: string, fields: Record<string, unknown> = {}): void {
-  process.stderr.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, c: 'keeper', msg, ...fields })}\n`);
+  const line = `${JSON.stringify({ level: 30, time: new Date().toISOString(), pid: process.pid, c: 'keeper', msg, ...fields })}\n`;
+  try { writeSync(logFd, line); } catch { /* a log that went away must not stop the keeper */ }
 }
 
 async function main(): Promise<void> {
@@ -45,6 +58,12 @@ async function main(): Promise<void> {
   }
   // held for the keeper's whole life, and never inherited by the spored it runs
   sys.setCloexec(lockFd, true);
+  const logFile = logFileOf(argv);
+  if (logFile) {
+    try { logFd = openSync(logFile, 'a', 0o640); sys.setCloexec(logFd, true); } catch (e) {
+      process.stderr.write(`spore keeper: cannot append to ${logFile} (${(e as Error).message}); logging to stderr\n`);
+    }
+  }
   process.chdir('/');
   const keeper = new Keeper({ runDir, spored: [process.execPath, DAEMON_MAIN, ...argv], log });
   await keeper.start();
