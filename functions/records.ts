@@ -7,7 +7,7 @@ import type { CgroupHandle, PooledCgroup } from '../pools/cgroups.js';
 import type { InstanceResult, LoadSpec, SandboxPlan } from '../seeds/protocol.js';
 import type { StoredPackage } from './packages.js';
 import type { SeedLink } from './seed-link.js';
-import type { SlotPool, SlotRootLook } from './slots.js';
+import type { SlotPool } from './slots.js';
 import type { VersionState } from './states.js';
 
 export interface FunctionRec {
@@ -32,8 +32,6 @@ export interface VersionRec {
   seeds: SeedRec[];
   nextReplica: number;
   slots: SlotPool;
-  /** a fresh slot's root, seen right after mounting (null: unknown, so every used slot is renewed) */
-  slotLook: SlotRootLook | null;
   tmpBytes: number;
   state: VersionState;
   /** calls admitted to this version and not yet released */

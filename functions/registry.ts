@@ -16,7 +16,7 @@ import type { IdRanges } from './id-ranges.js';
 import type { FunctionLogs } from './logs.js';
 import type { PackageStore, StoredPackage } from './packages.js';
 import { FUNCTION_RECORD_FORMAT, type FunctionRecord, type FunctionStore } from './store.js';
-import { SlotPool, slotIsFresh, slotRootLook } from './slots.js';
+import { SlotPool } from './slots.js';
 import type { SeedTree } from './seed-tree.js';
 import type { FunctionRec, SeedRec, VersionRec } from './records.js';
 
@@ -212,11 +212,7 @@ export class Registry {
         const first = v.seeds[0];
         if (!first || v.state === 'gone') throw new Error('the lineage is gone');
         await this.tree.mountSlots(first, v.plan.slotDir, batch, tmpBytes, true);
-      }, (slot) => {
-        const root = slotRoot(v, slot);
-        return v.slotLook !== null && root !== null && slotIsFresh(root, v.slotLook);
       }),
-      slotLook: null,
     };
     fn.versions.push(v);
     fn.lastVersion = version;
@@ -226,10 +222,6 @@ export class Registry {
       v.seeds.push(first);
       // the instances' /tmp slots, named only now: init code never held their names
       await this.tree.mountSlots(first, plan.slotDir, v.slots.names(), tmpBytes);
-      const root = slotRoot(v, v.slots.names()[0] as string);
-      try { v.slotLook = root ? slotRootLook(root) : null; } catch (e) {
-        this.o.log.warn({ fn: spec.name, err: (e as Error).message }, 'cannot see the /tmp slots from spored; every used slot will be replaced');
-      }
     } catch (e) {
       move(VERSION_MOVES, v, 'gone');
       fn.versions = fn.versions.filter((x) => x !== v);
@@ -375,10 +367,4 @@ export class Registry {
     await this.output.flush(name);
     return this.output.tail(name, Math.max(0, Math.min(tailBytes, 16 * 1024 * 1024)));
   }
-}
-
-/** A slot's root as spored sees it: through a live seed of the lineage (they share its mount namespace). */
-function slotRoot(v: VersionRec, slot: string): string | null {
-  const seed = v.seeds.find((s) => s.info.pid > 0 && s.link !== null);
-  return seed ? `/proc/${seed.info.pid}/root${v.plan.slotDir}/${slot}` : null;
 }

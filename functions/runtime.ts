@@ -284,7 +284,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   pools(): { cgroups: unknown; functions: unknown; parked: unknown } {
     const fns: Record<string, unknown> = {};
     for (const f of this.registry?.all() ?? []) {
-      for (const v of f.versions) fns[`${f.spec.name}@${v.version}`] = { concurrency: v.slots.concurrency, inUse: v.slots.inUse, waiting: v.slots.waiting, reused: v.slots.reused, ...v.slots.pending };
+      for (const v of f.versions) fns[`${f.spec.name}@${v.version}`] = { concurrency: v.slots.concurrency, inUse: v.slots.inUse, waiting: v.slots.waiting, ...v.slots.pending };
     }
     return { cgroups: this.cgroups?.snapshot() ?? null, functions: fns, parked: this.parking.snapshot() };
   }

@@ -5,45 +5,18 @@
 // in it: a symlink swapped in mid-walk would point spored, as root, at the host); it is
 // replaced instead: `renew` has the lineage's L1 parent unmount it and mount a fresh tmpfs,
 // in batches, off the response path. There are more slots than `concurrency`, so renewal
-// rarely makes anyone wait. A slot its instance left as it found it (nothing allocated, the
-// root directory untouched) is not replaced: that is most calls, and replacing one costs the
-// L1 seed a fork and a umount/mount.
-import { statfsSync, statSync } from 'node:fs';
+// rarely makes anyone wait.
+//
+// A batch costs the L1 seed a fork whatever its size, so used slots wait until fewer than
+// `concurrency` fresh ones are left (a full burst still finds fresh slots), someone waits, or
+// the pool has been quiet for IDLE_RENEW_MS: at one call at a time that is one fork per
+// `concurrency` calls instead of one per call. A used slot is never handed out before its
+// renewal: reusing one that looked untouched was tried and dropped, because a tmpfs keeps
+// its inode counter and its root's times, which an instance can set for a later one to read.
 import { Overloaded } from '../sys/errors.js';
-import { listxattrBytes } from '../sys/libc.js';
 
-/** What a fresh slot's root looks like (from the first slot, right after mounting). */
-export interface SlotRootLook {
-  mode: number;
-  uid: number;
-  gid: number;
-  xattrBytes: number;
-}
-
-/** The look of a slot's root directory, `root` being its path from spored (through /proc/<seed>/root). */
-export function slotRootLook(root: string): SlotRootLook {
-  const st = statSync(root);
-  return { mode: st.mode, uid: st.uid, gid: st.gid, xattrBytes: listxattrBytes(root) };
-}
-
-/**
- * Whether the tmpfs at `root` is as fresh as a new one: one inode (its root), no block used,
- * the root's mode, owner and extended attributes as `fresh`. Reads metadata of the mount's
- * root only, never a name inside it (function code controls those). Any error: not fresh.
- */
-export function slotIsFresh(root: string, fresh: SlotRootLook): boolean {
-  try {
-    const fs = statfsSync(root);
-    if (fs.type !== TMPFS_MAGIC || fs.files - fs.ffree !== 1 || fs.bfree !== fs.blocks) return false;
-    const look = slotRootLook(root);
-    return look.mode === fresh.mode && look.uid === fresh.uid && look.gid === fresh.gid && look.xattrBytes === fresh.xattrBytes;
-  } catch {
-    return false;
-  }
-}
-
-/** statfs(2) f_type of tmpfs (linux/magic.h) */
-const TMPFS_MAGIC = 0x01021994;
+/** Quiet this long after a release, the used slots are renewed even below the batch size. */
+export const IDLE_RENEW_MS = 200;
 
 export class SlotPool {
   private readonly free: string[];
@@ -52,21 +25,16 @@ export class SlotPool {
   private owned = 0;
   private renewing = false;
   private broken = 0;
-  /** released slots found fresh and reused without renewal */
-  reused = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** renewals started (each one a fork of the L1 seed, whatever its size) */
+  batches = 0;
   readonly size: number;
 
   /**
    * `names`: every slot (more than `concurrency`); `renew(names)` replaces those slots with
    * fresh, empty ones (rejects when it could not: those slots are then out of service).
    */
-  constructor(
-    names: string[],
-    readonly concurrency: number,
-    private readonly renew: (names: string[]) => Promise<void>,
-    /** whether a released slot is still fresh (then it is reused as it is); absent: never */
-    private readonly fresh: (slot: string) => boolean = () => false,
-  ) {
+  constructor(names: string[], readonly concurrency: number, private readonly renew: (names: string[]) => Promise<void>) {
     this.free = [...names];
     this.size = names.length;
   }
@@ -103,19 +71,13 @@ export class SlotPool {
   }
 
   /** Used slots waiting to be renewed, and slots lost to failed renewals. */
-  get pending(): { dirty: number; broken: number } {
-    return { dirty: this.dirty.length, broken: this.broken };
+  get pending(): { dirty: number; broken: number; batches: number } {
+    return { dirty: this.dirty.length, broken: this.broken, batches: this.batches };
   }
 
   /** Its owner is dead (its cgroup emptied): the slot is renewed before anyone gets it again. */
   release(slot: string): void {
     this.owned--;
-    if (this.fresh(slot)) {
-      this.reused++;
-      this.free.push(slot);
-      this.hand();
-      return;
-    }
     this.dirty.push(slot);
     this.hand();
     this.renewSoon();
@@ -131,7 +93,20 @@ export class SlotPool {
 
   private renewSoon(): void {
     if (this.renewing || this.dirty.length === 0) return;
+    if (this.free.length >= this.concurrency && this.waiters.length === 0) {
+      // enough fresh slots for a full burst: wait for a bigger batch, or for a quiet moment
+      this.idleTimer ??= setTimeout(() => { this.idleTimer = null; this.renewNow(); }, IDLE_RENEW_MS);
+      this.idleTimer.unref();
+      return;
+    }
+    this.renewNow();
+  }
+
+  private renewNow(): void {
+    if (this.renewing || this.dirty.length === 0) return;
+    if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
     this.renewing = true;
+    this.batches++;
     const batch = this.dirty.splice(0);
     void this.renew(batch).then(
       () => { this.free.push(...batch); },

@@ -405,7 +405,7 @@ describe.skipIf(!root)('process function runtime', () => {
   });
 
   it('serves concurrent invocations and leaks nothing over many', async () => {
-    type Pools = { cgroups: { free: number; inUse: number }; functions: Record<string, { inUse: number; waiting: number; reused: number; dirty: number; broken: number }> };
+    type Pools = { cgroups: { free: number; inUse: number }; functions: Record<string, { inUse: number; waiting: number; batches: number; broken: number }> };
     const before = rt.pools() as Pools;
     const fds = readdirSync('/proc/self/fd').length;
     const burst = await Promise.all(Array.from({ length: 24 }, (_, i) => rt.invoke('hello', JSON.stringify({ name: `c${i}` }))));
@@ -422,10 +422,9 @@ describe.skipIf(!root)('process function runtime', () => {
       after = rt.pools() as Pools;
     }
     expect(busy(after)).toBe(0);
-    // hello leaves /tmp as it found it: its slots go back without a remount
-    const reused = (p: Pools, prefix: string): number => Object.entries(p.functions).filter(([k]) => k.startsWith(prefix)).reduce((a, [, f]) => a + f.reused, 0);
-    expect(reused(after, 'hello@') - reused(before, 'hello@')).toBeGreaterThan(100);
-    expect(reused(after, 'hello-py@') - reused(before, 'hello-py@')).toBeGreaterThan(50);
+    // used /tmp slots are renewed in batches (a fork of the L1 seed each), not one per call
+    const batches = (p: Pools, prefix: string): number => Object.entries(p.functions).filter(([k]) => k.startsWith(prefix)).reduce((a, [, f]) => a + f.batches, 0);
+    expect(batches(after, 'hello@') - batches(before, 'hello@')).toBeLessThan(40);
     expect(Object.values(after.functions).reduce((a, f) => a + f.broken, 0)).toBe(0);
     expect(after.cgroups.free).toBeGreaterThanOrEqual(before.cgroups.free);
     expect(rt.listInstances()).toEqual([]);

@@ -30,7 +30,6 @@ const c = {
   setns: lib.func('int setns(int, int)'),
   mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
   umount2: lib.func('int umount2(const char *, int)'),
-  listxattr: lib.func('long listxattr(const char *, uint8_t *, size_t)'),
   chdir: lib.func('int chdir(const char *)'),
   fchdir: lib.func('int fchdir(int)'),
   chroot: lib.func('int chroot(const char *)'),
@@ -175,8 +174,6 @@ export function mount(source: string | null, target: string, fstype: string | nu
   check('mount', c.mount(source, target, fstype, flags, data), `${source ?? ''} -> ${target} (${fstype ?? ''})`);
 }
 export function umount2(target: string, flags: number): void { check('umount2', c.umount2(target, flags), target); }
-/** listxattr(2) with no buffer: the bytes the names of `path`'s extended attributes take (0: none). */
-export function listxattrBytes(path: string): number { return check('listxattr', c.listxattr(path, null, 0), path); }
 export function pivotRoot(newRoot: string, putOld: string): void {
   check('pivot_root', c.syscallStr2(SYS.pivot_root, newRoot, putOld) as unknown as number, newRoot);
 }

@@ -439,6 +439,43 @@ exports.handler = async (e) => {
     }
   }, 30_000);
 
+  // ---------------------------------------------------------------------------------------
+  // LOW (cross-request covert channel, found 2026-11-30 against a reuse of untouched-looking
+  // slots, never released). A tmpfs numbers inodes from a counter that deleting files does not
+  // wind back, and keeps its root's mtime: an instance that creates and deletes N files (or
+  // touches /tmp) hands the next instance in that slot N (or a time). Fixed: every used slot is
+  // a fresh tmpfs before it is handed out again.
+  it('an instance cannot pass a number to a later one through /tmp\'s inode counter or its times (slots are always renewed)', async () => {
+    const code = `import os
+def handler(e, c):
+    st = os.stat('/tmp')
+    fd = os.open('/tmp/.probe', os.O_CREAT | os.O_WRONLY)
+    ino = os.fstat(fd).st_ino
+    os.close(fd)
+    os.unlink('/tmp/.probe')
+    for i in range(e.get('plant', 0)):
+        os.close(os.open('/tmp/%d' % i, os.O_CREAT | os.O_WRONLY))
+        os.unlink('/tmp/%d' % i)
+    if e.get('plant'):
+        os.utime('/tmp')
+    return {'ino': ino, 'mtime': st.st_mtime_ns}
+`;
+    await rt.deploy(spec('rt-ino', 'python', code));
+    try {
+      const first: { ino: number; mtime: number }[] = [];
+      for (let i = 0; i < SLOTS * 2; i++) first.push(value(await rt.invoke('rt-ino', JSON.stringify({ plant: 100 + 7 * i }))) as { ino: number; mtime: number });
+      await sleep(400); // renewals of a quiet pool
+      const later: { ino: number; mtime: number }[] = [];
+      for (let i = 0; i < SLOTS * 2; i++) later.push(value(await rt.invoke('rt-ino', '{}')) as { ino: number; mtime: number });
+      const fresh = Math.min(...first.map((r) => r.ino));
+      expect(later.map((r) => r.ino), 'inode numbers planted by earlier instances').toEqual(later.map(() => fresh));
+      // every later /tmp was mounted after the planting calls ran
+      expect(Math.min(...later.map((r) => r.mtime))).toBeGreaterThanOrEqual(Math.max(...first.map((r) => r.mtime)));
+    } finally {
+      await rt.remove('rt-ino').catch(() => undefined);
+    }
+  }, 60_000);
+
   // ======================= attacks that held (regression guards) ==========================
 
   it('a fork bomb in a handler is gone soon after the handler returns; spored serves on', async () => {
