@@ -66,8 +66,16 @@ export class Console {
   }
 
   private static around(master: number, slave: string, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null): Console {
-    const stdoutFd = stdoutPath ? openFifo(stdoutPath) : null;
-    const stdinFd = stdinPath ? openFifo(stdinPath) : null;
+    let stdoutFd: number | null = null;
+    let stdinFd: number | null = null;
+    try {
+      stdoutFd = stdoutPath ? openFifo(stdoutPath) : null;
+      stdinFd = stdinPath ? openFifo(stdinPath) : null;
+    } catch (e) {
+      // nothing owns the master yet: it (and a FIFO already opened) would leak
+      for (const fd of [master, stdoutFd]) if (fd !== null) { try { sys.close(fd); } catch { /* closed */ } }
+      throw e;
+    }
     if (custody) {
       custody.park('master', master);
       if (stdoutFd !== null) custody.park('stdout', stdoutFd);
