@@ -4,7 +4,7 @@
 // is lost in some runs (the old "done shown in 4 of 8 runs").
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdSkipReason } from '../harness.js';
-import { ctr, diffTraces, kase, Oracle, report, run, states, waitStopped, type StepResult, type Trace } from './oracle.js';
+import { ctr, diffTraces, isLostRunOutput, kase, Oracle, report, run, states, waitStopped, type StepResult, type Trace } from './oracle.js';
 
 const skip = containerdSkipReason();
 if (skip) console.warn(`[conformance/mutation] skipped: ${skip}`);
@@ -57,5 +57,26 @@ describe('conformance: repeated runs', () => {
   it('one run lost to a client-side race is tolerated, as runc shows it too', () => {
     expect(diffTraces(k, repeated('runc', 0), repeated('spore', 1)).diffs).toEqual([]);
     expect(diffTraces(k, repeated('runc', 1), repeated('spore', 0)).diffs).toEqual([]);
+  });
+});
+
+describe('conformance: which differences take spore\'s trace again', () => {
+  const runStep = (label: string, stdout: string, code = 0): StepResult => ({ label, check: ['code', 'stdout'], code, stdout });
+  const trace = (rt: Trace['rt'], steps: StepResult[]): Trace => ({ rt, events: [], steps });
+  const k = kase('lost', []);
+
+  it('only ctr losing a foreground run\'s whole output: spore empty where runc is not, same exit code', () => {
+    const lost = diffTraces(k, trace('runc', [runStep('run --rm {c} /bin/echo hi', 'hi\n')]), trace('spore', [runStep('run --rm {c} /bin/echo hi', '')])).diffs;
+    expect(lost).toHaveLength(1);
+    expect(lost.every(isLostRunOutput)).toBe(true);
+    // different output, a different exit code, runc's side empty, a detached run, an exec: never
+    const other = [
+      diffTraces(k, trace('runc', [runStep('run --rm {c} /bin/echo hi', 'hi\n')]), trace('spore', [runStep('run --rm {c} /bin/echo hi', 'ho\n')])).diffs,
+      diffTraces(k, trace('runc', [runStep('run --rm {c} /bin/echo hi', 'hi\n')]), trace('spore', [runStep('run --rm {c} /bin/echo hi', '', 1)])).diffs,
+      diffTraces(k, trace('runc', [runStep('run --rm {c} /bin/echo hi', '')]), trace('spore', [runStep('run --rm {c} /bin/echo hi', 'hi\n')])).diffs,
+      diffTraces(k, trace('runc', [runStep('run -d {c} /bin/echo hi', 'hi\n')]), trace('spore', [runStep('run -d {c} /bin/echo hi', '')])).diffs,
+      diffTraces(k, trace('runc', [runStep('exec --exec-id e {c} /bin/echo hi', 'hi\n')]), trace('spore', [runStep('exec --exec-id e {c} /bin/echo hi', '')])).diffs,
+    ];
+    for (const d of other) expect(d.length > 0 && d.every(isLostRunOutput), d.join('; ')).toBe(false);
   });
 });

@@ -29,7 +29,8 @@
 //
 // runc is the oracle but has races of its own (its Go init can take a signal before exec, its
 // shim or ctr now and then drop an exec's output under load): on a difference runc is asked
-// again, up to twice; spore's trace is taken once and must match one of runc's.
+// again, up to twice; spore's trace is taken again only for ctr's own loss of a foreground
+// run's output (isLostRunOutput), which hits both runtimes, and must then match one of runc's.
 //
 // env: SPORE_CONFORMANCE_TTY_RUNS (repeat count of the terminal cases, default 15),
 // SPORE_CONFORMANCE_DEBUG=1 (timings of repeated runs), SPORE_CONFORMANCE_LOGS=<dir> (keep
@@ -729,6 +730,24 @@ export class Oracle {
     if (oracleRetries.length > 0 && diffs.length === 0) {
       console.log(`[conformance] ${k.name}: matched ${runtimes[0]} on retry ${oracleRetries.length}; earlier differences:\n${oracleRetries.flat().join('\n')}`);
     }
+    // ctr itself loses the whole output of a process that exits at once, under load, with
+    // either runtime: `ctr run --rm` cancels its reader of the stdout FIFO at Delete before its
+    // background open is marked done (containerd/fifo). Measured 2026-12-01, 4 parallel loops of
+    // `ctr run --rm … /bin/echo hi` beside a fork storm and a busy loop: runc 12 of 400 runs
+    // with empty stdout and exit 0, spore 2 of 600. So a difference that is only that (spore's
+    // stdout empty where runc's is not, same exit code, a foreground `ctr run`) takes spore's
+    // trace again, up to twice; any other difference never does.
+    const spored: string[][] = [];
+    for (let i = 0; i < 2 && diffs.length > 0 && diffs.every(isLostRunOutput); i++) {
+      spored.push(diffs);
+      b = await this.trace(k, runtimes[1], ++this.caseNo);
+      const d = diffTraces(k, a, b);
+      diffs = d.diffs;
+      allowed = d.allowed;
+    }
+    if (spored.length > 0 && diffs.length === 0) {
+      console.log(`[conformance] ${k.name}: ${runtimes[1]} matched on retry ${spored.length} after ctr lost a run's output:\n${spored.flat().join('\n')}`);
+    }
     return { name: k.name, runc: a, spore: b, diffs, allowed };
   }
 
@@ -773,6 +792,12 @@ export class Oracle {
     }
     await this.c.stop();
   }
+}
+
+/** A difference that is ctr's lost output of a foreground `run` (see compare): spore's stdout empty, runc's not. */
+export function isLostRunOutput(diff: string): boolean {
+  const m = /^step \d+ \((run [^\n]*?)\) stdout: runc="(.+)" spore=""$/.exec(diff);
+  return m !== null && !/(^| )-d( |$)|--detach/.test(m[1] as string);
 }
 
 export function diffTraces(k: Case, a: Trace, b: Trace): { diffs: string[]; allowed: string[] } {
