@@ -4,7 +4,8 @@
 // reported one (/proc/<seed>/task/<seed>/children and each child's NSpid, both written by
 // the kernel), and from then on holds a pidfd to it, which cannot come to mean another
 // process.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { childPids } from '../sys/proc.js';
 import * as sys from '../sys/libc.js';
 
 /** The NSpid line of /proc/<pid>/status: the pid in each pid namespace, outermost first. */
@@ -39,6 +40,11 @@ export function matchChild(children: [number, number[]][], depth: number, report
  * its parent and NSpid. `readChildren`: for tests (the children file's text).
  */
 export function childHostPid(parentHostPid: number, reported: number, readChildren: (pid: number) => string = childrenFile): number | null {
+  return childOf(parentHostPid, reported, readChildren)?.host ?? null;
+}
+
+/** childHostPid with the NSpid it matched on (for openChildPidfd's check, without reading it again). */
+export function childOf(parentHostPid: number, reported: number, readChildren: (pid: number) => string = childrenFile): { host: number; ns: number[] } | null {
   const parentNs = nsPids(parentHostPid);
   if (!parentNs) return null;
   const depth = parentNs.length - 1;
@@ -51,27 +57,25 @@ export function childHostPid(parentHostPid: number, reported: number, readChildr
     for (let i = pids.length - 1; i >= 0; i--) {
       const host = Number(pids[i]);
       if (!pids[i] || !Number.isInteger(host)) continue;
-      if (nsPids(host)?.[depth] === reported) return host;
+      const ns = nsPids(host);
+      if (ns?.[depth] === reported) return { host, ns };
     }
   }
-  return matchChild(scanChildren(parentHostPid), depth, reported);
+  const all = scanChildren(parentHostPid);
+  const host = matchChild(all, depth, reported);
+  return host === null ? null : { host, ns: all.find(([h]) => h === host)?.[1] as number[] };
 }
 
 function childrenFile(pid: number): string {
   return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1');
 }
 
-/** Every process whose parent is `parentHostPid`, with its NSpid, from /proc/<pid>/status. */
+/** Every process whose parent is `parentHostPid`, with its NSpid (a full /proc scan: sys/proc.ts childPids). */
 function scanChildren(parentHostPid: number): [number, number[]][] {
   const out: [number, number[]][] = [];
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    let text: string;
-    try { text = readFileSync(`/proc/${pid}/status`, 'latin1'); } catch { continue; }
-    if (Number(/^PPid:\s+(\d+)/m.exec(text)?.[1]) !== parentHostPid) continue;
-    const m = /^NSpid:\s+(.+)$/m.exec(text);
-    if (m) out.push([pid, (m[1] as string).trim().split(/\s+/).map(Number)]);
+  for (const pid of childPids(parentHostPid)) {
+    const ns = nsPids(pid);
+    if (ns) out.push([pid, ns]);
   }
   return out;
 }

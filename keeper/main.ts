@@ -12,24 +12,24 @@ import { Keeper } from './keeper.js';
 
 const DAEMON_MAIN = join(dirname(dirname(fileURLToPath(import.meta.url))), 'daemon', 'main.js');
 
-/** --run-dir from argv or SPORE_RUN_DIR (the daemon's own parsing validates the rest). */
-function runDirOf(argv: string[]): string {
+/** The value of spored flag `--name VALUE` / `--name=VALUE` in argv, else undefined (the daemon's own parsing validates it). */
+function flagOf(argv: string[], name: string): string | undefined {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
-    if (a === '--run-dir') return argv[i + 1] ?? '';
-    if (a.startsWith('--run-dir=')) return a.slice('--run-dir='.length);
+    if (a === name) return argv[i + 1] ?? '';
+    if (a.startsWith(`${name}=`)) return a.slice(name.length + 1);
   }
-  return process.env.SPORE_RUN_DIR || '/run/spore';
+  return undefined;
+}
+
+/** --run-dir from argv or SPORE_RUN_DIR. */
+function runDirOf(argv: string[]): string {
+  return flagOf(argv, '--run-dir') ?? (process.env.SPORE_RUN_DIR || '/run/spore');
 }
 
 /** --log FILE (or SPORE_LOG) from argv: spored's log file, which the keeper's lines join. */
 function logFileOf(argv: string[]): string {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a === '--log') return argv[i + 1] ?? '';
-    if (a.startsWith('--log=')) return a.slice('--log='.length);
-  }
-  return process.env.SPORE_LOG ?? '';
+  return flagOf(argv, '--log') ?? process.env.SPORE_LOG ?? '';
 }
 
 let logFd = 2;

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { FailedPrecondition, Internal, InvalidArgument } from '../sys/errors.js';
 import type { LinuxResources, LinuxMemory, LinuxCPU, LinuxBlockIO, LinuxDeviceCgroup } from '../protocols/oci/spec.js';
-import { type BlkioEntry, type CgroupHandle, type CgroupMode, deviceRuleLine, uniqueDirs } from './cgroup-layout.js';
+import { type BlkioEntry, type CgroupHandle, type CgroupMode, deviceRuleLine, parseKeyValues, uniqueDirs } from './cgroup-layout.js';
 import { DEFAULT_HUGEPAGES_DIR, errCode, exists, readText, rmdirRetry, subtreeDirs, writeValue } from './cgroup-fs.js';
 
 // ---- stats (plain serializable data, what containerd's cgroups Metrics carry) ---------------
@@ -278,6 +278,13 @@ export abstract class CgroupManagerBase implements CgroupManager {
   populated(h: CgroupHandle): boolean | null {
     this.check(h);
     return this.readPopulated(h);
+  }
+
+  /** `populated` of a cgroup2 directory's cgroup.events (v2, and hybrid's controller-less unified), or null. */
+  protected eventsPopulated(dir: string | undefined): boolean | null {
+    const ev = dir ? readText(`${dir}/cgroup.events`) : undefined;
+    const populated = ev ? parseKeyValues(ev)['populated'] : undefined;
+    return populated === undefined ? null : populated > 0;
   }
 
   scrub(h: CgroupHandle): void {

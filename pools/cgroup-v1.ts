@@ -287,10 +287,7 @@ export class CgroupV1Manager extends CgroupManagerBase {
     const current = p ? readNumber(`${p}/pids.current`) : undefined;
     if (current !== undefined) return current > 0;
     // hybrid: the controller-less cgroup2 hierarchy still keeps cgroup.events
-    const u = h.dirs['unified'];
-    const ev = u ? readText(`${u}/cgroup.events`) : undefined;
-    const populated = ev ? parseKeyValues(ev)['populated'] : undefined;
-    return populated === undefined ? null : populated > 0;
+    return this.eventsPopulated(h.dirs['unified']);
   }
 
   protected resetLimits(h: CgroupHandle): void {

@@ -224,10 +224,7 @@ export class CgroupV2Manager extends CgroupManagerBase {
   }
 
   protected readPopulated(h: CgroupHandle): boolean | null {
-    const u = h.dirs['unified'];
-    const ev = u ? readText(`${u}/cgroup.events`) : undefined;
-    const populated = ev ? parseKeyValues(ev)['populated'] : undefined;
-    return populated === undefined ? null : populated > 0;
+    return this.eventsPopulated(h.dirs['unified']);
   }
 
   protected resetLimits(h: CgroupHandle): void {

@@ -248,9 +248,8 @@ export function setNonblock(fd: number, on: boolean): void {
   const fl = check('fcntl', c.fcntl(fd, F_GETFL, 0));
   check('fcntl', c.fcntl(fd, F_SETFL, on ? fl | O.NONBLOCK : fl & ~O.NONBLOCK));
 }
-/** Blocking read of up to n bytes; returns what was read (empty at EOF). */
 /**
- * read(2) of at most `n` bytes: only the bytes read are returned. The buffer is not zeroed
+ * Blocking read(2) of at most `n` bytes: only the bytes read are returned (empty at EOF). The buffer is not zeroed
  * first (the kernel writes what it returns, and nothing else of it is handed out): zeroing
  * 64 KiB cost a freshly forked instance 16 page faults per read.
  */
