@@ -510,6 +510,12 @@ export async function main(argv: string[]): Promise<void> {
  */
 async function warmInstancePath(): Promise<void> {
   const [r, w] = sys.pipe();
+  // Node's own internals (timers, process events) come lazily compiled from its snapshot;
+  // an instance uses these, so they are compiled here (and undone at once).
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  clearInterval(keepAlive);
+  const onError = (): void => undefined;
+  for (const ev of ['uncaughtException', 'unhandledRejection'] as const) process.on(ev, onError).off(ev, onError);
   try {
     const req: InvokeRequest = { event: '{"warm":1}', context: { functionName: 'warm', functionVersion: '0', requestId: '00000000-0000-4000-8000-000000000000', deadlineMs: Date.now() + 1000, memoryLimitMiB: 128 } };
     writeSync(w, `${JSON.stringify({ slot: '0'.repeat(32) })}\n${JSON.stringify(req)}\n`);
