@@ -13,6 +13,7 @@ import { SeedClient } from '../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
 import { detectCgroupLayout } from '../dist/pools/cgroups.js';
 import type { FunctionSpec, InvokeResult } from '../protocols/fri/types.js';
+import { openFds } from './harness.js';
 
 const root = process.getuid?.() === 0;
 if (!root) console.warn('[fri-runtime.test] skipped: needs root (cgroups, namespaces)');
@@ -251,6 +252,35 @@ describe.skipIf(!root)('process function runtime', () => {
     await Promise.all(sleepers);
     expect(crowded).toBe(alone);
     await rt.remove('fds');
+  });
+
+  it('a function seed gives each fork its own stand-ins for the dead loops\' fds and keeps none of them', async () => {
+    await rt.deploy(spec('spares', 'node', 'exports.handler = async () => "ok";'));
+    try {
+      const seeds = (): { pid: number; forks: number }[] => rt.listSeeds().filter((s) => s.function === 'spares' && s.state === 'ready');
+      expect(value(await rt.invoke('spares', '{}'))).toBe('ok');
+      const fdsOf = (pid: number): string[] => openFds(pid).filter((l) => !l.includes('pidfd'));
+      const before = new Map(seeds().map((s) => [s.pid, { forks: s.forks, fds: fdsOf(s.pid) }]));
+      for (let i = 0; i < 30; i++) expect(value(await rt.invoke('spares', '{}'))).toBe('ok');
+      let renewed = 0;
+      for (const s of seeds()) {
+        const was = before.get(s.pid);
+        if (!was) continue; // a replica that came later
+        const now = fdsOf(s.pid);
+        // as many fds of each kind (nothing leaked)
+        const kinds = (ls: string[]): string[] => ls.map((l) => l.replace(/^\d+ -> /, '').replace(/\d+\]$/, ']')).sort();
+        expect(kinds(now)).toEqual(kinds(was.fds));
+        // a seed that forked holds new stand-in pipes: the old ones went with its children
+        if (s.forks > was.forks) {
+          const pipes = now.filter((l) => l.includes('pipe:'));
+          expect(pipes.filter((l) => !was.fds.includes(l)).length).toBeGreaterThan(0);
+          renewed++;
+        }
+      }
+      expect(renewed, 'seeds that forked while watched').toBeGreaterThan(0);
+    } finally {
+      await rt.remove('spares').catch(() => undefined);
+    }
   });
 
   it('captures each function\'s output apart from spored\'s log', async () => {

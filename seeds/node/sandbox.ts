@@ -177,14 +177,14 @@ function keepOnly(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void 
       sys.close(fd);
       continue;
     }
-    if (l === 'anon_inode:[eventpoll]') { replaceWith(fd, sys.epollCreate()); deadLoops.epolls.push(fd); }
-    else if (l === 'anon_inode:[eventfd]') { replaceWith(fd, sys.eventfd((sys.fdFlags(fd).status & sys.O.NONBLOCK) !== 0)); deadLoops.eventfds.push(fd); }
+    if (l === 'anon_inode:[eventpoll]') { const d = deadFd(fd); replaceWith(d, sys.epollCreate()); deadLoops.epolls.push(d); }
+    else if (l === 'anon_inode:[eventfd]') { const d = deadFd(fd); replaceWith(d, sys.eventfd(d.nonblock)); deadLoops.eventfds.push(d); }
     else if (l.startsWith('pipe:')) pipes.set(l, [...(pipes.get(l) ?? []), fd]);
-    else if (isNullDevice(fd)) replaceWith(fd, sys.dupFd(devNull));
+    else if (isNullDevice(fd)) replaceWith(deadFd(fd), sys.dupFd(devNull));
     else sys.close(fd);
   }
   for (const group of pipes.values()) {
-    const ends = group.map((fd) => ({ fd, write: (sys.fdFlags(fd).status & 3) === sys.O.WRONLY }));
+    const ends = group.map((fd) => ({ ...deadFd(fd), write: (sys.fdFlags(fd).status & 3) === sys.O.WRONLY }));
     const reader = ends.find((e) => !e.write);
     if (!reader || !ends.some((e) => e.write)) { for (const e of ends) sys.close(e.fd); continue; }
     replacePipe(ends);
@@ -203,34 +203,107 @@ function keepOnly(plan: SandboxPlan, fds: SandboxFds, refs: FdReferences): void 
 
 /**
  * The fds of Node's other event loops (whose threads do not exist after fork), as the
- * lineage boundary found them: every fork of this seed shares them with the seed and with
- * its siblings until it replaces them (severDeadLoops).
+ * lineage boundary found them, with the flags each must keep: every fork of this seed shares
+ * them with the seed and with its siblings until it replaces them (severDeadLoops).
  */
-const deadLoops: { epolls: number[]; eventfds: number[]; pipes: { fd: number; write: boolean }[][] } = { epolls: [], eventfds: [], pipes: [] };
+interface DeadFd { fd: number; cloexec: boolean; nonblock: boolean }
+const deadLoops: { epolls: DeadFd[]; eventfds: DeadFd[]; pipes: (DeadFd & { write: boolean })[][] } = { epolls: [], eventfds: [], pipes: [] };
+
+function deadFd(fd: number): DeadFd {
+  const f = sys.fdFlags(fd);
+  return { fd, cloexec: f.cloexec, nonblock: (f.status & sys.O.NONBLOCK) !== 0 };
+}
+
+/**
+ * Fresh stand-ins for the dead loops' fds, one per dead fd in deadLoops' order (a pipe's ends
+ * each get their end of one fresh pipe, its pending bytes already written), made by a seed
+ * before it forks and given up by it right after: the child that inherits them is then their
+ * only holder, and severing costs it a dup3 and a close per fd instead of making each object
+ * (with its flag reads and writes) in a fresh, cold process. Null outside a function seed.
+ */
+let spares: number[] | null = null;
+
+/** In a function seed: stand-ins ready for the next fork (see `spares`). */
+export function prepareSpares(): void {
+  const made: number[] = [];
+  try {
+    for (const d of deadLoops.epolls) {
+      const e = sys.epollCreate();
+      made.push(e);
+      if (d.nonblock) sys.setNonblock(e, true);
+    }
+    for (const d of deadLoops.eventfds) made.push(sys.eventfd(d.nonblock));
+    for (const ends of deadLoops.pipes) {
+      const reader = ends.find((e) => !e.write);
+      const waiting = reader ? sys.pendingBytes(reader.fd) : 0;
+      const [r, w] = sys.pipe(sys.O.CLOEXEC);
+      made.push(r, w);
+      if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
+      for (const e of ends) {
+        const fresh = sys.dupFd(e.write ? w : r);
+        made.push(fresh);
+        sys.setNonblock(fresh, e.nonblock);
+      }
+    }
+  } catch (e) {
+    for (const fd of made) sys.close(fd);
+    throw e;
+  }
+  // the pipes' own first ends were only the source of the dups
+  const out: number[] = [];
+  let i = 0;
+  for (let k = 0; k < deadLoops.epolls.length + deadLoops.eventfds.length; k++) out.push(made[i++] as number);
+  for (const ends of deadLoops.pipes) {
+    sys.close(made[i++] as number);
+    sys.close(made[i++] as number);
+    for (let k = 0; k < ends.length; k++) out.push(made[i++] as number);
+  }
+  spares = out;
+}
+
+/** In a function seed right after a fork: its stand-ins now belong to the child alone; make the next. */
+export function renewSpares(): void {
+  if (spares === null) return;
+  for (const fd of spares) sys.close(fd);
+  spares = null;
+  // out of fds, say: the next instance makes its own (severDeadLoops' slow way)
+  try { prepareSpares(); } catch { /* spares stay null */ }
+}
+
+/** In an instance: the dead loops' fds become its own, shared with nobody. */
+export function severDeadLoops(): void {
+  const ready = spares;
+  spares = null;
+  const dead = [...deadLoops.epolls, ...deadLoops.eventfds, ...deadLoops.pipes.flat()];
+  if (ready === null || ready.length !== dead.length) {
+    if (ready) for (const fd of ready) sys.close(fd);
+    for (const d of deadLoops.epolls) replaceWith(d, sys.epollCreate());
+    for (const d of deadLoops.eventfds) replaceWith(d, sys.eventfd(d.nonblock));
+    for (const ends of deadLoops.pipes) replacePipe(ends);
+    return;
+  }
+  dead.forEach((d, i) => {
+    const fresh = ready[i] as number;
+    sys.dup3(fresh, d.fd, d.cloexec ? sys.O.CLOEXEC : 0);
+    sys.close(fresh);
+  });
+}
 
 /** One pipe's ends (both in this process) replaced by a fresh pipe, pending bytes copied. */
-function replacePipe(ends: { fd: number; write: boolean }[]): void {
+function replacePipe(ends: (DeadFd & { write: boolean })[]): void {
   const reader = ends.find((e) => !e.write);
   const waiting = reader ? sys.pendingBytes(reader.fd) : 0;
   const [r, w] = sys.pipe(sys.O.CLOEXEC);
-  for (const e of ends) replaceWith(e.fd, sys.dupFd(e.write ? w : r));
+  for (const e of ends) replaceWith(e, sys.dupFd(e.write ? w : r));
   if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
   sys.close(r);
   sys.close(w);
 }
 
-/** In an instance: the dead loops' fds become its own, shared with nobody (~10 syscalls). */
-export function severDeadLoops(): void {
-  for (const fd of deadLoops.epolls) replaceWith(fd, sys.epollCreate());
-  for (const fd of deadLoops.eventfds) replaceWith(fd, sys.eventfd((sys.fdFlags(fd).status & sys.O.NONBLOCK) !== 0));
-  for (const ends of deadLoops.pipes) replacePipe(ends);
-}
-
-/** Put `fresh` at `fd`'s number with `fd`'s status and close-on-exec flags; closes `fresh`. */
-function replaceWith(fd: number, fresh: number): void {
-  const f = sys.fdFlags(fd);
-  sys.dup3(fresh, fd, f.cloexec ? sys.O.CLOEXEC : 0);
-  sys.setNonblock(fd, (f.status & sys.O.NONBLOCK) !== 0);
+/** Put `fresh` at `d`'s number with `d`'s O_NONBLOCK and close-on-exec flags; closes `fresh`. */
+function replaceWith(d: DeadFd, fresh: number): void {
+  sys.dup3(fresh, d.fd, d.cloexec ? sys.O.CLOEXEC : 0);
+  sys.setNonblock(d.fd, d.nonblock);
   sys.close(fresh);
 }
 

@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import * as sys from '../../sys/libc.js';
 import { MAX_RESULT_BYTES, slotData, type FromSeed, type InstanceResult, type InvokeRequest, type LoadSpec, type SandboxPlan, type SlotLine, type ToSeed } from '../protocol.js';
 import { forkNode, forkedAt } from './fork.js';
-import { applySandbox, bindInstance, mountSlots, prepareInstanceLayer, referenceFds, type FdReferences, type InstanceLayer } from './sandbox.js';
+import { applySandbox, bindInstance, mountSlots, prepareInstanceLayer, prepareSpares, referenceFds, renewSpares, type FdReferences, type InstanceLayer } from './sandbox.js';
 
 type Handler = (event: unknown, context: unknown, callback?: (err: unknown, value?: unknown) => void) => unknown;
 
@@ -130,6 +130,7 @@ function serve(role: SeedRole): Next {
     sys.close(channel);
     track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'instance' });
     send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
+    renewSpares();
     return null;
   };
 
@@ -152,6 +153,7 @@ function serve(role: SeedRole): Next {
     sys.close(fds[0] as number);
     track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'seed' });
     send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
+    renewSpares();
     return null;
   };
 
@@ -313,6 +315,7 @@ async function startLineage(n: Extract<Next, { kind: 'lineage' }>): Promise<Seed
   await warmInstancePath().catch(() => undefined);
   // Free malloc pages left over from init (compile zones): fewer entries for every fork.
   sys.mallocTrim();
+  try { prepareSpares(); } catch (e) { return fail(`sandbox: ${(e as Error).message}`, null, 'sandbox'); }
   send(n.link, { t: 'ready', id, initMs: Math.round((performance.now() - t0) * 1000) / 1000 });
   return { id, level: 2, link: n.link, fn: { handler, layer } };
 }
