@@ -4,14 +4,13 @@
 // reported one (/proc/<seed>/task/<seed>/children and each child's NSpid, both written by
 // the kernel), and from then on holds a pidfd to it, which cannot come to mean another
 // process.
-import { readFileSync } from 'node:fs';
 import { childPids } from '../sys/proc.js';
 import * as sys from '../sys/libc.js';
 
 /** The NSpid line of /proc/<pid>/status: the pid in each pid namespace, outermost first. */
 export function nsPids(hostPid: number): number[] | null {
   let text: string;
-  try { text = readFileSync(`/proc/${hostPid}/status`, 'latin1'); } catch { return null; }
+  try { text = sys.readSmallFile(`/proc/${hostPid}/status`); } catch { return null; }
   return statusNsPids(text);
 }
 
@@ -43,9 +42,12 @@ export function childHostPid(parentHostPid: number, reported: number, readChildr
   return childOf(parentHostPid, reported, readChildren)?.host ?? null;
 }
 
-/** childHostPid with the NSpid it matched on (for openChildPidfd's check, without reading it again). */
-export function childOf(parentHostPid: number, reported: number, readChildren: (pid: number) => string = childrenFile): { host: number; ns: number[] } | null {
-  const parentNs = nsPids(parentHostPid);
+/**
+ * childHostPid with the NSpid it matched on (for openChildPidfd's check, without reading it
+ * again). `parentNs`: the parent's own NSpid when the caller has it already (a process's
+ * NSpid never changes), else it is read.
+ */
+export function childOf(parentHostPid: number, reported: number, readChildren: (pid: number) => string = childrenFile, parentNs: number[] | null = nsPids(parentHostPid)): { host: number; ns: number[] } | null {
   if (!parentNs) return null;
   const depth = parentNs.length - 1;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -67,7 +69,7 @@ export function childOf(parentHostPid: number, reported: number, readChildren: (
 }
 
 function childrenFile(pid: number): string {
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1');
+  return sys.readSmallFile(`/proc/${pid}/task/${pid}/children`);
 }
 
 /** Every process whose parent is `parentHostPid`, with its NSpid (a full /proc scan: sys/proc.ts childPids). */
@@ -91,7 +93,7 @@ export function openChildPidfd(parentHostPid: number, hostPid: number, expectNs:
   let ppid: number | null = null;
   let ns: number[] | null = null;
   try {
-    const text = readFileSync(`/proc/${hostPid}/status`, 'latin1');
+    const text = sys.readSmallFile(`/proc/${hostPid}/status`);
     ppid = Number(/^PPid:\s+(\d+)/m.exec(text)?.[1]);
     ns = statusNsPids(text);
   } catch { /* gone */ }

@@ -13,7 +13,7 @@ import type { InstanceInfo, InvokeError, InvokeResult, PhaseTimings } from '../p
 import { oomKillCount, procsFiles, type CgroupLayout, type CgroupPool, type PooledCgroup } from '../pools/cgroups.js';
 import * as sys from '../sys/libc.js';
 import { MAX_RESULT_LINE, type FromSeed, type InstanceResult, type InvokeRequest } from '../seeds/protocol.js';
-import { childOf, openChildPidfd } from './host-pids.js';
+import { childOf, nsPids, openChildPidfd } from './host-pids.js';
 import { functionStack, scrubText } from './stack.js';
 import { deferred, type InstanceEvents } from './seed-tree.js';
 import type { InstRec, SeedRec, VersionRec } from './records.js';
@@ -180,7 +180,8 @@ export class Instances implements Omit<InstanceEvents, never> {
     const w = this.waits.get(id);
     if (inst.seed !== seed || !w) return true;
     inst.at.forked = performance.now();
-    const child = childOf(seed.hostPid, reportedPid);
+    seed.nsPids ??= nsPids(seed.hostPid) ?? undefined;
+    const child = seed.nsPids ? childOf(seed.hostPid, reportedPid, undefined, seed.nsPids) : null;
     const host = child?.host ?? null;
     const pidfd = child === null ? null : openChildPidfd(seed.hostPid, child.host, child.ns);
     if (host === null || pidfd === null) {

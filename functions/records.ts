@@ -44,6 +44,8 @@ export interface SeedRec {
   link: SeedLink | null;
   /** the seed's host pid, resolved by the kernel (0 until known) */
   hostPid: number;
+  /** its NSpid (pid in each namespace, outermost first), read at its first fork (it never changes) */
+  nsPids?: number[];
   /** instances forked from it that have not exited */
   inflight: number;
   /** its fork count at which a replica's memory is checked next (registry.ts, maybeRotate; 0: at its first exit) */

@@ -3,7 +3,8 @@
 // Nothing here knows about cgroup versions.
 
 import * as fs from 'node:fs';
-import { FailedPrecondition, Internal, InvalidArgument } from '../sys/errors.js';
+import { FailedPrecondition, Internal, InvalidArgument, SyscallError } from '../sys/errors.js';
+import * as sys from '../sys/libc.js';
 import { hugePageSizeName, parseCgroupNumber } from './cgroup-layout.js';
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
@@ -19,12 +20,15 @@ export function errCode(e: unknown): string | undefined {
 /** File content, or undefined when the file (or its controller) is absent. */
 export function readText(file: string): string | undefined {
   try {
-    return fs.readFileSync(file, 'utf8');
+    // open + read + close: the pool reads one of these at every instance's release
+    return sys.readSmallFile(file, 'utf8');
   } catch (e) {
-    if (errCode(e) === 'ENOENT' || errCode(e) === 'ENODEV' || errCode(e) === 'EOPNOTSUPP') return undefined;
+    if (e instanceof SyscallError && ABSENT.has(e.errno)) return undefined;
     throw new Internal(`read ${file}: ${(e as Error).message}`, { cause: e });
   }
 }
+/** ENOENT, ENODEV, EOPNOTSUPP: the file (or its controller) is not there. */
+const ABSENT = new Set([2, 19, 95]);
 
 export function readNumber(file: string): number | undefined {
   const t = readText(file);

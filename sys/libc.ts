@@ -261,6 +261,37 @@ export function read(fd: number, n: number): Buffer {
     if (koffi.errno() !== 4) throw new SyscallError('read', koffi.errno());
   }
 }
+/**
+ * The whole text of a small file, in open + read + close (fs.readFileSync adds an fstat and
+ * a read that returns 0). For /proc and cgroupfs files on hot paths. A read shorter than the
+ * room left is taken as the end: true of regular files and of the kernel's seq_file-backed
+ * /proc and kernfs files, which fill a read until their records run out. Throws
+ * SyscallError (open: ENOENT when the file or process is gone).
+ */
+export function readSmallFile(path: string, encoding: BufferEncoding = 'latin1'): string {
+  const fd = check('open', c.open(path, O.RDONLY | O.CLOEXEC, 0), path);
+  try {
+    let buf = smallScratch;
+    let len = 0;
+    for (;;) {
+      if (len === buf.length) {
+        const bigger = Buffer.allocUnsafeSlow(buf.length * 2);
+        buf.copy(bigger, 0, 0, len);
+        buf = bigger;
+      }
+      const r = Number(c.read(fd, buf.subarray(len), buf.length - len));
+      if (r < 0) {
+        if (koffi.errno() === 4) continue;
+        throw new SyscallError('read', koffi.errno(), path);
+      }
+      len += r;
+      if (r === 0 || len < buf.length) return buf.toString(encoding, 0, len);
+    }
+  } finally {
+    c.close(fd);
+  }
+}
+const smallScratch = Buffer.allocUnsafeSlow(8192);
 export function write(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) {

@@ -1,0 +1,43 @@
+// sys.readSmallFile: open + read + close for /proc and cgroupfs files on hot paths.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSmallFile } from '../sys/libc.js';
+import { SyscallError } from '../sys/errors.js';
+
+describe('readSmallFile', () => {
+  it('reads seq_file-backed /proc files whole, as readFileSync does', () => {
+    for (const f of ['/proc/self/status', '/proc/self/mountinfo', '/proc/self/maps']) {
+      const fast = readSmallFile(f);
+      expect(fast.split('\n')[0]).toBe(readFileSync(f, 'latin1').split('\n')[0]);
+      expect(fast.endsWith('\n')).toBe(true);
+    }
+    expect(readSmallFile(`/proc/${process.pid}/status`)).toMatch(new RegExp(`^Pid:\\s+${process.pid}$`, 'm'));
+  });
+
+  it('reads files larger than its buffer, empty files, and utf8', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spore-rsf-'));
+    try {
+      const big = Array.from({ length: 3000 }, (_, i) => `line ${i}`).join('\n');
+      writeFileSync(join(dir, 'big'), big);
+      expect(readSmallFile(join(dir, 'big'))).toBe(big);
+      const exact = 'x'.repeat(8192);
+      writeFileSync(join(dir, 'exact'), exact);
+      expect(readSmallFile(join(dir, 'exact'))).toBe(exact);
+      writeFileSync(join(dir, 'empty'), '');
+      expect(readSmallFile(join(dir, 'empty'))).toBe('');
+      writeFileSync(join(dir, 'u'), 'é→');
+      expect(readSmallFile(join(dir, 'u'), 'utf8')).toBe('é→');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('throws SyscallError with errno for a missing file or process', () => {
+    expect(() => readSmallFile('/proc/999999999/status')).toThrow(SyscallError);
+    let err: unknown = null;
+    try { readSmallFile('/nonexistent/x'); } catch (e) { err = e; }
+    expect((err as SyscallError).errno).toBe(2);
+  });
+});
