@@ -6,7 +6,6 @@
 // its seed says is believed beyond its own invocation.
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { FailedPrecondition, Overloaded, Unavailable } from '../sys/errors.js';
 import type { InstanceInfo, InvokeError, InvokeResult, PhaseTimings } from '../protocols/fri/types.js';
@@ -87,6 +86,8 @@ const us = (ms: number): number => Math.max(0, Math.round(ms * 1000));
 export class Instances implements Omit<InstanceEvents, never> {
   private readonly recs = new Map<string, InstRec>();
   private readonly waits = new Map<string, InstWaits>();
+  /** each pooled cgroup's cgroup.procs files an instance is written into (by cgroup path; pool cgroups are reused) */
+  private readonly procsTargets = new Map<string, string[]>();
   private counter = 0;
   /** calls admitted but still waiting for a /tmp slot (counted against maxInstances) */
   private admitting = 0;
@@ -241,11 +242,14 @@ export class Instances implements Omit<InstanceEvents, never> {
   // --- the invocation -----------------------------------------------------------------------
 
   private moveIntoCgroup(cg: PooledCgroup, pid: number): void {
-    const controllers = this.o.instanceControllers ?? ['memory', 'pids', 'cpu'];
-    const v2 = this.o.layout.mode === 'v2';
-    for (const f of procsFiles(cg)) {
-      if (v2 || f.includes('/unified/') || controllers.some((c) => f.includes(`/${c}/`))) writeFileSync(f, String(pid));
+    let files = this.procsTargets.get(cg.path);
+    if (!files) {
+      const controllers = this.o.instanceControllers ?? ['memory', 'pids', 'cpu'];
+      const v2 = this.o.layout.mode === 'v2';
+      files = procsFiles(cg).filter((f) => v2 || f.includes('/unified/') || controllers.some((c) => f.includes(`/${c}/`)));
+      this.procsTargets.set(cg.path, files);
     }
+    for (const f of files) sys.writeSmallFile(f, String(pid));
   }
 
   /** Send the request once the instance is bound; its timeout starts now (also for a parked one). */

@@ -292,6 +292,27 @@ export function readSmallFile(path: string, encoding: BufferEncoding = 'latin1')
   }
 }
 const smallScratch = Buffer.allocUnsafeSlow(8192);
+/**
+ * Write `data` to an existing file in open(O_WRONLY) + write + close: for cgroupfs files on
+ * hot paths (a pid into cgroup.procs). No O_CREAT or O_TRUNC: kernfs answers EACCES to
+ * O_CREAT, and a missing file must read as ENOENT. Throws SyscallError.
+ */
+export function writeSmallFile(path: string, data: string): void {
+  const fd = check('open', c.open(path, O.WRONLY | O.CLOEXEC, 0), path);
+  try {
+    const b = Buffer.from(data);
+    for (;;) {
+      const r = Number(c.write(fd, b, b.length));
+      if (r >= 0) {
+        if (r !== b.length) throw new SyscallError('write', 5 /* EIO: a short write to a kernel file */, path);
+        return;
+      }
+      if (koffi.errno() !== 4) throw new SyscallError('write', koffi.errno(), path);
+    }
+  } finally {
+    c.close(fd);
+  }
+}
 export function write(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) {

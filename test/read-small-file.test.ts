@@ -1,9 +1,9 @@
-// sys.readSmallFile: open + read + close for /proc and cgroupfs files on hot paths.
+// sys.readSmallFile / writeSmallFile: open + read|write + close for /proc and cgroupfs files on hot paths.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSmallFile } from '../sys/libc.js';
+import { readSmallFile, writeSmallFile } from '../sys/libc.js';
 import { SyscallError } from '../sys/errors.js';
 
 describe('readSmallFile', () => {
@@ -39,5 +39,20 @@ describe('readSmallFile', () => {
     let err: unknown = null;
     try { readSmallFile('/nonexistent/x'); } catch (e) { err = e; }
     expect((err as SyscallError).errno).toBe(2);
+  });
+
+  it('writeSmallFile writes an existing file without creating or truncating one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spore-wsf-'));
+    try {
+      writeFileSync(join(dir, 'f'), 'abcdef');
+      writeSmallFile(join(dir, 'f'), '12');
+      expect(readFileSync(join(dir, 'f'), 'utf8')).toBe('12cdef');
+      let err: unknown = null;
+      try { writeSmallFile(join(dir, 'missing'), '1'); } catch (e) { err = e; }
+      expect((err as SyscallError).errno).toBe(2);
+      expect(() => readFileSync(join(dir, 'missing'))).toThrow(/ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
