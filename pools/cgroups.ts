@@ -173,8 +173,13 @@ export class CgroupPool {
     cgroupHandle(layout, this.parent); // validate early
   }
 
+  /** Handles by pool index: plain data that never changes for an index (acquire and release run per call). */
+  private readonly handles = new Map<number, CgroupHandle>();
+
   private handleFor(index: number): CgroupHandle {
-    return cgroupHandle(this.layout, `${this.parent}/${index}`);
+    let h = this.handles.get(index);
+    if (!h) { h = cgroupHandle(this.layout, `${this.parent}/${index}`); this.handles.set(index, h); }
+    return h;
   }
 
   private createOne(): number {
