@@ -181,6 +181,20 @@ export class Instances implements Omit<InstanceEvents, never> {
     const w = this.waits.get(id);
     if (inst.seed !== seed || !w) return true;
     inst.at.forked = performance.now();
+    // A parked one waits for the loop's check phase: the answers of calls in flight, read in
+    // the same turn, go out first (this is a dozen syscalls, the cgroup move among them).
+    if (inst.info.state === 'paused') {
+      setImmediate(() => {
+        if (this.recs.get(id) === inst && !inst.released) this.bindForked(inst, w, seed, reportedPid, forkUs);
+        else w.forked[1].reject(new Unavailable(`instance ${id} went away before it was bound`));
+      });
+    }
+    else this.bindForked(inst, w, seed, reportedPid, forkUs);
+    return true;
+  }
+
+  private bindForked(inst: InstRec, w: InstWaits, seed: SeedRec, reportedPid: number, forkUs: number): void {
+    const id = inst.info.id;
     seed.nsPids ??= nsPids(seed.hostPid) ?? undefined;
     const child = seed.nsPids ? childOf(seed.hostPid, reportedPid, undefined, seed.nsPids) : null;
     const host = child?.host ?? null;
@@ -190,7 +204,7 @@ export class Instances implements Omit<InstanceEvents, never> {
       // it, so its exit still comes and its resources go back
       this.kill(inst);
       w.forked[1].reject(new FailedPrecondition(`instance ${id}: no child ${reportedPid} of seed ${seed.info.id}`));
-      return true;
+      return;
     }
     inst.hostPid = host;
     inst.pidfd = pidfd;
@@ -200,12 +214,11 @@ export class Instances implements Omit<InstanceEvents, never> {
     } catch (e) {
       this.kill(inst);
       w.forked[1].reject(new FailedPrecondition(`instance ${id}: cgroup: ${(e as Error).message}`));
-      return true;
+      return;
     }
     inst.at.bound = performance.now();
     w.forked[1].resolve({ forkUs });
     w.bound[1].resolve();
-    return true;
   }
 
   onForkFailed(seed: SeedRec, id: string, message: string): boolean {
