@@ -324,7 +324,7 @@ export function write(fd: number, data: Buffer): void {
     off += r;
   }
 }
-export function pipe(flags = O.CLOEXEC): [number, number] {
+export function pipe(flags: number = O.CLOEXEC): [number, number] {
   const fds = [0, 0];
   check('pipe2', c.pipe2(fds, flags));
   return [fds[0] ?? -1, fds[1] ?? -1];

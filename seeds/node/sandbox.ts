@@ -225,40 +225,50 @@ let spares: number[] | null = null;
 
 /** In a function seed: stand-ins ready for the next fork (see `spares`). */
 export function prepareSpares(): void {
-  const made: number[] = [];
+  const out: number[] = [];
   try {
     for (const d of deadLoops.epolls) {
       const e = sys.epollCreate();
-      made.push(e);
+      out.push(e);
       if (d.nonblock) sys.setNonblock(e, true);
     }
-    for (const d of deadLoops.eventfds) made.push(sys.eventfd(d.nonblock));
+    for (const d of deadLoops.eventfds) out.push(sys.eventfd(d.nonblock));
     for (const ends of deadLoops.pipes) {
-      const reader = ends.find((e) => !e.write);
-      const waiting = reader ? sys.pendingBytes(reader.fd) : 0;
+      // bytes waiting in a dead pipe (libuv's signal lock holds one): nothing reads them in a
+      // seed, so the count read the first time holds for every fork after
+      const waiting = pipeWaiting.get(ends) ?? pendingOf(ends);
+      pipeWaiting.set(ends, waiting);
+      const [a, b] = ends;
+      if (ends.length === 2 && a && b && a.write !== b.write && a.nonblock === b.nonblock) {
+        // the usual pair: the fresh pipe's own two ends, flags set at creation
+        const [r, w] = sys.pipe(sys.O.CLOEXEC | (a.nonblock ? sys.O.NONBLOCK : 0));
+        out.push(...(a.write ? [w, r] : [r, w]));
+        if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
+        continue;
+      }
       const [r, w] = sys.pipe(sys.O.CLOEXEC);
-      made.push(r, w);
-      if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
-      for (const e of ends) {
-        const fresh = sys.dupFd(e.write ? w : r);
-        made.push(fresh);
-        sys.setNonblock(fresh, e.nonblock);
+      try {
+        if (waiting > 0) sys.write(w, Buffer.alloc(waiting));
+        for (const e of ends) {
+          const fresh = sys.dupFd(e.write ? w : r);
+          out.push(fresh);
+          sys.setNonblock(fresh, e.nonblock);
+        }
+      } finally {
+        sys.close(r);
+        sys.close(w);
       }
     }
   } catch (e) {
-    for (const fd of made) sys.close(fd);
+    for (const fd of out) sys.close(fd);
     throw e;
   }
-  // the pipes' own first ends were only the source of the dups
-  const out: number[] = [];
-  let i = 0;
-  for (let k = 0; k < deadLoops.epolls.length + deadLoops.eventfds.length; k++) out.push(made[i++] as number);
-  for (const ends of deadLoops.pipes) {
-    sys.close(made[i++] as number);
-    sys.close(made[i++] as number);
-    for (let k = 0; k < ends.length; k++) out.push(made[i++] as number);
-  }
   spares = out;
+}
+const pipeWaiting = new WeakMap<object, number>();
+function pendingOf(ends: (DeadFd & { write: boolean })[]): number {
+  const reader = ends.find((e) => !e.write);
+  return reader ? sys.pendingBytes(reader.fd) : 0;
 }
 
 /** In a function seed right after a fork: its stand-ins now belong to the child alone; make the next. */
