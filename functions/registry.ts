@@ -61,6 +61,8 @@ const SINGLE_FILE: Record<'node' | 'python', { file: string; module: string }> =
 };
 
 const REPLICA_CHECK_EVERY = 100;
+/** /tmp slots per unit of a function's concurrency (see SlotPool: the extra ones let used slots wait for a batch) */
+const SLOTS_PER_CONCURRENCY = 3;
 
 export function memoryOf(pid: number): MemoryInfo | null {
   try {
@@ -203,8 +205,10 @@ export class Registry {
       packageDir: pkg.dir, staging: this.o.staging, hostId: fn.hostId, cgroupProcs: procsFiles(cgroup), memoryMiB: spec.memoryMiB,
       tmpBytes, seccomp: this.o.lineageSeccomp(),
     });
-    // twice the concurrency: used slots are renewed in batches while fresh ones serve
-    const names = Array.from({ length: this.o.slotsPerFunction * 2 }, () => slotName(randomBytes(16)));
+    // three times the concurrency: a full burst always finds fresh slots while used ones wait
+    // to be renewed in batches, and under steady load a batch holds about `concurrency` of them
+    // (at twice, 24 calls at a time renewed about 8 per batch: a fork of the L1 seed per 8 calls)
+    const names = Array.from({ length: this.o.slotsPerFunction * SLOTS_PER_CONCURRENCY }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
       fn, version, pkg, load, codeBytes, cgroup, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
       deployedAt: deployedAt ?? new Date().toISOString(), tmpBytes,
