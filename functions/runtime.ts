@@ -46,7 +46,7 @@ export interface ProcessRuntimeOptions {
   l2Replicas?: number;
   /** a serving L2 replica past this much private memory is replaced (default 4096 KiB) */
   replicaPrivateLimitKiB?: number;
-  /** controllers an instance is moved into (each move is a write on the hot path) */
+  /** v1 controllers an instance is moved into (default memory and pids: instances.ts INSTANCE_CONTROLLERS) */
   instanceControllers?: string[];
   /** per-instance /tmp slots per function lineage = its concurrency (default 32) */
   slotsPerFunction?: number;

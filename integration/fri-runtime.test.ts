@@ -283,6 +283,44 @@ describe.skipIf(!root)('process function runtime', () => {
     }
   });
 
+  it('an instance has its own cgroup for memory and pids, and shares its lineage\'s cpu cgroup', async () => {
+    await rt.deploy(spec('cgs', 'node', 'exports.handler = async (e) => { await new Promise((r) => setTimeout(r, e.sleep)); return "ok"; };'));
+    try {
+      const call = rt.invoke('cgs', '{"sleep":800}');
+      let pid = 0;
+      for (let i = 0; i < 100 && !pid; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        pid = rt.listInstances().find((x) => x.function === 'cgs' && x.state === 'running' && x.pid > 0)?.pid ?? 0;
+      }
+      expect(pid, 'a running instance of cgs').toBeGreaterThan(0);
+      const cgroupsOf = (p: number): Map<string, string> => {
+        const m = new Map<string, string>();
+        for (const line of readFileSync(`/proc/${p}/cgroup`, 'utf8').trim().split('\n')) {
+          const [, ctrls, path] = line.split(':');
+          for (const c of (ctrls ?? '').split(',')) m.set(c === '' ? 'unified' : c, path ?? '');
+        }
+        return m;
+      };
+      const inst = cgroupsOf(pid);
+      const seed = rt.listSeeds().find((x) => x.function === 'cgs' && x.state === 'ready');
+      expect(seed).toBeDefined();
+      const lineage = cgroupsOf(seed?.pid ?? 0);
+      if (detectCgroupLayout().mode === 'v2') {
+        // one hierarchy: the instance's own pooled cgroup
+        expect(inst.get('unified')).toMatch(/\/\d+$/);
+      } else {
+        expect(inst.get('memory')).toMatch(/\/\d+$/);
+        expect(inst.get('pids')).toBe(inst.get('memory'));
+        expect(inst.get('memory')).not.toBe(lineage.get('memory'));
+        expect(inst.get('cpu')).toBe(lineage.get('cpu'));
+        expect(inst.get('cpu')).toMatch(/fn-cgs-v\d+$/);
+      }
+      expect(value(await call)).toBe('ok');
+    } finally {
+      await rt.remove('cgs').catch(() => undefined);
+    }
+  });
+
   it('captures each function\'s output apart from spored\'s log', async () => {
     await rt.deploy(spec('talker', 'node', 'console.log("init says hi"); exports.handler = async (e) => { console.error("handler says " + e.word); return 1; };'));
     await rt.invoke('talker', '{"word":"boo"}');
