@@ -37,9 +37,8 @@ export interface InstancesOptions {
   layout: CgroupLayout;
   log: Logger;
   /**
-   * v1 controllers an instance is moved into (each move is a write on the hot path); default
-   * memory and pids. Not cpu: an instance stays in its lineage's cpu cgroup, so a function's
-   * instances and seeds share one CPU weight (INSTANCE_CONTROLLERS).
+   * v1 controllers an instance's own pooled cgroup is used for (each move is a write on the
+   * hot path); default memory and pids (INSTANCE_CONTROLLERS). Its cpu cgroup is its version's.
    */
   instanceControllers?: string[];
   /** calls that may wait for a busy function (default: its concurrency) */
@@ -53,11 +52,9 @@ export interface InstancesOptions {
 const EXIT_GRACE_MS = 10_000;
 /**
  * What an instance's own (pooled) cgroup holds on a v1 or hybrid host: its memory limit and
- * its pids limit. Its CPU stays with its lineage (the seeds' cpu cgroup): one CPU weight per
- * function version, however many instances it runs, instead of one per instance. Measured at
- * 24 calls in flight on 2 CPUs (docs/speed-2026-12-01.md): p99 151 -> 64 ms (p99 ÷ p50 4.7 ->
- * 1.7), 620 -> 633 calls/s, one cgroup move fewer per call; a function with many instances
- * no longer outweighs one with few.
+ * its pids limit. Its CPU is its version's one instances group (VersionRec.instancesCpuProcs,
+ * registry.ts): a group per instance made two dozen group entities per CPU at 24 calls in
+ * flight and a p99 of 4.7 × p50 (docs/speed-2026-12-01.md).
  */
 export const INSTANCE_CONTROLLERS = ['memory', 'pids'];
 
@@ -223,7 +220,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     inst.pidfd = pidfd;
     inst.info.pid = host;
     try {
-      if (inst.cgroup) this.moveIntoCgroup(inst.cgroup, host);
+      if (inst.cgroup) this.moveIntoCgroup(inst.cgroup, host, inst.version.instancesCpuProcs);
     } catch (e) {
       this.kill(inst);
       w.forked[1].reject(new FailedPrecondition(`instance ${id}: cgroup: ${(e as Error).message}`));
@@ -267,7 +264,7 @@ export class Instances implements Omit<InstanceEvents, never> {
 
   // --- the invocation -----------------------------------------------------------------------
 
-  private moveIntoCgroup(cg: PooledCgroup, pid: number): void {
+  private moveIntoCgroup(cg: PooledCgroup, pid: number, cpuProcs: string | null): void {
     let files = this.procsTargets.get(cg.path);
     if (!files) {
       const controllers = this.o.instanceControllers ?? INSTANCE_CONTROLLERS;
@@ -276,6 +273,7 @@ export class Instances implements Omit<InstanceEvents, never> {
       this.procsTargets.set(cg.path, files);
     }
     for (const f of files) sys.writeSmallFile(f, String(pid));
+    if (cpuProcs) sys.writeSmallFile(cpuProcs, String(pid));
   }
 
   /** Send the request once the instance is bound; its timeout starts now (also for a parked one). */

@@ -27,6 +27,11 @@ export interface VersionRec {
   load: LoadSpec;
   codeBytes: number;
   cgroup: CgroupHandle;
+  /**
+   * v1/hybrid: the cpu cgroup.procs of `<lineage>/instances`, where the version's instances run
+   * (one group, weighted above its seeds); null on v2, where an instance's own cgroup holds all
+   */
+  instancesCpuProcs: string | null;
   plan: SandboxPlan;
   /** [0] the lineage's first seed (pid 1 of its pid namespace), then replicas */
   seeds: SeedRec[];

@@ -63,6 +63,8 @@ const SINGLE_FILE: Record<'node' | 'python', { file: string; module: string }> =
 const REPLICA_CHECK_EVERY = 100;
 /** /tmp slots per unit of a function's concurrency (see SlotPool: the extra ones let used slots wait for a batch) */
 const SLOTS_PER_CONCURRENCY = 3;
+/** cpu.shares of a version's instances group against each of its seeds (1024) */
+const INSTANCES_CPU_SHARES = 8192;
 
 export function memoryOf(pid: number): MemoryInfo | null {
   try {
@@ -199,6 +201,7 @@ export class Registry {
     const replicas = this.o.l2Replicas;
     const cgroup = cgroupHandle(this.o.layout, `${this.o.cgroupParent}/fn-${spec.name}-v${version}`);
     createCgroup(cgroup, { memory: { limit: spec.memoryMiB * (1 + replicas) * 1024 * 1024 }, pids: { limit: 4096 } });
+    const instancesCpuProcs = this.instancesCpuGroup(cgroup);
     const tmpBytes = this.o.tmpMiB * 1024 * 1024;
     const plan = functionSandbox({
       name: spec.name, version, runtimeRoot: runtime.dir, runtimeEntries: runtime.entries, runtimeHasSsl: runtime.ssl,
@@ -210,7 +213,7 @@ export class Registry {
     // (at twice, 24 calls at a time renewed about 8 per batch: a fork of the L1 seed per 8 calls)
     const names = Array.from({ length: this.o.slotsPerFunction * SLOTS_PER_CONCURRENCY }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
-      fn, version, pkg, load, codeBytes, cgroup, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
+      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
       deployedAt: deployedAt ?? new Date().toISOString(), tmpBytes,
       slots: new SlotPool(names, this.o.slotsPerFunction, async (batch) => {
         const first = v.seeds[0];
@@ -316,6 +319,20 @@ export class Registry {
       this.o.log.info({ fn: v.fn.spec.name, version: v.version }, 'retired a function version');
     };
     done();
+  }
+
+  /**
+   * v1/hybrid: `<lineage>/instances` in the cpu hierarchy, the one CPU group of a version's
+   * instances (their memory and pids cgroups are their own, pooled). Inside the lineage's cpu
+   * cgroup it weighs INSTANCES_CPU_SHARES against each seed's 1024: a call in flight goes before
+   * a refill's fork or a new child's start, and a version's instances are plain tasks of one
+   * group, not a group each (see docs/speed-2026-12-01.md). Null on v2 or without a cpu controller.
+   */
+  private instancesCpuGroup(lineage: CgroupHandle): string | null {
+    if (this.o.layout.mode === 'v2' || !lineage.dirs['cpu']) return null;
+    const h = cgroupHandle(this.o.layout, `${lineage.path}/instances`);
+    createCgroup(h, { cpu: { shares: INSTANCES_CPU_SHARES } });
+    return `${h.dirs['cpu']}/cgroup.procs`;
   }
 
   destroyLineageCgroup(v: VersionRec): void {

@@ -283,7 +283,7 @@ describe.skipIf(!root)('process function runtime', () => {
     }
   });
 
-  it('an instance has its own cgroup for memory and pids, and shares its lineage\'s cpu cgroup', async () => {
+  it('an instance has its own cgroup for memory and pids, and its version\'s instances group for cpu', async () => {
     await rt.deploy(spec('cgs', 'node', 'exports.handler = async (e) => { await new Promise((r) => setTimeout(r, e.sleep)); return "ok"; };'));
     try {
       const call = rt.invoke('cgs', '{"sleep":800}');
@@ -312,8 +312,10 @@ describe.skipIf(!root)('process function runtime', () => {
         expect(inst.get('memory')).toMatch(/\/\d+$/);
         expect(inst.get('pids')).toBe(inst.get('memory'));
         expect(inst.get('memory')).not.toBe(lineage.get('memory'));
-        expect(inst.get('cpu')).toBe(lineage.get('cpu'));
-        expect(inst.get('cpu')).toMatch(/fn-cgs-v\d+$/);
+        expect(lineage.get('cpu')).toMatch(/fn-cgs-v\d+$/);
+        expect(inst.get('cpu')).toBe(`${lineage.get('cpu')}/instances`);
+        const shares = readFileSync(`${detectCgroupLayout().v1['cpu'] ?? '/sys/fs/cgroup/cpu'}${inst.get('cpu')}/cpu.shares`, 'utf8').trim();
+        expect(Number(shares)).toBeGreaterThan(1024); // weighted above each seed
       }
       expect(value(await call)).toBe('ok');
     } finally {
