@@ -195,7 +195,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     // the same turn, go out first (this is a dozen syscalls, the cgroup move among them).
     if (inst.info.state === 'paused') {
       setImmediate(() => {
-        if (this.recs.get(id) === inst && !inst.released) this.bindForked(inst, w, seed, reportedPid, forkUs);
+        if (this.recs.get(id) === inst && !inst.released && seed.link && !seed.link.closed) this.bindForked(inst, w, seed, reportedPid, forkUs);
         else w.forked[1].reject(new Unavailable(`instance ${id} went away before it was bound`));
       });
     }

@@ -201,7 +201,8 @@ export class Registry {
     const replicas = this.o.l2Replicas;
     const cgroup = cgroupHandle(this.o.layout, `${this.o.cgroupParent}/fn-${spec.name}-v${version}`);
     createCgroup(cgroup, { memory: { limit: spec.memoryMiB * (1 + replicas) * 1024 * 1024 }, pids: { limit: 4096 } });
-    const instancesCpuProcs = this.instancesCpuGroup(cgroup);
+    let instancesCpuProcs: string | null;
+    try { instancesCpuProcs = this.instancesCpuGroup(cgroup); } catch (e) { destroyCgroup(cgroup); throw e; }
     const tmpBytes = this.o.tmpMiB * 1024 * 1024;
     const plan = functionSandbox({
       name: spec.name, version, runtimeRoot: runtime.dir, runtimeEntries: runtime.entries, runtimeHasSsl: runtime.ssl,

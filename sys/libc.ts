@@ -262,11 +262,11 @@ export function read(fd: number, n: number): Buffer {
   }
 }
 /**
- * The whole text of a small file, in open + read + close (fs.readFileSync adds an fstat and
- * a read that returns 0). For /proc and cgroupfs files on hot paths. A read shorter than the
- * room left is taken as the end: true of regular files and of the kernel's seq_file-backed
- * /proc and kernfs files, which fill a read until their records run out. Throws
- * SyscallError (open: ENOENT when the file or process is gone).
+ * The whole text of a small file: open, reads until one returns 0, close (fs.readFileSync
+ * adds an fstat). For /proc and cgroupfs files on hot paths. A short read is not the end: the
+ * kernel's seq_file hands out one buffer (a page at first) per read, so a file of many records
+ * (cgroup.procs, /proc/<pid>/task/<pid>/children, maps) comes in pieces. Throws SyscallError
+ * (open: ENOENT when the file or process is gone).
  */
 export function readSmallFile(path: string, encoding: BufferEncoding = 'latin1'): string {
   const fd = check('open', c.open(path, O.RDONLY | O.CLOEXEC, 0), path);
@@ -284,8 +284,8 @@ export function readSmallFile(path: string, encoding: BufferEncoding = 'latin1')
         if (koffi.errno() === 4) continue;
         throw new SyscallError('read', koffi.errno(), path);
       }
+      if (r === 0) return buf.toString(encoding, 0, len);
       len += r;
-      if (r === 0 || len < buf.length) return buf.toString(encoding, 0, len);
     }
   } finally {
     c.close(fd);

@@ -127,10 +127,14 @@ function serve(role: SeedRole): Next {
       leave([channel]);
       return { kind: 'instance', msg, channel, fn: role.fn };
     }
-    sys.close(channel);
-    track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'instance' });
-    send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
-    renewSpares();
+    // the child holds this fork's stand-ins: whatever happens next here, the next fork gets new ones
+    try {
+      sys.close(channel);
+      track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'instance' });
+      send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
+    } finally {
+      renewSpares();
+    }
     return null;
   };
 
@@ -150,10 +154,13 @@ function serve(role: SeedRole): Next {
       leave(fds);
       return { kind: 'replica', id: msg.id, link: fds[0] as number, fn: role.fn };
     }
-    sys.close(fds[0] as number);
-    track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'seed' });
-    send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
-    renewSpares();
+    try {
+      sys.close(fds[0] as number);
+      track({ id: msg.id, pid, pidfd: sys.pidfdOpen(pid), kind: 'seed' });
+      send(role.link, { t: 'forked', id: msg.id, pid, forkUs: us(t0) });
+    } finally {
+      renewSpares();
+    }
     return null;
   };
 
