@@ -86,9 +86,10 @@ describe.skipIf(!root)('functions through spored, the CLI and the gateway', () =
   });
 
   it('lists versions, replaces on redeploy, shows the function\'s output, and removes', async () => {
-    expect((await spore('deploy', 'talk', '--file', 'examples/hello.js')).code).toBe(0);
+    const first = await spore('deploy', 'talk', '--file', 'examples/hello.js');
+    expect(first.code, first.err).toBe(0);
     const again = await spore('deploy', 'talk', '--runtime', 'node', '--dir', 'examples/nunjucks', '--handler', 'index.handler', '--json');
-    expect(again.code).toBe(0);
+    expect(again.code, again.err).toBe(0);
     expect(JSON.parse(again.out)).toMatchObject({ name: 'talk', version: 2 });
     const fns = await spore('functions', '--json');
     const talk = (JSON.parse(fns.out) as { name: string; version: number; packageDigest: string }[]).find((f) => f.name === 'talk');
