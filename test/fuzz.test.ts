@@ -12,10 +12,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Code, InvalidArgument } from '../sys/errors.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
+// Targets keep scratch files under SPORE_FUZZ_TMP. Their own cleanup runs at process exit,
+// which a vitest worker's end and Jazzer.js's native exit skip: one dir, removed here, holds it all.
+const FUZZ_TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'spore-fuzz-tmp-'));
+process.env.SPORE_FUZZ_TMP = FUZZ_TMP;
+afterAll(() => fs.rmSync(FUZZ_TMP, { recursive: true, force: true }));
 const TARGETS = ['ttrpc', 'fri', 'gateway', 'oci', 'packages'] as const;
 /** inputs per target in the short run: about 5 s each with the start-up (2 cores); at most 8 s of fuzzing each (--max-time), so the five stay under a minute on a loaded machine */
 const SHORT_RUNS: Record<(typeof TARGETS)[number], number> = { ttrpc: 2500, fri: 3000, gateway: 3000, oci: 20000, packages: 1500 };
