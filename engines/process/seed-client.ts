@@ -91,6 +91,8 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   private held: ExitReport[] | null = null;
   private lastExitSeq = 0;
   private stopping = false;
+  /** the socket of a seed this client started (removed at stop: a seed ended by a signal leaves it) */
+  private ownSocket: string | null = null;
   pid = 0;
 
   /**
@@ -119,6 +121,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
         },
       });
       this.child = child;
+      this.ownSocket = o.socket;
       const died = new Promise<never>((_, reject) => child.once('exit', (code, sig) => reject(new Unavailable(`process seed exited during start-up (code ${code}, signal ${sig})`))));
       died.catch(() => undefined);
       const until = Date.now() + 10_000;
@@ -248,6 +251,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
         child.kill('SIGTERM');
         setTimeout(() => child.kill('SIGKILL'), 2000).unref();
       });
+      if (this.ownSocket) rmSync(this.ownSocket, { force: true });
       return;
     }
     // attached to a seed another spored started: not our child, end it by pid
