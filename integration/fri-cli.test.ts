@@ -87,6 +87,7 @@ describe.skipIf(!root)('functions through spored, the CLI and the gateway', () =
 
   it('lists versions, replaces on redeploy, shows the function\'s output, and removes', async () => {
     const first = await spore('deploy', 'talk', '--file', 'examples/hello.js');
+    if (first.code) await new Promise((r) => setTimeout(r, 1500)); // the seed's exit report follows its link's close
     const log = (): string => (existsSync(join(dir, 'spored.log')) ? readFileSync(join(dir, 'spored.log'), 'utf8').split('\n').filter((l) => /"level":(40|50|60)|went away|exited|seed/.test(l)).slice(-15).join('\n') : '');
     expect(first.code, `${first.err}\n${first.code ? log() : ''}`).toBe(0);
     const again = await spore('deploy', 'talk', '--runtime', 'node', '--dir', 'examples/nunjucks', '--handler', 'index.handler', '--json');
