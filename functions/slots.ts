@@ -8,9 +8,9 @@
 // rarely makes anyone wait.
 //
 // A batch costs the L1 seed a fork whatever its size, so used slots wait until fewer than
-// `concurrency` fresh ones are left (a full burst still finds fresh slots), `concurrency` used
-// ones are waiting, someone waits, or the pool has been quiet for IDLE_RENEW_MS: at one call
-// at a time that is one fork per `concurrency` calls instead of one per call. A used slot is never handed out before its
+// `concurrency` fresh ones are left (a full burst still finds fresh slots), someone waits, or
+// the pool has been quiet for IDLE_RENEW_MS: at one call at a time that is one fork per
+// `concurrency` calls instead of one per call. A used slot is never handed out before its
 // renewal: reusing one that looked untouched was tried and dropped, because a tmpfs keeps
 // its inode counter and its root's times, which an instance can set for a later one to read.
 import { Overloaded } from '../sys/errors.js';
@@ -93,10 +93,8 @@ export class SlotPool {
 
   private renewSoon(): void {
     if (this.renewing || this.dirty.length === 0) return;
-    if (this.free.length >= this.concurrency && this.waiters.length === 0 && this.dirty.length < this.concurrency) {
-      // enough fresh slots for a full burst: wait for a bigger batch, or for a quiet moment;
-      // never more than `concurrency` used ones, whose tmpfs pages stay allocated (and charged
-      // to the pooled memory cgroups that wrote them) until they are renewed
+    if (this.free.length >= this.concurrency && this.waiters.length === 0) {
+      // enough fresh slots for a full burst: wait for a bigger batch, or for a quiet moment
       this.idleTimer ??= setTimeout(() => { this.idleTimer = null; this.renewNow(); }, IDLE_RENEW_MS);
       this.idleTimer.unref();
       return;

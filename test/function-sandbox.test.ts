@@ -194,35 +194,18 @@ describe('tmp slots', () => {
     const renewed: string[][] = [];
     const used = new Set<string>(); // released and not renewed since
     const pool = new SlotPool(many, 4, (batch) => { renewed.push([...batch]); for (const x of batch) used.delete(x); return Promise.resolve(); });
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 12; i++) {
       const s = await pool.acquire();
       expect(used.has(s), `slot ${s} handed out again without a renewal`).toBe(false);
       used.add(s);
       pool.release(s);
       await new Promise((r) => setImmediate(r));
     }
-    expect(pool.pending.batches).toBeLessThanOrEqual(3); // 10 calls, 4 at a time: not 10 forks
+    expect(pool.pending.batches).toBeLessThanOrEqual(3); // 12 calls, 4 at a time: not 12 forks
     expect(renewed.every((b) => b.length >= 4)).toBe(true);
     expect(pool.pending.dirty).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, IDLE_RENEW_MS + 50));
     expect(pool.pending.dirty).toBe(0); // quiet: the rest renewed
-  });
-
-  it('with three slots per unit of concurrency, keeps at most `concurrency` used ones waiting (their tmpfs pages stay charged)', async () => {
-    const c = 4;
-    const many = Array.from({ length: 3 * c }, (_, i) => i.toString(16).repeat(32));
-    const batches: number[] = [];
-    const pool = new SlotPool(many, c, (batch) => { batches.push(batch.length); return Promise.resolve(); });
-    let maxDirty = 0;
-    for (let i = 0; i < 40; i++) {
-      const s = await pool.acquire();
-      pool.release(s);
-      maxDirty = Math.max(maxDirty, pool.pending.dirty);
-      await new Promise((r) => setImmediate(r));
-    }
-    expect(maxDirty).toBeLessThanOrEqual(c);
-    expect(batches.length).toBeGreaterThan(0);
-    expect(batches.every((n) => n >= c)).toBe(true); // still batched: one renewal per `concurrency` calls
   });
 
   it('takes slots whose renewal failed out of service', async () => {
