@@ -282,16 +282,14 @@ export function renewSpares(): void {
 
 /** In an instance: the dead loops' fds become its own, shared with nobody. */
 export function severDeadLoops(): void {
-  const ready = spares;
-  spares = null;
   const dead = [...deadLoops.epolls, ...deadLoops.eventfds, ...deadLoops.pipes.flat()];
-  if (ready === null || ready.length !== dead.length) {
-    if (ready) for (const fd of ready) sys.close(fd);
-    for (const d of deadLoops.epolls) replaceWith(d, sys.epollCreate());
-    for (const d of deadLoops.eventfds) replaceWith(d, sys.eventfd(d.nonblock));
-    for (const ends of deadLoops.pipes) replacePipe(ends);
-    return;
+  // none from the seed (it ran out of fds): made here, the slow way
+  if (spares === null || spares.length !== dead.length) {
+    for (const fd of spares ?? []) sys.close(fd);
+    prepareSpares();
   }
+  const ready = spares as number[];
+  spares = null;
   dead.forEach((d, i) => {
     const fresh = ready[i] as number;
     sys.dup3(fresh, d.fd, d.cloexec ? sys.O.CLOEXEC : 0);
