@@ -10,7 +10,7 @@
 // as calls arrived in the last second (at least one while the function was called in the
 // last minute, none when it was not), at most `max` and at most half its concurrency.
 import type { Logger } from 'pino';
-import type { InstRec, VersionRec } from './records.js';
+import type { InstRec, SeedRec, VersionRec } from './records.js';
 import type { Instances } from './instances.js';
 
 export type ParkingMode = 'auto' | number;
@@ -56,6 +56,12 @@ export class Parking {
     let l = this.lots.get(v);
     if (!l) { l = { ready: [], filling: 0, arrivals: [], backoffUntil: 0 }; this.lots.set(v, l); }
     return l;
+  }
+
+  /** Instances of `v` parked or being forked for its lot (each counts in v.inflight). */
+  held(v: VersionRec): number {
+    const l = this.lots.get(v);
+    return l ? l.ready.length + l.filling : 0;
   }
 
   /** How many instances `v` should have parked now. */
@@ -105,7 +111,8 @@ export class Parking {
         try {
           i = await this.inst.start(v, null, true);
           await this.inst.ready(i);
-          if (this.closed || v.state !== 'active') { await this.inst.destroy(i); return; }
+          // (its seed replaced meanwhile: dropFrom did not see this one)
+          if (this.closed || v.state !== 'active' || !v.seeds.includes(i.seed)) { await this.inst.destroy(i); return; }
           l.ready.push(i);
         } catch (e) {
           if (i) await this.inst.destroy(i).catch(() => undefined);
@@ -116,6 +123,20 @@ export class Parking {
         }
       })();
     }
+  }
+
+  /**
+   * A seed is being replaced: its parked instances go now (so it can end), and the lot is
+   * refilled from the version's other seeds by the next sweep or call.
+   */
+  dropFrom(seed: SeedRec): void {
+    const v = seed.version;
+    const l = v ? this.lots.get(v) : undefined;
+    if (!l) return;
+    const gone = l.ready.filter((i) => i.seed === seed);
+    if (gone.length === 0) return;
+    l.ready = l.ready.filter((i) => i.seed !== seed);
+    for (const i of gone) void this.inst.destroy(i);
   }
 
   /** The version stops taking calls: its parked instances go (their resources come back). */

@@ -41,6 +41,8 @@ export interface VersionRec {
   state: VersionState;
   /** calls admitted to this version and not yet released */
   inflight: number;
+  /** performance.now() of its last instance exit (registry.ts: the idle refresh) */
+  lastExitAt: number;
   deployedAt: string;
 }
 

@@ -35,6 +35,16 @@ export interface RegistryOptions {
   staging: string;
   l2Replicas: number;
   replicaPrivateLimitKiB: number;
+  /**
+   * A version with no call in flight for this long has its replicas that forked at least
+   * idleRefreshForks instances replaced by fresh forks (ms; 0: never).
+   */
+  idleRefreshMs: number;
+  idleRefreshForks: number;
+  /** calls of `v` in flight that are not parked instances waiting for one (default: v.inflight) */
+  activeCalls?: (v: VersionRec) => number;
+  /** a replica is being replaced while its version is idle: its parked instances go */
+  releaseParked?: (seed: SeedRec) => void;
   slotsPerFunction: number;
   tmpMiB: number;
   initTimeoutMs: number;
@@ -84,6 +94,8 @@ export class Registry {
   private readonly functions = new Map<string, FunctionRec>();
   /** functions being rebuilt from their records at start-up: calls to them wait */
   private readonly restoring = new Map<string, Promise<void>>();
+  /** versions whose idle check is armed (instanceExited) */
+  private readonly idleChecks = new Map<VersionRec, NodeJS.Timeout>();
 
   constructor(
     private readonly o: RegistryOptions,
@@ -214,7 +226,7 @@ export class Registry {
     // (at twice, 24 calls at a time renewed about 8 per batch: a fork of the L1 seed per 8 calls)
     const names = Array.from({ length: this.o.slotsPerFunction * SLOTS_PER_CONCURRENCY }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
-      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0,
+      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0, lastExitAt: 0,
       deployedAt: deployedAt ?? new Date().toISOString(), tmpBytes,
       slots: new SlotPool(names, this.o.slotsPerFunction, async (batch) => {
         const first = v.seeds[0];
@@ -285,12 +297,20 @@ export class Registry {
     return best;
   }
 
+  /** Called at every instance exit: rotation under load, and the idle refresh's clock. */
+  instanceExited(seed: SeedRec): void {
+    this.maybeRotate(seed);
+    const v = seed.version;
+    if (!v || this.o.idleRefreshMs <= 0) return;
+    v.lastExitAt = performance.now();
+    if (!this.idleChecks.has(v)) this.armIdleCheck(v, this.o.idleRefreshMs);
+  }
+
   /**
    * A serving replica whose private memory grew past the limit is replaced by a fresh fork
    * of the lineage's first seed (checked every REPLICA_CHECK_EVERY forks, off the response path).
-   * Called at every instance exit.
    */
-  maybeRotate(seed: SeedRec): void {
+  private maybeRotate(seed: SeedRec): void {
     const v = seed.version;
     // called at every instance exit: a replica already being replaced (no longer in v.seeds)
     // keeps its fork count while its last instances exit, and must not be replaced again
@@ -300,7 +320,40 @@ export class Registry {
     seed.memoryCheckAt = seed.info.forks + REPLICA_CHECK_EVERY;
     const mem = memoryOf(seed.hostPid);
     if (!mem || mem.privateKiB <= this.o.replicaPrivateLimitKiB) return;
-    this.o.log.info({ seed: seed.info.id, privateKiB: mem.privateKiB }, 'retiring a replica seed whose memory went private');
+    this.replaceReplica(v, seed, mem.privateKiB, 'over the limit under load');
+  }
+
+  private armIdleCheck(v: VersionRec, ms: number): void {
+    this.idleChecks.set(v, setTimeout(() => this.idleCheck(v), Math.max(1, ms)).unref());
+  }
+
+  /**
+   * Once a version has been idle for idleRefreshMs, its replicas that served (forked
+   * idleRefreshForks instances or more) are replaced by fresh forks of the first seed. What
+   * a replica wrote while serving is its own copy, and the first seed's original of each
+   * such page is then mapped by the first seed alone: busy replicas make the first seed's
+   * memory private as well as their own. A fresh fork shares the first seed's pages again,
+   * so an idle function holds about what it held before its first call. (By forks, not by
+   * private memory: a replica's pages shared with its parked instances do not count as
+   * private, so its private memory understates what it wrote.) Parked instances do not make
+   * a version busy; a replaced replica's parked instances are destroyed (the lot refills
+   * from the fresh replicas), so it ends at once.
+   */
+  private idleCheck(v: VersionRec): void {
+    this.idleChecks.delete(v);
+    if (v.state !== 'active' || (this.o.activeCalls?.(v) ?? v.inflight) > 0) return; // the next exit arms it again
+    const left = v.lastExitAt + this.o.idleRefreshMs - performance.now();
+    if (left > 0) { this.armIdleCheck(v, left); return; }
+    for (const s of v.seeds.slice(1)) {
+      if (s.info.state !== 'ready' || s.info.forks < this.o.idleRefreshForks) continue;
+      this.replaceReplica(v, s, memoryOf(s.hostPid)?.privateKiB ?? null, `its function went idle after ${s.info.forks} forks`);
+      this.o.releaseParked?.(s);
+    }
+  }
+
+  /** A fresh fork of the first seed takes the replica's place; the replica ends once its instances have. */
+  private replaceReplica(v: VersionRec, seed: SeedRec, privateKiB: number | null, why: string): void {
+    this.o.log.info({ seed: seed.info.id, privateKiB, why }, 'replacing a replica seed whose memory went private');
     v.seeds = v.seeds.filter((s) => s !== seed);
     this.addReplica(v);
     const retire = (): void => { if (seed.inflight > 0) { setTimeout(retire, 50).unref(); return; } this.tree.drop(seed); };

@@ -46,6 +46,9 @@ export interface ProcessRuntimeOptions {
   l2Replicas?: number;
   /** a serving L2 replica past this much private memory is replaced (default 4096 KiB) */
   replicaPrivateLimitKiB?: number;
+  /** an idle version's replicas that forked idleRefreshForks instances are replaced after this long without a call (default 1000 ms, 4 forks; 0 ms: never) */
+  idleRefreshMs?: number;
+  idleRefreshForks?: number;
   /** v1 controllers an instance is moved into (default memory and pids: instances.ts INSTANCE_CONTROLLERS) */
   instanceControllers?: string[];
   /** per-instance /tmp slots per function lineage = its concurrency (default 32) */
@@ -124,7 +127,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       { layout: o.layout, log: o.log, instanceControllers: o.instanceControllers, queuePerFunction: o.queuePerFunction, maxInstances: o.maxInstances },
       () => this.cgroups,
       (v) => this.registry.pick(v),
-      (seed) => this.registry.maybeRotate(seed),
+      (seed) => this.registry.instanceExited(seed),
     );
     this.tree = new SeedTree({ runDir: o.runDir, l0: o.l0, log: o.log, pythonBin: o.pythonBin }, this.inst);
     this.parking = new Parking({ mode: o.parked ?? 'auto', max: o.parkedMax ?? 4, idleMs: o.parkedIdleMs, log: o.log }, this.inst);
@@ -141,9 +144,12 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       {
         layout: this.o.layout, log: this.o.log, stateDir: this.stateDir, rootfsDir: this.o.rootfsDir ?? '/var/lib/spore/rootfs', staging,
         l2Replicas: this.o.l2Replicas ?? 2, replicaPrivateLimitKiB: this.o.replicaPrivateLimitKiB ?? 4096,
+        idleRefreshMs: this.o.idleRefreshMs ?? 1000, idleRefreshForks: this.o.idleRefreshForks ?? 4,
         slotsPerFunction: this.o.slotsPerFunction ?? 32, tmpMiB: this.o.tmpMiB ?? 64, initTimeoutMs: this.o.initTimeoutMs ?? 10_000,
         lineageSeccomp: () => this.lineageSeccomp, cgroupParent: this.cgroupParent,
         onVersionEnd: (v) => this.parking.drain(v),
+        activeCalls: (v) => v.inflight - this.parking.held(v),
+        releaseParked: (seed) => this.parking.dropFrom(seed),
       },
       this.tree,
       new PackageStore(join(this.stateDir, 'packages')),

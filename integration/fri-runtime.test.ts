@@ -428,6 +428,44 @@ describe.skipIf(!root)('process function runtime', () => {
     }
   }, 120_000);
 
+  it('an idle function gets fresh replicas for the ones that went private, parked instances or not, and no churn after', async () => {
+    const idle = new ProcessFunctionRuntime({
+      runDir: join(dir, 'idle'), stateDir: join(dir, 'idle-state'), layout: detectCgroupLayout(), l0,
+      log: pino({ level: 'silent' }), cgroupPoolSize: 8, l2Replicas: 2, idleRefreshMs: 300, idleRefreshForks: 1,
+      cgroupParent: `/spore/fri-${process.pid}-idle`, parked: 1,
+    });
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, 'idle'), { recursive: true });
+    await idle.start();
+    try {
+      await idle.deploy(spec('rest', 'node', 'exports.handler = async () => { const a = []; for (let i = 0; i < 2e4; i++) a.push({ i }); return a.length; };'));
+      const replicas = (): string[] => idle.listSeeds().filter((x) => x.function === 'rest' && x.replicaOf !== null && x.state === 'ready').map((x) => x.id).sort();
+      for (let i = 0; i < 60 && replicas().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      const before = replicas();
+      for (let i = 0; i < 8; i++) expect(value(await idle.invoke('rest', '{}'))).toBe(2e4);
+      const served = idle.listSeeds().filter((x) => before.includes(x.id) && x.forks > 0).map((x) => x.id);
+      expect(served.length).toBeGreaterThan(0);
+      // a parked instance (counted in flight) is there all the while: the version is idle all the same
+      let after = replicas();
+      for (let i = 0; i < 60 && (after.length !== 2 || after.some((id) => served.includes(id))); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = replicas();
+      }
+      expect(after).toHaveLength(2);
+      expect(after.filter((id) => served.includes(id)), 'replicas that served calls are replaced once the function is idle').toEqual([]);
+      // and the replaced ones ended (their parked instances with them): the first seed has two children
+      const first = idle.listSeeds().find((x) => x.function === 'rest' && x.replicaOf === null);
+      for (let i = 0; i < 40 && readFileSync(`/proc/${first?.pid}/task/${first?.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).length !== 2; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(readFileSync(`/proc/${first?.pid}/task/${first?.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)).toHaveLength(2);
+      // fresh replicas that served nothing are not replaced again
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(replicas()).toEqual(after);
+      expect(value(await idle.invoke('rest', '{}'))).toBe(2e4);
+    } finally {
+      await idle.stop();
+    }
+  }, 60_000);
+
   it('a fork the seed cannot make is an internal error at once, with its cause; the function serves again after', async () => {
     await rt.deploy(spec('nofork', 'node', 'exports.handler = async () => 7;'));
     expect(value(await rt.invoke('nofork', '{}'))).toBe(7);
