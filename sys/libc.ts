@@ -631,21 +631,40 @@ export function landlockAbi(): number {
   const r = Number(c.syscallPtr3(SYS.landlock_create_ruleset, null as unknown as Buffer, 0, 1 /* _VERSION */));
   return r < 0 ? 0 : r;
 }
-/** landlock_create_ruleset(2) with struct landlock_ruleset_attr {fs, net, scoped}. */
-export function landlockCreateRuleset(handledFs: bigint, scoped: bigint): number {
+/**
+ * struct landlock_ruleset_attr {handled_access_fs, handled_access_net, scoped} (u64 each),
+ * encoded for landlockCreateRulesetFrom; the size passed is 16 bytes without a scope (ABI < 6).
+ */
+export interface RulesetAttr { attr: Buffer; size: number }
+export function landlockRulesetAttr(handledFs: bigint, scoped: bigint): RulesetAttr {
   const attr = Buffer.alloc(24);
   attr.writeBigUInt64LE(handledFs, 0);
   attr.writeBigUInt64LE(0n, 8);
   attr.writeBigUInt64LE(scoped, 16);
-  const size = scoped ? 24 : 16;
-  return check('landlock_create_ruleset', c.syscallPtr3(SYS.landlock_create_ruleset, attr, size, 0) as unknown as number);
+  return { attr, size: scoped ? 24 : 16 };
+}
+/** landlock_create_ruleset(2) from an encoded attr (landlockRulesetAttr); returns the ruleset fd. */
+export function landlockCreateRulesetFrom(a: RulesetAttr): number {
+  return check('landlock_create_ruleset', c.syscallPtr3(SYS.landlock_create_ruleset, a.attr, a.size, 0) as unknown as number);
+}
+/** landlock_create_ruleset(2) with struct landlock_ruleset_attr {fs, net, scoped}. */
+export function landlockCreateRuleset(handledFs: bigint, scoped: bigint): number {
+  return landlockCreateRulesetFrom(landlockRulesetAttr(handledFs, scoped));
+}
+/** packed struct landlock_path_beneath_attr {u64 allowed_access; s32 parent_fd} (12 bytes), for landlockAddRule */
+export function landlockPathBeneath(parentFd: number, allowed: bigint): Buffer {
+  const attr = Buffer.alloc(12);
+  attr.writeBigUInt64LE(allowed, 0);
+  attr.writeInt32LE(parentFd, 8);
+  return attr;
+}
+/** landlock_add_rule(2), LANDLOCK_RULE_PATH_BENEATH, with an encoded rule (landlockPathBeneath). */
+export function landlockAddRule(ruleset: number, pathBeneath: Buffer): void {
+  check('landlock_add_rule', c.syscallRule(SYS.landlock_add_rule, ruleset, 1, pathBeneath, 0) as unknown as number, `fd ${pathBeneath.readInt32LE(8)}`);
 }
 /** LANDLOCK_RULE_PATH_BENEATH: `allowed` beneath the file or directory `parentFd` refers to. */
 export function landlockAddPath(ruleset: number, parentFd: number, allowed: bigint): void {
-  const attr = Buffer.alloc(12); // packed struct landlock_path_beneath_attr
-  attr.writeBigUInt64LE(allowed, 0);
-  attr.writeInt32LE(parentFd, 8);
-  check('landlock_add_rule', c.syscallRule(SYS.landlock_add_rule, ruleset, 1, attr, 0) as unknown as number, `fd ${parentFd}`);
+  landlockAddRule(ruleset, landlockPathBeneath(parentFd, allowed));
 }
 export function landlockRestrictSelf(ruleset: number): void {
   check('landlock_restrict_self', c.syscall2(SYS.landlock_restrict_self, ruleset, 0) as unknown as number);

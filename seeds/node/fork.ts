@@ -11,7 +11,8 @@ const uvDefaultLoop = self.func('void *uv_default_loop()');
 const uvLoopFork = self.func('int uv_loop_fork(void *)');
 
 /**
- * fork(); in the child, the event loop, pid and random state are already fixed.
+ * fork(); in the child, the event loop is already fixed, and the pid and random state are
+ * fresh when first read (installForkAware must have run in this process).
  * `beforeLoopFork` runs in the child first, while every fd is still the parent's.
  */
 export function forkNode(beforeLoopFork?: () => void): number {
@@ -30,29 +31,45 @@ export function forkedAt(): number {
   return childStartedAt;
 }
 
+/** this process's pid, read once per process (0: not read since the last fork) */
+let ownPid = 0;
+/** Math.random's xorshift128+ state, seeded from the kernel at its first use in each process */
+let s0 = 0n;
+let s1 = 0n;
+let seeded = false;
+
 function afterForkInChild(): void {
   childStartedAt = performance.now();
   // The epoll fd and the async/signal wakeup fds are shared with the parent until this.
   const rc = uvLoopFork(uvDefaultLoop());
   if (rc !== 0) sys.exit(70);
-  Object.defineProperty(process, 'pid', { value: sys.getpid(), configurable: true, enumerable: true });
-  reseed();
+  // process.pid and Math.random (installed by installForkAware) start over in every child;
+  // both are only read again if something asks, which most handlers never do
+  ownPid = 0;
+  seeded = false;
 }
 
 /**
- * V8 cannot reseed Math.random's state from JS, so the child replaces it with xorshift128+
- * seeded from the kernel. OpenSSL reseeds itself after fork (it checks the pid), but Node
- * keeps a batch of pre-generated UUIDs, so randomUUID must not come from that cache.
+ * Call once in a seed, before its first fork: `process.pid` becomes the pid of the process
+ * it is read in, and Math.random and crypto.randomUUID never share state with a sibling.
+ * V8 cannot reseed Math.random's state from JS, so it is replaced by xorshift128+ seeded
+ * from the kernel (getrandom) at its first call in each process. OpenSSL reseeds itself
+ * after fork (it checks the pid), but Node keeps a batch of pre-generated UUIDs, so
+ * randomUUID must not come from that cache. (Each child used to redo all of this at its
+ * start, in code that ran once and so uncompiled: ~2 % of an instance's CPU.)
  */
-export function reseed(): void {
-  // from the kernel: OpenSSL's own state is reseeded lazily, by the handler's first use
-  const seed = Buffer.allocUnsafe(16);
-  sys.getrandom(seed);
-  let s0 = seed.readBigUInt64LE(0) | 1n;
-  let s1 = seed.readBigUInt64LE(8) | 2n;
+export function installForkAware(): void {
+  Object.defineProperty(process, 'pid', { get: (): number => (ownPid ||= sys.getpid()), configurable: true, enumerable: true });
   const MASK = (1n << 64n) - 1n;
   // BigInt keeps the generator exact; ~0.2 µs per call is fine for handler code.
   Math.random = (): number => {
+    if (!seeded) {
+      const seed = Buffer.allocUnsafe(16);
+      sys.getrandom(seed);
+      s0 = seed.readBigUInt64LE(0) | 1n;
+      s1 = seed.readBigUInt64LE(8) | 2n;
+      seeded = true;
+    }
     let x = s0;
     const y = s1;
     s0 = y;
