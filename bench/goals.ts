@@ -351,6 +351,9 @@ async function phases(gw: string, fn: string, body: string, n: number): Promise<
   return Object.fromEntries(Object.entries(per).map(([k, v]) => [k, k.includes('parked') ? v.reduce((a, b) => a + b, 0) / v.length : pct(v, 50)]));
 }
 
+/** how long a spored is left alone before its idle CPU rate is measured (ms): the idle refresh at 1 s, a parked lot refilled by the next 2 s sweep */
+const SETTLE_MS = 3500;
+
 function privateKiB(pid: number): number {
   const t = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? NaN);
@@ -798,7 +801,11 @@ async function main(): Promise<void> {
       r.parked.slowInit = latencies(sp);
     }
 
-    // CPU: idle rate of the tree, then wrk -c1 with the tree's CPU around it
+    // CPU: idle rate of the tree, then wrk -c1 with the tree's CPU around it. The idle rate
+    // is measured once the tree is at rest: 1 s after the last call an idle version's busy
+    // replicas are replaced (registry.ts, the idle refresh), work the calls caused, which
+    // must not count as the tree's idle rate (it is subtracted from the runs' CPU).
+    await sleep(SETTLE_MS);
     const i0 = treeCpuMs(keeper);
     const is = performance.now();
     await sleep(cfg.idleSeconds * 1000);
@@ -810,6 +817,7 @@ async function main(): Promise<void> {
     r.helloPyCpu = await wrkWithCpu(keeper, r.idleRate, `${gw}/hello-py`, FUNCTIONS[1]!.body, 1, cfg.latencySeconds);
     say(`CPU: Python hello ${f(r.helloPyCpu.perInvocationMs)} ms per invocation`);
     if (parked && r.parked.available) {
+      await sleep(SETTLE_MS);
       const j0 = treeCpuMs(parked.keeper);
       const js = performance.now();
       await sleep(cfg.idleSeconds * 1000);
