@@ -284,6 +284,7 @@ export class Instances implements Omit<InstanceEvents, never> {
       context: { functionName: v.fn.spec.name, functionVersion: String(v.version), requestId: randomUUID(), deadlineMs: Date.now() + v.fn.spec.timeoutMs, memoryLimitMiB: v.fn.spec.memoryMiB },
     };
     move(INSTANCE_MOVES, inst.info, 'running');
+    inst.seed.served = (inst.seed.served ?? 0) + 1;
     void this.waits.get(inst.info.id)?.bound[0].then(() => {
       inst.channel.write(JSON.stringify(req) + '\n');
       inst.at.requestSent = performance.now();

@@ -149,6 +149,9 @@ export class Parking {
 
   private sweep(): void {
     for (const [v, l] of this.lots) {
+      // one that is no longer usable (its seed died: it may live on, reparented) is destroyed,
+      // so its process, slot and cgroup go and it stops counting as in flight
+      for (const i of l.ready) if (!usable(i)) void this.inst.destroy(i);
       l.ready = l.ready.filter(usable);
       if (v.state !== 'active') { this.drain(v); continue; }
       const extra = l.ready.length - this.target(v);

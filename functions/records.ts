@@ -57,6 +57,8 @@ export interface SeedRec {
   inflight: number;
   /** its fork count at which a replica's memory is checked next (registry.ts, maybeRotate; 0: at its first exit) */
   memoryCheckAt: number;
+  /** calls its instances were given (parked ones that never got a call not counted; registry.ts, the idle refresh) */
+  served?: number;
   /** the function version an L2 seed belongs to */
   version: VersionRec | null;
 }

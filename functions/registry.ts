@@ -36,11 +36,11 @@ export interface RegistryOptions {
   l2Replicas: number;
   replicaPrivateLimitKiB: number;
   /**
-   * A version with no call in flight for this long has its replicas that forked at least
-   * idleRefreshForks instances replaced by fresh forks (ms; 0: never).
+   * A version with no call in flight for this long has its replicas whose instances served
+   * at least idleRefreshCalls calls replaced by fresh forks (ms; 0: never).
    */
   idleRefreshMs: number;
-  idleRefreshForks: number;
+  idleRefreshCalls: number;
   /** calls of `v` in flight that are not parked instances waiting for one (default: v.inflight) */
   activeCalls?: (v: VersionRec) => number;
   /** a replica is being replaced while its version is idle: its parked instances go */
@@ -328,12 +328,13 @@ export class Registry {
   }
 
   /**
-   * Once a version has been idle for idleRefreshMs, its replicas that served (forked
-   * idleRefreshForks instances or more) are replaced by fresh forks of the first seed. What
+   * Once a version has been idle for idleRefreshMs, its replicas that served (their
+   * instances got idleRefreshCalls calls or more; parked instances forked and dropped unused
+   * do not count, they write nothing) are replaced by fresh forks of the first seed. What
    * a replica wrote while serving is its own copy, and the first seed's original of each
    * such page is then mapped by the first seed alone: busy replicas make the first seed's
    * memory private as well as their own. A fresh fork shares the first seed's pages again,
-   * so an idle function holds about what it held before its first call. (By forks, not by
+   * so an idle function holds about what it held before its first call. (By calls, not by
    * private memory: a replica's pages shared with its parked instances do not count as
    * private, so its private memory understates what it wrote.) Parked instances do not make
    * a version busy; a replaced replica's parked instances are destroyed (the lot refills
@@ -345,10 +346,25 @@ export class Registry {
     const left = v.lastExitAt + this.o.idleRefreshMs - performance.now();
     if (left > 0) { this.armIdleCheck(v, left); return; }
     for (const s of v.seeds.slice(1)) {
-      if (s.info.state !== 'ready' || s.info.forks < this.o.idleRefreshForks) continue;
-      this.replaceReplica(v, s, memoryOf(s.hostPid)?.privateKiB ?? null, `its function went idle after ${s.info.forks} forks`);
+      if (s.info.state !== 'ready' || (s.served ?? 0) < this.o.idleRefreshCalls) continue;
+      this.replaceReplica(v, s, memoryOf(s.hostPid)?.privateKiB ?? null, `its function went idle after ${s.served ?? 0} calls`);
       this.o.releaseParked?.(s);
     }
+  }
+
+  /**
+   * A seed went away unasked (killed, crashed). A replica of an active version is replaced,
+   * so the version does not serve on fewer replicas from then on; its parked instances (they
+   * may live on, reparented) are destroyed by the parking sweep. The first seed is the
+   * lineage's pid 1: its replicas and instances die with it, and calls fail as unavailable.
+   */
+  seedLost(seed: SeedRec): void {
+    const v = seed.version;
+    if (!v || v.state !== 'active' || seed === v.seeds[0] || !v.seeds.includes(seed)) return;
+    v.seeds = v.seeds.filter((s) => s !== seed);
+    this.o.log.warn({ seed: seed.info.id, fn: v.fn.spec.name }, 'replacing a replica seed that went away');
+    this.addReplica(v);
+    this.tree.drop(seed);
   }
 
   /** A fresh fork of the first seed takes the replica's place; the replica ends once its instances have. */

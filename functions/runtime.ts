@@ -46,9 +46,9 @@ export interface ProcessRuntimeOptions {
   l2Replicas?: number;
   /** a serving L2 replica past this much private memory is replaced (default 4096 KiB) */
   replicaPrivateLimitKiB?: number;
-  /** an idle version's replicas that forked idleRefreshForks instances are replaced after this long without a call (default 1000 ms, 4 forks; 0 ms: never) */
+  /** an idle version's replicas whose instances served idleRefreshCalls calls are replaced after this long without a call (default 1000 ms, 4 calls; 0 ms: never) */
   idleRefreshMs?: number;
-  idleRefreshForks?: number;
+  idleRefreshCalls?: number;
   /** v1 controllers an instance is moved into (default memory and pids: instances.ts INSTANCE_CONTROLLERS) */
   instanceControllers?: string[];
   /** per-instance /tmp slots per function lineage = its concurrency (default 32) */
@@ -129,7 +129,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       (v) => this.registry.pick(v),
       (seed) => this.registry.instanceExited(seed),
     );
-    this.tree = new SeedTree({ runDir: o.runDir, l0: o.l0, log: o.log, pythonBin: o.pythonBin }, this.inst);
+    this.tree = new SeedTree({ runDir: o.runDir, l0: o.l0, log: o.log, pythonBin: o.pythonBin, onLost: (seed) => this.registry?.seedLost(seed) }, this.inst);
     this.parking = new Parking({ mode: o.parked ?? 'auto', max: o.parkedMax ?? 4, idleMs: o.parkedIdleMs, log: o.log }, this.inst);
   }
 
@@ -144,7 +144,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
       {
         layout: this.o.layout, log: this.o.log, stateDir: this.stateDir, rootfsDir: this.o.rootfsDir ?? '/var/lib/spore/rootfs', staging,
         l2Replicas: this.o.l2Replicas ?? 2, replicaPrivateLimitKiB: this.o.replicaPrivateLimitKiB ?? 4096,
-        idleRefreshMs: this.o.idleRefreshMs ?? 1000, idleRefreshForks: this.o.idleRefreshForks ?? 4,
+        idleRefreshMs: this.o.idleRefreshMs ?? 1000, idleRefreshCalls: this.o.idleRefreshCalls ?? 4,
         slotsPerFunction: this.o.slotsPerFunction ?? 32, tmpMiB: this.o.tmpMiB ?? 64, initTimeoutMs: this.o.initTimeoutMs ?? 10_000,
         lineageSeccomp: () => this.lineageSeccomp, cgroupParent: this.cgroupParent,
         onVersionEnd: (v) => this.parking.drain(v),

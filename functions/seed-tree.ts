@@ -55,6 +55,8 @@ export interface SeedTreeOptions {
   l0: SeedClient;
   log: Logger;
   pythonBin?: string;
+  /** a seed went away without being asked to (killed, crashed): after its instances were told */
+  onLost?: (seed: SeedRec) => void;
 }
 
 export class SeedTree {
@@ -140,7 +142,10 @@ export class SeedTree {
     w?.forked[1].reject(new Unavailable(`seed ${rec.info.id} went away`));
     for (const s of w?.slots.splice(0) ?? []) s.reject(new Unavailable(`seed ${rec.info.id} went away`));
     const orphans = this.instances.onSeedGone(rec);
-    if (!deleting) this.o.log.warn({ seed: rec.info.id, why, orphans }, 'seed disconnected');
+    if (!deleting) {
+      this.o.log.warn({ seed: rec.info.id, why, orphans }, 'seed disconnected');
+      this.o.onLost?.(rec);
+    }
   }
 
   /** A child seed of `parent`, by id (a seed speaks only for its own children). */

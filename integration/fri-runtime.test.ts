@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeedClient } from '../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
 import { detectCgroupLayout } from '../dist/pools/cgroups.js';
+import { landlockAbi } from '../dist/sys/libc.js';
 import type { FunctionSpec, InvokeResult } from '../protocols/fri/types.js';
 import { openFds } from './harness.js';
 
@@ -132,6 +133,11 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(vx.m).not.toBe(vy.m);
     expect(vx.u).not.toBe(vy.u);
     expect(vx.b).not.toBe(vy.b);
+    // the other ways in: Web Crypto's randomUUID and the ESM export (both share Node's
+    // pre-generated UUIDs, here filled by init code in the seed), and a new context's Math.random
+    await rt.deploy(spec('rand2', 'node', "const vm = require('node:vm'); globalThis.crypto.randomUUID(); let esm; const ready = import('node:crypto').then((m) => { esm = m; esm.randomUUID(); }); module.exports.handler = async () => { await ready; return { w: globalThis.crypto.randomUUID(), e: esm.randomUUID(), v: vm.runInNewContext('Math.random()') }; };"));
+    const more = (await Promise.all([0, 1, 2].map(() => rt.invoke('rand2', '{}')))).map((r) => value(r) as Record<string, unknown>);
+    for (const k of ['w', 'e', 'v']) expect(new Set(more.map((m) => m[k])).size, k).toBe(3);
     await rt.deploy(spec('rand-py', 'python', 'import random, uuid, os\ndef handler(e, c):\n    return {"r": random.random(), "u": str(uuid.uuid4()), "b": os.urandom(8).hex()}\n'));
     const [p, q] = await Promise.all([rt.invoke('rand-py', '{}'), rt.invoke('rand-py', '{}')]);
     const vp = value(p) as Record<string, unknown>;
@@ -431,7 +437,7 @@ describe.skipIf(!root)('process function runtime', () => {
   it('an idle function gets fresh replicas for the ones that went private, parked instances or not, and no churn after', async () => {
     const idle = new ProcessFunctionRuntime({
       runDir: join(dir, 'idle'), stateDir: join(dir, 'idle-state'), layout: detectCgroupLayout(), l0,
-      log: pino({ level: 'silent' }), cgroupPoolSize: 8, l2Replicas: 2, idleRefreshMs: 300, idleRefreshForks: 1,
+      log: pino({ level: 'silent' }), cgroupPoolSize: 8, l2Replicas: 2, idleRefreshMs: 300, idleRefreshCalls: 1,
       cgroupParent: `/spore/fri-${process.pid}-idle`, parked: 1,
     });
     const { mkdirSync } = await import('node:fs');
@@ -443,7 +449,9 @@ describe.skipIf(!root)('process function runtime', () => {
       for (let i = 0; i < 60 && replicas().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
       const before = replicas();
       for (let i = 0; i < 8; i++) expect(value(await idle.invoke('rest', '{}'))).toBe(2e4);
-      const served = idle.listSeeds().filter((x) => before.includes(x.id) && x.forks > 0).map((x) => x.id);
+      // calls, not forks, count: a replica whose only fork is the last refill (parked, unused)
+      // served nothing; one with two forks served at least one call
+      const served = idle.listSeeds().filter((x) => before.includes(x.id) && x.forks >= 2).map((x) => x.id);
       expect(served.length).toBeGreaterThan(0);
       // a parked instance (counted in flight) is there all the while: the version is idle all the same
       let after = replicas();
@@ -463,6 +471,51 @@ describe.skipIf(!root)('process function runtime', () => {
       expect(value(await idle.invoke('rest', '{}'))).toBe(2e4);
     } finally {
       await idle.stop();
+    }
+  }, 60_000);
+
+  it.skipIf(landlockAbi() < 4)('an instance can neither listen nor connect on TCP (siblings share loopback), Node and Python', async () => {
+    await rt.deploy(spec('tcp', 'node', "const net = require('net'); module.exports.handler = async () => ({ listen: await new Promise((r) => { const s = net.createServer(); s.on('error', (e) => r(e.code)); s.listen(0, '127.0.0.1', () => { s.close(); r('listening'); }); }), connect: await new Promise((r) => { const c = net.connect(9, '127.0.0.1'); c.on('error', (e) => r(e.code)); c.on('connect', () => { c.destroy(); r('connected'); }); }) });"));
+    expect(value(await rt.invoke('tcp', '{}'))).toEqual({ listen: 'EACCES', connect: 'EACCES' });
+    await rt.deploy(spec('tcp-py', 'python', "import socket\ndef handler(e, c):\n    out = {}\n    for k, f in (('bind', lambda s: s.bind(('127.0.0.1', 0))), ('connect', lambda s: s.connect(('127.0.0.1', 9)))):\n        s = socket.socket()\n        try:\n            f(s)\n            out[k] = 'ok'\n        except OSError as x:\n            out[k] = x.errno\n        s.close()\n    return out\n"));
+    expect(value(await rt.invoke('tcp-py', '{}'))).toEqual({ bind: 13, connect: 13 });
+  });
+
+  it('a replica that is killed is replaced, and its parked instance goes with it', async () => {
+    const lost = new ProcessFunctionRuntime({
+      runDir: join(dir, 'lost'), stateDir: join(dir, 'lost-state'), layout: detectCgroupLayout(), l0,
+      log: pino({ level: 'silent' }), cgroupPoolSize: 8, l2Replicas: 2, cgroupParent: `/spore/fri-${process.pid}-lost`, parked: 2,
+    });
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, 'lost'), { recursive: true });
+    await lost.start();
+    try {
+      await lost.deploy(spec('victim', 'node', 'exports.handler = async () => 5;'));
+      const replicas = (): { id: string; pid: number }[] => lost.listSeeds().filter((x) => x.function === 'victim' && x.replicaOf !== null && x.state === 'ready').map((x) => ({ id: x.id, pid: x.pid }));
+      for (let i = 0; i < 6; i++) expect(value(await lost.invoke('victim', '{}'))).toBe(5);
+      let parked = lost.listInstances().filter((x) => x.function === 'victim' && x.state === 'paused');
+      for (let i = 0; i < 40 && parked.length === 0; i++) { await new Promise((r) => setTimeout(r, 50)); parked = lost.listInstances().filter((x) => x.function === 'victim' && x.state === 'paused'); }
+      const target = parked[0];
+      expect(target).toBeDefined();
+      const dead = replicas().find((r) => r.id === target?.seedId);
+      expect(dead).toBeDefined();
+      process.kill(dead!.pid, 'SIGKILL');
+      // a new replica takes its place, and the parked instance it left (reparented, alive) is destroyed
+      let now = replicas();
+      for (let i = 0; i < 100 && (now.length !== 2 || now.some((r) => r.id === dead!.id) || lost.listInstances().some((x) => x.seedId === dead!.id)); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        now = replicas();
+      }
+      expect(now.map((r) => r.id)).not.toContain(dead!.id);
+      expect(now).toHaveLength(2);
+      expect(lost.listSeeds().map((x) => x.id)).not.toContain(dead!.id);
+      expect(lost.listInstances().filter((x) => x.seedId === dead!.id)).toEqual([]);
+      const alive = (pid: number): boolean => { try { return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z'); } catch { return false; } };
+      for (let i = 0; i < 40 && alive(target!.pid); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(target!.pid), 'the dead replica\'s parked instance').toBe(false);
+      expect(value(await lost.invoke('victim', '{}'))).toBe(5);
+    } finally {
+      await lost.stop();
     }
   }, 60_000);
 

@@ -636,10 +636,10 @@ export function landlockAbi(): number {
  * encoded for landlockCreateRulesetFrom; the size passed is 16 bytes without a scope (ABI < 6).
  */
 export interface RulesetAttr { attr: Buffer; size: number }
-export function landlockRulesetAttr(handledFs: bigint, scoped: bigint): RulesetAttr {
+export function landlockRulesetAttr(handledFs: bigint, scoped: bigint, handledNet = 0n): RulesetAttr {
   const attr = Buffer.alloc(24);
   attr.writeBigUInt64LE(handledFs, 0);
-  attr.writeBigUInt64LE(0n, 8);
+  attr.writeBigUInt64LE(handledNet, 8);
   attr.writeBigUInt64LE(scoped, 16);
   return { attr, size: scoped ? 24 : 16 };
 }
@@ -647,6 +647,8 @@ export function landlockRulesetAttr(handledFs: bigint, scoped: bigint): RulesetA
 export function landlockCreateRulesetFrom(a: RulesetAttr): number {
   return check('landlock_create_ruleset', c.syscallPtr3(SYS.landlock_create_ruleset, a.attr, a.size, 0) as unknown as number);
 }
+/** LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP (ABI >= 4), linux/landlock.h */
+export const LANDLOCK_NET_TCP = 3n;
 /** landlock_create_ruleset(2) with struct landlock_ruleset_attr {fs, net, scoped}. */
 export function landlockCreateRuleset(handledFs: bigint, scoped: bigint): number {
   return landlockCreateRulesetFrom(landlockRulesetAttr(handledFs, scoped));

@@ -4,6 +4,8 @@
 import koffi from 'koffi';
 import { randomBytes } from 'node:crypto';
 import crypto from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
 import * as sys from '../../sys/libc.js';
 
 const self = koffi.load(null);
@@ -47,11 +49,17 @@ function afterForkInChild(): void {
   // both are only read again if something asks, which most handlers never do
   ownPid = 0;
   seeded = false;
+  // A new context (vm.createContext, a Worker) seeds its Math.random from the isolate's
+  // generator, whose state every fork inherits, unless --random-seed is set: a fresh one here.
+  const seed = Buffer.allocUnsafe(4);
+  sys.getrandom(seed);
+  setFlagsFromString(`--random-seed=${(seed.readInt32LE(0) | 1)}`);
 }
 
 /**
  * Call once in a seed, before its first fork: `process.pid` becomes the pid of the process
- * it is read in, and Math.random and crypto.randomUUID never share state with a sibling.
+ * it is read in, and Math.random and crypto.randomUUID (also Web Crypto's, and as an ES
+ * module import) never share state with a sibling.
  * V8 cannot reseed Math.random's state from JS, so it is replaced by xorshift128+ seeded
  * from the kernel (getrandom) at its first call in each process. OpenSSL reseeds itself
  * after fork (it checks the pid), but Node keeps a batch of pre-generated UUIDs, so
@@ -77,11 +85,18 @@ export function installForkAware(): void {
     s1 = x ^ y ^ (x >> 17n) ^ (y >> 26n);
     return Number(((s1 + y) & MASK) >> 11n) / 2 ** 53;
   };
-  crypto.randomUUID = (): `${string}-${string}-${string}-${string}-${string}` => {
+  const randomUUID = (): `${string}-${string}-${string}-${string}-${string}` => {
     const b = randomBytes(16);
     b[6] = ((b[6] ?? 0) & 0x0f) | 0x40;
     b[8] = ((b[8] ?? 0) & 0x3f) | 0x80;
     const h = b.toString('hex');
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   };
+  crypto.randomUUID = randomUUID;
+  // Web Crypto's randomUUID (globalThis.crypto, crypto.webcrypto) draws on the same cache
+  const web = (globalThis as { crypto?: object }).crypto;
+  if (web) Object.defineProperty(web, 'randomUUID', { value: randomUUID, configurable: true, writable: true, enumerable: false });
+  // `import { randomUUID } from 'node:crypto'` sees builtins' ESM exports, which follow the
+  // CommonJS ones only when synced
+  syncBuiltinESMExports();
 }

@@ -435,7 +435,9 @@ export function prepareInstanceLayer(plan: SandboxPlan): InstanceLayer {
     abi, handled, scope, readOnly, devices,
     slotDir: plan.slotDir,
     tmpFd: plan.tmpFd,
-    rulesetAttr: sys.landlockRulesetAttr(handled, scope),
+    // TCP handled with no rule: an instance can neither listen nor connect (the lineage's
+    // network is loopback only, so this keeps concurrent siblings from reaching each other)
+    rulesetAttr: sys.landlockRulesetAttr(handled, scope, abi >= 4 ? sys.LANDLOCK_NET_TCP : 0n),
     rules: [...readOnly.map((fd) => sys.landlockPathBeneath(fd, READ & handled)), ...devices.map((fd) => sys.landlockPathBeneath(fd, DEVICE & handled))],
   };
 }

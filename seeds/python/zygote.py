@@ -477,7 +477,9 @@ class InstanceLayer:
         scope = _landlock_scope(self.abi)
         self.slot_dir = plan['slotDir']
         self.tmp_fd = plan['tmpFd']
-        attr = struct.pack('QQQ', self.handled, 0, scope)
+        # TCP handled with no rule (ABI >= 4: BIND_TCP | CONNECT_TCP): an instance can neither
+        # listen nor connect, so concurrent siblings cannot reach each other on loopback
+        attr = struct.pack('QQQ', self.handled, 3 if self.abi >= 4 else 0, scope)
         self.ruleset_attr = ctypes.create_string_buffer(attr, len(attr))
         self.ruleset_size = 24 if scope else 16
         self.fds = []
