@@ -240,9 +240,12 @@ function serve(role: SeedRole): Next {
     }
   };
 
+  // pid 1 of a lineage also reaps orphans: it looks every second even without an event.
+  // Any other seed sleeps until an event (its children's exits come as pidfd events): an
+  // idle node's seeds wake nobody.
+  const reapEveryMs = sys.getpid() === 1 ? 1000 : -1;
   for (;;) {
-    // pid 1 of a lineage also reaps orphans: look every second even without an event
-    const ready = sys.epollWait(ep, 64, 1000);
+    const ready = sys.epollWait(ep, 64, reapEveryMs);
     let sawChild = ready.length === 0;
     for (const ev of ready) {
       if (ev.fd !== role.link) { sawChild = true; continue; }

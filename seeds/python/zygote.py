@@ -740,8 +740,11 @@ class Seed:
         self.ep.register(self.link, EPOLLIN)
         self.sock = socket.socket(fileno=self.link)
         space = socket.CMSG_SPACE(MAX_FDS * 4) * 4
+        # pid 1 of a lineage also reaps orphans: it looks every second even without an
+        # event; any other seed sleeps until one (its children's exits are pidfd events)
+        reap_every = 1.0 if os.getpid() == 1 else -1
         while True:
-            events = self.ep.poll(1.0)
+            events = self.ep.poll(reap_every)
             saw_child = not events
             for fd, _ev in events:
                 if fd != self.link:
