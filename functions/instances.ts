@@ -387,6 +387,16 @@ export class Instances implements Omit<InstanceEvents, never> {
       control: us(controlMs), fork: parked ? 0 : forkUs, bind: parked ? 0 : child.bind, seccomp: parked ? 0 : child.seccomp, init: parked ? 0 : child.init,
       execute: child.execute, respond: 0, destroy: tDone > 0 ? us(tDone - tResult) : 0, total: totalUs,
     };
+    // Phases measured in different processes can overlap: the child starts (init) inside the
+    // seed's fork, before the seed has reported it. What overlaps is taken off init, then fork,
+    // so the phases still add up to the total.
+    let excess = timings.control + timings.fork + timings.bind + timings.seccomp + timings.init + timings.execute - totalUs;
+    for (const k of ['init', 'fork', 'control'] as const) {
+      if (excess <= 0) break;
+      const cut = Math.min(excess, timings[k]);
+      timings[k] -= cut;
+      excess -= cut;
+    }
     const rest = Math.max(0, totalUs - timings.control - timings.fork - timings.bind - timings.seccomp - timings.init - timings.execute);
     // a handler killed at its timeout never reported: its time was the handler's, not the answer's
     if (!r && inst.timedOut) timings.execute += rest;

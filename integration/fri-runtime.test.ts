@@ -85,6 +85,10 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(r.seedLevel).toBe(2);
     expect(r.timings.total).toBeGreaterThan(0);
     expect(r.timings.fork).toBeGreaterThan(0);
+    // a first call forked on request: the phases add up to the total (rounding: a few µs)
+    for (const t of [r.timings, ...(await Promise.all([0, 1, 2, 3].map(() => rt.invoke('hello', '{}')))).map((x) => x.timings)]) {
+      expect(Math.abs(t.control + t.fork + t.bind + t.seccomp + t.init + t.execute + t.respond - t.total)).toBeLessThanOrEqual(3);
+    }
 
     await rt.deploy(spec('hello-py', 'python', readFileSync(join(examples, 'hello.py'), 'utf8')));
     const p = await rt.invoke('hello-py', JSON.stringify({ name: 'py' }));
