@@ -71,6 +71,8 @@ const SINGLE_FILE: Record<'node' | 'python', { file: string; module: string }> =
 };
 
 const REPLICA_CHECK_EVERY = 100;
+/** rebuilds of a function whose first seed went away, at most, per minute */
+const REBUILDS_PER_MINUTE = 3;
 /** /tmp slots per unit of a function's concurrency (see SlotPool: the extra ones let used slots wait for a batch) */
 const SLOTS_PER_CONCURRENCY = 3;
 /** cpu.shares of a version's instances group against each of its seeds (1024) */
@@ -94,6 +96,8 @@ export class Registry {
   private readonly functions = new Map<string, FunctionRec>();
   /** functions being rebuilt from their records at start-up: calls to them wait */
   private readonly restoring = new Map<string, Promise<void>>();
+  /** when each function was last rebuilt after losing its first seed (ms; rebuild) */
+  private readonly rebuilds = new Map<string, number[]>();
   /** versions whose idle check is armed (instanceExited) */
   private readonly idleChecks = new Map<VersionRec, NodeJS.Timeout>();
 
@@ -356,15 +360,40 @@ export class Registry {
    * A seed went away unasked (killed, crashed). A replica of an active version is replaced,
    * so the version does not serve on fewer replicas from then on; its parked instances (they
    * may live on, reparented) are destroyed by the parking sweep. The first seed is the
-   * lineage's pid 1: its replicas and instances die with it, and calls fail as unavailable.
+   * lineage's pid 1: its replicas and instances die with it, and the function is rebuilt.
    */
   seedLost(seed: SeedRec): void {
     const v = seed.version;
-    if (!v || v.state !== 'active' || seed === v.seeds[0] || !v.seeds.includes(seed)) return;
+    if (!v || v.state !== 'active' || !v.seeds.includes(seed)) return;
+    if (seed === v.seeds[0]) { this.rebuild(v); return; }
     v.seeds = v.seeds.filter((s) => s !== seed);
+    this.tree.drop(seed);
+    // replicas die with their lineage's pid 1: nothing to fork them from then
+    if (v.seeds[0]?.info.state !== 'ready') return;
     this.o.log.warn({ seed: seed.info.id, fn: v.fn.spec.name }, 'replacing a replica seed that went away');
     this.addReplica(v);
-    this.tree.drop(seed);
+  }
+
+  /**
+   * The first seed of an active version went away (its replicas and instances with it): the
+   * function is built again from its stored package, as a redeploy would (a new version; its
+   * init code runs again), so it serves again without anyone redeploying it. At most
+   * REBUILDS_PER_MINUTE times a minute per function: init code that kills its own seed must
+   * not keep the node busy.
+   */
+  private rebuild(v: VersionRec): void {
+    const name = v.fn.spec.name;
+    const now = Date.now();
+    const recent = (this.rebuilds.get(name) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= REBUILDS_PER_MINUTE) {
+      this.o.log.error({ fn: name, version: v.version }, `function not rebuilt: its first seed went away ${recent.length} times within a minute; redeploy it`);
+      return;
+    }
+    this.rebuilds.set(name, [...recent, now]);
+    this.o.log.warn({ fn: name, version: v.version }, 'rebuilding a function whose first seed went away');
+    void this.build(v.fn.spec, v.pkg, v.load, v.codeBytes)
+      .then((info) => this.o.log.info({ fn: name, version: info.version }, 'function rebuilt'))
+      .catch((e: Error) => this.o.log.error({ fn: name, err: e.message }, 'function not rebuilt; redeploy it'));
   }
 
   /** A fresh fork of the first seed takes the replica's place; the replica ends once its instances have. */

@@ -67,6 +67,8 @@ export class SeedTree {
   private server: net.Server | null = null;
   private rootRec: SeedRec | null = null;
   private counter = 0;
+  /** close() began: seeds going away now are not lost (onLost) */
+  private closing = false;
   readonly socketPath: string;
 
   constructor(private readonly o: SeedTreeOptions, private readonly instances: InstanceEvents) {
@@ -83,6 +85,7 @@ export class SeedTree {
 
   /** Close every link (seeds kill their instances when theirs closes) and the listener. */
   async close(): Promise<void> {
+    this.closing = true;
     for (const l of this.links) l.close('spored stopping');
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
@@ -144,7 +147,7 @@ export class SeedTree {
     const orphans = this.instances.onSeedGone(rec);
     if (!deleting) {
       this.o.log.warn({ seed: rec.info.id, why, orphans }, 'seed disconnected');
-      this.o.onLost?.(rec);
+      if (!this.closing) this.o.onLost?.(rec);
     }
   }
 

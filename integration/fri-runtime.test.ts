@@ -523,6 +523,24 @@ describe.skipIf(!root)('process function runtime', () => {
     }
   }, 60_000);
 
+  it('a function whose first seed is killed is rebuilt and serves again, without a redeploy', async () => {
+    await rt.deploy(spec('phoenix', 'node', 'let n = 0; exports.handler = async () => ({ v: 7, n: ++n });'));
+    expect(value(await rt.invoke('phoenix', '{}'))).toEqual({ v: 7, n: 1 });
+    const first = rt.listSeeds().find((x) => x.function === 'phoenix' && x.replicaOf === null);
+    expect(first).toBeDefined();
+    process.kill(first!.pid, 'SIGKILL');
+    let info = rt.listFunctions().find((f) => f.name === 'phoenix');
+    for (let i = 0; i < 100 && info?.version !== 2; i++) { await new Promise((r) => setTimeout(r, 50)); info = rt.listFunctions().find((f) => f.name === 'phoenix'); }
+    expect(info?.version).toBe(2);
+    let r = await rt.invoke('phoenix', '{}');
+    for (let i = 0; i < 40 && !r.ok; i++) { await new Promise((res) => setTimeout(res, 50)); r = await rt.invoke('phoenix', '{}'); }
+    expect(value(r)).toEqual({ v: 7, n: 1 });
+    // the dead lineage is gone: no seed of version 1 is listed
+    for (let i = 0; i < 40 && rt.listSeeds().some((x) => x.function === 'phoenix' && x.id === first!.id); i++) await new Promise((res) => setTimeout(res, 50));
+    expect(rt.listSeeds().map((x) => x.id)).not.toContain(first!.id);
+    await rt.remove('phoenix');
+  }, 60_000);
+
   it('a fork the seed cannot make is an internal error at once, with its cause; the function serves again after', async () => {
     await rt.deploy(spec('nofork', 'node', 'exports.handler = async () => 7;'));
     expect(value(await rt.invoke('nofork', '{}'))).toBe(7);

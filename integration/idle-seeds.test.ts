@@ -53,7 +53,9 @@ describe.skipIf(!root)('idle seeds', () => {
       expect((await rt.invoke('busy', '{}')).ok).toBe(true);
       expect((await rt.invoke('busy-py', '{}')).ok).toBe(true);
     }
-    await new Promise((r) => setTimeout(r, 1500)); // replicas come up, exits drain
+    // replicas come up, exits drain, and 1 s after its last call each function's replicas
+    // that served are replaced by fresh forks (the idle refresh): measure after that
+    await new Promise((r) => setTimeout(r, 3500));
     const seeds = rt.listSeeds().filter((s) => s.level >= 1 && s.pid > 0 && s.state === 'ready');
     expect(seeds.filter((s) => s.level === 2).length).toBeGreaterThanOrEqual(4);
     const before = new Map(seeds.map((s) => [s.id, cpuTicks(s.pid)]));
