@@ -130,13 +130,16 @@ export class Parking {
    * refilled from the version's other seeds by the next sweep or call.
    */
   dropFrom(seed: SeedRec): void {
-    const v = seed.version;
-    const l = v ? this.lots.get(v) : undefined;
-    if (!l) return;
-    const gone = l.ready.filter((i) => i.seed === seed);
-    if (gone.length === 0) return;
-    l.ready = l.ready.filter((i) => i.seed !== seed);
-    for (const i of gone) void this.inst.destroy(i);
+    const l = seed.version ? this.lots.get(seed.version) : undefined;
+    if (l) this.dropWhere(l, (i) => i.seed === seed);
+  }
+
+  /** Take the lot's ready instances that `gone` picks out of it and destroy them. */
+  private dropWhere(l: Lot, gone: (i: InstRec) => boolean): void {
+    const out = l.ready.filter(gone);
+    if (out.length === 0) return;
+    l.ready = l.ready.filter((i) => !gone(i));
+    for (const i of out) void this.inst.destroy(i);
   }
 
   /** The version stops taking calls: its parked instances go (their resources come back). */
@@ -151,8 +154,7 @@ export class Parking {
     for (const [v, l] of this.lots) {
       // one that is no longer usable (its seed died: it may live on, reparented) is destroyed,
       // so its process, slot and cgroup go and it stops counting as in flight
-      for (const i of l.ready) if (!usable(i)) void this.inst.destroy(i);
-      l.ready = l.ready.filter(usable);
+      this.dropWhere(l, (i) => !usable(i));
       if (v.state !== 'active') { this.drain(v); continue; }
       const extra = l.ready.length - this.target(v);
       for (let k = 0; k < extra; k++) {
