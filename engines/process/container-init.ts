@@ -114,8 +114,13 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     const lateProcs = late ? phase('cgroup', () => cgroupPathsViaFds(s, plan.cgroupProcs)) : [];
     if (!late) phase('cgroup', () => joinCgroup(s, plan.cgroupProcs));
     mark('cgroup');
+    let consoleFd: number | undefined;
     if (plan.kind === 'init') {
       setupContainer(s, plan, warnings, mark);
+      // The terminal before the late join: the child may join while spored is still writing
+      // the cgroup's device rules ('deny a' comes first), and those rules always end by
+      // allowing /dev/ptmx and /dev/pts/* (withDefaultDeviceRules, like runc's AllowedDevices).
+      if (stdio.inside) consoleFd = openConsole(s, plan, stdio, mark);
       if (late) {
         phase('cgroup', () => joinCgroupWhenReady(s, lateProcs));
         // the cgroup namespace's root is the cgroup we are in when it is created
@@ -126,22 +131,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       joinContainer(s, plan);
     }
     mark('setup');
-    // A terminal from the container's own devpts, now that its /dev is in place (runc's
-    // init does the same): the slave becomes stdio at exec, the master is reported for
-    // spored to take (pidfd_getfd) before Start; it is close-on-exec, so the program never has it.
-    let consoleFd: number | undefined;
-    if (stdio.inside) {
-      const pty = phase('console', () => s.openPtyPair('/dev/ptmx', plan.process.stdio.consoleSize));
-      // the terminal belongs to the process's user, as runc's fixStdioPermissions makes it
-      // (uid only: the devpts mount's gid, tty, stays)
-      if (plan.process.uid !== 0) s.fchown(pty.slave, plan.process.uid, -1);
-      const slave = s.dupAt(pty.slave, 100);
-      s.close(pty.slave);
-      consoleFd = s.dupAt(pty.master, 100);
-      s.close(pty.master);
-      stdio.fds = [slave, slave, slave];
-      mark('console');
-    }
+    if (stdio.inside && consoleFd === undefined) consoleFd = openConsole(s, plan, stdio, mark);
     // The environment as runc builds it (later duplicates win; HOME from the container's
     // /etc/passwd when unset), then the executable resolved now, in the container's root,
     // so a missing binary fails Create (as with runc) and Start need not wait for execve.
@@ -163,6 +153,26 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     if (pe.phase === 'exec') { try { s.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
     s.exit(127);
   }
+}
+
+/**
+ * A terminal from the container's own devpts, once its /dev is in place (runc's init does
+ * the same): the slave becomes stdio at exec, the master (returned, fd >= 100) is reported
+ * for spored to take (pidfd_getfd) before Start; it is close-on-exec, so the program never
+ * has it.
+ */
+function openConsole(s: ContainerSys, plan: SpawnPlan, stdio: OpenStdio, mark: (name: string) => void): number {
+  const pty = phase('console', () => s.openPtyPair('/dev/ptmx', plan.process.stdio.consoleSize));
+  // the terminal belongs to the process's user, as runc's fixStdioPermissions makes it
+  // (uid only: the devpts mount's gid, tty, stays)
+  if (plan.process.uid !== 0) s.fchown(pty.slave, plan.process.uid, -1);
+  const slave = s.dupAt(pty.slave, 100);
+  s.close(pty.slave);
+  const consoleFd = s.dupAt(pty.master, 100);
+  s.close(pty.master);
+  stdio.fds = [slave, slave, slave];
+  mark('console');
+  return consoleFd;
 }
 
 /** What a container shell is given at its fork. */
