@@ -4,6 +4,7 @@
 // moved into its cgroup from here; the request on the channel; the result (or the death);
 // early destroy. Nothing privileged happens inside the sandbox, and nothing an instance or
 // its seed says is believed beyond its own invocation.
+import { constants as osConstants } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -414,7 +415,7 @@ export class Instances implements Omit<InstanceEvents, never> {
         error = { kind: 'internal', message: `the instance could not be started: ${notStarted.message}`, stack: null };
         this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, err: notStarted.message }, 'instance could not be started');
       } else {
-        error = { kind: 'crash', message: `instance exited without a result (code ${exit?.code ?? null}, signal ${exit?.signal ?? null})`, stack: null };
+        error = { kind: 'crash', message: `instance exited without a result (code ${exit?.code ?? null}, signal ${signalName(exit?.signal ?? null)})`, stack: null };
         // the handler's own errors are the caller's business; a process that died without a
         // word (a signal from outside, a crash of the runtime) is the operator's
         this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, pid: inst.hostPid, code: exit?.code ?? null, signal: exit?.signal ?? null }, 'instance exited without a result');
@@ -459,4 +460,11 @@ function hops(t0: number, tResult: number, at: InstRec['at'], child: { startAt?:
     forkSent: rel(at.forkSent), forked: rel(at.forked), bound: rel(at.bound), requestSent: rel(at.requestSent),
     childStart: abs(child?.startAt), childDone: abs(child?.doneAt), resultRead: rel(tResult),
   };
+}
+
+/** 31 -> "31 (SIGSYS)": a signal number with its name, so a seccomp kill reads as one. */
+function signalName(signal: number | null): string {
+  if (signal === null) return 'null';
+  const name = Object.entries(osConstants.signals).find(([, n]) => n === signal)?.[0];
+  return name === undefined ? String(signal) : `${signal} (${name})`;
 }

@@ -18,7 +18,7 @@ import type {
 } from '../protocols/fri/types.js';
 import type { SeedClient } from '../engines/process/seed-client.js';
 import { CgroupPool, cgroupHandle, killAll, destroyCgroup, type CgroupLayout } from '../pools/cgroups.js';
-import { compileSeccomp, defaultProfile } from '../pools/seccomp.js';
+import { compileSeccomp, functionProfile } from '../pools/seccomp.js';
 import { IdRanges } from './id-ranges.js';
 import { FunctionLogs } from './logs.js';
 import { PackageStore } from './packages.js';
@@ -135,7 +135,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
 
   /** Listen for language seeds, fill the cgroup pool, create the root record and both language seeds. */
   async start(): Promise<void> {
-    const f = compileSeccomp(defaultProfile());
+    const f = compileSeccomp(functionProfile());
     this.lineageSeccomp = { filter: f.bpf.toString('base64'), flags: f.flags };
     const staging = join(this.o.runDir, 'sandbox-root');
     mkdirSync(staging, { recursive: true, mode: 0o700 });

@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeedClient } from '../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
 import { detectCgroupLayout } from '../dist/pools/cgroups.js';
-import { landlockAbi } from '../dist/sys/libc.js';
 import type { FunctionSpec, InvokeResult } from '../protocols/fri/types.js';
 import { openFds } from './harness.js';
 
@@ -478,11 +477,65 @@ describe.skipIf(!root)('process function runtime', () => {
     }
   }, 60_000);
 
-  it.skipIf(landlockAbi() < 4)('an instance can neither listen nor connect on TCP (siblings share loopback), Node and Python', async () => {
-    await rt.deploy(spec('tcp', 'node', "const net = require('net'); module.exports.handler = async () => ({ listen: await new Promise((r) => { const s = net.createServer(); s.on('error', (e) => r(e.code)); s.listen(0, '127.0.0.1', () => { s.close(); r('listening'); }); }), connect: await new Promise((r) => { const c = net.connect(9, '127.0.0.1'); c.on('error', (e) => r(e.code)); c.on('connect', () => { c.destroy(); r('connected'); }); }) });"));
-    expect(value(await rt.invoke('tcp', '{}'))).toEqual({ listen: 'EACCES', connect: 'EACCES' });
-    await rt.deploy(spec('tcp-py', 'python', "import socket\ndef handler(e, c):\n    out = {}\n    for k, f in (('bind', lambda s: s.bind(('127.0.0.1', 0))), ('connect', lambda s: s.connect(('127.0.0.1', 9)))):\n        s = socket.socket()\n        try:\n            f(s)\n            out[k] = 'ok'\n        except OSError as x:\n            out[k] = x.errno\n        s.close()\n    return out\n"));
-    expect(value(await rt.invoke('tcp-py', '{}'))).toEqual({ bind: 13, connect: 13 });
+  it('function code opens no internet socket (loopback is shared with siblings), init code included; unix and route netlink still work', async () => {
+    // Node: TCP (listen, connect), UDP, IPv6; name lookups and interfaces still answer
+    await rt.deploy(spec('tcp', 'node', [
+      "const net = require('net'), dgram = require('dgram'), os = require('os'), dns = require('dns');",
+      "const err = (f) => new Promise((r) => { try { f(r); } catch (e) { r(e.code); } });",
+      'module.exports.handler = async () => ({',
+      "  listen: await err((r) => { const s = net.createServer(); s.on('error', (e) => r(e.code)); s.listen(0, '127.0.0.1', () => { s.close(); r('listening'); }); }),",
+      "  connect: await err((r) => { const c = net.connect(9, '::1'); c.on('error', (e) => r(e.code)); c.on('connect', () => { c.destroy(); r('connected'); }); }),",
+      "  udp: await err((r) => { const u = dgram.createSocket('udp4'); u.on('error', (e) => r(e.code)); u.bind(0, () => { u.close(); r('bound'); }); }),",
+      "  lookup: await new Promise((r) => dns.lookup('localhost', (e, a) => r(e ? e.code : a))),",
+      "  lo: Object.keys(os.networkInterfaces()),",
+      "  unix: await err((r) => { const s = net.createServer(); s.on('error', (e) => r(e.code)); s.listen('/tmp/s.sock', () => { s.close(); r('listening'); }); }),",
+      '});',
+    ].join('\n')));
+    const node = value(await rt.invoke('tcp', '{}')) as Record<string, unknown>;
+    expect(node).toMatchObject({ listen: 'EPERM', connect: 'EPERM', udp: 'EPERM', unix: 'listening', lo: ['lo'] });
+    expect(['127.0.0.1', '::1']).toContain(node.lookup);
+    // Python: every way past Landlock's TCP rule a helper found (MPTCP, TCP Fast Open,
+    // listen() without bind(), UDP), raw IPv6, NETLINK_USERSOCK; and init code cannot
+    // leave a listener for instances to accept on
+    await rt.deploy(spec('tcp-py', 'python', [
+      'import socket',
+      'try:',
+      '    L = socket.socket(); L.listen(); INIT = "listening"',
+      'except OSError as x:',
+      '    INIT = x.errno',
+      'def handler(e, c):',
+      '    out = {"init": INIT}',
+      '    for k, args in (("tcp", (socket.AF_INET, socket.SOCK_STREAM, 0)), ("mptcp", (socket.AF_INET, socket.SOCK_STREAM, 262)),',
+      '                    ("udp6", (socket.AF_INET6, socket.SOCK_DGRAM, 0)), ("usersock", (socket.AF_NETLINK, socket.SOCK_RAW, 2)),',
+      '                    ("route", (socket.AF_NETLINK, socket.SOCK_RAW, 0)), ("unix", (socket.AF_UNIX, socket.SOCK_DGRAM, 0))):',
+      '        try:',
+      '            socket.socket(*args).close()',
+      '            out[k] = "ok"',
+      '        except OSError as x:',
+      '            out[k] = x.errno',
+      '    return out',
+      '',
+    ].join('\n')));
+    expect(value(await rt.invoke('tcp-py', '{}'))).toEqual({ init: 1, tcp: 1, mptcp: 1, udp6: 1, usersock: 1, route: 'ok', unix: 'ok' });
+  });
+
+  it('function code cannot reach the 32-bit syscall ABI (int 0x80 socket) past the socket filter', async () => {
+    // i386 socket(AF_INET, SOCK_STREAM, 0) is syscall 359; from a 64-bit process it goes
+    // through int 0x80 and reaches seccomp as another architecture. On the host this opens a
+    // socket; in a function the filter kills the thread.
+    const code = [0x53, 0xb8, 0x67, 0x01, 0, 0, 0xbb, 2, 0, 0, 0, 0xb9, 1, 0, 0, 0, 0x31, 0xd2, 0xcd, 0x80, 0x5b, 0xc3];
+    await rt.deploy(spec('i386', 'python', [
+      'import ctypes, mmap',
+      'def handler(e, c):',
+      '    m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)',
+      `    m.write(bytes(${JSON.stringify(code)}))`,
+      '    return ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))()',
+      '',
+    ].join('\n')));
+    const r = await rt.invoke('i386', '{}');
+    expect(r.ok, JSON.stringify(r)).toBe(false);
+    expect(r.error?.message).toMatch(/SIGSYS/);
+    expect(value(await rt.invoke('hello-py', '{}'))).toBeTruthy();
   });
 
   it('a replica that is killed is replaced, and its parked instance goes with it', async () => {

@@ -345,30 +345,35 @@ export function defaultProfile(): LinuxSeccomp {
   };
 }
 
+const AF_UNIX = 1;
+const AF_NETLINK = 16;
+const NETLINK_ROUTE = 0;
+
 /**
- * The filter a function seed (L2) installs on itself before it runs the function's init
- * code: the default profile, plus the two calls its instances still make to bind pooled
- * resources — setns into a network namespace, and (fresh-namespace mode) unshare of IPC
- * and mount namespaces. Each instance then stacks `instanceTailProfile` on top, which
- * takes exactly those away again, so handler code runs under the default profile while
- * paying only for a tiny filter (the large one costs ~1.4 ms to install per process).
+ * The filter a function lineage installs on itself before its init code runs (and every
+ * instance inherits): the default profile, narrowed where a function's sandbox differs from
+ * a container's.
+ * - Sockets: AF_UNIX, and AF_NETLINK with NETLINK_ROUTE (glibc's getaddrinfo and
+ *   getifaddrs, Node's os.networkInterfaces). No AF_INET/AF_INET6 at all: the lineage's
+ *   network namespace has only loopback, where the only peers are the function's own seed
+ *   and concurrent instances, and Landlock (ABI 4-6) covers only plain TCP bind/connect, not
+ *   UDP, MPTCP (protocol 262), TCP Fast Open (sendto with MSG_FASTOPEN) or listen() without
+ *   bind(). NETLINK_USERSOCK would let two unprivileged sockets message each other.
+ * - x86_64 only: a 64-bit process can still enter the 32-bit ABI with `int 0x80`, where
+ *   socketcall(2) hides socket's arguments behind a pointer BPF cannot read. Calls from any
+ *   other ABI hit libseccomp's bad-arch action (the thread is killed).
+ * Denied calls fail with EPERM, like everything else the default profile leaves out.
  */
-export function lineageProfile(): LinuxSeccomp {
+export function functionProfile(): LinuxSeccomp {
   const p = defaultProfile();
-  const CLONE_NEWNET = 0x40000000;
-  const CLONE_NEWIPC_NS = 0x08000000 | 0x00020000;
+  p.architectures = ['SCMP_ARCH_X86_64'];
   p.syscalls = [
-    ...(p.syscalls ?? []),
-    { names: ['setns'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, value: CLONE_NEWNET, op: 'SCMP_CMP_EQ' }] },
-    { names: ['unshare'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: CLONE_NEWIPC_NS, op: 'SCMP_CMP_EQ' }] },
+    ...(p.syscalls ?? []).filter((r) => !r.names.includes('socket')),
+    { names: ['socket'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: AF_UNIX, op: 'SCMP_CMP_EQ' }] },
+    {
+      names: ['socket'], action: 'SCMP_ACT_ALLOW',
+      args: [{ index: 0, value: AF_NETLINK, op: 'SCMP_CMP_EQ' }, { index: 2, value: NETLINK_ROUTE, op: 'SCMP_CMP_EQ' }],
+    },
   ];
   return p;
-}
-
-/** Stacked on the lineage filter in each instance: no namespace changes at all. */
-export function instanceTailProfile(): LinuxSeccomp {
-  return {
-    defaultAction: 'SCMP_ACT_ALLOW',
-    syscalls: [{ names: ['setns', 'unshare'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
-  };
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgument } from '../sys/errors.js';
 import type { LinuxSeccomp } from '../protocols/oci/spec.js';
 import {
-  actionValue, archName, canonicalJson, clearSeccompCache, compileSeccomp, conditionGroups, defaultProfile,
+  actionValue, archName, canonicalJson, clearSeccompCache, compileSeccomp, conditionGroups, defaultProfile, functionProfile,
   flagValue, profileHash, SECCOMP_FILTER_FLAG, seccompCacheStats, type CompiledFilter,
 } from '../pools/seccomp.js';
 import { seccompVersion } from '../sys/libseccomp.js';
@@ -86,6 +86,22 @@ describe('seccomp mapping (pure)', () => {
 });
 
 describe('seccomp compile', () => {
+  it('the function profile is the default one with sockets narrowed to unix and route netlink, x86_64 only', () => {
+    const f = functionProfile();
+    const d = defaultProfile();
+    expect(f.architectures).toEqual(['SCMP_ARCH_X86_64']);
+    const sockets = (f.syscalls ?? []).filter((r) => r.names.includes('socket'));
+    expect(sockets.map((r) => r.args)).toEqual([
+      [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }],
+      [{ index: 0, value: 16, op: 'SCMP_CMP_EQ' }, { index: 2, value: 0, op: 'SCMP_CMP_EQ' }],
+    ]);
+    expect(sockets.every((r) => r.action === 'SCMP_ACT_ALLOW' && r.names.length === 1)).toBe(true);
+    // everything else is the default profile's
+    const rest = (p: typeof f): unknown => (p.syscalls ?? []).filter((r) => !r.names.includes('socket'));
+    expect(rest(f)).toEqual(rest(d));
+    expect(compileSeccomp(f).hash).not.toBe(compileSeccomp(d).hash);
+  });
+
   it('compiles the default profile once and caches it', () => {
     expect(seccompVersion()).toMatch(/^2\./);
     clearSeccompCache();

@@ -165,8 +165,11 @@ def access_mode(fd):
 
 
 def connect(family, addr, timeout=0.5):
-    """'connected', 'timeout' or an errno name"""
-    s = socket.socket(family, socket.SOCK_STREAM)
+    """'connected', 'timeout' or an errno name ('socket: EPERM' when no socket is made)"""
+    try:
+        s = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        return "socket: " + code_of(e)
     try:
         s.settimeout(timeout)
         s.connect(addr)
