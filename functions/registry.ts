@@ -96,6 +96,8 @@ export class Registry {
   private readonly functions = new Map<string, FunctionRec>();
   /** functions being rebuilt from their records at start-up: calls to them wait */
   private readonly restoring = new Map<string, Promise<void>>();
+  /** builds in progress (deploy, restore, rebuild), by function name; settle, never reject */
+  private readonly building = new Map<string, Promise<void>>();
   /** when each function was last rebuilt after losing its first seed (ms; rebuild) */
   private readonly rebuilds = new Map<string, number[]>();
   /** versions whose idle check is armed (instanceExited) */
@@ -201,7 +203,32 @@ export class Registry {
    * Build a new version of `spec` from a stored package and make it the active one. `version`
    * and `deployedAt` are given when restoring a recorded function.
    */
-  private async build(spec: FunctionSpec, pkg: StoredPackage, load: LoadSpec, codeBytes: number, restoreVersion?: number, deployedAt?: string): Promise<FunctionInfo> {
+  private build(spec: FunctionSpec, pkg: StoredPackage, load: LoadSpec, codeBytes: number, restoreVersion?: number, deployedAt?: string): Promise<FunctionInfo> {
+    const p = this.buildNow(spec, pkg, load, codeBytes, restoreVersion, deployedAt);
+    if (!this.building.has(spec.name)) {
+      const settled = p.then(() => undefined, () => undefined);
+      this.building.set(spec.name, settled);
+      void settled.then(() => { if (this.building.get(spec.name) === settled) this.building.delete(spec.name); });
+    }
+    return p;
+  }
+
+  /**
+   * The version calls to `fn` should go to, waiting for a build in progress (a deploy, the
+   * restore after a spored restart, the rebuild after its first seed died) when `fn` has no
+   * active version or `after` (a version found unable to serve) is still the active one.
+   * Undefined when nothing is being built and there is no other active version.
+   */
+  async whenBuilt(fn: FunctionRec, after?: VersionRec): Promise<VersionRec | undefined> {
+    const now = this.active(fn);
+    if (now && now !== after) return now;
+    await this.restoring.get(fn.spec.name);
+    await this.building.get(fn.spec.name);
+    const v = this.active(fn);
+    return v === after ? undefined : v;
+  }
+
+  private async buildNow(spec: FunctionSpec, pkg: StoredPackage, load: LoadSpec, codeBytes: number, restoreVersion?: number, deployedAt?: string): Promise<FunctionInfo> {
     const language = spec.language;
     if (language !== 'node' && language !== 'python') throw new InvalidArgument(`unknown runtime ${JSON.stringify(language)}; use node or python`);
     const runtime = this.runtimeRoot(language);

@@ -27,6 +27,7 @@ import { Instances } from './instances.js';
 import { Registry, memoryOf } from './registry.js';
 import { FunctionStore } from './store.js';
 import { Parking, type ParkingMode } from './parking.js';
+import type { InstRec } from './records.js';
 
 export { splitHandler, memoryOf } from './registry.js';
 
@@ -269,18 +270,29 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const fn = this.registry.get(name) ?? await this.registry.lookup(name);
     if (!fn) throw new NotFound(`function ${name} not found`);
     if (opts.level !== undefined && opts.level !== 2) throw new InvalidArgument('functions run in their own sandbox, forked from their L2 seed; level must be 2');
-    const v = this.registry.active(fn);
-    if (!v) throw new Unavailable(`function ${name} has no active version`);
+    // a call that arrives while the function is being restored or rebuilt waits for it
+    const found = this.registry.active(fn) ?? await this.registry.whenBuilt(fn);
+    if (!found) throw new Unavailable(`function ${name} has no active version`);
+    let v = found;
     fn.invocations++;
     // a parked instance when one is ready (the fork already happened), else fork on request
     const parked = this.parking.take(v);
     if (parked) {
       this.inst.sendRequest(parked, event);
       const r = await this.inst.finish(parked, t0, performance.now() - t0, true);
-      setImmediate(() => this.parking.refill(v)); // after the answer went out
+      setImmediate(() => this.parking.refill(found)); // after the answer went out
       return { ...r, parked: true };
     }
-    const inst = await this.inst.start(v, null);
+    let inst: InstRec;
+    try {
+      inst = await this.inst.start(v, null);
+    } catch (e) {
+      // its first seed died and the function is being rebuilt: the call goes to the new version
+      const next = e instanceof Unavailable ? await this.registry.whenBuilt(fn, v) : undefined;
+      if (!next) throw e;
+      v = next;
+      inst = await this.inst.start(v, null);
+    }
     this.inst.sendRequest(inst, event);
     const r = await this.inst.finish(inst, t0, performance.now() - t0);
     setImmediate(() => this.parking.refill(v));

@@ -582,6 +582,10 @@ describe.skipIf(!root)('process function runtime', () => {
     const first = rt.listSeeds().find((x) => x.function === 'phoenix' && x.replicaOf === null);
     expect(first).toBeDefined();
     process.kill(first!.pid, 'SIGKILL');
+    // once the loss is noticed, calls wait for the rebuild instead of failing
+    for (let i = 0; i < 200 && rt.listSeeds().find((x) => x.id === first!.id)?.state === 'ready'; i++) await new Promise((r) => setTimeout(r, 10));
+    const during = await Promise.all([1, 2, 3].map(() => rt.invoke('phoenix', '{}')));
+    expect(during.map(value)).toEqual([{ v: 7, n: 1 }, { v: 7, n: 1 }, { v: 7, n: 1 }]);
     let info = rt.listFunctions().find((f) => f.name === 'phoenix');
     for (let i = 0; i < 100 && info?.version !== 2; i++) { await new Promise((r) => setTimeout(r, 50)); info = rt.listFunctions().find((f) => f.name === 'phoenix'); }
     expect(info?.version).toBe(2);

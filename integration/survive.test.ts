@@ -133,6 +133,11 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     const tKill = Date.now();
     process.kill(old, 'SIGKILL');
     const next = await nextSpored(c, old);
+    // calls right after the restart wait for their function's restore instead of failing
+    const early = await FriClient.connect(join(c.runDir, 'fri.sock'));
+    const first = await Promise.all(['hello', 'py', 'slow', 'hello'].map((f) => early.invoke(f, JSON.stringify({ name: 'early', n: 1, ms: 1 }))));
+    early.close();
+    expect(first.map((r) => (r.ok ? 'ok' : `${r.error?.kind}: ${r.error?.message}`))).toEqual(['ok', 'ok', 'ok', 'ok']);
     const results = await Promise.all(inflight);
     console.log(`[survive] kill -9: new spored serving after ${next.ms} ms; in-flight: ${JSON.stringify(results)}`);
     expect(pidFile(c, 'keeper.pid')).toBe(keeper); // the keeper did not move
