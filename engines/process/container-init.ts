@@ -136,9 +136,13 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     // /etc/passwd when unset), then the executable resolved now, in the container's root,
     // so a missing binary fails Create (as with runc) and Start need not wait for execve.
     plan.process.env = phase('env', () => execEnv(plan.process.env, plan.process.uid, s));
+    mark('env');
     const path = phase('lookup', () => lookPath(plan.process.args[0] ?? '', plan.process.env, s));
+    mark('lookup');
     phase('oom_score_adj', () => applyOomScore(s, plan.process, warnings));
+    mark('oom');
     phase('rlimits', () => applyRlimits(s, plan.process));
+    mark('rlimits');
     report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}) });
     // Block until the seed says Start (one byte) or drops the pipe (abort: EOF).
     const go = s.read(startFd, 1);
