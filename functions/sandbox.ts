@@ -110,7 +110,9 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
   instanceReadOnly.push('/var');
   // 4. /proc of the lineage's pid namespace, with runc's masks
   steps.push({ op: 'dir', path: '/proc', mode: 0o555 });
-  steps.push({ op: 'proc', path: '/proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC });
+  // hidepid=2: every process of a lineage is non-dumpable and runs as one uid, so none may
+  // ptrace another and none sees another's /proc/<pid> (its comm, stat, limits)
+  steps.push({ op: 'proc', path: '/proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'hidepid=2' });
   for (const p of MASKED_PATHS) steps.push({ op: 'mask', path: p });
   for (const p of READONLY_PATHS) steps.push({ op: 'readonly', path: p });
   instanceReadOnly.push('/proc');

@@ -519,6 +519,55 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(value(await rt.invoke('tcp-py', '{}'))).toEqual({ init: 1, tcp: 1, mptcp: 1, udp6: 1, usersock: 1, route: 'ok', unix: 'ok' });
   });
 
+  it('an instance cannot change or see another process of its function, and has no SysV IPC to share with one', async () => {
+    // a helper lowered the seed's RLIMIT_NOFILE from a handler and broke every later call
+    await rt.deploy(spec('others-py', 'python', [
+      'import ctypes, os, resource',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'def err(f):',
+      '    try:',
+      '        f()',
+      '        return "ok"',
+      '    except OSError as x:',
+      '        return x.errno',
+      'def sysv(f):',
+      '    return ctypes.get_errno() if f() == -1 else "ok"',
+      'def handler(e, c):',
+      '    lim = resource.getrlimit(resource.RLIMIT_NOFILE)',
+      '    return {',
+      '        "prlimitSeed": err(lambda: resource.prlimit(1, resource.RLIMIT_NOFILE, (64, 64))),',
+      '        "prlimitSelf": err(lambda: resource.prlimit(0, resource.RLIMIT_NOFILE, lim)),',
+      '        "niceSeed": err(lambda: os.setpriority(os.PRIO_PROCESS, 1, 19)),',
+      '        "niceUser": err(lambda: os.setpriority(os.PRIO_USER, 0, 19)),',
+      '        "niceSelf": err(lambda: os.setpriority(os.PRIO_PROCESS, 0, 1)),',
+      '        "affinitySeed": err(lambda: os.sched_setaffinity(1, {0})),',
+      '        "affinitySelf": err(lambda: os.sched_setaffinity(0, os.sched_getaffinity(0))),',
+      '        "shmget": sysv(lambda: libc.shmget(0x5eed, 4096, 0o1666)),',
+      '        "msgget": sysv(lambda: libc.msgget(0x5eed, 0o1666)),',
+      '        "semget": sysv(lambda: libc.semget(0x5eed, 1, 0o1666)),',
+      '        "pids": sorted(int(x) for x in os.listdir("/proc") if x.isdigit()) == [os.getpid()],',
+      '        "seedComm": err(lambda: open("/proc/1/comm").read()),',
+      '        "self": os.path.exists("/proc/self/status"),',
+      '    }',
+      '',
+    ].join('\n')));
+    const expected = {
+      prlimitSeed: 1, prlimitSelf: 'ok', niceSeed: 1, niceUser: 1, niceSelf: 'ok', affinitySeed: 1, affinitySelf: 'ok',
+      shmget: 1, msgget: 1, semget: 1, pids: true, seedComm: 2, self: true,
+    };
+    expect(value(await rt.invoke('others-py', '{}'))).toEqual(expected);
+    expect(value(await rt.invoke('others-py', '{}'))).toEqual(expected); // and the function still serves
+    await rt.deploy(spec('others-node', 'node', [
+      "const os = require('os'), fs = require('fs');",
+      'const err = (f) => { try { f(); return "ok"; } catch (e) { return e.code ?? e.message; } };',
+      'exports.handler = async () => ({',
+      '  niceSeed: err(() => os.setPriority(1, 19)), niceSelf: err(() => os.setPriority(0, 1)),',
+      "  pids: fs.readdirSync('/proc').filter((x) => /^\\d+$/.test(x)).map(Number).join() === String(process.pid),",
+      '});',
+    ].join('\n')));
+    expect(value(await rt.invoke('others-node', '{}'))).toEqual({ niceSeed: 'ERR_SYSTEM_ERROR', niceSelf: 'ok', pids: true });
+  });
+
   it('function code cannot reach the 32-bit syscall ABI (int 0x80 socket) past the socket filter', async () => {
     // i386 socket(AF_INET, SOCK_STREAM, 0) is syscall 359; from a 64-bit process it goes
     // through int 0x80 and reaches seccomp as another architecture. On the host this opens a

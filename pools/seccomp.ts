@@ -347,6 +347,12 @@ export function defaultProfile(): LinuxSeccomp {
 
 const AF_UNIX = 1;
 const AF_NETLINK = 16;
+/** Default-profile calls a function may not make at all, or only on itself (functionProfile). */
+const FUNCTION_DROPS = new Set([
+  'prlimit64', 'sched_setaffinity', 'sched_setattr', 'sched_setparam', 'sched_setscheduler', 'setpriority', 'ioprio_set',
+  'ipc', 'msgctl', 'msgget', 'msgrcv', 'msgsnd', 'semctl', 'semget', 'semop', 'semtimedop', 'semtimedop_time64',
+  'shmat', 'shmctl', 'shmdt', 'shmget',
+]);
 const NETLINK_ROUTE = 0;
 
 /**
@@ -362,13 +368,26 @@ const NETLINK_ROUTE = 0;
  * - x86_64 only: a 64-bit process can still enter the 32-bit ABI with `int 0x80`, where
  *   socketcall(2) hides socket's arguments behind a pointer BPF cannot read. Calls from any
  *   other ABI hit libseccomp's bad-arch action (the thread is killed).
+ * - Calls that change another process (rlimits, priority, CPU affinity, scheduling, I/O
+ *   priority) only on the caller itself (pid 0): every process of a lineage runs as the
+ *   same uid, so one instance could otherwise lower its seed's RLIMIT_NOFILE or nice it to
+ *   19 and break every later call (a helper did). `os.sched_setaffinity(os.getpid(), …)`
+ *   is refused for the same reason; pass 0.
+ * - No SysV IPC (shm*, msg*, sem*): the IPC namespace is the lineage's, so its objects
+ *   would be shared by concurrent instances and outlive a call, carrying one request's data
+ *   to later ones. POSIX shared memory needs /dev/shm, which the sandbox does not have.
  * Denied calls fail with EPERM, like everything else the default profile leaves out.
  */
 export function functionProfile(): LinuxSeccomp {
   const p = defaultProfile();
   p.architectures = ['SCMP_ARCH_X86_64'];
+  const self = [{ index: 0, value: 0, op: 'SCMP_CMP_EQ' as const }];
   p.syscalls = [
-    ...(p.syscalls ?? []).filter((r) => !r.names.includes('socket')),
+    ...(p.syscalls ?? []).filter((r) => !r.names.includes('socket')).map((r) => ({ ...r, names: r.names.filter((n) => !FUNCTION_DROPS.has(n)) })),
+    { names: ['prlimit64', 'sched_setaffinity', 'sched_setattr', 'sched_setparam', 'sched_setscheduler'], action: 'SCMP_ACT_ALLOW', args: self },
+    // setpriority(PRIO_PROCESS, 0, n); ioprio_set(IOPRIO_WHO_PROCESS, 0, n)
+    { names: ['setpriority'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 0, op: 'SCMP_CMP_EQ' }, { index: 1, value: 0, op: 'SCMP_CMP_EQ' }] },
+    { names: ['ioprio_set'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }, { index: 1, value: 0, op: 'SCMP_CMP_EQ' }] },
     { names: ['socket'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: AF_UNIX, op: 'SCMP_CMP_EQ' }] },
     {
       names: ['socket'], action: 'SCMP_ACT_ALLOW',

@@ -45,7 +45,8 @@ export type SandboxStep =
   /** a fresh tmpfs; `data` is its mount options (size=,mode=) */
   | { op: 'tmpfs'; path: string; flags: number; data: string }
   /** procfs of the sandbox's own pid namespace */
-  | { op: 'proc'; path: string; flags: number }
+  /** data: mount options (hidepid=2: processes a caller may not ptrace are not listed) */
+  | { op: 'proc'; path: string; flags: number; data?: string }
   /** hide a path: /dev/null over a file, an empty read-only tmpfs over a directory */
   | { op: 'mask'; path: string }
   /** bind a path onto itself read-only */

@@ -96,8 +96,15 @@ describe('seccomp compile', () => {
       [{ index: 0, value: 16, op: 'SCMP_CMP_EQ' }, { index: 2, value: 0, op: 'SCMP_CMP_EQ' }],
     ]);
     expect(sockets.every((r) => r.action === 'SCMP_ACT_ALLOW' && r.names.length === 1)).toBe(true);
+    // calls on other processes only on the caller (pid 0), no SysV IPC
+    const rule = (n: string): unknown => (f.syscalls ?? []).filter((r) => r.names.includes(n)).map((r) => r.args ?? null);
+    for (const n of ['prlimit64', 'sched_setaffinity', 'sched_setattr', 'sched_setparam', 'sched_setscheduler']) expect(rule(n), n).toEqual([[{ index: 0, value: 0, op: 'SCMP_CMP_EQ' }]]);
+    expect(rule('setpriority')).toEqual([[{ index: 0, value: 0, op: 'SCMP_CMP_EQ' }, { index: 1, value: 0, op: 'SCMP_CMP_EQ' }]]);
+    for (const n of ['shmget', 'shmat', 'msgget', 'msgsnd', 'semget', 'semop', 'ipc']) expect(rule(n), n).toEqual([]);
     // everything else is the default profile's
-    const rest = (p: typeof f): unknown => (p.syscalls ?? []).filter((r) => !r.names.includes('socket'));
+    const dropped = new Set(['socket', 'prlimit64', 'sched_setaffinity', 'sched_setattr', 'sched_setparam', 'sched_setscheduler', 'setpriority', 'ioprio_set']);
+    const rest = (p: typeof f): unknown => (p.syscalls ?? [])
+      .map((r) => ({ ...r, names: r.names.filter((n) => !dropped.has(n) && !/^(ipc|msg|sem|shm)/.test(n)) })).filter((r) => r.names.length > 0);
     expect(rest(f)).toEqual(rest(d));
     expect(compileSeccomp(f).hash).not.toBe(compileSeccomp(d).hash);
   });

@@ -104,7 +104,7 @@ function applyStep(s: SandboxSys, root: string, st: SandboxStep): void {
       s.mount('tmpfs', at, 'tmpfs', st.flags, st.data);
       return;
     case 'proc':
-      s.mount('proc', at, 'proc', st.flags, null);
+      s.mount('proc', at, 'proc', st.flags, st.data ?? null);
       return;
     case 'mask': {
       const kind = s.stat(at);

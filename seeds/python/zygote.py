@@ -286,7 +286,7 @@ def _step(sy, root, s):
     elif op == 'tmpfs':
         sy.mount('tmpfs', at, 'tmpfs', s['flags'], s['data'])
     elif op == 'proc':
-        sy.mount('proc', at, 'proc', s['flags'], None)
+        sy.mount('proc', at, 'proc', s['flags'], s.get('data'))
     elif op == 'mask':
         kind = sy.stat(at)
         if kind == 'dir':
