@@ -123,7 +123,9 @@ export function functionSandbox(i: SandboxInput): SandboxPlan {
     steps.push({ op: 'file', path: `/dev/${d}`, mode: 0o666, content: '' });
     steps.push({ op: 'bind', source: `/dev/${d}`, path: `/dev/${d}`, flags: MS.NOSUID | MS.NOEXEC, recursive: false });
   }
-  for (const [path, target] of [['/dev/fd', '/proc/self/fd'], ['/dev/stdin', '/proc/self/fd/0'], ['/dev/stdout', '/proc/self/fd/1'], ['/dev/stderr', '/proc/self/fd/2']] as const) {
+  // /dev/shm is the process's own /tmp: POSIX semaphores and shared memory (Python's
+  // multiprocessing locks, queues and pools) work, private to the instance like /tmp
+  for (const [path, target] of [['/dev/fd', '/proc/self/fd'], ['/dev/stdin', '/proc/self/fd/0'], ['/dev/stdout', '/proc/self/fd/1'], ['/dev/stderr', '/proc/self/fd/2'], ['/dev/shm', `/proc/self/fd/${TMP_FD}`]] as const) {
     steps.push({ op: 'symlink', path, target });
   }
   steps.push({ op: 'remount', path: '/dev', flags: MS.RDONLY | MS.NOSUID | MS.NOEXEC });

@@ -568,6 +568,25 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(value(await rt.invoke('others-node', '{}'))).toEqual({ niceSeed: 'ERR_SYSTEM_ERROR', niceSelf: 'ok', pids: true });
   });
 
+  it('Python multiprocessing locks, queues and pools work: /dev/shm is the instance\'s own /tmp', async () => {
+    await rt.deploy(spec('mp', 'python', [
+      'import multiprocessing, os',
+      'def sq(x):',
+      '    return x * x',
+      'def handler(e, c):',
+      '    with multiprocessing.Lock():',
+      '        pass',
+      '    with multiprocessing.Pool(2) as p:',
+      '        r = p.map(sq, [1, 2, 3])',
+      '    q = multiprocessing.Queue()',
+      '    q.put(5)',
+      '    open("/dev/shm/mark", "w").close()',
+      '    return {"pool": r, "q": q.get(), "own": os.path.exists("/tmp/mark")}',
+      '',
+    ].join('\n')));
+    expect(value(await rt.invoke('mp', '{}'))).toEqual({ pool: [1, 4, 9], q: 5, own: true });
+  });
+
   it('function code cannot reach the 32-bit syscall ABI (int 0x80 socket) past the socket filter', async () => {
     // i386 socket(AF_INET, SOCK_STREAM, 0) is syscall 359; from a 64-bit process it goes
     // through int 0x80 and reaches seccomp as another architecture. On the host this opens a
