@@ -102,13 +102,15 @@ export function shortDigest(d: string): string {
  */
 export function functionsTable(fns: readonly FunctionInfo[]): string {
   let out = table(
-    ['NAME', 'RUNTIME', 'HANDLER', 'VERSION', 'DIGEST', 'MEMORY', 'TIMEOUT', 'CODE', 'SEED', 'INVOCATIONS', 'DEPLOYED'],
+    ['NAME', 'STATE', 'RUNTIME', 'HANDLER', 'VERSION', 'DIGEST', 'MEMORY', 'TIMEOUT', 'CODE', 'SEED', 'INVOCATIONS', 'DEPLOYED'],
     fns.map((f) => [
-      f.name, f.language, f.handler, String(f.version), shortDigest(f.packageDigest), `${f.memoryMiB} MiB`, `${f.timeoutMs} ms`,
+      f.name, f.state, f.language, f.handler, String(f.version), shortDigest(f.packageDigest), `${f.memoryMiB} MiB`, `${f.timeoutMs} ms`,
       `${f.codeBytes} B`, dash(f.seedId), String(f.invocations), f.deployedAt,
     ]),
-    [false, false, false, true, false, true, true, true, false, true, false],
+    [false, false, false, false, true, false, true, true, true, false, true, false],
   );
+  const unwell = fns.filter((f) => f.state !== 'ready');
+  if (unwell.length > 0) out += `\n${unwell.map((f) => `${f.name} is ${f.state}: ${f.stateMessage}`).join('\n')}\n`;
   const retiring = fns.flatMap((f) => (f.versions.length > 1 ? f.versions.filter((v) => v.state !== 'active').map((v) => ({ f, v })) : []));
   if (retiring.length > 0) {
     out += `\nretiring versions (finishing in-flight invocations):\n${table(

@@ -7,7 +7,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from '
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../sys/errors.js';
-import type { FunctionInfo, FunctionSpec, FunctionVersionInfo, MemoryInfo } from '../protocols/fri/types.js';
+import type { FunctionInfo, FunctionSpec, FunctionState, FunctionVersionInfo, MemoryInfo } from '../protocols/fri/types.js';
 import { validateFunctionName } from '../protocols/fri/validate.js';
 import { cgroupHandle, createCgroup, destroyCgroup, killAll, procsFiles, type CgroupHandle, type CgroupLayout } from '../pools/cgroups.js';
 import type { LoadSpec, SandboxPlan } from '../seeds/protocol.js';
@@ -98,6 +98,8 @@ export class Registry {
   private readonly restoring = new Map<string, Promise<void>>();
   /** builds in progress (deploy, restore, rebuild), by function name; settle, never reject */
   private readonly building = new Map<string, Promise<void>>();
+  /** functions that cannot serve until redeployed, and why (a rebuild refused or failed) */
+  private readonly down = new Map<string, string>();
   /** when each function was last rebuilt after losing its first seed (ms; rebuild) */
   private readonly rebuilds = new Map<string, number[]>();
   /** versions whose idle check is armed (instanceExited) */
@@ -290,6 +292,7 @@ export class Registry {
     // The new version serves from now on; the one before finishes what it has, then goes.
     for (const old of fn.versions) if (old !== v && old.state === 'active') this.retire(old);
     move(VERSION_MOVES, v, 'active');
+    this.down.delete(spec.name);
     fn.spec = spec;
     this.record(fn, v);
     for (let i = 0; i < replicas; i++) this.addReplica(v);
@@ -413,14 +416,19 @@ export class Registry {
     const now = Date.now();
     const recent = (this.rebuilds.get(name) ?? []).filter((t) => now - t < 60_000);
     if (recent.length >= REBUILDS_PER_MINUTE) {
-      this.o.log.error({ fn: name, version: v.version }, `function not rebuilt: its first seed went away ${recent.length} times within a minute; redeploy it`);
+      const why = `its first seed went away ${recent.length + 1} times within a minute (is its init code killing it?); redeploy it`;
+      this.down.set(name, why);
+      this.o.log.error({ fn: name, version: v.version }, `function not rebuilt: ${why}`);
       return;
     }
     this.rebuilds.set(name, [...recent, now]);
     this.o.log.warn({ fn: name, version: v.version }, 'rebuilding a function whose first seed went away');
     void this.build(v.fn.spec, v.pkg, v.load, v.codeBytes)
       .then((info) => this.o.log.info({ fn: name, version: info.version }, 'function rebuilt'))
-      .catch((e: Error) => this.o.log.error({ fn: name, err: e.message }, 'function not rebuilt; redeploy it'));
+      .catch((e: Error) => {
+        if (this.functions.get(name) === v.fn && !this.active(v.fn)?.seeds[0]?.link) this.down.set(name, `its rebuild failed (${e.message}); redeploy it`);
+        this.o.log.error({ fn: name, err: e.message }, 'function not rebuilt; redeploy it');
+      });
   }
 
   /** A fresh fork of the first seed takes the replica's place; the replica ends once its instances have. */
@@ -506,7 +514,25 @@ export class Registry {
       name: s.name, language: s.language, handler: s.handler, memoryMiB: s.memoryMiB, timeoutMs: s.timeoutMs, env: { ...s.env },
       codeBytes: active?.codeBytes ?? 0, version: active?.version ?? 0, packageDigest: active?.pkg.digest ?? '',
       seedId: active?.seeds[0]?.info.id ?? null, deployedAt: active?.deployedAt ?? '', invocations: fn.invocations, versions,
+      ...this.stateOf(fn),
     };
+  }
+
+  /** Why calls to `fn` cannot be served until it is redeployed; null when they can (or will). */
+  downReason(fn: FunctionRec): string | null {
+    return this.down.get(fn.spec.name) ?? null;
+  }
+
+  private stateOf(fn: FunctionRec): { state: FunctionState; stateMessage: string } {
+    const name = fn.spec.name;
+    const down = this.down.get(name);
+    if (down !== undefined) return { state: 'down', stateMessage: down };
+    if (this.building.has(name) || this.restoring.has(name)) {
+      const first = this.active(fn)?.seeds[0];
+      const lost = first !== undefined && first.info.state !== 'ready';
+      return lost ? { state: 'rebuilding', stateMessage: 'its first seed went away; it is being built again from its stored package' } : { state: 'deploying', stateMessage: 'a version is being built' };
+    }
+    return { state: 'ready', stateMessage: '' };
   }
 
   async logs(name: string, tailBytes = 64 * 1024): Promise<string> {

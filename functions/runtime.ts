@@ -271,6 +271,8 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     if (!fn) throw new NotFound(`function ${name} not found`);
     if (opts.level !== undefined && opts.level !== 2) throw new InvalidArgument('functions run in their own sandbox, forked from their L2 seed; level must be 2');
     // a call that arrives while the function is being restored or rebuilt waits for it
+    const down = this.registry.downReason(fn);
+    if (down !== null) throw new Unavailable(`function ${name} is down: ${down}`);
     const found = this.registry.active(fn) ?? await this.registry.whenBuilt(fn);
     if (!found) throw new Unavailable(`function ${name} has no active version`);
     let v = found;

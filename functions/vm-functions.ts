@@ -197,7 +197,7 @@ export class VmFunctions implements FunctionRuntime {
     await this.ready();
     const info: FunctionInfo = {
       name: spec.name, language: 'vm', handler: spec.handler, memoryMiB: GUEST_MEM_MIB, timeoutMs: spec.timeoutMs, env: {},
-      codeBytes: 0, seedId: ROOT_ID, deployedAt: new Date().toISOString(), invocations: 0,
+      codeBytes: 0, seedId: ROOT_ID, deployedAt: new Date().toISOString(), invocations: 0, state: 'ready', stateMessage: '',
       version: 1, packageDigest: '', versions: [],
     };
     if (this.functions.has(spec.name)) throw new AlreadyExists(`function ${spec.name} already exists; remove it first`);

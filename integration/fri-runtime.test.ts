@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeedClient } from '../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
 import { detectCgroupLayout } from '../dist/pools/cgroups.js';
-import type { FunctionSpec, InvokeResult } from '../protocols/fri/types.js';
+import type { FunctionInfo, FunctionSpec, InvokeResult } from '../protocols/fri/types.js';
 import { openFds } from './harness.js';
 
 const root = process.getuid?.() === 0;
@@ -664,6 +664,25 @@ describe.skipIf(!root)('process function runtime', () => {
     for (let i = 0; i < 40 && rt.listSeeds().some((x) => x.function === 'phoenix' && x.id === first!.id); i++) await new Promise((res) => setTimeout(res, 50));
     expect(rt.listSeeds().map((x) => x.id)).not.toContain(first!.id);
     await rt.remove('phoenix');
+  }, 60_000);
+
+  it('a function whose first seed keeps dying is down after 3 rebuilds a minute: listed as down, calls say why, a redeploy brings it back', async () => {
+    await rt.deploy(spec('mortal', 'node', 'exports.handler = async () => "alive";'));
+    const firstSeed = (): { id: string; pid: number } | undefined => rt.listSeeds().find((x) => x.function === 'mortal' && x.replicaOf === null && x.state === 'ready');
+    const info = (): FunctionInfo | undefined => rt.listFunctions().find((f) => f.name === 'mortal');
+    for (let k = 1; k <= 4; k++) {
+      expect(value(await rt.invoke('mortal', '{}'))).toBe('alive');
+      expect(info()?.state).toBe('ready');
+      const first = firstSeed();
+      process.kill(first!.pid, 'SIGKILL');
+      for (let i = 0; i < 200 && (firstSeed()?.id ?? first!.id) === first!.id && info()?.state !== 'down'; i++) await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(info()).toMatchObject({ state: 'down', stateMessage: expect.stringMatching(/went away 4 times within a minute.*redeploy it/) });
+    await expect(rt.invoke('mortal', '{}')).rejects.toThrow(/function mortal is down: .*redeploy it/);
+    await rt.deploy(spec('mortal', 'node', 'exports.handler = async () => "again";'));
+    expect(info()?.state).toBe('ready');
+    expect(value(await rt.invoke('mortal', '{}'))).toBe('again');
+    await rt.remove('mortal');
   }, 60_000);
 
   it('a fork the seed cannot make is an internal error at once, with its cause; the function serves again after', async () => {

@@ -80,7 +80,7 @@ describe('cli helpers (pure)', () => {
     const d = 'ab'.repeat(32);
     const f: FunctionInfo = {
       name: 'f', language: 'node', handler: 'index.handler', memoryMiB: 128, timeoutMs: 3000, env: {}, codeBytes: 10, version: 3,
-      packageDigest: d, seedId: 's3', deployedAt: 't3', invocations: 5,
+      packageDigest: d, seedId: 's3', deployedAt: 't3', invocations: 5, state: 'ready', stateMessage: '',
       versions: [
         { version: 3, packageDigest: d, state: 'active', inflight: 0, seedIds: ['s3'], deployedAt: 't3' },
         { version: 2, packageDigest: 'cd'.repeat(32), state: 'retiring', inflight: 4, seedIds: ['s2a', 's2b'], deployedAt: 't2' },
@@ -89,8 +89,12 @@ describe('cli helpers (pure)', () => {
     expect(shortDigest(d)).toBe('abababababab');
     expect(shortDigest('')).toBe('-');
     const one = functionsTable([{ ...f, versions: f.versions.slice(0, 1) }]);
-    expect(one).toMatch(/^NAME\s+RUNTIME\s+HANDLER\s+VERSION\s+DIGEST\s+MEMORY/);
-    expect(one).toMatch(/^f\s+node\s+index\.handler\s+3\s+abababababab\s+128 MiB/m);
+    expect(one).toMatch(/^NAME\s+STATE\s+RUNTIME\s+HANDLER\s+VERSION\s+DIGEST\s+MEMORY/);
+    expect(one).toMatch(/^f\s+ready\s+node\s+index\.handler\s+3\s+abababababab\s+128 MiB/m);
+    expect(one).not.toMatch(/ is ready/);
+    const down = functionsTable([{ ...f, versions: f.versions.slice(0, 1), state: 'down', stateMessage: 'its first seed went away 4 times within a minute; redeploy it' }]);
+    expect(down).toMatch(/^f\s+down\s+node/m);
+    expect(down).toMatch(/\nf is down: its first seed went away 4 times within a minute; redeploy it\n$/);
     expect(one).not.toMatch(/retiring/);
     const two = functionsTable([f]);
     expect(two).toMatch(/\n\nretiring versions \(finishing in-flight invocations\):\nNAME\s+VERSION\s+DIGEST\s+INFLIGHT\s+SEEDS\s+DEPLOYED\nf\s+2\s+cdcdcdcdcdcd\s+4\s+s2a,s2b\s+t2\n$/);
@@ -197,7 +201,7 @@ describe('spore against a fake-backed spored', () => {
     expect(ps.out).toMatch(/^ID\s+SEED\s+FUNCTION\s+PID\s+STATE\s+CREATED\n/);
     expect(ps.out).toMatch(/paused/);
     const fns = await spore('functions');
-    expect(fns.out).toMatch(/^hello\s+node\s+handler\s+1\s+[0-9a-f]{12}\s+256 MiB\s+3000 ms\s+4 B\s+seed-fn-hello\s+\d+/m);
+    expect(fns.out).toMatch(/^hello\s+ready\s+node\s+handler\s+1\s+[0-9a-f]{12}\s+256 MiB\s+3000 ms\s+4 B\s+seed-fn-hello\s+\d+/m);
     expect(await spore('rm', 'hello')).toEqual({ code: 0, out: 'removed hello\n', err: '' });
     expect((await spore('functions', '--json')).out).not.toMatch(/"hello"/);
   });
@@ -251,7 +255,7 @@ describe('spore against a fake-backed spored', () => {
       const r = await spore('deploy', 'ver', '--file', 'hello.js', '--memory', '256');
       expect(r.out).toMatch(/^deployed ver version 2 .*\nseed: seed-fn-ver\nretiring: version 1 \(2 in flight\)\n$/);
       const f = await spore('functions');
-      expect(f.out).toMatch(/^ver\s+node\s+handler\s+2\s+/m);
+      expect(f.out).toMatch(/^ver\s+ready\s+node\s+handler\s+2\s+/m);
       expect(f.out).toMatch(/retiring versions .*\nNAME\s+VERSION\s+DIGEST\s+INFLIGHT\s+SEEDS\s+DEPLOYED\nver\s+1\s+[0-9a-f]{12}\s+2\s+seed-fn-ver-v1\s+/);
       expect(f.out.endsWith('\n')).toBe(true);
       const j = JSON.parse((await spore('functions', '--json')).out) as FunctionInfo[];

@@ -141,6 +141,7 @@ export class FakeRuntime implements FunctionRuntime {
     return {
       ...rest, env: { ...f.env }, codeBytes: pkg ? pkg.data.byteLength : Buffer.byteLength(code), packageDigest, seedId, deployedAt: NOW,
       versions: [{ version: f.version, packageDigest, state: 'active', inflight: 0, seedIds: [seedId], deployedAt: NOW }, ...retiring],
+      state: 'ready', stateMessage: '',
     };
   }
 

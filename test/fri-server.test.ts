@@ -151,7 +151,7 @@ describe('conversion (pure)', () => {
   it('function info round-trips (bigint counters come back as numbers), versions included', () => {
     const f: FunctionInfo = {
       name: 'f', language: 'node', handler: 'h', memoryMiB: 256, timeoutMs: 10, env: { A: 'b' }, codeBytes: 12, version: 3,
-      packageDigest: 'ab'.repeat(32), seedId: null, deployedAt: 'now', invocations: 7,
+      packageDigest: 'ab'.repeat(32), seedId: null, deployedAt: 'now', invocations: 7, state: 'rebuilding', stateMessage: 'its first seed went away',
       versions: [
         { version: 3, packageDigest: 'ab'.repeat(32), state: 'active', inflight: 0, seedIds: [], deployedAt: 'now' },
         { version: 2, packageDigest: 'cd'.repeat(32), state: 'retiring', inflight: 5, seedIds: ['s1', 's2'], deployedAt: 'before' },

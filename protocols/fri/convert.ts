@@ -34,7 +34,7 @@ import type {
 } from '../../fri-proto/gen/spore/fri/v1/fri_pb.js';
 import type {
   Engine, Language, SeedLevel, SeedState, InstanceState, InvokeErrorKind, PackageFormat, FunctionVersionState,
-  SeedInfo, InstanceInfo, FunctionSpec, FunctionInfo, FunctionVersionInfo, InvokeResult, PhaseTimings, ForkTarget,
+  SeedInfo, InstanceInfo, FunctionSpec, FunctionInfo, FunctionState, FunctionVersionInfo, InvokeResult, PhaseTimings, ForkTarget,
 } from './types.js';
 import type { RawFunctionSpec } from './validate.js';
 
@@ -140,7 +140,7 @@ export function functionInfoToProto(f: FunctionInfo): MessageInitShape<typeof Fu
     name: f.name, language: LANGUAGES[f.language], handler: f.handler, memoryMib: f.memoryMiB,
     timeoutMs: f.timeoutMs, env: { ...f.env }, codeBytes: u32(f.codeBytes), seedId: f.seedId ?? undefined,
     deployedAt: f.deployedAt, invocations: u64(f.invocations), version: u32(f.version), packageDigest: f.packageDigest,
-    versions: f.versions.map(functionVersionToProto),
+    versions: f.versions.map(functionVersionToProto), state: f.state, stateMessage: f.stateMessage,
   };
 }
 
@@ -222,8 +222,11 @@ export function functionInfoFromProto(m: FunctionInfoMsg): FunctionInfo {
     timeoutMs: m.timeoutMs, env: { ...m.env }, codeBytes: m.codeBytes, version: m.version, packageDigest: m.packageDigest,
     seedId: m.seedId ?? null, deployedAt: m.deployedAt, invocations: Number(m.invocations),
     versions: m.versions.map(functionVersionFromProto),
+    state: FUNCTION_STATES.has(m.state as FunctionState) ? m.state as FunctionState : 'ready', stateMessage: m.stateMessage,
   };
 }
+
+const FUNCTION_STATES: ReadonlySet<FunctionState> = new Set(['ready', 'deploying', 'rebuilding', 'down']);
 
 export function timingsFromProto(m: PhaseTimingsMsg | undefined): PhaseTimings {
   const t = m ?? create(PhaseTimingsSchema);

@@ -100,7 +100,16 @@ export interface FunctionInfo extends Omit<FunctionSpec, 'code' | 'package'> {
   invocations: number;
   /** the active version first, then versions still finishing in-flight work */
   versions: FunctionVersionInfo[];
+  /**
+   * ready; deploying (a new version is being built); rebuilding (its first seed went away and
+   * it is being built again from its stored package); down (it cannot serve until redeployed)
+   */
+  state: FunctionState;
+  /** why, when not ready ('' when ready) */
+  stateMessage: string;
 }
+
+export type FunctionState = 'ready' | 'deploying' | 'rebuilding' | 'down';
 
 /** Per-phase timings of one invocation, microseconds (the paper's Figure 6 phases). */
 export interface PhaseTimings {
