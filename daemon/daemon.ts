@@ -24,7 +24,7 @@ import { componentStates, healthReport, pidAlive, socketPresent, type HealthRepo
 import { Code, FailedPrecondition, statusOf } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import { processIdentity } from '../sys/proc.js';
-import { NO_CUSTODY } from '../task/custody.js';
+import { NO_CUSTODY, type FdCustody } from '../task/custody.js';
 import { KeeperLink } from './keeper-link.js';
 
 export interface Daemon {
@@ -211,7 +211,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   // The function runtime comes up after containerd's socket, so it never delays a shim
   // start; a failure there leaves the OCI path serving.
   const functions = config.fri
-    ? startFunctions(config, layout, seed, log, metrics, health).then((f) => {
+    ? startFunctions(config, layout, seed, log, metrics, health, keeper ?? undefined).then((f) => {
       if (f) fns = { rt: f.rt, seeds: f.seeds, fri: f.fri };
       return f && { rt: f.rt, vm: f.vm, fri: f.fri };
     })
@@ -244,7 +244,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
 }
 
 async function startFunctions(
-  config: DaemonConfig, layout: CgroupLayout, seed: SeedClient, log: Logger, metrics: Metrics, health: () => HealthReport,
+  config: DaemonConfig, layout: CgroupLayout, seed: SeedClient, log: Logger, metrics: Metrics, health: () => HealthReport, custody?: FdCustody,
 ): Promise<{ rt: ProcessFunctionRuntime; vm: VmFunctions; seeds: () => SeedInfo[]; fri: FriHandle } | null> {
   const t0 = performance.now();
   const rt = new ProcessFunctionRuntime({
@@ -262,7 +262,7 @@ async function startFunctions(
     const seeds = memo(() => composite.listSeeds(), 1000);
     metrics.setFunctionSources({ pools: () => rt.pools(), listSeeds: seeds, listInstances: () => composite.listInstances() });
     // FRI and the gateway see the instrumented runtime: each invocation is counted once
-    const fri = await startFri(instrument(composite, metrics), config, log, { metrics, health });
+    const fri = await startFri(instrument(composite, metrics), config, log, { metrics, health, ...(custody ? { custody } : {}) });
     log.info({ ms: Math.round(performance.now() - t0), seeds: rt.listSeeds().map((s) => `${s.id}:${s.state}`), pools: rt.pools() }, 'function runtime ready');
     return { rt, vm, seeds, fri };
   } catch (e) {

@@ -13,6 +13,7 @@ import { GatewayListenError, startGateway, type HealthBody } from './gateway.js'
 import type { Metrics } from './metrics.js';
 import type { FunctionRuntime } from '../protocols/fri/types.js';
 import { closeFri, friServer, listenFri } from '../protocols/fri/server.js';
+import type { FdCustody } from '../task/custody.js';
 
 export { FriClient } from '../protocols/fri/client.js';
 export type { RemoteFunctionRuntime } from '../protocols/fri/client.js';
@@ -38,6 +39,8 @@ export interface FriOptions {
   metrics?: Metrics;
   /** the gateway's /healthz report */
   health?: () => HealthBody | Promise<HealthBody>;
+  /** keeps the gateway's listening socket across spored restarts (the keeper) */
+  custody?: FdCustody;
 }
 
 export async function startFri(
@@ -58,6 +61,7 @@ export async function startFri(
       const gwOpts: Parameters<typeof startGateway>[3] = { token: config.gatewayToken ?? null };
       if (metrics) gwOpts.metrics = metrics;
       if (opts.health) gwOpts.health = opts.health;
+      if (opts.custody) gwOpts.custody = opts.custody;
       gateway = await startGateway(rt, config.gatewayAddress, log.child({ c: 'gateway' }), gwOpts);
     } catch (e) {
       if (!(e instanceof GatewayListenError)) {

@@ -45,6 +45,7 @@ import type { CodeValue } from '../sys/errors.js';
 import type { InvokeErrorKind, InvokeOptions, InvokeResult, PhaseTimings } from '../protocols/fri/types.js';
 import { MAX_EVENT_BYTES, validateEvent, validateFunctionName } from '../protocols/fri/validate.js';
 import type { Metrics } from './metrics.js';
+import type { FdCustody } from '../task/custody.js';
 import { functionStack, scrubText } from '../functions/stack.js';
 
 export { parseAddress } from './config.js';
@@ -68,7 +69,17 @@ export interface GatewayOptions {
   health?: () => HealthBody | Promise<HealthBody>;
   /** bearer token required on every request but /healthz; null/absent: none */
   token?: string | null;
+  /**
+   * Who keeps the listening socket while no spored runs (the keeper: task/custody.ts). The
+   * socket is taken from it when it holds one for this address, else made and handed to it;
+   * connections that arrive while spored restarts then wait in the socket's backlog instead
+   * of being refused. Absent: the socket is spored's alone.
+   */
+  custody?: FdCustody;
 }
+
+/** The custody key of the gateway's listening socket for `address` (host:port as configured). */
+export const gatewayCustodyKey = (address: string): string => `gateway/${address}`;
 
 /** Retry-After when a RESOURCE_EXHAUSTED does not say (a remote FRI, another pool), ms. */
 export const DEFAULT_RETRY_AFTER_MS = 1000;
@@ -337,19 +348,37 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
     else socket.destroy();
     log.debug({ err: err.message }, 'gateway: client error');
   });
+  const custody = opts.custody;
+  const key = gatewayCustodyKey(address);
+  // a socket another spored left with the keeper for this address; others (an address
+  // changed across a restart) are let go, so their ports are free again
+  for (const k of custody?.keys() ?? []) if (k.startsWith('gateway/') && k !== key) custody?.release(k);
+  const held = custody?.reclaim(key) ?? null;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      const listening = (): void => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      if (held !== null) server.listen({ fd: held }, listening);
+      else server.listen(port, host, listening);
     });
   } catch (e) {
+    if (held !== null) {
+      // not a listening socket any more (it should be): let it go and make a new one
+      custody?.release(key);
+      log.warn({ address, err: (e as Error).message }, 'gateway: the socket the keeper held is unusable; binding anew');
+      return startGateway(rt, address, log, opts);
+    }
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'EADDRINUSE' ? 'the address is already in use (another spored, or another program)'
       : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (e as Error).message;
     throw new GatewayListenError(address, `gateway: cannot listen on ${address}: ${why}${code ? ` (${code})` : ''}`, { cause: e });
+  }
+  if (custody && held === null) {
+    const fd = listeningFd(server);
+    if (fd !== null) await custody.park(key, fd).catch((e: Error) => log.warn({ address, err: e.message }, 'gateway: the keeper did not take the listening socket; a restart will refuse connections meanwhile'));
   }
   const a = server.address() as AddressInfo;
   if (!isLoopback(host) && !opts.token) {
@@ -357,6 +386,12 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   }
   log.info({ address: `${a.address}:${a.port}`, token: opts.token ? 'required' : 'none' }, 'gateway listening');
   return server;
+}
+
+/** The fd under a listening net.Server (Node keeps it on the server's handle; Linux only). */
+function listeningFd(server: http.Server): number | null {
+  const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
 /** The gateway's address could not be bound; `address` names it. */

@@ -5,6 +5,7 @@
 // stay usable, in-flight invocations complete or fail fast with UNAVAILABLE, functions
 // invoke again without a redeploy, and nothing leaks.
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +61,30 @@ function runInPty(argv: string[]): Promise<{ code: number; stderr: string }> {
     p.stdout?.on('data', (d: Buffer) => { err += d.toString(); });
     p.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
     p.on('exit', (code) => resolve({ code: code ?? 1, stderr: err }));
+  });
+}
+
+/** Ports of every "gateway listening" line in spored's log, in order. */
+function gatewayPorts(c: Containerd): number[] {
+  const out: number[] = [];
+  for (const line of readFileSync(c.sporeLog, 'utf8').split('\n')) {
+    if (!line.includes('"gateway listening"')) continue;
+    const m = /"address":"[^"]*:(\d+)"/.exec(line);
+    if (m) out.push(Number(m[1]));
+  }
+  return out;
+}
+
+/** POST /invoke/<fn> on a fresh connection: the status code as a string, or the error code. */
+function gatewayInvoke(port: number, fn: string, body: string): Promise<string> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path: `/invoke/${fn}`, method: 'POST', agent: false, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(String(res.statusCode)));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+    req.end(body);
   });
 }
 
@@ -128,11 +153,32 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
       );
     });
     await sleep(200);
+    // gateway calls on fresh connections, one after another, through the kill: the keeper
+    // holds the listening socket, so none is refused while no spored runs
+    const port = gatewayPorts(c)[0];
+    expect(port).toBeGreaterThan(0);
+    let gatewayRunning = true;
+    const gatewayCalls: string[] = [];
+    const gatewayLoop = (async () => {
+      while (gatewayRunning) {
+        gatewayCalls.push(await gatewayInvoke(port!, 'hello', '{"name":"gw"}'));
+        await sleep(20);
+      }
+    })();
+    await sleep(300);
     const old = pidFile(c, 'spored.pid');
     const keeper = pidFile(c, 'keeper.pid');
     const tKill = Date.now();
     process.kill(old, 'SIGKILL');
     const next = await nextSpored(c, old);
+    await sleep(1000);
+    gatewayRunning = false;
+    await gatewayLoop;
+    // one call may have been in flight at the kill (its connection is reset); none refused
+    expect(gatewayCalls.filter((x) => x === 'ECONNREFUSED')).toEqual([]);
+    expect(gatewayCalls.filter((x) => x !== '200').length, gatewayCalls.join(' ')).toBeLessThanOrEqual(1);
+    expect(gatewayCalls.slice(-5)).toEqual(['200', '200', '200', '200', '200']);
+    expect(gatewayPorts(c).at(-1)).toBe(port); // the new spored serves the same socket
     // calls right after the restart wait for their function's restore instead of failing
     const early = await FriClient.connect(join(c.runDir, 'fri.sock'));
     const first = await Promise.all(['hello', 'py', 'slow', 'hello'].map((f) => early.invoke(f, JSON.stringify({ name: 'early', n: 1, ms: 1 }))));

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { Code, NotFound, Overloaded, ResourceExhausted } from '../sys/errors.js';
 import {
   bearerMatches, functionFromPath, httpStatusOfCode, httpStatusOfInvokeError, parseAddress, responseForError, retryAfterSeconds,
-  startGateway, timingsHeader,
+  gatewayCustodyKey, startGateway, timingsHeader,
 } from '../daemon/gateway.js';
 import { Metrics, instrument } from '../daemon/metrics.js';
 import { installRoot } from '../functions/stack.js';
@@ -16,6 +16,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FunctionSpec } from '../protocols/fri/types.js';
+import type { FdCustody } from '../task/custody.js';
+import * as sys from '../sys/libc.js';
 import { FAKE_TIMINGS, FakeRuntime } from './fake-runtime.js';
 
 const log = pino({ level: 'silent' });
@@ -349,6 +351,41 @@ describe('gateway over a remote FRI (FriClient as the invoker)', () => {
       client.close();
       await closeFri(grpcServer, socket, 0);
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('gateway socket custody (the keeper holds the listening socket across spored restarts)', () => {
+  it('parks a new socket, a later gateway listens on the held one (same port), connections made meanwhile are served, other addresses are let go', async () => {
+    const held = new Map<string, number>();
+    const released: string[] = [];
+    const custody: FdCustody = {
+      park: (key, fd) => { held.set(key, sys.dupFd(fd)); return Promise.resolve(); },
+      release: (key) => { released.push(key); const fd = held.get(key); if (fd !== undefined) sys.close(fd); held.delete(key); },
+      keys: () => [...held.keys()],
+      reclaim: (key) => { const fd = held.get(key); return fd === undefined ? null : sys.dupFd(fd); },
+    };
+    const rt = new FakeRuntime();
+    await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    held.set(gatewayCustodyKey('127.0.0.1:1'), sys.dupFd(0)); // an old address: let go
+    const first = await startGateway(rt, '127.0.0.1:0', log, { custody });
+    const port = (first.address() as AddressInfo).port;
+    expect([...held.keys()]).toEqual([gatewayCustodyKey('127.0.0.1:0')]);
+    expect(released).toEqual([gatewayCustodyKey('127.0.0.1:1')]);
+    first.closeAllConnections();
+    await new Promise((r) => first.close(r));
+    // no gateway now: a connection is accepted by the kernel (the held socket's backlog), not refused
+    const pending = fetch(`http://127.0.0.1:${port}/invoke/hello`, { method: 'POST', body: '{}' });
+    await new Promise((r) => setTimeout(r, 100));
+    const second = await startGateway(rt, '127.0.0.1:0', log, { custody });
+    try {
+      expect((second.address() as AddressInfo).port).toBe(port);
+      expect((await pending).status).toBe(200);
+      expect(held.size).toBe(1);
+    } finally {
+      second.closeAllConnections();
+      await new Promise((r) => second.close(r));
+      for (const fd of held.values()) sys.close(fd);
     }
   });
 });
