@@ -154,9 +154,17 @@ export class Instances implements Omit<InstanceEvents, never> {
       throw e;
     }
     const [mine, theirs] = sys.socketpair();
+    // first line: which /tmp is the instance's own (it never passes through the seed), with a
+    // fresh open file description of the log pipe for its stdout and stderr: the seed's is
+    // shared by every instance, so a handler's O_NONBLOCK on it broke later calls' writes.
+    // Written before the socket is Node's, so nothing is queued ahead of it.
+    const log = v.logFd >= 0 ? sys.open(`/proc/self/fd/${v.logFd}`, sys.O.WRONLY | sys.O.CLOEXEC) : -1;
+    try {
+      sys.sendWithFds(mine, Buffer.from(`${JSON.stringify({ slot })}\n`), log >= 0 ? [log] : []);
+    } finally {
+      if (log >= 0) sys.close(log);
+    }
     const channel = new net.Socket({ fd: mine, readable: true, writable: true });
-    // first line: which /tmp is the instance's own (it never passes through the seed)
-    channel.write(`${JSON.stringify({ slot })}\n`);
     const w: InstWaits = { forked: deferred(), bound: deferred(), result: deferred(), exited: deferred() };
     const inst: InstRec = {
       info: { id, seedId: seed.info.id, function: v.fn.spec.name, pid: 0, state: paused ? 'paused' : 'running', createdAt: new Date().toISOString() },

@@ -164,8 +164,12 @@ export class FunctionLogs {
 
   /** Wait until what was written so far is in the file (tests, `spore logs` right after an invoke). */
   async flush(name: string): Promise<void> {
-    const out = this.fns.get(name)?.out;
-    if (out && out.writableLength > 0) await new Promise<void>((r) => out.once('drain', () => r()));
+    // polled, not 'drain': a stream emits that only after a write went past its high-water
+    // mark, so a short backlog never got one and `spore logs` waited for ever. At most 2 s.
+    const until = performance.now() + 2000;
+    for (let out = this.fns.get(name)?.out; out && out.writableLength > 0 && performance.now() < until; out = this.fns.get(name)?.out) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
   }
 
   /** Forget a removed function's output. */

@@ -37,6 +37,11 @@ export interface VersionRec {
   seeds: SeedRec[];
   nextReplica: number;
   slots: SlotPool;
+  /**
+   * spored's duplicate of the write end of the version's log pipe (-1 before the lineage is
+   * asked for): each instance gets a fresh open file description of it (instances.ts)
+   */
+  logFd: number;
   tmpBytes: number;
   state: VersionState;
   /** calls admitted to this version and not yet released */

@@ -7,6 +7,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from '
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../sys/errors.js';
+import * as sys from '../sys/libc.js';
 import type { FunctionInfo, FunctionSpec, FunctionState, FunctionVersionInfo, MemoryInfo } from '../protocols/fri/types.js';
 import { validateFunctionName } from '../protocols/fri/validate.js';
 import { cgroupHandle, createCgroup, destroyCgroup, killAll, procsFiles, type CgroupHandle, type CgroupLayout } from '../pools/cgroups.js';
@@ -259,7 +260,7 @@ export class Registry {
     // (at twice, 24 calls at a time renewed about 8 per batch: a fork of the L1 seed per 8 calls)
     const names = Array.from({ length: this.o.slotsPerFunction * SLOTS_PER_CONCURRENCY }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
-      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0, lastExitAt: 0,
+      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0, lastExitAt: 0, logFd: -1,
       deployedAt: deployedAt ?? new Date().toISOString(), tmpBytes,
       slots: new SlotPool(names, this.o.slotsPerFunction, async (batch) => {
         const first = v.seeds[0];
@@ -271,7 +272,9 @@ export class Registry {
     fn.lastVersion = version;
     try {
       const l1 = await this.tree.languageSeed(language);
-      const first = await this.tree.lineage(l1, v, load, plan, spec.env, this.output.open(spec.name, `v${version}`), this.o.initTimeoutMs);
+      const log = this.output.open(spec.name, `v${version}`);
+      v.logFd = sys.dupFd(log);
+      const first = await this.tree.lineage(l1, v, load, plan, spec.env, log, this.o.initTimeoutMs);
       v.seeds.push(first);
       // the instances' /tmp slots, named only now: init code never held their names
       await this.tree.mountSlots(first, plan.slotDir, v.slots.names(), tmpBytes);
@@ -470,6 +473,7 @@ export class Registry {
   }
 
   destroyLineageCgroup(v: VersionRec): void {
+    if (v.logFd >= 0) { try { sys.close(v.logFd); } catch { /* closed */ } v.logFd = -1; }
     try {
       killAll(v.cgroup, 'SIGKILL');
       destroyCgroup(v.cgroup);

@@ -587,6 +587,32 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(value(await rt.invoke('mp', '{}'))).toEqual({ pool: [1, 4, 9], q: 5, own: true });
   });
 
+  it('a handler that makes its stdout non-blocking breaks no later call: each instance writes through a log description of its own', async () => {
+    // a helper set O_NONBLOCK (and a 4 KiB pipe) on the shared description; later calls'
+    // prints then failed with EAGAIN
+    await rt.deploy(spec('nonblock', 'python', [
+      'import os, fcntl',
+      'def handler(e, c):',
+      '    if e.get("attack"):',
+      '        fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_NONBLOCK)',
+      '        fcntl.fcntl(1, 1031, 4096)',
+      '        return "set"',
+      '    print("log line " * 20000, flush=True)',
+      '    print("printed all", flush=True)',
+      '    return fcntl.fcntl(1, fcntl.F_GETFL) & os.O_NONBLOCK',
+      '',
+    ].join('\n')));
+    expect(value(await rt.invoke('nonblock', '{"attack":1}'))).toBe('set');
+    const after = await Promise.all([1, 2, 3].map(() => rt.invoke('nonblock', '{}')));
+    expect(after.map(value)).toEqual([0, 0, 0]);
+    let printed = 0;
+    for (let i = 0; i < 100 && printed < 3; i++) {
+      printed = ((await rt.logs('nonblock', 1 << 20)).match(/printed all/g) ?? []).length;
+      if (printed < 3) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(printed).toBe(3);
+  });
+
   it('function code cannot reach the 32-bit syscall ABI (int 0x80 socket) past the socket filter', async () => {
     // i386 socket(AF_INET, SOCK_STREAM, 0) is syscall 359; from a 64-bit process it goes
     // through int 0x80 and reaches seccomp as another architecture. On the host this opens a

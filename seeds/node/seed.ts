@@ -407,24 +407,41 @@ function errorOf(e: unknown): { message: string; stack: string | null } {
 }
 
 /**
- * Lines from the instance's channel (blocking reads): its /tmp slot, then its request.
- * EOF before a line means spored destroyed the instance unused: exit quietly.
+ * Lines from the instance's channel (blocking reads): its /tmp slot, then its request; `fds`
+ * collects the fds that came with them (the log pipe's, with the first line). EOF before a
+ * line means spored destroyed the instance unused: exit quietly.
  */
-function channelReader(fd: number): () => string {
+function channelReader(fd: number): { line: () => string; fds: number[] } {
   let buf = '';
-  return () => {
+  const fds: number[] = [];
+  const line = (): string => {
     for (;;) {
       const nl = buf.indexOf('\n');
       if (nl >= 0) {
-        const line = buf.slice(0, nl);
+        const l = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        return line;
+        return l;
       }
-      const chunk = sys.read(fd, 65536);
-      if (chunk.length === 0) return sys.exit(0);
-      buf += chunk.toString('utf8');
+      const chunk = sys.recvWithFds(fd, 65536);
+      for (const f of chunk.fds) fds.push(f);
+      if (chunk.data.length === 0) return sys.exit(0);
+      buf += chunk.data.toString('utf8');
     }
   };
+  return { line, fds };
+}
+
+/**
+ * stdout and stderr on the log pipe description spored sent for this instance alone (the
+ * seed's is shared with every sibling: file status flags one handler set on it, such as
+ * O_NONBLOCK, reached every later call).
+ */
+function ownLog(fds: number[]): void {
+  const log = fds.shift();
+  if (log === undefined) return;
+  sys.dup2(log, 1);
+  sys.dup2(log, 2);
+  sys.close(log);
 }
 
 /** Lambda's context object for Node handlers. */
@@ -487,9 +504,11 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
   let phase: 'internal' | 'handler' = 'internal';
   let tHandler = 0;
   try {
-    const line = channelReader(channel);
+    const { line, fds } = channelReader(channel);
     let t = performance.now();
-    bindInstance(fn.layer, (JSON.parse(line()) as SlotLine).slot);
+    const slot = (JSON.parse(line()) as SlotLine).slot;
+    ownLog(fds);
+    bindInstance(fn.layer, slot);
     timings.bind = us(t);
     // init: the child's own start (libuv loop fork, uniqueness re-init) until now
     timings.init = Math.round((t0 - forkedAt()) * 1000);
@@ -532,7 +551,7 @@ export async function main(argv: string[]): Promise<void> {
  * this process: a pipe of its own, a stand-in handler.
  */
 async function warmInstancePath(): Promise<void> {
-  const [r, w] = sys.pipe();
+  const [r, w] = sys.socketpair();
   // Node's own internals (timers, process events) come lazily compiled from its snapshot;
   // an instance uses these, so they are compiled here (and undone at once).
   const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -541,9 +560,10 @@ async function warmInstancePath(): Promise<void> {
   for (const ev of ['uncaughtException', 'unhandledRejection'] as const) process.on(ev, onError).off(ev, onError);
   try {
     const req: InvokeRequest = { event: '{"warm":1}', context: { functionName: 'warm', functionVersion: '0', requestId: '00000000-0000-4000-8000-000000000000', deadlineMs: Date.now() + 1000, memoryLimitMiB: 128 } };
-    writeSync(w, `${JSON.stringify({ slot: '0'.repeat(32) })}\n${JSON.stringify(req)}\n`);
-    const line = channelReader(r);
+    sys.sendWithFds(w, Buffer.from(`${JSON.stringify({ slot: '0'.repeat(32) })}\n${JSON.stringify(req)}\n`), [w]);
+    const { line, fds } = channelReader(r);
     (JSON.parse(line()) as SlotLine).slot.length;
+    for (const fd of fds.splice(0)) sys.close(fd);
     const request = JSON.parse(line()) as InvokeRequest;
     const ctx = contextOf(request);
     (ctx.getRemainingTimeInMillis as () => number)();

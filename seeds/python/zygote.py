@@ -962,13 +962,20 @@ def start_lineage(kw):
 
 
 class _ChannelReader:
-    """Lines from the instance's channel (blocking): its /tmp slot, then its request. EOF
-    before a line means spored destroyed the instance unused: exit quietly."""
-    __slots__ = ('fd', 'buf')
+    """Lines from the instance's channel (blocking): its /tmp slot, then its request; `fds`
+    collects the fds that came with them (the log pipe's, with the first line). EOF before a
+    line means spored destroyed the instance unused: exit quietly."""
+    __slots__ = ('sock', 'buf', 'fds', 'space')
 
     def __init__(self, fd):
-        self.fd = fd
+        self.sock = socket.socket(fileno=fd)
         self.buf = b''
+        self.fds = []
+        self.space = socket.CMSG_SPACE(4 * 4)
+
+    def detach(self):
+        """The channel fd stays open for the result; the socket object lets go of it."""
+        self.sock.detach()
 
     def line(self):
         while True:
@@ -976,7 +983,10 @@ class _ChannelReader:
             if i >= 0:
                 out, self.buf = self.buf[:i], self.buf[i + 1:]
                 return out
-            chunk = os.read(self.fd, 262144)
+            chunk, anc, _flags, _addr = self.sock.recvmsg(262144, self.space, socket.MSG_CMSG_CLOEXEC)
+            for level, typ, data in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    self.fds.extend(struct.unpack('%di' % (len(data) // 4), data[:len(data) - len(data) % 4]))
             if not chunk:
                 os._exit(0)
             self.buf += chunk
@@ -991,11 +1001,20 @@ def run_instance(kw):
         reinit_uniqueness()
         reader = _ChannelReader(channel)
         t1 = _perf()
-        layer.bind(json.loads(reader.line())['slot'])
+        slot = json.loads(reader.line())['slot']
+        if reader.fds:
+            # stdout/stderr on a log pipe description of this instance's own (the seed's is
+            # shared with every sibling: O_NONBLOCK set on it by one handler broke later calls)
+            log = reader.fds.pop(0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+        layer.bind(slot)
         t2 = _perf()
         timings['bind'] = _us(t2 - t1)
         timings['init'] = _us(t1 - t0)
         request = json.loads(reader.line())
+        reader.detach()
         t3 = _perf()
         req = request.get('event')
         event = json.loads(req) if req not in (None, '') else None
