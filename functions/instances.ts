@@ -278,7 +278,9 @@ export class Instances implements Omit<InstanceEvents, never> {
     if (!files) {
       const controllers = this.o.instanceControllers ?? INSTANCE_CONTROLLERS;
       const v2 = this.o.layout.mode === 'v2';
-      files = procsFiles(cg).filter((f) => v2 || f.includes('/unified/') || controllers.some((c) => f.includes(`/${c}/`)));
+      // hybrid's controller-less unified hierarchy is left out: nothing there limits an instance,
+      // and an empty cgroup is told by pids.current (CgroupManager.populated)
+      files = procsFiles(cg).filter((f) => v2 || controllers.some((c) => f.includes(`/${c}/`)));
       this.procsTargets.set(cg.path, files);
     }
     for (const f of files) sys.writeSmallFile(f, String(pid));
