@@ -227,7 +227,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       // invocations in flight finish (FRI's graceful close) before function seeds go.
       await Promise.all([
         handover ? ttrpc.close(2000, { handover: true, longPoll: (_s, m) => m === 'Wait' }) : Promise.resolve(),
-        f?.fri.close(),
+        f?.fri.close(handover),
       ]);
       await f?.rt.stop();
       await f?.vm.close();

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { DaemonConfig } from './config.js';
-import { GatewayListenError, startGateway, type HealthBody } from './gateway.js';
+import { GatewayListenError, gatewayCustodyKey, startGateway, type HealthBody } from './gateway.js';
 import type { Metrics } from './metrics.js';
 import type { FunctionRuntime } from '../protocols/fri/types.js';
 import { closeFri, friServer, listenFri } from '../protocols/fri/server.js';
@@ -30,8 +30,11 @@ export interface FriHandle {
   gatewayAddress: string | null;
   /** FRI is bound and not closed, and its socket file is still in place */
   listening(): boolean;
-  /** stop accepting, let in-flight calls finish (bounded), remove the socket */
-  close(): Promise<void>;
+  /**
+   * Stop accepting, let in-flight calls finish (bounded), remove the socket. `handover` (a
+   * restart under the keeper): the sockets stay, held by the keeper for the next spored.
+   */
+  close(handover?: boolean): Promise<void>;
 }
 
 export interface FriOptions {
@@ -51,7 +54,7 @@ export async function startFri(
 ): Promise<FriHandle> {
   const metrics = opts.metrics;
   const server = friServer(rt, log.child({ c: 'fri' }), metrics ? { onCall: (rec) => metrics.observeRpc('fri', rec.method, rec.ms / 1000, rec.code) } : {});
-  const { socket } = await listenFri(server, config.friSocket, config.friTcp);
+  const { socket, held } = await listenFri(server, config.friSocket, config.friTcp, opts.custody);
   let open = true;
   let gateway: http.Server | null = null;
   if (config.gatewayAddress === 'off') {
@@ -65,6 +68,7 @@ export async function startFri(
       gateway = await startGateway(rt, config.gatewayAddress, log.child({ c: 'gateway' }), gwOpts);
     } catch (e) {
       if (!(e instanceof GatewayListenError)) {
+        held?.listener.close();
         await closeFri(server, socket, 0);
         throw e;
       }
@@ -91,8 +95,11 @@ export async function startFri(
         return false;
       }
     },
-    async close() {
+    async close(handover = false) {
       open = false;
+      held?.listener.close();
+      if (held && !handover) opts.custody?.release(held.key);
+      if (gateway && !handover) opts.custody?.release(gatewayCustodyKey(config.gatewayAddress));
       const gw = gateway;
       let force: NodeJS.Timeout | undefined;
       const gwClosed = gw
@@ -104,7 +111,7 @@ export async function startFri(
           force = setTimeout(() => gw.closeAllConnections(), 2000);
         })
         : Promise.resolve();
-      await Promise.all([closeFri(server, socket), gwClosed]);
+      await Promise.all([closeFri(server, handover && held ? null : socket), gwClosed]);
       if (force) clearTimeout(force);
     },
   };

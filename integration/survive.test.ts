@@ -170,6 +170,13 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     const keeper = pidFile(c, 'keeper.pid');
     const tKill = Date.now();
     process.kill(old, 'SIGKILL');
+    // an FRI client that connects while no spored runs: the keeper holds the socket, so it
+    // waits and is served by the next spored
+    const gapCall = (async () => {
+      await sleep(50);
+      const gapClient = await FriClient.connect(join(c.runDir, 'fri.sock'), { connectTimeoutMs: 10_000 });
+      try { return await gapClient.invoke('hello', JSON.stringify({ name: 'gap' })); } finally { gapClient.close(); }
+    })();
     const next = await nextSpored(c, old);
     await sleep(1000);
     gatewayRunning = false;
@@ -185,6 +192,9 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     early.close();
     expect(first.map((r) => (r.ok ? 'ok' : `${r.error?.kind}: ${r.error?.message}`))).toEqual(['ok', 'ok', 'ok', 'ok']);
     const results = await Promise.all(inflight);
+    const gap = await gapCall;
+    expect(gap.ok, JSON.stringify(gap.error)).toBe(true);
+    expect(JSON.parse(gap.result ?? '{}')).toEqual({ hello: 'gap' });
     console.log(`[survive] kill -9: new spored serving after ${next.ms} ms; in-flight: ${JSON.stringify(results)}`);
     expect(pidFile(c, 'keeper.pid')).toBe(keeper); // the keeper did not move
     for (const r of results) {

@@ -9,7 +9,8 @@ import pino from 'pino';
 import type * as grpc from '@grpc/grpc-js';
 import { Code, FailedPrecondition, InvalidArgument, NotFound, Overloaded, ResourceExhausted, SporeError, Unavailable } from '../sys/errors.js';
 import { FriClient } from '../protocols/fri/client.js';
-import { closeFri, friServer, listenFri, removeStaleSocket } from '../protocols/fri/server.js';
+import { closeFri, friCustodyKey, friServer, listenFri, removeStaleSocket } from '../protocols/fri/server.js';
+import * as sys from '../sys/libc.js';
 import { startFri } from '../daemon/fri.js';
 import { errorFromStatus } from '../protocols/fri/grpc.js';
 import {
@@ -535,5 +536,56 @@ describe('listen and connect', () => {
     expect((await c.listSeeds())).toEqual([]);
     c.close();
     await h.close();
+  });
+});
+
+describe('FRI socket custody (the keeper holds the listening socket across spored restarts)', () => {
+  it('a later server listens on the held socket; a client that connects in between is served by it; a path removed meanwhile gets a new socket', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spore-fri-held-'));
+    const sock = path.join(dir, 'fri.sock');
+    const held = new Map<string, number>();
+    let parks = 0;
+    const custody = {
+      park: (key: string, fd: number) => { parks++; held.set(key, sys.dupFd(fd)); return Promise.resolve(); },
+      reclaim: (key: string) => { const fd = held.get(key); return fd === undefined ? null : sys.dupFd(fd); },
+      release: (key: string) => { const fd = held.get(key); if (fd !== undefined) sys.close(fd); held.delete(key); },
+    };
+    const rt = new FakeRuntime();
+    await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    const log = pino({ level: 'silent' });
+    try {
+      const first = friServer(rt, log);
+      const a = await listenFri(first, sock, undefined, custody);
+      expect(a.held?.key).toBe(friCustodyKey(sock));
+      expect(held.size).toBe(1);
+      const ino = fs.statSync(sock).ino;
+      expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+      a.held?.listener.close();
+      await closeFri(first, null, 0);
+      // nobody serves now; the socket is held: a client connects and waits
+      const late = FriClient.connect(sock, { connectTimeoutMs: 5000 }).then(async (c) => { try { return await c.invoke('hello', '{}'); } finally { c.close(); } });
+      await new Promise((r) => setTimeout(r, 100));
+      const second = friServer(rt, log);
+      const b = await listenFri(second, sock, undefined, custody);
+      expect(fs.statSync(sock).ino).toBe(ino);
+      expect(parks).toBe(1); // the held one, not a new one
+      expect((await late).ok).toBe(true);
+      b.held?.listener.close();
+      await closeFri(second, null, 0);
+      // the path went away: the held socket is let go and a new one made
+      fs.rmSync(sock);
+      const third = friServer(rt, log);
+      const c3 = await listenFri(third, sock, undefined, custody);
+      expect(parks).toBe(2);
+      expect(held.size).toBe(1);
+      const client = await FriClient.connect(sock);
+      expect((await client.invoke('hello', '{}')).ok).toBe(true);
+      client.close();
+      c3.held?.listener.close();
+      await closeFri(third, sock, 0);
+    } finally {
+      for (const fd of held.values()) sys.close(fd);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -162,7 +162,26 @@ export interface FriListen {
   socket: string;
   /** bound TCP port when `tcp` was given (0 in the address picks one) */
   tcpPort: number | null;
+  /**
+   * With a custody: the listener on the unix socket (its connections are handed to the gRPC
+   * server), and the custody key it is held under. Close the listener to stop accepting;
+   * the socket itself lives on in the custody until it is released.
+   */
+  held: { listener: net.Server; key: string } | null;
 }
+
+/**
+ * Who keeps a listening socket while no spored runs (the keeper; task/custody.ts FdCustody
+ * has this shape): `park` takes a duplicate, `reclaim` gives one back, `release` closes it.
+ */
+export interface SocketCustody {
+  park(key: string, fd: number): Promise<void>;
+  reclaim(key: string): number | null;
+  release(key: string): void;
+}
+
+/** The custody key of the FRI socket at `socketPath` (absolute). */
+export const friCustodyKey = (socketPath: string): string => `fri/${socketPath}`;
 
 /**
  * Bind the server on `unix://<socketPath>` and optionally on a TCP address ("host:port").
@@ -173,10 +192,72 @@ export interface FriListen {
  * and only then renamed into place: at no moment can another user connect, whatever the umask
  * or the mode of the socket's directory.
  */
-export async function listenFri(server: grpc.Server, socketPath: string, tcp?: string): Promise<FriListen> {
+export async function listenFri(server: grpc.Server, socketPath: string, tcp?: string, custody?: SocketCustody): Promise<FriListen> {
   const abs = path.resolve(socketPath);
   const dir = path.dirname(abs);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const held = custody ? await listenHeld(server, abs, custody) : null;
+  if (!held) await bindUnix(server, abs, dir);
+  let tcpPort: number | null = null;
+  if (tcp) {
+    try {
+      tcpPort = await bind(server, tcp);
+    } catch (e) {
+      throw new Unavailable(`cannot listen on ${tcp}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return { socket: abs, tcpPort, held };
+}
+
+/**
+ * The unix socket under a custody (the keeper): the one it holds for this path when there is
+ * one and the path still names it, else a new one (made as bindUnix makes it: 0600 before it
+ * is in place), handed to the custody. Calls that arrive while no spored runs then wait in its
+ * backlog instead of being refused. A net.Server accepts; grpc-js serves what it accepts.
+ */
+async function listenHeld(server: grpc.Server, abs: string, custody: SocketCustody): Promise<{ listener: net.Server; key: string }> {
+  const key = friCustodyKey(abs);
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((c) => injector.injectConnection(c));
+  const listen = (target: string | { fd: number }): Promise<void> => new Promise((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(target, () => { listener.off('error', reject); resolve(); });
+  });
+  let fd = custody.reclaim(key);
+  if (fd !== null) {
+    let here = false;
+    try { here = fs.lstatSync(abs).isSocket(); } catch { /* gone */ }
+    if (here) {
+      try {
+        await listen({ fd });
+        return { listener, key };
+      } catch { /* not a listening socket: a new one below */ }
+    }
+    fs.closeSync(fd);
+    custody.release(key);
+    fd = null;
+  }
+  await removeStaleSocket(abs);
+  const staging = fs.mkdtempSync(path.join(path.dirname(abs), '.fri-bind-'));
+  try {
+    fs.chmodSync(staging, 0o700);
+    const tmp = path.join(staging, 's');
+    try {
+      await listen(tmp);
+    } catch (e) {
+      throw new Unavailable(`cannot listen on ${abs}: ${(e as Error).message}`, { cause: e });
+    }
+    fs.chmodSync(tmp, 0o600);
+    fs.renameSync(tmp, abs);
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+  }
+  const own = (listener as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof own === 'number' && own >= 0) await custody.park(key, own).catch(() => undefined);
+  return { listener, key };
+}
+
+async function bindUnix(server: grpc.Server, abs: string, dir: string): Promise<void> {
   await removeStaleSocket(abs);
   const staging = fs.mkdtempSync(path.join(dir, '.fri-bind-'));
   try {
@@ -192,15 +273,6 @@ export async function listenFri(server: grpc.Server, socketPath: string, tcp?: s
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
   }
-  let tcpPort: number | null = null;
-  if (tcp) {
-    try {
-      tcpPort = await bind(server, tcp);
-    } catch (e) {
-      throw new Unavailable(`cannot listen on ${tcp}: ${(e as Error).message}`, { cause: e });
-    }
-  }
-  return { socket: abs, tcpPort };
 }
 
 /** Graceful shutdown bounded by `graceMs`, then cancel what is left. */
