@@ -8,9 +8,10 @@
 //   - runs spored as its child and starts a new one at once when it dies;
 //   - tells each spored, over its control socket, what it reaped while spored was away;
 //   - keeps custody of the file descriptors that carry containers' stdio (pty masters, the
-//     client's FIFO ends, exec output pipes): spored parks each one here when it opens it
-//     (the keeper takes a duplicate with pidfd_getfd), so a dying spored hangs up no
-//     terminal and ends no stream, and the next spored takes them back the same way.
+//     client's FIFO ends, exec output pipes) and the listening sockets of the HTTP gateway
+//     and FRI: spored parks each one here when it opens it (the keeper takes a duplicate
+//     with pidfd_getfd), so a dying spored hangs up no terminal, ends no stream and refuses
+//     no connection, and the next spored takes them back the same way.
 // It does no container or function work of its own, so there is little in it to fail; it
 // raises spored's oom_score_adj above its own, so the OOM killer takes spored (which it
 // replaces) rather than the keeper.
