@@ -1,7 +1,9 @@
 // spored: one long-lived daemon per node. Wires the process engine's root seed, the task
 // manager, the ttrpc Task service for containerd and the event forwarder.
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { gatewayCustodyKey } from './gateway.js';
+import { friCustodyKey } from '../protocols/fri/server.js';
 import type { Logger } from 'pino';
 import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { TaskCreateSchema, TaskDeleteSchema, TaskExecAddedSchema, TaskExecStartedSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema, TaskStartSchema } from '../fri-proto/gen/containerd/events/task_pb.js';
@@ -198,6 +200,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   });
   ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' }), undefined, keeper?.keeperPid ?? null), log.child({ c: 'rpc' }), metrics) as ServiceImplementationFor<typeof Task>);
   const ttrpcListener = await ttrpc.listen(config.ttrpcSocket);
+  keeper?.ready();
   log.info({ config: loggableConfig(config), cgroups: layout.mode, seedPid: seed.pid, startMs: Math.round(performance.now() - t0) }, 'spored ready');
   // Filled in once the function runtime is up (health reads it synchronously).
   let fns: { rt: ProcessFunctionRuntime; seeds: () => SeedInfo[]; fri: FriHandle } | null = null;
@@ -267,6 +270,10 @@ async function startFunctions(
     return { rt, vm, seeds, fri };
   } catch (e) {
     log.error({ err: (e as Error).stack ?? String(e) }, 'function runtime failed to start; the OCI path keeps serving');
+    // nothing will serve the gateway or FRI: the keeper must not hold their sockets (callers
+    // would wait for ever instead of being refused)
+    if (config.gatewayAddress !== 'off') custody?.release(gatewayCustodyKey(config.gatewayAddress));
+    custody?.release(friCustodyKey(resolve(config.friSocket)));
     await rt.stop().catch(() => undefined);
     return null;
   }

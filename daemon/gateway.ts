@@ -339,7 +339,26 @@ function tooLarge(res: http.ServerResponse, limit: number): void {
 /** Start the gateway; resolves once listening (port 0 picks a free port: see server.address()). */
 export async function startGateway(rt: Invoker, address: string, log: Logger, opts: GatewayOptions = {}): Promise<http.Server> {
   const { host, port } = parseAddress(address);
-  const server = http.createServer({ keepAlive: true, noDelay: true }, gatewayHandler(rt, log, opts));
+  const handler = gatewayHandler(rt, log, opts);
+  // Once closing (a restart hands the listening socket to the next spored), answers carry
+  // "Connection: close": a busy keep-alive client never goes idle, and would otherwise have
+  // its connection cut, with a request on it, when the grace ends. The answers being worked on
+  // when close() is called are marked then; later ones as they arrive.
+  const pending = new Set<http.ServerResponse>();
+  const server: http.Server = http.createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+    if (!server.listening) res.shouldKeepAlive = false;
+    else {
+      pending.add(res);
+      res.once('close', () => pending.delete(res));
+    }
+    handler(req, res);
+  });
+  const close = server.close.bind(server);
+  server.close = (cb?: (err?: Error) => void): http.Server => {
+    for (const res of pending) if (!res.headersSent) res.shouldKeepAlive = false;
+    pending.clear();
+    return close(cb);
+  };
   // Longer than typical client/LB idle timeouts so the server is not the side that drops pooled connections.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;

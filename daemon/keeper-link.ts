@@ -120,6 +120,11 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
     this.write({ t: 'unpark', key });
   }
 
+  /** Tell the keeper this spored came up (it serves containerd). */
+  ready(): void {
+    this.write({ t: 'ready' });
+  }
+
   /** Keys parked by an earlier spored (from the hello), for restore. */
   keys(): string[] {
     return [...this.parked.keys()];

@@ -40,6 +40,23 @@ async function until(f: () => boolean | Promise<boolean>, ms = 10_000): Promise<
   const t = Date.now() + ms;
   while (!(await f())) { if (Date.now() > t) throw new Error('timed out'); await sleep(30); }
 }
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+function connectTo(opts: net.NetConnectOpts): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect(opts);
+    const t = setTimeout(() => { c.destroy(); resolve('timeout'); }, 2000);
+    c.once('connect', () => { clearTimeout(t); c.destroy(); resolve('connected'); });
+    c.once('error', (err: NodeJS.ErrnoException) => { clearTimeout(t); resolve(err.code ?? err.message); });
+  });
+}
+const tcpConnect = (port: number): Promise<string> => connectTo({ host: '127.0.0.1', port });
+const unixConnect = (path: string): Promise<string> => connectTo({ path });
 function oomAdj(pid: number): number {
   return Number(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8'));
 }
@@ -97,6 +114,33 @@ describe.skipIf(skip !== undefined)('keeper and launcher', () => {
     await until(() => !existsSync(`/proc/${seed}`), 8_000);
     expect(leakCheck({ match: [rd] }).processes.map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
   }, 40_000);
+
+  it('holds the gateway and FRI sockets across a spored restart, and lets them go when no spored comes up', async () => {
+    const rd = join(dir, 'held');
+    const port = await freePort();
+    const e: Record<string, string | undefined> = { ...env, SPORE_RUN_DIR: rd, SPORE_GATEWAY: `127.0.0.1:${port}`, SPORE_KEEPER_MAX_DOWN_MS: '1500' };
+    delete e.SPORE_FRI; // FRI on
+    const k = spawn(process.execPath, [KEEPER, '--run-dir', rd], { env: e, stdio: 'ignore' });
+    started.push(k.pid ?? 0);
+    await until(async () => (await tcpConnect(port)) === 'connected' && existsSync(join(rd, 'fri.sock')), 30_000);
+    const spored = pidOf(rd, 'spored.pid');
+    // the next spored cannot come up: its ttrpc socket path is taken by a directory
+    rmSync(join(rd, 'spored-ttrpc.sock'), { force: true });
+    mkdirSync(join(rd, 'spored-ttrpc.sock', 'x'), { recursive: true });
+    process.kill(spored, 'SIGKILL');
+    await until(() => !existsSync(`/proc/${spored}`));
+    // held: a connection made now is accepted (it waits in the backlog), not refused
+    expect(await tcpConnect(port)).toBe('connected');
+    // let go once no spored came up within SPORE_KEEPER_MAX_DOWN_MS: refused, as with no spored
+    await until(async () => (await tcpConnect(port)) === 'ECONNREFUSED', 10_000);
+    await until(async () => (await unixConnect(join(rd, 'fri.sock'))) !== 'connected', 5_000);
+    // a spored that can come up again binds both anew
+    rmSync(join(rd, 'spored-ttrpc.sock'), { recursive: true, force: true });
+    await until(async () => (await tcpConnect(port)) === 'connected' && (await unixConnect(join(rd, 'fri.sock'))) === 'connected', 30_000);
+    k.kill('SIGTERM');
+    await until(() => !existsSync(join(rd, 'keeper.pid')), 20_000);
+    expect(await tcpConnect(port)).toBe('ECONNREFUSED');
+  }, 90_000);
 
   it('the launcher trusts keeper.pid only with its start time: a reused pid starts a real keeper', async () => {
     mkdirSync(runDir, { recursive: true });

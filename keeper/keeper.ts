@@ -24,6 +24,9 @@ import { KEEPER_PROTOCOL, type KeeperMessage, type ReapedExit, type SporedMessag
 
 export type { KeeperMessage, ReapedExit, SporedMessage };
 
+/** Custody keys of listening sockets (daemon/gateway.ts, protocols/fri/server.ts). */
+const LISTENER_KEY = /^(gateway|fri)\//;
+
 /** Longest control line accepted from spored. */
 const MAX_CONTROL_LINE = 64 * 1024;
 
@@ -53,6 +56,10 @@ export class Keeper {
   private sporedPidfd = -1;
   private startedAt = 0;
   private backoffMs = 50;
+  /** the running spored said it serves (SporedMessage ready) */
+  private sporedUp = false;
+  /** while no spored is up: when the held listening sockets are let go (maxDownMs) */
+  private listenersTimer: NodeJS.Timeout | null = null;
   /** fds held for spored, by key; the numbers are the keeper's own */
   private readonly parked = new Map<string, number>();
   readonly ttrpcSocket: string;
@@ -115,6 +122,7 @@ export class Keeper {
     }
     this.sporedPid = pid;
     this.startedAt = Date.now();
+    this.sporedUp = false;
     if (this.sporedPidfd >= 0) sys.close(this.sporedPidfd);
     try { this.sporedPidfd = sys.pidfdOpen(pid); } catch { this.sporedPidfd = -1; }
     // raising another process's score needs no CAP_SYS_RESOURCE; its children inherit it
@@ -135,8 +143,11 @@ export class Keeper {
       if (!r) return;
       if (r.pid === this.sporedPid) {
         const lived = Date.now() - this.startedAt;
-        // a spored that dies young (bad flags, a broken install) is retried ever more slowly
-        this.backoffMs = lived < 2000 ? Math.min(5000, Math.max(100, this.backoffMs * 2)) : 100;
+        // a spored that dies before it came up (bad flags, a broken install) is retried ever
+        // more slowly; one that came up and was killed is replaced at once
+        this.backoffMs = !this.sporedUp && lived < 2000 ? Math.min(5000, Math.max(100, this.backoffMs * 2)) : 100;
+        this.sporedUp = false;
+        this.armListenersTimer();
         this.log('spored exited', { pid: r.pid, status: r.status, livedMs: lived, restartInMs: this.stopping ? null : this.backoffMs });
         this.sporedPid = 0;
         if (!this.stopping) setTimeout(() => this.spawnSpored(), this.backoffMs);
@@ -191,14 +202,41 @@ export class Keeper {
         reply = { t: 'parked', key: m.key, ok: false, error: (e as Error).message };
       }
       c.write(JSON.stringify(reply) + '\n');
+    } else if (m.t === 'ready') {
+      this.sporedUp = true;
+      if (this.listenersTimer) { clearTimeout(this.listenersTimer); this.listenersTimer = null; }
     } else if (m.t === 'unpark' && typeof m.key === 'string') {
       const fd = this.parked.get(m.key);
       if (fd !== undefined) { sys.close(fd); this.parked.delete(m.key); }
     }
   }
 
+  /**
+   * No spored is up: connections to the gateway and FRI wait in the listening sockets held
+   * here, which is right for a restart but not for a spored that cannot come up. After
+   * maxDownMs without one they are let go (clients are then refused, as with no spored at
+   * all); the next spored that comes up binds them anew.
+   */
+  private armListenersTimer(): void {
+    if (this.listenersTimer || this.stopping) return;
+    this.listenersTimer = setTimeout(() => {
+      this.listenersTimer = null;
+      if (this.sporedUp || this.stopping) return;
+      const letGo: string[] = [];
+      for (const [key, fd] of this.parked) {
+        if (!LISTENER_KEY.test(key)) continue;
+        try { sys.close(fd); } catch { /* closed */ }
+        this.parked.delete(key);
+        letGo.push(key);
+      }
+      if (letGo.length) this.log('no spored came up: let go of the listening sockets', { keys: letGo, downMs: this.o.maxDownMs ?? 10_000 });
+    }, this.o.maxDownMs ?? 10_000);
+    this.listenersTimer.unref();
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.listenersTimer) { clearTimeout(this.listenersTimer); this.listenersTimer = null; }
     for (const h of this.held) h.close();
     const pid = this.sporedPid;
     if (pid) {

@@ -65,7 +65,10 @@ async function main(): Promise<void> {
     }
   }
   process.chdir('/');
-  const keeper = new Keeper({ runDir, spored: [process.execPath, DAEMON_MAIN, ...argv], log });
+  // SPORE_KEEPER_MAX_DOWN_MS: how long containerd's requests and the held listening sockets
+  // wait for a spored that does not come up (default 10 s; tests shorten it)
+  const maxDown = Number(process.env.SPORE_KEEPER_MAX_DOWN_MS ?? '');
+  const keeper = new Keeper({ runDir, spored: [process.execPath, DAEMON_MAIN, ...argv], log, ...(Number.isInteger(maxDown) && maxDown > 0 ? { maxDownMs: maxDown } : {}) });
   await keeper.start();
   const pidFile = join(runDir, 'keeper.pid');
   writeFileSync(`${pidFile}.tmp`, `${processIdentity(process.pid) ?? process.pid}\n`);

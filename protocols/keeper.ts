@@ -31,6 +31,8 @@ export type SporedMessage =
   /** take a duplicate of spored's fd `fd` and hold it under `key` (replacing one held there) */
   | { t: 'park'; key: string; fd: number }
   /** close what is held under `key` */
-  | { t: 'unpark'; key: string };
+  | { t: 'unpark'; key: string }
+  /** spored serves (its ttrpc socket listens): it came up (a keeper that predates this ignores it) */
+  | { t: 'ready' };
 
 

@@ -389,3 +389,37 @@ describe('gateway socket custody (the keeper holds the listening socket across s
     }
   });
 });
+
+describe('gateway closing (a restart hands its socket on)', () => {
+  it('answers with "Connection: close" once closing, so a busy keep-alive client moves to the next spored instead of being cut', async () => {
+    const rt = new FakeRuntime();
+    await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    let release: () => void = () => undefined;
+    let gate: Promise<void> = Promise.resolve();
+    const gw = await startGateway({ invoke: async (fn, event) => { await gate; return rt.invoke(fn, event); } }, '127.0.0.1:0', log);
+    const port = (gw.address() as AddressInfo).port;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (): Promise<{ status: number; connection: string | undefined }> => new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/invoke/hello', method: 'POST', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+      });
+      req.on('error', reject);
+      req.end('{}');
+    });
+    try {
+      expect(await post()).toEqual({ status: 200, connection: 'keep-alive' });
+      // a call in flight on the keep-alive connection when closing starts
+      gate = new Promise((r) => { release = r; });
+      const busy = post();
+      await new Promise((r) => setTimeout(r, 50));
+      const closed = new Promise((r) => gw.close(r));
+      release();
+      expect(await busy).toEqual({ status: 200, connection: 'close' });
+      await closed;
+    } finally {
+      agent.destroy();
+      gw.closeAllConnections();
+    }
+  });
+});

@@ -52,7 +52,8 @@ export function runningSpored(runDirs: readonly string[]): { pid: number; runDir
   for (const runDir of new Set(runDirs)) {
     let pid: number;
     try {
-      pid = Number(fs.readFileSync(path.join(runDir, 'spored.pid'), 'utf8').trim());
+      // "pid starttime" (daemon/main.ts), or a bare pid
+      pid = Number(fs.readFileSync(path.join(runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]);
     } catch {
       continue;
     }

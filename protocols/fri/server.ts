@@ -225,8 +225,10 @@ async function listenHeld(server: grpc.Server, abs: string, custody: SocketCusto
   });
   let fd = custody.reclaim(key);
   if (fd !== null) {
+    // the path must still lead to the held socket: a socket file put there meanwhile (nothing
+    // listening on it) refuses the probe, and the held one would be out of everyone's reach
     let here = false;
-    try { here = fs.lstatSync(abs).isSocket(); } catch { /* gone */ }
+    try { here = fs.lstatSync(abs).isSocket() && await socketAlive(abs); } catch { /* gone */ }
     if (here) {
       try {
         await listen({ fd });
