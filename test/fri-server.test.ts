@@ -572,8 +572,14 @@ describe('FRI socket custody (the keeper holds the listening socket across spore
       expect((await late).ok).toBe(true);
       b.held?.listener.close();
       await closeFri(second, null, 0);
-      // the path went away: the held socket is let go and a new one made
+      // a dead socket file put over the path: the held socket is out of reach, so it is let go
+      // and a new one made
       fs.rmSync(sock);
+      const dead = net.createServer();
+      await new Promise<void>((r) => dead.listen(sock, r));
+      fs.renameSync(sock, `${sock}.keep`); // (closing a server unlinks its path: keep the file)
+      await new Promise((r) => dead.close(r));
+      fs.renameSync(`${sock}.keep`, sock);
       const third = friServer(rt, log);
       const c3 = await listenFri(third, sock, undefined, custody);
       expect(parks).toBe(2);
