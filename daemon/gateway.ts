@@ -78,6 +78,9 @@ export interface GatewayOptions {
   custody?: FdCustody;
 }
 
+/** listen(2) backlog of the gateway's socket: connections wait in it while spored restarts. */
+export const LISTEN_BACKLOG = 4096;
+
 /** The custody key of the gateway's listening socket for `address` (host:port as configured). */
 export const gatewayCustodyKey = (address: string): string => `gateway/${address}`;
 
@@ -381,7 +384,9 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
         resolve();
       };
       if (held !== null) server.listen({ fd: held }, listening);
-      else server.listen(port, host, listening);
+      // a deep backlog: while spored restarts, connections wait in it (the kernel caps it at
+      // net.core.somaxconn)
+      else server.listen({ port, host, backlog: LISTEN_BACKLOG }, listening);
     });
   } catch (e) {
     if (held !== null) {

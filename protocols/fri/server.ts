@@ -221,7 +221,8 @@ async function listenHeld(server: grpc.Server, abs: string, custody: SocketCusto
   const listener = net.createServer((c) => injector.injectConnection(c));
   const listen = (target: string | { fd: number }): Promise<void> => new Promise((resolve, reject) => {
     listener.once('error', reject);
-    listener.listen(target, () => { listener.off('error', reject); resolve(); });
+    // a deep backlog (capped by net.core.somaxconn): FRI calls wait in it while spored restarts
+    listener.listen(typeof target === 'string' ? { path: target, backlog: 4096 } : { ...target, backlog: 4096 }, () => { listener.off('error', reject); resolve(); });
   });
   let fd = custody.reclaim(key);
   if (fd !== null) {
