@@ -313,6 +313,8 @@ async function startLineage(n: Extract<Next, { kind: 'lineage' }>): Promise<Seed
     applySandbox(n.msg.sandbox, { link: n.link, log: n.log, toParent: n.toParent, fromParent: n.fromParent }, n.refs);
     layer = prepareInstanceLayer(n.msg.sandbox);
     Object.assign(process.env, readEnv(n.link));
+    // nothing in the sandbox names where spore is installed on the host (the seed's script)
+    process.argv.splice(1);
   } catch (e) {
     return fail(`sandbox: ${(e as Error).message}`, null, 'sandbox');
   }

@@ -929,6 +929,35 @@ def _read_env(link):
     return {k: v for k, v in m['env'].items() if isinstance(k, str) and isinstance(v, str)}
 
 
+def _forget_host_paths():
+    """Inside the sandbox, nothing names where spore is installed on the host: __main__ (this
+    file) has no path and sys.argv is empty, as in an interactive interpreter. That is also
+    what multiprocessing's spawn and forkserver start methods need: their workers re-run the
+    main module from its path when it has one, and this file is not in the sandbox (they
+    failed with FileNotFoundError and the pool restarted them until the handler timed out)."""
+    main = sys.modules.get('__main__')
+    if main is not None:
+        for k in ('__file__', '__cached__'):
+            main.__dict__.pop(k, None)
+        main.__spec__ = None
+    sys.argv[:] = ['']
+
+
+def _keep_tmp_in_children(tmp_fd):
+    """/tmp (and /dev/shm) lead through the fd `tmp_fd` every process of the function holds.
+    subprocess closes every fd above 2 in a child by default (close_fds=True), and
+    multiprocessing's spawn and forkserver do too, so their children found no /tmp. The fd is
+    kept across those closes, as if /tmp were a directory like any other."""
+    import _posixsubprocess
+    fork_exec = _posixsubprocess.fork_exec
+
+    def keep_tmp(args, executable_list, close_fds, fds_to_keep, *rest):
+        if close_fds and tmp_fd not in fds_to_keep:
+            fds_to_keep = tuple(sorted((*fds_to_keep, tmp_fd)))
+        return fork_exec(args, executable_list, close_fds, fds_to_keep, *rest)
+    _posixsubprocess.fork_exec = keep_tmp
+
+
 def start_lineage(kw):
     """In an L1's fresh child: build the sandbox, run the function's init code once
     (unprivileged, filtered, pid 1 of the lineage), then serve as its L2 seed."""
@@ -947,6 +976,8 @@ def start_lineage(kw):
         apply_sandbox(msg['sandbox'], link, kw['log'], kw['to_parent'], kw['from_parent'])
         layer = InstanceLayer(msg['sandbox'])
         os.environ.update(_read_env(link))
+        _forget_host_paths()
+        _keep_tmp_in_children(msg['sandbox']['tmpFd'])
     except BaseException as e:
         fail('sandbox: %s' % e, None, 'sandbox')
     try:
