@@ -41,7 +41,7 @@ describe.skipIf(skip !== undefined)('upgrade (SIGTERM restart) under load', () =
     const ctrFailures: string[] = [];
     let runs = 0;
     let lostByCtr = 0;
-    const calls: { id: string; ok: boolean; code?: number; ms: number; at: number }[] = [];
+    const calls: { id: string; ok: boolean; code?: number; ms: number; at: number; error?: string }[] = [];
     let n = 0;
     const ctrLoop = async (k: number): Promise<void> => {
       for (let i = 0; !stop; i++) {
@@ -61,7 +61,7 @@ describe.skipIf(skip !== undefined)('upgrade (SIGTERM restart) under load', () =
         const t0 = Date.now();
         try {
           const r = await fri.invoke('mark', JSON.stringify({ id }));
-          calls.push({ id, ok: r.ok && JSON.parse(r.result ?? '{}').id === id, ms: Date.now() - t0, at: t0 });
+          calls.push({ id, ok: r.ok && JSON.parse(r.result ?? '{}').id === id, ms: Date.now() - t0, at: t0, ...(r.ok ? {} : { error: `${r.error?.kind}: ${r.error?.message}` }) });
         } catch (e) {
           calls.push({ id, ok: false, code: (e as { code?: number }).code, ms: Date.now() - t0, at: t0 });
           await sleep(20);
