@@ -99,6 +99,7 @@ async function main(): Promise<void> {
   for (const handler of ['spore', 'runc'] as const) for (const net of ['cni', 'hostnet'] as const) {
     if (ONLY.test(`${handler}/${net}`)) rows.push({ handler, net, total: [], run: [], create: [], start: [] });
   }
+  if (rows.length === 0) throw new Error(`ONLY=${process.env.ONLY} matches none of spore/cni, spore/hostnet, runc/cni, runc/hostnet`);
   const c = await startContainerd({ cri: true });
   const sporeRpc = { create: [] as number[], start: [] as number[] };
   let cri: CriClient | undefined;
@@ -123,7 +124,12 @@ async function main(): Promise<void> {
     }
   } finally {
     cri?.close();
-    if (process.env.KEEP_LOGS) for (const f of [c.sporeLog, c.logFile]) fs.copyFileSync(f, path.join(process.env.KEEP_LOGS, path.basename(f)));
+    // a log that is not there (no spore row ran) must not keep containerd running
+    if (process.env.KEEP_LOGS) {
+      for (const f of [c.sporeLog, c.logFile]) {
+        try { fs.copyFileSync(f, path.join(process.env.KEEP_LOGS, path.basename(f))); } catch (e) { process.stderr.write(`[cri-bench] not kept: ${(e as Error).message}\n`); }
+      }
+    }
     await c.stop();
   }
 
