@@ -71,8 +71,13 @@ describe.skipIf(skip !== undefined)('keeper and launcher', () => {
     for (const p of started) { try { process.kill(p, 'SIGTERM'); } catch { /* gone */ } }
     await until(() => started.every((p) => !existsSync(`/proc/${p}`)), 20_000).catch(() => undefined);
     const left = leakCheck({ match: [dir] });
-    expect(left.processes.map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      expect(left.processes.map((p) => `${p.pid} ${p.cmdline}`)).toEqual([]);
+    } finally {
+      // a failed test (or leak) must not leave its run dirs behind
+      for (const p of left.processes) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 30_000);
 
   it('one keeper per run dir; one spored per run dir; the OOM killer prefers spored', async () => {
