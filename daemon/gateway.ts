@@ -46,6 +46,7 @@ import type { InvokeErrorKind, InvokeOptions, InvokeResult, PhaseTimings } from 
 import { MAX_EVENT_BYTES, validateEvent, validateFunctionName } from '../protocols/fri/validate.js';
 import type { Metrics } from './metrics.js';
 import type { FdCustody } from '../task/custody.js';
+import { isListenerKey, listenerKey, listeningFd } from '../protocols/keeper.js';
 import { functionStack, scrubText } from '../functions/stack.js';
 
 export { parseAddress } from './config.js';
@@ -82,7 +83,7 @@ export interface GatewayOptions {
 export const LISTEN_BACKLOG = 4096;
 
 /** The custody key of the gateway's listening socket for `address` (host:port as configured). */
-export const gatewayCustodyKey = (address: string): string => `gateway/${address}`;
+export const gatewayCustodyKey = (address: string): string => listenerKey('gateway', address);
 
 /** Retry-After when a RESOURCE_EXHAUSTED does not say (a remote FRI, another pool), ms. */
 export const DEFAULT_RETRY_AFTER_MS = 1000;
@@ -374,7 +375,7 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   const key = gatewayCustodyKey(address);
   // a socket another spored left with the keeper for this address; others (an address
   // changed across a restart) are let go, so their ports are free again
-  for (const k of custody?.keys() ?? []) if (k.startsWith('gateway/') && k !== key) custody?.release(k);
+  for (const k of custody?.keys() ?? []) if (isListenerKey(k, 'gateway') && k !== key) custody?.release(k);
   const held = custody?.reclaim(key) ?? null;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -410,12 +411,6 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   }
   log.info({ address: `${a.address}:${a.port}`, token: opts.token ? 'required' : 'none' }, 'gateway listening');
   return server;
-}
-
-/** The fd under a listening net.Server (Node keeps it on the server's handle; Linux only). */
-function listeningFd(server: http.Server): number | null {
-  const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
 /** The gateway's address could not be bound; `address` names it. */

@@ -20,12 +20,9 @@ import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import * as sys from '../sys/libc.js';
 import { HeldConnection } from './proxy.js';
-import { KEEPER_PROTOCOL, type KeeperMessage, type ReapedExit, type SporedMessage } from '../protocols/keeper.js';
+import { KEEPER_PROTOCOL, isListenerKey, type KeeperMessage, type ReapedExit, type SporedMessage } from '../protocols/keeper.js';
 
 export type { KeeperMessage, ReapedExit, SporedMessage };
-
-/** Custody keys of listening sockets (daemon/gateway.ts, protocols/fri/server.ts). */
-const LISTENER_KEY = /^(gateway|fri)\//;
 
 /** Longest control line accepted from spored. */
 const MAX_CONTROL_LINE = 64 * 1024;
@@ -224,7 +221,7 @@ export class Keeper {
       if (this.sporedUp || this.stopping) return;
       const letGo: string[] = [];
       for (const [key, fd] of this.parked) {
-        if (!LISTENER_KEY.test(key)) continue;
+        if (!isListenerKey(key)) continue;
         try { sys.close(fd); } catch { /* closed */ }
         this.parked.delete(key);
         letGo.push(key);

@@ -27,6 +27,25 @@ export type KeeperMessage =
   | { t: 'stop' };
 
 /** Lines on the control socket, spored -> keeper. */
+/**
+ * The custody key of a listening socket spored parks with the keeper (the HTTP gateway's,
+ * FRI's): `listen/<kind>/<name>`. The keeper lets these go when no spored comes up.
+ */
+export function listenerKey(kind: 'gateway' | 'fri', name: string): string {
+  return `listen/${kind}/${name}`;
+}
+
+/** The key names a listening socket (listenerKey), of `kind` when given. */
+export function isListenerKey(key: string, kind?: 'gateway' | 'fri'): boolean {
+  return key.startsWith(kind ? `listen/${kind}/` : 'listen/');
+}
+
+/** The fd under a listening net.Server (Node keeps it on the server's handle; Linux only), to park. */
+export function listeningFd(server: { address(): unknown }): number | null {
+  const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
 export type SporedMessage =
   /** take a duplicate of spored's fd `fd` and hold it under `key` (replacing one held there) */
   | { t: 'park'; key: string; fd: number }

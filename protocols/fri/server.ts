@@ -20,6 +20,7 @@ import {
   FRI_MAX_MESSAGE_BYTES, validateEngine, validateEvent, validateFunctionName, validateFunctionSpec, validateId, validateTailBytes,
 } from './validate.js';
 import { serviceDefinition, serviceImplementation } from './grpc.js';
+import { listenerKey, listeningFd } from '../keeper.js';
 import type { CallRecord, ServiceImpl } from './grpc.js';
 
 function seedLevelOf(n: number | undefined): SeedLevel | undefined {
@@ -181,7 +182,7 @@ export interface SocketCustody {
 }
 
 /** The custody key of the FRI socket at `socketPath` (absolute). */
-export const friCustodyKey = (socketPath: string): string => `fri/${socketPath}`;
+export const friCustodyKey = (socketPath: string): string => listenerKey('fri', socketPath);
 
 /**
  * Bind the server on `unix://<socketPath>` and optionally on a TCP address ("host:port").
@@ -194,10 +195,9 @@ export const friCustodyKey = (socketPath: string): string => `fri/${socketPath}`
  */
 export async function listenFri(server: grpc.Server, socketPath: string, tcp?: string, custody?: SocketCustody): Promise<FriListen> {
   const abs = path.resolve(socketPath);
-  const dir = path.dirname(abs);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
   const held = custody ? await listenHeld(server, abs, custody) : null;
-  if (!held) await bindUnix(server, abs, dir);
+  if (!held) await placeSocket(abs, (tmp) => bind(server, `unix://${tmp}`));
   let tcpPort: number | null = null;
   if (tcp) {
     try {
@@ -240,34 +240,25 @@ async function listenHeld(server: grpc.Server, abs: string, custody: SocketCusto
     custody.release(key);
     fd = null;
   }
+  await placeSocket(abs, listen);
+  const own = listeningFd(listener);
+  if (own !== null) await custody.park(key, own).catch(() => undefined);
+  return { listener, key };
+}
+
+/**
+ * A unix socket at `abs`, mode 0600 before anyone can reach it: `bindAt` binds it inside a
+ * fresh 0700 directory beside `abs`; it is chmod'ed there and then renamed into place (a
+ * stale socket at `abs` is removed first; a live one is refused).
+ */
+async function placeSocket(abs: string, bindAt: (tmp: string) => Promise<unknown>): Promise<void> {
   await removeStaleSocket(abs);
   const staging = fs.mkdtempSync(path.join(path.dirname(abs), '.fri-bind-'));
   try {
     fs.chmodSync(staging, 0o700);
     const tmp = path.join(staging, 's');
     try {
-      await listen(tmp);
-    } catch (e) {
-      throw new Unavailable(`cannot listen on ${abs}: ${(e as Error).message}`, { cause: e });
-    }
-    fs.chmodSync(tmp, 0o600);
-    fs.renameSync(tmp, abs);
-  } finally {
-    fs.rmSync(staging, { recursive: true, force: true });
-  }
-  const own = (listener as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  if (typeof own === 'number' && own >= 0) await custody.park(key, own).catch(() => undefined);
-  return { listener, key };
-}
-
-async function bindUnix(server: grpc.Server, abs: string, dir: string): Promise<void> {
-  await removeStaleSocket(abs);
-  const staging = fs.mkdtempSync(path.join(dir, '.fri-bind-'));
-  try {
-    fs.chmodSync(staging, 0o700);
-    const tmp = path.join(staging, 's');
-    try {
-      await bind(server, `unix://${tmp}`);
+      await bindAt(tmp);
     } catch (e) {
       throw new Unavailable(`cannot listen on ${abs}: ${(e as Error).message}`, { cause: e });
     }
