@@ -5,6 +5,7 @@ import type net from 'node:net';
 import type { FunctionSpec, InstanceInfo, SeedInfo } from '../protocols/fri/types.js';
 import type { CgroupHandle, PooledCgroup } from '../pools/cgroups.js';
 import type { InstanceResult, LoadSpec, SandboxPlan } from '../seeds/protocol.js';
+import type { InvocationCount } from './invocation-count.js';
 import type { StoredPackage } from './packages.js';
 import type { SeedLink } from './seed-link.js';
 import type { SlotPool } from './slots.js';
@@ -16,7 +17,8 @@ export interface FunctionRec {
   hostId: number;
   /** the active one last */
   versions: VersionRec[];
-  invocations: number;
+  /** calls made to it, kept across spored restarts (functions/invocation-count.ts) */
+  invocations: InvocationCount;
   lastVersion: number;
 }
 

@@ -13,6 +13,7 @@ import { validateFunctionName } from '../protocols/fri/validate.js';
 import { cgroupHandle, createCgroup, destroyCgroup, killAll, procsFiles, type CgroupHandle, type CgroupLayout } from '../pools/cgroups.js';
 import type { LoadSpec, SandboxPlan } from '../seeds/protocol.js';
 import { functionSandbox, slotName, type RuntimeEntry } from './sandbox.js';
+import { InvocationCount } from './invocation-count.js';
 import type { IdRanges } from './id-ranges.js';
 import type { FunctionLogs } from './logs.js';
 import type { PackageStore, StoredPackage } from './packages.js';
@@ -240,7 +241,7 @@ export class Registry {
     if (fn && fn.spec.language !== language) throw new FailedPrecondition(`function ${spec.name} is a ${fn.spec.language} function; remove it before deploying it as ${language}`);
     if (fn?.versions.some((v) => v.state === 'starting')) throw new AlreadyExists(`function ${spec.name} is being deployed right now; try again when that finishes`);
     if (!fn) {
-      fn = { spec, hostId: this.ids.acquire(this.o.stateDir, spec.name), versions: [], invocations: 0, lastVersion: restoreVersion !== undefined ? restoreVersion - 1 : 0 };
+      fn = { spec, hostId: this.ids.acquire(this.o.stateDir, spec.name), versions: [], invocations: this.openCount(spec.name, restoreVersion === undefined), lastVersion: restoreVersion !== undefined ? restoreVersion - 1 : 0 };
       this.functions.set(spec.name, fn);
     }
     const version = fn.lastVersion + 1;
@@ -286,8 +287,12 @@ export class Registry {
       this.destroyLineageCgroup(v);
       if (fresh) {
         this.functions.delete(spec.name);
-        // a function that failed to restore keeps its range with its record, for the next start
-        if (restoreVersion === undefined) this.ids.release(fn.hostId);
+        fn.invocations.close();
+        // a function that failed to restore keeps its range (and count) with its record, for the next start
+        if (restoreVersion === undefined) {
+          this.ids.release(fn.hostId);
+          this.store.removeCount(spec.name);
+        }
       }
       this.gcPackages();
       throw e;
@@ -301,6 +306,16 @@ export class Registry {
     for (let i = 0; i < replicas; i++) this.addReplica(v);
     this.o.log.info({ fn: spec.name, version, seed: v.seeds[0]?.info.id, digest: pkg.digest.slice(0, 12) }, 'function deployed');
     return this.info(fn);
+  }
+
+  /** The function's invocation count; `fresh`: a first deploy, which starts it at 0. */
+  private openCount(name: string, fresh: boolean): InvocationCount {
+    try {
+      return InvocationCount.open(this.store.countPath(name), fresh);
+    } catch (e) {
+      this.o.log.warn({ fn: name, err: (e as Error).message }, 'invocation count kept in memory only: a restart starts it at 0');
+      return InvocationCount.inMemory();
+    }
   }
 
   /** Write the function's record (the active version): what a restarted spored rebuilds. */
@@ -494,6 +509,7 @@ export class Registry {
     const fn = this.functions.get(name);
     if (!fn) throw new NotFound(`function ${name} not found`);
     this.functions.delete(name);
+    fn.invocations.close();
     this.store.remove(name);
     for (const v of fn.versions) {
       move(VERSION_MOVES, v, 'gone');
@@ -517,7 +533,7 @@ export class Registry {
     return {
       name: s.name, language: s.language, handler: s.handler, memoryMiB: s.memoryMiB, timeoutMs: s.timeoutMs, env: { ...s.env },
       codeBytes: active?.codeBytes ?? 0, version: active?.version ?? 0, packageDigest: active?.pkg.digest ?? '',
-      seedId: active?.seeds[0]?.info.id ?? null, deployedAt: active?.deployedAt ?? '', invocations: fn.invocations, versions,
+      seedId: active?.seeds[0]?.info.id ?? null, deployedAt: active?.deployedAt ?? '', invocations: fn.invocations.value, versions,
       ...this.stateOf(fn),
     };
   }

@@ -276,7 +276,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     const found = this.registry.active(fn) ?? await this.registry.whenBuilt(fn);
     if (!found) throw new Unavailable(`function ${name} has no active version`);
     let v = found;
-    fn.invocations++;
+    fn.invocations.increment();
     // a parked instance when one is ready (the fork already happened), else fork on request
     const parked = this.parking.take(v);
     if (parked) {

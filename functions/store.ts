@@ -52,8 +52,19 @@ export class FunctionStore {
     renameSync(tmp, p);
   }
 
+  /** Where the function's invocation count lives (functions/invocation-count.ts). */
+  countPath(name: string): string {
+    return join(this.dir, `${name}.count`);
+  }
+
+  /** Remove the record and the count. */
   remove(name: string): void {
     rmSync(this.path(name), { force: true });
+    this.removeCount(name);
+  }
+
+  removeCount(name: string): void {
+    rmSync(this.countPath(name), { force: true });
   }
 
   /** Every readable record, and what could not be read (left on disk, for an operator). */

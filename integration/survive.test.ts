@@ -166,6 +166,10 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
       }
     })();
     await sleep(300);
+    // the counts the dead spored made must be the next one's ('py' is called by nothing in flight)
+    for (let n = 0; n < 3; n++) expect((await fri.invoke('py', JSON.stringify({ n }))).ok).toBe(true);
+    const pyCalls = (await fri.listFunctions()).find((f) => f.name === 'py')?.invocations ?? -1;
+    expect(pyCalls).toBeGreaterThanOrEqual(3);
     const old = pidFile(c, 'spored.pid');
     const keeper = pidFile(c, 'keeper.pid');
     const tKill = Date.now();
@@ -225,7 +229,10 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     expect(JSON.parse(py.result ?? '{}')).toEqual({ py: 7 });
     const h = await fri.invoke('hello', JSON.stringify({ name: 'again' }));
     expect(JSON.parse(h.result ?? '{}')).toEqual({ hello: 'again' });
-    expect((await fri.listFunctions()).map((f) => f.name).sort()).toEqual(['hello', 'py', 'slow']);
+    const fns = await fri.listFunctions();
+    expect(fns.map((f) => f.name).sort()).toEqual(['hello', 'py', 'slow']);
+    // invocation counts carried across the crash: those before it, then the two calls after
+    expect(fns.find((f) => f.name === 'py')?.invocations).toBe(pyCalls + 2);
     // the terminal container was not hung up
     expect((await tasks(c)).get('sv0')).toEqual(pidsBefore.get('sv0'));
   }, 120_000);

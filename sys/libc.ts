@@ -720,6 +720,8 @@ export function mmap(len: number, prot: number, flags: number, fd: number, offse
   if (addr === 0xffffffffffffffffn || addr === 0n) throw new SyscallError('mmap', koffi.errno(), `len=${len}`);
   return { addr, len, ptr };
 }
+/** The memory of a mapping as a Buffer over it (no copy): a store into it is a store into the mapping. */
+export function mappingBytes(mp: Mapping): Buffer { return Buffer.from(koffi.view(mp.ptr as never, mp.len)); }
 export function munmap(addr: bigint, len: number): void { check('munmap', m.munmap(addr, len)); }
 /** madvise(2) with errno checking (the raw binding above ignores errors on purpose). */
 export function madviseRange(addr: bigint, len: number, advice: number): void {
