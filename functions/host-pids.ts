@@ -68,6 +68,36 @@ export function childOf(parentHostPid: number, reported: number, readChildren: (
   return host === null ? null : { host, ns: all.find(([h]) => h === host)?.[1] as number[] };
 }
 
+/**
+ * The host pid of `parentHostPid`'s child known to the parent as `reported`, and a pidfd
+ * for it; null when the parent has no such child (exited, or a lie). The hot path of every
+ * fork: the pidfd is opened first and the process it holds is then checked (PPid and NSpid
+ * from one status read), so one read serves both the match and the check that the fd
+ * cannot belong to a reused pid. Falls back to childOf + openChildPidfd when the children
+ * file missed the child (see childHostPid). `parentNs`: the parent's NSpid.
+ */
+export function openChildOf(parentHostPid: number, reported: number, parentNs: number[], readChildren: (pid: number) => string = childrenFile): { host: number; pidfd: number } | null {
+  const depth = parentNs.length - 1;
+  let list: string;
+  try { list = readChildren(parentHostPid); } catch { return null; }
+  const pids = list.trim().split(/\s+/);
+  for (let i = pids.length - 1; i >= 0; i--) {
+    const host = Number(pids[i]);
+    if (!pids[i] || !Number.isInteger(host)) continue;
+    let fd: number;
+    try { fd = sys.pidfdOpen(host); } catch { continue; }
+    let text: string | null = null;
+    try { text = sys.readSmallFile(`/proc/${host}/status`); } catch { /* gone */ }
+    const ns = text === null ? null : statusNsPids(text);
+    if (text !== null && ns?.[depth] === reported && Number(/^PPid:\s+(\d+)/m.exec(text)?.[1]) === parentHostPid) return { host, pidfd: fd };
+    sys.close(fd);
+  }
+  const child = childOf(parentHostPid, reported, readChildren, parentNs);
+  if (!child) return null;
+  const pidfd = openChildPidfd(parentHostPid, child.host, child.ns);
+  return pidfd === null ? null : { host: child.host, pidfd };
+}
+
 function childrenFile(pid: number): string {
   return sys.readSmallFile(`/proc/${pid}/task/${pid}/children`);
 }

@@ -13,7 +13,7 @@ import type { InstanceInfo, InvokeError, InvokeResult, PhaseTimings } from '../p
 import { oomKillCount, procsFiles, type CgroupLayout, type CgroupPool, type PooledCgroup } from '../pools/cgroups.js';
 import * as sys from '../sys/libc.js';
 import { MAX_RESULT_LINE, type FromSeed, type InstanceResult, type InvokeRequest } from '../seeds/protocol.js';
-import { childOf, nsPids, openChildPidfd } from './host-pids.js';
+import { nsPids, openChildOf } from './host-pids.js';
 import { functionStack, scrubText } from './stack.js';
 import { deferred, type InstanceEvents } from './seed-tree.js';
 import type { InstRec, SeedRec, VersionRec } from './records.js';
@@ -215,18 +215,17 @@ export class Instances implements Omit<InstanceEvents, never> {
   private bindForked(inst: InstRec, w: InstWaits, seed: SeedRec, reportedPid: number, forkUs: number): void {
     const id = inst.info.id;
     seed.nsPids ??= nsPids(seed.hostPid) ?? undefined;
-    const child = seed.nsPids ? childOf(seed.hostPid, reportedPid, undefined, seed.nsPids) : null;
-    const host = child?.host ?? null;
-    const pidfd = child === null ? null : openChildPidfd(seed.hostPid, child.host, child.ns);
-    if (host === null || pidfd === null) {
+    const child = seed.nsPids ? openChildOf(seed.hostPid, reportedPid, seed.nsPids) : null;
+    if (child === null) {
       // the seed has this child (it reported it) but spored cannot hold it: have the seed kill
       // it, so its exit still comes and its resources go back
       this.kill(inst);
       w.forked[1].reject(new FailedPrecondition(`instance ${id}: no child ${reportedPid} of seed ${seed.info.id}`));
       return;
     }
+    const host = child.host;
     inst.hostPid = host;
-    inst.pidfd = pidfd;
+    inst.pidfd = child.pidfd;
     inst.info.pid = host;
     try {
       if (inst.cgroup) this.moveIntoCgroup(inst.cgroup, host, inst.version.instancesCpuProcs);

@@ -1,11 +1,11 @@
 // The pure parts of function sandboxes, without root: the plan (functions/sandbox.ts), host
 // pid matching (functions/host-pids.ts), id ranges, per-lineage /tmp slots and output logs.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { functionSandbox, sandboxEnv, slotName, ID_RANGE, TMP_FD, SLOT_DIR, type SandboxInput } from '../functions/sandbox.js';
-import { childHostPid, matchChild } from '../functions/host-pids.js';
+import { childHostPid, matchChild, nsPids, openChildOf } from '../functions/host-pids.js';
 import { spawn } from 'node:child_process';
 import { IdRanges, ID_BASE } from '../functions/id-ranges.js';
 import { IDLE_RENEW_MS, SlotPool } from '../functions/slots.js';
@@ -128,6 +128,18 @@ describe('host pids', () => {
       expect(reads).toBe(3);
       // not a child at all (a lie, or gone): null, after the search
       expect(childHostPid(process.pid, 1, missing)).toBeNull();
+      // the fork's path: a pidfd to the child, held before its identity was checked
+      const ns = nsPids(process.pid) as number[];
+      const got = openChildOf(process.pid, newest, ns);
+      expect(got?.host).toBe(newest);
+      expect(readFileSync(`/proc/self/fdinfo/${got?.pidfd}`, 'utf8')).toMatch(new RegExp(`^Pid:\\s+${newest}$`, 'm'));
+      closeSync(got?.pidfd as number);
+      const viaSearch = openChildOf(process.pid, newest, ns, missing);
+      expect(viaSearch?.host).toBe(newest);
+      closeSync(viaSearch?.pidfd as number);
+      // a listed pid that is not the reported one, or not a child (pid 1), is passed over
+      expect(openChildOf(process.pid, newest, ns, () => `1 ${pids[0]}\n`)?.host ?? null).toBe(newest);
+      expect(openChildOf(process.pid, 999_999, ns, () => `1 ${pids[0]} ${pids[1]}\n`)).toBeNull();
     } finally {
       for (const k of kids) k.kill('SIGKILL');
     }
