@@ -9,7 +9,7 @@ import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { cgroupHandle, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { compileSeccomp } from '../pools/seccomp.js';
-import { initPlan, execPlan, parseMountOptions } from '../engines/process/plan.js';
+import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
 import { CONSOLE_INSIDE, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
 import { Console } from './console.js';
@@ -192,7 +192,9 @@ export class TaskManager {
         cgroupProcs: procsFiles(cgroup),
         cgroupV1Dirs: this.o.layout.mode === 'v2' ? null : v1Dirs(cgroup),
         seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
+        isHostNetns,
       });
+      checkLsm(plan.process, hostLsm());
       // Pipelined: the child forks and sets up namespaces and mounts while we create its
       // cgroup; it joins the cgroup at the end of its setup. Not when the spec mounts the
       // cgroup hierarchy (those bind mounts need the dirs first) or has no /proc.
@@ -363,6 +365,7 @@ export class TaskManager {
         id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: childStdio,
         cgroupProcs: procsFiles(c.cgroup), seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
       });
+      checkLsm(plan.process, hostLsm(), 'exec process');
       const k = key(ns, id, execId);
       const spawned = await this.o.seed.spawn(k, plan);
       if (ptyInside) {
@@ -687,9 +690,13 @@ export class TaskManager {
     p.exitStatus = sys.exitCodeOf(status) + (TEST_MUTATION === 'exit-code' ? 1 : 0);
     p.exitedAt = new Date();
     if (p === c.init) {
-      // Exec'd processes die with the init's pid namespace; make sure of it when the
-      // container shares the host's.
-      for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
+      // Everything else dies with the init's pid namespace. A container without one of its
+      // own (the host's, or another container's) has the rest of its cgroup killed, as
+      // containerd's runc shim does (ShouldKillAllOnExit, then `runc kill --all`).
+      if (!c.namespaces.some((n) => n.type === 'pid' && n.path === null)) {
+        for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
+        try { killAll(c.cgroup, 9); } catch (e) { this.o.log.warn({ id: c.id, err: (e as Error).message }, 'cgroup kill after the init exited'); }
+      }
       if (p.exitStatus === 137) {
         try { if (oomKillCount(c.cgroup) > 0) this.o.events.oom(c); } catch { /* cgroup gone */ }
       }
@@ -741,6 +748,27 @@ export class TaskManager {
  * may use (the default nodes, ptys, and mknod of anything) and the spec's own device nodes.
  * CRI specs start with a deny-all rule and rely on this; without it, creating /dev/null fails.
  */
+let lsm: HostLsm | null = null;
+/** AppArmor and SELinux on this host (read once: a module is not loaded while spored runs). */
+function hostLsm(): HostLsm {
+  if (lsm) return lsm;
+  let apparmor = false;
+  try { apparmor = readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y'; } catch { /* not built in */ }
+  lsm = { apparmor, selinux: existsSync('/sys/fs/selinux/enforce') };
+  return lsm;
+}
+
+/** Whether the network namespace at `path` is spored's own (the host's). False when it cannot be read. */
+function isHostNetns(path: string): boolean {
+  try {
+    const a = statSync(path);
+    const b = statSync('/proc/self/ns/net');
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
+}
+
 export function withDefaultDeviceRules(spec: Spec): LinuxResources | undefined {
   const r = spec.linux?.resources;
   if (!r?.devices || r.devices.length === 0) return r;

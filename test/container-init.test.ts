@@ -151,9 +151,10 @@ const capHex = (names: string[]): string => `0x${names.reduce((m, n) => m | (1n 
 /** The six device nodes every container gets (plan.ts DEFAULT_DEVICES), in a fresh /dev tmpfs. */
 function defaultDevices(): SysCall[] {
   const devs: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
-  return devs.flatMap(([n, major, minor]) => [
-    c('mkdir', `${R}/dev`), c('mknod', `${R}/dev/${n}`, 0o020000 | 0o666, major, minor), c('chown', `${R}/dev/${n}`, 0, 0),
-  ]);
+  // with the umask at 0, so that the nodes get exactly 0666 (runc's createDevices)
+  return [c('umask', 0), ...devs.flatMap(([n, major, minor]) => [
+    c('mkdir', `${R}/dev`, 0o755), c('mknod', `${R}/dev/${n}`, 0o020000 | 0o666, major, minor), c('chown', `${R}/dev/${n}`, 0, 0),
+  ]), c('umask', 0o022)];
 }
 
 /**
@@ -193,7 +194,7 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
   if (exec !== calls.length - 1) return 'execve is not the last call';
   // after the last step that changes what the process may do (seccomp when it goes in
   // late, else no_new_privs or the umask) only the stdio shuffle: dup2 0..2 (+ TIOCSCTTY)
-  const lastPriv = seccomp > nnp && nnp >= 0 ? seccomp : Math.max(nnp, idx('umask'));
+  const lastPriv = seccomp > nnp && nnp >= 0 ? seccomp : Math.max(nnp, lastAt(calls, 'umask'));
   const tail = calls.slice(lastPriv + 1, exec).map((x) => x.call);
   if (!tail.every((n) => n === 'dup2' || n === 'ioctl')) return `more than the stdio shuffle between the last privileged step and execve: ${tail.join(',')}`;
   return null;
@@ -229,6 +230,8 @@ describe('container-init against the recording ContainerSys', () => {
       c('open', '/sys/fs/cgroup/default', O.PATH | O.DIRECTORY | O.CLOEXEC),
       // every new namespace but pid (the seed's fork) and cgroup (after joining the cgroup), in one unshare
       c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET),
+      // the new network namespace's lo, up (runc's loopback network)
+      c('loopback_up'),
       c('mount', null, '/', null, MS.SLAVE | MS.REC, null),
       c('mount', R, R, null, MS.BIND | MS.REC, null),
       c('mount', 'proc', `${R}/proc`, 'proc', NOSUID | NOEXEC | NODEV, null),
@@ -298,16 +301,16 @@ describe('container-init against the recording ContainerSys', () => {
       c('mkdir', `${cg}/memory`), c('mount', '/sys/fs/cgroup/memory/default/c1', `${cg}/memory`, null, MS.BIND, null), c('mount', null, `${cg}/memory`, null, ro, null),
       c('mkdir', `${cg}/cpu,cpuacct`), c('mount', '/sys/fs/cgroup/cpu,cpuacct/default/c1', `${cg}/cpu,cpuacct`, null, MS.BIND, null), c('mount', null, `${cg}/cpu,cpuacct`, null, ro, null),
       c('symlink', 'cpu,cpuacct', `${cg}/cpu`), c('symlink', 'cpu,cpuacct', `${cg}/cpuacct`),
-      c('mount', null, cg, null, ro, null),
-      ...defaultDevices().slice(0, 1),
+      // the tmpfs itself stays writable, as runc leaves it
+      ...defaultDevices().slice(0, 2),
     ]);
   });
 
-  it('a read-only rootfs: remounted read-only after pivot_root and the masks, before the hostname', () => {
+  it('a read-only rootfs: remounted read-only after pivot_root, the hostname and the masks', () => {
     const r = run(planOf((s) => { s.root = { path: 'rootfs', readonly: true }; s.hostname = 'box'; s.linux.maskedPaths = ['/proc/kcore']; }),
       { files: busyboxTree({ [`${R}/proc/kcore`]: 'file' }) });
     const remount = at(r.calls, 'mount', null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY, null);
-    inOrder(r.calls, at(r.calls, 'pivot_root'), at(r.calls, 'mkdir', '/', 0o755), at(r.calls, 'mount', '/dev/null', '/proc/kcore'), remount, at(r.calls, 'sethostname', 'box'), at(r.calls, 'read', START));
+    inOrder(r.calls, at(r.calls, 'pivot_root'), at(r.calls, 'mkdir', '/', 0o755), at(r.calls, 'sethostname', 'box'), at(r.calls, 'mount', '/dev/null', '/proc/kcore'), remount, at(r.calls, 'read', START));
     expect(brokenInvariant(r.calls)).toBeNull();
     // without readonly, / is only made a slave (before anything is mounted), never remounted
     expect(run(planOf()).calls.filter((x) => x.call === 'mount' && x.args[1] === '/')).toEqual([c('mount', null, '/', null, MS.SLAVE | MS.REC, null)]);
@@ -401,6 +404,43 @@ describe('container-init against the recording ContainerSys', () => {
     expect(r.calls.slice(-5).map((x) => x.call)).toEqual(['prctl', 'dup2', 'dup2', 'dup2', 'execve']);
   });
 
+  it('a working directory that is not there fails before the ready report (an exec too), not the process after Start', () => {
+    const init = planOf();
+    const exec = (cwd: string): ExecPlan => execPlan({
+      id: 'c1', execId: 'e1', targetPid: 4242, initNamespaces: init.namespaces, process: { user: { uid: 0, gid: 0 }, args: ['/bin/ls'], env: [PATH], cwd },
+      stdio: { ...STDIO, stdin: '' }, cgroupProcs: [CGROUP_PROCS], seccomp: null,
+    });
+    const files = { '/bin/ls': 'file' as const, '/etc/passwd': { content: 'root:x:0:0:root:/root:/bin/sh\n' }, '/etc/hosts': 'file' as const };
+    const missing = run(exec('/nonexist'), { files });
+    expect(missing.status).toEqual([{ s: 'error', phase: 'cwd', message: 'chdir to cwd ("/nonexist") set in config.json failed: no such file or directory' }]);
+    expect(at(missing.calls, 'read', START)).toBe(-1);
+    expect(missing.exit).toBe(127);
+    const file = run(exec('/etc/hosts'), { files });
+    expect(file.status).toEqual([{ s: 'error', phase: 'cwd', message: 'chdir to cwd ("/etc/hosts") set in config.json failed: not a directory' }]);
+    expect(run(exec('/'), { files }).exec?.path).toBe('/bin/ls');
+  });
+
+  it('a shared root propagation: the rootfs\'s parent mount made private, the old root rslave before it goes, then / shared again', () => {
+    const mountinfo = ['22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw', `30 22 0:30 / /run/spore rw,relatime shared:5 - tmpfs tmpfs rw`].join('\n');
+    const r = run(planOf((s) => { s.linux.rootfsPropagation = 'rshared'; }), { files: busyboxTree({ '/proc/self/mountinfo': { content: mountinfo } }) });
+    const shared = MS.SHARED | MS.REC;
+    const first = at(r.calls, 'mount', null, '/', null, shared, null);
+    expect(r.calls.slice(first, first + 3)).toEqual([c('mount', null, '/', null, shared, null), c('mount', null, '/run/spore', null, MS.PRIVATE, null), c('mount', R, R, null, MS.BIND | MS.REC, null)]);
+    const pivot = at(r.calls, 'pivot_root');
+    expect(r.calls.slice(pivot, pivot + 5)).toEqual([c('pivot_root', '.', '.'), c('mount', null, '.', null, MS.SLAVE | MS.REC, null), c('umount2', '.', MNT_DETACH), c('chdir', '/'), c('mount', null, '/', null, shared, null)]);
+    expect(r.exec).not.toBeNull();
+    // the default (rslave) needs none of it
+    expect(at(run(planOf()).calls, 'mount', null, '.', null, MS.SLAVE | MS.REC, null)).toBe(-1);
+  });
+
+  it('an AppArmor profile and an SELinux label are set for execve, before the capabilities go', () => {
+    const r = run(planOf((s) => { s.process.apparmorProfile = 'cri-default'; s.process.selinuxLabel = 'system_u:system_r:container_t:s0'; }));
+    const aa = at(r.calls, 'write_file', '/proc/self/attr/apparmor/exec', 'exec cri-default');
+    expect(aa).toBeGreaterThan(at(r.calls, 'read', START));
+    expect(r.calls[aa + 1]).toEqual(c('write_file', '/proc/self/attr/exec', 'system_u:system_r:container_t:s0'));
+    inOrder(r.calls, aa, at(r.calls, 'prctl', PR.CAPBSET_DROP), at(r.calls, 'execve'));
+  });
+
   it('user + additional gids: keepcaps around setgroups/setresgid/setresuid, capabilities set after; HOME of the user', () => {
     const r = run(planOf((s) => {
       s.process.user = { uid: 1000, gid: 1000, additionalGids: [10, 20, 10], umask: 0o027 };
@@ -465,17 +505,19 @@ describe('container-init against the recording ContainerSys', () => {
     expect(r.exec).not.toBeNull();
   });
 
-  it('hostname, domainname and sysctls: in the new uts namespace, after pivot_root and the read-only root', () => {
-    const r = run(planOf((s) => { s.hostname = 'box'; s.domainname = 'example.org'; s.root = { path: 'rootfs', readonly: true }; s.linux.sysctl = { 'net.ipv4.ip_forward': '0', 'kernel.msgmax': '65536' }; }));
+  it('hostname, domainname and sysctls: in the new namespaces, after pivot_root, before /proc/sys goes read-only and the root does', () => {
+    const r = run(planOf((s) => { s.hostname = 'box'; s.domainname = 'example.org'; s.root = { path: 'rootfs', readonly: true }; s.linux.readonlyPaths = ['/proc/sys']; s.linux.sysctl = { 'net.ipv4.ip_forward': '0', 'kernel.msgmax': '65536' }; }),
+      { files: busyboxTree({ [`${R}/proc/sys`]: 'dir' }) });
     const ro = at(r.calls, 'mount', null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY);
-    expect(r.calls.slice(ro, ro + 5)).toEqual([
-      c('mount', null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY, null),
+    const host = at(r.calls, 'sethostname', 'box');
+    expect(r.calls.slice(host, host + 4)).toEqual([
       c('sethostname', 'box'),
       c('setdomainname', 'example.org'),
       c('write_file', '/proc/sys/net/ipv4/ip_forward', '0'),
       c('write_file', '/proc/sys/kernel/msgmax', '65536'),
     ]);
-    inOrder(r.calls, at(r.calls, 'unshare'), at(r.calls, 'pivot_root'), ro);
+    // the sysctls were written while /proc/sys could still take them (runc: sysctls, then read-only paths)
+    inOrder(r.calls, at(r.calls, 'unshare'), at(r.calls, 'pivot_root'), host, at(r.calls, 'mount', '/proc/sys', '/proc/sys'), ro);
     // no hostname in the spec: none set (the new uts namespace keeps the host's name)
     expect(at(run(planOf()).calls, 'sethostname')).toBe(-1);
   });

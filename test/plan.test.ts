@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgument } from '../sys/errors.js';
 import { MS } from '../sys/constants.js';
 import type { Spec } from '../protocols/oci/spec.js';
-import { capMask, execPlan, initPlan, mountStep, namespaceSteps, nsFile, parseMountOptions, processPlan } from '../engines/process/plan.js';
+import { capMask, checkLsm, execPlan, initPlan, mountStep, namespaceSteps, nsFile, parseMountOptions, processPlan } from '../engines/process/plan.js';
 import type { InitPlan, Stdio } from '../engines/process/protocol.js';
 
 const STDIO: Stdio = { stdin: '', stdout: '/run/spore/fifo/c1-stdout', stderr: '/run/spore/fifo/c1-stderr', terminal: '' };
@@ -56,7 +56,7 @@ describe('plan.ts: translation', () => {
       process: {
         args: ['/bin/sh'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], umask: 0o022,
         caps: { bounding: 0n, effective: 0n, permitted: 0n, inheritable: 0n, ambient: [] },
-        rlimits: [], noNewPrivileges: false, oomScoreAdj: null, seccomp: SECCOMP, stdio: STDIO,
+        rlimits: [], noNewPrivileges: false, oomScoreAdj: null, seccomp: SECCOMP, stdio: STDIO, apparmorProfile: null, selinuxLabel: null,
       },
     });
     expect(p.lateCgroup).toBeUndefined(); // task/tasks.ts decides it
@@ -153,10 +153,30 @@ describe('plan.ts: translation', () => {
 
   it('root propagation, read-only root, masked and read-only paths, sysctls', () => {
     const p = plan({ ...baseSpec(), root: { path: 'rootfs', readonly: true }, linux: {
-      ...baseSpec().linux, rootfsPropagation: 'rshared', maskedPaths: ['/proc/kcore', '/sys/firmware'], readonlyPaths: ['/proc/sys'], sysctl: { 'net.ipv4.ip_forward': '1' },
+      ...baseSpec().linux, namespaces: [...baseSpec().linux.namespaces, { type: 'network' }], rootfsPropagation: 'rshared', maskedPaths: ['/proc/kcore', '/sys/firmware'], readonlyPaths: ['/proc/sys'], sysctl: { 'net.ipv4.ip_forward': '1' },
     } });
     expect(p).toMatchObject({ readonlyRoot: true, rootPropagation: MS.SHARED, maskedPaths: ['/proc/kcore', '/sys/firmware'], readonlyPaths: ['/proc/sys'], sysctl: { 'net.ipv4.ip_forward': '1' } });
     expect(plan({ ...baseSpec(), linux: { ...baseSpec().linux, rootfsPropagation: 'private' } }).rootPropagation).toBe(MS.PRIVATE);
+  });
+
+  it('sysctls of the container\'s own namespaces pass; a network namespace joined by path is checked against the host\'s', () => {
+    const ns = [{ type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network', path: '/var/run/netns/n1' }];
+    const spec = { ...baseSpec(), linux: { namespaces: ns, sysctl: { 'kernel.shm_rmid_forced': '1', 'fs.mqueue.msg_max': '20', 'kernel.domainname': 'd', 'net.ipv4.ip_unprivileged_port_start': '80' } } };
+    expect(initPlan({ id: 'c1', spec: spec as Spec, rootfs: '/r', stdio: STDIO, cgroupProcs: [], cgroupV1Dirs: null, seccomp: null, isHostNetns: () => false }).sysctl).toMatchObject({ 'kernel.domainname': 'd' });
+    rejects(() => initPlan({ id: 'c1', spec: spec as Spec, rootfs: '/r', stdio: STDIO, cgroupProcs: [], cgroupV1Dirs: null, seccomp: null, isHostNetns: (p) => p === '/var/run/netns/n1' }), /^linux.sysctl net.ipv4.ip_unprivileged_port_start: not allowed in the host's network namespace/);
+  });
+
+  it('a relative mount destination is taken from the root, as runc takes it', () => {
+    expect(plan({ ...baseSpec(), mounts: [{ destination: 'proc', type: 'proc', source: 'proc' }] }).mounts[0]?.destination).toBe('/proc');
+  });
+
+  it('AppArmor and SELinux: carried to execve when the host has the module, refused when it has not', () => {
+    const p = plan({ ...baseSpec(), process: { ...baseSpec().process, apparmorProfile: 'cri-default', selinuxLabel: 'system_u:system_r:container_t:s0' } }).process;
+    expect(p).toMatchObject({ apparmorProfile: 'cri-default', selinuxLabel: 'system_u:system_r:container_t:s0' });
+    expect(() => checkLsm(p, { apparmor: true, selinux: true })).not.toThrow();
+    expect(() => checkLsm(p, { apparmor: false, selinux: true })).toThrow(/^process.apparmorProfile "cri-default": AppArmor is not enabled on this host/);
+    expect(() => checkLsm(p, { apparmor: true, selinux: false })).toThrow(/^process.selinuxLabel is set, but SELinux is not enabled/);
+    expect(() => checkLsm(plan(baseSpec()).process, { apparmor: false, selinux: false })).not.toThrow();
   });
 
   it('an exec plan joins every namespace of the init but pid (the seed forks into that one), by /proc/<pid>/ns', () => {
@@ -210,7 +230,16 @@ describe('plan.ts: rejections (InvalidArgument naming the field)', () => {
     ['hostname without a new uts namespace', { ...baseSpec(), hostname: 'box', linux: { namespaces: [{ type: 'mount' }] } }, /^hostname is set but there is no new uts namespace/],
     ['hostname not a string', { ...baseSpec(), hostname: 42 }, /^hostname must be a string/],
     ['domainname not a string', { ...baseSpec(), domainname: ['a'] }, /^domainname must be a string/],
-    ['relative mount destination', { ...baseSpec(), mounts: [{ destination: 'proc', type: 'proc' }] }, /^mounts\[0\].destination must be an absolute path/],
+    ['empty mount destination', { ...baseSpec(), mounts: [{ destination: '', type: 'proc' }] }, /^mounts\[0\].destination must be a path/],
+    ['sysctl of the ipc namespace without one', withLinux({ namespaces: [{ type: 'mount' }], sysctl: { 'kernel.shm_rmid_forced': '1' } }), /^linux.sysctl kernel.shm_rmid_forced: not allowed in the host's ipc namespace/],
+    ['fs.mqueue sysctl without an ipc namespace', withLinux({ namespaces: [{ type: 'mount' }], sysctl: { 'fs.mqueue.msg_max': '20' } }), /^linux.sysctl fs.mqueue.msg_max: not allowed in the host's ipc namespace/],
+    ['net sysctl without a network namespace', withLinux({ namespaces: [{ type: 'mount' }], sysctl: { 'net.ipv4.ip_forward': '1' } }), /^linux.sysctl net.ipv4.ip_forward: not allowed in the host's network namespace/],
+    ['a sysctl of no namespace', withLinux({ namespaces: [{ type: 'mount' }, { type: 'ipc' }, { type: 'network' }, { type: 'uts' }], sysctl: { 'vm.swappiness': '60' } }), /^linux.sysctl vm.swappiness: not in a separate kernel namespace/],
+    ['kernel.hostname as a sysctl', withLinux({ namespaces: [{ type: 'mount' }, { type: 'uts' }], sysctl: { 'kernel.hostname': 'x' } }), /^linux.sysctl kernel.hostname: conflicts with the "hostname" field/],
+    ['a sysctl name that climbs out of /proc/sys', withLinux({ namespaces: [{ type: 'mount' }, { type: 'network' }], sysctl: { 'net.ipv4/../../../sysrq-trigger': 'b' } }), /^linux.sysctl: "net.ipv4\/..\/..\/..\/sysrq-trigger" is not a sysctl name/],
+    ['hooks', { ...baseSpec(), hooks: { prestart: [{ path: '/bin/true' }] } }, /^hooks.prestart: OCI hooks are not supported by spore/],
+    ['hook of an unknown kind', { ...baseSpec(), hooks: { prestop: [] } }, /^hooks.prestop: unknown hook kind/],
+    ['hooks not an object', { ...baseSpec(), hooks: [] }, /^hooks must be an object/],
     ['mount without a type', { ...baseSpec(), mounts: [{ destination: '/x', source: 'x' }] }, /^mounts\[0\] \(\/x\): type is required for non-bind mounts/],
     ['bind of a relative source', { ...baseSpec(), mounts: [{ destination: '/x', type: 'bind', source: 'x', options: ['bind'] }] }, /^mounts\[0\] \(\/x\): bind source must be an absolute host path/],
     ['cgroup as a bind', { ...baseSpec(), mounts: [{ destination: '/sys/fs/cgroup', type: 'cgroup', options: ['rbind'] }] }, /^mounts\[0\] \(\/sys\/fs\/cgroup\): a cgroup mount cannot be a bind mount/],

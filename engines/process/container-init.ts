@@ -138,6 +138,9 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     plan.process.env = phase('env', () => execEnv(plan.process.env, plan.process.uid, s));
     mark('env');
     const path = phase('lookup', () => lookPath(plan.process.args[0] ?? '', plan.process.env, s));
+    // a working directory that is not there fails Create (or the exec), as runc's does,
+    // rather than the process after Start (the chdir itself waits for the user's identity)
+    phase('cwd', () => checkCwd(s, plan.process.cwd));
     mark('lookup');
     phase('oom_score_adj', () => applyOomScore(s, plan.process, warnings));
     mark('oom');
@@ -355,8 +358,13 @@ function setupContainer(s: ContainerSys, plan: InitPlan, warnings: string[], mar
   mark('namespaces');
   const ownMountNs = plan.namespaces.some((n) => n.type === 'mount');
   if (!ownMountNs) throw new PhaseError('namespaces', new Error('a mount namespace is required'));
+  const sharedRoot = (plan.rootPropagation & MS.SHARED) !== 0;
   phase('rootfs', () => {
     s.mount(null, '/', null, plan.rootPropagation | MS.REC, null);
+    // pivot_root refuses a new root whose parent mount is shared (EINVAL), and a bind made
+    // under a shared parent would show on the host: with a shared root propagation the
+    // rootfs's parent mount is made private first (runc: rootfsParentMountPrivate)
+    if (sharedRoot) s.mount(null, parentMountOf(s, plan.rootfs), null, MS.PRIVATE, null);
     s.mount(plan.rootfs, plan.rootfs, null, MS.BIND | MS.REC, null);
   });
   for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings));
@@ -366,19 +374,43 @@ function setupContainer(s: ContainerSys, plan: InitPlan, warnings: string[], mar
   phase('pivot_root', () => {
     s.chdir(plan.rootfs);
     s.pivotRoot('.', '.');
+    // the old root (now on top of "."), rslave before it is detached, so that its unmount
+    // cannot reach the host through a shared propagation (runc does the same)
+    if (sharedRoot) s.mount(null, '.', null, MS.SLAVE | MS.REC, null);
     s.umount2('.', MNT_DETACH);
     s.chdir('/');
+    // the propagation asked for, on the new root itself (its bind was made private)
+    if (sharedRoot) s.mount(null, '/', null, plan.rootPropagation | MS.REC, null);
   });
   mark('pivot');
   // runc creates a missing working directory (before the root goes read-only)
   phase('cwd', () => s.mkdir(plan.process.cwd, 0o755));
-  // runc's order (the mount table shows it): read-only paths, then masked ones
+  if (plan.hostname !== null) phase('hostname', () => s.sethostname(plan.hostname ?? ''));
+  if (plan.domainname !== null) phase('domainname', () => s.setdomainname(plan.domainname ?? ''));
+  // runc's order: sysctls while /proc/sys is still writable, then read-only paths, then
+  // masked ones (the mount table shows the order)
+  for (const [k, v] of Object.entries(plan.sysctl)) phase(`sysctl ${k}`, () => s.writeFile('/proc/sys/' + k.replace(/\./g, '/'), v));
   for (const p of plan.readonlyPaths) phase(`readonly ${p}`, () => readonlyPath(s, p));
   for (const p of plan.maskedPaths) phase(`mask ${p}`, () => maskPath(s, p));
   if (plan.readonlyRoot) phase('readonly root', () => remountReadonly(s, '/'));
-  if (plan.hostname !== null) phase('hostname', () => s.sethostname(plan.hostname ?? ''));
-  if (plan.domainname !== null) phase('domainname', () => s.setdomainname(plan.domainname ?? ''));
-  for (const [k, v] of Object.entries(plan.sysctl)) phase(`sysctl ${k}`, () => s.writeFile('/proc/sys/' + k.replace(/\./g, '/'), v));
+}
+
+/**
+ * The mount point of the mount `path` lies on (the longest mount point that is `path` or
+ * one of its parents), from /proc/self/mountinfo; "/" when none is longer.
+ */
+function parentMountOf(s: ContainerSys, path: string): string {
+  let best = '/';
+  for (const line of s.readFile('/proc/self/mountinfo').split('\n')) {
+    const mp = unescapeMountinfo(line.split(' ')[4] ?? '');
+    if (mp.length > best.length && (path === mp || path.startsWith(`${mp}/`))) best = mp;
+  }
+  return best;
+}
+
+/** mountinfo's octal escapes (\040 for a space, ...) undone. */
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
 function enterNamespaces(s: ContainerSys, steps: NamespaceStep[]): void {
@@ -393,6 +425,9 @@ function enterNamespaces(s: ContainerSys, steps: NamespaceStep[]): void {
   let flags = 0;
   for (const n of steps) if (n.path === null && n.type !== 'pid') flags |= NS_FLAG[n.type];
   if (flags) s.unshare(flags);
+  // a new network namespace comes with its loopback up, as runc's does (its "loopback"
+  // network for a namespace it creates)
+  if (flags & CLONE.NEWNET) s.loopbackUp();
 }
 
 /**
@@ -486,7 +521,7 @@ function mountCgroupV1(s: ContainerSys, target: string, m: MountStep): void {
       }
     }
   }
-  if (m.remountFlags & MS.RDONLY) remountBind(s, target, MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC);
+  // the tmpfs itself stays writable, the hierarchies read-only when asked (as runc mounts them)
 }
 
 const DEFAULT_LINKS: [string, string][] = [
@@ -501,13 +536,20 @@ function createDevices(s: ContainerSys, root: string, devices: DeviceNode[], mou
   // of it need no symlink-safe resolution.
   const freshDev = mounts.some((m) => m.destination === '/dev' && m.type === 'tmpfs');
   const join = (p: string): string => (freshDev && p.lastIndexOf('/') === 4 && p.startsWith('/dev/') ? root + p : secureJoin(root, p, s));
-  for (const d of devices) {
-    const target = join(d.path);
-    s.mkdir(target.slice(0, target.lastIndexOf('/')));
-    if (s.exists(target)) continue;
-    const typeBits = d.type === 'b' ? 0o060000 : d.type === 'p' ? 0o010000 : 0o020000;
-    s.mknod(target, typeBits | (d.mode & 0o7777), d.major, d.minor);
-    s.chown(target, d.uid, d.gid);
+  // the modes exactly as asked (0666 for /dev/null and the rest): mknod applies the umask,
+  // so it is 0 meanwhile, as in runc's createDevices
+  const umask = s.umask(0);
+  try {
+    for (const d of devices) {
+      const target = join(d.path);
+      s.mkdir(target.slice(0, target.lastIndexOf('/')), 0o755);
+      if (s.exists(target)) continue;
+      const typeBits = d.type === 'b' ? 0o060000 : d.type === 'p' ? 0o010000 : 0o020000;
+      s.mknod(target, typeBits | (d.mode & 0o7777), d.major, d.minor);
+      s.chown(target, d.uid, d.gid);
+    }
+  } finally {
+    s.umask(umask);
   }
   for (const [from, to] of DEFAULT_LINKS) {
     const target = join(to);
@@ -544,7 +586,7 @@ function lockedFlagsOf(s: ContainerSys, path: string): number {
   try {
     for (const line of s.readFile('/proc/self/mountinfo').split('\n')) {
       const f = line.split(' ');
-      const mp = (f[4] ?? '').replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+      const mp = unescapeMountinfo(f[4] ?? '');
       if (mp !== path) continue;
       flags = 0;
       for (const o of (f[5] ?? '').split(',')) {
@@ -593,6 +635,16 @@ function applyOomScore(s: ContainerSys, p: ProcessPlan, warnings: string[]): voi
   }
 }
 
+function checkCwd(s: ContainerSys, cwd: string): void {
+  let dir: boolean;
+  try { dir = s.stat(cwd).isDirectory(); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES') return; // the user's own chdir decides
+    throw new Error(`chdir to cwd (${JSON.stringify(cwd)}) set in config.json failed: ${code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`);
+  }
+  if (!dir) throw new Error(`chdir to cwd (${JSON.stringify(cwd)}) set in config.json failed: not a directory`);
+}
+
 function applyRlimits(s: ContainerSys, p: ProcessPlan): void {
   for (const r of p.rlimits) s.setrlimit(r.resource, r.soft, r.hard);
 }
@@ -601,6 +653,13 @@ function applyRlimits(s: ContainerSys, p: ProcessPlan): void {
 function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string): never {
   // Node ignores SIGPIPE and SIGXFSZ; execve would pass that on (before seccomp: it may deny rt_sigaction)
   phase('signals', () => s.resetSignalsForExec());
+  // labels take effect at execve (runc: apparmor.ApplyProfile, selinux.SetExecLabel); spored
+  // refused the spec already if the host has no such module (plan.ts checkLsm)
+  if (p.apparmorProfile) {
+    const v = `exec ${p.apparmorProfile}`;
+    phase('apparmor', () => { try { s.writeFile('/proc/self/attr/apparmor/exec', v); } catch { s.writeFile('/proc/self/attr/exec', v); } });
+  }
+  if (p.selinuxLabel) { const v = p.selinuxLabel; phase('selinux', () => s.writeFile('/proc/self/attr/exec', v)); }
   let cwdDone = false;
   phase('cwd', () => {
     try { s.chdir(p.cwd); cwdDone = true; } catch (e) {

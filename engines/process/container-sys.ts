@@ -59,6 +59,8 @@ export interface ContainerSys {
   chdir(path: string): void;
   sethostname(name: string): void;
   setdomainname(name: string): void;
+  /** bring `lo` up in the current network namespace (sys.loopbackUp) */
+  loopbackUp(): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
   chown(path: string, uid: number, gid: number): void;
   // --- files (node:fs) ------------------------------------------------------------
@@ -112,6 +114,7 @@ export const realContainerSys: ContainerSys = {
   chdir: (path) => sys.chdir(path),
   sethostname: (name) => sys.sethostname(name),
   setdomainname: (name) => sys.setdomainname(name),
+  loopbackUp: () => sys.loopbackUp(),
   mknod: (path, mode, major, minor) => sys.mknod(path, mode, major, minor),
   chown: (path, uid, gid) => sys.chown(path, uid, gid),
   mkdir: (path, mode) => { mkdirSync(path, mode === undefined ? { recursive: true } : { recursive: true, mode }); },
@@ -367,6 +370,7 @@ export class RecordingContainerSys implements ContainerSys {
   }
   sethostname(name: string): void { this.rec('sethostname', [name]); }
   setdomainname(name: string): void { this.rec('setdomainname', [name]); }
+  loopbackUp(): void { this.rec('loopback_up', []); }
   mknod(path: string, mode: number, major: number, minor: number): void {
     const at = this.target(path);
     this.rec('mknod', [path, mode, major, minor], undefined, typeof at === 'number' ? at : undefined);

@@ -6,7 +6,7 @@
 // string where an array belongs must not throw a TypeError, nor reach the child), and the
 // name tables are looked up by own keys only ("toString" is no capability). Fuzzing
 // findings, fuzz/corpus/oci/regress-*.
-import { InvalidArgument } from '../../sys/errors.js';
+import { FailedPrecondition, InvalidArgument } from '../../sys/errors.js';
 import { MS } from '../../sys/constants.js';
 import type { Capabilities, Mount, Process, Spec } from '../../protocols/oci/spec.js';
 import type { DeviceNode, ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, Stdio } from './protocol.js';
@@ -122,9 +122,11 @@ export function parseMountOptions(options: unknown = [], field = 'options'): Par
 
 export function mountStep(m: Mount, index: number, cgroupV1: { name: string; hostDir: string }[] | null): MountStep {
   if (!isObject(m)) throw new InvalidArgument(`mounts[${index}] must be an object, got ${show(m)}`);
-  if (typeof m.destination !== 'string' || !m.destination.startsWith('/')) {
-    throw new InvalidArgument(`mounts[${index}].destination must be an absolute path, got ${JSON.stringify(m.destination)}`);
+  if (typeof m.destination !== 'string' || m.destination === '') {
+    throw new InvalidArgument(`mounts[${index}].destination must be a path, got ${JSON.stringify(m.destination)}`);
   }
+  // runc takes a relative destination as relative to the container's root (deprecated there)
+  if (!m.destination.startsWith('/')) m = { ...m, destination: `/${m.destination}` };
   const o = parseMountOptions(m.options, `mounts[${index}].options`);
   const type = optionalString(m.type, `mounts[${index}].type`) ?? '';
   const bind = type === 'bind' || (o.flags & MS.BIND) !== 0;
@@ -213,7 +215,11 @@ export function processPlan(p: Process | undefined, stdio: Stdio, seccomp: Proce
   if (oom !== undefined && oom !== null && (typeof oom !== 'number' || !Number.isInteger(oom) || oom < -1000 || oom > 1000)) {
     throw new InvalidArgument(`${where}.oomScoreAdj must be an integer -1000..1000, got ${show(oom)}`);
   }
+  const apparmorProfile = optionalString(p.apparmorProfile, `${where}.apparmorProfile`) || null;
+  const selinuxLabel = optionalString(p.selinuxLabel, `${where}.selinuxLabel`) || null;
   return {
+    apparmorProfile,
+    selinuxLabel,
     args: p.args,
     env,
     cwd: p.cwd,
@@ -267,11 +273,65 @@ export interface InitPlanInput {
   /** v1/hybrid hosts: container cgroup dir per controller mount (for a 'cgroup' mount) */
   cgroupV1Dirs: { name: string; hostDir: string }[] | null;
   seccomp: ProcessPlan['seccomp'];
+  /** whether a network namespace path is the host's own (a sysctl must not land there) */
+  isHostNetns?: (path: string) => boolean;
 }
+
+/** Sysctls of the ipc namespace (besides fs.mqueue.*), as runc's validator lists them. */
+const IPC_SYSCTLS: ReadonlySet<string> = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+
+/**
+ * A container sets only sysctls of a namespace of its own; any other would change the host.
+ * The rule is runc's (libcontainer/configs/validate, sysctl): ipc ones (and fs.mqueue.*)
+ * need an ipc namespace, net.* a network namespace that is not the host's, kernel.domainname
+ * a uts namespace (kernel.hostname conflicts with the hostname field); every other name is
+ * refused. Throws InvalidArgument naming the sysctl and what it needs.
+ */
+export function checkSysctls(names: string[], namespaces: NamespaceStep[], isHostNetns: (path: string) => boolean): void {
+  const ns = (t: NamespaceStep['type']): NamespaceStep | undefined => namespaces.find((n) => n.type === t);
+  for (const k of names) {
+    // written as a path under /proc/sys: no way out of it
+    if (k.split(/[./]/).some((c) => c === '' || c === '..')) throw new InvalidArgument(`linux.sysctl: ${JSON.stringify(k)} is not a sysctl name`);
+    if (IPC_SYSCTLS.has(k) || k.startsWith('fs.mqueue.')) {
+      if (ns('ipc')) continue;
+      throw new InvalidArgument(`linux.sysctl ${k}: not allowed in the host's ipc namespace (add an ipc namespace)`);
+    }
+    if (k.startsWith('net.')) {
+      const net = ns('network');
+      if (net && (net.path === null || !isHostNetns(net.path))) continue;
+      throw new InvalidArgument(`linux.sysctl ${k}: not allowed in the host's network namespace`);
+    }
+    if (ns('uts')) {
+      if (k === 'kernel.domainname') continue;
+      if (k === 'kernel.hostname') throw new InvalidArgument('linux.sysctl kernel.hostname: conflicts with the "hostname" field; set that instead');
+    }
+    throw new InvalidArgument(`linux.sysctl ${k}: not in a separate kernel namespace (it would change the host)`);
+  }
+}
+
+/** The Linux security modules this host can label a process with. */
+export interface HostLsm { apparmor: boolean; selinux: boolean }
+
+/**
+ * A profile or label the host cannot apply is refused, as runc refuses it: never a process
+ * that runs unconfined when its spec asked for confinement. Throws FailedPrecondition.
+ */
+export function checkLsm(p: ProcessPlan, host: HostLsm, where = 'process'): void {
+  if (p.apparmorProfile && !host.apparmor) throw new FailedPrecondition(`${where}.apparmorProfile ${JSON.stringify(p.apparmorProfile)}: AppArmor is not enabled on this host; remove the profile or run on a host with AppArmor`);
+  if (p.selinuxLabel && !host.selinux) throw new FailedPrecondition(`${where}.selinuxLabel is set, but SELinux is not enabled on this host; remove the label or run on a host with SELinux`);
+}
+
+const HOOK_KINDS = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
 
 export function initPlan(input: InitPlanInput): InitPlan {
   const { spec } = input;
   if (!isObject(spec)) throw new InvalidArgument('config.json must be a JSON object');
+  // refused rather than skipped: a container whose hooks did not run is not the one asked for
+  const hooks = objectOf(spec.hooks, 'hooks');
+  for (const k of Object.keys(hooks ?? {})) {
+    if (!HOOK_KINDS.includes(k)) throw new InvalidArgument(`hooks.${k}: unknown hook kind (OCI runtime spec: ${HOOK_KINDS.join(', ')})`);
+    if (arrayOf(hooks?.[k], `hooks.${k}`).length > 0) throw new InvalidArgument(`hooks.${k}: OCI hooks are not supported by spore; remove them or use runc for this container`);
+  }
   const linux = objectOf(spec.linux, 'linux');
   const root = objectOf(spec.root, 'root');
   const hostname = optionalString(spec.hostname, 'hostname');
@@ -303,6 +363,7 @@ export function initPlan(input: InitPlanInput): InitPlan {
   for (const [k, v] of Object.entries(sysctl)) {
     if (typeof v !== 'string') throw new InvalidArgument(`linux.sysctl[${JSON.stringify(k)}] must be a string, got ${show(v)}`);
   }
+  checkSysctls(Object.keys(sysctl), namespaces, input.isHostNetns ?? (() => false));
   return {
     kind: 'init',
     id: input.id,

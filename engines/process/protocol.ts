@@ -46,6 +46,10 @@ export interface Stdio {
 export const CONSOLE_INSIDE = 'inside:/dev/ptmx';
 
 export interface ProcessPlan {
+  /** AppArmor profile applied at execve (null: none) */
+  apparmorProfile: string | null;
+  /** SELinux label applied at execve (null: none) */
+  selinuxLabel: string | null;
   args: string[];
   env: string[];
   cwd: string;

@@ -202,6 +202,42 @@ export const CASES: Case[] = [
     }),
   ]),
 
+  // --- found by a differential run (2026-12-01): each of these differed from runc
+  kase('device nodes are 0666: a non-root user writes /dev/null', [
+    run('--rm', "{c} /bin/stat -c '%a %U %n' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty"),
+    runSpec('--rm', '{c2}', ['/bin/sh', '-c', 'echo x > /dev/null && head -c 4 /dev/zero | wc -c && echo ok'], (s) => { s.process.user = { uid: 1000, gid: 1000 }; }),
+  ]),
+  kase('a new network namespace has its loopback up', [
+    run('--rm', "{c} /bin/sh -c 'ip -o link show lo | grep -o \"<[^>]*>\"; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok'"),
+  ]),
+  kase('sysctls: set in the container\'s own namespaces, refused where they would reach the host', [
+    runSpec('--rm', '{c}', ['/bin/sh', '-c', 'cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced'], (s) => {
+      s.linux.sysctl = { 'net.ipv4.ip_unprivileged_port_start': '80', 'kernel.shm_rmid_forced': '1' };
+    }),
+    // the host's own value: nothing would change even if it were written
+    runSpec('--rm', '{c2}', ['/bin/true'], (s) => { s.linux.sysctl = { 'vm.swappiness': fs.readFileSync('/proc/sys/vm/swappiness', 'utf8').trim() }; s.linux.readonlyPaths = []; }, { check: ['code'] }),
+  ]),
+  kase('rootfs propagation shared and rshared', [
+    run('--rm --rootfs-propagation rshared', "{c} /bin/sh -c 'echo ok'"),
+    run('--rm --rootfs-propagation shared', "{c2} /bin/sh -c 'echo ok'"),
+    run('--rm --rootfs-propagation rslave', "{c3} /bin/sh -c 'echo ok'"),
+  ]),
+  kase('an exec whose working directory is not there fails to start', [
+    run('-d', '{c} /bin/sleep 1000'),
+    exec('--exec-id e1 --cwd /nonexist', '{c} /bin/pwd', { check: ['code', 'stdout'] }),
+    exec('--exec-id e2 --cwd /etc/passwd', '{c} /bin/pwd', { check: ['code', 'stdout'] }),
+    exec('--exec-id e3 --cwd /etc', '{c} /bin/pwd'),
+  ]),
+  kase('without a pid namespace of its own, the rest of the container dies with its init', [
+    runSpec('-d', '{c}', ['/bin/sh', '-c', 'sleep 1000 & sleep 1000'], (s) => { s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== 'pid'); }),
+    pause(300),
+    ctr('task kill -s KILL {c}'),
+    waitStopped('{c}'),
+    pause(200),
+    // the pids left in its cgroup: none, with either runtime
+    ctr('task ps {c}', { normalize: (s) => s.split('\n').filter((l) => /^\s*\d+/.test(l)).length.toString() }),
+  ]),
+
   // --- task states through a lifecycle, and events
   kase('lifecycle: create, start, pause, resume, kill, delete', [
     run('-d', '{c} /bin/sleep 1000'),

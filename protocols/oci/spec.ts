@@ -26,6 +26,8 @@ export interface Spec {
   domainname?: string;
   mounts?: Mount[];
   annotations?: Record<string, string>;
+  /** OCI hooks by kind (prestart, createRuntime, ...); spore refuses a spec with any */
+  hooks?: Record<string, unknown[]>;
   linux?: Linux;
 }
 
