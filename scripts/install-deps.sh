@@ -11,9 +11,10 @@ log() { echo "[install-deps] $*" >&2; }
 # containerd + the runtimes we compare against, busybox for the rootfs, libseccomp for
 # spore's seccomp (koffi), iproute2 for netns/veth pools, wrk for gateway benches,
 # psmisc (fuser/killall for debugging), util-linux (unshare/nsenter/mount), procps (ps),
-# python3.11 for the python rootfs and python seeds.
+# python3.11 for the python rootfs and python seeds; gcc + libc6-dev build the red-team
+# tests' static attackers.
 PKGS=(containerd runc crun runsc busybox-static libseccomp2 iproute2 wrk psmisc
-      util-linux procps python3.11 ca-certificates containernetworking-plugins gcc binutils)
+      util-linux procps python3.11 ca-certificates containernetworking-plugins gcc binutils libc6-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

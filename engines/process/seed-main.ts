@@ -357,6 +357,13 @@ function main(): void {
     try { rmSync(socket, { force: true }); } catch { /* best effort */ }
   });
   sys.prctl(sys.PR.SET_CHILD_SUBREAPER, 1);
+  // Not dumpable, and so neither is any fork of it until its execve (the flag lives in the
+  // mm and is copied at fork; execve resets it): a container init, an exec child or an idle
+  // shell, forked into a container's pid namespace, holds this seed's memory and fds until
+  // it execs, and must not be ptrace-attached, read through /proc/<pid>/mem or robbed with
+  // pidfd_getfd by the container's root meanwhile (runc's init makes itself non-dumpable for
+  // the same reason). spored and the keeper keep their access: CAP_SYS_PTRACE.
+  sys.prctl(sys.PR.SET_DUMPABLE, 0);
   ownPidNs = sys.open('/proc/self/ns/pid', sys.O.RDONLY | sys.O.CLOEXEC);
   shells = new ShellPool({ ownPidNs, seedFds, warn: (m) => process.stderr.write(`spore seed: ${m}\n`) });
   process.on('SIGCHLD', reapAll);
