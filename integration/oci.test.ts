@@ -33,6 +33,17 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
     expect(r.code).toBe(3);
   });
 
+  it('a file:// log: the container writes into a pipe spored copies, never holds the host file (no read, chmod or truncate of it)', async () => {
+    const log = `${c.dir}/logs/held.log`;
+    fs.mkdirSync(`${c.dir}/logs`, { recursive: true });
+    fs.writeFileSync(log, 'host-secret-line\n', { mode: 0o600 });
+    const r = await c.ctr(['run', '--rm', ...RT, ...fifo(), '--log-uri', `file://${log}`, '--rootfs', busybox, 'flog',
+      '/bin/sh', '-c', 'timeout 1 head -c 16 /proc/$$/fd/1 > /tmp/got 2>/dev/null; echo "got=$(cat /tmp/got)"; chmod 4777 /proc/$$/fd/1 2>/dev/null; : > /proc/$$/fd/2 2>/dev/null; echo err-line >&2; echo done'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readFileSync(log, 'utf8')).toBe('host-secret-line\ngot=\nerr-line\ndone\n');
+    expect(fs.statSync(log).mode & 0o7777).toBe(0o600);
+  });
+
   it('passes stdin through and separates stderr', async () => {
     const r = await run('stdin1', ['/bin/sh', '-c', 'read x; echo "got $x"; echo oops >&2'], [], 'abc\n');
     expect(r.stdout).toBe('got abc\n');

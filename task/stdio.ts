@@ -4,14 +4,14 @@
 //    into pipes that spored copies into the FIFOs and closes at EOF. Delete waits up to 2 s for
 //    that copy and then ends the client's streams anyway, as the shim does, so an exec whose
 //    background child still holds stdout is not waited for until that child exits.
-//  - file:///path: the file and its directory are created (0644/0755); stdout and stderr both
-//    append to it.
+//  - file:///path: the file and its directory are created (0644/0755); stdout and stderr share
+//    a pipe that spored appends to the file (the process never holds the file).
 //  - binary:///path?k=v: the logging binary is started with args `k v`, only CONTAINER_ID and
 //    CONTAINER_NAMESPACE in its environment, the process's stdout and stderr as its fds 3 and 4
 //    and a pipe on fd 5 it writes to (or closes) when ready; Create waits for that. Delete closes
 //    the pipes, sends SIGTERM and waits up to 12 s before SIGKILL.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, isAbsolute } from 'node:path';
 import { Code, InvalidArgument, SporeError } from '../sys/errors.js';
@@ -59,20 +59,30 @@ function plainPath(uri: string, field: string): string {
   return uri;
 }
 
-/** pipe -> FIFO copy of one stream of an exec process */
+/**
+ * pipe -> FIFO copy of one stream of an exec process, or pipe -> file copy of a file://
+ * log: the process only ever holds the pipe, as with runc's shim (given the log file itself,
+ * a container's root could chmod it, read what it held before and truncate it through
+ * /proc/self/fd).
+ */
 class Relay {
   readonly childPath: string;
   private w: number;
   private readonly src: net.Socket;
-  private readonly dst: net.Socket;
+  /** the FIFO end as a socket; null for a file (written with blocking appends) */
+  private readonly dst: net.Socket | null;
+  private fileFd: number;
   readonly done: Promise<void>;
 
-  /** A new relay into `fifo`; with custody, its pipe's read end and the FIFO end are parked as `relay-<stream>-{src,dst}`. */
-  static create(fifo: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null): Relay {
+  /**
+   * A new relay into `target` (a FIFO, or with `file` a regular file opened for appending);
+   * with custody, its pipe's read end and the destination are parked as `relay-<stream>-{src,dst}`.
+   */
+  static create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Relay {
+    const dst = file ? sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW) : openFifo(target);
     const [r, w] = sys.pipe();
-    const dst = openFifo(fifo);
     if (custody) { custody.park(`relay-${stream}-src`, r); custody.park(`relay-${stream}-dst`, dst); }
-    return new Relay(r, w, dst, stream, custody);
+    return new Relay(r, w, dst, stream, custody, file);
   }
 
   /** Take over a relay an earlier spored started (its pipe and FIFO ends are in custody). */
@@ -84,43 +94,60 @@ class Relay {
       return null;
     }
     sys.setNonblock(r, true);
-    return new Relay(r, -1, dst, stream, custody);
+    let file = false;
+    try { file = !fstatSync(dst).isFIFO(); } catch { /* treated as a FIFO */ }
+    return new Relay(r, -1, dst, stream, custody, file);
   }
 
   get streamName(): 'stdout' | 'stderr' { return this.stream; }
 
-  private constructor(r: number, w: number, dstFd: number, private readonly stream: 'stdout' | 'stderr', private readonly custody: ProcessCustody | null) {
+  private constructor(r: number, w: number, dstFd: number, private readonly stream: 'stdout' | 'stderr', private readonly custody: ProcessCustody | null, file: boolean) {
     this.w = w;
     this.childPath = w >= 0 ? fdPath(w) : '';
-    this.dst = socketOn(dstFd, 'out');
+    this.fileFd = file ? dstFd : -1;
+    this.dst = file ? null : socketOn(dstFd, 'out');
     this.src = new net.Socket({ fd: r, readable: true, writable: false });
-    this.dst.on('error', () => undefined);
+    this.dst?.on('error', () => undefined);
     this.src.on('error', () => undefined);
-    this.src.on('data', (d: Buffer) => this.dst.write(d));
+    this.src.on('data', (d: Buffer) => {
+      if (this.dst) this.dst.write(d);
+      else if (this.fileFd >= 0) { try { sys.write(this.fileFd, d); } catch { /* a full disk: the bytes go, as the shim's copy loses them */ } }
+    });
     this.done = new Promise<void>((resolve) => {
       let ending = false;
       const finish = async (): Promise<void> => {
         if (ending) return;
         ending = true;
+        if (!this.dst) {
+          this.closeFile();
+          this.releaseCustody();
+          resolve();
+          return;
+        }
         // The client's reader may not be open yet (containerd's fifo package opens it in the
         // background), and bytes still in the FIFO go with its last open end: wait (bounded)
         // until ours are written and read, as the shim's copy waits for its FIFO's reader.
         const until = performance.now() + 2000;
-        while (this.dst.writableLength > 0 && !this.dst.destroyed && performance.now() < until) await sleep(5);
+        const out = this.dst;
+        while (out.writableLength > 0 && !out.destroyed && performance.now() < until) await sleep(5);
         for (;;) {
           let n = 0;
-          try { n = this.dst.destroyed ? 0 : sys.pendingBytes(dstFd); } catch { n = 0; }
+          try { n = out.destroyed ? 0 : sys.pendingBytes(dstFd); } catch { n = 0; }
           if (n === 0 || performance.now() >= until) break;
           await sleep(5);
         }
-        this.dst.destroy();
+        out.destroy();
         this.releaseCustody();
         resolve();
       };
       this.src.on('end', () => void finish());
       this.src.on('close', () => void finish());
-      this.dst.on('close', () => resolve());
+      this.dst?.on('close', () => resolve());
     });
+  }
+
+  private closeFile(): void {
+    if (this.fileFd >= 0) { sys.close(this.fileFd); this.fileFd = -1; }
   }
 
   /** the process opened its end: EOF now comes when it (and its children) close theirs */
@@ -131,7 +158,8 @@ class Relay {
   close(): void {
     this.dropWriteEnd();
     this.src.destroy();
-    this.dst.destroy();
+    this.dst?.destroy();
+    this.closeFile();
     this.releaseCustody();
   }
 
@@ -235,7 +263,10 @@ export class ProcessIO {
         const path = decodeURIComponent(new URL(req.stdout).pathname);
         mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
         closeSync(openSync(path, 'a', 0o644));
-        s.stdout = s.stderr = path;
+        // stdout and stderr share one pipe into the file: their order is kept
+        const r = Relay.create(path, 'stdout', o.custody ?? null, true);
+        io.relays.push(r);
+        s.stdout = s.stderr = r.childPath;
         s.stdin = plainPath(req.stdin, 'stdin');
       } else {
         s.stdin = plainPath(req.stdin, 'stdin');

@@ -173,7 +173,7 @@ export class TaskManager {
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
       const madeParents = missingAncestors(cgroup);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
-      const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: false });
+      const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: false, custody: this.custodyOf(ns, id, '') });
       undo.push(() => void pio.close(0));
       const childStdio: Stdio = { ...pio.stdio };
       let console: Console | null = null;
@@ -222,6 +222,7 @@ export class TaskManager {
         undo.push(() => console?.close());
       }
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
+      pio.childHasStdio();
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
         namespaces: plan.namespaces,
