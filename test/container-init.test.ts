@@ -420,6 +420,19 @@ describe('container-init against the recording ContainerSys', () => {
     expect(run(exec('/'), { files }).exec?.path).toBe('/bin/ls');
   });
 
+  it('mounts inside /proc are refused as runc refuses them, also when an image symlink aims one there; the lxcfs files may be bound', () => {
+    const bind = (dst: string): SpecEdit => (s) => { s.mounts?.push({ destination: dst, type: 'bind', source: '/tmp', options: ['rbind'] }); };
+    const inside = run(planOf(bind('/proc/x/y')));
+    expect(inside.status.at(-1)).toMatchObject({ s: 'error', phase: 'mount /proc/x/y', message: '"/proc/x/y" cannot be mounted because it is inside /proc' });
+    expect(at(inside.calls, 'mkdir', `${R}/proc/x/y`)).toBe(-1);
+    // /mnt -> /proc in the image: the resolved target is what counts
+    const viaLink = run(planOf(bind('/mnt/x')), { files: busyboxTree({ [`${R}/mnt`]: { link: '/proc' } }) });
+    expect(viaLink.status.at(-1)).toMatchObject({ s: 'error', message: '"/mnt/x" cannot be mounted because it is inside /proc' });
+    const onProc = run(planOf((s) => { s.mounts?.push({ destination: '/proc', type: 'tmpfs', source: 'tmpfs' }); }));
+    expect(onProc.status.at(-1)).toMatchObject({ s: 'error', message: '"/proc" cannot be mounted because it is not of type proc' });
+    expect(run(planOf((s) => { s.mounts?.push({ destination: '/proc/meminfo', type: 'bind', source: '/var/lib/lxcfs/proc/meminfo', options: ['bind'] }); }), { files: busyboxTree({ '/var/lib/lxcfs/proc/meminfo': 'file' }) }).exec).not.toBeNull();
+  });
+
   it('a shared root propagation: the rootfs\'s parent mount made private, the old root rslave before it goes, then / shared again', () => {
     const mountinfo = ['22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw', `30 22 0:30 / /run/spore rw,relatime shared:5 - tmpfs tmpfs rw`].join('\n');
     const r = run(planOf((s) => { s.linux.rootfsPropagation = 'rshared'; }), { files: busyboxTree({ '/proc/self/mountinfo': { content: mountinfo } }) });
@@ -881,5 +894,25 @@ describe('the seam itself', () => {
     expect(s.stat('/home').isDirectory()).toBe(true);
     expect(() => s.symlink('x', '/bin/sh')).toThrow(expect.objectContaining({ code: 'EEXIST' }));
     expect(s.calls.at(-1)).toEqual(failed(17, 'symlink', 'x', '/bin/sh'));
+  });
+});
+
+describe('mkdirP (the real mkdir -p of container setup)', () => {
+  it('makes what is missing, accepts what is there, and ends at once where a parent cannot hold the child', async () => {
+    const { mkdirP } = await import('../engines/process/container-sys.js');
+    const { mkdtempSync, statSync, writeFileSync, rmSync } = await import('node:fs');
+    const d = mkdtempSync('/tmp/spore-mkdirp-');
+    try {
+      mkdirP(`${d}/a/b/c`, 0o755);
+      expect(statSync(`${d}/a/b/c`).isDirectory()).toBe(true);
+      mkdirP(`${d}/a/b`, 0o755);
+      writeFileSync(`${d}/f`, '');
+      expect(() => mkdirP(`${d}/f/x`, 0o755)).toThrow(/ENOTDIR/);
+      expect(() => mkdirP(`${d}/f`, 0o755)).toThrow(/ENOTDIR/);
+      // node's recursive mkdirSync loops forever here (the test's timeout would end it)
+      expect(() => mkdirP('/proc/spore-no-such/x', 0o755)).toThrow(/ENOENT/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

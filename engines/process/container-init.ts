@@ -467,8 +467,27 @@ function ensureTarget(s: ContainerSys, target: string, asFile: boolean): void {
   }
 }
 
+/** What may be bind-mounted inside /proc (runc's list: files lxcfs emulates). */
+const VALID_PROC_MOUNTS = ['/proc/cpuinfo', '/proc/diskstats', '/proc/meminfo', '/proc/stat', '/proc/swaps', '/proc/uptime', '/proc/loadavg', '/proc/slabinfo', '/proc/sys/kernel/ns_last_pid', '/proc/sys/crypto/fips_enabled'];
+
+/**
+ * runc's rule (checkProcMount), on the resolved target (an image's symlinks can aim a mount
+ * there): on /proc itself only a proc mount; inside it, only the lxcfs files.
+ */
+function checkProcMount(root: string, target: string, m: MountStep): void {
+  const proc = `${root}/proc`;
+  if (target !== proc && !target.startsWith(`${proc}/`)) return;
+  if (target === proc) {
+    if (m.type === 'proc' || (m.bind && m.source === '/proc')) return;
+    throw new Error(`${JSON.stringify(m.destination)} cannot be mounted because it is not of type proc`);
+  }
+  if (VALID_PROC_MOUNTS.includes(target.slice(root.length))) return;
+  throw new Error(`${JSON.stringify(m.destination)} cannot be mounted because it is inside /proc`);
+}
+
 function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]): void {
   const target = secureJoin(root, m.destination, s);
+  checkProcMount(root, target, m);
   if (m.type === 'cgroup' && m.cgroupV1) return mountCgroupV1(s, target, m);
   if (m.bind) {
     const srcIsFile = s.exists(m.source) && !s.stat(m.source).isDirectory();

@@ -6,6 +6,7 @@
 // credentials before capabilities, seccomp last) is unit-tested without root, as
 // seeds/sandbox-sys.ts does for function sandboxes.
 import { accessSync, closeSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import * as sys from '../../sys/libc.js';
 import { PR } from '../../sys/constants.js';
 import { SyscallError, errnoName } from '../../sys/errors.js';
@@ -117,7 +118,7 @@ export const realContainerSys: ContainerSys = {
   loopbackUp: () => sys.loopbackUp(),
   mknod: (path, mode, major, minor) => sys.mknod(path, mode, major, minor),
   chown: (path, uid, gid) => sys.chown(path, uid, gid),
-  mkdir: (path, mode) => { mkdirSync(path, mode === undefined ? { recursive: true } : { recursive: true, mode }); },
+  mkdir: (path, mode) => mkdirP(path, mode ?? 0o777),
   writeFile: (path, content, flag) => (flag === undefined ? writeFileSync(path, content) : writeFileSync(path, content, { flag })),
   touch: (path) => closeSync(openSync(path, 'a')),
   symlink: (target, path) => symlinkSync(target, path),
@@ -180,6 +181,35 @@ export interface RecordingOptions {
  * would report and exit(127)), so nothing after the first exit is recorded and the test
  * sees the code that process would have ended with.
  */
+/**
+ * mkdir -p in one pass, parent first only when needed. Not node's recursive mkdirSync: where a
+ * parent exists but cannot hold the child (a path inside /proc: mkdir says ENOENT) it retries
+ * forever, and an image or a mount list can aim a mount there (a Create that never answered).
+ * Errors as node:fs's (ENOTDIR when a part is not a directory).
+ */
+export function mkdirP(path: string, mode: number): void {
+  try {
+    mkdirSync(path, { mode });
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return existingDir(path);
+    if (code !== 'ENOENT') throw e;
+  }
+  const parent = dirname(path);
+  if (parent === path) throw Object.assign(new Error(`ENOENT: no such file or directory, mkdir '${path}'`), { code: 'ENOENT', errno: -2, syscall: 'mkdir', path });
+  mkdirP(parent, mode);
+  // once: ENOENT again, with the parent there, is the answer
+  try { mkdirSync(path, { mode }); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    existingDir(path);
+  }
+}
+
+function existingDir(path: string): void {
+  if (!statSync(path).isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path });
+}
+
 export class RecordedExit extends Error {
   constructor(readonly code: number) { super(`exit(${code})`); }
 }

@@ -28,6 +28,8 @@ interface Pending {
 }
 
 const pending = new Map<string, Pending>();
+/** a sandbox's setup (fork to ready) longer than this is killed */
+const SETUP_DEADLINE_MS = 60_000;
 let ownPidNs = -1;
 let lastForkTimings: Record<string, number> = {};
 
@@ -145,7 +147,15 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
   watchStatus(p);
   pending.set(key, p);
+  // a setup that never ends (a FIFO nobody opens, a hang in the kernel) is killed, not left
+  // waiting with every capability: its Create fails
+  const deadline = setTimeout(() => {
+    if (pending.get(key) !== p || p.lines.length > 0) return;
+    process.stderr.write(`spore seed: ${key}: setup did not finish in ${SETUP_DEADLINE_MS} ms; killed\n`);
+    try { sys.kill(pid, 9); } catch { /* gone */ }
+  }, SETUP_DEADLINE_MS);
   const st = await nextStatus(p);
+  clearTimeout(deadline);
   if (st && st.s === 'ready') {
     const { planAt, ...marks } = st.t;
     // a shell's wake-up: from the plan's write to its read (one clock: the shell is a fork of this process)
@@ -354,6 +364,9 @@ function main(): void {
   const survive = argv.includes('--survive');
   process.on('exit', () => {
     shells?.killAll();
+    // sandboxes never started are not containers yet: none outlives the seed (each holds
+    // every capability until its Start)
+    for (const p of pending.values()) if (p.startW >= 0) { try { sys.kill(p.pid, 9); } catch { /* gone */ } }
     try { rmSync(socket, { force: true }); } catch { /* best effort */ }
   });
   sys.prctl(sys.PR.SET_CHILD_SUBREAPER, 1);
