@@ -449,8 +449,9 @@ export class TaskManager {
     }
     if (p.status === 'created' && p.pid === 0) throw new FailedPrecondition('process not created');
     if (p.status === 'stopped' || p.pid === 0) throw new NotFound('process already finished');
-    if (c.init.status === 'paused' && (signal === 9 || signal === 15)) {
-      // A frozen process cannot act on the signal; the kernel delivers SIGKILL only after thaw.
+    if (c.init.status === 'paused' && signal === 9) {
+      // A frozen process cannot act on the signal; the kernel delivers SIGKILL only after
+      // thaw. Only for SIGKILL, as runc: any other signal waits, and the task stays paused.
       this.signal(p.pid, signal);
       thaw(c.cgroup);
       this.moveTo(c.init, 'running');

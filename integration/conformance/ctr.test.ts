@@ -238,6 +238,26 @@ export const CASES: Case[] = [
     ctr('task ps {c}', { normalize: (s) => s.split('\n').filter((l) => /^\s*\d+/.test(l)).length.toString() }),
   ]),
 
+  kase('a paused task: SIGTERM waits for resume, SIGKILL thaws it and ends it', [
+    run('-d', "{c} /bin/sh -c 'trap \"echo got-term; exit 7\" TERM; while :; do sleep 0.1; done'"),
+    pause(200),
+    ctr('task pause {c}'),
+    ctr('task kill -s TERM {c}'),
+    pause(300),
+    states('{c}'),
+    ctr('task resume {c}'),
+    waitStopped('{c}'),
+    states('{c}'),
+    run('-d', '{c2} /bin/sleep 1000'),
+    ctr('task pause {c2}'),
+    ctr('task kill -s KILL {c2}'),
+    waitStopped('{c2}'),
+    states('{c2}'),
+  ]),
+  kase('a mount inside /proc is refused', [
+    run('--rm --mount type=bind,src=/tmp,dst=/proc/x/y,options=rbind', "{c} /bin/sh -c 'echo mounted'", { check: ['code', 'stdout'] }),
+  ]),
+
   // --- task states through a lifecycle, and events
   kase('lifecycle: create, start, pause, resume, kill, delete', [
     run('-d', '{c} /bin/sleep 1000'),
