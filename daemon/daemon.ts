@@ -169,10 +169,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   // (the seed's backlog, then the keeper's reaps), then what ended unseen.
   const tRestore = performance.now();
   const restored = tasks.restore(attach.pending);
-  for (const k of restored.abort) await seed.abort(k).catch(() => undefined);
+  // a Create cut short: its sandbox goes, but its client's FIFOs are held for the replayed Create
+  const heldFor = new Map(attach.pending.map((p) => [p.key, p.pid]));
+  for (const k of restored.abort) {
+    const pid = heldFor.get(k);
+    if (pid) tasks.holdStdioOf(k, pid);
+    await seed.abort(k).catch(() => undefined);
+  }
   seed.releaseExits();
-  for (const e of keeper?.reapedBefore ?? []) tasks.exitReaped(e.pid, e.status);
-  keeper?.on('reaped', (e) => tasks.exitReaped(e.pid, e.status));
+  for (const e of keeper?.reapedBefore ?? []) tasks.exitReaped(e.pid, e.status, e.at);
+  keeper?.on('reaped', (e) => tasks.exitReaped(e.pid, e.status, e.at));
   const lost = tasks.sweepLost();
   if (restored.restored || restored.abort.length || restored.bad.length || !attach.started) {
     log.info({

@@ -4,6 +4,7 @@
 // duplicate, so a dying spored ends no stream and hangs up no terminal (a process writing
 // meanwhile blocks on a full pipe or pty; nothing is lost), and the next spored reclaims
 // them and resumes copying. Without a keeper there is no custody (NO_CUSTODY).
+import { isListenerKey } from '../protocols/keeper.js';
 
 export interface FdCustody {
   /** hand over a duplicate of `fd` under `key` (spored keeps its own and may close it any time) */
@@ -26,6 +27,15 @@ export const NO_CUSTODY: FdCustody = {
 /** The key of one stdio fd: `<ns>/<id>/<execId or "init">/<role>`. */
 export function custodyKey(ns: string, id: string, execId: string, role: string): string {
   return `${ns}/${id}/${execId || 'init'}/${role}`;
+}
+
+/** The parts of a stdio custody key (custodyKey); null for any other key (a held listening socket's). */
+export function parseCustodyKey(k: string): { ns: string; id: string; proc: string; role: string } | null {
+  if (isListenerKey(k)) return null;
+  const parts = k.split('/');
+  if (parts.length !== 4 || parts.some((x) => x === '')) return null;
+  const [ns, id, proc, role] = parts as [string, string, string, string];
+  return { ns, id, proc, role };
 }
 
 /** One process's view of custody: roles ("master", "stdout", …) under its own key prefix. */

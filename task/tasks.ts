@@ -1,7 +1,7 @@
 // Containers and their processes as plain data, and the operations containerd's Task API
 // performs on them. Transport-free: the ttrpc service (service.ts) only decodes requests,
 // calls these methods and encodes results; errors are typed and mapped once, there.
-import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
@@ -15,7 +15,7 @@ import { SeedError, type SeedClient, type SpawnResult } from '../engines/process
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
 import { readAllRecords, removeRecord, writeRecord, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord } from './record.js';
-import { NO_CUSTODY, ProcessCustody, type FdCustody } from './custody.js';
+import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
 import { processStartTime } from '../sys/proc.js';
 import { PodRegistry } from './pods.js';
 import { EXEC_MOVES, EXEC_OPS, INIT_MOVES, INIT_OPS, move, refusal, type ExecStatus, type ProcStatus } from './states.js';
@@ -84,6 +84,8 @@ export interface TaskManagerOptions {
   custody?: FdCustody;
 }
 
+/** how long the FIFO ends of a cut-short Create are held for its replay */
+const HELD_STDIO_MS = 30_000;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 function key(ns: string, id: string, execId = ''): string {
@@ -105,6 +107,12 @@ function runtimeFailure(e: unknown): unknown {
 
 /** Test-only fault injection (SPORE_TEST_MUTATION, read by integration/conformance/mutation.test.ts). */
 const TEST_MUTATION = process.env.SPORE_TEST_MUTATION ?? '';
+/**
+ * Test-only: hold a sandbox set up but not yet recorded (Create) or started (exec Start) this
+ * long, so that integration/crash-window.test.ts can kill spored inside that window.
+ */
+const TEST_HOLD_SPAWNED_MS = Number(process.env.SPORE_TEST_HOLD_SPAWNED_MS ?? 0) || 0;
+const holdForTest = (): Promise<void> | undefined => (TEST_HOLD_SPAWNED_MS > 0 ? new Promise((r) => setTimeout(r, TEST_HOLD_SPAWNED_MS)) : undefined);
 
 export class TaskManager {
   readonly containers = new Map<string, ContainerState>();
@@ -115,19 +123,26 @@ export class TaskManager {
    * right after it reported ready can be read in the same chunk as its spawn reply, before
    * its pid is recorded (claimExit). Bounded; the oldest go first.
    */
-  private readonly unclaimed = new Map<number, { status: number; exitSeq: number }>();
+  private readonly unclaimed = new Map<number, { status: number; exitSeq: number; at: number | undefined }>();
   private readonly waiters = new Map<ProcState, (() => void)[]>();
   private readonly consoles = new Map<ProcState, Console>();
   private readonly ios = new Map<ProcState, ProcessIO>();
   /** processes whose Start is in flight; their exit is published after their start event */
   private readonly starting = new Map<ProcState, (() => void) | null>();
+  /**
+   * Client FIFO ends taken from sandboxes of Creates an earlier spored did not finish (held
+   * until the replayed Create's process has its stdio, or HELD_STDIO_MS): the sandbox is
+   * aborted, and without these the client's reader would see EOF and go, and the new
+   * process's open of the FIFO would wait for a reader forever.
+   */
+  private readonly heldStdio = new Map<string, { fds: number[]; timer: NodeJS.Timeout }>();
   private readonly o: TaskManagerOptions;
   readonly pods: PodRegistry;
 
   constructor(o: TaskManagerOptions) {
     this.o = o;
     this.pods = new PodRegistry(o.runDir);
-    o.seed.on('exit', (pid, status, exitSeq) => this.onExit(pid, status, exitSeq));
+    o.seed.on('exit', (pid, status, exitSeq, at) => this.onExit(pid, status, exitSeq, at));
   }
 
   get(ns: string, id: string): ContainerState {
@@ -216,6 +231,7 @@ export class TaskManager {
       lap('cgroup');
       const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch((e: unknown) => { throw runtimeFailure(e); });
       lap('spawn');
+      await holdForTest();
       if (ptyInside) {
         undo.push(() => void this.o.seed.abort(key(ns, id)).catch(() => undefined));
         console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, ''));
@@ -223,6 +239,7 @@ export class TaskManager {
       }
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       pio.childHasStdio();
+      this.releaseHeldStdio(key(ns, id));
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
         namespaces: plan.namespaces,
@@ -344,6 +361,21 @@ export class TaskManager {
   private async startExec(c: ContainerState, p: ProcState, ns: string, id: string, execId: string): Promise<void> {
     const why = refusal(INIT_OPS, c.init.status, 'execStart');
     if (why) throw c.init.status === 'paused' ? runcError(why) : new FailedPrecondition(`container ${id} is ${c.init.status}; exec needs a running container`);
+    if (p.pid > 0) {
+      // Set up by an earlier spored that died before its Start went through (this is the
+      // replayed Start): the seed still holds it, ready; its relays and terminal are in
+      // custody. Start it, rather than set up a second one.
+      const custody = this.custodyOf(ns, id, execId);
+      if (custody) {
+        this.ios.set(p, ProcessIO.adopt(['stdout', 'stderr'], custody));
+        const con = p.terminal ? Console.adopt(custody) : null;
+        if (con) this.consoles.set(p, con);
+      }
+      this.byPid.set(p.pid, { c, p });
+      await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id, execId)));
+      this.consoles.get(p)?.attached();
+      return;
+    }
     const spec = p.spec;
     const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true, custody: this.custodyOf(ns, id, execId) });
     this.ios.set(p, pio);
@@ -369,6 +401,7 @@ export class TaskManager {
       checkLsm(plan.process, hostLsm(), 'exec process');
       const k = key(ns, id, execId);
       const spawned = await this.o.seed.spawn(k, plan);
+      await holdForTest();
       if (ptyInside) {
         try {
           console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, execId));
@@ -579,6 +612,59 @@ export class TaskManager {
 
   // --- restart ------------------------------------------------------------------------
   /**
+   * Before a sandbox of a cut-short Create is aborted: hold duplicates of its FIFO ends (its
+   * client's stdout, stderr, stdin), so that the client keeps its streams for the replayed
+   * Create (containerd sends it again through the keeper). Returns how many were taken.
+   */
+  holdStdioOf(k: string, pid: number): number {
+    const fds: number[] = [];
+    let pidfd = -1;
+    try {
+      pidfd = sys.pidfdOpen(pid);
+      for (const name of readdirSync(`/proc/${pid}/fd`)) {
+        const fd = Number(name);
+        try {
+          if (fd < 3 || !statSync(`/proc/${pid}/fd/${fd}`).isFIFO()) continue;
+          fds.push(sys.pidfdGetfd(pidfd, fd));
+        } catch { /* closed meanwhile */ }
+      }
+    } catch { /* the sandbox is gone */ } finally {
+      if (pidfd >= 0) sys.close(pidfd);
+    }
+    if (fds.length === 0) return 0;
+    this.releaseHeldStdio(k);
+    const timer = setTimeout(() => this.releaseHeldStdio(k), HELD_STDIO_MS);
+    timer.unref();
+    this.heldStdio.set(k, { fds, timer });
+    return fds.length;
+  }
+
+  /**
+   * Custody an earlier spored left for processes no record knows (a Create or an exec cut
+   * short: the replay parks its own): the keeper lets go of those fds, so that no client
+   * stream is held open forever.
+   */
+  private releaseStrayCustody(): void {
+    const custody = this.o.custody;
+    if (!custody || custody === NO_CUSTODY) return;
+    for (const k of custody.keys()) {
+      const parts = parseCustodyKey(k);
+      if (!parts) continue; // not a process's stdio (the listening sockets the daemon holds)
+      const c = this.containers.get(key(parts.ns, parts.id));
+      const known = c !== undefined && (parts.proc === 'init' || c.execs.has(parts.proc));
+      if (!known) custody.release(k);
+    }
+  }
+
+  private releaseHeldStdio(k: string): void {
+    const h = this.heldStdio.get(k);
+    if (!h) return;
+    this.heldStdio.delete(k);
+    clearTimeout(h.timer);
+    for (const fd of h.fds) sys.close(fd);
+  }
+
+  /**
    * Rebuild the containers an earlier spored left (their records under the run dir), before
    * this one answers containerd. `pending`: sandboxes the root seed holds waiting for Start
    * (from its hello). A process is believed alive only while its pid still has the recorded
@@ -611,7 +697,9 @@ export class TaskManager {
       for (const [execId, p] of [['', c.init] as const, ...[...c.execs].map(([k, v]) => [k, v] as const)]) {
         const r = execId === '' ? rec.init : (rec.execs ?? []).find((x) => x.execId === execId);
         if (p.pid > 0) this.byPid.set(p.pid, { c, p });
-        if (!r || p.status === 'stopped') continue;
+        // a stopped process's relays too: what it wrote before it ended is still in the pipe
+        // (they end at its EOF and let go of their custody); its terminal closes at Delete
+        if (!r) continue;
         const custody = this.custodyOf(ns, rec.id, execId);
         if (!custody) continue;
         if (r.io.console) {
@@ -624,6 +712,7 @@ export class TaskManager {
       restored++;
     }
     const abort = [...waiting.keys()].filter((k) => !known.has(k));
+    this.releaseStrayCustody();
     return { restored, abort, bad: bad.map((b) => `${b.path}: ${b.error}`) };
   }
 
@@ -666,31 +755,33 @@ export class TaskManager {
     return n;
   }
 
-  /** An exit the keeper reaped (the process had lost its seed parent). */
-  exitReaped(pid: number, status: number): void {
-    this.onExit(pid, status);
+  /** An exit the keeper reaped (the process had lost its seed parent); `at`: when (ISO 8601). */
+  exitReaped(pid: number, status: number, at?: string): void {
+    const t = at === undefined ? NaN : Date.parse(at);
+    this.onExit(pid, status, undefined, Number.isNaN(t) ? undefined : t);
   }
 
   // --- exits --------------------------------------------------------------------------
-  private onExit(pid: number, status: number, exitSeq?: number): void {
+  /** `at`: when the process was reaped (ms since the epoch; an exit reported after a restart happened earlier) */
+  private onExit(pid: number, status: number, exitSeq?: number, at?: number): void {
     const hit = this.byPid.get(pid);
     if (!hit) {
       this.o.log.debug({ pid, status, signal: status & 0x7f }, 'exit of a process spored does not track');
       if (exitSeq !== undefined) {
-        this.unclaimed.set(pid, { status, exitSeq });
+        this.unclaimed.set(pid, { status, exitSeq, at });
         if (this.unclaimed.size > 256) this.unclaimed.delete(this.unclaimed.keys().next().value as number);
       }
       return;
     }
     const { c, p } = hit;
     if (p.status === 'stopped') return; // reported twice (a restart replays the seed's backlog)
-    this.applyExit(c, p, status);
+    this.applyExit(c, p, status, at);
   }
 
-  private applyExit(c: ContainerState, p: ProcState, status: number): void {
+  private applyExit(c: ContainerState, p: ProcState, status: number, at?: number): void {
     this.moveTo(p, 'stopped');
     p.exitStatus = sys.exitCodeOf(status) + (TEST_MUTATION === 'exit-code' ? 1 : 0);
-    p.exitedAt = new Date();
+    p.exitedAt = at === undefined ? new Date() : new Date(at);
     if (p === c.init) {
       // Everything else dies with the init's pid namespace. A container without one of its
       // own (the host's, or another container's) has the rest of its cgroup killed, as
@@ -722,7 +813,7 @@ export class TaskManager {
     const e = this.unclaimed.get(pid);
     if (!e) return;
     this.unclaimed.delete(pid);
-    if (e.exitSeq > exitsBefore) this.onExit(pid, e.status);
+    if (e.exitSeq > exitsBefore) this.onExit(pid, e.status, undefined, e.at);
   }
 
   /** A status change through the process kind's table; a move the table forbids is a bug, logged. */

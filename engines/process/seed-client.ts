@@ -29,8 +29,8 @@ export class SeedError extends FailedPrecondition {
 }
 
 export interface SeedClientEvents {
-  /** exitSeq: the seed's sequence number of this report (see SpawnResult.exitsBefore) */
-  exit: [pid: number, status: number, exitSeq: number];
+  /** exitSeq: the seed's sequence number of this report (see SpawnResult.exitsBefore); at: when the seed reaped it (ms since the epoch) */
+  exit: [pid: number, status: number, exitSeq: number, at: number];
   down: [reason: string];
 }
 
@@ -173,7 +173,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   }
 
   private deliver(e: ExitReport): void {
-    this.emit('exit', e.pid, e.status, e.exitSeq);
+    this.emit('exit', e.pid, e.status, e.exitSeq, e.at);
     this.link?.send({ op: 'ack', seq: 0, exitSeq: e.exitSeq });
   }
 
