@@ -86,6 +86,7 @@ export const SIG = { USR2: 12 } as const;
 
 /** x86_64 syscall numbers for calls glibc does not wrap. */
 export const SYS = {
+  keyctl: 250,
   gettid: 186,
   tgkill: 234,
   memfd_create: 319,

@@ -40,6 +40,8 @@ const c = {
   setresgid: lib.func('int setresgid(uint32_t, uint32_t, uint32_t)'),
   prctl: lib.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)'),
   syscallStr2: lib.func('long syscall(long, const char *, const char *)'),
+  syscallIntStr: lib.func('long syscall(long, long, const char *)'),
+  syscallDescribe: lib.func('long syscall(long, long, long, _Out_ uint8_t *, long)'),
   syscallPtr2: lib.func('long syscall(long, void *, void *)'),
   syscall3: lib.func('long syscall(long, long, long, long)'),
   syscallSeccomp: lib.func('long syscall(long, long, long, void *)'),
@@ -570,6 +572,26 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
  * process `pidfd` refers to. Needs ptrace access to it (root here). How the keeper takes
  * custody of spored's stdio fds, and a restarted spored takes them back.
  */
+/**
+ * keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): join (or create) the session keyring `name`
+ * (keyrings(7)); returns its serial. Throws SyscallError (ENOSYS without keyrings).
+ */
+export function joinSessionKeyring(name: string): number {
+  const KEYCTL_JOIN_SESSION_KEYRING = 1;
+  return check('keyctl', c.syscallIntStr(SYS.keyctl, KEYCTL_JOIN_SESSION_KEYRING, name) as unknown as number, name);
+}
+/**
+ * Add `bits` to a key's permission mask (keyctl KEYCTL_DESCRIBE, then KEYCTL_SETPERM; the
+ * mask is the 4th field of "type;uid;gid;perm;description"). Throws SyscallError.
+ */
+export function addKeyPermission(serial: number, bits: number): void {
+  const KEYCTL_SETPERM = 5, KEYCTL_DESCRIBE = 6;
+  const buf = Buffer.alloc(512);
+  const n = check('keyctl', c.syscallDescribe(SYS.keyctl, KEYCTL_DESCRIBE, serial, buf, buf.length) as unknown as number, `describe ${serial}`);
+  const perm = parseInt(buf.subarray(0, Math.min(n, buf.length)).toString('latin1').split(';')[3] ?? '', 16);
+  if (!Number.isFinite(perm)) throw new SyscallError('keyctl', 22, `describe ${serial}: no permission field`);
+  check('keyctl', c.syscall3(SYS.keyctl, KEYCTL_SETPERM, serial, ((perm | bits) >>> 0)) as unknown as number, `setperm ${serial}`);
+}
 export function pidfdGetfd(pidfd: number, targetFd: number): number {
   return check('pidfd_getfd', c.syscall3(SYS.pidfd_getfd, pidfd, targetFd, 0) as unknown as number, `fd ${targetFd}`);
 }

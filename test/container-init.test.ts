@@ -259,6 +259,8 @@ describe('container-init against the recording ContainerSys', () => {
       // Start
       c('read', START, 1), c('close', START),
       c('reset_signals'),
+      // its own session keyring (runc: _ses.<container id>)
+      c('join_session_keyring', '_ses.c1'), c('add_key_permission', 1000, 0x80000),
       c('chdir', '/'),
       ...boundingDrops(DEFAULT_CAPS),
       c('prctl', PR.SET_KEEPCAPS, 1), c('setgroups', []), c('setresgid', 0), c('setresuid', 0), c('prctl', PR.SET_KEEPCAPS, 0),
@@ -473,7 +475,7 @@ describe('container-init against the recording ContainerSys', () => {
       c('umask', 0o027),
       c('prctl', PR.SET_NO_NEW_PRIVS, 1),
     ]);
-    expect(r.calls.slice(at(r.calls, 'chdir', '/home/app') - 1, keep1)).toEqual([c('reset_signals'), c('chdir', '/home/app'), ...boundingDrops(['CAP_NET_BIND_SERVICE', 'CAP_KILL'])]);
+    expect(r.calls.slice(at(r.calls, 'chdir', '/home/app') - 3, keep1)).toEqual([c('reset_signals'), c('join_session_keyring', '_ses.c1'), c('add_key_permission', 1000, 0x80000), c('chdir', '/home/app'), ...boundingDrops(['CAP_NET_BIND_SERVICE', 'CAP_KILL'])]);
     // the working directory is made before Start, inside the new root
     inOrder(r.calls, at(r.calls, 'pivot_root'), at(r.calls, 'mkdir', '/home/app', 0o755), at(r.calls, 'read', START));
     expect(r.exec?.envp).toEqual([PATH, 'HOME=/home/app']);
@@ -555,7 +557,7 @@ describe('container-init against the recording ContainerSys', () => {
     const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['ptrace'], action: 'SCMP_ACT_ERRNO' }] });
     const r = run(planOf((s) => { s.process.noNewPrivileges = false; }, { seccomp: { bpf: f.bpf, flags: f.flags } }));
     const i = at(r.calls, 'seccomp');
-    expect(r.calls.slice(i - 2, i + 2)).toEqual([c('reset_signals'), c('chdir', '/'), c('seccomp', f.bpf.toString('base64'), f.flags), boundingDrops(DEFAULT_CAPS)[0]]);
+    expect(r.calls.slice(i - 4, i + 2)).toEqual([c('reset_signals'), c('join_session_keyring', '_ses.c1'), c('add_key_permission', 1000, 0x80000), c('chdir', '/'), c('seccomp', f.bpf.toString('base64'), f.flags), boundingDrops(DEFAULT_CAPS)[0]]);
     expect(at(r.calls, 'prctl', PR.SET_NO_NEW_PRIVS)).toBe(-1);
     expect(brokenInvariant(r.calls)).toBeNull();
   });

@@ -151,7 +151,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     const go = s.read(startFd, 1);
     if (go.length === 0) s.exit(0);
     s.close(startFd);
-    finalizeAndExec(s, plan.process, stdio, path);
+    finalizeAndExec(s, plan.process, stdio, path, plan.id, plan.kind === 'init');
   } catch (e) {
     const pe = e instanceof PhaseError ? e : new PhaseError('init', e);
     const errno = pe.inner instanceof SyscallError ? pe.inner.errno : undefined;
@@ -467,6 +467,9 @@ function ensureTarget(s: ContainerSys, target: string, asFile: boolean): void {
   }
 }
 
+/** keyrings(7): the key's user may search it */
+const KEY_USR_SEARCH = 0x00080000;
+
 /** What may be bind-mounted inside /proc (runc's list: files lxcfs emulates). */
 const VALID_PROC_MOUNTS = ['/proc/cpuinfo', '/proc/diskstats', '/proc/meminfo', '/proc/stat', '/proc/swaps', '/proc/uptime', '/proc/loadavg', '/proc/slabinfo', '/proc/sys/kernel/ns_last_pid', '/proc/sys/crypto/fips_enabled'];
 
@@ -669,9 +672,21 @@ function applyRlimits(s: ContainerSys, p: ProcessPlan): void {
 }
 
 
-function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string): never {
+function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string, containerId: string, init: boolean): never {
   // Node ignores SIGPIPE and SIGXFSZ; execve would pass that on (before seccomp: it may deny rt_sigaction)
   phase('signals', () => s.resetSignalsForExec());
+  // the container's own session keyring, as runc's (_ses.<id>), not the seed's, which every
+  // container would otherwise share. The init makes it searchable by its user, so that an
+  // exec's join finds it rather than making another (runc: ModKeyringPerm, KEY_USR_SEARCH).
+  // A kernel without keyrings (ENOSYS) goes without, as with runc.
+  phase('keyring', () => {
+    try {
+      const ring = s.joinSessionKeyring(`_ses.${containerId}`);
+      if (init) s.addKeyPermission(ring, KEY_USR_SEARCH);
+    } catch (e) {
+      if (!(e instanceof SyscallError && e.errno === 38)) throw e;
+    }
+  });
   // labels take effect at execve (runc: apparmor.ApplyProfile, selinux.SetExecLabel); spored
   // refused the spec already if the host has no such module (plan.ts checkLsm)
   if (p.apparmorProfile) {

@@ -62,6 +62,10 @@ export interface ContainerSys {
   setdomainname(name: string): void;
   /** bring `lo` up in the current network namespace (sys.loopbackUp) */
   loopbackUp(): void;
+  /** keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) (sys.joinSessionKeyring): the keyring's serial */
+  joinSessionKeyring(name: string): number;
+  /** add permission bits to a key (sys.addKeyPermission) */
+  addKeyPermission(serial: number, bits: number): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
   chown(path: string, uid: number, gid: number): void;
   // --- files (node:fs) ------------------------------------------------------------
@@ -116,6 +120,8 @@ export const realContainerSys: ContainerSys = {
   sethostname: (name) => sys.sethostname(name),
   setdomainname: (name) => sys.setdomainname(name),
   loopbackUp: () => sys.loopbackUp(),
+  joinSessionKeyring: (name) => sys.joinSessionKeyring(name),
+  addKeyPermission: (serial, bits) => sys.addKeyPermission(serial, bits),
   mknod: (path, mode, major, minor) => sys.mknod(path, mode, major, minor),
   chown: (path, uid, gid) => sys.chown(path, uid, gid),
   mkdir: (path, mode) => mkdirP(path, mode ?? 0o777),
@@ -401,6 +407,8 @@ export class RecordingContainerSys implements ContainerSys {
   sethostname(name: string): void { this.rec('sethostname', [name]); }
   setdomainname(name: string): void { this.rec('setdomainname', [name]); }
   loopbackUp(): void { this.rec('loopback_up', []); }
+  joinSessionKeyring(name: string): number { this.rec('join_session_keyring', [name]); return 1000; }
+  addKeyPermission(serial: number, bits: number): void { this.rec('add_key_permission', [serial, bits]); }
   mknod(path: string, mode: number, major: number, minor: number): void {
     const at = this.target(path);
     this.rec('mknod', [path, mode, major, minor], undefined, typeof at === 'number' ? at : undefined);

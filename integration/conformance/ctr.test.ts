@@ -254,6 +254,11 @@ export const CASES: Case[] = [
     waitStopped('{c2}'),
     states('{c2}'),
   ]),
+  kase('each container has its own session keyring, _ses.<id>; an exec joins it', [
+    runSpec('--rm', '{c}', ['/bin/sh', '-c', 'grep -c " _ses.{c}: " /proc/keys'], (s) => { s.linux.maskedPaths = s.linux.maskedPaths.filter((m: string) => m !== '/proc/keys'); }),
+    runSpec('-d', '{c2}', ['/bin/sleep', '1000'], (s) => { s.linux.maskedPaths = s.linux.maskedPaths.filter((m: string) => m !== '/proc/keys'); }),
+    exec('--exec-id e1', "{c2} /bin/sh -c 'grep -c \" _ses.{c2}: \" /proc/keys'"),
+  ]),
   kase('a mount inside /proc is refused', [
     run('--rm --mount type=bind,src=/tmp,dst=/proc/x/y,options=rbind', "{c} /bin/sh -c 'echo mounted'", { check: ['code', 'stdout'] }),
   ]),
