@@ -44,6 +44,16 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
     expect(fs.statSync(log).mode & 0o7777).toBe(0o600);
   });
 
+  it('a file:// log takes a large output whole (spored appends it off its event loop, a chunk at a time)', async () => {
+    const log = `${c.dir}/logs/big.log`;
+    const r = await c.ctr(['run', '--rm', ...RT, ...fifo(), '--log-uri', `file://${log}`, '--rootfs', busybox, 'flogbig',
+      '/bin/sh', '-c', 'yes abcdefghi | head -c 6000000; echo; echo end'], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const text = fs.readFileSync(log, 'utf8');
+    expect(text.length).toBe(6_000_000 + '\nend\n'.length);
+    expect(text.endsWith('abcdefghi\n\nend\n') || text.endsWith('\nend\n')).toBe(true);
+  }, 90_000);
+
   it('passes stdin through and separates stderr', async () => {
     const r = await run('stdin1', ['/bin/sh', '-c', 'read x; echo "got $x"; echo oops >&2'], [], 'abc\n');
     expect(r.stdout).toBe('got abc\n');

@@ -11,7 +11,7 @@
 //    and a pipe on fd 5 it writes to (or closes) when ready; Create waits for that. Delete closes
 //    the pipes, sends SIGTERM and waits up to 12 s before SIGKILL.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, statSync, write as fsWrite } from 'node:fs';
 import net from 'node:net';
 import { dirname, isAbsolute } from 'node:path';
 import { Code, InvalidArgument, SporeError } from '../sys/errors.js';
@@ -72,6 +72,8 @@ class Relay {
   /** the FIFO end as a socket; null for a file (written with blocking appends) */
   private readonly dst: net.Socket | null;
   private fileFd: number;
+  /** the chunk being appended to the file (file relays write one at a time) */
+  private fileWrite: Promise<void> | null = null;
   readonly done: Promise<void>;
 
   /**
@@ -110,8 +112,15 @@ class Relay {
     this.dst?.on('error', () => undefined);
     this.src.on('error', () => undefined);
     this.src.on('data', (d: Buffer) => {
-      if (this.dst) this.dst.write(d);
-      else if (this.fileFd >= 0) { try { sys.write(this.fileFd, d); } catch { /* a full disk: the bytes go, as the shim's copy loses them */ } }
+      if (this.dst) { this.dst.write(d); return; }
+      if (this.fileFd < 0) return;
+      // on the thread pool, one chunk at a time: a file write can block (dirty-page
+      // throttling under a container that floods its log), and spored's loop serves every
+      // container and function. The pipe fills meanwhile and the writer waits, as with a shim.
+      this.src.pause();
+      this.fileWrite = new Promise<void>((resolve) => {
+        appendAll(this.fileFd, d, () => { resolve(); this.fileWrite = null; if (!this.src.destroyed) this.src.resume(); });
+      });
     });
     this.done = new Promise<void>((resolve) => {
       let ending = false;
@@ -119,6 +128,7 @@ class Relay {
         if (ending) return;
         ending = true;
         if (!this.dst) {
+          await this.fileWrite;
           this.closeFile();
           this.releaseCustody();
           resolve();
@@ -147,7 +157,11 @@ class Relay {
   }
 
   private closeFile(): void {
-    if (this.fileFd >= 0) { sys.close(this.fileFd); this.fileFd = -1; }
+    if (this.fileFd < 0) return;
+    const fd = this.fileFd;
+    this.fileFd = -1;
+    // after the chunk in flight (its write holds the fd number)
+    if (this.fileWrite) void this.fileWrite.then(() => sys.close(fd)); else sys.close(fd);
   }
 
   /** the process opened its end: EOF now comes when it (and its children) close theirs */
@@ -167,6 +181,14 @@ class Relay {
     this.custody?.release(`relay-${this.stream}-src`);
     this.custody?.release(`relay-${this.stream}-dst`);
   }
+}
+
+/** Write all of `d` at `fd` (a short write goes on from where it stopped); an error ends it (a full disk loses the rest, as the shim's copy would). */
+function appendAll(fd: number, d: Buffer, done: () => void): void {
+  fsWrite(fd, d, (err, n) => {
+    if (err || n >= d.length || n <= 0) done();
+    else appendAll(fd, d.subarray(n), done);
+  });
 }
 
 /** binary:// logging: the logger process and the pipes it reads */
