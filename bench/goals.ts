@@ -213,6 +213,7 @@ function labelOf(pid: number): string {
   if (cmd.includes('keeper/main.js')) return 'keeper';
   if (cmd.includes('daemon/main.js')) return 'spored';
   if (cmd.includes('seed-main.js')) return 'root seed';
+  if (cmd.startsWith('spore-init')) return 'container shells';
   if (cmd.includes('language-seed.js')) return 'Node seeds';
   if (cmd.includes('zygote.py')) return 'Python seeds';
   return 'other';

@@ -82,7 +82,7 @@ function shellMemory(seedPid: number): number[] {
   const out: number[] = [];
   for (const k of kids) {
     try {
-      if (!readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('seed-main')) continue;
+      if (!readFileSync(`/proc/${k}/cmdline`, 'utf8').startsWith('spore-init')) continue;
       const m = readFileSync(`/proc/${k}/smaps_rollup`, 'utf8');
       const kb = (f: string): number => Number(new RegExp(`^${f}:\\s+(\\d+)`, 'm').exec(m)?.[1] ?? 0);
       out.push(kb('Private_Dirty') + kb('Private_Clean'));

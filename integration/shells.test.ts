@@ -38,7 +38,7 @@ function alive(pid: number): boolean {
 /** The seed's children that are still its own code (shells, or inits not yet exec'd). */
 function shellsOf(seedPid: number): number[] {
   return children(seedPid).filter((k) => {
-    try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('seed-main'); } catch { return false; }
+    try { return readFileSync(`/proc/${k}/cmdline`, 'utf8').startsWith('spore-init'); } catch { return false; }
   });
 }
 

@@ -87,6 +87,7 @@ export const SIG = { USR2: 12 } as const;
 /** x86_64 syscall numbers for calls glibc does not wrap. */
 export const SYS = {
   keyctl: 250,
+  openat2: 437,
   gettid: 186,
   tgkill: 234,
   memfd_create: 319,
@@ -105,3 +106,6 @@ export const SYS = {
 
 /** flock(2) operations (sys/file.h). */
 export const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;
+
+/** openat2(2) resolve flags (linux/openat2.h) */
+export const RESOLVE = { NO_XDEV: 0x01, NO_MAGICLINKS: 0x02, NO_SYMLINKS: 0x04, BENEATH: 0x08, IN_ROOT: 0x10 } as const;

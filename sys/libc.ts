@@ -32,6 +32,7 @@ const c = {
   umount2: lib.func('int umount2(const char *, int)'),
   chdir: lib.func('int chdir(const char *)'),
   fchdir: lib.func('int fchdir(int)'),
+  mkdirat: lib.func('int mkdirat(int, const char *, unsigned int)'),
   chroot: lib.func('int chroot(const char *)'),
   sethostname: lib.func('int sethostname(const char *, size_t)'),
   setdomainname: lib.func('int setdomainname(const char *, size_t)'),
@@ -42,6 +43,7 @@ const c = {
   syscallStr2: lib.func('long syscall(long, const char *, const char *)'),
   syscallIntStr: lib.func('long syscall(long, long, const char *)'),
   syscallDescribe: lib.func('long syscall(long, long, long, _Out_ uint8_t *, long)'),
+  syscallOpenat2: lib.func('long syscall(long, int, const char *, const uint8_t *, size_t)'),
   syscallPtr2: lib.func('long syscall(long, void *, void *)'),
   syscall3: lib.func('long syscall(long, long, long, long)'),
   syscallSeccomp: lib.func('long syscall(long, long, long, void *)'),
@@ -181,6 +183,19 @@ export function pivotRoot(newRoot: string, putOld: string): void {
 }
 export function chdir(path: string): void { check('chdir', c.chdir(path), path); }
 export function fchdir(fd: number): void { check('fchdir', c.fchdir(fd)); }
+export function mkdirat(dirfd: number, name: string, mode: number): void { check('mkdirat', c.mkdirat(dirfd, name, mode), name); }
+/**
+ * openat2(2): open `path` (relative to `dirfd`, or the cwd with AT_FDCWD = -100) with
+ * `flags` and the RESOLVE_* restrictions in `resolve` (e.g. RESOLVE_NO_MAGICLINKS: no
+ * /proc/<pid>/{root,cwd,fd/*} on the way). Throws SyscallError (ELOOP for a refused link).
+ */
+export function openat2(dirfd: number, path: string, flags: number, resolve: number, mode = 0): number {
+  const how = Buffer.alloc(24);
+  how.writeBigUInt64LE(BigInt(flags), 0);
+  how.writeBigUInt64LE(BigInt(mode), 8);
+  how.writeBigUInt64LE(BigInt(resolve), 16);
+  return check('openat2', c.syscallOpenat2(SYS.openat2, dirfd, path, how, 24) as unknown as number, path);
+}
 export function chroot(path: string): void { check('chroot', c.chroot(path), path); }
 export function sethostname(name: string): void { check('sethostname', c.sethostname(name, Buffer.byteLength(name))); }
 export function setdomainname(name: string): void { check('setdomainname', c.setdomainname(name, Buffer.byteLength(name))); }

@@ -39,10 +39,18 @@ export class Console {
     this.inTo = new tty.WriteStream(sys.dupFd(master));
     this.stdout = stdoutFd !== null ? socketOn(stdoutFd, 'out') : null;
     this.stdin = stdinFd !== null ? socketOn(stdinFd, 'in') : null;
-    this.out.on('data', (chunk: Buffer) => this.stdout?.write(chunk));
+    // backpressure both ways: a client that stops reading (or a container that stops reading
+    // its terminal) makes the other side wait, instead of spored buffering without limit
+    this.out.on('data', (chunk: Buffer) => {
+      const o = this.stdout;
+      if (o && !o.write(chunk)) { this.out.pause(); o.once('drain', () => { if (!this.out.destroyed) this.out.resume(); }); }
+    });
     this.out.on('error', () => this.finish()); // EIO: every slave fd is closed
     this.out.on('end', () => this.finish());
-    this.stdin?.on('data', (chunk: Buffer) => this.inTo.write(chunk));
+    this.stdin?.on('data', (chunk: Buffer) => {
+      const i = this.stdin;
+      if (i && !this.inTo.write(chunk)) { i.pause(); this.inTo.once('drain', () => { if (!i.destroyed) i.resume(); }); }
+    });
     this.stdin?.on('error', () => undefined);
     this.inTo.on('error', () => undefined);
     this.stdout?.on('error', () => undefined);

@@ -112,7 +112,13 @@ class Relay {
     this.dst?.on('error', () => undefined);
     this.src.on('error', () => undefined);
     this.src.on('data', (d: Buffer) => {
-      if (this.dst) { this.dst.write(d); return; }
+      if (this.dst) {
+        // the client may stop reading: the pipe then fills and the writer waits, as with a
+        // shim's blocking copy, instead of spored buffering a flood without limit
+        const dst = this.dst;
+        if (!dst.write(d)) { this.src.pause(); dst.once('drain', () => { if (!this.src.destroyed) this.src.resume(); }); }
+        return;
+      }
       if (this.fileFd < 0) return;
       // on the thread pool, one chunk at a time: a file write can block (dirty-page
       // throttling under a container that floods its log), and spored's loop serves every

@@ -433,6 +433,11 @@ describe('container-init against the recording ContainerSys', () => {
     const onProc = run(planOf((s) => { s.mounts?.push({ destination: '/proc', type: 'tmpfs', source: 'tmpfs' }); }));
     expect(onProc.status.at(-1)).toMatchObject({ s: 'error', message: '"/proc" cannot be mounted because it is not of type proc' });
     expect(run(planOf((s) => { s.mounts?.push({ destination: '/proc/meminfo', type: 'bind', source: '/var/lib/lxcfs/proc/meminfo', options: ['bind'] }); }), { files: busyboxTree({ '/var/lib/lxcfs/proc/meminfo': 'file' }) }).exec).not.toBeNull();
+    // an image whose /proc is a symlink: proc is not mounted where it points (a bind could
+    // then land on its files: runc's CVE-2019-16884 rule)
+    const moved = run(planOf(), { files: busyboxTree({ [`${R}/proc`]: { link: '/xproc' }, [`${R}/xproc`]: 'dir' }) });
+    expect(moved.status.at(-1)).toMatchObject({ s: 'error', phase: 'mount /proc', message: 'filesystem "proc" must be mounted on ordinary directory (/proc is a symlink in the image)' });
+    expect(at(moved.calls, 'mount', 'proc')).toBe(-1);
   });
 
   it('a shared root propagation: the rootfs\'s parent mount made private, the old root rslave before it goes, then / shared again', () => {

@@ -384,7 +384,7 @@ function setupContainer(s: ContainerSys, plan: InitPlan, warnings: string[], mar
   });
   mark('pivot');
   // runc creates a missing working directory (before the root goes read-only)
-  phase('cwd', () => s.mkdir(plan.process.cwd, 0o755));
+  phase('cwd', () => s.mkdirInRoot(plan.process.cwd, 0o755));
   if (plan.hostname !== null) phase('hostname', () => s.sethostname(plan.hostname ?? ''));
   if (plan.domainname !== null) phase('domainname', () => s.setdomainname(plan.domainname ?? ''));
   // runc's order: sysctls while /proc/sys is still writable, then read-only paths, then
@@ -467,6 +467,16 @@ function ensureTarget(s: ContainerSys, target: string, asFile: boolean): void {
   }
 }
 
+/** "/a//b/./c/" -> "/a/b/c" (no symlinks followed; ".." taken lexically) */
+function normalizePath(p: string): string {
+  const out: string[] = [];
+  for (const part of p.split('/')) {
+    if (!part || part === '.') continue;
+    if (part === '..') out.pop(); else out.push(part);
+  }
+  return out.length ? `/${out.join('/')}` : '';
+}
+
 /** keyrings(7): the key's user may search it */
 const KEY_USR_SEARCH = 0x00080000;
 
@@ -490,6 +500,11 @@ function checkProcMount(root: string, target: string, m: MountStep): void {
 
 function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]): void {
   const target = secureJoin(root, m.destination, s);
+  // proc and sysfs only where the spec says, never where an image's symlink points (a proc
+  // moved elsewhere would let a later bind land on its files: runc's CVE-2019-16884 rule)
+  if ((m.type === 'proc' || m.type === 'sysfs') && target !== root + normalizePath(m.destination)) {
+    throw new Error(`filesystem ${JSON.stringify(m.type)} must be mounted on ordinary directory (${m.destination} is a symlink in the image)`);
+  }
   checkProcMount(root, target, m);
   if (m.type === 'cgroup' && m.cgroupV1) return mountCgroupV1(s, target, m);
   if (m.bind) {
@@ -696,7 +711,9 @@ function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path
   if (p.selinuxLabel) { const v = p.selinuxLabel; phase('selinux', () => s.writeFile('/proc/self/attr/exec', v)); }
   let cwdDone = false;
   phase('cwd', () => {
-    try { s.chdir(p.cwd); cwdDone = true; } catch (e) {
+    // no magic link on the way (a container's root can point the cwd at a stopped process's
+    // /proc/<pid>/root, still the host's; this chdir runs with every capability)
+    try { s.chdirInRoot(p.cwd); cwdDone = true; } catch (e) {
       if (!(e instanceof SyscallError && e.errno === 13)) throw e;
     }
   });
@@ -723,7 +740,7 @@ function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path
     s.setresuid(p.uid);
     s.prctl(PR.SET_KEEPCAPS, 0);
   });
-  if (!cwdDone) phase('cwd', () => s.chdir(p.cwd));
+  if (!cwdDone) phase('cwd', () => s.chdirInRoot(p.cwd));
   phase('capabilities', () => {
     s.capset(p.caps.effective, p.caps.permitted, p.caps.inheritable);
     s.prctl(PR.CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL);

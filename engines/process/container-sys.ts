@@ -8,7 +8,7 @@
 import { accessSync, closeSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as sys from '../../sys/libc.js';
-import { PR } from '../../sys/constants.js';
+import { PR, RESOLVE } from '../../sys/constants.js';
 import { SyscallError, errnoName } from '../../sys/errors.js';
 
 /** access(2) mode for "may execute" (container-init has no other use for node:fs). */
@@ -71,6 +71,15 @@ export interface ContainerSys {
   // --- files (node:fs) ------------------------------------------------------------
   /** mkdir -p; mode undefined: node's default (0o777 before the umask) */
   mkdir(path: string, mode?: number): void;
+  /**
+   * After pivot_root, in the container's own tree: mkdir -p of `path` and chdir into a
+   * directory, each component looked up without magic links (/proc/<pid>/root and friends:
+   * a container's root could aim one at a stopped process still in the host's mount
+   * namespace) and with the process's root as the limit (openat2 RESOLVE_NO_MAGICLINKS |
+   * RESOLVE_IN_ROOT). Errors as SyscallError (ELOOP for a magic link).
+   */
+  mkdirInRoot(path: string, mode: number): void;
+  chdirInRoot(path: string): void;
   /** writeFileSync; flag undefined: node's default ('w') */
   writeFile(path: string, content: string, flag?: string): void;
   /** create the file if missing, leave it as it is otherwise (open 'a', close) */
@@ -125,6 +134,13 @@ export const realContainerSys: ContainerSys = {
   mknod: (path, mode, major, minor) => sys.mknod(path, mode, major, minor),
   chown: (path, uid, gid) => sys.chown(path, uid, gid),
   mkdir: (path, mode) => mkdirP(path, mode ?? 0o777),
+  mkdirInRoot: (path, mode) => mkdirInRoot(path, mode),
+  chdirInRoot: (path) => {
+    const root = openRoot();
+    let fd: number;
+    try { fd = sys.openat2(root, path, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC, IN_ROOT); } finally { sys.close(root); }
+    try { sys.fchdir(fd); } finally { sys.close(fd); }
+  },
   writeFile: (path, content, flag) => (flag === undefined ? writeFileSync(path, content) : writeFileSync(path, content, { flag })),
   touch: (path) => closeSync(openSync(path, 'a')),
   symlink: (target, path) => symlinkSync(target, path),
@@ -214,6 +230,31 @@ export function mkdirP(path: string, mode: number): void {
 
 function existingDir(path: string): void {
   if (!statSync(path).isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path });
+}
+
+const AT_FDCWD = -100;
+const IN_ROOT = RESOLVE.NO_MAGICLINKS | RESOLVE.IN_ROOT;
+
+/** the process's root directory (RESOLVE_IN_ROOT then keeps every lookup under it) */
+const openRoot = (): number => sys.openat2(AT_FDCWD, '/', sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC, 0);
+
+function mkdirInRoot(path: string, mode: number): void {
+  const open = (dirfd: number, name: string): number => sys.openat2(dirfd, name, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC, IN_ROOT);
+  let dir = openRoot();
+  try {
+    for (const part of path.split('/').filter((x) => x && x !== '.')) {
+      let next: number;
+      try { next = open(dir, part); } catch (e) {
+        if (!(e instanceof SyscallError && e.errno === 2)) throw e;
+        try { sys.mkdirat(dir, part, mode); } catch (m) { if (!(m instanceof SyscallError && m.errno === 17)) throw m; }
+        next = open(dir, part);
+      }
+      sys.close(dir);
+      dir = next;
+    }
+  } finally {
+    sys.close(dir);
+  }
 }
 
 export class RecordedExit extends Error {
@@ -407,6 +448,8 @@ export class RecordingContainerSys implements ContainerSys {
   sethostname(name: string): void { this.rec('sethostname', [name]); }
   setdomainname(name: string): void { this.rec('setdomainname', [name]); }
   loopbackUp(): void { this.rec('loopback_up', []); }
+  mkdirInRoot(path: string, mode: number): void { this.mkdir(path, mode); }
+  chdirInRoot(path: string): void { this.chdir(path); }
   joinSessionKeyring(name: string): number { this.rec('join_session_keyring', [name]); return 1000; }
   addKeyPermission(serial: number, bits: number): void { this.rec('add_key_permission', [serial, bits]); }
   mknod(path: string, mode: number, major: number, minor: number): void {

@@ -103,7 +103,12 @@ function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
     sys.prepareFork();
     const t1 = performance.now();
     const pid = sys.fork();
-    if (pid === 0) runChild(plan, startR, statusW);
+    if (pid === 0) {
+      // what a container sees in /proc/<pid>/cmdline until the execve: not the host's node
+      // flags, install path and sockets
+      process.title = 'spore-init';
+      runChild(plan, startR, statusW);
+    }
     lastForkTimings = { prepareMs: t1 - t0, forkMs: performance.now() - t1 };
     return pid;
   } finally {

@@ -209,7 +209,10 @@ export class ShellPool {
       try {
         sys.prepareFork();
         pid = sys.fork();
-        if (pid === 0) runShell({ planFd: planR, startFd: startR, statusFd: statusW, closeFds, rehearsal: rehearsal() }, ahead);
+        if (pid === 0) {
+          process.title = 'spore-init'; // its container sees this, not the host's node command line
+          runShell({ planFd: planR, startFd: startR, statusFd: statusW, closeFds, rehearsal: rehearsal() }, ahead);
+        }
       } finally {
         sys.setns(this.o.ownPidNs, sys.CLONE.NEWPID);
       }

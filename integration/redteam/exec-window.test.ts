@@ -103,4 +103,28 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     console.log(`[exec-window] ${results.filter((x) => x === 0).length} of 12 execs ran; seized after exec: ${seized.length}`);
     await c.ctr(['task', 'kill', '-s', 'KILL', 'victim']);
   }, 120_000);
+
+  // The escape a second attacker found: a working directory that is a symlink to
+  // /proc/<pid>/root of a process whose root is not this container's (there, an exec child
+  // it had stopped before it joined the mount namespace: the host's root; here, a
+  // container sharing its pid namespace). The chdir runs with every capability; it must not
+  // follow the magic link.
+  it('an exec\'s working directory cannot lead through /proc/<pid>/root into another root', async () => {
+    const other = join(dir, 'rootfs-b');
+    cpSync(rootfs('busybox'), other, { recursive: true, verbatimSymlinks: true });
+    writeFileSync(join(other, 'marker-b'), 'root of B\n');
+    let r = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--rootfs', rfs, 'pa', '/bin/sleep', '1000'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const pa = (await c.ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.startsWith('pa '))?.split(/\s+/)[1];
+    r = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--with-ns', `pid:/proc/${pa}/ns/pid`, '--rootfs', other, 'pb', '/bin/sleep', '1000'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    // in A: /app -> /proc/<B's init>/root
+    r = await c.ctr(['task', 'exec', '--exec-id', 'ln', 'pa', '/bin/sh', '-c', 'b=$(ls /proc | grep -E "^[0-9]+$" | sort -n | sed -n 2p); ln -s /proc/$b/root /app; readlink /app']);
+    expect(r.code, r.stderr).toBe(0);
+    const ex = await c.ctr(['task', 'exec', '--exec-id', 'cwd', '--cwd', '/app', 'pa', '/bin/sh', '-c', 'cat marker-b 2>&1; echo rc=$?'], { timeoutMs: 30_000 });
+    expect(ex.stdout).not.toContain('root of B');
+    expect(ex.code).not.toBe(0);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'pb']);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'pa']);
+  }, 120_000);
 });
