@@ -54,6 +54,23 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
     expect(text.endsWith('abcdefghi\n\nend\n') || text.endsWith('\nend\n')).toBe(true);
   }, 90_000);
 
+  it('an exec whose client stops reading its output waits; spored does not buffer the flood', async () => {
+    expect((await c.ctr(['run', '-d', ...RT, ...fifo(), '--rootfs', busybox, 'flood', '/bin/sleep', '1000'])).code).toBe(0);
+    const spored = parseInt(fs.readFileSync(`${c.runDir}/spored.pid`, 'utf8').trim(), 10);
+    const rss = (): number => Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${spored}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const before = rss();
+    // ctr's stdout is a pipe nobody reads: it fills, ctr's copy stops, the FIFO fills
+    const { spawn } = await import('node:child_process');
+    const ex = spawn('ctr', ['--address', c.address, '--namespace', c.namespace, 'task', 'exec', '--exec-id', 'zero', 'flood', '/bin/cat', '/dev/zero'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    ex.stdout.pause();
+    await new Promise((r) => setTimeout(r, 3000));
+    const grown = rss() - before;
+    ex.kill('SIGKILL');
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'flood']);
+    // before: ~270 MB a second
+    expect(grown, `spored grew ${grown.toFixed(0)} MB`).toBeLessThan(64);
+  }, 60_000);
+
   it('passes stdin through and separates stderr', async () => {
     const r = await run('stdin1', ['/bin/sh', '-c', 'read x; echo "got $x"; echo oops >&2'], [], 'abc\n');
     expect(r.stdout).toBe('got abc\n');
