@@ -12,7 +12,7 @@ import { containerdSkipReason, leakCheck, rootfs, startContainerd, type Containe
 const skip = containerdSkipReason();
 if (skip) console.warn(`[crash-window.test] skipped: ${skip}`);
 
-const HOLD_MS = 1500;
+const HOLD_MS = 2000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exec Start', () => {
@@ -46,9 +46,12 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
     return new Promise((resolve) => p.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); }));
   }
 
-  async function killSporedInWindow(): Promise<void> {
-    // the sandbox is set up within a few hundred ms; the window stays open HOLD_MS after that
-    await sleep(HOLD_MS / 2);
+  /** spored's log says the sandbox of `key` is set up and held (task/tasks.ts holdForTest) */
+  const held = (k: string): boolean => existsSync(c.sporeLog) && readFileSync(c.sporeLog, 'utf8').split('\n').some((l) => l.includes('test hold') && l.includes(`"key":"${k}"`));
+
+  async function killSporedInWindow(k: string): Promise<void> {
+    for (let i = 0; i < 300 && !held(k); i++) await sleep(50);
+    expect(held(k), `${k} was never held`).toBe(true);
     const old = sporedPid();
     process.kill(old, 'SIGKILL');
     for (let i = 0; i < 100; i++) {
@@ -60,7 +63,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
 
   it('ctr run --rm: the replayed Create is answered; output and exit code arrive; no cgroup is left', async () => {
     const run = background(['run', '--rm', '--runtime', 'io.containerd.spore.v2', '--rootfs', busybox, 'cw1', '/bin/sh', '-c', 'echo hello-after-crash; exit 3']);
-    await killSporedInWindow();
+    await killSporedInWindow(`${c.namespace}/cw1`);
     const r = await run;
     expect({ code: r.code, stdout: r.stdout }, r.stderr).toEqual({ code: 3, stdout: 'hello-after-crash\n' });
     const cgroups = readdirSync('/sys/fs/cgroup/pids', { withFileTypes: true }).filter((d) => d.isDirectory() && d.name === c.namespace)
@@ -72,7 +75,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
     const r0 = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--rootfs', busybox, 'cw2', '/bin/sleep', '1000'], { timeoutMs: 30_000 });
     expect(r0.code, r0.stderr).toBe(0);
     const ex = background(['task', 'exec', '--exec-id', 'e1', 'cw2', '/bin/sh', '-c', 'echo exout; exit 5']);
-    await killSporedInWindow();
+    await killSporedInWindow(`${c.namespace}/cw2/e1`);
     const r = await ex;
     expect({ code: r.code, stdout: r.stdout }, r.stderr).toEqual({ code: 5, stdout: 'exout\n' });
     // no stray sandbox in the container: only its init

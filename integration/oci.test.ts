@@ -67,6 +67,9 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
     const grown = rss() - before;
     ex.kill('SIGKILL');
     await c.ctr(['task', 'kill', '-s', 'KILL', 'flood']);
+    for (let i = 0; i < 100 && !/flood\s+\d+\s+STOPPED/.test((await c.ctr(['task', 'ls'])).stdout); i++) await new Promise((r) => setTimeout(r, 50));
+    await c.ctr(['task', 'rm', 'flood']);
+    await c.ctr(['container', 'rm', 'flood']);
     // before: ~270 MB a second
     expect(grown, `spored grew ${grown.toFixed(0)} MB`).toBeLessThan(64);
   }, 60_000);

@@ -112,7 +112,11 @@ const TEST_MUTATION = process.env.SPORE_TEST_MUTATION ?? '';
  * long, so that integration/crash-window.test.ts can kill spored inside that window.
  */
 const TEST_HOLD_SPAWNED_MS = Number(process.env.SPORE_TEST_HOLD_SPAWNED_MS ?? 0) || 0;
-const holdForTest = (): Promise<void> | undefined => (TEST_HOLD_SPAWNED_MS > 0 ? new Promise((r) => setTimeout(r, TEST_HOLD_SPAWNED_MS)) : undefined);
+function holdForTest(log: Logger, k: string): Promise<void> | undefined {
+  if (TEST_HOLD_SPAWNED_MS <= 0) return undefined;
+  log.warn({ key: k, ms: TEST_HOLD_SPAWNED_MS }, 'test hold: sandbox set up, held before it is recorded or started');
+  return new Promise((r) => setTimeout(r, TEST_HOLD_SPAWNED_MS));
+}
 
 export class TaskManager {
   readonly containers = new Map<string, ContainerState>();
@@ -231,7 +235,7 @@ export class TaskManager {
       lap('cgroup');
       const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch((e: unknown) => { throw runtimeFailure(e); });
       lap('spawn');
-      await holdForTest();
+      await holdForTest(this.o.log, key(ns, id));
       if (ptyInside) {
         undo.push(() => void this.o.seed.abort(key(ns, id)).catch(() => undefined));
         console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, ''));
@@ -401,7 +405,7 @@ export class TaskManager {
       checkLsm(plan.process, hostLsm(), 'exec process');
       const k = key(ns, id, execId);
       const spawned = await this.o.seed.spawn(k, plan);
-      await holdForTest();
+      await holdForTest(this.o.log, k);
       if (ptyInside) {
         try {
           console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, execId));
