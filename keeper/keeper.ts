@@ -99,23 +99,29 @@ export class Keeper {
     return { keeperPid: process.pid, sporedPid: this.sporedPid, generation: this.generation, heldConnections: this.held.size, pendingRequests: pending, reapedWaiting: this.reaped.length, parkedFds: this.parked.size };
   }
 
-  /** fork + exec spored (not child_process: every child of the keeper is reaped in one place, here). */
+  /**
+   * posix_spawn spored (not child_process: every child of the keeper is reaped in one place,
+   * here; not fork: the keeper has threads, and a forked child that runs JavaScript before its
+   * execve can wait forever on a lock another thread held at the fork, seen as a spored that
+   * never came back after 1 of ~330 restarts).
+   */
   private spawnSpored(): void {
     if (this.stopping) return;
     this.generation++;
     const [cmd, ...args] = this.o.spored;
     const argv = [cmd as string, ...args, '--ttrpc-socket', this.sporedSocket, '--keeper-socket', this.controlSocket];
     const env = Object.entries(this.o.env ?? process.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v as string}`);
-    sys.prepareFork();
-    const pid = sys.fork();
-    if (pid === 0) {
-      try {
-        sys.closeFrom(3, true);
-        for (const fd of [0, 1, 2]) sys.setCloexec(fd, false);
-        sys.execve(argv[0] as string, argv, env);
-      } catch {
-        sys.exit(127);
-      }
+    let pid: number;
+    try {
+      pid = sys.spawnProgram(argv[0] as string, argv, env);
+    } catch (e) {
+      // as a child that could not exec (which a fork reported as an exit 127): one that died
+      // young, tried again ever more slowly, the held sockets let go meanwhile
+      this.backoffMs = Math.min(5000, Math.max(100, this.backoffMs * 2));
+      this.armListenersTimer();
+      this.log('spored could not be started', { err: (e as Error).message, restartInMs: this.backoffMs });
+      setTimeout(() => this.spawnSpored(), this.backoffMs);
+      return;
     }
     this.sporedPid = pid;
     this.startedAt = Date.now();

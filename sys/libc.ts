@@ -56,6 +56,11 @@ const c = {
   write: lib.func('long write(int, const uint8_t *, size_t)'),
   pipe2: lib.func('int pipe2(_Out_ int *, int)'),
   execve: lib.func('int execve(const char *, const char **, const char **)'),
+  posix_spawn: lib.func('int posix_spawn(_Out_ int *, const char *, const uint8_t *, const uint8_t *, const char **, const char **)'),
+  posix_spawn_file_actions_init: lib.func('int posix_spawn_file_actions_init(_Inout_ uint8_t *)'),
+  posix_spawn_file_actions_destroy: lib.func('int posix_spawn_file_actions_destroy(_Inout_ uint8_t *)'),
+  posix_spawn_file_actions_addclosefrom_np: lib.func('int posix_spawn_file_actions_addclosefrom_np(_Inout_ uint8_t *, int)'),
+  posix_spawn_file_actions_adddup2: lib.func('int posix_spawn_file_actions_adddup2(_Inout_ uint8_t *, int, int)'),
   waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
   kill: lib.func('int kill(int, int)'),
   flock: lib.func('int flock(int, int)'),
@@ -369,6 +374,35 @@ export function ioctl(fd: number, req: number, arg: Buffer | number): number {
 export function execve(path: string, argv: string[], envp: string[]): never {
   c.execve(path, [...argv, null], [...envp, null]);
   throw new SyscallError('execve', koffi.errno(), path);
+}
+
+/**
+ * posix_spawn(3) of `path` with `argv` and `envp`, keeping fds 0-2 (close-on-exec or not) and closing every other
+ * (posix_spawn_file_actions_addclosefrom_np, glibc >= 2.34). glibc's posix_spawn runs no code
+ * of ours in the child (clone with CLONE_VM|CLONE_VFORK straight into execve): the way for a
+ * multi-threaded Node process to start a program, where a fork would copy locks held by other
+ * threads (a GC in the child then waited forever on a worker's condition variable). Returns
+ * the pid. Throws SyscallError (the error posix_spawn returns, e.g. ENOENT).
+ */
+export function spawnProgram(path: string, argv: string[], envp: string[]): number {
+  const actions = Buffer.alloc(128); // posix_spawn_file_actions_t is 80 bytes on x86_64 glibc
+  let rc = c.posix_spawn_file_actions_init(actions);
+  if (rc !== 0) throw new SyscallError('posix_spawn_file_actions_init', rc);
+  try {
+    // dup2(fd, fd) in a spawn clears close-on-exec (POSIX; glibc >= 2.29): Node marks 0-2 so
+    for (const fd of [0, 1, 2]) {
+      rc = c.posix_spawn_file_actions_adddup2(actions, fd, fd);
+      if (rc !== 0) throw new SyscallError('posix_spawn_file_actions_adddup2', rc);
+    }
+    rc = c.posix_spawn_file_actions_addclosefrom_np(actions, 3);
+    if (rc !== 0) throw new SyscallError('posix_spawn_file_actions_addclosefrom_np', rc);
+    const pid = [0];
+    rc = c.posix_spawn(pid, path, actions, null, [...argv, null], [...envp, null]);
+    if (rc !== 0) throw new SyscallError('posix_spawn', rc, path);
+    return pid[0] as number;
+  } finally {
+    c.posix_spawn_file_actions_destroy(actions);
+  }
 }
 
 // --- terminals ----------------------------------------------------------------------
