@@ -108,3 +108,51 @@ export function readAllRecords(runDir: string): { records: TaskRecord[]; bad: { 
 export function removeRecord(runDir: string, namespace: string, id: string): void {
   rmSync(recordPath(runDir, namespace, id), { force: true });
 }
+
+/**
+ * What a Delete answered, kept a while after the record goes: containerd sends a Delete
+ * again (a replay through the keeper) when the spored that carried it out died before it
+ * answered, and the next spored must give the same answer, not NotFound.
+ */
+export interface Tombstone { pid: number; exitStatus: number; exitedAt: string | null; deletedAt: string }
+
+const tombstonePath = (runDir: string, namespace: string, id: string): string => join(runDir, 'tasks', namespace, `${id}.deleted`);
+
+export function writeTombstone(runDir: string, namespace: string, id: string, t: Tombstone): void {
+  const path = tombstonePath(runDir, namespace, id);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(`${path}.tmp`, JSON.stringify(t));
+  renameSync(`${path}.tmp`, path);
+}
+
+export function removeTombstone(runDir: string, namespace: string, id: string): void {
+  rmSync(tombstonePath(runDir, namespace, id), { force: true });
+}
+
+/** The tombstones of `id`, in any namespace (`namespace` given: only there). */
+export function findTombstones(runDir: string, id: string, namespace?: string): { namespace: string; t: Tombstone }[] {
+  const out: { namespace: string; t: Tombstone }[] = [];
+  let namespaces: string[] = [];
+  try { namespaces = namespace ? [namespace] : readdirSync(join(runDir, 'tasks')); } catch { return out; }
+  for (const ns of namespaces) {
+    try { out.push({ namespace: ns, t: JSON.parse(readFileSync(tombstonePath(runDir, ns, id), 'utf8')) as Tombstone }); } catch { /* none */ }
+  }
+  return out;
+}
+
+/** Remove tombstones older than `maxAgeMs` (or unreadable). */
+export function pruneTombstones(runDir: string, maxAgeMs: number, now = Date.now()): void {
+  let namespaces: string[] = [];
+  try { namespaces = readdirSync(join(runDir, 'tasks')); } catch { return; }
+  for (const ns of namespaces) {
+    let files: string[] = [];
+    try { files = readdirSync(join(runDir, 'tasks', ns)); } catch { continue; }
+    for (const f of files) {
+      if (!f.endsWith('.deleted')) continue;
+      const path = join(runDir, 'tasks', ns, f);
+      let keep = false;
+      try { keep = now - Date.parse((JSON.parse(readFileSync(path, 'utf8')) as Tombstone).deletedAt) < maxAgeMs; } catch { /* unreadable */ }
+      if (!keep) rmSync(path, { force: true });
+    }
+  }
+}

@@ -149,8 +149,15 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async delete(req, ctx) {
-      const p = await tasks.delete(nsr.of(ctx, req.id), req.id, req.execId);
-      return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt ?? new Date()) };
+      try {
+        const p = await tasks.delete(nsr.of(ctx, req.id), req.id, req.execId);
+        return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt ?? new Date()) };
+      } catch (e) {
+        // a replay of a Delete the spored before this one carried out: its answer
+        const t = isReplay(ctx) && !req.execId && e instanceof NotFound ? tasks.deletedRecently(req.id, ctx.namespace) : null;
+        if (!t) throw e;
+        return { pid: t.pid, exitStatus: t.exitStatus, exitedAt: ts(t.exitedAt ? new Date(t.exitedAt) : new Date(t.deletedAt)) };
+      }
     },
 
     async pids(req, ctx) {

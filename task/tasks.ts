@@ -14,7 +14,7 @@ import { CONSOLE_INSIDE, type NamespaceStep, type Stdio } from '../engines/proce
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
-import { readAllRecords, removeRecord, writeRecord, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord } from './record.js';
+import { findTombstones, pruneTombstones, readAllRecords, removeRecord, removeTombstone, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
 import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
 import { processStartTime } from '../sys/proc.js';
 import { PodRegistry } from './pods.js';
@@ -84,6 +84,8 @@ export interface TaskManagerOptions {
   custody?: FdCustody;
 }
 
+/** how long a Delete's answer is kept for a replay of it (task/record.ts Tombstone) */
+const TOMBSTONE_MS = 10 * 60_000;
 /** how long the FIFO ends of a cut-short Create are held for its replay */
 const HELD_STDIO_MS = 30_000;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -183,6 +185,7 @@ export class TaskManager {
     }
     // Reserve the id before the first await so a concurrent Create of the same id fails.
     this.creating.add(key(ns, id));
+    removeTombstone(this.o.runDir, ns, id); // a new container of this id: an old Delete's answer is void
     const undo: (() => void)[] = [];
     const ph: Record<string, number> = {};
     const lap = (name: string): void => { ph[name] = Math.round((performance.now() - t0) * 100) / 100; };
@@ -555,6 +558,9 @@ export class TaskManager {
     if (c.rootfsMounted) {
       try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
     }
+    try {
+      writeTombstone(this.o.runDir, ns, id, { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt ? p.exitedAt.toISOString() : null, deletedAt: new Date().toISOString() });
+    } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'cannot keep the Delete\'s answer for a replay'); }
     removeRecord(this.o.runDir, ns, id);
     this.containers.delete(key(ns, id));
     this.byPid.delete(p.pid);
@@ -612,6 +618,12 @@ export class TaskManager {
     // Without a terminal the process reads the stdin FIFO itself and sees EOF when the
     // client closes its end; with one, stop forwarding stdin into the pty.
     this.consoles.get(p)?.closeStdin();
+  }
+
+  /** The answer of a Delete of `id` an earlier spored carried out (for a replayed Delete), if recent. */
+  deletedRecently(id: string, ns?: string): Tombstone | null {
+    const found = findTombstones(this.o.runDir, id, ns);
+    return found.length === 1 ? (found[0] as { t: Tombstone }).t : null;
   }
 
   // --- restart ------------------------------------------------------------------------
@@ -717,6 +729,7 @@ export class TaskManager {
     }
     const abort = [...waiting.keys()].filter((k) => !known.has(k));
     this.releaseStrayCustody();
+    pruneTombstones(this.o.runDir, TOMBSTONE_MS);
     return { restored, abort, bad: bad.map((b) => `${b.path}: ${b.error}`) };
   }
 
