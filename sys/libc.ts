@@ -61,6 +61,10 @@ const c = {
   posix_spawn_file_actions_destroy: lib.func('int posix_spawn_file_actions_destroy(_Inout_ uint8_t *)'),
   posix_spawn_file_actions_addclosefrom_np: lib.func('int posix_spawn_file_actions_addclosefrom_np(_Inout_ uint8_t *, int)'),
   posix_spawn_file_actions_adddup2: lib.func('int posix_spawn_file_actions_adddup2(_Inout_ uint8_t *, int, int)'),
+  posix_spawnattr_init: lib.func('int posix_spawnattr_init(_Inout_ uint8_t *)'),
+  posix_spawnattr_destroy: lib.func('int posix_spawnattr_destroy(_Inout_ uint8_t *)'),
+  posix_spawnattr_setflags: lib.func('int posix_spawnattr_setflags(_Inout_ uint8_t *, short)'),
+  posix_spawnattr_setsigdefault: lib.func('int posix_spawnattr_setsigdefault(_Inout_ uint8_t *, const uint8_t *)'),
   waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
   kill: lib.func('int kill(int, int)'),
   flock: lib.func('int flock(int, int)'),
@@ -396,10 +400,26 @@ export function spawnProgram(path: string, argv: string[], envp: string[]): numb
     }
     rc = c.posix_spawn_file_actions_addclosefrom_np(actions, 3);
     if (rc !== 0) throw new SyscallError('posix_spawn_file_actions_addclosefrom_np', rc);
-    const pid = [0];
-    rc = c.posix_spawn(pid, path, actions, null, [...argv, null], [...envp, null]);
-    if (rc !== 0) throw new SyscallError('posix_spawn', rc, path);
-    return pid[0] as number;
+    // every signal at SIG_DFL in the program, glibc's own 32 and 33 too: posix_spawn sets
+    // those to SIG_IGN in its child unless told otherwise, and an ignored signal survives
+    // execve into spored, its seeds and every container (a fork + execve resets them)
+    const attr = Buffer.alloc(512); // posix_spawnattr_t is 336 bytes on x86_64 glibc
+    rc = c.posix_spawnattr_init(attr);
+    if (rc !== 0) throw new SyscallError('posix_spawnattr_init', rc);
+    try {
+      const all = Buffer.alloc(128, 0); // sigset_t; bit n-1 is signal n (set directly: sigaddset refuses 32 and 33)
+      all.fill(0xff, 0, 8);
+      const POSIX_SPAWN_SETSIGDEF = 0x04;
+      rc = c.posix_spawnattr_setsigdefault(attr, all);
+      if (rc === 0) rc = c.posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGDEF);
+      if (rc !== 0) throw new SyscallError('posix_spawnattr', rc);
+      const pid = [0];
+      rc = c.posix_spawn(pid, path, actions, attr, [...argv, null], [...envp, null]);
+      if (rc !== 0) throw new SyscallError('posix_spawn', rc, path);
+      return pid[0] as number;
+    } finally {
+      c.posix_spawnattr_destroy(attr);
+    }
   } finally {
     c.posix_spawn_file_actions_destroy(actions);
   }
@@ -873,6 +893,12 @@ export function mmapFixed(addr: bigint, len: number, prot: number, flags: number
 // SIGPIPE and SIGXFSZ: without this, `yes | head -1` in a container gets EPIPE errors instead
 // of dying of SIGPIPE. Used by engines/process/container-init.ts.
 const sigDfl = lib.func('void *signal(int, void *)');
+const rtSigaction = lib.func('long syscall(long, long, const uint8_t *, uint8_t *, long)');
+/** rt_sigaction(sig, {SIG_DFL}, NULL, 8): a struct kernel_sigaction of zeros is SIG_DFL, no flags, empty mask. */
+function rawSigDfl(sig: number): void {
+  const RT_SIGACTION = 13;
+  rtSigaction(RT_SIGACTION, sig, Buffer.alloc(32), null, 8);
+}
 /**
  * For a process about to execve: every signal the kernel reports as ignored (SigIgn in
  * /proc/self/status; SIGPIPE and SIGXFSZ when /proc is not there) back to SIG_DFL, and an
@@ -886,7 +912,11 @@ export function resetSignalsForExec(): void {
   } catch {
     /* no /proc */
   }
-  for (let s = 1; s <= 64; s++) if ((ignored >> BigInt(s - 1)) & 1n) sigDfl(s, null);
+  for (let s = 1; s <= 64; s++) {
+    if (!((ignored >> BigInt(s - 1)) & 1n)) continue;
+    // glibc's signal() refuses its own 32 and 33 (EINVAL): those through rt_sigaction itself
+    if (s === 32 || s === 33) rawSigDfl(s); else sigDfl(s, null);
+  }
   const rc = m.pthread_sigmask(2 /* SIG_SETMASK */, sigset([]), Buffer.alloc(128));
   if (rc !== 0) throw new SyscallError('pthread_sigmask', rc);
 }
