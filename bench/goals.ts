@@ -2,6 +2,7 @@
 // (bench/floor.ts) measured in the same run:
 //
 //   node dist/bench/goals.js [--quick] [--out FILE] [--soak-seconds S] [--json] [--publish]   (root)
+//   (GOALS_KEEP_LOG=<path> keeps the containerd-started spored's log there)
 //
 // --publish: the one command that regenerates the published results: the whole report goes to
 // docs/goals.md, and README's short table (between its `<!-- goals:begin -->` and
@@ -701,6 +702,9 @@ async function main(): Promise<void> {
       fri?.close();
       cri?.close();
       await stopParked(parked);
+      // GOALS_KEEP_LOG=<path>: spored's log outlives the run (to look into a tail afterwards)
+      const keep = process.env.GOALS_KEEP_LOG;
+      if (keep && c) { try { fs.copyFileSync(c.sporeLog, keep); } catch (e) { r.cleanup.push(`keeping spored's log: ${(e as Error).message}`); } }
       if (c) await c.stop().catch((e: unknown) => r.cleanup.push(`containerd stop: ${(e as Error).message}`));
     })());
   const onSignal = (sig: NodeJS.Signals): void => {
