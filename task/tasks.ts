@@ -1,7 +1,7 @@
 // Containers and their processes as plain data, and the operations containerd's Task API
 // performs on them. Transport-free: the ttrpc service (service.ts) only decodes requests,
 // calls these methods and encodes results; errors are typed and mapped once, there.
-import { existsSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
@@ -640,7 +640,8 @@ export class TaskManager {
       for (const name of readdirSync(`/proc/${pid}/fd`)) {
         const fd = Number(name);
         try {
-          if (fd < 3 || !statSync(`/proc/${pid}/fd/${fd}`).isFIFO()) continue;
+          // the client's FIFOs (named, so their link is a path), not the seed's pipes to it
+          if (fd < 3 || !readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('/') || !statSync(`/proc/${pid}/fd/${fd}`).isFIFO()) continue;
           fds.push(sys.pidfdGetfd(pidfd, fd));
         } catch { /* closed meanwhile */ }
       }
