@@ -259,6 +259,9 @@ export const CASES: Case[] = [
     runSpec('-d', '{c2}', ['/bin/sleep', '1000'], (s) => { s.linux.maskedPaths = s.linux.maskedPaths.filter((m: string) => m !== '/proc/keys'); }),
     exec('--exec-id e1', "{c2} /bin/sh -c 'grep -c \" _ses.{c2}: \" /proc/keys'"),
   ]),
+  kase('the container reads its own cgroup limits under /sys/fs/cgroup', [
+    run('--rm --memory-limit 33554432', "{c} /bin/sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'"),
+  ]),
   kase('a mount inside /proc is refused', [
     run('--rm --mount type=bind,src=/tmp,dst=/proc/x/y,options=rbind', "{c} /bin/sh -c 'echo mounted'", { check: ['code', 'stdout'] }),
   ]),
