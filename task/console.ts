@@ -84,13 +84,19 @@ export class Console {
       for (const fd of [master, stdoutFd]) if (fd !== null) { try { sys.close(fd); } catch { /* closed */ } }
       throw e;
     }
+    const parks: Promise<void>[] = [];
     if (custody) {
-      custody.park('master', master);
-      if (stdoutFd !== null) custody.park('stdout', stdoutFd);
-      if (stdinFd !== null) custody.park('stdin', stdinFd);
+      parks.push(custody.park('master', master));
+      if (stdoutFd !== null) parks.push(custody.park('stdout', stdoutFd));
+      if (stdinFd !== null) parks.push(custody.park('stdin', stdinFd));
     }
-    return new Console(master, slave, stdinFd, stdoutFd, custody);
+    const con = new Console(master, slave, stdinFd, stdoutFd, custody);
+    con.parked = Promise.all(parks).then(() => undefined);
+    return con;
   }
+
+  /** resolves once the keeper holds this console's fds (at once without custody) */
+  parked: Promise<void> = Promise.resolve();
 
   /**
    * Take over a console an earlier spored opened (its fds are in custody); null when the

@@ -42,9 +42,14 @@ export function parseCustodyKey(k: string): { ns: string; id: string; proc: stri
 export class ProcessCustody {
   constructor(private readonly custody: FdCustody, private readonly ns: string, private readonly id: string, private readonly execId: string) {}
 
-  /** Park; a failure is logged by the caller's custody and costs only survival across restarts. */
-  park(role: string, fd: number): void {
-    this.custody.park(custodyKey(this.ns, this.id, this.execId, role), fd).catch(() => undefined);
+  /**
+   * Park; resolves once the holder has it (never rejects: a failure is logged by the
+   * caller's custody and costs only survival across restarts). Callers await it before
+   * answering the RPC that made the fd: an answered Create whose relay the keeper never got
+   * lost the process's output to a kill -9 right after.
+   */
+  park(role: string, fd: number): Promise<void> {
+    return this.custody.park(custodyKey(this.ns, this.id, this.execId, role), fd).catch(() => undefined);
   }
 
   release(role: string): void {

@@ -83,9 +83,13 @@ class Relay {
   static create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Relay {
     const dst = file ? sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW) : openFifo(target);
     const [r, w] = sys.pipe();
-    if (custody) { custody.park(`relay-${stream}-src`, r); custody.park(`relay-${stream}-dst`, dst); }
-    return new Relay(r, w, dst, stream, custody, file);
+    const relay = new Relay(r, w, dst, stream, custody, file);
+    if (custody) relay.parked = Promise.all([custody.park(`relay-${stream}-src`, r), custody.park(`relay-${stream}-dst`, dst)]).then(() => undefined);
+    return relay;
   }
+
+  /** resolves once the keeper holds this relay's fds (at once without custody) */
+  parked: Promise<void> = Promise.resolve();
 
   /** Take over a relay an earlier spored started (its pipe and FIFO ends are in custody). */
   static adopt(stream: 'stdout' | 'stderr', custody: ProcessCustody): Relay | null {
@@ -323,6 +327,11 @@ export class ProcessIO {
       throw e;
     }
     return io;
+  }
+
+  /** Resolves once the keeper holds every relay's fds: before the RPC that made them is answered. */
+  parked(): Promise<void> {
+    return Promise.all(this.relays.map((r) => r.parked)).then(() => undefined);
   }
 
   /** Which streams are relayed (for the task record). */

@@ -247,6 +247,9 @@ export class TaskManager {
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
       pio.childHasStdio();
       this.releaseHeldStdio(key(ns, id));
+      // the keeper has what carries its stdio before Create is answered (a kill -9 right
+      // after an answered Create lost a file:// log's output: its relay was never parked)
+      await Promise.all([pio.parked(), console?.parked]);
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
         namespaces: plan.namespaces,
@@ -423,6 +426,7 @@ export class TaskManager {
       this.byPid.set(p.pid, { c, p });
       this.claimExit(p.pid, spawned.exitsBefore); // its exit event waits for the start event (starting)
       if (console) this.consoles.set(p, console);
+      await Promise.all([pio.parked(), console?.parked]);
       await this.settleOnFailure(p, this.o.seed.startProcess(k));
     } catch (e) {
       this.consoles.delete(p);
