@@ -14,6 +14,7 @@
 //
 // Under a keeper the master and both FIFO ends are parked with it (task/custody.ts), so a
 // restarted spored adopts the console (adopt()) and the process never sees a hangup.
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import tty from 'node:tty';
 import * as sys from '../sys/libc.js';
@@ -97,6 +98,31 @@ export class Console {
 
   /** resolves once the keeper holds this console's fds (at once without custody) */
   parked: Promise<void> = Promise.resolve();
+
+  /**
+   * The pty master a sandbox opened on its own devpts and holds (close-on-exec, at fd 100 or
+   * above: container-init's openConsole), taken with pidfd_getfd: for a sandbox an earlier
+   * spored set up but died before it took the master (its replayed Start would otherwise run
+   * the process on a terminal nobody holds: SIGHUP). Null when there is none. A master is
+   * told by its fdinfo's `tty-index` line (ptmx's show_fdinfo).
+   */
+  static takeFromProcess(pid: number, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null = null): Console | null {
+    let pidfd = -1;
+    try {
+      pidfd = sys.pidfdOpen(pid);
+      for (const name of readdirSync(`/proc/${pid}/fd`)) {
+        const fd = Number(name);
+        if (fd < 100) continue;
+        let info = '';
+        try { info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'); } catch { continue; }
+        if (!/^tty-index:/m.test(info)) continue;
+        return Console.ofMaster(sys.pidfdGetfd(pidfd, fd), stdinPath, stdoutPath, custody);
+      }
+    } catch { /* the sandbox is gone */ } finally {
+      if (pidfd >= 0) sys.close(pidfd);
+    }
+    return null;
+  }
 
   /**
    * Take over a console an earlier spored opened (its fds are in custody); null when the

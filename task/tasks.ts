@@ -378,8 +378,9 @@ export class TaskManager {
       const custody = this.custodyOf(ns, id, execId);
       if (custody) {
         this.ios.set(p, ProcessIO.adopt(['stdout', 'stderr'], custody));
-        const con = p.terminal ? Console.adopt(custody) : null;
-        if (con) this.consoles.set(p, con);
+        // its terminal: from custody, or (the earlier spored died before it took it) from the sandbox itself
+        const con = p.terminal ? Console.adopt(custody) ?? Console.takeFromProcess(p.pid, p.stdio.stdin, p.stdio.stdout, custody) : null;
+        if (con) { this.consoles.set(p, con); await con.parked; }
       }
       this.byPid.set(p.pid, { c, p });
       await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id, execId)));
