@@ -96,7 +96,11 @@ class Relay {
     const r = custody.reclaim(`relay-${stream}-src`);
     const dst = custody.reclaim(`relay-${stream}-dst`);
     if (r === null || dst === null) {
+      // half a relay is none: and the keeper must not keep the other half, or the client's
+      // FIFO never sees its EOF (a client that waited forever after a restart)
       for (const fd of [r, dst]) if (fd !== null) sys.close(fd);
+      custody.release(`relay-${stream}-src`);
+      custody.release(`relay-${stream}-dst`);
       return null;
     }
     sys.setNonblock(r, true);
