@@ -20,8 +20,6 @@ import { SEED_PROTOCOL, type ChildStatus, type ExitReport, type SeedReply, type 
 
 interface Pending {
   pid: number;
-  /** `pid` is an exec's first child, which exits once it reported the exec's own pid */
-  intermediate?: boolean;
   startW: number;
   status: net.Socket;
   lines: ChildStatus[];
@@ -90,8 +88,7 @@ function watchStatus(p: Pending): void {
 /** Fork with pid_ns_for_children pointed at the plan's pid namespace, then reset it. */
 function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
   let pidNsPath: string | null | undefined;
-  // an exec enters the container's pid namespace last, through a child of its own (container-init.ts)
-  if (plan.kind === 'exec') pidNsPath = undefined;
+  if (plan.kind === 'exec') pidNsPath = `/proc/${plan.targetPid}/ns/pid`;
   else {
     const step = plan.namespaces.find((n) => n.type === 'pid');
     pidNsPath = step ? step.path : undefined; // undefined: stay in the seed's pid ns
@@ -152,7 +149,7 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     statusR = sR;
     forkT = lastForkTimings;
   }
-  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(plan.kind === 'exec' && !shell ? { intermediate: true } : {}) };
+  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
   watchStatus(p);
   pending.set(key, p);
   // a setup that never ends (a FIFO nobody opens, a hang in the kernel) is killed, not left
@@ -162,13 +159,7 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     process.stderr.write(`spore seed: ${key}: setup did not finish in ${SETUP_DEADLINE_MS} ms; killed\n`);
     try { sys.kill(pid, 9); } catch { /* gone */ }
   }, SETUP_DEADLINE_MS);
-  let st = await nextStatus(p);
-  if (st && st.s === 'pid') {
-    // the exec's own process, in the container's pid namespace (its first child has exited)
-    pid = p.pid = st.pid;
-    p.intermediate = false;
-    st = await nextStatus(p);
-  }
+  const st = await nextStatus(p);
   clearTimeout(deadline);
   if (st && st.s === 'ready') {
     const { planAt, ...marks } = st.t;
@@ -282,7 +273,7 @@ function reapAll(): void {
     if (shells?.reaped(r.pid, r.status)) continue; // an idle container shell: the pool's business
     // a sandbox that died before its Start (killed, or failed): it can never start, so its
     // entry and start pipe go now (the id may be created again, as with runc)
-    for (const [key, p] of pending) if (p.pid === r.pid && p.startW >= 0 && !p.intermediate) drop(key, p);
+    for (const [key, p] of pending) if (p.pid === r.pid && p.startW >= 0) drop(key, p);
     shells?.activity();
     recentExits.set(r.pid, r.status);
     if (recentExits.size > 256) recentExits.delete(recentExits.keys().next().value as number);
