@@ -394,12 +394,16 @@ describe('container-init against the recording ContainerSys', () => {
     const r = run(plan, { files: { '/bin/ls': 'file', '/etc/passwd': { content: 'root:x:0:0:root:/root:/bin/sh\n' } } });
     const ns = (n: string): string => `/proc/4242/ns/${n}`;
     const from = at(r.calls, 'write_file', CGROUP_PROCS, '0');
-    expect(r.calls.slice(from, from + 16)).toEqual([
+    expect(r.calls.slice(from, from + 21)).toEqual([
       c('write_file', CGROUP_PROCS, '0'),
+      // the pid namespace's fd while /proc is still the host's; entered last, for a child
+      c('open', ns('pid'), O.RDONLY | O.CLOEXEC),
       c('open', ns('cgroup'), O.RDONLY | O.CLOEXEC), c('open', ns('ipc'), O.RDONLY | O.CLOEXEC), c('open', ns('uts'), O.RDONLY | O.CLOEXEC),
       c('open', ns('net'), O.RDONLY | O.CLOEXEC), c('open', ns('mnt'), O.RDONLY | O.CLOEXEC),
-      c('setns', 3, CLONE.NEWCGROUP), c('close', 3), c('setns', 4, CLONE.NEWIPC), c('close', 4), c('setns', 5, CLONE.NEWUTS), c('close', 5),
-      c('setns', 6, CLONE.NEWNET), c('close', 6), c('setns', 7, CLONE.NEWNS), c('close', 7),
+      c('setns', 4, CLONE.NEWCGROUP), c('close', 4), c('setns', 5, CLONE.NEWIPC), c('close', 5), c('setns', 6, CLONE.NEWUTS), c('close', 6),
+      c('setns', 7, CLONE.NEWNET), c('close', 7), c('setns', 8, CLONE.NEWNS), c('close', 8),
+      // only then the container's pid namespace, for the child that becomes the exec (the recording goes on as that child)
+      c('setns', 3, CLONE.NEWPID), c('close', 3), c('fork'), c('setsid'),
     ]);
     for (const name of ['mount', 'pivot_root', 'unshare', 'mknod']) expect(at(r.calls, name), name).toBe(-1);
     expect(r.exec?.path).toBe('/bin/ls');

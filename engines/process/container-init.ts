@@ -128,7 +128,23 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
         mark('cgroup-late');
       }
     } else {
+      // Every namespace but pid first, then the pid namespace for a child of this process:
+      // only that child is ever seen in the container, and only once it is in the
+      // container's mounts, network and cgroup (runc's order). Before, the exec sat in the
+      // container's pid namespace while still in the host's mounts: a container could stop
+      // it there and read the host's mount table and sockets through /proc/<pid>, or, with
+      // CAP_SYS_PTRACE, the host's files and this seed's fds.
+      const pidNs = phase('namespaces', () => s.open(`/proc/${plan.targetPid}/ns/pid`, O.RDONLY | O.CLOEXEC));
       joinContainer(s, plan);
+      phase('namespaces', () => { s.setns(pidNs, CLONE.NEWPID); s.close(pidNs); });
+      const child = phase('fork', () => s.fork());
+      if (child > 0) {
+        // the first child's part is done: the exec is `child` (the seed reaps it, a subreaper)
+        report(s, statusFd, { s: 'pid', pid: child });
+        s.exit(0);
+      }
+      // a session of its own again (a terminal becomes the controlling one of a session leader)
+      phase('setsid', () => s.setsid());
     }
     mark('setup');
     if (stdio.inside && consoleFd === undefined) consoleFd = openConsole(s, plan, stdio, mark);

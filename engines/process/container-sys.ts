@@ -60,6 +60,8 @@ export interface ContainerSys {
   chdir(path: string): void;
   sethostname(name: string): void;
   setdomainname(name: string): void;
+  /** fork(2) after sys.prepareFork (this process is a single-threaded fork of the seed) */
+  fork(): number;
   /** bring `lo` up in the current network namespace (sys.loopbackUp) */
   loopbackUp(): void;
   /** keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) (sys.joinSessionKeyring): the keyring's serial */
@@ -128,6 +130,7 @@ export const realContainerSys: ContainerSys = {
   chdir: (path) => sys.chdir(path),
   sethostname: (name) => sys.sethostname(name),
   setdomainname: (name) => sys.setdomainname(name),
+  fork: () => { sys.prepareFork(); return sys.fork(); },
   loopbackUp: () => sys.loopbackUp(),
   joinSessionKeyring: (name) => sys.joinSessionKeyring(name),
   addKeyPermission: (serial, bits) => sys.addKeyPermission(serial, bits),
@@ -448,6 +451,8 @@ export class RecordingContainerSys implements ContainerSys {
   sethostname(name: string): void { this.rec('sethostname', [name]); }
   setdomainname(name: string): void { this.rec('setdomainname', [name]); }
   loopbackUp(): void { this.rec('loopback_up', []); }
+  /** records the fork and goes on as the child (what follows a fork in the code is the child's) */
+  fork(): number { this.rec('fork', []); return 0; }
   mkdirInRoot(path: string, mode: number): void { this.mkdir(path, mode); }
   chdirInRoot(path: string): void { this.chdir(path); }
   joinSessionKeyring(name: string): number { this.rec('join_session_keyring', [name]); return 1000; }

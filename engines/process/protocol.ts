@@ -146,6 +146,8 @@ export type SeedReply =
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =
   | { s: 'ready'; warnings: string[]; t: Record<string, number>; console?: number }
+  /** an exec's first child, having joined every namespace but pid: the pid (seed's view) of the child it forked into the pid namespace, which is the exec from now on */
+  | { s: 'pid'; pid: number }
   | { s: 'error'; phase: string; message: string; errno?: number };
 
 // --- seed -> container shell -------------------------------------------------------

@@ -20,6 +20,8 @@ import { SEED_PROTOCOL, type ChildStatus, type ExitReport, type SeedReply, type 
 
 interface Pending {
   pid: number;
+  /** `pid` is an exec's first child, which exits once it reported the exec's own pid */
+  intermediate?: boolean;
   startW: number;
   status: net.Socket;
   lines: ChildStatus[];
@@ -88,7 +90,8 @@ function watchStatus(p: Pending): void {
 /** Fork with pid_ns_for_children pointed at the plan's pid namespace, then reset it. */
 function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
   let pidNsPath: string | null | undefined;
-  if (plan.kind === 'exec') pidNsPath = `/proc/${plan.targetPid}/ns/pid`;
+  // an exec enters the container's pid namespace last, through a child of its own (container-init.ts)
+  if (plan.kind === 'exec') pidNsPath = undefined;
   else {
     const step = plan.namespaces.find((n) => n.type === 'pid');
     pidNsPath = step ? step.path : undefined; // undefined: stay in the seed's pid ns
@@ -149,7 +152,7 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     statusR = sR;
     forkT = lastForkTimings;
   }
-  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false };
+  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(plan.kind === 'exec' && !shell ? { intermediate: true } : {}) };
   watchStatus(p);
   pending.set(key, p);
   // a setup that never ends (a FIFO nobody opens, a hang in the kernel) is killed, not left
@@ -159,7 +162,19 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     process.stderr.write(`spore seed: ${key}: setup did not finish in ${SETUP_DEADLINE_MS} ms; killed\n`);
     try { sys.kill(pid, 9); } catch { /* gone */ }
   }, SETUP_DEADLINE_MS);
-  const st = await nextStatus(p);
+  let st = await nextStatus(p);
+  if (p.intermediate) {
+    // The exec's own process and its first child write on one pipe: the exec's 'ready' can
+    // come before the first child's 'pid' (under load it did, and the exec was then tracked
+    // by the first child's pid: its exit ended the exec). Hold a 'ready' until the 'pid'.
+    let early: ChildStatus | null = null;
+    while (st && st.s === 'ready') { early = st; st = await nextStatus(p); }
+    if (st && st.s === 'pid') {
+      pid = p.pid = st.pid;
+      p.intermediate = false;
+      st = early ?? await nextStatus(p);
+    }
+  }
   clearTimeout(deadline);
   if (st && st.s === 'ready') {
     const { planAt, ...marks } = st.t;
@@ -273,7 +288,7 @@ function reapAll(): void {
     if (shells?.reaped(r.pid, r.status)) continue; // an idle container shell: the pool's business
     // a sandbox that died before its Start (killed, or failed): it can never start, so its
     // entry and start pipe go now (the id may be created again, as with runc)
-    for (const [key, p] of pending) if (p.pid === r.pid && p.startW >= 0) drop(key, p);
+    for (const [key, p] of pending) if (p.pid === r.pid && p.startW >= 0 && !p.intermediate) drop(key, p);
     shells?.activity();
     recentExits.set(r.pid, r.status);
     if (recentExits.size > 256) recentExits.delete(recentExits.keys().next().value as number);

@@ -67,6 +67,48 @@ int main(void) {
 }
 `;
 
+// For each new pid: SIGSTOP it, compare its mount table with ours (a process still in
+// another mount namespace, the host's, shows another table through /proc/<pid>/mountinfo,
+// which needs no ptrace access), SIGCONT it.
+const STOPPER = `
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static char seen[1 << 22];
+static long lines(const char *path) {
+  FILE *f = fopen(path, "r"); if (!f) return -1;
+  long n = 0; int ch; while ((ch = fgetc(f)) != EOF) if (ch == '\\n') n++;
+  fclose(f); return n;
+}
+int main(void) {
+  int self = getpid();
+  FILE *log = fopen("/stopped.log", "w");
+  setvbuf(log, NULL, _IONBF, 0);
+  long own = lines("/proc/self/mountinfo");
+  fprintf(log, "watching %ld\\n", own);
+  for (;;) {
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      int p = atoi(e->d_name);
+      if (p <= 1 || p == self || p >= (1 << 22) || seen[p]) continue;
+      seen[p] = 1;
+      if (kill(p, SIGSTOP) != 0) continue;
+      char path[64];
+      snprintf(path, sizeof path, "/proc/%d/mountinfo", p);
+      long theirs = lines(path);
+      // -1: it ended between the stop and the read (a short exec): nothing seen
+      fprintf(log, "%s %d %ld\\n", theirs < 0 ? "gone" : theirs == own ? "same" : "OTHER", p, theirs);
+      kill(p, SIGCONT);
+    }
+    closedir(d);
+  }
+}
+`;
+
 describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore forks into it before execve', () => {
   let c: Containerd;
   let dir: string;
@@ -78,6 +120,8 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     cpSync(rootfs('busybox'), rfs, { recursive: true, verbatimSymlinks: true });
     writeFileSync(join(dir, 'seizer.c'), SEIZER);
     execFileSync('gcc', ['-static', '-O1', '-o', join(rfs, 'seizer'), join(dir, 'seizer.c')]);
+    writeFileSync(join(dir, 'stopper.c'), STOPPER);
+    execFileSync('gcc', ['-static', '-O1', '-o', join(rfs, 'stopper'), join(dir, 'stopper.c')]);
     c = await startContainerd();
   }, 120_000);
 
@@ -102,6 +146,18 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     expect(seized.filter((l) => !/ (\/bin\/busybox|ended)$/.test(l)), seized.join('\n')).toEqual([]);
     console.log(`[exec-window] ${results.filter((x) => x === 0).length} of 12 execs ran; seized after exec: ${seized.length}`);
     await c.ctr(['task', 'kill', '-s', 'KILL', 'victim']);
+  }, 120_000);
+
+  it('an exec is never seen in the container before it is in the container\'s mount namespace (stopped, its mountinfo is the container\'s)', async () => {
+    const r = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--rootfs', rfs, 'stopper', '/stopper'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const log = join(rfs, 'stopped.log');
+    for (let i = 0; i < 50 && !existsSync(log); i++) await new Promise((res) => setTimeout(res, 100));
+    for (let i = 0; i < 8; i++) await c.ctr(['task', 'exec', '--exec-id', `s${i}`, 'stopper', '/bin/sh', '-c', 'exit 0'], { timeoutMs: 30_000 });
+    const seen = readFileSync(log, 'utf8').split('\n').filter((l) => /^(same|OTHER|gone) /.test(l));
+    expect(seen.length, 'the stopper saw the execs').toBeGreaterThan(0);
+    expect(seen.filter((l) => l.startsWith('OTHER')), seen.join('\n')).toEqual([]);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'stopper']);
   }, 120_000);
 
   // The escape a second attacker found: a working directory that is a symlink to
