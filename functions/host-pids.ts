@@ -51,14 +51,9 @@ export function childOf(parentHostPid: number, reported: number, readChildren: (
   if (!parentNs) return null;
   const depth = parentNs.length - 1;
   for (let attempt = 0; attempt < 3; attempt++) {
-    let list: string;
-    try { list = readChildren(parentHostPid); } catch { return null; }
-    // newest first, and only as far as needed: the child asked about is nearly always the
-    // newest, so a seed with many children in flight still costs one status read here
-    const pids = list.trim().split(/\s+/);
-    for (let i = pids.length - 1; i >= 0; i--) {
-      const host = Number(pids[i]);
-      if (!pids[i] || !Number.isInteger(host)) continue;
+    const pids = newestFirst(parentHostPid, readChildren);
+    if (!pids) return null;
+    for (const host of pids) {
       const ns = nsPids(host);
       if (ns?.[depth] === reported) return { host, ns };
     }
@@ -78,12 +73,9 @@ export function childOf(parentHostPid: number, reported: number, readChildren: (
  */
 export function openChildOf(parentHostPid: number, reported: number, parentNs: number[], readChildren: (pid: number) => string = childrenFile): { host: number; pidfd: number } | null {
   const depth = parentNs.length - 1;
-  let list: string;
-  try { list = readChildren(parentHostPid); } catch { return null; }
-  const pids = list.trim().split(/\s+/);
-  for (let i = pids.length - 1; i >= 0; i--) {
-    const host = Number(pids[i]);
-    if (!pids[i] || !Number.isInteger(host)) continue;
+  const pids = newestFirst(parentHostPid, readChildren);
+  if (!pids) return null;
+  for (const host of pids) {
     let fd: number;
     try { fd = sys.pidfdOpen(host); } catch { continue; }
     let text: string | null = null;
@@ -96,6 +88,17 @@ export function openChildOf(parentHostPid: number, reported: number, parentNs: n
   if (!child) return null;
   const pidfd = openChildPidfd(parentHostPid, child.host, child.ns);
   return pidfd === null ? null : { host: child.host, pidfd };
+}
+
+/**
+ * The parent's children (host pids), newest first, from its children file; null when it
+ * cannot be read (the parent is gone). Newest first: the child asked about is nearly always
+ * the newest, so a seed with many children in flight still costs one status read.
+ */
+function newestFirst(parentHostPid: number, readChildren: (pid: number) => string): number[] | null {
+  let list: string;
+  try { list = readChildren(parentHostPid); } catch { return null; }
+  return list.trim().split(/\s+/).filter((x) => x !== '').map(Number).filter(Number.isInteger).reverse();
 }
 
 function childrenFile(pid: number): string {
