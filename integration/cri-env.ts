@@ -31,6 +31,8 @@ export interface PodOptions {
   logDirectory: string;
   annotations?: Record<string, string>;
   hostname?: string;
+  /** one pid namespace for the whole pod (the kubelet's shareProcessNamespace: true) */
+  sharedPid?: boolean;
 }
 
 /** A pod sandbox config as the kubelet sends it (cgroupfs driver: <cgroupRoot>/besteffort/pod<uid>). */
@@ -45,7 +47,7 @@ export function podConfig(o: PodOptions): PodConfig {
     annotations: o.annotations ?? {},
     linux: {
       cgroupParent: `${o.cgroupRoot ?? '/kubepods'}/besteffort/pod${uid}`,
-      securityContext: { namespaceOptions: { network: 0, pid: 1, ipc: 0 } }, // POD, CONTAINER, POD
+      securityContext: { namespaceOptions: { network: 0, pid: o.sharedPid ? 0 : 1, ipc: 0 } }, // POD, CONTAINER (or POD), POD
     },
   };
 }
@@ -57,6 +59,8 @@ export interface ContainerOptions {
   args?: string[];
   env?: Record<string, string>;
   memoryLimit?: number;
+  /** in the pod's pid namespace (its pod must have sharedPid) */
+  sharedPid?: boolean;
 }
 
 export function containerConfig(o: ContainerOptions): ContainerConfig {
@@ -70,7 +74,7 @@ export function containerConfig(o: ContainerOptions): ContainerConfig {
     logPath: `${o.name}/0.log`,
     linux: {
       resources: { cpuShares: 2n, oomScoreAdj: 1000n, ...(o.memoryLimit ? { memoryLimitInBytes: BigInt(o.memoryLimit) } : {}) },
-      securityContext: { namespaceOptions: { network: 0, pid: 1, ipc: 0 } },
+      securityContext: { namespaceOptions: { network: 0, pid: o.sharedPid ? 0 : 1, ipc: 0 } },
     },
   };
 }

@@ -10,7 +10,7 @@ import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { cgroupHandle, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
-import { CONSOLE_INSIDE, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
+import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
@@ -220,8 +220,11 @@ export class TaskManager {
       // Pipelined: the child forks and sets up namespaces and mounts while we create its
       // cgroup; it joins the cgroup at the end of its setup. Not when the spec mounts the
       // cgroup hierarchy (those bind mounts need the dirs first) or has no /proc.
+      // Nor when it joins a pod's pid namespace: it enters that last, once in its cgroup
+      // (entersPidNsLast).
       plan.lateCgroup = !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
-        && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc'); // it joins via /proc/self/fd
+        && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc') // it joins via /proc/self/fd
+        && !entersPidNsLast(plan);
       lap('plan');
       const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan) : null;
       spawning?.catch(() => undefined);

@@ -364,22 +364,28 @@ describe('container-init against the recording ContainerSys', () => {
     expect(brokenInvariant(r.calls)).toBeNull();
   });
 
-  it('a joined namespace is entered by fd before the one unshare of the new ones; pid never here', () => {
+  it('a joined namespace is entered by fd before the one unshare of the new ones; a joined pid namespace last, for a child, before any mount', () => {
     const joined = run(planOf((s) => { s.linux.namespaces = [{ type: 'pid', path: '/proc/77/ns/pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/var/run/netns/n1' }, { type: 'cgroup' }]; }));
-    const open = at(joined.calls, 'open', '/var/run/netns/n1');
-    expect(joined.calls.slice(open, open + 4)).toEqual([
+    const open = at(joined.calls, 'open', '/proc/77/ns/pid');
+    expect(joined.calls.slice(open, open + 9)).toEqual([
+      // the pid namespace's fd first, while /proc is the host's (no late cgroup handle: fd 3)
+      c('open', '/proc/77/ns/pid', O.RDONLY | O.CLOEXEC),
       c('open', '/var/run/netns/n1', O.RDONLY | O.CLOEXEC),
-      c('setns', 4, CLONE.NEWNET), // fd 3 is the cgroup handle
+      c('setns', 4, CLONE.NEWNET),
       c('close', 4),
-      c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS),
+      // the cgroup namespace too: it joined its cgroup first, even with a late cgroup asked for
+      c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWCGROUP),
+      // only then, in every other namespace (and the cgroup), the pod's pid namespace: for a
+      // child, which goes on (the recording follows it) and mounts proc from in there
+      c('setns', 3, CLONE.NEWPID), c('close', 3), c('fork'), c('setsid'),
     ]);
-    inOrder(joined.calls, at(joined.calls, 'open', '/sys/fs/cgroup/default'), open, at(joined.calls, 'mount'));
-    // the pid namespace is the seed's business (it forks into it): no open, setns or unshare of it
-    expect(at(joined.calls, 'open', '/proc/77/ns/pid')).toBe(-1);
-    expect(joined.calls.filter((x) => (x.call === 'setns' || x.call === 'unshare') && ((x.args[1] ?? x.args[0]) as number) & CLONE.NEWPID)).toEqual([]);
+    inOrder(joined.calls, at(joined.calls, 'write_file', CGROUP_PROCS, '0'), open, at(joined.calls, 'fork'), at(joined.calls, 'mount'));
+    // never an unshare of a pid namespace here: a new one is the seed's business (it forks into it)
+    expect(joined.calls.filter((x) => x.call === 'unshare' && (x.args[0] as number) & CLONE.NEWPID)).toEqual([]);
 
     const fresh = run(planOf());
     expect(at(fresh.calls, 'setns')).toBe(-1);
+    expect(at(fresh.calls, 'fork')).toBe(-1);
     expect(fresh.calls[at(fresh.calls, 'unshare')]).toEqual(c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET));
     expect(brokenInvariant(joined.calls)).toBeNull();
   });

@@ -12,7 +12,7 @@
 // libc or node:fs.
 import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, TIOCSCTTY } from '../../sys/constants.js';
 import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
-import { MAX_SHELL_FRAME, shellPlanOf, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
+import { MAX_SHELL_FRAME, shellPlanOf, entersPidNsLast, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
 
 const NS_FLAG: Record<NamespaceStep['type'], number> = {
@@ -109,14 +109,15 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step);
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');
-    const late = plan.kind === 'init' && plan.lateCgroup === true;
+    // (not for a process that enters its pid namespace last: it is in its cgroup before it is seen there)
+    const late = plan.kind === 'init' && plan.lateCgroup === true && !entersPidNsLast(plan);
     // The host's cgroupfs is out of sight after pivot_root: keep handles on it.
     const lateProcs = late ? phase('cgroup', () => cgroupPathsViaFds(s, plan.cgroupProcs)) : [];
     if (!late) phase('cgroup', () => joinCgroup(s, plan.cgroupProcs));
     mark('cgroup');
     let consoleFd: number | undefined;
     if (plan.kind === 'init') {
-      setupContainer(s, plan, warnings, mark);
+      setupContainer(s, plan, late, warnings, mark, (pidNs) => forkIntoPidNs(s, pidNs, statusFd));
       // The terminal before the late join: the child may join while spored is still writing
       // the cgroup's device rules ('deny a' comes first), and those rules always end by
       // allowing /dev/ptmx and /dev/pts/* (withDefaultDeviceRules, like runc's AllowedDevices).
@@ -136,15 +137,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       // CAP_SYS_PTRACE, the host's files and this seed's fds.
       const pidNs = phase('namespaces', () => s.open(`/proc/${plan.targetPid}/ns/pid`, O.RDONLY | O.CLOEXEC));
       joinContainer(s, plan);
-      phase('namespaces', () => { s.setns(pidNs, CLONE.NEWPID); s.close(pidNs); });
-      const child = phase('fork', () => s.fork());
-      if (child > 0) {
-        // the first child's part is done: the exec is `child` (the seed reaps it, a subreaper)
-        report(s, statusFd, { s: 'pid', pid: child });
-        s.exit(0);
-      }
-      // a session of its own again (a terminal becomes the controlling one of a session leader)
-      phase('setsid', () => s.setsid());
+      forkIntoPidNs(s, pidNs, statusFd);
     }
     mark('setup');
     if (stdio.inside && consoleFd === undefined) consoleFd = openConsole(s, plan, stdio, mark);
@@ -176,6 +169,24 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     if (pe.phase === 'exec') { try { s.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
     s.exit(127);
   }
+}
+
+/**
+ * The last namespace, for a child: setns(pid) only changes where this process's children
+ * go, so it forks, reports the child's pid (the seed's view; the seed, a subreaper, reaps
+ * that child from now on) and exits; the child goes on with the sequence. Used by a process
+ * that enters its pid namespace last (protocol.ts entersPidNsLast): it is seen in there only
+ * once it is in every other namespace and its cgroup.
+ */
+function forkIntoPidNs(s: ContainerSys, pidNs: number, statusFd: number): void {
+  phase('namespaces', () => { s.setns(pidNs, CLONE.NEWPID); s.close(pidNs); });
+  const child = phase('fork', () => s.fork());
+  if (child > 0) {
+    report(s, statusFd, { s: 'pid', pid: child });
+    s.exit(0);
+  }
+  // a session of its own again (a terminal becomes the controlling one of a session leader)
+  phase('setsid', () => s.setsid());
 }
 
 /**
@@ -369,8 +380,15 @@ function joinCgroupWhenReady(s: ContainerSys, procs: string[]): void {
 
 // --- init: new container ------------------------------------------------------------
 
-function setupContainer(s: ContainerSys, plan: InitPlan, warnings: string[], mark: (name: string) => void): void {
-  phase('namespaces', () => enterNamespaces(s, plan.lateCgroup ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces));
+/**
+ * `enterPidNs`: called with an fd of the pid namespace to join, once every other namespace
+ * is entered (the mount namespace a copy of the host's, still), when the plan joins one by
+ * path; it forks, and only its child returns (forkIntoPidNs). The mounts come after it:
+ * proc shows the pid namespace of the process that mounts it.
+ */
+function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number) => void): void {
+  const pidNs = phase('namespaces', () => enterNamespaces(s, late ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces));
+  if (pidNs !== null) enterPidNs(pidNs);
   mark('namespaces');
   const ownMountNs = plan.namespaces.some((n) => n.type === 'mount');
   if (!ownMountNs) throw new PhaseError('namespaces', new Error('a mount namespace is required'));
@@ -429,9 +447,14 @@ function unescapeMountinfo(field: string): string {
   return field.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
-function enterNamespaces(s: ContainerSys, steps: NamespaceStep[]): void {
-  // Joins first (by fd, opened before anything changes), then one unshare for the rest.
-  // pid is handled by the seed around fork(); it is never unshared here.
+/**
+ * Joins first (by fd, opened before anything changes), then one unshare for the rest.
+ * A new pid namespace is the seed's business (it forks the child into it); a joined one is
+ * only opened here: its fd is returned (null: none to join) for the caller to enter last.
+ */
+function enterNamespaces(s: ContainerSys, steps: NamespaceStep[]): number | null {
+  const pidStep = steps.find((n) => n.type === 'pid' && n.path !== null);
+  const pidNs = pidStep ? s.open(pidStep.path ?? '', O.RDONLY | O.CLOEXEC) : null;
   const joins = steps.filter((n) => n.path !== null && n.type !== 'pid');
   const fds = joins.map((n) => ({ n, fd: s.open(n.path ?? '', O.RDONLY | O.CLOEXEC) }));
   for (const { n, fd } of fds) {
@@ -444,6 +467,7 @@ function enterNamespaces(s: ContainerSys, steps: NamespaceStep[]): void {
   // a new network namespace comes with its loopback up, as runc's does (its "loopback"
   // network for a namespace it creates)
   if (flags & CLONE.NEWNET) s.loopbackUp();
+  return pidNs;
 }
 
 /**

@@ -92,6 +92,18 @@ export interface InitPlan {
   process: ProcessPlan;
 }
 
+/**
+ * Whether `plan`'s process enters its pid namespace last, through a child of its own, rather
+ * than being forked into it by the seed: an exec (the container's), and an init that joins
+ * another's pid namespace (a pod's shared one). Forked into it, such a process would be seen,
+ * stopped and read through /proc by the processes already there while it is still in the
+ * host's network, cgroup and mount namespaces (runc's nsexec enters a joined pid namespace
+ * last too). A new pid namespace has nobody in it to see the child: the seed forks into it.
+ */
+export function entersPidNsLast(plan: { kind: 'init' | 'exec'; namespaces?: readonly NamespaceStep[] }): boolean {
+  return plan.kind === 'exec' || (plan.namespaces ?? []).some((n) => n.type === 'pid' && n.path !== null);
+}
+
 /** A process joining a running container (Task Exec). */
 export interface ExecPlan {
   kind: 'exec';

@@ -16,11 +16,11 @@ import { runChild } from './container-init.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
 import { ShellPool } from './shells.js';
-import { SEED_PROTOCOL, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_PROTOCOL, entersPidNsLast, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 interface Pending {
   pid: number;
-  /** `pid` is an exec's first child, which exits once it reported the exec's own pid */
+  /** `pid` is the first child of a process that enters its pid namespace last (entersPidNsLast), which exits once it reported the process's own pid */
   intermediate?: boolean;
   startW: number;
   status: net.Socket;
@@ -90,8 +90,9 @@ function watchStatus(p: Pending): void {
 /** Fork with pid_ns_for_children pointed at the plan's pid namespace, then reset it. */
 function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
   let pidNsPath: string | null | undefined;
-  // an exec enters the container's pid namespace last, through a child of its own (container-init.ts)
-  if (plan.kind === 'exec') pidNsPath = undefined;
+  // an exec, or an init joining a pod's pid namespace, enters it last, through a child of
+  // its own (container-init.ts)
+  if (entersPidNsLast(plan)) pidNsPath = undefined;
   else {
     const step = plan.namespaces.find((n) => n.type === 'pid');
     pidNsPath = step ? step.path : undefined; // undefined: stay in the seed's pid ns
@@ -152,7 +153,7 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     statusR = sR;
     forkT = lastForkTimings;
   }
-  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(plan.kind === 'exec' && !shell ? { intermediate: true } : {}) };
+  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(entersPidNsLast(plan) && !shell ? { intermediate: true } : {}) };
   watchStatus(p);
   pending.set(key, p);
   // a setup that never ends (a FIFO nobody opens, a hang in the kernel) is killed, not left
@@ -164,9 +165,9 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   }, SETUP_DEADLINE_MS);
   let st = await nextStatus(p);
   if (p.intermediate) {
-    // The exec's own process and its first child write on one pipe: the exec's 'ready' can
-    // come before the first child's 'pid' (under load it did, and the exec was then tracked
-    // by the first child's pid: its exit ended the exec). Hold a 'ready' until the 'pid'.
+    // The process and its first child write on one pipe: its 'ready' can come before the
+    // first child's 'pid' (under load an exec's did, and the exec was then tracked by the
+    // first child's pid: its exit ended the exec). Hold a 'ready' until the 'pid'.
     let early: ChildStatus | null = null;
     while (st && st.s === 'ready') { early = st; st = await nextStatus(p); }
     if (st && st.s === 'pid') {

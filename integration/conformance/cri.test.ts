@@ -25,11 +25,11 @@ function podOf(x: Ctx): PodState {
 }
 
 /** RunPodSandbox on the runtime's handler ("runc" or "spore") */
-function pod(name: string): Step {
+function pod(name: string, o: { sharedPid?: boolean } = {}): Step {
   return custom(`pod ${name}`, async (x) => {
     const logDir = path.join(x.dir, 'pod-logs');
     fs.mkdirSync(logDir, { recursive: true });
-    const config = podConfig({ name, logDirectory: logDir, cgroupRoot: x.c.cri!.cgroupRoot });
+    const config = podConfig({ name, logDirectory: logDir, cgroupRoot: x.c.cri!.cgroupRoot, ...o });
     const r = await cri.runtime.runPodSandbox({ config, runtimeHandler: x.rt });
     pods.set(x, { id: r.podSandboxId, config, logDir, containers: new Map() });
     return null;
@@ -127,6 +127,18 @@ export const CASES: Case[] = [
     exited('killed'),
     log('ok'),
     log('seven'),
+    removePod(),
+  ], { events: false }),
+  // shareProcessNamespace: true. Each container's init joins the pause container's pid
+  // namespace (spore: last, through a child of its own); what the pod's processes see of
+  // each other, and their exits, as with runc
+  kase('a pod that shares one pid namespace', [
+    pod('sharedpid', { sharedPid: true }),
+    container({ name: 'app', sharedPid: true, command: ['/bin/sleep', '1000'] }),
+    container({ name: 'peek', sharedPid: true, command: ['/bin/sh', '-c', 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline; echo; done | sort; kill -0 1 && echo can-signal-pause; echo pid-1-is $(tr "\\0" " " < /proc/1/cmdline)'] }),
+    exited('peek'),
+    log('peek'),
+    execSync('app', ['/bin/sh', '-c', 'ls /proc | grep -cE "^[0-9]+$"; cat /proc/1/cmdline'], 10),
     removePod(),
   ], { events: false }),
 ];

@@ -2,7 +2,8 @@
 // exec: an exec child (and, with a shared pid namespace, another container's init) is a
 // fork of the root seed, holding the seed's memory (every container's spec) and fds until
 // its execve. The attacker is the container's init: it watches /proc for new pids and spins
-// on PTRACE_SEIZE; then `ctr task exec` runs a few times. Safe outcome: no process is ever
+// on PTRACE_SEIZE (or stops each new process and reads its /proc); then `ctr task exec` runs
+// a few times, or containers join its pid namespace. Safe outcome: no process is ever
 // seized before it became the exec'd program (runc's init is the same: non-dumpable).
 // Needs root, containerd and a C compiler (the attacker is a static binary in the rootfs).
 import { execFileSync } from 'node:child_process';
@@ -67,9 +68,10 @@ int main(void) {
 }
 `;
 
-// For each new pid: SIGSTOP it, compare its mount table with ours (a process still in
-// another mount namespace, the host's, shows another table through /proc/<pid>/mountinfo,
-// which needs no ptrace access), SIGCONT it.
+// For each new pid: SIGSTOP it, compare a file of its /proc with ours (argv[1], such as
+// mountinfo: a process still in another mount namespace, the host's, shows another table
+// through /proc/<pid>/mountinfo, which needs no ptrace access; or net/dev, another network
+// namespace's devices), SIGCONT it.
 const STOPPER = `
 #include <dirent.h>
 #include <signal.h>
@@ -83,11 +85,14 @@ static long lines(const char *path) {
   long n = 0; int ch; while ((ch = fgetc(f)) != EOF) if (ch == '\\n') n++;
   fclose(f); return n;
 }
-int main(void) {
+int main(int argc, char **argv) {
   int self = getpid();
+  const char *what = argc > 1 ? argv[1] : "mountinfo";
+  char mine[64];
   FILE *log = fopen("/stopped.log", "w");
   setvbuf(log, NULL, _IONBF, 0);
-  long own = lines("/proc/self/mountinfo");
+  snprintf(mine, sizeof mine, "/proc/self/%s", what);
+  long own = lines(mine);
   fprintf(log, "watching %ld\\n", own);
   for (;;) {
     DIR *d = opendir("/proc");
@@ -98,7 +103,7 @@ int main(void) {
       seen[p] = 1;
       if (kill(p, SIGSTOP) != 0) continue;
       char path[64];
-      snprintf(path, sizeof path, "/proc/%d/mountinfo", p);
+      snprintf(path, sizeof path, "/proc/%d/%s", p, what);
       long theirs = lines(path);
       // -1: it ended between the stop and the read (a short exec): nothing seen
       fprintf(log, "%s %d %ld\\n", theirs < 0 ? "gone" : theirs == own ? "same" : "OTHER", p, theirs);
@@ -158,6 +163,30 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     expect(seen.length, 'the stopper saw the execs').toBeGreaterThan(0);
     expect(seen.filter((l) => l.startsWith('OTHER')), seen.join('\n')).toEqual([]);
     await c.ctr(['task', 'kill', '-s', 'KILL', 'stopper']);
+  }, 120_000);
+
+  // A container whose init joins another's pid namespace (a pod's shared one) is seen there
+  // from its fork on. Forked into it by the seed, it sat in the host's network namespace
+  // (and cgroup, and mounts) until its set-up got there: the first container could stop it
+  // and read the host's sockets and devices through /proc/<pid>/net. It now enters the pid
+  // namespace last (as runc's nsexec does); its mount table is a copy of the host's until
+  // pivot_root, as runc's init's is.
+  it('an init joining a shared pid namespace is never seen there before it is in its own network namespace', async () => {
+    let r = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--rootfs', rfs, 'podstop', '/stopper', 'net/dev'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const log = join(rfs, 'stopped.log');
+    for (let i = 0; i < 50 && !existsSync(log); i++) await new Promise((res) => setTimeout(res, 100));
+    const pa = (await c.ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.startsWith('podstop '))?.split(/\s+/)[1];
+    const other = join(dir, 'rootfs-pod');
+    cpSync(rootfs('busybox'), other, { recursive: true, verbatimSymlinks: true });
+    for (let i = 0; i < 4; i++) {
+      r = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', '--with-ns', `pid:/proc/${pa}/ns/pid`, '--rootfs', other, `pod${i}`, '/bin/true'], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const seen = readFileSync(log, 'utf8').split('\n').filter((l) => /^(same|OTHER|gone) /.test(l));
+    expect(seen.length, 'the stopper saw the inits').toBeGreaterThan(0);
+    expect(seen.filter((l) => l.startsWith('OTHER')), seen.join('\n')).toEqual([]);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'podstop']);
   }, 120_000);
 
   // The escape a second attacker found: a working directory that is a symlink to
