@@ -143,6 +143,20 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
       e.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
       return new Promise<{ code: number | null; out: string }>((resolve) => e.on('exit', (code) => resolve({ code, out })));
     });
+    // a container and an exec that read their stdin line by line across the kill: what the
+    // client writes before, during and after it arrives, and its end (CloseIO, which the next
+    // spored gets) ends their stdin
+    const readers = [
+      spawn('ctr', ['--address', c.address, '--namespace', c.namespace, 'run', '--rm', ...RT, '--rootfs', rootfs('busybox'), 'svin', '/bin/sh', '-c', 'while read l; do echo "got $l"; done; echo stdin-ended'], { stdio: ['pipe', 'pipe', 'pipe'] }),
+      spawn('ctr', ['--address', c.address, '--namespace', c.namespace, 'task', 'exec', '--exec-id', 'x-stdin', 'sv3', '/bin/sh', '-c', 'while read l; do echo "got $l"; done; echo stdin-ended'], { stdio: ['pipe', 'pipe', 'pipe'] }),
+    ];
+    execs.push(...readers);
+    const readerOut = readers.map((e) => {
+      let out = '';
+      e.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+      return { out: () => out, exit: new Promise<{ code: number | null; out: string }>((resolve) => e.on('exit', (code) => resolve({ code, out }))) };
+    });
+    for (const e of readers) e.stdin?.write('before\n');
     await sleep(500);
     // invocations in flight at the kill
     const inflight = Array.from({ length: 8 }, (_, n) => {
@@ -181,6 +195,7 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
       const gapClient = await FriClient.connect(join(c.runDir, 'fri.sock'), { connectTimeoutMs: 10_000 });
       try { return await gapClient.invoke('hello', JSON.stringify({ name: 'gap' })); } finally { gapClient.close(); }
     })();
+    for (const e of readers) e.stdin?.write('during\n');
     const next = await nextSpored(c, old);
     await sleep(1000);
     gatewayRunning = false;
@@ -213,6 +228,8 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     for (const id of ids) expect(after.get(id)?.[1]).toBe('RUNNING');
     // the execs ran to their end and were reported with their exit code and output
     for (const e of await Promise.all(execOut)) expect(e).toEqual({ code: 0, out: 'exec-done\n' });
+    for (const e of readers) e.stdin?.end('after\n');
+    for (const e of await Promise.all(readerOut.map((r) => r.exit))) expect(e).toEqual({ code: 0, out: 'got before\ngot during\ngot after\nstdin-ended\n' });
     // kill, exec, pause/resume and metrics work on a re-adopted container
     let r = await c.ctr(['task', 'exec', '--exec-id', 'after', 'sv3', '/bin/echo', 'after-crash']);
     expect(r.stdout).toBe('after-crash\n');

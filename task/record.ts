@@ -19,7 +19,7 @@ export interface IoRecord {
   /** a pty: its master, the stdin and stdout FIFO ends are in custody (task/custody.ts) */
   console: boolean;
   /** exec output copied through pipes: one relay per stream, its pipe and FIFO in custody */
-  relays: ('stdout' | 'stderr')[];
+  relays: ('stdin' | 'stdout' | 'stderr')[];
 }
 
 export interface ProcRecord {

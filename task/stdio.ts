@@ -1,9 +1,10 @@
 // A process's stdio, wired the way containerd's runc shim wires it (pkg/process/io.go), so
 // that clients see the same streams, files and timings:
-//  - FIFO paths (ctr, CRI): an init process writes into the FIFOs itself; an exec process writes
-//    into pipes that spored copies into the FIFOs and closes at EOF. Delete waits up to 2 s for
-//    that copy and then ends the client's streams anyway, as the shim does, so an exec whose
-//    background child still holds stdout is not waited for until that child exits.
+//  - FIFO paths (ctr, CRI): the process writes stdout and stderr into pipes that spored copies
+//    into the FIFOs and closes at EOF (the shim's NewPipeIO + copyPipes; the process never holds
+//    the client's FIFO, a host file). Delete waits up to 2 s for that copy and then ends the
+//    client's streams anyway, as the shim does, so a process whose background child still
+//    holds stdout is not waited for until that child exits. stdin is the FIFO itself.
 //  - file:///path: the file and its directory are created (0644/0755); stdout and stderr share
 //    a pipe that spored appends to the file (the process never holds the file).
 //  - binary:///path?k=v: the logging binary is started with args `k v`, only CONTAINER_ID and
@@ -18,6 +19,9 @@ import { Code, InvalidArgument, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { Stdio } from '../engines/process/protocol.js';
 import type { ProcessCustody } from './custody.js';
+
+/** A stream spored copies for a process (a task record lists them, to adopt them after a restart). */
+export type RelayedStream = 'stdin' | 'stdout' | 'stderr';
 
 export interface StdioRequest { stdin: string; stdout: string; stderr: string; terminal: boolean }
 
@@ -197,6 +201,100 @@ class Relay {
   }
 }
 
+/**
+ * FIFO -> pipe copy of a process's stdin, as the runc shim's (copyPipes, openStdin): the
+ * process holds only the pipe's read end. spored reads the client's FIFO, and holds a write
+ * end of that FIFO as well (`keep`), so the process's stdin ends only once the client has
+ * closed its own and CloseIO came; a client may attach again meanwhile. Before any writer
+ * opened the FIFO its reader sees nothing, not EOF (Linux reports POLLHUP on a FIFO only
+ * for writers that came after the reader), so a client that opens its end late loses
+ * nothing. With custody its fds are parked as `relay-stdin-{src,dst,keep}`.
+ */
+class StdinRelay {
+  readonly childPath: string;
+  private r: number;
+  private keep: number;
+  private readonly src: net.Socket;
+  private readonly dst: net.Socket;
+  /** resolves once the keeper holds its fds (at once without custody) */
+  parked: Promise<void> = Promise.resolve();
+
+  static create(fifo: string, custody: ProcessCustody | null): StdinRelay {
+    const src = sys.open(fifo, sys.O.RDONLY | sys.O.NONBLOCK | sys.O.CLOEXEC);
+    let keep = -1;
+    let pipe: [number, number] | null = null;
+    try {
+      // a writer can open without blocking now that a reader (src) is there
+      keep = sys.open(fifo, sys.O.WRONLY | sys.O.NONBLOCK | sys.O.CLOEXEC);
+      pipe = sys.pipe();
+    } catch (e) {
+      for (const fd of [src, keep]) if (fd >= 0) sys.close(fd);
+      throw e;
+    }
+    const [r, w] = pipe;
+    const relay = new StdinRelay(src, w, keep, r, custody);
+    if (custody) {
+      relay.parked = Promise.all([custody.park('relay-stdin-src', src), custody.park('relay-stdin-dst', w), custody.park('relay-stdin-keep', keep)]).then(() => undefined);
+    }
+    return relay;
+  }
+
+  /** Take over the stdin relay an earlier spored started; null if its FIFO or pipe end is not in custody. */
+  static adopt(custody: ProcessCustody): StdinRelay | null {
+    const src = custody.reclaim('relay-stdin-src');
+    const w = custody.reclaim('relay-stdin-dst');
+    const keep = custody.reclaim('relay-stdin-keep'); // none: CloseIO had come
+    if (src === null || w === null) {
+      for (const fd of [src, w, keep]) if (fd !== null) sys.close(fd);
+      for (const role of ['src', 'dst', 'keep']) custody.release(`relay-stdin-${role}`);
+      return null;
+    }
+    sys.setNonblock(src, true);
+    return new StdinRelay(src, w, keep ?? -1, -1, custody);
+  }
+
+  private constructor(srcFd: number, w: number, keep: number, r: number, private readonly custody: ProcessCustody | null) {
+    this.r = r;
+    this.keep = keep;
+    this.childPath = r >= 0 ? fdPath(r) : '';
+    this.src = new net.Socket({ fd: srcFd, readable: true, writable: false });
+    this.dst = new net.Socket({ fd: w, readable: false, writable: true });
+    this.src.on('error', () => undefined);
+    this.src.on('data', (d: Buffer) => {
+      // a process that does not read blocks the client's writes (the FIFO fills), as with the shim
+      if (!this.dst.write(d)) { this.src.pause(); this.dst.once('drain', () => { if (!this.src.destroyed) this.src.resume(); }); }
+    });
+    // the client's last writer (and ours) closed: the process reads what is left, then EOF
+    this.src.on('end', () => this.dst.end());
+    // the process closed its stdin or ended (EPIPE): stop reading; the client's writes fail, as the shim's copy ends
+    this.dst.on('error', () => { this.src.destroy(); this.release(); });
+    this.dst.on('close', () => { this.src.destroy(); this.release(); });
+  }
+
+  /** the process opened its end: spored's copy of the pipe's read end goes */
+  dropReadEnd(): void {
+    if (this.r >= 0) { sys.close(this.r); this.r = -1; }
+  }
+
+  /** CloseIO: spored's own writer goes; the process sees EOF once the client's has gone too. */
+  closeStdin(): void {
+    if (this.keep >= 0) { sys.close(this.keep); this.keep = -1; }
+    this.custody?.release('relay-stdin-keep');
+  }
+
+  close(): void {
+    this.dropReadEnd();
+    this.closeStdin();
+    this.src.destroy();
+    this.dst.destroy();
+    this.release();
+  }
+
+  private release(): void {
+    for (const role of ['src', 'dst', 'keep']) this.custody?.release(`relay-stdin-${role}`);
+  }
+}
+
 /** Write all of `d` at `fd` (a short write goes on from where it stopped); an error ends it (a full disk loses the rest, as the shim's copy would). */
 function appendAll(fd: number, d: Buffer, done: () => void): void {
   fsWrite(fd, d, (err, n) => {
@@ -267,7 +365,7 @@ export interface ProcessIOOptions {
   namespace: string;
   /** the logging binary's working directory (the shim's is the bundle) */
   cwd: string;
-  /** copy FIFO streams through pipes (exec processes) */
+  /** copy FIFO stdout/stderr through pipes (every process now; false: the process opens the FIFOs itself) */
   relay: boolean;
   /** where the relays' fds are parked (under a keeper) */
   custody?: ProcessCustody | null;
@@ -275,6 +373,7 @@ export interface ProcessIOOptions {
 
 export class ProcessIO {
   private readonly relays: Relay[] = [];
+  private stdinRelay: StdinRelay | null = null;
   private logger: BinaryLogger | null = null;
   private closed = false;
 
@@ -312,6 +411,10 @@ export class ProcessIO {
           throw new InvalidArgument('stderr: a log URI must be given as stdout (containerd sets both)');
         }
         if (o.relay && !req.terminal) {
+          if (s.stdin && isFifo(s.stdin)) {
+            io.stdinRelay = StdinRelay.create(s.stdin, o.custody ?? null);
+            s.stdin = io.stdinRelay.childPath;
+          }
           const shared = s.stderr === s.stdout;
           if (s.stdout && isFifo(s.stdout)) {
             const r = Relay.create(s.stdout, 'stdout', o.custody ?? null);
@@ -335,27 +438,36 @@ export class ProcessIO {
 
   /** Resolves once the keeper holds every relay's fds: before the RPC that made them is answered. */
   parked(): Promise<void> {
-    return Promise.all(this.relays.map((r) => r.parked)).then(() => undefined);
+    return Promise.all([...this.relays.map((r) => r.parked), this.stdinRelay?.parked]).then(() => undefined);
   }
 
   /** Which streams are relayed (for the task record). */
-  get relayed(): ('stdout' | 'stderr')[] {
-    return this.relays.map((r) => r.streamName);
+  get relayed(): RelayedStream[] {
+    return [...(this.stdinRelay ? ['stdin' as const] : []), ...this.relays.map((r) => r.streamName)];
   }
 
   /** Take over the relays of a process an earlier spored started (their fds are in custody). */
-  static adopt(streams: ('stdout' | 'stderr')[], custody: ProcessCustody): ProcessIO {
+  static adopt(streams: readonly RelayedStream[], custody: ProcessCustody): ProcessIO {
     const io = new ProcessIO({ stdin: '', stdout: '', stderr: '', terminal: '' });
     for (const st of streams) {
+      if (st === 'stdin') { io.stdinRelay = StdinRelay.adopt(custody); continue; }
       const r = Relay.adopt(st, custody);
       if (r) io.relays.push(r);
     }
     return io;
   }
 
-  /** The process has opened its stdio: spored's copies of the pipes' write ends go. */
+  /** The process has opened its stdio: spored's copies of the pipes' ends go. */
   childHasStdio(): void {
     for (const r of this.relays) r.dropWriteEnd();
+    this.stdinRelay?.dropReadEnd();
+  }
+
+  /** CloseIO of a relayed stdin (the shim closes its stdin writer); false when stdin is not relayed. */
+  closeStdin(): boolean {
+    if (!this.stdinRelay) return false;
+    this.stdinRelay.closeStdin();
+    return true;
   }
 
   /**
@@ -365,6 +477,7 @@ export class ProcessIO {
   async close(graceMs = 2000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stdinRelay?.close();
     if (this.relays.length > 0) {
       for (const r of this.relays) r.dropWriteEnd();
       if (graceMs > 0) await Promise.race([Promise.all(this.relays.map((r) => r.done)), sleep(graceMs)]);

@@ -1,7 +1,7 @@
 // Containers and their processes as plain data, and the operations containerd's Task API
 // performs on them. Transport-free: the ttrpc service (service.ts) only decodes requests,
 // calls these methods and encodes results; errors are typed and mapped once, there.
-import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
@@ -89,6 +89,15 @@ const TOMBSTONE_MS = 10 * 60_000;
 /** how long the FIFO ends of a cut-short Create are held for its replay */
 const HELD_STDIO_MS = 30_000;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Whether `fd` (ours) is a named FIFO (a client's stream), not an anonymous pipe. */
+function isNamedFifo(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`).startsWith('/') && fstatSync(fd).isFIFO();
+  } catch {
+    return false;
+  }
+}
 
 function key(ns: string, id: string, execId = ''): string {
   return execId ? `${ns}/${id}/${execId}` : `${ns}/${id}`;
@@ -195,7 +204,9 @@ export class TaskManager {
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
       const madeParents = missingAncestors(cgroup);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
-      const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: false, custody: this.custodyOf(ns, id, '') });
+      // FIFO stdout/stderr through pipes spored copies from, as the runc shim's (createIO: the
+      // process never holds the client's FIFO, a host file it could chmod or read back)
+      const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: true, custody: this.custodyOf(ns, id, '') });
       undo.push(() => void pio.close(0));
       const childStdio: Stdio = { ...pio.stdio };
       let console: Console | null = null;
@@ -380,7 +391,7 @@ export class TaskManager {
       // custody. Start it, rather than set up a second one.
       const custody = this.custodyOf(ns, id, execId);
       if (custody) {
-        this.ios.set(p, ProcessIO.adopt(['stdout', 'stderr'], custody));
+        this.ios.set(p, ProcessIO.adopt(['stdin', 'stdout', 'stderr'], custody));
         // its terminal: from custody, or (the earlier spored died before it took it) from the sandbox itself
         const con = p.terminal ? Console.adopt(custody) ?? Console.takeFromProcess(p.pid, p.stdio.stdin, p.stdio.stdout, custody) : null;
         if (con) { this.consoles.set(p, con); await con.parked; }
@@ -425,6 +436,7 @@ export class TaskManager {
         }
       }
       pio.childHasStdio();
+      this.releaseHeldStdio(k);
       p.pid = spawned.pid;
       p.pidStartTime = processStartTime(spawned.pid);
       this.byPid.set(p.pid, { c, p });
@@ -623,8 +635,9 @@ export class TaskManager {
 
   closeIO(ns: string, id: string, execId: string): void {
     const { p } = this.proc(ns, id, execId);
-    // Without a terminal the process reads the stdin FIFO itself and sees EOF when the
-    // client closes its end; with one, stop forwarding stdin into the pty.
+    // Without a terminal spored's own writer of the stdin FIFO goes (the process sees EOF
+    // once the client's is gone too, as the shim's); with one, stop forwarding stdin into the pty.
+    this.ios.get(p)?.closeStdin();
     this.consoles.get(p)?.closeStdin();
   }
 
@@ -656,12 +669,18 @@ export class TaskManager {
     } catch { /* the sandbox is gone */ } finally {
       if (pidfd >= 0) sys.close(pidfd);
     }
-    if (fds.length === 0) return 0;
-    this.releaseHeldStdio(k);
+    this.holdFor(k, fds);
+    return fds.length;
+  }
+
+  /** Hold `fds` (client stream ends) under `k` until released or HELD_STDIO_MS, beside any held already. */
+  private holdFor(k: string, fds: number[]): void {
+    if (fds.length === 0) return;
+    const h = this.heldStdio.get(k);
+    if (h) { h.fds.push(...fds); return; }
     const timer = setTimeout(() => this.releaseHeldStdio(k), HELD_STDIO_MS);
     timer.unref();
     this.heldStdio.set(k, { fds, timer });
-    return fds.length;
   }
 
   /**
@@ -677,7 +696,15 @@ export class TaskManager {
       if (!parts) continue; // not a process's stdio (the listening sockets the daemon holds)
       const c = this.containers.get(key(parts.ns, parts.id));
       const known = c !== undefined && (parts.proc === 'init' || c.execs.has(parts.proc));
-      if (!known) custody.release(k);
+      if (known) continue;
+      // a client's FIFO end (a relay's destination, say) is held a while first: were it its
+      // last writer, the client would see EOF and leave before the replayed RPC opens it again
+      const fd = custody.reclaim(k);
+      if (fd !== null) {
+        if (isNamedFifo(fd)) this.holdFor(key(parts.ns, parts.id, parts.proc === 'init' ? '' : parts.proc), [fd]);
+        else sys.close(fd);
+      }
+      custody.release(k);
     }
   }
 

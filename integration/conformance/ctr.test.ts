@@ -127,6 +127,25 @@ export const CASES: Case[] = [
     run('--rm', "{c2} /bin/sh -c '/bin/sleep 6 & echo bye'", { check: ['code', 'stdout', 'class', 'time'] }),
   ]),
 
+  // --- what a process's stdout and stderr are: pipes, as the runc shim gives (it copies them
+  // into the client's FIFOs); the FIFO itself would be a host file in the container's hands
+  kase('stdio is pipes, not the client FIFOs', [
+    run('--rm', `{c} /bin/sh -c 'for f in 1 2; do readlink /proc/self/fd/$f | sed "s/[0-9]//g"; stat -L -c %F /proc/self/fd/$f; done; chmod 600 /proc/self/fd/1 2>&1 | sed "s/[0-9]//g"; echo rc=$?'`),
+    run('-d', '{c2} /bin/sleep 1000'),
+    exec('--exec-id e1', `{c2} /bin/sh -c 'readlink /proc/self/fd/1 | sed "s/[0-9]//g"'`),
+  ]),
+
+  // stdin (ctr always passes its own): a pipe too, copied from the client's FIFO; EOF once
+  // the client's input ended (ctr closes its writer and sends CloseIO; for a run's init only
+  // once the task has started: with both runtimes an input that ends before, as a short one,
+  // never reaches EOF); a process that never reads it; a large input
+  kase('stdin', [
+    run('--rm', `{c} /bin/sh -c 'wc -c; readlink /proc/self/fd/0 | sed "s/[0-9]//g"'`, { input: 'x'.repeat(1 << 20) }),
+    run('--rm', '{c2} /bin/true', { input: 'y'.repeat(1 << 18), check: ['code'] }),
+    run('-d', '{c3} /bin/sleep 1000'),
+    exec('--exec-id e1', `{c3} /bin/sh -c 'tr a-z A-Z; readlink /proc/self/fd/0 | sed "s/[0-9]//g"'`, { input: 'shout\n' }),
+  ]),
+
   // --- signal dispositions and mask a container process starts with
   kase('signals: none ignored or blocked at start; SIGPIPE kills a writer', [
     run('--rm', '{c} /bin/grep -E "^Sig(Blk|Ign)" /proc/self/status'),
