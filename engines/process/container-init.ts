@@ -827,9 +827,16 @@ export function execEnv(env: string[], uid: number, s: ContainerSys = realContai
   return out;
 }
 
+/**
+ * The container's /etc/passwd is the container's to make: read as root, it is only read if
+ * it is a regular file in the container's root and at most this long (a link to /dev/zero
+ * grew the process without bound; a FIFO hung it). Otherwise HOME is "/", as without one.
+ */
+const MAX_PASSWD_BYTES = 16 << 20;
+
 function homeOf(s: ContainerSys, uid: number): string {
   let text: string;
-  try { text = s.readFile('/etc/passwd'); } catch { return '/'; }
+  try { text = s.readFileInRoot('/etc/passwd', MAX_PASSWD_BYTES); } catch { return '/'; }
   for (const line of text.split('\n')) {
     const f = line.trim().split(':');
     if (f.length >= 6 && f[2] !== '' && Number(f[2]) === uid) return f[5] ?? '/';

@@ -5,7 +5,7 @@
 // order the container's safety depends on (mounts before pivot_root, masks after it,
 // credentials before capabilities, seccomp last) is unit-tested without root, as
 // seeds/sandbox-sys.ts does for function sandboxes.
-import { accessSync, closeSync, constants as fsConstants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as sys from '../../sys/libc.js';
 import { PR, RESOLVE } from '../../sys/constants.js';
@@ -93,6 +93,13 @@ export interface ContainerSys {
   readlink(path: string): string;
   access(path: string, mode: number): void;
   readFile(path: string): string;
+  /**
+   * A regular file of the container's own, as text (utf8), resolved in the process's root
+   * (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, O_NONBLOCK: a FIFO there does not
+   * hang the set-up). Throws when it is not there, is not a regular file (a link to
+   * /dev/zero, a FIFO) or is longer than `maxBytes`.
+   */
+  readFileInRoot(path: string, maxBytes: number): string;
   // --- credentials, capabilities, limits, seccomp ---------------------------------
   prctl(option: number, a?: number, b?: number): number;
   setgroups(gids: number[]): void;
@@ -153,6 +160,26 @@ export const realContainerSys: ContainerSys = {
   readlink: (path) => readlinkSync(path),
   access: (path, mode) => accessSync(path, mode),
   readFile: (path) => readFileSync(path, 'utf8'),
+  readFileInRoot: (path, maxBytes) => {
+    const root = openRoot();
+    let fd: number;
+    try { fd = sys.openat2(root, path, sys.O.RDONLY | sys.O.NONBLOCK | sys.O.CLOEXEC, IN_ROOT); } finally { sys.close(root); }
+    try {
+      if (!fstatSync(fd).isFile()) throw new SyscallError('read', EINVAL, `${path} is not a regular file`);
+      const parts: Buffer[] = [];
+      let got = 0;
+      for (;;) {
+        const b = sys.read(fd, 65536);
+        if (b.length === 0) break;
+        got += b.length;
+        if (got > maxBytes) throw new SyscallError('read', EFBIG, `${path} is longer than ${maxBytes} bytes`);
+        parts.push(b);
+      }
+      return Buffer.concat(parts).toString('utf8');
+    } finally {
+      sys.close(fd);
+    }
+  },
   prctl: (option, a, b) => sys.prctl(option, a, b),
   setgroups: (gids) => sys.setgroups(gids),
   setresgid: (gid) => sys.setresgid(gid),
@@ -272,7 +299,7 @@ export class RecordedExec extends Error {
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 // errno values the recording's own model raises
-const ENOENT = 2, EEXIST = 17, EINVAL = 22, ENOTDIR = 20, ELOOP = 40, EACCES = 13;
+const ENOENT = 2, EEXIST = 17, EINVAL = 22, ENOTDIR = 20, ELOOP = 40, EACCES = 13, EFBIG = 27;
 
 /**
  * Records instead of calling. Effects go to `calls` in order; the file queries (exists,
@@ -520,6 +547,14 @@ export class RecordingContainerSys implements ContainerSys {
     const e = this.entryOf('open', path, true);
     if (typeof e === 'object' && 'content' in e) return e.content;
     return '';
+  }
+  readFileInRoot(path: string, maxBytes: number): string {
+    this.query('read_file', [path]);
+    const e = this.entryOf('open', path, true);
+    if (e === 'dev') throw fsError('read', EINVAL, path);
+    const text = typeof e === 'object' && 'content' in e ? e.content : '';
+    if (Buffer.byteLength(text) > maxBytes) throw fsError('read', EFBIG, path);
+    return text;
   }
 
   // --- credentials, capabilities, limits, seccomp

@@ -7,7 +7,7 @@
 // seized before it became the exec'd program (runc's init is the same: non-dumpable).
 // Needs root, containerd and a C compiler (the attacker is a static binary in the rootfs).
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,6 +188,23 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     expect(seen.filter((l) => l.startsWith('OTHER')), seen.join('\n')).toEqual([]);
     await c.ctr(['task', 'kill', '-s', 'KILL', 'podstop']);
   }, 120_000);
+
+  // The container's /etc/passwd is read as root for HOME (as runc's init does): a link to
+  // /dev/zero grew the process without bound (read whole), a FIFO hung its set-up. Only a
+  // regular file in the container's root, at most 16 MiB, is read; otherwise HOME is "/".
+  it('an /etc/passwd that is /dev/zero or a FIFO: the process starts at once with HOME=/', async () => {
+    for (const kind of ['zero', 'fifo']) {
+      const r2 = join(dir, `rootfs-${kind}`);
+      cpSync(rootfs('busybox'), r2, { recursive: true, verbatimSymlinks: true });
+      rmSync(join(r2, 'etc/passwd'), { force: true });
+      if (kind === 'zero') symlinkSync('/dev/zero', join(r2, 'etc/passwd'));
+      else execFileSync('mkfifo', [join(r2, 'etc/passwd')]);
+      const t0 = Date.now();
+      const r = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', '--rootfs', r2, `pw-${kind}`, '/bin/sh', '-c', 'echo "home=$HOME"'], { timeoutMs: 20_000 });
+      expect({ code: r.code, out: r.stdout }, `${kind}: ${r.stderr}`).toEqual({ code: 0, out: 'home=/\n' });
+      expect(Date.now() - t0, kind).toBeLessThan(10_000);
+    }
+  }, 60_000);
 
   // The escape a second attacker found: a working directory that is a symlink to
   // /proc/<pid>/root of a process whose root is not this container's (there, an exec child
