@@ -17,6 +17,8 @@ export interface CgroupLayout {
   unified?: string;
   /** Controllers listed in the unified root's cgroup.controllers (informational in hybrid mode). */
   unifiedControllers: string[];
+  /** Named v1 hierarchies without controllers (`name=systemd`) → mountpoint. */
+  named?: Record<string, string>;
 }
 
 /** Key of a hierarchy a cgroup lives in: a v1 controller name or 'unified' for cgroup2. */
@@ -32,7 +34,7 @@ export interface CgroupHandle {
   mounts: Record<HierarchyKey, string>;
 }
 
-/** v1 controllers spore knows how to drive or account. Named hierarchies (name=systemd) are ignored. */
+/** v1 controllers spore knows how to drive or account. Named hierarchies (name=systemd) are kept apart (CgroupLayout.named). */
 export const V1_CONTROLLERS = [
   'cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'hugetlb',
   'net_cls', 'net_prio', 'perf_event', 'rdma', 'misc',
@@ -82,6 +84,7 @@ function isAtOrBelow(path: string, root: string): boolean {
  */
 export function layoutFromMounts(entries: MountinfoEntry[], root = '/sys/fs/cgroup', unifiedControllers: string[] = []): CgroupLayout {
   const v1: Record<string, string> = {};
+  const named: Record<string, string> = {};
   let unified: string | undefined;
   for (const e of entries) {
     if (!isAtOrBelow(e.mountpoint, root)) continue;
@@ -90,6 +93,7 @@ export function layoutFromMounts(entries: MountinfoEntry[], root = '/sys/fs/cgro
     } else if (e.fstype === 'cgroup') {
       for (const opt of e.superOptions) {
         if (V1_SET.has(opt) && v1[opt] === undefined) v1[opt] = e.mountpoint;
+        else if (/^name=[^/]+$/.test(opt) && named[opt] === undefined && !e.superOptions.some((o) => V1_SET.has(o))) named[opt] = e.mountpoint;
       }
     }
   }
@@ -100,6 +104,7 @@ export function layoutFromMounts(entries: MountinfoEntry[], root = '/sys/fs/cgro
   }
   const layout: CgroupLayout = { mode, root, v1, unifiedControllers };
   if (unified) layout.unified = unified;
+  if (hasV1 && Object.keys(named).length > 0) layout.named = named;
   return layout;
 }
 
@@ -154,6 +159,12 @@ export function normalizeCgroupPath(cgroupsPath: string, parent = DEFAULT_CGROUP
 export interface HandleOptions {
   /** Parent for relative cgroupsPath values. */
   parent?: string;
+  /**
+   * Also a directory in every named v1 hierarchy (`name=systemd`): runc's cgroupfs driver
+   * joins every hierarchy the host mounts, and a container sees them in /proc/self/cgroup
+   * and under /sys/fs/cgroup. Containers only: function instances need none (one write less).
+   */
+  named?: boolean;
 }
 
 /**
@@ -174,6 +185,12 @@ export function cgroupHandle(layout: CgroupLayout, cgroupsPath: string, opts: Ha
   if (layout.unified) {
     dirs['unified'] = layout.unified + path;
     mounts['unified'] = layout.unified;
+  }
+  if (opts.named && layout.mode !== 'v2') {
+    for (const [name, mnt] of Object.entries(layout.named ?? {})) {
+      dirs[name] = mnt + path;
+      mounts[name] = mnt;
+    }
   }
   return { path, mode: layout.mode, dirs, mounts };
 }

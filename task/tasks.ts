@@ -201,7 +201,7 @@ export class TaskManager {
     try {
       const rootPath = this.prepareRootfs(bundle, spec, rootfs, undo);
       lap('rootfs');
-      const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore' });
+      const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore', named: true });
       const madeParents = missingAncestors(cgroup);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
       // FIFO stdout/stderr through pipes spored copies from, as the runc shim's (createIO: the

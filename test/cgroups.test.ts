@@ -28,8 +28,24 @@ describe('cgroup pure logic', () => {
     expect(l.v1['memory']).toBe('/sys/fs/cgroup/memory');
     expect(l.v1['pids']).toBeUndefined(); // mounted outside the root
     expect(l.v1['systemd']).toBeUndefined();
+    expect(l.v1['name=systemd']).toBeUndefined();
     expect(l.unified).toBe('/sys/fs/cgroup/unified');
     expect(parseMountinfo(HYBRID_MOUNTINFO)[6]?.mountpoint).toBe('/mnt/other dir');
+  });
+
+  it('keeps named hierarchies apart; only a handle that asks for them (a container\'s) gets their dirs', () => {
+    const l = layoutFromMounts(parseMountinfo(HYBRID_MOUNTINFO));
+    expect(l.named).toEqual({ 'name=systemd': '/sys/fs/cgroup/systemd' });
+    const plain = cgroupHandle(l, 'fn');
+    expect(Object.keys(plain.dirs).sort()).toEqual(['cpu', 'cpuacct', 'cpuset', 'memory', 'unified']);
+    const ctr = cgroupHandle(l, '/default/c1', { named: true });
+    expect(ctr.dirs['name=systemd']).toBe('/sys/fs/cgroup/systemd/default/c1');
+    expect(ctr.mounts['name=systemd']).toBe('/sys/fs/cgroup/systemd');
+    // pure v2 has none, and a named hierarchy co-mounted with a controller is that controller's
+    const v2 = layoutFromMounts(parseMountinfo('30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate'));
+    expect(cgroupHandle(v2, 'c', { named: true }).dirs).toEqual({ unified: '/sys/fs/cgroup/spore/c' });
+    const co = layoutFromMounts(parseMountinfo('35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory,name=odd'));
+    expect(co.named).toBeUndefined();
   });
 
   it('recognizes pure v2 and v1', () => {

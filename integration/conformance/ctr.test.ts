@@ -278,6 +278,11 @@ export const CASES: Case[] = [
     runSpec('-d', '{c2}', ['/bin/sleep', '1000'], (s) => { s.linux.maskedPaths = s.linux.maskedPaths.filter((m: string) => m !== '/proc/keys'); }),
     exec('--exec-id e1', "{c2} /bin/sh -c 'grep -c \" _ses.{c2}: \" /proc/keys'"),
   ]),
+  // every hierarchy the host mounts, named ones (name=systemd on a v1 or hybrid host) too:
+  // runc's cgroupfs driver joins them all and mounts them under /sys/fs/cgroup
+  kase('the container is in its own cgroup in every hierarchy', [
+    run('--rm', "{c} /bin/sh -c 'sort -t: -k2 /proc/self/cgroup; ls /sys/fs/cgroup'"),
+  ]),
   kase('the container reads its own cgroup limits under /sys/fs/cgroup', [
     run('--rm --memory-limit 33554432', "{c} /bin/sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'"),
   ]),
