@@ -135,10 +135,12 @@ export const CASES: Case[] = [
   kase('a pod that shares one pid namespace', [
     pod('sharedpid', { sharedPid: true }),
     container({ name: 'app', sharedPid: true, command: ['/bin/sleep', '1000'] }),
-    container({ name: 'peek', sharedPid: true, command: ['/bin/sh', '-c', 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline; echo; done | sort; kill -0 1 && echo can-signal-pause; echo pid-1-is $(tr "\\0" " " < /proc/1/cmdline)'] }),
+    // what the pod's processes are, without this shell's own transient ones (a pipeline's
+    // children may or may not have exec'd, or be gone, when the glob is read: either runtime)
+    container({ name: 'peek', sharedPid: true, command: ['/bin/sh', '-c', 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done | grep -v -e "^$" -e "^/bin/sh" -e "^sort" -e "^grep" | sort; kill -0 1 && echo can-signal-pause; echo pid-1-is $(tr "\\0" " " < /proc/1/cmdline)'] }),
     exited('peek'),
     log('peek'),
-    execSync('app', ['/bin/sh', '-c', 'ls /proc | grep -cE "^[0-9]+$"; cat /proc/1/cmdline'], 10),
+    execSync('app', ['/bin/sh', '-c', 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done | grep -v -e "^$" -e "^/bin/sh" -e "^sort" -e "^grep" | sort'], 10),
     removePod(),
   ], { events: false }),
 ];
