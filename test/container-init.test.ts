@@ -219,8 +219,10 @@ describe('container-init against the recording ContainerSys', () => {
     const NOSUID = MS.NOSUID, NODEV = MS.NODEV, NOEXEC = MS.NOEXEC;
     expect(r.exit).toBeNull();
     expect(r.calls).toEqual([
-      // nothing of the seed's reaches the container; a session of its own
+      // nothing of the seed's reaches the container (every fd but its own pipes is /dev/null
+      // now, close-on-exec); a session of its own
       c('close_range', 3, true),
+      c('seal_fds', START, STATUS),
       c('setsid'),
       // stdio opened on the host, parked above 100 until exec
       c('open', STDIO.stdout, O.WRONLY | O.APPEND), c('dup_at', 3, 100), c('close', 3),
@@ -580,7 +582,7 @@ describe('container-init against the recording ContainerSys', () => {
   it('a TTY: the pty slave is opened once, parked at 100, becomes 0/1/2 and the controlling terminal right before execve', () => {
     const tty: Stdio = { stdin: '', stdout: '', stderr: '', terminal: '/dev/pts/7' };
     const r = run(planOf((s) => { s.process.terminal = true; }, { stdio: tty }));
-    expect(r.calls.slice(2, 5)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup_at', 3, 100), c('close', 3)]);
+    expect(r.calls.slice(3, 6)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup_at', 3, 100), c('close', 3)]);
     expect(r.calls.filter((x) => x.call === 'open' && String(x.args[0]).startsWith('/run/spore/fifo'))).toEqual([]);
     expect(r.calls.slice(-5)).toEqual([
       c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
@@ -779,8 +781,10 @@ describe('container shells: the same sequence, from a later step', () => {
       const normal = run(structuredClone(plan));
       const shell = runAsShell(structuredClone(plan), EARLY_STEPS);
       // the steps made ahead are the first steps of the normal sequence...
-      expect(shell.ahead).toEqual([c('close_range', 3, true), c('setsid')]);
-      expect(shell.ahead).toEqual(normal.calls.slice(0, shell.ahead.length));
+      // (a shell keeps its plan pipe through the seal as well)
+      expect(shell.ahead).toEqual([c('close_range', 3, true), c('seal_fds', PLAN, START, STATUS), c('setsid')]);
+      const withoutPlan = (xs: SysCall[]): SysCall[] => xs.map((x) => (x.call === 'seal_fds' ? { ...x, args: x.args.filter((a) => a !== PLAN) } : x));
+      expect(withoutPlan(shell.ahead)).toEqual(normal.calls.slice(0, shell.ahead.length));
       // ...and after its plan the shell makes exactly the rest of it
       expect(shell.after).toEqual(normal.calls.slice(shell.ahead.length));
       expect(shell.exec).toEqual(normal.exec);
@@ -807,7 +811,7 @@ describe('container shells: the same sequence, from a later step', () => {
     expect(shell.beforePlan).toEqual([
       c('close', 40), c('close', 41),
       c('prctl', PR.SET_PDEATHSIG, 9),
-      c('close_range', 3, true), c('setsid'),
+      c('close_range', 3, true), c('seal_fds', PLAN, START, STATUS), c('setsid'),
     ]);
     expect(shell.reads).toEqual(run(planOf()).reads); // and it looks at nothing more than a forked init
   });
@@ -892,6 +896,26 @@ describe('the seam itself', () => {
     expect(s.readFile('/proc/self/status')).toMatch(/^Name:/);
     expect(() => s.stat('/nonexistent-spore')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
     expect(() => s.access(process.execPath, 1)).not.toThrow();
+  });
+
+  it('readFileInRoot reads a regular file up to the size it says it has, and nothing else (no /proc draining, no /dev/zero, no FIFO wait)', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    const s = realContainerSys;
+    const d = mkdtempSync('/tmp/spore-rfir-');
+    try {
+      writeFileSync(`${d}/passwd`, 'root:x:0:0:root:/root:/bin/sh\n');
+      expect(s.readFileInRoot(`${d}/passwd`, 1 << 20)).toBe('root:x:0:0:root:/root:/bin/sh\n');
+      expect(() => s.readFileInRoot(`${d}/passwd`, 10)).toThrow(/longer than 10 bytes/);
+      // a proc file says size 0: not read (its content would be consumed, as /proc/kmsg's)
+      expect(s.readFileInRoot('/proc/self/status', 1 << 20)).toBe('');
+      expect(() => s.readFileInRoot('/dev/zero', 1 << 20)).toThrow(/not a regular file/);
+      execFileSync('mkfifo', [`${d}/fifo`]);
+      expect(() => s.readFileInRoot(`${d}/fifo`, 1 << 20)).toThrow(/not a regular file/); // and at once: O_NONBLOCK
+      expect(() => s.readFileInRoot(`${d}/missing`, 1 << 20)).toThrow();
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 
   it('the recording\'s fake tree: lowest free fd, symlinks followed, pivot_root maps paths under the new root', () => {

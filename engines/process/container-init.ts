@@ -74,9 +74,10 @@ export function earlyStepsOf(_plan: SpawnPlan): EarlyStep[] {
   return [...EARLY_STEPS];
 }
 
-function earlyStep(s: ContainerSys, step: EarlyStep): void {
+/** `keep`: the fds of this child's own (its start, status and plan pipes), kept through 'fds'. */
+function earlyStep(s: ContainerSys, step: EarlyStep, keep: readonly number[]): void {
   switch (step) {
-    case 'fds': closeInheritedFds(s); break;
+    case 'fds': closeInheritedFds(s, keep); break;
     case 'setsid': phase('setsid', () => s.setsid()); break;
   }
 }
@@ -106,7 +107,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
   const mark = (name: string): void => { t[name] = Math.round((performance.now() - t0) * 1000) / 1000; };
   const warnings: string[] = [];
   try {
-    for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step);
+    for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step, [startFd, statusFd]);
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');
     // (not for a process that enters its pid namespace last: it is in its cgroup before it is seen there)
@@ -243,7 +244,7 @@ export function runShell(io: ShellIo, ahead: readonly EarlyStep[], s: ContainerS
     // from here on it dies with the seed; had the seed died before, the plan pipe is at EOF
     // (the seed held the only other write end: it forked nothing after this shell)
     s.prctl(PR.SET_PDEATHSIG, SIGKILL);
-    for (const step of ahead) earlyStep(s, step);
+    for (const step of ahead) earlyStep(s, step, [io.planFd, io.startFd, io.statusFd]);
     if (io.rehearsal) rehearse(io.rehearsal, ahead);
     plan = receivePlan(s, io.planFd);
     if (plan === null) s.exit(0); // the seed let it go
@@ -299,16 +300,20 @@ function receivePlan(s: ContainerSys, fd: number): InitPlan | null {
 }
 
 /**
- * Nothing the seed holds may reach the container. The fds cannot simply be closed: the
- * JS running here still needs libuv's internals (a young-generation GC posts a task
- * through the loop's eventfd, and libuv aborts if that write fails). So every fd is
- * marked close-on-exec, and only the IPC channel to spored is closed now, so spored sees
- * the seed's EOF even while sandboxes are parked waiting for Start.
+ * Nothing the seed holds may reach the container. Every fd is close-on-exec, and, before
+ * that, every fd but this child's own pipes is replaced by /dev/null (sealInheritedFds): a
+ * process in the container with CAP_SYS_PTRACE can seize this child before its execve
+ * (non-dumpable stops only tracers without it) and take its fds with pidfd_getfd; it found
+ * the seed's sockets, spored's log and idle container shells' plan pipes there, and ran a
+ * plan of its own as host root. The fds cannot simply be closed: the JS running here still
+ * needs libuv's internals (a young-generation GC posts a task through the loop's eventfd,
+ * and libuv aborts if that write fails); on /dev/null the write succeeds. The IPC channel
+ * to spored goes with the rest, so spored sees the seed's EOF even while sandboxes are
+ * parked waiting for Start.
  */
-function closeInheritedFds(s: ContainerSys): void {
+function closeInheritedFds(s: ContainerSys, keep: readonly number[]): void {
   s.closeFrom(3, true);
-  const channelFd = s.ipcChannelFd();
-  if (typeof channelFd === 'number' && channelFd > 2) s.close(channelFd);
+  s.sealInheritedFds(keep);
 }
 
 interface OpenStdio { fds: [number, number, number]; terminal: boolean; /** pty to open inside, later */ inside?: boolean }

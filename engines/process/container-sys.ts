@@ -5,7 +5,7 @@
 // order the container's safety depends on (mounts before pivot_root, masks after it,
 // credentials before capabilities, seccomp last) is unit-tested without root, as
 // seeds/sandbox-sys.ts does for function sandboxes.
-import { accessSync, closeSync, constants as fsConstants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as sys from '../../sys/libc.js';
 import { PR, RESOLVE } from '../../sys/constants.js';
@@ -32,6 +32,12 @@ export interface ContainerSys {
   closeFrom(first: number, cloexec: boolean): void;
   /** the fd of Node's IPC channel to spored, when this process inherited one */
   ipcChannelFd(): number | undefined;
+  /**
+   * Every open fd but `keep` becomes /dev/null (dup3 over it, close-on-exec): what the seed
+   * held is gone from this process, not merely closed at execve, while the numbers stay
+   * taken (libuv may still write its async eventfd from here: to /dev/null now).
+   */
+  sealInheritedFds(keep: readonly number[]): void;
   exit(code: number): never;
   /** SIG_DFL for every ignored signal and an empty signal mask (sys.resetSignalsForExec) */
   resetSignalsForExec(): void;
@@ -96,8 +102,9 @@ export interface ContainerSys {
   /**
    * A regular file of the container's own, as text (utf8), resolved in the process's root
    * (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, O_NONBLOCK: a FIFO there does not
-   * hang the set-up). Throws when it is not there, is not a regular file (a link to
-   * /dev/zero, a FIFO) or is longer than `maxBytes`.
+   * hang the set-up), and read up to the size fstat gives it (none for a /proc file).
+   * Throws when it is not there, is not a regular file (a link to /dev/zero, a FIFO) or is
+   * longer than `maxBytes`.
    */
   readFileInRoot(path: string, maxBytes: number): string;
   // --- credentials, capabilities, limits, seccomp ---------------------------------
@@ -115,6 +122,19 @@ export const realContainerSys: ContainerSys = {
   setsid: () => sys.setsid(),
   closeFrom: (first, cloexec) => sys.closeFrom(first, cloexec),
   ipcChannelFd: () => (process as unknown as { channel?: { fd?: number } }).channel?.fd,
+  sealInheritedFds: (keep) => {
+    const devnull = sys.open('/dev/null', sys.O.RDWR | sys.O.CLOEXEC);
+    try {
+      for (const name of readdirSync('/proc/self/fd')) {
+        const fd = Number(name);
+        if (fd === devnull || keep.includes(fd)) continue;
+        // the listing's own fd is closed by now: dup3 onto it just takes the number
+        sys.dup3(devnull, fd, sys.O.CLOEXEC);
+      }
+    } finally {
+      sys.close(devnull);
+    }
+  },
   exit: (code) => sys.exit(code),
   resetSignalsForExec: () => sys.resetSignalsForExec(),
   execve: (path, argv, envp) => sys.execve(path, argv, envp),
@@ -165,14 +185,17 @@ export const realContainerSys: ContainerSys = {
     let fd: number;
     try { fd = sys.openat2(root, path, sys.O.RDONLY | sys.O.NONBLOCK | sys.O.CLOEXEC, IN_ROOT); } finally { sys.close(root); }
     try {
-      if (!fstatSync(fd).isFile()) throw new SyscallError('read', EINVAL, `${path} is not a regular file`);
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new SyscallError('read', EINVAL, `${path} is not a regular file`);
+      if (st.size > maxBytes) throw new SyscallError('read', EFBIG, `${path} is longer than ${maxBytes} bytes`);
+      // at most the size it says it has: a proc file says 0 and is not read at all (reading
+      // /proc/kmsg as root would drain the host's kernel log), one that grows meanwhile is cut
       const parts: Buffer[] = [];
       let got = 0;
-      for (;;) {
-        const b = sys.read(fd, 65536);
+      while (got < st.size) {
+        const b = sys.read(fd, Math.min(65536, st.size - got));
         if (b.length === 0) break;
         got += b.length;
-        if (got > maxBytes) throw new SyscallError('read', EFBIG, `${path} is longer than ${maxBytes} bytes`);
         parts.push(b);
       }
       return Buffer.concat(parts).toString('utf8');
@@ -407,6 +430,7 @@ export class RecordingContainerSys implements ContainerSys {
   setsid(): number { this.rec('setsid', []); return 1; }
   closeFrom(first: number, cloexec: boolean): void { this.rec('close_range', [first, cloexec]); }
   ipcChannelFd(): number | undefined { return this.opts.ipcChannelFd; }
+  sealInheritedFds(keep: readonly number[]): void { this.rec('seal_fds', [...keep]); }
   exit(code: number): never {
     if (this.ended) throw this.ended;
     this.calls.push({ call: 'exit', args: [code] });

@@ -17,7 +17,9 @@ const skip = containerdSkipReason() ?? (which('gcc') ? undefined : 'no gcc to bu
 if (skip) console.warn(`[exec-window.test] skipped: ${skip}`);
 
 // For each new pid: PTRACE_SEIZE until it works or the pid is gone. A seized process is
-// reported with what it was running (/proc/<pid>/exe) and killed, so it never goes on.
+// reported with what it was running (/proc/<pid>/exe) and killed, so it never goes on. With
+// "steal" (and CAP_SYS_PTRACE, which non-dumpable does not stop), it first takes every fd
+// the seized process has (pidfd_getfd) and reports what each is.
 const SEIZER = `
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -27,10 +29,12 @@ const SEIZER = `
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 static char seen[1 << 22];
-int main(void) {
+int main(int argc, char **argv) {
+  int steal = argc > 1 && strcmp(argv[1], "steal") == 0;
   int self = getpid();
   FILE *log = fopen("/seized.log", "w");
   setvbuf(log, NULL, _IONBF, 0);
@@ -53,6 +57,17 @@ int main(void) {
             snprintf(path, sizeof path, "/proc/%d/exe", p);
             if (readlink(path, exe, sizeof exe - 1) < 0) strcpy(exe, "?");
             fprintf(log, "seized %d %s\\n", p, exe);
+            int pfd = steal ? syscall(434 /* pidfd_open */, p, 0) : -1;
+            for (int fd = 0; pfd >= 0 && fd < 1024; fd++) {
+              int got = syscall(438 /* pidfd_getfd */, pfd, fd, 0);
+              if (got < 0) continue;
+              char lp[64], link[256] = {0};
+              snprintf(lp, sizeof lp, "/proc/self/fd/%d", got);
+              if (readlink(lp, link, sizeof link - 1) < 0) strcpy(link, "?");
+              fprintf(log, "took %d %d %s %s\\n", p, fd, exe, link);
+              close(got);
+            }
+            if (pfd >= 0) close(pfd);
             kill(p, SIGKILL);
             waitpid(p, &st, __WALL); // a tracee's exit goes to its tracer first: collect it, so its parent hears of it
           } else {
@@ -151,6 +166,34 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     expect(seized.filter((l) => !/ (\/bin\/busybox|ended)$/.test(l)), seized.join('\n')).toEqual([]);
     console.log(`[exec-window] ${results.filter((x) => x === 0).length} of 12 execs ran; seized after exec: ${seized.length}`);
     await c.ctr(['task', 'kill', '-s', 'KILL', 'victim']);
+  }, 120_000);
+
+  // A third attacker, with CAP_SYS_PTRACE (granted by --cap-add; non-dumpable does not stop
+  // it), seized an exec child before its execve and took its fds: the seed's sockets,
+  // spored's log and idle container shells' plan pipes, and ran a plan of its own as host
+  // root. The child now holds only its own start and status pipes; the rest is /dev/null.
+  // (With CAP_SYS_PTRACE a container can still take over such a child before it drops its
+  // capabilities, as it can runc's init: README's security model says so.)
+  it('with CAP_SYS_PTRACE: a seized exec child holds nothing of the seed (only /dev/null, its own stdio and its two pipes)', async () => {
+    const r = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--cap-add', 'CAP_SYS_PTRACE', '--rootfs', rfs, 'thief', '/seizer', 'steal'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const log = join(rfs, 'seized.log');
+    for (let i = 0; i < 50 && !existsSync(log); i++) await new Promise((res) => setTimeout(res, 100));
+    for (let i = 0; i < 6; i++) await c.ctr(['task', 'exec', '--exec-id', `t${i}`, 'thief', '/bin/sh', '-c', 'exit 0'], { timeoutMs: 30_000 });
+    const lines = readFileSync(log, 'utf8').split('\n');
+    const took = lines.filter((l) => l.startsWith('took ') && / \/usr\/bin\/node /.test(l)).map((l) => l.split(' '));
+    expect(lines.filter((l) => / \/usr\/bin\/node$/.test(l)).length, 'the attacker seized a fork of the seed').toBeGreaterThan(0);
+    const bad = took.filter(([, , , , link]) => link !== '/dev/null' && !/^pipe:\[\d+\]$/.test(link ?? ''));
+    expect(bad.map((t) => t.join(' '))).toEqual([]);
+    // per seized process (a "seized" line starts each; pids are reused in the container): its
+    // start and status pipes at most, besides its own stdio (parked at 100 and above until execve)
+    const pipesOf: string[][] = [];
+    for (const l of lines) {
+      if (l.startsWith('seized ')) pipesOf.push([]);
+      else if (l.startsWith('took ') && / pipe:/.test(l) && Number(l.split(' ')[2]) < 100) pipesOf.at(-1)?.push(l);
+    }
+    for (const held of pipesOf) expect(held.length, held.join('\n')).toBeLessThanOrEqual(2);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'thief']);
   }, 120_000);
 
   it('an exec is never seen in the container before it is in the container\'s mount namespace (stopped, its mountinfo is the container\'s)', async () => {
