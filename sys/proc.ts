@@ -18,6 +18,19 @@ export function processStartTime(pid: number): number | null {
   return Number.isFinite(v) ? v : null;
 }
 
+/** The parent pid of `pid` (proc(5) stat field 4) as this pid namespace sees it, or null when no such process exists. */
+export function parentPid(pid: number): number | null {
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return null;
+  }
+  const v = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  return Number.isFinite(v) ? v : null;
+}
+
 /** "pid starttime": what a pid file holds. */
 export function processIdentity(pid: number): string | null {
   const t = processStartTime(pid);

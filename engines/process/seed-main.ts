@@ -11,7 +11,7 @@
 import net from 'node:net';
 import { chmodSync, renameSync, rmSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
-import { childPids } from '../../sys/proc.js';
+import { childPids, parentPid } from '../../sys/proc.js';
 import { runChild } from './container-init.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
@@ -171,9 +171,20 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     let early: ChildStatus | null = null;
     while (st && st.s === 'ready') { early = st; st = await nextStatus(p); }
     if (st && st.s === 'pid') {
-      pid = p.pid = st.pid;
-      p.intermediate = false;
-      st = early ?? await nextStatus(p);
+      // The pid it reports is tracked, signalled and reaped as the process's from now on: it
+      // must be that child's (or, the first child gone, ours as the subreaper). A process in
+      // the container that took the first child over (CAP_SYS_PTRACE) could otherwise point
+      // spored at any host process.
+      const ppid = parentPid(st.pid);
+      // (gone already: reaped here, so it was ours; its error is next on the pipe)
+      const ours = ppid === p.pid || ppid === process.pid || (ppid === null && recentExits.has(st.pid));
+      if (!ours) {
+        st = { s: 'error', phase: 'fork', message: `the reported pid ${st.pid} is not the set-up's child (its parent is ${ppid ?? 'gone'})` };
+      } else {
+        pid = p.pid = st.pid;
+        p.intermediate = false;
+        st = early ?? await nextStatus(p);
+      }
     }
   }
   clearTimeout(deadline);
