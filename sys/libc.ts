@@ -55,6 +55,7 @@ const c = {
   read: lib.func('long read(int, _Out_ uint8_t *, size_t)'),
   write: lib.func('long write(int, const uint8_t *, size_t)'),
   pipe2: lib.func('int pipe2(_Out_ int *, int)'),
+  splice: lib.func('long splice(int, void *, int, void *, size_t, unsigned int)'),
   execve: lib.func('int execve(const char *, const char **, const char **)'),
   posix_spawn: lib.func('int posix_spawn(_Out_ int *, const char *, const uint8_t *, const uint8_t *, const char **, const char **)'),
   posix_spawn_file_actions_init: lib.func('int posix_spawn_file_actions_init(_Inout_ uint8_t *)'),
@@ -710,6 +711,22 @@ export function fdFlags(fd: number): { status: number; cloexec: boolean } {
   return { status: check('fcntl', c.fcntl(fd, 3, 0)), cloexec: (check('fcntl', c.fcntl(fd, 1, 0)) & 1) === 1 };
 }
 /** FIONREAD: bytes waiting to be read from a pipe or socket. */
+/**
+ * splice(2) from `fdIn` to `fdOut` (one of them a pipe or FIFO), no offsets, SPLICE_F_MOVE |
+ * SPLICE_F_NONBLOCK: the bytes move in the kernel and never pass through this process, so
+ * a process that dies meanwhile loses none. Returns the count moved (at most `maxBytes`), 0
+ * at EOF of `fdIn` (no writer left and nothing buffered), or -1 when nothing can move now
+ * (EAGAIN: `fdIn` empty, or `fdOut` full). Throws SyscallError otherwise (EPIPE: `fdOut`
+ * has no reader).
+ */
+export function splice(fdIn: number, fdOut: number, maxBytes: number): number {
+  const n = Number(c.splice(fdIn, null, fdOut, null, maxBytes, 1 | 2));
+  if (n >= 0) return n;
+  const errno = koffi.errno();
+  if (errno === 11) return -1;
+  throw new SyscallError('splice', errno, `${fdIn}->${fdOut}`);
+}
+
 export function pendingBytes(fd: number): number {
   const n = [0];
   check('ioctl(FIONREAD)', c.ioctlOut(fd, 0x541b, n));

@@ -15,10 +15,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, openSync, statSync, write as fsWrite } from 'node:fs';
 import net from 'node:net';
 import { dirname, isAbsolute } from 'node:path';
-import { Code, InvalidArgument, SporeError } from '../sys/errors.js';
+import { Code, InvalidArgument, SporeError, SyscallError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { Stdio } from '../engines/process/protocol.js';
 import type { ProcessCustody } from './custody.js';
+import { FdPoll, UV_READABLE, UV_WRITABLE } from '../sys/uv-poll.js';
 
 /** A stream spored copies for a process (a task record lists them, to adopt them after a restart). */
 export type RelayedStream = 'stdin' | 'stdout' | 'stderr';
@@ -64,21 +65,95 @@ function plainPath(uri: string, field: string): string {
 }
 
 /**
- * pipe -> FIFO copy of one stream of an exec process, or pipe -> file copy of a file://
- * log: the process only ever holds the pipe, as with runc's shim (given the log file itself,
- * a container's root could chmod it, read what it held before and truncate it through
- * /proc/self/fd).
+ * Moves bytes from `src` to `dst` with splice(2) as fast as `dst` takes them, driven by the
+ * loop's readiness of either fd (sys/uv-poll.ts). No byte is ever in spored's memory: what
+ * the destination cannot take yet stays in the source pipe, which the keeper holds, so a
+ * spored killed (or restarted) in the middle loses nothing, and the next one's pump goes on
+ * from there. `onEnd` once: 'eof' (`src` has no writer left and nothing buffered), 'epipe'
+ * (`dst` has no reader), 'error'. Both fds stay the caller's; the pump only watches them.
+ */
+class Pump {
+  private readonly srcPoll: FdPoll;
+  private readonly dstPoll: FdPoll;
+  private state: 'idle' | 'running' | 'ended' = 'idle';
+
+  constructor(private readonly src: number, private readonly dst: number, private readonly onEnd: (why: 'eof' | 'epipe' | 'error') => void) {
+    sys.setNonblock(src, true);
+    sys.setNonblock(dst, true);
+    this.srcPoll = new FdPoll(src, (status) => (status < 0 ? this.end('error') : this.pump()));
+    try {
+      this.dstPoll = new FdPoll(dst, (status) => (status < 0 ? this.end('error') : this.pump()));
+    } catch (e) {
+      this.srcPoll.close();
+      throw e;
+    }
+  }
+
+  start(): void {
+    if (this.state !== 'idle') return;
+    this.state = 'running';
+    this.pump();
+  }
+
+  /** Stop watching, without onEnd (the fds are the caller's to close, after this). */
+  stop(): void {
+    if (this.state === 'ended') return;
+    this.state = 'ended';
+    this.srcPoll.close();
+    this.dstPoll.close();
+  }
+
+  private pump(): void {
+    // a bounded batch per wake-up: one busy stream must not hold the loop every other
+    // container and function shares
+    for (let i = 0; i < 16 && this.state === 'running'; i++) {
+      let n: number;
+      try {
+        n = sys.splice(this.src, this.dst, 1 << 20);
+      } catch (e) {
+        this.end(e instanceof SyscallError && e.errno === EPIPE ? 'epipe' : 'error');
+        return;
+      }
+      if (n === 0) { this.end('eof'); return; }
+      if (n > 0) continue;
+      // nothing moved: the source is empty (wait for it) or the destination full (wait for room)
+      let waiting = 0;
+      try { waiting = sys.pendingBytes(this.src); } catch { waiting = 0; }
+      if (waiting > 0) { this.srcPoll.watch(0); this.dstPoll.watch(UV_WRITABLE); } else { this.dstPoll.watch(0); this.srcPoll.watch(UV_READABLE); }
+      return;
+    }
+    if (this.state === 'running') { this.dstPoll.watch(0); this.srcPoll.watch(UV_READABLE); }
+  }
+
+  private end(why: 'eof' | 'epipe' | 'error'): void {
+    if (this.state === 'ended') return;
+    this.stop();
+    this.onEnd(why);
+  }
+}
+
+const EPIPE = 32;
+
+/**
+ * pipe -> FIFO copy of a process's stdout or stderr (splice, no byte in spored's memory), or
+ * pipe -> file copy of a file:// log: the process only ever holds the pipe, as with runc's
+ * shim (given the FIFO or the log file itself, a container's root could chmod it, read what
+ * it held before and truncate it through /proc/self/fd).
  */
 class Relay {
   readonly childPath: string;
   private w: number;
-  private readonly src: net.Socket;
-  /** the FIFO end as a socket; null for a file (written with blocking appends) */
-  private readonly dst: net.Socket | null;
+  /** FIFO mode: the pump; its source (the pipe's read end) and destination (the FIFO end) */
+  private readonly pump: Pump | null;
+  private r: number;
+  private fifoFd: number;
+  /** file mode: the pipe as a stream, and the file (written with blocking appends) */
+  private readonly src: net.Socket | null;
   private fileFd: number;
   /** the chunk being appended to the file (file relays write one at a time) */
   private fileWrite: Promise<void> | null = null;
   readonly done: Promise<void>;
+  private finishNow: () => void = () => undefined;
 
   /**
    * A new relay into `target` (a FIFO, or with `file` a regular file opened for appending);
@@ -107,9 +182,9 @@ class Relay {
       custody.release(`relay-${stream}-dst`);
       return null;
     }
-    sys.setNonblock(r, true);
     let file = false;
     try { file = !fstatSync(dst).isFIFO(); } catch { /* treated as a FIFO */ }
+    if (file) sys.setNonblock(r, true);
     return new Relay(r, -1, dst, stream, custody, file);
   }
 
@@ -119,25 +194,48 @@ class Relay {
     this.w = w;
     this.childPath = w >= 0 ? fdPath(w) : '';
     this.fileFd = file ? dstFd : -1;
-    this.dst = file ? null : socketOn(dstFd, 'out');
-    this.src = new net.Socket({ fd: r, readable: true, writable: false });
-    this.dst?.on('error', () => undefined);
-    this.src.on('error', () => undefined);
-    this.src.on('data', (d: Buffer) => {
-      if (this.dst) {
-        // the client may stop reading: the pipe then fills and the writer waits, as with a
-        // shim's blocking copy, instead of spored buffering a flood without limit
-        const dst = this.dst;
-        if (!dst.write(d)) { this.src.pause(); dst.once('drain', () => { if (!this.src.destroyed) this.src.resume(); }); }
-        return;
-      }
+    this.fifoFd = file ? -1 : dstFd;
+    this.r = file ? -1 : r;
+    if (!file) {
+      this.src = null;
+      let ended: (why: 'eof' | 'epipe' | 'error') => void = () => undefined;
+      this.pump = new Pump(r, dstFd, (why) => ended(why));
+      this.done = new Promise<void>((resolve) => {
+        let finishing = false;
+        const finish = async (): Promise<void> => {
+          if (finishing) return;
+          finishing = true;
+          // The client's reader may not be open yet (containerd's fifo package opens it in
+          // the background), and bytes still in the FIFO go with its last open end: wait
+          // (bounded) until they are read, as the shim's copy waits for its FIFO's reader.
+          const until = performance.now() + 2000;
+          for (;;) {
+            let n = 0;
+            try { n = this.fifoFd >= 0 ? sys.pendingBytes(this.fifoFd) : 0; } catch { n = 0; }
+            if (n === 0 || performance.now() >= until) break;
+            await sleep(5);
+          }
+          this.closeFifo();
+          resolve();
+        };
+        ended = () => void finish();
+        this.finishNow = () => { this.pump?.stop(); this.closeFifo(); resolve(); };
+      });
+      this.pump.start();
+      return;
+    }
+    this.pump = null;
+    const src = new net.Socket({ fd: r, readable: true, writable: false });
+    this.src = src;
+    src.on('error', () => undefined);
+    src.on('data', (d: Buffer) => {
       if (this.fileFd < 0) return;
       // on the thread pool, one chunk at a time: a file write can block (dirty-page
       // throttling under a container that floods its log), and spored's loop serves every
       // container and function. The pipe fills meanwhile and the writer waits, as with a shim.
-      this.src.pause();
+      src.pause();
       this.fileWrite = new Promise<void>((resolve) => {
-        appendAll(this.fileFd, d, () => { resolve(); this.fileWrite = null; if (!this.src.destroyed) this.src.resume(); });
+        appendAll(this.fileFd, d, () => { resolve(); this.fileWrite = null; if (!src.destroyed) src.resume(); });
       });
     });
     this.done = new Promise<void>((resolve) => {
@@ -145,33 +243,21 @@ class Relay {
       const finish = async (): Promise<void> => {
         if (ending) return;
         ending = true;
-        if (!this.dst) {
-          await this.fileWrite;
-          this.closeFile();
-          this.releaseCustody();
-          resolve();
-          return;
-        }
-        // The client's reader may not be open yet (containerd's fifo package opens it in the
-        // background), and bytes still in the FIFO go with its last open end: wait (bounded)
-        // until ours are written and read, as the shim's copy waits for its FIFO's reader.
-        const until = performance.now() + 2000;
-        const out = this.dst;
-        while (out.writableLength > 0 && !out.destroyed && performance.now() < until) await sleep(5);
-        for (;;) {
-          let n = 0;
-          try { n = out.destroyed ? 0 : sys.pendingBytes(dstFd); } catch { n = 0; }
-          if (n === 0 || performance.now() >= until) break;
-          await sleep(5);
-        }
-        out.destroy();
+        await this.fileWrite;
+        this.closeFile();
         this.releaseCustody();
         resolve();
       };
-      this.src.on('end', () => void finish());
-      this.src.on('close', () => void finish());
-      this.dst?.on('close', () => resolve());
+      src.on('end', () => void finish());
+      src.on('close', () => void finish());
     });
+  }
+
+  private closeFifo(): void {
+    this.pump?.stop();
+    for (const fd of [this.r, this.fifoFd]) if (fd >= 0) sys.close(fd);
+    this.r = this.fifoFd = -1;
+    this.releaseCustody();
   }
 
   private closeFile(): void {
@@ -189,8 +275,8 @@ class Relay {
 
   close(): void {
     this.dropWriteEnd();
-    this.src.destroy();
-    this.dst?.destroy();
+    if (this.pump) { this.finishNow(); return; }
+    this.src?.destroy();
     this.closeFile();
     this.releaseCustody();
   }
@@ -202,20 +288,23 @@ class Relay {
 }
 
 /**
- * FIFO -> pipe copy of a process's stdin, as the runc shim's (copyPipes, openStdin): the
- * process holds only the pipe's read end. spored reads the client's FIFO, and holds a write
- * end of that FIFO as well (`keep`), so the process's stdin ends only once the client has
- * closed its own and CloseIO came; a client may attach again meanwhile. Before any writer
- * opened the FIFO its reader sees nothing, not EOF (Linux reports POLLHUP on a FIFO only
- * for writers that came after the reader), so a client that opens its end late loses
- * nothing. With custody its fds are parked as `relay-stdin-{src,dst,keep}`.
+ * FIFO -> pipe copy of a process's stdin (splice, no byte in spored's memory), as the runc
+ * shim's (copyPipes, openStdin): the process holds only the pipe's read end. spored reads
+ * the client's FIFO, and holds a write end of that FIFO as well (`keep`), so the process's
+ * stdin ends only once the client has closed its own and CloseIO came; a client may attach
+ * again meanwhile. Before any writer opened the FIFO its reader sees nothing, not EOF (Linux
+ * reports POLLHUP on a FIFO only for writers that came after the reader). Nothing is moved
+ * before begin(): what the client wrote stays in its FIFO until the process is recorded (a
+ * spored killed before that took the first lines with it into a pipe nobody else held).
+ * With custody its fds are parked as `relay-stdin-{src,dst,keep}`.
  */
 class StdinRelay {
   readonly childPath: string;
   private r: number;
   private keep: number;
-  private readonly src: net.Socket;
-  private readonly dst: net.Socket;
+  private src: number;
+  private dst: number;
+  private readonly pump: Pump;
   /** resolves once the keeper holds its fds (at once without custody) */
   parked: Promise<void> = Promise.resolve();
 
@@ -239,7 +328,7 @@ class StdinRelay {
     return relay;
   }
 
-  /** Take over the stdin relay an earlier spored started; null if its FIFO or pipe end is not in custody. */
+  /** Take over the stdin relay an earlier spored started, moving again at once; null if its FIFO or pipe end is not in custody. */
   static adopt(custody: ProcessCustody): StdinRelay | null {
     const src = custody.reclaim('relay-stdin-src');
     const w = custody.reclaim('relay-stdin-dst');
@@ -249,26 +338,29 @@ class StdinRelay {
       for (const role of ['src', 'dst', 'keep']) custody.release(`relay-stdin-${role}`);
       return null;
     }
-    sys.setNonblock(src, true);
-    return new StdinRelay(src, w, keep ?? -1, -1, custody);
+    const relay = new StdinRelay(src, w, keep ?? -1, -1, custody);
+    relay.begin();
+    return relay;
   }
 
-  private constructor(srcFd: number, w: number, keep: number, r: number, private readonly custody: ProcessCustody | null) {
+  private constructor(src: number, w: number, keep: number, r: number, private readonly custody: ProcessCustody | null) {
     this.r = r;
     this.keep = keep;
+    this.src = src;
+    this.dst = w;
     this.childPath = r >= 0 ? fdPath(r) : '';
-    this.src = new net.Socket({ fd: srcFd, readable: true, writable: false });
-    this.dst = new net.Socket({ fd: w, readable: false, writable: true });
-    this.src.on('error', () => undefined);
-    this.src.on('data', (d: Buffer) => {
-      // a process that does not read blocks the client's writes (the FIFO fills), as with the shim
-      if (!this.dst.write(d)) { this.src.pause(); this.dst.once('drain', () => { if (!this.src.destroyed) this.src.resume(); }); }
+    this.pump = new Pump(src, w, (why) => {
+      // 'eof': the client's last writer (and ours) closed: the process reads what is left, then EOF.
+      // 'epipe': the process closed its stdin or ended: stop reading; the client's writes
+      // then fail, as the shim's copy ends.
+      void why;
+      this.close();
     });
-    // the client's last writer (and ours) closed: the process reads what is left, then EOF
-    this.src.on('end', () => this.dst.end());
-    // the process closed its stdin or ended (EPIPE): stop reading; the client's writes fail, as the shim's copy ends
-    this.dst.on('error', () => { this.src.destroy(); this.release(); });
-    this.dst.on('close', () => { this.src.destroy(); this.release(); });
+  }
+
+  /** Start moving what the client writes (once the process is recorded). */
+  begin(): void {
+    this.pump.start();
   }
 
   /** the process opened its end: spored's copy of the pipe's read end goes */
@@ -283,14 +375,11 @@ class StdinRelay {
   }
 
   close(): void {
+    this.pump.stop();
     this.dropReadEnd();
     this.closeStdin();
-    this.src.destroy();
-    this.dst.destroy();
-    this.release();
-  }
-
-  private release(): void {
+    for (const fd of [this.src, this.dst]) if (fd >= 0) sys.close(fd);
+    this.src = this.dst = -1;
     for (const role of ['src', 'dst', 'keep']) this.custody?.release(`relay-stdin-${role}`);
   }
 }
@@ -461,6 +550,11 @@ export class ProcessIO {
   childHasStdio(): void {
     for (const r of this.relays) r.dropWriteEnd();
     this.stdinRelay?.dropReadEnd();
+  }
+
+  /** The process is recorded: its stdin may flow now (what came before waits in the client's FIFO). */
+  begin(): void {
+    this.stdinRelay?.begin();
   }
 
   /** CloseIO of a relayed stdin (the shim closes its stdin writer); false when stdin is not relayed. */

@@ -279,6 +279,8 @@ export class TaskManager {
       c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
       if (c.pod) c.madeParents = [];
       writeRecord(this.o.runDir, this.recordOf(c));
+      // recorded (a restart adopts its relays): the client's stdin may flow now
+      pio.begin();
       this.o.events.created(c);
       this.claimExit(spawned.pid, spawned.exitsBefore); // after TaskCreate, as its exit must be
       return c;
@@ -443,6 +445,8 @@ export class TaskManager {
       this.claimExit(p.pid, spawned.exitsBefore); // its exit event waits for the start event (starting)
       if (console) this.consoles.set(p, console);
       await Promise.all([pio.parked(), console?.parked]);
+      // the keeper holds its relays, a replayed Start adopts them: the client's stdin may flow now
+      pio.begin();
       await this.settleOnFailure(p, this.o.seed.startProcess(k));
     } catch (e) {
       this.consoles.delete(p);
