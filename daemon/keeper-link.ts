@@ -24,7 +24,9 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
   readonly reapedBefore: ReapedExit[];
   /** keeper-side fd numbers of what is parked, by key */
   private readonly parked: Map<string, number>;
-  private readonly acks = new Map<string, { resolve: () => void; reject: (e: Error) => void }[]>();
+  private readonly acks = new Map<string, { resolve: (fd: number | undefined) => void; reject: (e: Error) => void }[]>();
+  /** optional requests the keeper understands (its hello) */
+  private readonly features: ReadonlySet<string>;
   private keeperPidfd = -1;
   private closed = false;
 
@@ -34,6 +36,7 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
     this.generation = hello.generation;
     this.reapedBefore = hello.reaped;
     this.parked = new Map(hello.parked.map((p) => [p.key, p.fd]));
+    this.features = new Set(hello.features ?? []);
     try { this.keeperPidfd = sys.pidfdOpen(hello.keeperPid); } catch { this.keeperPidfd = -1; }
   }
 
@@ -80,7 +83,7 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
       const w = list?.shift();
       if (list && list.length === 0) this.acks.delete(m.key);
       if (!w) return;
-      if (m.ok) w.resolve();
+      if (m.ok) w.resolve(m.fd);
       else w.reject(new Error(`keeper could not take ${m.key}: ${m.error ?? 'unknown'}`));
     }
   }
@@ -105,13 +108,38 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
     if (this.closed) return Promise.resolve();
     const dup = sys.dupFd(fd);
     this.parked.set(key, -1);
-    const done = new Promise<void>((resolve, reject) => {
+    const done = this.ackOf(key);
+    this.write({ t: 'park', key, fd: dup });
+    return done.then(() => undefined).finally(() => sys.close(dup));
+  }
+
+  private ackOf(key: string): Promise<number | undefined> {
+    return new Promise<number | undefined>((resolve, reject) => {
       const list = this.acks.get(key) ?? [];
       list.push({ resolve, reject });
       this.acks.set(key, list);
     });
-    this.write({ t: 'park', key, fd: dup });
-    return done.finally(() => sys.close(dup));
+  }
+
+  /**
+   * Open `path` (flags as open(2); O_CLOEXEC added) held by the keeper from the start, and
+   * return spored's own duplicate (close-on-exec). A keeper that predates 'open' (an upgrade
+   * in progress): opened here and parked, as before. Rejects with the keeper's error (the
+   * path is missing, say).
+   */
+  async open(key: string, path: string, flags: number): Promise<number> {
+    if (this.closed || !this.features.has('open') || this.keeperPidfd < 0) {
+      const fd = sys.open(path, flags | sys.O.CLOEXEC);
+      await this.park(key, fd).catch(() => undefined);
+      return fd;
+    }
+    this.parked.set(key, -1);
+    const done = this.ackOf(key);
+    this.write({ t: 'open', key, path, flags });
+    const theirs = await done;
+    if (theirs === undefined) throw new Error(`keeper held ${key} without saying where`);
+    this.parked.set(key, theirs);
+    return sys.pidfdGetfd(this.keeperPidfd, theirs);
   }
 
   /** The keeper closes what it holds under `key`. */

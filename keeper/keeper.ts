@@ -172,7 +172,7 @@ export class Keeper {
     this.controlConn = c;
     const hello: KeeperMessage = {
       t: 'hello', protocol: KEEPER_PROTOCOL, keeperPid: process.pid, generation: this.generation, reaped: this.reaped.splice(0),
-      parked: [...this.parked].map(([key, fd]) => ({ key, fd })),
+      parked: [...this.parked].map(([key, fd]) => ({ key, fd })), features: ['open'],
     };
     c.write(JSON.stringify(hello) + '\n');
     let buf = '';
@@ -201,6 +201,18 @@ export class Keeper {
         if (old !== undefined) sys.close(old);
         this.parked.set(m.key, fd);
         reply = { t: 'parked', key: m.key, ok: true };
+      } catch (e) {
+        reply = { t: 'parked', key: m.key, ok: false, error: (e as Error).message };
+      }
+      c.write(JSON.stringify(reply) + '\n');
+    } else if (m.t === 'open' && typeof m.key === 'string' && typeof m.path === 'string' && Number.isInteger(m.flags)) {
+      let reply: KeeperMessage;
+      try {
+        const fd = sys.open(m.path, m.flags | sys.O.CLOEXEC);
+        const old = this.parked.get(m.key);
+        if (old !== undefined) sys.close(old);
+        this.parked.set(m.key, fd);
+        reply = { t: 'parked', key: m.key, ok: true, fd };
       } catch (e) {
         reply = { t: 'parked', key: m.key, ok: false, error: (e as Error).message };
       }

@@ -20,9 +20,11 @@ export interface ReapedExit { pid: number; status: number; at: string }
 
 /** Lines on the control socket, keeper -> spored. */
 export type KeeperMessage =
-  | { t: 'hello'; protocol: number; keeperPid: number; generation: number; reaped: ReapedExit[]; parked: { key: string; fd: number }[] }
+  /** `features`: optional requests this keeper understands ('open'); a keeper that predates them sends none */
+  | { t: 'hello'; protocol: number; keeperPid: number; generation: number; reaped: ReapedExit[]; parked: { key: string; fd: number }[]; features?: string[] }
   | { t: 'reaped'; exit: ReapedExit }
-  | { t: 'parked'; key: string; ok: boolean; error?: string }
+  /** the answer to a park or an open; `fd`: the keeper's own fd number of what it now holds (an open's) */
+  | { t: 'parked'; key: string; ok: boolean; error?: string; fd?: number }
   /** the keeper is stopping: stop everything (seeds too), do not hand over */
   | { t: 'stop' };
 
@@ -49,6 +51,14 @@ export function listeningFd(server: { address(): unknown }): number | null {
 export type SporedMessage =
   /** take a duplicate of spored's fd `fd` and hold it under `key` (replacing one held there) */
   | { t: 'park'; key: string; fd: number }
+  /**
+   * open `path` with `flags` (O_CLOEXEC added) and hold it under `key` (replacing one held
+   * there); the answer carries the keeper's fd number for spored to take a duplicate of. For
+   * a client's FIFO: held by the keeper before spored has it, so no kill of spored leaves the
+   * FIFO without the end it opened (the client would see EOF). Only when the hello lists
+   * the 'open' feature.
+   */
+  | { t: 'open'; key: string; path: string; flags: number }
   /** close what is held under `key` */
   | { t: 'unpark'; key: string }
   /** spored serves (its ttrpc socket listens): it came up (a keeper that predates this ignores it) */

@@ -5,10 +5,13 @@
 // meanwhile blocks on a full pipe or pty; nothing is lost), and the next spored reclaims
 // them and resumes copying. Without a keeper there is no custody (NO_CUSTODY).
 import { isListenerKey } from '../protocols/keeper.js';
+import * as sys from '../sys/libc.js';
 
 export interface FdCustody {
   /** hand over a duplicate of `fd` under `key` (spored keeps its own and may close it any time) */
   park(key: string, fd: number): Promise<void>;
+  /** open `path` (open(2) flags) held under `key` from the start; resolves to this process's own duplicate (close-on-exec) */
+  open(key: string, path: string, flags: number): Promise<number>;
   /** the holder closes what it has under `key` */
   release(key: string): void;
   /** keys held from before this spored started */
@@ -19,6 +22,7 @@ export interface FdCustody {
 
 export const NO_CUSTODY: FdCustody = {
   park: () => Promise.resolve(),
+  open: (_key, path, flags) => Promise.resolve(sys.open(path, flags | sys.O.CLOEXEC)),
   release: () => undefined,
   keys: () => [],
   reclaim: () => null,
@@ -54,6 +58,11 @@ export class ProcessCustody {
 
   release(role: string): void {
     this.custody.release(custodyKey(this.ns, this.id, this.execId, role));
+  }
+
+  /** A client's FIFO opened held by the custodian from the start (FdCustody.open); rejects when it cannot be opened. */
+  open(role: string, path: string, flags: number): Promise<number> {
+    return this.custody.open(custodyKey(this.ns, this.id, this.execId, role), path, flags);
   }
 
   reclaim(role: string): number | null {

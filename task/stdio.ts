@@ -37,8 +37,11 @@ export function fifoSocket(path: string, dir: 'in' | 'out'): net.Socket {
 
 /** The fd fifoSocket would wrap (so it can be parked with the keeper). */
 export function openFifo(path: string): number {
-  return sys.open(path, sys.O.RDWR | sys.O.NONBLOCK | sys.O.CLOEXEC);
+  return sys.open(path, FIFO_OUT | sys.O.CLOEXEC);
 }
+
+/** How spored opens a client's output FIFO: read-write never blocks, nor sees a spurious EOF before the client opened its end. */
+const FIFO_OUT = sys.O.RDWR | sys.O.NONBLOCK;
 
 /** A socket on an open FIFO end (or a pipe end) this process now owns. */
 export function socketOn(fd: number, dir: 'in' | 'out'): net.Socket {
@@ -159,11 +162,23 @@ class Relay {
    * A new relay into `target` (a FIFO, or with `file` a regular file opened for appending);
    * with custody, its pipe's read end and the destination are parked as `relay-<stream>-{src,dst}`.
    */
-  static create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Relay {
-    const dst = file ? sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW) : openFifo(target);
+  static async create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Promise<Relay> {
+    // A client's FIFO is opened by the keeper, which holds it from the start: opened here
+    // and parked after, a kill -9 in between took the FIFO's only writer along and the
+    // client saw EOF (the process's whole output lost, ctr exiting 0).
+    let dst: number;
+    if (file) dst = sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW);
+    else dst = custody ? await custody.open(`relay-${stream}-dst`, target, FIFO_OUT) : openFifo(target);
     const [r, w] = sys.pipe();
-    const relay = new Relay(r, w, dst, stream, custody, file);
-    if (custody) relay.parked = Promise.all([custody.park(`relay-${stream}-src`, r), custody.park(`relay-${stream}-dst`, dst)]).then(() => undefined);
+    let relay: Relay;
+    try {
+      relay = new Relay(r, w, dst, stream, custody, file);
+    } catch (e) {
+      for (const fd of [r, w, dst]) sys.close(fd);
+      custody?.release(`relay-${stream}-dst`);
+      throw e;
+    }
+    if (custody) relay.parked = Promise.all([custody.park(`relay-${stream}-src`, r), file ? custody.park(`relay-${stream}-dst`, dst) : Promise.resolve()]).then(() => undefined);
     return relay;
   }
 
@@ -308,23 +323,24 @@ class StdinRelay {
   /** resolves once the keeper holds its fds (at once without custody) */
   parked: Promise<void> = Promise.resolve();
 
-  static create(fifo: string, custody: ProcessCustody | null): StdinRelay {
-    const src = sys.open(fifo, sys.O.RDONLY | sys.O.NONBLOCK | sys.O.CLOEXEC);
+  static async create(fifo: string, custody: ProcessCustody | null): Promise<StdinRelay> {
+    // the FIFO's ends are opened by the keeper, held from the start (as Relay.create's)
+    const openEnd = (role: string, flags: number): Promise<number> => (custody ? custody.open(role, fifo, flags) : Promise.resolve(sys.open(fifo, flags | sys.O.CLOEXEC)));
+    const src = await openEnd('relay-stdin-src', sys.O.RDONLY | sys.O.NONBLOCK);
     let keep = -1;
     let pipe: [number, number] | null = null;
+    let relay: StdinRelay;
     try {
       // a writer can open without blocking now that a reader (src) is there
-      keep = sys.open(fifo, sys.O.WRONLY | sys.O.NONBLOCK | sys.O.CLOEXEC);
+      keep = await openEnd('relay-stdin-keep', sys.O.WRONLY | sys.O.NONBLOCK);
       pipe = sys.pipe();
+      relay = new StdinRelay(src, pipe[1], keep, pipe[0], custody);
     } catch (e) {
-      for (const fd of [src, keep]) if (fd >= 0) sys.close(fd);
+      for (const fd of [src, keep, ...(pipe ?? [])]) if (fd >= 0) sys.close(fd);
+      for (const role of ['src', 'keep']) custody?.release(`relay-stdin-${role}`);
       throw e;
     }
-    const [r, w] = pipe;
-    const relay = new StdinRelay(src, w, keep, r, custody);
-    if (custody) {
-      relay.parked = Promise.all([custody.park('relay-stdin-src', src), custody.park('relay-stdin-dst', w), custody.park('relay-stdin-keep', keep)]).then(() => undefined);
-    }
+    if (custody) relay.parked = custody.park('relay-stdin-dst', pipe[1]);
     return relay;
   }
 
@@ -488,7 +504,7 @@ export class ProcessIO {
         mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
         closeSync(openSync(path, 'a', 0o644));
         // stdout and stderr share one pipe into the file: their order is kept
-        const r = Relay.create(path, 'stdout', o.custody ?? null, true);
+        const r = await Relay.create(path, 'stdout', o.custody ?? null, true);
         io.relays.push(r);
         s.stdout = s.stderr = r.childPath;
         s.stdin = plainPath(req.stdin, 'stdin');
@@ -500,22 +516,18 @@ export class ProcessIO {
           throw new InvalidArgument('stderr: a log URI must be given as stdout (containerd sets both)');
         }
         if (o.relay && !req.terminal) {
-          if (s.stdin && isFifo(s.stdin)) {
-            io.stdinRelay = StdinRelay.create(s.stdin, o.custody ?? null);
-            s.stdin = io.stdinRelay.childPath;
-          }
+          // the three at once (each is a round trip to the keeper); every one made is kept
+          // on `io` as it comes, so a failure of another closes it
+          const custody = o.custody ?? null;
           const shared = s.stderr === s.stdout;
-          if (s.stdout && isFifo(s.stdout)) {
-            const r = Relay.create(s.stdout, 'stdout', o.custody ?? null);
-            io.relays.push(r);
-            s.stdout = r.childPath;
-          }
+          const made = await Promise.allSettled([
+            s.stdin && isFifo(s.stdin) ? StdinRelay.create(s.stdin, custody).then((r) => { io.stdinRelay = r; s.stdin = r.childPath; }) : null,
+            s.stdout && isFifo(s.stdout) ? Relay.create(s.stdout, 'stdout', custody).then((r) => { io.relays.push(r); s.stdout = r.childPath; }) : null,
+            !shared && s.stderr && isFifo(s.stderr) ? Relay.create(s.stderr, 'stderr', custody).then((r) => { io.relays.push(r); s.stderr = r.childPath; }) : null,
+          ]);
+          const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+          if (failed) throw failed.reason;
           if (shared) s.stderr = s.stdout;
-          else if (s.stderr && isFifo(s.stderr)) {
-            const r = Relay.create(s.stderr, 'stderr', o.custody ?? null);
-            io.relays.push(r);
-            s.stderr = r.childPath;
-          }
         }
       }
     } catch (e) {

@@ -361,6 +361,7 @@ describe('gateway socket custody (the keeper holds the listening socket across s
     const released: string[] = [];
     const custody: FdCustody = {
       park: (key, fd) => { held.set(key, sys.dupFd(fd)); return Promise.resolve(); },
+      open: () => Promise.reject(new Error('not used here')),
       release: (key) => { released.push(key); const fd = held.get(key); if (fd !== undefined) sys.close(fd); held.delete(key); },
       keys: () => [...held.keys()],
       reclaim: (key) => { const fd = held.get(key); return fd === undefined ? null : sys.dupFd(fd); },

@@ -182,9 +182,9 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     for (let i = 0; i < 6; i++) await c.ctr(['task', 'exec', '--exec-id', `t${i}`, 'thief', '/bin/sh', '-c', 'exit 0'], { timeoutMs: 30_000 });
     const lines = readFileSync(log, 'utf8').split('\n');
     const took = lines.filter((l) => l.startsWith('took ') && / \/usr\/bin\/node /.test(l)).map((l) => l.split(' '));
-    expect(lines.filter((l) => / \/usr\/bin\/node$/.test(l)).length, 'the attacker seized a fork of the seed').toBeGreaterThan(0);
+    expect(lines.filter((l) => / \/usr\/bin\/node$/.test(l)).length, `the attacker seized a fork of the seed:\n${lines.join('\n')}`).toBeGreaterThan(0);
     const bad = took.filter(([, , , , link]) => link !== '/dev/null' && !/^pipe:\[\d+\]$/.test(link ?? ''));
-    expect(bad.map((t) => t.join(' '))).toEqual([]);
+    expect(bad.map((t) => t.join(' ')), lines.join('\n')).toEqual([]);
     // per seized process (a "seized" line starts each; pids are reused in the container): its
     // start and status pipes at most, besides its own stdio (parked at 100 and above until
     // execve) and a pipe it made itself, both ends (libuv's signal lock pipe, made anew by its
