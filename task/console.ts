@@ -58,9 +58,9 @@ export class Console {
   }
 
   /** A pty on the host's /dev/ptmx; the process opens `slave` by path (a spec without its own devpts). */
-  static open(stdinPath: string, stdoutPath: string, size?: { height: number; width: number }, custody: ProcessCustody | null = null): Console {
+  static async open(stdinPath: string, stdoutPath: string, size?: { height: number; width: number }, custody: ProcessCustody | null = null): Promise<Console> {
     const { master, slave } = sys.openPty();
-    const c = Console.around(master, slave, stdinPath, stdoutPath, custody);
+    const c = await Console.around(master, slave, stdinPath, stdoutPath, custody);
     if (size) c.resize(size.width, size.height);
     return c;
   }
@@ -69,28 +69,29 @@ export class Console {
    * The master of a pty the process opened on its own devpts (protocol.ts CONSOLE_INSIDE),
    * taken from it with pidfd_getfd; the process holds the slave already, sized by itself.
    */
-  static ofMaster(master: number, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null = null): Console {
+  static ofMaster(master: number, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null = null): Promise<Console> {
     sys.setNonblock(master, true);
     return Console.around(master, '', stdinPath, stdoutPath, custody);
   }
 
-  private static around(master: number, slave: string, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null): Console {
-    let stdoutFd: number | null = null;
-    let stdinFd: number | null = null;
-    try {
-      stdoutFd = stdoutPath ? openFifo(stdoutPath) : null;
-      stdinFd = stdinPath ? openFifo(stdinPath) : null;
-    } catch (e) {
+  private static async around(master: number, slave: string, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null): Promise<Console> {
+    // the client's FIFOs opened by the keeper, held from the start (as a relay's): opened
+    // here and parked after, a kill -9 in between left the client's reader at EOF
+    const openEnd = (role: string, path: string): Promise<number | null> =>
+      (!path ? Promise.resolve(null) : custody ? custody.open(role, path, sys.O.RDWR | sys.O.NONBLOCK) : Promise.resolve(openFifo(path)));
+    const [out, inn] = await Promise.allSettled([openEnd('stdout', stdoutPath), openEnd('stdin', stdinPath)]);
+    const stdoutFd = out.status === 'fulfilled' ? out.value : null;
+    const stdinFd = inn.status === 'fulfilled' ? inn.value : null;
+    const failed = [out, inn].find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
       // nothing owns the master yet: it (and a FIFO already opened) would leak
-      for (const fd of [master, stdoutFd]) if (fd !== null) { try { sys.close(fd); } catch { /* closed */ } }
-      throw e;
+      for (const fd of [master, stdoutFd, stdinFd]) if (fd !== null) { try { sys.close(fd); } catch { /* closed */ } }
+      custody?.release('stdout');
+      custody?.release('stdin');
+      throw failed.reason;
     }
     const parks: Promise<void>[] = [];
-    if (custody) {
-      parks.push(custody.park('master', master));
-      if (stdoutFd !== null) parks.push(custody.park('stdout', stdoutFd));
-      if (stdinFd !== null) parks.push(custody.park('stdin', stdinFd));
-    }
+    if (custody) parks.push(custody.park('master', master));
     const con = new Console(master, slave, stdinFd, stdoutFd, custody);
     con.parked = Promise.all(parks).then(() => undefined);
     return con;
@@ -106,7 +107,7 @@ export class Console {
    * the process on a terminal nobody holds: SIGHUP). Null when there is none. A master is
    * told by its fdinfo's `tty-index` line (ptmx's show_fdinfo).
    */
-  static takeFromProcess(pid: number, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null = null): Console | null {
+  static async takeFromProcess(pid: number, stdinPath: string, stdoutPath: string, custody: ProcessCustody | null = null): Promise<Console | null> {
     let pidfd = -1;
     try {
       pidfd = sys.pidfdOpen(pid);
@@ -116,7 +117,10 @@ export class Console {
         let info = '';
         try { info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'); } catch { continue; }
         if (!/^tty-index:/m.test(info)) continue;
-        return Console.ofMaster(sys.pidfdGetfd(pidfd, fd), stdinPath, stdoutPath, custody);
+        const master = sys.pidfdGetfd(pidfd, fd);
+        sys.close(pidfd);
+        pidfd = -1;
+        return await Console.ofMaster(master, stdinPath, stdoutPath, custody);
       }
     } catch { /* the sandbox is gone */ } finally {
       if (pidfd >= 0) sys.close(pidfd);

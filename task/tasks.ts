@@ -216,7 +216,7 @@ export class TaskManager {
         const size = spec.process?.consoleSize;
         if (size) childStdio.consoleSize = { rows: size.height, cols: size.width };
       } else if (wantsTerminal) {
-        console = Console.open(childStdio.stdin, childStdio.stdout, spec.process?.consoleSize, this.custodyOf(ns, id, ''));
+        console = await Console.open(childStdio.stdin, childStdio.stdout, spec.process?.consoleSize, this.custodyOf(ns, id, ''));
         undo.push(() => console?.close());
         childStdio.terminal = console.slave;
       }
@@ -255,7 +255,7 @@ export class TaskManager {
       await holdForTest(this.o.log, key(ns, id));
       if (ptyInside) {
         undo.push(() => void this.o.seed.abort(key(ns, id)).catch(() => undefined));
-        console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, ''));
+        console = await Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, ''));
         undo.push(() => console?.close());
       }
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
@@ -395,7 +395,7 @@ export class TaskManager {
       if (custody) {
         this.ios.set(p, ProcessIO.adopt(['stdin', 'stdout', 'stderr'], custody));
         // its terminal: from custody, or (the earlier spored died before it took it) from the sandbox itself
-        const con = p.terminal ? Console.adopt(custody) ?? Console.takeFromProcess(p.pid, p.stdio.stdin, p.stdio.stdout, custody) : null;
+        const con = p.terminal ? Console.adopt(custody) ?? await Console.takeFromProcess(p.pid, p.stdio.stdin, p.stdio.stdout, custody) : null;
         if (con) { this.consoles.set(p, con); await con.parked; }
       }
       this.byPid.set(p.pid, { c, p });
@@ -415,7 +415,7 @@ export class TaskManager {
       childStdio.terminal = CONSOLE_INSIDE;
       if (spec?.consoleSize) childStdio.consoleSize = { rows: spec.consoleSize.height, cols: spec.consoleSize.width };
     } else if (p.terminal) {
-      console = Console.open(childStdio.stdin, childStdio.stdout, spec?.consoleSize, this.custodyOf(ns, id, execId));
+      console = await Console.open(childStdio.stdin, childStdio.stdout, spec?.consoleSize, this.custodyOf(ns, id, execId));
       childStdio.terminal = console.slave;
     }
     try {
@@ -431,7 +431,7 @@ export class TaskManager {
       await holdForTest(this.o.log, k);
       if (ptyInside) {
         try {
-          console = Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, execId));
+          console = await Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, execId));
         } catch (e) {
           await this.o.seed.abort(k).catch(() => undefined);
           throw e;

@@ -27,7 +27,7 @@ describe('Console.takeFromProcess (a replayed exec Start takes the terminal from
     const { openSync, readSync, closeSync, constants } = await import('node:fs');
     const reader = openSync(out, constants.O_RDWR | constants.O_NONBLOCK);
     try {
-      const con = Console.takeFromProcess(holder.pid as number, '', out);
+      const con = await Console.takeFromProcess(holder.pid as number, '', out);
       expect(con).not.toBeNull();
       con?.attached();
       const buf = Buffer.alloc(256);
@@ -44,6 +44,6 @@ describe('Console.takeFromProcess (a replayed exec Start takes the terminal from
     }
     // a process without a pty master: none
     const plain = spawn('sleep', ['5'], { stdio: 'ignore' });
-    try { expect(Console.takeFromProcess(plain.pid as number, '', '')).toBeNull(); } finally { plain.kill('SIGKILL'); }
+    try { expect(await Console.takeFromProcess(plain.pid as number, '', '')).toBeNull(); } finally { plain.kill('SIGKILL'); }
   });
 });
