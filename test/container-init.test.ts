@@ -918,6 +918,29 @@ describe('the seam itself', () => {
     }
   });
 
+  it.skipIf(process.getuid?.() !== 0)('mountInRoot: a target whose component became a symlink out of the root after it was resolved still lands inside the root', async () => {
+    const { mkdtempSync, mkdirSync, symlinkSync, statSync, rmSync } = await import('node:fs');
+    const sys = await import('../sys/libc.js');
+    const d = mkdtempSync('/tmp/spore-mir-');
+    const root = `${d}/root`;
+    const outside = `${d}/outside`;
+    mkdirSync(`${outside}/mnt`, { recursive: true });
+    mkdirSync(`${root}${outside}/mnt`, { recursive: true }); // where the link leads when resolved in the root
+    symlinkSync(outside, `${root}/evil`); // swapped in after secureJoin: /evil -> /tmp/…/outside
+    try {
+      realContainerSys.mountInRoot(root, 'tmpfs', `${root}/evil/mnt`, 'tmpfs', 0, 'size=64k');
+      try {
+        expect(statSync(`${outside}/mnt`).dev, 'nothing mounted outside the root').toBe(statSync(outside).dev);
+        expect(statSync(`${root}${outside}/mnt`).dev, 'the mount is inside the root').not.toBe(statSync(`${root}${outside}`).dev);
+      } finally {
+        for (const t of [`${root}${outside}/mnt`, `${outside}/mnt`]) { try { sys.umount2(t, sys.MNT_DETACH); } catch { /* not mounted */ } }
+      }
+      expect(() => realContainerSys.mountInRoot(root, 'tmpfs', '/etc', 'tmpfs', 0, null)).toThrow(/not below/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   it('the recording\'s fake tree: lowest free fd, symlinks followed, pivot_root maps paths under the new root', () => {
     const s = new RecordingContainerSys({ fds: [0, 1, 2, 3], files: { '/r/bin/busybox': 'file', '/r/bin/sh': { link: '/bin/busybox' }, '/r/etc/passwd': { content: 'x' } } });
     expect(s.open('/a', 0)).toBe(4);

@@ -551,52 +551,55 @@ function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]
     throw new Error(`filesystem ${JSON.stringify(m.type)} must be mounted on ordinary directory (${m.destination} is a symlink in the image)`);
   }
   checkProcMount(root, target, m);
-  if (m.type === 'cgroup' && m.cgroupV1) return mountCgroupV1(s, target, m);
+  if (m.type === 'cgroup' && m.cgroupV1) return mountCgroupV1(s, root, target, m);
+  // every mount onto a path in the container's root is resolved again as it is made (mountInRoot)
+  const mountAt = (source: string | null, fstype: string | null, flags: number, data: string | null): void => s.mountInRoot(root, source, target, fstype, flags, data);
   if (m.bind) {
     const srcIsFile = s.exists(m.source) && !s.stat(m.source).isDirectory();
     ensureTarget(s, target, srcIsFile);
-    s.mount(m.source, target, null, m.flags, null);
-    if (m.remountFlags) remountBind(s, target, m.remountFlags);
+    mountAt(m.source, null, m.flags, null);
+    if (m.remountFlags) remountBind((f) => mountAt(null, null, f, null), m.remountFlags);
   } else {
     ensureTarget(s, target, false);
     try {
-      s.mount(m.source, target, m.type, m.flags, m.data || null);
+      mountAt(m.source, m.type, m.flags, m.data || null);
     } catch (e) {
       // sysfs/mqueue refuse to mount when the namespace they belong to is the host's;
       // fall back to a read-only bind of the host's view, as runc does.
       if (e instanceof SyscallError && e.errno === 1 && (m.type === 'sysfs' || m.type === 'mqueue')) {
         const hostPath = m.type === 'sysfs' ? '/sys' : '/dev/mqueue';
-        s.mount(hostPath, target, null, MS.BIND | MS.REC, null);
-        remountBind(s, target, MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC);
+        mountAt(hostPath, null, MS.BIND | MS.REC, null);
+        remountBind((f) => mountAt(null, null, f, null), MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC);
         warnings.push(`${m.destination}: ${m.type} bound from host (namespace not private)`);
       } else {
         throw e;
       }
     }
   }
-  if (m.propagation) s.mount(null, target, null, m.propagation, null);
+  if (m.propagation) mountAt(null, null, m.propagation, null);
 }
 
-function remountBind(s: ContainerSys, target: string, flags: number): void {
+/** A bind remount with `flags` through `remount(flags)` (which adds MS_BIND | MS_REMOUNT's target). */
+function remountBind(remount: (flags: number) => void, flags: number): void {
   // A remount must keep flags the kernel locked on the source mount; retry with the
   // usual locked ones added if the plain request is refused.
   const base = MS.BIND | MS.REMOUNT;
   const attempts = [flags, flags | MS.NOSUID | MS.NODEV | MS.NOEXEC, flags | MS.NOSUID | MS.NODEV];
   let last: unknown;
   for (const f of attempts) {
-    try { s.mount(null, target, null, base | f, null); return; } catch (e) { last = e; }
+    try { remount(base | f); return; } catch (e) { last = e; }
   }
   throw last;
 }
 
-function mountCgroupV1(s: ContainerSys, target: string, m: MountStep): void {
+function mountCgroupV1(s: ContainerSys, root: string, target: string, m: MountStep): void {
   ensureTarget(s, target, false);
-  s.mount('tmpfs', target, 'tmpfs', MS.NOSUID | MS.NODEV | MS.NOEXEC, 'mode=755');
+  s.mountInRoot(root, 'tmpfs', target, 'tmpfs', MS.NOSUID | MS.NODEV | MS.NOEXEC, 'mode=755');
   for (const c of m.cgroupV1 ?? []) {
     const dir = `${target}/${c.name}`;
     s.mkdir(dir);
-    s.mount(c.hostDir, dir, null, MS.BIND, null);
-    remountBind(s, dir, (m.remountFlags & MS.RDONLY) | MS.NOSUID | MS.NODEV | MS.NOEXEC);
+    s.mountInRoot(root, c.hostDir, dir, null, MS.BIND, null);
+    remountBind((f) => s.mountInRoot(root, null, dir, null, f, null), (m.remountFlags & MS.RDONLY) | MS.NOSUID | MS.NODEV | MS.NOEXEC);
     if (c.name.includes(',')) {
       for (const alias of c.name.split(',')) {
         if (!s.exists(`${target}/${alias}`)) s.symlink(c.name, `${target}/${alias}`);
@@ -659,7 +662,7 @@ function readonlyPath(s: ContainerSys, path: string): void {
   if (!s.exists(path)) return;
   s.mount(path, path, null, MS.BIND | MS.REC, null);
   // keep nosuid/nodev/noexec of the mount it came from, as runc does (statfs flags)
-  remountBind(s, path, MS.RDONLY | MS.REC | lockedFlagsOf(s, path));
+  remountBind((f) => s.mount(null, path, null, f, null), MS.RDONLY | MS.REC | lockedFlagsOf(s, path));
 }
 
 /** MS_NOSUID|MS_NODEV|MS_NOEXEC of the mount at `path` (the topmost one), from mountinfo. */
@@ -684,7 +687,7 @@ function lockedFlagsOf(s: ContainerSys, path: string): number {
 }
 
 function remountReadonly(s: ContainerSys, path: string): void {
-  remountBind(s, path, MS.RDONLY);
+  remountBind((f) => s.mount(null, path, null, f, null), MS.RDONLY);
 }
 
 // --- exec: join a running container -------------------------------------------------

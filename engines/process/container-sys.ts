@@ -61,6 +61,14 @@ export interface ContainerSys {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  /**
+   * mount(2) onto `target`, a path at or below `root`, resolved again at the moment of the
+   * mount: opened with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) from `root`, then
+   * mounted onto /proc/self/fd/<fd>. A path component the container (or another one sharing
+   * a volume with it) swapped for a symlink after secureJoin resolved it cannot take the
+   * mount out of the root (runc's fix of CVE-2021-30465 does the same). Recorded as a mount.
+   */
+  mountInRoot(root: string, source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   pivotRoot(newRoot: string, putOld: string): void;
   chdir(path: string): void;
@@ -152,6 +160,21 @@ export const realContainerSys: ContainerSys = {
   unshare: (flags) => sys.unshare(flags),
   setns: (fd, nstype) => sys.setns(fd, nstype),
   mount: (source, target, fstype, flags, data) => sys.mount(source, target, fstype, flags, data),
+  mountInRoot: (root, source, target, fstype, flags, data) => {
+    if (target !== root && !target.startsWith(`${root}/`)) throw new SyscallError('mount', EINVAL, `${target} is not below ${root}`);
+    const rootFd = sys.open(root, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
+    let fd: number;
+    try {
+      fd = sys.openat2(rootFd, target === root ? '.' : target.slice(root.length + 1), sys.O.PATH | sys.O.CLOEXEC, IN_ROOT);
+    } finally {
+      sys.close(rootFd);
+    }
+    try {
+      sys.mount(source, `/proc/self/fd/${fd}`, fstype, flags, data);
+    } finally {
+      sys.close(fd);
+    }
+  },
   umount2: (target, flags) => sys.umount2(target, flags),
   pivotRoot: (newRoot, putOld) => sys.pivotRoot(newRoot, putOld),
   chdir: (path) => sys.chdir(path),
@@ -488,6 +511,9 @@ export class RecordingContainerSys implements ContainerSys {
   setns(fd: number, nstype: number): void { this.rec('setns', [fd, nstype]); }
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
     this.rec('mount', [source, target, fstype, flags, data]);
+  }
+  mountInRoot(_root: string, source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
+    this.mount(source, target, fstype, flags, data);
   }
   umount2(target: string, flags: number): void { this.rec('umount2', [target, flags]); }
   pivotRoot(newRoot: string, putOld: string): void {
