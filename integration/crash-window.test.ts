@@ -5,7 +5,8 @@
 // is held open with SPORE_TEST_HOLD_SPAWNED_MS (task/tasks.ts), so the kill lands in it.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdSkipReason, leakCheck, rootfs, startContainerd, type Containerd } from './harness.js';
@@ -152,5 +153,45 @@ describe.skipIf(skip !== undefined)('kill -9 of spored while a stream waits for 
     await killSpored();
     const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
     expect({ code, out }, stderr).toEqual({ code: 0, out: want });
+  }, 90_000);
+});
+
+// kill -9 once the seed has started an exec but before its Start is answered (a crash tester,
+// 2026-12-01: 13 of 70): the record had no pid yet, and the replayed Start set up and ran the
+// exec a second time. It is recorded with its pid before it starts now.
+describe.skipIf(skip !== undefined)('kill -9 of spored right after an exec started', () => {
+  let c: Containerd;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spore-crash-started-'));
+    cpSync(rootfs('busybox'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+    c = await startContainerd({ extraEnv: { SPORE_TEST_HOLD_STARTED_MS: String(HOLD_MS) } });
+  }, 60_000);
+
+  afterAll(async () => {
+    await c?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('the replayed Start is answered; the exec ran once, its output and exit code arrive', async () => {
+    const r0 = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--rootfs', join(dir, 'rootfs'), 'cs1', '/bin/sleep', '1000'], { timeoutMs: 30_000 });
+    expect(r0.code, r0.stderr).toBe(0);
+    const p = spawn('ctr', ['--address', c.address, '--namespace', c.namespace, 'task', 'exec', '--exec-id', 'e1', 'cs1', '/bin/sh', '-c', 'echo ran >> /runs; sleep 1; echo exout; exit 4'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+    const k = `${c.namespace}/cs1/e1`;
+    const held = (): boolean => existsSync(c.sporeLog) && readFileSync(c.sporeLog, 'utf8').split('\n').some((l) => l.includes('test hold: started') && l.includes(`"key":"${k}"`));
+    for (let i = 0; i < 300 && !held(); i++) await sleep(50);
+    expect(held(), 'the exec was never held after its start').toBe(true);
+    const old = Number(readFileSync(join(c.runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]);
+    process.kill(old, 'SIGKILL');
+    const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
+    expect({ code, out }, stderr).toEqual({ code: 4, out: 'exout\n' });
+    expect(readFileSync(join(dir, 'rootfs', 'runs'), 'utf8')).toBe('ran\n');
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'cs1']);
   }, 90_000);
 });

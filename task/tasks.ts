@@ -123,10 +123,13 @@ const TEST_MUTATION = process.env.SPORE_TEST_MUTATION ?? '';
  * long, so that integration/crash-window.test.ts can kill spored inside that window.
  */
 const TEST_HOLD_SPAWNED_MS = Number(process.env.SPORE_TEST_HOLD_SPAWNED_MS ?? 0) || 0;
-function holdForTest(log: Logger, k: string): Promise<void> | undefined {
-  if (TEST_HOLD_SPAWNED_MS <= 0) return undefined;
-  log.warn({ key: k, ms: TEST_HOLD_SPAWNED_MS }, 'test hold: sandbox set up, held before it is recorded or started');
-  return new Promise((r) => setTimeout(r, TEST_HOLD_SPAWNED_MS));
+/** Test-only, the same for an exec the seed has started whose Start is not yet answered. */
+const TEST_HOLD_STARTED_MS = Number(process.env.SPORE_TEST_HOLD_STARTED_MS ?? 0) || 0;
+function holdForTest(log: Logger, k: string, when: 'spawned' | 'started' = 'spawned'): Promise<void> | undefined {
+  const ms = when === 'spawned' ? TEST_HOLD_SPAWNED_MS : TEST_HOLD_STARTED_MS;
+  if (ms <= 0) return undefined;
+  log.warn({ key: k, ms, when }, when === 'spawned' ? 'test hold: sandbox set up, held before it is recorded or started' : 'test hold: started, its Start not yet answered');
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 export class TaskManager {
@@ -445,9 +448,16 @@ export class TaskManager {
       this.claimExit(p.pid, spawned.exitsBefore); // its exit event waits for the start event (starting)
       if (console) this.consoles.set(p, console);
       await Promise.all([pio.parked(), console?.parked]);
+      // Recorded with its pid and relays before it starts: a spored killed once the seed had
+      // started it left a record without the pid, and the replayed Start set up and ran the
+      // exec a second time (the first copy took the first stdin lines with it). Now the
+      // next spored knows it: running (a replayed Start is answered), or still held by the
+      // seed (started then), its relays adopted either way.
+      this.persist(c);
       // the keeper holds its relays, a replayed Start adopts them: the client's stdin may flow now
       pio.begin();
       await this.settleOnFailure(p, this.o.seed.startProcess(k));
+      await holdForTest(this.o.log, k, 'started');
     } catch (e) {
       this.consoles.delete(p);
       console?.close();
