@@ -394,7 +394,7 @@ describe('spore against a fake-backed spored', () => {
     const sockPath = path.join(run, 'fri.sock');
     let c = io(sockPath);
     expect(await main(['seeds'], c.io)).toBe(1);
-    expect(c.out()).toBe(`spore: no FRI socket at ${sockPath}: spored is not running (start bin/spored), or it uses another socket (point --socket / SPORE_FRI_SOCKET at it)\n`);
+    expect(c.out()).toBe(`spore: no FRI socket at ${sockPath}: spored is not running (start bin/spored), or it uses another run dir or socket (set SPORE_RUN_DIR to the run dir it was started with, or point --socket / SPORE_FRI_SOCKET at its fri.sock)\n`);
     execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(sockPath)})`]);
     c = io(sockPath);
     expect(await main(['deploy', 'x', '--file', 'hello.js'], c.io)).toBe(1);

@@ -95,7 +95,7 @@ export async function friSocketProblem(socket: string, runDirs: readonly string[
     case 'ENOENT':
       return spored
         ? `${up}there is no socket at ${socket}. Its function runtime may still be starting, may have failed (${log}), or spored runs with --fri off or another --fri-socket`
-        : `no FRI socket at ${socket}: spored is not running (start bin/spored), or it uses another socket (point --socket / SPORE_FRI_SOCKET at it)`;
+        : `no FRI socket at ${socket}: spored is not running (start bin/spored), or it uses another run dir or socket (set SPORE_RUN_DIR to the run dir it was started with, or point --socket / SPORE_FRI_SOCKET at its fri.sock)`;
     case 'ECONNREFUSED':
       return spored
         ? `${up}${socket} exists but nothing listens on it; FRI failed or stopped (${log}); restarting spored brings it back`
