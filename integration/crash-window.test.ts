@@ -16,6 +16,18 @@ if (skip) console.warn(`[crash-window.test] skipped: ${skip}`);
 
 const HOLD_MS = 2000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const sporedPid = (c: Containerd): number => Number(readFileSync(join(c.runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]);
+
+/** kill -9 of `c`'s spored; resolves once the keeper has started the next one */
+async function killSpored(c: Containerd): Promise<void> {
+  const old = sporedPid(c);
+  process.kill(old, 'SIGKILL');
+  for (let i = 0; i < 100; i++) {
+    await sleep(100);
+    try { if (sporedPid(c) !== old) return; } catch { /* being rewritten */ }
+  }
+  throw new Error('no new spored');
+}
 
 describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exec Start', () => {
   let c: Containerd;
@@ -35,8 +47,6 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
     }
   }, 60_000);
 
-  const sporedPid = (): number => Number(readFileSync(join(c.runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]);
-
   /** a ctr command in the background: its exit code and output */
   function background(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const p = spawn('ctr', ['--address', c.address, '--namespace', c.namespace, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -54,13 +64,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
   async function killSporedInWindow(k: string): Promise<void> {
     for (let i = 0; i < 300 && !held(k); i++) await sleep(50);
     expect(held(k), `${k} was never held`).toBe(true);
-    const old = sporedPid();
-    process.kill(old, 'SIGKILL');
-    for (let i = 0; i < 100; i++) {
-      await sleep(100);
-      try { if (sporedPid() !== old) return; } catch { /* being rewritten */ }
-    }
-    throw new Error('no new spored');
+    await killSpored(c);
   }
 
   it('ctr run --rm: the replayed Create is answered; output and exit code arrive; no cgroup is left', async () => {
@@ -105,16 +109,6 @@ describe.skipIf(skip !== undefined)('kill -9 of spored while a stream waits for 
     await c?.stop();
   }, 60_000);
 
-  const sporedPid = (): number => Number(readFileSync(join(c.runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]);
-  async function killSpored(): Promise<void> {
-    const old = sporedPid();
-    process.kill(old, 'SIGKILL');
-    for (let i = 0; i < 100; i++) {
-      await sleep(100);
-      try { if (sporedPid() !== old) return; } catch { /* being rewritten */ }
-    }
-    throw new Error('no new spored');
-  }
 
   it('stdout: a client that stalls across the kill gets every byte, in order', async () => {
     const n = 300_000;
@@ -125,7 +119,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored while a stream waits for 
     p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
     await sleep(2000);
-    await killSpored();
+    await killSpored(c);
     await sleep(300);
     p.stdout.on('data', (d: Buffer) => chunks.push(d));
     p.stdout.resume();
@@ -150,7 +144,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored while a stream waits for 
     const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
     p.stdin.end(input);
     await sleep(1500);
-    await killSpored();
+    await killSpored(c);
     const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
     expect({ code, out }, stderr).toEqual({ code: 0, out: want });
   }, 90_000);
@@ -187,8 +181,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored right after an exec start
     const held = (): boolean => existsSync(c.sporeLog) && readFileSync(c.sporeLog, 'utf8').split('\n').some((l) => l.includes('test hold: started') && l.includes(`"key":"${k}"`));
     for (let i = 0; i < 300 && !held(); i++) await sleep(50);
     expect(held(), 'the exec was never held after its start').toBe(true);
-    const old = Number(readFileSync(join(c.runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]);
-    process.kill(old, 'SIGKILL');
+    process.kill(sporedPid(c), 'SIGKILL');
     const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
     expect({ code, out }, stderr).toEqual({ code: 4, out: 'exout\n' });
     expect(readFileSync(join(dir, 'rootfs', 'runs'), 'utf8')).toBe('ran\n');

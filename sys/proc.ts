@@ -3,8 +3,12 @@
 // task records and the launcher compare both.
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** starttime of `pid` (clock ticks since boot), or null when no such process exists. */
-export function processStartTime(pid: number): number | null {
+/**
+ * The fields of /proc/<pid>/stat after comm (field 3 on: fields[0] is field 3), or null when
+ * no such process exists. comm (field 2) may hold spaces and parentheses: they start past the
+ * last ')'.
+ */
+function statFields(pid: number): string[] | null {
   if (!Number.isInteger(pid) || pid <= 0) return null;
   let stat: string;
   try {
@@ -12,22 +16,18 @@ export function processStartTime(pid: number): number | null {
   } catch {
     return null;
   }
-  // comm (field 2) may hold spaces and parentheses: fields after it start past the last ')'
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const v = Number(rest[19]); // field 22 is the 20th after comm (fields 3..)
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** starttime of `pid` (clock ticks since boot), or null when no such process exists. */
+export function processStartTime(pid: number): number | null {
+  const v = Number(statFields(pid)?.[19]); // field 22
   return Number.isFinite(v) ? v : null;
 }
 
 /** The parent pid of `pid` (proc(5) stat field 4) as this pid namespace sees it, or null when no such process exists. */
 export function parentPid(pid: number): number | null {
-  if (!Number.isInteger(pid) || pid <= 0) return null;
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return null;
-  }
-  const v = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  const v = Number(statFields(pid)?.[1]); // field 4
   return Number.isFinite(v) ? v : null;
 }
 
