@@ -77,10 +77,8 @@ function plainPath(uri: string, field: string): string {
 class Relay {
   readonly childPath: string;
   private w: number;
-  /** FIFO mode: the pump (once the FIFO end is there); its source (the pipe's read end) and destination (the FIFO end) */
-  private pump: Pump | null;
-  private onPumpEnd: () => void = () => undefined;
-  private closed = false;
+  /** FIFO mode: the pump; its source (the pipe's read end) and destination (the FIFO end) */
+  private readonly pump: Pump | null;
   private r: number;
   private fifoFd: number;
   /** file mode: the pipe as a stream, and the file (written with blocking appends) */
@@ -95,24 +93,23 @@ class Relay {
    * A new relay into `target` (a FIFO, or with `file` a regular file opened for appending);
    * with custody, its pipe's read end and the destination are parked as `relay-<stream>-{src,dst}`.
    */
-  static create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Relay {
-    if (file) {
-      const dst = sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW);
-      const [r, w] = sys.pipe();
-      const relay = new Relay(r, w, dst, stream, custody, true);
-      if (custody) relay.parked = Promise.all([custody.park(`relay-${stream}-src`, r), custody.park(`relay-${stream}-dst`, dst)]).then(() => undefined);
-      return relay;
-    }
-    // The pipe now (the process opens it while the rest goes on); the client's FIFO opened
-    // by the keeper, which holds it from the start (opened here and parked after, a kill -9
-    // in between took the FIFO's only writer along and the client saw EOF: the process's
-    // whole output lost, ctr exiting 0). The copy starts once it is there; `parked` says so,
-    // or rejects when it cannot be opened, and the RPC awaits it before it is answered.
+  static async create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Promise<Relay> {
+    // A client's FIFO is opened by the keeper, which holds it from the start: opened here
+    // and parked after, a kill -9 in between took the FIFO's only writer along and the
+    // client saw EOF (the process's whole output lost, ctr exiting 0).
+    let dst: number;
+    if (file) dst = sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW);
+    else dst = custody ? await custody.open(`relay-${stream}-dst`, target, FIFO_OUT) : openFifo(target);
     const [r, w] = sys.pipe();
-    const relay = new Relay(r, w, -1, stream, custody, false);
-    const opened = (custody ? custody.open(`relay-${stream}-dst`, target, FIFO_OUT) : Promise.resolve().then(() => openFifo(target))).then((dst) => relay.attach(dst));
-    relay.parked = Promise.all([opened, custody?.park(`relay-${stream}-src`, r)]).then(() => undefined);
-    relay.parked.catch(() => undefined); // awaited by the RPC: never an unhandled rejection
+    let relay: Relay;
+    try {
+      relay = new Relay(r, w, dst, stream, custody, file);
+    } catch (e) {
+      for (const fd of [r, w, dst]) sys.close(fd);
+      custody?.release(`relay-${stream}-dst`);
+      throw e;
+    }
+    if (custody) relay.parked = Promise.all([custody.park(`relay-${stream}-src`, r), file ? custody.park(`relay-${stream}-dst`, dst) : Promise.resolve()]).then(() => undefined);
     return relay;
   }
 
@@ -133,10 +130,8 @@ class Relay {
     }
     let file = false;
     try { file = !fstatSync(dst).isFIFO(); } catch { /* treated as a FIFO */ }
-    if (file) { sys.setNonblock(r, true); return new Relay(r, -1, dst, stream, custody, true); }
-    const relay = new Relay(r, -1, -1, stream, custody, false);
-    relay.attach(dst);
-    return relay;
+    if (file) sys.setNonblock(r, true);
+    return new Relay(r, -1, dst, stream, custody, file);
   }
 
   get streamName(): 'stdout' | 'stderr' { return this.stream; }
@@ -149,7 +144,8 @@ class Relay {
     this.r = file ? -1 : r;
     if (!file) {
       this.src = null;
-      this.pump = null;
+      let ended: (why: 'eof' | 'epipe' | 'error') => void = () => undefined;
+      this.pump = new Pump(r, dstFd, (why) => ended(why));
       this.done = new Promise<void>((resolve) => {
         let finishing = false;
         const finish = async (): Promise<void> => {
@@ -168,9 +164,10 @@ class Relay {
           this.closeFifo();
           resolve();
         };
-        this.onPumpEnd = () => void finish();
+        ended = () => void finish();
         this.finishNow = () => { this.pump?.stop(); this.closeFifo(); resolve(); };
       });
+      this.pump.start();
       return;
     }
     this.pump = null;
@@ -202,20 +199,7 @@ class Relay {
     });
   }
 
-  /** The client's FIFO end is here: the copy starts (a relay closed meanwhile lets it go). */
-  private attach(dst: number): void {
-    if (this.closed) {
-      sys.close(dst);
-      this.custody?.release(`relay-${this.stream}-dst`);
-      return;
-    }
-    this.fifoFd = dst;
-    this.pump = new Pump(this.r, dst, () => this.onPumpEnd());
-    this.pump.start();
-  }
-
   private closeFifo(): void {
-    this.closed = true;
     this.pump?.stop();
     for (const fd of [this.r, this.fifoFd]) if (fd >= 0) sys.close(fd);
     this.r = this.fifoFd = -1;
@@ -237,7 +221,7 @@ class Relay {
 
   close(): void {
     this.dropWriteEnd();
-    if (this.r >= 0 || this.fifoFd >= 0 || this.pump) { this.finishNow(); return; }
+    if (this.pump) { this.finishNow(); return; }
     this.src?.destroy();
     this.closeFile();
     this.releaseCustody();
@@ -266,32 +250,28 @@ class StdinRelay {
   private keep: number;
   private src: number;
   private dst: number;
-  private pump: Pump | null = null;
-  private begun = false;
-  private closed = false;
-  /** resolves once the keeper holds its fds and the FIFO's ends are there (at once without custody); rejects when they cannot be opened */
+  private readonly pump: Pump;
+  /** resolves once the keeper holds its fds (at once without custody) */
   parked: Promise<void> = Promise.resolve();
 
-  static create(fifo: string, custody: ProcessCustody | null): StdinRelay {
-    // The pipe now (the process opens it while the rest goes on); the FIFO's ends opened by
-    // the keeper, held from the start (as Relay.create's): the reader, then a writer (which
-    // opens without blocking once a reader is there).
-    const openEnd = (role: string, flags: number): Promise<number> => (custody ? custody.open(role, fifo, flags) : Promise.resolve().then(() => sys.open(fifo, flags | sys.O.CLOEXEC)));
-    const [r, w] = sys.pipe();
-    const relay = new StdinRelay(-1, w, -1, r, custody);
-    const opened = openEnd('relay-stdin-src', sys.O.RDONLY | sys.O.NONBLOCK).then(async (src) => {
-      let keep: number;
-      try {
-        keep = await openEnd('relay-stdin-keep', sys.O.WRONLY | sys.O.NONBLOCK);
-      } catch (e) {
-        sys.close(src);
-        custody?.release('relay-stdin-src');
-        throw e;
-      }
-      relay.attach(src, keep);
-    });
-    relay.parked = Promise.all([opened, custody?.park('relay-stdin-dst', w)]).then(() => undefined);
-    relay.parked.catch(() => undefined); // awaited by the RPC: never an unhandled rejection
+  static async create(fifo: string, custody: ProcessCustody | null): Promise<StdinRelay> {
+    // the FIFO's ends are opened by the keeper, held from the start (as Relay.create's)
+    const openEnd = (role: string, flags: number): Promise<number> => (custody ? custody.open(role, fifo, flags) : Promise.resolve(sys.open(fifo, flags | sys.O.CLOEXEC)));
+    const src = await openEnd('relay-stdin-src', sys.O.RDONLY | sys.O.NONBLOCK);
+    let keep = -1;
+    let pipe: [number, number] | null = null;
+    let relay: StdinRelay;
+    try {
+      // a writer can open without blocking now that a reader (src) is there
+      keep = await openEnd('relay-stdin-keep', sys.O.WRONLY | sys.O.NONBLOCK);
+      pipe = sys.pipe();
+      relay = new StdinRelay(src, pipe[1], keep, pipe[0], custody);
+    } catch (e) {
+      for (const fd of [src, keep, ...(pipe ?? [])]) if (fd >= 0) sys.close(fd);
+      for (const role of ['src', 'keep']) custody?.release(`relay-stdin-${role}`);
+      throw e;
+    }
+    if (custody) relay.parked = custody.park('relay-stdin-dst', pipe[1]);
     return relay;
   }
 
@@ -305,8 +285,7 @@ class StdinRelay {
       for (const role of ['src', 'dst', 'keep']) custody.release(`relay-stdin-${role}`);
       return null;
     }
-    const relay = new StdinRelay(-1, w, -1, -1, custody);
-    relay.attach(src, keep ?? -1);
+    const relay = new StdinRelay(src, w, keep ?? -1, -1, custody);
     relay.begin();
     return relay;
   }
@@ -317,28 +296,18 @@ class StdinRelay {
     this.src = src;
     this.dst = w;
     this.childPath = r >= 0 ? fdPath(r) : '';
-  }
-
-  /** The FIFO's ends are here: the pump is made (a relay closed meanwhile lets them go). */
-  private attach(src: number, keep: number): void {
-    if (this.closed) {
-      for (const fd of [src, keep]) if (fd >= 0) sys.close(fd);
-      for (const role of ['src', 'keep']) this.custody?.release(`relay-stdin-${role}`);
-      return;
-    }
-    this.src = src;
-    this.keep = keep;
-    // 'eof': the client's last writer (and ours) closed: the process reads what is left, then EOF.
-    // 'epipe': the process closed its stdin or ended: stop reading; the client's writes then
-    // fail, as the shim's copy ends.
-    this.pump = new Pump(src, this.dst, () => this.close());
-    if (this.begun) this.pump.start();
+    this.pump = new Pump(src, w, (why) => {
+      // 'eof': the client's last writer (and ours) closed: the process reads what is left, then EOF.
+      // 'epipe': the process closed its stdin or ended: stop reading; the client's writes
+      // then fail, as the shim's copy ends.
+      void why;
+      this.close();
+    });
   }
 
   /** Start moving what the client writes (once the process is recorded). */
   begin(): void {
-    this.begun = true;
-    this.pump?.start();
+    this.pump.start();
   }
 
   /** the process opened its end: spored's copy of the pipe's read end goes */
@@ -353,8 +322,7 @@ class StdinRelay {
   }
 
   close(): void {
-    this.closed = true;
-    this.pump?.stop();
+    this.pump.stop();
     this.dropReadEnd();
     this.closeStdin();
     for (const fd of [this.src, this.dst]) if (fd >= 0) sys.close(fd);
@@ -467,7 +435,7 @@ export class ProcessIO {
         mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
         closeSync(openSync(path, 'a', 0o644));
         // stdout and stderr share one pipe into the file: their order is kept
-        const r = Relay.create(path, 'stdout', o.custody ?? null, true);
+        const r = await Relay.create(path, 'stdout', o.custody ?? null, true);
         io.relays.push(r);
         s.stdout = s.stderr = r.childPath;
         s.stdin = plainPath(req.stdin, 'stdin');
@@ -479,12 +447,17 @@ export class ProcessIO {
           throw new InvalidArgument('stderr: a log URI must be given as stdout (containerd sets both)');
         }
         if (o.relay && !req.terminal) {
+          // the three at once (each is a round trip to the keeper); every one made is kept
+          // on `io` as it comes, so a failure of another closes it
           const custody = o.custody ?? null;
           const shared = s.stderr === s.stdout;
-          // made now (their pipes); the client's FIFOs open meanwhile (parked() waits for them)
-          if (s.stdin && isFifo(s.stdin)) { io.stdinRelay = StdinRelay.create(s.stdin, custody); s.stdin = io.stdinRelay.childPath; }
-          if (s.stdout && isFifo(s.stdout)) { const r = Relay.create(s.stdout, 'stdout', custody); io.relays.push(r); s.stdout = r.childPath; }
-          if (!shared && s.stderr && isFifo(s.stderr)) { const r = Relay.create(s.stderr, 'stderr', custody); io.relays.push(r); s.stderr = r.childPath; }
+          const made = await Promise.allSettled([
+            s.stdin && isFifo(s.stdin) ? StdinRelay.create(s.stdin, custody).then((r) => { io.stdinRelay = r; s.stdin = r.childPath; }) : null,
+            s.stdout && isFifo(s.stdout) ? Relay.create(s.stdout, 'stdout', custody).then((r) => { io.relays.push(r); s.stdout = r.childPath; }) : null,
+            !shared && s.stderr && isFifo(s.stderr) ? Relay.create(s.stderr, 'stderr', custody).then((r) => { io.relays.push(r); s.stderr = r.childPath; }) : null,
+          ]);
+          const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+          if (failed) throw failed.reason;
           if (shared) s.stderr = s.stdout;
         }
       }
@@ -495,7 +468,7 @@ export class ProcessIO {
     return io;
   }
 
-  /** Resolves once the keeper holds every relay's fds and the client's FIFOs are open (rejects when one cannot be): before the RPC that made them is answered. */
+  /** Resolves once the keeper holds every relay's fds: before the RPC that made them is answered. */
   parked(): Promise<void> {
     return Promise.all([...this.relays.map((r) => r.parked), this.stdinRelay?.parked]).then(() => undefined);
   }
