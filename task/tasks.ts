@@ -145,6 +145,8 @@ export class TaskManager {
   private readonly waiters = new Map<ProcState, (() => void)[]>();
   private readonly consoles = new Map<ProcState, Console>();
   private readonly ios = new Map<ProcState, ProcessIO>();
+  /** processes whose CloseIO came before their stdio was open (an exec's Start in progress) */
+  private readonly stdinClosedEarly = new WeakSet<ProcState>();
   /** processes whose Start is in flight; their exit is published after their start event */
   private readonly starting = new Map<ProcState, (() => void) | null>();
   /**
@@ -409,6 +411,8 @@ export class TaskManager {
     const spec = p.spec;
     const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true, custody: this.custodyOf(ns, id, execId) });
     this.ios.set(p, pio);
+    // CloseIO came while the stdio was being opened (ctr sends it as soon as its input ends)
+    if (this.stdinClosedEarly.delete(p)) pio.closeStdin();
     const childStdio: Stdio = { ...pio.stdio };
     let console: Console | null = null;
     let containerSpec: Spec;
@@ -651,7 +655,10 @@ export class TaskManager {
     const { p } = this.proc(ns, id, execId);
     // Without a terminal spored's own writer of the stdin FIFO goes (the process sees EOF
     // once the client's is gone too, as the shim's); with one, stop forwarding stdin into the pty.
-    this.ios.get(p)?.closeStdin();
+    const io = this.ios.get(p);
+    if (io) io.closeStdin();
+    // an exec whose Start is still opening its stdio: its stdin is closed once it is there
+    else if (!this.consoles.has(p)) this.stdinClosedEarly.add(p);
     this.consoles.get(p)?.closeStdin();
   }
 
