@@ -182,7 +182,15 @@ export class SeedTree {
         if (!child) return;
         const w = this.waits.get(child.info.id);
         const host = rec.hostPid ? childHostPid(rec.hostPid, m.pid) : null;
-        if (host === null) { w?.forked[1].reject(new FailedPrecondition(`seed ${child.info.id}: its process could not be found`)); return; }
+        if (host === null) {
+          // A seed whose code threw at load is gone (reaped) before its pid is looked up; its
+          // 'failed' report comes right after this one, and that is the answer then.
+          const notFound = new FailedPrecondition(`seed ${child.info.id}: its process could not be found`);
+          if (!w) return;
+          const t = setTimeout(() => w.forked[1].reject(notFound), 500);
+          w.ready[0].then(() => { clearTimeout(t); w.forked[1].reject(notFound); }, (e: Error) => { clearTimeout(t); w.forked[1].reject(e); });
+          return;
+        }
         child.hostPid = host;
         child.info.pid = host;
         w?.forked[1].resolve(host);
