@@ -198,7 +198,8 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
     const pipesOf: string[][] = [];
     for (const l of lines) {
       if (l.startsWith('seized ')) pipesOf.push([]);
-      else if (l.startsWith('took ') && / pipe:/.test(l) && Number(l.split(' ')[2]) < 100) pipesOf.at(-1)?.push(l);
+      // a fork of the seed's (the exec'd program's own stdio pipes are its own: 0, 1, 2)
+      else if (l.startsWith('took ') && / \/usr\/bin\/node pipe:/.test(l) && Number(l.split(' ')[2]) < 100) pipesOf.at(-1)?.push(l);
     }
     for (const held of pipesOf) {
       const ends = (l: string): number => held.filter((x) => x.split(' ')[4] === l.split(' ')[4]).length;
