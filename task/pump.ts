@@ -1,7 +1,7 @@
 // A copy between two fds that holds no byte: splice(2) moves data in the kernel as fast as
 // the destination takes it, woken by the loop's readiness of either fd. What the
 // destination cannot take stays in the source (a pipe, a FIFO, a pty), which a keeper can
-// hold across a spored restart. Used by the stdio relays (stdio.ts).
+// hold across a spored restart. Used by the stdio relays (stdio.ts) and terminals (console.ts).
 import * as sys from '../sys/libc.js';
 import { SyscallError } from '../sys/errors.js';
 import { FdPoll, UV_READABLE, UV_WRITABLE } from '../sys/uv-poll.js';
@@ -46,6 +46,13 @@ export class Pump {
     this.srcPoll.close();
     this.dstPoll.close();
   }
+
+  /** Move what can move now (the loop would otherwise do it at the next readiness). */
+  drain(): void {
+    if (this.state === 'running') this.pump();
+  }
+
+  get ended(): boolean { return this.state === 'ended'; }
 
   private pump(): void {
     // a bounded batch per wake-up: one busy stream must not hold the loop every other
