@@ -281,6 +281,18 @@ export abstract class CgroupManagerBase implements CgroupManager {
   }
 
   /** `populated` of a cgroup2 directory's cgroup.events (v2, and hybrid's controller-less unified), or null. */
+  /**
+   * Whether the calling process (spored) sits in the cgroup2 subtree `dir` of the hierarchy
+   * mounted at `mount`: cgroup.kill there would kill it too (a spec's cgroupsPath can name
+   * any cgroup). Read from /proc/self/cgroup's "0::" line (cgroups(7)).
+   */
+  protected holdsSelf(dir: string, mount: string): boolean {
+    const own = /^0::(.*)$/m.exec(readText('/proc/self/cgroup') ?? '')?.[1];
+    if (own === undefined) return true; // cannot tell: take the path that spares spored
+    const mine = mount + (own === '/' ? '' : own);
+    return mine === dir || mine.startsWith(`${dir}/`);
+  }
+
   protected eventsPopulated(dir: string | undefined): boolean | null {
     const ev = dir ? readText(`${dir}/cgroup.events`) : undefined;
     const populated = ev ? parseKeyValues(ev)['populated'] : undefined;

@@ -12,7 +12,7 @@ import {
   devicesAllowAll, parseBlkioV1, parseKeyValues, UNLIMITED,
 } from './cgroup-layout.js';
 import { ancestorsOf, exists, hugePageSizes, parentDir, readNumber, readText, sleepSync, writeIfExists, writeValue } from './cgroup-fs.js';
-import { CgroupManagerBase, type CgroupCpuStats, type CgroupHugetlbStats, type CgroupMemoryEntry, type CgroupMemoryStats, type CgroupStats } from './cgroup-manager.js';
+import { CgroupManagerBase, SIGKILL, type CgroupCpuStats, type CgroupHugetlbStats, type CgroupMemoryEntry, type CgroupMemoryStats, type CgroupStats } from './cgroup-manager.js';
 import { setUnifiedFrozen } from './cgroup-v2.js';
 
 /** cpuset: a cgroup with empty cpuset.cpus/mems cannot hold tasks, so copy from the parent. */
@@ -250,9 +250,18 @@ export class CgroupV1Manager extends CgroupManagerBase {
     throw new Internal(`freezer ${dir}: state ${want} not reached within ${this.freezeTimeoutMs} ms`);
   }
 
-  protected killAtomically(): undefined {
-    // v1 has no cgroup.kill (and a hybrid host's unified dir is not where the limits are): freeze, signal, thaw.
-    return undefined;
+  protected killAtomically(h: CgroupHandle, signo: number): number | undefined {
+    // v1 has no cgroup.kill, but on a hybrid host every spore process is placed in the
+    // controller-less cgroup2 hierarchy too, and cgroup.kill is a core cgroup2 file: one write
+    // kills the subtree there with no race against forks. (Freeze, signal each pid, thaw took
+    // seconds against a fork bomb on a loaded machine.) A process the unified dir does not
+    // hold (none is placed so) is left to the freeze path: once the unified dir is empty
+    // this answers undefined and the caller's next round signals the v1 pids.
+    const u = h.dirs['unified'];
+    if (signo !== SIGKILL || !u || this.eventsPopulated(u) !== true || !exists(`${u}/cgroup.kill`) || this.holdsSelf(u, h.mounts['unified'] ?? '')) return undefined;
+    const n = this.pids(h).length;
+    writeValue(`${u}/cgroup.kill`, 1);
+    return n;
   }
 
   protected readStats(h: CgroupHandle, out: CgroupStats): void {

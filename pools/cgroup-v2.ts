@@ -191,7 +191,7 @@ export class CgroupV2Manager extends CgroupManagerBase {
   protected killAtomically(h: CgroupHandle, signo: number): number | undefined {
     // cgroup.kill (Linux 5.14+): no race with forks, no freezing needed.
     const u = h.dirs['unified'];
-    if (signo !== SIGKILL || !u || !exists(`${u}/cgroup.kill`)) return undefined;
+    if (signo !== SIGKILL || !u || !exists(`${u}/cgroup.kill`) || this.holdsSelf(u, h.mounts['unified'] ?? '')) return undefined;
     const n = this.pids(h).length;
     if (n > 0) writeValue(`${u}/cgroup.kill`, 1);
     return n;

@@ -10,6 +10,7 @@ import {
   layoutFromMounts, memorySwapV2, normalizeCgroupPath, oomKillCount, parseBlkioV1, parseCgroupNumber,
   parseIoStatV2, parseMountinfo, pids, procsFiles, sharesToWeight, stats, thaw, UNLIMITED,
 } from '../pools/cgroups.js';
+import { CgroupV1Manager } from '../pools/cgroup-v1.js';
 
 const HYBRID_MOUNTINFO = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
@@ -270,6 +271,42 @@ describe('cgroups on the real cgroupfs', () => {
     }
     for (const dir of Object.values(cgroupHandle(layout, `${PARENT}/pool`).dirs)) expect(existsSync(dir)).toBe(false);
   });
+  it('hybrid: SIGKILL empties a fork bomb in one call through the unified hierarchy\'s cgroup.kill, even with no time to freeze', async () => {
+    if (layout.mode !== 'hybrid' || !layout.unified) return; // v2 kills with cgroup.kill already; v1 has none
+    // A v1 freezer that cannot settle in 0 ms leaves the old path signalling pid by pid while
+    // the bomb forks: survivors. cgroup.kill has no such race.
+    const m = new CgroupV1Manager({ freezeTimeoutMs: 0 });
+    const h = handle('bomb');
+    createCgroup(h, { pids: { limit: 200 } });
+    const g = gated(`/bin/sh -c 'b() { while :; do b & done; }; b' 2>/dev/null`);
+    addProcess(h, g.child.pid!);
+    g.go();
+    for (let i = 0; i < 200 && pids(h).length < 100; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(pids(h).length).toBeGreaterThanOrEqual(100);
+    expect(m.killAll(h, "SIGKILL")).toBeGreaterThanOrEqual(100);
+    const deadline = Date.now() + 1000;
+    while (pids(h).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(pids(h)).toEqual([]);
+  });
+
+  it('SIGKILL spares spored when a cgroup holds it: no cgroup.kill on a subtree the caller is in', async () => {
+    const u = layout.unified;
+    if (!u) return;
+    const h = handle('self');
+    createCgroup(h);
+    const g = gated('sleep 30');
+    addProcess(h, g.child.pid!);
+    g.go();
+    const own = /^0::(.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1] ?? '/';
+    writeFileSync(`${h.dirs['unified']}/cgroup.procs`, String(process.pid)); // this test process, in the unified dir only
+    try {
+      expect(killAll(h, 'SIGKILL')).toBeGreaterThanOrEqual(1);
+      expect((await g.exit).signal).toBe('SIGKILL');
+    } finally {
+      writeFileSync(`${u}${own === '/' ? '' : own}/cgroup.procs`, String(process.pid));
+    }
+  });
+
   it('v2 code paths on the unified mount of a hybrid host (freeze, kill, destroy)', async () => {
     if (layout.mode !== 'hybrid' || !layout.unified) return; // pure v2 is covered above
     const u = layout.unified;
