@@ -65,4 +65,25 @@ describe('resetSignalsForExec', () => {
     expect(BigInt(`0x${before}`) & 0x180000000n, r.stderr).toBe(0x180000000n);
     expect(after).toBe('0000000000000000');
   });
+
+  it('with the ignored set read ahead (a shell, cacheIgnoredSignals), resets exactly that set', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const lib = new URL('../dist/sys/libc.js', import.meta.url).href;
+    const koffiUrl = new URL('../node_modules/koffi/index.js', import.meta.url).href;
+    // SIGUSR1 (10) ignored before the read ahead is reset; SIGUSR2 (12), ignored after it, is
+    // not: the cache is for a process whose dispositions do not change in between
+    const code = `
+      const koffi = (await import(${JSON.stringify(koffiUrl)})).default;
+      const sys = await import(${JSON.stringify(lib)});
+      const fs = await import('node:fs');
+      const raw = koffi.load('libc.so.6').func('long syscall(long, long, const uint8_t *, uint8_t *, long)');
+      const ign = Buffer.alloc(32); ign.writeBigUInt64LE(1n, 0); // SIG_IGN
+      raw(13, 10, ign, null, 8);
+      sys.cacheIgnoredSignals();
+      raw(13, 12, ign, null, 8);
+      sys.resetSignalsForExec();
+      console.log(/^SigIgn:\\s*(\\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+    expect(BigInt(`0x${r.stdout.trim() || 'x'}`), r.stderr).toBe(1n << 11n);
+  });
 });

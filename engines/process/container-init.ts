@@ -246,6 +246,8 @@ export function runShell(io: ShellIo, ahead: readonly EarlyStep[], s: ContainerS
     s.prctl(PR.SET_PDEATHSIG, SIGKILL);
     for (const step of ahead) earlyStep(s, step, [io.planFd, io.startFd, io.statusFd]);
     if (io.rehearsal) rehearse(io.rehearsal, ahead);
+    // nothing changes this shell's signal dispositions before its exec: read them while idle
+    s.cacheIgnoredSignals();
     plan = receivePlan(s, io.planFd);
     if (plan === null) s.exit(0); // the seed let it go
     planAt = performance.now();

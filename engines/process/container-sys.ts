@@ -41,6 +41,8 @@ export interface ContainerSys {
   exit(code: number): never;
   /** SIG_DFL for every ignored signal and an empty signal mask (sys.resetSignalsForExec) */
   resetSignalsForExec(): void;
+  /** sys.cacheIgnoredSignals: the ignored set read now, for resetSignalsForExec later */
+  cacheIgnoredSignals(): void;
   execve(path: string, argv: string[], envp: string[]): never;
   // --- file descriptors -----------------------------------------------------------
   open(path: string, flags: number): number;
@@ -145,6 +147,7 @@ export const realContainerSys: ContainerSys = {
   },
   exit: (code) => sys.exit(code),
   resetSignalsForExec: () => sys.resetSignalsForExec(),
+  cacheIgnoredSignals: () => sys.cacheIgnoredSignals(),
   execve: (path, argv, envp) => sys.execve(path, argv, envp),
   open: (path, flags) => sys.open(path, flags),
   close: (fd) => sys.close(fd),
@@ -461,6 +464,7 @@ export class RecordingContainerSys implements ContainerSys {
     throw this.ended;
   }
   resetSignalsForExec(): void { this.rec('reset_signals', []); }
+  cacheIgnoredSignals(): void { this.rec('cache_ignored_signals', []); }
   execve(path: string, argv: string[], envp: string[]): never {
     this.rec('execve', [path, argv, envp]);
     this.ended = new RecordedExec(path, argv, envp);
@@ -646,4 +650,69 @@ function statOf(e: FakeEntry): FileStat {
 function fsError(syscall: string, errno: number, path: string): NodeJS.ErrnoException {
   const code = errnoName(errno);
   return Object.assign(new Error(`${code}: ${syscall} '${path}'`), { code, errno: -errno, syscall, path });
+}
+
+// --- warming --------------------------------------------------------------------------
+
+/**
+ * Run each real call a container's set-up makes once in this process, in a form that
+ * changes nothing (a path that does not exist, fd -1, an invalid argument, or today's own
+ * value), so that a fork of it finds the code warm. Called by the root seed at start, before
+ * its first fork: every call's first use in a process costs 20-400 µs (wrapper and koffi
+ * call paths compiled, inline caches filled, error classes made), and a forked child that
+ * made them cold spent ~0.3 ms on signal resetting alone after Start. What a fork inherits
+ * is that state; its own first writes to it are copy-on-write faults (~1.6 µs a page here).
+ * Never: setsid, fork, exit, fd closing or sealing, sethostname and friends with a valid
+ * name, the session keyring, seccomp, capset, the loopback: those would change the seed.
+ */
+export function warmContainerSys(): void {
+  const NX = '/nonexistent-spore-warm-path';
+  const s = realContainerSys;
+  const tryIt = (f: () => unknown): void => { try { f(); } catch { /* the expected refusal */ } };
+  const devnull = s.open('/dev/null', sys.O.RDWR | sys.O.CLOEXEC);
+  try {
+    tryIt(() => s.open(NX, sys.O.RDONLY | sys.O.CLOEXEC));
+    s.dup2(devnull, devnull);
+    const d = s.dupAt(devnull, 100);
+    s.dup3(devnull, d, sys.O.CLOEXEC);
+    s.close(d);
+    s.setNonblock(devnull, false);
+    s.read(devnull, 1);
+    s.write(devnull, Buffer.alloc(1));
+    tryIt(() => s.ioctl(-1, 0x540e /* TIOCSCTTY */, 0));
+    tryIt(() => s.fchown(-1, -1, -1));
+  } finally {
+    s.close(devnull);
+  }
+  s.unshare(0); // no namespace asked for: nothing happens
+  tryIt(() => s.setns(-1, 0));
+  tryIt(() => s.mount(null, NX, null, sys.MS.BIND, null));
+  tryIt(() => s.mountInRoot('/', null, NX, null, sys.MS.BIND, null)); // ENOENT from openat2, before any mount
+  tryIt(() => s.umount2(NX, 0));
+  tryIt(() => s.pivotRoot(NX, NX));
+  tryIt(() => s.chdir(NX));
+  s.chdirInRoot(process.cwd()); // where it is already
+  tryIt(() => s.sethostname('x'.repeat(65))); // EINVAL: longer than HOST_NAME_MAX
+  tryIt(() => s.setdomainname('x'.repeat(65)));
+  tryIt(() => s.addKeyPermission(0, 0)); // no such key
+  tryIt(() => s.mknod(`${NX}/null`, 0o20666, 1, 3));
+  tryIt(() => s.chown(NX, -1, -1));
+  tryIt(() => s.writeFile(`${NX}/f`, ''));
+  tryIt(() => s.touch(`${NX}/f`));
+  tryIt(() => s.symlink('x', `${NX}/l`));
+  s.exists(NX);
+  s.stat('/');
+  s.lstat('/');
+  tryIt(() => s.readlink(NX));
+  tryIt(() => s.access(NX, X_OK));
+  tryIt(() => s.readFile(NX));
+  tryIt(() => s.readFileInRoot(NX, 1));
+  s.prctl(23 /* PR_CAPBSET_READ */, 0);
+  tryIt(() => s.setgroups(new Array<number>(65537).fill(0))); // EINVAL: more than NGROUPS_MAX
+  s.setresgid(process.getgid?.() ?? 0); // its own gid: no change
+  s.setresuid(process.getuid?.() ?? 0);
+  tryIt(() => s.setrlimit(1 << 20, 0n, 0n)); // EINVAL: no such resource
+  s.umask(s.umask(0o022));
+  tryIt(() => s.execve(NX, [NX], []));
+  sys.warmSignalReset();
 }

@@ -13,6 +13,7 @@ import { chmodSync, renameSync, rmSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import { childPids, parentPid } from '../../sys/proc.js';
 import { runChild } from './container-init.js';
+import { warmContainerSys } from './container-sys.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
 import { ShellPool } from './shells.js';
@@ -410,6 +411,8 @@ function main(): void {
   // the same reason). spored and the keeper keep their access: CAP_SYS_PTRACE.
   sys.prctl(sys.PR.SET_DUMPABLE, 0);
   ownPidNs = sys.open('/proc/self/ns/pid', sys.O.RDONLY | sys.O.CLOEXEC);
+  // before the first fork: every child and shell inherits the set-up's calls warm
+  warmContainerSys();
   shells = new ShellPool({ ownPidNs, seedFds, warn: (m) => process.stderr.write(`spore seed: ${m}\n`) });
   process.on('SIGCHLD', reapAll);
   // its spored's terminal or log may go away with it; a write there must not kill the seed
