@@ -53,6 +53,11 @@ function ptySpliceWorks(): boolean {
   return ptySplice;
 }
 
+/** Tests run both copy modes on one kernel: true / false forces one, null probes again. */
+export function forcePtySpliceForTests(mode: boolean | null): void {
+  ptySplice = mode;
+}
+
 export class Console {
   /** stream mode (no pty splice): the master's reader and writer, the FIFO ends as sockets */
   private readonly out: tty.ReadStream | null = null;
