@@ -232,6 +232,7 @@ export class TaskManager {
         seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
         isHostNetns,
       });
+      plan.process.oomScoreAdj ??= defaultOomScoreAdj(this.o.runDir);
       checkLsm(plan.process, hostLsm());
       // Pipelined: the child forks and sets up namespaces and mounts while we create its
       // cgroup; it joins the cgroup at the end of its setup. Not when the spec mounts the
@@ -432,6 +433,7 @@ export class TaskManager {
         id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: childStdio,
         cgroupProcs: procsFiles(c.cgroup), seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,
       });
+      plan.process.oomScoreAdj ??= defaultOomScoreAdj(this.o.runDir);
       checkLsm(plan.process, hostLsm(), 'exec process');
       const k = key(ns, id, execId);
       const spawned = await this.o.seed.spawn(k, plan);
@@ -1012,4 +1014,20 @@ function takeConsole(spawned: SpawnResult): number {
   } finally {
     sys.close(pidfd);
   }
+}
+
+/**
+ * The oom_score_adj of a container process whose spec sets none: containerd's + 1 (at most
+ * 1000), as a runc container's (containerd 1.6 runtime/v2/shim AdjustOOMScore gives the runc
+ * shim its parent's score + 1, and runc's init and execs inherit the shim's). The shim's
+ * `start` (bin/containerd-shim-spore-v2, containerd's child) writes containerd's score to
+ * `<runDir>/containerd-oom-score-adj`. null when no containerd started spore (the process
+ * then inherits the root seed's, which the keeper raised).
+ */
+export function defaultOomScoreAdj(runDir: string): number | null {
+  let text: string;
+  try { text = readFileSync(join(runDir, 'containerd-oom-score-adj'), 'utf8'); } catch { return null; }
+  const score = Number(text.trim());
+  if (text.trim() === '' || !Number.isInteger(score) || score < -1000 || score > 1000) return null;
+  return Math.min(1000, score + 1);
 }

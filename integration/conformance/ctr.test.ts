@@ -64,6 +64,15 @@ export const CASES: Case[] = [
     file('{dir}/elog.meta'),
   ]),
 
+  kase('oom_score_adj: the spec\'s when set, else what runc\'s processes inherit', [
+    run('--rm', '{c} /bin/cat /proc/self/oom_score_adj'),
+    runSpec('--rm', '{c2}', ['/bin/cat', '/proc/self/oom_score_adj'], (s) => { s.process.oomScoreAdj = 300; }),
+    run('-d', '{c3} /bin/sleep 1000'),
+    exec('--exec-id e1', '{c3} /bin/cat /proc/self/oom_score_adj'),
+    runSpec('-d', '{c4}', ['/bin/sleep', '1000'], (s) => { s.process.oomScoreAdj = 300; }),
+    exec('--exec-id e1', '{c4} /bin/cat /proc/self/oom_score_adj'),
+  ]),
+
   // --- named case 3: HOME from the container's /etc/passwd, "/" without an entry
   kase('HOME comes from /etc/passwd (or "/")', [
     run('--rm', '{c} /bin/env'),
