@@ -817,18 +817,34 @@ export class TaskManager {
    * gone (or now belongs to another process) ended unseen, e.g. while the seed itself was
    * down. It is reported stopped with status 255, as containerd reports a lost process.
    */
-  sweepLost(): number {
+  sweepLost(suspects: ReadonlySet<ProcState> = new Set(this.lostSuspects())): number {
     let n = 0;
     for (const c of this.containers.values()) {
       for (const p of [c.init, ...c.execs.values()]) {
-        if (p.status === 'stopped' || p.pid <= 0 || this.alive(p)) continue;
-        if (p.status === 'created' && this.byPid.get(p.pid)?.p !== p) continue;
+        if (!suspects.has(p) || !this.seemsLost(p)) continue;
         this.o.log.warn({ id: c.id, ns: c.namespace, execId: p.execId || undefined, pid: p.pid }, 'process ended while spored was away and its status is lost; reporting 255');
         this.applyExit(c, p, 255 << 8);
         n++;
       }
     }
     return n;
+  }
+
+  /**
+   * Processes sweepLost() would report now: recorded alive, their pid gone. Their exit may
+   * still be on its way (the seed reaped it a moment ago): the daemon makes a round trip to
+   * the seed first (it sends each exit as it reaps, before the reply to anything asked
+   * later), then sweeps only these. A process that ends after this is reported as usual.
+   */
+  lostSuspects(): ProcState[] {
+    const out: ProcState[] = [];
+    for (const c of this.containers.values()) for (const p of [c.init, ...c.execs.values()]) if (this.seemsLost(p)) out.push(p);
+    return out;
+  }
+
+  private seemsLost(p: ProcState): boolean {
+    if (p.status === 'stopped' || p.pid <= 0 || this.alive(p)) return false;
+    return !(p.status === 'created' && this.byPid.get(p.pid)?.p !== p);
   }
 
   /** An exit the keeper reaped (the process had lost its seed parent); `at`: when (ISO 8601). */

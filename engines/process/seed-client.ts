@@ -228,6 +228,16 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     this.link?.send({ op: 'shells', seq: 0, count });
   }
 
+  /**
+   * A round trip to the seed: it sends each exit as it reaps it, on the same link and before
+   * the reply to any later request, so once this resolves every exit it reaped before has
+   * been delivered (spored's sweep of lost processes waits on it). Old seeds know `ping` too.
+   */
+  async sync(): Promise<void> {
+    const r = await this.request({ op: 'ping' });
+    if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
+  }
+
   /** Kill a spawned sandbox that never started. */
   async abort(key: string): Promise<void> {
     await this.request({ op: 'abort', key });
