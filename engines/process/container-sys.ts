@@ -656,7 +656,7 @@ function fsError(syscall: string, errno: number, path: string): NodeJS.ErrnoExce
 
 /**
  * Run each real call a container's set-up makes once in this process, in a form that
- * changes nothing (a path that does not exist, fd -1, an invalid argument, or today's own
+ * changes nothing (a path below /dev/null, fd -1, an invalid argument, or today's own
  * value), so that a fork of it finds the code warm. Called by the root seed at start, before
  * its first fork: every call's first use in a process costs 20-400 µs (wrapper and koffi
  * call paths compiled, inline caches filled, error classes made), and a forked child that
@@ -666,7 +666,10 @@ function fsError(syscall: string, errno: number, path: string): NodeJS.ErrnoExce
  * name, the session keyring, seccomp, capset, the loopback: those would change the seed.
  */
 export function warmContainerSys(): void {
-  const NX = '/nonexistent-spore-warm-path';
+  // below a character device: every lookup fails with ENOTDIR, whatever anyone creates
+  // (a path that merely does not exist could be made to, and the seed would then write
+  // files there, make a device node, or execve it as root)
+  const NX = '/dev/null/spore-warm';
   const s = realContainerSys;
   const tryIt = (f: () => unknown): void => { try { f(); } catch { /* the expected refusal */ } };
   const devnull = s.open('/dev/null', sys.O.RDWR | sys.O.CLOEXEC);
