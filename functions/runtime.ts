@@ -161,7 +161,10 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     await this.tree.listen();
     const reaped = reapStaleCgroupPools(this.o.layout, pidAlive);
     if (reaped.length) this.o.log.warn({ pools: reaped }, 'removed function cgroups of a dead spored');
-    this.cgroups = new CgroupPool(this.o.layout, { size: this.o.cgroupPoolSize ?? 32, parent: this.cgroupParent });
+    this.cgroups = new CgroupPool(this.o.layout, {
+      size: this.o.cgroupPoolSize ?? 32, parent: this.cgroupParent,
+      onQuarantine: (message) => this.o.log.warn(message),
+    });
     this.cgroups.fill();
     this.tree.root();
     const langs = await Promise.allSettled((['node', 'python'] as const).map((l) => this.tree.languageSeed(l)));

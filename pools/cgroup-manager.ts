@@ -75,8 +75,14 @@ export interface CgroupManager {
   populated(h: CgroupHandle): boolean | null;
   freeze(h: CgroupHandle): void;
   thaw(h: CgroupHandle): void;
-  /** Signal every process in the subtree; returns how many were signalled. */
-  killAll(h: CgroupHandle, signal?: NodeJS.Signals | number): number;
+  /**
+   * Stop every fork in the cgroup until the returned function is called (pids.max 0; the
+   * previous limit is put back then): what cannot fork cannot outrun killing pid by pid.
+   * A no-op where the cgroup has no pids controller.
+   */
+  fenceForks(h: CgroupHandle): () => void;
+  /** Signal every process in the subtree; returns how many were signalled. `fenced`: forks are stopped (fenceForks), no freeze needed. */
+  killAll(h: CgroupHandle, signal?: NodeJS.Signals | number, fenced?: boolean): number;
   stats(h: CgroupHandle): CgroupStats;
   /** Number of OOM kills in this cgroup (cumulative for the cgroup's lifetime). */
   oomKillCount(h: CgroupHandle): number;
@@ -225,14 +231,26 @@ export abstract class CgroupManagerBase implements CgroupManager {
     return [...set].sort((a, b) => a - b);
   }
 
+  fenceForks(h: CgroupHandle): () => void {
+    this.check(h);
+    const dir = h.dirs['pids'] ?? h.dirs['unified'];
+    const file = dir ? `${dir}/pids.max` : '';
+    const was = file ? readText(file)?.trim() : undefined;
+    if (!file || !was) return () => undefined;
+    writeValue(file, 0);
+    return () => { try { writeValue(file, was); } catch { /* the cgroup is gone */ } };
+  }
+
   freeze(h: CgroupHandle): void { this.check(h); this.setFrozen(h, true); }
   thaw(h: CgroupHandle): void { this.check(h); this.setFrozen(h, false); }
 
   /**
    * Signal every process in the cgroup subtree: atomically where the version can (v2 cgroup.kill
    * for SIGKILL), otherwise freeze → signal each pid → thaw, so nothing forks in between.
+   * `fenced`: the caller stopped forks already (fenceForks), so each pid is signalled
+   * without the freeze (a thaw alone took 66 ms here).
    */
-  killAll(h: CgroupHandle, signal: NodeJS.Signals | number = 'SIGKILL'): number {
+  killAll(h: CgroupHandle, signal: NodeJS.Signals | number = 'SIGKILL', fenced = false): number {
     const signo = typeof signal === 'number' ? signal : SIGNALS[signal];
     if (signo === undefined) throw new InvalidArgument(`unknown signal ${String(signal)}`);
     this.check(h);
@@ -241,7 +259,7 @@ export abstract class CgroupManagerBase implements CgroupManager {
     const list = this.pids(h).filter((p) => p !== process.pid);
     if (list.length === 0) return 0;
     let frozen = false;
-    try {
+    if (!fenced) try {
       this.freeze(h);
       frozen = true;
     } catch {

@@ -12,7 +12,6 @@
 import type { LinuxResources } from '../protocols/oci/spec.js';
 import { FailedPrecondition, Internal, InvalidArgument } from '../sys/errors.js';
 import { type CgroupHandle, type CgroupLayout, type CgroupMode, cgroupHandle } from './cgroup-layout.js';
-import { sleepSync } from './cgroup-fs.js';
 import type { CgroupManager, CgroupManagerOptions, CgroupStats } from './cgroup-manager.js';
 import { CgroupV1Manager } from './cgroup-v1.js';
 import { CgroupV2Manager } from './cgroup-v2.js';
@@ -130,6 +129,8 @@ export interface CgroupPoolSnapshot {
   recreated: number;
   /** release() could not empty the cgroup; it was taken out of the pool. */
   quarantined: number;
+  /** released with processes left: killed, and back in the pool once the kernel has them gone */
+  draining: number;
 }
 
 export interface CgroupPoolOptions {
@@ -138,9 +139,13 @@ export interface CgroupPoolOptions {
   parent?: string;
   /** Manager to drive the pool's cgroups with; default cgroupManager(layout). */
   manager?: CgroupManager;
+  /** Told when a released cgroup could not be emptied and was taken out of the pool. */
+  onQuarantine?: (message: string) => void;
 }
 
 const RELEASE_DRAIN_MS = 2000;
+/** How often a draining cgroup is looked at again (ms). */
+const DRAIN_POLL_MS = 5;
 
 /**
  * Pre-created cgroups for the function runtime. Creating cgroups on the start path contends on
@@ -163,11 +168,17 @@ export class CgroupPool {
   private readonly oomBase = new Map<number, number>();
   private nextIndex = 0;
   private counters = { created: 0, acquires: 0, releases: 0, misses: 0, recreated: 0, quarantined: 0 };
+  /** cgroups being emptied after a release: their fence to lift and their next look */
+  private readonly draining = new Map<number, { unfence: () => void; timer: NodeJS.Timeout | null }>();
+  private drainWaiters: (() => void)[] = [];
+  private closed = false;
+  private readonly onQuarantine: (message: string) => void;
 
   constructor(layout: CgroupLayout, opts: CgroupPoolOptions) {
     if (!Number.isInteger(opts.size) || opts.size < 0) throw new InvalidArgument(`pool size ${opts.size}`);
     this.layout = layout;
     this.mgr = opts.manager ?? cgroupManager(layout);
+    this.onQuarantine = opts.onQuarantine ?? (() => undefined);
     this.target = opts.size;
     this.parent = opts.parent ?? '/spore/pool';
     cgroupHandle(layout, this.parent); // validate early
@@ -246,17 +257,65 @@ export class CgroupPool {
 
   private recycle(index: number, keepLimits = false): void {
     const h = this.handleFor(index);
-    const deadline = Date.now() + RELEASE_DRAIN_MS;
     // The usual case (the instance was reaped and left nothing) is one file read; only a
     // populated or undecidable cgroup walks cgroup.procs of every hierarchy.
-    while (this.mgr.populated(h) !== false && this.mgr.pids(h).length > 0) {
-      this.mgr.killAll(h, 'SIGKILL');
-      if (Date.now() > deadline) {
-        this.counters.quarantined++;
-        throw new Internal(`pool cgroup ${h.path}: processes survived SIGKILL for ${RELEASE_DRAIN_MS} ms; quarantined`);
-      }
-      sleepSync(2);
+    if (this.mgr.populated(h) === false || this.mgr.pids(h).length === 0) {
+      this.reuse(index, keepLimits);
+      return;
     }
+    // Leftovers, maybe a fork bomb. No fork from now on (an instance is in its pool cgroup's
+    // memory and pids hierarchies only, functions/instances.ts, so neither a freeze nor
+    // cgroup.kill reaches it there, and killing pid by pid lost to the forks), every one
+    // SIGKILLed now, and the cgroup back in the pool once empty. That wait is the kernel
+    // tearing the processes down (a few hundred ms for a bomb's 200); it is polled off the
+    // event loop: waiting in place held spored, every other call and containerd's with it,
+    // for up to the whole drain (2 s) per bomb.
+    const d = { unfence: this.mgr.fenceForks(h), timer: null as NodeJS.Timeout | null };
+    this.draining.set(index, d);
+    const deadline = Date.now() + RELEASE_DRAIN_MS;
+    const look = (): void => {
+      d.timer = null;
+      if (this.closed) return;
+      let left = true;
+      let failure: string | null = null;
+      try {
+        left = this.mgr.populated(h) !== false && this.mgr.pids(h).length > 0;
+        if (left && Date.now() <= deadline) {
+          this.mgr.killAll(h, 'SIGKILL', true);
+          d.timer = setTimeout(look, DRAIN_POLL_MS);
+          return;
+        }
+      } catch (e) {
+        failure = (e as Error).message;
+      }
+      this.endDrain(index);
+      if (left || failure !== null) {
+        this.counters.quarantined++;
+        this.onQuarantine(`pool cgroup ${h.path}: ${failure ?? `processes survived SIGKILL for ${RELEASE_DRAIN_MS} ms`}; quarantined`);
+        return;
+      }
+      try {
+        this.reuse(index, keepLimits);
+      } catch (e) {
+        this.counters.quarantined++;
+        this.onQuarantine(`pool cgroup ${h.path}: ${(e as Error).message}; quarantined`);
+      }
+    };
+    look();
+  }
+
+  private endDrain(index: number): void {
+    const d = this.draining.get(index);
+    if (!d) return;
+    if (d.timer) clearTimeout(d.timer);
+    d.unfence();
+    this.draining.delete(index);
+    if (this.draining.size === 0) for (const w of this.drainWaiters.splice(0)) w();
+  }
+
+  /** An empty cgroup back in the pool: its limits reset (unless kept for its key). */
+  private reuse(index: number, keepLimits: boolean): void {
+    const h = this.handleFor(index);
     if (!keepLimits) {
       try {
         this.mgr.scrub(h);
@@ -270,13 +329,22 @@ export class CgroupPool {
     this.free.push(index);
   }
 
+  /** Resolves once no released cgroup is still being emptied. */
+  drained(): Promise<void> {
+    if (this.draining.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
   snapshot(): CgroupPoolSnapshot {
-    return { parent: this.parent, target: this.target, free: this.free.length, inUse: this.inUse.size, ...this.counters };
+    return { parent: this.parent, target: this.target, free: this.free.length, inUse: this.inUse.size, draining: this.draining.size, ...this.counters };
   }
 
   /** Destroy every pool cgroup (in-use ones too) and the pool parent. */
   close(): void {
-    for (const i of [...this.free, ...this.inUse]) {
+    this.closed = true;
+    const draining = [...this.draining.keys()];
+    for (const i of draining) this.endDrain(i);
+    for (const i of [...this.free, ...this.inUse, ...draining]) {
       const h = this.handleFor(i);
       this.mgr.killAll(h, 'SIGKILL');
       this.mgr.destroy(h);
