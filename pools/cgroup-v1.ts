@@ -251,12 +251,12 @@ export class CgroupV1Manager extends CgroupManagerBase {
   }
 
   protected killAtomically(h: CgroupHandle, signo: number): number | undefined {
-    // v1 has no cgroup.kill, but on a hybrid host every spore process is placed in the
+    // v1 has no cgroup.kill, but on a hybrid host a container's processes are placed in the
     // controller-less cgroup2 hierarchy too, and cgroup.kill is a core cgroup2 file: one write
-    // kills the subtree there with no race against forks. (Freeze, signal each pid, thaw took
-    // seconds against a fork bomb on a loaded machine.) A process the unified dir does not
-    // hold (none is placed so) is left to the freeze path: once the unified dir is empty
-    // this answers undefined and the caller's next round signals the v1 pids.
+    // kills the subtree there with no race against forks. A process the unified dir does not
+    // hold (a function instance is only in its pool cgroup's memory and pids hierarchies;
+    // CgroupPool fences its forks instead) is left to the other path: once the unified dir
+    // is empty this answers undefined and the caller signals the v1 pids.
     const u = h.dirs['unified'];
     if (signo !== SIGKILL || !u || this.eventsPopulated(u) !== true || !exists(`${u}/cgroup.kill`) || this.holdsSelf(u, h.mounts['unified'] ?? '')) return undefined;
     const n = this.pids(h).length;
