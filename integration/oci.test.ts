@@ -194,6 +194,24 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
     expect(list.stdout).not.toMatch(/bad[12]/);
   });
 
+  it('refuses a cgroupsPath that holds spore\'s own processes (spored, the keeper, the root seed, function seeds)', async () => {
+    expect((await c.ctr(['run', '--rm', ...RT, ...fifo(), '--rootfs', rootfs('busybox'), 'own-up', '/bin/true'], { timeoutMs: 30_000 })).code).toBe(0); // spored is up
+    const spored = parseInt(fs.readFileSync(`${c.runDir}/spored.pid`, 'utf8').trim(), 10);
+    const keeper = parseInt(fs.readFileSync(`${c.runDir}/keeper.pid`, 'utf8').trim(), 10);
+    const pidsPath = (pid: number): string => /^\d+:pids:(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))?.[1] ?? '/';
+    const parentOf = (p: string): string => p.slice(0, p.lastIndexOf('/')) || '/';
+    // (the root cgroup, where spored may sit, is refused for every container anyway)
+    const paths = [pidsPath(spored), pidsPath(keeper), parentOf(pidsPath(spored)), `/spore/fri-${spored}`, '/spore'].filter((p) => p !== '/');
+    for (const [i, path] of paths.entries()) {
+      const r = await c.ctr(['run', '--rm', ...RT, ...fifo(), '--cgroup', path, '--rootfs', rootfs('busybox'), `own${i}`, '/bin/true'], { timeoutMs: 30_000 });
+      expect(r.code, path).not.toBe(0);
+      expect(r.stderr, path).toMatch(/must not hold spore's own processes|holds spore's function seeds/);
+    }
+    expect(fs.existsSync(`/proc/${spored}`) && fs.existsSync(`/proc/${keeper}`)).toBe(true);
+    const list = await c.ctr(['container', 'ls', '-q']);
+    expect(list.stdout).not.toMatch(/own\d/);
+  });
+
   it('leaves no processes, cgroups or mounts after all containers are gone', async () => {
     const tl = await c.ctr(['task', 'ls', '-q']);
     expect(tl.stdout.trim()).toBe('');

@@ -195,6 +195,28 @@ export function cgroupHandle(layout: CgroupLayout, cgroupsPath: string, opts: Ha
   return { path, mode: layout.mode, dirs, mounts };
 }
 
+/**
+ * Whether a process whose /proc/<pid>/cgroup reads `procCgroup` (cgroups(7): `id:controllers:path`
+ * lines; "" controllers for cgroup2, `name=systemd` for a named one) is in `handle`'s cgroup
+ * or below it, in any hierarchy the handle has. A container's kill (kill --all, the init's
+ * exit without a pid namespace of its own) takes every process there.
+ */
+export function cgroupHolds(handle: CgroupHandle, procCgroup: string): boolean {
+  for (const line of procCgroup.split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const keys = m[1] === '' ? ['unified'] : (m[1] as string).split(',');
+    for (const k of keys) {
+      const dir = handle.dirs[k];
+      const mnt = handle.mounts[k];
+      if (dir === undefined || mnt === undefined) continue;
+      const own = mnt + (m[2] === '/' ? '' : m[2]);
+      if (own === dir || own.startsWith(`${dir}/`)) return true;
+    }
+  }
+  return false;
+}
+
 /** Unique directories of a handle (co-mounted controllers share one). */
 export function uniqueDirs(handle: CgroupHandle): string[] {
   return [...new Set(Object.values(handle.dirs))];

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
-import { cgroupHandle, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
+import { cgroupHandle, cgroupHolds, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
 import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
@@ -80,6 +80,8 @@ export interface TaskManagerOptions {
   events: TaskEvents;
   log: Logger;
   cgroupParent?: string;
+  /** the function runtime's cgroup parent (its seeds and instances), which no container's cgroup may hold; default /spore/fri-<spored pid> */
+  functionCgroupParent?: string;
   /** where stdio fds are parked so they survive a spored restart (a keeper), else none */
   custody?: FdCustody;
 }
@@ -185,6 +187,31 @@ export class TaskManager {
     return { c, p };
   }
 
+  /**
+   * A container's cgroup must not hold spore's own processes: its kill (kill --all, or its
+   * init's exit without a pid namespace of its own) takes everything in it, and a freeze
+   * freezes it. A cgroupsPath naming spored's, the keeper's or the root seed's cgroup (or an
+   * ancestor) killed the keeper and every seed (red team, 2026-12-01); function seeds and
+   * instances live under the functions' cgroup parent. runc has no such daemon to protect.
+   */
+  private refuseSporesCgroup(cgroup: CgroupHandle, asked: string): void {
+    const own: [string, number][] = [['spored', process.pid], ['the keeper or whatever started spored', process.ppid], ['the root seed', this.o.seed.pid]];
+    for (const [who, pid] of own) {
+      if (pid <= 1) continue;
+      let text = '';
+      try { text = readFileSync(`/proc/${pid}/cgroup`, 'utf8'); } catch { continue; }
+      if (cgroupHolds(cgroup, text)) {
+        throw new InvalidArgument(`cgroupsPath ${JSON.stringify(asked || cgroup.path)} holds ${who} (pid ${pid}): a container's cgroup must not hold spore's own processes (its kill would take them); give the container a cgroup of its own`);
+      }
+    }
+    const fnParent = cgroupHandle(this.o.layout, this.o.functionCgroupParent ?? `/spore/fri-${process.pid}`);
+    const fnDir = fnParent.dirs['pids'] ?? fnParent.dirs['unified'];
+    const mine = cgroup.dirs['pids'] ?? cgroup.dirs['unified'];
+    if (fnDir && mine && (fnDir === mine || fnDir.startsWith(`${mine}/`))) {
+      throw new InvalidArgument(`cgroupsPath ${JSON.stringify(asked || cgroup.path)} holds spore's function seeds and instances (${fnParent.path}); give the container a cgroup of its own`);
+    }
+  }
+
   // --- Create -----------------------------------------------------------------------
   async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest, opts: CreateOptions = {}): Promise<ContainerState> {
     const t0 = performance.now();
@@ -207,6 +234,7 @@ export class TaskManager {
       const rootPath = this.prepareRootfs(bundle, spec, rootfs, undo);
       lap('rootfs');
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore', named: true });
+      this.refuseSporesCgroup(cgroup, spec.linux?.cgroupsPath ?? '');
       const madeParents = missingAncestors(cgroup);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
       // FIFO stdout/stderr through pipes spored copies from, as the runc shim's (createIO: the

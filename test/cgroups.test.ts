@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailedPrecondition, InvalidArgument } from '../sys/errors.js';
 import {
   type CgroupHandle, type CgroupLayout,
-  addProcess, applyResources, blkioWeightToIoWeight, cgroupHandle, CgroupPool, cpuMaxValue, createCgroup,
+  addProcess, applyResources, blkioWeightToIoWeight, cgroupHandle, cgroupHolds, CgroupPool, cpuMaxValue, createCgroup,
   destroyCgroup, detectCgroupLayout, deviceRuleLine, devicesAllowAll, freeze, hugePageSizeName, killAll,
   layoutFromMounts, memorySwapV2, normalizeCgroupPath, oomKillCount, parseBlkioV1, parseCgroupNumber,
   parseIoStatV2, parseMountinfo, pids, procsFiles, sharesToWeight, stats, thaw, UNLIMITED,
@@ -58,6 +58,21 @@ describe('cgroup pure logic', () => {
     const v1 = layoutFromMounts(parseMountinfo('35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory'));
     expect(v1.mode).toBe('v1');
     expect(() => layoutFromMounts([])).toThrow(InvalidArgument);
+  });
+
+  it('tells whether a process (its /proc/<pid>/cgroup) is in a cgroup or below it, in any hierarchy', () => {
+    const layout = layoutFromMounts(parseMountinfo(HYBRID_MOUNTINFO));
+    const h = cgroupHandle(layout, '/system.slice/spored.service', { named: true });
+    const proc = (pids: string, unified: string): string => `12:pids:${pids}\n5:cpu,cpuacct:/\n1:name=systemd:/x\n0::${unified}\n`;
+    expect(cgroupHolds(h, proc('/system.slice/spored.service', '/'))).toBe(false); // (no pids hierarchy in this layout)
+    expect(cgroupHolds(h, proc('/', '/system.slice/spored.service'))).toBe(true); // the same cgroup, in the unified hierarchy
+    expect(cgroupHolds(h, proc('/', '/system.slice/spored.service/seed'))).toBe(true); // below it
+    expect(cgroupHolds(h, proc('/', '/system.slice/spored.service2'))).toBe(false); // a sibling whose name starts the same
+    expect(cgroupHolds(h, proc('/', '/system.slice'))).toBe(false); // above it
+    expect(cgroupHolds(h, '5:cpu,cpuacct:/system.slice/spored.service\n')).toBe(true); // co-mounted controllers
+    expect(cgroupHolds(h, '1:name=systemd:/system.slice/spored.service/x\n')).toBe(true); // a named hierarchy
+    expect(cgroupHolds(cgroupHandle(layout, '/system.slice/spored.service'), '1:name=systemd:/system.slice/spored.service/x\n')).toBe(false); // not in the handle
+    expect(cgroupHolds(h, 'garbage\n\n')).toBe(false);
   });
 
   it('normalizes and validates cgroupsPath', () => {
