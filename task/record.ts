@@ -34,6 +34,8 @@ export interface ProcRecord {
   terminal: boolean;
   spec: Process | null;
   startFailed?: boolean;
+  /** stopped, its terminal's last output not yet flushed and its exit not yet reported (tasks.ts reportExit) */
+  exitUnreported?: boolean;
   io: IoRecord;
 }
 

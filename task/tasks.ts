@@ -36,6 +36,8 @@ export interface ProcState {
   startFailed?: boolean;
   /** /proc starttime of pid, taken at spawn: a restarted spored trusts the pid only while it matches */
   pidStartTime?: number | null;
+  /** stopped, but its terminal's last output is still being flushed: Wait and the exit event wait for that */
+  exitUnreported?: boolean;
 }
 
 export interface ContainerState {
@@ -365,6 +367,7 @@ export class TaskManager {
       execId: p.execId, pid: p.pid, pidStartTime: p.pidStartTime ?? null, status: p.status, exitStatus: p.exitStatus,
       exitedAt: p.exitedAt ? p.exitedAt.toISOString() : null, stdio: p.stdio, terminal: p.terminal, spec: p.spec,
       ...(p.startFailed ? { startFailed: true } : {}),
+      ...(p.exitUnreported ? { exitUnreported: true } : {}),
       io: { console: this.consoles.has(p), relays: this.ios.get(p)?.relayed ?? [] },
     };
   }
@@ -579,7 +582,7 @@ export class TaskManager {
 
   async wait(ns: string, id: string, execId: string, signal?: AbortSignal): Promise<ProcState> {
     const { p } = this.proc(ns, id, execId);
-    if (p.status === 'stopped' || p.startFailed) return p;
+    if ((p.status === 'stopped' && !p.exitUnreported) || p.startFailed) return p;
     await new Promise<void>((resolve, reject) => {
       const list = this.waiters.get(p) ?? [];
       list.push(resolve);
@@ -811,6 +814,9 @@ export class TaskManager {
         }
         if (r.io.relays.length) this.ios.set(p, ProcessIO.adopt(r.io.relays, custody));
       }
+      // exits whose terminal flush the earlier spored did not finish: flushed again (the
+      // client may still be reading), then reported, before any Wait is answered
+      for (const p of [c.init, ...c.execs.values()]) if (p.exitUnreported) this.reportExit(c, p, this.consoles.get(p));
       if (c.pod) this.pods.rejoin(ns, c.id, c.pod);
       restored++;
     }
@@ -825,6 +831,7 @@ export class TaskManager {
       execId: r.execId, pid: r.pid, pidStartTime: r.pidStartTime, status: r.status, exitStatus: r.exitStatus,
       exitedAt: r.exitedAt ? new Date(r.exitedAt) : null, stdio: r.stdio, terminal: r.terminal, spec: r.spec,
       ...(r.startFailed ? { startFailed: true } : {}),
+      ...(r.exitUnreported && r.status === 'stopped' ? { exitUnreported: true } : {}),
     };
     // an exec registered but not spawned when spored died, now held by the seed: adopt its pid
     const held = waiting.get(k);
@@ -914,16 +921,29 @@ export class TaskManager {
         try { if (oomKillCount(c.cgroup) > 0) this.o.events.oom(c); } catch { /* cgroup gone */ }
       }
     }
+    // The client drops its end of the output stream when it learns of the exit: a terminal's
+    // last output must be in the FIFO before the exit event and Wait's answer go out. That
+    // flush takes up to a second; the record says it is not done, so a spored that takes
+    // over meanwhile does it again rather than answer Wait at once (a kill -9 inside it lost
+    // the output's last 12-40 KB to the Delete that followed).
+    const console = this.consoles.get(p);
+    if (console) p.exitUnreported = true;
     this.persist(c);
+    this.reportExit(c, p, console);
+  }
+
+  /** The exit event and Wait's answer, once a terminal's last output is in its FIFO. */
+  private reportExit(c: ContainerState, p: ProcState, console: Console | undefined): void {
     const finish = (): void => {
       const publish = (): void => this.o.events.exited(c, p);
       if (this.starting.has(p)) this.starting.set(p, publish);
       else publish();
       this.releaseWaiters(p);
+      if (p.exitUnreported) {
+        delete p.exitUnreported;
+        this.persist(c);
+      }
     };
-    // The client drops its end of the output stream when it learns of the exit: a terminal's
-    // last output must be in the FIFO before the exit event and Wait's answer go out.
-    const console = this.consoles.get(p);
     if (console) void console.drainForExit().then(finish, finish);
     else finish();
   }
