@@ -257,20 +257,13 @@ class StdinRelay {
   static async create(fifo: string, custody: ProcessCustody | null): Promise<StdinRelay> {
     // the FIFO's ends are opened by the keeper, held from the start (as Relay.create's)
     const openEnd = (role: string, flags: number): Promise<number> => (custody ? custody.open(role, fifo, flags) : Promise.resolve(sys.open(fifo, flags | sys.O.CLOEXEC)));
-    // Both ends at once (each is a round trip to the keeper): `keep` is opened read-write, so
-    // it needs no reader there first (a write-only open without one is ENXIO); it is only
-    // ever held, as the writer that keeps the FIFO from ending before CloseIO, and never read.
-    const [srcR, keepR] = await Promise.allSettled([
-      openEnd('relay-stdin-src', sys.O.RDONLY | sys.O.NONBLOCK),
-      openEnd('relay-stdin-keep', sys.O.RDWR | sys.O.NONBLOCK),
-    ]);
-    const src = srcR.status === 'fulfilled' ? srcR.value : -1;
-    let keep = keepR.status === 'fulfilled' ? keepR.value : -1;
+    const src = await openEnd('relay-stdin-src', sys.O.RDONLY | sys.O.NONBLOCK);
+    let keep = -1;
     let pipe: [number, number] | null = null;
     let relay: StdinRelay;
     try {
-      if (srcR.status === 'rejected') throw srcR.reason;
-      if (keepR.status === 'rejected') throw keepR.reason;
+      // a writer can open without blocking now that a reader (src) is there
+      keep = await openEnd('relay-stdin-keep', sys.O.WRONLY | sys.O.NONBLOCK);
       pipe = sys.pipe();
       relay = new StdinRelay(src, pipe[1], keep, pipe[0], custody);
     } catch (e) {
