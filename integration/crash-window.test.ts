@@ -3,7 +3,7 @@
 // started. containerd sends the cut-short request again through the keeper; the client must
 // get its answer, its output and its exit code, and nothing may be left behind. The window
 // is held open with SPORE_TEST_HOLD_SPAWNED_MS (task/tasks.ts), so the kill lands in it.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +27,20 @@ async function killSpored(c: Containerd): Promise<void> {
     try { if (sporedPid(c) !== old) return; } catch { /* being rewritten */ }
   }
   throw new Error('no new spored');
+}
+
+/**
+ * A client that has not read since it started (`p`'s stdout paused): kill -9 of spored after
+ * 2 s, reading again 300 ms after the next one is up, into `chunks`; its exit code.
+ */
+async function stalledAcrossKill(c: Containerd, p: ChildProcess, chunks: Buffer[]): Promise<number | null | 'timeout'> {
+  const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+  await sleep(2000);
+  await killSpored(c);
+  await sleep(300);
+  p.stdout?.on('data', (d: Buffer) => chunks.push(d));
+  p.stdout?.resume();
+  return Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
 }
 
 describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exec Start', () => {
@@ -117,13 +131,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored while a stream waits for 
     const chunks: Buffer[] = [];
     let stderr = '';
     p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-    await sleep(2000);
-    await killSpored(c);
-    await sleep(300);
-    p.stdout.on('data', (d: Buffer) => chunks.push(d));
-    p.stdout.resume();
-    const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
+    const code = await stalledAcrossKill(c, p, chunks);
     const out = Buffer.concat(chunks).toString();
     const want = Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('');
     expect(code, stderr).toBe(0);
@@ -138,13 +146,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored while a stream waits for 
     const p = spawn('script', ['-q', '-e', '-c', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
     p.stdout.pause();
     const chunks: Buffer[] = [];
-    const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-    await sleep(2000);
-    await killSpored(c);
-    await sleep(300);
-    p.stdout.on('data', (d: Buffer) => chunks.push(d));
-    p.stdout.resume();
-    const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
+    const code = await stalledAcrossKill(c, p, chunks);
     p.stdin.end();
     // the terminal turns \n into \r\n (and ctr may echo a NUL first, as with runc)
     const lines = Buffer.concat(chunks).toString('latin1').split(/\r*\n/).map((l) => l.replace(/^[\0^@]+/, '')).filter((l) => l !== '');
