@@ -42,48 +42,40 @@ describe('spawnProgram (posix_spawn: how the keeper starts spored)', () => {
   });
 });
 
+/**
+ * Runs `body` in a fresh node (a process of its own: it changes signal dispositions) with
+ * `sys` (dist/sys/libc.js), `ignore(sig)` (SIG_IGN through rt_sigaction itself, which glibc's
+ * signal() refuses for 32 and 33) and `sigIgn()` (SigIgn of /proc/self/status) in scope; its stdout.
+ */
+async function inFreshNode(body: string): Promise<{ stdout: string; stderr: string }> {
+  const { spawnSync } = await import('node:child_process');
+  const lib = new URL('../dist/sys/libc.js', import.meta.url).href;
+  const koffiUrl = new URL('../node_modules/koffi/index.js', import.meta.url).href;
+  const code = `
+    const koffi = (await import(${JSON.stringify(koffiUrl)})).default;
+    const sys = await import(${JSON.stringify(lib)});
+    const fs = await import('node:fs');
+    const raw = koffi.load('libc.so.6').func('long syscall(long, long, const uint8_t *, uint8_t *, long)');
+    const ignore = (sig) => { const ign = Buffer.alloc(32); ign.writeBigUInt64LE(1n, 0); raw(13, sig, ign, null, 8); };
+    const sigIgn = () => /^SigIgn:\\s*(\\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1];
+    ${body}`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+  return { stdout: r.stdout, stderr: r.stderr };
+}
+
 describe('resetSignalsForExec', () => {
   it('resets every ignored signal, glibc\'s own 32 and 33 too (signal() refuses those)', async () => {
-    const { spawnSync } = await import('node:child_process');
-    const lib = new URL('../dist/sys/libc.js', import.meta.url).href;
-    const koffiUrl = new URL('../node_modules/koffi/index.js', import.meta.url).href;
-    // in a child: 32 and 33 ignored through rt_sigaction itself (as posix_spawn leaves them), then the reset
-    const code = `
-      const koffi = (await import(${JSON.stringify(koffiUrl)})).default;
-      const sys = await import(${JSON.stringify(lib)});
-      const fs = await import('node:fs');
-      const c = koffi.load('libc.so.6');
-      const raw = c.func('long syscall(long, long, const uint8_t *, uint8_t *, long)');
-      const ign = Buffer.alloc(32); ign.writeBigUInt64LE(1n, 0); // SIG_IGN
-      raw(13, 32, ign, null, 8); raw(13, 33, ign, null, 8);
-      const before = /^SigIgn:\\s*(\\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1];
-      sys.resetSignalsForExec();
-      const after = /^SigIgn:\\s*(\\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1];
-      console.log(before, after);`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+    // 32 and 33 ignored as posix_spawn leaves them, then the reset
+    const r = await inFreshNode('ignore(32); ignore(33); const before = sigIgn(); sys.resetSignalsForExec(); console.log(before, sigIgn());');
     const [before, after] = r.stdout.trim().split(' ');
     expect(BigInt(`0x${before}`) & 0x180000000n, r.stderr).toBe(0x180000000n);
     expect(after).toBe('0000000000000000');
   });
 
   it('with the ignored set read ahead (a shell, cacheIgnoredSignals), resets exactly that set', async () => {
-    const { spawnSync } = await import('node:child_process');
-    const lib = new URL('../dist/sys/libc.js', import.meta.url).href;
-    const koffiUrl = new URL('../node_modules/koffi/index.js', import.meta.url).href;
     // SIGUSR1 (10) ignored before the read ahead is reset; SIGUSR2 (12), ignored after it, is
     // not: the cache is for a process whose dispositions do not change in between
-    const code = `
-      const koffi = (await import(${JSON.stringify(koffiUrl)})).default;
-      const sys = await import(${JSON.stringify(lib)});
-      const fs = await import('node:fs');
-      const raw = koffi.load('libc.so.6').func('long syscall(long, long, const uint8_t *, uint8_t *, long)');
-      const ign = Buffer.alloc(32); ign.writeBigUInt64LE(1n, 0); // SIG_IGN
-      raw(13, 10, ign, null, 8);
-      sys.cacheIgnoredSignals();
-      raw(13, 12, ign, null, 8);
-      sys.resetSignalsForExec();
-      console.log(/^SigIgn:\\s*(\\S+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+    const r = await inFreshNode('ignore(10); sys.cacheIgnoredSignals(); ignore(12); sys.resetSignalsForExec(); console.log(sigIgn());');
     expect(BigInt(`0x${r.stdout.trim() || 'x'}`), r.stderr).toBe(1n << 11n);
   });
 });
