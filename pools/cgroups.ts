@@ -299,7 +299,8 @@ export class CgroupPool {
       } catch (e) {
         failure = (e as Error).message;
       }
-      this.endDrain(index);
+      // a quarantined cgroup keeps its fence: whatever survived SIGKILL must not fork again
+      this.endDrain(index, left || failure !== null);
       if (left || failure !== null) {
         this.counters.quarantined++;
         this.onQuarantine(`pool cgroup ${h.path}: ${failure ?? `processes survived SIGKILL for ${RELEASE_DRAIN_MS} ms`}; quarantined`);
@@ -315,11 +316,11 @@ export class CgroupPool {
     d.timer = setTimeout(look, 0);
   }
 
-  private endDrain(index: number): void {
+  private endDrain(index: number, keepFence = false): void {
     const d = this.draining.get(index);
     if (!d) return;
     if (d.timer) clearTimeout(d.timer);
-    d.unfence();
+    if (!keepFence) d.unfence();
     this.draining.delete(index);
     if (this.draining.size === 0) for (const w of this.drainWaiters.splice(0)) w();
   }
