@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
-import { cgroupHandle, cgroupHolds, createCgroup, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
+import { cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
 import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
@@ -206,11 +206,15 @@ export class TaskManager {
         throw new InvalidArgument(`cgroupsPath ${JSON.stringify(asked || cgroup.path)} holds ${who} (pid ${pid}): a container's cgroup must not hold spore's own processes (its kill would take them); give the container a cgroup of its own`);
       }
     }
-    const fnParent = cgroupHandle(this.o.layout, this.o.functionCgroupParent ?? `/spore/fri-${process.pid}`);
-    const fnDir = fnParent.dirs['pids'] ?? fnParent.dirs['unified'];
-    const mine = cgroup.dirs['pids'] ?? cgroup.dirs['unified'];
-    if (fnDir && mine && (fnDir === mine || fnDir.startsWith(`${mine}/`))) {
-      throw new InvalidArgument(`cgroupsPath ${JSON.stringify(asked || cgroup.path)} holds spore's function seeds and instances (${fnParent.path}); give the container a cgroup of its own`);
+    // The function runtime's cgroups: this spored's parent and every other `fri-<pid>` beside
+    // it (a restarted spored removes a dead one's, killing whatever is inside), neither at,
+    // above nor below them
+    const fnPath = normalizeCgroupPath(this.o.functionCgroupParent ?? `/spore/fri-${process.pid}`);
+    const fnSiblings = `${fnPath.slice(0, fnPath.lastIndexOf('/'))}/fri-`;
+    const below = (p: string, top: string): boolean => p === top || p.startsWith(`${top}/`);
+    const inFri = cgroup.path.startsWith(fnSiblings) && !cgroup.path.slice(fnSiblings.length).startsWith('/');
+    if (below(fnPath, cgroup.path) || below(cgroup.path, fnPath) || inFri) {
+      throw new InvalidArgument(`cgroupsPath ${JSON.stringify(asked || cgroup.path)} is ${below(fnPath, cgroup.path) ? 'above or at' : 'inside'} spore's function cgroups (${fnPath}, ${fnSiblings}*); give the container a cgroup of its own`);
     }
   }
 
