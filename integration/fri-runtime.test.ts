@@ -167,6 +167,8 @@ describe.skipIf(!root)('process function runtime', () => {
     await expect(rt.deploy(spec('wrong-lang', 'node', 'import json\n\ndef handler(event, context):\n    return 1\n'))).rejects.toThrow(/function code failed to load: Unexpected identifier 'def' \(\/var\/task\/[^)]+\.js\)/);
     await expect(rt.deploy(spec('bad-js', 'node', 'exports.handler = async () => {\n  return 1 +;\n};\n'))).rejects.toThrow(/function code failed to load: .+ \(\/var\/task\/[^)]+\.js:2\)/);
     await expect(rt.deploy(spec('broken-py', 'python', 'raise RuntimeError("py boom")\n'))).rejects.toThrow(/py boom/);
+    // a handler name the code does not export: what it does export, to set --handler to
+    await expect(rt.deploy(spec('wrong-handler', 'node', 'exports.main = () => 1; exports.helper = () => 2; exports.n = 3;'))).rejects.toThrow(/does not export a function named "handler" \(it exports "main", "helper"; set --handler/);
     await expect(rt.deploy(spec('slowinit', 'node', 'const t = Date.now() + 60000; while (Date.now() < t) {} exports.handler = () => 1;'))).rejects.toThrow(/did not finish within 4000 ms/);
     expect(rt.listFunctions().some((f) => f.name === 'broken' || f.name === 'slowinit')).toBe(false);
 

@@ -388,7 +388,11 @@ async function loadHandler(load: LoadSpec): Promise<Handler> {
   }
   if (!mod) throw new Error(`cannot find the handler module: none of ${tried.join(', ')} exists in the package`);
   const h = mod[load.handler] ?? (mod.default as Record<string, unknown> | undefined)?.[load.handler];
-  if (typeof h !== 'function') throw new Error(`${load.module} does not export a function named ${JSON.stringify(load.handler)}`);
+  if (typeof h !== 'function') {
+    // the module's path is the sandbox's (/var/task/...), not the user's file: say what it does export
+    const exported = Object.keys(mod).filter((k) => typeof mod?.[k] === 'function');
+    throw new Error(`${load.module} does not export a function named ${JSON.stringify(load.handler)} (${exported.length ? `it exports ${exported.map((k) => JSON.stringify(k)).join(', ')}` : 'it exports no function'}; set --handler to one of them)`);
+  }
   return h as Handler;
 }
 
