@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_RUN_DIR } from '../daemon/config.js';
-import { statusOf } from '../sys/errors.js';
+import { Code, statusOf } from '../sys/errors.js';
 import type { FriClient, RemoteFunctionRuntime } from '../protocols/fri/client.js';
 import { UsageError, parseArgs } from './args.js';
 import type { FlagSpec } from './args.js';
@@ -100,7 +100,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       io.stderr(`spore: ${e.message}\nRun '${hint}' for usage.\n`);
       return 2;
     }
-    io.stderr(`spore: ${statusOf(e).message}\n`);
+    const st = statusOf(e);
+    // UNAVAILABLE once connected: spored went away under the call (a restart, a crash); the
+    // keeper holds the socket, so a retry reaches the next spored
+    const dropped = conn.client !== null && (st.code === Code.UNAVAILABLE || (e as { code?: unknown }).code === Code.UNAVAILABLE);
+    io.stderr(`spore: ${st.message}${dropped ? ' (spored went away during the call, e.g. a restart: an invocation may or may not have run; retry once spored is back)' : ''}\n`);
     return 1;
   } finally {
     conn.client?.close();

@@ -384,6 +384,28 @@ describe('spore against a fake-backed spored', () => {
     }
   });
 
+  it('a call cut off by spored going away (a restart) says so, and that it may have run', async () => {
+    // a spored of its own (a process, to be killed -9) whose invoke never answers
+    const sockPath = path.join(dir, 'gone.sock');
+    const url = (f: string): string => JSON.stringify(new URL(f, import.meta.url).href);
+    const server = spawn(process.execPath, ['--input-type=module', '-e', `
+      const { friServer, listenFri } = await import(${url('../dist/protocols/fri/server.js')});
+      const { FakeRuntime } = await import(${url('../dist/test/fake-runtime.js')});
+      const pino = (await import('pino')).default;
+      const rt = new FakeRuntime();
+      rt.invoke = () => new Promise(() => undefined);
+      await listenFri(friServer(rt, pino({ level: 'silent' })), ${JSON.stringify(sockPath)});
+      console.log('listening');`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((r) => server.stdout.once('data', () => r()));
+    let err = '';
+    const run = main(['invoke', 'x', '--data', '{}'], { stdout: () => undefined, stderr: (x) => { err += x; }, env: { SPORE_FRI_SOCKET: sockPath }, cwd: dir });
+    await new Promise((r) => setTimeout(r, 500));
+    server.kill('SIGKILL');
+    expect(await run).toBe(1);
+    expect(err).toMatch(/^spore: .+ \(spored went away during the call, e\.g\. a restart: an invocation may or may not have run; retry once spored is back\)\n$/);
+    fs.rmSync(sockPath, { force: true });
+  });
+
   it('says which part is down: no socket, a socket nobody listens on, spored up without FRI', async () => {
     const run = path.join(dir, 'down');
     fs.mkdirSync(run);
