@@ -4,6 +4,7 @@
 // what was counted up to the instant spored is killed (kill -9, a crash, an upgrade) is there
 // for the next spored. (Written back to disk like any file page: a crash of the host itself
 // can lose the last few seconds of counts.)
+import { readFileSync } from 'node:fs';
 import * as sys from '../sys/libc.js';
 import { MAP, O, PROT } from '../sys/constants.js';
 
@@ -36,6 +37,16 @@ export class InvocationCount {
     const v = cell[0] as number;
     if (reset || !Number.isSafeInteger(v) || v < 0) cell[0] = 0;
     return new InvocationCount(cell, mapping);
+  }
+
+  /** The count in the file at `path` without opening it for counting (0 when there is none or it is not a count). */
+  static peek(path: string): number {
+    let v = 0;
+    try {
+      const b = readFileSync(path);
+      if (b.length >= 8) v = b.readDoubleLE(0);
+    } catch { /* no file yet */ }
+    return Number.isSafeInteger(v) && v >= 0 ? v : 0;
   }
 
   /** A count in spored's memory only (when the file cannot be made): lost with spored. */

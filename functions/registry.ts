@@ -98,6 +98,8 @@ export class Registry {
   private readonly functions = new Map<string, FunctionRec>();
   /** functions being rebuilt from their records at start-up: calls to them wait */
   private readonly restoring = new Map<string, Promise<void>>();
+  /** the records of those, for listing them before their turn comes */
+  private readonly queued = new Map<string, FunctionRecord>();
   /** builds in progress (deploy, restore, rebuild), by function name; settle, never reject */
   private readonly building = new Map<string, Promise<void>>();
   /** functions that cannot serve until redeployed, and why (a rebuild refused or failed) */
@@ -138,8 +140,9 @@ export class Registry {
     for (const rec of records) {
       const done = chain.then(() => this.restore(rec)).catch((e: Error) => {
         this.o.log.error({ fn: rec.name, err: e.message }, 'function not restored; its record stays for the next start (redeploy to replace it)');
-      }).finally(() => this.restoring.delete(rec.name));
+      }).finally(() => { this.restoring.delete(rec.name); this.queued.delete(rec.name); });
       this.restoring.set(rec.name, done);
+      this.queued.set(rec.name, rec);
       chain = done;
     }
     for (const b of bad) this.o.log.error({ record: b }, 'unreadable function record left alone');
@@ -536,6 +539,26 @@ export class Registry {
       seedId: active?.seeds[0]?.info.id ?? null, deployedAt: active?.deployedAt ?? '', invocations: fn.invocations.value, versions,
       ...this.stateOf(fn),
     };
+  }
+
+  /**
+   * Functions still waiting for their turn to be restored after a spored restart, listed from
+   * their records: without them a listing right after a restart showed only the function
+   * being built, and the others looked lost.
+   */
+  queuedInfos(): FunctionInfo[] {
+    const out: FunctionInfo[] = [];
+    for (const rec of this.queued.values()) {
+      if (this.functions.has(rec.name)) continue; // being built now: listed with its own state
+      out.push({
+        name: rec.name, language: rec.language, handler: rec.handler, memoryMiB: rec.memoryMiB, timeoutMs: rec.timeoutMs, env: { ...rec.env },
+        codeBytes: rec.codeBytes, version: rec.version, packageDigest: rec.packageDigest, seedId: null, deployedAt: rec.deployedAt,
+        invocations: InvocationCount.peek(this.store.countPath(rec.name)),
+        versions: [{ version: rec.version, packageDigest: rec.packageDigest, state: 'active', inflight: 0, seedIds: [], deployedAt: rec.deployedAt }],
+        state: 'rebuilding', stateMessage: 'waiting to be restored from its record after a spored restart; calls to it wait',
+      });
+    }
+    return out;
   }
 
   /** Why calls to `fn` cannot be served until it is redeployed; null when they can (or will). */

@@ -261,7 +261,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   }
 
   listFunctions(): FunctionInfo[] {
-    return this.registry.all().map((f) => this.registry.info(f));
+    return [...this.registry.all().map((f) => this.registry.info(f)), ...this.registry.queuedInfos()];
   }
 
   logs(name: string, tailBytes?: number): Promise<string> {

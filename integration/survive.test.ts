@@ -197,6 +197,12 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     })();
     for (const e of readers) e.stdin?.write('during\n');
     const next = await nextSpored(c, old);
+    // listed at once, each in its state: those still waiting to be restored too (they looked lost)
+    const lister = await FriClient.connect(join(c.runDir, 'fri.sock'));
+    const listed = await lister.listFunctions();
+    lister.close();
+    expect(listed.map((f) => f.name).sort(), JSON.stringify(listed.map((f) => [f.name, f.state]))).toEqual(['hello', 'py', 'slow']);
+    expect(listed.find((f) => f.name === 'py')?.invocations).toBeGreaterThanOrEqual(pyCalls);
     await sleep(1000);
     gatewayRunning = false;
     await gatewayLoop;
