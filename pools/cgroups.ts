@@ -259,9 +259,11 @@ export class CgroupPool {
 
   private recycle(index: number, keepLimits = false): void {
     const h = this.handleFor(index);
-    // The usual case (the instance was reaped and left nothing) is one file read; only a
-    // populated or undecidable cgroup walks cgroup.procs of every hierarchy.
-    if (this.mgr.populated(h) === false || this.mgr.pids(h).length === 0) {
+    // The usual case (the instance was reaped and left nothing) is one file read; a populated
+    // or undecidable cgroup is fenced at once and looked into later (cgroup.procs of every
+    // hierarchy, off the caller: a bomb's busy processes starve it of CPU meanwhile).
+    const populated = this.mgr.populated(h);
+    if (populated === false || (populated === null && this.mgr.pids(h).length === 0)) {
       this.reuse(index, keepLimits);
       return;
     }

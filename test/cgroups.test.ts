@@ -319,16 +319,14 @@ describe('cgroups on the real cgroupfs', () => {
       g.go();
       for (let i = 0; i < 200 && pids(a).length < 100; i++) await new Promise((r) => setTimeout(r, 10));
       expect(pids(a).length).toBeGreaterThanOrEqual(100);
-      // release answers at once (the kernel's teardown of the bomb is waited for off the
-      // caller's loop; killing pid by pid while it forked held the caller for 0.26-0.66 s,
-      // and the drain for up to 2 s), and the cgroup comes back empty
-      const t0 = performance.now();
+      // release returns before the bomb is gone (killing it and waiting for the kernel's
+      // teardown happen off the caller: in place they held spored's loop for 0.26-0.66 s,
+      // the drain for up to 2 s), with its forks fenced; the cgroup comes back empty
       pool.release(a, { keepLimits: true });
-      const releaseMs = performance.now() - t0;
+      expect(pids(a).length, 'release waited for the drain').toBeGreaterThanOrEqual(100);
       expect(pool.snapshot()).toMatchObject({ draining: 1, free: 0 });
       expect(read(`${a.dirs['pids']}/pids.max`)).toBe('0');
       await pool.drained();
-      expect(releaseMs, 'release held its caller').toBeLessThan(50);
       expect(pids(a)).toEqual([]);
       expect(pool.snapshot()).toMatchObject({ quarantined: 0, free: 1, draining: 0 });
       expect(read(`${a.dirs['pids']}/pids.max`)).toBe('200'); // the limit kept for the next of its key, not the fence's 0
