@@ -298,7 +298,6 @@ export abstract class CgroupManagerBase implements CgroupManager {
     return this.readPopulated(h);
   }
 
-  /** `populated` of a cgroup2 directory's cgroup.events (v2, and hybrid's controller-less unified), or null. */
   /**
    * Whether the calling process (spored) sits in the cgroup2 subtree `dir` of the hierarchy
    * mounted at `mount`: cgroup.kill there would kill it too (a spec's cgroupsPath can name
@@ -311,6 +310,7 @@ export abstract class CgroupManagerBase implements CgroupManager {
     return mine === dir || mine.startsWith(`${dir}/`);
   }
 
+  /** `populated` of a cgroup2 directory's cgroup.events (v2, and hybrid's controller-less unified), or null. */
   protected eventsPopulated(dir: string | undefined): boolean | null {
     const ev = dir ? readText(`${dir}/cgroup.events`) : undefined;
     const populated = ev ? parseKeyValues(ev)['populated'] : undefined;

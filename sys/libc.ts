@@ -916,11 +916,7 @@ function rawSigDfl(sig: number): void {
   const RT_SIGACTION = 13;
   rtSigaction(RT_SIGACTION, sig, Buffer.alloc(32), null, 8);
 }
-/**
- * For a process about to execve: every signal the kernel reports as ignored (SigIgn in
- * /proc/self/status; SIGPIPE and SIGXFSZ when /proc is not there) back to SIG_DFL, and an
- * empty signal mask.
- */
+/** SigIgn and SigCgt of /proc/self/status (SIGPIPE and SIGXFSZ ignored, all caught, without /proc). */
 function signalMasks(): { ignored: bigint; caught: bigint } {
   let ignored = (1n << 12n) | (1n << 24n); // SIGPIPE, SIGXFSZ
   let caught = -1n;
@@ -965,6 +961,12 @@ export function cacheIgnoredSignals(): void {
   ignoredAhead = signalMasks().ignored;
 }
 
+/**
+ * For a process about to execve: every signal the kernel reports as ignored (SigIgn in
+ * /proc/self/status, or the set cacheIgnoredSignals read ahead; SIGPIPE and SIGXFSZ when /proc is
+ * not there) back to SIG_DFL, and an
+ * empty signal mask.
+ */
 export function resetSignalsForExec(): void {
   const ignored = ignoredAhead ?? signalMasks().ignored;
   for (let s = 1; s <= 64; s++) {
