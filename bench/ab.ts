@@ -6,8 +6,14 @@
 //
 //   node dist/bench/ab.js --a /path/to/old/checkout --b /path/to/new/checkout [--rounds 4] [--n 300]
 //
+//   options: --parked N (spored's --parked; default 0, fork-on-request), --fns node,python
+//   (which hello functions), --wrk-seconds S (after the c=1 loop, wrk -t2 -c24 for S seconds
+//   on each function: requests/s; 0 skips)
+//
 // Each checkout must be built (dist/) with node_modules. Prints one table (p50, p90, p99
-// per variant and language; B/A ratio of p50) and, with --json, one JSON line.
+// per variant and language; B/A ratio of p50; the whole machine's busy CPU per invocation
+// over the c=1 loop, from /proc/stat, which counts the client too, the same in A and B;
+// c=24 requests/s) and, with --json, one JSON line.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -17,17 +23,18 @@ import { fileURLToPath } from 'node:url';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-interface Args { a: string; b: string; rounds: number; n: number; json: boolean }
+interface Args { a: string; b: string; rounds: number; n: number; json: boolean; parked: number; fns: string[]; wrkSeconds: number }
 
 function parseArgs(argv: string[]): Args {
   const get = (k: string): string | undefined => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : undefined; };
   const a = get('--a');
   const b = get('--b') ?? repoRoot;
   if (!a || argv.includes('--help')) {
-    process.stdout.write('usage: node dist/bench/ab.js --a OLD_CHECKOUT [--b NEW_CHECKOUT] [--rounds 4] [--n 300] [--json]\n');
+    process.stdout.write('usage: node dist/bench/ab.js --a OLD_CHECKOUT [--b NEW_CHECKOUT] [--rounds 4] [--n 300] [--parked N] [--fns node,python] [--wrk-seconds S] [--json]\n');
     process.exit(a ? 0 : 2);
   }
-  return { a: path.resolve(a), b: path.resolve(b), rounds: Number(get('--rounds') ?? 4), n: Number(get('--n') ?? 300), json: argv.includes('--json') };
+  return { a: path.resolve(a), b: path.resolve(b), rounds: Number(get('--rounds') ?? 4), n: Number(get('--n') ?? 300), json: argv.includes('--json'),
+    parked: Number(get('--parked') ?? 0), fns: (get('--fns') ?? 'node,python').split(',').map((l) => `hello-${l}`), wrkSeconds: Number(get('--wrk-seconds') ?? 0) };
 }
 
 function freePort(): Promise<number> {
@@ -59,10 +66,37 @@ async function waitFor(p: string, ms: number): Promise<void> {
   }
 }
 
-async function round(checkout: string, n: number): Promise<Record<string, number[]>> {
+/** The machine's busy CPU time so far, ms: all CPUs' user+nice+system+irq+softirq+steal (proc(5) /proc/stat "cpu"). */
+function busyMs(): number {
+  const f = (fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+  return (busy * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+/** wrk -t2 -c24 for `seconds` (bench/lua/post.lua): requests/s. */
+function wrk24(port: number, fn: string, seconds: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const lua = path.join(repoRoot, 'bench', 'lua', 'post.lua');
+    const child = spawn('wrk', ['-t2', '-c24', `-d${seconds}s`, '-s', lua, `http://127.0.0.1:${port}/invoke/${fn}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.on('error', reject);
+    child.on('exit', () => {
+      const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
+      if (!line) { reject(new Error(`wrk gave no result: ${out.slice(0, 300)}`)); return; }
+      const j = JSON.parse(line.slice(8)) as { requests: number; duration_us: number };
+      resolve(j.requests / (j.duration_us / 1e6));
+    });
+  });
+}
+
+interface RoundResult { lat: number[]; cpuMs: number; rps: number }
+
+async function round(checkout: string, args: Args): Promise<Record<string, RoundResult>> {
+  const n = args.n;
   const dir = fs.mkdtempSync('/tmp/spore-ab-');
   const port = await freePort();
-  const child: ChildProcess = spawn(path.join(checkout, 'bin', 'spored'), ['--run-dir', dir, '--gateway', `127.0.0.1:${port}`, '--log', path.join(dir, 'spored.log')], { stdio: 'ignore', detached: true });
+  const child: ChildProcess = spawn(path.join(checkout, 'bin', 'spored'), ['--run-dir', dir, '--gateway', `127.0.0.1:${port}`, '--log', path.join(dir, 'spored.log'), '--parked', String(args.parked)], { stdio: 'ignore', detached: true });
   try {
     await waitFor(path.join(dir, 'fri.sock'), 30_000);
     const cli = (args: string[]): void => { execFileSync(path.join(checkout, 'bin', 'spore'), ['--socket', path.join(dir, 'fri.sock'), ...args], { stdio: 'ignore' }); };
@@ -72,12 +106,15 @@ async function round(checkout: string, n: number): Promise<Record<string, number
     cli(['deploy', 'hello-node', '--file', path.join(repoRoot, 'examples', 'hello.js')]);
     cli(['deploy', 'hello-python', '--file', path.join(repoRoot, 'examples', 'hello.py')]);
     await new Promise((r) => setTimeout(r, 1000));
-    const out: Record<string, number[]> = {};
-    for (const fn of ['hello-node', 'hello-python']) {
+    const out: Record<string, RoundResult> = {};
+    for (const fn of args.fns) {
       for (let i = 0; i < 50; i++) await post(port, fn, '{}');
       const ts: number[] = [];
+      const c0 = busyMs();
       for (let i = 0; i < n; i++) ts.push(await post(port, fn, '{}'));
-      out[fn] = ts;
+      const cpuMs = (busyMs() - c0) / n;
+      const rps = args.wrkSeconds > 0 ? await wrk24(port, fn, args.wrkSeconds) : NaN;
+      out[fn] = { lat: ts, cpuMs, rps };
     }
     return out;
   } finally {
@@ -94,24 +131,34 @@ const r2 = (x: number): number => Math.round(x * 100) / 100;
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const all: Record<'A' | 'B', Record<string, number[]>> = { A: {}, B: {} };
+  const cpu: Record<'A' | 'B', Record<string, number[]>> = { A: {}, B: {} };
+  const rps: Record<'A' | 'B', Record<string, number[]>> = { A: {}, B: {} };
   const load0 = fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
   for (let r = 0; r < args.rounds; r++) {
     for (const v of ['A', 'B'] as const) {
-      const got = await round(v === 'A' ? args.a : args.b, args.n);
-      for (const [fn, ts] of Object.entries(got)) (all[v][fn] ??= []).push(...ts);
-      process.stderr.write(`[ab] round ${r + 1}/${args.rounds} ${v} done\n`);
+      const got = await round(v === 'A' ? args.a : args.b, args);
+      for (const [fn, g] of Object.entries(got)) {
+        (all[v][fn] ??= []).push(...g.lat);
+        (cpu[v][fn] ??= []).push(g.cpuMs);
+        (rps[v][fn] ??= []).push(g.rps);
+      }
+      process.stderr.write(`[ab] round ${r + 1}/${args.rounds} ${v}: ${Object.entries(got).map(([fn, g]) => `${fn} p50 ${r2(q(g.lat, 0.5))} ms, CPU ${r2(g.cpuMs)} ms/call${Number.isNaN(g.rps) ? '' : `, c=24 ${Math.round(g.rps)}/s`}`).join('; ')}\n`);
     }
   }
   const rows: Record<string, unknown>[] = [];
-  for (const fn of ['hello-node', 'hello-python']) {
+  const med = (xs: number[] | undefined): number => q(xs ?? [], 0.5);
+  for (const fn of args.fns) {
     const a = all.A[fn] ?? [];
     const b = all.B[fn] ?? [];
-    rows.push({ fn, a_p50: r2(q(a, 0.5)), a_p90: r2(q(a, 0.9)), a_p99: r2(q(a, 0.99)), b_p50: r2(q(b, 0.5)), b_p90: r2(q(b, 0.9)), b_p99: r2(q(b, 0.99)), b_over_a_p50: r2(q(b, 0.5) / q(a, 0.5)), n: a.length });
+    rows.push({
+      fn, a_p50: r2(q(a, 0.5)), a_p90: r2(q(a, 0.9)), a_p99: r2(q(a, 0.99)), b_p50: r2(q(b, 0.5)), b_p90: r2(q(b, 0.9)), b_p99: r2(q(b, 0.99)), b_over_a_p50: r2(q(b, 0.5) / q(a, 0.5)), n: a.length,
+      a_cpu: r2(med(cpu.A[fn])), b_cpu: r2(med(cpu.B[fn])), a_rps: Math.round(med(rps.A[fn])), b_rps: Math.round(med(rps.B[fn])),
+    });
   }
   const load1 = fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
-  process.stdout.write(`A = ${args.a}\nB = ${args.b}\nrounds ${args.rounds} x ${args.n} invocations per function, c=1, interleaved; load average ${load0} -> ${load1}\n\n`);
-  process.stdout.write('| function | A p50 ms | A p90 | A p99 | B p50 ms | B p90 | B p99 | B/A p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n');
-  for (const r of rows) process.stdout.write(`| ${String(r.fn)} | ${String(r.a_p50)} | ${String(r.a_p90)} | ${String(r.a_p99)} | ${String(r.b_p50)} | ${String(r.b_p90)} | ${String(r.b_p99)} | ${String(r.b_over_a_p50)} |\n`);
+  process.stdout.write(`A = ${args.a}\nB = ${args.b}\nrounds ${args.rounds} x ${args.n} invocations per function, c=1, interleaved; --parked ${args.parked}; load average ${load0} -> ${load1}\n\n`);
+  process.stdout.write('| function | A p50 ms | A p90 | A p99 | B p50 ms | B p90 | B p99 | B/A p50 | A CPU ms/call | B CPU | A c=24 /s | B c=24 /s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n');
+  for (const r of rows) process.stdout.write(`| ${String(r.fn)} | ${String(r.a_p50)} | ${String(r.a_p90)} | ${String(r.a_p99)} | ${String(r.b_p50)} | ${String(r.b_p90)} | ${String(r.b_p99)} | ${String(r.b_over_a_p50)} | ${String(r.a_cpu)} | ${String(r.b_cpu)} | ${String(r.a_rps)} | ${String(r.b_rps)} |\n`);
   if (args.json) process.stdout.write(JSON.stringify({ rows, load: [load0, load1] }) + '\n');
 }
 

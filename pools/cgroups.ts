@@ -2,15 +2,17 @@
 // hybrid and pure-v2 hosts, and a pool of pre-created cgroups for the function runtime.
 // All state is plain data (CgroupHandle, CgroupStats, pool snapshots); side effects go only
 // through synchronous fs calls so the same code runs in the daemon and in forked children
-// before exec (no event loop needed there).
+// before exec (no event loop needed there); addProcessAsync alone is the daemon's.
 //
 // The work is done by a CgroupManager (cgroup-manager.ts): CgroupV1Manager (v1 and hybrid
 // hosts, cgroup-v1.ts) or CgroupV2Manager (pure v2, cgroup-v2.ts). The functions below keep
 // the handle-based API callers use; each picks the manager from the handle's mode, which
 // cgroupHandle() copied from the detected layout. That choice is made in managerFor() only.
 
+import { writeFile } from 'node:fs/promises';
 import type { LinuxResources } from '../protocols/oci/spec.js';
 import { FailedPrecondition, Internal, InvalidArgument } from '../sys/errors.js';
+import * as sys from '../sys/libc.js';
 import { type CgroupHandle, type CgroupLayout, type CgroupMode, cgroupHandle } from './cgroup-layout.js';
 import type { CgroupManager, CgroupManagerOptions, CgroupStats } from './cgroup-manager.js';
 import { CgroupV1Manager } from './cgroup-v1.js';
@@ -62,6 +64,23 @@ export function procsFiles(handle: CgroupHandle): string[] {
 
 export function addProcess(handle: CgroupHandle, pid: number): void {
   managerFor(handle).addProcess(handle, pid);
+}
+
+/**
+ * Write `pid` into each of `procs` (cgroup.procs files, e.g. procsFiles()), in order. The
+ * first cgroup.procs write after a quiet moment waits for an RCU grace period
+ * (cgroup_threadgroup_rwsem switching to writer mode; kernel/rcu/sync.c), 0.4-17 ms on 2-CPU
+ * PVM guests, which must hold neither the daemon's loop nor the process that is moved: that
+ * one goes through libuv's threadpool. The semaphore stays in writer mode for a grace period
+ * after it, so the rest are synchronous (30-50 µs each; through the threadpool each cost
+ * 0.1-0.5 ms in hops). Rejects with the first failing write's error; later files are not
+ * written.
+ */
+export async function addProcessAsync(procs: readonly string[], pid: number): Promise<void> {
+  const [first, ...rest] = procs;
+  if (first === undefined) return;
+  await writeFile(first, String(pid));
+  for (const f of rest) sys.writeSmallFile(f, String(pid));
 }
 
 /** Pids in the cgroup and its descendants, across all hierarchies (deduplicated, sorted). */

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
-import { cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
+import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
 import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
@@ -276,8 +276,22 @@ export class TaskManager {
       plan.lateCgroup = !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
         && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc') // it joins via /proc/self/fd
         && !entersPidNsLast(plan);
+      // ...and we join it ourselves, from the pid the seed reports at once, as soon as the
+      // cgroup exists: the join's wait for an RCU grace period (pools/cgroups.ts,
+      // addProcessAsync) overlaps the child's mounts instead of following them
+      plan.joinedBySpored = plan.lateCgroup;
       lap('plan');
-      const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan) : null;
+      let earlyPid = 0;
+      let cgroupMade = false;
+      let joining: Promise<void> | null = null;
+      const joinEarly = (): void => {
+        if (joining || earlyPid <= 0 || !cgroupMade) return;
+        joining = addProcessAsync(plan.cgroupProcs, earlyPid).then(() => lap('joined'), (e: unknown) => {
+          // the child joins itself after waiting (container-init.ts, awaitJoin) and meets the error there
+          this.o.log.debug({ id, ns, pid: earlyPid, err: (e as Error).message }, 'early cgroup join failed');
+        });
+      };
+      const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan, (pid) => { earlyPid = pid; joinEarly(); }) : null;
       spawning?.catch(() => undefined);
       let cg: { warnings: string[] };
       try {
@@ -289,8 +303,12 @@ export class TaskManager {
       }
       undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
       for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
+      cgroupMade = true;
+      joinEarly();
       lap('cgroup');
-      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch((e: unknown) => { throw runtimeFailure(e); });
+      // (a join still in flight settles before anything removes the cgroup)
+      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch(async (e: unknown) => { await joining; throw runtimeFailure(e); });
+      await joining;
       lap('spawn');
       await holdForTest(this.o.log, key(ns, id));
       if (ptyInside) {

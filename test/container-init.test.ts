@@ -10,7 +10,7 @@ import type { Spec } from '../protocols/oci/spec.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { execPlan, initPlan, CAPS } from '../engines/process/plan.js';
 import type { ExecPlan, InitPlan, SpawnPlan, Stdio } from '../engines/process/protocol.js';
-import { EARLY_STEPS, earlyStepsOf, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
+import { AWAIT_JOIN_MS, EARLY_STEPS, earlyStepsOf, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
 import { CONSOLE_INSIDE, shellFrame } from '../engines/process/protocol.js';
 import { rehearsal } from '../engines/process/shells.js';
 import {
@@ -277,6 +277,42 @@ describe('container-init against the recording ContainerSys', () => {
     expect(brokenInvariant(r.calls)).toBeNull();
     // HOME came from the container's /etc/passwd, `sh` from its PATH, both after pivot_root (so in the container's root)
     expect(r.reads.filter((x) => x.call === 'read_file' || x.call === 'access')).toEqual([c('read_file', '/etc/passwd'), c('access', '/usr/local/sbin/sh', 1), c('access', '/usr/local/bin/sh', 1), c('access', '/usr/sbin/sh', 1), c('access', '/usr/bin/sh', 1), c('access', '/sbin/sh', 1), c('access', '/bin/sh', 1)]);
+  });
+
+  describe('joined by spored (joinedBySpored): the child waits for the join instead of making it', () => {
+    // after pivot_root the container's procfs answers: /proc/self is pid 1 of its namespace,
+    // and the cgroup's procs file is reached through the handle (fd 3) kept on the host's cgroupfs
+    const procsViaHandle = `${R}/proc/1/fd/3/c1/cgroup.procs`;
+    const procfs = (procs: string): Record<string, FakeEntry> => ({
+      [`${R}/proc/self`]: { link: '1' }, [`${R}/proc/1`]: 'dir', [`${R}/proc/1/fd`]: 'dir', [`${R}/proc/1/fd/3`]: 'dir', [`${R}/proc/1/fd/3/c1`]: 'dir',
+      [procsViaHandle]: { content: procs },
+    });
+    const joined = (): InitPlan => { const p = planOf(); p.joinedBySpored = true; return p; };
+
+    it('spored has joined it: no cgroup.procs write of its own (that would wait out an RCU grace period again), then the cgroup namespace', () => {
+      const r = run(joined(), { files: { ...busyboxTree(), ...procfs('1\n') } });
+      expect(r.exec).not.toBeNull();
+      expect(r.calls.filter((x) => x.call === 'write_file' && String(x.args[0]).endsWith('cgroup.procs'))).toEqual([]);
+      const looked = r.reads.findIndex((x) => x.call === 'read_file' && x.args[0] === '/proc/self/fd/3/c1/cgroup.procs');
+      expect(looked).toBeGreaterThanOrEqual(0);
+      expect(r.reads.some((x) => x.call === 'readlink' && x.args[0] === '/proc/self')).toBe(true);
+      inOrder(r.calls, at(r.calls, 'pivot_root'), at(r.calls, 'unshare', CLONE.NEWCGROUP), at(r.calls, 'write', STATUS));
+      expect(brokenInvariant(r.calls)).toBeNull();
+    });
+
+    it('another process listed, not this one: it waits, then joins itself (a spored that died or whose write failed)', () => {
+      const t0 = Date.now();
+      const r = run(joined(), { files: { ...busyboxTree(), ...procfs('12\n') } });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(AWAIT_JOIN_MS - 50);
+      expect(r.exec).not.toBeNull();
+      inOrder(r.calls, at(r.calls, 'pivot_root'), at(r.calls, 'write_file', '/proc/self/fd/3/c1/cgroup.procs', '0'), at(r.calls, 'unshare', CLONE.NEWCGROUP));
+    });
+
+    it('without the flag (a spored older than it): the child joins itself at once, as before', () => {
+      const r = run(planOf(), { files: { ...busyboxTree(), ...procfs('1\n') } });
+      expect(r.reads.some((x) => x.call === 'read_file' && x.args[0] === '/proc/self/fd/3/c1/cgroup.procs')).toBe(false);
+      expect(at(r.calls, 'write_file', '/proc/self/fd/3/c1/cgroup.procs', '0')).toBeGreaterThanOrEqual(0);
+    });
   });
 
   it('without the late cgroup (the spec mounts the cgroup hierarchy): join first, no handle, cgroup ns in the one unshare', () => {

@@ -89,6 +89,13 @@ export interface InitPlan {
   cgroupProcs: string[]; // host cgroup.procs files to write "0" into
   /** join the cgroup at the end of setup (spored creates it meanwhile), then unshare cgroupns */
   lateCgroup?: boolean;
+  /**
+   * With lateCgroup: spored joins the child itself (from the pid the seed reports early, a
+   * `pid` event), overlapping the child's set-up; the child only waits for it
+   * (container-init.ts, awaitJoin). A seed older than this ignores the field and the child
+   * joins itself, as before (the second write is a no-op move).
+   */
+  joinedBySpored?: boolean;
   process: ProcessPlan;
 }
 
@@ -148,6 +155,12 @@ export type SeedReply =
   | { type: 'reply'; seq: number; ok: true; pid?: number; warnings?: string[]; timings?: Record<string, number>; /** spawn: the pty master's fd in the child (CONSOLE_INSIDE) */ console?: number }
   | { type: 'reply'; seq: number; ok: false; error: string; phase: string; errno?: number }
   | ({ type: 'exit' } & ExitReport)
+  /**
+   * spawn of a plan with joinedBySpored: the sandbox's pid (the seed's pid namespace, the
+   * host's) as soon as it is forked or handed to a shell, before the reply, so spored can
+   * join it to its cgroup while it sets up. A spored older than this ignores it.
+   */
+  | { type: 'pid'; seq: number; pid: number }
   /**
    * First message on every connection. `pending`: sandboxes set up and waiting for Start (a
    * spored that restarted adopts them or aborts them); `exits`: exits no spored acknowledged

@@ -86,6 +86,8 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   private readonly exitsBeforeReply = new WeakMap<Reply, number>();
   private link: SeedChannel<SeedReply, SeedRequest> | null = null;
   private seq = 0;
+  /** spawn requests' early pid callbacks by seq, until their reply */
+  private readonly pidListeners = new Map<number, (pid: number) => void>();
   private readonly waiting = new Map<number, (r: Reply) => void>();
   /** exits the seed reported before holdExits() was released, oldest first */
   private held: ExitReport[] | null = null;
@@ -182,29 +184,37 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     const reason = this.stopping ? 'process seed link closed' : `process seed link lost: ${why}`;
     for (const [, w] of this.waiting) w({ type: 'reply', seq: -1, ok: false, error: reason, phase: 'seed' });
     this.waiting.clear();
+    this.pidListeners.clear();
     if (!this.stopping) this.emit('down', reason);
   }
 
   private onMessage(m: SeedReply): void {
     if (m.type === 'exit') { this.onExit(m); return; }
+    if (m.type === 'pid') { this.pidListeners.get(m.seq)?.(m.pid); return; }
     if (m.type !== 'reply') return;
+    this.pidListeners.delete(m.seq);
     const w = this.waiting.get(m.seq);
     if (w) { this.waiting.delete(m.seq); this.exitsBeforeReply.set(m, this.lastExitSeq); w(m); }
   }
 
-  private request(req: DistributiveOmit<SeedRequest, 'seq'>): Promise<Reply> {
+  private request(req: DistributiveOmit<SeedRequest, 'seq'>, onPid?: (pid: number) => void): Promise<Reply> {
     const link = this.link;
     if (!link || link.closed) return Promise.reject(new Unavailable('process seed is not running'));
     const seq = ++this.seq;
     return new Promise<Reply>((resolve) => {
       this.waiting.set(seq, resolve);
+      if (onPid) this.pidListeners.set(seq, onPid);
       link.send({ ...req, seq } as SeedRequest);
     });
   }
 
-  /** Fork a sandbox that sets itself up and waits for start(). */
-  async spawn(key: string, plan: SpawnPlan): Promise<SpawnResult> {
-    const r = await this.request({ op: 'spawn', key, plan });
+  /**
+   * Fork a sandbox that sets itself up and waits for start(). `onPid`: called with its pid
+   * (host pid namespace) before this resolves, when the plan has joinedBySpored and the seed
+   * reports it early (a seed older than that never calls it).
+   */
+  async spawn(key: string, plan: SpawnPlan, onPid?: (pid: number) => void): Promise<SpawnResult> {
+    const r = await this.request({ op: 'spawn', key, plan }, onPid);
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
     return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq, ...(typeof r.console === 'number' ? { console: r.console } : {}) };
   }

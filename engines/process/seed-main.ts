@@ -154,6 +154,8 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     statusR = sR;
     forkT = lastForkTimings;
   }
+  // spored joins it to its cgroup while it sets up (protocol.ts, joinedBySpored)
+  if (plan.kind === 'init' && plan.joinedBySpored === true && plan.lateCgroup === true && !entersPidNsLast(plan)) reply({ type: 'pid', seq, pid });
   const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(entersPidNsLast(plan) && !shell ? { intermediate: true } : {}) };
   watchStatus(p);
   pending.set(key, p);
