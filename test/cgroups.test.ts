@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FailedPrecondition, InvalidArgument } from '../sys/errors.js';
 import {
   type CgroupHandle, type CgroupLayout,
-  addProcess, applyResources, blkioWeightToIoWeight, cgroupHandle, cgroupHolds, CgroupPool, cpuMaxValue, createCgroup,
+  addProcess, addProcessAsync, procsWritesWarm, applyResources, blkioWeightToIoWeight, cgroupHandle, cgroupHolds, CgroupPool, cpuMaxValue, createCgroup,
   destroyCgroup, detectCgroupLayout, deviceRuleLine, devicesAllowAll, freeze, hugePageSizeName, killAll,
   layoutFromMounts, memorySwapV2, normalizeCgroupPath, oomKillCount, parseBlkioV1, parseCgroupNumber,
   parseIoStatV2, parseMountinfo, pids, procsFiles, sharesToWeight, stats, thaw, UNLIMITED,
@@ -184,6 +184,25 @@ describe('cgroups on the real cgroupfs', () => {
     const hasV1 = / - cgroup /.test(mi);
     expect(layout.mode).toBe(hasV1 ? (hasCgroup2 ? 'hybrid' : 'v1') : 'v2');
     if (hasCgroup2) expect(layout.unified).toBeDefined();
+  });
+
+  it('addProcessAsync: moves a process into every hierarchy, in order, and marks cgroup.procs writes warm; the first failing write rejects and stops it', async () => {
+    const h = handle('join-async');
+    createCgroup(h, { pids: { limit: 16 } });
+    const g = gated('sleep 30');
+    const pid = g.child.pid as number;
+    const files = procsFiles(h);
+    expect(files.length).toBeGreaterThan(0);
+    await addProcessAsync(files, pid);
+    expect(pids(h)).toEqual([pid]);
+    for (const f of files) expect(read(f).split('\n')).toContain(String(pid));
+    expect(procsWritesWarm()).toBe(true);
+    expect(procsWritesWarm(performance.now() + 60_000)).toBe(false);
+    // a pid nobody has: the first write fails (ESRCH) and nothing after it is tried
+    const gone = 0x3ffffff0;
+    await expect(addProcessAsync([files[0] as string, '/nonexistent-dir/cgroup.procs'], gone)).rejects.toMatchObject({ code: 'ESRCH' });
+    g.child.kill('SIGKILL');
+    await g.exit;
   });
 
   it('rejects escaping paths with InvalidArgument', () => {
