@@ -186,10 +186,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, stall);
   }
   // what looks ended unseen may have its exit on the way (reaped a moment ago): one round
-  // trip to the seed delivers every exit it reaped before (a SIGTERM handover reported a
-  // container that exited meanwhile with 255 instead of its code)
+  // trip to the seed and one to the keeper (the parent of processes whose seed died) deliver
+  // every exit they reaped before (a SIGTERM handover reported a container that exited
+  // meanwhile with 255 instead of its code)
   const suspects = new Set(tasks.lostSuspects());
-  if (suspects.size) await seed.sync().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'seed sync before the lost-process sweep'));
+  if (suspects.size) {
+    await Promise.all([
+      seed.sync().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'seed sync before the lost-process sweep')),
+      keeper?.sync(),
+    ]);
+  }
   const lost = tasks.sweepLost(suspects);
   if (restored.restored || restored.abort.length || restored.bad.length || !attach.started) {
     log.info({

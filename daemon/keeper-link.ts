@@ -29,6 +29,9 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
   private readonly features: ReadonlySet<string>;
   private keeperPidfd = -1;
   private closed = false;
+  private syncSeq = 0;
+  /** sync() round trips waiting for their 'synced', by id */
+  private readonly syncs = new Map<number, () => void>();
 
   private constructor(private readonly socket: net.Socket, hello: Extract<KeeperMessage, { t: 'hello' }>) {
     super();
@@ -77,6 +80,7 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
 
   private onMessage(m: KeeperMessage): void {
     if (m.t === 'reaped') this.emit('reaped', m.exit);
+    else if (m.t === 'synced') { this.syncs.get(m.id)?.(); this.syncs.delete(m.id); }
     else if (m.t === 'stop') this.emit('stop');
     else if (m.t === 'parked') {
       const list = this.acks.get(m.key);
@@ -88,9 +92,27 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
     }
   }
 
+  /**
+   * One round trip to the keeper: resolves once every exit it reaped before it answered was
+   * delivered ('reaped' events come first), so what looks ended unseen can be told from what
+   * is on its way. Resolves at once with a keeper that predates 'sync', and after `timeoutMs`
+   * or the link's loss in any case (the caller goes on with what it has).
+   */
+  sync(timeoutMs = 2000): Promise<void> {
+    if (this.closed || !this.features.has('sync')) return Promise.resolve();
+    const id = ++this.syncSeq;
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => { this.syncs.delete(id); resolve(); }, timeoutMs);
+      this.syncs.set(id, () => { clearTimeout(t); resolve(); });
+      this.write({ t: 'sync', id });
+    });
+  }
+
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const done of this.syncs.values()) done();
+    this.syncs.clear();
     for (const list of this.acks.values()) for (const w of list) w.reject(new Error('keeper link lost'));
     this.acks.clear();
     this.emit('lost');

@@ -172,7 +172,7 @@ export class Keeper {
     this.controlConn = c;
     const hello: KeeperMessage = {
       t: 'hello', protocol: KEEPER_PROTOCOL, keeperPid: process.pid, generation: this.generation, reaped: this.reaped.splice(0),
-      parked: [...this.parked].map(([key, fd]) => ({ key, fd })), features: ['open'],
+      parked: [...this.parked].map(([key, fd]) => ({ key, fd })), features: ['open', 'sync'],
     };
     c.write(JSON.stringify(hello) + '\n');
     let buf = '';
@@ -217,6 +217,10 @@ export class Keeper {
         reply = { t: 'parked', key: m.key, ok: false, error: (e as Error).message };
       }
       c.write(JSON.stringify(reply) + '\n');
+    } else if (m.t === 'sync' && Number.isInteger(m.id)) {
+      // every exit reaped before this answer goes out ahead of it (reap() writes each at once)
+      this.reap();
+      c.write(JSON.stringify({ t: 'synced', id: m.id } satisfies KeeperMessage) + '\n');
     } else if (m.t === 'ready') {
       this.sporedUp = true;
       if (this.listenersTimer) { clearTimeout(this.listenersTimer); this.listenersTimer = null; }

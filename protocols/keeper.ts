@@ -20,13 +20,15 @@ export interface ReapedExit { pid: number; status: number; at: string }
 
 /** Lines on the control socket, keeper -> spored. */
 export type KeeperMessage =
-  /** `features`: optional requests this keeper understands ('open'); a keeper that predates them sends none */
+  /** `features`: optional requests this keeper understands ('open', 'sync'); a keeper that predates them sends none */
   | { t: 'hello'; protocol: number; keeperPid: number; generation: number; reaped: ReapedExit[]; parked: { key: string; fd: number }[]; features?: string[] }
   | { t: 'reaped'; exit: ReapedExit }
   /** the answer to a park or an open; `fd`: the keeper's own fd number of what it now holds (an open's) */
   | { t: 'parked'; key: string; ok: boolean; error?: string; fd?: number }
   /** the keeper is stopping: stop everything (seeds too), do not hand over */
-  | { t: 'stop' };
+  | { t: 'stop' }
+  /** the answer to a sync, after every exit the keeper had reaped until then was sent */
+  | { t: 'synced'; id: number };
 
 /** Lines on the control socket, spored -> keeper. */
 /**
@@ -62,6 +64,12 @@ export type SporedMessage =
   /** close what is held under `key` */
   | { t: 'unpark'; key: string }
   /** spored serves (its ttrpc socket listens): it came up (a keeper that predates this ignores it) */
-  | { t: 'ready' };
+  | { t: 'ready' }
+  /**
+   * answer `synced` with this id once every exit reaped so far (zombies reaped now included)
+   * was sent: spored's round trip before it reports a process lost. Only when the hello
+   * lists the 'sync' feature.
+   */
+  | { t: 'sync'; id: number };
 
 

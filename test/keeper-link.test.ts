@@ -15,7 +15,7 @@ const dir = mkdtempSync(join(tmpdir(), 'spore-keeper-link-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A keeper that is this process: it opens what it is asked to and answers with its fd. */
-function fakeKeeper(sock: string, features: string[] | undefined): Promise<{ server: net.Server; seen: SporedMessage[]; held: number[] }> {
+function fakeKeeper(sock: string, features: string[] | undefined, opts: { syncs?: boolean } = {}): Promise<{ server: net.Server; seen: SporedMessage[]; held: number[] }> {
   const seen: SporedMessage[] = [];
   const held: number[] = [];
   const server = net.createServer((c) => {
@@ -38,6 +38,10 @@ function fakeKeeper(sock: string, features: string[] | undefined): Promise<{ ser
           }
         } else if (m.t === 'park') {
           c.write(JSON.stringify({ t: 'parked', key: m.key, ok: true }) + '\n');
+        } else if (m.t === 'sync' && opts.syncs) {
+          // an exit reaped just now goes out before the answer, as the keeper's reap() writes it
+          c.write(JSON.stringify({ t: 'reaped', exit: { pid: 4242, status: 7 << 8, at: new Date().toISOString() } }) + '\n');
+          c.write(JSON.stringify({ t: 'synced', id: m.id }) + '\n');
         }
       }
     });
@@ -76,6 +80,50 @@ describe('KeeperLink.open', () => {
       expect(k.seen.map((m) => m.t)).toEqual(['park']);
       expect(fstatSync(fd).ino).toBe(statSync(fifo).ino);
       sys.close(fd);
+    } finally {
+      link.close();
+      k.server.close();
+    }
+  });
+});
+
+describe('KeeperLink.sync (the round trip before the lost-process sweep)', () => {
+  it('resolves after the exits the keeper reaped before its answer were delivered', async () => {
+    const k = await fakeKeeper(join(dir, 'k3.sock'), ['open', 'sync'], { syncs: true });
+    const link = await KeeperLink.connect(join(dir, 'k3.sock'));
+    try {
+      const reaped: number[] = [];
+      link.on('reaped', (e) => reaped.push(e.pid));
+      await link.sync();
+      expect(reaped).toEqual([4242]);
+      expect(k.seen.map((m) => m.t)).toEqual(['sync']);
+    } finally {
+      link.close();
+      k.server.close();
+    }
+  });
+
+  it('with a keeper that predates sync: resolves at once, sends nothing', async () => {
+    const k = await fakeKeeper(join(dir, 'k4.sock'), ['open']);
+    const link = await KeeperLink.connect(join(dir, 'k4.sock'));
+    try {
+      await link.sync();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(k.seen).toEqual([]);
+    } finally {
+      link.close();
+      k.server.close();
+    }
+  });
+
+  it('a keeper that lists sync but never answers: resolves after the timeout', async () => {
+    const k = await fakeKeeper(join(dir, 'k5.sock'), ['sync']);
+    const link = await KeeperLink.connect(join(dir, 'k5.sock'));
+    try {
+      const t0 = Date.now();
+      await link.sync(300);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
+      expect(k.seen.map((m) => m.t)).toEqual(['sync']);
     } finally {
       link.close();
       k.server.close();
