@@ -34,7 +34,7 @@ export interface ProcRecord {
   terminal: boolean;
   spec: Process | null;
   startFailed?: boolean;
-  /** stopped, its terminal's last output not yet flushed and its exit not yet reported (tasks.ts reportExit) */
+  /** stopped, its exit not yet published: its terminal's last output not yet flushed, or waiting for Start's answer (tasks.ts reportExit) */
   exitUnreported?: boolean;
   io: IoRecord;
 }

@@ -36,7 +36,11 @@ export interface ProcState {
   startFailed?: boolean;
   /** /proc starttime of pid, taken at spawn: a restarted spored trusts the pid only while it matches */
   pidStartTime?: number | null;
-  /** stopped, but its terminal's last output is still being flushed: Wait and the exit event wait for that */
+  /**
+   * stopped, but its exit event is not published yet: its terminal's last output is still
+   * being flushed (Wait waits for that too), or the event waits for Start's (starting). A
+   * spored that restores the record publishes it.
+   */
   exitUnreported?: boolean;
 }
 
@@ -153,6 +157,8 @@ export class TaskManager {
   private readonly stdinClosedEarly = new WeakSet<ProcState>();
   /** processes whose Start is in flight; their exit is published after their start event */
   private readonly starting = new Map<ProcState, (() => void) | null>();
+  /** stopped processes whose terminal is being flushed: Wait answers after it (reportExit) */
+  private readonly flushing = new Set<ProcState>();
   /**
    * Client FIFO ends taken from sandboxes of Creates an earlier spored did not finish (held
    * until the replayed Create's process has its stdio, or HELD_STDIO_MS): the sandbox is
@@ -604,7 +610,7 @@ export class TaskManager {
 
   async wait(ns: string, id: string, execId: string, signal?: AbortSignal): Promise<ProcState> {
     const { p } = this.proc(ns, id, execId);
-    if ((p.status === 'stopped' && !p.exitUnreported) || p.startFailed) return p;
+    if ((p.status === 'stopped' && !this.flushing.has(p)) || p.startFailed) return p;
     await new Promise<void>((resolve, reject) => {
       const list = this.waiters.get(p) ?? [];
       list.push(resolve);
@@ -948,8 +954,10 @@ export class TaskManager {
     // flush takes up to a second; the record says it is not done, so a spored that takes
     // over meanwhile does it again rather than answer Wait at once (a kill -9 inside it lost
     // the output's last 12-40 KB to the Delete that followed).
+    // An exit during Start waits for the start event (starting): recorded as unreported too,
+    // or a kill in that wait left it published by no spored (containerd never heard of it).
     const console = this.consoles.get(p);
-    if (console) p.exitUnreported = true;
+    if (console || this.starting.has(p)) p.exitUnreported = true;
     this.persist(c);
     this.reportExit(c, p, console);
   }
@@ -957,17 +965,21 @@ export class TaskManager {
   /** The exit event and Wait's answer, once a terminal's last output is in its FIFO. */
   private reportExit(c: ContainerState, p: ProcState, console: Console | undefined): void {
     const finish = (): void => {
-      const publish = (): void => this.o.events.exited(c, p);
+      this.flushing.delete(p);
+      const published = (): void => {
+        if (!p.exitUnreported) return;
+        delete p.exitUnreported;
+        this.persist(c);
+      };
+      const publish = (): void => { this.o.events.exited(c, p); published(); };
       if (this.starting.has(p)) this.starting.set(p, publish);
       else publish();
       this.releaseWaiters(p);
-      if (p.exitUnreported) {
-        delete p.exitUnreported;
-        this.persist(c);
-      }
     };
-    if (console) void console.drainForExit().then(finish, finish);
-    else finish();
+    if (console) {
+      this.flushing.add(p);
+      void console.drainForExit().then(finish, finish);
+    } else finish();
   }
 
   /** Apply an exit of `pid` read before its pid was tracked, if it came after its spawn reply. */
