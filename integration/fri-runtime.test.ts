@@ -162,11 +162,17 @@ describe.skipIf(!root)('process function runtime', () => {
   });
 
   it('reports load errors at deploy, handler errors, timeouts and OOM — and the seed survives', async () => {
-    await expect(rt.deploy(spec('broken', 'node', 'throw new Error("boom at load");'))).rejects.toThrow(/boom at load/);
-    // Python deployed as Node: a syntax error names the file (and the line, when Node knows it)
-    await expect(rt.deploy(spec('wrong-lang', 'node', 'import json\n\ndef handler(event, context):\n    return 1\n'))).rejects.toThrow(/function code failed to load: Unexpected identifier 'def' \(\/var\/task\/[^)]+\.js\)/);
-    await expect(rt.deploy(spec('bad-js', 'node', 'exports.handler = async () => {\n  return 1 +;\n};\n'))).rejects.toThrow(/function code failed to load: .+ \(\/var\/task\/[^)]+\.js:2\)/);
-    await expect(rt.deploy(spec('broken-py', 'python', 'raise RuntimeError("py boom")\n'))).rejects.toThrow(/py boom/);
+    // an error in the top level names the place in the package
+    await expect(rt.deploy(spec('broken', 'node', 'const a = 1;\nthrow new Error("boom at load");'))).rejects.toThrow(/boom at load \(\/var\/task\/[^)]+\.js:2\)/);
+    // a missing module: its require stack, without the loader's stand-in module (noop.js)
+    const missing = rt.deploy(spec('missing-mod', 'node', 'require("./nope");\nexports.handler = () => 1;'));
+    await expect(missing).rejects.toThrow(/Cannot find module '.\/nope' \(\/var\/task\/[^)]+\.js:1\)\nRequire stack:\n- \/var\/task\/[^\n]+\.js$/);
+    // Python deployed as Node: a syntax error names the file (and the line, when Node knows it), and the runtime it looks like
+    await expect(rt.deploy(spec('wrong-lang', 'node', 'import json\n\ndef handler(event, context):\n    return 1\n'))).rejects.toThrow(/function code failed to load: Unexpected identifier 'def' \(\/var\/task\/[^)]+\.js\) \(this looks like Python: deploy it as a \.py file or with --runtime python\)/);
+    await expect(rt.deploy(spec('bad-js', 'node', 'exports.handler = async () => {\n  return 1 +;\n};\n'))).rejects.toThrow(/function code failed to load: .+ \(\/var\/task\/[^)]+\.js:2\)$/);
+    await expect(rt.deploy(spec('broken-py', 'python', 'x = 1\nraise RuntimeError("py boom")\n'))).rejects.toThrow(/RuntimeError: py boom \(\/var\/task\/[^)]+\.py:2\)/);
+    // Node deployed as Python
+    await expect(rt.deploy(spec('wrong-lang-py', 'python', 'module.exports.handler = async () => 1;\n'))).rejects.toThrow(/SyntaxError: .+ \(this looks like JavaScript: deploy it as a \.js file or with --runtime node\)/);
     // a handler name the code does not export: what it does export, to set --handler to
     await expect(rt.deploy(spec('wrong-handler', 'node', 'exports.main = () => 1; exports.helper = () => 2; exports.n = 3;'))).rejects.toThrow(/does not export a function named "handler" \(it exports "main", "helper"; set --handler/);
     await expect(rt.deploy(spec('slowinit', 'node', 'const t = Date.now() + 60000; while (Date.now() < t) {} exports.handler = () => 1;'))).rejects.toThrow(/did not finish within 4000 ms/);

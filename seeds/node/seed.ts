@@ -8,7 +8,7 @@
 // it was forked for: an instance (runs one request and _exits), a new function lineage
 // (an L1's child: builds the sandbox, loads the function, serves as its L2 seed) or a
 // replica of an L2 seed.
-import { existsSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
@@ -369,7 +369,8 @@ function readEnv(link: number): Record<string, string> {
  * MODULE.cjs through require, MODULE.mjs (or a .js that is ESM) through import().
  */
 async function loadHandler(load: LoadSpec): Promise<Handler> {
-  const req = createRequire(`${load.module.slice(0, load.module.lastIndexOf('/') + 1)}`);
+  const dir = load.module.slice(0, load.module.lastIndexOf('/') + 1);
+  const req = createRequire(dir);
   let mod: Record<string, unknown> | undefined;
   const tried: string[] = [];
   for (const ext of ['.js', '.mjs', '.cjs']) {
@@ -379,9 +380,7 @@ async function loadHandler(load: LoadSpec): Promise<Handler> {
     try {
       mod = await loadModule(req, file, ext);
     } catch (e) {
-      // a syntax error says where only in its stack's first line ("/var/task/index.js:3"),
-      // and as ES module not at all: name the place, or at least the file
-      if (e instanceof SyntaxError) e.message = `${e.message} (${/^(\/[^\n]*:\d+)\n/.exec(e.stack ?? '')?.[1] ?? file})`;
+      if (e instanceof Error) e.message = loadErrorMessage(e, file, dir);
       throw e;
     }
     break;
@@ -394,6 +393,36 @@ async function loadHandler(load: LoadSpec): Promise<Handler> {
     throw new Error(`${load.module} does not export a function named ${JSON.stringify(load.handler)} (${exported.length ? `it exports ${exported.map((k) => JSON.stringify(k)).join(', ')}` : 'it exports no function'}; set --handler to one of them)`);
   }
   return h as Handler;
+}
+
+/**
+ * What the deployer sees of an error in the function's top level (`file`, in the package
+ * `dir`): where in the package it happened, the first frame under `dir` (a syntax error says
+ * where only in its stack's first line, "/var/task/index.js:3", and as ES module not at all:
+ * then the file); without the stand-in module createRequire(dir) names the loader after
+ * (`<dir>noop.js` in a missing module's require stack); and for a file that does not parse
+ * and reads as Python, that it went to the wrong runtime.
+ */
+function loadErrorMessage(e: Error, file: string, dir: string): string {
+  let message = e.message.split('\n').filter((l) => l !== `- ${dir}noop.js`).join('\n');
+  const stack = e.stack ?? '';
+  if (e instanceof SyntaxError) {
+    message = `${message} (${/^(\/[^\n]*:\d+)\n/.exec(stack)?.[1] ?? file})`;
+    let text = '';
+    try { text = readFileSync(file, 'utf8').slice(0, 1 << 16); } catch { /* gone */ }
+    if (/^\s*(def \w+\s*\(|import \w+\s*$|from [\w.]+ import )/m.test(text)) message += ' (this looks like Python: deploy it as a .py file or with --runtime python)';
+    return message;
+  }
+  for (const line of stack.split('\n').slice(1)) {
+    const at = line.indexOf(dir);
+    if (at < 0) continue;
+    const where = /^([^\s)]*?:\d+):\d+/.exec(line.slice(at))?.[1];
+    if (!where) continue;
+    // on the first line: a missing module's message goes on with its require stack
+    const nl = message.indexOf('\n');
+    return nl < 0 ? `${message} (${where})` : `${message.slice(0, nl)} (${where})${message.slice(nl)}`;
+  }
+  return message;
 }
 
 /** MODULE.mjs through import(), the rest through require (import() for a .js that is ESM). */

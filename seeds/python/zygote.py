@@ -582,6 +582,33 @@ def reinit_uniqueness():
             pass
 
 
+_LOOKS_LIKE_JS = r'module\.exports|^\s*exports\.\w+\s*=|\brequire\(|=>|^\s*(const|let|function)\s'
+
+
+def _load_error_message(message, exc):
+    """What the deployer sees of an error in the function's top level: where in the package it
+    happened (a SyntaxError says so itself), and, for a file that does not parse and reads as
+    JavaScript, that it was deployed to the wrong runtime."""
+    if isinstance(exc, SyntaxError):
+        import re
+        try:
+            with open(exc.filename or '', encoding='utf-8', errors='replace') as f:
+                text = f.read(1 << 16)
+        except (OSError, ValueError):
+            text = ''
+        if re.search(_LOOKS_LIKE_JS, text, re.M):
+            message += ' (this looks like JavaScript: deploy it as a .js file or with --runtime node)'
+        return message
+    where = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith('/var/task/'):
+            where = '%s:%d' % (name, tb.tb_lineno)
+        tb = tb.tb_next
+    return '%s (%s)' % (message, where) if where else message
+
+
 def _errinfo(kind, exc):
     import traceback
     return {'kind': kind, 'message': '%s: %s' % (type(exc).__name__, exc),
@@ -984,7 +1011,7 @@ def start_lineage(kw):
         handler = load_function(msg['load'])
     except BaseException as e:
         info = _errinfo('load', e)
-        fail(info['message'], info['stack'], 'load')
+        fail(_load_error_message(info['message'], e), info['stack'], 'load')
     gc.collect()
     gc.freeze()  # keep the collector off the shared pages in forks
     seed = Seed(sid, 2, link, (handler, layer))
