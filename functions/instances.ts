@@ -218,9 +218,10 @@ export class Instances implements Omit<InstanceEvents, never> {
     const child = seed.nsPids ? openChildOf(seed.hostPid, reportedPid, seed.nsPids) : null;
     if (child === null) {
       // the seed has this child (it reported it) but spored cannot hold it: have the seed kill
-      // it, so its exit still comes and its resources go back
+      // it, so its exit still comes and its resources go back (mostly it is gone already:
+      // function code run at the fork, an at-fork hook, ended it)
       this.kill(inst);
-      w.forked[1].reject(new FailedPrecondition(`instance ${id}: no child ${reportedPid} of seed ${seed.info.id}`));
+      w.forked[1].reject(new ExitedBeforeBind(`instance ${id}: no child ${reportedPid} of seed ${seed.info.id}`));
       return;
     }
     const host = child.host;
@@ -234,7 +235,9 @@ export class Instances implements Omit<InstanceEvents, never> {
     };
     const failed = (e: unknown): void => {
       this.kill(inst);
-      w.forked[1].reject(new FailedPrecondition(`instance ${id}: cgroup: ${(e as Error).message}`));
+      // ESRCH: the process is gone (function code run at the fork ended it), not spore's failure
+      const gone = (e as { code?: unknown }).code === 'ESRCH' || (e as { errno?: unknown }).errno === 3;
+      w.forked[1].reject(new (gone ? ExitedBeforeBind : FailedPrecondition)(`instance ${id}: cgroup: ${(e as Error).message}`));
     };
     if (!inst.cgroup) { bound(); return; }
     const files = this.procsTargetsOf(inst.cgroup, inst.version.instancesCpuProcs);
@@ -433,12 +436,12 @@ export class Instances implements Omit<InstanceEvents, never> {
       else if (oom) error = { kind: 'oom', message: `handler exceeded its memory limit of ${spec.memoryMiB} MiB and was killed`, stack: null };
       // the caller sees the function's own frames, never spore's (every interface: FRI, CLI, gateway)
       else if (r?.error) error = { kind: r.error.kind, message: scrubText(r.error.message), stack: functionStack(r.error.stack) };
-      else if (notStarted) {
+      else if (notStarted && !(notStarted instanceof ExitedBeforeBind)) {
         // spore's failure, not the handler's: it never ran
         error = { kind: 'internal', message: `the instance could not be started: ${notStarted.message}`, stack: null };
         this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, err: notStarted.message }, 'instance could not be started');
       } else {
-        error = { kind: 'crash', message: `instance exited without a result (code ${exit?.code ?? null}, signal ${signalName(exit?.signal ?? null)})`, stack: null };
+        error = { kind: 'crash', message: `instance exited ${notStarted ? 'before its call reached it' : 'without a result'} (code ${exit?.code ?? null}, signal ${signalName(exit?.signal ?? null)})`, stack: null };
         // the handler's own errors are the caller's business; a process that died without a
         // word (a signal from outside, a crash of the runtime) is the operator's
         this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, pid: inst.hostPid, code: exit?.code ?? null, signal: exit?.signal ?? null }, 'instance exited without a result');
@@ -484,6 +487,9 @@ function hops(t0: number, tResult: number, at: InstRec['at'], child: { startAt?:
     childStart: abs(child?.startAt), childDone: abs(child?.doneAt), resultRead: rel(tResult),
   };
 }
+
+/** The instance's process ended between its fork and its bind: the function's doing (code run at the fork), reported as a crash. */
+class ExitedBeforeBind extends FailedPrecondition {}
 
 /** 31 -> "31 (SIGSYS)": a signal number with its name, so a seccomp kill reads as one. */
 function signalName(signal: number | null): string {

@@ -178,6 +178,19 @@ describe.skipIf(!root)('process function runtime', () => {
     await expect(rt.deploy(spec('slowinit', 'node', 'const t = Date.now() + 60000; while (Date.now() < t) {} exports.handler = () => 1;'))).rejects.toThrow(/did not finish within 4000 ms/);
     expect(rt.listFunctions().some((f) => f.name === 'broken' || f.name === 'slowinit')).toBe(false);
 
+    // function code run at the fork (an at-fork hook) that ends the instance before its call
+    // reaches it: the function's crash, not spore's failure (red team, 2026-12-01)
+    // (the instance parses its /tmp slot's line before it is bound; replicas never parse one)
+    const hook = 'const parse = JSON.parse;\nJSON.parse = (t, r) => { if (String(t).startsWith(\'{"slot":\')) process.kill(process.pid, 9); return parse(t, r); };\nexports.handler = () => 1;\n';
+    await rt.deploy(spec('forkexit', 'node', hook));
+    for (let i = 0; i < 3; i++) {
+      const fe = await rt.invoke('forkexit', '{}');
+      expect(fe.ok, JSON.stringify(fe)).toBe(false);
+      expect(fe.error?.kind, fe.error?.message).toBe('crash');
+      expect(fe.error?.message).toMatch(/^instance exited (before its call reached it|without a result) \(code null, signal 9 \(SIGKILL\)\)$/);
+    }
+    await rt.remove('forkexit');
+
     await rt.deploy(spec('thrower', 'node', 'module.exports.handler = async () => { throw new TypeError("bad input"); };'));
     const t = await rt.invoke('thrower', '{}');
     expect(t.ok).toBe(false);

@@ -303,7 +303,11 @@ export class TaskManager {
       try {
         cg = createCgroup(cgroup, withDefaultDeviceRules(spec));
       } catch (e) {
-        if (spawning) await spawning.then(() => this.o.seed.abort(key(ns, id)), () => undefined);
+        // the child, set up meanwhile, waits for a join that will not come: abort it now
+        // rather than after its set-up (it would wait out awaitJoin's second first)
+        if (spawning) await Promise.all([this.o.seed.abort(key(ns, id)).catch(() => undefined), spawning.catch(() => undefined)]);
+        // what it made before the refused value (a kernel that says EINVAL to a cpu period) goes too
+        try { destroyCgroup(cgroup); } catch (err) { this.o.log.warn({ id, ns, err: (err as Error).message }, 'cleanup of a cgroup whose creation failed'); }
         removeEmptyDirs(madeParents);
         throw e;
       }

@@ -373,11 +373,11 @@ export const AWAIT_JOIN_MS = 1000;
 
 /**
  * The join spored makes for us (plan.joinedBySpored): it writes our pid into each hierarchy's
- * cgroup.procs, in order, from a thread of its own, as soon as the cgroup exists, while we set
- * up; the first write of a quiet moment waits out an RCU grace period (cgroup_threadgroup_rwsem
- * goes into writer mode), 0.4-14 ms on 2-CPU PVM guests, and now that wait overlaps our mounts
- * instead of following them. Done when the last file lists us (cgroup.procs shows pids in the
- * reader's pid namespace, as /proc/self does: the container's procfs is mounted by now). A
+ * cgroup.procs, in order, the first from a thread of its own, as soon as the cgroup exists,
+ * while we set up; the first write of a quiet moment waits out an RCU grace period
+ * (cgroup_threadgroup_rwsem goes into writer mode), 0.4-17 ms on 2-CPU PVM guests, and now that
+ * wait overlaps our mounts instead of following them. Done when the last file lists us
+ * (cgroup.procs shows pids in the reader's pid namespace, as getpid gives ours). A
  * write of our own after that would wait for a grace period again, so none is made; only if
  * spored's join has not come after AWAIT_JOIN_MS (a spored that died meanwhile, a write that
  * failed) do we join ourselves, and so meet any error of it here, as before.
@@ -385,7 +385,8 @@ export const AWAIT_JOIN_MS = 1000;
 function awaitJoin(s: ContainerSys, procs: string[]): void {
   const last = procs[procs.length - 1];
   if (last === undefined) return;
-  const self = s.readlink('/proc/self');
+  // getpid, not /proc/self: a spec may mount the host's /proc over the container's
+  const self = String(s.getpid());
   const until = Date.now() + AWAIT_JOIN_MS;
   const nap = new Int32Array(new SharedArrayBuffer(4));
   while (Date.now() < until) {

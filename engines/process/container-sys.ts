@@ -28,6 +28,8 @@ export interface FileStat {
 export interface ContainerSys {
   // --- process --------------------------------------------------------------------
   setsid(): number;
+  /** getpid(2): this process's pid in its own pid namespace (whatever /proc is mounted there) */
+  getpid(): number;
   /** close_range(first, ~0, cloexec ? CLOSE_RANGE_CLOEXEC : 0) */
   closeFrom(first: number, cloexec: boolean): void;
   /** the fd of Node's IPC channel to spored, when this process inherited one */
@@ -130,6 +132,7 @@ export interface ContainerSys {
 
 export const realContainerSys: ContainerSys = {
   setsid: () => sys.setsid(),
+  getpid: () => sys.getpid(),
   closeFrom: (first, cloexec) => sys.closeFrom(first, cloexec),
   ipcChannelFd: () => (process as unknown as { channel?: { fd?: number } }).channel?.fd,
   sealInheritedFds: (keep) => {
@@ -454,6 +457,8 @@ export class RecordingContainerSys implements ContainerSys {
 
   // --- process
   setsid(): number { this.rec('setsid', []); return 1; }
+  /** pid 1: a container's init in its new pid namespace (queried, not recorded) */
+  getpid(): number { this.query('getpid', []); return 1; }
   closeFrom(first: number, cloexec: boolean): void { this.rec('close_range', [first, cloexec]); }
   ipcChannelFd(): number | undefined { return this.opts.ipcChannelFd; }
   sealInheritedFds(keep: readonly number[]): void { this.rec('seal_fds', [...keep]); }
@@ -710,6 +715,7 @@ export function warmContainerSys(): void {
   tryIt(() => s.access(NX, X_OK));
   tryIt(() => s.readFile(NX));
   tryIt(() => s.readFileInRoot(NX, 1));
+  s.getpid();
   s.prctl(23 /* PR_CAPBSET_READ */, 0);
   tryIt(() => s.setgroups(new Array<number>(65537).fill(0))); // EINVAL: more than NGROUPS_MAX
   s.setresgid(process.getgid?.() ?? 0); // its own gid: no change
