@@ -183,6 +183,21 @@ export class Instances implements Omit<InstanceEvents, never> {
     return inst;
   }
 
+  /**
+   * `v`'s instances spored holds (host pids; their move into their cgroup may still be under
+   * way), and the seeds with a fork whose report has not been resolved yet (escapees.ts).
+   */
+  forksOf(v: VersionRec): { held: Set<number>; unresolvedFrom: Set<SeedRec> } {
+    const held = new Set<number>();
+    const unresolvedFrom = new Set<SeedRec>();
+    for (const inst of this.recs.values()) {
+      if (inst.version !== v || inst.released) continue;
+      if (inst.hostPid > 0) held.add(inst.hostPid);
+      else unresolvedFrom.add(inst.seed);
+    }
+    return { held, unresolvedFrom };
+  }
+
   /** Resolves once the instance is forked and in its cgroup (FRI Fork); rejects if it never got there. */
   async ready(inst: InstRec): Promise<void> {
     const w = this.waits.get(inst.info.id);

@@ -50,6 +50,8 @@ export interface VersionRec {
   inflight: number;
   /** performance.now() of its last instance exit (registry.ts: the idle refresh) */
   lastExitAt: number;
+  /** when it became active, in clock ticks since boot (escapees.ts: what its init started is older) */
+  readyTicks: number;
   deployedAt: string;
 }
 

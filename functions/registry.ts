@@ -19,11 +19,26 @@ import type { FunctionLogs } from './logs.js';
 import type { PackageStore, StoredPackage } from './packages.js';
 import { FUNCTION_RECORD_FORMAT, type FunctionRecord, type FunctionStore } from './store.js';
 import { SlotPool } from './slots.js';
+import { sweepVerdict, type Member } from './escapees.js';
+import { bootTicksNow, parentAndStart } from '../sys/proc.js';
 import type { SeedTree } from './seed-tree.js';
 import type { FunctionRec, SeedRec, VersionRec } from './records.js';
 
 export type { FunctionRec, VersionRec };
 import { VERSION_MOVES, move, type VersionState } from './states.js';
+
+/** A process's parent and start (escapees.ts), or null when it is gone. */
+function memberOf(pid: number): Member | null {
+  const m = parentAndStart(pid);
+  return m ? { pid, ...m } : null;
+}
+
+/** The escapee sweep (escapees.ts) runs this long after an instance exit (ms), at most once per version at a time. */
+const SWEEP_AFTER_EXIT_MS = 200;
+/** ...and again this long after a sweep that found anything (ms). */
+const SWEEP_AGAIN_MS = 1000;
+/** How long a seed's unknown child is spared while the seed has a fork not yet resolved (clock ticks, 1/100 s). */
+const SWEEP_GRACE_TICKS = 1000;
 
 
 
@@ -47,6 +62,8 @@ export interface RegistryOptions {
   activeCalls?: (v: VersionRec) => number;
   /** a replica is being replaced while its version is idle: its parked instances go */
   releaseParked?: (seed: SeedRec) => void;
+  /** `v`'s instances spored holds, and the seeds with a fork not yet resolved (Instances.forksOf; the escapee sweep) */
+  forksOf?: (v: VersionRec) => { held: Set<number>; unresolvedFrom: Set<SeedRec> };
   slotsPerFunction: number;
   tmpMiB: number;
   initTimeoutMs: number;
@@ -108,6 +125,8 @@ export class Registry {
   private readonly rebuilds = new Map<string, number[]>();
   /** versions whose idle check is armed (instanceExited) */
   private readonly idleChecks = new Map<VersionRec, NodeJS.Timeout>();
+  /** escapee sweeps scheduled, by version (sweepLineage) */
+  private readonly sweeps = new Map<VersionRec, NodeJS.Timeout>();
 
   constructor(
     private readonly o: RegistryOptions,
@@ -264,7 +283,7 @@ export class Registry {
     // (at twice, 24 calls at a time renewed about 8 per batch: a fork of the L1 seed per 8 calls)
     const names = Array.from({ length: this.o.slotsPerFunction * SLOTS_PER_CONCURRENCY }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
-      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0, lastExitAt: 0, logFd: -1,
+      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0, lastExitAt: 0, readyTicks: Infinity, logFd: -1,
       deployedAt: deployedAt ?? new Date().toISOString(), tmpBytes,
       slots: new SlotPool(names, this.o.slotsPerFunction, async (batch) => {
         const first = v.seeds[0];
@@ -303,6 +322,7 @@ export class Registry {
     // The new version serves from now on; the one before finishes what it has, then goes.
     for (const old of fn.versions) if (old !== v && old.state === 'active') this.retire(old);
     move(VERSION_MOVES, v, 'active');
+    v.readyTicks = bootTicksNow();
     this.down.delete(spec.name);
     fn.spec = spec;
     this.record(fn, v);
@@ -352,10 +372,11 @@ export class Registry {
     return best;
   }
 
-  /** Called at every instance exit: rotation under load, and the idle refresh's clock. */
+  /** Called at every instance exit: rotation under load, the idle refresh's clock, the escapee sweep. */
   instanceExited(seed: SeedRec): void {
     this.maybeRotate(seed);
     const v = seed.version;
+    if (v) this.scheduleSweep(v, SWEEP_AFTER_EXIT_MS);
     if (!v || this.o.idleRefreshMs <= 0) return;
     v.lastExitAt = performance.now();
     if (!this.idleChecks.has(v)) this.armIdleCheck(v, this.o.idleRefreshMs);
@@ -490,7 +511,54 @@ export class Registry {
     return `${h.dirs['cpu']}/cgroup.procs`;
   }
 
+  private scheduleSweep(v: VersionRec, ms: number): void {
+    if (this.sweeps.has(v)) return;
+    const t = setTimeout(() => { this.sweeps.delete(v); this.sweepLineage(v); }, ms);
+    t.unref();
+    this.sweeps.set(v, t);
+  }
+
+  /**
+   * Kill what function code started in the lineage's cgroup outside any instance (escapees.ts
+   * says how they are told apart); looks again while any is left or too young to tell.
+   */
+  private sweepLineage(v: VersionRec): void {
+    if (v.state === 'gone' || v.state === 'starting') return;
+    const files = procsFiles(v.cgroup);
+    const file = files.find((f) => f.includes('/pids/')) ?? files[0];
+    if (!file) return;
+    let pids: number[];
+    try { pids = readFileSync(file, 'latin1').split('\n').filter((l) => l !== '').map(Number); } catch { return; }
+    // every seed of the version the tree knows: starting and retiring replicas too
+    const mine = this.tree.list().filter((s) => s.version === v);
+    const seeds = new Set(mine.map((s) => s.hostPid).filter((p) => p > 0));
+    const forks = this.o.forksOf?.(v) ?? { held: new Set<number>(), unresolvedFrom: new Set<SeedRec>() };
+    const members = pids.filter((p) => !seeds.has(p) && !forks.held.has(p)).map(memberOf).filter((m): m is Member => m !== null);
+    if (members.length === 0) return;
+    // a replica being forked (the first seed's child) is known by pid only once its fork is reported
+    const replicaStarting = mine.some((s) => s.hostPid === 0);
+    const firstPid = v.seeds[0]?.hostPid ?? 0;
+    const unresolved = new Set([...forks.unresolvedFrom].map((s) => s.hostPid));
+    const verdict = sweepVerdict({
+      members, seeds, instances: forks.held, lookup: memberOf, readyTicks: v.readyTicks, nowTicks: bootTicksNow(), graceTicks: SWEEP_GRACE_TICKS,
+      mayBeFresh: (seedPid) => unresolved.has(seedPid) || (replicaStarting && seedPid === firstPid),
+    });
+    for (const pid of verdict.kill) {
+      try {
+        const fd = sys.pidfdOpen(pid);
+        try { sys.pidfdSignal(fd, 9); } finally { sys.close(fd); }
+      } catch { /* gone already */ }
+    }
+    if (verdict.kill.length) {
+      this.o.log.warn({ fn: v.fn.spec.name, version: v.version, pids: verdict.kill }, 'killed processes the function started outside its instances (code run at an instance\'s fork, before it was bound to its cgroup)');
+    }
+    if (verdict.kill.length || verdict.deferred.length) this.scheduleSweep(v, SWEEP_AGAIN_MS);
+  }
+
+
   destroyLineageCgroup(v: VersionRec): void {
+    const t = this.sweeps.get(v);
+    if (t) { clearTimeout(t); this.sweeps.delete(v); }
     if (v.logFd >= 0) { try { sys.close(v.logFd); } catch { /* closed */ } v.logFd = -1; }
     try {
       killAll(v.cgroup, 'SIGKILL');

@@ -151,6 +151,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         onVersionEnd: (v) => this.parking.drain(v),
         activeCalls: (v) => v.inflight - this.parking.held(v),
         releaseParked: (seed) => this.parking.dropFrom(seed),
+        forksOf: (v) => this.inst.forksOf(v),
       },
       this.tree,
       new PackageStore(join(this.stateDir, 'packages')),

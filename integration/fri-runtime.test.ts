@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeedClient } from '../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../dist/functions/runtime.js';
-import { detectCgroupLayout } from '../dist/pools/cgroups.js';
+import { cgroupHandle, detectCgroupLayout, procsFiles } from '../dist/pools/cgroups.js';
 import type { FunctionInfo, FunctionSpec, InvokeResult } from '../protocols/fri/types.js';
 import { openFds } from './harness.js';
 
@@ -190,6 +190,26 @@ describe.skipIf(!root)('process function runtime', () => {
       expect(fe.error?.message).toMatch(/^instance exited (before its call reached it|without a result) \(code null, signal 9 \(SIGKILL\)\)$/);
     }
     await rt.remove('forkexit');
+
+    // what such code forks before the instance is bound stays in the lineage's cgroup, out of
+    // the instance's limits and alive after it: the sweep kills it (red team, 2026-12-01)
+    const escaper = 'const cp = require("child_process");\nlet child = 0;\nconst parse = JSON.parse;\n'
+      + 'JSON.parse = (t, r) => { if (String(t).startsWith(\'{"slot":\')) child = cp.spawn(process.execPath, ["-e", "setInterval(() => {}, 1e6)"], { detached: true, stdio: "ignore" }).pid ?? -1; return parse(t, r); };\n'
+      + 'exports.handler = () => ({ child });\n';
+    await rt.deploy(spec('escaper', 'node', escaper));
+    const lineage = procsFiles(cgroupHandle(detectCgroupLayout(), `/spore/fri-${process.pid}/fn-escaper-v1`));
+    const lineageProcs = lineage.find((f) => f.includes('/pids/')) ?? lineage[0] as string;
+    const members = (): string[] => readFileSync(lineageProcs, 'utf8').split('\n').filter((l) => l !== '');
+    await new Promise((r) => setTimeout(r, 300)); // the replicas are up
+    // the seeds, and what the init started (spore's warm-up of the instance path ran the hook once, in the seed)
+    const before = new Set(members());
+    const esc = await rt.invoke('escaper', '{}');
+    expect(esc.ok, JSON.stringify(esc)).toBe(true);
+    expect((JSON.parse(esc.result ?? 'null') as { child: number }).child, 'the hook started its process').toBeGreaterThan(0);
+    const extra = (): string[] => members().filter((p) => !before.has(p));
+    for (let i = 0; i < 50 && extra().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(extra(), 'what the call started outside its instance is gone').toEqual([]);
+    await rt.remove('escaper');
 
     await rt.deploy(spec('thrower', 'node', 'module.exports.handler = async () => { throw new TypeError("bad input"); };'));
     const t = await rt.invoke('thrower', '{}');

@@ -25,6 +25,22 @@ export function processStartTime(pid: number): number | null {
   return Number.isFinite(v) ? v : null;
 }
 
+/** Parent pid and start time of `pid` (proc(5) stat fields 4 and 22) in one read, or null when no such process exists. */
+export function parentAndStart(pid: number): { ppid: number; startTicks: number } | null {
+  const f = statFields(pid);
+  const ppid = Number(f?.[1]);
+  const startTicks = Number(f?.[19]);
+  return Number.isFinite(ppid) && Number.isFinite(startTicks) ? { ppid, startTicks } : null;
+}
+
+/**
+ * Now, in the clock ticks of stat's starttime: /proc/uptime (seconds, to 1/100) times USER_HZ,
+ * which is 100 on Linux's ABI (sysconf(_SC_CLK_TCK)).
+ */
+export function bootTicksNow(): number {
+  return Math.floor(Number(readFileSync('/proc/uptime', 'latin1').split(' ')[0]) * 100);
+}
+
 /** The parent pid of `pid` (proc(5) stat field 4) as this pid namespace sees it, or null when no such process exists. */
 export function parentPid(pid: number): number | null {
   const v = Number(statFields(pid)?.[1]); // field 4
