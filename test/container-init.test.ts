@@ -697,7 +697,7 @@ describe('container-init against the recording ContainerSys', () => {
     const r = run(planOf((s) => { s.process.args = ['nosuch']; }));
     expect(r.exit).toBe(127);
     expect(at(r.calls, 'read', START)).toBe(-1);
-    expect(r.status).toEqual([{ s: 'error', phase: 'lookup', message: 'exec("nosuch": executable file not found in $PATH): ENOENT (errno 2)', errno: 2 }]);
+    expect(r.status).toEqual([{ s: 'error', phase: 'lookup', message: 'exec: "nosuch": executable file not found in $PATH', errno: 2 }]);
     expect(r.calls.at(-1)).toEqual(c('exit', 127));
   });
 

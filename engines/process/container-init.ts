@@ -889,12 +889,12 @@ function homeOf(s: ContainerSys, uid: number): string {
  * runc (Go's exec.LookPath): without a PATH, a name without a slash is not found.
  */
 export function lookPath(file: string, env: string[], s: ContainerSys = realContainerSys): string {
-  if (!file) throw new SyscallError('exec', 2, 'empty args');
+  if (!file) throw new ExecLookupError(2, 'exec: no command: process.args is empty');
   if (file.includes('/')) {
     let st;
-    try { st = s.stat(file); } catch { throw new SyscallError('exec', 2, `${file}: no such file`); }
-    if (!st.isFile()) throw new SyscallError('exec', 13, `${file} is not a regular file`);
-    try { s.access(file, X_OK); } catch { throw new SyscallError('exec', 13, `${file} is not executable`); }
+    try { st = s.stat(file); } catch { throw new ExecLookupError(2, `exec: ${JSON.stringify(file)}: stat ${file}: no such file or directory`); }
+    if (!st.isFile()) throw new ExecLookupError(13, `exec: ${JSON.stringify(file)}: not a regular file`);
+    try { s.access(file, X_OK); } catch { throw new ExecLookupError(13, `exec: ${JSON.stringify(file)}: permission denied`); }
     return file;
   }
   const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
@@ -905,5 +905,17 @@ export function lookPath(file: string, env: string[], s: ContainerSys = realCont
       if (s.stat(candidate).isFile()) return candidate;
     } catch { /* next */ }
   }
-  throw new SyscallError('exec', 2, `"${file}": executable file not found in $PATH`);
+  throw new ExecLookupError(2, `exec: ${JSON.stringify(file)}: executable file not found in $PATH`);
+}
+
+/**
+ * The program of process.args[0] cannot be run: its errno (for the status report) with a
+ * message worded as runc's ("exec: "x": executable file not found in $PATH"), not as a
+ * syscall's.
+ */
+class ExecLookupError extends SyscallError {
+  constructor(errno: number, message: string) {
+    super('exec', errno);
+    this.message = message;
+  }
 }
