@@ -242,8 +242,9 @@ export class Instances implements Omit<InstanceEvents, never> {
     const host = child.host;
     inst.hostPid = host;
     inst.pidfd = child.pidfd;
-    inst.info.pid = host;
     const bound = (): void => {
+      // listed with its pid once it is in its cgroup (the move may go through the threadpool)
+      inst.info.pid = host;
       inst.at.bound = performance.now();
       w.forked[1].resolve({ forkUs });
       w.bound[1].resolve();
