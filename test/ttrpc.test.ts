@@ -144,10 +144,15 @@ describe('ttrpc server + client over a unix socket', () => {
 
   it('answers 50 concurrent calls out of order, each matched to its request', async () => {
     const completion: string[] = [];
+    // every call waits until all 50 are in, then they finish in reverse order (later requests first)
+    const waiting = new Map<number, () => void>();
     await start({
       async state(req) {
         const n = Number(req.id);
-        await sleep((50 - n) * 2); // later requests finish first
+        await new Promise<void>((resolve) => {
+          waiting.set(n, resolve);
+          if (waiting.size === 50) setImmediate(() => { for (let i = 49; i >= 0; i--) waiting.get(i)?.(); });
+        });
         completion.push(req.id);
         return { id: req.id, pid: n };
       },
