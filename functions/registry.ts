@@ -638,7 +638,8 @@ export class Registry {
     const name = fn.spec.name;
     const down = this.down.get(name);
     if (down !== undefined) return { state: 'down', stateMessage: down };
-    if (this.building.has(name) || this.restoring.has(name)) {
+    if (this.restoring.has(name)) return { state: 'rebuilding', stateMessage: 'being restored from its record after a spored restart; calls to it wait' };
+    if (this.building.has(name)) {
       const first = this.active(fn)?.seeds[0];
       const lost = first !== undefined && first.info.state !== 'ready';
       return lost ? { state: 'rebuilding', stateMessage: 'its first seed went away; it is being built again from its stored package' } : { state: 'deploying', stateMessage: 'a version is being built' };

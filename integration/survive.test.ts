@@ -203,6 +203,8 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     lister.close();
     expect(listed.map((f) => f.name).sort(), JSON.stringify(listed.map((f) => [f.name, f.state]))).toEqual(['hello', 'py', 'slow']);
     expect(listed.find((f) => f.name === 'py')?.invocations).toBeGreaterThanOrEqual(pyCalls);
+    // the one being restored is as 'rebuilding' as those waiting their turn (it said 'deploying': a fresh user)
+    for (const f of listed) expect(['ready', 'rebuilding'], `${f.name}: ${f.state} (${f.stateMessage})`).toContain(f.state);
     await sleep(1000);
     gatewayRunning = false;
     await gatewayLoop;
