@@ -177,6 +177,22 @@ describe.skipIf(skip !== undefined)('keeper and launcher', () => {
   }, 60_000);
 });
 
+describe.skipIf(skipCtrd !== undefined)('the first containers of a node', () => {
+  it('started at once while spore is not up yet: every one runs (the keeper does not keep the start lock)', async () => {
+    // The first shim start launches the keeper under a lock the others wait on; the keeper
+    // inherited the lock's fd and so held it for its life, and every start queued behind the
+    // first hung (3 of 4 here: a node booting its pods).
+    const c = await startContainerd({ extraEnv: { SPORE_GATEWAY: 'off', SPORE_FRI: 'off' } });
+    try {
+      const rt = ['--runtime', 'io.containerd.spore.v2'];
+      const runs = await Promise.all([0, 1, 2, 3].map((i) => c.ctr(['run', '--rm', ...rt, '--rootfs', rootfs('busybox'), `first${i}`, '/bin/sh', '-c', `echo hi ${i}; exit 7`], { timeoutMs: 30_000 })));
+      expect(runs.map((r) => [r.code, r.stdout])).toEqual([0, 1, 2, 3].map((i) => [7, `hi ${i}\n`]));
+    } finally {
+      await c.stop();
+    }
+  }, 120_000);
+});
+
 describe.skipIf(skipCtrd !== undefined)('a killed root seed', () => {
   it('restarts spored with a new seed: running containers stay, new ones start', async () => {
     const c = await startContainerd({ extraEnv: { SPORE_GATEWAY: 'off', SPORE_FRI: 'off' } });
