@@ -39,6 +39,10 @@ const SWEEP_AFTER_EXIT_MS = 200;
 const SWEEP_AGAIN_MS = 1000;
 /** How long a seed's unknown child is spared while the seed has a fork not yet resolved (clock ticks, 1/100 s). */
 const SWEEP_GRACE_TICKS = 1000;
+/** Members judged per turn of the loop; more are left to the next turn (a fork bomb's thousands held the loop for seconds). */
+const SWEEP_BATCH = 128;
+/** A dropped seed's pid is taken for a seed this long (ms): it exits once told, not at once. */
+const DROPPED_SEED_MS = 10_000;
 
 
 
@@ -127,6 +131,8 @@ export class Registry {
   private readonly idleChecks = new Map<VersionRec, NodeJS.Timeout>();
   /** escapee sweeps scheduled, by version (sweepLineage) */
   private readonly sweeps = new Map<VersionRec, NodeJS.Timeout>();
+  /** host pids of seeds dropped a moment ago, with when (performance.now()): still seeds to the sweep */
+  private readonly droppedSeeds = new Map<number, number>();
 
   constructor(
     private readonly o: RegistryOptions,
@@ -305,7 +311,7 @@ export class Registry {
       move(VERSION_MOVES, v, 'gone');
       fn.versions = fn.versions.filter((x) => x !== v);
       fn.lastVersion = version - 1;
-      for (const s of v.seeds) this.tree.drop(s);
+      for (const s of v.seeds) this.dropSeed(s);
       this.destroyLineageCgroup(v);
       if (fresh) {
         this.functions.delete(spec.name);
@@ -357,7 +363,8 @@ export class Registry {
   private addReplica(v: VersionRec): void {
     const first = v.seeds[0];
     if (!first) return;
-    void this.tree.replica(first, v).then((r) => { if (v.state === 'active') v.seeds.push(r); else this.tree.drop(r); })
+    // a replica's fork runs the same at-fork code an instance's does: swept after it too
+    void this.tree.replica(first, v).then((r) => { if (v.state === 'active') { v.seeds.push(r); this.scheduleSweep(v, SWEEP_AFTER_EXIT_MS); } else this.dropSeed(r); })
       .catch((e: Error) => this.o.log.warn({ fn: v.fn.spec.name, err: e.message }, 'replica seed failed'));
   }
 
@@ -439,7 +446,7 @@ export class Registry {
     if (!v || v.state !== 'active' || !v.seeds.includes(seed)) return;
     if (seed === v.seeds[0]) { this.rebuild(v); return; }
     v.seeds = v.seeds.filter((s) => s !== seed);
-    this.tree.drop(seed);
+    this.dropSeed(seed);
     // replicas die with their lineage's pid 1: nothing to fork them from then
     if (v.seeds[0]?.info.state !== 'ready') return;
     this.o.log.warn({ seed: seed.info.id, fn: v.fn.spec.name }, 'replacing a replica seed that went away');
@@ -478,7 +485,7 @@ export class Registry {
     this.o.log.info({ seed: seed.info.id, privateKiB, why }, 'replacing a replica seed whose memory went private');
     v.seeds = v.seeds.filter((s) => s !== seed);
     this.addReplica(v);
-    const retire = (): void => { if (seed.inflight > 0) { setTimeout(retire, 50).unref(); return; } this.tree.drop(seed); };
+    const retire = (): void => { if (seed.inflight > 0) { setTimeout(retire, 50).unref(); return; } this.dropSeed(seed); };
     retire();
   }
 
@@ -489,7 +496,7 @@ export class Registry {
     const done = (): void => {
       if (v.inflight > 0) { setTimeout(done, 50).unref(); return; }
       move(VERSION_MOVES, v, 'gone');
-      for (const s of [...v.seeds].reverse()) this.tree.drop(s);
+      for (const s of [...v.seeds].reverse()) this.dropSeed(s);
       v.fn.versions = v.fn.versions.filter((x) => x !== v);
       setTimeout(() => { this.destroyLineageCgroup(v); this.gcPackages(); }, 200).unref();
       this.o.log.info({ fn: v.fn.spec.name, version: v.version }, 'retired a function version');
@@ -511,6 +518,12 @@ export class Registry {
     return `${h.dirs['cpu']}/cgroup.procs`;
   }
 
+  /** Forget a seed (SeedTree.drop); its pid stays known to the escapee sweep until it has had time to exit. */
+  private dropSeed(seed: SeedRec): void {
+    if (seed.hostPid > 0) this.droppedSeeds.set(seed.hostPid, performance.now());
+    this.tree.drop(seed);
+  }
+
   private scheduleSweep(v: VersionRec, ms: number): void {
     if (this.sweeps.has(v)) return;
     const t = setTimeout(() => { this.sweeps.delete(v); this.sweepLineage(v); }, ms);
@@ -529,31 +542,47 @@ export class Registry {
     if (!file) return;
     let pids: number[];
     try { pids = readFileSync(file, 'latin1').split('\n').filter((l) => l !== '').map(Number); } catch { return; }
-    // every seed of the version the tree knows: starting and retiring replicas too
+    // every seed of the version the tree knows (starting and retiring replicas too), and seeds
+    // dropped a moment ago that may not have exited yet
+    const now = performance.now();
+    for (const [pid, at] of this.droppedSeeds) if (now - at > DROPPED_SEED_MS) this.droppedSeeds.delete(pid);
     const mine = this.tree.list().filter((s) => s.version === v);
-    const seeds = new Set(mine.map((s) => s.hostPid).filter((p) => p > 0));
+    const seeds = new Set([...mine.map((s) => s.hostPid).filter((p) => p > 0), ...this.droppedSeeds.keys()]);
     const forks = this.o.forksOf?.(v) ?? { held: new Set<number>(), unresolvedFrom: new Set<SeedRec>() };
-    const members = pids.filter((p) => !seeds.has(p) && !forks.held.has(p)).map(memberOf).filter((m): m is Member => m !== null);
-    if (members.length === 0) return;
+    const unknown = pids.filter((p) => !seeds.has(p) && !forks.held.has(p));
+    if (unknown.length === 0) return;
+    // A bounded batch per turn of the loop, /proc read once per pid: thousands of processes
+    // (a fork bomb started at an instance's fork) held spored's loop for seconds (a red team).
+    const cache = new Map<number, Member | null>();
+    const lookup = (pid: number): Member | null => {
+      if (!cache.has(pid)) cache.set(pid, memberOf(pid));
+      return cache.get(pid) ?? null;
+    };
+    const members = unknown.slice(0, SWEEP_BATCH).map(lookup).filter((m): m is Member => m !== null);
     // a replica being forked (the first seed's child) is known by pid only once its fork is reported
     const replicaStarting = mine.some((s) => s.hostPid === 0);
     const firstPid = v.seeds[0]?.hostPid ?? 0;
     const unresolved = new Set([...forks.unresolvedFrom].map((s) => s.hostPid));
     const verdict = sweepVerdict({
-      members, seeds, instances: forks.held, lookup: memberOf, readyTicks: v.readyTicks, nowTicks: bootTicksNow(), graceTicks: SWEEP_GRACE_TICKS,
+      members, seeds, instances: forks.held, lookup, readyTicks: v.readyTicks, nowTicks: bootTicksNow(), graceTicks: SWEEP_GRACE_TICKS,
       mayBeFresh: (seedPid) => unresolved.has(seedPid) || (replicaStarting && seedPid === firstPid),
     });
+    let killed = 0;
     for (const pid of verdict.kill) {
+      // through a pidfd taken before the start time is checked again: never a pid reused since the read
+      let fd = -1;
+      try { fd = sys.pidfdOpen(pid); } catch { continue; }
       try {
-        const fd = sys.pidfdOpen(pid);
-        try { sys.pidfdSignal(fd, 9); } finally { sys.close(fd); }
-      } catch { /* gone already */ }
+        if (memberOf(pid)?.startTicks === cache.get(pid)?.startTicks) { sys.pidfdSignal(fd, 9); killed++; }
+      } catch { /* gone already */ } finally { sys.close(fd); }
     }
-    if (verdict.kill.length) {
-      this.o.log.warn({ fn: v.fn.spec.name, version: v.version, pids: verdict.kill }, 'killed processes the function started outside its instances (code run at an instance\'s fork, before it was bound to its cgroup)');
+    if (killed) {
+      this.o.log.warn({ fn: v.fn.spec.name, version: v.version, killed, pids: verdict.kill.slice(0, 8) }, 'killed processes in the function\'s cgroup that are neither its seeds, its instances nor started by its init before it was ready (code run at an instance\'s or replica\'s fork, or a helper started later)');
     }
-    if (verdict.kill.length || verdict.deferred.length) this.scheduleSweep(v, SWEEP_AGAIN_MS);
+    if (unknown.length > SWEEP_BATCH) this.scheduleSweep(v, 0);
+    else if (killed || verdict.deferred.length) this.scheduleSweep(v, SWEEP_AGAIN_MS);
   }
+
 
 
   destroyLineageCgroup(v: VersionRec): void {
@@ -585,7 +614,7 @@ export class Registry {
     for (const v of fn.versions) {
       move(VERSION_MOVES, v, 'gone');
       this.o.onVersionEnd?.(v);
-      for (const s of [...v.seeds].reverse()) this.tree.drop(s);
+      for (const s of [...v.seeds].reverse()) this.dropSeed(s);
     }
     await new Promise((r) => setTimeout(r, 100));
     for (const v of fn.versions) this.destroyLineageCgroup(v);
