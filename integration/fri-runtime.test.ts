@@ -211,6 +211,27 @@ describe.skipIf(!root)('process function runtime', () => {
     expect(extra(), 'what the call started outside its instance is gone').toEqual([]);
     await rt.remove('escaper');
 
+    // a replica's fork runs the same code: what it starts there is swept without waiting for a call
+    const replicaHook = 'const cp = require("child_process");\nconst str = JSON.stringify;\n'
+      + 'JSON.stringify = (...a) => { const r = str(...a); if (typeof r === "string" && r.startsWith(\'{"t":"ready"\') && process.pid !== 1) cp.spawn(process.execPath, ["-e", "setInterval(() => {}, 1e6)"], { detached: true, stdio: "ignore" }); return r; };\n'
+      + 'exports.handler = () => 1;\n';
+    await rt.deploy(spec('replica-escaper', 'node', replicaHook));
+    const rLineage = procsFiles(cgroupHandle(detectCgroupLayout(), `/spore/fri-${process.pid}/fn-replica-escaper-v1`));
+    const rProcs = rLineage.find((f) => f.includes('/pids/')) ?? rLineage[0] as string;
+    const strangers = (): string[] => {
+      const seedPids = new Set(rt.listSeeds().filter((x) => x.function === 'replica-escaper').map((x) => String(x.pid)));
+      return readFileSync(rProcs, 'utf8').split('\n').filter((l) => l !== '' && !seedPids.has(l));
+    };
+    let sawOne = false;
+    for (let i = 0; i < 50; i++) {
+      if (strangers().length) sawOne = true;
+      else if (i > 15) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(strangers(), 'what the replicas\' fork started is gone, with no call made').toEqual([]);
+    console.log(`[fri-runtime.test] replica escapees seen before the sweep: ${sawOne}`);
+    await rt.remove('replica-escaper');
+
     await rt.deploy(spec('thrower', 'node', 'module.exports.handler = async () => { throw new TypeError("bad input"); };'));
     const t = await rt.invoke('thrower', '{}');
     expect(t.ok).toBe(false);
