@@ -180,6 +180,12 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
     return [...this.parked.keys()];
   }
 
+  /** The keeper's fd number for what it holds under `key` (a new one once the key is parked or opened anew); undefined if none. */
+  heldAs(key: string): number | undefined {
+    const fd = this.parked.get(key);
+    return fd === undefined || fd < 0 ? undefined : fd;
+  }
+
   /** A duplicate, in spored, of what the keeper holds under `key` (close-on-exec); null if none. */
   reclaim(key: string): number | null {
     const fd = this.parked.get(key);

@@ -18,6 +18,8 @@ export interface FdCustody {
   keys(): string[];
   /** a duplicate of what is held under `key`, in this process, close-on-exec; null if none */
   reclaim(key: string): number | null;
+  /** the holder's own name for what is under `key` now (its fd number: a new one when the key is held anew); undefined if none */
+  heldAs(key: string): number | undefined;
 }
 
 export const NO_CUSTODY: FdCustody = {
@@ -26,6 +28,7 @@ export const NO_CUSTODY: FdCustody = {
   release: () => undefined,
   keys: () => [],
   reclaim: () => null,
+  heldAs: () => undefined,
 };
 
 /** The key of one stdio fd: `<ns>/<id>/<execId or "init">/<role>`. */

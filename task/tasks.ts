@@ -783,14 +783,21 @@ export class TaskManager {
       const c = this.containers.get(key(parts.ns, parts.id));
       const known = c !== undefined && (parts.proc === 'init' || c.execs.has(parts.proc));
       if (known) continue;
-      // a client's FIFO end (a relay's destination, say) is held a while first: were it its
-      // last writer, the client would see EOF and leave before the replayed RPC opens it again
+      // A client's FIFO end (a relay's destination, say) stays with the keeper a while: were
+      // it its last writer, the client would see EOF and leave before the replayed RPC opens
+      // it again (which replaces it under the same key, never leaving a gap). Held here, in
+      // this spored's memory, a kill of this spored too before the replay got that far closed
+      // it: ctr saw EOF, printed nothing and waited for its exit (a kill storm, 2026-12-01).
       const fd = custody.reclaim(k);
-      if (fd !== null) {
-        if (isNamedFifo(fd)) this.holdFor(key(parts.ns, parts.id, parts.proc === 'init' ? '' : parts.proc), [fd]);
-        else sys.close(fd);
-      }
-      custody.release(k);
+      const fifo = fd !== null && isNamedFifo(fd);
+      if (fd !== null) sys.close(fd);
+      if (!fifo) { custody.release(k); continue; }
+      const stray = custody.heldAs(k);
+      const later = setTimeout(() => {
+        // unless the replayed RPC has held its own under the key since
+        if (stray !== undefined && custody.heldAs(k) === stray) custody.release(k);
+      }, HELD_STDIO_MS);
+      later.unref();
     }
   }
 

@@ -365,6 +365,7 @@ describe('gateway socket custody (the keeper holds the listening socket across s
       release: (key) => { released.push(key); const fd = held.get(key); if (fd !== undefined) sys.close(fd); held.delete(key); },
       keys: () => [...held.keys()],
       reclaim: (key) => { const fd = held.get(key); return fd === undefined ? null : sys.dupFd(fd); },
+      heldAs: (key) => held.get(key),
     };
     const rt = new FakeRuntime();
     await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
