@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { FailedPrecondition, Overloaded, Unavailable } from '../sys/errors.js';
 import type { InstanceInfo, InvokeError, InvokeResult, PhaseTimings } from '../protocols/fri/types.js';
-import { addProcessAsync, noteProcsWrite, oomKillCount, procsFiles, procsWritesWarm, type CgroupLayout, type CgroupPool, type PooledCgroup } from '../pools/cgroups.js';
+import { addProcessAsync, addProcessSync, oomKillCount, procsFiles, procsWritesWarm, type CgroupLayout, type CgroupPool, type PooledCgroup } from '../pools/cgroups.js';
 import * as sys from '../sys/libc.js';
 import { MAX_RESULT_LINE, type FromSeed, type InstanceResult, type InvokeRequest } from '../seeds/protocol.js';
 import { nsPids, openChildOf } from './host-pids.js';
@@ -262,10 +262,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     // PVM guests), which held this loop, containerd's calls and every other invocation with it
     // (a parked lot's refill after each sparse call; a fork on request with parking off).
     if (procsWritesWarm()) {
-      try {
-        for (const f of files) sys.writeSmallFile(f, String(host));
-        noteProcsWrite();
-      } catch (e) { failed(e); return; }
+      try { addProcessSync(files, host); } catch (e) { failed(e); return; }
       bound();
       return;
     }

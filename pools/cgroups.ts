@@ -99,15 +99,16 @@ const WRITER_MODE_MS = 20;
 
 /**
  * Whether a cgroup.procs write now would find the semaphore still in writer mode (see
- * addProcessAsync): this process wrote one less than WRITER_MODE_MS ago. Writers that take
- * the synchronous path on true call noteProcsWrite() after it.
+ * addProcessAsync): this process wrote one less than WRITER_MODE_MS ago; then
+ * addProcessSync is a plain syscall per file.
  */
 export function procsWritesWarm(now = performance.now()): boolean {
   return now - lastProcsWriteAt < WRITER_MODE_MS;
 }
 
-/** A synchronous cgroup.procs write was made (for procsWritesWarm). */
-export function noteProcsWrite(): void {
+/** addProcessAsync's writes, all on the caller's thread (when procsWritesWarm()); throws the first failing write's error. */
+export function addProcessSync(procs: readonly string[], pid: number): void {
+  for (const f of procs) sys.writeSmallFile(f, String(pid));
   lastProcsWriteAt = performance.now();
 }
 
