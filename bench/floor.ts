@@ -22,6 +22,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseMountinfo } from '../pools/cgroup-layout.js';
+import { favorDynmodsPlan } from '../pools/favordynmods.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** the repository, also when this file runs compiled from dist/bench */
@@ -56,7 +58,7 @@ export interface Floor {
   spawnTrue: Latency;
   nodeE0: Latency;
   /** cgroup.procs write of a sleeping child into a new cgroup, 50 ms apart; a string: why skipped */
-  cgroupMove: (Latency & { dir: string }) | string;
+  cgroupMove: (Latency & { dir: string; favordynmods: boolean }) | string;
   loadBefore: LoadAvg;
   loadAfter: LoadAvg;
   elapsedS: number;
@@ -118,10 +120,12 @@ async function forkRow(cmd: string, args: string[]): Promise<ForkFloorRow> {
   return { n: j.samples.length, p50: pct(j.samples, 50), p99: pct(j.samples, 99), cpuMs: j.cpu_ms_per_fork };
 }
 
-async function cgroupRow(n: number): Promise<(Latency & { dir: string }) | string> {
+async function cgroupRow(n: number): Promise<(Latency & { dir: string; favordynmods: boolean }) | string> {
   const j = JSON.parse(await run('python3', [PY, '--cgroup-move', String(n)])) as { samples?: number[]; dir?: string; skipped?: string };
   if (!j.samples) return j.skipped ?? 'skipped';
-  return { n: j.samples.length, p50: pct(j.samples, 50), p99: pct(j.samples, 99), dir: j.dir ?? '' };
+  // whether the host skips the grace period (spored turns it on unless --cgroup-favordynmods keep)
+  const favordynmods = favorDynmodsPlan(parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'))).on;
+  return { n: j.samples.length, p50: pct(j.samples, 50), p99: pct(j.samples, 99), dir: j.dir ?? '', favordynmods };
 }
 
 async function spawnRow(n: number, argv: string[]): Promise<Latency> {
@@ -186,7 +190,9 @@ export function formatFloor(fl: Floor): string {
   row('spawn /bin/true (posix_spawn + waitpid)', fl.spawnTrue);
   row('spawn `node -e 0` (posix_spawn + waitpid)', fl.nodeE0);
   if (typeof fl.cgroupMove === 'string') L.push(`| cgroup move (pid into a new cgroup's cgroup.procs) | | | | | skipped: ${fl.cgroupMove} |`);
-  else row(`cgroup move: a pid into a new cgroup's cgroup.procs (${fl.cgroupMove.dir}), 50 ms apart`, fl.cgroupMove, 'every container start pays it (runc too); ≈ one RCU grace period unless a hierarchy has favordynmods');
+  else row(`cgroup move: a pid into a new cgroup's cgroup.procs (${fl.cgroupMove.dir}), 50 ms apart`, fl.cgroupMove, fl.cgroupMove.favordynmods
+    ? 'every container start pays it (runc too); favordynmods is on here (spored turns it on: pools/favordynmods.ts), no grace period'
+    : 'every container start pays it (runc too); ≈ one RCU grace period (favordynmods is off here)');
   return L.join('\n');
 }
 

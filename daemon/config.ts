@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgument } from '../sys/errors.js';
+import type { FavorDynmodsMode } from '../pools/favordynmods.js';
 
 export interface DaemonConfig {
   runDir: string;
@@ -39,6 +40,8 @@ export interface DaemonConfig {
   keeperSocket: string | null;
   /** parked instances per active function version: 'auto' (from recent traffic) or a number (0: off) */
   parked: 'auto' | number;
+  /** on: turn on the host's cgroup favordynmods at start (pools/favordynmods.ts); keep: leave the host as it is */
+  cgroupFavorDynmods: FavorDynmodsMode;
 }
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -80,6 +83,7 @@ export const FLAGS: readonly FlagDef[] = [
   flag('log', 'FILE', 'SPORE_LOG', 'stderr', false, 'logFile', "spored's own log (pino JSON lines)"),
   flag('log-level', 'LEVEL', 'SPORE_LOG_LEVEL', 'info', true, 'logLevel', 'trace, debug, info, warn, error, fatal or silent'),
   flag('cgroup-parent', 'PATH', 'SPORE_CGROUP_PARENT', '/spore', true, 'cgroupParent', 'parent cgroup of containers whose cgroupsPath is relative or absent'),
+  flag('cgroup-favordynmods', 'on|keep', 'SPORE_CGROUP_FAVORDYNMODS', 'on', true, 'cgroupFavorDynmods', "on: remount the host's cgroup2 with favordynmods (Linux >= 6.0) so cgroup moves skip an RCU grace period; keep: leave it"),
   flag('cgroup-pool', 'N', 'SPORE_CGROUP_POOL', '32', true, 'cgroupPool', 'pre-created cgroups for function instances', 4096),
   flag('container-shells', 'N', 'SPORE_CONTAINER_SHELLS', '2', true, 'containerShells', 'containers pre-forked by the root seed (new pid namespace, waiting for a Create that fits); 0 disables', 64),
   flag('l2-replicas', 'N', 'SPORE_L2_REPLICAS', '2', true, 'l2Replicas', 'forks of each function seed that serve invocations (0 means 1)', 16),
@@ -202,7 +206,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     initTimeoutMs: int('init-timeout', true),
     keeperSocket: given('keeper-socket') ?? null,
     parked: parkedOf(str('parked')),
+    cgroupFavorDynmods: favorDynmodsOf(str('cgroup-favordynmods')),
   };
+}
+
+function favorDynmodsOf(v: string): FavorDynmodsMode {
+  if (v === 'on' || v === 'keep') return v;
+  throw new InvalidArgument(`--cgroup-favordynmods must be on or keep, got ${JSON.stringify(v)}`);
 }
 
 function parkedOf(v: string): 'auto' | number {

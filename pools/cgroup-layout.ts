@@ -45,6 +45,9 @@ export interface MountinfoEntry {
   root: string;
   mountpoint: string;
   fstype: string;
+  /** the mount's own options (field 6: rw, nosuid, nodev, noexec, relatime, ...) */
+  mountOptions: string[];
+  /** the filesystem's options (the last field: rw and, for cgroups, controllers, nsdelegate, favordynmods, ...) */
   superOptions: string[];
 }
 
@@ -67,6 +70,7 @@ export function parseMountinfo(text: string): MountinfoEntry[] {
       root: unescapeMountPath(pre[3] ?? '/'),
       mountpoint: unescapeMountPath(pre[4] ?? ''),
       fstype: post[0] ?? '',
+      mountOptions: (pre[5] ?? '').split(','),
       superOptions: (post[2] ?? '').split(','),
     });
   }

@@ -79,6 +79,7 @@ export function addProcess(handle: CgroupHandle, pid: number): void {
 export async function addProcessAsync(procs: readonly string[], pid: number): Promise<void> {
   const [first, ...rest] = procs;
   if (first === undefined) return;
+  if (procsWritesFast) return addProcessSync(procs, pid);
   await writeFile(first, String(pid));
   for (const f of rest) sys.writeSmallFile(f, String(pid));
   lastProcsWriteAt = performance.now();
@@ -103,7 +104,19 @@ const WRITER_MODE_MS = 20;
  * addProcessSync is a plain syscall per file.
  */
 export function procsWritesWarm(now = performance.now()): boolean {
-  return now - lastProcsWriteAt < WRITER_MODE_MS;
+  return procsWritesFast || now - lastProcsWriteAt < WRITER_MODE_MS;
+}
+
+/** The host has favordynmods (pools/favordynmods.ts): no write waits for a grace period. */
+let procsWritesFast = false;
+
+/**
+ * Tell this process whether cgroup.procs writes skip the grace period on this host (spored
+ * sets it at start from enableFavorDynmods): then addProcessAsync writes synchronously and
+ * procsWritesWarm() is always true, the threadpool's hops saved.
+ */
+export function setProcsWritesFast(fast: boolean): void {
+  procsWritesFast = fast;
 }
 
 /** addProcessAsync's writes, all on the caller's thread (when procsWritesWarm()); throws the first failing write's error. */

@@ -249,10 +249,12 @@ export class TaskManager {
       this.refuseSporesCgroup(cgroup, spec.linux?.cgroupsPath ?? '');
       const madeParents = missingAncestors(cgroup);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
+      lap('seccomp');
       // FIFO stdout/stderr through pipes spored copies from, as the runc shim's (createIO: the
       // process never holds the client's FIFO, a host file it could chmod or read back)
       const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: true, custody: this.custodyOf(ns, id, '') });
       undo.push(() => void pio.close(0));
+      lap('io');
       const childStdio: Stdio = { ...pio.stdio };
       let console: Console | null = null;
       const ptyInside = wantsTerminal && ownsDevpts(spec);

@@ -38,6 +38,9 @@ describe('spored config', () => {
     expect(() => loadConfig(['--gateway'], {})).toThrow(/needs a value/);
     expect(() => loadConfig(['--gateway', 'localhost'], {})).toThrow(/bad gateway address "localhost".*or off/);
     expect(() => loadConfig(['--fri', 'maybe'], {})).toThrow(/--fri must be on or off/);
+    expect(() => loadConfig(['--cgroup-favordynmods', 'off'], {})).toThrow(/--cgroup-favordynmods must be on or keep, got "off"/);
+    expect(loadConfig([], { SPORE_CGROUP_FAVORDYNMODS: 'keep' }).cgroupFavorDynmods).toBe('keep');
+    expect(loadConfig([], {}).cgroupFavorDynmods).toBe('on');
   });
 
   it('gateway token: flag, env or the first line of a file; never both; never empty', () => {
