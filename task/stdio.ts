@@ -440,12 +440,13 @@ export class ProcessIO {
         s.stdout = s.stderr = r.childPath;
         s.stdin = plainPath(req.stdin, 'stdin');
       } else {
-        s.stdin = plainPath(req.stdin, 'stdin');
-        s.stdout = plainPath(req.stdout, 'stdout');
-        s.stderr = plainPath(req.stderr, 'stderr');
+        // (before plainPath, whose message would offer the very URI it then refuses)
         if (req.stderr.startsWith('binary://') || req.stderr.startsWith('file://')) {
           throw new InvalidArgument('stderr: a log URI must be given as stdout (containerd sets both)');
         }
+        s.stdin = plainPath(req.stdin, 'stdin');
+        s.stdout = plainPath(req.stdout, 'stdout');
+        s.stderr = plainPath(req.stderr, 'stderr');
         if (o.relay && !req.terminal) {
           // the three at once (each is a round trip to the keeper); every one made is kept
           // on `io` as it comes, so a failure of another closes it
