@@ -192,7 +192,7 @@ export function formatFloor(fl: Floor): string {
   if (typeof fl.cgroupMove === 'string') L.push(`| cgroup move (pid into a new cgroup's cgroup.procs) | | | | | skipped: ${fl.cgroupMove} |`);
   else row(`cgroup move: a pid into a new cgroup's cgroup.procs (${fl.cgroupMove.dir}), 50 ms apart`, fl.cgroupMove, fl.cgroupMove.favordynmods
     ? 'every container start pays it (runc too); favordynmods is on here (spored turns it on: pools/favordynmods.ts), no grace period'
-    : 'every container start pays it (runc too); ≈ one RCU grace period (favordynmods is off here)');
+    : 'every container start pays it (runc too); favordynmods is off here: ≈ one RCU grace period (on Linux ≥ 6.17 not once it has been on since boot)');
   return L.join('\n');
 }
 

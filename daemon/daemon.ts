@@ -8,8 +8,8 @@ import type { Logger } from 'pino';
 import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { TaskCreateSchema, TaskDeleteSchema, TaskExecAddedSchema, TaskExecStartedSchema, TaskExitSchema, TaskOOMSchema, TaskPausedSchema, TaskResumedSchema, TaskStartSchema } from '../fri-proto/gen/containerd/events/task_pb.js';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { detectCgroupLayout, setProcsWritesFast, type CgroupLayout } from '../pools/cgroups.js';
-import { enableFavorDynmods } from '../pools/favordynmods.js';
+import { detectCgroupLayout, type CgroupLayout } from '../pools/cgroups.js';
+import { watchFavorDynmods } from '../pools/favordynmods.js';
 import type { DaemonConfig } from './config.js';
 import { EventForwarder, TOPIC } from './events.js';
 import { SeedClient } from '../engines/process/seed-client.js';
@@ -153,10 +153,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   renameSync(`${pidFile}.tmp`, pidFile);
   writeFileSync(`${config.runDir}/containerd-address`, `${config.containerdTtrpc}\n`);
   const layout = detectCgroupLayout();
-  const favor = enableFavorDynmods(config.cgroupFavorDynmods);
-  setProcsWritesFast(favor.on);
-  if (favor.state === 'enabled') log.info({ mountpoint: favor.mountpoint }, 'cgroup favordynmods turned on: cgroup moves no longer wait for an RCU grace period (node-wide; --cgroup-favordynmods keep leaves the host as it is)');
-  else if (favor.state === 'unavailable') log.info({ reason: favor.reason }, 'cgroup favordynmods is off: the first cgroup move after a quiet spell waits for an RCU grace period');
+  const favor = watchFavorDynmods(config.cgroupFavorDynmods, log.child({ c: 'cgroups' }));
   // Under a keeper, containers outlive this spored: the root seed survives it and the
   // keeper holds containerd's connections and the stdio fds; the next spored re-attaches.
   const keeper = config.keeperSocket ? await KeeperLink.connect(config.keeperSocket) : null;
@@ -229,7 +226,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' }), undefined, keeper?.keeperPid ?? null), log.child({ c: 'rpc' }), metrics) as ServiceImplementationFor<typeof Task>);
   const ttrpcListener = await ttrpc.listen(config.ttrpcSocket);
   keeper?.ready();
-  log.info({ config: loggableConfig(config), cgroups: layout.mode, favordynmods: favor.on, seedPid: seed.pid, startMs: Math.round(performance.now() - t0) }, 'spored ready');
+  log.info({ config: loggableConfig(config), cgroups: layout.mode, favordynmods: favor.first.on, seedPid: seed.pid, startMs: Math.round(performance.now() - t0) }, 'spored ready');
   // Filled in once the function runtime is up (health reads it synchronously).
   let fns: { rt: ProcessFunctionRuntime; seeds: () => SeedInfo[]; fri: FriHandle } | null = null;
   const health = (): HealthReport => healthReport({
@@ -251,6 +248,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     config, layout, seed, tasks, events, ttrpc, functions, metrics, health, keeper,
     async stop(full = false) {
       stopping = true;
+      clearInterval(favor.timer);
       const handover = keeper !== null && !full;
       const f = await functions;
       // Handing over: containerd's calls in flight finish here (its Waits are replayed by
@@ -306,3 +304,4 @@ async function startFunctions(
     return null;
   }
 }
+

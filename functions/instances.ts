@@ -257,10 +257,11 @@ export class Instances implements Omit<InstanceEvents, never> {
     };
     if (!inst.cgroup) { bound(); return; }
     const files = this.procsTargetsOf(inst.cgroup, inst.version.instancesCpuProcs);
-    // Under traffic the moves follow each other and are plain syscalls. After a quiet spell the
-    // first waits out an RCU grace period (pools/cgroups.ts, addProcessAsync: 5-17 ms on 2-CPU
-    // PVM guests), which held this loop, containerd's calls and every other invocation with it
-    // (a parked lot's refill after each sparse call; a fork on request with parking off).
+    // Under traffic, or with the node's favordynmods on (pools/favordynmods.ts), the moves are
+    // plain syscalls. Otherwise the first after a quiet spell waits out an RCU grace period
+    // (pools/cgroups.ts, addProcessAsync: 5-17 ms on 2-CPU PVM guests), which held this loop,
+    // containerd's calls and every other invocation with it (a parked lot's refill after each
+    // sparse call; a fork on request with parking off): that one goes through the threadpool.
     if (procsWritesWarm()) {
       try { addProcessSync(files, host); } catch (e) { failed(e); return; }
       bound();

@@ -98,6 +98,16 @@ describe('plan.ts: translation', () => {
     expect(mountStep({ ...m, options: [] }, 0, null).remountFlags).toBe(0);
   });
 
+  it("a container's cgroup2 mount carries the host root's options (a mount without them resets them node-wide)", () => {
+    const m = { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'ro'] };
+    expect(mountStep(m, 0, null, ['nsdelegate', 'memory_recursiveprot', 'favordynmods']).data).toBe('nsdelegate,memory_recursiveprot,favordynmods');
+    // the spec's own data first; a host option it sets itself is not doubled
+    const own = { ...m, options: ['nosuid', 'nsdelegate', 'memory_localevents'] };
+    expect(mountStep(own, 0, null, ['nsdelegate', 'favordynmods']).data).toBe('nsdelegate,memory_localevents,favordynmods');
+    // v1 binds take none
+    expect(mountStep(m, 0, [{ name: 'memory', hostDir: '/x' }], ['favordynmods']).data).toBe('');
+  });
+
   it('capabilities: names to bit masks per set, ambient as a list of bits', () => {
     expect(capMask(['CAP_CHOWN', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'], 'bounding')).toBe((1n << 0n) | (1n << 5n) | (1n << 10n));
     expect(capMask(['CAP_CHECKPOINT_RESTORE'], 'effective')).toBe(1n << 40n);

@@ -120,7 +120,13 @@ export function parseMountOptions(options: unknown = [], field = 'options'): Par
   return { flags, propagation, data };
 }
 
-export function mountStep(m: Mount, index: number, cgroupV1: { name: string; hostDir: string }[] | null): MountStep {
+/**
+ * One spec mount as a step. `cgroup2Root`: on a pure v2 host, the options the host's cgroup2
+ * root has (nsdelegate, favordynmods, memory_recursiveprot, ...), given to a container's
+ * cgroup2 mount: a cgroup2 mount made from the host's cgroup namespace sets every root flag
+ * from its own options, node-wide, so one without them would clear the host's.
+ */
+export function mountStep(m: Mount, index: number, cgroupV1: { name: string; hostDir: string }[] | null, cgroup2Root: readonly string[] = []): MountStep {
   if (!isObject(m)) throw new InvalidArgument(`mounts[${index}] must be an object, got ${show(m)}`);
   if (typeof m.destination !== 'string' || m.destination === '') {
     throw new InvalidArgument(`mounts[${index}].destination must be a path, got ${JSON.stringify(m.destination)}`);
@@ -148,7 +154,13 @@ export function mountStep(m: Mount, index: number, cgroupV1: { name: string; hos
   if (type === 'cgroup') {
     step.remountFlags = o.flags & MS.RDONLY;
     if (cgroupV1) step.cgroupV1 = cgroupV1;
-    else { step.type = 'cgroup2'; step.source = 'cgroup2'; }
+    else {
+      step.type = 'cgroup2';
+      step.source = 'cgroup2';
+      const own = o.data;
+      const names = new Set(own.map((d) => d.split('=')[0]));
+      step.data = [...own, ...cgroup2Root.filter((d) => !names.has(d.split('=')[0]))].join(',');
+    }
   }
   if (!bind && !type) throw new InvalidArgument(`mounts[${index}] (${m.destination}): type is required for non-bind mounts`);
   return step;
@@ -272,6 +284,8 @@ export interface InitPlanInput {
   cgroupProcs: string[];
   /** v1/hybrid hosts: container cgroup dir per controller mount (for a 'cgroup' mount) */
   cgroupV1Dirs: { name: string; hostDir: string }[] | null;
+  /** pure v2 hosts: the host's cgroup2 root options, kept by a container's cgroup2 mount (mountStep) */
+  cgroup2Root?: readonly string[];
   seccomp: ProcessPlan['seccomp'];
   /** whether a network namespace path is the host's own (a sysctl must not land there) */
   isHostNetns?: (path: string) => boolean;
@@ -373,7 +387,7 @@ export function initPlan(input: InitPlanInput): InitPlan {
     namespaces,
     hostname: utsNew ? (hostname ?? null) : null,
     domainname: utsNew ? (domainname ?? null) : null,
-    mounts: arrayOf(spec.mounts, 'mounts').map((m, i) => mountStep(m as Mount, i, input.cgroupV1Dirs)),
+    mounts: arrayOf(spec.mounts, 'mounts').map((m, i) => mountStep(m as Mount, i, input.cgroupV1Dirs, input.cgroup2Root)),
     devices,
     maskedPaths: stringsOf(linux?.maskedPaths, 'linux.maskedPaths'),
     readonlyPaths: stringsOf(linux?.readonlyPaths, 'linux.readonlyPaths'),
