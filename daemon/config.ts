@@ -212,7 +212,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
 
 function favorDynmodsOf(v: string): FavorDynmodsMode {
   if (v === 'on' || v === 'keep') return v;
-  throw new InvalidArgument(`--cgroup-favordynmods must be on or keep, got ${JSON.stringify(v)}`);
+  throw new InvalidArgument(`--cgroup-favordynmods must be on or keep, got ${JSON.stringify(v)}${v.trim().toLowerCase() === 'off' ? ' (spored never turns it off: keep leaves the host as it is)' : ''}`);
 }
 
 function parkedOf(v: string): 'auto' | number {

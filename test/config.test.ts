@@ -38,7 +38,7 @@ describe('spored config', () => {
     expect(() => loadConfig(['--gateway'], {})).toThrow(/needs a value/);
     expect(() => loadConfig(['--gateway', 'localhost'], {})).toThrow(/bad gateway address "localhost".*or off/);
     expect(() => loadConfig(['--fri', 'maybe'], {})).toThrow(/--fri must be on or off/);
-    expect(() => loadConfig(['--cgroup-favordynmods', 'off'], {})).toThrow(/--cgroup-favordynmods must be on or keep, got "off"/);
+    expect(() => loadConfig(['--cgroup-favordynmods', 'off'], {})).toThrow(/--cgroup-favordynmods must be on or keep, got "off" \(spored never turns it off: keep leaves the host as it is\)/);
     expect(loadConfig([], { SPORE_CGROUP_FAVORDYNMODS: 'keep' }).cgroupFavorDynmods).toBe('keep');
     expect(loadConfig([], {}).cgroupFavorDynmods).toBe('on');
   });
