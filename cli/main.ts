@@ -104,7 +104,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     // UNAVAILABLE once connected: spored went away under the call (a restart, a crash); the
     // keeper holds the socket, so a retry reaches the next spored
     const dropped = conn.client !== null && (st.code === Code.UNAVAILABLE || (e as { code?: unknown }).code === Code.UNAVAILABLE);
-    io.stderr(`spore: ${st.message}${dropped ? ' (spored went away during the call, e.g. a restart: an invocation may or may not have run; retry once spored is back)' : ''}\n`);
+    // an unknown function: say where the known ones are
+    const unknownFn = st.code === Code.NOT_FOUND && /^function \S+ is not deployed$/.test(st.message);
+    io.stderr(`spore: ${st.message}${dropped ? ' (spored went away during the call, e.g. a restart: an invocation may or may not have run; retry once spored is back)' : ''}${unknownFn ? " ('spore functions' lists the deployed ones; 'spore deploy' adds one)" : ''}\n`);
     return 1;
   } finally {
     conn.client?.close();

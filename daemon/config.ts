@@ -166,6 +166,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     return v === '' && f[name] === undefined ? undefined : v;
   };
   const str = (name: string): string => given(name) ?? def(name).default;
+  /** how a value's source is named in an error: the flag, or the variable it came from */
+  const src = (name: string): string => {
+    const d = def(name);
+    return f[name] === undefined && d.env && env[d.env] !== undefined && env[d.env] !== '' ? `${d.env} (--${name})` : `--${name}`;
+  };
   const int = (name: string, atLeastOne = false): number => {
     const d = def(name);
     const v = given(name);
@@ -173,7 +178,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     const n = Number(v);
     const max = d.max ?? Number.MAX_SAFE_INTEGER;
     if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < 0 || n > max) {
-      throw new InvalidArgument(`--${name} must be an integer between 0 and ${max}, got ${JSON.stringify(v)}`);
+      throw new InvalidArgument(`${src(name)} must be an integer between 0 and ${max}, got ${JSON.stringify(v)}`);
     }
     return atLeastOne ? n || 1 : n;
   };
@@ -182,7 +187,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   const gatewayAddress = str('gateway');
   if (gatewayAddress !== 'off') parseAddress(gatewayAddress);
   const fri = str('fri');
-  if (fri !== 'on' && fri !== 'off') throw new InvalidArgument(`--fri must be on or off, got ${JSON.stringify(fri)}`);
+  if (fri !== 'on' && fri !== 'off') throw new InvalidArgument(`${src('fri')} must be on or off, got ${JSON.stringify(fri)}`);
   return {
     runDir,
     ttrpcSocket: given('ttrpc-socket') ?? join(runDir, 'ttrpc.sock'),
@@ -205,19 +210,19 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     maxInstances: int('max-instances', true),
     initTimeoutMs: int('init-timeout', true),
     keeperSocket: given('keeper-socket') ?? null,
-    parked: parkedOf(str('parked')),
-    cgroupFavorDynmods: favorDynmodsOf(str('cgroup-favordynmods')),
+    parked: parkedOf(str('parked'), src('parked')),
+    cgroupFavorDynmods: favorDynmodsOf(str('cgroup-favordynmods'), src('cgroup-favordynmods')),
   };
 }
 
-function favorDynmodsOf(v: string): FavorDynmodsMode {
+function favorDynmodsOf(v: string, from: string): FavorDynmodsMode {
   if (v === 'on' || v === 'keep') return v;
-  throw new InvalidArgument(`--cgroup-favordynmods must be on or keep, got ${JSON.stringify(v)}${v.trim().toLowerCase() === 'off' ? ' (spored never turns it off: keep leaves the host as it is)' : ''}`);
+  throw new InvalidArgument(`${from} must be on or keep, got ${JSON.stringify(v)}${v.trim().toLowerCase() === 'off' ? ' (spored never turns it off: keep leaves the host as it is)' : ''}`);
 }
 
-function parkedOf(v: string): 'auto' | number {
+function parkedOf(v: string, from: string): 'auto' | number {
   if (v === 'auto') return 'auto';
-  if (!/^\d+$/.test(v.trim()) || Number(v) > 64) throw new InvalidArgument(`--parked must be auto or an integer between 0 and 64, got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v.trim()) || Number(v) > 64) throw new InvalidArgument(`${from} must be auto or an integer between 0 and 64, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 

@@ -24,8 +24,10 @@
 //   spore_seed_memory_bytes{level,kind}             gauge; sum over seeds, kind private|shared|pss
 //   spore_containers{state}                         gauge; created|running|stopped|paused
 //   spore_component_up{component}                   gauge; 1 up, 0 down (what /healthz reports)
+//   spore_cgroup_favordynmods                        gauge; 1 when the node's cgroup favordynmods is on (pools/favordynmods.ts)
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { Code, Overloaded, codeName, statusOf } from '../sys/errors.js';
+import { procsWritesAreFast } from '../pools/cgroups.js';
 import type { FunctionRuntime, InstanceInfo, InvokeResult, PhaseTimings, SeedInfo } from '../protocols/fri/types.js';
 
 export const OUTCOMES = ['ok', 'handler', 'load', 'timeout', 'oom', 'crash', 'internal', 'rejected'] as const;
@@ -215,6 +217,14 @@ export class Metrics {
           counts[state] = (counts[state] ?? 0) + 1;
         }
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'spore_cgroup_favordynmods',
+      help: "1 when the node's cgroup favordynmods is on (cgroup moves skip an RCU grace period), 0 when off; checked every 10 s.",
+      registers,
+      collect() {
+        this.set(procsWritesAreFast() ? 1 : 0);
       },
     });
     new Gauge({

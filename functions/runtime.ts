@@ -272,7 +272,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
   async invoke(name: string, event: string, opts: InvokeOptions = {}): Promise<InvokeResult> {
     const t0 = performance.now();
     const fn = this.registry.get(name) ?? await this.registry.lookup(name);
-    if (!fn) throw new NotFound(`function ${name} not found`);
+    if (!fn) throw new NotFound(`function ${name} is not deployed`);
     if (opts.level !== undefined && opts.level !== 2) throw new InvalidArgument('functions run in their own sandbox, forked from their L2 seed; level must be 2');
     // a call that arrives while the function is being restored or rebuilt waits for it
     const down = this.registry.downReason(fn);

@@ -38,6 +38,13 @@ export interface KeeperOptions {
   /** containerd's requests are held at most this long while no spored runs (ms, default 10 s) */
   maxDownMs?: number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * spored refused its flags or environment (exit status 2, daemon/main.ts) before any spored
+   * of this keeper ever came up: retrying cannot help, and the command that started the
+   * keeper would never return. Called instead of a restart; the caller stops the keeper.
+   * (Once a spored has come up, containers may be running: an exit 2 is retried as any other.)
+   */
+  onUsageError?: () => void;
 }
 
 export class Keeper {
@@ -55,6 +62,8 @@ export class Keeper {
   private backoffMs = 50;
   /** the running spored said it serves (SporedMessage ready) */
   private sporedUp = false;
+  /** some spored of this keeper came up */
+  private everUp = false;
   /** while no spored is up: when the held listening sockets are let go (maxDownMs) */
   private listenersTimer: NodeJS.Timeout | null = null;
   /** fds held for spored, by key; the numbers are the keeper's own */
@@ -151,8 +160,14 @@ export class Keeper {
         this.backoffMs = !this.sporedUp && lived < 2000 ? Math.min(5000, Math.max(100, this.backoffMs * 2)) : 100;
         this.sporedUp = false;
         this.armListenersTimer();
-        this.log('spored exited', { pid: r.pid, status: r.status, livedMs: lived, restartInMs: this.stopping ? null : this.backoffMs });
+        const usageError = !this.everUp && (r.status & 0x7f) === 0 && ((r.status >> 8) & 0xff) === 2 && this.o.onUsageError !== undefined;
+        this.log('spored exited', { pid: r.pid, status: r.status, livedMs: lived, restartInMs: this.stopping || usageError ? null : this.backoffMs });
         this.sporedPid = 0;
+        if (usageError && !this.stopping) {
+          this.log('spored refused its flags or environment (exit status 2, its message is on stderr); the keeper stops rather than retry');
+          this.o.onUsageError?.();
+          continue;
+        }
         if (!this.stopping) setTimeout(() => this.spawnSpored(), this.backoffMs);
         continue;
       }
@@ -223,6 +238,7 @@ export class Keeper {
       c.write(JSON.stringify({ t: 'synced', id: m.id } satisfies KeeperMessage) + '\n');
     } else if (m.t === 'ready') {
       this.sporedUp = true;
+      this.everUp = true;
       if (this.listenersTimer) { clearTimeout(this.listenersTimer); this.listenersTimer = null; }
     } else if (m.t === 'unpark' && typeof m.key === 'string') {
       const fd = this.parked.get(m.key);

@@ -68,7 +68,12 @@ async function main(): Promise<void> {
   // SPORE_KEEPER_MAX_DOWN_MS: how long containerd's requests and the held listening sockets
   // wait for a spored that does not come up (default 10 s; tests shorten it)
   const maxDown = Number(process.env.SPORE_KEEPER_MAX_DOWN_MS ?? '');
-  const keeper = new Keeper({ runDir, spored: [process.execPath, DAEMON_MAIN, ...argv], log, ...(Number.isInteger(maxDown) && maxDown > 0 ? { maxDownMs: maxDown } : {}) });
+  let usageError = false;
+  const keeper = new Keeper({
+    runDir, spored: [process.execPath, DAEMON_MAIN, ...argv], log, ...(Number.isInteger(maxDown) && maxDown > 0 ? { maxDownMs: maxDown } : {}),
+    // bad flags: spored printed why on stderr (ours); exit as it did rather than retry forever
+    onUsageError: () => { usageError = true; stop('spored refused its flags'); },
+  });
   await keeper.start();
   const pidFile = join(runDir, 'keeper.pid');
   writeFileSync(`${pidFile}.tmp`, `${processIdentity(process.pid) ?? process.pid}\n`);
@@ -82,7 +87,7 @@ async function main(): Promise<void> {
     void keeper.stop().finally(() => {
       rmSync(pidFile, { force: true });
       closeSync(lockFd);
-      process.exit(0);
+      process.exit(usageError ? 2 : 0);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -119,6 +119,11 @@ export function setProcsWritesFast(fast: boolean): void {
   procsWritesFast = fast;
 }
 
+/** Whether this process was last told the node has favordynmods (setProcsWritesFast). */
+export function procsWritesAreFast(): boolean {
+  return procsWritesFast;
+}
+
 /** addProcessAsync's writes, all on the caller's thread (when procsWritesWarm()); throws the first failing write's error. */
 export function addProcessSync(procs: readonly string[], pid: number): void {
   for (const f of procs) sys.writeSmallFile(f, String(pid));

@@ -172,6 +172,12 @@ describe('spore against a fake-backed spored', () => {
     expect(JSON.parse(j.out)).toMatchObject({ ok: true, result: [1, 2], seedLevel: 2, timings: FAKE_TIMINGS });
   });
 
+  it('an unknown function: NOT_FOUND, and where the deployed ones are listed', async () => {
+    const r = await spore('invoke', 'nosuch');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe("spore: function nosuch is not deployed ('spore functions' lists the deployed ones; 'spore deploy' adds one)\n");
+  });
+
   it('a failed invocation exits 1 with the error on stderr, table still printed', async () => {
     const r = await spore('invoke', 'bad');
     expect(r.code).toBe(1);
@@ -184,7 +190,7 @@ describe('spore against a fake-backed spored', () => {
 
   it('RPC errors exit 1 with the server message', async () => {
     const r = await spore('invoke', 'missing');
-    expect(r).toEqual({ code: 1, out: '', err: 'spore: function missing is not deployed\n' });
+    expect(r).toEqual({ code: 1, out: '', err: "spore: function missing is not deployed ('spore functions' lists the deployed ones; 'spore deploy' adds one)\n" });
     expect((await spore('rm', 'missing')).code).toBe(1);
   });
 
@@ -277,7 +283,7 @@ describe('spore against a fake-backed spored', () => {
     expect(JSON.parse((await spore('logs', 'chatty', '--json')).out)).toEqual({ name: 'chatty', text: 'line one\nline two\nlast line without newline' });
     rt.logText.set('chatty', '');
     expect(await spore('logs', 'chatty')).toEqual({ code: 0, out: '', err: '' });
-    expect(await spore('logs', 'nobody')).toEqual({ code: 1, out: '', err: 'spore: function nobody is not deployed\n' });
+    expect(await spore('logs', 'nobody')).toEqual({ code: 1, out: '', err: "spore: function nobody is not deployed ('spore functions' lists the deployed ones; 'spore deploy' adds one)\n" });
   });
 
   it('package usage errors say what to fix', async () => {

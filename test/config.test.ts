@@ -40,6 +40,10 @@ describe('spored config', () => {
     expect(() => loadConfig(['--fri', 'maybe'], {})).toThrow(/--fri must be on or off/);
     expect(() => loadConfig(['--cgroup-favordynmods', 'off'], {})).toThrow(/--cgroup-favordynmods must be on or keep, got "off" \(spored never turns it off: keep leaves the host as it is\)/);
     expect(loadConfig([], { SPORE_CGROUP_FAVORDYNMODS: 'keep' }).cgroupFavorDynmods).toBe('keep');
+    // a bad value from the environment names the variable it came from
+    expect(() => loadConfig([], { SPORE_CGROUP_FAVORDYNMODS: 'yes' })).toThrow(/^SPORE_CGROUP_FAVORDYNMODS \(--cgroup-favordynmods\) must be on or keep, got "yes"$/);
+    expect(() => loadConfig([], { SPORE_CGROUP_POOL: 'x' })).toThrow(/^SPORE_CGROUP_POOL \(--cgroup-pool\) must be an integer/);
+    expect(() => loadConfig(['--parked', 'x'], { SPORE_PARKED: '2' })).toThrow(/^--parked must be/);
     expect(loadConfig([], {}).cgroupFavorDynmods).toBe('on');
   });
 
@@ -111,5 +115,23 @@ describe('spored flags come from one table', () => {
     const bad = spawnSync(process.execPath, [main, '--bogus', '1'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/^spored: unknown flag --bogus.*\n$/);
+  });
+
+  it('bin/spored with a bad flag or variable exits 2 with spored\'s message, instead of the keeper retrying forever', () => {
+    if (!fs.existsSync(path.resolve('dist/keeper/main.js')) || process.getuid?.() !== 0) return; // built dist, root (the keeper takes the run dir's lock)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spore-badflag-'));
+    try {
+      const t0 = Date.now();
+      const r = spawnSync(path.resolve('bin/spored'), ['--run-dir', dir, '--cgroup-favordynmods', 'off'], { encoding: 'utf8', timeout: 30_000 });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/spored: --cgroup-favordynmods must be on or keep, got "off"/);
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(fs.existsSync(path.join(dir, 'keeper.pid'))).toBe(false);
+      const env = spawnSync(path.resolve('bin/spored'), ['--run-dir', dir], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, SPORE_PARKED: 'lots' } });
+      expect(env.status, env.stderr).toBe(2);
+      expect(env.stderr).toMatch(/SPORE_PARKED/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -5,6 +5,7 @@ import { Internal, InvalidArgument, NotFound, Overloaded } from '../sys/errors.j
 import { Metrics, OUTCOMES, instrument, outcomeOfThrown } from '../daemon/metrics.js';
 import type { FunctionRuntime, InvokeResult } from '../protocols/fri/types.js';
 import { FakeRuntime } from './fake-runtime.js';
+import { setProcsWritesFast } from '../pools/cgroups.js';
 
 /** The value of one sample line `name{labels} value` in the exposition text. */
 function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
@@ -136,6 +137,10 @@ describe('Metrics', () => {
     expect(sample(t, 'spore_containers', { state: 'created' })).toBe(0);
     expect(sample(t, 'spore_component_up', { component: 'ttrpc' })).toBe(1);
     expect(sample(t, 'spore_component_up', { component: 'seed_python' })).toBe(0);
+    setProcsWritesFast(true);
+    expect(sample(await m.text(), 'spore_cgroup_favordynmods', {})).toBe(1);
+    setProcsWritesFast(false);
+    expect(sample(await m.text(), 'spore_cgroup_favordynmods', {})).toBe(0);
     // a version that is gone disappears from the next scrape
     pools = { cgroups: { free: 32, inUse: 0, created: 32 }, functions: {} };
     t = await m.text();
