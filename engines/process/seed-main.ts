@@ -105,8 +105,10 @@ function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
   }
   try {
     const t0 = performance.now();
+    // nothing between these two may allocate: a GC there can map a new MADV_DONTFORK heap
+    // page after prepareFork's madvise, and the child faults on it (sys/libc.ts, prepareFork);
+    // a performance.now() stamp sat here (its double is a heap allocation)
     sys.prepareFork();
-    const t1 = performance.now();
     const pid = sys.fork();
     if (pid === 0) {
       // what a container sees in /proc/<pid>/cmdline until the execve: not the host's node
@@ -114,7 +116,7 @@ function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
       process.title = 'spore-init';
       runChild(plan, startR, statusW);
     }
-    lastForkTimings = { prepareMs: t1 - t0, forkMs: performance.now() - t1 };
+    lastForkTimings = { forkMs: performance.now() - t0 };
     return pid;
   } finally {
     if (pidNsPath !== undefined) sys.setns(ownPidNs, sys.CLONE.NEWPID);
