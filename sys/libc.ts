@@ -171,16 +171,19 @@ function computeForkRanges(): [bigint, bigint][] {
 /**
  * Starts and lengths, flat and precomputed: the loop below must not allocate. An
  * allocation here can start a GC that maps a new (DONTFORK) heap page into a range
- * already walked, and the child then faults on it (a rare SIGSEGV in instances).
+ * already walked, and the child then faults on it (a rare SIGSEGV in instances). They are
+ * BigInts, which koffi takes for uintptr_t/size_t: an address above 2^31 held as a JS number
+ * is a double, and reading one out of an array boxes it in a new heap number in code V8 has
+ * not optimized (every tier but TurboFan), two allocations per range per fork.
  */
-let forkFlat: number[] | null = null;
+let forkFlat: bigint[] | null = null;
 export function prepareFork(): void {
   if (!forkFlat) {
     forkRanges ??= computeForkRanges();
-    forkFlat = forkRanges.flatMap(([a, b]) => [Number(a), Number(b - a)]);
+    forkFlat = forkRanges.flatMap(([a, b]) => [a, b - a]);
   }
   const f = forkFlat;
-  for (let i = 0; i + 1 < f.length; i += 2) c.madvise(f[i] as number, f[i + 1] as number, MADV_DOFORK);
+  for (let i = 0; i + 1 < f.length; i += 2) c.madvise(f[i] as bigint, f[i + 1] as bigint, MADV_DOFORK);
 }
 
 // --- namespaces, mounts -------------------------------------------------------------
