@@ -71,8 +71,11 @@ async function main(): Promise<void> {
   let usageError = false;
   const keeper = new Keeper({
     runDir, spored: [process.execPath, DAEMON_MAIN, ...argv], log, ...(Number.isInteger(maxDown) && maxDown > 0 ? { maxDownMs: maxDown } : {}),
-    // bad flags: spored printed why on stderr (ours); exit as it did rather than retry forever
-    onUsageError: () => { usageError = true; stop('spored refused its flags'); },
+    // bad flags: spored printed why on stderr (ours); exit as it did rather than retry forever.
+    // Only when run by hand (bin/spored sets SPORE_KEEPER_USAGE_EXIT): under containerd's
+    // launcher the keeper stays, so containerd's held requests end after maxDownMs with a
+    // message that points at the log, where spored's own message is.
+    ...(process.env.SPORE_KEEPER_USAGE_EXIT === '1' ? { onUsageError: () => { usageError = true; stop('spored refused its flags'); } } : {}),
   });
   await keeper.start();
   const pidFile = join(runDir, 'keeper.pid');
