@@ -100,7 +100,9 @@ export function shortDigest(d: string): string {
  * `spore functions`: one row per function (its active version), then, when any function has
  * more than one live version, the retiring ones with their in-flight invocations.
  */
-export function functionsTable(fns: readonly FunctionInfo[]): string {
+export function functionsTable(list: readonly FunctionInfo[]): string {
+  // by name: spored lists them in the order it came to know them (deploys, or a restart's restore)
+  const fns = [...list].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let out = table(
     ['NAME', 'STATE', 'RUNTIME', 'HANDLER', 'VERSION', 'DIGEST', 'MEMORY', 'TIMEOUT', 'CODE', 'SEED', 'INVOCATIONS', 'DEPLOYED'],
     fns.map((f) => [

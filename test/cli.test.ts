@@ -96,6 +96,8 @@ describe('cli helpers (pure)', () => {
     expect(down).toMatch(/^f\s+down\s+node/m);
     expect(down).toMatch(/\nf is down: its first seed went away 4 times within a minute; redeploy it\n$/);
     expect(one).not.toMatch(/retiring/);
+    const sorted = functionsTable([{ ...f, name: 'tpl-py', versions: f.versions.slice(0, 1) }, { ...f, name: 'tpl', versions: f.versions.slice(0, 1) }]);
+    expect(sorted.split('\n').slice(1, 3).map((l) => l.split(/\s+/)[0])).toEqual(['tpl', 'tpl-py']);
     const two = functionsTable([f]);
     expect(two).toMatch(/\n\nretiring versions \(finishing in-flight invocations\):\nNAME\s+VERSION\s+DIGEST\s+INFLIGHT\s+SEEDS\s+DEPLOYED\nf\s+2\s+cdcdcdcdcdcd\s+4\s+s2a,s2b\s+t2\n$/);
   });
