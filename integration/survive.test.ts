@@ -6,9 +6,9 @@
 // invoke again without a redeploy, and nothing leaks.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FriClient } from '../dist/protocols/fri/client.js';
 import { containerdSkipReason, leakCheck, rootfs, startContainerd, type Containerd } from './harness.js';
 
@@ -121,6 +121,20 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     await fri.deploy({ name: 'py', language: 'python', code: 'def handler(e, c):\n    return {"py": e.get("n", 0)}\n', handler: 'handler', memoryMiB: 128, timeoutMs: 5000, env: { SECRET: 's3' } });
     await fri.deploy({ name: 'hello', language: 'node', code: 'exports.handler = async (e) => ({ hello: e.name })', handler: 'handler', memoryMiB: 128, timeoutMs: 5000, env: {} });
   }, 120_000);
+
+  // a failure here is rare and timing-bound (one in a CI run, 2026-12-01): keep the logs of
+  // spored, the keeper and containerd for it, outside the dir the suite removes
+  afterEach((ctx) => {
+    if (ctx.task.result?.state !== 'fail' || !c) return;
+    const to = join('/tmp', 'spore-test-failures', `survive-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    try {
+      mkdirSync(to, { recursive: true });
+      for (const f of readdirSync(c.dir)) if (f.endsWith('.log')) copyFileSync(join(c.dir, f), join(to, f));
+      console.log(`[survive] logs of the failed test kept in ${to}`);
+    } catch (e) {
+      console.log(`[survive] could not keep the logs: ${(e as Error).message}`);
+    }
+  });
 
   afterAll(async () => {
     for (const e of execs) e.kill('SIGKILL');
