@@ -83,7 +83,7 @@ export const FLAGS: readonly FlagDef[] = [
   flag('log', 'FILE', 'SPORE_LOG', 'stderr', false, 'logFile', "spored's own log (pino JSON lines)"),
   flag('log-level', 'LEVEL', 'SPORE_LOG_LEVEL', 'info', true, 'logLevel', 'trace, debug, info, warn, error, fatal or silent'),
   flag('cgroup-parent', 'PATH', 'SPORE_CGROUP_PARENT', '/spore', true, 'cgroupParent', 'parent cgroup of containers whose cgroupsPath is relative or absent'),
-  flag('cgroup-favordynmods', 'on|keep', 'SPORE_CGROUP_FAVORDYNMODS', 'on', true, 'cgroupFavorDynmods', "on: remount the host's cgroup2 with favordynmods (Linux >= 6.0) so cgroup moves skip an RCU grace period; keep: leave it"),
+  flag('cgroup-favordynmods', 'on|keep', 'SPORE_CGROUP_FAVORDYNMODS', 'on', true, 'cgroupFavorDynmods', "on: turn on favordynmods on the host's cgroup2 root (Linux >= 6.0; checked every 10 s) so cgroup moves skip an RCU grace period; keep: leave the host as it is"),
   flag('cgroup-pool', 'N', 'SPORE_CGROUP_POOL', '32', true, 'cgroupPool', 'pre-created cgroups for function instances', 4096),
   flag('container-shells', 'N', 'SPORE_CONTAINER_SHELLS', '2', true, 'containerShells', 'containers pre-forked by the root seed (new pid namespace, waiting for a Create that fits); 0 disables', 64),
   flag('l2-replicas', 'N', 'SPORE_L2_REPLICAS', '2', true, 'l2Replicas', 'forks of each function seed that serve invocations (0 means 1)', 16),

@@ -304,4 +304,3 @@ async function startFunctions(
     return null;
   }
 }
-

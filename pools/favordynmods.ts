@@ -8,7 +8,7 @@
 // of dynamic cgroup modifications such as task migrations ... at the cost of making hot path
 // operations such as forks and exits more expensive") keeps the semaphore's readers on their
 // slow path for good, so a move is a plain syscall (0.3 ms instead of 5.8 ms p50 here, one pid
-// 50 ms apart); the fork/exit cost is one full memory barrier on the reader side. The kernel's
+// 50 ms apart); fork, exit and exec pay the readers' slow path (see below). The kernel's
 // own switch for the same is the `cgroup_favordynmods=true` boot parameter.
 //
 // The flag lives on the cgroup root, but its effect is global (one semaphore for all
@@ -25,7 +25,7 @@
 //
 // Any later cgroup2 mount made from the host's cgroup namespace without the option (a
 // container runtime, an administrator) turns it off node-wide again, so spored checks again
-// every few seconds (daemon.ts). On recent kernels (6.17 and later, from the kernel's own
+// every few seconds (watchFavorDynmods). On recent kernels (6.17 and later, from the kernel's own
 // notes) turning it on also switches fork, exit and exec to a per-threadgroup lock that stays
 // until reboot; a move then stays cheap even after the flag is cleared.
 import { readFileSync } from 'node:fs';
@@ -53,10 +53,17 @@ const BY_HAND = 'the host can set it with `mount -o remount,favordynmods <cgroup
 
 /** The cgroup mounts at or below `root` that nothing covers (a later entry at a mountpoint is mounted over an earlier one). */
 function visibleCgroupMounts(entries: readonly MountinfoEntry[], root: string): MountinfoEntry[] {
+  const r = root.endsWith('/') ? root.slice(0, -1) : root;
   const top = new Map<string, MountinfoEntry>();
   for (const e of entries) top.set(e.mountpoint, e);
-  return [...top.values()].filter((e) => (e.fstype === 'cgroup' || e.fstype === 'cgroup2') && (e.mountpoint === root || e.mountpoint.startsWith(`${root}/`)));
+  return [...top.values()].filter((e) => (e.fstype === 'cgroup' || e.fstype === 'cgroup2') && (e.mountpoint === r || e.mountpoint.startsWith(`${r}/`)));
 }
+
+/** Of cgroup2 mounts, the hierarchy's own root rather than a bind of a subtree, when both are there. */
+const wholeHierarchy = (v2: readonly MountinfoEntry[]): MountinfoEntry | undefined => v2.find((e) => e.root === '/') ?? v2[0];
+
+/** A cgroup2 root's options as given back to the kernel (without rw/ro, which are not root flags). */
+const rootOptions = (e: MountinfoEntry): string[] => e.superOptions.filter((o) => o !== '' && o !== 'rw' && o !== 'ro');
 
 /**
  * Decide from mountinfo entries (parseMountinfo, in the kernel's order: a later entry at the
@@ -67,18 +74,14 @@ function visibleCgroupMounts(entries: readonly MountinfoEntry[], root: string): 
  * container's view): left alone.
  */
 export function favorDynmodsPlan(entries: readonly MountinfoEntry[], root = '/sys/fs/cgroup'): FavorDynmodsPlan {
-  const r = root.endsWith('/') ? root.slice(0, -1) : root;
-  const under = visibleCgroupMounts(entries, r);
+  const under = visibleCgroupMounts(entries, root);
   const already = under.find((e) => e.superOptions.includes(FAVORDYNMODS));
   if (already) return { action: 'none', on: true, mountpoint: already.mountpoint };
   const v2 = under.filter((e) => e.fstype === 'cgroup2');
-  if (v2.length === 0) return { action: 'none', on: false, reason: `no cgroup2 mount under ${r} (a v1 hierarchy cannot take it at remount); boot with cgroup_favordynmods=true` };
-  const writable = v2.filter((e) => !e.mountOptions.includes('ro') && !e.superOptions.includes('ro'));
-  // the hierarchy's own root rather than a bind of a subtree, when both are there
-  const pick = writable.find((e) => e.root === '/') ?? writable[0];
+  if (v2.length === 0) return { action: 'none', on: false, reason: `no cgroup2 mount under ${root} (a v1 hierarchy cannot take it at remount); boot with cgroup_favordynmods=true` };
+  const pick = wholeHierarchy(v2.filter((e) => !e.mountOptions.includes('ro') && !e.superOptions.includes('ro')));
   if (!pick) return { action: 'none', on: false, reason: `${v2.map((e) => e.mountpoint).join(', ')} ${v2.length > 1 ? 'are' : 'is'} mounted read-only here (a container's view?); ${BY_HAND}` };
-  const keep = pick.superOptions.filter((o) => o !== '' && o !== 'rw' && o !== 'ro');
-  return { action: 'reconfigure', on: false, mountpoint: pick.mountpoint, options: [...keep, FAVORDYNMODS] };
+  return { action: 'reconfigure', on: false, mountpoint: pick.mountpoint, options: [...rootOptions(pick), FAVORDYNMODS] };
 }
 
 export interface FavorDynmodsOutcome {
@@ -173,7 +176,6 @@ export function watchFavorDynmods(mode: FavorDynmodsMode, log: Logger, everyMs =
 export function cgroup2RootOptions(mountinfoPath = '/proc/self/mountinfo', root = '/sys/fs/cgroup'): string[] {
   let entries: MountinfoEntry[];
   try { entries = parseMountinfo(readFileSync(mountinfoPath, 'utf8')); } catch { return []; }
-  const v2 = visibleCgroupMounts(entries, root.endsWith('/') ? root.slice(0, -1) : root).filter((e) => e.fstype === 'cgroup2');
-  const pick = v2.find((e) => e.root === '/') ?? v2[0];
-  return pick ? pick.superOptions.filter((o) => o !== '' && o !== 'rw' && o !== 'ro') : [];
+  const pick = wholeHierarchy(visibleCgroupMounts(entries, root).filter((e) => e.fstype === 'cgroup2'));
+  return pick ? rootOptions(pick) : [];
 }
