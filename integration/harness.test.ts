@@ -86,4 +86,33 @@ describe.skipIf(skip !== undefined)('integration harness (runc)', () => {
     expect(leakCheck({ envEntry: `SPORE_RUN_DIR=${c.runDir}` }).processes).toEqual([]);
     expect(fs.existsSync(sock)).toBe(false);
   }, 60_000);
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('a script given %s stops the containerd, spored and containers it started, then exits 130 / 143', async (sig) => {
+    // as scripts/demo runs it: the compiled harness in a plain node process (not under vitest)
+    const script = `import { startContainerd, rootfs } from ${JSON.stringify(`${repoRoot}/dist/integration/harness.js`)};
+      const c = await startContainerd();
+      const r = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--rootfs', rootfs('busybox'), 'sig1', '/bin/sleep', '1000'], { timeoutMs: 30000 });
+      if (r.code !== 0) { console.error(r.stderr); process.exit(9); }
+      console.log(JSON.stringify({ dir: c.dir, runDir: c.runDir, pid: c.pid }));
+      setInterval(() => {}, 1e6);`;
+    const env = { ...process.env };
+    delete env.VITEST;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    for (let i = 0; i < 600 && !out.includes('\n') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(out, err).toContain('"dir"');
+    const { dir, runDir, pid } = JSON.parse(out) as { dir: string; runDir: string; pid: number };
+    const before = leakCheck({ match: [dir], envEntry: `SPORE_RUN_DIR=${runDir}` }).processes;
+    expect(before.some((p) => p.cmdline.includes('dist/daemon/main.js')), JSON.stringify(before)).toBe(true);
+    child.kill(sig);
+    expect(await exited, err).toBe(sig === 'SIGINT' ? 130 : 143);
+    expect(err).toContain(`${sig}: stopping containerd`);
+    expect(leakCheck({ match: [dir], envEntry: `SPORE_RUN_DIR=${runDir}` }).processes).toEqual([]);
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(fs.existsSync(dir)).toBe(false);
+  }, 90_000);
 });

@@ -508,6 +508,36 @@ async function removeCriLeftovers(address: string, ctrK8s: (a: string[], o?: Ctr
   await Promise.all(ctrs.map((id) => ctrK8s(['containers', 'rm', id], { timeoutMs: 10_000 })));
 }
 
+/** stop() of every containerd this process started and has not stopped yet */
+const live = new Set<() => Promise<void>>();
+let signalsHooked = false;
+
+/**
+ * A script (scripts/demo, the benches) interrupted by Ctrl-C or SIGTERM stops what it started
+ * (containerd, the keeper, spored, containers, mounts, the temp dir) before it exits 130 / 143,
+ * instead of leaving them running. A script with a handler of its own (bench/goals.ts,
+ * bench/fri.ts) stops them itself; under vitest the runner decides. A second signal while
+ * stopping exits at once and names what may be left.
+ */
+function stopOnSignals(): void {
+  if (signalsHooked || process.env.VITEST !== undefined) return;
+  signalsHooked = true;
+  let first = true;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (process.listenerCount(sig) > 1) return;
+    const code = sig === 'SIGINT' ? 130 : 143;
+    if (!first) {
+      process.stderr.write(`${sig} again: exiting without waiting; containerd or spore processes and /tmp/spore-ctrd-* dirs may be left\n`);
+      process.exit(code);
+    }
+    first = false;
+    process.stderr.write(`${sig}: stopping containerd, spore and their containers (again to exit at once)\n`);
+    void Promise.allSettled([...live].map((stop) => stop())).finally(() => process.exit(code));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
 export async function startContainerd(opts: StartOptions = {}): Promise<Containerd> {
   const dir = fs.mkdtempSync(path.join('/tmp', 'spore-ctrd-'));
   const address = path.join(dir, 'containerd.sock');
@@ -574,10 +604,12 @@ export async function startContainerd(opts: StartOptions = {}): Promise<Containe
   const ctrEnv = { PATH: `${path.join(repoRoot, 'bin')}:${sysPath}`, HOME: env.HOME, LANG: 'C.UTF-8' };
   const ctr = (a: string[], o?: CtrOptions) => run('ctr', ['--address', address, '--namespace', namespace, ...a], ctrEnv, o);
 
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
+  // a second stop() while one runs waits for it (a signal handler and a script's own finally)
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => (stopping ??= stopOnce().finally(() => live.delete(stop)));
+  live.add(stop);
+  stopOnSignals();
+  const stopOnce = async (): Promise<void> => {
     const envEntry = `SPORE_RUN_DIR=${runDir}`;
     const sockets = new Set<string>();
     const ids = new Set<string>();
