@@ -10,14 +10,16 @@
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootfs, startContainerd, type Containerd } from '../integration/harness.js';
+import { benchArgs } from './args.js';
 
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
-const SECONDS = Number(arg('seconds') ?? 120);
-const LOOPS = Number(arg('loops') ?? 4);
-const KEEP_LOGS = arg('keep-logs');
+const flags = benchArgs(process.argv.slice(2), 'usage: node dist/bench/kill-storm.js [--seconds 120] [--loops 4] [--keep-logs DIR]   (root; not in CI)', {
+  seconds: { type: 'number', default: 120, help: 'how long the storm lasts' },
+  loops: { type: 'number', default: 4, help: 'concurrent `ctr run --rm` loops' },
+  'keep-logs': { type: 'string', help: "copy spored's and containerd's logs to DIR" },
+});
+const SECONDS = flags.seconds;
+const LOOPS = flags.loops;
+const KEEP_LOGS = flags['keep-logs'];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Run { id: string; code: number | null; ok: boolean; ms: number; stderr: string }

@@ -11,16 +11,18 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { startContainerd, rootfs, type Containerd } from '../integration/harness.js';
+import { benchArgs } from './args.js';
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? dflt) : dflt;
-}
-
-const RUNS = Number(arg('runs', '40'));
-const WARMUP = Number(arg('warmup', '3'));
-const SHELLS = Number(arg('shells', '2'));
-const OUT = arg('out', '');
+const flags = benchArgs(process.argv.slice(2), 'usage: node dist/bench/shells.js [--runs 40] [--shells 2] [--warmup 3] [--out FILE.md]   (root)', {
+  runs: { type: 'number', default: 40, help: 'rounds (each runs every row once)' },
+  warmup: { type: 'number', default: 3, help: 'rounds not counted' },
+  shells: { type: 'number', default: 2, help: 'SPORE_CONTAINER_SHELLS of the spored with shells' },
+  out: { type: 'string', default: '', help: 'also write the table to FILE.md' },
+});
+const RUNS = flags.runs;
+const WARMUP = flags.warmup;
+const SHELLS = flags.shells;
+const OUT = flags.out ?? '';
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);

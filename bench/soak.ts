@@ -11,14 +11,17 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fr
 import { join } from 'node:path';
 import { FriClient } from '../protocols/fri/client.js';
 import { leakCheck, rootfs, startContainerd, type Containerd } from '../integration/harness.js';
+import { benchArgs } from './args.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const MINUTES = arg('minutes', Number(process.env.SOAK_MINUTES ?? 30));
-const EVERY_MIN = arg('every', 3);
+const flags = benchArgs(process.argv.slice(2), 'usage: node dist/bench/soak.js [--minutes 30] [--every 3] [--out FILE] [--json]   (root; not in CI)', {
+  minutes: { type: 'number', default: Number(process.env.SOAK_MINUTES ?? 30), help: 'how long to run (env SOAK_MINUTES)' },
+  every: { type: 'number', default: 3, help: 'minutes between takings of spored (kill -9 and SIGTERM in turn)' },
+  out: { type: 'string', help: 'also write the table to FILE' },
+  json: { type: 'boolean', help: 'also print the raw stats as JSON' },
+});
+const MINUTES = flags.minutes;
+const EVERY_MIN = flags.every;
 const KEEP = 10;
 const RT = ['--runtime', 'io.containerd.spore.v2'];
 const say = (m: string) => process.stderr.write(`[soak] ${new Date().toISOString().slice(11, 19)} ${m}\n`);
@@ -211,9 +214,8 @@ async function main(): Promise<void> {
     'spored RSS over time (min: KiB): ' + stats.rss.map((r) => `${r.min}: ${r.sporedKiB}`).join(', '),
   ].join('\n');
   process.stdout.write(md + '\n');
-  const out = process.argv.indexOf('--out');
-  if (out >= 0 && process.argv[out + 1]) writeFileSync(process.argv[out + 1] as string, md + '\n');
-  if (process.argv.includes('--json')) process.stdout.write(JSON.stringify(stats) + '\n');
+  if (flags.out) writeFileSync(flags.out, md + '\n');
+  if (flags.json) process.stdout.write(JSON.stringify(stats) + '\n');
   const bad = stats.containersLost + stats.ctrFailed + stats.invFailed + (stats.leaks.processes as number) + (stats.leaks.mounts as number) + (stats.leaks.cgroups as number);
   process.exit(bad > 0 ? 1 : 0);
 }
