@@ -200,15 +200,20 @@ describe.skipIf(skip !== undefined)('spored crashes, restarts and upgrades lose 
     expect(pyCalls).toBeGreaterThanOrEqual(3);
     const old = pidFile(c, 'spored.pid');
     const keeper = pidFile(c, 'keeper.pid');
-    const tKill = Date.now();
-    process.kill(old, 'SIGKILL');
-    // an FRI client that connects while no spored runs: the keeper holds the socket, so it
-    // waits and is served by the next spored
+    // an FRI client that connects while spored is dying (stopped here, so that it is not yet
+    // gone; a kill -9 of a large process on a busy host takes tens of ms) and then while no
+    // spored runs: the keeper holds the socket, so it waits and is served by the next spored.
+    // (It used to share the old client's connection, grpc-js's global subchannel pool, and
+    // failed with it: seen once in CI.)
+    process.kill(old, 'SIGSTOP');
     const gapCall = (async () => {
-      await sleep(50);
       const gapClient = await FriClient.connect(join(c.runDir, 'fri.sock'), { connectTimeoutMs: 10_000 });
       try { return await gapClient.invoke('hello', JSON.stringify({ name: 'gap' })); } finally { gapClient.close(); }
     })();
+    gapCall.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+    await sleep(100);
+    const tKill = Date.now();
+    process.kill(old, 'SIGKILL');
     for (const e of readers) e.stdin?.write('during\n');
     const next = await nextSpored(c, old);
     // listed at once, each in its state: those still waiting to be restored too (they looked lost)

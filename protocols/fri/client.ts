@@ -133,9 +133,14 @@ export class FriClient implements RemoteFunctionRuntime {
       if (why !== null) throw new Unavailable(why);
     }
     // Sends up to the largest deploy (a 50 MiB package plus framing); receives anything.
+    // A connection of its own: grpc-js otherwise shares one per target across a process's
+    // clients (its global subchannel pool), and a client made while spored is dying (a kill -9
+    // takes tens of ms to close a large process's sockets) would take the dying connection and
+    // fail with it, instead of waiting in the socket the keeper holds for the next spored.
     const client = new grpc.Client(target, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': FRI_MAX_MESSAGE_BYTES,
+      'grpc.use_local_subchannel_pool': 1,
     });
     const deadline = Date.now() + (opts.connectTimeoutMs ?? 5000);
     try {
