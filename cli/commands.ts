@@ -194,19 +194,22 @@ finishes what it has in flight.
 const invoke: Command = {
   name: 'invoke',
   summary: 'run a function once and show its result and phase timings',
-  usage: `spore invoke <name> [--data JSON | --data-file F] [--json]
+  usage: `spore invoke <name> [EVENT | --data JSON | --data-file F] [--json]
 
-  --data JSON         the event (default {})
+  EVENT, --data JSON  the event (default {}), e.g. spore invoke hello '{"name":"x"}'
   --data-file F       read the event from a file ("-" is not supported; use --data "$(cat)")
   --json              print the InvokeResult as one JSON line (result parsed)
 Exit status: 0 when the function succeeded, 1 when it failed (error on stderr), 2 for usage.`,
   flags: { data: { value: true }, 'data-file': { value: true } },
   async run(ctx) {
-    const name = asUsage(() => validateFunctionName(onePositional(ctx, 'name')));
+    const [first, positional, ...extra] = ctx.args.positionals;
+    if (first === undefined) throw new UsageError('missing <name>');
+    if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+    const name = asUsage(() => validateFunctionName(first));
     const data = ctx.args.get('data');
     const dataFile = ctx.args.get('data-file');
-    if (data !== undefined && dataFile !== undefined) throw new UsageError('give --data or --data-file, not both');
-    const text = dataFile !== undefined ? readInput(ctx, dataFile, 'data file') : data ?? '';
+    if ([positional, data, dataFile].filter((x) => x !== undefined).length > 1) throw new UsageError('give the event once: as the argument after the name, --data or --data-file');
+    const text = dataFile !== undefined ? readInput(ctx, dataFile, 'data file') : positional ?? data ?? '';
     const event = asUsage(() => validateEvent(text));
     const opts: InvokeOptions = {};
     const r = await (await ctx.client()).invoke(name, event, opts);

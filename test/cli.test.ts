@@ -169,6 +169,9 @@ describe('spore against a fake-backed spored', () => {
     expect((await spore('invoke', 'hello', '--fresh-namespaces')).code).toBe(2);
     await spore('invoke', 'hello');
     expect(rt.calls.at(-1)?.args[1]).toBe('{}');
+    // the event as the argument after the name, as people type it
+    expect((await spore('invoke', 'hello', '{"name":"arg"}')).code).toBe(0);
+    expect(rt.calls.at(-1)?.args[1]).toBe('{"name":"arg"}');
     const j = await spore('invoke', 'hello', '--data', '[1,2]', '--json');
     expect(j.code).toBe(0);
     expect(JSON.parse(j.out)).toMatchObject({ ok: true, result: [1, 2], seedLevel: 2, timings: FAKE_TIMINGS });
@@ -330,6 +333,9 @@ describe('spore against a fake-backed spored', () => {
       ['deploy', 'x', '--file', 'event.json'],
       ['invoke'],
       ['invoke', 'a', 'b'],
+      ['invoke', 'hello', '{}', '{}'],
+      ['invoke', 'hello', '{}', '--data', '{}'],
+      ['invoke', 'hello', '{}', '--data-file', 'event.json'],
       ['invoke', 'hello', '--data', '{oops'],
       ['invoke', 'hello', '--data', '{}', '--data-file', 'event.json'],
       ['invoke', 'hello', '--level', '7'],
