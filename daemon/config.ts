@@ -15,6 +15,10 @@ export interface DaemonConfig {
   gatewayAddress: string;
   /** bearer token every gateway request but /healthz must carry; null: none (loopback trust) */
   gatewayToken: string | null;
+  /** gateway connections open at once; more are closed as they are accepted */
+  gatewayMaxConnections: number;
+  /** MiB of request bodies the gateway holds at once (all connections); a body that does not fit gets 429 */
+  gatewayBodyBudgetMiB: number;
   /** containerd's ttrpc address for events (TTRPC_ADDRESS given to shims) */
   containerdTtrpc: string;
   logFile: string | null;
@@ -79,6 +83,8 @@ export const FLAGS: readonly FlagDef[] = [
   flag('gateway', 'HOST:PORT|off', 'SPORE_GATEWAY', DEFAULT_GATEWAY, true, 'gatewayAddress', 'HTTP gateway (/invoke/<fn>, /metrics, /healthz); off disables it, FRI keeps serving'),
   flag('gateway-token', 'TOKEN', 'SPORE_GATEWAY_TOKEN', 'none', false, 'gatewayToken', 'require "Authorization: Bearer TOKEN" on every gateway request but /healthz'),
   flag('gateway-token-file', 'FILE', 'SPORE_GATEWAY_TOKEN_FILE', 'none', false, 'gatewayToken', 'read the gateway token from FILE (first line; keeps it out of ps and /proc)'),
+  flag('gateway-max-connections', 'N', 'SPORE_GATEWAY_MAX_CONNECTIONS', '1024', true, 'gatewayMaxConnections', 'gateway connections open at once; more are closed as they are accepted (0 means 1)', 1_000_000),
+  flag('gateway-body-budget', 'MIB', 'SPORE_GATEWAY_BODY_BUDGET', '256', true, 'gatewayBodyBudgetMiB', 'MiB of request bodies the gateway holds at once, all connections; a body that does not fit gets 429 (0 means 1)', 65536),
   flag('containerd-ttrpc', 'PATH', 'TTRPC_ADDRESS', DEFAULT_CONTAINERD_TTRPC, true, 'containerdTtrpc', "containerd's ttrpc socket, where task events are published"),
   flag('log', 'FILE', 'SPORE_LOG', 'stderr', false, 'logFile', "spored's own log (pino JSON lines)"),
   flag('log-level', 'LEVEL', 'SPORE_LOG_LEVEL', 'info', true, 'logLevel', 'trace, debug, info, warn, error, fatal or silent'),
@@ -194,6 +200,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     friSocket: given('fri-socket') ?? join(runDir, 'fri.sock'),
     gatewayAddress,
     gatewayToken: gatewayToken(given('gateway-token'), given('gateway-token-file')),
+    gatewayMaxConnections: int('gateway-max-connections', true),
+    gatewayBodyBudgetMiB: int('gateway-body-budget', true),
     containerdTtrpc: str('containerd-ttrpc').replace(/^unix:\/\//, ''),
     logFile: given('log') ?? null,
     logLevel: str('log-level'),

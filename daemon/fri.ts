@@ -48,7 +48,7 @@ export interface FriOptions {
 
 export async function startFri(
   rt: FunctionRuntime,
-  config: Pick<DaemonConfig, 'friSocket' | 'gatewayAddress'> & Partial<Pick<DaemonConfig, 'gatewayToken'>> & { friTcp?: string },
+  config: Pick<DaemonConfig, 'friSocket' | 'gatewayAddress'> & Partial<Pick<DaemonConfig, 'gatewayToken' | 'gatewayMaxConnections' | 'gatewayBodyBudgetMiB'>> & { friTcp?: string },
   log: Logger,
   opts: FriOptions = {},
 ): Promise<FriHandle> {
@@ -62,6 +62,8 @@ export async function startFri(
   } else {
     try {
       const gwOpts: Parameters<typeof startGateway>[3] = { token: config.gatewayToken ?? null };
+      if (config.gatewayMaxConnections !== undefined) gwOpts.maxConnections = config.gatewayMaxConnections;
+      if (config.gatewayBodyBudgetMiB !== undefined) gwOpts.bodyBudgetBytes = config.gatewayBodyBudgetMiB * 1024 * 1024;
       if (metrics) gwOpts.metrics = metrics;
       if (opts.health) gwOpts.health = opts.health;
       if (opts.custody) gwOpts.custody = opts.custody;

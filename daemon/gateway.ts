@@ -71,6 +71,20 @@ export interface GatewayOptions {
   /** bearer token required on every request but /healthz; null/absent: none */
   token?: string | null;
   /**
+   * Connections open at once (the server's maxConnections); more are closed as they are
+   * accepted, so a client holding connections cannot take spored's file descriptors (which
+   * FRI, the seeds and containers' stdio need too). Default DEFAULT_MAX_CONNECTIONS.
+   */
+  maxConnections?: number;
+  /**
+   * Bytes of request bodies held at once, all connections, from the first byte until the
+   * answer went out (a 6 MiB limit per request bounds nothing across many slow uploads).
+   * A request that does not fit gets 429. Default DEFAULT_BODY_BUDGET_BYTES.
+   */
+  bodyBudgetBytes?: number;
+  /** headers within this, and a silent connection closed after it (ms; default HEADERS_TIMEOUT_MS) */
+  headersTimeoutMs?: number;
+  /**
    * Who keeps the listening socket while no spored runs (the keeper: task/custody.ts). The
    * socket is taken from it when it holds one for this address, else made and handed to it;
    * connections that arrive while spored restarts then wait in the socket's backlog instead
@@ -81,6 +95,21 @@ export interface GatewayOptions {
 
 /** listen(2) backlog of the gateway's socket: connections wait in it while spored restarts. */
 export const LISTEN_BACKLOG = 4096;
+
+/** Default cap on open gateway connections (spored --gateway-max-connections). */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+
+/** Default cap on request-body bytes held at once (spored --gateway-body-budget, MiB). */
+export const DEFAULT_BODY_BUDGET_BYTES = 256 * 1024 * 1024;
+
+/**
+ * A request's headers must arrive within this (ms), and a connection that sends nothing is
+ * closed after it: held-open connections are what a client starves others with.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+
+/** A whole request (headers and body) must arrive within this (ms); the answer may take longer. */
+export const REQUEST_TIMEOUT_MS = 60_000;
 
 /** The custody key of the gateway's listening socket for `address` (host:port as configured). */
 export const gatewayCustodyKey = (address: string): string => listenerKey('gateway', address);
@@ -216,7 +245,6 @@ function send(res: http.ServerResponse, r: GatewayResponse): void {
 
 class BodyTooLarge extends Error {}
 
-/** Read the whole body up to `limit` bytes; rejects with BodyTooLarge beyond it. */
 /**
  * The client went away before its body arrived whole (Node's "aborted"): there is nobody to
  * answer, and nothing failed on our side. (Fuzzing finding: it used to reach the catch-all as a
@@ -224,9 +252,34 @@ class BodyTooLarge extends Error {}
  */
 class ClientGone extends Error {}
 
-function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
+/** The gateway's request bodies held at once, across connections (GatewayOptions.bodyBudgetBytes). */
+class BodyBudget {
+  private used = 0;
+  constructor(readonly limit: number) {}
+  /** Hold `n` more bytes; false (nothing held) when they do not fit. */
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
+
+/** The body does not fit in what the gateway holds for all requests at once (BodyBudget). */
+class BodyBudgetFull extends Error {}
+
+/**
+ * Read the whole body up to `limit` bytes; rejects with BodyTooLarge beyond it, and with
+ * BodyBudgetFull when `hold` refuses bytes (a declared length is held up front, the rest of
+ * a chunked body as it arrives).
+ */
+function readBody(req: http.IncomingMessage, limit: number, hold: (n: number) => boolean): Promise<string> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyTooLarge());
+  const upFront = Number.isFinite(declared) && declared > 0 ? declared : 0;
+  if (upFront > 0 && !hold(upFront)) return Promise.reject(new BodyBudgetFull());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -235,6 +288,11 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
       if (size > limit) {
         req.off('data', onData);
         reject(new BodyTooLarge());
+        return;
+      }
+      if (size > upFront && !hold(Math.min(c.length, size - upFront))) {
+        req.off('data', onData);
+        reject(new BodyBudgetFull());
         return;
       }
       chunks.push(c);
@@ -258,6 +316,7 @@ export function gatewayHandler(rt: Invoker, log: Logger, opts: GatewayOptions = 
   const limit = opts.maxBodyBytes ?? MAX_EVENT_BYTES;
   const token = opts.token ?? null;
   const metrics = opts.metrics;
+  const budget = new BodyBudget(opts.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET_BYTES);
   return (req, res) => {
     if (metrics) {
       const route = routeOf((req.url ?? '/').split('?')[0] ?? '/');
@@ -299,12 +358,29 @@ export function gatewayHandler(rt: Invoker, log: Logger, opts: GatewayOptions = 
 
     const t0 = performance.now();
     let body: string;
+    // the body's bytes stay held until the answer is out (the event lives as long as the call)
+    let held = 0;
+    res.once('close', () => budget.give(held));
     try {
-      body = await readBody(req, limit);
+      body = await readBody(req, limit, (n) => {
+        if (!budget.take(n)) return false;
+        held += n;
+        return true;
+      });
     } catch (e) {
       if (e instanceof ClientGone) {
         log.debug({ fn, err: e.message }, 'gateway: client went away before its body arrived');
         return;
+      }
+      if (e instanceof BodyBudgetFull) {
+        log.debug({ fn, budget: budget.limit }, 'gateway: request bodies over budget');
+        // the rest of the body is not read: close rather than drain it
+        res.shouldKeepAlive = false;
+        return send(res, {
+          status: 429,
+          headers: { 'content-type': 'application/json', 'retry-after': '1', 'x-spore-error': 'overloaded', connection: 'close' },
+          body: JSON.stringify({ error: { kind: 'overloaded', code: codeName(Code.RESOURCE_EXHAUSTED), message: `the gateway holds ${budget.limit} bytes of request bodies at once and they are in use; retry shortly (spored --gateway-body-budget)` } }),
+        });
       }
       if (!(e instanceof BodyTooLarge)) throw e;
       return tooLarge(res, limit);
@@ -349,7 +425,15 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   // its connection cut, with a request on it, when the grace ends. The answers being worked on
   // when close() is called are marked then; later ones as they arrive.
   const pending = new Set<http.ServerResponse>();
-  const server: http.Server = http.createServer({ keepAlive: true, noDelay: true }, (req, res) => {
+  const headersTimeout = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+  // (the timeouts are read at construction: set later they do not apply; Node checks them
+  // every connectionsCheckingInterval, 30 s by default)
+  const server: http.Server = http.createServer({
+    keepAlive: true, noDelay: true, headersTimeout, requestTimeout: Math.max(REQUEST_TIMEOUT_MS, headersTimeout), connectionsCheckingInterval: Math.min(1000, headersTimeout),
+  }, (req, res) => {
+    // a request came: the silent-connection timer below is done (an invocation may then take
+    // as long as its function's timeout; after the answer Node applies keepAliveTimeout)
+    req.socket.setTimeout(0);
     if (!server.listening) res.shouldKeepAlive = false;
     else {
       pending.add(res);
@@ -365,7 +449,20 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   };
   // Longer than typical client/LB idle timeouts so the server is not the side that drops pooled connections.
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  // a connection that never sends a request holds a descriptor as surely as a slow one
+  server.on('connection', (socket: import('node:net').Socket) => {
+    socket.setTimeout(headersTimeout, () => socket.destroy());
+  });
+  let dropped = 0;
+  let dropWarned = 0;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - dropWarned < 10_000) return;
+    dropWarned = now;
+    log.warn({ dropped, maxConnections: server.maxConnections }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once (spored --gateway-max-connections)`);
+  });
   server.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     else socket.destroy();

@@ -425,3 +425,114 @@ describe('gateway closing (a restart hands its socket on)', () => {
     }
   });
 });
+
+describe('gateway: what one client may hold (red team helper-44: held connections took every fd, unfinished bodies took gigabytes)', () => {
+  const rt = new FakeRuntime();
+  let gw: http.Server;
+  let port = 0;
+  const open: import('node:net').Socket[] = [];
+  beforeAll(async () => {
+    await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    gw = await startGateway(rt, '127.0.0.1:0', log, { maxConnections: 3, bodyBudgetBytes: 1000, headersTimeoutMs: 400 });
+    port = (gw.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    for (const s of open) s.destroy();
+    gw.closeAllConnections();
+    await new Promise((r) => gw.close(r));
+  });
+  const net = async () => (await import('node:net')).default;
+  /** a raw connection; resolves with it once connected, records how it ended */
+  const connect = async (): Promise<{ s: import('node:net').Socket; data: () => string; closedAt: Promise<number> }> => {
+    const n = await net();
+    const s = n.connect(port, '127.0.0.1');
+    open.push(s);
+    let data = '';
+    s.on('data', (d: Buffer) => { data += d.toString(); });
+    s.on('error', () => undefined);
+    const t0 = Date.now();
+    const closedAt = new Promise<number>((r) => s.on('close', () => r(Date.now() - t0)));
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    return { s, data: () => data, closedAt };
+  };
+  const call = (body: string, agent?: http.Agent): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> => new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/invoke/hello', method: 'POST', ...(agent ? { agent } : { agent: false }) }, (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => { b += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+
+  it('a connection that sends nothing, or headers that never end, is closed after the headers timeout', async () => {
+    const silent = await connect();
+    const partial = await connect();
+    partial.s.write('POST /invoke/hello HTTP/1.1\r\nHost: x\r\n');
+    expect(await silent.closedAt).toBeLessThan(3000);
+    expect(await partial.closedAt).toBeLessThan(3000);
+    // (closed by the silent-connection timer, or answered 408 by Node's headersTimeout first)
+    expect(partial.data()).toMatch(/^$|^HTTP\/1\.1 408/);
+  });
+
+  it('an idle keep-alive connection outlives the headers timeout (keepAliveTimeout applies to it)', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const a = await call('{"n":1}', agent);
+      expect(a.status).toBe(200);
+      await new Promise((r) => setTimeout(r, 1500));
+      const b = await call('{"n":2}', agent);
+      expect(b.status).toBe(200);
+      expect(b.headers.connection).toBe('keep-alive');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('connections over maxConnections are closed as they are accepted; a freed one lets the next in', async () => {
+    const held = [await connect(), await connect(), await connect()];
+    const over = await connect();
+    expect(await over.closedAt).toBeLessThan(1000);
+    expect(over.data()).toBe('');
+    held[0]?.s.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    for (const h of held) h.s.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await call('{}')).status).toBe(200);
+  });
+
+  it('request bodies held at once are capped: one that does not fit gets 429 overloaded at once, and fits again once the first is answered', async () => {
+    // 800 of 1000 bytes held by an upload that has not finished
+    const slow = await connect();
+    slow.s.write('POST /invoke/hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 800\r\n\r\n{"pad":"');
+    await new Promise((r) => setTimeout(r, 100));
+    const refused = await call(JSON.stringify({ pad: 'x'.repeat(290) }));
+    expect(refused.status).toBe(429);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(JSON.parse(refused.body)).toMatchObject({ error: { kind: 'overloaded', code: 'RESOURCE_EXHAUSTED' } });
+    expect(JSON.parse(refused.body).error.message).toContain('--gateway-body-budget');
+    // a small body still fits beside it
+    expect((await call('{"a":1}')).status).toBe(200);
+    // the upload finishes and is answered: its 800 bytes are given back
+    slow.s.write(`${'y'.repeat(800 - '{"pad":"'.length - 2)}"}`);
+    await new Promise<void>((r) => { const t = setInterval(() => { if (slow.data().includes('\r\n\r\n')) { clearInterval(t); r(); } }, 10); });
+    expect(slow.data()).toMatch(/^HTTP\/1\.1 200/);
+    slow.s.destroy();
+    expect((await call(JSON.stringify({ pad: 'x'.repeat(290) }))).status).toBe(200);
+  });
+
+  it('a chunked body is counted as it arrives', async () => {
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/invoke/hello', method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } }, (r) => {
+        let b = '';
+        r.on('data', (d: Buffer) => { b += d.toString(); });
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body: b }));
+      });
+      req.on('error', reject);
+      req.write(`{"pad":"${'z'.repeat(600)}`);
+      setTimeout(() => req.end(`${'z'.repeat(600)}"}`), 50);
+    });
+    expect(res.status).toBe(429);
+    expect((await call('{"after":1}')).status).toBe(200);
+  });
+});
