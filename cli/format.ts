@@ -9,7 +9,7 @@ export function formatMicros(us: number): string {
   return `${(us / 1000).toFixed(2)} ms`;
 }
 
-/** Phases in the paper's Figure 6 order; destroy runs after the response, so it is not in total. */
+/** Phases in the paper's Figure 6 order; destroy (the exit and recycling: measured only when it came before the answer, a failed call) is not in total. */
 export const PHASES: readonly { key: keyof PhaseTimings; label: string; note?: string }[] = [
   { key: 'control', label: 'control path' },
   { key: 'fork', label: 'fork' },
@@ -18,7 +18,7 @@ export const PHASES: readonly { key: keyof PhaseTimings; label: string; note?: s
   { key: 'init', label: 'init' },
   { key: 'execute', label: 'execute' },
   { key: 'respond', label: 'respond' },
-  { key: 'destroy', label: 'destroy', note: 'after the response, not in total' },
+  { key: 'destroy', label: 'destroy', note: 'exit and recycling; not in total' },
   { key: 'total', label: 'total' },
 ];
 

@@ -439,8 +439,9 @@ export class Instances implements Omit<InstanceEvents, never> {
       excess -= cut;
     }
     const rest = Math.max(0, totalUs - timings.control - timings.fork - timings.bind - timings.seccomp - timings.init - timings.execute);
-    // a handler killed at its timeout never reported: its time was the handler's, not the answer's
-    if (!r && inst.timedOut) timings.execute += rest;
+    // an instance that got its call and ended without an answer (killed at its timeout or its
+    // memory limit, or crashed) spent that time in the handler, not in answering
+    if (!r && (inst.timedOut || (notStarted === null && inst.at.requestSent > 0))) timings.execute += rest;
     else timings.respond = rest;
     if (this.o.log.isLevelEnabled('debug')) this.o.log.debug({ inst: inst.info.id, fn: inst.version.fn.spec.name, parked, hops: hops(t0, tResult, inst.at, r?.timings), minflt: r?.timings.minflt }, 'invocation hops (ms from the call)');
     let error: InvokeError | null = null;

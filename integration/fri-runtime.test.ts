@@ -255,6 +255,10 @@ describe.skipIf(!root)('process function runtime', () => {
     const o = await rt.invoke('hog', '{}');
     expect(o.ok).toBe(false);
     expect(o.error?.kind).toBe('oom');
+    // the time until the kill was the handler's (execute), not the answer's (a fresh user saw
+    // 123 ms of "respond" and 0 of "execute")
+    expect(o.timings.execute).toBeGreaterThan(o.timings.respond);
+    expect(h.timings.execute).toBeGreaterThanOrEqual(250_000);
 
     // the seeds are still there and serve
     expect(value(await rt.invoke('hello', '{}'))).toEqual({ message: 'hello world' });

@@ -32,7 +32,7 @@ describe('cli helpers (pure)', () => {
     expect(labels).toEqual(['control path', 'fork', 'bind', 'seccomp', 'init', 'execute', 'respond', 'destroy', 'total']);
     expect(t).toMatch(/control path\s+45 µs/);
     expect(t).toMatch(/fork\s+1\.20 ms/);
-    expect(t).toMatch(/destroy\s+310 µs\s+\(after the response, not in total\)/);
+    expect(t).toMatch(/destroy\s+310 µs\s+\(exit and recycling; not in total\)/);
     expect(t).toMatch(/total\s+2\.58 ms/);
   });
 
