@@ -626,7 +626,9 @@ export class Registry {
   info(fn: FunctionRec): FunctionInfo {
     const active = this.active(fn) ?? fn.versions.at(-1);
     const versions: FunctionVersionInfo[] = [...fn.versions].reverse().filter((v) => v.state === 'active' || v.state === 'retiring').map((v) => ({
-      version: v.version, packageDigest: v.pkg.digest, state: v.state === 'active' ? 'active' : 'retiring', inflight: v.inflight,
+      version: v.version, packageDigest: v.pkg.digest, state: v.state === 'active' ? 'active' : 'retiring',
+      // calls, not the parked instances waiting for one (a redeploy said "2 in flight" for one call)
+      inflight: Math.max(0, this.o.activeCalls?.(v) ?? v.inflight),
       seedIds: v.seeds.map((s) => s.info.id), deployedAt: v.deployedAt,
     }));
     const s = fn.spec;

@@ -77,6 +77,9 @@ describe.skipIf(!root)('parked instances', () => {
       await until(() => parkedOf(fixed, 'fresh').length === 2);
     }
     expect(randoms.size).toBe(6); // uniqueness state re-initialized per instance
+    // the lot is not calls in flight (a redeploy said "2 in flight" for one call)
+    expect(parkedOf(fixed, 'fresh').length).toBe(2);
+    expect(fixed.listFunctions().find((f) => f.name === 'fresh')?.versions.map((v) => v.inflight)).toEqual([0]);
     const used = [...seen];
     expect(used.some((id) => waiting.includes(id))).toBe(true);
   }, 60_000);
