@@ -238,6 +238,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   metrics.setComponentSource(() => componentStates(health()));
   // The function runtime comes up after containerd's socket, so it never delays a shim
   // start; a failure there leaves the OCI path serving.
+  if (!config.fri) {
+    log.warn({ gateway: config.gatewayAddress }, 'function runtime off (--fri off): no FRI socket, no seed tree, and no HTTP gateway, so no /metrics or /healthz either; containers are served');
+  }
   const functions = config.fri
     ? startFunctions(config, layout, seed, log, metrics, health, keeper ?? undefined).then((f) => {
       if (f) fns = { rt: f.rt, seeds: f.seeds, fri: f.fri };
