@@ -7,9 +7,14 @@ import { statusOf } from '../sys/errors.js';
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   let config;
+  // bin/spored checks the flags and environment this way before it starts the keeper, so a
+  // mistake is one line on stderr and exit 2, with nothing started or created (exit 10: --help
+  // was printed, nothing to start)
+  const checkOnly = process.env.SPORE_CONFIG_CHECK === '1';
   try {
     if (parseFlags(argv).help !== undefined) {
       process.stdout.write(helpText());
+      if (checkOnly) process.exit(10);
       return;
     }
     config = loadConfig(argv, process.env);
@@ -17,6 +22,7 @@ async function main(): Promise<void> {
     process.stderr.write(`spored: ${statusOf(e).message}\n`);
     process.exit(2);
   }
+  if (checkOnly) process.exit(0);
   // The launcher starts us from the first container's bundle dir; never pin it.
   process.chdir('/');
   const log = makeLogger(config.logFile, config.logLevel);
