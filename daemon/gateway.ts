@@ -463,8 +463,10 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
     dropWarned = now;
     log.warn({ dropped, maxConnections: server.maxConnections }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once (spored --gateway-max-connections)`);
   });
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // a request that did not arrive in time (headersTimeout, requestTimeout) is a 408, as Node's own answer
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     else socket.destroy();
     log.debug({ err: err.message }, 'gateway: client error');
   });
