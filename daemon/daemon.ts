@@ -21,7 +21,7 @@ import type { SeedInfo } from '../protocols/fri/types.js';
 import { ProcessFunctionRuntime } from '../functions/runtime.js';
 import { VmFunctions } from '../functions/vm-functions.js';
 import { CompositeFunctionRuntime } from '../functions/composite.js';
-import { startFri, type FriHandle } from './fri.js';
+import { startFri, startGatewayOnly, type FriHandle } from './fri.js';
 import { Metrics, instrument } from './metrics.js';
 import { componentStates, healthReport, pidAlive, socketPresent, type HealthReport } from './health.js';
 import { Code, FailedPrecondition, statusOf } from '../sys/errors.js';
@@ -234,13 +234,17 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     ttrpc: () => ttrpcListener.listening && socketPresent(config.ttrpcSocket),
     fri: () => fns?.fri.listening() ?? false,
     seeds: () => fns?.seeds() ?? [],
+    functionsOff: !config.fri,
   });
   metrics.setComponentSource(() => componentStates(health()));
   // The function runtime comes up after containerd's socket, so it never delays a shim
   // start; a failure there leaves the OCI path serving.
-  if (!config.fri) {
-    log.warn({ gateway: config.gatewayAddress }, 'function runtime off (--fri off): no FRI socket, no seed tree, and no HTTP gateway, so no /metrics or /healthz either; containers are served');
-  }
+  // a containers-only node (--fri off) keeps its gateway for /metrics and /healthz
+  const gatewayOnly = config.fri ? null : await startGatewayOnly(config, log, { metrics, health, ...(keeper ? { custody: keeper } : {}) }).catch((e: unknown) => {
+    log.error({ err: (e as Error).stack ?? String(e) }, 'gateway failed to start; containers are served without /metrics and /healthz');
+    return null;
+  });
+  if (!config.fri) log.info({ gateway: gatewayOnly?.gateway ? config.gatewayAddress : 'off' }, 'function runtime off (--fri off): no FRI socket and no seed tree; the gateway serves /metrics and /healthz, invocations get 503');
   const functions = config.fri
     ? startFunctions(config, layout, seed, log, metrics, health, keeper ?? undefined).then((f) => {
       if (f) fns = { rt: f.rt, seeds: f.seeds, fri: f.fri };
@@ -260,6 +264,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       await Promise.all([
         handover ? ttrpc.close(2000, { handover: true, longPoll: (_s, m) => m === 'Wait' }) : Promise.resolve(),
         f?.fri.close(handover),
+        gatewayOnly?.close(handover),
       ]);
       await f?.rt.stop();
       await f?.vm.close();

@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { DaemonConfig } from './config.js';
-import { GatewayListenError, gatewayCustodyKey, startGateway, type HealthBody } from './gateway.js';
+import { GatewayListenError, gatewayCustodyKey, startGateway, type HealthBody, type Invoker } from './gateway.js';
+import { Unavailable } from '../sys/errors.js';
 import type { Metrics } from './metrics.js';
 import type { FunctionRuntime } from '../protocols/fri/types.js';
 import { closeFri, friServer, listenFri } from '../protocols/fri/server.js';
@@ -61,13 +62,7 @@ export async function startFri(
     log.info({ socket }, 'gateway off (--gateway off); FRI serves on its socket only');
   } else {
     try {
-      const gwOpts: Parameters<typeof startGateway>[3] = { token: config.gatewayToken ?? null };
-      if (config.gatewayMaxConnections !== undefined) gwOpts.maxConnections = config.gatewayMaxConnections;
-      if (config.gatewayBodyBudgetMiB !== undefined) gwOpts.bodyBudgetBytes = config.gatewayBodyBudgetMiB * 1024 * 1024;
-      if (metrics) gwOpts.metrics = metrics;
-      if (opts.health) gwOpts.health = opts.health;
-      if (opts.custody) gwOpts.custody = opts.custody;
-      gateway = await startGateway(rt, config.gatewayAddress, log.child({ c: 'gateway' }), gwOpts);
+      gateway = await startGateway(rt, config.gatewayAddress, log.child({ c: 'gateway' }), gatewayOptions(config, opts));
     } catch (e) {
       if (!(e instanceof GatewayListenError)) {
         held?.listener.close();
@@ -101,20 +96,67 @@ export async function startFri(
       open = false;
       held?.listener.close();
       if (held && !handover) opts.custody?.release(held.key);
-      if (gateway && !handover) opts.custody?.release(gatewayCustodyKey(config.gatewayAddress));
-      const gw = gateway;
-      let force: NodeJS.Timeout | undefined;
-      const gwClosed = gw
-        ? new Promise<void>((resolve) => {
-          gw.close(() => resolve());
-          // close() would otherwise wait on idle keep-alive connections (wrk leaves them open) and on
-          // busy ones indefinitely; give in-flight requests the same grace as gRPC calls.
-          gw.closeIdleConnections();
-          force = setTimeout(() => gw.closeAllConnections(), 2000);
-        })
-        : Promise.resolve();
-      await Promise.all([closeFri(server, handover && held ? null : socket), gwClosed]);
-      if (force) clearTimeout(force);
+      await Promise.all([closeFri(server, handover && held ? null : socket), closeGateway(gateway, config.gatewayAddress, opts.custody, handover)]);
     },
   };
+}
+
+/** What startGateway is given from spored's config and the FRI options. */
+function gatewayOptions(
+  config: Partial<Pick<DaemonConfig, 'gatewayToken' | 'gatewayMaxConnections' | 'gatewayBodyBudgetMiB'>>, opts: FriOptions,
+): Parameters<typeof startGateway>[3] {
+  const o: Parameters<typeof startGateway>[3] = { token: config.gatewayToken ?? null };
+  if (config.gatewayMaxConnections !== undefined) o.maxConnections = config.gatewayMaxConnections;
+  if (config.gatewayBodyBudgetMiB !== undefined) o.bodyBudgetBytes = config.gatewayBodyBudgetMiB * 1024 * 1024;
+  if (opts.metrics) o.metrics = opts.metrics;
+  if (opts.health) o.health = opts.health;
+  if (opts.custody) o.custody = opts.custody;
+  return o;
+}
+
+/**
+ * Close a gateway: stop accepting, let calls in flight finish (at most 2 s), then cut what is
+ * left. `handover` (a restart under the keeper): its listening socket stays with the keeper.
+ */
+async function closeGateway(gw: http.Server | null, address: string, custody: FdCustody | undefined, handover: boolean): Promise<void> {
+  if (!gw) return;
+  if (!handover) custody?.release(gatewayCustodyKey(address));
+  let force: NodeJS.Timeout | undefined;
+  await new Promise<void>((resolve) => {
+    gw.close(() => resolve());
+    // close() would otherwise wait on idle keep-alive connections (wrk leaves them open) and on
+    // busy ones indefinitely; give in-flight requests the same grace as gRPC calls.
+    gw.closeIdleConnections();
+    force = setTimeout(() => gw.closeAllConnections(), 2000);
+  });
+  if (force) clearTimeout(force);
+}
+
+/** The gateway of a node whose function runtime is off (spored --fri off). */
+export interface GatewayOnlyHandle {
+  gateway: http.Server | null;
+  close(handover?: boolean): Promise<void>;
+}
+
+/**
+ * `--fri off` (a containers-only node): the gateway still serves `/metrics` and `/healthz`
+ * (ttrpc RPC latencies, the OCI path's health); `/invoke/...` is 503 UNAVAILABLE naming the
+ * flag. An address that cannot be bound is logged (containers are served without it).
+ */
+export async function startGatewayOnly(
+  config: Pick<DaemonConfig, 'gatewayAddress'> & Partial<Pick<DaemonConfig, 'gatewayToken' | 'gatewayMaxConnections' | 'gatewayBodyBudgetMiB'>>,
+  log: Logger,
+  opts: FriOptions = {},
+): Promise<GatewayOnlyHandle> {
+  const off: Invoker = { invoke: () => Promise.reject(new Unavailable('the function runtime is off on this node (spored --fri off); functions are not served here')) };
+  let gateway: http.Server | null = null;
+  if (config.gatewayAddress !== 'off') {
+    try {
+      gateway = await startGateway(off, config.gatewayAddress, log.child({ c: 'gateway' }), gatewayOptions(config, opts));
+    } catch (e) {
+      if (!(e instanceof GatewayListenError)) throw e;
+      log.error({ address: e.address, err: e.message }, `${e.message}; no /metrics or /healthz on this node. Choose a free address with --gateway HOST:PORT (or SPORE_GATEWAY), or --gateway off`);
+    }
+  }
+  return { gateway, close: (handover = false) => closeGateway(gateway, config.gatewayAddress, opts.custody, handover) };
 }

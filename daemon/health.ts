@@ -14,6 +14,8 @@ export interface HealthProbes {
   fri(): boolean;
   /** the function runtime's seeds */
   seeds(): SeedInfo[];
+  /** the function runtime is off on purpose (spored --fri off): FRI and the seeds are "off", not down */
+  functionsOff?: boolean;
 }
 
 export const L1_LANGUAGES = ['node', 'python'] as const;
@@ -22,7 +24,7 @@ export interface HealthReport {
   ok: boolean;
   components: {
     oci: { ok: boolean; process_seed: 'alive' | 'down'; ttrpc: 'listening' | 'down' };
-    fri: { ok: boolean; grpc: 'listening' | 'down' };
+    fri: { ok: boolean; grpc: 'listening' | 'down' | 'off' };
     seeds: { ok: boolean } & Record<(typeof L1_LANGUAGES)[number], string>;
   };
 }
@@ -59,6 +61,11 @@ function l1State(seeds: readonly SeedInfo[], language: string): string {
 export function healthReport(p: HealthProbes): HealthReport {
   const seedUp = safe(() => p.processSeed());
   const ttrpcUp = safe(() => p.ttrpc());
+  if (p.functionsOff) {
+    // a containers-only node: healthy when its OCI path is
+    const oci = { ok: seedUp && ttrpcUp, process_seed: seedUp ? 'alive' as const : 'down' as const, ttrpc: ttrpcUp ? 'listening' as const : 'down' as const };
+    return { ok: oci.ok, components: { oci, fri: { ok: true, grpc: 'off' }, seeds: { ok: true, node: 'off', python: 'off' } } };
+  }
   const friUp = safe(() => p.fri());
   let seeds: SeedInfo[] = [];
   try { seeds = p.seeds(); } catch { /* reported as missing */ }
@@ -75,6 +82,8 @@ export function healthReport(p: HealthProbes): HealthReport {
 
 /** Per-component up/down for spore_component_up. */
 export function componentStates(r: HealthReport): Record<string, boolean> {
+  // (components that are off on purpose are not series: they are neither up nor down)
+  if (r.components.fri.grpc === 'off') return { process_seed: r.components.oci.process_seed === 'alive', ttrpc: r.components.oci.ttrpc === 'listening' };
   return {
     process_seed: r.components.oci.process_seed === 'alive',
     ttrpc: r.components.oci.ttrpc === 'listening',

@@ -44,6 +44,17 @@ describe('healthReport', () => {
     expect(healthReport(probes({ seeds: () => [] })).components.seeds).toEqual({ ok: false, node: 'missing', python: 'missing' });
   });
 
+  it('a containers-only node (--fri off): FRI and the seeds are "off", health is the OCI path\'s, and off components are no series', () => {
+    const off = (over: Partial<HealthProbes> = {}) => healthReport(probes({ fri: () => false, seeds: () => [], functionsOff: true, ...over }));
+    expect(off()).toEqual({
+      ok: true,
+      components: { oci: { ok: true, process_seed: 'alive', ttrpc: 'listening' }, fri: { ok: true, grpc: 'off' }, seeds: { ok: true, node: 'off', python: 'off' } },
+    });
+    expect(componentStates(off())).toEqual({ process_seed: true, ttrpc: true });
+    expect(off({ ttrpc: () => false })).toMatchObject({ ok: false, components: { oci: { ok: false, ttrpc: 'down' } } });
+    expect(componentStates(off({ processSeed: () => false }))).toEqual({ process_seed: false, ttrpc: true });
+  });
+
   it('pidAlive', () => {
     expect(pidAlive(process.pid)).toBe(true);
     expect(pidAlive(0)).toBe(false);
