@@ -36,6 +36,7 @@
 //   x-spore-error        the error kind, when the invocation failed
 // Keep-alive is on (wrk and other load generators reuse connections).
 import { createHash, timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -272,14 +273,12 @@ class BodyBudgetFull extends Error {}
 
 /**
  * Read the whole body up to `limit` bytes; rejects with BodyTooLarge beyond it, and with
- * BodyBudgetFull when `hold` refuses bytes (a declared length is held up front, the rest of
- * a chunked body as it arrives).
+ * BodyBudgetFull when `hold` refuses bytes. Bytes are held as they arrive, never on a
+ * declared length alone: headers that declare 6 MiB and send nothing hold nothing.
  */
 function readBody(req: http.IncomingMessage, limit: number, hold: (n: number) => boolean): Promise<string> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyTooLarge());
-  const upFront = Number.isFinite(declared) && declared > 0 ? declared : 0;
-  if (upFront > 0 && !hold(upFront)) return Promise.reject(new BodyBudgetFull());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -290,7 +289,7 @@ function readBody(req: http.IncomingMessage, limit: number, hold: (n: number) =>
         reject(new BodyTooLarge());
         return;
       }
-      if (size > upFront && !hold(Math.min(c.length, size - upFront))) {
+      if (!hold(c.length)) {
         req.off('data', onData);
         reject(new BodyBudgetFull());
         return;
@@ -358,9 +357,20 @@ export function gatewayHandler(rt: Invoker, log: Logger, opts: GatewayOptions = 
 
     const t0 = performance.now();
     let body: string;
-    // the body's bytes stay held until the answer is out (the event lives as long as the call)
+    // The body's bytes stay held until the answer is out (the event lives as long as the
+    // call), or the connection is gone: a pipelined request's queued response never emits
+    // 'close' when its socket closes (Node 20), and its bytes would stay held for good.
     let held = 0;
-    res.once('close', () => budget.give(held));
+    let released = false;
+    const sock = req.socket;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      budget.give(held);
+      sock.off('close', release);
+    };
+    res.once('close', release);
+    sock.once('close', release);
     try {
       body = await readBody(req, limit, (n) => {
         if (!budget.take(n)) return false;
@@ -449,19 +459,27 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   };
   // Longer than typical client/LB idle timeouts so the server is not the side that drops pooled connections.
   server.keepAliveTimeout = 65_000;
-  server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  server.maxConnections = connectionCap(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, log);
   // a connection that never sends a request holds a descriptor as surely as a slow one
   server.on('connection', (socket: import('node:net').Socket) => {
     socket.setTimeout(headersTimeout, () => socket.destroy());
   });
   let dropped = 0;
   let dropWarned = 0;
+  let idleClosedAt = 0;
   server.on('drop', () => {
     dropped++;
     const now = Date.now();
+    // At the cap, idle keep-alive connections go first (at most once a second): connections
+    // that made one request and went quiet would otherwise hold the gateway for
+    // keepAliveTimeout (65 s) while callers with requests are turned away.
+    if (now - idleClosedAt >= 1000) {
+      idleClosedAt = now;
+      server.closeIdleConnections();
+    }
     if (now - dropWarned < 10_000) return;
     dropWarned = now;
-    log.warn({ dropped, maxConnections: server.maxConnections }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once (spored --gateway-max-connections)`);
+    log.warn({ dropped, maxConnections: server.maxConnections }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once and idle keep-alive ones closed to make room (spored --gateway-max-connections)`);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // a request that did not arrive in time (headersTimeout, requestTimeout) is a 408, as Node's own answer
@@ -510,6 +528,22 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   }
   log.info({ address: `${a.address}:${a.port}`, token: opts.token ? 'required' : 'none' }, 'gateway listening');
   return server;
+}
+
+/**
+ * `wanted` connections at most, and at most half of this process's open-file limit (the
+ * rest is FRI's, the seeds' and containers' stdio): a cap above the limit would bring back
+ * what it is for (held connections taking every descriptor). Logs when it lowers the cap.
+ */
+function connectionCap(wanted: number, log: Logger): number {
+  let soft = Infinity;
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m?.[1] && m[1] !== 'unlimited') soft = Number(m[1]);
+  } catch { /* no /proc: the flag's value */ }
+  const cap = Math.max(1, Math.min(wanted, Math.floor(soft / 2)));
+  if (cap < wanted) log.warn({ wanted, cap, openFileLimit: soft }, `gateway: --gateway-max-connections ${wanted} is above half of spored's open-file limit (${soft}); ${cap} connections at most`);
+  return cap;
 }
 
 /** The gateway's address could not be bound; `address` names it. */

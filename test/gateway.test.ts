@@ -502,9 +502,11 @@ describe('gateway: what one client may hold (red team helper-44: held connection
   });
 
   it('request bodies held at once are capped: one that does not fit gets 429 overloaded at once, and fits again once the first is answered', async () => {
-    // 800 of 1000 bytes held by an upload that has not finished
+    // 795 of 1000 bytes held by an upload that has not finished (800 declared, 5 to come)
     const slow = await connect();
-    slow.s.write('POST /invoke/hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 800\r\n\r\n{"pad":"');
+    const head = '{"pad":"';
+    const whole = `${head}${'y'.repeat(800 - head.length - 2)}"}`;
+    slow.s.write(`POST /invoke/hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 800\r\n\r\n${whole.slice(0, 795)}`);
     await new Promise((r) => setTimeout(r, 100));
     const refused = await call(JSON.stringify({ pad: 'x'.repeat(290) }));
     expect(refused.status).toBe(429);
@@ -514,11 +516,19 @@ describe('gateway: what one client may hold (red team helper-44: held connection
     // a small body still fits beside it
     expect((await call('{"a":1}')).status).toBe(200);
     // the upload finishes and is answered: its 800 bytes are given back
-    slow.s.write(`${'y'.repeat(800 - '{"pad":"'.length - 2)}"}`);
+    slow.s.write(whole.slice(795));
     await new Promise<void>((r) => { const t = setInterval(() => { if (slow.data().includes('\r\n\r\n')) { clearInterval(t); r(); } }, 10); });
     expect(slow.data()).toMatch(/^HTTP\/1\.1 200/);
     slow.s.destroy();
     expect((await call(JSON.stringify({ pad: 'x'.repeat(290) }))).status).toBe(200);
+  });
+
+  it('headers that declare a large body and send none hold nothing (helper-46: 43 such connections refused every call)', async () => {
+    const idle = await connect();
+    idle.s.write('POST /invoke/hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 990\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await call(JSON.stringify({ pad: 'x'.repeat(800) }))).status).toBe(200);
+    idle.s.destroy();
   });
 
   it('a chunked body is counted as it arrives', async () => {
@@ -534,5 +544,66 @@ describe('gateway: what one client may hold (red team helper-44: held connection
     });
     expect(res.status).toBe(429);
     expect((await call('{"after":1}')).status).toBe(200);
+  });
+});
+
+describe('gateway: budget and connections given back on every path (red team helper-46)', () => {
+  const rt = new FakeRuntime();
+  let gw: http.Server;
+  let port = 0;
+  beforeAll(async () => {
+    await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    // 'slow' answers after 300 ms
+    const invoker = { invoke: async (fn: string, event: string) => { if (fn === 'slow') await new Promise((r) => setTimeout(r, 300)); return rt.invoke('hello', event); } };
+    gw = await startGateway(invoker, '127.0.0.1:0', log, { maxConnections: 2, bodyBudgetBytes: 1000, headersTimeoutMs: 2000 });
+    port = (gw.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    gw.closeAllConnections();
+    await new Promise((r) => gw.close(r));
+  });
+  const call = (body: string): Promise<number> => new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/invoke/hello', method: 'POST', agent: false }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    req.on('error', () => resolve(0));
+    req.end(body);
+  });
+
+  it('a pipelined request whose connection closes before its answer gives its body bytes back', async () => {
+    const net = (await import('node:net')).default;
+    for (let round = 0; round < 3; round++) {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      await new Promise<void>((r) => s.once('connect', () => r()));
+      const big = JSON.stringify({ pad: 'p'.repeat(580) });
+      s.write(`POST /invoke/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}POST /invoke/hello HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n${big}`);
+      await new Promise((r) => setTimeout(r, 100));
+      s.destroy();
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    // without the give-back, 3 x ~590 bytes would be held for good and this would be 429
+    expect(await call(JSON.stringify({ pad: 'x'.repeat(900) }))).toBe(200);
+  });
+
+  it('at the connection cap, idle keep-alive connections are closed to make room', async () => {
+    const net = (await import('node:net')).default;
+    const idle: import('node:net').Socket[] = [];
+    for (let i = 0; i < 2; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      let got = '';
+      s.on('data', (d: Buffer) => { got += d.toString(); });
+      await new Promise<void>((r) => s.once('connect', () => r()));
+      s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      for (let t = 0; t < 100 && !got.includes('\r\n\r\n'); t++) await new Promise((r) => setTimeout(r, 10));
+      idle.push(s);
+    }
+    const closed = idle.map((s) => new Promise<void>((r) => { if (s.destroyed) r(); else s.once('close', () => r()); }));
+    // the first caller over the cap is turned away, and makes room; a retry gets in
+    const first = await call('{}');
+    await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 2000))]);
+    expect(idle.every((s) => s.destroyed || s.readableEnded)).toBe(true);
+    expect(first === 200 || first === 0).toBe(true);
+    expect(await call('{}')).toBe(200);
+    for (const s of idle) s.destroy();
   });
 });
