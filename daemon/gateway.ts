@@ -38,7 +38,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { isLoopback, parseAddress } from './config.js';
 import { Code, InvalidArgument, Overloaded, codeName, statusOf } from '../sys/errors.js';
@@ -461,7 +461,7 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   server.keepAliveTimeout = 65_000;
   server.maxConnections = connectionCap(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, log);
   // a connection that never sends a request holds a descriptor as surely as a slow one
-  server.on('connection', (socket: import('node:net').Socket) => {
+  server.on('connection', (socket: Socket) => {
     socket.setTimeout(headersTimeout, () => socket.destroy());
   });
   let dropped = 0;
