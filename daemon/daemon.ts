@@ -237,14 +237,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     functionsOff: !config.fri,
   });
   metrics.setComponentSource(() => componentStates(health()));
-  // The function runtime comes up after containerd's socket, so it never delays a shim
-  // start; a failure there leaves the OCI path serving.
   // a containers-only node (--fri off) keeps its gateway for /metrics and /healthz
   const gatewayOnly = config.fri ? null : await startGatewayOnly(config, log, { metrics, health, ...(keeper ? { custody: keeper } : {}) }).catch((e: unknown) => {
     log.error({ err: (e as Error).stack ?? String(e) }, 'gateway failed to start; containers are served without /metrics and /healthz');
     return null;
   });
   if (!config.fri) log.info({ gateway: gatewayOnly?.gateway ? config.gatewayAddress : 'off' }, 'function runtime off (--fri off): no FRI socket and no seed tree; the gateway serves /metrics and /healthz, invocations get 503');
+  // The function runtime comes up after containerd's socket, so it never delays a shim
+  // start; a failure there leaves the OCI path serving.
   const functions = config.fri
     ? startFunctions(config, layout, seed, log, metrics, health, keeper ?? undefined).then((f) => {
       if (f) fns = { rt: f.rt, seeds: f.seeds, fri: f.fri };
