@@ -196,6 +196,8 @@ async function main(): Promise<void> {
       process.stdout.write('Fresh-process rows: spawn to exit of `node bench/fresh/runner.cjs <module> <event>` (or `python3 runner.py`): runtime start, module load, handler, exit.\n');
       process.stdout.write('Fork floor: fork + _exit + waitpid of an idle Node / Python process (`bench/fork-floor.{ts,py}`), the same run.\n');
     } finally {
+      // the functions go with the demo (their node-wide id ranges too: /var/lib/spore/idmaps)
+      for (const f of await fri.listFunctions().catch(() => [])) await fri.remove(f.name).catch(() => undefined);
       fri.close();
     }
   } finally {
