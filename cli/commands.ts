@@ -19,6 +19,8 @@ import { formatDeployed, formatLogs, functionsTable, instancesTable, invokeJson,
 export interface CliIo {
   stdout(s: string): void;
   stderr(s: string): void;
+  /** all of standard input, as text (for `--data-file -`); absent: there is none to read */
+  stdin?(): string;
   env: Record<string, string | undefined>;
   cwd: string;
 }
@@ -69,6 +71,10 @@ function printJson(ctx: Ctx, v: unknown): void {
 
 function readInput(ctx: Ctx, file: string, what: string): string {
   try {
+    if (file === '-') {
+      if (!ctx.io.stdin) throw new Error('no standard input here');
+      return ctx.io.stdin();
+    }
     return fs.readFileSync(path.resolve(ctx.io.cwd, file), 'utf8');
   } catch (e) {
     throw new UsageError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
@@ -197,7 +203,7 @@ const invoke: Command = {
   usage: `spore invoke <name> [EVENT | --data JSON | --data-file F] [--json]
 
   EVENT, --data JSON  the event (default {}), e.g. spore invoke hello '{"name":"x"}'
-  --data-file F       read the event from a file ("-" is not supported; use --data "$(cat)")
+  --data-file F       read the event from a file, or from standard input with -
   --json              print the InvokeResult as one JSON line (result parsed)
 Exit status: 0 when the function succeeded, 1 when it failed (error on stderr), 2 for usage.`,
   flags: { data: { value: true }, 'data-file': { value: true } },

@@ -117,6 +117,7 @@ export function processIo(): CliIo {
   return {
     stdout: (s) => process.stdout.write(s),
     stderr: (s) => process.stderr.write(s),
+    stdin: () => fs.readFileSync(0, 'utf8'),
     env: process.env,
     cwd: process.cwd(),
   };

@@ -110,10 +110,12 @@ describe('spore against a fake-backed spored', () => {
   let rt: FakeRuntime;
 
   interface Run { code: number; out: string; err: string }
+  let stdin: string | null = null;
   async function spore(...argv: string[]): Promise<Run> {
     let out = '';
     let err = '';
     const io: CliIo = { stdout: (s) => { out += s; }, stderr: (s) => { err += s; }, env: { SPORE_FRI_SOCKET: sock }, cwd: dir };
+    if (stdin !== null) { const text = stdin; io.stdin = () => text; }
     const code = await main(argv, io);
     return { code, out, err };
   }
@@ -169,6 +171,14 @@ describe('spore against a fake-backed spored', () => {
     expect((await spore('invoke', 'hello', '--fresh-namespaces')).code).toBe(2);
     await spore('invoke', 'hello');
     expect(rt.calls.at(-1)?.args[1]).toBe('{}');
+    // --data-file - reads standard input; where there is none, it says so (usage)
+    stdin = '{"from":"stdin"}';
+    expect((await spore('invoke', 'hello', '--data-file', '-')).code).toBe(0);
+    expect(rt.calls.at(-1)?.args[1]).toBe('{"from":"stdin"}');
+    stdin = null;
+    const noStdin = await spore('invoke', 'hello', '--data-file', '-');
+    expect(noStdin.code).toBe(2);
+    expect(noStdin.err).toMatch(/cannot read data file -: no standard input here/);
     // the event as the argument after the name, as people type it
     expect((await spore('invoke', 'hello', '{"name":"arg"}')).code).toBe(0);
     expect(rt.calls.at(-1)?.args[1]).toBe('{"name":"arg"}');
