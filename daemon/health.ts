@@ -61,23 +61,17 @@ function l1State(seeds: readonly SeedInfo[], language: string): string {
 export function healthReport(p: HealthProbes): HealthReport {
   const seedUp = safe(() => p.processSeed());
   const ttrpcUp = safe(() => p.ttrpc());
-  if (p.functionsOff) {
-    // a containers-only node: healthy when its OCI path is
-    const oci = { ok: seedUp && ttrpcUp, process_seed: seedUp ? 'alive' as const : 'down' as const, ttrpc: ttrpcUp ? 'listening' as const : 'down' as const };
-    return { ok: oci.ok, components: { oci, fri: { ok: true, grpc: 'off' }, seeds: { ok: true, node: 'off', python: 'off' } } };
-  }
+  const oci: HealthReport['components']['oci'] = { ok: seedUp && ttrpcUp, process_seed: seedUp ? 'alive' : 'down', ttrpc: ttrpcUp ? 'listening' : 'down' };
+  // a containers-only node: healthy when its OCI path is
+  if (p.functionsOff) return { ok: oci.ok, components: { oci, fri: { ok: true, grpc: 'off' }, seeds: { ok: true, node: 'off', python: 'off' } } };
   const friUp = safe(() => p.fri());
   let seeds: SeedInfo[] = [];
   try { seeds = p.seeds(); } catch { /* reported as missing */ }
   const node = l1State(seeds, 'node');
   const python = l1State(seeds, 'python');
   const seedsOk = node === 'ready' && python === 'ready';
-  const components: HealthReport['components'] = {
-    oci: { ok: seedUp && ttrpcUp, process_seed: seedUp ? 'alive' : 'down', ttrpc: ttrpcUp ? 'listening' : 'down' },
-    fri: { ok: friUp, grpc: friUp ? 'listening' : 'down' },
-    seeds: { ok: seedsOk, node, python },
-  };
-  return { ok: components.oci.ok && components.fri.ok && seedsOk, components };
+  const components: HealthReport['components'] = { oci, fri: { ok: friUp, grpc: friUp ? 'listening' : 'down' }, seeds: { ok: seedsOk, node, python } };
+  return { ok: oci.ok && components.fri.ok && seedsOk, components };
 }
 
 /** Per-component up/down for spore_component_up. */
