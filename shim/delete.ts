@@ -12,6 +12,7 @@ import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_p
 import { destroyCgroup, killAll, parseMountinfo, pids, type CgroupHandle } from '../pools/cgroups.js';
 import { SyscallError } from '../sys/errors.js';
 import { readRecord, removeRecord, type TaskRecord } from '../task/record.js';
+import { runHooksAll } from '../task/hooks.js';
 
 export const DEFAULT_RUN_DIR = '/run/spore';
 /** 128 + SIGKILL, what runc's and gVisor's shims report for a container reaped by `delete`. */
@@ -321,7 +322,14 @@ export async function runDelete(
     }
   }
 
-  // 4. record: only once everything it describes is gone, so a retry can still find it.
+  // 4. poststop hooks, as `runc delete` runs them after the rest is gone; a failure is a
+  // warning (containerd logs this command's stderr), never a failed Delete. Only once the
+  // cleanup went through: a cleanup that failed is retried, and runs them then.
+  if (failures.length === 0 && rec.hooks && rec.hooks.poststop.length > 0) {
+    for (const w of await runHooksAll('poststop', rec.hooks.poststop, { ...rec.hooks.state, status: 'stopped' }, rec.bundle)) warn(w);
+  }
+
+  // 5. record: only once everything it describes is gone, so a retry can still find it.
   if (failures.length === 0) {
     try {
       removeRecord(runDir, ns, id);

@@ -383,6 +383,8 @@ export function write(fd: number, data: Buffer): void {
     off += r;
   }
 }
+/** fcntl(F_SETPIPE_SZ): a pipe that holds at least `bytes` (up to /proc/sys/fs/pipe-max-size unless CAP_SYS_RESOURCE). */
+export function setPipeSize(fd: number, bytes: number): void { check('fcntl', c.fcntl(fd, 1031, bytes), 'F_SETPIPE_SZ'); }
 export function pipe(flags: number = O.CLOEXEC): [number, number] {
   const fds = [0, 0];
   check('pipe2', c.pipe2(fds, flags));
@@ -420,15 +422,16 @@ export function execve(path: string, argv: string[], envp: string[]): never {
  * multi-threaded Node process to start a program, where a fork would copy locks held by other
  * threads (a GC in the child then waited forever on a worker's condition variable). Returns
  * the pid. Throws SyscallError (the error posix_spawn returns, e.g. ENOENT).
+ * `stdio`: fds to become the program's 0, 1 and 2 (default: this process's own).
  */
-export function spawnProgram(path: string, argv: string[], envp: string[]): number {
+export function spawnProgram(path: string, argv: string[], envp: string[], stdio: readonly [number, number, number] = [0, 1, 2]): number {
   const actions = Buffer.alloc(128); // posix_spawn_file_actions_t is 80 bytes on x86_64 glibc
   let rc = c.posix_spawn_file_actions_init(actions);
   if (rc !== 0) throw new SyscallError('posix_spawn_file_actions_init', rc);
   try {
     // dup2(fd, fd) in a spawn clears close-on-exec (POSIX; glibc >= 2.29): Node marks 0-2 so
-    for (const fd of [0, 1, 2]) {
-      rc = c.posix_spawn_file_actions_adddup2(actions, fd, fd);
+    for (const [to, fd] of stdio.entries()) {
+      rc = c.posix_spawn_file_actions_adddup2(actions, fd, to);
       if (rc !== 0) throw new SyscallError('posix_spawn_file_actions_adddup2', rc);
     }
     rc = c.posix_spawn_file_actions_addclosefrom_np(actions, 3);

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import type { CgroupHandle } from '../pools/cgroups.js';
 import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
 import type { Process } from '../protocols/oci/spec.js';
+import type { Hook, OciState } from '../protocols/oci/hooks.js';
 import type { ProcStatus } from './states.js';
 
 /** The record format; a record of another version is read as far as the shared fields go. */
@@ -60,6 +61,19 @@ export interface TaskRecord {
   namespaces?: NamespaceStep[];
   init?: ProcRecord;
   execs?: ProcRecord[];
+  /** the OCI hooks that run after Create (absent: none) */
+  hooks?: LaterHooks;
+}
+
+/**
+ * A container's poststart and poststop hooks, kept from its config.json (containerd removes
+ * the bundle after Delete; a restarted spored has only the record), with the state they
+ * read but for status and pid.
+ */
+export interface LaterHooks {
+  poststart: Hook[];
+  poststop: Hook[];
+  state: Omit<OciState, 'status' | 'pid'>;
 }
 
 export function recordPath(runDir: string, namespace: string, id: string): string {

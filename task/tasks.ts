@@ -13,6 +13,9 @@ import { compileSeccomp } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
 import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
+import { hasHooks, ociStateBase, parseHooks, type Hook } from '../protocols/oci/hooks.js';
+import { runHooks, runHooksAll } from './hooks.js';
+import type { LaterHooks } from './record.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
 import { findTombstones, pruneTombstones, readAllRecords, removeRecord, removeTombstone, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
@@ -63,6 +66,8 @@ export interface ContainerState {
   createdAt: Date;
   /** fork/setup timings from the seed, for logs and benchmarks */
   timings: Record<string, unknown>;
+  /** the OCI hooks spored runs after Create (poststart, poststop) and the state they read; null: none */
+  hooks: LaterHooks | null;
 }
 
 export type { StdioRequest } from './stdio.js';
@@ -121,6 +126,11 @@ export function runcError(message: string): SporeError {
 }
 
 /** A sandbox that could not be set up or started: an OCI runtime failure (UNKNOWN, as with runc). */
+/** The poststop hooks to run after a failed Create: none when config.json's hooks are not valid. */
+function failedCreateHooks(spec: Spec): Hook[] {
+  try { return parseHooks(spec.hooks).poststop ?? []; } catch { return []; }
+}
+
 function runtimeFailure(e: unknown): unknown {
   return e instanceof SeedError ? new SporeError(Code.UNKNOWN, e.message, { cause: e }) : e;
 }
@@ -269,7 +279,7 @@ export class TaskManager {
         childStdio.terminal = console.slave;
       }
       const plan = initPlan({
-        id, spec, rootfs: rootPath, stdio: childStdio,
+        id, bundle, spec, rootfs: rootPath, stdio: childStdio,
         cgroupProcs: procsFiles(cgroup),
         cgroupV1Dirs: this.o.layout.mode === 'v2' ? null : v1Dirs(cgroup),
         // (read only when a container mounts cgroup2 itself: pure v2, a cgroup mount in the spec)
@@ -284,9 +294,14 @@ export class TaskManager {
       // cgroup hierarchy (those bind mounts need the dirs first) or has no /proc.
       // Nor when it joins a pod's pid namespace: it enters that last, once in its cgroup
       // (entersPidNsLast).
+      // Nor when it has prestart or createRuntime hooks: runc runs them with the init in its
+      // cgroup, limits set (a hook may change the cgroup's settings).
+      const hooks = parseHooks(spec.hooks);
+      const runtimeHooks = hasHooks(hooks, 'prestart', 'createRuntime');
       plan.lateCgroup = !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
         && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc') // it joins via /proc/self/fd
-        && !entersPidNsLast(plan);
+        && !entersPidNsLast(plan)
+        && !runtimeHooks;
       // ...and we join it ourselves, from the pid the seed reports at once, as soon as the
       // cgroup exists: the join (0.5-4 ms of writes; without favordynmods also a wait for an
       // RCU grace period, pools/cgroups.ts addProcessAsync) overlaps the child's mounts
@@ -303,7 +318,26 @@ export class TaskManager {
           this.o.log.debug({ id, ns, pid: earlyPid, err: (e as Error).message }, 'early cgroup join failed');
         });
       };
-      const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan, (pid) => { earlyPid = pid; joinEarly(); }) : null;
+      // prestart and createRuntime, while the child waits before pivot_root; a failure aborts
+      // it and is what Create answers
+      let hookError: unknown = null;
+      let hooksRun: Promise<void> | null = null;
+      const state = ociStateBase(id, bundle, spec.annotations);
+      const onHooks = (pid: number): void => {
+        hooksRun = (async () => {
+          const t = performance.now();
+          try {
+            for (const kind of ['prestart', 'createRuntime'] as const) await runHooks(kind, hooks[kind] ?? [], { ...state, status: 'creating', pid }, bundle);
+            ph.hooksMs = Math.round((performance.now() - t) * 100) / 100;
+            await this.o.seed.resume(key(ns, id));
+          } catch (e) {
+            hookError = e;
+            await this.o.seed.abort(key(ns, id)).catch(() => undefined);
+          }
+        })();
+      };
+      const events = { ...(plan.lateCgroup ? { pid: (pid: number) => { earlyPid = pid; joinEarly(); } } : {}), ...(runtimeHooks ? { hooks: onHooks } : {}) };
+      const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan, events) : null;
       spawning?.catch(() => undefined);
       let cg: { warnings: string[] };
       try {
@@ -323,7 +357,11 @@ export class TaskManager {
       joinEarly();
       lap('cgroup');
       // (a join still in flight settles before anything removes the cgroup)
-      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan)).catch(async (e: unknown) => { await joining; throw runtimeFailure(e); });
+      const spawned = await (spawning ?? this.o.seed.spawn(key(ns, id), plan, events)).catch(async (e: unknown) => {
+        await joining;
+        await hooksRun;
+        throw hookError ?? runtimeFailure(e);
+      });
       await joining;
       lap('spawn');
       await holdForTest(this.o.log, key(ns, id));
@@ -343,6 +381,7 @@ export class TaskManager {
         namespaces: plan.namespaces,
         init: { execId: '', pid: spawned.pid, pidStartTime: processStartTime(spawned.pid), status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
         execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
+        hooks: hasHooks(hooks, 'poststart', 'poststop') ? { poststart: hooks.poststart ?? [], poststop: hooks.poststop ?? [], state } : null,
       };
       if (console) this.consoles.set(c.init, console);
       this.ios.set(c.init, pio);
@@ -363,6 +402,9 @@ export class TaskManager {
       for (const u of undo.reverse()) {
         try { u(); } catch (err) { this.o.log.warn({ id, ns, err: (err as Error).message }, 'cleanup after failed create'); }
       }
+      // runc destroys a container whose create failed, poststop hooks included
+      const poststop = failedCreateHooks(spec);
+      if (poststop.length > 0) for (const w of await runHooksAll('poststop', poststop, { ...ociStateBase(id, bundle, spec.annotations), status: 'stopped' }, bundle)) this.o.log.warn({ id, ns }, w);
       throw e;
     }
   }
@@ -395,7 +437,7 @@ export class TaskManager {
     return {
       v: TASK_RECORD_VERSION, id: c.id, namespace: c.namespace, bundle: c.bundle, pid: c.init.pid, pidStartTime: c.init.pidStartTime ?? null,
       rootfs: c.rootfs, rootfsMounted: c.rootfsMounted, cgroup: c.cgroup, createdAt: c.createdAt.toISOString(),
-      madeParents: c.madeParents, pod: c.pod, namespaces: c.namespaces,
+      madeParents: c.madeParents, pod: c.pod, namespaces: c.namespaces, ...(c.hooks ? { hooks: c.hooks } : {}),
       init: this.procRecordOf(c.init), execs: [...c.execs.values()].map((e) => this.procRecordOf(e)),
     };
   }
@@ -435,6 +477,7 @@ export class TaskManager {
       if (!execId) {
         await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id)));
         this.consoles.get(p)?.attached();
+        if (c.hooks && c.hooks.poststart.length > 0) await this.poststart(c, p);
       } else {
         await this.startExec(c, p, ns, id, execId);
       }
@@ -451,6 +494,22 @@ export class TaskManager {
     this.o.events.started(c, p);
     this.afterStart(p);
     return p;
+  }
+
+  /**
+   * The poststart hooks, once the program runs (runc 1.2 and the runtime spec; runc 1.1 ran
+   * them during Create). A failure kills the container and fails Start, as runc's.
+   */
+  private async poststart(c: ContainerState, p: ProcState): Promise<void> {
+    const hooks = c.hooks;
+    if (!hooks) return;
+    try {
+      await runHooks('poststart', hooks.poststart, { ...hooks.state, status: 'running', pid: p.pid }, c.bundle);
+    } catch (e) {
+      this.o.log.warn({ id: c.id, ns: c.namespace, err: (e as Error).message }, 'poststart hook failed; killing the container');
+      killAll(c.cgroup, 9);
+      throw e;
+    }
   }
 
   private afterStart(p: ProcState): void {
@@ -667,6 +726,10 @@ export class TaskManager {
     if (c.rootfsMounted) {
       try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
     }
+    if (c.hooks && c.hooks.poststop.length > 0) {
+      // runc's destroy: after the processes, cgroup and mounts are gone; a failure is a warning
+      for (const w of await runHooksAll('poststop', c.hooks.poststop, { ...c.hooks.state, status: 'stopped' }, c.bundle)) this.o.log.warn({ id, ns }, w);
+    }
     try {
       writeTombstone(this.o.runDir, ns, id, { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt ? p.exitedAt.toISOString() : null, deletedAt: new Date().toISOString() });
     } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'cannot keep the Delete\'s answer for a replay'); }
@@ -839,7 +902,7 @@ export class TaskManager {
         id: rec.id, namespace: ns, bundle: rec.bundle, rootfs: rec.rootfs, rootfsMounted: rec.rootfsMounted, cgroup: rec.cgroup,
         madeParents: rec.madeParents ?? [], pod: rec.pod ?? null, namespaces: rec.namespaces ?? [],
         init: this.procFromRecord(rec.init, waiting, key(ns, rec.id)),
-        execs: new Map(), createdAt: new Date(rec.createdAt), timings: { restored: true },
+        execs: new Map(), createdAt: new Date(rec.createdAt), timings: { restored: true }, hooks: rec.hooks ?? null,
       };
       for (const e of rec.execs ?? []) c.execs.set(e.execId, this.procFromRecord(e, waiting, key(ns, rec.id, e.execId)));
       known.add(key(ns, rec.id));

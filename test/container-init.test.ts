@@ -1019,3 +1019,87 @@ describe('mkdirP (the real mkdir -p of container setup)', () => {
     }
   });
 });
+
+describe('OCI hooks: the child\'s part (runtime-spec config.md "POSIX-platform Hooks"; runc 1.1 as the oracle, integration/conformance/hooks.test.ts)', () => {
+  const BUNDLE = '/run/containerd/bundle/c1';
+  const hook = (path: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ path, args: [path.split('/').pop(), 'arg1'], ...extra });
+  const withHooks = (hooks: Record<string, unknown>): InitPlan => {
+    const spec = defaultSpec();
+    (spec as unknown as Record<string, unknown>).hooks = hooks;
+    spec.annotations = { 'org.example': 'yes' };
+    const plan = initPlan({ id: 'c1', bundle: BUNDLE, spec, rootfs: R, stdio: STDIO, cgroupProcs: [CGROUP_PROCS], cgroupV1Dirs: null, seccomp: compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kexec_load'], action: 'SCMP_ACT_ERRNO' }] }) });
+    plan.lateCgroup = false; // tasks.ts: prestart/createRuntime hooks run with the init in its cgroup
+    return plan;
+  };
+  const runs = (calls: SysCall[]): SysCall[] => calls.filter((x) => x.call === 'run');
+
+  it('pauses for the runtime hooks after mounts and devices, runs createContainer in the rootfs before pivot_root, startContainer as the user just before execve', () => {
+    const plan = withHooks({
+      prestart: [hook('/usr/bin/pre')],
+      createContainer: [hook('/usr/bin/cc', { env: ['A=1'], timeout: 5 })],
+      startContainer: [hook('/bin/sc')],
+      poststop: [hook('/usr/bin/stop')],
+    });
+    expect(plan.hooks?.pause).toBe(true);
+    const r = run(plan);
+    expect(r.exec?.path).toBe('/bin/sh');
+    const pause = at(r.calls, 'write', STATUS, '{"s":"hooks"}\n');
+    const lastDevice = lastAt(r.calls, 'mknod');
+    const resumeRead = r.calls.findIndex((x, i) => i > pause && x.call === 'read' && x.args[0] === START);
+    const cc = at(r.calls, 'run', '/usr/bin/cc');
+    const sc = at(r.calls, 'run', '/bin/sc');
+    inOrder(r.calls, lastDevice, pause, resumeRead, at(r.calls, 'chdir', R), cc, at(r.calls, 'pivot_root'));
+    // startContainer: after Start (the second read of the start pipe), credentials, capabilities and the filter, before stdio and execve
+    const startRead = r.calls.findIndex((x, i) => i > resumeRead && x.call === 'read' && x.args[0] === START);
+    inOrder(r.calls, at(r.calls, 'write', STATUS, undefined), startRead, at(r.calls, 'setresuid'), at(r.calls, 'capset'), lastAt(r.calls, 'seccomp'), sc, at(r.calls, 'dup2', undefined, 0));
+    const [ccRun, scRun] = runs(r.calls);
+    // the hook's own argv and env; the state on stdin, runc's key order, pid as the container sees it
+    expect(ccRun?.args.slice(1, 3)).toEqual([['cc', 'arg1'], ['A=1']]);
+    expect(ccRun?.args[3]).toBe(`{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":1,"bundle":"${BUNDLE}","annotations":{"org.example":"yes"}}`);
+    expect(ccRun?.args[4]).toBe(5000);
+    // no env of its own: the container process's (HOME added as for the program)
+    expect(scRun?.args[2]).toEqual([PATH, 'HOME=/root']);
+    expect(JSON.parse(String(scRun?.args[3]))).toMatchObject({ status: 'created', pid: 1 });
+    expect(scRun?.args[4]).toBeNull();
+    // the runtime kinds are spored's: never run here
+    expect(runs(r.calls).map((x) => x.args[0])).toEqual(['/usr/bin/cc', '/bin/sc']);
+  });
+
+  it('no pause without prestart or createRuntime; no hook calls at all without hooks', () => {
+    const cc = run(withHooks({ createContainer: [hook('/usr/bin/cc')] }));
+    expect(cc.status.filter((s) => (s as { s: string }).s === 'hooks')).toEqual([]);
+    expect(runs(cc.calls)).toHaveLength(1);
+    const none = run(withHooks({ poststart: [hook('/usr/bin/ps')] }));
+    expect(none.calls.some((x) => x.call === 'run')).toBe(false);
+    expect(withHooks({ poststart: [hook('/usr/bin/ps')] }).hooks).toBeUndefined();
+  });
+
+  it('an abort while paused (EOF on the start pipe) ends the child before pivot_root, exit 0', () => {
+    const r = run(withHooks({ createRuntime: [hook('/usr/bin/cr')], createContainer: [hook('/usr/bin/cc')] }), { start: false });
+    expect(r.exit).toBe(0);
+    expect(at(r.calls, 'pivot_root')).toBe(-1);
+    expect(runs(r.calls)).toEqual([]);
+  });
+
+  it('a createContainer hook that fails, times out or cannot start fails the set-up, naming the hook; the next does not run', () => {
+    const plan = (): InitPlan => withHooks({ createContainer: [hook('/usr/bin/cc'), hook('/usr/bin/cc2')] });
+    const exited = run(plan(), { program: () => ({ status: 3 << 8, output: 'no GPU here\n' }) });
+    expect(exited.status.at(-1)).toEqual({ s: 'error', phase: 'createContainer hook', message: 'createContainer hook #0 (/usr/bin/cc): exit status 3; output: no GPU here' });
+    expect(exited.exit).toBe(127);
+    expect(runs(exited.calls)).toHaveLength(1);
+    const slow = run(withHooks({ createContainer: [hook('/usr/bin/cc', { timeout: 2 })] }), { program: () => ({ status: null, output: '' }) });
+    expect(slow.status.at(-1)).toMatchObject({ phase: 'createContainer hook', message: 'createContainer hook #0 (/usr/bin/cc): ran past its timeout of 2 s and was killed' });
+    const missing = run(plan(), { fail: (x) => (x.call === 'run' ? 2 : undefined) });
+    expect(missing.status.at(-1)).toMatchObject({ phase: 'createContainer hook', message: expect.stringMatching(/^createContainer hook #0 \(\/usr\/bin\/cc\): cannot be started: .*ENOENT/) as unknown as string });
+    expect(at(missing.calls, 'pivot_root')).toBe(-1);
+  });
+
+  it('a startContainer hook that fails ends the container with status 1 and says why on its stderr; the program never runs', () => {
+    const r = run(withHooks({ startContainer: [hook('/bin/sc')] }), { program: () => ({ status: 9, output: '' }) });
+    expect(r.exec).toBeNull();
+    expect(r.exit).toBe(1);
+    const said = r.calls.find((x) => x.call === 'write' && typeof x.args[1] === 'string' && x.args[1].startsWith('spore: startContainer hook #0'));
+    expect(said?.args[1]).toBe('spore: startContainer hook #0 (/bin/sc): killed by signal 9\n');
+    expect(said?.args[0]).not.toBe(STATUS);
+  });
+});

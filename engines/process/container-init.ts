@@ -12,8 +12,9 @@
 // libc or node:fs.
 import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, TIOCSCTTY } from '../../sys/constants.js';
 import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
-import { MAX_SHELL_FRAME, shellPlanOf, entersPidNsLast, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
+import { MAX_SHELL_FRAME, shellPlanOf, entersPidNsLast, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
+import { describeWaitStatus, hookFailure, stateBytes, type Hook, type HookKind, type OciState } from '../../protocols/oci/hooks.js';
 
 const NS_FLAG: Record<NamespaceStep['type'], number> = {
   mount: CLONE.NEWNS,
@@ -118,7 +119,25 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     mark('cgroup');
     let consoleFd: number | undefined;
     if (plan.kind === 'init') {
-      setupContainer(s, plan, late, warnings, mark, (pidNs) => forkIntoPidNs(s, pidNs, statusFd));
+      const hooks = plan.hooks;
+      // runc's place for them: mounts and devices made, the host's paths still in sight
+      const beforePivot = (): void => {
+        if (!hooks) return;
+        if (hooks.pause) {
+          // spored runs prestart and createRuntime now; one byte: go on, EOF: aborted
+          report(s, statusFd, { s: 'hooks' });
+          if (s.read(startFd, 1).length === 0) s.exit(0);
+          mark('runtime-hooks');
+        }
+        if (hooks.createContainer.length > 0) {
+          phase('createContainer hook', () => {
+            s.chdir(plan.rootfs);
+            runHooks(s, 'createContainer', hooks.createContainer, { ...hooks.state, status: 'creating', pid: s.getpid() }, plan.process.env);
+          });
+          mark('createContainer');
+        }
+      };
+      setupContainer(s, plan, late, warnings, mark, (pidNs) => forkIntoPidNs(s, pidNs, statusFd), beforePivot);
       // The terminal before the late join: the child may join while spored is still writing
       // the cgroup's device rules ('deny a' comes first), and those rules always end by
       // allowing /dev/ptmx and /dev/pts/* (withDefaultDeviceRules, like runc's AllowedDevices).
@@ -161,14 +180,15 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     const go = s.read(startFd, 1);
     if (go.length === 0) s.exit(0);
     s.close(startFd);
-    finalizeAndExec(s, plan.process, stdio, path, plan.id, plan.kind === 'init');
+    finalizeAndExec(s, plan.process, stdio, path, plan.id, plan.kind === 'init', plan.kind === 'init' ? plan.hooks : undefined);
   } catch (e) {
     const pe = e instanceof PhaseError ? e : new PhaseError('init', e);
     const errno = pe.inner instanceof SyscallError ? pe.inner.errno : undefined;
     report(s, statusFd, { s: 'error', phase: pe.phase, message: pe.message, ...(errno !== undefined ? { errno } : {}) });
     // After Start nobody waits on the status pipe: tell the container's own stderr.
     if (pe.phase === 'exec') { try { s.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
-    s.exit(127);
+    // a failed startContainer hook ends the container with status 1, as runc's init does
+    s.exit(pe.phase === 'startContainer hook' ? 1 : 127);
   }
 }
 
@@ -423,7 +443,7 @@ function joinCgroupWhenReady(s: ContainerSys, procs: string[]): void {
  * path; it forks, and only its child returns (forkIntoPidNs). The mounts come after it:
  * proc shows the pid namespace of the process that mounts it.
  */
-function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number) => void): void {
+function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number) => void, beforePivot: () => void = () => undefined): void {
   const pidNs = phase('namespaces', () => enterNamespaces(s, late ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces));
   if (pidNs !== null) enterPidNs(pidNs);
   mark('namespaces');
@@ -442,6 +462,7 @@ function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings
   mark('mounts');
   phase('devices', () => createDevices(s, plan.rootfs, plan.devices, plan.mounts));
   mark('devices');
+  beforePivot();
   phase('pivot_root', () => {
     s.chdir(plan.rootfs);
     s.pivotRoot('.', '.');
@@ -767,7 +788,7 @@ function applyRlimits(s: ContainerSys, p: ProcessPlan): void {
 }
 
 
-function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string, containerId: string, init: boolean): never {
+function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string, containerId: string, init: boolean, hooks?: ChildHooks): never {
   // Node ignores SIGPIPE and SIGXFSZ; execve would pass that on (before seccomp: it may deny rt_sigaction)
   phase('signals', () => s.resetSignalsForExec());
   // the container's own session keyring, as runc's (_ses.<id>), not the seed's, which every
@@ -833,6 +854,19 @@ function finalizeAndExec(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path
   if (p.seccomp && !earlySeccomp) {
     const f = p.seccomp;
     phase('seccomp', () => s.seccomp(f.bpf, f.flags));
+  }
+  // runc's place: after Start, as the process's user with its capabilities and filter, just
+  // before execve. Start has answered by now: a failure ends the container, told on its stderr.
+  const startHooks = hooks?.startContainer ?? [];
+  if (hooks && startHooks.length > 0) {
+    phase('startContainer hook', () => {
+      try {
+        runHooks(s, 'startContainer', startHooks, { ...hooks.state, status: 'created', pid: s.getpid() }, p.env);
+      } catch (e) {
+        try { s.write(stdio.fds[2], Buffer.from(`spore: ${(e as Error).message}\n`)); } catch { /* no stderr */ }
+        throw e;
+      }
+    });
   }
   phase('stdio', () => {
     s.dup2(stdio.fds[0], 0);
@@ -917,5 +951,25 @@ class ExecLookupError extends SyscallError {
   constructor(errno: number, message: string) {
     super('exec', errno);
     this.message = message;
+  }
+}
+
+/**
+ * Runs `hooks` of `kind` in order, each with `state` on its stdin; the first that fails
+ * (exit status not 0, killed, past its timeout, not startable) throws, and the rest do not
+ * run (runc's RunHooks). `env`: a hook's environment when it names none (runc's init passes
+ * its own, the container process's).
+ */
+function runHooks(s: ContainerSys, kind: HookKind, hooks: readonly Hook[], state: OciState, env: string[]): void {
+  const input = stateBytes(state);
+  for (const [i, h] of hooks.entries()) {
+    let r: { status: number | null; output: string };
+    try {
+      r = s.runProgram(h.path, h.args.length > 0 ? h.args : [h.path], h.env ?? env, input, h.timeout === null ? null : h.timeout * 1000);
+    } catch (e) {
+      throw new Error(hookFailure(kind, i, h, `cannot be started: ${(e as Error).message}`, ''));
+    }
+    if (r.status === null) throw new Error(hookFailure(kind, i, h, `ran past its timeout of ${h.timeout ?? 0} s and was killed`, r.output));
+    if (r.status !== 0) throw new Error(hookFailure(kind, i, h, describeWaitStatus(r.status), r.output));
   }
 }

@@ -80,6 +80,13 @@ export interface ContainerSys {
   setdomainname(name: string): void;
   /** fork(2) after sys.prepareFork (this process is a single-threaded fork of the seed) */
   fork(): number;
+  /**
+   * Run a program to its end (an OCI hook): posix_spawn of `path` with `argv` and `envp`,
+   * `input` on its stdin, stdout and stderr captured together (the last 64 KiB kept). Killed
+   * (SIGKILL) after `timeoutMs` (null: no limit). Returns its wait status, or null when it
+   * was killed for the time; throws SyscallError when it cannot be started (ENOENT, EACCES).
+   */
+  runProgram(path: string, argv: string[], envp: string[], input: Buffer, timeoutMs: number | null): { status: number | null; output: string };
   /** bring `lo` up in the current network namespace (sys.loopbackUp) */
   loopbackUp(): void;
   /** keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) (sys.joinSessionKeyring): the keyring's serial */
@@ -187,6 +194,7 @@ export const realContainerSys: ContainerSys = {
   sethostname: (name) => sys.sethostname(name),
   setdomainname: (name) => sys.setdomainname(name),
   fork: () => { sys.prepareFork(); return sys.fork(); },
+  runProgram: (path, argv, envp, input, timeoutMs) => runProgramSync(path, argv, envp, input, timeoutMs),
   loopbackUp: () => sys.loopbackUp(),
   joinSessionKeyring: (name) => sys.joinSessionKeyring(name),
   addKeyPermission: (serial, bits) => sys.addKeyPermission(serial, bits),
@@ -242,6 +250,63 @@ export const realContainerSys: ContainerSys = {
   seccomp: (bpf, flags) => sys.seccompInstall(bpf, flags),
 };
 
+/** What runProgramSync keeps of a program's output (its end: where the error usually is). */
+const RUN_OUTPUT_KEEP = 64 * 1024;
+
+/**
+ * ContainerSys.runProgram for real, in a process with no event loop to wait on (a container's
+ * init): the input is written whole before the program starts (the pipe made large enough),
+ * so nothing here can take a SIGPIPE once the signals are back at their defaults; then poll
+ * on the output pipe and a non-blocking waitpid until the program exits or its time is up.
+ */
+function runProgramSync(path: string, argv: string[], envp: string[], input: Buffer, timeoutMs: number | null): { status: number | null; output: string } {
+  const [inR, inW] = sys.pipe();
+  const [outR, outW] = sys.pipe();
+  let pid: number;
+  try {
+    if (input.length > 65536) sys.setPipeSize(inW, input.length);
+    sys.write(inW, input);
+    pid = sys.spawnProgram(path, argv, envp, [inR, outW, outW]);
+  } catch (e) {
+    sys.close(outR);
+    throw e;
+  } finally {
+    // (the program holds its own copies: ours go, so it sees EOF after the input)
+    for (const fd of [inR, inW, outW]) sys.close(fd);
+  }
+  const parts: Buffer[] = [];
+  let kept = 0;
+  let eof = false;
+  const drain = (): void => {
+    while (!eof && sys.pollIn(outR, 0)) {
+      const b = sys.read(outR, 65536);
+      if (b.length === 0) { eof = true; break; }
+      parts.push(b);
+      kept += b.length;
+      while (kept - (parts[0]?.length ?? 0) >= RUN_OUTPUT_KEEP) kept -= (parts.shift() as Buffer).length;
+    }
+  };
+  const until = timeoutMs === null ? Infinity : Date.now() + timeoutMs;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  try {
+    for (;;) {
+      drain();
+      const done = sys.reapPid(pid);
+      if (done) { drain(); return { status: done.status, output: Buffer.concat(parts).toString('utf8') }; }
+      if (Date.now() >= until) {
+        try { sys.kill(pid, 9); } catch { /* gone meanwhile */ }
+        sys.reapPid(pid, true);
+        drain();
+        return { status: null, output: Buffer.concat(parts).toString('utf8') };
+      }
+      // output wakes the wait; an exit with the pipe still held elsewhere is seen within 2 ms
+      if (eof) Atomics.wait(nap, 0, 0, 2); else sys.pollIn(outR, 2);
+    }
+  } finally {
+    sys.close(outR);
+  }
+}
+
 // --- recording ------------------------------------------------------------------------
 
 /** JSON values only, so a sequence can be printed, diffed and stored as it is. */
@@ -277,6 +342,8 @@ export interface RecordingOptions {
   feed?: Record<number, Buffer>;
   /** fault injection: an errno for the call to fail with (it is recorded with it), or undefined */
   fail?: (c: SysCall) => number | undefined;
+  /** how runProgram's programs end (default: exit status 0, no output) */
+  program?: (path: string, argv: string[]) => { status: number | null; output: string };
 }
 
 /**
@@ -539,6 +606,11 @@ export class RecordingContainerSys implements ContainerSys {
   loopbackUp(): void { this.rec('loopback_up', []); }
   /** records the fork and goes on as the child (what follows a fork in the code is the child's) */
   fork(): number { this.rec('fork', []); return 0; }
+  /** recorded as `run`; ends as `program` says (`fail` makes it fail to start) */
+  runProgram(path: string, argv: string[], envp: string[], input: Buffer, timeoutMs: number | null): { status: number | null; output: string } {
+    this.rec('run', [path, argv, envp, input.toString('utf8'), timeoutMs]);
+    return this.opts.program?.(path, argv) ?? { status: 0, output: '' };
+  }
   mkdirInRoot(path: string, mode: number): void { this.mkdir(path, mode); }
   chdirInRoot(path: string): void { this.chdir(path); }
   joinSessionKeyring(name: string): number { this.rec('join_session_keyring', [name]); return 1000; }

@@ -2,6 +2,7 @@
 // (seed-channel.ts: V8 serialization, so Buffers and bigints pass as they are).
 // Everything is plain data: a plan can be logged, diffed and replayed in a test.
 import v8 from 'node:v8';
+import type { Hook, OciState } from '../../protocols/oci/hooks.js';
 
 /** A mount the child performs, with options already parsed into flags/data. */
 export interface MountStep {
@@ -97,6 +98,24 @@ export interface InitPlan {
    */
   joinedBySpored?: boolean;
   process: ProcessPlan;
+  /** OCI hooks the child has a part in (absent: none); see ChildHooks */
+  hooks?: ChildHooks;
+}
+
+/**
+ * The child's part in a container's OCI hooks (protocols/oci/hooks.ts says where each kind
+ * runs). `pause`: after its mounts and devices, before pivot_root, the child reports
+ * `hooks` and waits for one byte on its start pipe while spored runs prestart and
+ * createRuntime (the seed relays it as a `hooks` event; spored answers with `resume`). Then
+ * it runs `createContainer` itself (cwd the rootfs), and after Start, once it holds the
+ * process's identity, `startContainer`. `state`: the OCI state without status and pid,
+ * which the child fills in (its own pid, as the container sees it).
+ */
+export interface ChildHooks {
+  pause: boolean;
+  createContainer: Hook[];
+  startContainer: Hook[];
+  state: Omit<OciState, 'status' | 'pid'>;
 }
 
 /**
@@ -136,6 +155,8 @@ export type SeedRequest =
   | { op: 'spawn'; seq: number; key: string; plan: SpawnPlan }
   | { op: 'start'; seq: number; key: string }
   | { op: 'abort'; seq: number; key: string }
+  /** a sandbox paused for its runtime hooks (a `hooks` event) goes on with its set-up; needs the seed's 'hooks' feature */
+  | { op: 'resume'; seq: number; key: string }
   /** fork an L1 language seed from this root seed; it connects to `socket` as `id` */
   | { op: 'spawnSeed'; seq: number; language: 'node' | 'python'; id: string; socket: string; pythonBin: string; zygote: string }
   | { op: 'ping'; seq: number }
@@ -162,17 +183,33 @@ export type SeedReply =
    */
   | { type: 'pid'; seq: number; pid: number }
   /**
+   * spawn of a plan with hooks.pause: the sandbox (host pid `pid`) has its namespaces,
+   * mounts and devices, and waits for a `resume` request (or an abort) while spored runs the
+   * prestart and createRuntime hooks. The spawn's reply comes after.
+   */
+  | { type: 'hooks'; seq: number; pid: number }
+  /**
    * First message on every connection. `pending`: sandboxes set up and waiting for Start (a
    * spored that restarted adopts them or aborts them); `exits`: exits no spored acknowledged
    * yet, oldest first (a restarted spored applies them; one it already saw is ignored).
    */
-  | { type: 'hello'; protocol: number; pid: number; survive: boolean; pending: { key: string; pid: number }[]; exits: ExitReport[] };
+  | { type: 'hello'; protocol: number; pid: number; survive: boolean; pending: { key: string; pid: number }[]; exits: ExitReport[]; /** what this seed can do beyond its protocol version (absent: nothing); SEED_FEATURES */ features?: string[] };
+
+/**
+ * Features a seed of this code has, named in its hello. 'hooks': a child runs its part of
+ * a plan's OCI hooks, and the seed relays `hooks` and takes `resume`. A root seed outlives
+ * spored upgrades; one that predates a feature runs old child code, which would ignore the
+ * plan's field: spored refuses what needs a feature the seed lacks.
+ */
+export const SEED_FEATURES = ['hooks'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =
   | { s: 'ready'; warnings: string[]; t: Record<string, number>; console?: number }
   /** an exec's first child, having joined every namespace but pid: the pid (seed's view) of the child it forked into the pid namespace, which is the exec from now on */
   | { s: 'pid'; pid: number }
+  /** paused for the runtime hooks (ChildHooks.pause): waiting for one byte on the start pipe */
+  | { s: 'hooks' }
   | { s: 'error'; phase: string; message: string; errno?: number };
 
 // --- seed -> container shell -------------------------------------------------------

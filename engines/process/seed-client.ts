@@ -20,6 +20,12 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
  * before the caller has recorded the pid); a lower one was an earlier process with that pid.
  */
 /** `console`: for CONSOLE_INSIDE, the pty master's fd number in the child (take it with pidfd_getfd before Start) */
+/** Events of one spawn before its reply (SeedClient.spawn). */
+export interface SpawnEvents {
+  pid?: (pid: number) => void;
+  hooks?: (pid: number) => void;
+}
+
 export interface SpawnResult { pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number; console?: number }
 
 export class SeedError extends FailedPrecondition {
@@ -87,7 +93,9 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   private link: SeedChannel<SeedReply, SeedRequest> | null = null;
   private seq = 0;
   /** spawn requests' early pid callbacks by seq, until their reply */
-  private readonly pidListeners = new Map<number, (pid: number) => void>();
+  private readonly pidListeners = new Map<number, SpawnEvents>();
+  /** what the attached seed can do beyond its protocol (its hello's features) */
+  private features: readonly string[] = [];
   private readonly waiting = new Map<number, (r: Reply) => void>();
   /** exits the seed reported before holdExits() was released, oldest first */
   private held: ExitReport[] | null = null;
@@ -155,6 +163,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       setTimeout(() => reject(new Unavailable('process seed sent no hello within 5 s')), 5000).unref();
     });
     this.pid = hello.pid;
+    this.features = hello.features ?? [];
     for (const e of hello.exits) this.onExit(e);
     if (o.shells !== undefined) this.setShells(o.shells);
     return { started, pending: hello.pending };
@@ -190,31 +199,38 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
 
   private onMessage(m: SeedReply): void {
     if (m.type === 'exit') { this.onExit(m); return; }
-    if (m.type === 'pid') { this.pidListeners.get(m.seq)?.(m.pid); return; }
+    if (m.type === 'pid') { this.pidListeners.get(m.seq)?.pid?.(m.pid); return; }
+    if (m.type === 'hooks') { this.pidListeners.get(m.seq)?.hooks?.(m.pid); return; }
     if (m.type !== 'reply') return;
     this.pidListeners.delete(m.seq);
     const w = this.waiting.get(m.seq);
     if (w) { this.waiting.delete(m.seq); this.exitsBeforeReply.set(m, this.lastExitSeq); w(m); }
   }
 
-  private request(req: DistributiveOmit<SeedRequest, 'seq'>, onPid?: (pid: number) => void): Promise<Reply> {
+  private request(req: DistributiveOmit<SeedRequest, 'seq'>, on?: SpawnEvents): Promise<Reply> {
     const link = this.link;
     if (!link || link.closed) return Promise.reject(new Unavailable('process seed is not running'));
     const seq = ++this.seq;
     return new Promise<Reply>((resolve) => {
       this.waiting.set(seq, resolve);
-      if (onPid) this.pidListeners.set(seq, onPid);
+      if (on) this.pidListeners.set(seq, on);
       link.send({ ...req, seq } as SeedRequest);
     });
   }
 
   /**
-   * Fork a sandbox that sets itself up and waits for start(). `onPid`: called with its pid
+   * Fork a sandbox that sets itself up and waits for start(). `on.pid`: called with its pid
    * (host pid namespace) before this resolves, when the plan has joinedBySpored and the seed
-   * reports it early (a seed older than that never calls it).
+   * reports it early (a seed older than that never calls it). `on.hooks`: the sandbox paused
+   * for its runtime hooks (plan.hooks.pause), with its host pid; the caller runs them, then
+   * resume() or abort(). A plan with hooks on a seed without the 'hooks' feature throws
+   * FailedPrecondition: its old child code would set up the container without them.
    */
-  async spawn(key: string, plan: SpawnPlan, onPid?: (pid: number) => void): Promise<SpawnResult> {
-    const r = await this.request({ op: 'spawn', key, plan }, onPid);
+  async spawn(key: string, plan: SpawnPlan, on?: SpawnEvents): Promise<SpawnResult> {
+    if (plan.kind === 'init' && plan.hooks && !this.features.includes('hooks')) {
+      throw new FailedPrecondition('this node\'s root seed predates OCI hooks (it outlived a spored upgrade); restart spored with no containers running, or remove the hooks');
+    }
+    const r = await this.request({ op: 'spawn', key, plan }, on);
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
     return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq, ...(typeof r.console === 'number' ? { console: r.console } : {}) };
   }
@@ -245,6 +261,12 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
    */
   async sync(): Promise<void> {
     const r = await this.request({ op: 'ping' });
+    if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
+  }
+
+  /** Let a sandbox paused for its runtime hooks go on with its set-up (spawn's `on.hooks`). */
+  async resume(key: string): Promise<void> {
+    const r = await this.request({ op: 'resume', key });
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
   }
 

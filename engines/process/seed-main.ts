@@ -17,7 +17,7 @@ import { warmContainerSys } from './container-sys.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
 import { ShellPool } from './shells.js';
-import { SEED_PROTOCOL, entersPidNsLast, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_FEATURES, SEED_PROTOCOL, entersPidNsLast, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 interface Pending {
   pid: number;
@@ -28,6 +28,11 @@ interface Pending {
   lines: ChildStatus[];
   waiter: ((s: ChildStatus | null) => void) | null;
   ended: boolean;
+  /** paused for its runtime hooks (a `hooks` event sent): `resume` may write its byte */
+  paused?: boolean;
+  /** the set-up deadline (re-armed at resume) */
+  deadline?: NodeJS.Timeout;
+  rearm?: () => void;
 }
 
 const pending = new Map<string, Pending>();
@@ -162,19 +167,25 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   watchStatus(p);
   pending.set(key, p);
   // a setup that never ends (a FIFO nobody opens, a hang in the kernel) is killed, not left
-  // waiting with every capability: its Create fails
-  const deadline = setTimeout(() => {
-    if (pending.get(key) !== p || p.lines.length > 0) return;
-    process.stderr.write(`spore seed: ${key}: setup did not finish in ${SETUP_DEADLINE_MS} ms; killed\n`);
-    try { sys.kill(pid, 9); } catch { /* gone */ }
-  }, SETUP_DEADLINE_MS);
+  // waiting with every capability: its Create fails. Hooks the child runs have time of their
+  // own on top (none without a limit: runc waits for such a hook as long as it takes).
+  const allowance = setupAllowanceMs(plan);
+  const arm = (): void => {
+    if (allowance === Infinity) return;
+    p.deadline = setTimeout(() => {
+      if (pending.get(key) !== p || p.lines.length > 0 || p.paused) return;
+      process.stderr.write(`spore seed: ${key}: setup did not finish in ${allowance} ms; killed\n`);
+      try { sys.kill(p.pid, 9); } catch { /* gone */ }
+    }, allowance);
+  };
+  arm();
   let st = await nextStatus(p);
   if (p.intermediate) {
     // The process and its first child write on one pipe: its 'ready' can come before the
     // first child's 'pid' (under load an exec's did, and the exec was then tracked by the
     // first child's pid: its exit ended the exec). Hold a 'ready' until the 'pid'.
     let early: ChildStatus | null = null;
-    while (st && st.s === 'ready') { early = st; st = await nextStatus(p); }
+    while (st && (st.s === 'ready' || st.s === 'hooks')) { early = st; st = await nextStatus(p); }
     if (st && st.s === 'pid') {
       // The pid it reports is tracked, signalled and reaped as the process's from now on: it
       // must be that child's (or, the first child gone, ours as the subreaper). A process in
@@ -192,7 +203,16 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
       }
     }
   }
-  clearTimeout(deadline);
+  if (st && st.s === 'hooks') {
+    // spored runs prestart and createRuntime now, for as long as they take (their own
+    // timeouts), then resumes the child (or aborts it); the set-up deadline starts again then
+    clearTimeout(p.deadline);
+    p.paused = true;
+    reply({ type: 'hooks', seq, pid });
+    p.rearm = arm;
+    st = await nextStatus(p);
+  }
+  clearTimeout(p.deadline);
   if (st && st.s === 'ready') {
     const { planAt, ...marks } = st.t;
     // a shell's wake-up: from the plan's write to its read (one clock: the shell is a fork of this process)
@@ -233,6 +253,32 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
   drop(key, p);
   if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.phase}: ${st.message}\n`);
   reply({ type: 'reply', seq, ok: true, pid: p.pid });
+}
+
+/** A sandbox paused for its runtime hooks goes on (protocol.ts ChildHooks.pause). */
+function resume(reply: Reply, seq: number, key: string): void {
+  const p = pending.get(key);
+  if (!p || !p.paused || p.startW < 0) {
+    reply({ type: 'reply', seq, ok: false, error: `${key} is not paused for hooks`, phase: 'seed' });
+    return;
+  }
+  try {
+    // the start pipe carries this byte and later Start's: the child reads one at each
+    sys.write(p.startW, Buffer.from([1]));
+  } catch (e) {
+    reply({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'resume' });
+    return;
+  }
+  p.paused = false;
+  p.rearm?.();
+  reply({ type: 'reply', seq, ok: true });
+}
+
+/** How long a set-up may take: SETUP_DEADLINE_MS, plus the time the child's createContainer hooks may take. */
+function setupAllowanceMs(plan: SpawnPlan): number {
+  const hooks = plan.kind === 'init' ? plan.hooks?.createContainer ?? [] : [];
+  if (hooks.some((h) => h.timeout === null)) return Infinity;
+  return SETUP_DEADLINE_MS + hooks.reduce((ms, h) => ms + (h.timeout ?? 0) * 1000, 0);
 }
 
 function drop(key: string, p: Pending): void {
@@ -330,6 +376,7 @@ function onRequest(ch: SeedChannel<SeedRequest, SeedReply>, req: SeedRequest): v
     case 'spawn': busy(spawn(reply, req.seq, req.key, req.plan), true); break;
     case 'start': busy(start(reply, req.seq, req.key)); break;
     case 'abort': busy(abort(reply, req.seq, req.key)); break;
+    case 'resume': resume(reply, req.seq, req.key); break;
     case 'spawnSeed': busy(spawnSeed(reply, req)); break;
     case 'ping': reply({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
     case 'ack': while (unacked.length && (unacked[0] as ExitReport).exitSeq <= req.exitSeq) unacked.shift(); break;
@@ -351,7 +398,7 @@ function onConnection(sock: net.Socket, survive: boolean): void {
   });
   link = ch;
   linkSocket = sock;
-  ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: process.pid, survive, pending: [...pending].map(([key, p]) => ({ key, pid: p.pid })), exits: [...unacked] });
+  ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: process.pid, survive, pending: [...pending].map(([key, p]) => ({ key, pid: p.pid })), exits: [...unacked], features: [...SEED_FEATURES] });
 }
 
 /**

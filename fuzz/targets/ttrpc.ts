@@ -49,7 +49,7 @@ function container(ns: string, id: string, bundle = `/run/containerd/io.containe
   return {
     id, namespace: ns, bundle, rootfs: `${bundle}/rootfs`, rootfsMounted: true,
     cgroup: {} as ContainerState['cgroup'], madeParents: [], pod: null, namespaces: [],
-    init: proc(''), execs: new Map([['e1', proc('e1')]]), createdAt: new Date(0), timings: {},
+    init: proc(''), execs: new Map([['e1', proc('e1')]]), createdAt: new Date(0), timings: {}, hooks: null,
   };
 }
 

@@ -26,7 +26,7 @@ export interface Spec {
   domainname?: string;
   mounts?: Mount[];
   annotations?: Record<string, string>;
-  /** OCI hooks by kind (prestart, createRuntime, ...); spore refuses a spec with any */
+  /** OCI hooks by kind (prestart, createRuntime, ...): unchecked JSON, hooks.ts parseHooks checks it */
   hooks?: Record<string, unknown[]>;
   linux?: Linux;
 }

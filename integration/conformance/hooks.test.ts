@@ -1,0 +1,220 @@
+// OCI hooks, runc as the oracle: each case runs with runc and with spore on one private
+// containerd (oracle.ts) and what the hooks saw must match: the state on stdin, argv, env,
+// working directory, which namespaces and root they ran in, whether the init was in its
+// cgroup yet, and what a failing or slow hook does to `ctr run`.
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { containerdSkipReason } from '../harness.js';
+import { ctr, custom, file, kase, Oracle, report, restartSpored, runSpec, states, waitStopped, type Case, type Ctx, type SpecJson } from './oracle.js';
+
+const skip = containerdSkipReason();
+if (skip) console.warn(`[conformance/hooks] skipped: ${skip}`);
+
+/**
+ * A hook on the host: `hook.sh KIND LOG` appends what it sees to LOG, one "KIND key=value"
+ * line each. pid numbers become N (they differ from run to run); the host's namespaces and
+ * root are read from files the case wrote before (host-ns.*).
+ */
+const HOOK = `#!/bin/sh
+kind=$1; log=$2; dir=$(dirname "$log")
+state=$(cat)
+pid=$(printf '%s' "$state" | sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p')
+{
+  printf '%s state=%s\\n' "$kind" "$(printf '%s' "$state" | sed 's/"pid":[0-9]*/"pid":N/')"
+  printf '%s args=%s\\n' "$kind" "$*"
+  printf '%s cwd=%s\\n' "$kind" "$(pwd)"
+  printf '%s HOOKVAR=%s PATH=%s\\n' "$kind" "$HOOKVAR" "\${PATH:-unset}"
+  for ns in mnt net pid uts; do
+    if [ "$(readlink /proc/self/ns/$ns)" = "$(cat "$dir/host-ns.$ns")" ]; then w=host; else w=other; fi
+    printf '%s self-%s=%s\\n' "$kind" "$ns" "$w"
+  done
+  case $kind in
+  prestart|createRuntime|poststart)
+    # the init as the runtime namespace sees it: its root not yet pivoted, its own network,
+    # already in the container's cgroup
+    printf '%s init-root=%s\\n' "$kind" "$(readlink /proc/$pid/root)"
+    if [ "$(readlink /proc/$pid/ns/net)" = "$(cat "$dir/host-ns.net")" ]; then w=host; else w=other; fi
+    printf '%s init-net=%s\\n' "$kind" "$w"
+    if grep -q "$CGROUP_MARK" /proc/$pid/cgroup; then w=yes; else w=no; fi
+    printf '%s init-in-cgroup=%s\\n' "$kind" "$w"
+    ;;
+  createContainer)
+    # in the container's namespaces, before pivot_root: the host's files are still in sight
+    if [ -e "$dir/host-ns.mnt" ]; then w=yes; else w=no; fi
+    printf '%s sees-host-files=%s\\n' "$kind" "$w"
+    ;;
+  esac
+} >> "$log"
+exit "\${HOOK_EXIT:-0}"
+`;
+
+/** a startContainer hook runs in the container: busybox's sh, its log through a bind mount */
+const IN_CONTAINER = `state=$(cat)
+{
+  printf 'startContainer state=%s\\n' "$(printf '%s' "$state" | sed 's/"pid":[0-9]*/"pid":N/')"
+  printf 'startContainer args=%s\\n' "$*"
+  printf 'startContainer uid=%s cwd=%s\\n' "$(id -u)" "$(pwd)"
+  printf 'startContainer env=%s\\n' "$(env | sort | tr '\\n' ' ')"
+  if [ -e /hooklog/host-ns.mnt ]; then printf 'startContainer pivoted=yes\\n'; fi
+} >> /hooklog/hooks.log
+exit \${HOOK_EXIT:-0}
+`;
+
+async function setUp(x: Ctx): Promise<null> {
+  fs.writeFileSync(`${x.dir}/hook.sh`, HOOK, { mode: 0o755 });
+  for (const ns of ['mnt', 'net', 'pid', 'uts']) fs.writeFileSync(`${x.dir}/host-ns.${ns}`, fs.readlinkSync(`/proc/self/ns/${ns}`));
+  return null;
+}
+
+/** a host hook of `kind` with its environment (CGROUP_MARK: the container's cgroup path) */
+function hostHook(x: Ctx, kind: string, cid: string, extra: Record<string, unknown> = {}, env: string[] = []): Record<string, unknown> {
+  return { path: `${x.dir}/hook.sh`, args: ['hook.sh', kind, `${x.dir}/hooks.log`], env: [`HOOKVAR=${kind}-var`, `CGROUP_MARK=${x.c.namespace}/${cid}`, 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', ...env], ...extra };
+}
+
+/** the spec patch for one container: every hook kind, the log dir bound at /hooklog */
+function allHooks(s: SpecJson, x: Ctx, cid: string, fail: Partial<Record<string, string>> = {}): void {
+  const env = (kind: string): string[] => (fail[kind] ? [`HOOK_EXIT=${fail[kind]}`] : []);
+  s.hooks = {
+    prestart: [hostHook(x, 'prestart', cid, {}, env('prestart'))],
+    createRuntime: [hostHook(x, 'createRuntime', cid, {}, env('createRuntime'))],
+    createContainer: [hostHook(x, 'createContainer', cid, {}, env('createContainer'))],
+    // no env: the container process's (runc's init passes its own)
+    startContainer: [{ path: '/bin/sh', args: ['sh', '-c', IN_CONTAINER, 'start-arg0', 'start-arg1'], ...(fail.startContainer ? { env: [`HOOK_EXIT=${fail.startContainer}`, 'PATH=/bin'] } : {}) }],
+    poststart: [hostHook(x, 'poststart', cid, {}, env('poststart'))],
+    poststop: [hostHook(x, 'poststop', cid, {}, env('poststop'))],
+  };
+  s.annotations = { 'org.example.hooks': 'yes' };
+  s.mounts.push({ destination: '/hooklog', type: 'bind', source: x.dir, options: ['rbind', 'rw'] });
+}
+
+/**
+ * The hooks' lines, sorted (runc 1.1 runs poststart during Create, spore and runc 1.2 after
+ * Start: the order is its own step), ociVersion not compared (each runtime names the spec
+ * version it implements: runc 1.1.5 "1.0.2-dev"), and poststart's state left to its own step
+ * (its status differs for the same reason).
+ */
+const sortedHookLines = (s: string): string => s.split('\n')
+  .filter((l) => l && !l.startsWith('poststart state='))
+  .map((l) => l.replace(/"ociVersion":"[^"]*"/, '"ociVersion":V'))
+  .sort().join('\n');
+
+/** the status in poststart's state */
+function poststartStatus(x: Ctx): Promise<string> {
+  const line = fs.readFileSync(`${x.dir}/hooks.log`, 'utf8').split('\n').find((l) => l.startsWith('poststart state='));
+  return Promise.resolve(line ? (/"status":"([a-z]+)"/.exec(line)?.[1] ?? 'none') : 'no poststart');
+}
+
+/** how many poststop hooks ran */
+function poststopRuns(x: Ctx): Promise<number> {
+  const log = `${x.dir}/hooks.log`;
+  return Promise.resolve(fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.startsWith('poststop args=')).length : 0);
+}
+
+/** Which kinds ran, in the order they ran. */
+function kindsInOrder(x: Ctx): Promise<string[]> {
+  const log = `${x.dir}/hooks.log`;
+  if (!fs.existsSync(log)) return Promise.resolve([]);
+  const kinds: string[] = [];
+  for (const l of fs.readFileSync(log, 'utf8').split('\n')) {
+    const k = l.split(' ')[0];
+    if (k && kinds[kinds.length - 1] !== k) kinds.push(k);
+  }
+  return Promise.resolve(kinds);
+}
+
+const POSTSTART = 'runc 1.1 runs poststart hooks during Create (before startContainer, status "created"); spore runs them after Start (status "running"), as the runtime spec says and runc >= 1.2 does';
+
+export const CASES: Case[] = [
+  kase('every hook kind runs where and when the runtime spec puts it, with the state on stdin', [
+    custom('install hook', setUp),
+    // alive a while: poststart looks at the running init
+    runSpec('--rm', '{c}', ['/bin/sh', '-c', 'sleep 0.5; echo ran'], (s, x) => allHooks(s, x, x.id('c'))),
+    file('{dir}/hooks.log', sortedHookLines),
+    custom('hook order', kindsInOrder),
+    custom('poststart status', poststartStatus),
+    states('{c}'),
+  ], { allow: [{ step: 3, field: 'value', reason: POSTSTART }, { step: 4, field: 'value', reason: POSTSTART }] }),
+
+  kase('a failing createRuntime hook fails Create and leaves nothing behind; later hooks do not run', [
+    custom('install hook', setUp),
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s, x) => allHooks(s, x, x.id('c'), { createRuntime: '3' }), { check: ['code', 'stdout', 'class'] }),
+    custom('hook order', kindsInOrder),
+    states('{c}'),
+  ]),
+
+  kase('a failing createContainer hook fails Create', [
+    custom('install hook', setUp),
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s, x) => allHooks(s, x, x.id('c'), { createContainer: '4' }), { check: ['code', 'stdout', 'class'] }),
+    custom('hook order', kindsInOrder),
+    states('{c}'),
+  ]),
+
+  kase('a prestart hook past its timeout is killed and fails Create', [
+    custom('install hook', setUp),
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s, x) => {
+      s.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', 'exec sleep 30'], timeout: 1 }] };
+    }, { check: ['code', 'stdout', 'class'], timeoutMs: 20_000 }),
+    states('{c}'),
+  ]),
+
+  kase('a createContainer hook past its timeout is killed and fails Create', [
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s) => {
+      s.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'exec sleep 30'], timeout: 1 }] };
+    }, { check: ['code', 'stdout', 'class'], timeoutMs: 20_000 }),
+    states('{c}'),
+  ]),
+
+  kase('a failing startContainer hook ends the container before its program runs', [
+    custom('install hook', setUp),
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s, x) => allHooks(s, x, x.id('c'), { startContainer: '5' }), { check: ['code', 'stdout'] }),
+    custom('hook order', kindsInOrder),
+    states('{c}'),
+  ], { allow: [{ step: 2, field: 'value', reason: POSTSTART }] }),
+
+  kase('a failing poststop hook is only a warning; Delete succeeds', [
+    custom('install hook', setUp),
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s, x) => {
+      const cid = x.id('c');
+      s.hooks = { poststop: [hostHook(x, 'poststop', cid, {}, ['HOOK_EXIT=1']), hostHook(x, 'poststop', cid)] };
+    }),
+    custom('poststop hooks run', poststopRuns),
+    states('{c}'),
+  ], { allow: [{ step: 2, field: 'value', reason: 'after a failing poststop hook spore runs the rest, as the runtime spec says; runc stops at the first failure (a warning either way)' }] }),
+
+  kase('poststop hooks outlive a restart of spored (kept in the task record); Delete runs them once', [
+    custom('install hook', setUp),
+    runSpec('-d', '{c}', ['/bin/sleep', '1000'], (s, x) => { s.hooks = { poststop: [hostHook(x, 'poststop', x.id('c'))] }; }),
+    restartSpored('SIGKILL'),
+    ctr('task kill -s KILL {c}'),
+    waitStopped('{c}'),
+    ctr('task rm {c}', { check: ['code', 'stdout'] }), // (stderr: ctr's timestamped warning)
+    ctr('container rm {c}'),
+    file('{dir}/hooks.log', sortedHookLines),
+  ]),
+
+  kase('bad hooks in config.json are refused at Create', [
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s) => { s.hooks = { prestart: [{ path: 'relative/hook' }] }; }, { check: ['code', 'stdout'] }),
+    runSpec('--rm', '{c2}', ['/bin/echo', 'ran'], (s) => { s.hooks = { createRuntime: [{ path: '/bin/true', timeout: 0 }] }; }, { check: ['code', 'stdout'] }),
+    states('{c}', '{c2}'),
+  ]),
+];
+
+describe.skipIf(skip !== undefined)('conformance: OCI hooks, spore = runc through ctr', () => {
+  let o: Oracle;
+
+  beforeAll(async () => {
+    o = await Oracle.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await o?.stop();
+  }, 60_000);
+
+  for (const k of CASES) {
+    it(k.name, async () => {
+      const r = await o.compare(k);
+      if (r.allowed.length > 0) console.log(`[conformance] ${k.name}: deliberate differences:\n${r.allowed.join('\n')}`);
+      expect(r.diffs, report(r)).toEqual([]);
+    }, 90_000);
+  }
+});

@@ -1,0 +1,103 @@
+// The OCI hooks that run in the runtime namespace: prestart and createRuntime (while the
+// container's init waits before pivot_root), poststart (after Start), poststop (at Delete).
+// spored runs them as runc's `create`/`start`/`delete` would: one at a time, in order, the
+// state on stdin, the bundle as the working directory (containerd starts runc's shim there),
+// the first failure ending the kind. The kinds that run inside the container are the child's
+// (engines/process/container-init.ts); which runs where: protocols/oci/hooks.ts.
+import { spawn } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import { Code, SporeError } from '../sys/errors.js';
+import { describeWaitStatus, hookFailure, stateBytes, type Hook, type HookKind, type OciState } from '../protocols/oci/hooks.js';
+
+/** A hook failed: Create or Start fails with this (gRPC Unknown, as containerd reports a runc failure). */
+export class HookFailed extends SporeError {
+  constructor(message: string) { super(Code.UNKNOWN, message); }
+}
+
+/** What is kept of a hook's output (the end of it), for the error. */
+const OUTPUT_KEEP = 64 * 1024;
+
+/**
+ * Runs `hooks` of `kind`, in order, each with `state` on stdin and `cwd` as its working
+ * directory; a hook without `env` gets spored's environment (runc's Go exec with a nil Env:
+ * the runtime's own). A hook past its `timeout` (seconds) is killed. Resolves once all
+ * exited 0; rejects with HookFailed naming the hook (#index, path), how it ended and the end of
+ * its output; the hooks after it do not run.
+ */
+export async function runHooks(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string): Promise<void> {
+  for (const [i, h] of hooks.entries()) {
+    const r = await runOne(h, stateBytes(state), cwd);
+    if (r.why !== null) throw new HookFailed(hookFailure(kind, i, h, r.why, r.output));
+  }
+}
+
+/**
+ * Runs every hook of `kind` even when some fail (runtime-spec: poststop failures are logged
+ * and the rest still run); returns the failures' messages, [] when all succeeded.
+ */
+export async function runHooksAll(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string): Promise<string[]> {
+  const failures: string[] = [];
+  for (const [i, h] of hooks.entries()) {
+    const r = await runOne(h, stateBytes(state), cwd);
+    if (r.why !== null) failures.push(hookFailure(kind, i, h, r.why, r.output));
+  }
+  return failures;
+}
+
+/** One hook to its end: `why` null when it exited 0, else how it failed. */
+function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | null; output: string }> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    let kept = 0;
+    const keep = (b: Buffer): void => {
+      parts.push(b);
+      kept += b.length;
+      while (kept - (parts[0]?.length ?? 0) >= OUTPUT_KEEP) kept -= (parts.shift() as Buffer).length;
+    };
+    const output = (): string => Buffer.concat(parts).toString('utf8');
+    let timedOut = false;
+    let settled = false;
+    const done = (why: string | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ why, output: output() });
+    };
+    let child;
+    try {
+      child = spawn(h.path, h.args.slice(1), {
+        argv0: h.args[0] ?? h.path,
+        cwd,
+        env: h.env === null ? process.env : envObject(h.env),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+    } catch (e) {
+      resolve({ why: `cannot be started: ${(e as Error).message}`, output: '' });
+      return;
+    }
+    const timer = h.timeout === null ? undefined : setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, h.timeout * 1000);
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    // a hook that does not read its stdin: its exit says how it went, not our EPIPE
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+    child.on('error', (e) => done(`cannot be started: ${e.message}`));
+    // killed for its time: done at its exit, not when its output closes (a child it left may hold that)
+    child.on('exit', () => { if (timedOut) done(`ran past its timeout of ${h.timeout ?? 0} s and was killed`); });
+    child.on('close', (code, signal) => {
+      if (timedOut) return done(`ran past its timeout of ${h.timeout ?? 0} s and was killed`);
+      if (code === 0) return done(null);
+      done(signal ? describeWaitStatus(osConstants.signals[signal]) : `exit status ${code ?? '?'}`);
+    });
+  });
+}
+
+/** KEY=VALUE entries -> an env object (a later duplicate wins; an entry without '=' cannot be passed by node:child_process and is left out). */
+function envObject(env: readonly string[]): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const e of env) {
+    const at = e.indexOf('=');
+    if (at > 0) out[e.slice(0, at)] = e.slice(at + 1);
+  }
+  return out;
+}
