@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SeedClient } from '../../dist/engines/process/seed-client.js';
 import { ProcessFunctionRuntime } from '../../dist/functions/runtime.js';
 import { detectCgroupLayout } from '../../dist/pools/cgroups.js';
@@ -110,6 +110,13 @@ describe.skipIf(!root)('red team: function sandbox and spored', () => {
     return out;
   }
 
+  /** `p`, or a rejection naming `what` after `ms`: a test that hangs says where. */
+  function within<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms); });
+    return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  }
+
   /** Host processes that are children of a seed of `fn` but not seeds: instances and strays. */
   function strays(fn: string): number {
     const seeds = rt.listSeeds().filter((s) => s.function === fn);
@@ -125,13 +132,25 @@ describe.skipIf(!root)('red team: function sandbox and spored', () => {
     return n;
   }
 
+  const LOG_KEEP = 600;
+  const logRing: string[] = [];
+  beforeEach(() => { logRing.length = 0; });
+  afterEach((ctx) => {
+    if (ctx.task.result?.state !== 'fail') return;
+    const file = join(tmpdir(), `spore-redteam-${process.pid}-${Date.now()}.log`);
+    writeFileSync(file, logRing.join(''));
+    console.log(`[redteam] "${ctx.task.name}" failed: spored's last ${logRing.length} log lines in ${file}; the last 40:\n${logRing.slice(-40).join('')}`);
+  });
+
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'spore-redteam-'));
     l0 = new SeedClient();
     await l0.start();
     rt = new ProcessFunctionRuntime({
       runDir: dir, stateDir: join(dir, 'state'), layout: detectCgroupLayout(), l0,
-      log: pino({ level: process.env.SPORE_TEST_LOG ?? 'silent' }),
+      // spored's log kept in memory (the last LOG_KEEP lines) and shown when a test fails: the
+      // flakes seen under load (the fork bomb, the flood) left nothing to go on
+      log: pino({ level: process.env.SPORE_TEST_LOG ?? 'debug' }, { write: (line: string) => { logRing.push(line); if (logRing.length > LOG_KEEP) logRing.shift(); } }),
       cgroupPoolSize: 8, slotsPerFunction: SLOTS, l2Replicas: 1, initTimeoutMs: 4000,
       // counts the processes under seeds exactly: no parked instances (integration/parked.test.ts covers those)
       parked: 0,
@@ -561,7 +580,7 @@ def handler(e, c):
   }, 30_000);
 
   it('a seed flooding its link with protocol messages from an init-code thread does not slow other functions', async () => {
-    await rt.deploy(spec('rt-chatty', 'python', `import os, threading
+    await within('deploy the flooding function', 12_000, rt.deploy(spec('rt-chatty', 'python', `import os, threading
 def flood():
     fds = [int(f) for f in os.listdir('/proc/self/fd') if os.readlink('/proc/self/fd/' + f).startswith('socket:')]
     msg = b'{"t":"stats","id":"x","pid":1,"children":0}\\n' * 1400
@@ -574,16 +593,16 @@ def flood():
 threading.Thread(target=flood, daemon=True).start()
 def handler(e, c):
     return 1
-`));
+`)));
     try {
-      const lat = await helloLatencies(1500);
+      const lat = await within('hello while it floods', 10_000, helloLatencies(1500));
       const sorted = [...lat].sort((a, b) => a - b);
       const text = `hello latencies: ${lat.map((x) => x.toFixed(0)).join(',')} ms`;
       expect(sorted[Math.floor(sorted.length * 0.9)], text).toBeLessThan(150); // a wedge is sustained; one spike is not
       expect(sorted.at(-1), text).toBeLessThan(1000);
-      expect(value(await rt.invoke('rt-chatty', '{}'))).toBe(1);
+      expect(value(await within('invoke the flooding function', 8_000, rt.invoke('rt-chatty', '{}')))).toBe(1);
     } finally {
-      await rt.remove('rt-chatty').catch(() => undefined);
+      await within('remove the flooding function', 8_000, rt.remove('rt-chatty')).catch((e: unknown) => { if ((e as Error).message.startsWith('timed out')) throw e; });
     }
   }, 30_000);
 
