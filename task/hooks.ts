@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { Code, SporeError } from '../sys/errors.js';
-import { describeWaitStatus, hookFailure, stateBytes, type Hook, type HookKind, type OciState } from '../protocols/oci/hooks.js';
+import { describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../protocols/oci/hooks.js';
 
 /** A hook failed: Create or Start fails with this (gRPC Unknown, as containerd reports a runc failure). */
 export class HookFailed extends SporeError {
@@ -75,7 +75,8 @@ function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | nu
       resolve({ why: `cannot be started: ${(e as Error).message}`, output: '' });
       return;
     }
-    const timer = h.timeout === null ? undefined : setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, h.timeout * 1000);
+    const ms = hookTimeoutMs(h);
+    const timer = ms === null ? undefined : setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, ms);
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     // a hook that does not read its stdin: its exit says how it went, not our EPIPE

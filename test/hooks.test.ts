@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hasHooks, ociStateBase, parseHooks, stateBytes, type Hook } from '../protocols/oci/hooks.js';
+import { hasHooks, hookTimeoutMs, ociStateBase, parseHooks, stateBytes, type Hook } from '../protocols/oci/hooks.js';
 import { HookFailed, runHooks, runHooksAll } from '../task/hooks.js';
 import { statusOf } from '../sys/errors.js';
 
@@ -74,6 +74,13 @@ describe('runHooks (spored\'s: prestart, createRuntime, poststart, poststop)', (
     await expect(runHooks('createRuntime', [sh(`sleep 30 & echo $! > ${left}; echo started; wait`, { timeout: 1 })], STATE, dir)).rejects.toThrow('createRuntime hook #0 (/bin/sh): ran past its timeout of 1 s and was killed; output: started');
     expect(Date.now() - t0).toBeLessThan(5000);
     process.kill(Number(readFileSync(left, 'utf8')), 'SIGKILL'); // (runc leaves a hook's children too)
+  });
+
+  it('a timeout too long for a timer is no limit, not an immediate kill (Node fires such a timer at once)', async () => {
+    expect(hookTimeoutMs(sh('x', { timeout: 3 }))).toBe(3000);
+    expect(hookTimeoutMs(sh('x', { timeout: 2_147_484 }))).toBeNull();
+    expect(hookTimeoutMs(sh('x'))).toBeNull();
+    await runHooks('prestart', [sh('sleep 0.2', { timeout: 1e12 })], STATE, dir);
   });
 
   it('a hook that does not read its stdin, and a large state (256 KiB of annotations), both work', async () => {

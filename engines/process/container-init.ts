@@ -14,7 +14,7 @@ import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_
 import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
 import { MAX_SHELL_FRAME, shellPlanOf, entersPidNsLast, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
-import { describeWaitStatus, hookFailure, stateBytes, type Hook, type HookKind, type OciState } from '../../protocols/oci/hooks.js';
+import { describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../../protocols/oci/hooks.js';
 
 const NS_FLAG: Record<NamespaceStep['type'], number> = {
   mount: CLONE.NEWNS,
@@ -965,7 +965,7 @@ function runHooks(s: ContainerSys, kind: HookKind, hooks: readonly Hook[], state
   for (const [i, h] of hooks.entries()) {
     let r: { status: number | null; output: string };
     try {
-      r = s.runProgram(h.path, h.args.length > 0 ? h.args : [h.path], h.env ?? env, input, h.timeout === null ? null : h.timeout * 1000);
+      r = s.runProgram(h.path, h.args.length > 0 ? h.args : [h.path], h.env ?? env, input, hookTimeoutMs(h));
     } catch (e) {
       throw new Error(hookFailure(kind, i, h, `cannot be started: ${(e as Error).message}`, ''));
     }

@@ -17,6 +17,7 @@ import { warmContainerSys } from './container-sys.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
 import { ShellPool } from './shells.js';
+import { hookTimeoutMs } from '../../protocols/oci/hooks.js';
 import { SEED_FEATURES, SEED_PROTOCOL, entersPidNsLast, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 interface Pending {
@@ -277,8 +278,9 @@ function resume(reply: Reply, seq: number, key: string): void {
 /** How long a set-up may take: SETUP_DEADLINE_MS, plus the time the child's createContainer hooks may take. */
 function setupAllowanceMs(plan: SpawnPlan): number {
   const hooks = plan.kind === 'init' ? plan.hooks?.createContainer ?? [] : [];
-  if (hooks.some((h) => h.timeout === null)) return Infinity;
-  return SETUP_DEADLINE_MS + hooks.reduce((ms, h) => ms + (h.timeout ?? 0) * 1000, 0);
+  const ms = SETUP_DEADLINE_MS + hooks.reduce((sum, h) => sum + (hookTimeoutMs(h) ?? Infinity), 0);
+  // past what a timer can wait (it would fire at once): no deadline, as for a hook without a timeout
+  return ms > 2 ** 31 - 1 ? Infinity : ms;
 }
 
 function drop(key: string, p: Pending): void {

@@ -104,6 +104,17 @@ function parseHook(h: unknown, field: string): Hook {
   return { path: o.path, args: strings(o.args, 'args') ?? [], env: strings(o.env, 'env'), timeout: typeof t === 'number' ? t : null };
 }
 
+/** The longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A hook's timeout in milliseconds for a timer, or null for none: no timeout, or one past
+ * what a timer can wait (runc takes any; a hook that long is one without a limit).
+ */
+export function hookTimeoutMs(h: Hook): number | null {
+  return h.timeout === null || h.timeout * 1000 > MAX_TIMER_MS ? null : h.timeout * 1000;
+}
+
 /** Whether `hooks` has any of `kinds`. */
 export function hasHooks(hooks: Hooks | null | undefined, ...kinds: HookKind[]): boolean {
   return kinds.some((k) => (hooks?.[k]?.length ?? 0) > 0);
