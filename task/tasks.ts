@@ -13,8 +13,8 @@ import { compileSeccomp } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
 import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
-import { hasHooks, ociStateBase, parseHooks, type Hook } from '../protocols/oci/hooks.js';
-import { runHooks, runHooksAll } from './hooks.js';
+import { hasHooks, ociStateBase, parseHooks, type Hook, type Hooks, type OciState } from '../protocols/oci/hooks.js';
+import { HookFailed, runHooks, runHooksAll } from './hooks.js';
 import type { LaterHooks } from './record.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
@@ -125,12 +125,12 @@ export function runcError(message: string): SporeError {
   return new SporeError(Code.UNKNOWN, message);
 }
 
-/** A sandbox that could not be set up or started: an OCI runtime failure (UNKNOWN, as with runc). */
 /** The poststop hooks to run after a failed Create: none when config.json's hooks are not valid. */
 function failedCreateHooks(spec: Spec): Hook[] {
   try { return parseHooks(spec.hooks).poststop ?? []; } catch { return []; }
 }
 
+/** A sandbox that could not be set up or started: an OCI runtime failure (UNKNOWN, as with runc). */
 function runtimeFailure(e: unknown): unknown {
   return e instanceof SeedError ? new SporeError(Code.UNKNOWN, e.message, { cause: e }) : e;
 }
@@ -324,17 +324,11 @@ export class TaskManager {
       let hooksRun: Promise<void> | null = null;
       const state = ociStateBase(id, bundle, spec.annotations);
       const onHooks = (pid: number): void => {
-        hooksRun = (async () => {
-          const t = performance.now();
-          try {
-            for (const kind of ['prestart', 'createRuntime'] as const) await runHooks(kind, hooks[kind] ?? [], { ...state, status: 'creating', pid }, bundle);
-            ph.hooksMs = Math.round((performance.now() - t) * 100) / 100;
-            await this.o.seed.resume(key(ns, id));
-          } catch (e) {
-            hookError = e;
-            await this.o.seed.abort(key(ns, id)).catch(() => undefined);
-          }
-        })();
+        const t = performance.now();
+        hooksRun = this.runtimeHooks(key(ns, id), hooks, { ...state, status: 'creating', pid }, bundle).then((e) => {
+          hookError = e;
+          ph.hooksMs = Math.round((performance.now() - t) * 100) / 100;
+        });
       };
       const events = { ...(plan.lateCgroup ? { pid: (pid: number) => { earlyPid = pid; joinEarly(); } } : {}), ...(runtimeHooks ? { hooks: onHooks } : {}) };
       const spawning = plan.lateCgroup ? this.o.seed.spawn(key(ns, id), plan, events) : null;
@@ -494,6 +488,22 @@ export class TaskManager {
     this.o.events.started(c, p);
     this.afterStart(p);
     return p;
+  }
+
+  /**
+   * prestart then createRuntime for sandbox `k`, paused for them (the seed's `hooks` event),
+   * then resume it; on a failure abort it instead. Resolves with the failure (null: none), which
+   * is what Create answers.
+   */
+  private async runtimeHooks(k: string, hooks: Hooks, state: OciState, bundle: string): Promise<unknown> {
+    try {
+      for (const kind of ['prestart', 'createRuntime'] as const) await runHooks(kind, hooks[kind] ?? [], state, bundle);
+      await this.o.seed.resume(k);
+      return null;
+    } catch (e) {
+      await this.o.seed.abort(k).catch(() => undefined);
+      return e instanceof HookFailed ? e : runtimeFailure(e);
+    }
   }
 
   /**
