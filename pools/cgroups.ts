@@ -193,8 +193,10 @@ export interface CgroupPoolSnapshot {
   misses: number;
   /** release() could not scrub in place and recreated the cgroup. */
   recreated: number;
-  /** release() could not empty the cgroup; it was taken out of the pool. */
+  /** release() could not empty the cgroup in RELEASE_DRAIN_MS; it was taken out of the pool (cumulative). */
   quarantined: number;
+  /** quarantined now: still SIGKILLed every QUARANTINE_POLL_MS, back in the pool once empty */
+  inQuarantine: number;
   /** released with processes left: killed, and back in the pool once the kernel has them gone */
   draining: number;
 }
@@ -214,6 +216,8 @@ const RELEASE_DRAIN_MS = 2000;
 const DRAIN_POLL_MS = 5;
 /** How many leftover processes are SIGKILLed in one turn of the event loop. */
 const KILL_BATCH = 32;
+/** How often a quarantined cgroup is emptied again (ms). */
+const QUARANTINE_POLL_MS = 1000;
 
 /**
  * Pre-created cgroups for the function runtime. Creating cgroups on the start path contends on
@@ -239,6 +243,11 @@ export class CgroupPool {
   /** cgroups being emptied after a release: their fence to lift and their next look */
   private readonly draining = new Map<number, { unfence: () => void; timer: NodeJS.Timeout | null }>();
   private drainWaiters: (() => void)[] = [];
+  /**
+   * cgroups that were not empty at the end of their drain: fenced still, and SIGKILLed again
+   * every QUARANTINE_POLL_MS until empty (then back in the pool), killed and removed at close.
+   */
+  private readonly quarantine = new Map<number, { unfence: () => void; timer: NodeJS.Timeout | null }>();
   private closed = false;
   private readonly onQuarantine: (message: string) => void;
 
@@ -371,7 +380,10 @@ export class CgroupPool {
       this.endDrain(index, left || failure !== null);
       if (left || failure !== null) {
         this.counters.quarantined++;
-        this.onQuarantine(`pool cgroup ${h.path}: ${failure ?? `processes survived SIGKILL for ${RELEASE_DRAIN_MS} ms`}; quarantined`);
+        this.onQuarantine(`pool cgroup ${h.path}: ${failure ?? `processes left after ${RELEASE_DRAIN_MS} ms of SIGKILL`}; quarantined`);
+        // Past the deadline nothing listed may go unsignalled (a loop held for the whole
+        // drain found the bomb for the first time here): kill now, and again until empty.
+        this.quarantineOne(index, d.unfence, keepLimits);
         return;
       }
       try {
@@ -382,6 +394,39 @@ export class CgroupPool {
       }
     };
     d.timer = setTimeout(look, 0);
+  }
+
+  /** Keep SIGKILLing what is left in a quarantined cgroup (fenced) until it is empty, then reuse it. */
+  private quarantineOne(index: number, unfence: () => void, keepLimits: boolean): void {
+    const h = this.handleFor(index);
+    const q = { unfence, timer: null as NodeJS.Timeout | null };
+    this.quarantine.set(index, q);
+    const again = (): void => {
+      q.timer = null;
+      if (this.closed || this.quarantine.get(index) !== q) return;
+      let procs: number[] | null = null;
+      try { procs = this.mgr.populated(h) !== false ? this.mgr.pids(h).filter((p) => p !== process.pid) : []; } catch { /* look again */ }
+      if (procs && procs.length === 0) {
+        this.quarantine.delete(index);
+        q.unfence();
+        try {
+          this.reuse(index, keepLimits);
+        } catch (e) {
+          this.onQuarantine(`pool cgroup ${h.path}: empty again but not reusable: ${(e as Error).message}`);
+          try { this.mgr.destroy(h); } catch { /* the parent's removal at close tries again */ }
+        }
+        return;
+      }
+      if (procs) {
+        try {
+          if (h.mode === 'v2') this.mgr.killAll(h, 'SIGKILL', true);
+          else for (const p of procs) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+        } catch { /* look again */ }
+      }
+      q.timer = setTimeout(again, QUARANTINE_POLL_MS);
+      q.timer.unref();
+    };
+    again();
   }
 
   private endDrain(index: number, keepFence = false): void {
@@ -416,7 +461,7 @@ export class CgroupPool {
   }
 
   snapshot(): CgroupPoolSnapshot {
-    return { parent: this.parent, target: this.target, free: this.free.length, inUse: this.inUse.size, draining: this.draining.size, ...this.counters };
+    return { parent: this.parent, target: this.target, free: this.free.length, inUse: this.inUse.size, draining: this.draining.size, inQuarantine: this.quarantine.size, ...this.counters };
   }
 
   /** Destroy every pool cgroup (in-use ones too) and the pool parent. */
@@ -424,7 +469,10 @@ export class CgroupPool {
     this.closed = true;
     const draining = [...this.draining.keys()];
     for (const i of draining) this.endDrain(i);
-    for (const i of [...this.free, ...this.inUse, ...draining]) {
+    const quarantined = [...this.quarantine.keys()];
+    for (const q of this.quarantine.values()) if (q.timer) clearTimeout(q.timer); // fenced still while killed below
+    this.quarantine.clear();
+    for (const i of [...this.free, ...this.inUse, ...draining, ...quarantined]) {
       const h = this.handleFor(i);
       this.mgr.killAll(h, 'SIGKILL');
       this.mgr.destroy(h);
