@@ -400,6 +400,13 @@ export class Instances implements Omit<InstanceEvents, never> {
     ]) ?? inst.result;
     const tResult = performance.now();
     if (inst.timer) { clearTimeout(inst.timer); inst.timer = null; }
+    // It answered, and left processes behind (a fork bomb, a daemon): its cgroup is emptied
+    // now, the instance with them, not once its exit comes. A bomb of a few hundred busy
+    // processes held that exit back by seconds under load, and ran all along.
+    if (r && inst.cgroup && this.cgroups()?.holdsOthers(inst.cgroup, inst.hostPid)) {
+      this.o.log.info({ inst: inst.info.id, fn: inst.version.fn.spec.name }, 'the instance answered and left processes behind; they are killed now');
+      this.releaseCgroup(inst);
+    }
     // An instance that answered must exit at once; one that does not is killed, and if even
     // that is never confirmed its resources are reclaimed anyway.
     const guard = setTimeout(() => {
@@ -470,6 +477,13 @@ export class Instances implements Omit<InstanceEvents, never> {
   }
 
   /** Give the instance's resources back, once: its cgroup (emptied), pidfd, /tmp slot (scrubbed). */
+  /** Its pool cgroup back to the pool (leftovers killed, the cgroup reused once empty); once. */
+  private releaseCgroup(inst: InstRec): void {
+    if (!inst.cgroup || inst.cgroupReleased) return;
+    inst.cgroupReleased = true;
+    try { this.cgroups()?.release(inst.cgroup, { keepLimits: true }); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
+  }
+
   release(inst: InstRec): void {
     if (inst.released) return;
     inst.released = true;
@@ -477,9 +491,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     this.waits.delete(inst.info.id);
     if (inst.timer) clearTimeout(inst.timer);
     inst.channel.destroy();
-    if (inst.cgroup) {
-      try { this.cgroups()?.release(inst.cgroup, { keepLimits: true }); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
-    }
+    this.releaseCgroup(inst);
     if (inst.pidfd >= 0) { sys.close(inst.pidfd); inst.pidfd = -1; }
     // after the cgroup is empty: nothing of this instance is left to write into its /tmp
     inst.version.slots.release(inst.slot);

@@ -87,6 +87,8 @@ export interface InstRec {
   timer: NodeJS.Timeout | null;
   timedOut: boolean;
   released: boolean;
+  /** its pool cgroup went back (emptied) before its exit: it answered and left processes behind */
+  cgroupReleased?: boolean;
   /** when (performance.now() ms) each step of its way happened, for the debug log's hop breakdown */
   at: { forkSent: number; forked: number; bound: number; requestSent: number };
 }
