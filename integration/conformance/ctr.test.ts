@@ -1,9 +1,9 @@
 // Oracle conformance through ctr: each case runs with runc and with spore on one private
 // containerd and the normalized results must match (see oracle.ts for the DSL).
 import * as fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdSkipReason } from '../harness.js';
-import { custom, exec, file, kase, Oracle, report, run, runSpec, sortedLines, states, waitStopped, ctr, pause, type Case } from './oracle.js';
+import { custom, exec, file, kase, run, runSpec, sortedLines, states, waitStopped, ctr, pause, type Case } from './oracle.js';
+import { oracleSuite } from './suite.js';
 
 const skip = containerdSkipReason();
 if (skip) console.warn(`[conformance/ctr] skipped: ${skip}`);
@@ -318,22 +318,4 @@ export const CASES: Case[] = [
   ]),
 ];
 
-describe.skipIf(skip !== undefined)('conformance: spore = runc through ctr', () => {
-  let o: Oracle;
-
-  beforeAll(async () => {
-    o = await Oracle.start();
-  }, 60_000);
-
-  afterAll(async () => {
-    await o?.stop();
-  }, 60_000);
-
-  for (const k of CASES) {
-    it(k.name, async () => {
-      const r = await o.compare(k);
-      if (r.allowed.length > 0) console.log(`[conformance] ${k.name}: deliberate differences:\n${r.allowed.join('\n')}`);
-      expect(r.diffs, report(r)).toEqual([]);
-    }, 90_000);
-  }
-});
+oracleSuite('conformance: spore = runc through ctr', CASES, { skip });

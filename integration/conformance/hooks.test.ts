@@ -3,9 +3,9 @@
 // working directory, which namespaces and root they ran in, whether the init was in its
 // cgroup yet, and what a failing or slow hook does to `ctr run`.
 import * as fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdSkipReason } from '../harness.js';
-import { ctr, custom, file, kase, Oracle, report, restartSpored, runSpec, states, waitStopped, type Case, type Ctx, type SpecJson } from './oracle.js';
+import { ctr, custom, file, kase, restartSpored, runSpec, states, waitStopped, type Case, type Ctx, type SpecJson } from './oracle.js';
+import { oracleSuite } from './suite.js';
 
 const skip = containerdSkipReason();
 if (skip) console.warn(`[conformance/hooks] skipped: ${skip}`);
@@ -199,22 +199,4 @@ export const CASES: Case[] = [
   ]),
 ];
 
-describe.skipIf(skip !== undefined)('conformance: OCI hooks, spore = runc through ctr', () => {
-  let o: Oracle;
-
-  beforeAll(async () => {
-    o = await Oracle.start();
-  }, 60_000);
-
-  afterAll(async () => {
-    await o?.stop();
-  }, 60_000);
-
-  for (const k of CASES) {
-    it(k.name, async () => {
-      const r = await o.compare(k);
-      if (r.allowed.length > 0) console.log(`[conformance] ${k.name}: deliberate differences:\n${r.allowed.join('\n')}`);
-      expect(r.diffs, report(r)).toEqual([]);
-    }, 90_000);
-  }
-});
+oracleSuite('conformance: OCI hooks, spore = runc through ctr', CASES, { skip });

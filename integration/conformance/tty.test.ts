@@ -1,9 +1,9 @@
 // Oracle conformance for terminals: `ctr run -t` and `ctr task exec -t` inside tmux panes,
 // runc and spore side by side (see oracle.ts). What the pane shows and ctr's exit status
 // must match, over many runs where output could be lost.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdSkipReason, which } from '../harness.js';
-import { kase, keys, Oracle, repeat, report, resize, run, states, tty, waitFor, type Case } from './oracle.js';
+import { kase, keys, repeat, resize, run, states, tty, waitFor, type Case } from './oracle.js';
+import { oracleSuite } from './suite.js';
 
 const skip = containerdSkipReason() ?? (which('tmux') ? undefined : 'tmux not installed');
 if (skip) console.warn(`[conformance/tty] skipped: ${skip}`);
@@ -67,21 +67,4 @@ export const CASES: Case[] = [
   ]),
 ];
 
-describe.skipIf(skip !== undefined)('conformance: spore = runc with a terminal', () => {
-  let o: Oracle;
-
-  beforeAll(async () => {
-    o = await Oracle.start();
-  }, 60_000);
-
-  afterAll(async () => {
-    await o?.stop();
-  }, 60_000);
-
-  for (const k of CASES) {
-    it(k.name, async () => {
-      const r = await o.compare(k);
-      expect(r.diffs, report(r)).toEqual([]);
-    }, 120_000);
-  }
-});
+oracleSuite('conformance: spore = runc with a terminal', CASES, { skip, timeoutMs: 120_000 });
