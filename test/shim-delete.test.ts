@@ -100,6 +100,32 @@ describe('runDelete', () => {
     expect(fromBinary(DeleteResponseSchema, again.stdout).exitStatus).toBe(137);
   });
 
+  it('runs the record\'s poststop hooks, once everything else is gone, and warns of a failing one (spored is not there to)', async () => {
+    const ns = 'default';
+    const id = 'hooked';
+    const bundle = join(tmp, 'bundle-hooked');
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    const out = join(tmp, 'poststop.out');
+    const rec: TaskRecord = {
+      id, namespace: ns, bundle, pid: 0, rootfs: join(bundle, 'rootfs'), rootfsMounted: false, cgroup: null, createdAt: new Date().toISOString(),
+      hooks: {
+        poststart: [],
+        poststop: [
+          { path: '/bin/sh', args: ['sh', '-c', `{ cat; echo; pwd; } > ${out}`], env: null, timeout: null },
+          { path: '/bin/sh', args: ['sh', '-c', 'echo no cleanup for you >&2; exit 7'], env: null, timeout: 5 },
+        ],
+        state: { ociVersion: '1.0.2', id, bundle },
+      },
+    };
+    writeRecord(runDir, rec);
+    const before = logs.length;
+    const { code } = await runDelete(argv(ns, id, bundle), env, log);
+    expect(code).toBe(0); // a poststop failure is a warning, never a failed delete
+    expect(readFileSync(out, 'utf8')).toBe(`{"ociVersion":"1.0.2","id":"${id}","status":"stopped","bundle":"${bundle}"}\n${bundle}\n`);
+    expect(logs.slice(before)).toEqual([`spore shim delete ${ns}/${id}: poststop hook #1 (/bin/sh): exit status 7; output: no cleanup for you`]);
+    expect(readRecord(runDir, ns, id)).toBeNull();
+  });
+
   it('with a record: kills, unmounts, destroys the cgroup and removes the record', async () => {
     const ns = 'default';
     const id = 'withrec';
