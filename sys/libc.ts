@@ -57,6 +57,7 @@ const c = {
   read: lib.func('long read(int, _Out_ uint8_t *, size_t)'),
   write: lib.func('long write(int, const uint8_t *, size_t)'),
   pipe2: lib.func('int pipe2(_Out_ int *, int)'),
+  lseek: lib.func('int64_t lseek(int, int64_t, int)'),
   splice: lib.func('long splice(int, void *, int, void *, size_t, unsigned int)'),
   execve: lib.func('int execve(const char *, const char **, const char **)'),
   posix_spawn: lib.func('int posix_spawn(_Out_ int *, const char *, const uint8_t *, const uint8_t *, const char **, const char **)'),
@@ -302,6 +303,8 @@ export function setCloexec(fd: number, on: boolean): void {
   const F_SETFD = 2;
   check('fcntl', c.fcntl(fd, F_SETFD, on ? 1 : 0));
 }
+/** lseek(fd, offset, SEEK_SET) */
+export function seekSet(fd: number, offset: number): void { check('lseek', Number(c.lseek(fd, offset, 0))); }
 export function setNonblock(fd: number, on: boolean): void {
   const F_GETFL = 3, F_SETFL = 4;
   const fl = check('fcntl', c.fcntl(fd, F_GETFL, 0));

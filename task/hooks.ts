@@ -5,6 +5,7 @@
 // the first failure ending the kind. The kinds that run inside the container are the child's
 // (engines/process/container-init.ts); which runs where: protocols/oci/hooks.ts.
 import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { Code, SporeError } from '../sys/errors.js';
 import { describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../protocols/oci/hooks.js';
@@ -63,11 +64,16 @@ function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | nu
       clearTimeout(timer);
       resolve({ why, output: output() });
     };
+    // execve would refuse a file that is neither (ENOEXEC), as runc's hooks meet it; the
+    // execvp under node:child_process would run it with /bin/sh instead
+    const notExecutable = execFormatProblem(h.path);
+    if (notExecutable) { resolve({ why: `cannot be started: ${notExecutable}`, output: '' }); return; }
     let child;
     try {
       child = spawn(h.path, h.args.slice(1), {
         argv0: h.args[0] ?? h.path,
-        cwd,
+        // (the bundle may be gone by a late poststop: containerd removes it after Delete)
+        cwd: existsSync(cwd) ? cwd : '/',
         env: h.env === null ? process.env : envObject(h.env),
         stdio: ['pipe', 'pipe', 'pipe'],
       });
@@ -91,6 +97,25 @@ function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | nu
       done(signal ? describeWaitStatus(osConstants.signals[signal]) : `exit status ${code ?? '?'}`);
     });
   });
+}
+
+/**
+ * Why execve would refuse `path` as a program (ENOEXEC: neither an ELF binary nor a `#!`
+ * script), or null (also when it cannot be read: spawn then says why).
+ */
+function execFormatProblem(path: string): string | null {
+  let fd: number;
+  try { fd = openSync(path, 'r'); } catch { return null; }
+  try {
+    const head = Buffer.alloc(4);
+    const n = readSync(fd, head, 0, 4, 0);
+    if ((n >= 2 && head[0] === 0x23 && head[1] === 0x21) || (n === 4 && head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])))) return null;
+    return 'exec format error (ENOEXEC: neither an ELF binary nor a script with a #! line)';
+  } catch {
+    return null; // a directory (EISDIR) and the like: spawn says why
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** KEY=VALUE entries -> an env object (a later duplicate wins; an entry without '=' cannot be passed by node:child_process and is left out). */

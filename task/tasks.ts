@@ -4,7 +4,7 @@
 import { existsSync, fstatSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
-import { AlreadyExists, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
+import { AlreadyExists, Cancelled, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
@@ -154,6 +154,10 @@ function holdForTest(log: Logger, k: string, when: 'spawned' | 'started' = 'spaw
 export class TaskManager {
   readonly containers = new Map<string, ContainerState>();
   private readonly creating = new Set<string>();
+  /** Creates and init Starts in flight, settled (either way) when they end: what a Delete of the same id waits for */
+  private readonly settling = new Map<string, Promise<void>>();
+  /** Creates a Delete arrived for: they end Cancelled, making nothing containerd would not know of */
+  private readonly deletedDuringCreate = new Set<string>();
   private readonly byPid = new Map<number, { c: ContainerState; p: ProcState }>();
   /**
    * Exits of pids not (yet) tracked, with the seed's exitSeq: the exit of a sandbox that died
@@ -236,7 +240,32 @@ export class TaskManager {
   }
 
   // --- Create -----------------------------------------------------------------------
+  /**
+   * Create a container (Task Create). A Delete of the same id that arrives meanwhile waits
+   * for it to settle, then deletes what it made: runc's shim holds one lock across both, and
+   * containerd sends that Delete when a Create outlives its caller (a slow hook, a cancelled
+   * `ctr run`); answered NotFound at once, it left the container behind, unknown to containerd.
+   */
   async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest, opts: CreateOptions = {}): Promise<ContainerState> {
+    const k = key(ns, id);
+    return this.settleFirst(k, this.createOne(ns, id, bundle, rootfs, io, opts)).finally(() => { if (!this.creating.has(k)) this.deletedDuringCreate.delete(k); });
+  }
+
+  /** A Delete came for `k` while it was being created: the Create stops at its next step (Cancelled). */
+  private checkNotDeleted(k: string): void {
+    if (this.deletedDuringCreate.has(k)) throw new Cancelled(`container ${k.split('/').slice(1).join('/')} was deleted while it was being created`);
+  }
+
+  /** `run`, which a Delete of container `k` waits for (this.settling) unless another is already waited for. */
+  private settleFirst<T>(k: string, run: Promise<T>): Promise<T> {
+    if (!this.settling.has(k)) {
+      const settled: Promise<void> = run.then(() => undefined, () => undefined).finally(() => { if (this.settling.get(k) === settled) this.settling.delete(k); });
+      this.settling.set(k, settled);
+    }
+    return run;
+  }
+
+  private async createOne(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest, opts: CreateOptions): Promise<ContainerState> {
     const t0 = performance.now();
     if (!ID_RE.test(id)) throw new InvalidArgument(`invalid container id ${JSON.stringify(id)}: use letters, digits, '_', '.', '-' (max 128)`);
     if (this.containers.has(key(ns, id)) || this.creating.has(key(ns, id))) throw new AlreadyExists(`container ${id} already exists in namespace ${ns}`);
@@ -358,6 +387,10 @@ export class TaskManager {
       });
       await joining;
       lap('spawn');
+      if (this.deletedDuringCreate.has(key(ns, id))) {
+        await this.o.seed.abort(key(ns, id)).catch(() => undefined);
+        this.checkNotDeleted(key(ns, id));
+      }
       await holdForTest(this.o.log, key(ns, id));
       if (ptyInside) {
         undo.push(() => void this.o.seed.abort(key(ns, id)).catch(() => undefined));
@@ -461,7 +494,16 @@ export class TaskManager {
   }
 
   // --- Start ------------------------------------------------------------------------
+  /**
+   * Start a container's init or an exec (Task Start). A Delete of the container waits for an
+   * init's Start in flight (its poststart hooks), as runc's shim's lock makes it.
+   */
   async start(ns: string, id: string, execId: string): Promise<ProcState> {
+    const run = this.startOne(ns, id, execId);
+    return execId ? run : this.settleFirst(key(ns, id), run);
+  }
+
+  private async startOne(ns: string, id: string, execId: string): Promise<ProcState> {
     const { c, p } = this.proc(ns, id, execId);
     const why = execId ? refusal(EXEC_OPS, p.status as ExecStatus, 'start') : refusal(INIT_OPS, p.status, 'start');
     if (why) throw runcError(why);
@@ -498,11 +540,23 @@ export class TaskManager {
   private async runtimeHooks(k: string, hooks: Hooks, state: OciState, bundle: string): Promise<unknown> {
     try {
       for (const kind of ['prestart', 'createRuntime'] as const) await runHooks(kind, hooks[kind] ?? [], state, bundle);
+    } catch (e) {
+      await this.o.seed.abort(k).catch(() => undefined);
+      return e;
+    }
+    try {
+      this.checkNotDeleted(k);
+    } catch (e) {
+      await this.o.seed.abort(k).catch(() => undefined);
+      return e;
+    }
+    try {
       await this.o.seed.resume(k);
       return null;
     } catch (e) {
       await this.o.seed.abort(k).catch(() => undefined);
-      return e instanceof HookFailed ? e : runtimeFailure(e);
+      // (the seed no longer has it paused: it died meanwhile, killed by a hook or otherwise)
+      return new HookFailed(`the container's init (pid ${state.pid ?? '?'}) ended while its prestart and createRuntime hooks ran: ${(e as Error).message}`);
     }
   }
 
@@ -513,11 +567,18 @@ export class TaskManager {
   private async poststart(c: ContainerState, p: ProcState): Promise<void> {
     const hooks = c.hooks;
     if (!hooks) return;
+    // an init that already ended (a short program) is reported stopped, without its pid, as
+    // runc's state would: that pid is reaped and may be another process's by now
+    const state: OciState = p.exitedAt ? { ...hooks.state, status: 'stopped' } : { ...hooks.state, status: 'running', pid: p.pid };
     try {
-      await runHooks('poststart', hooks.poststart, { ...hooks.state, status: 'running', pid: p.pid }, c.bundle);
+      await runHooks('poststart', hooks.poststart, state, c.bundle);
     } catch (e) {
-      this.o.log.warn({ id: c.id, ns: c.namespace, err: (e as Error).message }, 'poststart hook failed; killing the container');
-      killAll(c.cgroup, 9);
+      // only if it is still this container: a Delete may have run meanwhile, and a new
+      // container of the same id (or cgroupsPath) must not be killed for this one's hook
+      if (this.containers.get(key(c.namespace, c.id)) === c && c.init.status !== 'stopped') {
+        this.o.log.warn({ id: c.id, ns: c.namespace, err: (e as Error).message }, 'poststart hook failed; killing the container');
+        killAll(c.cgroup, 9);
+      }
       throw e;
     }
   }
@@ -700,6 +761,12 @@ export class TaskManager {
   }
 
   async delete(ns: string, id: string, execId: string): Promise<ProcState> {
+    if (!execId) {
+      // a Create in flight ends Cancelled (runc's shim fails it too: no TaskCreate, nothing
+      // left); a Start in flight (its poststart hooks) ends first
+      if (this.creating.has(key(ns, id))) this.deletedDuringCreate.add(key(ns, id));
+      await this.settling.get(key(ns, id));
+    }
     const { c, p } = this.proc(ns, id, execId);
     if (execId) {
       const why = refusal(EXEC_OPS, p.status as ExecStatus, 'delete');

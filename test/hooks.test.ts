@@ -90,6 +90,16 @@ describe('runHooks (spored\'s: prestart, createRuntime, poststart, poststop)', (
     expect(Number(readFileSync(out, 'utf8').trim())).toBeGreaterThan(256 * 1024);
   });
 
+  it('a file that is neither ELF nor #! fails as execve fails it (runc: exec format error), not run by /bin/sh; a bundle gone by then is no failure', async () => {
+    const script = join(dir, 'no-shebang');
+    writeFileSync(script, `touch ${join(dir, 'no-shebang-ran')}\n`, { mode: 0o755 });
+    await expect(runHooks('prestart', [{ path: script, args: [], env: null, timeout: null }], STATE, dir)).rejects.toThrow(/prestart hook #0 \(.*no-shebang\): cannot be started: exec format error/);
+    expect(() => readFileSync(join(dir, 'no-shebang-ran'))).toThrow();
+    const out = join(dir, 'cwd-fallback');
+    await runHooks('poststop', [sh(`pwd > ${out}`)], { ...STATE, status: 'stopped', pid: undefined }, join(dir, 'removed-bundle'));
+    expect(readFileSync(out, 'utf8')).toBe('/\n');
+  });
+
   it('runHooksAll (poststop) runs every hook and returns each failure', async () => {
     const marker = join(dir, 'all-second');
     writeFileSync(marker, '');
@@ -129,5 +139,24 @@ describe('a root seed that predates hooks (it outlived a spored upgrade)', () =>
       client.detach();
       server.close();
     }
+  });
+});
+
+describe('runProgram for real (the container init\'s runner: createContainer, startContainer)', () => {
+  it('gives the program its input whole (2 MiB: past what a pipe may hold without CAP_SYS_RESOURCE), captures its output, reports its status', async () => {
+    const { realContainerSys } = await import('../engines/process/container-sys.js');
+    const r = realContainerSys.runProgram('/bin/sh', ['sh', '-c', 'wc -c; echo to-err >&2; exit 3'], ['PATH=/usr/bin:/bin'], Buffer.alloc(2 << 20, 0x61), 10_000);
+    expect(r.status).toBe(3 << 8);
+    expect(r.output).toBe(`${2 << 20}\nto-err\n`);
+  });
+
+  it('kills a program past its time (null status) without waiting for a child that holds its output', async () => {
+    const { realContainerSys } = await import('../engines/process/container-sys.js');
+    const left = join(dir, 'sync-left.pid');
+    const t0 = Date.now();
+    const r = realContainerSys.runProgram('/bin/sh', ['sh', '-c', `sleep 30 & echo $! > ${left}; echo started; wait`], ['PATH=/usr/bin:/bin'], Buffer.from('{}'), 300);
+    expect(r).toEqual({ status: null, output: 'started\n' });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    process.kill(Number(readFileSync(left, 'utf8')), 'SIGKILL');
   });
 });

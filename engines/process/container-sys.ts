@@ -255,24 +255,39 @@ const RUN_OUTPUT_KEEP = 64 * 1024;
 
 /**
  * ContainerSys.runProgram for real, in a process with no event loop to wait on (a container's
- * init): the input is written whole before the program starts (the pipe made large enough),
- * so nothing here can take a SIGPIPE once the signals are back at their defaults; then poll
- * on the output pipe and a non-blocking waitpid until the program exits or its time is up.
+ * init): the input is in place before the program starts (nothing here can take a SIGPIPE
+ * once the signals are back at their defaults, or block on a writer); then poll on the output
+ * pipe and a non-blocking waitpid until the program exits or its time is up.
  */
 function runProgramSync(path: string, argv: string[], envp: string[], input: Buffer, timeoutMs: number | null): { status: number | null; output: string } {
-  const [inR, inW] = sys.pipe();
+  // The input in a memfd, read from its start: any size (a pipe above pipe-max-size needs
+  // CAP_SYS_RESOURCE, which a startContainer hook's process no longer has), and no writer
+  // that could take a SIGPIPE or block
+  // (a seccomp filter that denies memfd_create: a pipe, which holds what pipe-max-size allows)
+  let inFd: number;
+  let viaPipe = false;
+  try { inFd = sys.memfdCreate('spore-hook-state', 1 /* MFD_CLOEXEC */); } catch {
+    const [r, w] = sys.pipe();
+    try {
+      if (input.length > 65536) sys.setPipeSize(w, input.length);
+      sys.write(w, input);
+    } finally { sys.close(w); }
+    inFd = r;
+    viaPipe = true;
+  }
   const [outR, outW] = sys.pipe();
   let pid: number;
   try {
-    if (input.length > 65536) sys.setPipeSize(inW, input.length);
-    sys.write(inW, input);
-    pid = sys.spawnProgram(path, argv, envp, [inR, outW, outW]);
+    if (!viaPipe) {
+      sys.write(inFd, input);
+      sys.seekSet(inFd, 0);
+    }
+    pid = sys.spawnProgram(path, argv, envp, [inFd, outW, outW]);
   } catch (e) {
     sys.close(outR);
     throw e;
   } finally {
-    // (the program holds its own copies: ours go, so it sees EOF after the input)
-    for (const fd of [inR, inW, outW]) sys.close(fd);
+    for (const fd of [inFd, outW]) sys.close(fd);
   }
   const parts: Buffer[] = [];
   let kept = 0;

@@ -4,7 +4,7 @@
 // cgroup yet, and what a failing or slow hook does to `ctr run`.
 import * as fs from 'node:fs';
 import { containerdSkipReason } from '../harness.js';
-import { ctr, custom, file, kase, restartSpored, runSpec, states, waitStopped, type Case, type Ctx, type SpecJson } from './oracle.js';
+import { ctr, custom, file, kase, pause, restartSpored, runSpec, states, waitStopped, type Case, type Ctx, type SpecJson } from './oracle.js';
 import { oracleSuite } from './suite.js';
 
 const skip = containerdSkipReason();
@@ -122,6 +122,15 @@ function kindsInOrder(x: Ctx): Promise<string[]> {
   return Promise.resolve(kinds);
 }
 
+/** Processes in cgroup `path` (the pids hierarchy on v1, the unified one on v2), 0 when it is gone. */
+function cgroupProcs(path: string): Promise<number> {
+  for (const root of ['/sys/fs/cgroup/pids', '/sys/fs/cgroup/unified', '/sys/fs/cgroup']) {
+    const f = `${root}${path}/cgroup.procs`;
+    if (fs.existsSync(f)) return Promise.resolve(fs.readFileSync(f, 'utf8').split('\n').filter((l) => l).length);
+  }
+  return Promise.resolve(0);
+}
+
 const POSTSTART = 'runc 1.1 runs poststart hooks during Create (before startContainer, status "created"); spore runs them after Start (status "running"), as the runtime spec says and runc >= 1.2 does';
 
 export const CASES: Case[] = [
@@ -190,6 +199,17 @@ export const CASES: Case[] = [
     ctr('task rm {c}', { check: ['code', 'stdout'] }), // (stderr: ctr's timestamped warning)
     ctr('container rm {c}'),
     file('{dir}/hooks.log', sortedHookLines),
+  ]),
+
+  kase('a Create that outlives its caller (a slow prestart hook, ctr killed) leaves no process behind', [
+    runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s) => {
+      s.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 2'] }] };
+    }, { check: ['class'], timeoutMs: 700 }),
+    // containerd's Delete after the cancelled Create: the Create fails, nothing is left (runc's
+    // init, orphaned by its killed `runc create`, takes a few seconds to go)
+    pause(6000),
+    custom('processes left in its cgroup', async (x) => cgroupProcs(`/${x.c.namespace}/${x.id('c')}`)),
+    states('{c}'),
   ]),
 
   kase('bad hooks in config.json are refused at Create', [
