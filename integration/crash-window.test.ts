@@ -95,6 +95,33 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
     expect(cgroups).toEqual([]);
   }, 90_000);
 
+  it('a kill -9 during a createRuntime hook: the cut-short Create gets its poststop hooks once, the replayed one runs its hooks again for its own init', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spore-cw-hooks-'));
+    try {
+      const log = join(dir, 'hooks.log');
+      const hook = join(dir, 'hook.sh');
+      writeFileSync(hook, `#!/bin/sh\necho "$1 $(sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p')" >> ${log}\n[ "$1" = createRuntime ] && sleep 1.5\nexit 0\n`, { mode: 0o755 });
+      const spec = JSON.parse((await c.ctr(['oci', 'spec'])).stdout) as { root: unknown; process: { args: string[] }; linux: { cgroupsPath: string }; hooks: unknown };
+      spec.root = { path: busybox };
+      spec.process.args = ['/bin/echo', 'made'];
+      spec.linux.cgroupsPath = `/${c.namespace}/cw3`;
+      spec.hooks = { createRuntime: [{ path: hook, args: ['hook.sh', 'createRuntime'] }], poststop: [{ path: hook, args: ['hook.sh', 'poststop'] }] };
+      writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec));
+      const run = background(['run', '--rm', '--runtime', 'io.containerd.spore.v2', '--config', join(dir, 'spec.json'), 'cw3']);
+      const logged = (): string[] => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []);
+      for (let i = 0; i < 400 && logged().length === 0; i++) await sleep(25);
+      expect(logged()).toHaveLength(1);
+      await killSpored(c);
+      const r = await run;
+      expect({ code: r.code, stdout: r.stdout }, r.stderr).toEqual({ code: 0, stdout: 'made\n' });
+      const lines = logged().map((l) => l.split(' '));
+      expect(lines.map((l) => l[0])).toEqual(['createRuntime', 'poststop', 'createRuntime', 'poststop']);
+      expect(lines[0]?.[1], 'each createRuntime saw its own init').not.toBe(lines[2]?.[1]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it('ctr task exec: the replayed Start starts the sandbox set up before the crash; output and exit code arrive', async () => {
     const r0 = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--rootfs', busybox, 'cw2', '/bin/sleep', '1000'], { timeoutMs: 30_000 });
     expect(r0.code, r0.stderr).toBe(0);

@@ -172,3 +172,45 @@ export function pruneTombstones(runDir: string, maxAgeMs: number, now = Date.now
     }
   }
 }
+
+/**
+ * A Create in flight whose config.json has poststop hooks: what they need if spored dies
+ * before the Create ends. runc destroys a container whose create failed, poststop included; a
+ * Create cut short by a crash is never answered (containerd's replay makes a new one), so
+ * the next spored runs them for it (TaskManager.restore), before the replay's own hooks.
+ */
+export interface CreatingRecord { namespace: string; id: string; bundle: string; hooks: LaterHooks }
+
+const creatingPath = (runDir: string, namespace: string, id: string): string => join(runDir, 'tasks', namespace, `${id}.creating`);
+
+export function writeCreating(runDir: string, r: CreatingRecord): void {
+  const path = creatingPath(runDir, r.namespace, r.id);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(`${path}.tmp`, JSON.stringify(r));
+  renameSync(`${path}.tmp`, path);
+}
+
+export function removeCreating(runDir: string, namespace: string, id: string): void {
+  rmSync(creatingPath(runDir, namespace, id), { force: true });
+}
+
+/** Every Create cut short (its .creating file), removing each as it is read (unreadable ones are dropped). */
+export function takeAllCreating(runDir: string): CreatingRecord[] {
+  const out: CreatingRecord[] = [];
+  let namespaces: string[] = [];
+  try { namespaces = readdirSync(join(runDir, 'tasks')); } catch { return out; }
+  for (const ns of namespaces) {
+    let files: string[] = [];
+    try { files = readdirSync(join(runDir, 'tasks', ns)); } catch { continue; }
+    for (const f of files) {
+      if (!f.endsWith('.creating')) continue;
+      const path = join(runDir, 'tasks', ns, f);
+      try {
+        const r = JSON.parse(readFileSync(path, 'utf8')) as CreatingRecord;
+        if (typeof r.id === 'string' && typeof r.bundle === 'string' && Array.isArray(r.hooks?.poststop)) out.push(r);
+      } catch { /* unreadable: nothing to run */ }
+      rmSync(path, { force: true });
+    }
+  }
+  return out;
+}

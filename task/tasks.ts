@@ -18,7 +18,7 @@ import { HookFailed, runHooks, runHooksAll } from './hooks.js';
 import type { LaterHooks } from './record.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
-import { findTombstones, pruneTombstones, readAllRecords, removeRecord, removeTombstone, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
+import { findTombstones, pruneTombstones, readAllRecords, removeCreating, removeRecord, removeTombstone, takeAllCreating, writeCreating, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
 import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
 import { processStartTime } from '../sys/proc.js';
 import { PodRegistry } from './pods.js';
@@ -156,6 +156,8 @@ export class TaskManager {
   private readonly creating = new Set<string>();
   /** Creates and init Starts in flight, settled (either way) when they end: what a Delete of the same id waits for */
   private readonly settling = new Map<string, Promise<void>>();
+  /** Creates cut short by a crash whose poststop hooks are running (restore) */
+  private readonly cutShort = new Map<string, Promise<void>>();
   /** Creates a Delete arrived for: they end Cancelled, making nothing containerd would not know of */
   private readonly deletedDuringCreate = new Set<string>();
   private readonly byPid = new Map<number, { c: ContainerState; p: ProcState }>();
@@ -352,6 +354,12 @@ export class TaskManager {
       let hookError: unknown = null;
       let hooksRun: Promise<void> | null = null;
       const state = ociStateBase(id, bundle, spec.annotations);
+      // what a crash before this Create ends leaves for the next spored: its poststop hooks
+      if (hasHooks(hooks, 'poststop')) {
+        await this.cutShort.get(key(ns, id)); // a crashed Create of this id cleaned up first
+        writeCreating(this.o.runDir, { namespace: ns, id, bundle, hooks: { poststart: [], poststop: hooks.poststop ?? [], state } });
+        undo.push(() => removeCreating(this.o.runDir, ns, id));
+      }
       const onHooks = (pid: number): void => {
         const t = performance.now();
         hooksRun = this.runtimeHooks(key(ns, id), hooks, { ...state, status: 'creating', pid }, bundle).then((e) => {
@@ -419,6 +427,7 @@ export class TaskManager {
       c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
       if (c.pod) c.madeParents = [];
       writeRecord(this.o.runDir, this.recordOf(c));
+      removeCreating(this.o.runDir, ns, id); // (the record has its hooks now)
       // recorded (a restart adopts its relays): the client's stdin may flow now
       pio.begin();
       this.o.events.created(c);
@@ -1006,6 +1015,17 @@ export class TaskManager {
       restored++;
     }
     const abort = [...waiting.keys()].filter((k) => !known.has(k));
+    // Creates cut short by the crash: never answered, their sandboxes aborted (above); their
+    // poststop hooks run now, as runc's for a create that failed (a replayed Create of the
+    // same id waits for them)
+    for (const r of takeAllCreating(this.o.runDir)) {
+      const k = key(r.namespace, r.id);
+      if (this.containers.has(k)) continue; // recorded after all: its Delete runs them
+      const done = runHooksAll('poststop', r.hooks.poststop, { ...r.hooks.state, status: 'stopped' }, r.bundle)
+        .then((ws) => { for (const w of ws) this.o.log.warn({ id: r.id, ns: r.namespace }, w); })
+        .finally(() => { if (this.cutShort.get(k) === done) this.cutShort.delete(k); });
+      this.cutShort.set(k, done);
+    }
     this.releaseStrayCustody();
     pruneTombstones(this.o.runDir, TOMBSTONE_MS);
     return { restored, abort, bad: bad.map((b) => `${b.path}: ${b.error}`) };
