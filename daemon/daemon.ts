@@ -163,9 +163,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     survive: keeper !== null, holdExits: true, shells: config.containerShells,
   });
   const events = new EventForwarder(config.containerdTtrpc, log.child({ c: 'events' }));
+  const metrics = new Metrics();
   const tasks = new TaskManager({
     runDir: config.runDir, layout, seed, events: taskEvents(events), log: log.child({ c: 'tasks' }), cgroupParent: config.cgroupParent,
-    custody: keeper ?? NO_CUSTODY,
+    custody: keeper ?? NO_CUSTODY, onHook: (kind, outcome, seconds) => metrics.observeHook(kind, outcome, seconds),
   });
   // Re-adopt what an earlier spored left: records, then the exits that happened meanwhile
   // (the seed's backlog, then the keeper's reaps), then what ended unseen.
@@ -218,7 +219,6 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       process.kill(process.pid, 'SIGTERM');
     } else log.fatal({ reason }, 'process seed is gone; containers and functions cannot be created until spored restarts');
   });
-  const metrics = new Metrics();
   metrics.setContainerSource(() => tasks.containers.values());
   const ttrpc = new TtrpcServer({
     onConnectionError: (err, connectionId) => log.warn({ connectionId, err: err.message }, 'ttrpc connection error'),

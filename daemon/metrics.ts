@@ -23,6 +23,8 @@
 //   spore_seeds{engine,level,state}                 gauge
 //   spore_seed_memory_bytes{level,kind}             gauge; sum over seeds, kind private|shared|pss
 //   spore_containers{state}                         gauge; created|running|stopped|paused
+//   spore_oci_hook_seconds{kind,outcome}            histogram; the OCI hooks spored runs (prestart,
+//                                                    createRuntime, poststart, poststop), outcome ok|failed|timeout
 //   spore_component_up{component}                   gauge; 1 up, 0 down (what /healthz reports)
 //   spore_cgroup_favordynmods                        gauge; 1 when the node's cgroup favordynmods is on (pools/favordynmods.ts)
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -70,6 +72,7 @@ export class Metrics {
   readonly phaseSeconds: Histogram<'phase'>;
   readonly rpcSeconds: Histogram<'service' | 'method' | 'code'>;
   readonly gatewayRequests: Counter<'route' | 'status'>;
+  readonly hookSeconds: Histogram<'kind' | 'outcome'>;
   private functions: FunctionSources | null = null;
   private containers: (() => Iterable<ContainerLike>) | null = null;
   private components: (() => ComponentStates | Promise<ComponentStates>) | null = null;
@@ -104,6 +107,13 @@ export class Metrics {
       name: 'spore_gateway_requests_total',
       help: 'HTTP gateway requests by route (invoke, metrics, healthz, other) and status.',
       labelNames: ['route', 'status'],
+      registers,
+    });
+    this.hookSeconds = new Histogram({
+      name: 'spore_oci_hook_seconds',
+      help: 'OCI hooks spored runs (prestart, createRuntime, poststart, poststop) by kind and outcome (ok, failed, timeout); a Create waits for its prestart and createRuntime hooks.',
+      labelNames: ['kind', 'outcome'],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
     // Gauges read their sources at scrape time; reset first so gone series disappear.
@@ -277,6 +287,11 @@ export class Metrics {
   /** One invocation refused or failed before a result: rejected (overloaded) or internal. */
   observeThrown(fn: string, outcome: 'rejected' | 'internal'): void {
     this.invocations.inc({ function: fn, outcome });
+  }
+
+  /** One OCI hook spored ran (task/hooks.ts HookObserver). */
+  observeHook(kind: string, outcome: 'ok' | 'failed' | 'timeout', seconds: number): void {
+    this.hookSeconds.observe({ kind, outcome }, seconds);
   }
 
   observeRpc(service: 'ttrpc' | 'fri', method: string, seconds: number, code: number): void {

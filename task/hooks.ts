@@ -25,28 +25,38 @@ const OUTPUT_KEEP = 64 * 1024;
  * exited 0; rejects with HookFailed naming the hook (#index, path), how it ended and the end of
  * its output; the hooks after it do not run.
  */
-export async function runHooks(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string): Promise<void> {
+export async function runHooks(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string, observe?: HookObserver): Promise<void> {
   for (const [i, h] of hooks.entries()) {
-    const r = await runOne(h, stateBytes(state), cwd);
+    const r = await timed(kind, h, stateBytes(state), cwd, observe);
     if (r.why !== null) throw new HookFailed(hookFailure(kind, i, h, r.why, r.output));
   }
+}
+
+/** Told of every hook spored runs: its kind, how it ended, how long it took (seconds). */
+export type HookObserver = (kind: HookKind, outcome: 'ok' | 'failed' | 'timeout', seconds: number) => void;
+
+async function timed(kind: HookKind, h: Hook, input: Buffer, cwd: string, observe?: HookObserver): Promise<{ why: string | null; output: string }> {
+  const t0 = performance.now();
+  const r = await runOne(h, input, cwd);
+  observe?.(kind, r.why === null ? 'ok' : r.timedOut ? 'timeout' : 'failed', (performance.now() - t0) / 1000);
+  return r;
 }
 
 /**
  * Runs every hook of `kind` even when some fail (runtime-spec: poststop failures are logged
  * and the rest still run); returns the failures' messages, [] when all succeeded.
  */
-export async function runHooksAll(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string): Promise<string[]> {
+export async function runHooksAll(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string, observe?: HookObserver): Promise<string[]> {
   const failures: string[] = [];
   for (const [i, h] of hooks.entries()) {
-    const r = await runOne(h, stateBytes(state), cwd);
+    const r = await timed(kind, h, stateBytes(state), cwd, observe);
     if (r.why !== null) failures.push(hookFailure(kind, i, h, r.why, r.output));
   }
   return failures;
 }
 
-/** One hook to its end: `why` null when it exited 0, else how it failed. */
-function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | null; output: string }> {
+/** One hook to its end: `why` null when it exited 0, else how it failed (`timedOut`: killed for its time). */
+function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | null; output: string; timedOut?: boolean }> {
   return new Promise((resolve) => {
     const parts: Buffer[] = [];
     let kept = 0;
@@ -62,7 +72,7 @@ function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | nu
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ why, output: output() });
+      resolve({ why, output: output(), timedOut });
     };
     // execve would refuse a file that is neither (ENOEXEC), as runc's hooks meet it; the
     // execvp under node:child_process would run it with /bin/sh instead

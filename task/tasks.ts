@@ -14,7 +14,7 @@ import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '.
 import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
 import { hasHooks, ociStateBase, parseHooks, type Hook, type Hooks, type OciState } from '../protocols/oci/hooks.js';
-import { HookFailed, runHooks, runHooksAll } from './hooks.js';
+import { HookFailed, runHooks, runHooksAll, type HookObserver } from './hooks.js';
 import type { LaterHooks } from './record.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
@@ -96,6 +96,8 @@ export interface TaskManagerOptions {
   functionCgroupParent?: string;
   /** where stdio fds are parked so they survive a spored restart (a keeper), else none */
   custody?: FdCustody;
+  /** told of every OCI hook spored runs (metrics) */
+  onHook?: HookObserver;
 }
 
 /** how long a Delete's answer is kept for a replay of it (task/record.ts Tombstone) */
@@ -440,7 +442,7 @@ export class TaskManager {
       }
       // runc destroys a container whose create failed, poststop hooks included
       const poststop = failedCreateHooks(spec);
-      if (poststop.length > 0) for (const w of await runHooksAll('poststop', poststop, { ...ociStateBase(id, bundle, spec.annotations), status: 'stopped' }, bundle)) this.o.log.warn({ id, ns }, w);
+      if (poststop.length > 0) for (const w of await runHooksAll('poststop', poststop, { ...ociStateBase(id, bundle, spec.annotations), status: 'stopped' }, bundle, this.o.onHook)) this.o.log.warn({ id, ns }, w);
       throw e;
     }
   }
@@ -548,7 +550,7 @@ export class TaskManager {
    */
   private async runtimeHooks(k: string, hooks: Hooks, state: OciState, bundle: string): Promise<unknown> {
     try {
-      for (const kind of ['prestart', 'createRuntime'] as const) await runHooks(kind, hooks[kind] ?? [], state, bundle);
+      for (const kind of ['prestart', 'createRuntime'] as const) await runHooks(kind, hooks[kind] ?? [], state, bundle, this.o.onHook);
     } catch (e) {
       await this.o.seed.abort(k).catch(() => undefined);
       return e;
@@ -580,7 +582,7 @@ export class TaskManager {
     // runc's state would: that pid is reaped and may be another process's by now
     const state: OciState = p.exitedAt ? { ...hooks.state, status: 'stopped' } : { ...hooks.state, status: 'running', pid: p.pid };
     try {
-      await runHooks('poststart', hooks.poststart, state, c.bundle);
+      await runHooks('poststart', hooks.poststart, state, c.bundle, this.o.onHook);
     } catch (e) {
       // only if it is still this container: a Delete may have run meanwhile, and a new
       // container of the same id (or cgroupsPath) must not be killed for this one's hook
@@ -814,7 +816,7 @@ export class TaskManager {
     }
     if (c.hooks && c.hooks.poststop.length > 0) {
       // runc's destroy: after the processes, cgroup and mounts are gone; a failure is a warning
-      for (const w of await runHooksAll('poststop', c.hooks.poststop, { ...c.hooks.state, status: 'stopped' }, c.bundle)) this.o.log.warn({ id, ns }, w);
+      for (const w of await runHooksAll('poststop', c.hooks.poststop, { ...c.hooks.state, status: 'stopped' }, c.bundle, this.o.onHook)) this.o.log.warn({ id, ns }, w);
     }
     try {
       writeTombstone(this.o.runDir, ns, id, { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt ? p.exitedAt.toISOString() : null, deletedAt: new Date().toISOString() });
@@ -1021,7 +1023,7 @@ export class TaskManager {
     for (const r of takeAllCreating(this.o.runDir)) {
       const k = key(r.namespace, r.id);
       if (this.containers.has(k)) continue; // recorded after all: its Delete runs them
-      const done = runHooksAll('poststop', r.hooks.poststop, { ...r.hooks.state, status: 'stopped' }, r.bundle)
+      const done = runHooksAll('poststop', r.hooks.poststop, { ...r.hooks.state, status: 'stopped' }, r.bundle, this.o.onHook)
         .then((ws) => { for (const w of ws) this.o.log.warn({ id: r.id, ns: r.namespace }, w); })
         .finally(() => { if (this.cutShort.get(k) === done) this.cutShort.delete(k); });
       this.cutShort.set(k, done);

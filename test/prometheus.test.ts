@@ -97,6 +97,23 @@ describe('Metrics', () => {
     expect(sample(t, 'spore_rpc_seconds_bucket', { service: 'ttrpc', method: 'Create', code: 'OK', le: '0.005' })).toBe(1);
   });
 
+  it('OCI hooks by kind and outcome, fed by the hook runner itself', async () => {
+    const { runHooks, runHooksAll } = await import('../task/hooks.js');
+    const m = new Metrics({ defaultMetrics: false });
+    const observe = m.observeHook.bind(m);
+    const state = { ociVersion: '1.0.2', id: 'c', status: 'creating' as const, pid: 1, bundle: '/' };
+    const hook = (script: string, timeout: number | null = null) => ({ path: '/bin/sh', args: ['sh', '-c', script], env: null, timeout });
+    await runHooks('prestart', [hook('exit 0'), hook('exit 0')], state, '/', observe);
+    await expect(runHooks('createRuntime', [hook('exec sleep 5', 1)], state, '/', observe)).rejects.toThrow(/timeout/);
+    expect(await runHooksAll('poststop', [hook('exit 2'), hook('exit 0')], state, '/', observe)).toHaveLength(1);
+    const t = await m.text();
+    expect(sample(t, 'spore_oci_hook_seconds_count', { kind: 'prestart', outcome: 'ok' })).toBe(2);
+    expect(sample(t, 'spore_oci_hook_seconds_count', { kind: 'createRuntime', outcome: 'timeout' })).toBe(1);
+    expect(sample(t, 'spore_oci_hook_seconds_count', { kind: 'poststop', outcome: 'failed' })).toBe(1);
+    expect(sample(t, 'spore_oci_hook_seconds_count', { kind: 'poststop', outcome: 'ok' })).toBe(1);
+    expect(sample(t, 'spore_oci_hook_seconds_sum', { kind: 'createRuntime', outcome: 'timeout' })).toBeGreaterThanOrEqual(0.99);
+  });
+
   it('gauges read pools, seeds, instances, containers and component health at scrape time', async () => {
     const rt = new FakeRuntime();
     const l0 = await rt.create('process');
