@@ -150,7 +150,7 @@ describe.skipIf(!root)('red team: function sandbox and spored', () => {
       runDir: dir, stateDir: join(dir, 'state'), layout: detectCgroupLayout(), l0,
       // spored's log kept in memory (the last LOG_KEEP lines) and shown when a test fails: the
       // flakes seen under load (the fork bomb, the flood) left nothing to go on
-      log: pino({ level: process.env.SPORE_TEST_LOG ?? 'debug' }, { write: (line: string) => { logRing.push(line); if (logRing.length > LOG_KEEP) logRing.shift(); } }),
+      log: pino({ level: process.env.SPORE_TEST_LOG ?? 'info' }, { write: (line: string) => { logRing.push(line); if (logRing.length > LOG_KEEP) logRing.shift(); } }),
       cgroupPoolSize: 8, slotsPerFunction: SLOTS, l2Replicas: 1, initTimeoutMs: 4000,
       // counts the processes under seeds exactly: no parked instances (integration/parked.test.ts covers those)
       parked: 0,
