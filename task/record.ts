@@ -63,6 +63,8 @@ export interface TaskRecord {
   execs?: ProcRecord[];
   /** the OCI hooks that run after Create (absent: none) */
   hooks?: LaterHooks;
+  /** its init's own pid namespace, as /proc names it (absent: none of its own, or an older record) */
+  pidNs?: string;
 }
 
 /**

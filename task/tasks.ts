@@ -68,6 +68,8 @@ export interface ContainerState {
   timings: Record<string, unknown>;
   /** the OCI hooks spored runs after Create (poststart, poststop) and the state they read; null: none */
   hooks: LaterHooks | null;
+  /** its init's pid namespace (readlink of /proc/<pid>/ns/pid) when it has one of its own: what Delete waits to see gone from its cgroup */
+  pidNs?: string;
 }
 
 export type { StdioRequest } from './stdio.js';
@@ -125,6 +127,16 @@ function key(ns: string, id: string, execId = ''): string {
  */
 export function runcError(message: string): SporeError {
   return new SporeError(Code.UNKNOWN, message);
+}
+
+/** Whether a container with `namespaces` has a pid namespace of its own (not the host's, not joined). */
+function ownsPidNs(namespaces: readonly NamespaceStep[]): boolean {
+  return namespaces.some((n) => n.type === 'pid' && n.path === null);
+}
+
+/** The pid namespace of `pid` as /proc names it ("pid:[4026532...]"), null when it is gone. */
+function pidNsOf(pid: number): string | null {
+  try { return readlinkSync(`/proc/${pid}/ns/pid`); } catch { return null; }
 }
 
 /** The poststop hooks to run after a failed Create: none when config.json's hooks are not valid. */
@@ -419,6 +431,7 @@ export class TaskManager {
         init: { execId: '', pid: spawned.pid, pidStartTime: processStartTime(spawned.pid), status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: wantsTerminal, spec: null },
         execs: new Map(), createdAt: new Date(), timings: { ...ph, seed: spawned.timings, createMs: performance.now() - t0 },
         hooks: hasHooks(hooks, 'poststart', 'poststop') ? { poststart: hooks.poststart ?? [], poststop: hooks.poststop ?? [], state } : null,
+        ...(ownsPidNs(plan.namespaces) ? { pidNs: pidNsOf(spawned.pid) ?? undefined } : {}),
       };
       if (console) this.consoles.set(c.init, console);
       this.ios.set(c.init, pio);
@@ -475,7 +488,7 @@ export class TaskManager {
     return {
       v: TASK_RECORD_VERSION, id: c.id, namespace: c.namespace, bundle: c.bundle, pid: c.init.pid, pidStartTime: c.init.pidStartTime ?? null,
       rootfs: c.rootfs, rootfsMounted: c.rootfsMounted, cgroup: c.cgroup, createdAt: c.createdAt.toISOString(),
-      madeParents: c.madeParents, pod: c.pod, namespaces: c.namespaces, ...(c.hooks ? { hooks: c.hooks } : {}),
+      madeParents: c.madeParents, pod: c.pod, namespaces: c.namespaces, ...(c.hooks ? { hooks: c.hooks } : {}), ...(c.pidNs ? { pidNs: c.pidNs } : {}),
       init: this.procRecordOf(c.init), execs: [...c.execs.values()].map((e) => this.procRecordOf(e)),
     };
   }
@@ -588,7 +601,8 @@ export class TaskManager {
       // container of the same id (or cgroupsPath) must not be killed for this one's hook
       if (this.containers.get(key(c.namespace, c.id)) === c && c.init.status !== 'stopped') {
         this.o.log.warn({ id: c.id, ns: c.namespace, err: (e as Error).message }, 'poststart hook failed; killing the container');
-        killAll(c.cgroup, 9);
+        // its init (its pid namespace goes with it), or, without one of its own, its cgroup (runc's signal)
+        if (ownsPidNs(c.namespaces)) { try { sys.kill(c.init.pid, 9); } catch { /* gone */ } } else killAll(c.cgroup, 9);
       }
       throw e;
     }
@@ -800,7 +814,7 @@ export class TaskManager {
       await this.wait(ns, id, '');
     }
     for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
-    killAll(c.cgroup, 9);
+    if (!ownsPidNs(c.namespaces)) killAll(c.cgroup, 9);
     this.consoles.get(p)?.close();
     this.consoles.delete(p);
     for (const e of c.execs.values()) { this.consoles.get(e)?.close(); this.consoles.delete(e); void this.ios.get(e)?.close(0); this.ios.delete(e); }
@@ -808,7 +822,7 @@ export class TaskManager {
     this.ios.delete(p);
     await pio?.close(2000);
     if (p.status === 'paused') { try { thaw(c.cgroup); } catch { /* being removed */ } }
-    destroyCgroup(c.cgroup);
+    await this.removeCgroup(c);
     removeEmptyDirs(c.madeParents);
     if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
     if (c.rootfsMounted) {
@@ -827,6 +841,33 @@ export class TaskManager {
     for (const e of c.execs.values()) this.byPid.delete(e.pid);
     this.o.events.deleted(c, p);
     return p;
+  }
+
+  /**
+   * Delete's end of the container's cgroup. Without a pid namespace of its own everything in
+   * it was killed (runc: signalAllProcesses); with one, its processes died with its init and
+   * may still be exiting: they are waited for (up to 2 s). Processes of another pid namespace
+   * that remain belong to another container sharing the cgroupsPath (`ctr oci spec` gives
+   * every container `/default`): the cgroup is left to them, as runc's failed rmdir leaves it.
+   * Killing the whole cgroup, as Delete did, killed those containers too.
+   */
+  private async removeCgroup(c: ContainerState): Promise<void> {
+    const own = ownsPidNs(c.namespaces);
+    const until = Date.now() + 2000;
+    for (;;) {
+      let left: number[] = [];
+      try { left = cgroupPids(c.cgroup).filter((pid) => pid !== process.pid); } catch { /* gone */ }
+      // (an older record has no pidNs: everything left counts as the container's)
+      const mine = own && c.pidNs ? left.filter((pid) => pidNsOf(pid) === c.pidNs) : left;
+      if (left.length > 0 && mine.length === 0) {
+        this.o.log.info({ id: c.id, ns: c.namespace, cgroup: c.cgroup.path, others: left.length }, 'cgroup shared with processes of another pid namespace: left to them');
+        return;
+      }
+      if (left.length === 0 || Date.now() > until) break;
+      if (!own) { try { killAll(c.cgroup, 9); } catch { /* gone */ } }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    destroyCgroup(c.cgroup);
   }
 
   // --- Pause / Resume / Stats / Update / Pids ---------------------------------------
@@ -991,6 +1032,7 @@ export class TaskManager {
         madeParents: rec.madeParents ?? [], pod: rec.pod ?? null, namespaces: rec.namespaces ?? [],
         init: this.procFromRecord(rec.init, waiting, key(ns, rec.id)),
         execs: new Map(), createdAt: new Date(rec.createdAt), timings: { restored: true }, hooks: rec.hooks ?? null,
+        ...(rec.pidNs ? { pidNs: rec.pidNs } : {}),
       };
       for (const e of rec.execs ?? []) c.execs.set(e.execId, this.procFromRecord(e, waiting, key(ns, rec.id, e.execId)));
       known.add(key(ns, rec.id));
@@ -1120,7 +1162,7 @@ export class TaskManager {
       // Everything else dies with the init's pid namespace. A container without one of its
       // own (the host's, or another container's) has the rest of its cgroup killed, as
       // containerd's runc shim does (ShouldKillAllOnExit, then `runc kill --all`).
-      if (!c.namespaces.some((n) => n.type === 'pid' && n.path === null)) {
+      if (!ownsPidNs(c.namespaces)) {
         for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
         try { killAll(c.cgroup, 9); } catch (e) { this.o.log.warn({ id: c.id, err: (e as Error).message }, 'cgroup kill after the init exited'); }
       }

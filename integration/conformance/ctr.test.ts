@@ -316,6 +316,31 @@ export const CASES: Case[] = [
     states('{c}'),
     pause(10),
   ]),
+
+  // --- a fresh user, 2026-12-02: `ctr oci spec` gives every container cgroupsPath /default;
+  // deleting one of two such containers killed the other (Delete killed the whole cgroup)
+  kase('two containers sharing a cgroupsPath: deleting one leaves the other running', [
+    runSpec('-d', '{c}', ['/bin/sleep', '1000'], (s, x) => { s.linux.cgroupsPath = `/${x.c.namespace}-shared`; }),
+    runSpec('-d', '{c2}', ['/bin/sleep', '1000'], (s, x) => { s.linux.cgroupsPath = `/${x.c.namespace}-shared`; }),
+    ctr('task kill -s KILL {c}'),
+    waitStopped('{c}'),
+    ctr('task rm {c}', { normalize: (s) => s.replace(/\d+/g, 'N') }),
+    pause(300),
+    states('{c}', '{c2}'),
+    exec('--exec-id e1', '{c2} /bin/echo still-here'),
+    ctr('task kill -s KILL {c2}'),
+    waitStopped('{c2}'),
+    ctr('task rm {c2}', { normalize: (s) => s.replace(/\d+/g, 'N') }),
+    // (runc's last processes take a moment to leave it after `task rm`)
+    custom('nothing is left in the shared cgroup after the last', async (x) => {
+      const busy = (): string[] => ['pids', 'unified', 'memory'].filter((h) => {
+        const f = `/sys/fs/cgroup/${h}/${x.c.namespace}-shared/cgroup.procs`;
+        return fs.existsSync(f) && fs.readFileSync(f, 'utf8').trim() !== '';
+      });
+      for (let i = 0; i < 100 && busy().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      return busy();
+    }),
+  ]),
 ];
 
 oracleSuite('conformance: spore = runc through ctr', CASES, { skip });
