@@ -410,7 +410,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     // An instance that answered must exit at once; one that does not is killed, and if even
     // that is never confirmed its resources are reclaimed anyway.
     const guard = setTimeout(() => {
-      this.o.log.warn({ inst: inst.info.id, seed: inst.seed.info.id, pid: inst.hostPid }, 'instance did not exit; killing it');
+      this.o.log.warn({ inst: inst.info.id, seed: inst.seed.info.id, hostPid: inst.hostPid }, 'instance did not exit; killing it');
       this.kill(inst);
       setTimeout(() => w.exited[1].resolve({ t: 'exit', id: inst.info.id, pid: inst.info.pid, code: null, signal: 9, timedOut: false }), 2000).unref();
     }, r ? EXIT_GRACE_MS : 2000);
@@ -466,7 +466,7 @@ export class Instances implements Omit<InstanceEvents, never> {
         error = { kind: 'crash', message: `instance exited ${notStarted ? 'before its call reached it' : 'without a result'} (code ${exit?.code ?? null}, signal ${signalName(exit?.signal ?? null)})`, stack: null };
         // the handler's own errors are the caller's business; a process that died without a
         // word (a signal from outside, a crash of the runtime) is the operator's
-        this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, pid: inst.hostPid, code: exit?.code ?? null, signal: exit?.signal ?? null }, 'instance exited without a result');
+        this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, hostPid: inst.hostPid, code: exit?.code ?? null, signal: exit?.signal ?? null }, 'instance exited without a result');
       }
     }
     return {

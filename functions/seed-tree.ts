@@ -285,7 +285,7 @@ export class SeedTree {
     rec.info.pid = rec.hostPid;
     root.info.forks++;
     await this.waitReady(rec);
-    this.o.log.info({ seed: rec.info.id, pid: rec.info.pid }, 'language seed ready');
+    this.o.log.info({ seed: rec.info.id, hostPid: rec.info.pid }, 'language seed ready');
     return rec;
   }
 

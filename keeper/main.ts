@@ -83,10 +83,10 @@ async function main(): Promise<void> {
   renameSync(`${pidFile}.tmp`, pidFile);
   log('keeper ready', { runDir, ttrpc: keeper.ttrpcSocket });
   let stopping = false;
-  const stop = (sig: string): void => {
+  const stop = (why: string): void => {
     if (stopping) return;
     stopping = true;
-    log('keeper stopping', { sig });
+    log('keeper stopping', { why });
     void keeper.stop().finally(() => {
       rmSync(pidFile, { force: true });
       closeSync(lockFd);

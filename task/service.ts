@@ -111,7 +111,7 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
       const c = await tasks.create(nsr.forCreate(ctx, req.bundle), req.id, req.bundle, req.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })), {
         stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal,
       }, createOptions(req.options, log));
-      log.info({ id: req.id, ns: c.namespace, pid: c.init.pid, phases: c.timings, ...(c.pod ? { pod: c.pod } : {}) }, 'created');
+      log.info({ id: req.id, ns: c.namespace, hostPid: c.init.pid, phases: c.timings, ...(c.pod ? { pod: c.pod } : {}) }, 'created');
       return { pid: c.init.pid };
     },
 

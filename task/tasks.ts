@@ -360,7 +360,7 @@ export class TaskManager {
         if (joining || earlyPid <= 0 || !cgroupMade) return;
         joining = addProcessAsync(plan.cgroupProcs, earlyPid).then(() => lap('joined'), (e: unknown) => {
           // the child joins itself after waiting (container-init.ts, awaitJoin) and meets the error there
-          this.o.log.debug({ id, ns, pid: earlyPid, err: (e as Error).message }, 'early cgroup join failed');
+          this.o.log.debug({ id, ns, hostPid: earlyPid, err: (e as Error).message }, 'early cgroup join failed');
         });
       };
       // prestart and createRuntime, while the child waits before pivot_root; a failure aborts
@@ -1106,7 +1106,7 @@ export class TaskManager {
     for (const c of this.containers.values()) {
       for (const p of [c.init, ...c.execs.values()]) {
         if (!suspects.has(p) || !this.seemsLost(p)) continue;
-        this.o.log.warn({ id: c.id, ns: c.namespace, execId: p.execId || undefined, pid: p.pid }, 'process ended while spored was away and its status is lost; reporting 255');
+        this.o.log.warn({ id: c.id, ns: c.namespace, execId: p.execId || undefined, hostPid: p.pid }, 'process ended while spored was away and its status is lost; reporting 255');
         this.applyExit(c, p, 255 << 8);
         n++;
       }
@@ -1142,7 +1142,7 @@ export class TaskManager {
   private onExit(pid: number, status: number, exitSeq?: number, at?: number): void {
     const hit = this.byPid.get(pid);
     if (!hit) {
-      this.o.log.debug({ pid, status, signal: status & 0x7f }, 'exit of a process spored does not track');
+      this.o.log.debug({ hostPid: pid, status, signal: status & 0x7f }, 'exit of a process spored does not track');
       if (exitSeq !== undefined) {
         this.unclaimed.set(pid, { status, exitSeq, at });
         if (this.unclaimed.size > 256) this.unclaimed.delete(this.unclaimed.keys().next().value as number);
@@ -1216,7 +1216,7 @@ export class TaskManager {
     const ok = p.execId === ''
       ? move(INIT_MOVES, p, to)
       : to !== 'paused' && move(EXEC_MOVES, p as { status: ExecStatus }, to);
-    if (!ok && p.status !== to) this.o.log.warn({ execId: p.execId, pid: p.pid, from: p.status, to }, 'status move not allowed; ignored');
+    if (!ok && p.status !== to) this.o.log.warn({ execId: p.execId, hostPid: p.pid, from: p.status, to }, 'status move not allowed; ignored');
   }
 
   private releaseWaiters(p: ProcState): void {

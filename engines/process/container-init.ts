@@ -967,7 +967,8 @@ function runHooks(s: ContainerSys, kind: HookKind, hooks: readonly Hook[], state
     try {
       r = s.runProgram(h.path, h.args.length > 0 ? h.args : [h.path], h.env ?? env, input, hookTimeoutMs(h));
     } catch (e) {
-      throw new Error(hookFailure(kind, i, h, `cannot be started: ${(e as Error).message}`, ''));
+      const where = kind === 'startContainer' ? ' (a startContainer hook runs in the container: its path is looked up in the container\'s root)' : '';
+      throw new Error(hookFailure(kind, i, h, `cannot be started: ${(e as Error).message}${where}`, ''));
     }
     if (r.status === null) throw new Error(hookFailure(kind, i, h, `ran past its timeout of ${h.timeout ?? 0} s and was killed`, r.output));
     if (r.status !== 0) throw new Error(hookFailure(kind, i, h, describeWaitStatus(r.status), r.output));

@@ -252,7 +252,7 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
   // container's stderr, as before.
   const st = await nextStatus(p);
   drop(key, p);
-  if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.phase}: ${st.message}\n`);
+  if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.message.startsWith(st.phase) ? st.message : `${st.phase}: ${st.message}`}\n`);
   reply({ type: 'reply', seq, ok: true, pid: p.pid });
 }
 

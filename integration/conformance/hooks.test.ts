@@ -48,15 +48,15 @@ pid=$(printf '%s' "$state" | sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p')
 exit "\${HOOK_EXIT:-0}"
 `;
 
-/** a startContainer hook runs in the container: busybox's sh, its log through a bind mount */
+/** a startContainer hook runs in the container: busybox's sh, its log through a bind mount at /run */
 const IN_CONTAINER = `state=$(cat)
 {
   printf 'startContainer state=%s\\n' "$(printf '%s' "$state" | sed 's/"pid":[0-9]*/"pid":N/')"
   printf 'startContainer args=%s\\n' "$*"
   printf 'startContainer uid=%s cwd=%s\\n' "$(id -u)" "$(pwd)"
   printf 'startContainer env=%s\\n' "$(env | sort | tr '\\n' ' ')"
-  if [ -e /hooklog/host-ns.mnt ]; then printf 'startContainer pivoted=yes\\n'; fi
-} >> /hooklog/hooks.log
+  if [ -e /run/host-ns.mnt ]; then printf 'startContainer pivoted=yes\\n'; fi
+} >> /run/hooks.log
 exit \${HOOK_EXIT:-0}
 `;
 
@@ -71,7 +71,7 @@ function hostHook(x: Ctx, kind: string, cid: string, extra: Record<string, unkno
   return { path: `${x.dir}/hook.sh`, args: ['hook.sh', kind, `${x.dir}/hooks.log`], env: [`HOOKVAR=${kind}-var`, `CGROUP_MARK=${x.c.namespace}/${cid}`, 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', ...env], ...extra };
 }
 
-/** the spec patch for one container: every hook kind, the log dir bound at /hooklog */
+/** the spec patch for one container: every hook kind, the log dir bound at /run */
 function allHooks(s: SpecJson, x: Ctx, cid: string, fail: Partial<Record<string, string>> = {}): void {
   const env = (kind: string): string[] => (fail[kind] ? [`HOOK_EXIT=${fail[kind]}`] : []);
   s.hooks = {
@@ -84,7 +84,8 @@ function allHooks(s: SpecJson, x: Ctx, cid: string, fail: Partial<Record<string,
     poststop: [hostHook(x, 'poststop', cid, {}, env('poststop'))],
   };
   s.annotations = { 'org.example.hooks': 'yes' };
-  s.mounts.push({ destination: '/hooklog', type: 'bind', source: x.dir, options: ['rbind', 'rw'] });
+  // at /run, which the shared busybox root has: a new mount point would be made in it
+  s.mounts.push({ destination: '/run', type: 'bind', source: x.dir, options: ['rbind', 'rw'] });
 }
 
 /**
