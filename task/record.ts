@@ -82,12 +82,15 @@ export function recordPath(runDir: string, namespace: string, id: string): strin
   return join(runDir, 'tasks', namespace, `${id}.json`);
 }
 
-export function writeRecord(runDir: string, rec: TaskRecord): void {
-  const path = recordPath(runDir, rec.namespace, rec.id);
+/** `text` at `path`, atomically (a temp file renamed over it), its directory made (0700) when missing. */
+function writeAtomic(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, JSON.stringify(rec, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
-  renameSync(tmp, path);
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+export function writeRecord(runDir: string, rec: TaskRecord): void {
+  writeAtomic(recordPath(runDir, rec.namespace, rec.id), JSON.stringify(rec, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
 }
 
 export function readRecord(runDir: string, namespace: string, id: string): TaskRecord | null {
@@ -98,26 +101,31 @@ export function readRecord(runDir: string, namespace: string, id: string): TaskR
   }
 }
 
+/** Paths of the files under <runDir>/tasks/<namespace>/ whose names end in `suffix`. */
+function taskFiles(runDir: string, suffix: string): string[] {
+  const root = join(runDir, 'tasks');
+  let namespaces: string[] = [];
+  try { namespaces = readdirSync(root); } catch { return []; }
+  const out: string[] = [];
+  for (const ns of namespaces) {
+    let files: string[] = [];
+    try { files = readdirSync(join(root, ns)); } catch { continue; }
+    for (const f of files) if (f.endsWith(suffix)) out.push(join(root, ns, f));
+  }
+  return out;
+}
+
 /** Every record under the run dir (unreadable ones are reported, not thrown). */
 export function readAllRecords(runDir: string): { records: TaskRecord[]; bad: { path: string; error: string }[] } {
   const records: TaskRecord[] = [];
   const bad: { path: string; error: string }[] = [];
-  const root = join(runDir, 'tasks');
-  let namespaces: string[] = [];
-  try { namespaces = readdirSync(root); } catch { return { records, bad }; }
-  for (const ns of namespaces) {
-    let files: string[] = [];
-    try { files = readdirSync(join(root, ns)); } catch { continue; }
-    for (const f of files) {
-      if (!f.endsWith('.json')) continue;
-      const path = join(root, ns, f);
-      try {
-        const rec = JSON.parse(readFileSync(path, 'utf8')) as TaskRecord;
-        if (typeof rec.id !== 'string' || typeof rec.namespace !== 'string' || typeof rec.bundle !== 'string') throw new Error('not a task record');
-        records.push(rec);
-      } catch (e) {
-        bad.push({ path, error: (e as Error).message });
-      }
+  for (const path of taskFiles(runDir, '.json')) {
+    try {
+      const rec = JSON.parse(readFileSync(path, 'utf8')) as TaskRecord;
+      if (typeof rec.id !== 'string' || typeof rec.namespace !== 'string' || typeof rec.bundle !== 'string') throw new Error('not a task record');
+      records.push(rec);
+    } catch (e) {
+      bad.push({ path, error: (e as Error).message });
     }
   }
   return { records, bad };
@@ -137,10 +145,7 @@ export interface Tombstone { pid: number; exitStatus: number; exitedAt: string |
 const tombstonePath = (runDir: string, namespace: string, id: string): string => join(runDir, 'tasks', namespace, `${id}.deleted`);
 
 export function writeTombstone(runDir: string, namespace: string, id: string, t: Tombstone): void {
-  const path = tombstonePath(runDir, namespace, id);
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(`${path}.tmp`, JSON.stringify(t));
-  renameSync(`${path}.tmp`, path);
+  writeAtomic(tombstonePath(runDir, namespace, id), JSON.stringify(t));
 }
 
 export function removeTombstone(runDir: string, namespace: string, id: string): void {
@@ -160,18 +165,10 @@ export function findTombstones(runDir: string, id: string, namespace?: string): 
 
 /** Remove tombstones older than `maxAgeMs` (or unreadable). */
 export function pruneTombstones(runDir: string, maxAgeMs: number, now = Date.now()): void {
-  let namespaces: string[] = [];
-  try { namespaces = readdirSync(join(runDir, 'tasks')); } catch { return; }
-  for (const ns of namespaces) {
-    let files: string[] = [];
-    try { files = readdirSync(join(runDir, 'tasks', ns)); } catch { continue; }
-    for (const f of files) {
-      if (!f.endsWith('.deleted')) continue;
-      const path = join(runDir, 'tasks', ns, f);
-      let keep = false;
-      try { keep = now - Date.parse((JSON.parse(readFileSync(path, 'utf8')) as Tombstone).deletedAt) < maxAgeMs; } catch { /* unreadable */ }
-      if (!keep) rmSync(path, { force: true });
-    }
+  for (const path of taskFiles(runDir, '.deleted')) {
+    let keep = false;
+    try { keep = now - Date.parse((JSON.parse(readFileSync(path, 'utf8')) as Tombstone).deletedAt) < maxAgeMs; } catch { /* unreadable */ }
+    if (!keep) rmSync(path, { force: true });
   }
 }
 
@@ -186,10 +183,7 @@ export interface CreatingRecord { namespace: string; id: string; bundle: string;
 const creatingPath = (runDir: string, namespace: string, id: string): string => join(runDir, 'tasks', namespace, `${id}.creating`);
 
 export function writeCreating(runDir: string, r: CreatingRecord): void {
-  const path = creatingPath(runDir, r.namespace, r.id);
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(`${path}.tmp`, JSON.stringify(r));
-  renameSync(`${path}.tmp`, path);
+  writeAtomic(creatingPath(runDir, r.namespace, r.id), JSON.stringify(r));
 }
 
 export function removeCreating(runDir: string, namespace: string, id: string): void {
@@ -199,20 +193,12 @@ export function removeCreating(runDir: string, namespace: string, id: string): v
 /** Every Create cut short (its .creating file), removing each as it is read (unreadable ones are dropped). */
 export function takeAllCreating(runDir: string): CreatingRecord[] {
   const out: CreatingRecord[] = [];
-  let namespaces: string[] = [];
-  try { namespaces = readdirSync(join(runDir, 'tasks')); } catch { return out; }
-  for (const ns of namespaces) {
-    let files: string[] = [];
-    try { files = readdirSync(join(runDir, 'tasks', ns)); } catch { continue; }
-    for (const f of files) {
-      if (!f.endsWith('.creating')) continue;
-      const path = join(runDir, 'tasks', ns, f);
-      try {
-        const r = JSON.parse(readFileSync(path, 'utf8')) as CreatingRecord;
-        if (typeof r.id === 'string' && typeof r.bundle === 'string' && Array.isArray(r.hooks?.poststop)) out.push(r);
-      } catch { /* unreadable: nothing to run */ }
-      rmSync(path, { force: true });
-    }
+  for (const path of taskFiles(runDir, '.creating')) {
+    try {
+      const r = JSON.parse(readFileSync(path, 'utf8')) as CreatingRecord;
+      if (typeof r.id === 'string' && typeof r.bundle === 'string' && Array.isArray(r.hooks?.poststop)) out.push(r);
+    } catch { /* unreadable: nothing to run */ }
+    rmSync(path, { force: true });
   }
   return out;
 }
