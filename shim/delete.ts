@@ -272,12 +272,20 @@ export async function runDelete(
     if (same) killPid = true;
     else warn(`not killing pid ${rec.pid}: ${why}`);
   }
-  if (h) {
+  // A container with a pid namespace of its own (rec.pidNs) is killed through its init (its
+  // namespace goes with it) and only what is in that namespace is waited for: the rest of a
+  // shared cgroupsPath belongs to other containers (as spored's Delete, and runc's destroy).
+  const ownNs = rec.pidNs && (rec.namespaces ?? []).some((n) => n.type === 'pid' && n.path === null) ? rec.pidNs : null;
+  const pidNsOf = (pid: number): string | null => { try { return readlinkSync(`/proc/${pid}/ns/pid`); } catch { return null; } };
+  const ours = (list: number[]): number[] => (ownNs ? list.filter((p) => pidNsOf(p) === ownNs) : list);
+  if (h && !ownNs) {
     try {
       killAll(h, 'SIGKILL');
     } catch (e) {
       warn(`kill cgroup ${h.path}: ${errMsg(e)}`);
     }
+  } else if (ownNs) {
+    for (const p of ours(before)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
   }
   if (killPid) {
     try {
@@ -288,7 +296,7 @@ export async function runDelete(
   }
   const deadline = Date.now() + DRAIN_MS;
   for (;;) {
-    const left = cgroupPidsSafe(h, warn).filter(isAlive);
+    const left = ours(cgroupPidsSafe(h, warn).filter(isAlive));
     const pidLeft = killPid && isAlive(rec.pid);
     if (left.length === 0 && !pidLeft) break;
     if (Date.now() > deadline) {
@@ -296,7 +304,8 @@ export async function runDelete(
       break;
     }
     // Re-signal: a process may have forked between the cgroup read and the kill.
-    if (h && left.length) { try { killAll(h, 'SIGKILL'); } catch { /* reported above if it persists */ } }
+    if (h && left.length && !ownNs) { try { killAll(h, 'SIGKILL'); } catch { /* reported above if it persists */ } }
+    else for (const p of left) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
     await delay(10);
   }
 
@@ -314,7 +323,9 @@ export async function runDelete(
   }
 
   // 3. cgroup
-  if (h) {
+  const othersLeft = h && ownNs ? cgroupPidsSafe(h, warn).filter(isAlive).length > 0 : false;
+  if (othersLeft) debug(`cgroup ${h?.path} shared with processes of another pid namespace: left to them`);
+  if (h && !othersLeft) {
     try {
       destroyCgroup(h);
     } catch (e) {

@@ -172,6 +172,8 @@ export class TaskManager {
   private readonly settling = new Map<string, Promise<void>>();
   /** Creates cut short by a crash whose poststop hooks are running (restore) */
   private readonly cutShort = new Map<string, Promise<void>>();
+  /** Deletes of a container's init in flight, in turn: the next waits for this one */
+  private readonly deleting = new Map<string, Promise<void>>();
   /** Creates a Delete arrived for: they end Cancelled, making nothing containerd would not know of */
   private readonly deletedDuringCreate = new Set<string>();
   private readonly byPid = new Map<number, { c: ContainerState; p: ProcState }>();
@@ -785,7 +787,23 @@ export class TaskManager {
     return p;
   }
 
+  /**
+   * Delete a process (Task Delete). Deletes of one container's init run one at a time, as
+   * runc's shim's lock makes them: a second one, sent while the first runs (two `ctr task rm`,
+   * a client's retry), ran poststop hooks, TaskDelete events and the pod's leave again.
+   */
   async delete(ns: string, id: string, execId: string): Promise<ProcState> {
+    if (execId) return this.deleteOne(ns, id, execId);
+    const k = key(ns, id);
+    const prev = this.deleting.get(k);
+    const run = prev ? prev.then(() => this.deleteOne(ns, id, execId)) : this.deleteOne(ns, id, execId);
+    const settled: Promise<void> = run.then(() => undefined, () => undefined);
+    this.deleting.set(k, settled);
+    void settled.finally(() => { if (this.deleting.get(k) === settled) this.deleting.delete(k); });
+    return run;
+  }
+
+  private async deleteOne(ns: string, id: string, execId: string): Promise<ProcState> {
     if (!execId) {
       // a Create in flight ends Cancelled (runc's shim fails it too: no TaskCreate, nothing
       // left); a Start in flight (its poststart hooks) ends first

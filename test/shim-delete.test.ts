@@ -2,7 +2,7 @@
 // (processes in a cgroup, a bind mount on <bundle>/rootfs, the cgroup dirs, the task record).
 import { fromBinary } from '@bufbuild/protobuf';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -124,6 +124,43 @@ describe('runDelete', () => {
     expect(readFileSync(out, 'utf8')).toBe(`{"ociVersion":"1.0.2","id":"${id}","status":"stopped","bundle":"${bundle}"}\n${bundle}\n`);
     expect(logs.slice(before)).toEqual([`spore shim delete ${ns}/${id}: poststop hook #1 (/bin/sh): exit status 7; output: no cleanup for you`]);
     expect(readRecord(runDir, ns, id)).toBeNull();
+  });
+
+  it('a container with its own pid namespace in a shared cgroup: its processes are killed, a neighbour\'s are not, and the cgroup is left to them (red team, helper-50)', async () => {
+    const ns = 'default';
+    const id = 'sharedcg';
+    const bundle = join(tmp, 'bundle-sharedcg');
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    const h = cgroupHandle(layout, 'sharedcg', { parent });
+    handles.push(h);
+    createCgroup(h);
+    // the container: a sleep that is pid 1 of a pid namespace of its own (unshare's child)
+    const holder = spawn('unshare', ['--pid', '--fork', 'sleep', '100'], { stdio: 'ignore' });
+    children.push(holder);
+    let init = 0;
+    for (let i = 0; i < 200 && !init; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      try { init = Number(readFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`, 'utf8').trim().split(' ')[0]) || 0; } catch { /* not yet */ }
+    }
+    expect(init).toBeGreaterThan(0);
+    addProcess(h, init);
+    // a neighbour in the same cgroup, in the host's pid namespace
+    const neighbour = spawn('sleep', ['100'], { stdio: 'ignore' });
+    children.push(neighbour);
+    addProcess(h, neighbour.pid!);
+    const pidNs = readlinkSync(`/proc/${init}/ns/pid`);
+    expect(pidNs).not.toBe(readlinkSync('/proc/self/ns/pid'));
+    writeRecord(runDir, {
+      id, namespace: ns, bundle, pid: init, pidStartTime: procStartTime(init), rootfs: join(bundle, 'rootfs'), rootfsMounted: false, cgroup: h,
+      createdAt: new Date().toISOString(), v: 2, namespaces: [{ type: 'pid', path: null }, { type: 'mount', path: null }], pidNs,
+    });
+    const { code } = await runDelete(argv(ns, id, bundle), env, log);
+    expect(code).toBe(0);
+    expect(existsSync(`/proc/${init}`) && !readFileSync(`/proc/${init}/stat`, 'utf8').includes(') Z')).toBe(false);
+    expect(neighbour.exitCode === null && neighbour.signalCode === null, 'the neighbour lives').toBe(true);
+    expect(pids(h)).toEqual([neighbour.pid]);
+    expect(readRecord(runDir, ns, id)).toBeNull();
+    neighbour.kill('SIGKILL');
   });
 
   it('with a record: kills, unmounts, destroys the cgroup and removes the record', async () => {

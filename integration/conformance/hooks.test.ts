@@ -213,6 +213,20 @@ export const CASES: Case[] = [
     states('{c}'),
   ]),
 
+  kase('two Deletes at once run the poststop hooks once (red team, helper-50)', [
+    custom('install hook', setUp),
+    runSpec('-d', '{c}', ['/bin/sleep', '1000'], (s, x) => { s.hooks = { poststop: [hostHook(x, 'poststop', x.id('c'))] }; }),
+    ctr('task kill -s KILL {c}'),
+    waitStopped('{c}'),
+    custom('two `task rm` at once: their exit codes', async (x) => {
+      const id = await x.expand('{c}');
+      const rs = await Promise.all([x.ctr(['task', 'rm', id]), x.ctr(['task', 'rm', id])]);
+      return rs.map((r) => r.code).sort();
+    }),
+    custom('poststop hooks run', poststopRuns),
+    ctr('container rm {c}'),
+  ]),
+
   kase('bad hooks in config.json are refused at Create', [
     runSpec('--rm', '{c}', ['/bin/echo', 'ran'], (s) => { s.hooks = { prestart: [{ path: 'relative/hook' }] }; }, { check: ['code', 'stdout'] }),
     runSpec('--rm', '{c2}', ['/bin/echo', 'ran'], (s) => { s.hooks = { createRuntime: [{ path: '/bin/true', timeout: 0 }] }; }, { check: ['code', 'stdout'] }),
