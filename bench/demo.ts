@@ -15,16 +15,12 @@ import { FriClient } from '../protocols/fri/client.js';
 import { packDirectory } from '../functions/packages.js';
 import type { InvokeResult, SeedInfo } from '../protocols/fri/types.js';
 import { waitForFri } from './fri-ready.js';
+import { pct } from './floor.js';
 
 interface Row { what: string; how: string; n: number; p50: number; p90: number; p99: number; ratio: string; note: string }
 
 const RUNS = Number(process.env.DEMO_RUNS ?? 10);
 const INVOKES = Number(process.env.DEMO_INVOKES ?? 50);
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-}
 
 /** A row from samples (ms); `ratio` compares medians against the named baselines. */
 function row(what: string, how: string, xs: number[], ratio = '', note = ''): Row {
@@ -84,8 +80,10 @@ async function timeCtr(c: Containerd, runtime: string[], image: string, args: st
 
 
 /** `how`: where the counted calls' instances came from: forked on request, or parked (forked before the call, --parked auto) */
-async function invokeMany(fri: FriClient, name: string, event: string): Promise<{ wall: number[]; last: InvokeResult; how: string }> {
+async function invokeMany(fri: FriClient, name: string, event: string): Promise<{ wall: number[]; last: InvokeResult; how: string; phases: string }> {
   const wall: number[] = [];
+  const total: number[] = [];
+  const execute: number[] = [];
   let last: InvokeResult | null = null;
   let parked = 0;
   for (let i = 0; i < INVOKES + 3; i++) {
@@ -93,12 +91,19 @@ async function invokeMany(fri: FriClient, name: string, event: string): Promise<
     const r = await fri.invoke(name, event);
     const ms = performance.now() - t0;
     if (!r.ok) throw new Error(`invoke ${name} failed: ${r.error?.kind}: ${r.error?.message}`);
-    if (i >= 3) { wall.push(ms); if (r.parked) parked++; }
+    if (i >= 3) {
+      wall.push(ms);
+      if (r.parked) parked++;
+      total.push(r.timings.total / 1000);
+      execute.push(r.timings.execute / 1000);
+    }
     last = r;
   }
   const l = last as InvokeResult;
   const how = parked === 0 ? `fork from L${l.seedLevel} on request` : parked === wall.length ? `parked (forked from L${l.seedLevel} before the call)` : `parked ${Math.round((100 * parked) / wall.length)} %, else fork from L${l.seedLevel}`;
-  return { wall, last: l, how };
+  // the phases of every counted call, not the last one's (most calls take a parked instance)
+  const phases = `p50 in spore ${pct(total, 50).toFixed(2)} ms, of it the handler ${pct(execute, 50).toFixed(2)} ms`;
+  return { wall, last: l, how, phases };
 }
 
 function table(rows: Row[]): string {
@@ -176,14 +181,12 @@ async function main(): Promise<void> {
       }
       for (const [name, language, file] of fns) {
         const event = JSON.stringify({ name: 'demo' });
-        const { wall, last, how } = await invokeMany(fri, name, event);
-        const t = last.timings;
+        const { wall, last, how, phases } = await invokeMany(fri, name, event);
         // outside the repository: its package.json says "type": "module", the examples are CommonJS
         mkdirSync(join(c.dir, 'fresh'), { recursive: true });
         copyFileSync(join(examples, file), join(c.dir, 'fresh', file));
         const base = await fresh(language, join(c.dir, 'fresh', file), event, (last.result ?? '').slice(0, 12));
-        rows.push(row(`FRI invoke ${name}`, `spore ${language}, ${how}`, wall, vs(wall, base, language),
-          `last: fork ${(t.fork / 1000).toFixed(2)}, bind ${(t.bind / 1000).toFixed(2)}, init ${(t.init / 1000).toFixed(2)}, exec ${(t.execute / 1000).toFixed(2)} ms`));
+        rows.push(row(`FRI invoke ${name}`, `spore ${language}, ${how}`, wall, vs(wall, base, language), phases));
         rows.push(row(`${name} as a fresh process`, `${language} runner, per request`, base, 'baseline'));
       }
       rows.push(row('fork floor: fork + exit + wait', 'idle Node process', floor.node, 'baseline'));

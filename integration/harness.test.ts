@@ -115,4 +115,29 @@ describe.skipIf(skip !== undefined)('integration harness (runc)', () => {
     expect(() => process.kill(pid, 0)).toThrow();
     expect(fs.existsSync(dir)).toBe(false);
   }, 90_000);
+
+  it.each(['a closed stdout (| head)', 'an uncaught error'] as const)('a script that meets %s stops what it started too', async (how) => {
+    // `scripts/demo | head` left containerd, the keeper, spored and its seeds running (EPIPE)
+    const fail = how === 'an uncaught error' ? 'setTimeout(() => { throw new Error("boom"); }, 100);' : 'const spam = () => { process.stdout.write("x".repeat(65536) + "\\n"); setImmediate(spam); }; spam();';
+    const script = `import { startContainerd } from ${JSON.stringify(`${repoRoot}/dist/integration/harness.js`)};
+      const c = await startContainerd();
+      console.error(JSON.stringify({ dir: c.dir, runDir: c.runDir, pid: c.pid }));
+      ${fail}
+      setInterval(() => {}, 1e6);`;
+    const env = { ...process.env };
+    delete env.VITEST;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    for (let i = 0; i < 600 && !err.includes('"dir"') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    const line = err.split('\n').find((l) => l.includes('"dir"')) ?? '';
+    expect(line, err).toContain('"dir"');
+    const { dir, runDir, pid } = JSON.parse(line) as { dir: string; runDir: string; pid: number };
+    if (how === 'a closed stdout (| head)') child.stdout.destroy(); else child.stdout.resume();
+    expect(await exited, err).toBe(how === 'an uncaught error' ? 1 : 0);
+    expect(leakCheck({ match: [dir], envEntry: `SPORE_RUN_DIR=${runDir}` }).processes).toEqual([]);
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(fs.existsSync(dir)).toBe(false);
+  }, 90_000);
 });

@@ -515,7 +515,8 @@ let signalsHooked = false;
 /**
  * A script (scripts/demo, the benches) interrupted by Ctrl-C or SIGTERM stops what it started
  * (containerd, the keeper, spored, containers, mounts, the temp dir) before it exits 130 / 143,
- * instead of leaving them running. A script with a handler of its own (bench/goals.ts,
+ * instead of leaving them running; so does one whose stdout reader went away (exit 0) or that
+ * threw an uncaught error (exit 1). A script with a handler of its own (bench/goals.ts,
  * bench/fri.ts) stops them itself; under vitest the runner decides. A second signal while
  * stopping exits at once and names what may be left.
  */
@@ -536,6 +537,22 @@ function stopOnSignals(): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Nor when the script fails: `scripts/demo | head` closed its stdout (EPIPE) and left
+  // containerd, the keeper, spored and its seeds running; so did any uncaught error.
+  const stopThenExit = (code: number): void => {
+    if (!first) return;
+    first = false;
+    void Promise.allSettled([...live].map((stop) => stop())).finally(() => process.exit(code));
+  };
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    // the reader went away (`| head`): nothing more to show; stop what was started, exit 0
+    if (e.code === 'EPIPE') stopThenExit(0);
+  });
+  process.on('uncaughtException', (e) => {
+    if (!first) return;
+    process.stderr.write(`${e.stack ?? String(e)}\nstopping containerd, spore and their containers\n`);
+    stopThenExit(1);
+  });
 }
 
 export async function startContainerd(opts: StartOptions = {}): Promise<Containerd> {

@@ -69,7 +69,7 @@ NJ=examples/nunjucks
 if [ ! -f "$NJ/node_modules/.package-lock.json" ] || [ "$NJ/package-lock.json" -nt "$NJ/node_modules/.package-lock.json" ]; then
   command -v npm >/dev/null || { log "npm is not installed (Node 20 expected on this machine kind)"; exit 1; }
   log "npm ci --omit=dev in $NJ"
-  (cd "$NJ" && npm ci --omit=dev --no-audit --no-fund </dev/null)
+  (cd "$NJ" && npm ci --omit=dev --no-audit --no-fund </dev/null >&2)
 else
   log "$NJ/node_modules up to date"
 fi

@@ -37,7 +37,7 @@ command -v node >/dev/null || { log "node is not installed (Node 20 expected on 
 # npm: node_modules/.package-lock.json is written by npm at the end of every install
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
-  npm ci --no-audit --no-fund </dev/null
+  npm ci --no-audit --no-fund </dev/null >&2  # (stdout is the caller's: the demo's table)
 else
   log "node_modules up to date"
 fi
