@@ -8,15 +8,12 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { Code, SporeError } from '../sys/errors.js';
-import { describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../protocols/oci/hooks.js';
+import { OutputTail, describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../protocols/oci/hooks.js';
 
 /** A hook failed: Create or Start fails with this (gRPC Unknown, as containerd reports a runc failure). */
 export class HookFailed extends SporeError {
   constructor(message: string) { super(Code.UNKNOWN, message); }
 }
-
-/** What is kept of a hook's output (the end of it), for the error. */
-const OUTPUT_KEEP = 64 * 1024;
 
 /**
  * Runs `hooks` of `kind`, in order, each with `state` on stdin and `cwd` as its working
@@ -26,10 +23,21 @@ const OUTPUT_KEEP = 64 * 1024;
  * its output; the hooks after it do not run.
  */
 export async function runHooks(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string, observe?: HookObserver): Promise<void> {
+  const [failure] = await runList(kind, hooks, state, cwd, observe, true);
+  if (failure !== undefined) throw new HookFailed(failure);
+}
+
+/** The hooks in order; the failures' messages (`stopAtFirst`: the first one ends the list). */
+async function runList(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string, observe: HookObserver | undefined, stopAtFirst: boolean): Promise<string[]> {
+  const failures: string[] = [];
+  const input = stateBytes(state);
   for (const [i, h] of hooks.entries()) {
-    const r = await timed(kind, h, stateBytes(state), cwd, observe);
-    if (r.why !== null) throw new HookFailed(hookFailure(kind, i, h, r.why, r.output));
+    const r = await timed(kind, h, input, cwd, observe);
+    if (r.why === null) continue;
+    failures.push(hookFailure(kind, i, h, r.why, r.output));
+    if (stopAtFirst) break;
   }
+  return failures;
 }
 
 /** Told of every hook spored runs: its kind, how it ended, how long it took (seconds). */
@@ -46,33 +54,22 @@ async function timed(kind: HookKind, h: Hook, input: Buffer, cwd: string, observ
  * Runs every hook of `kind` even when some fail (runtime-spec: poststop failures are logged
  * and the rest still run); returns the failures' messages, [] when all succeeded.
  */
-export async function runHooksAll(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string, observe?: HookObserver): Promise<string[]> {
-  const failures: string[] = [];
-  for (const [i, h] of hooks.entries()) {
-    const r = await timed(kind, h, stateBytes(state), cwd, observe);
-    if (r.why !== null) failures.push(hookFailure(kind, i, h, r.why, r.output));
-  }
-  return failures;
+export function runHooksAll(kind: HookKind, hooks: readonly Hook[], state: OciState, cwd: string, observe?: HookObserver): Promise<string[]> {
+  return runList(kind, hooks, state, cwd, observe, false);
 }
 
 /** One hook to its end: `why` null when it exited 0, else how it failed (`timedOut`: killed for its time). */
 function runOne(h: Hook, input: Buffer, cwd: string): Promise<{ why: string | null; output: string; timedOut?: boolean }> {
   return new Promise((resolve) => {
-    const parts: Buffer[] = [];
-    let kept = 0;
-    const keep = (b: Buffer): void => {
-      parts.push(b);
-      kept += b.length;
-      while (kept - (parts[0]?.length ?? 0) >= OUTPUT_KEEP) kept -= (parts.shift() as Buffer).length;
-    };
-    const output = (): string => Buffer.concat(parts).toString('utf8');
+    const out = new OutputTail();
+    const keep = (b: Buffer): void => out.push(b);
     let timedOut = false;
     let settled = false;
     const done = (why: string | null): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ why, output: output(), timedOut });
+      resolve({ why, output: out.text(), timedOut });
     };
     // execve would refuse a file that is neither (ENOEXEC), as runc's hooks meet it; the
     // execvp under node:child_process would run it with /bin/sh instead

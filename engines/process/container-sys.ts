@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import * as sys from '../../sys/libc.js';
 import { PR, RESOLVE } from '../../sys/constants.js';
 import { SyscallError, errnoName } from '../../sys/errors.js';
+import { OutputTail } from '../../protocols/oci/hooks.js';
 
 /** access(2) mode for "may execute" (container-init has no other use for node:fs). */
 export const X_OK: number = fsConstants.X_OK;
@@ -250,9 +251,6 @@ export const realContainerSys: ContainerSys = {
   seccomp: (bpf, flags) => sys.seccompInstall(bpf, flags),
 };
 
-/** What runProgramSync keeps of a program's output (its end: where the error usually is). */
-const RUN_OUTPUT_KEEP = 64 * 1024;
-
 /**
  * ContainerSys.runProgram for real, in a process with no event loop to wait on (a container's
  * init): the input is in place before the program starts (nothing here can take a SIGPIPE
@@ -289,16 +287,13 @@ function runProgramSync(path: string, argv: string[], envp: string[], input: Buf
   } finally {
     for (const fd of [inFd, outW]) sys.close(fd);
   }
-  const parts: Buffer[] = [];
-  let kept = 0;
+  const out = new OutputTail();
   let eof = false;
   const drain = (): void => {
     while (!eof && sys.pollIn(outR, 0)) {
       const b = sys.read(outR, 65536);
       if (b.length === 0) { eof = true; break; }
-      parts.push(b);
-      kept += b.length;
-      while (kept - (parts[0]?.length ?? 0) >= RUN_OUTPUT_KEEP) kept -= (parts.shift() as Buffer).length;
+      out.push(b);
     }
   };
   const until = timeoutMs === null ? Infinity : Date.now() + timeoutMs;
@@ -307,12 +302,12 @@ function runProgramSync(path: string, argv: string[], envp: string[], input: Buf
     for (;;) {
       drain();
       const done = sys.reapPid(pid);
-      if (done) { drain(); return { status: done.status, output: Buffer.concat(parts).toString('utf8') }; }
+      if (done) { drain(); return { status: done.status, output: out.text() }; }
       if (Date.now() >= until) {
         try { sys.kill(pid, 9); } catch { /* gone meanwhile */ }
         sys.reapPid(pid, true);
         drain();
-        return { status: null, output: Buffer.concat(parts).toString('utf8') };
+        return { status: null, output: out.text() };
       }
       // output wakes the wait; an exit with the pipe still held elsewhere is seen within 2 ms
       if (eof) Atomics.wait(nap, 0, 0, 2); else sys.pollIn(outR, 2);

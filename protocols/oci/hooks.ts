@@ -143,3 +143,24 @@ export function hookFailure(kind: HookKind, index: number, hook: Hook, why: stri
   const tail = output.length > 2048 ? `…${output.slice(-2048)}` : output;
   return `${kind} hook #${index} (${hook.path}): ${why}${tail.trim() ? `; output: ${tail.trim()}` : ''}`;
 }
+
+/**
+ * The end of a hook's output (stdout and stderr together), at most `keep` bytes of whole
+ * chunks past the last one: where its error usually is. Both hook runners (spored's, the
+ * container init's) keep it so.
+ */
+export class OutputTail {
+  private readonly parts: Buffer[] = [];
+  private kept = 0;
+  constructor(private readonly keep = 64 * 1024) {}
+
+  push(b: Buffer): void {
+    this.parts.push(b);
+    this.kept += b.length;
+    while (this.kept - (this.parts[0]?.length ?? 0) >= this.keep) this.kept -= (this.parts.shift() as Buffer).length;
+  }
+
+  text(): string {
+    return Buffer.concat(this.parts).toString('utf8');
+  }
+}
