@@ -564,26 +564,22 @@ export class TaskManager {
    * is what Create answers.
    */
   private async runtimeHooks(k: string, hooks: Hooks, state: OciState, bundle: string): Promise<unknown> {
+    let failure: unknown = null;
     try {
       for (const kind of ['prestart', 'createRuntime'] as const) await runHooks(kind, hooks[kind] ?? [], state, bundle, this.o.onHook);
-    } catch (e) {
-      await this.o.seed.abort(k).catch(() => undefined);
-      return e;
-    }
-    try {
       this.checkNotDeleted(k);
+      try {
+        await this.o.seed.resume(k);
+        return null;
+      } catch (e) {
+        // (the seed no longer has it paused: it died meanwhile, killed by a hook or otherwise)
+        failure = new HookFailed(`the container's init (pid ${state.pid ?? '?'}) ended while its prestart and createRuntime hooks ran: ${(e as Error).message}`);
+      }
     } catch (e) {
-      await this.o.seed.abort(k).catch(() => undefined);
-      return e;
+      failure = e;
     }
-    try {
-      await this.o.seed.resume(k);
-      return null;
-    } catch (e) {
-      await this.o.seed.abort(k).catch(() => undefined);
-      // (the seed no longer has it paused: it died meanwhile, killed by a hook or otherwise)
-      return new HookFailed(`the container's init (pid ${state.pid ?? '?'}) ended while its prestart and createRuntime hooks ran: ${(e as Error).message}`);
-    }
+    await this.o.seed.abort(k).catch(() => undefined);
+    return failure;
   }
 
   /**
