@@ -342,13 +342,15 @@ export class TaskManager {
       // Nor when it joins a pod's pid namespace: it enters that last, once in its cgroup
       // (entersPidNsLast).
       // Nor when it has prestart or createRuntime hooks: runc runs them with the init in its
-      // cgroup, limits set (a hook may change the cgroup's settings).
+      // cgroup, limits set (a hook may change the cgroup's settings). Nor with a user
+      // namespace of its own: the child makes it first.
       const hooks = parseHooks(spec.hooks);
       const runtimeHooks = hasHooks(hooks, 'prestart', 'createRuntime');
       plan.lateCgroup = !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
         && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc') // it joins via /proc/self/fd
         && !entersPidNsLast(plan)
-        && !runtimeHooks;
+        && !runtimeHooks
+        && !plan.userNs; // its child joins before losing root on the host (container-init.ts)
       // ...and we join it ourselves, from the pid the seed reports at once, as soon as the
       // cgroup exists: the join (0.5-4 ms of writes; without favordynmods also a wait for an
       // RCU grace period, pools/cgroups.ts addProcessAsync) overlaps the child's mounts

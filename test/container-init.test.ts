@@ -11,7 +11,7 @@ import { compileSeccomp } from '../pools/seccomp.js';
 import { execPlan, initPlan, CAPS } from '../engines/process/plan.js';
 import type { ExecPlan, InitPlan, SpawnPlan, Stdio } from '../engines/process/protocol.js';
 import { AWAIT_JOIN_MS, EARLY_STEPS, earlyStepsOf, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
-import { CONSOLE_INSIDE, shellFrame } from '../engines/process/protocol.js';
+import { CONSOLE_INSIDE, forksIntoPidNs, shellFrame } from '../engines/process/protocol.js';
 import { rehearsal } from '../engines/process/shells.js';
 import {
   RecordedExec, RecordedExit, RecordingContainerSys, realContainerSys, type FakeEntry, type RecordingOptions, type SysCall,
@@ -150,7 +150,7 @@ const capHex = (names: string[]): string => `0x${names.reduce((m, n) => m | (1n 
 
 /** The six device nodes every container gets (plan.ts DEFAULT_DEVICES), in a fresh /dev tmpfs. */
 function defaultDevices(): SysCall[] {
-  const devs: [string, number, number][] = [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]];
+  const devs: [string, number, number][] = [['null', 1, 3], ['random', 1, 8], ['full', 1, 7], ['tty', 5, 0], ['zero', 1, 5], ['urandom', 1, 9]];
   // with the umask at 0, so that the nodes get exactly 0666 (runc's createDevices)
   return [c('umask', 0), ...devs.flatMap(([n, major, minor]) => [
     c('mkdir', `${R}/dev`, 0o755), c('mknod', `${R}/dev/${n}`, 0o020000 | 0o666, major, minor), c('chown', `${R}/dev/${n}`, 0, 0),
@@ -174,16 +174,28 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
     if (i > pivot && target.startsWith(`${rootfs}/`)) return `mount of a host rootfs path after pivot_root: ${JSON.stringify(x)}`;
   }
   if (idx('unshare') > idx('mount')) return 'mount before the mount namespace';
-  const start = idx('read', START);
+  // Start is the last read of the start pipe (a user namespace's maps and the runtime hooks
+  // are waited for on it before)
+  const start = lastAt(calls, 'read', START);
   if (start < 0) return 'no wait for Start';
+  // the only identity taken before Start: root inside a user namespace of its own, right
+  // after its maps (uid) and the other namespaces' unshare (groups, gid)
+  const usernsAt = idx('write', STATUS, '{"s":"userns"}\n');
+  const entry = new Set<number>();
+  if (usernsAt >= 0) {
+    entry.add(usernsAt + 2);
+    const rest = calls.findIndex((x, i) => i > usernsAt && x.call === 'unshare');
+    entry.add(rest + 1).add(rest + 2);
+  }
+  const cred = (call: string): number => calls.findIndex((x, i) => x.call === call && !entry.has(i));
   for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset', 'seccomp', 'execve']) {
-    const i = idx(name);
+    const i = cred(name);
     if (i >= 0 && i < start) return `${name} before Start`;
   }
-  const ready = idx('write', STATUS);
+  const ready = calls.findIndex((x) => x.call === 'write' && x.args[0] === STATUS && String(x.args[1]).startsWith('{"s":"ready"'));
   if (lastAt(calls, 'setrlimit') > ready) return 'setrlimit after the ready report';
-  const keep1 = idx('prctl', PR.SET_KEEPCAPS, 1), gid = idx('setresgid'), uid = idx('setresuid'), keep0 = idx('prctl', PR.SET_KEEPCAPS, 0), capset = idx('capset');
-  if (!(idx('setgroups') > keep1 && gid > idx('setgroups') && uid > gid && keep0 > uid && capset > keep0)) return 'credentials not keepcaps -> setgroups -> setresgid -> setresuid -> !keepcaps -> capset';
+  const keep1 = idx('prctl', PR.SET_KEEPCAPS, 1), gid = cred('setresgid'), uid = cred('setresuid'), keep0 = idx('prctl', PR.SET_KEEPCAPS, 0), capset = idx('capset');
+  if (!(cred('setgroups') > keep1 && gid > cred('setgroups') && uid > gid && keep0 > uid && capset > keep0)) return 'credentials not keepcaps -> setgroups -> setresgid -> setresuid -> !keepcaps -> capset';
   if (lastAt(calls, 'prctl', PR.CAPBSET_DROP) > keep1) return 'bounding set dropped after the uid change';
   const nnp = idx('prctl', PR.SET_NO_NEW_PRIVS, 1);
   const seccomp = idx('seccomp');
@@ -427,6 +439,109 @@ describe('container-init against the recording ContainerSys', () => {
     expect(at(fresh.calls, 'fork')).toBe(-1);
     expect(fresh.calls[at(fresh.calls, 'unshare')]).toEqual(c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET));
     expect(brokenInvariant(joined.calls)).toBeNull();
+  });
+
+  describe('a user namespace of its own', () => {
+    const USERNS_MAPS = { uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }] };
+    const userNsPlan = (): InitPlan => planOf((s) => {
+      s.linux.namespaces = [...(s.linux.namespaces ?? []), { type: 'user' }];
+      Object.assign(s.linux, USERNS_MAPS);
+      s.process.rlimits = [{ type: 'RLIMIT_MEMLOCK', hard: 67108864, soft: 67108864 }];
+      s.process.oomScoreAdj = -100;
+    });
+
+    it('limits and cgroup as root on the host; the namespace, its maps from the seed, root in it; then the rest, owned by it, the pid namespace for a child', () => {
+      const plan = userNsPlan();
+      expect(plan.lateCgroup).toBe(true); // what the rule alone says: the child must not take it
+      const r = run(plan);
+      expect(r.exec?.path).toBe('/bin/sh');
+      const userns = at(r.calls, 'unshare', CLONE.NEWUSER);
+      expect(r.calls.slice(userns, userns + 9)).toEqual([
+        c('unshare', CLONE.NEWUSER),
+        // the seed writes uid_map and gid_map (root on the host), then one byte
+        c('write', STATUS, '{"s":"userns"}\n'),
+        c('read', START, 1),
+        c('setresuid', 0),
+        // every other new namespace now belongs to it, the pid namespace among them
+        c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET | CLONE.NEWCGROUP | CLONE.NEWPID),
+        // gid 0 after that unshare, as runc's init takes it (the mqueue root's group shows it)
+        c('setgroups', []), c('setresgid', 0),
+        c('loopback_up'),
+        c('fork'),
+      ]);
+      // what needs root on the host comes before: the cgroup joined, the oom score and the
+      // rlimits set (CAP_SYS_RESOURCE counts in the host's namespace only), as runc sets them from outside
+      inOrder(r.calls, at(r.calls, 'write_file', CGROUP_PROCS, '0'), at(r.calls, 'write_file', '/proc/self/oom_score_adj', '-100'), at(r.calls, 'setrlimit'), userns);
+      expect(r.calls.filter((x) => x.call === 'setrlimit')).toHaveLength(1);
+      // the child goes on in the new pid namespace and mounts from there
+      inOrder(r.calls, at(r.calls, 'fork'), lastAt(r.calls, 'setsid'), at(r.calls, 'mount'));
+      expect(brokenInvariant(r.calls)).toBeNull();
+      expect(r.status[0]).toEqual({ s: 'userns' });
+      expect(r.status.at(-1)).toMatchObject({ s: 'ready' });
+    });
+
+    it('device nodes are the host\'s, bound onto empty files (mknod is refused in a user namespace)', () => {
+      const r = run(userNsPlan());
+      expect(at(r.calls, 'mknod')).toBe(-1);
+      const touch = at(r.calls, 'touch', `${R}/dev/null`);
+      expect(r.calls.slice(touch, touch + 2)).toEqual([c('touch', `${R}/dev/null`), c('mount', '/dev/null', `${R}/dev/null`, null, MS.BIND, null)]);
+      expect(r.calls.filter((x) => x.call === 'touch').map((x) => x.args[0])).toEqual(['null', 'random', 'full', 'tty', 'zero', 'urandom'].map((n) => `${R}/dev/${n}`));
+      expect(brokenInvariant(r.calls)).toBeNull();
+    });
+
+    it('EOF instead of its maps (the Create was aborted): exit 0, nothing made in the namespace', () => {
+      const r = run(userNsPlan(), { start: false });
+      expect(r.exit).toBe(0);
+      expect(r.calls.slice(-2)).toEqual([c('read', START, 1), c('exit', 0)]);
+      expect(at(r.calls, 'setresuid')).toBe(-1);
+      expect(at(r.calls, 'mount')).toBe(-1);
+    });
+
+    it('with a pod\'s pid namespace: entered while still root on the host, before the user namespace; a joined user namespace first of the joins', () => {
+      const pod = run(planOf((s) => {
+        s.linux.namespaces = [{ type: 'pid', path: '/proc/77/ns/pid' }, { type: 'ipc' }, { type: 'mount' }, { type: 'network', path: '/var/run/netns/n1' }, { type: 'user' }];
+        Object.assign(s.linux, USERNS_MAPS);
+      }));
+      inOrder(pod.calls, at(pod.calls, 'setns', undefined, CLONE.NEWNET), at(pod.calls, 'setns', undefined, CLONE.NEWPID), at(pod.calls, 'unshare', CLONE.NEWUSER), at(pod.calls, 'unshare', CLONE.NEWIPC | CLONE.NEWNS), at(pod.calls, 'fork'));
+      expect(pod.calls.filter((x) => x.call === 'unshare' && (x.args[0] as number) & CLONE.NEWPID)).toEqual([]);
+
+      const joined = run(planOf((s) => { s.linux.namespaces = [{ type: 'ipc' }, { type: 'mount' }, { type: 'network', path: '/var/run/netns/n1' }, { type: 'user', path: '/var/run/netns/n1' }]; }));
+      expect(joined.calls.filter((x) => x.call === 'setns').map((x) => x.args[1])).toEqual([CLONE.NEWUSER, CLONE.NEWNET]);
+      expect(at(joined.calls, 'unshare', CLONE.NEWUSER)).toBe(-1);
+      expect(joined.status.some((x) => (x as { s: string }).s === 'userns')).toBe(false);
+    });
+
+    const execIn = (user: { uid: number; gid: number; additionalGids?: number[] }): Run => run(execPlan({
+      id: 'c1', execId: 'e1', targetPid: 42, initNamespaces: [{ type: 'pid', path: null }, { type: 'mount', path: null }, { type: 'user', path: null }, { type: 'network', path: null }],
+      process: { user, args: ['/bin/ls'], env: [PATH], cwd: '/', rlimits: [{ type: 'RLIMIT_MEMLOCK', hard: 67108864, soft: 67108864 }] }, stdio: { ...STDIO, stdin: '' }, cgroupProcs: [CGROUP_PROCS], seccomp: null,
+    }), { files: {
+      '/bin/ls': 'file', '/etc/passwd': { content: 'root:x:0:0:root:/root:/bin/sh\n' },
+      // the init's maps as the kernel prints them
+      '/proc/42/uid_map': { content: '         0     100000       1000\n      5000     200000         10\n' },
+      '/proc/42/gid_map': { content: '         0     100000      65536\n' },
+    } });
+
+    it('an exec into it: its ids checked against the init\'s maps, its limits set, then the user namespace joined first of all', () => {
+      const r = execIn({ uid: 5009, gid: 7 });
+      expect(r.status.at(-1)).toMatchObject({ s: 'ready' });
+      expect(r.exec?.path).toBe('/bin/ls');
+      const setns = r.calls.filter((x) => x.call === 'setns').map((x) => x.args[1]);
+      expect(setns).toEqual([CLONE.NEWUSER, CLONE.NEWNET, CLONE.NEWNS, CLONE.NEWPID]);
+      inOrder(r.calls, at(r.calls, 'setrlimit'), at(r.calls, 'setns'));
+    });
+
+    it('an exec whose user or group the namespace does not map fails its set-up (before Start), naming the id', () => {
+      for (const [user, message] of [
+        [{ uid: 1000, gid: 0 }, 'uid 1000 is not mapped in the container\'s user namespace'],
+        [{ uid: 5010, gid: 0 }, 'uid 5010 is not mapped in the container\'s user namespace'],
+        [{ uid: 0, gid: 0, additionalGids: [70000] }, 'gid 70000 is not mapped in the container\'s user namespace'],
+      ] as const) {
+        const r = execIn(user);
+        expect(r.status.at(-1)).toEqual({ s: 'error', phase: 'user', message });
+        expect(r.exit).toBe(127);
+        expect(at(r.calls, 'setns')).toBe(-1);
+      }
+    });
   });
 
   it('an exec joins every namespace of the init (all fds first, mount last), mounts nothing', () => {
@@ -902,6 +1017,14 @@ describe('container shells: the same sequence, from a later step', () => {
     // an exec joins a running container
     const exec = execPlan({ id: 'c1', execId: 'e1', targetPid: 4242, initNamespaces: planOf().namespaces, process: { args: ['/bin/ls'], cwd: '/' }, stdio: STDIO, cgroupProcs: [], seccomp: null });
     expect(shellFits(exec, EARLY_STEPS)).toBe(false);
+    // a user namespace of its own, which must own the pid namespace (a shell's is the host's)
+    const ownUserNs = planOf((s) => {
+      s.linux.namespaces = [...(s.linux.namespaces ?? []), { type: 'user' }];
+      s.linux.uidMappings = s.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    });
+    expect(shellFits(ownUserNs, EARLY_STEPS)).toBe(false);
+    expect(forksIntoPidNs(ownUserNs)).toBe(true);
+    expect(forksIntoPidNs(planOf())).toBe(false);
     // steps a plan's sequence does not start with
     expect(shellFits(planOf(), ['setsid'] as EarlyStep[])).toBe(false);
   });

@@ -6,7 +6,7 @@ import { InvalidArgument } from '../sys/errors.js';
 import { MS } from '../sys/constants.js';
 import type { Spec } from '../protocols/oci/spec.js';
 import { capMask, checkLsm, execPlan, initPlan, mountStep, namespaceSteps, nsFile, parseMountOptions, processPlan } from '../engines/process/plan.js';
-import type { InitPlan, Stdio } from '../engines/process/protocol.js';
+import { idMapText, type InitPlan, type Stdio } from '../engines/process/protocol.js';
 
 const STDIO: Stdio = { stdin: '', stdout: '/run/spore/fifo/c1-stdout', stderr: '/run/spore/fifo/c1-stderr', terminal: '' };
 const SECCOMP = { bpf: Buffer.from('0600000000000000', 'hex'), flags: 0 };
@@ -44,12 +44,13 @@ describe('plan.ts: translation', () => {
       namespaces: [{ type: 'pid', path: null }, { type: 'mount', path: null }, { type: 'uts', path: null }],
       hostname: null, domainname: null, mounts: [],
       devices: [
+        // runc's order (specconv.AllowedDevices): a user namespace's mount table shows it
         { path: '/dev/null', type: 'c', major: 1, minor: 3, mode: 0o666, uid: 0, gid: 0 },
-        { path: '/dev/zero', type: 'c', major: 1, minor: 5, mode: 0o666, uid: 0, gid: 0 },
-        { path: '/dev/full', type: 'c', major: 1, minor: 7, mode: 0o666, uid: 0, gid: 0 },
         { path: '/dev/random', type: 'c', major: 1, minor: 8, mode: 0o666, uid: 0, gid: 0 },
-        { path: '/dev/urandom', type: 'c', major: 1, minor: 9, mode: 0o666, uid: 0, gid: 0 },
+        { path: '/dev/full', type: 'c', major: 1, minor: 7, mode: 0o666, uid: 0, gid: 0 },
         { path: '/dev/tty', type: 'c', major: 5, minor: 0, mode: 0o666, uid: 0, gid: 0 },
+        { path: '/dev/zero', type: 'c', major: 1, minor: 5, mode: 0o666, uid: 0, gid: 0 },
+        { path: '/dev/urandom', type: 'c', major: 1, minor: 9, mode: 0o666, uid: 0, gid: 0 },
       ],
       maskedPaths: [], readonlyPaths: [], sysctl: {},
       cgroupProcs: ['/sys/fs/cgroup/default/c1/cgroup.procs'],
@@ -147,6 +148,18 @@ describe('plan.ts: translation', () => {
     expect(plan(joinedUts)).toMatchObject({ hostname: null, domainname: null });
   });
 
+  it('a user namespace: a new one carries its maps for the seed to write; a joined one is only a namespace to enter', () => {
+    const maps = { uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 200000, size: 1000 }, { containerID: 1000, hostID: 300000, size: 1 }] };
+    const own = plan({ ...baseSpec(), process: { ...baseSpec().process, user: { uid: 1000, gid: 1000 } }, linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'user' }], ...maps } });
+    expect(own.userNs).toEqual(maps);
+    expect(own.namespaces).toContainEqual({ type: 'user', path: null });
+    const joined = plan({ ...baseSpec(), linux: { namespaces: [{ type: 'mount' }, { type: 'user', path: '/proc/7/ns/user' }] } });
+    expect(joined.userNs).toBeUndefined();
+    expect(joined.namespaces).toContainEqual({ type: 'user', path: '/proc/7/ns/user' });
+    expect(plan(baseSpec()).userNs).toBeUndefined();
+    expect(idMapText(maps.gidMappings)).toBe('0 200000 1000\n1000 300000 1\n');
+  });
+
   it('devices: "u" is a char device, a listed default replaces it in place, the rest appended', () => {
     const p = plan({ ...baseSpec(), linux: { ...baseSpec().linux, devices: [
       { type: 'c', path: '/dev/fuse', major: 10, minor: 229, fileMode: 0o600, uid: 0, gid: 0 },
@@ -154,7 +167,7 @@ describe('plan.ts: translation', () => {
       { type: 'b', path: '/dev/loop0', major: 7, minor: 0 },
       { type: 'p', path: '/dev/fifo0' },
     ] } });
-    expect(p.devices.map((d) => d.path)).toEqual(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty', '/dev/fuse', '/dev/loop0', '/dev/fifo0']);
+    expect(p.devices.map((d) => d.path)).toEqual(['/dev/null', '/dev/random', '/dev/full', '/dev/tty', '/dev/zero', '/dev/urandom', '/dev/fuse', '/dev/loop0', '/dev/fifo0']);
     expect(p.devices[0]).toEqual({ path: '/dev/null', type: 'c', major: 1, minor: 3, mode: 0o640, uid: 0, gid: 5 });
     expect(p.devices[6]).toEqual({ path: '/dev/fuse', type: 'c', major: 10, minor: 229, mode: 0o600, uid: 0, gid: 0 });
     expect(p.devices[7]).toEqual({ path: '/dev/loop0', type: 'b', major: 7, minor: 0, mode: 0o666, uid: 0, gid: 0 });
@@ -207,6 +220,11 @@ describe('plan.ts: translation', () => {
 describe('plan.ts: rejections (InvalidArgument naming the field)', () => {
   const withProcess = (p: Record<string, unknown>): unknown => ({ ...baseSpec(), process: { ...baseSpec().process, ...p } });
   const withLinux = (l: Record<string, unknown>): unknown => ({ ...baseSpec(), linux: { ...baseSpec().linux, ...l } });
+  const ID_MAP = { containerID: 0, hostID: 100000, size: 65536 };
+  // a user namespace of its own with good maps, then `l` over it
+  const withUserNs = (l: Record<string, unknown>): Record<string, unknown> => ({ ...baseSpec(), linux: {
+    ...baseSpec().linux, namespaces: [...(baseSpec().linux.namespaces as unknown[]), { type: 'user' }], uidMappings: [ID_MAP], gidMappings: [ID_MAP], ...l,
+  } });
   const cases: [string, unknown, RegExp][] = [
     ['not an object', [], /config.json must be a JSON object/],
     ['linux not an object', { ...baseSpec(), linux: 'x' }, /^linux must be an object/],
@@ -233,7 +251,22 @@ describe('plan.ts: rejections (InvalidArgument naming the field)', () => {
     ['no mount namespace', withLinux({ namespaces: [{ type: 'pid' }] }), /^linux.namespaces must include a mount namespace/],
     ['unknown namespace', withLinux({ namespaces: [{ type: 'mount' }, { type: 'sound' }] }), /^linux.namespaces\[1\]: unknown type "sound"/],
     ['namespace twice', withLinux({ namespaces: [{ type: 'mount' }, { type: 'mount' }] }), /^linux.namespaces: mount listed twice/],
-    ['user namespace', withLinux({ namespaces: [{ type: 'mount' }, { type: 'user' }] }), /^linux.namespaces: user namespaces are not supported/],
+    ['user namespace without mappings', withLinux({ namespaces: [{ type: 'mount' }, { type: 'user' }] }), /^linux.uidMappings is empty: a new user namespace needs at least one mapping/],
+    ['mappings without a user namespace', withLinux({ uidMappings: [ID_MAP], gidMappings: [ID_MAP] }), /^linux.uidMappings\/gidMappings are set but linux.namespaces has no user namespace/],
+    ['mappings for a joined user namespace', withUserNs({ namespaces: [{ type: 'mount' }, { type: 'user', path: '/proc/7/ns/user' }] }), /^linux.uidMappings\/gidMappings are set for a user namespace joined by path \(\/proc\/7\/ns\/user\)/],
+    ['gid mappings missing', withUserNs({ gidMappings: [] }), /^linux.gidMappings is empty/],
+    ['a mapping of size 0', withUserNs({ uidMappings: [{ containerID: 0, hostID: 100000, size: 0 }] }), /^linux.uidMappings\[0\].size must be at least 1/],
+    ['a mapping without hostID', withUserNs({ uidMappings: [{ containerID: 0, size: 10 }] }), /^linux.uidMappings\[0\] needs containerID, hostID and size/],
+    ['a negative id', withUserNs({ gidMappings: [{ containerID: 0, hostID: -1, size: 10 }] }), /^linux.gidMappings\[0\].hostID must be an integer 0..4294967295/],
+    ['a mapping not an object', withUserNs({ uidMappings: ['0:100000:65536'] }), /^linux.uidMappings\[0\] must be an object, got "0:100000:65536"/],
+    ['a range past 2^32-1', withUserNs({ uidMappings: [{ containerID: 0, hostID: 4294967000, size: 65536 }] }), /^linux.uidMappings\[0\]: the range passes 2\^32-1/],
+    ['overlapping container ranges', withUserNs({ uidMappings: [ID_MAP, { containerID: 1000, hostID: 300000, size: 10 }] }), /^linux.uidMappings: the containerID ranges at 0 \(size 65536\) and 1000 overlap/],
+    ['overlapping host ranges', withUserNs({ gidMappings: [{ containerID: 0, hostID: 100000, size: 10 }, { containerID: 10, hostID: 100005, size: 10 }] }), /^linux.gidMappings: the hostID ranges at 100000 \(size 10\) and 100005 overlap/],
+    ['more lines than the kernel takes', withUserNs({ uidMappings: Array.from({ length: 341 }, (_, i) => ({ containerID: i, hostID: 100000 + i, size: 1 })) }), /^linux.uidMappings has 341 entries; the kernel takes at most 340/],
+    ['a map over one page', withUserNs({ uidMappings: Array.from({ length: 200 }, (_, i) => ({ containerID: 4000000000 + i * 2, hostID: 4000000000 + i, size: 1 })) }), /^linux.uidMappings is \d+ bytes as a map; the kernel takes one write under 4096 bytes/],
+    ['container root not mapped', withUserNs({ uidMappings: [{ containerID: 1, hostID: 100000, size: 65535 }] }), /^linux.uidMappings and gidMappings must map container id 0/],
+    ['the process user not mapped', { ...withUserNs({ uidMappings: [{ containerID: 0, hostID: 100000, size: 1000 }] }), process: { ...baseSpec().process, user: { uid: 1000, gid: 0 } } }, /^process.user.uid 1000 is not mapped by linux.uidMappings/],
+    ['an additional gid not mapped', { ...withUserNs({ gidMappings: [{ containerID: 0, hostID: 100000, size: 100 }] }), process: { ...baseSpec().process, user: { uid: 0, gid: 0, additionalGids: [5, 500] } } }, /^gid 500 of process.user is not mapped by linux.gidMappings/],
     ['time namespace', withLinux({ namespaces: [{ type: 'mount' }, { type: 'time' }] }), /^linux.namespaces: time namespaces are not supported/],
     ['relative namespace path', withLinux({ namespaces: [{ type: 'mount' }, { type: 'network', path: 'netns/n1' }] }), /^linux.namespaces\[1\] \(network\): path must be absolute/],
     ['namespace not an object', withLinux({ namespaces: ['mount'] }), /^linux.namespaces\[0\] must be an object/],

@@ -87,10 +87,12 @@ function earlyStep(s: ContainerSys, step: EarlyStep, keep: readonly number[]): v
  * Whether a shell that made `ahead` can become `plan`'s init: a container (not an exec) in a
  * new pid namespace (the shell is already pid 1 of one), whose sequence starts with exactly
  * the steps the shell made. A pid namespace joined by path (a pod that shares one) or the
- * host's does not fit; such a plan is forked as before.
+ * host's does not fit, nor does a plan with a user namespace of its own; such a plan is
+ * forked as before.
  */
 export function shellFits(plan: SpawnPlan, ahead: readonly EarlyStep[]): boolean {
-  if (plan.kind !== 'init' || !newNamespace(plan, 'pid')) return false;
+  // (a user namespace of its own must own the pid namespace: the shell's belongs to the host's)
+  if (plan.kind !== 'init' || !newNamespace(plan, 'pid') || plan.userNs) return false;
   const steps = earlyStepsOf(plan);
   return ahead.length <= steps.length && ahead.every((step, i) => steps[i] === step);
 }
@@ -112,11 +114,18 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');
     // (not for a process that enters its pid namespace last: it is in its cgroup before it is seen there)
-    const late = plan.kind === 'init' && plan.lateCgroup === true && !entersPidNsLast(plan);
+    const late = plan.kind === 'init' && plan.lateCgroup === true && !entersPidNsLast(plan) && !plan.userNs;
     // The host's cgroupfs is out of sight after pivot_root: keep handles on it.
     const lateProcs = late ? phase('cgroup', () => cgroupPathsViaFds(s, plan.cgroupProcs)) : [];
     if (!late) phase('cgroup', () => joinCgroup(s, plan.cgroupProcs));
     mark('cgroup');
+    // In a user namespace these can no longer be raised or lowered past the host's limits
+    // (CAP_SYS_RESOURCE counts only in the host's): set now, as runc sets them from outside.
+    const limitsFirst = plan.namespaces.some((n) => n.type === 'user');
+    if (limitsFirst) {
+      phase('oom_score_adj', () => applyOomScore(s, plan.process, warnings));
+      phase('rlimits', () => applyRlimits(s, plan.process));
+    }
     let consoleFd: number | undefined;
     if (plan.kind === 'init') {
       const hooks = plan.hooks;
@@ -137,7 +146,8 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
           mark('createContainer');
         }
       };
-      setupContainer(s, plan, late, warnings, mark, (pidNs) => forkIntoPidNs(s, pidNs, statusFd), beforePivot);
+      const userNs = plan.userNs ? (): void => becomeUserNsRoot(s, statusFd, startFd) : null;
+      setupContainer(s, plan, late, warnings, mark, (pidNs) => forkIntoPidNs(s, pidNs, statusFd), beforePivot, userNs);
       // The terminal before the late join: the child may join while spored is still writing
       // the cgroup's device rules ('deny a' comes first), and those rules always end by
       // allowing /dev/ptmx and /dev/pts/* (withDefaultDeviceRules, like runc's AllowedDevices).
@@ -156,6 +166,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       // it there and read the host's mount table and sockets through /proc/<pid>, or, with
       // CAP_SYS_PTRACE, the host's files and this seed's fds.
       const pidNs = phase('namespaces', () => s.open(`/proc/${plan.targetPid}/ns/pid`, O.RDONLY | O.CLOEXEC));
+      if (plan.namespaces.some((n) => n.type === 'user')) phase('user', () => checkMapped(s, plan.targetPid, plan.process));
       joinContainer(s, plan);
       forkIntoPidNs(s, pidNs, statusFd);
     }
@@ -171,10 +182,12 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     // rather than the process after Start (the chdir itself waits for the user's identity)
     phase('cwd', () => checkCwd(s, plan.process.cwd));
     mark('lookup');
-    phase('oom_score_adj', () => applyOomScore(s, plan.process, warnings));
-    mark('oom');
-    phase('rlimits', () => applyRlimits(s, plan.process));
-    mark('rlimits');
+    if (!limitsFirst) {
+      phase('oom_score_adj', () => applyOomScore(s, plan.process, warnings));
+      mark('oom');
+      phase('rlimits', () => applyRlimits(s, plan.process));
+      mark('rlimits');
+    }
     report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}) });
     // Block until the seed says Start (one byte) or drops the pipe (abort: EOF).
     const go = s.read(startFd, 1);
@@ -193,14 +206,15 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
 }
 
 /**
- * The last namespace, for a child: setns(pid) only changes where this process's children
+ * The last namespace, for a child: setns(pid) (`pidNs`; null: unshare(CLONE_NEWPID) set it
+ * already) only changes where this process's children
  * go, so it forks, reports the child's pid (the seed's view; the seed, a subreaper, reaps
  * that child from now on) and exits; the child goes on with the sequence. Used by a process
  * that enters its pid namespace last (protocol.ts entersPidNsLast): it is seen in there only
  * once it is in every other namespace and its cgroup.
  */
-function forkIntoPidNs(s: ContainerSys, pidNs: number, statusFd: number): void {
-  phase('namespaces', () => { s.setns(pidNs, CLONE.NEWPID); s.close(pidNs); });
+function forkIntoPidNs(s: ContainerSys, pidNs: number | null, statusFd: number): void {
+  if (pidNs !== null) phase('namespaces', () => { s.setns(pidNs, CLONE.NEWPID); s.close(pidNs); });
   const child = phase('fork', () => s.fork());
   if (child > 0) {
     report(s, statusFd, { s: 'pid', pid: child });
@@ -443,9 +457,9 @@ function joinCgroupWhenReady(s: ContainerSys, procs: string[]): void {
  * path; it forks, and only its child returns (forkIntoPidNs). The mounts come after it:
  * proc shows the pid namespace of the process that mounts it.
  */
-function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number) => void, beforePivot: () => void = () => undefined): void {
-  const pidNs = phase('namespaces', () => enterNamespaces(s, late ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces));
-  if (pidNs !== null) enterPidNs(pidNs);
+function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number | null) => void, beforePivot: () => void = () => undefined, userNs: (() => void) | null = null): void {
+  const pidNs = phase('namespaces', () => enterNamespaces(s, late ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces, userNs));
+  if (pidNs !== null) enterPidNs(pidNs === 'unshared' ? null : pidNs);
   mark('namespaces');
   const ownMountNs = plan.namespaces.some((n) => n.type === 'mount');
   if (!ownMountNs) throw new PhaseError('namespaces', new Error('a mount namespace is required'));
@@ -460,7 +474,7 @@ function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings
   });
   for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings));
   mark('mounts');
-  phase('devices', () => createDevices(s, plan.rootfs, plan.devices, plan.mounts));
+  phase('devices', () => createDevices(s, plan.rootfs, plan.devices, plan.mounts, plan.namespaces.some((n) => n.type === 'user')));
   mark('devices');
   beforePivot();
   phase('pivot_root', () => {
@@ -506,26 +520,54 @@ function unescapeMountinfo(field: string): string {
 }
 
 /**
- * Joins first (by fd, opened before anything changes), then one unshare for the rest.
- * A new pid namespace is the seed's business (it forks the child into it); a joined one is
- * only opened here: its fd is returned (null: none to join) for the caller to enter last.
+ * Joins first (by fd, opened before anything changes; a user namespace before the rest, which
+ * it may own), then one unshare for the rest. A new pid namespace is the seed's business (it
+ * forks the child into it); a joined one is only opened here: its fd is returned for the
+ * caller to enter last. With `userNs` (the plan makes a user namespace: becomeUserNsRoot), the
+ * user namespace comes after the joins and before the unshare, so the new namespaces belong to
+ * it, the new pid namespace among them ('unshared': the caller forks into it); a joined pid
+ * namespace is entered before it, while this process is still root on the host. Null: no pid
+ * namespace to enter.
  */
-function enterNamespaces(s: ContainerSys, steps: NamespaceStep[]): number | null {
+function enterNamespaces(s: ContainerSys, steps: NamespaceStep[], userNs: (() => void) | null = null): number | 'unshared' | null {
   const pidStep = steps.find((n) => n.type === 'pid' && n.path !== null);
-  const pidNs = pidStep ? s.open(pidStep.path ?? '', O.RDONLY | O.CLOEXEC) : null;
-  const joins = steps.filter((n) => n.path !== null && n.type !== 'pid');
+  let pidNs: number | 'unshared' | null = pidStep ? s.open(pidStep.path ?? '', O.RDONLY | O.CLOEXEC) : null;
+  const joins = steps.filter((n) => n.path !== null && n.type !== 'pid').sort((a, b) => Number(b.type === 'user') - Number(a.type === 'user'));
   const fds = joins.map((n) => ({ n, fd: s.open(n.path ?? '', O.RDONLY | O.CLOEXEC) }));
   for (const { n, fd } of fds) {
     s.setns(fd, NS_FLAG[n.type]);
     s.close(fd);
   }
   let flags = 0;
-  for (const n of steps) if (n.path === null && n.type !== 'pid') flags |= NS_FLAG[n.type];
+  for (const n of steps) if (n.path === null && n.type !== 'pid' && n.type !== 'user') flags |= NS_FLAG[n.type];
+  if (userNs) {
+    if (typeof pidNs === 'number') { s.setns(pidNs, CLONE.NEWPID); s.close(pidNs); pidNs = 'unshared'; }
+    userNs();
+    if (steps.some((n) => n.type === 'pid' && n.path === null)) { flags |= CLONE.NEWPID; pidNs = 'unshared'; }
+  }
   if (flags) s.unshare(flags);
+  // root's group inside only now, as runc's init takes it after its unshare: the ipc
+  // namespace's mqueue root is owned by the group of the process that made it
+  if (userNs) { s.setgroups([]); s.setresgid(0); }
   // a new network namespace comes with its loopback up, as runc's does (its "loopback"
   // network for a namespace it creates)
   if (flags & CLONE.NEWNET) s.loopbackUp();
   return pidNs;
+}
+
+/**
+ * A user namespace of the container's own, and this process root in it (runc's nsexec:
+ * unshare, the parent writes the maps, setresuid(0)): it unshares the namespace, reports
+ * `userns` and waits for the seed to write the id maps (one byte on the start pipe; EOF: the
+ * Create was aborted), then takes uid 0 inside (gid 0 follows the other namespaces'
+ * unshare: enterNamespaces). From here its capabilities are the new namespace's only, and
+ * files it makes are owned by the mapped root.
+ */
+function becomeUserNsRoot(s: ContainerSys, statusFd: number, startFd: number): void {
+  s.unshare(CLONE.NEWUSER);
+  report(s, statusFd, { s: 'userns' });
+  if (s.read(startFd, 1).length === 0) s.exit(0);
+  s.setresuid(0);
 }
 
 /**
@@ -669,7 +711,12 @@ const DEFAULT_LINKS: [string, string][] = [
   ['/proc/self/fd/2', '/dev/stderr'],
 ];
 
-function createDevices(s: ContainerSys, root: string, devices: DeviceNode[], mounts: MountStep[]): void {
+/**
+ * The spec's device nodes in the container's /dev, and its default links. In a user namespace
+ * mknod is refused: each node is then the host's node at the same path, bound onto an empty
+ * file (runc: bindMountDeviceNode), keeping the host's owner and mode.
+ */
+function createDevices(s: ContainerSys, root: string, devices: DeviceNode[], mounts: MountStep[], inUserNs: boolean): void {
   // A /dev we just mounted as tmpfs holds nothing the image controls, so direct children
   // of it need no symlink-safe resolution.
   const freshDev = mounts.some((m) => m.destination === '/dev' && m.type === 'tmpfs');
@@ -682,6 +729,11 @@ function createDevices(s: ContainerSys, root: string, devices: DeviceNode[], mou
       const target = join(d.path);
       s.mkdir(target.slice(0, target.lastIndexOf('/')), 0o755);
       if (s.exists(target)) continue;
+      if (inUserNs) {
+        s.touch(target);
+        s.mountInRoot(root, d.path, target, null, MS.BIND, null);
+        continue;
+      }
       const typeBits = d.type === 'b' ? 0o060000 : d.type === 'p' ? 0o010000 : 0o020000;
       s.mknod(target, typeBits | (d.mode & 0o7777), d.major, d.minor);
       s.chown(target, d.uid, d.gid);
@@ -761,6 +813,25 @@ function joinContainer(s: ContainerSys, plan: ExecPlan): void {
 }
 
 // --- common tail --------------------------------------------------------------------
+
+/**
+ * An exec's user and groups must be mapped in the container's user namespace (the kernel
+ * refuses setresuid to an unmapped id with EINVAL, after Start); checked against the
+ * init's maps (/proc/<init>/uid_map, gid_map: "inside outside count" lines) so that the
+ * exec fails before Start, as runc's does.
+ */
+function checkMapped(s: ContainerSys, initPid: number, p: ProcessPlan): void {
+  const ranges = (file: string): [number, number][] => s.readFile(`/proc/${initPid}/${file}`).split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number)).filter((f) => f.length === 3 && f.every(Number.isInteger))
+    .map((f) => [f[0] as number, f[2] as number]);
+  const mapped = (list: [number, number][], id: number): boolean => list.some(([inside, count]) => id >= inside && id < inside + count);
+  const uids = ranges('uid_map');
+  if (!mapped(uids, p.uid)) throw new Error(`uid ${p.uid} is not mapped in the container's user namespace`);
+  const gids = ranges('gid_map');
+  for (const gid of [p.gid, ...p.additionalGids]) {
+    if (!mapped(gids, gid)) throw new Error(`gid ${gid} is not mapped in the container's user namespace`);
+  }
+}
 
 function applyOomScore(s: ContainerSys, p: ProcessPlan, warnings: string[]): void {
   if (p.oomScoreAdj === null) return;

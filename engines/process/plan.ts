@@ -10,7 +10,7 @@ import { FailedPrecondition, InvalidArgument } from '../../sys/errors.js';
 import { MS } from '../../sys/constants.js';
 import type { Capabilities, Mount, Process, Spec } from '../../protocols/oci/spec.js';
 import { hasHooks, ociStateBase, parseHooks, type Hooks } from '../../protocols/oci/hooks.js';
-import type { ChildHooks, DeviceNode, ExecPlan, InitPlan, MountStep, NamespaceStep, ProcessPlan, Stdio } from './protocol.js';
+import { idMapText, type ChildHooks, type DeviceNode, type ExecPlan, type IdMapping, type IdMaps, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type Stdio } from './protocol.js';
 
 export const CAPS: Record<string, number> = {
   CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4,
@@ -259,7 +259,6 @@ export function namespaceSteps(spec: Spec): NamespaceStep[] {
     if (!NS_TYPES.has(n.type)) throw new InvalidArgument(`linux.namespaces[${i}]: unknown type ${show(n.type)}`);
     if (seen.has(n.type)) throw new InvalidArgument(`linux.namespaces: ${n.type} listed twice`);
     seen.add(n.type);
-    if (n.type === 'user') throw new InvalidArgument('linux.namespaces: user namespaces are not supported by the process engine yet; remove the user namespace (and uid/gid mappings)');
     if (n.type === 'time') throw new InvalidArgument('linux.namespaces: time namespaces are not supported');
     if (n.path !== undefined && (typeof n.path !== 'string' || !n.path.startsWith('/'))) {
       throw new InvalidArgument(`linux.namespaces[${i}] (${n.type}): path must be absolute`);
@@ -268,13 +267,15 @@ export function namespaceSteps(spec: Spec): NamespaceStep[] {
   });
 }
 
+// runc's order (specconv.AllowedDevices): in a user namespace each is a bind mount, and the
+// container's mount table shows the order
 const DEFAULT_DEVICES: DeviceNode[] = [
   { path: '/dev/null', type: 'c', major: 1, minor: 3, mode: 0o666, uid: 0, gid: 0 },
-  { path: '/dev/zero', type: 'c', major: 1, minor: 5, mode: 0o666, uid: 0, gid: 0 },
-  { path: '/dev/full', type: 'c', major: 1, minor: 7, mode: 0o666, uid: 0, gid: 0 },
   { path: '/dev/random', type: 'c', major: 1, minor: 8, mode: 0o666, uid: 0, gid: 0 },
-  { path: '/dev/urandom', type: 'c', major: 1, minor: 9, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/full', type: 'c', major: 1, minor: 7, mode: 0o666, uid: 0, gid: 0 },
   { path: '/dev/tty', type: 'c', major: 5, minor: 0, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/zero', type: 'c', major: 1, minor: 5, mode: 0o666, uid: 0, gid: 0 },
+  { path: '/dev/urandom', type: 'c', major: 1, minor: 9, mode: 0o666, uid: 0, gid: 0 },
 ];
 
 export interface InitPlanInput {
@@ -374,6 +375,8 @@ export function initPlan(input: InitPlanInput): InitPlan {
     if (typeof v !== 'string') throw new InvalidArgument(`linux.sysctl[${JSON.stringify(k)}] must be a string, got ${show(v)}`);
   }
   checkSysctls(Object.keys(sysctl), namespaces, input.isHostNetns ?? (() => false));
+  const process = processPlan(spec.process, input.stdio, input.seccomp);
+  const userNs = idMapsOf(linux, namespaces, process);
   return {
     kind: 'init',
     id: input.id,
@@ -389,9 +392,69 @@ export function initPlan(input: InitPlanInput): InitPlan {
     readonlyPaths: stringsOf(linux?.readonlyPaths, 'linux.readonlyPaths'),
     sysctl: sysctl as Record<string, string>,
     cgroupProcs: input.cgroupProcs,
-    process: processPlan(spec.process, input.stdio, input.seccomp),
+    process,
     ...(hasHooks(hooks, 'prestart', 'createRuntime', 'createContainer', 'startContainer') ? { hooks: childHooks(hooks, input, spec) } : {}),
+    ...(userNs ? { userNs } : {}),
   };
+}
+
+/** The kernel's limits on one uid_map or gid_map write (user_namespaces(7); Linux >= 4.15). */
+const MAX_ID_MAP_LINES = 340;
+const MAX_ID_MAP_BYTES = 4095; // one write, less than a page
+const ID_LIMIT = 2 ** 32;
+
+/**
+ * linux.uidMappings and gidMappings for a new user namespace (runtime-spec config-linux.md
+ * "User namespace mappings"), checked as the kernel will (ranges inside 32 bits, no overlap
+ * inside or outside, at most 340 lines in one write under a page) and so that the process's
+ * user and groups are mapped. Null without a new user namespace; InvalidArgument for
+ * mappings without one, or with one joined by path (a joined namespace has its maps).
+ */
+function idMapsOf(linux: Record<string, unknown> | undefined, namespaces: NamespaceStep[], process: ProcessPlan): IdMaps | null {
+  const user = namespaces.find((n) => n.type === 'user');
+  const uids = arrayOf(linux?.uidMappings, 'linux.uidMappings');
+  const gids = arrayOf(linux?.gidMappings, 'linux.gidMappings');
+  if (!user) {
+    if (uids.length > 0 || gids.length > 0) throw new InvalidArgument('linux.uidMappings/gidMappings are set but linux.namespaces has no user namespace; add {"type": "user"} or remove the mappings');
+    return null;
+  }
+  if (user.path !== null) {
+    if (uids.length > 0 || gids.length > 0) throw new InvalidArgument(`linux.uidMappings/gidMappings are set for a user namespace joined by path (${user.path}), which has maps of its own; remove the mappings`);
+    return null;
+  }
+  const maps = { uidMappings: idMappings(uids, 'linux.uidMappings'), gidMappings: idMappings(gids, 'linux.gidMappings') };
+  const mapped = (list: IdMapping[], id: number): boolean => list.some((m) => id >= m.containerID && id < m.containerID + m.size);
+  // the set-up runs as root inside (as runc's nsexec, which becomes uid 0 there first)
+  if (!mapped(maps.uidMappings, 0) || !mapped(maps.gidMappings, 0)) throw new InvalidArgument('linux.uidMappings and gidMappings must map container id 0: the container is set up as root inside its user namespace');
+  if (!mapped(maps.uidMappings, process.uid)) throw new InvalidArgument(`process.user.uid ${process.uid} is not mapped by linux.uidMappings`);
+  for (const gid of [process.gid, ...process.additionalGids]) {
+    if (!mapped(maps.gidMappings, gid)) throw new InvalidArgument(`gid ${gid} of process.user is not mapped by linux.gidMappings`);
+  }
+  return maps;
+}
+
+function idMappings(list: unknown[], field: string): IdMapping[] {
+  if (list.length === 0) throw new InvalidArgument(`${field} is empty: a new user namespace needs at least one mapping (e.g. {"containerID": 0, "hostID": 100000, "size": 65536})`);
+  if (list.length > MAX_ID_MAP_LINES) throw new InvalidArgument(`${field} has ${list.length} entries; the kernel takes at most ${MAX_ID_MAP_LINES}`);
+  const out = list.map((v, i): IdMapping => {
+    const at = `${field}[${i}]`;
+    if (!isObject(v)) throw new InvalidArgument(`${at} must be an object, got ${show(v)}`);
+    const m = { containerID: optionalUint(v.containerID, `${at}.containerID`), hostID: optionalUint(v.hostID, `${at}.hostID`), size: optionalUint(v.size, `${at}.size`) };
+    if (m.containerID === undefined || m.hostID === undefined || m.size === undefined) throw new InvalidArgument(`${at} needs containerID, hostID and size`);
+    if (m.size === 0) throw new InvalidArgument(`${at}.size must be at least 1`);
+    if (m.containerID + m.size > ID_LIMIT || m.hostID + m.size > ID_LIMIT) throw new InvalidArgument(`${at}: the range passes 2^32-1`);
+    return m as IdMapping;
+  });
+  for (const side of ['containerID', 'hostID'] as const) {
+    const sorted = [...out].sort((a, b) => a[side] - b[side]);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1] as IdMapping;
+      const cur = sorted[i] as IdMapping;
+      if (prev[side] + prev.size > cur[side]) throw new InvalidArgument(`${field}: the ${side} ranges at ${prev[side]} (size ${prev.size}) and ${cur[side]} overlap`);
+    }
+  }
+  if (idMapText(out).length > MAX_ID_MAP_BYTES) throw new InvalidArgument(`${field} is ${idMapText(out).length} bytes as a map; the kernel takes one write under ${MAX_ID_MAP_BYTES + 1} bytes`);
+  return out;
 }
 
 /** The child's part of `hooks` (protocol.ts ChildHooks); the runtime kinds only pause it. */

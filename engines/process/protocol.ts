@@ -100,6 +100,34 @@ export interface InitPlan {
   process: ProcessPlan;
   /** OCI hooks the child has a part in (absent: none); see ChildHooks */
   hooks?: ChildHooks;
+  /**
+   * A new user namespace (linux.namespaces has `user` without a path): its id maps, written
+   * by the root seed (root on the host) once the child has unshared it and reported
+   * `userns`. Absent: no user namespace of its own (none, or one joined by path).
+   */
+  userNs?: IdMaps;
+}
+
+/** One line of /proc/<pid>/uid_map or gid_map (runtime-spec LinuxIDMapping). */
+export interface IdMapping { containerID: number; hostID: number; size: number }
+
+/** A user namespace's uid and gid maps (runtime-spec linux.uidMappings / gidMappings). */
+export interface IdMaps { uidMappings: IdMapping[]; gidMappings: IdMapping[] }
+
+/** The text of a uid_map or gid_map write: one "inside outside count" line per mapping (user_namespaces(7)). */
+export function idMapText(maps: readonly IdMapping[]): string {
+  return maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join('');
+}
+
+/**
+ * Whether `plan`'s process comes to its pid namespace through a child of its own (the seed
+ * does not fork it there): when it enters the namespace last (entersPidNsLast), and when it
+ * makes a user namespace, which must own the new pid namespace (proc is mounted in there) and
+ * so comes first (runc's nsexec order: user, then the rest, then the fork into the pid
+ * namespace).
+ */
+export function forksIntoPidNs(plan: SpawnPlan): boolean {
+  return entersPidNsLast(plan) || (plan.kind === 'init' && plan.userNs !== undefined && plan.namespaces.some((n) => n.type === 'pid' && n.path === null));
 }
 
 /**
@@ -197,11 +225,12 @@ export type SeedReply =
 
 /**
  * Features a seed of this code has, named in its hello. 'hooks': a child runs its part of
- * a plan's OCI hooks, and the seed relays `hooks` and takes `resume`. A root seed outlives
+ * a plan's OCI hooks, and the seed relays `hooks` and takes `resume`. 'userns': a child makes
+ * a plan's user namespace and the seed writes its id maps. A root seed outlives
  * spored upgrades; one that predates a feature runs old child code, which would ignore the
  * plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks'] as const;
+export const SEED_FEATURES = ['hooks', 'userns'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =
@@ -210,6 +239,8 @@ export type ChildStatus =
   | { s: 'pid'; pid: number }
   /** paused for the runtime hooks (ChildHooks.pause): waiting for one byte on the start pipe */
   | { s: 'hooks' }
+  /** unshared its user namespace (InitPlan.userNs): waiting for one byte on the start pipe once its id maps are written */
+  | { s: 'userns' }
   | { s: 'error'; phase: string; message: string; errno?: number };
 
 // --- seed -> container shell -------------------------------------------------------

@@ -224,11 +224,15 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
    * reports it early (a seed older than that never calls it). `on.hooks`: the sandbox paused
    * for its runtime hooks (plan.hooks.pause), with its host pid; the caller runs them, then
    * resume() or abort(). A plan with hooks on a seed without the 'hooks' feature throws
-   * FailedPrecondition: its old child code would set up the container without them.
+   * FailedPrecondition: its old child code would set up the container without them; so does
+   * a plan with a user namespace on a seed without 'userns'.
    */
   async spawn(key: string, plan: SpawnPlan, on?: SpawnEvents): Promise<SpawnResult> {
     if (plan.kind === 'init' && plan.hooks && !this.features.includes('hooks')) {
       throw new FailedPrecondition('this node\'s root seed predates OCI hooks (it outlived a spored upgrade); restart spored with no containers running, or remove the hooks');
+    }
+    if (plan.kind === 'init' && plan.userNs && !this.features.includes('userns')) {
+      throw new FailedPrecondition('this node\'s root seed predates user namespaces in OCI specs (it outlived a spored upgrade); restart spored with no containers running, or remove the user namespace');
     }
     const r = await this.request({ op: 'spawn', key, plan }, on);
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);

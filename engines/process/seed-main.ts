@@ -9,7 +9,7 @@
 // losing its spored ends it, as before. It keeps the container shells spored asks for
 // (shells.ts): children forked ahead that a fitting Create is handed to instead of a fork.
 import net from 'node:net';
-import { chmodSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import { childPids, parentPid } from '../../sys/proc.js';
 import { runChild } from './container-init.js';
@@ -18,11 +18,11 @@ import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
 import { ShellPool } from './shells.js';
 import { hookTimeoutMs } from '../../protocols/oci/hooks.js';
-import { SEED_FEATURES, SEED_PROTOCOL, entersPidNsLast, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_FEATURES, SEED_PROTOCOL, forksIntoPidNs, idMapText, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 interface Pending {
   pid: number;
-  /** `pid` is the first child of a process that enters its pid namespace last (entersPidNsLast), which exits once it reported the process's own pid */
+  /** `pid` is the first child of a process that enters its pid namespace last (forksIntoPidNs), which exits once it reported the process's own pid */
   intermediate?: boolean;
   startW: number;
   status: net.Socket;
@@ -98,8 +98,9 @@ function watchStatus(p: Pending): void {
 function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
   let pidNsPath: string | null | undefined;
   // an exec, or an init joining a pod's pid namespace, enters it last, through a child of
-  // its own (container-init.ts)
-  if (entersPidNsLast(plan)) pidNsPath = undefined;
+  // its own (container-init.ts); so does one that makes its own user namespace, which must
+  // own its new pid namespace
+  if (forksIntoPidNs(plan)) pidNsPath = undefined;
   else {
     const step = plan.namespaces.find((n) => n.type === 'pid');
     pidNsPath = step ? step.path : undefined; // undefined: stay in the seed's pid ns
@@ -163,8 +164,8 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     forkT = lastForkTimings;
   }
   // spored joins it to its cgroup while it sets up (protocol.ts, joinedBySpored)
-  if (plan.kind === 'init' && plan.joinedBySpored === true && plan.lateCgroup === true && !entersPidNsLast(plan)) reply({ type: 'pid', seq, pid });
-  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(entersPidNsLast(plan) && !shell ? { intermediate: true } : {}) };
+  if (plan.kind === 'init' && plan.joinedBySpored === true && plan.lateCgroup === true && !forksIntoPidNs(plan)) reply({ type: 'pid', seq, pid });
+  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(forksIntoPidNs(plan) && !shell ? { intermediate: true } : {}) };
   watchStatus(p);
   pending.set(key, p);
   // a setup that never ends (a FIFO nobody opens, a hang in the kernel) is killed, not left
@@ -181,6 +182,21 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   };
   arm();
   let st = await nextStatus(p);
+  if (st && st.s === 'userns') {
+    // the child unshared its user namespace; its maps need root on the host (user_namespaces(7):
+    // CAP_SETUID/CAP_SETGID in the parent namespace), which is us, as runc's parent writes them
+    const maps = plan.kind === 'init' ? plan.userNs : undefined;
+    try {
+      if (!maps) throw new Error('the child asked for id maps its plan does not have');
+      writeFileSync(`/proc/${p.pid}/uid_map`, idMapText(maps.uidMappings));
+      writeFileSync(`/proc/${p.pid}/gid_map`, idMapText(maps.gidMappings));
+      sys.write(p.startW, Buffer.from([1]));
+      st = await nextStatus(p);
+    } catch (e) {
+      try { sys.kill(p.pid, 9); } catch { /* gone */ }
+      st = { s: 'error', phase: 'user namespace', message: `writing the id maps failed: ${(e as Error).message}` };
+    }
+  }
   if (p.intermediate) {
     // The process and its first child write on one pipe: its 'ready' can come before the
     // first child's 'pid' (under load an exec's did, and the exec was then tracked by the
