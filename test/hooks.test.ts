@@ -142,6 +142,38 @@ describe('a root seed that predates hooks (it outlived a spored upgrade)', () =>
   });
 });
 
+describe('a root seed that predates user namespaces (hooks only)', () => {
+  it('a plan with a user namespace is refused (FailedPrecondition) rather than set up in the host\'s; hooks still go through', async () => {
+    const { SeedClient } = await import('../engines/process/seed-client.js');
+    const { SeedChannel } = await import('../engines/process/seed-channel.js');
+    const { SEED_PROTOCOL } = await import('../engines/process/protocol.js');
+    const net = await import('node:net');
+    const socket = join(dir, 'hooks-seed.sock');
+    const spawned: string[] = [];
+    const server = net.createServer((sock) => {
+      const ch = new SeedChannel<{ op: string; seq: number; key?: string }, unknown>(sock, (req) => {
+        if (req.op === 'spawn') { spawned.push(req.key ?? ''); ch.send({ type: 'reply', seq: req.seq, ok: true, pid: 4242 }); }
+      }, () => undefined);
+      ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: 1, survive: true, pending: [], exits: [], features: ['hooks'] });
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+    const client = new SeedClient();
+    try {
+      await client.start({ socket, survive: true });
+      const maps = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      const plan = { kind: 'init', id: 'c1', userNs: { uidMappings: maps, gidMappings: maps } } as unknown as Parameters<typeof client.spawn>[1];
+      const err = await client.spawn('default/c1', plan).catch((e: unknown) => e);
+      expect(statusOf(err)).toEqual({ code: 9, message: expect.stringMatching(/root seed predates user namespaces in OCI specs/) as unknown as string });
+      const hooked = { kind: 'init', id: 'c2', hooks: { pause: true, createContainer: [], startContainer: [], state: { ociVersion: '1.0.2', id: 'c2', bundle: '/b' } } } as unknown as typeof plan;
+      await expect(client.spawn('default/c2', hooked)).resolves.toMatchObject({ pid: 4242 });
+      expect(spawned).toEqual(['default/c2']);
+    } finally {
+      client.detach();
+      server.close();
+    }
+  });
+});
+
 describe('runProgram for real (the container init\'s runner: createContainer, startContainer)', () => {
   it('gives the program its input whole (2 MiB: past what a pipe may hold without CAP_SYS_RESOURCE), captures its output, reports its status', async () => {
     const { realContainerSys } = await import('../engines/process/container-sys.js');
