@@ -110,66 +110,62 @@ describe('runHooks (spored\'s: prestart, createRuntime, poststart, poststop)', (
   });
 });
 
-describe('a root seed that predates hooks (it outlived a spored upgrade)', () => {
-  it('a plan with hooks is refused (FailedPrecondition) rather than set up without them; one without goes through', async () => {
+/**
+ * A root seed that speaks the protocol with `features` in its hello (absent: none, a seed
+ * older than hooks) and answers every spawn with pid 4242; `spawned` lists the keys it got.
+ */
+async function oldSeed(name: string, features: string[] | undefined): Promise<{ socket: string; spawned: string[]; close: () => void }> {
+  const { SeedChannel } = await import('../engines/process/seed-channel.js');
+  const { SEED_PROTOCOL } = await import('../engines/process/protocol.js');
+  const net = await import('node:net');
+  const socket = join(dir, `${name}.sock`);
+  const spawned: string[] = [];
+  const server = net.createServer((sock) => {
+    const ch = new SeedChannel<{ op: string; seq: number; key?: string }, unknown>(sock, (req) => {
+      if (req.op === 'spawn') { spawned.push(req.key ?? ''); ch.send({ type: 'reply', seq: req.seq, ok: true, pid: 4242 }); }
+    }, () => undefined);
+    ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: 1, survive: true, pending: [], exits: [], ...(features ? { features } : {}) });
+  });
+  await new Promise<void>((r) => server.listen(socket, r));
+  return { socket, spawned, close: () => server.close() };
+}
+
+describe('a root seed that predates a feature (it outlived a spored upgrade)', () => {
+  const hooked = (id: string): unknown => ({ kind: 'init', id, hooks: { pause: true, createContainer: [], startContainer: [], state: { ociVersion: '1.0.2', id, bundle: '/b' } } });
+
+  it('before hooks: a plan with hooks is refused (FailedPrecondition) rather than set up without them; one without goes through', async () => {
     const { SeedClient } = await import('../engines/process/seed-client.js');
-    const { SeedChannel } = await import('../engines/process/seed-channel.js');
-    const { SEED_PROTOCOL } = await import('../engines/process/protocol.js');
-    const net = await import('node:net');
-    const socket = join(dir, 'old-seed.sock');
-    const spawned: string[] = [];
-    const server = net.createServer((sock) => {
-      const ch = new SeedChannel<{ op: string; seq: number; key?: string }, unknown>(sock, (req) => {
-        if (req.op === 'spawn') { spawned.push(req.key ?? ''); ch.send({ type: 'reply', seq: req.seq, ok: true, pid: 4242 }); }
-      }, () => undefined);
-      // an old seed's hello: no features
-      ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: 1, survive: true, pending: [], exits: [] });
-    });
-    await new Promise<void>((r) => server.listen(socket, r));
+    const seed = await oldSeed('old-seed', undefined);
     const client = new SeedClient();
     try {
-      await client.start({ socket, survive: true });
-      const plan = { kind: 'init', id: 'c1', hooks: { pause: true, createContainer: [], startContainer: [], state: { ociVersion: '1.0.2', id: 'c1', bundle: '/b' } } } as unknown as Parameters<typeof client.spawn>[1];
+      await client.start({ socket: seed.socket, survive: true });
+      const plan = hooked('c1') as Parameters<typeof client.spawn>[1];
       const err = await client.spawn('default/c1', plan).catch((e: unknown) => e);
       expect(statusOf(err)).toEqual({ code: 9, message: expect.stringMatching(/root seed predates OCI hooks/) as unknown as string });
       const { hooks: _none, ...plain } = plan as unknown as Record<string, unknown>;
       await expect(client.spawn('default/c2', plain as unknown as typeof plan)).resolves.toMatchObject({ pid: 4242 });
-      expect(spawned).toEqual(['default/c2']);
+      expect(seed.spawned).toEqual(['default/c2']);
     } finally {
       client.detach();
-      server.close();
+      seed.close();
     }
   });
-});
 
-describe('a root seed that predates user namespaces (hooks only)', () => {
-  it('a plan with a user namespace is refused (FailedPrecondition) rather than set up in the host\'s; hooks still go through', async () => {
+  it('before user namespaces (hooks only): a plan with one is refused rather than set up in the host\'s; hooks still go through', async () => {
     const { SeedClient } = await import('../engines/process/seed-client.js');
-    const { SeedChannel } = await import('../engines/process/seed-channel.js');
-    const { SEED_PROTOCOL } = await import('../engines/process/protocol.js');
-    const net = await import('node:net');
-    const socket = join(dir, 'hooks-seed.sock');
-    const spawned: string[] = [];
-    const server = net.createServer((sock) => {
-      const ch = new SeedChannel<{ op: string; seq: number; key?: string }, unknown>(sock, (req) => {
-        if (req.op === 'spawn') { spawned.push(req.key ?? ''); ch.send({ type: 'reply', seq: req.seq, ok: true, pid: 4242 }); }
-      }, () => undefined);
-      ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: 1, survive: true, pending: [], exits: [], features: ['hooks'] });
-    });
-    await new Promise<void>((r) => server.listen(socket, r));
+    const seed = await oldSeed('hooks-seed', ['hooks']);
     const client = new SeedClient();
     try {
-      await client.start({ socket, survive: true });
+      await client.start({ socket: seed.socket, survive: true });
       const maps = [{ containerID: 0, hostID: 100000, size: 65536 }];
       const plan = { kind: 'init', id: 'c1', userNs: { uidMappings: maps, gidMappings: maps } } as unknown as Parameters<typeof client.spawn>[1];
       const err = await client.spawn('default/c1', plan).catch((e: unknown) => e);
       expect(statusOf(err)).toEqual({ code: 9, message: expect.stringMatching(/root seed predates user namespaces in OCI specs/) as unknown as string });
-      const hooked = { kind: 'init', id: 'c2', hooks: { pause: true, createContainer: [], startContainer: [], state: { ociVersion: '1.0.2', id: 'c2', bundle: '/b' } } } as unknown as typeof plan;
-      await expect(client.spawn('default/c2', hooked)).resolves.toMatchObject({ pid: 4242 });
-      expect(spawned).toEqual(['default/c2']);
+      await expect(client.spawn('default/c2', hooked('c2') as typeof plan)).resolves.toMatchObject({ pid: 4242 });
+      expect(seed.spawned).toEqual(['default/c2']);
     } finally {
       client.detach();
-      server.close();
+      seed.close();
     }
   });
 });
