@@ -33,6 +33,8 @@ export interface PodOptions {
   hostname?: string;
   /** one pid namespace for the whole pod (the kubelet's shareProcessNamespace: true) */
   sharedPid?: boolean;
+  /** the pod's cgroup parent as given (a kubelet on the systemd cgroup driver gives its pod slice, e.g. kubepods-besteffort-pod<uid>.slice) */
+  cgroupParent?: string;
 }
 
 /** A pod sandbox config as the kubelet sends it (cgroupfs driver: <cgroupRoot>/besteffort/pod<uid>). */
@@ -46,7 +48,7 @@ export function podConfig(o: PodOptions): PodConfig {
     labels: { 'io.kubernetes.pod.name': name, 'io.kubernetes.pod.namespace': 'default', 'io.kubernetes.pod.uid': uid },
     annotations: o.annotations ?? {},
     linux: {
-      cgroupParent: `${o.cgroupRoot ?? '/kubepods'}/besteffort/pod${uid}`,
+      cgroupParent: o.cgroupParent ?? `${o.cgroupRoot ?? '/kubepods'}/besteffort/pod${uid}`,
       securityContext: { namespaceOptions: { network: 0, pid: o.sharedPid ? 0 : 1, ipc: 0 } }, // POD, CONTAINER (or POD), POD
     },
   };

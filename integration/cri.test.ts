@@ -169,6 +169,35 @@ describe.skipIf(skip !== undefined)('spore via containerd CRI (kubelet path)', (
     expect(fs.existsSync(recFile)).toBe(false);
   }, 60_000);
 
+  it('a kubelet on the systemd cgroup driver: the pod slice expanded as systemd nests it, a scope per container, all of it gone with the pod', async () => {
+    // (a slice tree of this run's own: kubepods.slice may be another run's)
+    const top = `spit${Math.random().toString(36).slice(2, 8)}`;
+    const podSlice = `${top}-besteffort-pod${Math.random().toString(36).slice(2, 10)}.slice`;
+    const logDir = path.join(logRoot, 'slice');
+    fs.mkdirSync(logDir, { recursive: true });
+    const config = podConfig({ name: 'slice', logDirectory: logDir, cgroupParent: podSlice });
+    const podId = (await cri.runtime.runPodSandbox({ config, runtimeHandler: HANDLER })).podSandboxId;
+    const id = (await cri.runtime.createContainer({
+      podSandboxId: podId, sandboxConfig: config,
+      config: containerConfig({ name: 'app', memoryLimit: 64 * 1024 * 1024, command: ['/bin/sh', '-c', 'cat /proc/self/cgroup; sleep 60'] }),
+    })).containerId;
+    await cri.runtime.startContainer({ containerId: id });
+    // containerd's CRI names it "<pod slice>:cri-containerd:<id>" (getCgroupsPath); runc's
+    // systemd driver has systemd make <expanded slice>/cri-containerd-<id>.scope
+    const sliceDir = `/${top}.slice/${top}-besteffort.slice/${podSlice}`;
+    const scope = `${sliceDir}/cri-containerd-${id}.scope`;
+    expect(cgroupOf(await pidOf(id))).toMatch(new RegExp(`^\\d+:[^:]*memory[^:]*:${scope.replace(/\./g, '\\.')}$|^0::${scope.replace(/\./g, '\\.')}$`, 'm'));
+    expect(cgroupOf(await sandboxPid(podId))).toContain(`${sliceDir}/cri-containerd-${podId}.scope`);
+    const memDir = fs.existsSync('/sys/fs/cgroup/memory') ? `/sys/fs/cgroup/memory${scope}` : `/sys/fs/cgroup${scope}`;
+    const limit = fs.readFileSync(fs.existsSync(`${memDir}/memory.limit_in_bytes`) ? `${memDir}/memory.limit_in_bytes` : `${memDir}/memory.max`, 'utf8').trim();
+    expect(Number(limit)).toBe(64 * 1024 * 1024);
+    await removePod(podId);
+    // spore made the slices (no kubelet, no systemd here): the last container took them with it
+    for (const root of ['/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/unified', '/sys/fs/cgroup']) {
+      expect(fs.existsSync(`${root}/${top}.slice`), `${root}/${top}.slice`).toBe(false);
+    }
+  }, 60_000);
+
   it('reports exit codes, and a crashed container is seen as exited without any client call', async () => {
     const pod = await runPod('exits');
     const mk = async (name: string, script: string) => {

@@ -131,17 +131,60 @@ export const DEFAULT_CGROUP_PARENT = '/spore';
 const NAME_MAX = 255;
 
 /**
+ * The cgroup a systemd slice stands for: systemd nests a slice under the slices its name's
+ * dash-separated prefixes name (`kubepods-besteffort-pod1.slice` is
+ * `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice`; `-.slice` is
+ * the root), as runc's systemd driver expands it (ExpandSlice). InvalidArgument for a name
+ * that is not a slice, holds a `/`, or has an empty component (`a--b.slice`, `-a.slice`).
+ */
+export function expandSlice(slice: string): string {
+  const suffix = '.slice';
+  if (slice.length <= suffix.length || !slice.endsWith(suffix) || slice.includes('/')) {
+    throw new InvalidArgument(`cgroupsPath: ${JSON.stringify(slice)} is not a systemd slice name (like kubepods-burstable.slice)`);
+  }
+  const name = slice.slice(0, -suffix.length);
+  if (name === '-') return '/';
+  let path = '';
+  let prefix = '';
+  for (const component of name.split('-')) {
+    if (component === '') throw new InvalidArgument(`cgroupsPath: ${JSON.stringify(slice)} is not a systemd slice name (an empty part between dashes)`);
+    path += `/${prefix}${component}${suffix}`;
+    prefix += `${component}-`;
+  }
+  return path;
+}
+
+/**
+ * The cgroup path a systemd-style `cgroupsPath` names: "slice:prefix:name" (runtime-spec
+ * config-linux.md; containerd's CRI writes "<pod slice>:cri-containerd:<id>" when the
+ * kubelet's cgroup parent is a `.slice`, i.e. the kubelet runs the systemd cgroup driver) is
+ * the unit `prefix-name.scope` (or `name` itself when it is a slice) inside the expanded
+ * slice (`system.slice` when empty), where runc's systemd driver has systemd put it.
+ * Null when `cgroupsPath` is not of that form.
+ */
+export function systemdCgroupPath(cgroupsPath: string): string | null {
+  const parts = cgroupsPath.split(':');
+  if (parts.length !== 3 || cgroupsPath.includes('/')) return null;
+  const [slice, prefix, name] = parts as [string, string, string];
+  if (name === '') throw new InvalidArgument(`cgroupsPath "${cgroupsPath}": the systemd form "slice:prefix:name" needs a name`);
+  const unit = name.endsWith('.slice') ? name : `${prefix}-${name}.scope`;
+  const parent = expandSlice(slice === '' ? 'system.slice' : slice);
+  return `${parent === '/' ? '' : parent}/${unit}`;
+}
+
+/**
  * Normalize an OCI `linux.cgroupsPath` into an absolute cgroup path. Relative paths go under
- * `parent`. Rejects the systemd `slice:prefix:name` form, `..` (no escaping the hierarchy), and
- * things that look like filesystem paths into cgroupfs rather than cgroup paths.
+ * `parent`; the systemd `slice:prefix:name` form is where systemd would put it
+ * (systemdCgroupPath; spore makes and manages that cgroup itself: no transient unit). Rejects
+ * `..` (no escaping the hierarchy) and things that look like filesystem paths into cgroupfs
+ * rather than cgroup paths.
  */
 export function normalizeCgroupPath(cgroupsPath: string, parent = DEFAULT_CGROUP_PARENT, fsRoot = '/sys/fs/cgroup'): string {
   if (typeof cgroupsPath !== 'string' || cgroupsPath.trim() === '') {
     throw new InvalidArgument('cgroupsPath is empty');
   }
-  if (/^[^/]*:[^/]*:[^/]*$/.test(cgroupsPath)) {
-    throw new InvalidArgument(`cgroupsPath "${cgroupsPath}": systemd cgroup driver not supported; use cgroupfs paths`);
-  }
+  const systemd = systemdCgroupPath(cgroupsPath);
+  if (systemd !== null) cgroupsPath = systemd;
   if (/[\0\n]/.test(cgroupsPath)) {
     throw new InvalidArgument('cgroupsPath contains NUL or newline');
   }

@@ -7,7 +7,7 @@ import {
   type CgroupHandle, type CgroupLayout,
   addProcess, addProcessAsync, procsWritesWarm, applyResources, blkioWeightToIoWeight, cgroupHandle, cgroupHolds, CgroupPool, cpuMaxValue, createCgroup,
   destroyCgroup, detectCgroupLayout, deviceRuleLine, devicesAllowAll, freeze, hugePageSizeName, killAll,
-  layoutFromMounts, memorySwapV2, normalizeCgroupPath, oomKillCount, parseBlkioV1, parseCgroupNumber,
+  expandSlice, layoutFromMounts, memorySwapV2, normalizeCgroupPath, oomKillCount, parseBlkioV1, parseCgroupNumber,
   parseIoStatV2, parseMountinfo, pids, procsFiles, sharesToWeight, stats, thaw, UNLIMITED,
 } from '../pools/cgroups.js';
 import { CgroupV1Manager } from '../pools/cgroup-v1.js';
@@ -81,7 +81,22 @@ describe('cgroup pure logic', () => {
     expect(normalizeCgroupPath('a//b/./c', '/p')).toBe('/p/a/b/c');
     expect(() => normalizeCgroupPath('../x')).toThrow(InvalidArgument);
     expect(() => normalizeCgroupPath('/a/../../x')).toThrow(/\.\./);
-    expect(() => normalizeCgroupPath('system.slice:spore:ctr1')).toThrow(/systemd cgroup driver not supported/);
+    // slices nest by their names' dash-separated prefixes (systemd.slice(5); runc ExpandSlice)
+    expect(expandSlice('-.slice')).toBe('/');
+    expect(expandSlice('test.slice')).toBe('/test.slice');
+    expect(expandSlice('test-waldo.slice')).toBe('/test.slice/test-waldo.slice');
+    expect(expandSlice('test-waldo-alpha.slice')).toBe('/test.slice/test-waldo.slice/test-waldo-alpha.slice');
+    for (const bad of ['-test.slice', 'test-.slice', 'test/waldo.slice', 'test', '.slice', 'test.slice.scope']) expect(() => expandSlice(bad), bad).toThrow(InvalidArgument);
+    // the systemd form: where runc's systemd driver has systemd put it
+    expect(normalizeCgroupPath('system.slice:spore:ctr1')).toBe('/system.slice/spore-ctr1.scope');
+    expect(normalizeCgroupPath('kubepods-besteffort-pod0f1e.slice:cri-containerd:abc123')).toBe('/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0f1e.slice/cri-containerd-abc123.scope');
+    expect(normalizeCgroupPath(':docker:c1')).toBe('/system.slice/docker-c1.scope');
+    expect(normalizeCgroupPath('-.slice:p:c1')).toBe('/p-c1.scope');
+    expect(normalizeCgroupPath('machine.slice:x:my-vm.slice')).toBe('/machine.slice/my-vm.slice');
+    expect(() => normalizeCgroupPath('kubepods--x.slice:p:c1')).toThrow(/"kubepods--x.slice" is not a systemd slice name \(an empty part between dashes\)/);
+    expect(() => normalizeCgroupPath('kubepods:p:c1')).toThrow(/"kubepods" is not a systemd slice name/);
+    expect(() => normalizeCgroupPath('system.slice:p:')).toThrow(/needs a name/);
+    expect(() => normalizeCgroupPath('.slice:p:c1')).toThrow(InvalidArgument);
     expect(() => normalizeCgroupPath('/sys/fs/cgroup/memory/x')).toThrow(InvalidArgument);
     expect(() => normalizeCgroupPath('/')).toThrow(InvalidArgument);
     expect(() => normalizeCgroupPath('')).toThrow(InvalidArgument);
