@@ -11,7 +11,7 @@ import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgro
 import { cgroup2RootOptions } from '../pools/favordynmods.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
-import { CONSOLE_INSIDE, entersPidNsLast, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
+import { CONSOLE_INSIDE, entersPidNsLast, inUserNs, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
 import { hasHooks, ociStateBase, parseHooks, type Hook, type Hooks, type OciState } from '../protocols/oci/hooks.js';
 import { HookFailed, runHooks, runHooksAll, type HookObserver } from './hooks.js';
@@ -350,7 +350,7 @@ export class TaskManager {
         && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc') // it joins via /proc/self/fd
         && !entersPidNsLast(plan)
         && !runtimeHooks
-        && !plan.userNs; // its child joins before losing root on the host (container-init.ts)
+        && !inUserNs(plan); // its child joins before losing root on the host (container-init.ts)
       // ...and we join it ourselves, from the pid the seed reports at once, as soon as the
       // cgroup exists: the join (0.5-4 ms of writes; without favordynmods also a wait for an
       // RCU grace period, pools/cgroups.ts addProcessAsync) overlaps the child's mounts

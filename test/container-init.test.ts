@@ -178,15 +178,14 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
   // are waited for on it before)
   const start = lastAt(calls, 'read', START);
   if (start < 0) return 'no wait for Start';
-  // the only identity taken before Start: root inside a user namespace of its own, right
-  // after its maps (uid) and the other namespaces' unshare (groups, gid)
+  // the only identity taken before Start: root inside a user namespace, made (uid right
+  // after its maps) or joined, right after the other namespaces' unshare (groups, gid, uid)
   const usernsAt = idx('write', STATUS, '{"s":"userns"}\n');
   const entry = new Set<number>();
-  if (usernsAt >= 0) {
-    entry.add(usernsAt + 2);
-    const rest = calls.findIndex((x, i) => i > usernsAt && x.call === 'unshare');
-    entry.add(rest + 1).add(rest + 2);
-  }
+  if (usernsAt >= 0) entry.add(usernsAt + 2);
+  const rest = calls.findIndex((x) => x.call === 'unshare' && ((x.args[0] as number) & CLONE.NEWNS) !== 0);
+  const root = [c('setgroups', []), c('setresgid', 0), c('setresuid', 0)].map((x) => JSON.stringify(x));
+  for (let i = rest + 1; rest >= 0 && i <= rest + 3 && root.includes(JSON.stringify(calls[i])); i++) entry.add(i);
   const cred = (call: string): number => calls.findIndex((x, i) => x.call === call && !entry.has(i));
   for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset', 'seccomp', 'execve']) {
     const i = cred(name);
@@ -509,6 +508,17 @@ describe('container-init against the recording ContainerSys', () => {
       expect(joined.calls.filter((x) => x.call === 'setns').map((x) => x.args[1])).toEqual([CLONE.NEWUSER, CLONE.NEWNET]);
       expect(at(joined.calls, 'unshare', CLONE.NEWUSER)).toBe(-1);
       expect(joined.status.some((x) => (x as { s: string }).s === 'userns')).toBe(false);
+      // root inside the joined namespace after the unshare (the host's root is unmapped in there)
+      const unshare = at(joined.calls, 'unshare');
+      expect(joined.calls.slice(unshare, unshare + 4)).toEqual([c('unshare', CLONE.NEWIPC | CLONE.NEWNS), c('setgroups', []), c('setresgid', 0), c('setresuid', 0)]);
+      expect(brokenInvariant(joined.calls)).toBeNull();
+
+      // with a new pid namespace: made here, after the join, so that it belongs to the joined user namespace
+      const joinedPid = run(planOf((s) => { s.linux.namespaces = [{ type: 'pid' }, { type: 'mount' }, { type: 'user', path: '/var/run/netns/n1' }]; }));
+      const u = at(joinedPid.calls, 'setns', undefined, CLONE.NEWUSER);
+      inOrder(joinedPid.calls, u, at(joinedPid.calls, 'unshare', CLONE.NEWNS | CLONE.NEWPID), at(joinedPid.calls, 'setresuid', 0), at(joinedPid.calls, 'fork'), at(joinedPid.calls, 'mount'));
+      expect(forksIntoPidNs(planOf((s) => { s.linux.namespaces = [{ type: 'pid' }, { type: 'mount' }, { type: 'user', path: '/var/run/netns/n1' }]; }))).toBe(true);
+      expect(brokenInvariant(joinedPid.calls)).toBeNull();
     });
 
     const execIn = (user: { uid: number; gid: number; additionalGids?: number[] }): Run => run(execPlan({

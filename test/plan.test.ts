@@ -155,6 +155,8 @@ describe('plan.ts: translation', () => {
     expect(own.namespaces).toContainEqual({ type: 'user', path: null });
     const joined = plan({ ...baseSpec(), linux: { namespaces: [{ type: 'mount' }, { type: 'user', path: '/proc/7/ns/user' }] } });
     expect(joined.userNs).toBeUndefined();
+    // with the mappings runc asks for beside a path: accepted, not written (the namespace has its own)
+    expect(plan({ ...baseSpec(), linux: { namespaces: [{ type: 'mount' }, { type: 'user', path: '/proc/7/ns/user' }], ...maps } }).userNs).toBeUndefined();
     expect(joined.namespaces).toContainEqual({ type: 'user', path: '/proc/7/ns/user' });
     expect(plan(baseSpec()).userNs).toBeUndefined();
     expect(idMapText(maps.gidMappings)).toBe('0 200000 1000\n1000 300000 1\n');
@@ -253,7 +255,6 @@ describe('plan.ts: rejections (InvalidArgument naming the field)', () => {
     ['namespace twice', withLinux({ namespaces: [{ type: 'mount' }, { type: 'mount' }] }), /^linux.namespaces: mount listed twice/],
     ['user namespace without mappings', withLinux({ namespaces: [{ type: 'mount' }, { type: 'user' }] }), /^linux.uidMappings is empty: a new user namespace needs at least one mapping/],
     ['mappings without a user namespace', withLinux({ uidMappings: [ID_MAP], gidMappings: [ID_MAP] }), /^linux.uidMappings\/gidMappings are set but linux.namespaces has no user namespace/],
-    ['mappings for a joined user namespace', withUserNs({ namespaces: [{ type: 'mount' }, { type: 'user', path: '/proc/7/ns/user' }] }), /^linux.uidMappings\/gidMappings are set for a user namespace joined by path \(\/proc\/7\/ns\/user\)/],
     ['gid mappings missing', withUserNs({ gidMappings: [] }), /^linux.gidMappings is empty/],
     ['a mapping of size 0', withUserNs({ uidMappings: [{ containerID: 0, hostID: 100000, size: 0 }] }), /^linux.uidMappings\[0\].size must be at least 1/],
     ['a mapping without hostID', withUserNs({ uidMappings: [{ containerID: 0, size: 10 }] }), /^linux.uidMappings\[0\] needs containerID, hostID and size/],
@@ -264,7 +265,8 @@ describe('plan.ts: rejections (InvalidArgument naming the field)', () => {
     ['overlapping host ranges', withUserNs({ gidMappings: [{ containerID: 0, hostID: 100000, size: 10 }, { containerID: 10, hostID: 100005, size: 10 }] }), /^linux.gidMappings: the hostID ranges at 100000 \(size 10\) and 100005 overlap/],
     ['more lines than the kernel takes', withUserNs({ uidMappings: Array.from({ length: 341 }, (_, i) => ({ containerID: i, hostID: 100000 + i, size: 1 })) }), /^linux.uidMappings has 341 entries; the kernel takes at most 340/],
     ['a map over one page', withUserNs({ uidMappings: Array.from({ length: 200 }, (_, i) => ({ containerID: 4000000000 + i * 2, hostID: 4000000000 + i, size: 1 })) }), /^linux.uidMappings is \d+ bytes as a map; the kernel takes one write under 4096 bytes/],
-    ['container root not mapped', withUserNs({ uidMappings: [{ containerID: 1, hostID: 100000, size: 65535 }] }), /^linux.uidMappings and gidMappings must map container id 0/],
+    ['container root not mapped', withUserNs({ uidMappings: [{ containerID: 1, hostID: 100000, size: 65535 }] }), /^linux.uidMappings must map container id 0/],
+    ['container root group not mapped', withUserNs({ gidMappings: [{ containerID: 1, hostID: 100000, size: 65535 }] }), /^linux.gidMappings must map container id 0/],
     ['the process user not mapped', { ...withUserNs({ uidMappings: [{ containerID: 0, hostID: 100000, size: 1000 }] }), process: { ...baseSpec().process, user: { uid: 1000, gid: 0 } } }, /^process.user.uid 1000 is not mapped by linux.uidMappings/],
     ['an additional gid not mapped', { ...withUserNs({ gidMappings: [{ containerID: 0, hostID: 100000, size: 100 }] }), process: { ...baseSpec().process, user: { uid: 0, gid: 0, additionalGids: [5, 500] } } }, /^gid 500 of process.user is not mapped by linux.gidMappings/],
     ['time namespace', withLinux({ namespaces: [{ type: 'mount' }, { type: 'time' }] }), /^linux.namespaces: time namespaces are not supported/],

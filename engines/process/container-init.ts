@@ -12,7 +12,7 @@
 // libc or node:fs.
 import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, TIOCSCTTY } from '../../sys/constants.js';
 import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
-import { MAX_SHELL_FRAME, shellPlanOf, entersPidNsLast, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
+import { MAX_SHELL_FRAME, shellPlanOf, entersPidNsLast, inUserNs, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
 import { describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../../protocols/oci/hooks.js';
 
@@ -92,7 +92,7 @@ function earlyStep(s: ContainerSys, step: EarlyStep, keep: readonly number[]): v
  */
 export function shellFits(plan: SpawnPlan, ahead: readonly EarlyStep[]): boolean {
   // (a user namespace of its own must own the pid namespace: the shell's belongs to the host's)
-  if (plan.kind !== 'init' || !newNamespace(plan, 'pid') || plan.userNs) return false;
+  if (plan.kind !== 'init' || !newNamespace(plan, 'pid') || inUserNs(plan)) return false;
   const steps = earlyStepsOf(plan);
   return ahead.length <= steps.length && ahead.every((step, i) => steps[i] === step);
 }
@@ -114,14 +114,14 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');
     // (not for a process that enters its pid namespace last: it is in its cgroup before it is seen there)
-    const late = plan.kind === 'init' && plan.lateCgroup === true && !entersPidNsLast(plan) && !plan.userNs;
+    const late = plan.kind === 'init' && plan.lateCgroup === true && !entersPidNsLast(plan) && !inUserNs(plan);
     // The host's cgroupfs is out of sight after pivot_root: keep handles on it.
     const lateProcs = late ? phase('cgroup', () => cgroupPathsViaFds(s, plan.cgroupProcs)) : [];
     if (!late) phase('cgroup', () => joinCgroup(s, plan.cgroupProcs));
     mark('cgroup');
     // In a user namespace these can no longer be raised or lowered past the host's limits
     // (CAP_SYS_RESOURCE counts only in the host's): set now, as runc sets them from outside.
-    const limitsFirst = plan.namespaces.some((n) => n.type === 'user');
+    const limitsFirst = inUserNs(plan);
     if (limitsFirst) {
       phase('oom_score_adj', () => applyOomScore(s, plan.process, warnings));
       phase('rlimits', () => applyRlimits(s, plan.process));
@@ -166,7 +166,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       // it there and read the host's mount table and sockets through /proc/<pid>, or, with
       // CAP_SYS_PTRACE, the host's files and this seed's fds.
       const pidNs = phase('namespaces', () => s.open(`/proc/${plan.targetPid}/ns/pid`, O.RDONLY | O.CLOEXEC));
-      if (plan.namespaces.some((n) => n.type === 'user')) phase('user', () => checkMapped(s, plan.targetPid, plan.process));
+      if (inUserNs(plan)) phase('user', () => checkMapped(s, plan.targetPid, plan.process));
       joinContainer(s, plan);
       forkIntoPidNs(s, pidNs, statusFd);
     }
@@ -474,7 +474,7 @@ function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings
   });
   for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings));
   mark('mounts');
-  phase('devices', () => createDevices(s, plan.rootfs, plan.devices, plan.mounts, plan.namespaces.some((n) => n.type === 'user')));
+  phase('devices', () => createDevices(s, plan.rootfs, plan.devices, plan.mounts, inUserNs(plan)));
   mark('devices');
   beforePivot();
   phase('pivot_root', () => {
@@ -525,8 +525,10 @@ function unescapeMountinfo(field: string): string {
  * forks the child into it); a joined one is only opened here: its fd is returned for the
  * caller to enter last. With `userNs` (the plan makes a user namespace: becomeUserNsRoot), the
  * user namespace comes after the joins and before the unshare, so the new namespaces belong to
- * it, the new pid namespace among them ('unshared': the caller forks into it); a joined pid
- * namespace is entered before it, while this process is still root on the host. Null: no pid
+ * it; a joined pid namespace is entered before it, while this process is still root on the
+ * host. In a user namespace, made or joined, the new pid namespace is made here too, owned by
+ * it ('unshared': the caller forks into it), and this process becomes root inside after the
+ * unshare (runc's init: setuid(0), setgid(0), setgroups(0) in its last stage). Null: no pid
  * namespace to enter.
  */
 function enterNamespaces(s: ContainerSys, steps: NamespaceStep[], userNs: (() => void) | null = null): number | 'unshared' | null {
@@ -540,15 +542,21 @@ function enterNamespaces(s: ContainerSys, steps: NamespaceStep[], userNs: (() =>
   }
   let flags = 0;
   for (const n of steps) if (n.path === null && n.type !== 'pid' && n.type !== 'user') flags |= NS_FLAG[n.type];
+  const joinedUserNs = steps.some((n) => n.type === 'user' && n.path !== null);
   if (userNs) {
     if (typeof pidNs === 'number') { s.setns(pidNs, CLONE.NEWPID); s.close(pidNs); pidNs = 'unshared'; }
     userNs();
-    if (steps.some((n) => n.type === 'pid' && n.path === null)) { flags |= CLONE.NEWPID; pidNs = 'unshared'; }
   }
+  if ((userNs || joinedUserNs) && steps.some((n) => n.type === 'pid' && n.path === null)) { flags |= CLONE.NEWPID; pidNs = 'unshared'; }
   if (flags) s.unshare(flags);
   // root's group inside only now, as runc's init takes it after its unshare: the ipc
-  // namespace's mqueue root is owned by the group of the process that made it
-  if (userNs) { s.setgroups([]); s.setresgid(0); }
+  // namespace's mqueue root is owned by the group of the process that made it (a joined
+  // namespace's root uid too: until now this process was the host's root, unmapped in there)
+  if (userNs || joinedUserNs) {
+    s.setgroups([]);
+    s.setresgid(0);
+    if (joinedUserNs) s.setresuid(0);
+  }
   // a new network namespace comes with its loopback up, as runc's does (its "loopback"
   // network for a namespace it creates)
   if (flags & CLONE.NEWNET) s.loopbackUp();

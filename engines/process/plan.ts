@@ -408,7 +408,8 @@ const ID_LIMIT = 2 ** 32;
  * "User namespace mappings"), checked as the kernel will (ranges inside 32 bits, no overlap
  * inside or outside, at most 340 lines in one write under a page) and so that the process's
  * user and groups are mapped. Null without a new user namespace; InvalidArgument for
- * mappings without one, or with one joined by path (a joined namespace has its maps).
+ * mappings without one. A namespace joined by path has maps of its own: mappings given with
+ * it (runc asks for them) are not written.
  */
 function idMapsOf(linux: Record<string, unknown> | undefined, namespaces: NamespaceStep[], process: ProcessPlan): IdMaps | null {
   const user = namespaces.find((n) => n.type === 'user');
@@ -418,14 +419,13 @@ function idMapsOf(linux: Record<string, unknown> | undefined, namespaces: Namesp
     if (uids.length > 0 || gids.length > 0) throw new InvalidArgument('linux.uidMappings/gidMappings are set but linux.namespaces has no user namespace; add {"type": "user"} or remove the mappings');
     return null;
   }
-  if (user.path !== null) {
-    if (uids.length > 0 || gids.length > 0) throw new InvalidArgument(`linux.uidMappings/gidMappings are set for a user namespace joined by path (${user.path}), which has maps of its own; remove the mappings`);
-    return null;
-  }
+  if (user.path !== null) return null;
   const maps = { uidMappings: idMappings(uids, 'linux.uidMappings'), gidMappings: idMappings(gids, 'linux.gidMappings') };
   const mapped = (list: IdMapping[], id: number): boolean => list.some((m) => id >= m.containerID && id < m.containerID + m.size);
   // the set-up runs as root inside (as runc's nsexec, which becomes uid 0 there first)
-  if (!mapped(maps.uidMappings, 0) || !mapped(maps.gidMappings, 0)) throw new InvalidArgument('linux.uidMappings and gidMappings must map container id 0: the container is set up as root inside its user namespace');
+  for (const [field, list] of [['uidMappings', maps.uidMappings], ['gidMappings', maps.gidMappings]] as const) {
+    if (!mapped(list, 0)) throw new InvalidArgument(`linux.${field} must map container id 0: the container is set up as root inside its user namespace`);
+  }
   if (!mapped(maps.uidMappings, process.uid)) throw new InvalidArgument(`process.user.uid ${process.uid} is not mapped by linux.uidMappings`);
   for (const gid of [process.gid, ...process.additionalGids]) {
     if (!mapped(maps.gidMappings, gid)) throw new InvalidArgument(`gid ${gid} of process.user is not mapped by linux.gidMappings`);

@@ -122,12 +122,17 @@ export function idMapText(maps: readonly IdMapping[]): string {
 /**
  * Whether `plan`'s process comes to its pid namespace through a child of its own (the seed
  * does not fork it there): when it enters the namespace last (entersPidNsLast), and when it
- * makes a user namespace, which must own the new pid namespace (proc is mounted in there) and
- * so comes first (runc's nsexec order: user, then the rest, then the fork into the pid
- * namespace).
+ * is in a user namespace of the container's (made or joined), which must own the new pid
+ * namespace (proc is mounted in there) and so comes first (runc's nsexec order: user, then
+ * the rest, then the fork into the pid namespace).
  */
 export function forksIntoPidNs(plan: SpawnPlan): boolean {
-  return entersPidNsLast(plan) || (plan.kind === 'init' && plan.userNs !== undefined && plan.namespaces.some((n) => n.type === 'pid' && n.path === null));
+  return entersPidNsLast(plan) || (plan.kind === 'init' && inUserNs(plan) && plan.namespaces.some((n) => n.type === 'pid' && n.path === null));
+}
+
+/** Whether `plan`'s process lives in a user namespace other than the host's (one it makes, or joins by path). */
+export function inUserNs(plan: { namespaces: readonly NamespaceStep[] }): boolean {
+  return plan.namespaces.some((n) => n.type === 'user');
 }
 
 /**

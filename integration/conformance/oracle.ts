@@ -241,7 +241,7 @@ export type SpecJson = any;
  * ctr run --config <spec> <flags> <id>: the spec is `ctr oci spec` with root.path = {rootfs},
  * the container's own cgroupsPath, process.args = args, then patched.
  */
-export function runSpec(flags: string, id: string, args: string[], patch: (s: SpecJson, x: Ctx) => void, o?: StepOptions): Step {
+export function runSpec(flags: string, id: string, args: string[], patch: (s: SpecJson, x: Ctx) => void | Promise<void>, o?: StepOptions): Step {
   return ctrStep(
     async (x) => {
       const cid = await x.expand(id);
@@ -249,7 +249,7 @@ export function runSpec(flags: string, id: string, args: string[], patch: (s: Sp
       s.root = { path: x.rootfs };
       s.linux.cgroupsPath = `/${x.c.namespace}/${cid}`;
       s.process.args = await Promise.all(args.map((a) => x.expand(a)));
-      patch(s, x);
+      await patch(s, x);
       const file = path.join(x.dir, `${cid}.spec.json`);
       fs.writeFileSync(file, JSON.stringify(s, null, 2));
       return ['run', '--runtime', x.runtime, '--fifo-dir', x.fifo, '--config', file, ...words(await x.expand(flags)), cid];

@@ -94,6 +94,15 @@ const cases: Case[] = [
     }),
   ]),
 
+  kase('a second container joins the first one\'s user namespace by path (with the maps runc asks for)', [
+    runSpec('-d', '{c}', ['/bin/sleep', '60'], userNs),
+    runSpec('', '{c2}', ['/bin/sh', '-c', 'cat /proc/self/uid_map; id; grep CapEff /proc/self/status; ls -ln /dev | awk \'NR > 1 { print $1, $3, $4, $NF }\'; cut -d" " -f5,6,9 /proc/self/mountinfo'], async (s, x) => {
+      userNs(s);
+      const path = `/proc/${await x.expand('{pid:c}')}/ns/user`;
+      s.linux.namespaces = s.linux.namespaces.map((n: { type: string }) => (n.type === 'user' ? { type: 'user', path } : n));
+    }),
+  ]),
+
   kase('a map that leaves the container\'s root unmapped is refused', [
     runSpec('', '{c}', ['/bin/true'], (s) => {
       userNs(s);
