@@ -220,6 +220,31 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
     expect(list.stdout).not.toMatch(/own\d/);
   });
 
+  it('refuses a cgroupsPath above or inside another container\'s cgroup, and takes nothing of the other with it', async () => {
+    const base = `/${c.namespace}-nest`;
+    const pids = fs.existsSync('/sys/fs/cgroup/pids') ? '/sys/fs/cgroup/pids' : '/sys/fs/cgroup';
+    const run = (id: string, path: string, args: string[], detach = false) => c.ctr(['run', ...(detach ? ['-d'] : ['--rm']), ...RT, ...fifo(), '--cgroup', path, '--rootfs', rootfs('busybox'), id, ...args], { timeoutMs: 30_000 });
+    expect((await run('nest-a', `${base}/a`, ['/bin/sleep', '60'], true)).code).toBe(0);
+    // an empty sub-cgroup of a's (as a's own processes may make): a failed Create above it removed such ones
+    fs.mkdirSync(`${pids}${base}/a/sub`);
+    for (const [i, path] of [base, `${base}/a/inner`].entries()) {
+      const r = await run(`nest${i}`, path, ['/bin/true']);
+      expect(r.code, path).not.toBe(0);
+      expect(r.stderr, path).toMatch(new RegExp(`cgroupsPath "${path}" is ${i === 0 ? 'above' : 'inside'} container nest-a's cgroup \\(${base}/a\\); give the container a cgroup of its own beside it \\(e\\.g\\. ${base}/nest${i}\\)`));
+    }
+    // the same path is shared, as before; a sibling is fine
+    expect((await run('nest-b', `${base}/b`, ['/bin/true'])).code).toBe(0);
+    expect(fs.existsSync(`${pids}${base}/a/sub`)).toBe(true);
+    const exec = await c.ctr(['task', 'exec', '--exec-id', 'e1', 'nest-a', '/bin/true']);
+    expect(exec.code, exec.stderr).toBe(0);
+    fs.rmdirSync(`${pids}${base}/a/sub`);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'nest-a']);
+    await waitStopped(c, 'nest-a');
+    await c.ctr(['task', 'rm', 'nest-a']);
+    await c.ctr(['container', 'rm', 'nest-a']);
+    expect(fs.existsSync(`${pids}${base}`)).toBe(false);
+  });
+
   it('leaves no processes, cgroups or mounts after all containers are gone', async () => {
     const tl = await c.ctr(['task', 'ls', '-q']);
     expect(tl.stdout.trim()).toBe('');

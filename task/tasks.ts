@@ -235,6 +235,26 @@ export class TaskManager {
    * ancestor) killed the keeper and every seed (red team, 2026-12-01); function seeds and
    * instances live under the functions' cgroup parent. runc has no such daemon to protect.
    */
+  /**
+   * A container's cgroup must not lie above or below another container's: a failed Create
+   * or a Delete removes the cgroup with every cgroup below it (sub-cgroups the container made
+   * itself), which would take the other's; and on v1 a parent's device rules and limits
+   * bind its children (`ctr oci spec`'s "/default" beside a running `ctr run` container's
+   * "/default/<id>" failed with the kernel's EINVAL on devices.deny). The same path is
+   * allowed: containers may share a cgroup (Delete leaves it to the last).
+   */
+  private refuseNestedCgroup(cgroup: CgroupHandle, asked: string, ns: string, id: string): void {
+    const below = (p: string, top: string): boolean => p.startsWith(`${top}/`);
+    for (const [k, other] of this.containers) {
+      if (k === key(ns, id)) continue;
+      const theirs = other.cgroup.path;
+      const where = below(theirs, cgroup.path) ? 'above' : below(cgroup.path, theirs) ? 'inside' : null;
+      if (where) {
+        throw new InvalidArgument(`cgroupsPath ${JSON.stringify(asked || cgroup.path)} is ${where} container ${other.id}'s cgroup (${theirs}); give the container a cgroup of its own beside it (e.g. ${theirs.slice(0, theirs.lastIndexOf('/')) || ''}/${id})`);
+      }
+    }
+  }
+
   private refuseSporesCgroup(cgroup: CgroupHandle, asked: string): void {
     const own: [string, number][] = [['spored', process.pid], ['the keeper or whatever started spored', process.ppid], ['the root seed', this.o.seed.pid]];
     for (const [who, pid] of own) {
@@ -305,6 +325,7 @@ export class TaskManager {
       lap('rootfs');
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore', named: true });
       this.refuseSporesCgroup(cgroup, spec.linux?.cgroupsPath ?? '');
+      this.refuseNestedCgroup(cgroup, spec.linux?.cgroupsPath ?? '', ns, id);
       const madeParents = missingAncestors(cgroup);
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
       lap('seccomp');
