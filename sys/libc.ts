@@ -191,7 +191,7 @@ export function prepareFork(): void {
 export function unshare(flags: number): void { check('unshare', c.unshare(flags), flags.toString(16)); }
 export function setns(fd: number, nstype: number): void { check('setns', c.setns(fd, nstype), String(fd)); }
 export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
-  check('mount', c.mount(source, target, fstype, flags, data), `${source ?? ''} -> ${target} (${fstype ?? ''})`);
+  check('mount', c.mount(source, target, fstype, flags, data), `${source ?? ''} -> ${target}${fstype ? ` (${fstype})` : ''}`);
 }
 export function umount2(target: string, flags: number): void { check('umount2', c.umount2(target, flags), target); }
 

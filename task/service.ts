@@ -74,6 +74,12 @@ export function namespaceFromBundle(bundle: string): string | null {
 export function createOptions(options: Any | undefined, log: Logger): { configPath?: string } {
   if (!options || (!options.typeUrl && options.value.length === 0)) return {};
   const type = options.typeUrl.slice(options.typeUrl.lastIndexOf('/') + 1);
+  if (type === 'containerd.linux.runc.CreateOptions') {
+    // what `ctr run --uidmap` sends: io_uid/io_gid, the owner runc's shim gives the stdio
+    // FIFOs so that a user namespace's root may open them; spored relays stdio through pipes
+    log.debug({ typeUrl: options.typeUrl }, 'runc CreateOptions (stdio FIFO owner) not needed: spored relays stdio through pipes; ignored');
+    return {};
+  }
   if (type !== OptionsSchema.typeName) {
     log.warn({ typeUrl: options.typeUrl }, 'CreateTask options of a type spore does not read; ignored');
     return {};

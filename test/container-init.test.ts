@@ -488,6 +488,13 @@ describe('container-init against the recording ContainerSys', () => {
       expect(brokenInvariant(r.calls)).toBeNull();
     });
 
+    it('a rootfs the mapped root cannot reach: the error says which uid and what to fix', () => {
+      const r = run(userNsPlan(), { fail: (x) => (x.call === 'mount' && x.args[0] === R && x.args[1] === R ? 13 : undefined) });
+      expect(r.exit).toBe(127);
+      expect(r.status.at(-1)).toMatchObject({ s: 'error', phase: 'rootfs' });
+      expect((r.status.at(-1) as { message: string }).message).toMatch(new RegExp(`EACCES.*: the user namespace's root \\(host uid 100000\\) cannot reach ${R}; every directory above it must be searchable by that uid`));
+    });
+
     it('EOF instead of its maps (the Create was aborted): exit 0, nothing made in the namespace', () => {
       const r = run(userNsPlan(), { start: false });
       expect(r.exit).toBe(0);

@@ -470,7 +470,15 @@ function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings
     // under a shared parent would show on the host: with a shared root propagation the
     // rootfs's parent mount is made private first (runc: rootfsParentMountPrivate)
     if (sharedRoot) s.mount(null, parentMountOf(s, plan.rootfs), null, MS.PRIVATE, null);
-    s.mount(plan.rootfs, plan.rootfs, null, MS.BIND | MS.REC, null);
+    try {
+      s.mount(plan.rootfs, plan.rootfs, null, MS.BIND | MS.REC, null);
+    } catch (e) {
+      // as root of a user namespace this process is the mapped host uid, which must be able
+      // to search every directory down to the rootfs (runc's init fails the same way)
+      if (!(e instanceof SyscallError && e.errno === 13 && inUserNs(plan))) throw e;
+      const host = plan.userNs?.uidMappings.find((m) => m.containerID === 0)?.hostID;
+      throw new Error(`${e.message}: the user namespace's root (${host === undefined ? 'its host uid' : `host uid ${host}`}) cannot reach ${plan.rootfs}; every directory above it must be searchable by that uid (containerd makes its state directory 0711)`);
+    }
   });
   for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings));
   mark('mounts');
