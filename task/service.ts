@@ -1,7 +1,7 @@
 // containerd.task.v2.Task over ttrpc: decode, call the TaskManager, encode. No state
 // lives here. Unsupported operations answer Unimplemented with a reason, never success.
-import { fromBinary } from '@bufbuild/protobuf';
-import { timestampFromDate, type Any, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { create, fromBinary } from '@bufbuild/protobuf';
+import { AnySchema, timestampFromDate, type Any, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { OptionsSchema } from '../fri-proto/gen/runtimeoptions/v1/api_pb.js';
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -94,6 +94,18 @@ export function createOptions(options: Any | undefined, log: Logger): { configPa
   return o.configPath ? { configPath: o.configPath } : {};
 }
 
+/**
+ * An exec's ProcessInfo.info as runc's shim gives it: containerd.runc.v1.ProcessDetails
+ * { string exec_id = 1 } (containerd runtime/v2/runc/options/oci.proto), under the type URL
+ * containerd's typeurl registers it by, so `ctr task ps` shows the exec id.
+ */
+export function processDetails(execId: string): Any {
+  const id = Buffer.from(execId, 'utf8');
+  const len: number[] = [];
+  for (let n = id.length; ; n >>>= 7) { if (n < 0x80) { len.push(n); break; } len.push((n & 0x7f) | 0x80); }
+  return create(AnySchema, { typeUrl: 'containerd.runc.v1.ProcessDetails', value: Buffer.concat([Buffer.from([0x0a, ...len]), id]) });
+}
+
 function ts(d: Date | null): Timestamp | undefined {
   return d ? timestampFromDate(d) : undefined;
 }
@@ -167,7 +179,7 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async pids(req, ctx) {
-      return { processes: tasks.pids(nsr.of(ctx, req.id), req.id).map((pid) => ({ pid })) };
+      return { processes: tasks.pids(nsr.of(ctx, req.id), req.id).map(({ pid, execId }) => (execId === undefined ? { pid } : { pid, info: processDetails(execId) })) };
     },
 
     async exec(req, ctx) {

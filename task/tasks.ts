@@ -939,8 +939,15 @@ export class TaskManager {
     return applyResources(c.cgroup, resources).warnings;
   }
 
-  pids(ns: string, id: string): number[] {
-    return cgroupPids(this.get(ns, id).cgroup);
+  /** The container's processes (host pids, from its cgroup), each exec's with its exec id (Task Pids). */
+  pids(ns: string, id: string): { pid: number; execId?: string }[] {
+    const c = this.get(ns, id);
+    const execOf = new Map<number, string>();
+    for (const [execId, p] of c.execs) if (p.pid > 0) execOf.set(p.pid, execId);
+    return cgroupPids(c.cgroup).map((pid) => {
+      const execId = execOf.get(pid);
+      return execId === undefined ? { pid } : { pid, execId };
+    });
   }
 
   resizePty(ns: string, id: string, execId: string, width: number, height: number): void {

@@ -266,6 +266,13 @@ export const CASES: Case[] = [
     ctr('task ps {c}', { normalize: (s) => s.split('\n').filter((l) => /^\s*\d+/.test(l)).length.toString() }),
   ]),
 
+  kase('task ps names an exec\'s process by its exec id', [
+    run('-d', '{c} /bin/sleep 60'),
+    exec('-d --exec-id bg', '{c} /bin/sleep 60'),
+    pause(200),
+    ctr('task ps {c}', { normalize: (s) => s.split('\n').map((l) => l.replace(/^\d+(\s)/, 'N$1').trimEnd()).sort().join('\n') }),
+  ]),
+
   kase('a paused task: SIGTERM waits for resume, SIGKILL thaws it and ends it', [
     run('-d', "{c} /bin/sh -c 'trap \"echo got-term; exit 7\" TERM; while :; do sleep 0.1; done'"),
     pause(200),
