@@ -180,12 +180,10 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
   if (start < 0) return 'no wait for Start';
   // the only identity taken before Start: root inside a user namespace, made (uid right
   // after its maps) or joined, right after the other namespaces' unshare (groups, gid, uid)
-  const usernsAt = idx('write', STATUS, '{"s":"userns"}\n');
-  const entry = new Set<number>();
-  if (usernsAt >= 0) entry.add(usernsAt + 2);
-  const rest = calls.findIndex((x) => x.call === 'unshare' && ((x.args[0] as number) & CLONE.NEWNS) !== 0);
+  const userNsAt = calls.findIndex((x) => (x.call === 'setns' && x.args[1] === CLONE.NEWUSER) || (x.call === 'unshare' && x.args[0] === CLONE.NEWUSER));
   const root = [c('setgroups', []), c('setresgid', 0), c('setresuid', 0)].map((x) => JSON.stringify(x));
-  for (let i = rest + 1; rest >= 0 && i <= rest + 3 && root.includes(JSON.stringify(calls[i])); i++) entry.add(i);
+  const entry = new Set<number>();
+  for (let i = userNsAt + 1; userNsAt >= 0 && i < start; i++) if (root.includes(JSON.stringify(calls[i]))) entry.add(i);
   const cred = (call: string): number => calls.findIndex((x, i) => x.call === call && !entry.has(i));
   for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset', 'seccomp', 'execve']) {
     const i = cred(name);
@@ -545,6 +543,12 @@ describe('container-init against the recording ContainerSys', () => {
       const setns = r.calls.filter((x) => x.call === 'setns').map((x) => x.args[1]);
       expect(setns).toEqual([CLONE.NEWUSER, CLONE.NEWNET, CLONE.NEWNS, CLONE.NEWPID]);
       inOrder(r.calls, at(r.calls, 'setrlimit'), at(r.calls, 'setns'));
+      // root inside once joined, before its own pid namespace child and its terminal (the host's root is unmapped there)
+      const mnt = at(r.calls, 'setns', undefined, CLONE.NEWNS);
+      expect(r.calls.slice(mnt + 2, mnt + 5)).toEqual([c('setgroups', []), c('setresgid', 0), c('setresuid', 0)]);
+      inOrder(r.calls, mnt, at(r.calls, 'setns', undefined, CLONE.NEWPID));
+      // and its own identity after Start, as any exec
+      expect(r.calls.filter((x) => x.call === 'setresuid').map((x) => x.args[0])).toEqual([0, 5009]);
     });
 
     it('an exec whose user or group the namespace does not map fails its set-up (before Start), naming the id', () => {

@@ -168,6 +168,9 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       const pidNs = phase('namespaces', () => s.open(`/proc/${plan.targetPid}/ns/pid`, O.RDONLY | O.CLOEXEC));
       if (inUserNs(plan)) phase('user', () => checkMapped(s, plan.targetPid, plan.process));
       joinContainer(s, plan);
+      // root inside the container's user namespace, as runc's exec is before its own user:
+      // until now this is the host's root, unmapped in there (a terminal it opens would be nobody's)
+      if (inUserNs(plan)) phase('user', () => { s.setgroups([]); s.setresgid(0); s.setresuid(0); });
       forkIntoPidNs(s, pidNs, statusFd);
     }
     mark('setup');
@@ -480,7 +483,7 @@ function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings
       throw new Error(`${e.message}: the user namespace's root (${host === undefined ? 'its host uid' : `host uid ${host}`}) cannot reach ${plan.rootfs}; every directory above it must be searchable by that uid (containerd makes its state directory 0711)`);
     }
   });
-  for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings));
+  for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings, inUserNs(plan)));
   mark('mounts');
   phase('devices', () => createDevices(s, plan.rootfs, plan.devices, plan.mounts, inUserNs(plan)));
   mark('devices');
@@ -654,7 +657,7 @@ function checkProcMount(root: string, target: string, m: MountStep): void {
   throw new Error(`${JSON.stringify(m.destination)} cannot be mounted because it is inside /proc`);
 }
 
-function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]): void {
+function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[], inUserNs = false): void {
   const target = secureJoin(root, m.destination, s);
   // proc and sysfs only where the spec says, never where an image's symlink points (a proc
   // moved elsewhere would let a later bind land on its files: runc's CVE-2019-16884 rule)
@@ -676,8 +679,10 @@ function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]
       mountAt(m.source, m.type, m.flags, m.data || null);
     } catch (e) {
       // sysfs/mqueue refuse to mount when the namespace they belong to is the host's;
-      // fall back to a read-only bind of the host's view, as runc does.
-      if (e instanceof SyscallError && e.errno === 1 && (m.type === 'sysfs' || m.type === 'mqueue')) {
+      // fall back to a read-only bind of the host's view, as runc does. Not in a user
+      // namespace, where runc fails too: there the bind would show the host's whole /sys,
+      // its cgroup trees among the submounts.
+      if (e instanceof SyscallError && e.errno === 1 && (m.type === 'sysfs' || m.type === 'mqueue') && !inUserNs) {
         const hostPath = m.type === 'sysfs' ? '/sys' : '/dev/mqueue';
         mountAt(hostPath, null, MS.BIND | MS.REC, null);
         remountBind((f) => mountAt(null, null, f, null), MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC);

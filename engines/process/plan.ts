@@ -442,7 +442,8 @@ function idMappings(list: unknown[], field: string): IdMapping[] {
     const m = { containerID: optionalUint(v.containerID, `${at}.containerID`), hostID: optionalUint(v.hostID, `${at}.hostID`), size: optionalUint(v.size, `${at}.size`) };
     if (m.containerID === undefined || m.hostID === undefined || m.size === undefined) throw new InvalidArgument(`${at} needs containerID, hostID and size`);
     if (m.size === 0) throw new InvalidArgument(`${at}.size must be at least 1`);
-    if (m.containerID + m.size > ID_LIMIT || m.hostID + m.size > ID_LIMIT) throw new InvalidArgument(`${at}: the range passes 2^32-1`);
+    // (uid_map ranges end below 2^32-1, which is no id: (uid_t)-1 means "unchanged")
+    if (m.containerID + m.size > ID_LIMIT - 1 || m.hostID + m.size > ID_LIMIT - 1) throw new InvalidArgument(`${at}: the range reaches 2^32-1, which is not an id`);
     return m as IdMapping;
   });
   for (const side of ['containerID', 'hostID'] as const) {

@@ -7,7 +7,7 @@
 // it is nobody's and read-only to the container's root.
 import * as fs from 'node:fs';
 import { containerdSkipReason } from '../harness.js';
-import { custom, exec, kase, restartSpored, runSpec, type Case, type Ctx, type SpecJson } from './oracle.js';
+import { custom, exec, kase, restartSpored, runSpec, tty, type Case, type Ctx, type SpecJson } from './oracle.js';
 import { oracleSuite } from './suite.js';
 
 const skip = containerdSkipReason() ?? (fs.existsSync('/proc/self/ns/user') ? undefined : 'this kernel has no user namespaces');
@@ -101,6 +101,21 @@ const cases: Case[] = [
       const path = `/proc/${await x.expand('{pid:c}')}/ns/user`;
       s.linux.namespaces = s.linux.namespaces.map((n: { type: string }) => (n.type === 'user' ? { type: 'user', path } : n));
     }),
+  ]),
+
+  kase('an exec with a terminal in it: its pty belongs to the namespace\'s root, or to its user', [
+    runSpec('-d', '{c}', ['/bin/sleep', '60'], userNs),
+    tty('exec -t --exec-id p1 {c} /bin/sh -c \'tty; stat -c %u:%g $(tty); sleep 0.3\'', [], { normalize: (t) => t.replace(/^ERRO\[\d+\] resize pty .*\n?/gm, '').replace(/\n$/, '') }),
+    tty('exec -t --user 1000:1000 --exec-id p2 {c} /bin/sh -c \'stat -c %u:%g $(tty); sleep 0.3\'', [], { normalize: (t) => t.replace(/^ERRO\[\d+\] resize pty .*\n?/gm, '').replace(/\n$/, '') }),
+  ]),
+
+  // the host's network namespace belongs to the host's user namespace: sysfs cannot be
+  // mounted for it, and the host's /sys is not bound instead (it would show every cgroup)
+  kase('with the host\'s network: sysfs refused, as by runc', [
+    runSpec('', '{c}', ['/bin/true'], (s) => {
+      userNs(s);
+      s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== 'network');
+    }, { check: ['code'] }),
   ]),
 
   kase('a map that leaves the container\'s root unmapped is refused', [
