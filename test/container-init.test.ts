@@ -780,6 +780,8 @@ describe('container-init against the recording ContainerSys', () => {
     const [slave, master] = [r.calls[at + 1]?.args[0], r.calls[at + 4]?.args[0]];
     expect(slave).not.toBe(master);
     expect(r.calls.slice(at + 1, at + 6)).toEqual([c('fchown', slave, 1000, -1), c('dup_at', slave, 100), c('close', slave), c('dup_at', master, 100), c('close', master)]);
+    // the init's terminal is its /dev/console too (runc's mountConsole), in the container's root
+    expect(r.calls.slice(at + 6, at + 10)).toEqual([c('umask', 0), c('touch', '/dev/console'), c('umask', 0o022), c('mount', '/proc/self/fd/100', '/dev/console', null, MS.BIND, null)]);
     const ready = r.status.find((m) => (m as { s: string }).s === 'ready') as { console?: number };
     expect(ready.console).toBe(101); // the master, parked after the slave at 100
     expect(r.calls.slice(-5)).toEqual([

@@ -243,8 +243,17 @@ function openConsole(s: ContainerSys, plan: SpawnPlan, stdio: OpenStdio, mark: (
   const consoleFd = s.dupAt(pty.master, 100);
   s.close(pty.master);
   stdio.fds = [slave, slave, slave];
+  // an init's terminal is also its /dev/console, as runc binds it (mountConsole)
+  if (plan.kind === 'init') phase('console', () => mountConsole(s, slave));
   mark('console');
   return consoleFd;
+}
+
+/** The pty slave (`slave`, an fd of this process) bound onto /dev/console, made as an empty file first. */
+function mountConsole(s: ContainerSys, slave: number): void {
+  const umask = s.umask(0);
+  try { s.touch('/dev/console'); } finally { s.umask(umask); }
+  s.mount(`/proc/self/fd/${slave}`, '/dev/console', null, MS.BIND, null);
 }
 
 /** What a container shell is given at its fork. */

@@ -47,6 +47,11 @@ export const CASES: Case[] = [
   kase('ctr run -t: stderr goes to the terminal (no stderr stream)', [
     tty(`run -t --rm {c} /bin/sh -c 'echo to-err >&2; echo to-out; ls -l /proc/self/fd/ | grep -c pts${LINGER}'`),
   ]),
+  // runc binds an init's terminal onto /dev/console; without a terminal there is none
+  kase('ctr run -t: the terminal is /dev/console too', [
+    tty(`run -t --rm {c} /bin/sh -c 'ls -l /dev/console | cut -c1-10; [ "$(stat -c %t:%T /dev/console)" = "$(stat -c %t:%T $(tty))" ] && echo same-device${LINGER}'`),
+    run('--rm', '{c2} /bin/sh -c "ls /dev/console 2>&1; true"'),
+  ]),
   // runc opens the terminal on the container's own devpts: `tty` names it, /dev/pts lists it,
   // and a non-root process owns it (runc's fixStdioPermissions)
   kase('ctr run -t / exec -t: the terminal is on the container\'s own devpts', [
