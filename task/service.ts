@@ -143,6 +143,7 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async state(req, ctx) {
+      if (!req.execId) await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       const { c, p } = tasks.proc(nsr.of(ctx, req.id), req.id, req.execId);
       return {
         id: req.id, execId: req.execId, bundle: c.bundle, pid: p.pid, status: statusOf(c, p),

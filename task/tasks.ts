@@ -170,6 +170,8 @@ export class TaskManager {
   private readonly creating = new Set<string>();
   /** Creates and init Starts in flight, settled (either way) when they end: what a Delete of the same id waits for */
   private readonly settling = new Map<string, Promise<void>>();
+  /** Creates in flight, by container key (createSettled) */
+  private readonly createsInFlight = new Map<string, Promise<void>>();
   /** Creates cut short by a crash whose poststop hooks are running (restore) */
   private readonly cutShort = new Map<string, Promise<void>>();
   /** Deletes of a container's init in flight, in turn: the next waits for this one */
@@ -286,7 +288,23 @@ export class TaskManager {
    */
   async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest, opts: CreateOptions = {}): Promise<ContainerState> {
     const k = key(ns, id);
-    return this.settleFirst(k, this.createOne(ns, id, bundle, rootfs, io, opts)).finally(() => { if (!this.creating.has(k)) this.deletedDuringCreate.delete(k); });
+    const run = this.settleFirst(k, this.createOne(ns, id, bundle, rootfs, io, opts));
+    const done = run.then(() => undefined, () => undefined);
+    if (!this.createsInFlight.has(k)) {
+      this.createsInFlight.set(k, done);
+      void done.finally(() => { if (this.createsInFlight.get(k) === done) this.createsInFlight.delete(k); });
+    }
+    return run.finally(() => { if (!this.creating.has(k)) this.deletedDuringCreate.delete(k); });
+  }
+
+  /**
+   * Resolves once no Create of container `id` is in flight (at once when none is): a State
+   * waits for it, as runc's shim answers State only after its Create (one lock). Answered
+   * NotFound meanwhile, containerd took the task for absent: `ctr c rm` during a slow Create
+   * removed the container and left its task behind, unknown to containerd (red team).
+   */
+  async createSettled(ns: string, id: string): Promise<void> {
+    await this.createsInFlight.get(key(ns, id));
   }
 
   /** A Delete came for `k` while it was being created: the Create stops at its next step (Cancelled). */
