@@ -68,7 +68,8 @@ function procOf(ns: string, id: string, execId: string): { c: ContainerState; p:
   return { c, p };
 }
 
-const stubTasks = {
+// (checked against TaskManager's methods it stands in for: a changed signature fails to compile)
+const stubMethods = {
   get,
   proc: procOf,
   namespacesOf: (id: string) => (id === 'c1' ? ['default'] : []),
@@ -84,7 +85,8 @@ const stubTasks = {
   },
   async wait(ns: string, id: string, execId: string) { return procOf(ns, id, execId).p; },
   async delete(ns: string, id: string, execId: string) { return procOf(ns, id, execId).p; },
-  pids(ns: string, id: string) { get(ns, id); return [4242, 4243]; },
+  async createSettled() { /* no Create is ever in flight in the stub */ },
+  pids(ns: string, id: string) { get(ns, id); return [{ pid: 4242 }, { pid: 4243, execId: 'e1' }]; },
   exec(ns: string, id: string, execId: string, processJson: Uint8Array) {
     get(ns, id);
     try {
@@ -99,7 +101,8 @@ const stubTasks = {
   resume(ns: string, id: string) { get(ns, id); },
   update(ns: string, id: string) { get(ns, id); return []; },
   stats(ns: string, id: string) { get(ns, id); throw new Unavailable('stats: no cgroup in the fuzz stub'); },
-} as unknown as TaskManager;
+} satisfies Partial<{ [K in keyof TaskManager]: TaskManager[K] extends (...a: never[]) => unknown ? (...a: Parameters<TaskManager[K]>) => ReturnType<TaskManager[K]> : never }>;
+const stubTasks = stubMethods as unknown as TaskManager;
 
 const outputByMethod = new Map<string, DescMessage>(Task.methods.map((m) => [m.name, m.output]));
 
