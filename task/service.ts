@@ -1,6 +1,7 @@
 // containerd.task.v2.Task over ttrpc: decode, call the TaskManager, encode. No state
 // lives here. Unsupported operations answer Unimplemented with a reason, never success.
 import { create, fromBinary } from '@bufbuild/protobuf';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { AnySchema, timestampFromDate, type Any, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { OptionsSchema } from '../fri-proto/gen/runtimeoptions/v1/api_pb.js';
 import { existsSync } from 'node:fs';
@@ -74,10 +75,13 @@ export function namespaceFromBundle(bundle: string): string | null {
 export function createOptions(options: Any | undefined, log: Logger): { configPath?: string } {
   if (!options || (!options.typeUrl && options.value.length === 0)) return {};
   const type = options.typeUrl.slice(options.typeUrl.lastIndexOf('/') + 1);
-  if (type === 'containerd.linux.runc.CreateOptions') {
+  if (type === RUNC_CREATE_OPTIONS) {
     // what `ctr run --uidmap` sends: io_uid/io_gid, the owner runc's shim gives the stdio
-    // FIFOs so that a user namespace's root may open them; spored relays stdio through pipes
-    log.debug({ typeUrl: options.typeUrl }, 'runc CreateOptions (stdio FIFO owner) not needed: spored relays stdio through pipes; ignored');
+    // FIFOs so that a user namespace's root may open them; spored relays stdio through pipes,
+    // so those need nothing. Anything else set (ctr run --no-pivot: no_pivot_root) is named.
+    const set = runcCreateOptionFields(options.value).filter((f) => f !== 'io_uid' && f !== 'io_gid');
+    if (set.length > 0) log.warn({ typeUrl: options.typeUrl, fields: set }, `runc CreateOptions ${set.join(', ')} not applied by spore (it always uses pivot_root and its own keyring, shim and cgroup handling); ignored`);
+    else log.debug({ typeUrl: options.typeUrl }, 'runc CreateOptions io_uid/io_gid not needed: spored relays stdio through pipes');
     return {};
   }
   if (type !== OptionsSchema.typeName) {
@@ -92,6 +96,30 @@ export function createOptions(options: Any | undefined, log: Logger): { configPa
   }
   if (o.configPath && !existsSync(o.configPath)) log.warn({ configPath: o.configPath }, 'runtime options ConfigPath does not exist');
   return o.configPath ? { configPath: o.configPath } : {};
+}
+
+/** ctr's task options for runc (containerd runtime/linux/runctypes/runc.proto CreateOptions) */
+const RUNC_CREATE_OPTIONS = 'containerd.linux.runc.CreateOptions';
+const RUNC_CREATE_FIELDS: Record<number, string> = {
+  1: 'no_pivot_root', 2: 'open_tcp', 3: 'external_unix_sockets', 4: 'terminal', 5: 'file_locks', 6: 'empty_namespaces',
+  7: 'cgroups_mode', 8: 'no_new_keyring', 9: 'shim_cgroup', 10: 'io_uid', 11: 'io_gid', 12: 'criu_work_path', 13: 'criu_image_path',
+};
+
+/** The names of the fields set in an encoded runc CreateOptions (unknown numbers as `field N`); InvalidArgument if it does not parse. */
+export function runcCreateOptionFields(value: Uint8Array): string[] {
+  const r = new BinaryReader(value);
+  const out: string[] = [];
+  try {
+    while (r.pos < r.len) {
+      const [no, wire] = r.tag();
+      r.skip(wire);
+      const name = RUNC_CREATE_FIELDS[no] ?? `field ${no}`;
+      if (!out.includes(name)) out.push(name);
+    }
+  } catch (e) {
+    throw new InvalidArgument(`CreateTask options (${RUNC_CREATE_OPTIONS}) do not decode: ${(e as Error).message}`);
+  }
+  return out;
 }
 
 /**

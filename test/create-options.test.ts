@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { OptionsSchema } from '../fri-proto/gen/runtimeoptions/v1/api_pb.js';
 import { InvalidArgument } from '../sys/errors.js';
-import { createOptions } from '../task/service.js';
+import { createOptions, runcCreateOptionFields } from '../task/service.js';
 
 function recorder(): { log: Logger; lines: [string, string][] } {
   const lines: [string, string][] = [];
@@ -23,12 +23,18 @@ describe('createOptions', () => {
     expect(r.lines).toEqual([['warn', 'runtime options ConfigPath does not exist']]);
   });
 
-  it('runc\'s CreateOptions (ctr run --uidmap: the stdio FIFOs\' owner) pass without a warning', () => {
+  it('runc\'s CreateOptions: io_uid/io_gid (ctr run --uidmap) pass without a warning; anything else is named', () => {
     const r = recorder();
-    // io_uid = 100000 (field 8), io_gid = 100000 (field 9), as ctr sends them
-    const value = Buffer.from([0x40, 0xa0, 0x8d, 0x06, 0x48, 0xa0, 0x8d, 0x06]);
-    expect(createOptions({ typeUrl: 'containerd.linux.runc.CreateOptions', value } as never, r.log)).toEqual({});
+    // io_uid = 100000 (field 10), io_gid = 100000 (field 11): the bytes ctr 1.6 sends for --uidmap 0:100000:65536
+    const uidmap = Buffer.from('50a08d0658a08d06', 'hex');
+    expect(createOptions({ typeUrl: 'containerd.linux.runc.CreateOptions', value: uidmap } as never, r.log)).toEqual({});
     expect(r.lines.map(([level]) => level)).toEqual(['debug']);
+    // ctr run --no-pivot: no_pivot_root = true
+    expect(runcCreateOptionFields(Buffer.from('0801', 'hex'))).toEqual(['no_pivot_root']);
+    const w = recorder();
+    expect(createOptions({ typeUrl: 'containerd.linux.runc.CreateOptions', value: Buffer.from('080150a08d06', 'hex') } as never, w.log)).toEqual({});
+    expect(w.lines).toEqual([['warn', expect.stringMatching(/^runc CreateOptions no_pivot_root not applied by spore/) as unknown as string]]);
+    expect(() => runcCreateOptionFields(Buffer.from('0a05', 'hex'))).toThrow(InvalidArgument);
   });
 
   it('another type is ignored with a warning; options that do not decode are InvalidArgument', () => {
