@@ -232,6 +232,23 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
       expect(r.code, path).not.toBe(0);
       expect(r.stderr, path).toMatch(new RegExp(`cgroupsPath "${path}" is ${i === 0 ? 'above' : 'inside'} container nest-a's cgroup \\(${base}/a\\); give the container a cgroup of its own beside it \\(e\\.g\\. ${base}/nest${i}\\)`));
     }
+    // also against a container still in its Create (here held 3 s by a createRuntime hook)
+    const spec = JSON.parse((await c.ctr(['oci', 'spec'])).stdout) as { root: { path: string }; process: { args: string[] }; linux: { cgroupsPath: string }; hooks?: unknown };
+    spec.root = { path: rootfs('busybox') };
+    spec.process.args = ['/bin/sleep', '60'];
+    spec.linux.cgroupsPath = `${base}/slow`;
+    spec.hooks = { createRuntime: [{ path: '/bin/sleep', args: ['sleep', '3'] }] };
+    const specFile = `${c.dir}/nest-slow.json`;
+    fs.writeFileSync(specFile, JSON.stringify(spec));
+    const slow = c.ctr(['run', '-d', ...RT, ...fifo(), '--config', specFile, 'nest-slow'], { timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const inside = await run('nest-in-slow', `${base}/slow/in`, ['/bin/true']);
+    expect(inside.stderr).toMatch(/is inside container nest-slow's cgroup/);
+    expect((await slow).code).toBe(0);
+    await c.ctr(['task', 'kill', '-s', 'KILL', 'nest-slow']);
+    await waitStopped(c, 'nest-slow');
+    await c.ctr(['task', 'rm', 'nest-slow']);
+    await c.ctr(['container', 'rm', 'nest-slow']);
     // the same path is shared, as before; a sibling is fine
     expect((await run('nest-b', `${base}/b`, ['/bin/true'])).code).toBe(0);
     expect(fs.existsSync(`${pids}${base}/a/sub`)).toBe(true);
@@ -243,6 +260,24 @@ describe.skipIf(skip !== undefined)('spore via containerd (ctr)', () => {
     await c.ctr(['task', 'rm', 'nest-a']);
     await c.ctr(['container', 'rm', 'nest-a']);
     expect(fs.existsSync(`${pids}${base}`)).toBe(false);
+  });
+
+  it('cgroup dirs spore made for one container and another then used go with the last of them, whichever goes first', async () => {
+    const top = `/${c.namespace}-shared`;
+    const pids = fs.existsSync('/sys/fs/cgroup/pids') ? '/sys/fs/cgroup/pids' : '/sys/fs/cgroup';
+    const run = (id: string, path: string) => c.ctr(['run', '-d', ...RT, ...fifo(), '--cgroup', path, '--rootfs', rootfs('busybox'), id, '/bin/sleep', '60'], { timeoutMs: 30_000 });
+    const gone = async (id: string) => {
+      await c.ctr(['task', 'kill', '-s', 'KILL', id]);
+      await waitStopped(c, id);
+      await c.ctr(['task', 'rm', id]);
+      await c.ctr(['container', 'rm', id]);
+    };
+    expect((await run('shared-a', `${top}/mid/a`)).code).toBe(0); // makes ${top} and ${top}/mid
+    expect((await run('shared-b', `${top}/mid/b`)).code).toBe(0); // finds them made
+    await gone('shared-a');
+    expect(fs.existsSync(`${pids}${top}/mid`)).toBe(true); // b is still in there
+    await gone('shared-b');
+    expect(fs.existsSync(`${pids}${top}`)).toBe(false);
   });
 
   it('leaves no processes, cgroups or mounts after all containers are gone', async () => {

@@ -166,6 +166,9 @@ export function systemdCgroupPath(cgroupsPath: string): string | null {
   const parts = cgroupsPath.split(':');
   if (parts.length !== 3 || cgroupsPath.includes('/')) return null;
   const [slice, prefix, name] = parts as [string, string, string];
+  // (a slice name is the last part of its own path: past NAME_MAX it never fits, and its
+  // expansion grows with the square of its length)
+  if (slice.length > NAME_MAX) throw new InvalidArgument(`cgroupsPath: the slice name is ${slice.length} characters long; at most ${NAME_MAX}`);
   if (name === '') throw new InvalidArgument(`cgroupsPath "${cgroupsPath}": the systemd form "slice:prefix:name" needs a name`);
   const unit = name.endsWith('.slice') ? name : `${prefix}-${name}.scope`;
   const parent = expandSlice(slice === '' ? 'system.slice' : slice);

@@ -170,6 +170,8 @@ export class TaskManager {
   private readonly creating = new Set<string>();
   /** Creates and init Starts in flight, settled (either way) when they end: what a Delete of the same id waits for */
   private readonly settling = new Map<string, Promise<void>>();
+  /** Creates past their cgroup checks and not ended: cgroup path and the ancestors they make (refuseNestedCgroup, sharedMadeParents) */
+  private readonly cgroupsInCreate = new Map<string, { id: string; path: string; madeParents: string[] }>();
   /** Creates in flight, by container key (createSettled) */
   private readonly createsInFlight = new Map<string, Promise<void>>();
   /** Creates cut short by a crash whose poststop hooks are running (restore) */
@@ -247,14 +249,34 @@ export class TaskManager {
    */
   private refuseNestedCgroup(cgroup: CgroupHandle, asked: string, ns: string, id: string): void {
     const below = (p: string, top: string): boolean => p.startsWith(`${top}/`);
-    for (const [k, other] of this.containers) {
+    const others: [string, { id: string; path: string }][] = [
+      ...[...this.containers].map(([k, c]): [string, { id: string; path: string }] => [k, { id: c.id, path: c.cgroup.path }]),
+      ...this.cgroupsInCreate,
+    ];
+    for (const [k, other] of others) {
       if (k === key(ns, id)) continue;
-      const theirs = other.cgroup.path;
+      const theirs = other.path;
       const where = below(theirs, cgroup.path) ? 'above' : below(cgroup.path, theirs) ? 'inside' : null;
       if (where) {
         throw new InvalidArgument(`cgroupsPath ${JSON.stringify(asked || cgroup.path)} is ${where} container ${other.id}'s cgroup (${theirs}); give the container a cgroup of its own beside it (e.g. ${theirs.slice(0, theirs.lastIndexOf('/')) || ''}/${id})`);
       }
     }
+  }
+
+  /**
+   * Ancestor dirs of `h` that another container (live, or being created) made and still
+   * counts on: shared with this one, so that whichever goes last removes them (only empty
+   * ones go: removeEmptyDirs). Before, only the container that happened to make them held
+   * them, and if it went first they stayed for good (red team: two containers in one systemd
+   * slice).
+   */
+  private sharedMadeParents(h: CgroupHandle, k: string): string[] {
+    const dirs = Object.values(h.dirs);
+    const out = new Set<string>();
+    const consider = (made: readonly string[]): void => { for (const d of made) if (dirs.some((x) => x.startsWith(`${d}/`))) out.add(d); };
+    for (const [other, c] of this.containers) if (other !== k) consider(c.madeParents);
+    for (const [other, c] of this.cgroupsInCreate) if (other !== k) consider(c.madeParents);
+    return [...out];
   }
 
   private refuseSporesCgroup(cgroup: CgroupHandle, asked: string): void {
@@ -344,7 +366,12 @@ export class TaskManager {
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore', named: true });
       this.refuseSporesCgroup(cgroup, spec.linux?.cgroupsPath ?? '');
       this.refuseNestedCgroup(cgroup, spec.linux?.cgroupsPath ?? '', ns, id);
-      const madeParents = missingAncestors(cgroup);
+      // the ancestors it makes, and those another container made and shares with it: the
+      // last of them to go removes them (runc leaves them; a kubelet's slices are its own)
+      const madeParents = [...new Set([...missingAncestors(cgroup), ...this.sharedMadeParents(cgroup, key(ns, id))])].sort((a, b) => b.length - a.length);
+      // seen by a Create that starts meanwhile (refuseNestedCgroup, sharedMadeParents): a
+      // container is in this.containers only once its Create ends
+      this.cgroupsInCreate.set(key(ns, id), { path: cgroup.path, id, madeParents });
       const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
       lap('seccomp');
       // FIFO stdout/stderr through pipes spored copies from, as the runc shim's (createIO: the
@@ -481,6 +508,7 @@ export class TaskManager {
       this.containers.set(key(ns, id), c);
       this.byPid.set(spawned.pid, { c, p: c.init });
       this.creating.delete(key(ns, id));
+      this.cgroupsInCreate.delete(key(ns, id));
       // A pod member hands the cgroup dirs it made (the pod's cgroup parent) to its pod.
       c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
       if (c.pod) c.madeParents = [];
@@ -493,6 +521,7 @@ export class TaskManager {
       return c;
     } catch (e) {
       this.creating.delete(key(ns, id));
+      this.cgroupsInCreate.delete(key(ns, id));
       for (const u of undo.reverse()) {
         try { u(); } catch (err) { this.o.log.warn({ id, ns, err: (err as Error).message }, 'cleanup after failed create'); }
       }

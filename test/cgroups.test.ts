@@ -97,6 +97,10 @@ describe('cgroup pure logic', () => {
     expect(() => normalizeCgroupPath('kubepods:p:c1')).toThrow(/"kubepods" is not a systemd slice name/);
     expect(() => normalizeCgroupPath('system.slice:p:')).toThrow(/needs a name/);
     expect(() => normalizeCgroupPath('.slice:p:c1')).toThrow(InvalidArgument);
+    // a slice name past NAME_MAX is refused before its (quadratic) expansion
+    const t0 = Date.now();
+    expect(() => normalizeCgroupPath(`${'a-'.repeat(20000)}a.slice:p:c1`)).toThrow(/the slice name is 40007 characters long; at most 255/);
+    expect(Date.now() - t0).toBeLessThan(100);
     expect(() => normalizeCgroupPath('/sys/fs/cgroup/memory/x')).toThrow(InvalidArgument);
     expect(() => normalizeCgroupPath('/')).toThrow(InvalidArgument);
     expect(() => normalizeCgroupPath('')).toThrow(InvalidArgument);

@@ -3,7 +3,10 @@
 // config.json through plan.ts, and the result is the exact syscall sequence the forked child
 // would make, up to and including the execve it would not return from. No root, no
 // containerd. The order checked here is the one the container's isolation depends on.
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLONE, MNT_DETACH, MS, O, PR, TIOCSCTTY } from '../sys/constants.js';
 import type { Spec } from '../protocols/oci/spec.js';
@@ -780,8 +783,16 @@ describe('container-init against the recording ContainerSys', () => {
     const [slave, master] = [r.calls[at + 1]?.args[0], r.calls[at + 4]?.args[0]];
     expect(slave).not.toBe(master);
     expect(r.calls.slice(at + 1, at + 6)).toEqual([c('fchown', slave, 1000, -1), c('dup_at', slave, 100), c('close', slave), c('dup_at', master, 100), c('close', master)]);
-    // the init's terminal is its /dev/console too (runc's mountConsole), in the container's root
-    expect(r.calls.slice(at + 6, at + 10)).toEqual([c('umask', 0), c('touch', '/dev/console'), c('umask', 0o022), c('mount', '/proc/self/fd/100', '/dev/console', null, MS.BIND, null)]);
+    // the init's terminal is its /dev/console too (runc's mountConsole), in the container's
+    // root; its mount point made before the root may go read-only (and never a write open)
+    expect(r.calls[at + 6]).toEqual(c('mount', '/proc/self/fd/100', '/dev/console', null, MS.BIND, null));
+    const find = (calls: SysCall[], call: string, ...args: unknown[]): number => calls.findIndex((x) => x.call === call && args.every((a, i) => a === undefined || JSON.stringify(x.args[i]) === JSON.stringify(a)));
+    const point = find(r.calls, 'touch', '/dev/console');
+    expect(r.calls.slice(point - 1, point + 2)).toEqual([c('umask', 0), c('touch', '/dev/console'), c('umask', 0o022)]);
+    inOrder(r.calls, find(r.calls, 'pivot_root'), point, at);
+    const ro = run(planOf((s) => { s.process.terminal = true; s.root = { path: 'rootfs', readonly: true }; }, { stdio: tty }));
+    inOrder(ro.calls, find(ro.calls, 'touch', '/dev/console'), find(ro.calls, 'mount', null, '/', null, MS.BIND | MS.REMOUNT | MS.RDONLY, null), find(ro.calls, 'mount', '/proc/self/fd/100', '/dev/console'));
+    expect(find(run(planOf()).calls, 'touch', '/dev/console')).toBe(-1);
     const ready = r.status.find((m) => (m as { s: string }).s === 'ready') as { console?: number };
     expect(ready.console).toBe(101); // the master, parked after the slave at 100
     expect(r.calls.slice(-5)).toEqual([
@@ -1070,6 +1081,26 @@ describe('the seam itself', () => {
   it('the real and the recording implementations offer the same calls', () => {
     const recorded = Object.getOwnPropertyNames(RecordingContainerSys.prototype).filter((k) => k !== 'constructor' && !['rec', 'query', 'view', 'host', 'kind', 'resolve', 'entryOf', 'target'].includes(k));
     expect(Object.keys(realContainerSys).sort()).toEqual(recorded.sort());
+  });
+
+  it('the real touch: creates a missing file (0666 less the umask), never waits on a FIFO, never writes', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spore-touch-'));
+    try {
+      const fifo = join(dir, 'console');
+      execFileSync('mkfifo', [fifo]);
+      const t0 = Date.now();
+      realContainerSys.touch(fifo); // a write open would wait here for a reader
+      expect(Date.now() - t0).toBeLessThan(2000);
+      const fresh = join(dir, 'fresh');
+      const old = process.umask(0);
+      try { realContainerSys.touch(fresh); } finally { process.umask(old); }
+      expect(statSync(fresh).mode & 0o777).toBe(0o666);
+      writeFileSync(join(dir, 'kept'), 'data');
+      realContainerSys.touch(join(dir, 'kept'));
+      expect(readFileSync(join(dir, 'kept'), 'utf8')).toBe('data');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the real implementation\'s queries answer as node:fs does (read-only, no root)', () => {

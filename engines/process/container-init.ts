@@ -243,18 +243,14 @@ function openConsole(s: ContainerSys, plan: SpawnPlan, stdio: OpenStdio, mark: (
   const consoleFd = s.dupAt(pty.master, 100);
   s.close(pty.master);
   stdio.fds = [slave, slave, slave];
-  // an init's terminal is also its /dev/console, as runc binds it (mountConsole)
-  if (plan.kind === 'init') phase('console', () => mountConsole(s, slave));
+  // an init's terminal is also its /dev/console, as runc binds it (its mount point was made
+  // before the root went read-only: setupContainer)
+  if (plan.kind === 'init') phase('console', () => s.mount(`/proc/self/fd/${slave}`, '/dev/console', null, MS.BIND, null));
   mark('console');
   return consoleFd;
 }
 
-/** The pty slave (`slave`, an fd of this process) bound onto /dev/console, made as an empty file first. */
-function mountConsole(s: ContainerSys, slave: number): void {
-  const umask = s.umask(0);
-  try { s.touch('/dev/console'); } finally { s.umask(umask); }
-  s.mount(`/proc/self/fd/${slave}`, '/dev/console', null, MS.BIND, null);
-}
+
 
 /** What a container shell is given at its fork. */
 export interface ShellIo {
@@ -518,6 +514,14 @@ function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings
   for (const [k, v] of Object.entries(plan.sysctl)) phase(`sysctl ${k}`, () => s.writeFile('/proc/sys/' + k.replace(/\./g, '/'), v));
   for (const p of plan.readonlyPaths) phase(`readonly ${p}`, () => readonlyPath(s, p));
   for (const p of plan.maskedPaths) phase(`mask ${p}`, () => maskPath(s, p));
+  // the mount point of the terminal's /dev/console (openConsole binds it once the pty exists),
+  // made while the root may still be written, as runc's init makes it (0666, no umask)
+  if (plan.process.stdio.terminal === CONSOLE_INSIDE) {
+    phase('console', () => {
+      const umask = s.umask(0);
+      try { s.touch('/dev/console'); } finally { s.umask(umask); }
+    });
+  }
   if (plan.readonlyRoot) phase('readonly root', () => remountReadonly(s, '/'));
 }
 

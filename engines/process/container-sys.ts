@@ -110,7 +110,7 @@ export interface ContainerSys {
   chdirInRoot(path: string): void;
   /** writeFileSync; flag undefined: node's default ('w') */
   writeFile(path: string, content: string, flag?: string): void;
-  /** create the file if missing, leave it as it is otherwise (open 'a', close) */
+  /** create the file if missing (mode 0666 less the umask), leave it as it is otherwise: an open O_RDONLY|O_CREAT|O_NONBLOCK, closed */
   touch(path: string): void;
   symlink(target: string, path: string): void;
   exists(path: string): boolean;
@@ -210,7 +210,9 @@ export const realContainerSys: ContainerSys = {
     try { sys.fchdir(fd); } finally { sys.close(fd); }
   },
   writeFile: (path, content, flag) => (flag === undefined ? writeFileSync(path, content) : writeFileSync(path, content, { flag })),
-  touch: (path) => closeSync(openSync(path, 'a')),
+  // read-only and non-blocking: a FIFO the image put there must not stall the set-up (a
+  // write open waits for a reader), and an existing file on a read-only mount still opens
+  touch: (path) => sys.close(sys.open(path, sys.O.RDONLY | sys.O.CREAT | sys.O.NONBLOCK | sys.O.NOCTTY | sys.O.CLOEXEC, 0o666)),
   symlink: (target, path) => symlinkSync(target, path),
   exists: (path) => existsSync(path),
   stat: (path) => statSync(path),
