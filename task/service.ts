@@ -170,8 +170,11 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
       return { pid: p.pid };
     },
 
+    // State and the calls below wait for a Create of the container in flight, as runc's shim
+    // answers them only after its Create (they take its one lock): answered NotFound, a `ctr
+    // container rm` or `task kill` during a slow Create (a hook) left the task behind
     async state(req, ctx) {
-      if (!req.execId) await tasks.createSettled(nsr.of(ctx, req.id), req.id);
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       const { c, p } = tasks.proc(nsr.of(ctx, req.id), req.id, req.execId);
       return {
         id: req.id, execId: req.execId, bundle: c.bundle, pid: p.pid, status: statusOf(c, p),
@@ -181,6 +184,7 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async kill(req, ctx) {
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       try {
         tasks.kill(nsr.of(ctx, req.id), req.id, req.execId, req.signal, req.all);
       } catch (e) {
@@ -208,10 +212,12 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async pids(req, ctx) {
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       return { processes: tasks.pids(nsr.of(ctx, req.id), req.id).map(({ pid, execId }) => (execId === undefined ? { pid } : { pid, info: processDetails(execId) })) };
     },
 
     async exec(req, ctx) {
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       if (!req.spec) throw new InvalidArgument('exec: spec (OCI Process as JSON in an Any) is required');
       if (isReplay(ctx) && tasks.get(nsr.of(ctx, req.id), req.id).execs.has(req.execId)) return {};
       tasks.exec(nsr.of(ctx, req.id), req.id, req.execId, req.spec.value, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal });
@@ -229,18 +235,21 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async pause(req, ctx) {
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       if (isReplay(ctx) && tasks.get(nsr.of(ctx, req.id), req.id).init.status === 'paused') return {};
       tasks.pause(nsr.of(ctx, req.id), req.id);
       return {};
     },
 
     async resume(req, ctx) {
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       if (isReplay(ctx) && tasks.get(nsr.of(ctx, req.id), req.id).init.status === 'running') return {};
       tasks.resume(nsr.of(ctx, req.id), req.id);
       return {};
     },
 
     async update(req, ctx) {
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       if (!req.resources) throw new InvalidArgument('update: resources are required');
       let res: LinuxResources;
       try {
@@ -254,6 +263,7 @@ export function taskService(tasks: TaskManager, layout: CgroupLayout, log: Logge
     },
 
     async stats(req, ctx) {
+      await tasks.createSettled(nsr.of(ctx, req.id), req.id);
       return { stats: metricsAny(tasks.stats(nsr.of(ctx, req.id), req.id), layout.mode) };
     },
 
