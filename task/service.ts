@@ -1,7 +1,7 @@
 // containerd.task.v2.Task over ttrpc: decode, call the TaskManager, encode. No state
 // lives here. Unsupported operations answer Unimplemented with a reason, never success.
 import { create, fromBinary } from '@bufbuild/protobuf';
-import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { AnySchema, timestampFromDate, type Any, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { OptionsSchema } from '../fri-proto/gen/runtimeoptions/v1/api_pb.js';
 import { existsSync } from 'node:fs';
@@ -128,10 +128,7 @@ export function runcCreateOptionFields(value: Uint8Array): string[] {
  * containerd's typeurl registers it by, so `ctr task ps` shows the exec id.
  */
 export function processDetails(execId: string): Any {
-  const id = Buffer.from(execId, 'utf8');
-  const len: number[] = [];
-  for (let n = id.length; ; n >>>= 7) { if (n < 0x80) { len.push(n); break; } len.push((n & 0x7f) | 0x80); }
-  return create(AnySchema, { typeUrl: 'containerd.runc.v1.ProcessDetails', value: Buffer.concat([Buffer.from([0x0a, ...len]), id]) });
+  return create(AnySchema, { typeUrl: 'containerd.runc.v1.ProcessDetails', value: new BinaryWriter().tag(1, WireType.LengthDelimited).string(execId).finish() });
 }
 
 function ts(d: Date | null): Timestamp | undefined {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { OptionsSchema } from '../fri-proto/gen/runtimeoptions/v1/api_pb.js';
 import { InvalidArgument } from '../sys/errors.js';
-import { createOptions, runcCreateOptionFields } from '../task/service.js';
+import { createOptions, processDetails, runcCreateOptionFields } from '../task/service.js';
 
 function recorder(): { log: Logger; lines: [string, string][] } {
   const lines: [string, string][] = [];
@@ -42,5 +42,15 @@ describe('createOptions', () => {
     expect(createOptions({ typeUrl: 'example.com/Other', value: Buffer.from([1, 2]) } as never, r.log)).toEqual({});
     expect(r.lines).toEqual([['warn', 'CreateTask options of a type spore does not read; ignored']]);
     expect(() => createOptions({ typeUrl: OptionsSchema.typeName, value: Buffer.from([0x0a, 0x05, 0x61]) } as never, r.log)).toThrow(InvalidArgument);
+  });
+});
+
+describe('processDetails', () => {
+  it('encodes runc\'s ProcessDetails { exec_id = 1 } as ctr decodes it', () => {
+    const a = processDetails('bg');
+    expect(a.typeUrl).toBe('containerd.runc.v1.ProcessDetails');
+    expect(Buffer.from(a.value).toString('hex')).toBe('0a026267');
+    const long = processDetails('x'.repeat(200));
+    expect(Buffer.from(long.value).subarray(0, 3).toString('hex')).toBe('0ac801'); // length 200 as a two-byte varint
   });
 });

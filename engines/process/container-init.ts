@@ -250,8 +250,6 @@ function openConsole(s: ContainerSys, plan: SpawnPlan, stdio: OpenStdio, mark: (
   return consoleFd;
 }
 
-
-
 /** What a container shell is given at its fork. */
 export interface ShellIo {
   /** read end of its plan pipe: one frame (protocol.ts shellFrame), or EOF: not needed */
