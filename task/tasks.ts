@@ -172,8 +172,6 @@ export class TaskManager {
   private readonly settling = new Map<string, Promise<void>>();
   /** Creates past their cgroup checks and not ended: cgroup path and the ancestors they make (refuseNestedCgroup, sharedMadeParents) */
   private readonly cgroupsInCreate = new Map<string, { id: string; path: string; madeParents: string[] }>();
-  /** Creates in flight, by container key (createSettled) */
-  private readonly createsInFlight = new Map<string, Promise<void>>();
   /** Creates cut short by a crash whose poststop hooks are running (restore) */
   private readonly cutShort = new Map<string, Promise<void>>();
   /** Deletes of a container's init in flight, in turn: the next waits for this one */
@@ -310,13 +308,7 @@ export class TaskManager {
    */
   async create(ns: string, id: string, bundle: string, rootfs: RootfsMount[], io: StdioRequest, opts: CreateOptions = {}): Promise<ContainerState> {
     const k = key(ns, id);
-    const run = this.settleFirst(k, this.createOne(ns, id, bundle, rootfs, io, opts));
-    const done = run.then(() => undefined, () => undefined);
-    if (!this.createsInFlight.has(k)) {
-      this.createsInFlight.set(k, done);
-      void done.finally(() => { if (this.createsInFlight.get(k) === done) this.createsInFlight.delete(k); });
-    }
-    return run.finally(() => { if (!this.creating.has(k)) this.deletedDuringCreate.delete(k); });
+    return this.settleFirst(k, this.createOne(ns, id, bundle, rootfs, io, opts)).finally(() => { if (!this.creating.has(k)) this.deletedDuringCreate.delete(k); });
   }
 
   /**
@@ -326,7 +318,8 @@ export class TaskManager {
    * removed the container and left its task behind, unknown to containerd (red team).
    */
   async createSettled(ns: string, id: string): Promise<void> {
-    await this.createsInFlight.get(key(ns, id));
+    // (while it is `creating`, what `settling` holds is that Create: settleFirst)
+    if (this.creating.has(key(ns, id))) await this.settling.get(key(ns, id));
   }
 
   /** A Delete came for `k` while it was being created: the Create stops at its next step (Cancelled). */
