@@ -50,7 +50,11 @@
 //  - CRI RunPodSandbox + CreateContainer + StartContainer (busybox sleep, pause sandbox),
 //    bench/cri.ts's measureCri: pod network from CNI and host network, interleaved rounds.
 //  - soak: wrk -c24 on Node hello for S seconds in 5 consecutive windows; drift =
-//    |req/s of the last window − req/s of the first| ÷ the first (first vs last 20 %).
+//    |req/s of the last window − req/s of the first| ÷ the first (first vs last 20 %). Each
+//    window also records what would show spore wearing down rather than the machine
+//    changing under it: CPU of spore's tree per call, spored's RSS and open fds, the tree's
+//    process count, replicas replaced (spored's log), and the machine's steal time (the
+//    hypervisor running something else: this kind is itself a guest).
 //  - memory: the Node hello function's primary L2 seed, memory.privateKiB from FRI listSeeds
 //    (smaps_rollup Private_Clean + Private_Dirty), 3 s after the load above ended (the value
 //    right after it is in the row too), ÷ a standalone
@@ -72,7 +76,7 @@ import { containerdSkipReason, leakCheck, repoRoot, rootfs, startContainerd, whi
 import { FriClient } from '../protocols/fri/client.js';
 import type { SeedInfo } from '../protocols/fri/types.js';
 import { measureCri, type Row as CriRow } from './cri.js';
-import { cpuByLabel, machineBusyMs, parseParkedFlag, treeCpuMs, treeSnapshot, type ParkedFlag } from './proc-cpu.js';
+import { cpuByLabel, machineBusyMs, machineStealMs, parseParkedFlag, treeCpuMs, treeSnapshot, type ParkedFlag } from './proc-cpu.js';
 import { formatFloor, loadAvg, measureFloor, measureForkFloor, pct, showLoad, type Floor, type FloorOptions, type ForkFloorRow, type LoadAvg } from './floor.js';
 import { children, track, waitExit } from './processes.js';
 import { waitForFri } from './fri-ready.js';
@@ -184,6 +188,66 @@ async function wrk(url: string, body: string, c: number, seconds: number): Promi
   const secs = j.duration_us / 1e6;
   const errors = Object.values(j.errors).reduce((a, b) => a + b, 0);
   return { requests: j.requests, seconds: secs, rps: secs > 0 ? j.requests / secs : NaN, p50: j.p50_us / 1000, p99: j.p99_us / 1000, errors, errorText: parts.join(', ') };
+}
+
+/** one window of the soak: wrk's result and what spore and the machine did meanwhile */
+interface SoakWindow extends WrkResult {
+  /** CPU of spore's tree per call, ms (own and reaped children, so instances count) */
+  cpuPerCallMs: number;
+  /** the machine's steal time as a share of its CPU time over the window, % */
+  stealPct: number;
+  /** at the window's end: spored's resident memory (MiB) and open fds, processes in spore's tree */
+  sporedRssMiB: number;
+  sporedFds: number;
+  processes: number;
+  /** replicas spored replaced during the window (its log's "replacing a replica seed" lines) */
+  replicasReplaced: number;
+}
+
+function rssMiB(pid: number): number {
+  try {
+    return Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+function fdCount(pid: number): number {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return NaN;
+  }
+}
+
+function countInFile(file: string, needle: string): number {
+  try {
+    return fs.readFileSync(file, 'utf8').split(needle).length - 1;
+  } catch {
+    return NaN;
+  }
+}
+
+/** a soak window: wrk for `seconds` with the diagnostics of SoakWindow around it */
+async function soakWindow(keeper: number, spored: number, log: string, url: string, body: string, seconds: number): Promise<SoakWindow> {
+  const REPLACED = 'replacing a replica seed';
+  const a = treeCpuMs(keeper);
+  const st0 = machineStealMs();
+  const m0 = machineBusyMs();
+  const rep0 = countInFile(log, REPLACED);
+  const w = await wrk(url, body, 24, seconds);
+  const b = treeCpuMs(keeper);
+  const stolen = machineStealMs() - st0;
+  const busy = machineBusyMs() - m0;
+  return {
+    ...w,
+    cpuPerCallMs: w.requests > 0 ? (b.ms - a.ms) / w.requests : NaN,
+    stealPct: busy > 0 ? (stolen / busy) * 100 : NaN,
+    sporedRssMiB: rssMiB(spored),
+    sporedFds: fdCount(spored),
+    processes: b.processes,
+    replicasReplaced: countInFile(log, REPLACED) - rep0,
+  };
 }
 
 // ------------------------------------------------------------------------- CPU of a process tree
@@ -428,7 +492,7 @@ interface Results {
   treeProcesses?: number;
   phases?: Record<string, number>;
   c24?: CpuRun;
-  soak?: WrkResult[];
+  soak?: SoakWindow[];
   memory?: { seedKiB: number; seedBeforeKiB: number; seedLoadedKiB: number; idleSeconds: number; standaloneKiB: number; pySeedKiB: number; pyStandaloneKiB: number; seed: string; loaded: string };
   parked: { available: false; why: string } | { available: true; flag: ParkedFlag; hello?: Latencies; slowInit?: Latencies; cpu?: CpuRun; phases?: Record<string, number>; error?: string };
   notes: string[];
@@ -558,7 +622,10 @@ function report(cfg: Config, r: Results, started: Date, commit: string): string 
   if (r.hello || r.slowInit) L.push(`- latency rows: sequential keep-alive POSTs from the bench (node:http)${r.parked.available ? `, alternating in blocks of ${BLOCK} (first 2 of each not counted) between the fork-on-request and the parked spored` : ''}; n = ${[r.hello, r.slowInit].filter(Boolean).map((x) => x!.stat.n).join(' / ')} (hello / slow-init)${[r.hello, r.slowInit].some((x) => x?.errors.length) ? `; errors: ${[r.hello, r.slowInit].flatMap((x) => x?.errors ?? []).slice(0, 3).join('; ')}` : ''}.`);
   if (r.phases) L.push(`- x-spore-timings medians, Node hello fork-on-request, ${cfg.phaseSamples} sequential requests (ms): ${Object.entries(r.phases).map(([k, v]) => `${k} ${f(v / 1000)}`).join(', ')}.`);
   if (r.parked.available && r.parked.phases) L.push(`- x-spore-timings medians, Node hello parked (ms): ${Object.entries(r.parked.phases).map(([k, v]) => `${k} ${f(v / 1000)}`).join(', ')}.`);
-  if (r.soak) L.push(`- soak windows (req/s, p99 ms): ${r.soak.map((w) => `${f(w.rps, 1)} (${f(w.p99, 0)})`).join(', ')}${r.soak.some((w) => w.errors) ? `; errors: ${r.soak.map((w) => w.errorText).filter(Boolean).join('; ')}` : ''}.`);
+  if (r.soak) {
+    L.push(`- soak windows (req/s, p99 ms): ${r.soak.map((w) => `${f(w.rps, 1)} (${f(w.p99, 0)})`).join(', ')}${r.soak.some((w) => w.errors) ? `; errors: ${r.soak.map((w) => w.errorText).filter(Boolean).join('; ')}` : ''}.`);
+    L.push(`- soak windows, what spore and the machine did: CPU of spore's tree per call (ms) ${r.soak.map((w) => f(w.cpuPerCallMs)).join(', ')}; the machine's steal time ${r.soak.map((w) => `${f(w.stealPct, 1)} %`).join(', ')}; at each window's end spored's RSS (MiB) ${r.soak.map((w) => f(w.sporedRssMiB, 0)).join(', ')}, its open fds ${r.soak.map((w) => String(w.sporedFds)).join(', ')}, processes in spore's tree ${r.soak.map((w) => String(w.processes)).join(', ')}; replicas replaced (private memory over the limit) ${r.soak.map((w) => String(w.replicasReplaced)).join(', ')}.`);
+  }
   if (r.memory) L.push(`- memory: right after the load, Node L2 seed ${r.memory.loaded}; ${r.memory.idleSeconds} s later (an idle version's replicas that served are replaced by fresh forks: functions/registry.ts, the idle refresh), ${r.memory.seed}; Python hello L2 seed ${f(r.memory.pySeedKiB / 1024)} MiB private ÷ standalone python3 ${f(r.memory.pyStandaloneKiB / 1024)} MiB = ${f((100 * r.memory.pySeedKiB) / r.memory.pyStandaloneKiB, 1)} %.`);
   if (r.ctr) L.push(`- ctr: ${r.ctr.spore.n} runs each after 1 warm-up, interleaved; Create+Start found in spored's log for ${r.ctr.matched} of them.`);
   if (r.cri) L.push(`- CRI p50 by call (RunPodSandbox / CreateContainer / StartContainer, ms): ${r.cri.map((x) => `${x.handler}/${x.net} ${f(pct(x.run, 50), 1)} / ${f(pct(x.create, 50), 1)} / ${f(pct(x.start, 50), 1)} (n=${x.total.length}${x.error ? `, error: ${x.error.slice(0, 100)}` : ''})`).join('; ')}.`);
@@ -604,6 +671,14 @@ function publish(md: string, short: string): void {
 function keeperPid(runDir: string): number {
   try {
     return parseInt(fs.readFileSync(path.join(runDir, 'keeper.pid'), 'utf8').trim().split(' ')[0]!, 10);
+  } catch {
+    return NaN;
+  }
+}
+
+function sporedPid(runDir: string): number {
+  try {
+    return parseInt(fs.readFileSync(path.join(runDir, 'spored.pid'), 'utf8').trim().split(' ')[0]!, 10);
   } catch {
     return NaN;
   }
@@ -850,7 +925,8 @@ async function main(): Promise<void> {
     say(`soak: c=24 for ${cfg.soakSeconds} s in 5 windows`);
     r.soak = [];
     const win = Math.max(1, Math.round(cfg.soakSeconds / 5));
-    for (let i = 0; i < 5; i++) r.soak.push(await wrk(`${gw}/hello`, FUNCTIONS[0]!.body, 24, win));
+    const spored = sporedPid(c.runDir);
+    for (let i = 0; i < 5; i++) r.soak.push(await soakWindow(keeper, spored, c.sporeLog, `${gw}/hello`, FUNCTIONS[0]!.body, win));
     say(`soak: ${r.soak.map((w) => f(w.rps, 1)).join(', ')} req/s`);
 
     // ------------------------------------------------------------------ memory

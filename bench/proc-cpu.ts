@@ -109,6 +109,12 @@ export function machineBusyMs(): number {
   return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) * TICK_MS;
 }
 
+/** stolen ms of the whole machine (all CPUs) from /proc/stat: time the hypervisor ran something else while a vCPU wanted to run */
+export function machineStealMs(): number {
+  const x = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (x[7] ?? 0) * TICK_MS;
+}
+
 export interface ParkedFlag {
   flag: string;
   /** its environment variable, when the help names one */
