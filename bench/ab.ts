@@ -20,6 +20,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { wrk } from './wrk.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -73,23 +74,6 @@ function busyMs(): number {
   return (busy * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
-/** wrk -t2 -c24 for `seconds` (bench/lua/post.lua): requests/s. */
-function wrk24(port: number, fn: string, seconds: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const lua = path.join(repoRoot, 'bench', 'lua', 'post.lua');
-    const child = spawn('wrk', ['-t2', '-c24', `-d${seconds}s`, '-s', lua, `http://127.0.0.1:${port}/invoke/${fn}`], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.on('error', reject);
-    child.on('exit', () => {
-      const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
-      if (!line) { reject(new Error(`wrk gave no result: ${out.slice(0, 300)}`)); return; }
-      const j = JSON.parse(line.slice(8)) as { requests: number; duration_us: number };
-      resolve(j.requests / (j.duration_us / 1e6));
-    });
-  });
-}
-
 interface RoundResult { lat: number[]; cpuMs: number; rps: number }
 
 async function round(checkout: string, args: Args): Promise<Record<string, RoundResult>> {
@@ -113,7 +97,7 @@ async function round(checkout: string, args: Args): Promise<Record<string, Round
       const c0 = busyMs();
       for (let i = 0; i < n; i++) ts.push(await post(port, fn, '{}'));
       const cpuMs = (busyMs() - c0) / n;
-      const rps = args.wrkSeconds > 0 ? await wrk24(port, fn, args.wrkSeconds) : NaN;
+      const rps = args.wrkSeconds > 0 ? (await wrk(`http://127.0.0.1:${port}/invoke/${fn}`, process.env.WRK_BODY ?? '{}', 24, args.wrkSeconds)).rps : NaN;
       out[fn] = { lat: ts, cpuMs, rps };
     }
     return out;

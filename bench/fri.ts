@@ -37,6 +37,7 @@ import { containerdSkipReason, repoRoot, rootfs, startContainerd, which, type Co
 import { FriClient } from '../protocols/fri/client.js';
 import type { SeedInfo } from '../protocols/fri/types.js';
 import { children, track, waitExit } from './processes.js';
+import { wrk, type WrkResult } from './wrk.js';
 
 // ------------------------------------------------------------------------------------- config
 
@@ -175,54 +176,6 @@ async function stopChild(c: ChildProcess | undefined, ms: number): Promise<boole
   c.kill('SIGKILL');
   await waitExit(c, 2000);
   return false;
-}
-
-// ---------------------------------------------------------------------------------------- wrk
-
-interface WrkResult {
-  requests: number;
-  seconds: number;
-  rps: number;
-  p50: number; // ms
-  p99: number; // ms
-  non2xx: number;
-  socketErrors: number;
-  errorText: string;
-}
-
-const LUA = path.join(repoRoot, 'bench', 'lua', 'post.lua');
-
-async function wrk(url: string, body: string, c: number, seconds: number): Promise<WrkResult> {
-  const args = ['-t', String(Math.min(c, 2)), '-c', String(c), '-d', `${seconds}s`, '--timeout', '30s', '--latency', '-s', LUA, url];
-  const child = track(spawn('wrk', args, { env: { ...process.env, WRK_BODY: body }, stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const done = await waitExit(child, (seconds + 60) * 1000);
-  if (!done) child.kill('SIGKILL');
-  const line = /^WRKJSON (.*)$/m.exec(out)?.[1];
-  if (!line) throw new Error(`wrk gave no result (exit ${child.exitCode}): ${(err || out).trim().slice(0, 500)}`);
-  const j = JSON.parse(line) as { requests: number; duration_us: number; p50_us: number; p99_us: number; errors: Record<string, number> };
-  const socketErrors = (j.errors.connect ?? 0) + (j.errors.read ?? 0) + (j.errors.write ?? 0) + (j.errors.timeout ?? 0);
-  const non2xx = j.errors.status ?? 0;
-  const parts: string[] = [];
-  if (non2xx) {
-    const why = [...err.matchAll(/^WRKFAIL (.*)$/gm)].map((m) => (m[1] ?? '').slice(0, 200));
-    parts.push(`${non2xx} non-2xx${why.length ? ` (${why.join('; ')})` : ''}`);
-  }
-  for (const k of ['connect', 'read', 'write', 'timeout']) if (j.errors[k]) parts.push(`${j.errors[k]} ${k}`);
-  const secs = j.duration_us / 1e6;
-  return {
-    requests: j.requests,
-    seconds: secs,
-    rps: secs > 0 ? j.requests / secs : NaN,
-    p50: j.requests > 0 ? j.p50_us / 1000 : NaN,
-    p99: j.requests > 0 ? j.p99_us / 1000 : NaN,
-    non2xx,
-    socketErrors,
-    errorText: parts.join(', '),
-  };
 }
 
 // ------------------------------------------------------------------------------------- spored

@@ -80,6 +80,7 @@ import { cpuByLabel, machineBusyMs, machineStealMs, parseParkedFlag, treeCpuMs, 
 import { formatFloor, loadAvg, measureFloor, measureForkFloor, pct, showLoad, type Floor, type FloorOptions, type ForkFloorRow, type LoadAvg } from './floor.js';
 import { children, track, waitExit } from './processes.js';
 import { waitForFri } from './fri-ready.js';
+import { wrk, type WrkResult } from './wrk.js';
 
 // ------------------------------------------------------------------------------------- config
 
@@ -165,30 +166,6 @@ function run(cmd: string, args: string[], cwd?: string): Promise<string> {
   });
 }
 
-
-// ---------------------------------------------------------------------------------------- wrk
-
-interface WrkResult { requests: number; seconds: number; rps: number; p50: number; p99: number; errors: number; errorText: string }
-const LUA = path.join(repoRoot, 'bench', 'lua', 'post.lua');
-
-async function wrk(url: string, body: string, c: number, seconds: number): Promise<WrkResult> {
-  const args = ['-t', String(Math.min(c, 2)), '-c', String(c), '-d', `${seconds}s`, '--timeout', '30s', '--latency', '-s', LUA, url];
-  const child = track(spawn('wrk', args, { env: { ...process.env, WRK_BODY: body }, stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  if (!(await waitExit(child, (seconds + 60) * 1000))) child.kill('SIGKILL');
-  const line = /^WRKJSON (.*)$/m.exec(out)?.[1];
-  if (!line) throw new Error(`wrk gave no result (exit ${child.exitCode}): ${(err || out).trim().slice(0, 500)}`);
-  const j = JSON.parse(line) as { requests: number; duration_us: number; p50_us: number; p99_us: number; errors: Record<string, number> };
-  const parts: string[] = [];
-  if (j.errors.status) parts.push(`${j.errors.status} non-2xx${[...err.matchAll(/^WRKFAIL (.*)$/gm)].slice(0, 2).map((m) => ` (${(m[1] ?? '').slice(0, 160)})`).join('')}`);
-  for (const k of ['connect', 'read', 'write', 'timeout']) if (j.errors[k]) parts.push(`${j.errors[k]} ${k}`);
-  const secs = j.duration_us / 1e6;
-  const errors = Object.values(j.errors).reduce((a, b) => a + b, 0);
-  return { requests: j.requests, seconds: secs, rps: secs > 0 ? j.requests / secs : NaN, p50: j.p50_us / 1000, p99: j.p99_us / 1000, errors, errorText: parts.join(', ') };
-}
 
 /** one window of the soak: wrk's result and what spore and the machine did meanwhile */
 interface SoakWindow extends WrkResult {
