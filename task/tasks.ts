@@ -10,8 +10,8 @@ import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { cgroup2RootOptions } from '../pools/favordynmods.js';
 import { compileSeccomp } from '../pools/seccomp.js';
-import { checkLsm, initPlan, execPlan, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
-import { CONSOLE_INSIDE, entersPidNsLast, inUserNs, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
+import { checkLsm, initPlan, execPlan, lateCgroupFits, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
+import { CONSOLE_INSIDE, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
 import { hasHooks, ociStateBase, parseHooks, type Hook, type Hooks, type OciState } from '../protocols/oci/hooks.js';
 import { HookFailed, runHooks, runHooksAll, type HookObserver } from './hooks.js';
@@ -395,21 +395,10 @@ export class TaskManager {
       });
       plan.process.oomScoreAdj ??= defaultOomScoreAdj(this.o.runDir);
       checkLsm(plan.process, hostLsm());
-      // Pipelined: the child forks and sets up namespaces and mounts while we create its
-      // cgroup; it joins the cgroup at the end of its setup. Not when the spec mounts the
-      // cgroup hierarchy (those bind mounts need the dirs first) or has no /proc.
-      // Nor when it joins a pod's pid namespace: it enters that last, once in its cgroup
-      // (entersPidNsLast).
-      // Nor when it has prestart or createRuntime hooks: runc runs them with the init in its
-      // cgroup, limits set (a hook may change the cgroup's settings). Nor with a user
-      // namespace of its own: the child makes it first.
       const hooks = parseHooks(spec.hooks);
       const runtimeHooks = hasHooks(hooks, 'prestart', 'createRuntime');
-      plan.lateCgroup = !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
-        && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc') // it joins via /proc/self/fd
-        && !entersPidNsLast(plan)
-        && !runtimeHooks
-        && !inUserNs(plan); // its child joins before losing root on the host (container-init.ts)
+      // pipelined: the child sets up while we create its cgroup (plan.ts lateCgroupFits)...
+      plan.lateCgroup = lateCgroupFits(plan, runtimeHooks, this.o.seed.has('late-cgroup-mount'));
       // ...and we join it ourselves, from the pid the seed reports at once, as soon as the
       // cgroup exists: the join (0.5-4 ms of writes; without favordynmods also a wait for an
       // RCU grace period, pools/cgroups.ts addProcessAsync) overlaps the child's mounts

@@ -77,8 +77,10 @@ function defaultSpec(): Spec {
 type SpecEdit = (s: Spec & { process: NonNullable<Spec['process']>; linux: NonNullable<Spec['linux']> }) => void;
 
 /**
- * spec -> plan as task/tasks.ts builds it: `lateCgroup` by its rule (join the cgroup at the
- * end of set-up unless the spec mounts the cgroup hierarchy or has no /proc).
+ * spec -> plan as task/tasks.ts builds it with a current root seed: `lateCgroup` by the /proc
+ * part of its rule (plan.ts lateCgroupFits; the rest, tested in plan.test.ts, is for the child
+ * to honour too). `late: false`: as for a plan with runtime hooks, or on an older seed when
+ * the spec mounts the cgroup hierarchy.
  */
 function planOf(edit: SpecEdit = () => {}, opts: { stdio?: Stdio; seccomp?: InitPlan['process']['seccomp']; late?: boolean; v1?: { name: string; hostDir: string }[] } = {}): InitPlan {
   const spec = defaultSpec();
@@ -86,8 +88,7 @@ function planOf(edit: SpecEdit = () => {}, opts: { stdio?: Stdio; seccomp?: Init
   const plan = initPlan({
     id: 'c1', spec, rootfs: R, stdio: opts.stdio ?? STDIO, cgroupProcs: [CGROUP_PROCS], cgroupV1Dirs: opts.v1 ?? null, seccomp: opts.seccomp ?? null,
   });
-  plan.lateCgroup = opts.late ?? (!plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2')
-    && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc'));
+  plan.lateCgroup = opts.late ?? plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc');
   return plan;
 }
 
@@ -328,8 +329,43 @@ describe('container-init against the recording ContainerSys', () => {
     });
   });
 
-  it('without the late cgroup (the spec mounts the cgroup hierarchy): join first, no handle, cgroup ns in the one unshare', () => {
-    const r = run(planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }); }));
+  describe('the spec mounts the cgroup hierarchy (CRI\'s specs do): the late join comes before that mount', () => {
+    const cgroupMount = (s: Parameters<SpecEdit>[0]): void => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }); };
+
+    it('v2: namespaces and mounts while spored makes the cgroup; joined, then the cgroup namespace, then cgroup2 mounted in it; no second join', () => {
+      const r = run(planOf(cgroupMount));
+      expect(r.exec).not.toBeNull();
+      // a handle on the cgroup's nearest existing ancestor; the cgroup namespace not in the first unshare
+      inOrder(r.calls, at(r.calls, 'open', '/sys/fs/cgroup/default', O.PATH | O.DIRECTORY | O.CLOEXEC), at(r.calls, 'unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET));
+      const join = at(r.calls, 'write_file', '/proc/self/fd/3/c1/cgroup.procs', '0');
+      const cgroupNs = at(r.calls, 'unshare', CLONE.NEWCGROUP);
+      const mount = at(r.calls, 'mount', 'cgroup2', `${R}/sys/fs/cgroup`);
+      // the mounts before it are made meanwhile (the overlap this is for)
+      inOrder(r.calls, at(r.calls, 'mount', 'proc', `${R}/proc`), join, cgroupNs, mount, at(r.calls, 'pivot_root'));
+      expect(r.calls.filter((x) => x.call === 'write_file' && String(x.args[0]).endsWith('cgroup.procs'))).toHaveLength(1);
+      expect(r.calls.filter((x) => x.call === 'unshare' && x.args[0] === CLONE.NEWCGROUP)).toHaveLength(1);
+      expect(brokenInvariant(r.calls)).toBeNull();
+    });
+
+    it('joined by spored: it waits for spored\'s join right before the mount, and writes nothing itself', () => {
+      const plan = planOf(cgroupMount);
+      plan.joinedBySpored = true;
+      // before pivot_root: the handle is read through the host's /proc, still in sight
+      const r = run(plan, { files: { ...busyboxTree(), '/proc/self': { link: '1' }, '/proc/1': 'dir', '/proc/1/fd': 'dir', '/proc/1/fd/3': 'dir', '/proc/1/fd/3/c1': 'dir', '/proc/1/fd/3/c1/cgroup.procs': { content: '1\n' } } });
+      expect(r.exec).not.toBeNull();
+      expect(r.calls.filter((x) => x.call === 'write_file' && String(x.args[0]).endsWith('cgroup.procs'))).toEqual([]);
+      inOrder(r.calls, at(r.calls, 'mount', 'proc', `${R}/proc`), at(r.calls, 'unshare', CLONE.NEWCGROUP), at(r.calls, 'mount', 'cgroup2', `${R}/sys/fs/cgroup`));
+    });
+
+    it('v1: joined before the first controller\'s dir is bound (the dirs exist only once spored made them)', () => {
+      const v1 = [{ name: 'memory', hostDir: '/sys/fs/cgroup/memory/default/c1' }];
+      const r = run(planOf(cgroupMount, { v1 }));
+      inOrder(r.calls, at(r.calls, 'write_file', '/proc/self/fd/3/c1/cgroup.procs', '0'), at(r.calls, 'mount', '/sys/fs/cgroup/memory/default/c1', `${R}/sys/fs/cgroup/memory`, null, MS.BIND, null));
+    });
+  });
+
+  it('without the late cgroup (runtime hooks; an older root seed when the spec mounts the cgroup hierarchy): join first, no handle, cgroup ns in the one unshare', () => {
+    const r = run(planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }); }, { late: false }));
     const join = at(r.calls, 'write_file', CGROUP_PROCS, '0');
     inOrder(r.calls, at(r.calls, 'set_nonblock'), join, at(r.calls, 'unshare'));
     expect(r.calls[at(r.calls, 'unshare')]).toEqual(c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET | CLONE.NEWCGROUP));
@@ -958,7 +994,8 @@ describe('container shells: the same sequence, from a later step', () => {
     ['a CRI pod sandbox (CNI netns joined, hostname)', planOf(criSandbox)],
     ['a CRI app container (joined net/ipc/uts, /dev/shm bound from the sandbox)', planOf(criApp)],
     ['a TTY, a user, a read-only root, seccomp', planOf((s) => { s.process.terminal = true; s.process.user = { uid: 1000, gid: 1000, additionalGids: [10] }; s.root = { path: 'rootfs', readonly: true }; }, { stdio: { stdin: '', stdout: '', stderr: '', terminal: '/dev/pts/7' }, seccomp: { bpf: seccomp.bpf, flags: seccomp.flags } })],
-    ['the cgroup hierarchy mounted (no late cgroup)', planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro'] }); })],
+    ['the cgroup hierarchy mounted (joined before it is mounted)', planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro'] }); })],
+    ['the cgroup hierarchy mounted, no late cgroup', planOf((s) => { s.mounts?.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro'] }); }, { late: false })],
   ];
 
   for (const [what, plan] of plans) {

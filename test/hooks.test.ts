@@ -170,6 +170,25 @@ describe('a root seed that predates a feature (it outlived a spored upgrade)', (
   });
 });
 
+describe('a root seed\'s features as spored sees them (SeedClient.has)', () => {
+  it('one from before late cgroup mounts lacks it (spored then joins CRI containers first, as before); this code\'s seed names every feature', async () => {
+    const { SeedClient } = await import('../engines/process/seed-client.js');
+    const { SEED_FEATURES } = await import('../engines/process/protocol.js');
+    for (const [features, late] of [[['hooks', 'userns'], false], [[...SEED_FEATURES], true]] as const) {
+      const seed = await oldSeed(`features-${late}`, [...features]);
+      const client = new SeedClient();
+      try {
+        await client.start({ socket: seed.socket, survive: true });
+        expect(client.has('late-cgroup-mount')).toBe(late);
+        expect(client.has('userns')).toBe(true);
+      } finally {
+        client.detach();
+        seed.close();
+      }
+    }
+  });
+});
+
 describe('runProgram for real (the container init\'s runner: createContainer, startContainer)', () => {
   it('gives the program its input whole (2 MiB: past what a pipe may hold without CAP_SYS_RESOURCE), captures its output, reports its status', async () => {
     const { realContainerSys } = await import('../engines/process/container-sys.js');

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgument } from '../sys/errors.js';
 import { MS } from '../sys/constants.js';
 import type { Spec } from '../protocols/oci/spec.js';
-import { capMask, checkLsm, execPlan, initPlan, mountStep, namespaceSteps, nsFile, parseMountOptions, processPlan } from '../engines/process/plan.js';
+import { capMask, checkLsm, execPlan, initPlan, lateCgroupFits, mountStep, namespaceSteps, nsFile, parseMountOptions, processPlan } from '../engines/process/plan.js';
 import { idMapText, type InitPlan, type Stdio } from '../engines/process/protocol.js';
 
 const STDIO: Stdio = { stdin: '', stdout: '/run/spore/fifo/c1-stdout', stderr: '/run/spore/fifo/c1-stderr', terminal: '' };
@@ -216,6 +216,30 @@ describe('plan.ts: translation', () => {
       { type: 'ipc', path: '/proc/4242/ns/ipc' }, { type: 'cgroup', path: '/proc/4242/ns/cgroup' },
     ]);
     expect(['mount', 'network', 'uts', 'cgroup'].map((t) => nsFile(t as never))).toEqual(['mnt', 'net', 'uts', 'cgroup']);
+  });
+});
+
+describe('plan.ts: lateCgroupFits (the child sets up while spored makes its cgroup)', () => {
+  const proc = { destination: '/proc', type: 'proc', source: 'proc' };
+  const cgroupMount = { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro'] };
+  const with_ = (edit: (s: ReturnType<typeof baseSpec>) => void): InitPlan => { const s = baseSpec(); edit(s); return plan(s); };
+  const ctrLike = with_((s) => { s.mounts = [proc]; });
+  const criLike = with_((s) => { s.mounts = [proc, cgroupMount]; });
+
+  it('a plain spec with /proc: yes, from any seed', () => {
+    expect(lateCgroupFits(ctrLike, false, true)).toBe(true);
+    expect(lateCgroupFits(ctrLike, false, false)).toBe(true);
+  });
+  it('the cgroup hierarchy mounted (CRI): only with a root seed that joins before that mount', () => {
+    expect(lateCgroupFits(criLike, false, true)).toBe(true);
+    expect(lateCgroupFits(criLike, false, false)).toBe(false);
+  });
+  it('no /proc, runtime hooks, a pod\'s pid namespace joined, a user namespace of its own: no', () => {
+    expect(lateCgroupFits(with_((s) => { s.mounts = []; }), false, true)).toBe(false);
+    expect(lateCgroupFits(ctrLike, true, true)).toBe(false);
+    expect(lateCgroupFits(with_((s) => { s.mounts = [proc]; s.linux.namespaces = [{ type: 'pid', path: '/proc/7/ns/pid' }, { type: 'mount' }]; }), false, true)).toBe(false);
+    const maps = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    expect(lateCgroupFits(with_((s) => { s.mounts = [proc]; s.linux.namespaces = [{ type: 'pid' }, { type: 'mount' }, { type: 'user' }]; s.linux.uidMappings = maps; s.linux.gidMappings = maps; }), false, true)).toBe(false);
   });
 });
 

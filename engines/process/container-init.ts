@@ -147,17 +147,23 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
         }
       };
       const userNs = plan.userNs ? (): void => becomeUserNsRoot(s, statusFd, startFd) : null;
-      setupContainer(s, plan, late, warnings, mark, (pidNs) => forkIntoPidNs(s, pidNs, statusFd), beforePivot, userNs);
-      // The terminal before the late join: the child may join while spored is still writing
-      // the cgroup's device rules ('deny a' comes first), and those rules always end by
-      // allowing /dev/ptmx and /dev/pts/* (withDefaultDeviceRules, like runc's AllowedDevices).
-      if (stdio.inside) consoleFd = openConsole(s, plan, stdio, mark);
-      if (late) {
+      let joined = false;
+      const lateJoin = (): void => {
+        if (!late || joined) return;
+        joined = true;
         phase('cgroup', () => (plan.joinedBySpored ? awaitJoin(s, lateProcs) : joinCgroupWhenReady(s, lateProcs)));
         // the cgroup namespace's root is the cgroup we are in when it is created
         if (plan.namespaces.some((n) => n.type === 'cgroup' && n.path === null)) phase('namespaces', () => s.unshare(CLONE.NEWCGROUP));
         mark('cgroup-late');
-      }
+      };
+      setupContainer(s, plan, late, warnings, mark, (pidNs) => forkIntoPidNs(s, pidNs, statusFd), beforePivot, userNs, lateJoin);
+      // The terminal before the late join: the child may join while spored is still writing
+      // the cgroup's device rules ('deny a' comes first), and those rules always end by
+      // allowing /dev/ptmx and /dev/pts/* (withDefaultDeviceRules, like runc's AllowedDevices).
+      // (A plan that mounts the cgroup hierarchy joined before that mount: spored's join,
+      // which follows the rules' writes.)
+      if (stdio.inside) consoleFd = openConsole(s, plan, stdio, mark);
+      lateJoin();
     } else {
       // Every namespace but pid first, then the pid namespace for a child of this process:
       // only that child is ever seen in the container, and only once it is in the
@@ -463,7 +469,7 @@ function joinCgroupWhenReady(s: ContainerSys, procs: string[]): void {
  * path; it forks, and only its child returns (forkIntoPidNs). The mounts come after it:
  * proc shows the pid namespace of the process that mounts it.
  */
-function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number | null) => void, beforePivot: () => void = () => undefined, userNs: (() => void) | null = null): void {
+function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number | null) => void, beforePivot: () => void = () => undefined, userNs: (() => void) | null = null, lateJoin: () => void = () => undefined): void {
   const pidNs = phase('namespaces', () => enterNamespaces(s, late ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces, userNs));
   if (pidNs !== null) enterPidNs(pidNs === 'unshared' ? null : pidNs);
   mark('namespaces');
@@ -486,7 +492,13 @@ function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings
       throw new Error(`${e.message}: the user namespace's root (${host === undefined ? 'its host uid' : `host uid ${host}`}) cannot reach ${plan.rootfs}; every directory above it must be searchable by that uid (containerd makes its state directory 0711)`);
     }
   });
-  for (const m of plan.mounts) phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings, inUserNs(plan)));
+  for (const m of plan.mounts) {
+    // the cgroup hierarchy shows the container's own cgroup (v1: its dirs are bound; v2: the
+    // cgroup namespace's root): with a late cgroup, spored has made it and joined us only
+    // then, so the join comes here instead of at the end of set-up
+    if (m.type === 'cgroup' || m.type === 'cgroup2') lateJoin();
+    phase(`mount ${m.destination}`, () => doMount(s, plan.rootfs, m, warnings, inUserNs(plan)));
+  }
   mark('mounts');
   phase('devices', () => createDevices(s, plan.rootfs, plan.devices, plan.mounts, inUserNs(plan)));
   mark('devices');

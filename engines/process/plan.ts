@@ -10,7 +10,7 @@ import { FailedPrecondition, InvalidArgument } from '../../sys/errors.js';
 import { MS } from '../../sys/constants.js';
 import type { Capabilities, Mount, Process, Spec } from '../../protocols/oci/spec.js';
 import { hasHooks, ociStateBase, parseHooks, type Hooks } from '../../protocols/oci/hooks.js';
-import { idMapText, type ChildHooks, type DeviceNode, type ExecPlan, type IdMapping, type IdMaps, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type Stdio } from './protocol.js';
+import { entersPidNsLast, idMapText, inUserNs, type ChildHooks, type DeviceNode, type ExecPlan, type IdMapping, type IdMaps, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type Stdio } from './protocol.js';
 
 export const CAPS: Record<string, number> = {
   CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4,
@@ -329,6 +329,26 @@ export function checkSysctls(names: string[], namespaces: NamespaceStep[], isHos
 
 /** The Linux security modules this host can label a process with. */
 export interface HostLsm { apparmor: boolean; selinux: boolean }
+
+/**
+ * Whether `plan`'s child may join its cgroup late (plan.lateCgroup): it forks and sets up
+ * namespaces and mounts while spored creates the cgroup, and joins it at the end of its
+ * set-up, or before it mounts the cgroup hierarchy (CRI's specs do: those binds need the
+ * dirs); `seedMountsLate`: the root seed has 'late-cgroup-mount' (protocol.ts SEED_FEATURES;
+ * an older one would bind dirs that may not exist yet). Not when the spec has no /proc (the
+ * child reaches the cgroup through /proc/self/fd), nor when it joins a pod's pid namespace
+ * (it enters that last, once in its cgroup: entersPidNsLast), nor with prestart or
+ * createRuntime hooks (`runtimeHooks`: runc runs them with the init in its cgroup, limits
+ * set; a hook may change the cgroup's settings), nor with a user namespace of its own (the
+ * child joins before it loses root on the host: container-init.ts).
+ */
+export function lateCgroupFits(plan: InitPlan, runtimeHooks: boolean, seedMountsLate: boolean): boolean {
+  return (seedMountsLate || !plan.mounts.some((m) => m.type === 'cgroup' || m.type === 'cgroup2'))
+    && plan.mounts.some((m) => m.destination === '/proc' && m.type === 'proc')
+    && !entersPidNsLast(plan)
+    && !runtimeHooks
+    && !inUserNs(plan);
+}
 
 /**
  * A profile or label the host cannot apply is refused, as runc refuses it: never a process

@@ -231,11 +231,13 @@ export type SeedReply =
 /**
  * Features a seed of this code has, named in its hello. 'hooks': a child runs its part of
  * a plan's OCI hooks, and the seed relays `hooks` and takes `resume`. 'userns': a child makes
- * a plan's user namespace and the seed writes its id maps. A root seed outlives
+ * a plan's user namespace and the seed writes its id maps. 'late-cgroup-mount': a child with
+ * a late cgroup (plan.lateCgroup) takes the join before it mounts the cgroup hierarchy (an
+ * older one would bind cgroup dirs that may not exist yet). A root seed outlives
  * spored upgrades; one that predates a feature runs old child code, which would ignore the
  * plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks', 'userns'] as const;
+export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =

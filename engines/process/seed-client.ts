@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SeedChannel, connectSeed } from './seed-channel.js';
 import { FailedPrecondition, Unavailable } from '../../sys/errors.js';
-import { SEED_PROTOCOL, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_PROTOCOL, type SEED_FEATURES, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 type Reply = Extract<SeedReply, { type: 'reply' }>;
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -216,6 +216,11 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       if (on) this.pidListeners.set(seq, on);
       link.send({ ...req, seq } as SeedRequest);
     });
+  }
+
+  /** Whether the attached seed has `feature` (protocol.ts SEED_FEATURES; from its hello). */
+  has(feature: (typeof SEED_FEATURES)[number]): boolean {
+    return this.features.includes(feature);
   }
 
   /**
