@@ -29,9 +29,10 @@ function classify(location: string, root: string): FrameKind {
 /** Replace spore's install path in free text; drop "- <install path>" require-stack lines. */
 export function scrubText(text: string, root = ROOT): string {
   const bare = root.replace(/\/$/, '');
+  const requireLine = new RegExp(`^\\s*-\\s+(file://)?${escape(bare)}(/|$)`);
   return text
     .split('\n')
-    .filter((l) => !new RegExp(`^\\s*-\\s+(file://)?${escape(bare)}(/|$)`).test(l))
+    .filter((l) => !requireLine.test(l))
     .join('\n')
     .replace(new RegExp(`(file://)?${escape(bare)}(?=[/\\s'"()<>,;:]|$)(/[^\\s'"()<>,;]*)?`, 'gm'), '<spore>');
 }
@@ -54,19 +55,20 @@ function nodeStack(stack: string, root: string): string {
   return scrubText(out.join('\n'), root);
 }
 
-interface PySection { lines: string[]; kept: number }
+/** a chained exception's lines; `traceback`: one of them is its "Traceback ..." header */
+interface PySection { lines: string[]; kept: number; traceback: boolean }
 
 function pythonStack(stack: string, root: string): string {
   const trailingNewline = stack.endsWith('\n');
   const lines = (trailingNewline ? stack.slice(0, -1) : stack).split('\n');
   // Split into chained exceptions: [section, separator, section, ...].
   const sections: { section: PySection; sep: string | null }[] = [];
-  let cur: PySection = { lines: [], kept: 0 };
+  let cur: PySection = { lines: [], kept: 0, traceback: false };
   let keepingFrame = true;
   for (const line of lines) {
     if (PY_CHAIN.test(line)) {
       sections.push({ section: cur, sep: line });
-      cur = { lines: [], kept: 0 };
+      cur = { lines: [], kept: 0, traceback: false };
       keepingFrame = true;
       continue;
     }
@@ -78,12 +80,13 @@ function pythonStack(stack: string, root: string): string {
       continue;
     }
     // a frame's source lines (indented) go with their frame
-    if (/^ {4}/.test(line) && cur.lines.length > 0 && cur.lines.some((l) => l.startsWith('Traceback'))) {
+    if (/^ {4}/.test(line) && cur.traceback) {
       if (keepingFrame) cur.lines.push(line);
       continue;
     }
     keepingFrame = true;
     cur.lines.push(line);
+    if (line.startsWith('Traceback')) cur.traceback = true;
   }
   sections.push({ section: cur, sep: null });
   // A chained exception none of whose frames is the function's is spore's own plumbing: drop
@@ -93,17 +96,34 @@ function pythonStack(stack: string, root: string): string {
   kept.forEach((s, i) => {
     let body = s.section.lines;
     if (s.section.kept === 0) body = body.filter((l) => !l.startsWith('Traceback (most recent call last):'));
-    while (body.length > 0 && body[0] === '') body = body.slice(1);
-    while (body.length > 0 && body[body.length - 1] === '') body = body.slice(0, -1);
-    text.push(...body);
+    let from = 0;
+    let to = body.length;
+    while (from < to && body[from] === '') from++;
+    while (to > from && body[to - 1] === '') to--;
+    for (let j = from; j < to; j++) text.push(body[j] as string);
     if (i < kept.length - 1) text.push('', s.sep ?? '', '');
   });
   return scrubText(text.join('\n') + (trailingNewline ? '\n' : ''), root);
 }
 
-/** The function's part of an invocation error's stack (Node or Python); null stays null. */
+/**
+ * How much of a stack is looked at (UTF-16 units): the function writes it, and a longer one
+ * (a message of 6 MB) is no use to a caller and costs spored's event loop time for every line.
+ */
+export const MAX_STACK_CHARS = 256 * 1024;
+
+/**
+ * The function's part of an invocation error's stack (Node or Python); null stays null. A
+ * stack longer than MAX_STACK_CHARS is cut there first (the line cut through dropped), with a
+ * last line saying how much was left out. Linear in the stack's length.
+ */
 export function functionStack(stack: string | null, root = ROOT): string | null {
   if (stack === null) return null;
+  if (stack.length > MAX_STACK_CHARS) {
+    const cut = stack.slice(0, MAX_STACK_CHARS);
+    const head = cut.slice(0, Math.max(0, cut.lastIndexOf('\n')));
+    return `${functionStack(head, root) ?? ''}\n[spore: ${stack.length - head.length} more characters of this stack left out]`;
+  }
   if (/^Traceback \(most recent call last\):$/m.test(stack) || /^ {2}File "/m.test(stack)) return pythonStack(stack, root);
   return nodeStack(stack, root);
 }

@@ -1,6 +1,6 @@
 // What of an invocation error's stack the gateway shows: the function's own frames only.
 import { describe, expect, it } from 'vitest';
-import { functionStack, installRoot, scrubText } from '../functions/stack.js';
+import { MAX_STACK_CHARS, functionStack, installRoot, scrubText } from '../functions/stack.js';
 
 const ROOT = '/opt/spore/';
 
@@ -87,6 +87,35 @@ describe('functionStack (Python)', () => {
   it("an error raised in spore's code keeps only its exception line", () => {
     const stack = 'Traceback (most recent call last):\n  File "/opt/spore/seeds/python/zygote.py", line 1, in x\n    boom()\nRuntimeError: seed failed\n';
     expect(functionStack(stack, ROOT)).toBe('RuntimeError: seed failed\n');
+  });
+});
+
+describe('stacks the function wrote to hurt (red team, helper-55): linear, and cut', () => {
+  // A stack is the function's text: 6 MB of indented lines under a Traceback header made the
+  // line-by-line pass rescan every line before it (50 s of spored's event loop for 1.8 MB).
+  // These run within vitest's 5 s timeout only if each line is looked at a bounded number of times.
+  it('300,000 indented lines after a frame (Node and Python forms): cut at MAX_STACK_CHARS, saying how much was left out', () => {
+    const py = 'Traceback (most recent call last):\n  File "/var/task/main.py", line 1, in handler\n' + '    a\n'.repeat(300_000) + 'Exception: x\n';
+    const out = functionStack(py, ROOT) ?? '';
+    expect(out.length).toBeLessThanOrEqual(MAX_STACK_CHARS + 100);
+    expect(out).toMatch(/^Traceback \(most recent call last\):\n {2}File "\/var\/task\/main\.py"/);
+    expect(out).toMatch(/\n\[spore: \d+ more characters of this stack left out\]$/);
+    const node = 'Error: x\n  File "x"\n' + '    a\n'.repeat(300_000) + '    at handler (/var/task/index.js:1:1)';
+    expect(functionStack(node, ROOT)).toMatch(/more characters of this stack left out\]$/);
+  });
+
+  it('just under the cut, a chained traceback made of separators and indented lines: whole, in linear time', () => {
+    const unit = 'During handling of the above exception, another exception occurred:\n' + '    a\n'.repeat(20);
+    const stack = 'Traceback (most recent call last):\n' + unit.repeat(Math.floor((MAX_STACK_CHARS - 100) / unit.length));
+    expect(stack.length).toBeLessThan(MAX_STACK_CHARS);
+    const out = functionStack(stack, ROOT) ?? '';
+    expect(out).not.toMatch(/left out/);
+    expect(out.length).toBeGreaterThan(0);
+  });
+
+  it('a message of many lines: one pattern for all of them', () => {
+    const text = '/opt/spore/dist/x.js\n'.repeat(200_000);
+    expect(scrubText(text, ROOT).split('\n').filter((l) => l === '<spore>')).toHaveLength(200_000);
   });
 });
 
