@@ -796,9 +796,18 @@ export class TaskManager {
     const { c, p } = this.proc(ns, id, execId);
     if (signal < 0 || signal > 64) throw new InvalidArgument(`invalid signal ${signal}`);
     if (all && !execId) {
-      if (p.status === 'stopped' && cgroupPids(c.cgroup).length === 0) throw new NotFound('process already finished');
+      // runc's Signal(all): nothing to do for a stopped container whose cgroup is empty (not
+      // an error); otherwise every process in the cgroup, and a paused task is thawed for
+      // SIGKILL, as for one process (runc 1.1.5 through containerd: SIGTERM leaves it paused,
+      // SIGKILL ends it): `ctr task rm -f` of a paused task waited for ever
+      if (p.status === 'stopped' && cgroupPids(c.cgroup).length === 0) return;
       killAll(c.cgroup, signal);
       if (p.status === 'created' && p.pid) this.signal(p.pid, signal);
+      if (c.init.status === 'paused' && signal === 9) {
+        thaw(c.cgroup);
+        this.moveTo(c.init, 'running');
+        this.persist(c);
+      }
       return;
     }
     if (p.status === 'created' && p.pid === 0) throw new FailedPrecondition('process not created');

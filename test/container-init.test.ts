@@ -719,7 +719,7 @@ describe('container-init against the recording ContainerSys', () => {
     const keep0 = at(r.calls, 'prctl', PR.SET_KEEPCAPS, 0);
     expect(r.calls[keep0 + 1]).toEqual(failed(13, 'chdir', '/data'));
     expect(r.exec).toBeNull();
-    expect(r.exit).toBe(127);
+    expect(r.exit).toBe(1); // after Start: runc's init exits 1;
     expect(r.status.at(-1)).toMatchObject({ s: 'error', phase: 'cwd', errno: 13 });
   });
 
@@ -878,6 +878,16 @@ describe('container-init against the recording ContainerSys', () => {
     for (const name of ['setresuid', 'capset', 'seccomp', 'execve']) expect(at(r.calls, name), name).toBe(-1);
   });
 
+  it('a relative program path is looked up in the working directory (WORKDIR /bin, CMD ["./sh"]), and run as given from there', () => {
+    const r = run(planOf((s) => { s.process.cwd = '/bin'; s.process.args = ['./sh', '-c', 'true']; }));
+    expect(r.exec).not.toBeNull();
+    expect(r.reads.some((x) => x.call === 'stat' && x.args[0] === '/bin/./sh')).toBe(true);
+    inOrder(r.calls, at(r.calls, 'chdir', '/bin'), at(r.calls, 'execve', './sh'));
+    // not found relative to / (where the lookup looked before: helper-54's oracle sweep)
+    const missing = run(planOf((s) => { s.process.cwd = '/'; s.process.args = ['./sh']; }));
+    expect(missing.status.at(-1)).toMatchObject({ s: 'error', phase: 'lookup' });
+  });
+
   it('a binary not in the rootfs fails set-up (Create), before the ready report; nothing waits for Start', () => {
     const r = run(planOf((s) => { s.process.args = ['nosuch']; }));
     expect(r.exit).toBe(127);
@@ -886,13 +896,13 @@ describe('container-init against the recording ContainerSys', () => {
     expect(r.calls.at(-1)).toEqual(c('exit', 127));
   });
 
-  it('a failing execve is told on the status pipe and on the container\'s stderr, then exit 127', () => {
+  it('a failing execve is told on the status pipe and on the container\'s stderr, then exit 1 (after Start, as runc\'s init)', () => {
     const r = run(planOf(), { fail: (x) => (x.call === 'execve' ? 13 : undefined) });
     expect(r.calls.slice(-4)).toEqual([
       failed(13, 'execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
       c('write', STATUS, `${JSON.stringify({ s: 'error', phase: 'exec', message: 'execve(/bin/sh): EACCES (errno 13)', errno: 13 })}\n`),
       c('write', 2, 'spore: execve(/bin/sh): EACCES (errno 13)\n'),
-      c('exit', 127),
+      c('exit', 1),
     ]);
   });
 

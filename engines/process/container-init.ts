@@ -109,6 +109,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
   const t: Record<string, number> = planAt === undefined ? {} : { planAt };
   const mark = (name: string): void => { t[name] = Math.round((performance.now() - t0) * 1000) / 1000; };
   const warnings: string[] = [];
+  let started = false;
   try {
     for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step, [startFd, statusFd]);
     const stdio = phase('stdio', () => openStdio(s, plan.process));
@@ -186,7 +187,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     // so a missing binary fails Create (as with runc) and Start need not wait for execve.
     plan.process.env = phase('env', () => execEnv(plan.process.env, plan.process.uid, s));
     mark('env');
-    const path = phase('lookup', () => lookPath(plan.process.args[0] ?? '', plan.process.env, s));
+    const path = phase('lookup', () => lookPath(plan.process.args[0] ?? '', plan.process.env, s, plan.process.cwd));
     // a working directory that is not there fails Create (or the exec), as runc's does,
     // rather than the process after Start (the chdir itself waits for the user's identity)
     phase('cwd', () => checkCwd(s, plan.process.cwd));
@@ -201,6 +202,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     // Block until the seed says Start (one byte) or drops the pipe (abort: EOF).
     const go = s.read(startFd, 1);
     if (go.length === 0) s.exit(0);
+    started = true;
     s.close(startFd);
     finalizeAndExec(s, plan.process, stdio, path, plan.id, plan.kind === 'init', plan.kind === 'init' ? plan.hooks : undefined);
   } catch (e) {
@@ -209,8 +211,10 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     report(s, statusFd, { s: 'error', phase: pe.phase, message: pe.message, ...(errno !== undefined ? { errno } : {}) });
     // After Start nobody waits on the status pipe: tell the container's own stderr.
     if (pe.phase === 'exec') { try { s.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
-    // a failed startContainer hook ends the container with status 1, as runc's init does
-    s.exit(pe.phase === 'startContainer hook' ? 1 : 127);
+    // After Start the process's exit status is what containerd reports: 1, as runc's init
+    // exits on any error (a failed startContainer hook, an execve of a script without a
+    // shebang). Before it, Create fails and the status is nobody's.
+    s.exit(started ? 1 : 127);
   }
 }
 
@@ -1035,23 +1039,27 @@ function homeOf(s: ContainerSys, uid: number): string {
 
 /**
  * PATH lookup with the container's PATH (not the seed's), relative to the new root. Like
- * runc (Go's exec.LookPath): without a PATH, a name without a slash is not found.
+ * runc (Go's exec.LookPath): without a PATH, a name without a slash is not found. A relative
+ * path (`./server`, a relative PATH entry) is relative to the process's working directory
+ * `cwd`, as runc's init looks it up after its chdir (WORKDIR /app with CMD ["./server"]); the
+ * path is returned as given, for an execve made in that directory.
  */
-export function lookPath(file: string, env: string[], s: ContainerSys = realContainerSys): string {
+export function lookPath(file: string, env: string[], s: ContainerSys = realContainerSys, cwd = '/'): string {
   if (!file) throw new ExecLookupError(2, 'exec: no command: process.args is empty');
+  const at = (p: string): string => (p.startsWith('/') ? p : `${cwd.endsWith('/') ? cwd : `${cwd}/`}${p}`);
   if (file.includes('/')) {
     let st;
-    try { st = s.stat(file); } catch { throw new ExecLookupError(2, `exec: ${JSON.stringify(file)}: stat ${file}: no such file or directory`); }
+    try { st = s.stat(at(file)); } catch { throw new ExecLookupError(2, `exec: ${JSON.stringify(file)}: stat ${file}: no such file or directory`); }
     if (!st.isFile()) throw new ExecLookupError(13, `exec: ${JSON.stringify(file)}: not a regular file`);
-    try { s.access(file, X_OK); } catch { throw new ExecLookupError(13, `exec: ${JSON.stringify(file)}: permission denied`); }
+    try { s.access(at(file), X_OK); } catch { throw new ExecLookupError(13, `exec: ${JSON.stringify(file)}: permission denied`); }
     return file;
   }
   const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
   for (const dir of pathVar ? pathVar.split(':') : []) {
     const candidate = `${dir || '.'}/${file}`;
     try {
-      s.access(candidate, X_OK);
-      if (s.stat(candidate).isFile()) return candidate;
+      s.access(at(candidate), X_OK);
+      if (s.stat(at(candidate)).isFile()) return candidate;
     } catch { /* next */ }
   }
   throw new ExecLookupError(2, `exec: ${JSON.stringify(file)}: executable file not found in $PATH`);

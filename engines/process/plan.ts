@@ -196,6 +196,15 @@ function isUint(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
 }
 
+/**
+ * A process's uid or gid: 0 to 2^31-1, as runc takes them ("uids and gids must be in range
+ * 0-2147483647"). 2^32-1 is -1 to setresuid, "leave unchanged": the process stayed root.
+ */
+const MAX_ID = 0x7fffffff;
+function isId(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID;
+}
+
 /** An rlimit value: a non-negative integer (uint64 in the spec; above 2^53 is "unlimited" anyway). */
 function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0;
@@ -208,9 +217,9 @@ export function processPlan(p: Process | undefined, stdio: Stdio, seccomp: Proce
   }
   if (typeof p.cwd !== 'string' || !p.cwd.startsWith('/')) throw new InvalidArgument(`${where}.cwd must be an absolute path`);
   const user = objectOf(p.user, `${where}.user`) ?? { uid: 0, gid: 0 };
-  if (!isUint(user.uid) || !isUint(user.gid)) throw new InvalidArgument(`${where}.user.uid/gid must be unsigned integers`);
+  if (!isId(user.uid) || !isId(user.gid)) throw new InvalidArgument(`${where}.user.uid/gid must be integers from 0 to ${MAX_ID}, got ${show(user.uid)}/${show(user.gid)}`);
   const gids = arrayOf(user.additionalGids, `${where}.user.additionalGids`);
-  if (!gids.every(isUint)) throw new InvalidArgument(`${where}.user.additionalGids must be unsigned integers`);
+  if (!gids.every(isId)) throw new InvalidArgument(`${where}.user.additionalGids must be integers from 0 to ${MAX_ID}`);
   const umask = optionalUint(user.umask, `${where}.user.umask`, 0o777);
   const env = stringsOf(p.env, `${where}.env`);
   const rlimits = arrayOf(p.rlimits, `${where}.rlimits`).map((r, i) => {

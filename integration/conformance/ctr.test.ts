@@ -111,6 +111,32 @@ export const CASES: Case[] = [
   ]),
 
   // --- exec lifecycle around init's exit
+  // --- found by the oracle sweep (helper-54)
+  kase('a relative program path runs from the working directory (WORKDIR + CMD ["./x"])', [
+    run('--rm --cwd /bin', '{c} ./echo from-bin'),
+    run('-d --cwd /bin', '{c2} /bin/sleep 1000'),
+    exec('--exec-id e1 --cwd /bin', '{c2} ./echo exec-from-bin'),
+    run('--rm', '{c3} ./echo not-here', { check: ['code', 'class'] }),
+  ]),
+  kase('kill -a of a paused task: SIGTERM waits for resume, SIGKILL ends it; rm -f of a paused task; kill -a of a stopped one', [
+    run('-d', '{c} /bin/sleep 1000'),
+    ctr('task pause {c}'),
+    ctr('task kill -a -s TERM {c}'),
+    waitStopped('{c}', 1500),
+    states('{c}'),
+    ctr('task kill -a -s KILL {c}'),
+    waitStopped('{c}'),
+    states('{c}'),
+    ctr('task kill -a -s KILL {c}', { check: ['code', 'class'] }),
+    run('-d', '{c2} /bin/sleep 1000'),
+    ctr('task pause {c2}'),
+    ctr('task rm -f {c2}', { check: ['code', 'class'], timeoutMs: 15000 }),
+    states('{c2}'),
+  ]),
+  kase('a uid of 2^32-1 is refused, not run as root', [
+    runSpec('--rm', '{c}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 4294967295, gid: 0 }; }, { check: ['code', 'class'] }),
+    runSpec('--rm', '{c2}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 2147483647, gid: 2147483647 }; }),
+  ], { allow: [{ step: 0, field: 'class', reason: 'a bad config.json is InvalidArgument before anything runs; runc fails in its init (unknown)' }] }),
   kase('exec after init exited', [
     run('-d', "{c} /bin/sh -c 'exit 5'"),
     waitStopped('{c}'),
