@@ -217,8 +217,10 @@ export class SeedTree {
         const child = this.childOf(rec, m.id);
         if (!child) return;
         const starting = child.info.state === 'starting';
-        // how a seed ended (its link closing says only that it did); one being deleted is expected
-        if (child.info.state !== 'deleting') this.o.log.warn({ seed: child.info.id, parent: rec.info.id, code: m.code, signal: m.signal, starting }, 'seed exited');
+        // how a seed ended (its link closing says only that it did); one being deleted is
+        // expected, and one already failed said so once (a parent running init code can
+        // repeat any child's exit)
+        if (child.info.state !== 'deleting' && child.info.state !== 'failed') this.o.log.warn({ seed: child.info.id, parent: rec.info.id, code: m.code, signal: m.signal, starting }, 'seed exited');
         if (move(SEED_MOVES, child.info, 'failed')) child.info.error ??= `seed exited (code ${m.code}, signal ${m.signal})`;
         // its own 'failed' (with the reason) normally comes first or right after
         if (starting) setTimeout(() => this.waits.get(child.info.id)?.ready[1].reject(new FailedPrecondition(`seed ${child.info.id} exited before it was ready (code ${m.code}, signal ${m.signal})`)), 1000).unref();

@@ -352,6 +352,7 @@ const FUNCTION_DROPS = new Set([
   'prlimit64', 'sched_setaffinity', 'sched_setattr', 'sched_setparam', 'sched_setscheduler', 'setpriority', 'ioprio_set',
   'ipc', 'msgctl', 'msgget', 'msgrcv', 'msgsnd', 'semctl', 'semget', 'semop', 'semtimedop', 'semtimedop_time64',
   'shmat', 'shmctl', 'shmdt', 'shmget',
+  'io_setup', 'io_submit', 'io_getevents', 'io_pgetevents', 'io_pgetevents_time64', 'io_cancel', 'io_destroy',
 ]);
 const NETLINK_ROUTE = 0;
 
@@ -376,6 +377,9 @@ const NETLINK_ROUTE = 0;
  * - No SysV IPC (shm*, msg*, sem*): the IPC namespace is the lineage's, so its objects
  *   would be shared by concurrent instances and outlive a call, carrying one request's data
  *   to later ones. POSIX shared memory needs /dev/shm, which the sandbox does not have.
+ * - No Linux AIO (io_setup and the rest): its contexts count against fs.aio-max-nr, one
+ *   limit for the whole node, and one handler took all 65,536 (red team, helper-55); host
+ *   root's own io_setup then failed. Neither Node (libuv) nor Python uses it.
  * Denied calls fail with EPERM, like everything else the default profile leaves out.
  */
 export function functionProfile(): LinuxSeccomp {

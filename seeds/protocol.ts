@@ -188,6 +188,71 @@ export type FromSeed =
 
 /** Longest line spored reads from a seed link (a `failed` stack is the biggest). */
 export const MAX_SEED_LINE = 1024 * 1024;
+
+/**
+ * Most messages spored takes from one seed link in a second. A function seed runs the
+ * function's init code, which can write on the link: a flood of them kept spored's event loop
+ * busy (red team, helper-55). A seed's own traffic is two messages per instance it forks.
+ */
+export const MAX_SEED_MESSAGES_PER_SECOND = 20_000;
+
+const SEED_ID_MAX = 256;
+const SEED_TEXT_MAX = 64 * 1024;
+
+/**
+ * A message read off a seed link as its type says it is, or the reason it is not. What a
+ * seed sends is checked field by field: a function seed runs untrusted init code in its
+ * process, which can write anything on the link (a forged `exit` with a megabyte in `code`
+ * went into spored's log 43,000 times in 10 s).
+ */
+export function checkFromSeed(x: unknown): { ok: true; m: FromSeed } | { ok: false; why: string } {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return { ok: false, why: 'not an object' };
+  const m = x as Record<string, unknown>;
+  const bad = (field: string): { ok: false; why: string } => ({ ok: false, why: `${String(m.t).slice(0, 20)}: bad ${field}` });
+  const str = (v: unknown, max: number): boolean => typeof v === 'string' && v.length <= max;
+  const int = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  const num = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  const intOrNull = (v: unknown): boolean => v === null || int(v);
+  if (!str(m.id, SEED_ID_MAX)) return bad('id');
+  switch (m.t) {
+    case 'hello':
+      if (!int(m.pid)) return bad('pid');
+      if (m.language !== 'node' && m.language !== 'python') return bad('language');
+      if (m.level !== 1 && m.level !== 2) return bad('level');
+      break;
+    case 'ready':
+      if (!num(m.initMs)) return bad('initMs');
+      break;
+    case 'failed':
+      if (!str(m.message, SEED_TEXT_MAX)) return bad('message');
+      if (m.stack !== null && m.stack !== undefined && !str(m.stack, MAX_SEED_LINE)) return bad('stack');
+      if (m.phase !== null && m.phase !== undefined && !str(m.phase, SEED_ID_MAX)) return bad('phase');
+      break;
+    case 'forked':
+      if (!int(m.pid)) return bad('pid');
+      if (!num(m.forkUs)) return bad('forkUs');
+      break;
+    case 'forkFailed':
+      if (!str(m.message, SEED_TEXT_MAX)) return bad('message');
+      break;
+    case 'exit':
+      if (!int(m.pid)) return bad('pid');
+      if (!intOrNull(m.code) || (typeof m.code === 'number' && m.code > 255)) return bad('code');
+      if (!intOrNull(m.signal) || (typeof m.signal === 'number' && m.signal > 64)) return bad('signal');
+      if (typeof m.timedOut !== 'boolean') return bad('timedOut');
+      break;
+    case 'stats':
+      if (!int(m.pid) || !int(m.children)) return bad('pid or children');
+      break;
+    case 'slots':
+      if (!int(m.count)) return bad('count');
+      if (m.error !== undefined && !str(m.error, SEED_TEXT_MAX)) return bad('error');
+      break;
+    default:
+      return { ok: false, why: `unknown message type ${JSON.stringify(m.t)?.slice(0, 40)}` };
+  }
+  return { ok: true, m: m as unknown as FromSeed };
+}
 /**
  * Largest result value (JSON text) an invocation may return: Lambda's synchronous response
  * limit. A larger one is reported as a handler error by the instance itself.

@@ -14,13 +14,17 @@ import * as sys from '../sys/libc.js';
 import { SEED_FLAGS } from '../engines/process/seed-client.js';
 import { functionSandbox, type RuntimeEntry } from '../functions/sandbox.js';
 import { compileSeccomp, defaultProfile } from '../pools/seccomp.js';
-import type { FromSeed, ToSeed } from '../seeds/protocol.js';
+import { checkFromSeed, type FromSeed, type ToSeed } from '../seeds/protocol.js';
 
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const ZYGOTE = fileURLToPath(new URL('../seeds/python/zygote.py', import.meta.url));
 const NODE_SEED = fileURLToPath(new URL('../dist/seeds/node/seed.js', import.meta.url));
 const ROOTFS = process.env.SPORE_ROOTFS_DIR ?? '/var/lib/spore/rootfs';
 const root = process.getuid?.() === 0;
+
+/** messages the seeds sent that spored's check (checkFromSeed) refuses: none, ever */
+const notProtocol: string[] = [];
+afterAll(() => { expect(notProtocol).toEqual([]); });
 
 /** One seed link seen from spored's side: lines in, lines (with fds) out. */
 class Link {
@@ -36,7 +40,11 @@ class Link {
     this.sock.on('data', (d: string) => {
       buf += d;
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        this.msgs.push(JSON.parse(buf.slice(0, i)) as FromSeed);
+        const m = JSON.parse(buf.slice(0, i)) as FromSeed;
+        // what spored's SeedLink checks (it closes the link on a message that fails)
+        const c = checkFromSeed(m);
+        if (!c.ok) notProtocol.push(`${JSON.stringify(m).slice(0, 200)}: ${c.why}`);
+        this.msgs.push(m);
         buf = buf.slice(i + 1);
       }
       this.wake();
@@ -222,4 +230,66 @@ describe.each(langs)('$language seed protocol', ({ language, start }) => {
     l2.sock.destroy();
     await link.wait('exit', 'l2-x');
   }, 30_000);
+});
+
+describe('what spored takes from a seed link (a function seed runs untrusted init code: red team, helper-55)', () => {
+  it('checkFromSeed: each message type field by field; anything else is refused with the field named', () => {
+    const ok = [
+      { t: 'hello', id: 'l1-node', pid: 7, language: 'node', level: 1 },
+      { t: 'ready', id: 'x', initMs: 1.5 },
+      { t: 'failed', id: 'x', message: 'boom', stack: null, phase: 'load' },
+      { t: 'failed', id: 'x', message: 'boom', stack: 'at x', phase: null },
+      { t: 'forked', id: 'i1', pid: 9, forkUs: 800 },
+      { t: 'forkFailed', id: 'i1', message: 'EAGAIN' },
+      { t: 'exit', id: 'i1', pid: 9, code: 0, signal: null, timedOut: false },
+      { t: 'exit', id: 'i1', pid: 9, code: null, signal: 9, timedOut: false },
+      { t: 'stats', id: 'x', pid: 3, children: 2 },
+      { t: 'slots', id: 'x', count: 4 },
+      { t: 'slots', id: 'x', count: 0, error: 'no' },
+    ];
+    for (const m of ok) expect(checkFromSeed(m), JSON.stringify(m)).toEqual({ ok: true, m });
+    const bad: [unknown, RegExp][] = [
+      [null, /not an object/], [[1], /not an object/], [{ t: 'zz', id: 'x' }, /unknown message type "zz"/],
+      [{ t: 'ready', initMs: 1 }, /bad id/], [{ t: 'ready', id: 'x'.repeat(300), initMs: 1 }, /bad id/],
+      [{ t: 'ready', id: 'x', initMs: 'NaN' }, /bad initMs/], [{ t: 'ready', id: 'x', initMs: -1 }, /bad initMs/],
+      [{ t: 'exit', id: 'x', pid: 1, code: 'X'.repeat(2000), signal: null, timedOut: false }, /bad code/],
+      [{ t: 'exit', id: 'x', pid: 1, code: 256, signal: null, timedOut: false }, /bad code/],
+      [{ t: 'exit', id: 'x', pid: 1, code: null, signal: 65, timedOut: false }, /bad signal/],
+      [{ t: 'exit', id: 'x', pid: 1, code: 0, signal: null }, /bad timedOut/],
+      [{ t: 'forked', id: 'x', pid: -1, forkUs: 1 }, /bad pid/],
+      [{ t: 'failed', id: 'x', message: 'm'.repeat(70_000), stack: null }, /bad message/],
+      [{ t: 'hello', id: 'x', pid: 1, language: 'ruby', level: 1 }, /bad language/],
+    ];
+    for (const [m, why] of bad) {
+      const c = checkFromSeed(m);
+      expect(c.ok, JSON.stringify(m).slice(0, 80)).toBe(false);
+      if (!c.ok) expect(c.why).toMatch(why);
+    }
+  });
+
+  it('SeedLink closes on a message that is not the protocol, and on a flood of ones that are, naming why', async () => {
+    const { SeedLink } = await import('../functions/seed-link.js');
+    const { MAX_SEED_MESSAGES_PER_SECOND } = await import('../seeds/protocol.js');
+    // the seed's end written through libuv (partial writes and a full buffer handled there)
+    const run = async (chunks: Buffer[]): Promise<{ got: number; why: string }> => {
+      const [ours, theirs] = sys.socketpair();
+      let got = 0;
+      const closed = new Promise<string>((resolve) => { new SeedLink(ours, () => { got++; }, resolve); });
+      const seed = new net.Socket({ fd: theirs, readable: false, writable: true });
+      seed.on('error', () => undefined); // EPIPE once spored's end is closed
+      for (const c of chunks) seed.write(c);
+      const why = await closed;
+      seed.destroy();
+      return { got, why };
+    };
+    const forged = await run([Buffer.from(`${JSON.stringify({ t: 'exit', id: 'l2-x-1', pid: 1, code: 'X'.repeat(2000), signal: null, timedOut: false })}\n`)]);
+    expect(forged).toEqual({ got: 0, why: 'bad message from seed (exit: bad code)' });
+    const unknown = await run([Buffer.from('{"t":"zz","id":"a"}\n')]);
+    expect(unknown.why).toMatch(/unknown message type "zz"/);
+    // valid messages, more than a second's allowance, as fast as the socket takes them
+    const line = `${JSON.stringify({ t: 'stats', id: 'x', pid: 1, children: 0 })}\n`;
+    const flood = await run(Array.from({ length: (MAX_SEED_MESSAGES_PER_SECOND + 5000) / 1000 }, () => Buffer.from(line.repeat(1000))));
+    expect(flood.why).toBe(`seed sent over ${MAX_SEED_MESSAGES_PER_SECOND} messages in a second`);
+    expect(flood.got).toBe(MAX_SEED_MESSAGES_PER_SECOND);
+  });
 });

@@ -29,7 +29,7 @@ CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 SYS = {  # x86_64
     "mount": 165, "umount2": 166, "chroot": 161, "sethostname": 170, "pivot_root": 155,
     "ptrace": 101, "keyctl": 250, "perf_event_open": 298, "setns": 308, "unshare": 272,
-    "bpf": 321, "io_uring_setup": 425, "landlock_create_ruleset": 444,
+    "bpf": 321, "io_uring_setup": 425, "landlock_create_ruleset": 444, "io_setup": 206,
 }
 CLONE_NEWNS = 0x20000
 CLONE_NEWUSER = 0x10000000
@@ -483,6 +483,10 @@ def escapes(ctx):
     record("perf_event_open(NULL)", *sys_call(SYS["perf_event_open"], None, 0, -1, -1, 0), after=os.close)
     params = ctypes.create_string_buffer(120)  # struct io_uring_params, zeroed
     record("io_uring_setup", *sys_call(SYS["io_uring_setup"], 1, params), after=os.close)
+    # Linux AIO: fs.aio-max-nr is the node's one limit (a handler took all of it)
+    aio_ctx = ctypes.c_ulong(0)
+    record("io_setup(65536)", *sys_call(SYS["io_setup"], 65536, ctypes.byref(aio_ctx)),
+           after=lambda _rc: sys_call(207, aio_ctx.value))  # io_destroy, outside a sandbox
     record("chroot(/)", *sys_call(SYS["chroot"], "/"))
     host = os.uname().nodename
     record("sethostname(same)", *sys_call(SYS["sethostname"], host, len(host.encode())))
