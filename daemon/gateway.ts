@@ -86,6 +86,18 @@ export interface GatewayOptions {
   /** headers within this, and a silent connection closed after it (ms; default HEADERS_TIMEOUT_MS) */
   headersTimeoutMs?: number;
   /**
+   * At the connection cap, a request whose body has been arriving for longer than this (ms)
+   * is cut off (408) to make room, slowest first: a client that sends complete headers and
+   * then one byte of body a minute held 1,024 connections (REQUEST_TIMEOUT_MS each) and
+   * turned everyone else away (red team, helper-55). Default SLOW_REQUEST_MS.
+   */
+  slowRequestMs?: number;
+  /**
+   * Connections one client address may hold at once (default half of maxConnections): one
+   * client alone cannot fill the gateway. More are closed as they are accepted.
+   */
+  maxConnectionsPerClient?: number;
+  /**
    * Who keeps the listening socket while no spored runs (the keeper: task/custody.ts). The
    * socket is taken from it when it holds one for this address, else made and handed to it;
    * connections that arrive while spored restarts then wait in the socket's backlog instead
@@ -111,6 +123,9 @@ export const HEADERS_TIMEOUT_MS = 10_000;
 
 /** A whole request (headers and body) must arrive within this (ms); the answer may take longer. */
 export const REQUEST_TIMEOUT_MS = 60_000;
+
+/** At the connection cap, a body still arriving after this long (ms) makes room (GatewayOptions.slowRequestMs). */
+export const SLOW_REQUEST_MS = 5_000;
 
 /** The custody key of the gateway's listening socket for `address` (host:port as configured). */
 export const gatewayCustodyKey = (address: string): string => listenerKey('gateway', address);
@@ -444,6 +459,12 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
     // a request came: the silent-connection timer below is done (an invocation may then take
     // as long as its function's timeout; after the answer Node applies keepAliveTimeout)
     req.socket.setTimeout(0);
+    // until its body is in, it may be cut off to make room (slowRequestMs)
+    const socket = req.socket;
+    receiving.set(socket, Date.now());
+    const done = (): void => { if (receiving.get(socket) !== undefined) receiving.delete(socket); };
+    req.once('end', done);
+    req.once('close', done);
     if (!server.listening) res.shouldKeepAlive = false;
     else {
       pending.add(res);
@@ -460,9 +481,34 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   // Longer than typical client/LB idle timeouts so the server is not the side that drops pooled connections.
   server.keepAliveTimeout = 65_000;
   server.maxConnections = connectionCap(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, log);
+  const perClient = Math.max(1, opts.maxConnectionsPerClient ?? Math.ceil(server.maxConnections / 2));
+  const slowMs = opts.slowRequestMs ?? SLOW_REQUEST_MS;
+  /** sockets whose request body is still arriving, with when its headers came */
+  const receiving = new Map<Socket, number>();
+  const byClient = new Map<string, number>();
+  let overClient = 0;
+  let clientWarned = 0;
   // a connection that never sends a request holds a descriptor as surely as a slow one
   server.on('connection', (socket: Socket) => {
     socket.setTimeout(headersTimeout, () => socket.destroy());
+    const client = socket.remoteAddress ?? '';
+    const n = (byClient.get(client) ?? 0) + 1;
+    if (n > perClient) {
+      overClient++;
+      socket.destroy();
+      const now = Date.now();
+      if (now - clientWarned >= 10_000) {
+        clientWarned = now;
+        log.warn({ client, perClient, overClient }, `gateway: ${client} holds ${perClient} connections, as many as one client may (half of --gateway-max-connections); its next ones are closed at once`);
+      }
+      return;
+    }
+    byClient.set(client, n);
+    socket.once('close', () => {
+      receiving.delete(socket);
+      const left = (byClient.get(client) ?? 1) - 1;
+      if (left > 0) byClient.set(client, left); else byClient.delete(client);
+    });
   });
   let dropped = 0;
   let dropWarned = 0;
@@ -472,14 +518,21 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
     const now = Date.now();
     // At the cap, idle keep-alive connections go first (at most once a second): connections
     // that made one request and went quiet would otherwise hold the gateway for
-    // keepAliveTimeout (65 s) while callers with requests are turned away.
+    // keepAliveTimeout (65 s) while callers with requests are turned away. So do requests
+    // whose body has been arriving for longer than slowRequestMs, slowest first.
     if (now - idleClosedAt >= 1000) {
       idleClosedAt = now;
       server.closeIdleConnections();
+      const slow = [...receiving].filter(([, since]) => now - since > slowMs).sort((a, b) => a[1] - b[1]);
+      for (const [socket] of slow.slice(0, 64)) {
+        receiving.delete(socket);
+        if (socket.writable) socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        socket.destroy();
+      }
     }
     if (now - dropWarned < 10_000) return;
     dropWarned = now;
-    log.warn({ dropped, maxConnections: server.maxConnections }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once and idle keep-alive ones closed to make room (spored --gateway-max-connections)`);
+    log.warn({ dropped, overClient, maxConnections: server.maxConnections, perClient }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once, and idle keep-alive ones and requests slower than ${slowMs} ms closed to make room (spored --gateway-max-connections)`);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // a request that did not arrive in time (headersTimeout, requestTimeout) is a 408, as Node's own answer

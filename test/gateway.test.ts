@@ -555,7 +555,7 @@ describe('gateway: budget and connections given back on every path (red team hel
     await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
     // 'slow' answers after 300 ms
     const invoker = { invoke: async (fn: string, event: string) => { if (fn === 'slow') await new Promise((r) => setTimeout(r, 300)); return rt.invoke('hello', event); } };
-    gw = await startGateway(invoker, '127.0.0.1:0', log, { maxConnections: 2, bodyBudgetBytes: 1000, headersTimeoutMs: 2000 });
+    gw = await startGateway(invoker, '127.0.0.1:0', log, { maxConnections: 2, maxConnectionsPerClient: 2, bodyBudgetBytes: 1000, headersTimeoutMs: 2000 });
     port = (gw.address() as AddressInfo).port;
   });
   afterAll(async () => {
@@ -605,5 +605,61 @@ describe('gateway: budget and connections given back on every path (red team hel
     expect(first === 200 || first === 0).toBe(true);
     expect(await call('{}')).toBe(200);
     for (const s of idle) s.destroy();
+  });
+});
+
+describe('gateway: one client cannot hold it (red team, helper-55)', () => {
+  const rt = new FakeRuntime();
+  let gw: http.Server;
+  let port = 0;
+  beforeAll(async () => {
+    await rt.deploy({ name: 'hello', language: 'node', code: 'hello', handler: 'handler', memoryMiB: 128, timeoutMs: 3000, env: {} });
+    gw = await startGateway(rt, '127.0.0.1:0', log, { maxConnections: 4, maxConnectionsPerClient: 4, slowRequestMs: 300, headersTimeoutMs: 5000 });
+    port = (gw.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    gw.closeAllConnections();
+    await new Promise((r) => gw.close(r));
+  });
+  const call = (localAddress?: string): Promise<number> => new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/invoke/hello', method: 'POST', agent: false, ...(localAddress ? { localAddress } : {}) }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    req.on('error', () => resolve(0));
+    req.end('{}');
+  });
+  const open = async (localAddress: string): Promise<import('node:net').Socket> => {
+    const net = (await import('node:net')).default;
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
+    s.on('error', () => undefined);
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    return s;
+  };
+
+  it('requests whose body trickles in are cut off (408) once the cap is reached and they are slower than slowRequestMs; the next caller gets in', async () => {
+    const slow: import('node:net').Socket[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = await open('127.0.0.1');
+      s.write('POST /invoke/hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{');
+      slow.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 400));
+    const replies = slow.map((s) => new Promise<string>((r) => { let got = ''; s.on('data', (d: Buffer) => { got += d.toString(); }); s.once('close', () => r(got)); }));
+    let status = 0;
+    for (let i = 0; i < 20 && status !== 200; i++) { status = await call(); if (status !== 200) await new Promise((r) => setTimeout(r, 100)); }
+    expect(status).toBe(200);
+    const got = await Promise.race([Promise.all(replies), new Promise<string[]>((r) => setTimeout(() => r([]), 3000))]);
+    expect(got).toHaveLength(4);
+    expect(got.every((g) => g.startsWith('HTTP/1.1 408'))).toBe(true);
+  });
+
+  it('one client address holds at most maxConnectionsPerClient; another address still gets in', async () => {
+    await gw.close(); // (re-listen below with a per-client cap under the total)
+    gw = await startGateway(rt, '127.0.0.1:0', log, { maxConnections: 4, maxConnectionsPerClient: 2, slowRequestMs: 60_000, headersTimeoutMs: 5000 });
+    port = (gw.address() as AddressInfo).port;
+    const held = [await open('127.0.0.2'), await open('127.0.0.2')];
+    const third = await open('127.0.0.2');
+    await new Promise<void>((r) => { if (third.destroyed) r(); else third.once('close', () => r()); });
+    expect(third.destroyed).toBe(true);
+    expect(await call('127.0.0.3')).toBe(200);
+    for (const s of held) s.destroy();
   });
 });
