@@ -878,6 +878,12 @@ describe('container-init against the recording ContainerSys', () => {
     for (const name of ['setresuid', 'capset', 'seccomp', 'execve']) expect(at(r.calls, name), name).toBe(-1);
   });
 
+  it('a tmpfs over a directory of the image gets that directory\'s mode, whatever the options said (runc chmods it); a new one keeps its options', () => {
+    const r = run(planOf((s) => { s.mounts?.push({ destination: '/etc', type: 'tmpfs', source: 'tmpfs', options: ['mode=1777', 'size=1m'] }, { destination: '/new', type: 'tmpfs', source: 'tmpfs', options: ['mode=1777'] }); }));
+    expect(r.calls[at(r.calls, 'mount', 'tmpfs', `${R}/etc`)]?.args.at(-1)).toBe('mode=755,size=1m');
+    expect(r.calls[at(r.calls, 'mount', 'tmpfs', `${R}/new`)]?.args.at(-1)).toBe('mode=1777');
+  });
+
   it('a relative program path is looked up in the working directory (WORKDIR /bin, CMD ["./sh"]), and run as given from there', () => {
     const r = run(planOf((s) => { s.process.cwd = '/bin'; s.process.args = ['./sh', '-c', 'true']; }));
     expect(r.exec).not.toBeNull();

@@ -701,9 +701,17 @@ function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]
     mountAt(m.source, null, m.flags, null);
     if (m.remountFlags) remountBind((f) => mountAt(null, null, f, null), m.remountFlags);
   } else {
+    // a tmpfs over a directory of the image gets that directory's permissions, as runc gives
+    // it (it chmods the new mount to the old mode, whatever the options said): a 0700
+    // directory must not become a world-writable 1777 tmpfs
+    let data = m.data || null;
+    if (m.type === 'tmpfs' && s.exists(target)) {
+      const st = s.stat(target);
+      if (st.isDirectory()) data = withMountMode(data, st.mode & 0o7777);
+    }
     ensureTarget(s, target, false);
     try {
-      mountAt(m.source, m.type, m.flags, m.data || null);
+      mountAt(m.source, m.type, m.flags, data);
     } catch (e) {
       // sysfs/mqueue refuse to mount when the namespace they belong to is the host's;
       // fall back to a read-only bind of the host's view, as runc does. Not in a user
@@ -720,6 +728,15 @@ function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]
     }
   }
   if (m.propagation) mountAt(null, null, m.propagation, null);
+}
+
+/** tmpfs mount data with its `mode=` set to `mode` (octal): in place of one given, else last. */
+export function withMountMode(data: string | null, mode: number): string {
+  const opts = (data ?? '').split(',').filter((o) => o !== '');
+  const set = `mode=${mode.toString(8)}`;
+  const i = opts.findIndex((o) => o.startsWith('mode='));
+  if (i >= 0) opts[i] = set; else opts.push(set);
+  return opts.join(',');
 }
 
 /** A bind remount with `flags` through `remount(flags)` (which adds MS_BIND | MS_REMOUNT's target). */

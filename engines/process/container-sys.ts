@@ -20,6 +20,8 @@ export interface FileStat {
   isDirectory(): boolean;
   isFile(): boolean;
   isSymbolicLink(): boolean;
+  /** st_mode: the file type and permission bits */
+  mode: number;
 }
 
 /**
@@ -732,7 +734,9 @@ function normalize(p: string): string {
 function statOf(e: FakeEntry): FileStat {
   const link = typeof e === 'object' && 'link' in e;
   const dir = e === 'dir';
-  return { isDirectory: () => dir, isFile: () => !dir && !link && e !== 'dev', isSymbolicLink: () => link };
+  // a made-up tree's modes: what an image's usually are
+  const mode = link ? 0o120777 : dir ? 0o040755 : e === 'dev' ? 0o020666 : 0o100644;
+  return { isDirectory: () => dir, isFile: () => !dir && !link && e !== 'dev', isSymbolicLink: () => link, mode };
 }
 
 /** An error shaped like node:fs's own (code, errno, syscall, path). */

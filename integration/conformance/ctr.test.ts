@@ -133,6 +133,10 @@ export const CASES: Case[] = [
     ctr('task rm -f {c2}', { check: ['code', 'class'], timeoutMs: 15000 }),
     states('{c2}'),
   ]),
+  kase('a tmpfs over a directory of the image has that directory\'s mode', [
+    run('--rm --mount type=tmpfs,src=tmpfs,dst=/root', "{c} /bin/stat -c '%a %U' /root"),
+    run('--rm --mount type=tmpfs,src=tmpfs,dst=/root,options=mode=1777', "{c2} /bin/stat -c '%a' /root"),
+  ]),
   kase('a uid of 2^32-1 is refused, not run as root', [
     runSpec('--rm', '{c}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 4294967295, gid: 0 }; }, { check: ['code', 'class'] }),
     runSpec('--rm', '{c2}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 2147483647, gid: 2147483647 }; }),
