@@ -395,6 +395,7 @@ export class TaskManager {
       });
       plan.process.oomScoreAdj ??= defaultOomScoreAdj(this.o.runDir);
       checkLsm(plan.process, hostLsm());
+      if (plan.process.caps.unknown) this.o.log.warn({ id, ns, capabilities: plan.process.caps.unknown }, 'ignoring unknown or unavailable capabilities (as runc does)');
       const hooks = parseHooks(spec.hooks);
       const runtimeHooks = hasHooks(hooks, 'prestart', 'createRuntime');
       // pipelined: the child sets up while we create its cgroup (plan.ts lateCgroupFits)...
@@ -709,6 +710,7 @@ export class TaskManager {
       });
       plan.process.oomScoreAdj ??= defaultOomScoreAdj(this.o.runDir);
       checkLsm(plan.process, hostLsm(), 'exec process');
+      if (plan.process.caps.unknown) this.o.log.warn({ id, ns, execId, capabilities: plan.process.caps.unknown }, 'ignoring unknown or unavailable capabilities (as runc does)');
       const k = key(ns, id, execId);
       const spawned = await this.o.seed.spawn(k, plan);
       await holdForTest(this.o.log, k);

@@ -95,7 +95,7 @@ describe('fuzzing findings stay fixed', () => {
       id: 'c1', spec: spec as never, rootfs: '/r', stdio: { stdin: '', stdout: '', stderr: '', terminal: '' }, cgroupProcs: [], cgroupV1Dirs: null, seccomp: null,
     });
     const cases: [unknown, RegExp][] = [
-      [{ ...base, process: { ...base.process, capabilities: { bounding: ['toString'] } } }, /unknown capability "toString"/],
+      [{ ...base, process: { ...base.process, capabilities: { bounding: 'toString' } } }, /capabilities.bounding must be an array/],
       [{ ...base, mounts: [null] }, /mounts\[0\] must be an object/],
       [{ ...base, mounts: 'x' }, /mounts must be an array/],
       [{ ...base, hostname: 0 }, /hostname must be a string/],

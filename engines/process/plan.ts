@@ -167,11 +167,17 @@ export function mountStep(m: Mount, index: number, cgroupV1: { name: string; hos
   return step;
 }
 
-export function capMask(names: unknown, field: string): bigint {
+/**
+ * The capability mask of `names` (CAP_* as the runtime spec spells them). A name this table
+ * does not know (a typo, `cap_sys_admin`, one newer than this code) is left out and added to
+ * `unknown`, as runc ignores it ("ignoring unknown or unavailable capabilities"): a spec
+ * Kubernetes or ctr sends with such a name runs with the rest.
+ */
+export function capMask(names: unknown, field: string, unknown: Set<string> = new Set()): bigint {
   let mask = 0n;
   for (const n of stringsOf(names, `process.capabilities.${field}`)) {
     const bit = lookup(CAPS, n);
-    if (bit === undefined) throw new InvalidArgument(`process.capabilities.${field}: unknown capability ${JSON.stringify(n)}`);
+    if (bit === undefined) { unknown.add(n); continue; }
     mask |= 1n << BigInt(bit);
   }
   return mask;
@@ -179,16 +185,19 @@ export function capMask(names: unknown, field: string): bigint {
 
 function capsOf(caps: Capabilities | undefined, where: string): ProcessPlan['caps'] {
   const c = objectOf(caps, `${where}.capabilities`) as Capabilities | undefined;
+  const unknown = new Set<string>();
+  const ambient: number[] = [];
+  for (const n of stringsOf(c?.ambient, `${where}.capabilities.ambient`)) {
+    const bit = lookup(CAPS, n);
+    if (bit === undefined) unknown.add(n); else ambient.push(bit);
+  }
   return {
-    bounding: capMask(c?.bounding, 'bounding'),
-    effective: capMask(c?.effective, 'effective'),
-    permitted: capMask(c?.permitted, 'permitted'),
-    inheritable: capMask(c?.inheritable, 'inheritable'),
-    ambient: stringsOf(c?.ambient, `${where}.capabilities.ambient`).map((n) => {
-      const bit = lookup(CAPS, n);
-      if (bit === undefined) throw new InvalidArgument(`process.capabilities.ambient: unknown capability ${JSON.stringify(n)}`);
-      return bit;
-    }),
+    bounding: capMask(c?.bounding, 'bounding', unknown),
+    effective: capMask(c?.effective, 'effective', unknown),
+    permitted: capMask(c?.permitted, 'permitted', unknown),
+    inheritable: capMask(c?.inheritable, 'inheritable', unknown),
+    ambient,
+    ...(unknown.size > 0 ? { unknown: [...unknown].sort() } : {}),
   };
 }
 

@@ -58,7 +58,8 @@ export interface ProcessPlan {
   gid: number;
   additionalGids: number[];
   umask: number;
-  caps: { bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: number[] };
+  /** `unknown`: names in the spec this code does not know, left out (runc ignores them too) */
+  caps: { bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: number[]; unknown?: string[] };
   rlimits: { resource: number; soft: bigint; hard: bigint }[];
   noNewPrivileges: boolean;
   oomScoreAdj: number | null;

@@ -137,6 +137,10 @@ export const CASES: Case[] = [
     run('--rm --mount type=tmpfs,src=tmpfs,dst=/root', "{c} /bin/stat -c '%a %U' /root"),
     run('--rm --mount type=tmpfs,src=tmpfs,dst=/root,options=mode=1777', "{c2} /bin/stat -c '%a' /root"),
   ]),
+  kase('unknown capability names are ignored, the rest given', [
+    run('--rm --cap-add CAP_FOO', "{c} /bin/grep Cap /proc/self/status"),
+    runSpec('--rm', '{c2}', ['/bin/grep', 'Cap', '/proc/self/status'], (s) => { s.process.capabilities = { bounding: ['CAP_KILL', 'cap_sys_admin'], effective: ['CAP_KILL', 'SYS_ADMIN'], permitted: ['CAP_KILL'] }; }),
+  ]),
   kase('a uid of 2^32-1 is refused, not run as root', [
     runSpec('--rm', '{c}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 4294967295, gid: 0 }; }, { check: ['code', 'class'] }),
     runSpec('--rm', '{c2}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 2147483647, gid: 2147483647 }; }),
