@@ -9,7 +9,7 @@
 // Trust: spored trusts the root seed and the L1 language seeds (spore's own code, no
 // function code ever runs in them). An L2 seed runs the function's init code, and its
 // instances run handler code: nothing they say is believed beyond their own function.
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { FailedPrecondition, InvalidArgument, NotFound, Unavailable, Unimplemented } from '../sys/errors.js';
@@ -17,7 +17,7 @@ import type {
   Engine, ForkTarget, FunctionInfo, FunctionRuntime, FunctionSpec, InstanceInfo, InvokeOptions, InvokeResult, SeedInfo,
 } from '../protocols/fri/types.js';
 import type { SeedClient } from '../engines/process/seed-client.js';
-import { CgroupPool, cgroupHandle, killAll, destroyCgroup, type CgroupLayout } from '../pools/cgroups.js';
+import { CgroupPool, cgroupHandle, createCgroup, killAll, destroyCgroup, type CgroupLayout } from '../pools/cgroups.js';
 import { compileSeccomp, functionProfile } from '../pools/seccomp.js';
 import { IdRanges } from './id-ranges.js';
 import { FunctionLogs } from './logs.js';
@@ -73,6 +73,16 @@ export interface ProcessRuntimeOptions {
 }
 
 const pidAlive = (pid: number): boolean => existsSync(`/proc/${pid}`);
+
+/**
+ * What all functions of the node may hold at once (the functions' cgroup, pids.max): half of
+ * the kernel's pid_max (the host keeps the other half), at least 1,024.
+ */
+export function functionsCaps(pidMaxFile = '/proc/sys/kernel/pid_max'): { pids: number } {
+  let pidMax = 32_768;
+  try { pidMax = Number(readFileSync(pidMaxFile, 'utf8').trim()) || pidMax; } catch { /* the kernel's default */ }
+  return { pids: Math.max(1024, Math.floor(pidMax / 2)) };
+}
 
 /** Function cgroups (/spore/fri-<pid>/...) whose spored is gone: kill what is left, remove them. */
 export function reapStaleCgroupPools(layout: CgroupLayout, isAlive: (pid: number) => boolean): string[] {
@@ -162,6 +172,14 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
     await this.tree.listen();
     const reaped = reapStaleCgroupPools(this.o.layout, pidAlive);
     if (reaped.length) this.o.log.warn({ pools: reaped }, 'removed function cgroups of a dead spored');
+    // every function's lineages and instances are below this cgroup: what they hold together
+    // is capped there, so functions cannot take the node's pids (red team, helper-55: one
+    // function's init code held 4,000 tasks for good; eight would end the host's)
+    const caps = functionsCaps();
+    const parent = cgroupHandle(this.o.layout, this.cgroupParent);
+    const made = createCgroup(parent, { pids: { limit: caps.pids } });
+    for (const w of made.warnings) this.o.log.warn({ cgroup: this.cgroupParent }, w);
+    this.o.log.info({ cgroup: this.cgroupParent, pidsMax: caps.pids }, 'functions\' cgroup');
     this.cgroups = new CgroupPool(this.o.layout, {
       size: this.o.cgroupPoolSize ?? 32, parent: this.cgroupParent,
       onQuarantine: (message) => this.o.log.warn(message),

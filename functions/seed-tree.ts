@@ -5,7 +5,7 @@
 // forked, slots mounted) is kept apart from them. Messages about instances are handed to
 // the instance side (InstanceEvents).
 import net from 'node:net';
-import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -192,6 +192,7 @@ export class SeedTree {
           return;
         }
         child.hostPid = host;
+        raiseOomScore(host, this.o.log);
         child.info.pid = host;
         w?.forked[1].resolve(host);
         return;
@@ -284,6 +285,7 @@ export class SeedTree {
     const rec = this.add({ id: this.nextId(`l1-${language}`), level: 1, engine: 'process', language, function: null, parent: root.info.id, replicaOf: null }, null);
     this.languageSeeds.set(language, rec);
     rec.hostPid = await this.o.l0.spawnSeed(language, rec.info.id, this.socketPath, this.o.pythonBin ?? '/usr/bin/python3', ZYGOTE);
+    raiseOomScore(rec.hostPid, this.o.log);
     rec.info.pid = rec.hostPid;
     root.info.forks++;
     await this.waitReady(rec);
@@ -356,5 +358,23 @@ export class SeedTree {
       throw e;
     }
     return rec;
+  }
+}
+
+/** How much more killable than spored a function's seeds (and so its instances) are. */
+export const FUNCTION_OOM_BIAS = 300;
+
+/**
+ * The OOM killer takes functions before spored: a language seed's or function seed's
+ * oom_score_adj is spored's own plus FUNCTION_OOM_BIAS (at most 1000), and what it forks
+ * inherits it (instances had spored's 200: red team, helper-55). Raising needs no privilege;
+ * a seed already gone is no error.
+ */
+export function raiseOomScore(pid: number, log: Logger): void {
+  try {
+    const own = Number(readFileSync('/proc/self/oom_score_adj', 'utf8'));
+    writeFileSync(`/proc/${pid}/oom_score_adj`, String(Math.min(1000, own + FUNCTION_OOM_BIAS)));
+  } catch (e) {
+    log.debug({ pid, err: (e as Error).message }, 'oom_score_adj of a seed not raised');
   }
 }

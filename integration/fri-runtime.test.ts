@@ -191,7 +191,20 @@ describe.skipIf(!root)('process function runtime', () => {
     }
     await rt.remove('forkexit');
 
-    // what such code forks before the instance is bound stays in the lineage's cgroup, out of
+    // functions together hold at most half the node's pids, and the OOM killer takes them
+    // before spored (red team, helper-55)
+    const { functionsCaps } = await import('../functions/runtime.js');
+    const parentFiles = procsFiles(cgroupHandle(detectCgroupLayout(), `/spore/fri-${process.pid}`));
+    const pidsMax = join(parentFiles.find((f) => f.includes('/pids/')) ?? parentFiles[0] as string, '..', 'pids.max');
+    expect(readFileSync(pidsMax, 'utf8').trim()).toBe(String(functionsCaps().pids));
+    await rt.deploy(spec('oom', 'node', 'const fs = require("fs");\nexports.handler = () => Number(fs.readFileSync("/proc/self/oom_score_adj", "utf8"));\n'));
+    const oom = await rt.invoke('oom', '{}');
+    expect(oom.ok, JSON.stringify(oom)).toBe(true);
+    const own = Number(readFileSync('/proc/self/oom_score_adj', 'utf8'));
+    expect(Number(oom.result)).toBe(Math.min(1000, own + 300));
+    await rt.remove('oom');
+
+    // what such code forks before the instance is bound stays in the lineage's cgroup, out of    // what such code forks before the instance is bound stays in the lineage's cgroup, out of
     // the instance's limits and alive after it: the sweep kills it (red team, 2026-12-01)
     const escaper = 'const cp = require("child_process");\nlet child = 0;\nconst parse = JSON.parse;\n'
       + 'JSON.parse = (t, r) => { if (String(t).startsWith(\'{"slot":\')) child = cp.spawn(process.execPath, ["-e", "setInterval(() => {}, 1e6)"], { detached: true, stdio: "ignore" }).pid ?? -1; return parse(t, r); };\n'
