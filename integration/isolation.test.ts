@@ -248,6 +248,13 @@ describe.skipIf(!root)('function sandbox isolation', () => {
     const nsA = functionNs(FN.node);
     const nsB = functionNs(FN.nodeB);
     const hostNs = nsOf(process.pid);
+    // each user namespace is owned by the host uid its maps start at, not root: per-user
+    // limits (inotify instances, pending signals) are charged to that uid (red team, helper-55)
+    for (const f of [a, b]) {
+      const seed = rt.listSeeds().find((x) => x.function === (f === a ? FN.node : FN.nodeB) && x.state === 'ready');
+      const owner = execFileSync('python3', ['-c', 'import fcntl,struct,sys; f=open(sys.argv[1]); print(struct.unpack("I", fcntl.ioctl(f.fileno(), 0xb704, b"\\0"*4))[0])', `/proc/${seed?.pid}/ns/user`], { encoding: 'utf8' }).trim();
+      expect.soft(Number(owner), `${seed?.function}: owner of its user namespace`).toBe(idRanges(f.facts.uidMap)[0]?.outside);
+    }
     for (const t of NS_TYPES) {
       expect.soft(nsA[t], `${t} namespace shared by two functions`).not.toBe(nsB[t]);
       expect.soft(nsA[t], `${FN.node} is in the host's ${t} namespace`).not.toBe(hostNs[t]);

@@ -31,6 +31,8 @@ export interface SandboxSys {
   setgroups(gids: number[]): void;
   setresgid(gid: number): void;
   setresuid(uid: number): void;
+  /** the effective uid alone (setresuid(-1, uid, -1)) */
+  seteuid(uid: number): void;
   capsetZero(): void;
   prctl(option: number, arg: number): void;
   landlockAbi(): number;
@@ -72,6 +74,7 @@ export const realSandboxSys: Omit<SandboxSys, 'keepFds' | 'awaitIdMaps' | 'setEn
   setgroups: (g) => sys.setgroups(g),
   setresgid: (g) => sys.setresgid(g),
   setresuid: (u) => sys.setresuid(u),
+  seteuid: (u) => sys.seteuid(u),
   capsetZero: () => sys.capset(0n, 0n, 0n),
   prctl: (o, a) => { sys.prctl(o, a); },
   landlockAbi: () => sys.landlockAbi(),
@@ -116,6 +119,7 @@ export class RecordingSandboxSys implements SandboxSys {
   setgroups(g: number[]): void { this.rec('setgroups', g.map(String)); }
   setresgid(g: number): void { this.rec('setresgid', g); }
   setresuid(u: number): void { this.rec('setresuid', u); }
+  seteuid(u: number): void { this.rec('seteuid', u); }
   capsetZero(): void { this.rec('capset', 0, 0, 0); }
   prctl(o: number, a: number): void { this.rec('prctl', o, a); }
   landlockAbi(): number { return this.opts.abi ?? 7; }

@@ -255,6 +255,8 @@ export function umask(mask: number): number { return c.umask(mask); }
 // --- credentials, capabilities, limits ----------------------------------------------
 export function setgroups(gids: number[]): void { check('setgroups', c.setgroups(gids.length, gids.length ? gids : null)); }
 export function setresuid(uid: number): void { check('setresuid', c.setresuid(uid, uid, uid), String(uid)); }
+/** setresuid(-1, uid, -1): the effective uid alone (the real and saved ones stay) */
+export function seteuid(uid: number): void { check('setresuid', c.setresuid(0xffffffff, uid, 0xffffffff), `-1, ${uid}, -1`); }
 export function setresgid(gid: number): void { check('setresgid', c.setresgid(gid, gid, gid), String(gid)); }
 export function prctl(option: number, a = 0, b = 0, cc = 0, d = 0): number {
   return check('prctl', c.prctl(option, a, b, cc, d), String(option));

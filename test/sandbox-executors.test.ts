@@ -56,6 +56,8 @@ describe('sandbox executors', () => {
     const lastMount = seq.map((c) => c[0]).lastIndexOf('mount');
     expect(userns).toBeGreaterThan(lastMount);
     expect(seq.slice(userns, userns + 7).map((c) => c[0])).toEqual(['unshare', 'await_id_maps', 'drop_bounding_set', 'setgroups', 'setresgid', 'setresuid', 'capset']);
+    // made as the host uid its maps start at, which then owns it (per-user limits charged there, not to root)
+    expect(seq[userns - 1]).toEqual(['seteuid', input.hostId]);
     expect(at('keep_fds')).toBeLessThan(userns);
     expect(at('landlock_restrict_self')).toBeLessThan(at('seccomp'));
     expect(at('prctl', 38, 1)).toBeLessThan(at('landlock_create_ruleset')); // no_new_privs before Landlock and seccomp

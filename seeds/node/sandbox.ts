@@ -326,12 +326,17 @@ function isNullDevice(fd: number): boolean {
 
 /**
  * A user namespace whose maps only the L1 parent (root on the host) can write: inside 0..
- * size-1 -> host hostId... Then the lineage's identity and no capability at all: the
+ * size-1 -> host hostId... It is made with the effective uid hostId, so that host uid owns it,
+ * not root: the kernel charges what its processes hold of per-user limits (inotify
+ * instances, pending signals) to the namespace's owner as well, and one function drew on
+ * root's own (host root's inotify_init1 then failed: red team, helper-55). Then the lineage's
+ * identity and no capability at all: the
  * bounding set emptied while CAP_SETPCAP is still ours, then uid/gid, then the effective,
  * permitted, inheritable and ambient sets cleared (a uid change inside a new user namespace
  * does not clear them by itself), not dumpable, no_new_privs.
  */
 function enterUserNamespace(plan: SandboxPlan, s: SandboxSys): void {
+  s.seteuid(plan.idmap.hostId);
   s.unshare(sys.CLONE.NEWUSER);
   s.awaitIdMaps();
   s.dropBoundingSet();

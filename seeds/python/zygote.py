@@ -181,6 +181,9 @@ class RealSys:
     def setresuid(self, uid):
         os.setresuid(uid, uid, uid)
 
+    def seteuid(self, uid):
+        os.setresuid(-1, uid, -1)
+
     def capset(self):
         _capset_zero()
 
@@ -254,6 +257,7 @@ class RecordingSys:
     def setgroups(self, gids): self._rec('setgroups', [str(g) for g in gids])
     def setresgid(self, gid): self._rec('setresgid', gid)
     def setresuid(self, uid): self._rec('setresuid', uid)
+    def seteuid(self, uid): self._rec('seteuid', uid)
     def capset(self): self._rec('capset', 0, 0, 0)
     def prctl(self, opt, arg): self._rec('prctl', opt, arg)
     def landlock_abi(self): return self._abi
@@ -433,6 +437,9 @@ def run_sandbox(plan, sy):
     _phase('fds', sy.keep_fds)
 
     def user_ns():
+        # made with the effective uid the maps start at: that host uid owns the namespace,
+        # and per-user limits are charged to it rather than to root (sandbox.ts says more)
+        sy.seteuid(plan['idmap']['hostId'])
         sy.unshare(CLONE_NEWUSER)
         sy.await_id_maps()
         sy.drop_bounding_set()
