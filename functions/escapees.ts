@@ -36,6 +36,12 @@ export interface SweepInput {
   lookup: (pid: number) => Member | null;
   /** when the version became ready (clock ticks since boot): what its init started is older */
   readyTicks: number;
+  /**
+   * the lineage's processes at that moment ("pid:startTicks"): what its init started, also
+   * in the clock tick (10 ms) the version became ready in, which the time alone cannot tell
+   * (a helper started just before ready was killed: red team, helper-55)
+   */
+  readyMembers?: ReadonlySet<string>;
   /** now, in clock ticks since boot */
   nowTicks: number;
   /** ...for this long at most (ticks): a fork is resolved within milliseconds */
@@ -74,7 +80,7 @@ export function sweepVerdict(input: SweepInput): SweepVerdict {
       if (!up) break;
       below = up;
     }
-    if (reached && below.startTicks < input.readyTicks) continue;
+    if (reached && (below.startTicks < input.readyTicks || input.readyMembers?.has(`${below.pid}:${below.startTicks}`))) continue;
     if (reached && below.pid === m.pid && input.mayBeFresh(m.ppid) && input.nowTicks - m.startTicks < input.graceTicks) { deferred.push(m.pid); continue; }
     kill.push(m.pid);
   }

@@ -52,6 +52,8 @@ export interface VersionRec {
   lastExitAt: number;
   /** when it became active, in clock ticks since boot (escapees.ts: what its init started is older) */
   readyTicks: number;
+  /** the lineage's processes when it became ready ("pid:startTicks"): its init's helpers among them (escapees.ts) */
+  readyMembers?: ReadonlySet<string>;
   deployedAt: string;
 }
 

@@ -329,6 +329,7 @@ export class Registry {
     for (const old of fn.versions) if (old !== v && old.state === 'active') this.retire(old);
     move(VERSION_MOVES, v, 'active');
     v.readyTicks = bootTicksNow();
+    v.readyMembers = this.lineageMembers(v);
     this.down.delete(spec.name);
     fn.spec = spec;
     this.record(fn, v);
@@ -531,6 +532,22 @@ export class Registry {
     this.sweeps.set(v, t);
   }
 
+  /** The lineage cgroup's processes now, as "pid:startTicks" (escapees.ts SweepInput.readyMembers). */
+  private lineageMembers(v: VersionRec): Set<string> {
+    const files = procsFiles(v.cgroup);
+    const file = files.find((f) => f.includes('/pids/')) ?? files[0];
+    const out = new Set<string>();
+    if (!file) return out;
+    try {
+      for (const l of readFileSync(file, 'latin1').split('\n')) {
+        if (l === '') continue;
+        const m = memberOf(Number(l));
+        if (m) out.add(`${m.pid}:${m.startTicks}`);
+      }
+    } catch { /* gone */ }
+    return out;
+  }
+
   /**
    * Kill what function code started in the lineage's cgroup outside any instance (escapees.ts
    * says how they are told apart); looks again while any is left or too young to tell.
@@ -564,7 +581,7 @@ export class Registry {
     const firstPid = v.seeds[0]?.hostPid ?? 0;
     const unresolved = new Set([...forks.unresolvedFrom].map((s) => s.hostPid));
     const verdict = sweepVerdict({
-      members, seeds, instances: forks.held, lookup, readyTicks: v.readyTicks, nowTicks: bootTicksNow(), graceTicks: SWEEP_GRACE_TICKS,
+      members, seeds, instances: forks.held, lookup, readyTicks: v.readyTicks, ...(v.readyMembers ? { readyMembers: v.readyMembers } : {}), nowTicks: bootTicksNow(), graceTicks: SWEEP_GRACE_TICKS,
       mayBeFresh: (seedPid) => unresolved.has(seedPid) || (replicaStarting && seedPid === firstPid),
     });
     let killed = 0;

@@ -18,6 +18,22 @@ function verdict(table: Member[], members = table.map((m) => m.pid), o: { instan
 }
 
 describe('escapee sweep verdicts', () => {
+  it('a helper the init started in the clock tick the version became ready in is spared when the lineage held it at ready (helper-55: 1 deploy in 3 lost it); one started in that tick after is not', () => {
+    const table: Member[] = [
+      { pid: 25, ppid: 10, startTicks: 1000 }, // the init's helper, just before ready (same tick)
+      { pid: 26, ppid: 12, startTicks: 1000 }, // a replica's fork-hook child, just after ready (same tick)
+    ];
+    const byPid = new Map(table.map((m) => [m.pid, m]));
+    const run = (readyMembers?: Set<string>): { kill: number[]; deferred: number[] } => sweepVerdict({
+      members: table, seeds: SEEDS, instances: new Set(), mayBeFresh: () => false, lookup: (pid) => byPid.get(pid) ?? null,
+      readyTicks: 1000, nowTicks: 5000, graceTicks: 1000, ...(readyMembers ? { readyMembers } : {}),
+    });
+    expect(run(new Set(['10:1', '25:1000']))).toEqual({ kill: [26], deferred: [] });
+    // by time alone both were killed; a reused pid (another start) is not the helper
+    expect(run()).toEqual({ kill: [25, 26], deferred: [] });
+    expect(run(new Set(['25:999']))).toEqual({ kill: [25, 26], deferred: [] });
+  });
+
   it('spares the init\'s helpers and their children, and instances not yet moved', () => {
     const table: Member[] = [
       { pid: 20, ppid: 10, startTicks: 500 }, // a helper the init started, before ready
