@@ -84,9 +84,20 @@ export const F_SEAL = { SEAL: 1, SHRINK: 2, GROW: 4, WRITE: 8, FUTURE_WRITE: 16 
 
 export const SIG = { USR2: 12 } as const;
 
+/** struct mount_attr's attr_set/attr_clr bits (linux/mount.h), for mount_setattr(2). */
+export const MOUNT_ATTR = {
+  RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8,
+  /** the atime mode is one field: RELATIME is 0 in it; clearing it takes _ATIME */
+  _ATIME: 0x70, RELATIME: 0x0, NOATIME: 0x10, STRICTATIME: 0x20,
+  NODIRATIME: 0x80, NOSYMFOLLOW: 0x200000,
+} as const;
+/** mount_setattr(2) flag: the mount and every mount below it */
+export const AT_RECURSIVE = 0x8000;
+
 /** x86_64 syscall numbers for calls glibc does not wrap. */
 export const SYS = {
   keyctl: 250,
+  mount_setattr: 442,
   openat2: 437,
   gettid: 186,
   tgkill: 234,

@@ -4,7 +4,7 @@
 import koffi from 'koffi';
 import { readFileSync } from 'node:fs';
 import { SyscallError } from './errors.js';
-import { AF_UNIX, LOCK, CLONE, TIOCSWINSZ, EPOLLERR, EPOLLHUP, EPOLLIN, F_SEAL, MADV, MADV_DOFORK, MAP, MAX_FDS_PER_MESSAGE, MFD, MS, O, PR, PROT, SIG, SOCK, SYS, WNOHANG } from './constants.js';
+import { AF_UNIX, AT_RECURSIVE, LOCK, CLONE, TIOCSWINSZ, EPOLLERR, EPOLLHUP, EPOLLIN, F_SEAL, MADV, MADV_DOFORK, MAP, MAX_FDS_PER_MESSAGE, MFD, MS, O, PR, PROT, SIG, SOCK, SYS, WNOHANG } from './constants.js';
 
 // Constants live in constants.ts (no koffi there, so pure modules can read them).
 export * from './constants.js';
@@ -46,6 +46,7 @@ const c = {
   syscallIntStr: lib.func('long syscall(long, long, const char *)'),
   syscallDescribe: lib.func('long syscall(long, long, long, _Out_ uint8_t *, long)'),
   syscallOpenat2: lib.func('long syscall(long, int, const char *, const uint8_t *, size_t)'),
+  syscallMountSetattr: lib.func('long syscall(long, int, const char *, unsigned int, const uint8_t *, size_t)'),
   syscallPtr2: lib.func('long syscall(long, void *, void *)'),
   syscall3: lib.func('long syscall(long, long, long, long)'),
   syscallSeccomp: lib.func('long syscall(long, long, long, void *)'),
@@ -192,6 +193,16 @@ export function unshare(flags: number): void { check('unshare', c.unshare(flags)
 export function setns(fd: number, nstype: number): void { check('setns', c.setns(fd, nstype), String(fd)); }
 export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
   check('mount', c.mount(source, target, fstype, flags, data), `${source ?? ''} -> ${target}${fstype ? ` (${fstype})` : ''}`);
+}
+/**
+ * mount_setattr(2) on `path` and every mount below it (AT_RECURSIVE): MOUNT_ATTR_* bits to
+ * set and to clear (linux/mount.h; Linux 5.12). Throws SyscallError (ENOSYS before 5.12).
+ */
+export function mountSetattrRecursive(path: string, set: number, clr: number): void {
+  const attr = Buffer.alloc(32); // struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd }
+  attr.writeBigUInt64LE(BigInt(set), 0);
+  attr.writeBigUInt64LE(BigInt(clr), 8);
+  check('mount_setattr', c.syscallMountSetattr(SYS.mount_setattr, AT_FDCWD, path, AT_RECURSIVE, attr, attr.length) as unknown as number, path);
 }
 export function umount2(target: string, flags: number): void { check('umount2', c.umount2(target, flags), target); }
 

@@ -878,6 +878,13 @@ describe('container-init against the recording ContainerSys', () => {
     for (const name of ['setresuid', 'capset', 'seccomp', 'execve']) expect(at(r.calls, name), name).toBe(-1);
   });
 
+  it('recursive mount attributes: mount_setattr on a bind mount after its remount (a tmpfs\'s are ignored, as runc 1.1 ignores them)', () => {
+    const r = run(planOf((s) => { s.mounts?.push({ destination: '/m', type: 'bind', source: '/srv', options: ['rbind', 'ro', 'rro'] }, { destination: '/t', type: 'tmpfs', source: 'tmpfs', options: ['rro'] }); }, {}), { files: { ...busyboxTree(), '/srv': 'dir' } });
+    const set = at(r.calls, 'mount_setattr', `${R}/m`, 0x1, 0);
+    expect(set).toBeGreaterThan(at(r.calls, 'mount', null, `${R}/m`, null, MS.BIND | MS.REMOUNT | MS.RDONLY, null));
+    expect(r.calls.filter((x) => x.call === 'mount_setattr')).toHaveLength(1);
+  });
+
   it('a tmpfs over a directory of the image gets that directory\'s mode, whatever the options said (runc chmods it); a new one keeps its options', () => {
     const r = run(planOf((s) => { s.mounts?.push({ destination: '/etc', type: 'tmpfs', source: 'tmpfs', options: ['mode=1777', 'size=1m'] }, { destination: '/new', type: 'tmpfs', source: 'tmpfs', options: ['mode=1777'] }); }));
     expect(r.calls[at(r.calls, 'mount', 'tmpfs', `${R}/etc`)]?.args.at(-1)).toBe('mode=755,size=1m');

@@ -83,6 +83,17 @@ describe('plan.ts: translation', () => {
     expect(parseMountOptions(undefined)).toEqual({ flags: 0, propagation: 0, data: [] });
   });
 
+  it('recursive mount attributes (runc\'s rro, rnoexec, ...): MOUNT_ATTR_* to set and clear, an atime mode with the whole atime field cleared; never mount data', () => {
+    expect(parseMountOptions(['rbind', 'rro', 'rnoexec'])).toEqual({ flags: MS.BIND | MS.REC, propagation: 0, data: [], recursive: { set: 0x1 | 0x8, clr: 0 } });
+    expect(parseMountOptions(['rrw', 'rsuid'])).toEqual({ flags: 0, propagation: 0, data: [], recursive: { set: 0, clr: 0x1 | 0x2 } });
+    expect(parseMountOptions(['rnoatime']).recursive).toEqual({ set: 0x10, clr: 0x70 });
+    expect(parseMountOptions(['rrelatime']).recursive).toEqual({ set: 0, clr: 0x70 });
+    const step = mountStep({ destination: '/m', type: 'bind', source: '/src', options: ['rbind', 'rro'] }, 0, null);
+    expect(step.recursive).toEqual({ set: 0x1, clr: 0 });
+    expect(step.data).toBe('');
+    expect(() => parseMountOptions(['tmpcopyup'])).toThrow(/tmpcopyup .* is not supported by spore/);
+  });
+
   it('a bind mount: MS_BIND (REC for rbind) first, the rest only on the remount pass; type dropped', () => {
     expect(mountStep({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro', 'nosuid', 'rprivate'] }, 0, null)).toEqual({
       destination: '/etc/resolv.conf', source: '/etc/resolv.conf', type: '', flags: MS.BIND | MS.REC, propagation: MS.PRIVATE | MS.REC,

@@ -728,6 +728,9 @@ function doMount(s: ContainerSys, root: string, m: MountStep, warnings: string[]
     }
   }
   if (m.propagation) mountAt(null, null, m.propagation, null);
+  // rro and the rest: on a bind mount and every mount below it (runc: mount_setattr,
+  // AT_RECURSIVE; runc 1.1 applies them to bind mounts only, a tmpfs with rro stays writable)
+  if (m.recursive && m.bind) s.mountSetattrInRoot(root, target, m.recursive.set, m.recursive.clr);
 }
 
 /** tmpfs mount data with its `mode=` set to `mode` (octal): in place of one given, else last. */

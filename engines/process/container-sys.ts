@@ -77,6 +77,8 @@ export interface ContainerSys {
    */
   mountInRoot(root: string, source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
+  /** mount_setattr(AT_RECURSIVE) on a path below `root`, resolved in it as mountInRoot resolves its target */
+  mountSetattrInRoot(root: string, target: string, set: number, clr: number): void;
   pivotRoot(newRoot: string, putOld: string): void;
   chdir(path: string): void;
   sethostname(name: string): void;
@@ -192,6 +194,21 @@ export const realContainerSys: ContainerSys = {
     }
   },
   umount2: (target, flags) => sys.umount2(target, flags),
+  mountSetattrInRoot: (root, target, set, clr) => {
+    if (target !== root && !target.startsWith(`${root}/`)) throw new SyscallError('mount_setattr', EINVAL, `${target} is not below ${root}`);
+    const rootFd = sys.open(root, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
+    let fd: number;
+    try {
+      fd = sys.openat2(rootFd, target === root ? '.' : target.slice(root.length + 1), sys.O.PATH | sys.O.CLOEXEC, IN_ROOT);
+    } finally {
+      sys.close(rootFd);
+    }
+    try {
+      sys.mountSetattrRecursive(`/proc/self/fd/${fd}`, set, clr);
+    } finally {
+      sys.close(fd);
+    }
+  },
   pivotRoot: (newRoot, putOld) => sys.pivotRoot(newRoot, putOld),
   chdir: (path) => sys.chdir(path),
   sethostname: (name) => sys.sethostname(name),
@@ -606,6 +623,7 @@ export class RecordingContainerSys implements ContainerSys {
     this.mount(source, target, fstype, flags, data);
   }
   umount2(target: string, flags: number): void { this.rec('umount2', [target, flags]); }
+  mountSetattrInRoot(_root: string, target: string, set: number, clr: number): void { this.rec('mount_setattr', [target, set, clr]); }
   pivotRoot(newRoot: string, putOld: string): void {
     this.rec('pivot_root', [newRoot, putOld]);
     this.root = this.host(this.view(newRoot));

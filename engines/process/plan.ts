@@ -7,7 +7,7 @@
 // name tables are looked up by own keys only ("toString" is no capability). Fuzzing
 // findings, fuzz/corpus/oci/regress-*.
 import { FailedPrecondition, InvalidArgument } from '../../sys/errors.js';
-import { MS } from '../../sys/constants.js';
+import { MOUNT_ATTR, MS } from '../../sys/constants.js';
 import type { Capabilities, Mount, Process, Spec } from '../../protocols/oci/spec.js';
 import { hasHooks, ociStateBase, parseHooks, type Hooks } from '../../protocols/oci/hooks.js';
 import { entersPidNsLast, idMapText, inUserNs, type ChildHooks, type DeviceNode, type ExecPlan, type IdMapping, type IdMaps, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type Stdio } from './protocol.js';
@@ -42,6 +42,23 @@ const MOUNT_FLAGS: Record<string, [number, boolean]> = {
   relatime: [MS.RELATIME, false], norelatime: [MS.RELATIME, true], strictatime: [MS.STRICTATIME, false],
   nostrictatime: [MS.STRICTATIME, true], lazytime: [MS.LAZYTIME, false], nolazytime: [MS.LAZYTIME, true],
   bind: [MS.BIND, false], rbind: [MS.BIND | MS.REC, false], nosymfollow: [MS.NOSYMFOLLOW, false],
+};
+
+/**
+ * Recursive mount attributes (runc's table: option -> [MOUNT_ATTR_* bit, clear?]), applied
+ * with mount_setattr(AT_RECURSIVE) to the mount and everything below it: `rro` is how
+ * Kubernetes' recursive read-only mounts and Docker's bind-recursive=readonly reach the runtime.
+ */
+const RECURSIVE_ATTRS: Record<string, [number, boolean]> = {
+  rro: [MOUNT_ATTR.RDONLY, false], rrw: [MOUNT_ATTR.RDONLY, true],
+  rnosuid: [MOUNT_ATTR.NOSUID, false], rsuid: [MOUNT_ATTR.NOSUID, true],
+  rnodev: [MOUNT_ATTR.NODEV, false], rdev: [MOUNT_ATTR.NODEV, true],
+  rnoexec: [MOUNT_ATTR.NOEXEC, false], rexec: [MOUNT_ATTR.NOEXEC, true],
+  rnodiratime: [MOUNT_ATTR.NODIRATIME, false], rdiratime: [MOUNT_ATTR.NODIRATIME, true],
+  rrelatime: [MOUNT_ATTR.RELATIME, false], rnorelatime: [MOUNT_ATTR.RELATIME, true],
+  rnoatime: [MOUNT_ATTR.NOATIME, false], ratime: [MOUNT_ATTR.NOATIME, true],
+  rstrictatime: [MOUNT_ATTR.STRICTATIME, false], rnostrictatime: [MOUNT_ATTR.STRICTATIME, true],
+  rnosymfollow: [MOUNT_ATTR.NOSYMFOLLOW, false], rsymfollow: [MOUNT_ATTR.NOSYMFOLLOW, true],
 };
 
 const PROPAGATION: Record<string, number> = {
@@ -101,24 +118,37 @@ function optionalUint(v: unknown, field: string, max = 0xffffffff): number | und
 // Options that take effect only on the remount pass of a bind mount.
 const BIND_REMOUNT_MASK = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME | MS.NOSYMFOLLOW;
 
-export interface ParsedMountOptions { flags: number; propagation: number; data: string[] }
+export interface ParsedMountOptions { flags: number; propagation: number; data: string[]; recursive?: { set: number; clr: number } }
 
 export function parseMountOptions(options: unknown = [], field = 'options'): ParsedMountOptions {
   let flags = 0;
   let propagation = 0;
   const data: string[] = [];
+  let recursive: { set: number; clr: number } | undefined;
   for (const opt of stringsOf(options, field)) {
     const f = lookup(MOUNT_FLAGS, opt);
     if (f) {
       flags = f[1] ? flags & ~f[0] : flags | f[0];
       continue;
     }
+    const r = lookup(RECURSIVE_ATTRS, opt);
+    if (r) {
+      recursive ??= { set: 0, clr: 0 };
+      if (r[1]) recursive.clr |= r[0];
+      else {
+        recursive.set |= r[0];
+        // an access-time mode in attr_set needs the whole atime field in attr_clr (mount_setattr(2))
+        if ((r[0] & MOUNT_ATTR._ATIME) === r[0]) recursive.clr |= MOUNT_ATTR._ATIME;
+      }
+      continue;
+    }
+    if (opt === 'tmpcopyup') throw new InvalidArgument(`${field}: tmpcopyup (copying the directory's contents into a new tmpfs) is not supported by spore`);
     const p = lookup(PROPAGATION, opt);
     if (p !== undefined) { propagation |= p; continue; }
     if (opt.startsWith('x-') || opt === 'defaults') continue;
     data.push(opt);
   }
-  return { flags, propagation, data };
+  return { flags, propagation, data, ...(recursive ? { recursive } : {}) };
 }
 
 /**
@@ -151,6 +181,7 @@ export function mountStep(m: Mount, index: number, cgroupV1: { name: string; hos
     data: o.data.join(','),
     bind,
     remountFlags: bind ? o.flags & BIND_REMOUNT_MASK : 0,
+    ...(o.recursive ? { recursive: o.recursive } : {}),
   };
   if (type === 'cgroup') {
     step.remountFlags = o.flags & MS.RDONLY;

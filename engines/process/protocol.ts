@@ -14,6 +14,8 @@ export interface MountStep {
   data: string;
   bind: boolean;
   remountFlags: number; // flags for the MS_REMOUNT|MS_BIND pass of a bind mount (0 = none)
+  /** MOUNT_ATTR_* to set and clear on the mount and every mount below it (mount_setattr, AT_RECURSIVE): the spec's rro, rnoexec, ... */
+  recursive?: { set: number; clr: number };
   /** for type 'cgroup' on v1/hybrid hosts: the container's dir per controller mount */
   cgroupV1?: { name: string; hostDir: string }[];
 }

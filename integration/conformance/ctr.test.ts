@@ -1,5 +1,6 @@
 // Oracle conformance through ctr: each case runs with runc and with spore on one private
 // containerd and the normalized results must match (see oracle.ts for the DSL).
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { containerdSkipReason } from '../harness.js';
 import { custom, exec, file, kase, run, runSpec, sortedLines, states, waitStopped, ctr, pause, type Case } from './oracle.js';
@@ -140,6 +141,17 @@ export const CASES: Case[] = [
   kase('unknown capability names are ignored, the rest given', [
     run('--rm --cap-add CAP_FOO', "{c} /bin/grep Cap /proc/self/status"),
     runSpec('--rm', '{c2}', ['/bin/grep', 'Cap', '/proc/self/status'], (s) => { s.process.capabilities = { bounding: ['CAP_KILL', 'cap_sys_admin'], effective: ['CAP_KILL', 'SYS_ADMIN'], permitted: ['CAP_KILL'] }; }),
+  ]),
+  kase('recursive mount attributes (rro, rnoexec): the bind and the mounts below it', [
+    custom('a source with a mount below it', async (x) => {
+      fs.mkdirSync(`${x.dir}/src/inner`, { recursive: true });
+      execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', `${x.dir}/src/inner`]);
+      return null;
+    }),
+    run('--rm --mount type=bind,src={dir}/src,dst=/m,options=rbind:rro', "{c} /bin/sh -c 'touch /m/a; echo $?; touch /m/inner/b; echo $?; grep -c \" /m[ /]\" /proc/self/mountinfo'", { check: ['code', 'stdout'] }),
+    run('--rm --mount type=bind,src={dir}/src,dst=/m,options=rbind:rnoexec:rnosuid:rnodev', "{c2} /bin/sh -c 'grep \" /m[ /]\" /proc/self/mountinfo | cut -d\" \" -f5,6'"),
+    run('--rm --mount type=tmpfs,src=tmpfs,dst=/t,options=rro', "{c3} /bin/sh -c 'touch /t/a; echo $?'", { check: ['code', 'stdout'] }),
+    custom('unmount it', async (x) => { execFileSync('umount', [`${x.dir}/src/inner`]); return null; }),
   ]),
   kase('a uid of 2^32-1 is refused, not run as root', [
     runSpec('--rm', '{c}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 4294967295, gid: 0 }; }, { check: ['code', 'class'] }),
