@@ -79,7 +79,10 @@ export class KeeperLink extends EventEmitter<KeeperLinkEvents> implements FdCust
   }
 
   private onMessage(m: KeeperMessage): void {
-    if (m.t === 'reaped') this.emit('reaped', m.exit);
+    // spored listens only once its seed is attached and its tasks restored: an exit the
+    // keeper reaps meanwhile (the root seed died, its containers' exits came to the keeper)
+    // waits in reapedBefore with the hello's, or its status was lost (255: helper-56)
+    if (m.t === 'reaped') { if (this.listenerCount('reaped') === 0) this.reapedBefore.push(m.exit); else this.emit('reaped', m.exit); }
     else if (m.t === 'synced') { this.syncs.get(m.id)?.(); this.syncs.delete(m.id); }
     else if (m.t === 'stop') this.emit('stop');
     else if (m.t === 'parked') {

@@ -160,6 +160,7 @@ export abstract class CgroupManagerBase implements CgroupManager {
 
   applyResources(h: CgroupHandle, r: LinuxResources): { warnings: string[] } {
     this.check(h);
+    checkResourceRanges(r);
     const warnings: string[] = [];
     if (r.memory) {
       this.applyMemory(this.requireDir(h, 'memory', 'memory limit'), r.memory, warnings);
@@ -337,5 +338,26 @@ export abstract class CgroupManagerBase implements CgroupManager {
     for (const dir of uniqueDirs(h)) {
       for (const d of subtreeDirs(dir)) rmdirRetry(d);
     }
+  }
+}
+
+/** cpu.shares the kernel takes (v1; v2's weight is converted from this range, as runc does) */
+export const CPU_SHARES_MIN = 2;
+export const CPU_SHARES_MAX = 262_144;
+
+/**
+ * Values runc refuses before any is written: memory limits below -1 (-1 is "unlimited"; the
+ * kernel says EINVAL to the rest, and an unlimited container would be the quiet result), and
+ * cpu.shares outside 2..262144 ("the minimum/maximum allowed cpu-shares is ..."). 0 is unset.
+ * Throws InvalidArgument naming the field.
+ */
+export function checkResourceRanges(r: LinuxResources): void {
+  for (const k of ['limit', 'reservation', 'swap'] as const) {
+    const v = r.memory?.[k];
+    if (typeof v === 'number' && v < -1) throw new InvalidArgument(`linux.resources.memory.${k} ${v}: a limit is bytes, or -1 for none`);
+  }
+  const shares = r.cpu?.shares;
+  if (typeof shares === 'number' && shares !== 0 && (shares < CPU_SHARES_MIN || shares > CPU_SHARES_MAX)) {
+    throw new InvalidArgument(`linux.resources.cpu.shares ${shares} is outside ${CPU_SHARES_MIN}..${CPU_SHARES_MAX} (the kernel's range)`);
   }
 }

@@ -245,6 +245,17 @@ export function checkProfile(profile: unknown): asserts profile is LinuxSeccomp 
   }
 }
 
+/**
+ * Whether a spec's linux.seccomp asks for a filter: absent, or with no defaultAction and no
+ * syscalls (`{}`), it does not, as runc reads it ("assume seccomp disabled").
+ */
+export function seccompInSpec(profile: LinuxSeccomp | undefined | null): profile is LinuxSeccomp {
+  if (profile === undefined || profile === null) return false;
+  if (typeof profile !== 'object') return true; // checkProfile names what is wrong
+  const p = profile as { defaultAction?: unknown; syscalls?: unknown };
+  return !((p.defaultAction === undefined || p.defaultAction === '') && (p.syscalls === undefined || p.syscalls === null || (Array.isArray(p.syscalls) && p.syscalls.length === 0)));
+}
+
 /** Compile (or fetch from cache) the BPF program for an OCI seccomp profile. */
 export function compileSeccomp(profile: LinuxSeccomp): CompiledFilter {
   checkProfile(profile);

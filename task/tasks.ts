@@ -9,7 +9,7 @@ import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { cgroup2RootOptions } from '../pools/favordynmods.js';
-import { compileSeccomp } from '../pools/seccomp.js';
+import { compileSeccomp, seccompInSpec } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, lateCgroupFits, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
 import { CONSOLE_INSIDE, type NamespaceStep, type Stdio } from '../engines/process/protocol.js';
 import { SeedError, type SeedClient, type SpawnResult } from '../engines/process/seed-client.js';
@@ -365,7 +365,7 @@ export class TaskManager {
       // seen by a Create that starts meanwhile (refuseNestedCgroup, sharedMadeParents): a
       // container is in this.containers only once its Create ends
       this.cgroupsInCreate.set(key(ns, id), { path: cgroup.path, id, madeParents });
-      const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : null;
+      const seccomp = seccompInSpec(spec.linux?.seccomp) ? compileSeccomp(spec.linux.seccomp) : null;
       lap('seccomp');
       // FIFO stdout/stderr through pipes spored copies from, as the runc shim's (createIO: the
       // process never holds the client's FIFO, a host file it could chmod or read back)
@@ -703,7 +703,7 @@ export class TaskManager {
     }
     try {
       const seccompProfile = containerSpec.linux?.seccomp;
-      const seccomp = seccompProfile ? compileSeccomp(seccompProfile) : null;
+      const seccomp = seccompInSpec(seccompProfile) ? compileSeccomp(seccompProfile) : null;
       const plan = execPlan({
         id, execId, targetPid: c.init.pid, initNamespaces: c.namespaces, process: spec ?? undefined, stdio: childStdio,
         cgroupProcs: procsFiles(c.cgroup), seccomp: seccomp ? { bpf: seccomp.bpf, flags: seccomp.flags } : null,

@@ -430,3 +430,14 @@ describe('cgroups on the real cgroupfs', () => {
     expect(read(`${u}/cgroup.subtree_control`)).toBe(rootCtl);
   });
 });
+
+describe('checkResourceRanges (what runc refuses before writing)', () => {
+  it('memory below -1 and cpu.shares outside 2..262144 are InvalidArgument; -1, 0 and the range are fine', async () => {
+    const { checkResourceRanges } = await import('../pools/cgroup-manager.js');
+    expect(() => checkResourceRanges({ memory: { limit: -5 } })).toThrow(/memory.limit -5: a limit is bytes, or -1 for none/);
+    expect(() => checkResourceRanges({ memory: { swap: -2 } })).toThrow(/memory.swap/);
+    expect(() => checkResourceRanges({ cpu: { shares: 1 } })).toThrow(/cpu.shares 1 is outside 2..262144/);
+    expect(() => checkResourceRanges({ cpu: { shares: 300000 } })).toThrow(/outside/);
+    for (const ok of [{ memory: { limit: -1 } }, { memory: { limit: 0 } }, { cpu: { shares: 0 } }, { cpu: { shares: 2 } }, { cpu: { shares: 262144 } }, {}]) expect(() => checkResourceRanges(ok)).not.toThrow();
+  });
+});

@@ -103,6 +103,24 @@ describe('KeeperLink.sync (the round trip before the lost-process sweep)', () =>
     }
   });
 
+  it('exits reaped before spored listens (its seed attached, its tasks restored) wait in reapedBefore: none is lost (helper-56)', async () => {
+    await fakeKeeper(join(dir, 'k3b.sock'), ['open', 'sync'], { syncs: true }).then(async (k) => {
+      const link = await KeeperLink.connect(join(dir, 'k3b.sock'));
+      try {
+        await link.sync(); // its 'reaped' comes first, with no listener yet
+        expect(link.reapedBefore.map((e) => e.pid)).toEqual([4242]);
+        const later: number[] = [];
+        link.on('reaped', (e) => later.push(e.pid));
+        await link.sync();
+        expect(later).toEqual([4242]);
+        expect(link.reapedBefore).toHaveLength(1);
+      } finally {
+        link.close();
+        k.server.close();
+      }
+    });
+  });
+
   it('with a keeper that predates sync: resolves at once, sends nothing', async () => {
     const k = await fakeKeeper(join(dir, 'k4.sock'), ['open']);
     const link = await KeeperLink.connect(join(dir, 'k4.sock'));

@@ -83,6 +83,16 @@ describe('plan.ts: translation', () => {
     expect(parseMountOptions(undefined)).toEqual({ flags: 0, propagation: 0, data: [] });
   });
 
+  it('devices anywhere in the container, as runc makes them; a relative path is from its top', () => {
+    const p = plan({ ...baseSpec(), linux: { ...baseSpec().linux, devices: [{ type: 'c', path: '/tmp/nul', major: 1, minor: 3 }, { type: 'c', path: 'dev/zero2', major: 1, minor: 5 }] } });
+    expect(p.devices.map((d) => d.path)).toEqual(expect.arrayContaining(['/tmp/nul', '/dev/zero2']));
+  });
+
+  it('an exec runs with umask 0022 whatever its spec says, as runc\'s exec', () => {
+    const e = execPlan({ id: 'c1', execId: 'e1', targetPid: 1, initNamespaces: [], process: { args: ['/bin/sh'], cwd: '/', user: { uid: 0, gid: 0, umask: 0o077 } } as never, stdio: STDIO, cgroupProcs: [], seccomp: null });
+    expect(e.process.umask).toBe(0o022);
+  });
+
   it('recursive mount attributes (runc\'s rro, rnoexec, ...): MOUNT_ATTR_* to set and clear, an atime mode with the whole atime field cleared; never mount data', () => {
     expect(parseMountOptions(['rbind', 'rro', 'rnoexec'])).toEqual({ flags: MS.BIND | MS.REC, propagation: 0, data: [], recursive: { set: 0x1 | 0x8, clr: 0 } });
     expect(parseMountOptions(['rrw', 'rsuid'])).toEqual({ flags: 0, propagation: 0, data: [], recursive: { set: 0, clr: 0x1 | 0x2 } });
@@ -344,7 +354,13 @@ describe('plan.ts: rejections (InvalidArgument naming the field)', () => {
     ['mount options not strings', { ...baseSpec(), mounts: [{ destination: '/x', type: 'tmpfs', options: ['ro', 3] }] }, /^mounts\[0\].options\[1\] must be a string/],
     ['mount type not a string', { ...baseSpec(), mounts: [{ destination: '/x', type: {} }] }, /^mounts\[0\].type must be a string/],
     ['mounts not an array', { ...baseSpec(), mounts: {} }, /^mounts must be an array/],
-    ['device outside /dev', withLinux({ devices: [{ type: 'c', path: '/etc/null', major: 1, minor: 3 }] }), /^linux.devices\[0\].path must be under \/dev/],
+    ['device path empty', withLinux({ devices: [{ type: 'c', path: '', major: 1, minor: 3 }] }), /^linux.devices\[0\].path must be a file path in the container/],
+    ['device path the root', withLinux({ devices: [{ type: 'c', path: '//', major: 1, minor: 3 }] }), /^linux.devices\[0\].path must be a file path/],
+    // runc's init refuses these (helper-54's sweep: spore ran them)
+    ['env without =', withProcess({ env: ['PATH=/bin', 'FOO'] }), /^process.env\[1\] "FOO": invalid environment variable: missing '='/],
+    ['env with an empty name', withProcess({ env: ['=x'] }), /^process.env\[0\] "=x": invalid environment variable: name cannot be empty/],
+    ['env empty', withProcess({ env: [''] }), /missing '='/],
+    ['env with NUL', withProcess({ env: ['A=b\u0000c'] }), /contains a NUL byte/],
     ['device of unknown type', withLinux({ devices: [{ type: 'x', path: '/dev/x' }] }), /^linux.devices\[0\].type must be c, b, u or p/],
     ['device mode past 07777', withLinux({ devices: [{ type: 'c', path: '/dev/x', fileMode: 0o10000 }] }), /^linux.devices\[0\].fileMode must be an integer 0..4095/],
     ['device major negative', withLinux({ devices: [{ type: 'c', path: '/dev/x', major: -1 }] }), /^linux.devices\[0\].major must be an integer/],

@@ -180,3 +180,15 @@ describe('seccomp installation in a child process', () => {
     expect(py.stdout.trim()).toBe('0 True');
   });
 });
+
+describe('seccompInSpec', () => {
+  it('absent, null, or {} (no defaultAction, no syscalls) asks for no filter, as runc reads it; anything else does', async () => {
+    const { seccompInSpec } = await import('../pools/seccomp.js');
+    expect(seccompInSpec(undefined)).toBe(false);
+    expect(seccompInSpec(null)).toBe(false);
+    expect(seccompInSpec({} as never)).toBe(false);
+    expect(seccompInSpec({ defaultAction: '', syscalls: [] } as never)).toBe(false);
+    expect(seccompInSpec({ defaultAction: 'SCMP_ACT_ALLOW' })).toBe(true);
+    expect(seccompInSpec({ syscalls: [{ names: ['ptrace'], action: 'SCMP_ACT_ERRNO' }] } as never)).toBe(true);
+  });
+});

@@ -262,6 +262,13 @@ export function processPlan(p: Process | undefined, stdio: Stdio, seccomp: Proce
   if (!gids.every(isId)) throw new InvalidArgument(`${where}.user.additionalGids must be integers from 0 to ${MAX_ID}`);
   const umask = optionalUint(user.umask, `${where}.user.umask`, 0o777);
   const env = stringsOf(p.env, `${where}.env`);
+  // as runc's init checks them (Create fails there): NAME=value, a name, no NUL anywhere
+  for (const [i, e] of env.entries()) {
+    const eq = e.indexOf('=');
+    if (eq < 0) throw new InvalidArgument(`${where}.env[${i}] ${show(e.slice(0, 64))}: invalid environment variable: missing '='`);
+    if (eq === 0) throw new InvalidArgument(`${where}.env[${i}] ${show(e.slice(0, 64))}: invalid environment variable: name cannot be empty`);
+    if (e.includes('\0')) throw new InvalidArgument(`${where}.env[${i}]: invalid environment variable: contains a NUL byte`);
+  }
   const rlimits = arrayOf(p.rlimits, `${where}.rlimits`).map((r, i) => {
     if (!isObject(r)) throw new InvalidArgument(`${where}.rlimits[${i}] must be an object, got ${show(r)}`);
     const resource = lookup(RLIMITS, r.type);
@@ -425,15 +432,18 @@ export function initPlan(input: InitPlanInput): InitPlan {
   const devices: DeviceNode[] = [...DEFAULT_DEVICES];
   for (const [i, d] of arrayOf(linux?.devices, 'linux.devices').entries()) {
     if (!isObject(d)) throw new InvalidArgument(`linux.devices[${i}] must be an object, got ${show(d)}`);
-    if (typeof d.path !== 'string' || !d.path.startsWith('/dev/')) throw new InvalidArgument(`linux.devices[${i}].path must be under /dev`);
+    // anywhere in the container's root, as runc makes them (a relative path is from its top;
+    // it is resolved in the root as every path there is: secureJoin)
+    if (typeof d.path !== 'string' || d.path.replace(/\/+/g, '/').replace(/\/$/, '') === '') throw new InvalidArgument(`linux.devices[${i}].path must be a file path in the container, got ${show(d.path)}`);
+    const path = d.path.startsWith('/') ? d.path : `/${d.path}`;
     if (typeof d.type !== 'string' || !['c', 'b', 'u', 'p'].includes(d.type)) throw new InvalidArgument(`linux.devices[${i}].type must be c, b, u or p`);
     const at = `linux.devices[${i}]`;
     const node: DeviceNode = {
-      path: d.path, type: (d.type === 'u' ? 'c' : d.type) as DeviceNode['type'],
+      path, type: (d.type === 'u' ? 'c' : d.type) as DeviceNode['type'],
       major: optionalUint(d.major, `${at}.major`) ?? 0, minor: optionalUint(d.minor, `${at}.minor`) ?? 0,
       mode: optionalUint(d.fileMode, `${at}.fileMode`, 0o7777) ?? 0o666, uid: optionalUint(d.uid, `${at}.uid`) ?? 0, gid: optionalUint(d.gid, `${at}.gid`) ?? 0,
     };
-    const same = devices.findIndex((x) => x.path === d.path);
+    const same = devices.findIndex((x) => x.path === path);
     if (same >= 0) devices[same] = node; else devices.push(node);
   }
   const propagation = linux?.rootfsPropagation;
@@ -560,7 +570,9 @@ export function execPlan(input: ExecPlanInput): ExecPlan {
     targetPid: input.targetPid,
     namespaces,
     cgroupProcs: input.cgroupProcs,
-    process: processPlan(input.process, input.stdio, input.seccomp, 'exec process'),
+    // 0022 whatever the spec says: runc's exec (its setns init) sets no umask and runs with
+    // its own, 0022 (the oracle shows it for a container made with 0027, whose spec ctr copies)
+    process: { ...processPlan(input.process, input.stdio, input.seccomp, 'exec process'), umask: 0o022 },
   };
 }
 

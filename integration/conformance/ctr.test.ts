@@ -153,6 +153,19 @@ export const CASES: Case[] = [
     run('--rm --mount type=tmpfs,src=tmpfs,dst=/t,options=rro', "{c3} /bin/sh -c 'touch /t/a; echo $?'", { check: ['code', 'stdout'] }),
     custom('unmount it', async (x) => { execFileSync('umount', [`${x.dir}/src/inner`]); return null; }),
   ]),
+  kase('specs runc refuses (env without =, cpu.shares 1, memory -5) and ones it runs (seccomp {}, a device outside /dev)', [
+    runSpec('--rm', '{c}', ['/bin/true'], (s) => { s.process.env = ['PATH=/bin', 'FOO']; }, { check: ['code'] }),
+    runSpec('--rm', '{c2}', ['/bin/true'], (s) => { s.linux.resources = { ...(s.linux.resources ?? {}), cpu: { shares: 1 } }; }, { check: ['code'] }),
+    runSpec('--rm', '{c3}', ['/bin/true'], (s) => { s.linux.resources = { ...(s.linux.resources ?? {}), memory: { limit: -5 } }; }, { check: ['code'] }),
+    runSpec('--rm', '{c4}', ['/bin/grep', 'Seccomp:', '/proc/self/status'], (s) => { s.linux.seccomp = {}; }),
+    runSpec('--rm', '{c5}', ['/bin/stat', '-c', '%F %t %T', '/var/nul'], (s) => { s.linux.devices = [{ path: '/var/nul', type: 'c', major: 1, minor: 3 }]; }),
+  ]),
+  kase('an exec runs with umask 0022, whatever the container\'s or its own spec says', [
+    runSpec('-d', '{c}', ['/bin/sleep', '1000'], (s) => { s.process.user = { ...s.process.user, umask: 0o027 }; }),
+    exec('--exec-id e1', "{c} /bin/sh -c umask"),
+    run('-d', '{c2} /bin/sleep 1000'),
+    exec('--exec-id e1', "{c2} /bin/sh -c umask"),
+  ]),
   kase('a uid of 2^32-1 is refused, not run as root', [
     runSpec('--rm', '{c}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 4294967295, gid: 0 }; }, { check: ['code', 'class'] }),
     runSpec('--rm', '{c2}', ['/bin/id', '-u'], (s) => { s.process.user = { uid: 2147483647, gid: 2147483647 }; }),
