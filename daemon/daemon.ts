@@ -206,6 +206,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       lost, keeperGeneration: keeper?.generation, ms: Math.round((performance.now() - tRestore) * 100) / 100,
     }, 'restored containers from an earlier spored');
   }
+  // a record that cannot be read is a container spored no longer knows: its processes run on
+  // and containerd cannot stop them through spore (helper-56); say so where an operator looks
+  if (restored.bad.length) {
+    log.error({ records: restored.bad }, 'task records could not be read: those containers run on unknown to spored (containerd answers NotFound for them); stop their processes and remove their cgroups by hand, then the records');
+  }
   let stopping = false;
   let seedUp = true;
   seed.on('down', (reason) => {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../sys/errors.js';
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { FunctionInfo, FunctionSpec, FunctionState, FunctionVersionInfo, MemoryInfo } from '../protocols/fri/types.js';
 import { validateFunctionName } from '../protocols/fri/validate.js';
@@ -307,6 +307,7 @@ export class Registry {
       v.seeds.push(first);
       // the instances' /tmp slots, named only now: init code never held their names
       await this.tree.mountSlots(first, plan.slotDir, v.slots.names(), tmpBytes);
+      this.record(spec, fn.hostId, v, restoreVersion === undefined);
     } catch (e) {
       move(VERSION_MOVES, v, 'gone');
       fn.versions = fn.versions.filter((x) => x !== v);
@@ -332,7 +333,6 @@ export class Registry {
     v.readyMembers = this.lineageMembers(v);
     this.down.delete(spec.name);
     fn.spec = spec;
-    this.record(fn, v);
     for (let i = 0; i < replicas; i++) this.addReplica(v);
     this.o.log.info({ fn: spec.name, version, seed: v.seeds[0]?.info.id, digest: pkg.digest.slice(0, 12) }, 'function deployed');
     return this.info(fn);
@@ -349,14 +349,19 @@ export class Registry {
   }
 
   /** Write the function's record (the active version): what a restarted spored rebuilds. */
-  private record(fn: FunctionRec, v: VersionRec): void {
-    const s = fn.spec;
+  /**
+   * The function's record on disk (what a restarted spored restores). `strict`: a deploy, which
+   * fails when the record cannot be written (a full disk), before it serves: answered OK it was
+   * gone after the next crash (helper-56). A restore (the record is there already) only logs.
+   */
+  private record(s: FunctionSpec, hostId: number, v: VersionRec, strict: boolean): void {
     try {
       this.store.save({
         format: FUNCTION_RECORD_FORMAT, name: s.name, language: s.language, handler: s.handler, memoryMiB: s.memoryMiB, timeoutMs: s.timeoutMs,
-        env: s.env, packageDigest: v.pkg.digest, load: v.load, codeBytes: v.codeBytes, version: v.version, hostId: fn.hostId, deployedAt: v.deployedAt,
+        env: s.env, packageDigest: v.pkg.digest, load: v.load, codeBytes: v.codeBytes, version: v.version, hostId, deployedAt: v.deployedAt,
       });
     } catch (e) {
+      if (strict) throw new ResourceExhausted(`cannot record the function in the state dir (${(e as Error).message}); it is not deployed: free space there and deploy again`);
       this.o.log.error({ fn: s.name, err: (e as Error).message }, 'cannot record the function; a restarted spored would not restore it');
     }
   }

@@ -4,7 +4,7 @@
 import { existsSync, fstatSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
-import { AlreadyExists, Cancelled, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, SporeError } from '../sys/errors.js';
+import { AlreadyExists, Cancelled, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, SporeError } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
@@ -559,12 +559,19 @@ export class TaskManager {
   }
 
   /** Write the container's record again (after any change a restarted spored must know). */
-  private persist(c: ContainerState): void {
+  /**
+   * Write the container's record. `strict`: the RPC that made the change fails when the record
+   * cannot be written (a full run dir), and the caller undoes the change: answered OK, an exec
+   * or a pause was lost at the next crash (the exec's processes orphaned, a frozen container
+   * restored as running: helper-56). Otherwise a failure is logged.
+   */
+  private persist(c: ContainerState, strict = false): void {
     if (!this.containers.has(key(c.namespace, c.id))) return; // deleted meanwhile
     try {
       writeRecord(this.o.runDir, this.recordOf(c));
     } catch (e) {
       this.o.log.error({ id: c.id, ns: c.namespace, err: (e as Error).message }, 'cannot write the task record; a restart would not know this change');
+      if (strict) throw new ResourceExhausted(`cannot write the task record in the run dir (${(e as Error).message}); the change was undone: free space there and try again`);
     }
   }
 
@@ -734,8 +741,13 @@ export class TaskManager {
       // started it left a record without the pid, and the replayed Start set up and ran the
       // exec a second time (the first copy took the first stdin lines with it). Now the
       // next spored knows it: running (a replayed Start is answered), or still held by the
-      // seed (started then), its relays adopted either way.
-      this.persist(c);
+      // seed (started then), its relays adopted either way. Not recorded: not started.
+      try {
+        this.persist(c, true);
+      } catch (e) {
+        await this.o.seed.abort(k).catch(() => undefined);
+        throw e;
+      }
       // the keeper holds its relays, a replayed Start adopts them: the client's stdin may flow now
       pio.begin();
       await this.settleOnFailure(p, this.o.seed.startProcess(k));
@@ -744,7 +756,10 @@ export class TaskManager {
       this.consoles.delete(p);
       console?.close();
       this.ios.delete(p);
-      void pio.close(2000); // a process that failed to exec says why on its stderr
+      // a process that failed to exec says why on its stderr; the relays end (and the keeper
+      // lets go of the client's FIFOs) before the answer: a spored stopping right after (its
+      // root seed died meanwhile) left them held, and ctr waited for their EOF for ever (helper-56)
+      await pio.close(2000);
       throw e;
     }
     console?.attached();
@@ -789,7 +804,12 @@ export class TaskManager {
     if (io.terminal !== (spec.terminal === true)) throw new InvalidArgument(`exec terminal=${io.terminal} but process.terminal=${spec.terminal === true}`);
     const stdio: Stdio = { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: '' };
     c.execs.set(execId, { execId, pid: 0, status: 'created', exitStatus: 0, exitedAt: null, stdio, terminal: io.terminal, spec });
-    this.persist(c);
+    try {
+      this.persist(c, true);
+    } catch (e) {
+      c.execs.delete(execId);
+      throw e;
+    }
     this.o.events.execAdded(c, execId);
   }
 
@@ -954,7 +974,13 @@ export class TaskManager {
     if (why) throw runcError(why);
     freeze(c.cgroup);
     this.moveTo(c.init, 'paused');
-    this.persist(c);
+    try {
+      this.persist(c, true);
+    } catch (e) {
+      thaw(c.cgroup);
+      this.moveTo(c.init, 'running');
+      throw e;
+    }
     this.o.events.paused(c, true);
   }
 
@@ -964,7 +990,13 @@ export class TaskManager {
     if (why) throw runcError(why);
     thaw(c.cgroup);
     this.moveTo(c.init, 'running');
-    this.persist(c);
+    try {
+      this.persist(c, true);
+    } catch (e) {
+      freeze(c.cgroup);
+      this.moveTo(c.init, 'paused');
+      throw e;
+    }
     this.o.events.paused(c, false);
   }
 
