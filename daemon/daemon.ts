@@ -221,12 +221,23 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       // their parent's subreaper) and brings a new root seed: restart rather than serve on
       // without one.
       log.error({ reason }, 'process seed is gone; restarting spored to start a new one');
+      tasks.seedLostUnderKeeper();
       process.kill(process.pid, 'SIGTERM');
     } else log.fatal({ reason }, 'process seed is gone; containers and functions cannot be created until spored restarts');
   });
   metrics.setContainerSource(() => tasks.containers.values());
   const ttrpc = new TtrpcServer({
     onConnectionError: (err, connectionId) => log.warn({ connectionId, err: err.message }, 'ttrpc connection error'),
+    // the root seed is gone and this spored is restarting itself for a new one: a Create or
+    // an Exec (which only registers) that failed meanwhile goes to the next spored (the keeper
+    // sends it again), as after a crash; it was undone, so it runs there from the start. Not a
+    // Start: its set-up process ended with the seed (as an abort, status 0), and the next
+    // spored would report that as the program's exit
+    leaveUnanswered: (err, call) => {
+      if (seedUp || !keeper || (call.method !== 'Create' && call.method !== 'Exec')) return false;
+      log.warn({ method: call.method, err: (err as Error).message }, 'a call failed while the process seed is gone; left for the next spored');
+      return true;
+    },
   });
   ttrpc.register(Task, timed(taskService(tasks, layout, log.child({ c: 'task' }), undefined, keeper?.keeperPid ?? null), log.child({ c: 'rpc' }), metrics) as ServiceImplementationFor<typeof Task>);
   const ttrpcListener = await ttrpc.listen(config.ttrpcSocket);

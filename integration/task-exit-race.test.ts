@@ -20,6 +20,8 @@ class FakeSeed extends EventEmitter {
   exitSeq = 100;
   /** 'after': the exit comes right after the reply (this sandbox's); 'before': an older process's */
   mode: 'after' | 'before' = 'after';
+  /** every feature of this code's seed (SeedClient.has) */
+  has(): boolean { return true; }
   spawn(): Promise<unknown> {
     return new Promise((resolve) => {
       setImmediate(() => {

@@ -47,6 +47,10 @@ export interface KeeperOptions {
   onUsageError?: () => void;
 }
 
+/** How long an exit sent to spored is sent again to the next one (ms), and at most how many. */
+const RECENT_EXITS_MS = 30_000;
+const RECENT_EXITS_MAX = 4096;
+
 export class Keeper {
   private server: net.Server | null = null;
   private control: net.Server | null = null;
@@ -56,6 +60,13 @@ export class Keeper {
   private stopping = false;
   /** exits reaped here that no spored has taken yet */
   private readonly reaped: ReapedExit[] = [];
+  /**
+   * exits sent to a spored in the last RECENT_EXITS_MS: the next spored gets them again in its
+   * hello. A spored that is going away (its root seed died and it stops) can take an exit and
+   * end before recording it: the next one then reported the process's status as lost (255;
+   * helper-56). spored ignores an exit it already has.
+   */
+  private recent: ReapedExit[] = [];
   private controlConn: net.Socket | null = null;
   private sporedPidfd = -1;
   private startedAt = 0;
@@ -173,8 +184,11 @@ export class Keeper {
       }
       const exit: ReapedExit = { pid: r.pid, status: r.status, at: new Date().toISOString() };
       this.log('reaped an orphan', { pid: r.pid, status: r.status });
-      if (this.controlConn && !this.controlConn.destroyed) this.controlConn.write(JSON.stringify({ t: 'reaped', exit } satisfies KeeperMessage) + '\n');
-      else this.reaped.push(exit);
+      if (this.controlConn && !this.controlConn.destroyed) {
+        this.controlConn.write(JSON.stringify({ t: 'reaped', exit } satisfies KeeperMessage) + '\n');
+        const now = Date.now();
+        this.recent = [...this.recent.filter((e) => now - Date.parse(e.at) < RECENT_EXITS_MS), exit].slice(-RECENT_EXITS_MAX);
+      } else this.reaped.push(exit);
     }
   }
 
@@ -186,7 +200,8 @@ export class Keeper {
     this.controlConn?.destroy();
     this.controlConn = c;
     const hello: KeeperMessage = {
-      t: 'hello', protocol: KEEPER_PROTOCOL, keeperPid: process.pid, generation: this.generation, reaped: this.reaped.splice(0),
+      t: 'hello', protocol: KEEPER_PROTOCOL, keeperPid: process.pid, generation: this.generation,
+      reaped: [...this.recent.filter((e) => Date.now() - Date.parse(e.at) < RECENT_EXITS_MS), ...this.reaped.splice(0)],
       parked: [...this.parked].map(([key, fd]) => ({ key, fd })), features: ['open', 'sync'],
     };
     c.write(JSON.stringify(hello) + '\n');

@@ -136,7 +136,7 @@ class Relay {
 
   get streamName(): 'stdout' | 'stderr' { return this.stream; }
 
-  private constructor(r: number, w: number, dstFd: number, private readonly stream: 'stdout' | 'stderr', private readonly custody: ProcessCustody | null, file: boolean) {
+  private constructor(r: number, w: number, dstFd: number, private readonly stream: 'stdout' | 'stderr', private custody: ProcessCustody | null, file: boolean) {
     this.w = w;
     this.childPath = w >= 0 ? fdPath(w) : '';
     this.fileFd = file ? dstFd : -1;
@@ -231,6 +231,11 @@ class Relay {
     this.custody?.release(`relay-${this.stream}-src`);
     this.custody?.release(`relay-${this.stream}-dst`);
   }
+
+  /** From now on what the keeper holds for this relay stays there (ProcessIO.abandon). */
+  keepCustody(): void {
+    this.custody = null;
+  }
 }
 
 /**
@@ -290,7 +295,7 @@ class StdinRelay {
     return relay;
   }
 
-  private constructor(src: number, w: number, keep: number, r: number, private readonly custody: ProcessCustody | null) {
+  private constructor(src: number, w: number, keep: number, r: number, private custody: ProcessCustody | null) {
     this.r = r;
     this.keep = keep;
     this.src = src;
@@ -319,6 +324,11 @@ class StdinRelay {
   closeStdin(): void {
     if (this.keep >= 0) { sys.close(this.keep); this.keep = -1; }
     this.custody?.release('relay-stdin-keep');
+  }
+
+  /** From now on what the keeper holds for this relay stays there (ProcessIO.abandon). */
+  keepCustody(): void {
+    this.custody = null;
   }
 
   close(): void {
@@ -512,6 +522,19 @@ export class ProcessIO {
    * Delete: let the copies finish (up to graceMs, as the shim's Delete does), then end the
    * client's streams and stop a logging binary.
    */
+  /**
+   * Let go of this process's stdio here, leaving what the keeper holds (the client's FIFO
+   * ends) with it: for an RPC left for the next spored (a Create that failed as the root seed
+   * died), whose replay opens the same FIFOs again under the same keys. Released here, the
+   * client saw EOF on its stdout and the replayed container's output went nowhere. What no
+   * replay takes back, the next spored lets go of (Tasks.releaseStrayCustody).
+   */
+  abandon(): void {
+    for (const r of this.relays) r.keepCustody();
+    this.stdinRelay?.keepCustody();
+    void this.close(0);
+  }
+
   async close(graceMs = 2000): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -168,6 +168,17 @@ function holdForTest(log: Logger, k: string, when: 'spawned' | 'started' = 'spaw
 export class TaskManager {
   readonly containers = new Map<string, ContainerState>();
   private readonly creating = new Set<string>();
+  /**
+   * The root seed is gone and this spored is restarting under its keeper: a Create that fails
+   * now is left unanswered for the next spored (daemon.ts), so its undo leaves the client's
+   * FIFOs with the keeper for the replay (ProcessIO.abandon).
+   */
+  private leavingForNext = false;
+
+  /** The root seed went away under a keeper: see leavingForNext. */
+  seedLostUnderKeeper(): void {
+    this.leavingForNext = true;
+  }
   /** Creates and init Starts in flight, settled (either way) when they end: what a Delete of the same id waits for */
   private readonly settling = new Map<string, Promise<void>>();
   /** Creates past their cgroup checks and not ended: cgroup path and the ancestors they make (refuseNestedCgroup, sharedMadeParents) */
@@ -370,7 +381,7 @@ export class TaskManager {
       // FIFO stdout/stderr through pipes spored copies from, as the runc shim's (createIO: the
       // process never holds the client's FIFO, a host file it could chmod or read back)
       const pio = await ProcessIO.open(io, { id, namespace: ns, cwd: bundle, relay: true, custody: this.custodyOf(ns, id, '') });
-      undo.push(() => void pio.close(0));
+      undo.push(() => { if (this.leavingForNext) pio.abandon(); else void pio.close(0); });
       lap('io');
       const childStdio: Stdio = { ...pio.stdio };
       let console: Console | null = null;

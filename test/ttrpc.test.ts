@@ -51,7 +51,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-async function start(impl: ServiceImplementationFor<typeof Task>, opts: { maxMessageSize?: number } = {}): Promise<void> {
+async function start(impl: ServiceImplementationFor<typeof Task>, opts: { maxMessageSize?: number; leaveUnanswered?: (err: unknown) => boolean } = {}): Promise<void> {
   server = new TtrpcServer({ ...opts, onCall: (i) => calls.push(i) });
   server.register(Task, impl);
   await server.listen(sock);
@@ -244,6 +244,24 @@ describe('ttrpc server + client over a unix socket', () => {
     await expectCode(c.call(Task.method.kill, { id: 'x', signal: 9 }), Code.NOT_FOUND, /^process already finished$/);
     await expectCode(c.call(Task.method.pause, { id: 'x' }), Code.UNKNOWN, /boom/);
     await expectCode(c.call(Task.method.resume, { id: 'x' }), Code.FAILED_PRECONDITION, /sync throw/);
+  });
+
+  it('leaves a failed call unanswered when leaveUnanswered says so (the keeper sends it to the next spored); answers the rest; close() does not wait for it', async () => {
+    let leave = true;
+    await start({
+      async kill() { throw new SporeError(Code.UNAVAILABLE, 'process seed link lost'); },
+      async pause() { throw new NotFound('no such task'); },
+    }, { leaveUnanswered: (err) => leave && (err as Error).message.includes('seed') });
+    const c = await connect();
+    const left = c.call(Task.method.kill, { id: 'x', signal: 9 }).then(() => 'answered', () => 'answered');
+    await expectCode(c.call(Task.method.pause, { id: 'x' }), Code.NOT_FOUND); // not a seed failure: answered
+    const got = await Promise.race([left, sleep(300).then(() => 'unanswered')]);
+    expect(got).toBe('unanswered');
+    leave = false;
+    await expectCode(c.call(Task.method.kill, { id: 'x', signal: 9 }), Code.UNAVAILABLE, /seed link lost/);
+    const t0 = Date.now();
+    await server.close(2000);
+    expect(Date.now() - t0).toBeLessThan(1500);
   });
 
   it('aborts the handler signal when timeout_nano expires', async () => {

@@ -71,6 +71,14 @@ export interface TtrpcServerOptions {
   onCall?: (info: CallInfo) => void;
   /** Connection-level problems (protocol violations, socket errors); never fatal to the server. */
   onConnectionError?: (err: Error, connectionId: number) => void;
+  /**
+   * A call that failed with `err` is left unanswered when this says so: under spore's keeper,
+   * which holds containerd's connections and sends unanswered requests to the next spored,
+   * a call that failed because this spored lost what it needs (its root seed) is answered by
+   * the next one instead of failing (helper-56: `ctr run` failed with "process seed is not
+   * running" while spored restarted itself).
+   */
+  leaveUnanswered?: (err: unknown, call: { service: string; method: string }) => boolean;
 }
 
 interface RegisteredMethod {
@@ -101,12 +109,14 @@ export class TtrpcServer {
   readonly maxConcurrentCallsPerConnection: number;
   readonly onCall: ((info: CallInfo) => void) | undefined;
   readonly onConnectionError: ((err: Error, connectionId: number) => void) | undefined;
+  readonly leaveUnanswered: ((err: unknown, call: { service: string; method: string }) => boolean) | undefined;
 
   constructor(options: TtrpcServerOptions = {}) {
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_DATA_LENGTH;
     this.maxConcurrentCallsPerConnection = options.maxConcurrentCallsPerConnection ?? 1024;
     this.onCall = options.onCall;
     this.onConnectionError = options.onConnectionError;
+    this.leaveUnanswered = options.leaveUnanswered;
   }
 
   register<M extends GenServiceMethods>(service: GenService<M>, implementation: ServiceImplementation<M>): this {
@@ -408,14 +418,18 @@ class Connection {
       .then(() => target.handler(input, ctx))
       .then(
         (result) => encodeResult(target.output, result),
-        (err: unknown) => ({ ...statusOf(err) }) satisfies Reply,
+        (err: unknown) => {
+          let leave = false;
+          try { leave = this.server.leaveUnanswered?.(err, { service, method }) === true; } catch { /* answer it */ }
+          return leave ? null : ({ ...statusOf(err) }) satisfies Reply;
+        },
       )
       .catch((err: unknown): Reply => ({ ...statusOf(err) }))
       .then((reply) => {
         if (timer !== undefined) clearTimeout(timer);
         this.inflight.delete(streamId);
         this.calls.delete(streamId);
-        finish(reply);
+        if (reply) finish(reply);
         if (this.busy() === 0) this.notifyIdle();
       });
   }
