@@ -329,7 +329,8 @@ export const CASES: Case[] = [
     run('-d', '{c} /bin/sleep 60'),
     exec('-d --exec-id bg', '{c} /bin/sleep 60'),
     pause(200),
-    ctr('task ps {c}', { normalize: (s) => s.split('\n').map((l) => l.replace(/^\d+(\s)/, 'N$1').trimEnd()).sort().join('\n') }),
+    // (pids as N, and the column padding that follows their width as one space)
+    ctr('task ps {c}', { normalize: (s) => s.split('\n').map((l) => l.replace(/^\d+\s+/, 'N ').replace(/^(PID)\s+/, '$1 ').trimEnd()).sort().join('\n') }),
   ]),
 
   kase('a paused task: SIGTERM waits for resume, SIGKILL thaws it and ends it', [
