@@ -185,7 +185,7 @@ async function main(): Promise<void> {
         // outside the repository: its package.json says "type": "module", the examples are CommonJS
         mkdirSync(join(c.dir, 'fresh'), { recursive: true });
         copyFileSync(join(examples, file), join(c.dir, 'fresh', file));
-        const base = await fresh(language, join(c.dir, 'fresh', file), event, (last.result ?? '').slice(0, 12));
+        const base = await fresh(language, join(c.dir, 'fresh', file), event, (last.result ?? '').split(':')[0] ?? '');
         rows.push(row(`FRI invoke ${name}`, `spore ${language}, ${how}`, wall, vs(wall, base, language), phases));
         rows.push(row(`${name} as a fresh process`, `${language} runner, per request`, base, 'baseline'));
       }
