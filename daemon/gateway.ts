@@ -93,11 +93,6 @@ export interface GatewayOptions {
    */
   slowRequestMs?: number;
   /**
-   * Connections one client address may hold at once (default half of maxConnections): one
-   * client alone cannot fill the gateway. More are closed as they are accepted.
-   */
-  maxConnectionsPerClient?: number;
-  /**
    * Who keeps the listening socket while no spored runs (the keeper: task/custody.ts). The
    * socket is taken from it when it holds one for this address, else made and handed to it;
    * connections that arrive while spored restarts then wait in the socket's backlog instead
@@ -481,34 +476,13 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
   // Longer than typical client/LB idle timeouts so the server is not the side that drops pooled connections.
   server.keepAliveTimeout = 65_000;
   server.maxConnections = connectionCap(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, log);
-  const perClient = Math.max(1, opts.maxConnectionsPerClient ?? Math.ceil(server.maxConnections / 2));
   const slowMs = opts.slowRequestMs ?? SLOW_REQUEST_MS;
   /** sockets whose request body is still arriving, with when its headers came */
   const receiving = new Map<Socket, number>();
-  const byClient = new Map<string, number>();
-  let overClient = 0;
-  let clientWarned = 0;
   // a connection that never sends a request holds a descriptor as surely as a slow one
   server.on('connection', (socket: Socket) => {
     socket.setTimeout(headersTimeout, () => socket.destroy());
-    const client = socket.remoteAddress ?? '';
-    const n = (byClient.get(client) ?? 0) + 1;
-    if (n > perClient) {
-      overClient++;
-      socket.destroy();
-      const now = Date.now();
-      if (now - clientWarned >= 10_000) {
-        clientWarned = now;
-        log.warn({ client, perClient, overClient }, `gateway: ${client} holds ${perClient} connections, as many as one client may (half of --gateway-max-connections); its next ones are closed at once`);
-      }
-      return;
-    }
-    byClient.set(client, n);
-    socket.once('close', () => {
-      receiving.delete(socket);
-      const left = (byClient.get(client) ?? 1) - 1;
-      if (left > 0) byClient.set(client, left); else byClient.delete(client);
-    });
+    socket.once('close', () => receiving.delete(socket));
   });
   let dropped = 0;
   let dropWarned = 0;
@@ -532,7 +506,7 @@ export async function startGateway(rt: Invoker, address: string, log: Logger, op
     }
     if (now - dropWarned < 10_000) return;
     dropWarned = now;
-    log.warn({ dropped, overClient, maxConnections: server.maxConnections, perClient }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once, and idle keep-alive ones and requests slower than ${slowMs} ms closed to make room (spored --gateway-max-connections)`);
+    log.warn({ dropped, maxConnections: server.maxConnections }, `gateway: ${server.maxConnections} connections are open; new ones are closed at once, and idle keep-alive ones and requests slower than ${slowMs} ms closed to make room (spored --gateway-max-connections)`);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // a request that did not arrive in time (headersTimeout, requestTimeout) is a 408, as Node's own answer

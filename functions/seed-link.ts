@@ -4,7 +4,7 @@
 // plain stream). A write that meets a full socket buffer is queued and retried in order.
 import net from 'node:net';
 import * as sys from '../sys/libc.js';
-import { MAX_SEED_LINE, MAX_SEED_MESSAGES_PER_SECOND, checkFromSeed, type FromSeed, type ToSeed } from '../seeds/protocol.js';
+import { MAX_SEED_BYTES_PER_SECOND, MAX_SEED_LINE, MAX_SEED_MESSAGES_PER_SECOND, checkFromSeed, type FromSeed, type ToSeed } from '../seeds/protocol.js';
 
 interface Pending { data: Buffer; fds: number[] }
 
@@ -21,8 +21,8 @@ export class SeedLink {
    * a raw fd (a socketpair end spored made) or an accepted net.Socket (an L1 seed).
    * `onMessage` gets each parsed line; `onClose` runs once when the seed's end is gone or
    * the link is closed here. A line over MAX_SEED_LINE, one that is not JSON or not a message
-   * of the protocol (checkFromSeed), or more than MAX_SEED_MESSAGES_PER_SECOND messages in a
-   * second close the link: the peer is not speaking the protocol (a function seed's init code
+   * of the protocol (checkFromSeed), or more than MAX_SEED_MESSAGES_PER_SECOND messages or
+   * MAX_SEED_BYTES_PER_SECOND bytes in a second close the link: the peer is not speaking the protocol (a function seed's init code
    * can write on it), and spored treats the seed as gone.
    */
   constructor(source: number | net.Socket, onMessage: (m: FromSeed) => void, onClose: (why: string) => void) {
@@ -31,14 +31,17 @@ export class SeedLink {
     let buf = '';
     let windowStart = 0;
     let inWindow = 0;
+    let bytesInWindow = 0;
     this.socket.setEncoding('utf8');
     this.socket.on('data', (chunk: string) => {
+      const t = performance.now();
+      if (t - windowStart >= 1000) { windowStart = t; inWindow = 0; bytesInWindow = 0; }
+      bytesInWindow += chunk.length;
+      if (bytesInWindow > MAX_SEED_BYTES_PER_SECOND) { this.close(`seed sent over ${MAX_SEED_BYTES_PER_SECOND} bytes in a second`); return; }
       buf += chunk;
       for (let nl = buf.indexOf('\n'); nl >= 0 && !this.closedFlag; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        const now = performance.now();
-        if (now - windowStart >= 1000) { windowStart = now; inWindow = 0; }
         if (++inWindow > MAX_SEED_MESSAGES_PER_SECOND) { this.close(`seed sent over ${MAX_SEED_MESSAGES_PER_SECOND} messages in a second`); return; }
         let parsed: unknown;
         try { parsed = JSON.parse(line); } catch { this.close(`bad line from seed: ${JSON.stringify(line.slice(0, 120))}`); return; }

@@ -195,9 +195,27 @@ export const MAX_SEED_LINE = 1024 * 1024;
  * busy (red team, helper-55). A seed's own traffic is two messages per instance it forks.
  */
 export const MAX_SEED_MESSAGES_PER_SECOND = 20_000;
+/**
+ * ...and most bytes in a second: 300 lines of 1 MiB a second were under the message count
+ * and kept spored busy copying them (red team, helper-58). A `failed` stack (at most
+ * MAX_SEED_LINE) is the only large message a seed sends, once.
+ */
+export const MAX_SEED_BYTES_PER_SECOND = 4 * MAX_SEED_LINE;
 
 const SEED_ID_MAX = 256;
 const SEED_TEXT_MAX = 64 * 1024;
+
+/** The fields each message type has; any other field makes it not the protocol. */
+const SEED_FIELDS: Record<FromSeed['t'], readonly string[]> = {
+  hello: ['t', 'id', 'pid', 'language', 'level'],
+  ready: ['t', 'id', 'initMs'],
+  failed: ['t', 'id', 'message', 'stack', 'phase'],
+  forked: ['t', 'id', 'pid', 'forkUs'],
+  forkFailed: ['t', 'id', 'message'],
+  exit: ['t', 'id', 'pid', 'code', 'signal', 'timedOut'],
+  stats: ['t', 'id', 'pid', 'children'],
+  slots: ['t', 'id', 'count', 'error'],
+};
 
 /**
  * A message read off a seed link as its type says it is, or the reason it is not. What a
@@ -251,6 +269,8 @@ export function checkFromSeed(x: unknown): { ok: true; m: FromSeed } | { ok: fal
     default:
       return { ok: false, why: `unknown message type ${JSON.stringify(m.t)?.slice(0, 40)}` };
   }
+  const known = SEED_FIELDS[m.t as FromSeed['t']];
+  for (const k of Object.keys(m)) if (!known.includes(k)) return { ok: false, why: `${String(m.t)}: unknown field ${JSON.stringify(k.slice(0, 40))}` };
   return { ok: true, m: m as unknown as FromSeed };
 }
 /**

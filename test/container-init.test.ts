@@ -896,6 +896,9 @@ describe('container-init against the recording ContainerSys', () => {
     expect(r.exec).not.toBeNull();
     expect(r.reads.some((x) => x.call === 'stat' && x.args[0] === '/bin/./sh')).toBe(true);
     inOrder(r.calls, at(r.calls, 'chdir', '/bin'), at(r.calls, 'execve', './sh'));
+    // a relative PATH entry finding it is refused, as Go's LookPath (ErrDot) refuses it for runc
+    const dot = run(planOf((s) => { s.process.cwd = '/bin'; s.process.env = ['PATH=.:/nowhere']; s.process.args = ['sh']; }));
+    expect(dot.status.at(-1)).toMatchObject({ s: 'error', phase: 'lookup', message: 'exec: "sh": cannot run executable found relative to current directory' });
     // not found relative to / (where the lookup looked before: helper-54's oracle sweep)
     const missing = run(planOf((s) => { s.process.cwd = '/'; s.process.args = ['./sh']; }));
     expect(missing.status.at(-1)).toMatchObject({ s: 'error', phase: 'lookup' });

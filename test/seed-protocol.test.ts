@@ -259,6 +259,8 @@ describe('what spored takes from a seed link (a function seed runs untrusted ini
       [{ t: 'forked', id: 'x', pid: -1, forkUs: 1 }, /bad pid/],
       [{ t: 'failed', id: 'x', message: 'm'.repeat(70_000), stack: null }, /bad message/],
       [{ t: 'hello', id: 'x', pid: 1, language: 'ruby', level: 1 }, /bad language/],
+      // a padded message under the count limit carried 1 MiB a line (helper-58)
+      [{ t: 'stats', id: 'x', pid: 1, children: 0, pad: 'a'.repeat(100) }, /stats: unknown field "pad"/],
     ];
     for (const [m, why] of bad) {
       const c = checkFromSeed(m);
@@ -291,5 +293,11 @@ describe('what spored takes from a seed link (a function seed runs untrusted ini
     const flood = await run(Array.from({ length: (MAX_SEED_MESSAGES_PER_SECOND + 5000) / 1000 }, () => Buffer.from(line.repeat(1000))));
     expect(flood.why).toBe(`seed sent over ${MAX_SEED_MESSAGES_PER_SECOND} messages in a second`);
     expect(flood.got).toBe(MAX_SEED_MESSAGES_PER_SECOND);
+    // few messages, many bytes: valid `failed` lines with a stack near the line limit
+    const { MAX_SEED_BYTES_PER_SECOND, MAX_SEED_LINE } = await import('../seeds/protocol.js');
+    const big = Buffer.from(`${JSON.stringify({ t: 'failed', id: 'x', message: 'm', stack: 's'.repeat(MAX_SEED_LINE - 100), phase: 'load' })}\n`);
+    const bytes = await run(Array.from({ length: Math.ceil(MAX_SEED_BYTES_PER_SECOND / big.length) + 2 }, () => big));
+    expect(bytes.why).toBe(`seed sent over ${MAX_SEED_BYTES_PER_SECOND} bytes in a second`);
+    expect(bytes.got).toBeLessThanOrEqual(Math.ceil(MAX_SEED_BYTES_PER_SECOND / big.length));
   });
 });

@@ -1059,8 +1059,9 @@ function homeOf(s: ContainerSys, uid: number): string {
 
 /**
  * PATH lookup with the container's PATH (not the seed's), relative to the new root. Like
- * runc (Go's exec.LookPath): without a PATH, a name without a slash is not found. A relative
- * path (`./server`, a relative PATH entry) is relative to the process's working directory
+ * runc (Go's exec.LookPath): without a PATH, a name without a slash is not found, and one a
+ * relative PATH entry finds is refused (ErrDot). A path with a slash (`./server`) is
+ * relative to the process's working directory
  * `cwd`, as runc's init looks it up after its chdir (WORKDIR /app with CMD ["./server"]); the
  * path is returned as given, for an execve made in that directory.
  */
@@ -1077,10 +1078,16 @@ export function lookPath(file: string, env: string[], s: ContainerSys = realCont
   const pathVar = env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
   for (const dir of pathVar ? pathVar.split(':') : []) {
     const candidate = `${dir || '.'}/${file}`;
+    let found = false;
     try {
       s.access(at(candidate), X_OK);
-      if (s.stat(at(candidate)).isFile()) return candidate;
+      found = s.stat(at(candidate)).isFile();
     } catch { /* next */ }
+    if (!found) continue;
+    // Go's LookPath (runc is built with Go >= 1.19) refuses what a relative PATH entry finds
+    // (ErrDot): the image's working directory would choose the program (helper-58)
+    if (!dir.startsWith('/')) throw new ExecLookupError(2, `exec: ${JSON.stringify(file)}: cannot run executable found relative to current directory`);
+    return candidate;
   }
   throw new ExecLookupError(2, `exec: ${JSON.stringify(file)}: executable file not found in $PATH`);
 }

@@ -118,6 +118,8 @@ export const CASES: Case[] = [
     run('-d --cwd /bin', '{c2} /bin/sleep 1000'),
     exec('--exec-id e1 --cwd /bin', '{c2} ./echo exec-from-bin'),
     run('--rm', '{c3} ./echo not-here', { check: ['code', 'class'] }),
+    // ...but a program a relative PATH entry finds is refused (Go's ErrDot, runc)
+    runSpec('--rm', '{c4}', ['echo', 'dot'], (s) => { s.process.cwd = '/bin'; s.process.env = ['PATH=.:/nowhere']; }, { check: ['code', 'class'] }),
   ]),
   kase('kill -a of a paused task: SIGTERM waits for resume, SIGKILL ends it; rm -f of a paused task; kill -a of a stopped one', [
     run('-d', '{c} /bin/sleep 1000'),
