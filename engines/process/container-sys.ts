@@ -178,37 +178,9 @@ export const realContainerSys: ContainerSys = {
   unshare: (flags) => sys.unshare(flags),
   setns: (fd, nstype) => sys.setns(fd, nstype),
   mount: (source, target, fstype, flags, data) => sys.mount(source, target, fstype, flags, data),
-  mountInRoot: (root, source, target, fstype, flags, data) => {
-    if (target !== root && !target.startsWith(`${root}/`)) throw new SyscallError('mount', EINVAL, `${target} is not below ${root}`);
-    const rootFd = sys.open(root, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
-    let fd: number;
-    try {
-      fd = sys.openat2(rootFd, target === root ? '.' : target.slice(root.length + 1), sys.O.PATH | sys.O.CLOEXEC, IN_ROOT);
-    } finally {
-      sys.close(rootFd);
-    }
-    try {
-      sys.mount(source, `/proc/self/fd/${fd}`, fstype, flags, data);
-    } finally {
-      sys.close(fd);
-    }
-  },
+  mountInRoot: (root, source, target, fstype, flags, data) => atPathInRoot('mount', root, target, (at) => sys.mount(source, at, fstype, flags, data)),
   umount2: (target, flags) => sys.umount2(target, flags),
-  mountSetattrInRoot: (root, target, set, clr) => {
-    if (target !== root && !target.startsWith(`${root}/`)) throw new SyscallError('mount_setattr', EINVAL, `${target} is not below ${root}`);
-    const rootFd = sys.open(root, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
-    let fd: number;
-    try {
-      fd = sys.openat2(rootFd, target === root ? '.' : target.slice(root.length + 1), sys.O.PATH | sys.O.CLOEXEC, IN_ROOT);
-    } finally {
-      sys.close(rootFd);
-    }
-    try {
-      sys.mountSetattrRecursive(`/proc/self/fd/${fd}`, set, clr);
-    } finally {
-      sys.close(fd);
-    }
-  },
+  mountSetattrInRoot: (root, target, set, clr) => atPathInRoot('mount_setattr', root, target, (at) => sys.mountSetattrRecursive(at, set, clr)),
   pivotRoot: (newRoot, putOld) => sys.pivotRoot(newRoot, putOld),
   chdir: (path) => sys.chdir(path),
   sethostname: (name) => sys.sethostname(name),
@@ -383,6 +355,28 @@ export interface RecordingOptions {
  * would report and exit(127)), so nothing after the first exit is recorded and the test
  * sees the code that process would have ended with.
  */
+/**
+ * `fn` with `target` (a path below `root`) resolved inside `root` as the kernel resolves it
+ * there (openat2 RESOLVE_IN_ROOT: a symlink in the image cannot lead out), given as
+ * /proc/self/fd/<fd> of an O_PATH handle. `syscall` names the call in the error for a target
+ * outside `root`.
+ */
+function atPathInRoot(syscall: string, root: string, target: string, fn: (at: string) => void): void {
+  if (target !== root && !target.startsWith(`${root}/`)) throw new SyscallError(syscall, EINVAL, `${target} is not below ${root}`);
+  const rootFd = sys.open(root, sys.O.PATH | sys.O.DIRECTORY | sys.O.CLOEXEC);
+  let fd: number;
+  try {
+    fd = sys.openat2(rootFd, target === root ? '.' : target.slice(root.length + 1), sys.O.PATH | sys.O.CLOEXEC, IN_ROOT);
+  } finally {
+    sys.close(rootFd);
+  }
+  try {
+    fn(`/proc/self/fd/${fd}`);
+  } finally {
+    sys.close(fd);
+  }
+}
+
 /**
  * mkdir -p in one pass, parent first only when needed. Not node's recursive mkdirSync: where a
  * parent exists but cannot hold the child (a path inside /proc: mkdir says ENOENT) it retries
