@@ -569,9 +569,8 @@ export class TaskManager {
     };
   }
 
-  /** Write the container's record again (after any change a restarted spored must know). */
   /**
-   * Write the container's record. `strict`: the RPC that made the change fails when the record
+   * Write the container's record again (after any change a restarted spored must know). `strict`: the RPC that made the change fails when the record
    * cannot be written (a full run dir), and the caller undoes the change: answered OK, an exec
    * or a pause was lost at the next crash (the exec's processes orphaned, a frozen container
    * restored as running: helper-56). Otherwise a failure is logged.
