@@ -92,7 +92,8 @@ function checkInit(plan: InitPlan): void {
   if (!Array.isArray(plan.mounts)) bad('mounts', plan.mounts);
   plan.mounts.forEach((m, i) => checkMount(m, `mounts[${i}]`));
   for (const [i, d] of plan.devices.entries()) {
-    if (!isStr(d.path) || !d.path.startsWith('/dev/')) bad(`devices[${i}].path`, d.path);
+    // anywhere in the container's root, as runc makes them (resolved in it: secureJoin), never the root itself
+    if (!isStr(d.path) || !d.path.startsWith('/') || d.path.replace(/\/+/g, '/').replace(/\/$/, '') === '') bad(`devices[${i}].path`, d.path);
     if (!['c', 'b', 'p'].includes(d.type)) bad(`devices[${i}].type`, d.type);
     for (const k of ['major', 'minor', 'mode', 'uid', 'gid'] as const) if (!isUint32(d[k])) bad(`devices[${i}].${k}`, d[k]);
   }
