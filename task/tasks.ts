@@ -979,35 +979,34 @@ export class TaskManager {
 
   // --- Pause / Resume / Stats / Update / Pids ---------------------------------------
   pause(ns: string, id: string): void {
-    const c = this.get(ns, id);
-    const why = refusal(INIT_OPS, c.init.status, 'pause');
-    if (why) throw runcError(why);
-    freeze(c.cgroup);
-    this.moveTo(c.init, 'paused');
-    try {
-      this.persist(c, true);
-    } catch (e) {
-      thaw(c.cgroup);
-      this.moveTo(c.init, 'running');
-      throw e;
-    }
-    this.o.events.paused(c, true);
+    this.setFrozen(ns, id, true);
   }
 
   resume(ns: string, id: string): void {
+    this.setFrozen(ns, id, false);
+  }
+
+  /**
+   * Pause (freeze) or resume (thaw) a container's cgroup, as runc's shim allows it by the
+   * init's state. The new state is recorded before it is answered; a record that cannot be
+   * written undoes the change and fails the call (persist, strict).
+   */
+  private setFrozen(ns: string, id: string, frozen: boolean): void {
     const c = this.get(ns, id);
-    const why = refusal(INIT_OPS, c.init.status, 'resume');
+    const why = refusal(INIT_OPS, c.init.status, frozen ? 'pause' : 'resume');
     if (why) throw runcError(why);
-    thaw(c.cgroup);
-    this.moveTo(c.init, 'running');
+    const apply = (on: boolean): void => {
+      if (on) freeze(c.cgroup); else thaw(c.cgroup);
+      this.moveTo(c.init, on ? 'paused' : 'running');
+    };
+    apply(frozen);
     try {
       this.persist(c, true);
     } catch (e) {
-      freeze(c.cgroup);
-      this.moveTo(c.init, 'paused');
+      apply(!frozen);
       throw e;
     }
-    this.o.events.paused(c, false);
+    this.o.events.paused(c, frozen);
   }
 
   stats(ns: string, id: string): CgroupStats {
