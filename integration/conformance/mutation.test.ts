@@ -80,3 +80,23 @@ describe('conformance: which differences take spore\'s trace again', () => {
     for (const d of other) expect(d.length > 0 && d.every(isLostRunOutput), d.join('; ')).toBe(false);
   });
 });
+
+describe('conformance: event order', () => {
+  const ev = (rt: Trace['rt'], events: string[]): Trace => ({ rt, events, steps: [] });
+  const runcOrder = ['{c} /containers/create', '{c} /tasks/start', '{c2} /containers/create', '{c2} /tasks/start'];
+  // spore's forwarded /tasks/start of {c} arriving after containerd's own /containers/create of {c2}
+  const interleaved = ['{c} /containers/create', '{c2} /containers/create', '{c} /tasks/start', '{c2} /tasks/start'];
+  const swappedInOne = ['{c} /tasks/start', '{c} /containers/create', '{c2} /containers/create', '{c2} /tasks/start'];
+
+  it('by default two containers\' events may interleave, but each container\'s own order must hold', () => {
+    const k = kase('two', []);
+    expect(diffTraces(k, ev('runc', runcOrder), ev('spore', interleaved)).diffs).toEqual([]);
+    expect(diffTraces(k, ev('runc', runcOrder), ev('spore', swappedInOne)).diffs).toHaveLength(1);
+    expect(diffTraces(k, ev('runc', runcOrder), ev('spore', runcOrder.slice(0, 3))).diffs).toHaveLength(1);
+  });
+
+  it("'ordered' holds the whole sequence, 'unordered' only the multiset", () => {
+    expect(diffTraces(kase('o', [], { events: 'ordered' }), ev('runc', runcOrder), ev('spore', interleaved)).diffs).toHaveLength(1);
+    expect(diffTraces(kase('u', [], { events: 'unordered' }), ev('runc', runcOrder), ev('spore', swappedInOne)).diffs).toEqual([]);
+  });
+});
