@@ -689,6 +689,21 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
   }
 }
 /**
+ * Whether a pipe's write end `fd` still has a reader: poll(2) with a zero timeout; a pipe
+ * whose read ends are all closed reports POLLERR to its writers (Linux fs/pipe.c pipe_poll).
+ * Nothing is written. Throws SyscallError.
+ */
+export function pipeHasReader(fd: number): boolean {
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(4 /* POLLOUT */, 4);
+  for (;;) {
+    const n = c.poll(pfd, 1, 0);
+    if (n >= 0) return (pfd.readInt16LE(6) & 8 /* POLLERR */) === 0;
+    if (koffi.errno() !== EINTR) throw new SyscallError('poll', koffi.errno());
+  }
+}
+/**
  * pidfd_getfd(2): a duplicate, in this process and close-on-exec, of fd `targetFd` of the
  * process `pidfd` refers to. Needs ptrace access to it (root here). How the keeper takes
  * custody of spored's stdio fds, and a restarted spored takes them back.

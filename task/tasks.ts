@@ -4,7 +4,7 @@
 import { existsSync, fstatSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
-import { AlreadyExists, Cancelled, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, SporeError } from '../sys/errors.js';
+import { AlreadyExists, Cancelled, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, SporeError, Unavailable } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
 import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
@@ -20,6 +20,7 @@ import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
 import { findTombstones, pruneTombstones, readAllRecords, removeCreating, removeRecord, removeTombstone, takeAllCreating, writeCreating, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
 import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
+import { HeldStart, parkSetupPipes, releaseSetupPipes } from './held-start.js';
 import { processStartTime } from '../sys/proc.js';
 import { PodRegistry } from './pods.js';
 import { EXEC_MOVES, EXEC_OPS, INIT_MOVES, INIT_OPS, move, refusal, type ExecStatus, type ProcStatus } from './states.js';
@@ -158,6 +159,15 @@ const TEST_MUTATION = process.env.SPORE_TEST_MUTATION ?? '';
 const TEST_HOLD_SPAWNED_MS = Number(process.env.SPORE_TEST_HOLD_SPAWNED_MS ?? 0) || 0;
 /** Test-only, the same for an exec the seed has started whose Start is not yet answered. */
 const TEST_HOLD_STARTED_MS = Number(process.env.SPORE_TEST_HOLD_STARTED_MS ?? 0) || 0;
+/** Test-only: hold an init's Start this long before it goes to the seed (integration/seed-death.test.ts kills the seed meanwhile). */
+const TEST_HOLD_START_MS = Number(process.env.SPORE_TEST_HOLD_START_MS ?? 0) || 0;
+
+/**
+ * An init's Start that failed because its root seed died, while the set-up process waits on
+ * the pipes the keeper holds (held-start.ts): the next spored starts it. The daemon leaves
+ * such a Start unanswered (the keeper sends it again), as it leaves a Create.
+ */
+export class StartLeftForNext extends Unavailable {}
 function holdForTest(log: Logger, k: string, when: 'spawned' | 'started' = 'spawned'): Promise<void> | undefined {
   const ms = when === 'spawned' ? TEST_HOLD_SPAWNED_MS : TEST_HOLD_STARTED_MS;
   if (ms <= 0) return undefined;
@@ -197,6 +207,10 @@ export class TaskManager {
    */
   private readonly unclaimed = new Map<number, { status: number; exitSeq: number; at: number | undefined }>();
   private readonly waiters = new Map<ProcState, (() => void)[]>();
+  /** created inits whose root seed died: their start and status pipes, taken back from the keeper (held-start.ts) */
+  private readonly heldStarts = new Map<ProcState, HeldStart>();
+  /** created inits whose pipes this spored parked with the keeper */
+  private readonly parkedStarts = new Set<ProcState>();
   private readonly consoles = new Map<ProcState, Console>();
   private readonly ios = new Map<ProcState, ProcessIO>();
   /** processes whose CloseIO came before their stdio was open (an exec's Start in progress) */
@@ -488,7 +502,17 @@ export class TaskManager {
       this.releaseHeldStdio(key(ns, id));
       // the keeper has what carries its stdio before Create is answered (a kill -9 right
       // after an answered Create lost a file:// log's output: its relay was never parked)
-      await Promise.all([pio.parked(), console?.parked]);
+      // and what lets it outlive the root seed until Start (held-start.ts); without it (an
+      // older seed, the seed gone meanwhile) it waits on the seed alone, as before
+      const initCustody = this.custodyOf(ns, id, '');
+      let startParked = false;
+      const pipesParked = initCustody && spawned.pipes
+        ? parkSetupPipes(this.o.seed.pid, spawned.pipes, initCustody).then(() => { startParked = true; }, (e: unknown) => {
+          this.o.log.warn({ id, ns, err: (e as Error).message }, 'the keeper did not take the start pipe; the container waits on the root seed alone until Start');
+        })
+        : undefined;
+      if (initCustody && spawned.pipes) undo.push(() => { if (!this.leavingForNext) releaseSetupPipes(initCustody); });
+      await Promise.all([pio.parked(), console?.parked, pipesParked]);
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
         namespaces: plan.namespaces,
@@ -498,6 +522,7 @@ export class TaskManager {
         ...(ownsPidNs(plan.namespaces) ? { pidNs: pidNsOf(spawned.pid) ?? undefined } : {}),
       };
       if (console) this.consoles.set(c.init, console);
+      if (startParked) this.parkedStarts.add(c.init);
       this.ios.set(c.init, pio);
       this.containers.set(key(ns, id), c);
       this.byPid.set(spawned.pid, { c, p: c.init });
@@ -607,7 +632,7 @@ export class TaskManager {
     this.starting.set(p, null);
     try {
       if (!execId) {
-        await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id)));
+        await this.settleOnFailure(p, this.startInit(c, p));
         this.consoles.get(p)?.attached();
         if (c.hooks && c.hooks.poststart.length > 0) await this.poststart(c, p);
       } else {
@@ -626,6 +651,50 @@ export class TaskManager {
     this.o.events.started(c, p);
     this.afterStart(p);
     return p;
+  }
+
+  /**
+   * An init's Start: through the root seed that set it up, or, that seed gone, through its
+   * pipes taken back from the keeper (held-start.ts). The keeper lets go of them after.
+   */
+  private async startInit(c: ContainerState, p: ProcState): Promise<number> {
+    const held = this.heldStarts.get(p);
+    if (TEST_HOLD_START_MS > 0) {
+      this.o.log.warn({ id: c.id, ns: c.namespace, ms: TEST_HOLD_START_MS }, 'test hold: an init\'s Start, before the seed is asked');
+      await new Promise((r) => setTimeout(r, TEST_HOLD_START_MS));
+    }
+    let leftForNext = false;
+    try {
+      if (!held) {
+        try {
+          return await this.o.seed.startProcess(key(c.namespace, c.id));
+        } catch (e) {
+          // the seed died: one whose pipes the keeper holds still waits for the next spored
+          if (this.leavingForNext && this.parkedStarts.has(p)) {
+            leftForNext = true;
+            throw new StartLeftForNext(`the root seed died during this Start; the next spored starts the container (${(e as Error).message})`);
+          }
+          throw e;
+        }
+      }
+      const failure = await held.begin();
+      if (failure) this.o.log.warn({ id: c.id, ns: c.namespace, hostPid: p.pid }, `the container's program did not start: ${failure}`);
+      return p.pid;
+    } finally {
+      if (!leftForNext) this.releaseStart(c, p);
+    }
+  }
+
+  /** The keeper lets go of a created init's pipes (it started, or is being deleted). */
+  private releaseStart(c: ContainerState, p: ProcState): void {
+    const held = this.heldStarts.get(p);
+    this.heldStarts.delete(p);
+    this.parkedStarts.delete(p);
+    if (held) held.release();
+    else {
+      const custody = this.custodyOf(c.namespace, c.id, '');
+      if (custody) releaseSetupPipes(custody);
+    }
   }
 
   /**
@@ -784,7 +853,8 @@ export class TaskManager {
     try {
       await op;
     } catch (e) {
-      if (p.status !== 'stopped' && p.pid) {
+      // (left for the next spored: the process waits on, it does not end)
+      if (p.status !== 'stopped' && p.pid && !(e instanceof StartLeftForNext)) {
         const done = new Promise<void>((resolve) => {
           const list = this.waiters.get(p) ?? [];
           list.push(resolve);
@@ -916,8 +986,10 @@ export class TaskManager {
     const why = refusal(INIT_OPS, p.status, 'delete');
     if (why) throw runcError(why);
     if (p.status === 'created') {
-      // Never started: the child is parked waiting for Start. Kill it and collect it.
-      await this.o.seed.abort(key(ns, id));
+      // Never started: the child is parked waiting for Start. Kill it and collect it. (One
+      // whose seed died waits on the pipes the keeper holds: no seed knows it.)
+      if (this.heldStarts.has(p)) { if (this.alive(p)) { try { sys.kill(p.pid, 9); } catch { /* gone */ } } } else await this.o.seed.abort(key(ns, id));
+      this.releaseStart(c, p);
       await this.wait(ns, id, '');
     }
     for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
@@ -1155,7 +1227,7 @@ export class TaskManager {
       const c: ContainerState = {
         id: rec.id, namespace: ns, bundle: rec.bundle, rootfs: rec.rootfs, rootfsMounted: rec.rootfsMounted, cgroup: rec.cgroup,
         madeParents: rec.madeParents ?? [], pod: rec.pod ?? null, namespaces: rec.namespaces ?? [],
-        init: this.procFromRecord(rec.init, waiting, key(ns, rec.id)),
+        init: this.procFromRecord(rec.init, waiting, key(ns, rec.id), this.heldStartOf(rec.init, ns, rec.id, waiting)),
         execs: new Map(), createdAt: new Date(rec.createdAt), timings: { restored: true }, hooks: rec.hooks ?? null,
         ...(rec.pidNs ? { pidNs: rec.pidNs } : {}),
       };
@@ -1200,7 +1272,22 @@ export class TaskManager {
     return { restored, abort, bad: bad.map((b) => `${b.path}: ${b.error}`) };
   }
 
-  private procFromRecord(r: ProcRecord, waiting: Map<string, number>, k: string): ProcState {
+  /**
+   * A created init the root seed no longer holds (it died) but whose pipes the keeper does,
+   * still waiting on them: its start is taken back (held-start.ts). Pipes left for any other
+   * (it started, or ended) are let go of.
+   */
+  private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>): HeldStart | null {
+    const custody = this.custodyOf(ns, id, '');
+    if (!custody || waiting.has(key(ns, id))) return null;
+    const held = HeldStart.reclaim(custody);
+    if (!held) return null;
+    if (r.status === 'created' && held.waiting()) return held;
+    held.release();
+    return null;
+  }
+
+  private procFromRecord(r: ProcRecord, waiting: Map<string, number>, k: string, heldStart: HeldStart | null = null): ProcState {
     const p: ProcState = {
       execId: r.execId, pid: r.pid, pidStartTime: r.pidStartTime, status: r.status, exitStatus: r.exitStatus,
       exitedAt: r.exitedAt ? new Date(r.exitedAt) : null, stdio: r.stdio, terminal: r.terminal, spec: r.spec,
@@ -1210,8 +1297,12 @@ export class TaskManager {
     // an exec registered but not spawned when spored died, now held by the seed: adopt its pid
     const held = waiting.get(k);
     if (held !== undefined && p.pid === 0) { p.pid = held; p.pidStartTime = processStartTime(held); }
+    // waiting for Start on the pipes the keeper holds (its root seed died)
+    if (heldStart) {
+      if (this.alive(p)) this.heldStarts.set(p, heldStart);
+      else heldStart.release();
     // spawned and started, but spored died before it recorded the start
-    if (p.status === 'created' && held === undefined && p.pid > 0 && this.alive(p)) p.status = 'running';
+    } else if (p.status === 'created' && held === undefined && p.pid > 0 && this.alive(p)) p.status = 'running';
     return p;
   }
 

@@ -209,7 +209,17 @@ export interface ExitReport { pid: number; status: number; exitSeq: number; at: 
 
 // --- replies and events (seed -> spored) --------------------------------------------
 export type SeedReply =
-  | { type: 'reply'; seq: number; ok: true; pid?: number; warnings?: string[]; timings?: Record<string, number>; /** spawn: the pty master's fd in the child (CONSOLE_INSIDE) */ console?: number }
+  | {
+    type: 'reply'; seq: number; ok: true; pid?: number; warnings?: string[]; timings?: Record<string, number>;
+    /** spawn: the pty master's fd in the child (CONSOLE_INSIDE) */
+    console?: number;
+    /**
+     * spawn ('held-start'): the seed's own fd numbers of the sandbox's start pipe (write end)
+     * and status pipe (read end), for spored to take duplicates of (pidfd_getfd) and give the
+     * keeper, so that a sandbox waiting for Start outlives this seed (task/held-start.ts)
+     */
+    pipes?: { start: number; status: number };
+  }
   | { type: 'reply'; seq: number; ok: false; error: string; phase: string; errno?: number }
   | ({ type: 'exit' } & ExitReport)
   /**
@@ -236,11 +246,12 @@ export type SeedReply =
  * a plan's OCI hooks, and the seed relays `hooks` and takes `resume`. 'userns': a child makes
  * a plan's user namespace and the seed writes its id maps. 'late-cgroup-mount': a child with
  * a late cgroup (plan.lateCgroup) takes the join before it mounts the cgroup hierarchy (an
- * older one would bind cgroup dirs that may not exist yet). A root seed outlives
+ * older one would bind cgroup dirs that may not exist yet). 'held-start': a spawn's reply names
+its start and status pipes' fds (`pipes`). A root seed outlives
  * spored upgrades; one that predates a feature runs old child code, which would ignore the
  * plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount'] as const;
+export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =

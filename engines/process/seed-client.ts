@@ -26,7 +26,11 @@ export interface SpawnEvents {
   hooks?: (pid: number) => void;
 }
 
-export interface SpawnResult { pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number; console?: number }
+export interface SpawnResult {
+  pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number; console?: number;
+  /** the seed's fds of the sandbox's start and status pipes (protocol.ts, 'held-start') */
+  pipes?: { start: number; status: number };
+}
 
 export class SeedError extends FailedPrecondition {
   constructor(readonly phase: string, message: string, readonly errno?: number) {
@@ -241,7 +245,9 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     }
     const r = await this.request({ op: 'spawn', key, plan }, on);
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
-    return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq, ...(typeof r.console === 'number' ? { console: r.console } : {}) };
+    return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq, ...(typeof r.console === 'number' ? { console: r.console } : {}),
+      ...(r.pipes && Number.isInteger(r.pipes.start) && Number.isInteger(r.pipes.status) ? { pipes: { start: r.pipes.start, status: r.pipes.status } } : {}),
+    };
   }
 
   /** Let a spawned sandbox exec its process; resolves once execve succeeded. */

@@ -234,7 +234,12 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
     const { planAt, ...marks } = st.t;
     // a shell's wake-up: from the plan's write to its read (one clock: the shell is a fork of this process)
     if (shell && planAt !== undefined) marks.wakeMs = planAt - handoffAt;
-    reply({ type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...marks, readyMs: performance.now() - t0 }, ...(typeof st.console === 'number' ? { console: st.console } : {}) });
+    const statusFd = fdOf(p.status)[0];
+    reply({
+      type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...marks, readyMs: performance.now() - t0 },
+      ...(typeof st.console === 'number' ? { console: st.console } : {}),
+      ...(p.startW >= 0 && statusFd !== undefined ? { pipes: { start: p.startW, status: statusFd } } : {}),
+    });
     return;
   }
   drop(key, p);

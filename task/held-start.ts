@@ -1,0 +1,106 @@
+// A created container's start, held outside its root seed. Between Create and Start a
+// container's set-up process waits for one byte on its start pipe; the root seed holds the
+// pipe's write end and reads the process's status pipe. Held by the seed alone, the seed's
+// death (kill -9, the OOM killer) ended every created container: EOF on the start pipe is
+// the set-up process's "abort" (container-init.ts runChild). Under a keeper, spored takes
+// duplicates of both from the seed at Create (pidfd_getfd; the seed names its fds:
+// protocol.ts 'held-start') and parks them with the keeper: the pipe keeps a writer, the
+// container keeps waiting, and the next spored starts it itself, as the seed's `start` does
+// (seed-main.ts): one byte on the start pipe, then the status pipe's EOF (it is close-on-exec:
+// EOF means execve happened).
+import net from 'node:net';
+import { onJsonLines } from '../engines/process/lines.js';
+import type { ChildStatus } from '../engines/process/protocol.js';
+import * as sys from '../sys/libc.js';
+import type { ProcessCustody } from './custody.js';
+
+/** custody roles (custodyKey's last part) of the two pipes */
+const START = 'start';
+const STATUS = 'status';
+
+/**
+ * Park duplicates of a sandbox's start pipe (write end) and status pipe (read end), fds
+ * `pipes.start` and `pipes.status` of the root seed `seedPid`, with the keeper. Resolves once
+ * the keeper has them; rejects when they cannot be taken from the seed (it died: the Create
+ * fails anyway). Nothing is left open in spored.
+ */
+export async function parkSetupPipes(seedPid: number, pipes: { start: number; status: number }, custody: ProcessCustody): Promise<void> {
+  const pidfd = sys.pidfdOpen(seedPid);
+  const taken: number[] = [];
+  try {
+    taken.push(sys.pidfdGetfd(pidfd, pipes.start), sys.pidfdGetfd(pidfd, pipes.status));
+    // (the custodian duplicates at once: ours may close before it acknowledges)
+    const parked = Promise.all([custody.park(START, taken[0] as number), custody.park(STATUS, taken[1] as number)]);
+    for (const fd of taken.splice(0)) sys.close(fd);
+    await parked;
+  } finally {
+    for (const fd of taken) sys.close(fd);
+    sys.close(pidfd);
+  }
+}
+
+/** The keeper lets go of a sandbox's pipes (after its Start, or its Delete); nothing if it holds none. */
+export function releaseSetupPipes(custody: ProcessCustody): void {
+  custody.release(START);
+  custody.release(STATUS);
+}
+
+/** A created container's pipes taken back from the keeper by a later spored. */
+export class HeldStart {
+  private constructor(private start: number, private status: number, private readonly custody: ProcessCustody) {}
+
+  /** Both pipes from the keeper (duplicates in this process, close-on-exec); null unless it holds both. */
+  static reclaim(custody: ProcessCustody): HeldStart | null {
+    const start = custody.reclaim(START);
+    const status = custody.reclaim(STATUS);
+    if (start !== null && status !== null) return new HeldStart(start, status, custody);
+    if (start !== null) sys.close(start);
+    if (status !== null) sys.close(status);
+    return null;
+  }
+
+  /**
+   * Whether the set-up process still waits on the start pipe: it holds the only read end, and
+   * closes it when it starts (or dies). False: it started already (an earlier spored started
+   * it and died before recording so) or it is gone.
+   */
+  waiting(): boolean {
+    return this.start >= 0 && sys.pipeHasReader(this.start);
+  }
+
+  /**
+   * Start it: one byte on the start pipe, then wait for the status pipe's end (execve). What
+   * fails after the byte (the program cannot be executed) is the process's exit status, and
+   * the reason it wrote is returned (null: none), as the seed's start reports it. Rejects when
+   * nobody reads the start pipe any more (EPIPE: the process is gone).
+   */
+  async begin(): Promise<string | null> {
+    if (this.start < 0 || this.status < 0) throw new Error('this start was released');
+    try {
+      sys.write(this.start, Buffer.from([1]));
+    } finally {
+      sys.close(this.start);
+      this.start = -1;
+    }
+    const fd = this.status;
+    this.status = -1;
+    const sock = new net.Socket({ fd, readable: true, writable: false });
+    let failure: string | null = null;
+    onJsonLines<ChildStatus>(sock, (m) => { if (m.s === 'error') failure = `${m.phase}: ${m.message}`; });
+    await new Promise<void>((resolve) => {
+      sock.on('end', resolve);
+      sock.on('error', () => resolve());
+      sock.on('close', () => resolve());
+    });
+    sock.destroy();
+    return failure;
+  }
+
+  /** Close what this process holds and let the keeper go of both pipes. */
+  release(): void {
+    if (this.start >= 0) sys.close(this.start);
+    if (this.status >= 0) sys.close(this.status);
+    this.start = this.status = -1;
+    releaseSetupPipes(this.custody);
+  }
+}

@@ -1,0 +1,93 @@
+// A created container's start pipe and status pipe held by the keeper (task/held-start.ts),
+// with a custodian that keeps duplicates in this process: parked, taken back, probed, used to
+// start, let go of. Real pipes and pidfd_getfd; the set-up process is played by this test.
+import { readdirSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ProcessCustody, type FdCustody } from '../task/custody.js';
+import { HeldStart, parkSetupPipes } from '../task/held-start.js';
+import * as sys from '../sys/libc.js';
+
+class DupCustody implements FdCustody {
+  readonly held = new Map<string, number>();
+  park(key: string, fd: number): Promise<void> {
+    const dup = sys.dupFd(fd); // at once, as the keeper link's
+    return Promise.resolve().then(() => { this.release(key); this.held.set(key, dup); });
+  }
+  open(): Promise<number> { return Promise.reject(new Error('not used')); }
+  release(key: string): void { const fd = this.held.get(key); if (fd !== undefined) sys.close(fd); this.held.delete(key); }
+  keys(): string[] { return [...this.held.keys()]; }
+  reclaim(key: string): number | null { const fd = this.held.get(key); return fd === undefined ? null : sys.dupFd(fd); }
+  heldAs(key: string): number | undefined { return this.held.get(key); }
+}
+
+const open: number[] = [];
+const pipe = (): [number, number] => { const p = sys.pipe(); open.push(...p); return p; };
+afterEach(() => { for (const fd of open.splice(0)) sys.close(fd); });
+
+async function parked(): Promise<{ custody: DupCustody; startR: number; statusW: number }> {
+  const custody = new DupCustody();
+  const [startR, startW] = pipe();
+  const [statusR, statusW] = pipe();
+  await parkSetupPipes(process.pid, { start: startW, status: statusR }, new ProcessCustody(custody, 'ns', 'c1', ''));
+  // the seed's own ends go (its death)
+  sys.close(startW); sys.close(statusR);
+  open.splice(open.indexOf(startW), 1); open.splice(open.indexOf(statusR), 1);
+  return { custody, startR, statusW };
+}
+
+describe('held start', () => {
+  it('parks both pipes under the init\'s keys and leaves nothing open here', async () => {
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const n = fds();
+    const { custody } = await parked();
+    expect(custody.keys().sort()).toEqual(['ns/c1/init/start', 'ns/c1/init/status']);
+    // this test's two remaining pipe ends and the custodian's two duplicates: no pidfd, no copy
+    expect(fds() - n).toBe(4);
+  });
+
+  it('a waiting process is started with one byte, and Start ends at the status pipe\'s EOF (execve)', async () => {
+    const { custody, startR, statusW } = await parked();
+    const held = HeldStart.reclaim(new ProcessCustody(custody, 'ns', 'c1', ''));
+    expect(held).not.toBeNull();
+    expect(held!.waiting()).toBe(true);
+    let ended = false;
+    const begun = held!.begin().then((r) => { ended = true; return r; });
+    expect([...sys.read(startR, 1)]).toEqual([1]);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(ended).toBe(false); // not before the exec
+    sys.close(statusW); open.splice(open.indexOf(statusW), 1);
+    expect(await begun).toBeNull();
+    held!.release();
+    expect(custody.keys()).toEqual([]);
+  });
+
+  it('what the process reports failing after the byte is returned', async () => {
+    const { custody, startR, statusW } = await parked();
+    const held = HeldStart.reclaim(new ProcessCustody(custody, 'ns', 'c1', ''))!;
+    const begun = held.begin();
+    sys.read(startR, 1);
+    sys.write(statusW, Buffer.from(JSON.stringify({ s: 'error', phase: 'exec', message: 'no such file' }) + '\n'));
+    sys.close(statusW); open.splice(open.indexOf(statusW), 1);
+    expect(await begun).toBe('exec: no such file');
+    held.release();
+  });
+
+  it('a process that no longer reads the start pipe (started, or gone) is not waiting, and cannot be started', async () => {
+    const { custody, startR } = await parked();
+    sys.close(startR); open.splice(open.indexOf(startR), 1);
+    const held = HeldStart.reclaim(new ProcessCustody(custody, 'ns', 'c1', ''))!;
+    expect(held.waiting()).toBe(false);
+    await expect(held.begin()).rejects.toThrow(/EPIPE/);
+    held.release();
+    expect(custody.keys()).toEqual([]);
+  });
+
+  it('nothing to take back unless both pipes are held', async () => {
+    const custody = new DupCustody();
+    const [, w] = pipe();
+    await custody.park('ns/c1/init/start', w);
+    expect(HeldStart.reclaim(new ProcessCustody(custody, 'ns', 'c1', ''))).toBeNull();
+    expect(HeldStart.reclaim(new ProcessCustody(custody, 'ns', 'other', ''))).toBeNull();
+    custody.release('ns/c1/init/start');
+  });
+});
