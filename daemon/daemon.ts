@@ -13,7 +13,7 @@ import { watchFavorDynmods } from '../pools/favordynmods.js';
 import type { DaemonConfig } from './config.js';
 import { EventForwarder, TOPIC } from './events.js';
 import { SeedClient } from '../engines/process/seed-client.js';
-import { StartLeftForNext, TaskManager, type TaskEvents } from '../task/tasks.js';
+import { LeftForNext, TaskManager, type TaskEvents } from '../task/tasks.js';
 import { taskService } from '../task/service.js';
 import { TtrpcServer } from '../protocols/ttrpc/server.js';
 import type { ServiceImplementationFor } from '../protocols/ttrpc/server.js';
@@ -231,12 +231,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     // the root seed is gone and this spored is restarting itself for a new one: a Create or
     // an Exec (which only registers) that failed meanwhile goes to the next spored (the keeper
     // sends it again), as after a crash; it was undone, so it runs there from the start. A
-    // Start only when its set-up process waits on pipes the keeper holds (StartLeftForNext):
+    // Start only when its set-up process waits on pipes the keeper holds (LeftForNext):
     // otherwise it ended with the seed (as an abort, status 0), and the next spored would
     // report that as the program's exit
     leaveUnanswered: (err, call) => {
-      if (seedUp || !keeper) return false;
-      if (!(err instanceof StartLeftForNext) && call.method !== 'Create' && call.method !== 'Exec') return false;
+      if (!keeper) return false;
+      // (known to the call before the seed's link has said so)
+      if (!(err instanceof LeftForNext) && (seedUp || (call.method !== 'Create' && call.method !== 'Exec'))) return false;
       log.warn({ method: call.method, err: (err as Error).message }, 'a call failed while the process seed is gone; left for the next spored');
       return true;
     },

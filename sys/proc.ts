@@ -25,6 +25,12 @@ export function processStartTime(pid: number): number | null {
   return Number.isFinite(v) ? v : null;
 }
 
+/** Whether `pid` is a process that has not exited: false for none, a zombie (stat state Z) or one exiting (X). */
+export function processRunning(pid: number): boolean {
+  const state = statFields(pid)?.[0]; // field 3
+  return state !== undefined && state !== 'Z' && state !== 'X';
+}
+
 /** Parent pid and start time of `pid` (proc(5) stat fields 4 and 22) in one read, or null when no such process exists. */
 export function parentAndStart(pid: number): { ppid: number; startTicks: number } | null {
   const f = statFields(pid);

@@ -71,4 +71,9 @@ export class ProcessCustody {
   reclaim(role: string): number | null {
     return this.custody.reclaim(custodyKey(this.ns, this.id, this.execId, role));
   }
+
+  /** Whether the holder has something under `role` from before this spored started (FdCustody.heldAs). */
+  holds(role: string): boolean {
+    return this.custody.heldAs(custodyKey(this.ns, this.id, this.execId, role)) !== undefined;
+  }
 }

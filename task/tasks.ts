@@ -21,7 +21,7 @@ import { ProcessIO, type StdioRequest } from './stdio.js';
 import { findTombstones, pruneTombstones, readAllRecords, removeCreating, removeRecord, removeTombstone, takeAllCreating, writeCreating, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
 import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
 import { HeldStart, parkSetupPipes, releaseSetupPipes } from './held-start.js';
-import { processStartTime } from '../sys/proc.js';
+import { processRunning, processStartTime } from '../sys/proc.js';
 import { PodRegistry } from './pods.js';
 import { EXEC_MOVES, EXEC_OPS, INIT_MOVES, INIT_OPS, move, refusal, type ExecStatus, type ProcStatus } from './states.js';
 
@@ -163,11 +163,12 @@ const TEST_HOLD_STARTED_MS = Number(process.env.SPORE_TEST_HOLD_STARTED_MS ?? 0)
 const TEST_HOLD_START_MS = Number(process.env.SPORE_TEST_HOLD_START_MS ?? 0) || 0;
 
 /**
- * An init's Start that failed because its root seed died, while the set-up process waits on
- * the pipes the keeper holds (held-start.ts): the next spored starts it. The daemon leaves
- * such a Start unanswered (the keeper sends it again), as it leaves a Create.
+ * A call the root seed's death cut short, which the next spored carries out: an init's Start
+ * while its set-up process waits on the pipes the keeper holds (held-start.ts), a Create
+ * whose pipes the dead seed could no longer give. The daemon leaves it unanswered (the
+ * keeper sends it again to the next spored).
  */
-export class StartLeftForNext extends Unavailable {}
+export class LeftForNext extends Unavailable {}
 function holdForTest(log: Logger, k: string, when: 'spawned' | 'started' = 'spawned'): Promise<void> | undefined {
   const ms = when === 'spawned' ? TEST_HOLD_SPAWNED_MS : TEST_HOLD_STARTED_MS;
   if (ms <= 0) return undefined;
@@ -508,6 +509,12 @@ export class TaskManager {
       let startParked = false;
       const pipesParked = initCustody && spawned.pipes
         ? parkSetupPipes(this.o.seed.pid, spawned.pipes, initCustody).then(() => { startParked = true; }, (e: unknown) => {
+          // the seed died since it answered (its child ended with it, as an abort): the next
+          // spored makes this container, as any Create the seed's death cuts short
+          if (!processRunning(this.o.seed.pid)) {
+            this.seedLostUnderKeeper();
+            throw new LeftForNext(`the root seed died during this Create; the next spored creates the container (${(e as Error).message})`);
+          }
           this.o.log.warn({ id, ns, err: (e as Error).message }, 'the keeper did not take the start pipe; the container waits on the root seed alone until Start');
         })
         : undefined;
@@ -672,7 +679,7 @@ export class TaskManager {
           // the seed died: one whose pipes the keeper holds still waits for the next spored
           if (this.leavingForNext && this.parkedStarts.has(p)) {
             leftForNext = true;
-            throw new StartLeftForNext(`the root seed died during this Start; the next spored starts the container (${(e as Error).message})`);
+            throw new LeftForNext(`the root seed died during this Start; the next spored starts the container (${(e as Error).message})`);
           }
           throw e;
         }
@@ -854,7 +861,7 @@ export class TaskManager {
       await op;
     } catch (e) {
       // (left for the next spored: the process waits on, it does not end)
-      if (p.status !== 'stopped' && p.pid && !(e instanceof StartLeftForNext)) {
+      if (p.status !== 'stopped' && p.pid && !(e instanceof LeftForNext)) {
         const done = new Promise<void>((resolve) => {
           const list = this.waiters.get(p) ?? [];
           list.push(resolve);
@@ -989,9 +996,10 @@ export class TaskManager {
       // Never started: the child is parked waiting for Start. Kill it and collect it. (One
       // whose seed died waits on the pipes the keeper holds: no seed knows it.)
       if (this.heldStarts.has(p)) { if (this.alive(p)) { try { sys.kill(p.pid, 9); } catch { /* gone */ } } } else await this.o.seed.abort(key(ns, id));
-      this.releaseStart(c, p);
-      await this.wait(ns, id, '');
     }
+    // the pipes of an init that never started (also one killed before Start)
+    if (this.parkedStarts.has(p) || this.heldStarts.has(p)) this.releaseStart(c, p);
+    if (p.status === 'created') await this.wait(ns, id, '');
     for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
     if (!ownsPidNs(c.namespaces)) killAll(c.cgroup, 9);
     this.consoles.get(p)?.close();
@@ -1277,9 +1285,12 @@ export class TaskManager {
    * still waiting on them: its start is taken back (held-start.ts). Pipes left for any other
    * (it started, or ended) are let go of.
    */
-  private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>): HeldStart | null {
+  private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>): HeldStart | 'parked' | null {
     const custody = this.custodyOf(ns, id, '');
-    if (!custody || waiting.has(key(ns, id))) return null;
+    if (!custody) return null;
+    // the seed still holds it: its Start goes through the seed, and should the seed die
+    // during it, to the next spored (startInit)
+    if (waiting.has(key(ns, id))) return custody.holds('start') ? 'parked' : null;
     const held = HeldStart.reclaim(custody);
     if (!held) return null;
     if (r.status === 'created' && held.waiting()) return held;
@@ -1287,7 +1298,7 @@ export class TaskManager {
     return null;
   }
 
-  private procFromRecord(r: ProcRecord, waiting: Map<string, number>, k: string, heldStart: HeldStart | null = null): ProcState {
+  private procFromRecord(r: ProcRecord, waiting: Map<string, number>, k: string, heldStart: HeldStart | 'parked' | null = null): ProcState {
     const p: ProcState = {
       execId: r.execId, pid: r.pid, pidStartTime: r.pidStartTime, status: r.status, exitStatus: r.exitStatus,
       exitedAt: r.exitedAt ? new Date(r.exitedAt) : null, stdio: r.stdio, terminal: r.terminal, spec: r.spec,
@@ -1298,7 +1309,8 @@ export class TaskManager {
     const held = waiting.get(k);
     if (held !== undefined && p.pid === 0) { p.pid = held; p.pidStartTime = processStartTime(held); }
     // waiting for Start on the pipes the keeper holds (its root seed died)
-    if (heldStart) {
+    if (heldStart === 'parked') this.parkedStarts.add(p);
+    else if (heldStart) {
       if (this.alive(p)) this.heldStarts.set(p, heldStart);
       else heldStart.release();
     // spawned and started, but spored died before it recorded the start
