@@ -182,18 +182,21 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
   // are waited for on it before)
   const start = lastAt(calls, 'read', START);
   if (start < 0) return 'no wait for Start';
-  // the only identity taken before Start: root inside a user namespace, made (uid right
-  // after its maps) or joined, right after the other namespaces' unshare (groups, gid, uid)
+  const ready = calls.findIndex((x) => x.call === 'write' && x.args[0] === STATUS && String(x.args[1]).startsWith('{"s":"ready"'));
+  // the only identity taken before the ready report (the set-up is made with every
+  // capability; the process's own credentials after it, as runc's init takes them before it
+  // waits for Start): root inside a user namespace, made (uid right after its maps) or
+  // joined, right after the other namespaces' unshare (groups, gid, uid)
   const userNsAt = calls.findIndex((x) => (x.call === 'setns' && x.args[1] === CLONE.NEWUSER) || (x.call === 'unshare' && x.args[0] === CLONE.NEWUSER));
   const root = [c('setgroups', []), c('setresgid', 0), c('setresuid', 0)].map((x) => JSON.stringify(x));
   const entry = new Set<number>();
-  for (let i = userNsAt + 1; userNsAt >= 0 && i < start; i++) if (root.includes(JSON.stringify(calls[i]))) entry.add(i);
+  for (let i = userNsAt + 1; userNsAt >= 0 && i < ready; i++) if (root.includes(JSON.stringify(calls[i]))) entry.add(i);
   const cred = (call: string): number => calls.findIndex((x, i) => x.call === call && !entry.has(i));
-  for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset', 'seccomp', 'execve']) {
+  for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset', 'seccomp']) {
     const i = cred(name);
-    if (i >= 0 && i < start) return `${name} before Start`;
+    if (i >= 0 && i < ready) return `${name} before the ready report`;
   }
-  const ready = calls.findIndex((x) => x.call === 'write' && x.args[0] === STATUS && String(x.args[1]).startsWith('{"s":"ready"'));
+  if (idx('execve') < start) return 'execve before Start';
   if (lastAt(calls, 'setrlimit') > ready) return 'setrlimit after the ready report';
   const keep1 = idx('prctl', PR.SET_KEEPCAPS, 1), gid = cred('setresgid'), uid = cred('setresuid'), keep0 = idx('prctl', PR.SET_KEEPCAPS, 0), capset = idx('capset');
   if (!(cred('setgroups') > keep1 && gid > cred('setgroups') && uid > gid && keep0 > uid && capset > keep0)) return 'credentials not keepcaps -> setgroups -> setresgid -> setresuid -> !keepcaps -> capset';
@@ -202,13 +205,16 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
   const seccomp = idx('seccomp');
   if (nnp >= 0 && nnp < capset) return 'no_new_privs before capset';
   if (seccomp >= 0 && nnp >= 0 && seccomp < nnp) return 'seccomp before no_new_privs';
+  // with no_new_privs the filter goes in as late as possible: after Start (what runs before it is ours)
+  if (seccomp >= 0 && nnp >= 0 && seccomp < start) return 'a no_new_privs filter before Start';
   if (seccomp >= 0 && nnp < 0 && seccomp > idx('prctl', PR.CAPBSET_DROP)) return 'seccomp without no_new_privs after the capability drop';
   const exec = idx('execve');
   if (exec !== calls.length - 1) return 'execve is not the last call';
   // after the last step that changes what the process may do (seccomp when it goes in
   // late, else no_new_privs or the umask) only the stdio shuffle: dup2 0..2 (+ TIOCSCTTY)
   const lastPriv = seccomp > nnp && nnp >= 0 ? seccomp : Math.max(nnp, lastAt(calls, 'umask'));
-  const tail = calls.slice(lastPriv + 1, exec).map((x) => x.call);
+  // (and the wait for Start, where nothing privileged follows it)
+  const tail = calls.slice(lastPriv + 1, exec).filter((x) => !((x.call === 'read' || x.call === 'close') && x.args[0] === START)).map((x) => x.call);
   if (!tail.every((n) => n === 'dup2' || n === 'ioctl')) return `more than the stdio shuffle between the last privileged step and execve: ${tail.join(',')}`;
   return null;
 }
@@ -271,8 +277,7 @@ describe('container-init against the recording ContainerSys', () => {
       c('unshare', CLONE.NEWCGROUP),
       c('setrlimit', 7, '1024', '1024'),
       c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
-      // Start
-      c('read', START, 1), c('close', START),
+      // the process's own credentials, while spored answers Create (runc's finalizeNamespace)
       c('reset_signals'),
       // its own session keyring (runc: _ses.<container id>)
       c('join_session_keyring', '_ses.c1'), c('add_key_permission', 1000, 0x80000),
@@ -283,6 +288,8 @@ describe('container-init against the recording ContainerSys', () => {
       c('prctl', PR.CAP_AMBIENT, 4 /* CLEAR_ALL */),
       c('umask', 0o022),
       c('prctl', PR.SET_NO_NEW_PRIVS, 1),
+      // Start
+      c('read', START, 1), c('close', START),
       c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
@@ -627,7 +634,8 @@ describe('container-init against the recording ContainerSys', () => {
     ]);
     for (const name of ['mount', 'pivot_root', 'unshare', 'mknod']) expect(at(r.calls, name), name).toBe(-1);
     expect(r.exec?.path).toBe('/bin/ls');
-    expect(r.calls.slice(-5).map((x) => x.call)).toEqual(['prctl', 'dup2', 'dup2', 'dup2', 'execve']);
+    // its credentials made before Start (no_new_privs last), then only Start and the stdio shuffle
+    expect(r.calls.slice(-7).map((x) => x.call)).toEqual(['prctl', 'read', 'close', 'dup2', 'dup2', 'dup2', 'execve']);
   });
 
   it('a working directory that is not there fails before the ready report (an exec too), not the process after Start', () => {
@@ -680,7 +688,8 @@ describe('container-init against the recording ContainerSys', () => {
   it('an AppArmor profile and an SELinux label are set for execve, before the capabilities go', () => {
     const r = run(planOf((s) => { s.process.apparmorProfile = 'cri-default'; s.process.selinuxLabel = 'system_u:system_r:container_t:s0'; }));
     const aa = at(r.calls, 'write_file', '/proc/self/attr/apparmor/exec', 'exec cri-default');
-    expect(aa).toBeGreaterThan(at(r.calls, 'read', START));
+    // with the process's other credentials, after the ready report (they take effect at execve)
+    expect(aa).toBeGreaterThan(at(r.calls, 'write', STATUS));
     expect(r.calls[aa + 1]).toEqual(c('write_file', '/proc/self/attr/exec', 'system_u:system_r:container_t:s0'));
     inOrder(r.calls, aa, at(r.calls, 'prctl', PR.CAPBSET_DROP), at(r.calls, 'execve'));
   });
@@ -769,11 +778,13 @@ describe('container-init against the recording ContainerSys', () => {
   it('no_new_privs + seccomp: the filter goes in last, after no_new_privs; only the stdio shuffle before execve', () => {
     const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['read', 'write', 'execve', 'exit_group', 'dup2', 'dup3'], action: 'SCMP_ACT_ALLOW' }] });
     const r = run(planOf(undefined, { seccomp: { bpf: f.bpf, flags: f.flags } }));
-    expect(r.calls.slice(-9)).toEqual([
+    expect(r.calls.slice(-11)).toEqual([
       c('capset', '0xa80425fb', '0xa80425fb', '0x0'),
       c('prctl', PR.CAP_AMBIENT, 4),
       c('umask', 0o022),
       c('prctl', PR.SET_NO_NEW_PRIVS, 1),
+      // Start, then the filter (what runs before it is ours)
+      c('read', START, 1), c('close', START),
       c('seccomp', f.bpf.toString('base64'), f.flags),
       c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
@@ -871,11 +882,12 @@ describe('container-init against the recording ContainerSys', () => {
     expect(r.status[0]).toMatchObject({ s: 'ready', warnings: ['/sys: sysfs bound from host (namespace not private)'] });
   });
 
-  it('abort (the start pipe closes instead of Start): exit 0, no credential or exec step', () => {
-    const r = run(planOf(), { start: false });
+  it('abort (the start pipe closes instead of Start): exit 0, no late filter, no exec step', () => {
+    const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['ptrace'], action: 'SCMP_ACT_ERRNO' }] });
+    const r = run(planOf(undefined, { seccomp: { bpf: f.bpf, flags: f.flags } }), { start: false });
     expect(r.exit).toBe(0);
     expect(r.calls.slice(-2)).toEqual([c('read', START, 1), c('exit', 0)]); // nothing after it, as after a real _exit
-    for (const name of ['setresuid', 'capset', 'seccomp', 'execve']) expect(at(r.calls, name), name).toBe(-1);
+    for (const name of ['seccomp', 'execve']) expect(at(r.calls, name), name).toBe(-1);
   });
 
   it('recursive mount attributes: mount_setattr on a bind mount after its remount (a tmpfs\'s are ignored, as runc 1.1 ignores them)', () => {
@@ -950,7 +962,9 @@ describe('container-init against the recording ContainerSys', () => {
       ['seccomp before no_new_privs', move(at(good, 'seccomp'), at(good, 'prctl', PR.SET_NO_NEW_PRIVS)), /seccomp before no_new_privs/],
       ['no_new_privs before capset', move(at(good, 'prctl', PR.SET_NO_NEW_PRIVS), at(good, 'capset')), /no_new_privs before capset/],
       ['setrlimit after the ready report', move(at(good, 'setrlimit'), at(good, 'write', STATUS), 'after'), /setrlimit after the ready report/],
-      ['setgroups before Start', move(at(good, 'setgroups'), at(good, 'read', START)), /setgroups before Start/],
+      ['setgroups before the ready report', move(at(good, 'setgroups'), at(good, 'write', STATUS)), /setgroups before the ready report/],
+      ['a no_new_privs filter before Start', move(at(good, 'seccomp'), at(good, 'read', START)), /a no_new_privs filter before Start/],
+      ['execve before Start', move(good.length - 1, at(good, 'read', START)), /execve before Start|execve is not the last call/],
       ['execve not last', move(good.length - 1, good.length - 2), /execve is not the last call/],
       ['a step between seccomp and execve', move(at(good, 'umask'), good.length - 1), /more than the stdio shuffle/],
     ];
@@ -1290,9 +1304,10 @@ describe('OCI hooks: the child\'s part (runtime-spec config.md "POSIX-platform H
     const cc = at(r.calls, 'run', '/usr/bin/cc');
     const sc = at(r.calls, 'run', '/bin/sc');
     inOrder(r.calls, lastDevice, pause, resumeRead, at(r.calls, 'chdir', R), cc, at(r.calls, 'pivot_root'));
-    // startContainer: after Start (the second read of the start pipe), credentials, capabilities and the filter, before stdio and execve
+    // startContainer: credentials and capabilities (before Start, after the ready report), then
+    // Start (the second read of the start pipe) and the filter, then the hook, before stdio and execve
     const startRead = r.calls.findIndex((x, i) => i > resumeRead && x.call === 'read' && x.args[0] === START);
-    inOrder(r.calls, at(r.calls, 'write', STATUS, undefined), startRead, at(r.calls, 'setresuid'), at(r.calls, 'capset'), lastAt(r.calls, 'seccomp'), sc, at(r.calls, 'dup2', undefined, 0));
+    inOrder(r.calls, at(r.calls, 'write', STATUS, undefined), at(r.calls, 'setresuid'), at(r.calls, 'capset'), startRead, lastAt(r.calls, 'seccomp'), sc, at(r.calls, 'dup2', undefined, 0));
     const [ccRun, scRun] = runs(r.calls);
     // the hook's own argv and env; the state on stdin, runc's key order, pid as the container sees it
     expect(ccRun?.args.slice(1, 3)).toEqual([['cc', 'arg1'], ['A=1']]);
