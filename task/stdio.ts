@@ -94,13 +94,32 @@ class Relay {
    * with custody, its pipe's read end and the destination are parked as `relay-<stream>-{src,dst}`.
    */
   static async create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Promise<Relay> {
+    return Relay.begin(target, stream, custody, file).relay;
+  }
+
+  /**
+   * The pipe first (the process is handed its end, `childPath`, at once), the destination
+   * after: a FIFO's open is a round trip to the keeper, made while the process sets up.
+   * `relay` rejects (the pipe closed) when the destination cannot be opened.
+   */
+  static begin(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): { childPath: string; relay: Promise<Relay> } {
+    const [r, w] = sys.pipe();
+    return { childPath: fdPath(w), relay: Relay.attach(r, w, target, stream, custody, file) };
+  }
+
+  private static async attach(r: number, w: number, target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file: boolean): Promise<Relay> {
     // A client's FIFO is opened by the keeper, which holds it from the start: opened here
     // and parked after, a kill -9 in between took the FIFO's only writer along and the
     // client saw EOF (the process's whole output lost, ctr exiting 0).
     let dst: number;
-    if (file) dst = sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW);
-    else dst = custody ? await custody.open(`relay-${stream}-dst`, target, FIFO_OUT) : openFifo(target);
-    const [r, w] = sys.pipe();
+    try {
+      if (file) dst = sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW);
+      else dst = custody ? await custody.open(`relay-${stream}-dst`, target, FIFO_OUT) : openFifo(target);
+    } catch (e) {
+      sys.close(r);
+      sys.close(w);
+      throw e;
+    }
     let relay: Relay;
     try {
       relay = new Relay(r, w, dst, stream, custody, file);
@@ -259,20 +278,25 @@ class StdinRelay {
   /** resolves once the keeper holds its fds (at once without custody) */
   parked: Promise<void> = Promise.resolve();
 
-  static async create(fifo: string, custody: ProcessCustody | null): Promise<StdinRelay> {
-    // the FIFO's ends are opened by the keeper, held from the start (as Relay.create's)
+  /** As Relay.begin: the pipe at once (the process's end: `childPath`), the FIFO's ends after. */
+  static begin(fifo: string, custody: ProcessCustody | null): { childPath: string; relay: Promise<StdinRelay> } {
+    const pipe = sys.pipe();
+    return { childPath: fdPath(pipe[0]), relay: StdinRelay.attach(pipe, fifo, custody) };
+  }
+
+  private static async attach(pipe: [number, number], fifo: string, custody: ProcessCustody | null): Promise<StdinRelay> {
+    // the FIFO's ends are opened by the keeper, held from the start (as Relay's)
     const openEnd = (role: string, flags: number): Promise<number> => (custody ? custody.open(role, fifo, flags) : Promise.resolve(sys.open(fifo, flags | sys.O.CLOEXEC)));
-    const src = await openEnd('relay-stdin-src', sys.O.RDONLY | sys.O.NONBLOCK);
+    let src = -1;
     let keep = -1;
-    let pipe: [number, number] | null = null;
     let relay: StdinRelay;
     try {
+      src = await openEnd('relay-stdin-src', sys.O.RDONLY | sys.O.NONBLOCK);
       // a writer can open without blocking now that a reader (src) is there
       keep = await openEnd('relay-stdin-keep', sys.O.WRONLY | sys.O.NONBLOCK);
-      pipe = sys.pipe();
       relay = new StdinRelay(src, pipe[1], keep, pipe[0], custody);
     } catch (e) {
-      for (const fd of [src, keep, ...(pipe ?? [])]) if (fd >= 0) sys.close(fd);
+      for (const fd of [src, keep, ...pipe]) if (fd >= 0) sys.close(fd);
       for (const role of ['src', 'keep']) custody?.release(`relay-stdin-${role}`);
       throw e;
     }
@@ -422,6 +446,8 @@ export class ProcessIO {
   private stdinRelay: StdinRelay | null = null;
   private logger: BinaryLogger | null = null;
   private closed = false;
+  /** the client's FIFOs being opened for the relays (ready()) */
+  private opening: Promise<void> = Promise.resolve();
 
   /** what the process itself opens: host paths, '' for /dev/null */
   readonly stdio: Stdio;
@@ -458,18 +484,30 @@ export class ProcessIO {
         s.stdout = plainPath(req.stdout, 'stdout');
         s.stderr = plainPath(req.stderr, 'stderr');
         if (o.relay && !req.terminal) {
-          // the three at once (each is a round trip to the keeper); every one made is kept
-          // on `io` as it comes, so a failure of another closes it
+          // the pipes now (what the process is given), the FIFOs' opens (each a round trip
+          // to the keeper, the three at once) while it sets up: ready() waits for them. Every
+          // relay made is kept on `io` as it comes, so a failure of another closes it.
           const custody = o.custody ?? null;
           const shared = s.stderr === s.stdout;
-          const made = await Promise.allSettled([
-            s.stdin && isFifo(s.stdin) ? StdinRelay.create(s.stdin, custody).then((r) => { io.stdinRelay = r; s.stdin = r.childPath; }) : null,
-            s.stdout && isFifo(s.stdout) ? Relay.create(s.stdout, 'stdout', custody).then((r) => { io.relays.push(r); s.stdout = r.childPath; }) : null,
-            !shared && s.stderr && isFifo(s.stderr) ? Relay.create(s.stderr, 'stderr', custody).then((r) => { io.relays.push(r); s.stderr = r.childPath; }) : null,
-          ]);
-          const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
-          if (failed) throw failed.reason;
+          const opening: Promise<void>[] = [];
+          if (s.stdin && isFifo(s.stdin)) {
+            const b = StdinRelay.begin(s.stdin, custody);
+            s.stdin = b.childPath;
+            opening.push(b.relay.then((r) => { if (io.closed) r.close(); else io.stdinRelay = r; }));
+          }
+          for (const stream of ['stdout', 'stderr'] as const) {
+            if (stream === 'stderr' && shared) continue;
+            if (!s[stream] || !isFifo(s[stream])) continue;
+            const b = Relay.begin(s[stream], stream, custody);
+            s[stream] = b.childPath;
+            opening.push(b.relay.then((r) => { if (io.closed) r.close(); else io.relays.push(r); }));
+          }
           if (shared) s.stderr = s.stdout;
+          io.opening = Promise.allSettled(opening).then((made) => {
+            const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+            if (failed) throw failed.reason;
+          });
+          io.opening.catch(() => undefined); // (ready() reports it)
         }
       }
     } catch (e) {
@@ -477,6 +515,20 @@ export class ProcessIO {
       throw e;
     }
     return io;
+  }
+
+  /**
+   * Resolves once every relay's destination is open (the client's FIFOs: open() gives their
+   * pipes at once and opens them meanwhile); rejects with what failed, this ProcessIO closed.
+   * The process must not start before: its output would have nowhere to go.
+   */
+  async ready(): Promise<void> {
+    try {
+      await this.opening;
+    } catch (e) {
+      await this.close(0);
+      throw e;
+    }
   }
 
   /** Resolves once the keeper holds every relay's fds: before the RPC that made them is answered. */

@@ -492,13 +492,16 @@ export class TaskManager {
         await this.o.seed.abort(key(ns, id)).catch(() => undefined);
         this.checkNotDeleted(key(ns, id));
       }
+      // set up and waiting for Start: a failure from here on aborts it
+      undo.push(() => void this.o.seed.abort(key(ns, id)).catch(() => undefined));
       await holdForTest(this.o.log, key(ns, id));
       if (ptyInside) {
-        undo.push(() => void this.o.seed.abort(key(ns, id)).catch(() => undefined));
         console = await Console.ofMaster(takeConsole(spawned), childStdio.stdin, childStdio.stdout, this.custodyOf(ns, id, ''));
         undo.push(() => console?.close());
       }
       for (const w of spawned.warnings) this.o.log.warn({ id, ns }, w);
+      // the client's FIFOs, opened while it set up (ProcessIO.open)
+      await pio.ready();
       pio.childHasStdio();
       this.releaseHeldStdio(key(ns, id));
       // the keeper has what carries its stdio before Create is answered (a kill -9 right
@@ -779,6 +782,7 @@ export class TaskManager {
     }
     const spec = p.spec;
     const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true, custody: this.custodyOf(ns, id, execId) });
+    await pio.ready();
     this.ios.set(p, pio);
     // CloseIO came while the stdio was being opened (ctr sends it as soon as its input ends)
     if (this.stdinClosedEarly.delete(p)) pio.closeStdin();
