@@ -2,12 +2,12 @@
 // container's set-up process waits for one byte on its start pipe; the root seed holds the
 // pipe's write end and reads the process's status pipe. Held by the seed alone, the seed's
 // death (kill -9, the OOM killer) ended every created container: EOF on the start pipe is
-// the set-up process's "abort" (container-init.ts runChild). Under a keeper, spored takes
-// duplicates of both from the seed at Create (pidfd_getfd; the seed names its fds:
-// protocol.ts 'held-start') and parks them with the keeper: the pipe keeps a writer, the
-// container keeps waiting, and the next spored starts it itself, as the seed's `start` does
-// (seed-main.ts): one byte on the start pipe, then the status pipe's EOF (it is close-on-exec:
-// EOF means execve happened).
+// the set-up process's "abort" (container-init.ts runChild). spored takes duplicates of both
+// from the seed at Create (pidfd_getfd; the seed names its fds: protocol.ts 'held-start')
+// and, under a keeper, parks them with it: the pipe keeps a writer, the container keeps
+// waiting, and the next spored takes them back. spored starts the container itself, as the
+// seed's `start` does (seed-main.ts): one byte on the start pipe, then the status pipe's EOF
+// (it is close-on-exec: EOF means execve happened); the seed is told after (`started`).
 import net from 'node:net';
 import { onJsonLines } from '../engines/process/lines.js';
 import type { ChildStatus } from '../engines/process/protocol.js';
@@ -18,36 +18,43 @@ import type { ProcessCustody } from './custody.js';
 const START = 'start';
 const STATUS = 'status';
 
-/**
- * Park duplicates of a sandbox's start pipe (write end) and status pipe (read end), fds
- * `pipes.start` and `pipes.status` of the root seed `seedPid`, with the keeper. Resolves once
- * the keeper has them; rejects when they cannot be taken from the seed (it died: the Create
- * fails anyway). Nothing is left open in spored.
- */
-export async function parkSetupPipes(seedPid: number, pipes: { start: number; status: number }, custody: ProcessCustody): Promise<void> {
-  const pidfd = sys.pidfdOpen(seedPid);
-  const taken: number[] = [];
-  try {
-    taken.push(sys.pidfdGetfd(pidfd, pipes.start), sys.pidfdGetfd(pidfd, pipes.status));
-    // (the custodian duplicates at once: ours may close before it acknowledges)
-    const parked = Promise.all([custody.park(START, taken[0] as number), custody.park(STATUS, taken[1] as number)]);
-    for (const fd of taken.splice(0)) sys.close(fd);
-    await parked;
-  } finally {
-    for (const fd of taken) sys.close(fd);
-    sys.close(pidfd);
-  }
-}
-
 /** The keeper lets go of a sandbox's pipes (after its Start, or its Delete); nothing if it holds none. */
 export function releaseSetupPipes(custody: ProcessCustody): void {
   custody.release(START);
   custody.release(STATUS);
 }
 
-/** A created container's pipes taken back from the keeper by a later spored. */
+/**
+ * A created container's start pipe (write end) and status pipe (read end), held by spored:
+ * taken from the root seed at Create (take), or back from the keeper by a later spored
+ * (reclaim). spored starts the container through them itself (begin), without a round trip
+ * to the seed.
+ */
 export class HeldStart {
-  private constructor(private start: number, private status: number, private readonly custody: ProcessCustody) {}
+  private constructor(private start: number, private status: number, private readonly custody: ProcessCustody | null) {}
+
+  /**
+   * Duplicates of fds `pipes.start` and `pipes.status` of the root seed `seedPid`
+   * (pidfd_getfd), parked with the keeper too when there is one (`custody`): resolves once it
+   * has them. Rejects when they cannot be taken from the seed (it died: the Create fails
+   * anyway); nothing is left open then.
+   */
+  static async take(seedPid: number, pipes: { start: number; status: number }, custody: ProcessCustody | null): Promise<HeldStart> {
+    const pidfd = sys.pidfdOpen(seedPid);
+    const taken: number[] = [];
+    try {
+      taken.push(sys.pidfdGetfd(pidfd, pipes.start), sys.pidfdGetfd(pidfd, pipes.status));
+    } catch (e) {
+      for (const fd of taken) sys.close(fd);
+      throw e;
+    } finally {
+      sys.close(pidfd);
+    }
+    const held = new HeldStart(taken[0] as number, taken[1] as number, custody);
+    // (the custodian duplicates at once)
+    if (custody) await Promise.all([custody.park(START, held.start), custody.park(STATUS, held.status)]);
+    return held;
+  }
 
   /** Both pipes from the keeper (duplicates in this process, close-on-exec); null unless it holds both. */
   static reclaim(custody: ProcessCustody): HeldStart | null {
@@ -96,11 +103,18 @@ export class HeldStart {
     return failure;
   }
 
+  /** Close what this process holds; the keeper keeps its copies (for the next spored). */
+  dropOwn(): void {
+    if (this.start >= 0) sys.close(this.start);
+    if (this.status >= 0) sys.close(this.status);
+    this.start = this.status = -1;
+  }
+
   /** Close what this process holds and let the keeper go of both pipes. */
   release(): void {
     if (this.start >= 0) sys.close(this.start);
     if (this.status >= 0) sys.close(this.status);
     this.start = this.status = -1;
-    releaseSetupPipes(this.custody);
+    if (this.custody) releaseSetupPipes(this.custody);
   }
 }

@@ -20,7 +20,7 @@ import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
 import { findTombstones, pruneTombstones, readAllRecords, removeCreating, removeRecord, removeTombstone, takeAllCreating, writeCreating, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
 import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
-import { HeldStart, parkSetupPipes, releaseSetupPipes } from './held-start.js';
+import { HeldStart, releaseSetupPipes } from './held-start.js';
 import { processRunning, processStartTime } from '../sys/proc.js';
 import { PodRegistry } from './pods.js';
 import { EXEC_MOVES, EXEC_OPS, INIT_MOVES, INIT_OPS, move, refusal, type ExecStatus, type ProcStatus } from './states.js';
@@ -506,22 +506,33 @@ export class TaskManager {
       this.releaseHeldStdio(key(ns, id));
       // the keeper has what carries its stdio before Create is answered (a kill -9 right
       // after an answered Create lost a file:// log's output: its relay was never parked)
-      // and what lets it outlive the root seed until Start (held-start.ts); without it (an
-      // older seed, the seed gone meanwhile) it waits on the seed alone, as before
+      // and what lets it outlive the root seed until Start (held-start.ts). spored keeps its
+      // own copies too and starts it itself, when the seed lets it ('started-by-spored');
+      // without them (an older seed, the seed gone meanwhile) it waits on the seed alone
       const initCustody = this.custodyOf(ns, id, '');
+      const startOwn = this.o.seed.has('started-by-spored');
       let startParked = false;
-      const pipesParked = initCustody && spawned.pipes
-        ? parkSetupPipes(this.o.seed.pid, spawned.pipes, initCustody).then(() => { startParked = true; }, (e: unknown) => {
+      let ownStart: HeldStart | null = null;
+      const pipesParked = spawned.pipes && (initCustody || startOwn)
+        ? HeldStart.take(this.o.seed.pid, spawned.pipes, initCustody).then((h) => {
+          startParked = initCustody !== null;
+          if (startOwn) ownStart = h; else h.dropOwn();
+        }, (e: unknown) => {
           // the seed died since it answered (its child ended with it, as an abort): the next
           // spored makes this container, as any Create the seed's death cuts short
-          if (!processRunning(this.o.seed.pid)) {
+          if (initCustody && !processRunning(this.o.seed.pid)) {
             this.seedLostUnderKeeper();
             throw new LeftForNext(`the root seed died during this Create; the next spored creates the container (${(e as Error).message})`);
           }
-          this.o.log.warn({ id, ns, err: (e as Error).message }, 'the keeper did not take the start pipe; the container waits on the root seed alone until Start');
+          this.o.log.warn({ id, ns, err: (e as Error).message }, 'the start pipe could not be taken from the root seed; the container waits on the seed alone until Start');
         })
         : undefined;
-      if (initCustody && spawned.pipes) undo.push(() => { if (!this.leavingForNext) releaseSetupPipes(initCustody); });
+      undo.push(() => {
+        const h = ownStart as HeldStart | null;
+        if (this.leavingForNext) h?.dropOwn();
+        else if (h) h.release();
+        else if (initCustody && startParked) releaseSetupPipes(initCustody);
+      });
       await Promise.all([pio.parked(), console?.parked, pipesParked]);
       const c: ContainerState = {
         id, namespace: ns, bundle, rootfs: rootPath, rootfsMounted: rootfs.length > 0, cgroup, madeParents, pod: null,
@@ -533,6 +544,7 @@ export class TaskManager {
       };
       if (console) this.consoles.set(c.init, console);
       if (startParked) this.parkedStarts.add(c.init);
+      if (ownStart) this.heldStarts.set(c.init, ownStart);
       this.ios.set(c.init, pio);
       this.containers.set(key(ns, id), c);
       this.byPid.set(spawned.pid, { c, p: c.init });
@@ -667,8 +679,9 @@ export class TaskManager {
   }
 
   /**
-   * An init's Start: through the root seed that set it up, or, that seed gone, through its
-   * pipes taken back from the keeper (held-start.ts). The keeper lets go of them after.
+   * An init's Start: through its pipes, which spored holds (held-start.ts: taken from the
+   * seed at Create, or back from the keeper after the seed died), the seed told after; else
+   * through the root seed that set it up. The keeper lets go of them after.
    */
   private async startInit(c: ContainerState, p: ProcState): Promise<number> {
     const held = this.heldStarts.get(p);
@@ -690,7 +703,15 @@ export class TaskManager {
           throw e;
         }
       }
-      const failure = await held.begin();
+      let failure: string | null;
+      try {
+        failure = await held.begin();
+      } catch (e) {
+        throw new SporeError(Code.UNKNOWN, `the container's process (pid ${p.pid}) is gone; it cannot start (${(e as Error).message})`, { cause: e });
+      } finally {
+        // (a seed that set it up lets go of it; a new seed never knew it)
+        this.o.seed.started(key(c.namespace, c.id));
+      }
       if (failure) this.o.log.warn({ id: c.id, ns: c.namespace, hostPid: p.pid }, `the container's program did not start: ${failure}`);
       return p.pid;
     } finally {
@@ -1295,9 +1316,14 @@ export class TaskManager {
   private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>): HeldStart | 'parked' | null {
     const custody = this.custodyOf(ns, id, '');
     if (!custody) return null;
-    // the seed still holds it: its Start goes through the seed, and should the seed die
-    // during it, to the next spored (startInit)
-    if (waiting.has(key(ns, id))) return custody.holds('start') ? 'parked' : null;
+    // the seed still holds it: spored starts it through the pipes the keeper holds when the
+    // seed lets it, else through the seed, and should the seed die during that, the next
+    // spored does (startInit)
+    if (waiting.has(key(ns, id))) {
+      if (!custody.holds('start')) return null;
+      if (!this.o.seed.has('started-by-spored')) return 'parked';
+      return HeldStart.reclaim(custody) ?? 'parked';
+    }
     const held = HeldStart.reclaim(custody);
     if (!held) return null;
     if (r.status === 'created' && held.waiting()) return held;

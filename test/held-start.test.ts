@@ -4,7 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProcessCustody, type FdCustody } from '../task/custody.js';
-import { HeldStart, parkSetupPipes } from '../task/held-start.js';
+import { HeldStart } from '../task/held-start.js';
 import * as sys from '../sys/libc.js';
 
 class DupCustody implements FdCustody {
@@ -28,7 +28,8 @@ async function parked(): Promise<{ custody: DupCustody; startR: number; statusW:
   const custody = new DupCustody();
   const [startR, startW] = pipe();
   const [statusR, statusW] = pipe();
-  await parkSetupPipes(process.pid, { start: startW, status: statusR }, new ProcessCustody(custody, 'ns', 'c1', ''));
+  const own = await HeldStart.take(process.pid, { start: startW, status: statusR }, new ProcessCustody(custody, 'ns', 'c1', ''));
+  own.dropOwn(); // (this spored dies: the keeper's copies remain)
   // the seed's own ends go (its death)
   sys.close(startW); sys.close(statusR);
   open.splice(open.indexOf(startW), 1); open.splice(open.indexOf(statusR), 1);
@@ -36,13 +37,28 @@ async function parked(): Promise<{ custody: DupCustody; startR: number; statusW:
 }
 
 describe('held start', () => {
-  it('parks both pipes under the init\'s keys and leaves nothing open here', async () => {
+  it('takes both pipes, parks them under the init\'s keys, and leaves nothing open here once its own copies go', async () => {
     const fds = (): number => readdirSync('/proc/self/fd').length;
     const n = fds();
     const { custody } = await parked();
     expect(custody.keys().sort()).toEqual(['ns/c1/init/start', 'ns/c1/init/status']);
     // this test's two remaining pipe ends and the custodian's two duplicates: no pidfd, no copy
     expect(fds() - n).toBe(4);
+  });
+
+  it("without a keeper: spored's own copies only, and the process starts through them", async () => {
+    const [startR, startW] = pipe();
+    const [statusR, statusW] = pipe();
+    const held = await HeldStart.take(process.pid, { start: startW, status: statusR }, null);
+    // the seed's copies go (it died): the process still waits, on spored's
+    sys.close(startW); sys.close(statusR);
+    open.splice(open.indexOf(startW), 1); open.splice(open.indexOf(statusR), 1);
+    expect(held.waiting()).toBe(true);
+    const begun = held.begin();
+    expect([...sys.read(startR, 1)]).toEqual([1]);
+    sys.close(statusW); open.splice(open.indexOf(statusW), 1);
+    expect(await begun).toBeNull();
+    held.release();
   });
 
   it('a waiting process is started with one byte, and Start ends at the status pipe\'s EOF (execve)', async () => {

@@ -191,6 +191,12 @@ export type SeedRequest =
   | { op: 'spawn'; seq: number; key: string; plan: SpawnPlan }
   | { op: 'start'; seq: number; key: string }
   | { op: 'abort'; seq: number; key: string }
+  /**
+   * spored started the sandbox itself, through its own duplicate of the start pipe (its
+   * `pipes`): the seed lets go of it (closes its ends, no byte written). No reply. Needs the
+   * seed's 'started-by-spored' feature.
+   */
+  | { op: 'started'; key: string }
   /** a sandbox paused for its runtime hooks (a `hooks` event) goes on with its set-up; needs the seed's 'hooks' feature */
   | { op: 'resume'; seq: number; key: string }
   /** fork an L1 language seed from this root seed; it connects to `socket` as `id` */
@@ -247,11 +253,13 @@ export type SeedReply =
  * a plan's user namespace and the seed writes its id maps. 'late-cgroup-mount': a child with
  * a late cgroup (plan.lateCgroup) takes the join before it mounts the cgroup hierarchy (an
  * older one would bind cgroup dirs that may not exist yet). 'held-start': a spawn's reply names
-its start and status pipes' fds (`pipes`). A root seed outlives
+its start and status pipes' fds (`pipes`). 'started-by-spored': it takes `started`, and
+stops reading a sandbox's status pipe once it is ready (what the process reports at Start
+goes to whoever starts it). A root seed outlives
  * spored upgrades; one that predates a feature runs old child code, which would ignore the
  * plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start'] as const;
+export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =

@@ -285,6 +285,11 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
   }
 
+  /** spored started `key` itself (protocol.ts `started`): the seed lets go of it. Nothing on a seed without 'started-by-spored'. */
+  started(key: string): void {
+    if (this.features.includes('started-by-spored')) this.link?.send({ op: 'started', key });
+  }
+
   /** Kill a spawned sandbox that never started. */
   async abort(key: string): Promise<void> {
     await this.request({ op: 'abort', key });

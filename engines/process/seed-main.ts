@@ -231,6 +231,9 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   }
   clearTimeout(p.deadline);
   if (st && st.s === 'ready') {
+    // what the process reports from now on (at Start) is for whoever starts it: spored may,
+    // through its own copy of the pipes (`started`), and a pipe's data goes to one reader
+    p.status.pause();
     const { planAt, ...marks } = st.t;
     // a shell's wake-up: from the plan's write to its read (one clock: the shell is a fork of this process)
     if (shell && planAt !== undefined) marks.wakeMs = planAt - handoffAt;
@@ -266,6 +269,7 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
     reply({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
     return;
   }
+  p.status.resume();
   // Start answers once the process is the container's own program: the status pipe is
   // close-on-exec, so its EOF means execve happened. Answering earlier let an exec right
   // after Start see the seed's code as pid 1. What can still fail here (permissions, a
@@ -400,6 +404,7 @@ function onRequest(ch: SeedChannel<SeedRequest, SeedReply>, req: SeedRequest): v
     case 'start': busy(start(reply, req.seq, req.key)); break;
     case 'abort': busy(abort(reply, req.seq, req.key)); break;
     case 'resume': resume(reply, req.seq, req.key); break;
+    case 'started': { const p = pending.get(req.key); if (p) drop(req.key, p); break; }
     case 'spawnSeed': busy(spawnSeed(reply, req)); break;
     case 'ping': reply({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
     case 'ack': while (unacked.length && (unacked[0] as ExitReport).exitSeq <= req.exitSeq) unacked.shift(); break;
