@@ -94,20 +94,27 @@ class Relay {
    * with custody, its pipe's read end and the destination are parked as `relay-<stream>-{src,dst}`.
    */
   static async create(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): Promise<Relay> {
-    return Relay.begin(target, stream, custody, file).relay;
+    const left: number[] = [];
+    try {
+      return await Relay.begin(target, stream, custody, file, left).relay;
+    } finally {
+      for (const fd of left) sys.close(fd);
+    }
   }
 
   /**
    * The pipe first (the process is handed its end, `childPath`, at once), the destination
    * after: a FIFO's open is a round trip to the keeper, made while the process sets up.
-   * `relay` rejects (the pipe closed) when the destination cannot be opened.
+   * `relay` rejects when the destination cannot be opened; the pipe's fds are then added to
+   * `left`, for the caller to close once the process no longer opens its end (closed at once,
+   * the process could open whatever took the number meanwhile, and fail on that instead).
    */
-  static begin(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file = false): { childPath: string; relay: Promise<Relay> } {
+  static begin(target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file: boolean, left: number[]): { childPath: string; relay: Promise<Relay> } {
     const [r, w] = sys.pipe();
-    return { childPath: fdPath(w), relay: Relay.attach(r, w, target, stream, custody, file) };
+    return { childPath: fdPath(w), relay: Relay.attach(r, w, target, stream, custody, file, left) };
   }
 
-  private static async attach(r: number, w: number, target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file: boolean): Promise<Relay> {
+  private static async attach(r: number, w: number, target: string, stream: 'stdout' | 'stderr', custody: ProcessCustody | null, file: boolean, left: number[]): Promise<Relay> {
     // A client's FIFO is opened by the keeper, which holds it from the start: opened here
     // and parked after, a kill -9 in between took the FIFO's only writer along and the
     // client saw EOF (the process's whole output lost, ctr exiting 0).
@@ -116,8 +123,7 @@ class Relay {
       if (file) dst = sys.open(target, sys.O.WRONLY | sys.O.APPEND | sys.O.CLOEXEC | sys.O.NOFOLLOW);
       else dst = custody ? await custody.open(`relay-${stream}-dst`, target, FIFO_OUT) : openFifo(target);
     } catch (e) {
-      sys.close(r);
-      sys.close(w);
+      left.push(r, w);
       throw e;
     }
     let relay: Relay;
@@ -279,12 +285,12 @@ class StdinRelay {
   parked: Promise<void> = Promise.resolve();
 
   /** As Relay.begin: the pipe at once (the process's end: `childPath`), the FIFO's ends after. */
-  static begin(fifo: string, custody: ProcessCustody | null): { childPath: string; relay: Promise<StdinRelay> } {
+  static begin(fifo: string, custody: ProcessCustody | null, left: number[]): { childPath: string; relay: Promise<StdinRelay> } {
     const pipe = sys.pipe();
-    return { childPath: fdPath(pipe[0]), relay: StdinRelay.attach(pipe, fifo, custody) };
+    return { childPath: fdPath(pipe[0]), relay: StdinRelay.attach(pipe, fifo, custody, left) };
   }
 
-  private static async attach(pipe: [number, number], fifo: string, custody: ProcessCustody | null): Promise<StdinRelay> {
+  private static async attach(pipe: [number, number], fifo: string, custody: ProcessCustody | null, left: number[]): Promise<StdinRelay> {
     // the FIFO's ends are opened by the keeper, held from the start (as Relay's)
     const openEnd = (role: string, flags: number): Promise<number> => (custody ? custody.open(role, fifo, flags) : Promise.resolve(sys.open(fifo, flags | sys.O.CLOEXEC)));
     let src = -1;
@@ -296,7 +302,8 @@ class StdinRelay {
       keep = await openEnd('relay-stdin-keep', sys.O.WRONLY | sys.O.NONBLOCK);
       relay = new StdinRelay(src, pipe[1], keep, pipe[0], custody);
     } catch (e) {
-      for (const fd of [src, keep, ...pipe]) if (fd >= 0) sys.close(fd);
+      for (const fd of [src, keep]) if (fd >= 0) sys.close(fd);
+      left.push(...pipe); // (as Relay.begin's)
       for (const role of ['src', 'keep']) custody?.release(`relay-stdin-${role}`);
       throw e;
     }
@@ -448,6 +455,8 @@ export class ProcessIO {
   private closed = false;
   /** the client's FIFOs being opened for the relays (ready()) */
   private opening: Promise<void> = Promise.resolve();
+  /** pipes of relays that could not be made, closed with this ProcessIO (Relay.begin) */
+  private readonly left: number[] = [];
 
   /** what the process itself opens: host paths, '' for /dev/null */
   readonly stdio: Stdio;
@@ -491,19 +500,21 @@ export class ProcessIO {
           const shared = s.stderr === s.stdout;
           const opening: Promise<void>[] = [];
           if (s.stdin && isFifo(s.stdin)) {
-            const b = StdinRelay.begin(s.stdin, custody);
+            const b = StdinRelay.begin(s.stdin, custody, io.left);
             s.stdin = b.childPath;
             opening.push(b.relay.then((r) => { if (io.closed) r.close(); else io.stdinRelay = r; }));
           }
           for (const stream of ['stdout', 'stderr'] as const) {
             if (stream === 'stderr' && shared) continue;
             if (!s[stream] || !isFifo(s[stream])) continue;
-            const b = Relay.begin(s[stream], stream, custody);
+            const b = Relay.begin(s[stream], stream, custody, false, io.left);
             s[stream] = b.childPath;
             opening.push(b.relay.then((r) => { if (io.closed) r.close(); else io.relays.push(r); }));
           }
           if (shared) s.stderr = s.stdout;
           io.opening = Promise.allSettled(opening).then((made) => {
+            // (closed meanwhile: what failed after the close is closed here)
+            if (io.closed) for (const fd of io.left.splice(0)) sys.close(fd);
             const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
             if (failed) throw failed.reason;
           });
@@ -590,6 +601,7 @@ export class ProcessIO {
   async close(graceMs = 2000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const fd of this.left.splice(0)) sys.close(fd);
     this.stdinRelay?.close();
     if (this.relays.length > 0) {
       for (const r of this.relays) r.dropWriteEnd();

@@ -703,14 +703,17 @@ export class TaskManager {
           throw e;
         }
       }
+      // the seed lets go of it first (a new seed never knew it): were spored to die between
+      // the byte and this, the seed would list it as waiting for a Start that happened
+      this.o.seed.started(key(c.namespace, c.id));
       let failure: string | null;
       try {
         failure = await held.begin();
       } catch (e) {
+        // nobody reads the start pipe: an earlier spored started it (and died before it
+        // recorded so), or it is gone
+        if (this.alive(p)) return p.pid;
         throw new SporeError(Code.UNKNOWN, `the container's process (pid ${p.pid}) is gone; it cannot start (${(e as Error).message})`, { cause: e });
-      } finally {
-        // (a seed that set it up lets go of it; a new seed never knew it)
-        this.o.seed.started(key(c.namespace, c.id));
       }
       if (failure) this.o.log.warn({ id: c.id, ns: c.namespace, hostPid: p.pid }, `the container's program did not start: ${failure}`);
       return p.pid;
@@ -1313,7 +1316,7 @@ export class TaskManager {
    * still waiting on them: its start is taken back (held-start.ts). Pipes left for any other
    * (it started, or ended) are let go of.
    */
-  private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>): HeldStart | 'parked' | null {
+  private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>): HeldStart | 'parked' | 'started' | null {
     const custody = this.custodyOf(ns, id, '');
     if (!custody) return null;
     // the seed still holds it: spored starts it through the pipes the keeper holds when the
@@ -1322,7 +1325,13 @@ export class TaskManager {
     if (waiting.has(key(ns, id))) {
       if (!custody.holds('start')) return null;
       if (!this.o.seed.has('started-by-spored')) return 'parked';
-      return HeldStart.reclaim(custody) ?? 'parked';
+      const held = HeldStart.reclaim(custody);
+      if (!held) return 'parked';
+      if (held.waiting()) return held;
+      // started by an earlier spored that died before the seed heard of it: the seed lets go
+      held.release();
+      this.o.seed.started(key(ns, id));
+      return 'started';
     }
     const held = HeldStart.reclaim(custody);
     if (!held) return null;
@@ -1331,7 +1340,7 @@ export class TaskManager {
     return null;
   }
 
-  private procFromRecord(r: ProcRecord, waiting: Map<string, number>, k: string, heldStart: HeldStart | 'parked' | null = null): ProcState {
+  private procFromRecord(r: ProcRecord, waiting: Map<string, number>, k: string, heldStart: HeldStart | 'parked' | 'started' | null = null): ProcState {
     const p: ProcState = {
       execId: r.execId, pid: r.pid, pidStartTime: r.pidStartTime, status: r.status, exitStatus: r.exitStatus,
       exitedAt: r.exitedAt ? new Date(r.exitedAt) : null, stdio: r.stdio, terminal: r.terminal, spec: r.spec,
@@ -1343,7 +1352,9 @@ export class TaskManager {
     if (held !== undefined && p.pid === 0) { p.pid = held; p.pidStartTime = processStartTime(held); }
     // waiting for Start on the pipes the keeper holds (its root seed died)
     if (heldStart === 'parked') this.parkedStarts.add(p);
-    else if (heldStart) {
+    else if (heldStart === 'started') {
+      if (p.status === 'created' && this.alive(p)) p.status = 'running';
+    } else if (heldStart) {
       if (this.alive(p)) this.heldStarts.set(p, heldStart);
       else heldStart.release();
     // spawned and started, but spored died before it recorded the start

@@ -183,19 +183,24 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
   const start = lastAt(calls, 'read', START);
   if (start < 0) return 'no wait for Start';
   const ready = calls.findIndex((x) => x.call === 'write' && x.args[0] === STATUS && String(x.args[1]).startsWith('{"s":"ready"'));
-  // the only identity taken before the ready report (the set-up is made with every
-  // capability; the process's own credentials after it, as runc's init takes them before it
-  // waits for Start): root inside a user namespace, made (uid right after its maps) or
-  // joined, right after the other namespaces' unshare (groups, gid, uid)
+  // the set-up is made with every capability; the process's own credentials after it
+  // (pivot_root, the limits) and before the ready report (a failure fails Create, as in
+  // runc's init, which takes them before its parent's create returns). The only identity
+  // taken before: root inside a user namespace, made (uid right after its maps) or joined,
+  // right after the other namespaces' unshare (groups, gid, uid)
   const userNsAt = calls.findIndex((x) => (x.call === 'setns' && x.args[1] === CLONE.NEWUSER) || (x.call === 'unshare' && x.args[0] === CLONE.NEWUSER));
   const root = [c('setgroups', []), c('setresgid', 0), c('setresuid', 0)].map((x) => JSON.stringify(x));
   const entry = new Set<number>();
-  for (let i = userNsAt + 1; userNsAt >= 0 && i < ready; i++) if (root.includes(JSON.stringify(calls[i]))) entry.add(i);
+  for (let i = userNsAt + 1; userNsAt >= 0 && i < pivot; i++) if (root.includes(JSON.stringify(calls[i]))) entry.add(i);
   const cred = (call: string): number => calls.findIndex((x, i) => x.call === call && !entry.has(i));
-  for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset', 'seccomp']) {
+  const setUp = Math.max(pivot, lastAt(calls, 'setrlimit'));
+  for (const name of ['setgroups', 'setresgid', 'setresuid', 'capset']) {
     const i = cred(name);
-    if (i >= 0 && i < ready) return `${name} before the ready report`;
+    if (i >= 0 && i < setUp) return `${name} before the set-up is made`;
+    if (i >= 0 && i > ready) return `${name} after the ready report`;
   }
+  const firstFilter = idx('seccomp');
+  if (firstFilter >= 0 && firstFilter < setUp) return 'seccomp before the set-up is made';
   if (idx('execve') < start) return 'execve before Start';
   if (lastAt(calls, 'setrlimit') > ready) return 'setrlimit after the ready report';
   const keep1 = idx('prctl', PR.SET_KEEPCAPS, 1), gid = cred('setresgid'), uid = cred('setresuid'), keep0 = idx('prctl', PR.SET_KEEPCAPS, 0), capset = idx('capset');
@@ -214,7 +219,7 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
   // late, else no_new_privs or the umask) only the stdio shuffle: dup2 0..2 (+ TIOCSCTTY)
   const lastPriv = seccomp > nnp && nnp >= 0 ? seccomp : Math.max(nnp, lastAt(calls, 'umask'));
   // (and the wait for Start, where nothing privileged follows it)
-  const tail = calls.slice(lastPriv + 1, exec).filter((x) => !((x.call === 'read' || x.call === 'close') && x.args[0] === START)).map((x) => x.call);
+  const tail = calls.slice(lastPriv + 1, exec).filter((x) => !((x.call === 'read' || x.call === 'close') && x.args[0] === START) && !(x.call === 'write' && x.args[0] === STATUS)).map((x) => x.call);
   if (!tail.every((n) => n === 'dup2' || n === 'ioctl')) return `more than the stdio shuffle between the last privileged step and execve: ${tail.join(',')}`;
   return null;
 }
@@ -276,8 +281,7 @@ describe('container-init against the recording ContainerSys', () => {
       c('write_file', '/proc/self/fd/3/c1/cgroup.procs', '0'),
       c('unshare', CLONE.NEWCGROUP),
       c('setrlimit', 7, '1024', '1024'),
-      c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
-      // the process's own credentials, while spored answers Create (runc's finalizeNamespace)
+      // the process's own credentials, before Create's answer (runc's finalizeNamespace)
       c('reset_signals'),
       // its own session keyring (runc: _ses.<container id>)
       c('join_session_keyring', '_ses.c1'), c('add_key_permission', 1000, 0x80000),
@@ -288,6 +292,7 @@ describe('container-init against the recording ContainerSys', () => {
       c('prctl', PR.CAP_AMBIENT, 4 /* CLEAR_ALL */),
       c('umask', 0o022),
       c('prctl', PR.SET_NO_NEW_PRIVS, 1),
+      c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
       // Start
       c('read', START, 1), c('close', START),
       c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
@@ -635,7 +640,7 @@ describe('container-init against the recording ContainerSys', () => {
     for (const name of ['mount', 'pivot_root', 'unshare', 'mknod']) expect(at(r.calls, name), name).toBe(-1);
     expect(r.exec?.path).toBe('/bin/ls');
     // its credentials made before Start (no_new_privs last), then only Start and the stdio shuffle
-    expect(r.calls.slice(-7).map((x) => x.call)).toEqual(['prctl', 'read', 'close', 'dup2', 'dup2', 'dup2', 'execve']);
+    expect(r.calls.slice(-8).map((x) => x.call)).toEqual(['prctl', 'write', 'read', 'close', 'dup2', 'dup2', 'dup2', 'execve']);
   });
 
   it('a working directory that is not there fails before the ready report (an exec too), not the process after Start', () => {
@@ -688,8 +693,8 @@ describe('container-init against the recording ContainerSys', () => {
   it('an AppArmor profile and an SELinux label are set for execve, before the capabilities go', () => {
     const r = run(planOf((s) => { s.process.apparmorProfile = 'cri-default'; s.process.selinuxLabel = 'system_u:system_r:container_t:s0'; }));
     const aa = at(r.calls, 'write_file', '/proc/self/attr/apparmor/exec', 'exec cri-default');
-    // with the process's other credentials, after the ready report (they take effect at execve)
-    expect(aa).toBeGreaterThan(at(r.calls, 'write', STATUS));
+    // with the process's other credentials, before the ready report (they take effect at execve)
+    expect(aa).toBeLessThan(at(r.calls, 'write', STATUS));
     expect(r.calls[aa + 1]).toEqual(c('write_file', '/proc/self/attr/exec', 'system_u:system_r:container_t:s0'));
     inOrder(r.calls, aa, at(r.calls, 'prctl', PR.CAPBSET_DROP), at(r.calls, 'execve'));
   });
@@ -728,7 +733,9 @@ describe('container-init against the recording ContainerSys', () => {
     const keep0 = at(r.calls, 'prctl', PR.SET_KEEPCAPS, 0);
     expect(r.calls[keep0 + 1]).toEqual(failed(13, 'chdir', '/data'));
     expect(r.exec).toBeNull();
-    expect(r.exit).toBe(1); // after Start: runc's init exits 1;
+    // before the ready report: Create fails, as runc's create fails (its init's finalizeNamespace)
+    expect(r.exit).toBe(127);
+    expect(r.status.map((x) => (x as { s: string }).s)).toEqual(['error']);
     expect(r.status.at(-1)).toMatchObject({ s: 'error', phase: 'cwd', errno: 13 });
   });
 
@@ -747,7 +754,7 @@ describe('container-init against the recording ContainerSys', () => {
       c('setrlimit', 4, '0', '0'),
       c('setrlimit', 6, '512', '512'),
       c('setrlimit', 9, String(Number.MAX_SAFE_INTEGER), String(Number.MAX_SAFE_INTEGER)), // "unlimited" past 2^53
-      c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
+      c('reset_signals'),
     ]);
     inOrder(r.calls, at(r.calls, 'unshare', CLONE.NEWCGROUP), oom, at(r.calls, 'read', START));
   });
@@ -778,11 +785,12 @@ describe('container-init against the recording ContainerSys', () => {
   it('no_new_privs + seccomp: the filter goes in last, after no_new_privs; only the stdio shuffle before execve', () => {
     const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['read', 'write', 'execve', 'exit_group', 'dup2', 'dup3'], action: 'SCMP_ACT_ALLOW' }] });
     const r = run(planOf(undefined, { seccomp: { bpf: f.bpf, flags: f.flags } }));
-    expect(r.calls.slice(-11)).toEqual([
+    expect(r.calls.slice(-12)).toEqual([
       c('capset', '0xa80425fb', '0xa80425fb', '0x0'),
       c('prctl', PR.CAP_AMBIENT, 4),
       c('umask', 0o022),
       c('prctl', PR.SET_NO_NEW_PRIVS, 1),
+      c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
       // Start, then the filter (what runs before it is ours)
       c('read', START, 1), c('close', START),
       c('seccomp', f.bpf.toString('base64'), f.flags),
@@ -961,8 +969,9 @@ describe('container-init against the recording ContainerSys', () => {
       ['the bounding set dropped after keepcaps', move(at(good, 'prctl', PR.CAPBSET_DROP, 2), at(good, 'prctl', PR.SET_KEEPCAPS, 1), 'after'), /bounding set dropped after the uid change|credentials not/],
       ['seccomp before no_new_privs', move(at(good, 'seccomp'), at(good, 'prctl', PR.SET_NO_NEW_PRIVS)), /seccomp before no_new_privs/],
       ['no_new_privs before capset', move(at(good, 'prctl', PR.SET_NO_NEW_PRIVS), at(good, 'capset')), /no_new_privs before capset/],
-      ['setrlimit after the ready report', move(at(good, 'setrlimit'), at(good, 'write', STATUS), 'after'), /setrlimit after the ready report/],
-      ['setgroups before the ready report', move(at(good, 'setgroups'), at(good, 'write', STATUS)), /setgroups before the ready report/],
+      ['setrlimit after the ready report', move(at(good, 'setrlimit'), at(good, 'write', STATUS), 'after'), /setrlimit after the ready report|before the set-up is made/],
+      ['setgroups after the ready report', move(at(good, 'setgroups'), at(good, 'read', START)), /setgroups after the ready report|credentials not/],
+      ['setgroups before pivot_root', move(at(good, 'setgroups'), at(good, 'chdir', R)), /setgroups before the set-up is made|credentials not/],
       ['a no_new_privs filter before Start', move(at(good, 'seccomp'), at(good, 'read', START)), /a no_new_privs filter before Start/],
       ['execve before Start', move(good.length - 1, at(good, 'read', START)), /execve before Start|execve is not the last call/],
       ['execve not last', move(good.length - 1, good.length - 2), /execve is not the last call/],

@@ -1,7 +1,7 @@
 // ProcessIO.open: bad stdio requests get errors that say what to fix; the process's pipes
 // come at once, the client's FIFOs (a keeper's round trips) while it sets up.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -66,11 +66,15 @@ describe('ProcessIO: the pipes at once, the client\'s FIFOs while the process se
     const before = fds();
     const custody = new SlowCustody();
     const io = await ProcessIO.open(req(), { id: 'c', namespace: 'test', cwd: '/tmp', relay: true, custody: new ProcessCustody(custody, 'test', 'c', '') });
-    const r = io.ready();
     for (const w of custody.waiting.splice(0)) w.go(w.path.endsWith('out') ? new Error('keeper could not take it') : undefined);
     await new Promise((res) => setTimeout(res, 20));
     for (const w of custody.waiting.splice(0)) w.go();
-    await expect(r).rejects.toThrow(/keeper could not take it/);
+    await new Promise((res) => setTimeout(res, 20));
+    // the process, setting up meanwhile, can still open what it was given (closed at once, it
+    // would fail on that, or open whatever took the number, instead of the FIFO's error being told)
+    const end = openSync(io.stdio.stdout, 'w');
+    closeSync(end);
+    await expect(io.ready()).rejects.toThrow(/keeper could not take it/);
     await new Promise((res) => setTimeout(res, 20));
     expect(fds()).toBe(before);
   });

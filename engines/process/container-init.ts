@@ -198,19 +198,17 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       phase('rlimits', () => applyRlimits(s, plan.process));
       mark('rlimits');
     }
+    // What runc's init does before its parent's create returns (finalizeNamespace: the
+    // process's keyring, cwd, capabilities, user; a seccomp filter without no_new_privs), so
+    // that a failure there fails Create, as runc's, and a created process has its own
+    // credentials (as `ps` shows runc's) and signal dispositions (SIGTERM ends it).
+    finalize(s, plan.process, plan.id, plan.kind === 'init');
     report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}) });
-    // What runc's init does before it waits for Start (finalizeNamespace: the process's
-    // keyring, cwd, capabilities, user), made after 'ready': it overlaps spored's answer to
-    // Create and the client's way to Start instead of lengthening either (about 1 ms). A
-    // failure is told at Start, as one after Start is (exit 1, the reason on the status pipe).
-    let unfinished: unknown = null;
-    try { finalize(s, plan.process, plan.id, plan.kind === 'init'); } catch (e) { unfinished = e ?? new Error('finalize failed'); }
-    // Block until the seed says Start (one byte) or drops the pipe (abort: EOF).
+    // Block until Start (one byte on the start pipe) or an abort (EOF).
     const go = s.read(startFd, 1);
     if (go.length === 0) s.exit(0);
     started = true;
     s.close(startFd);
-    if (unfinished !== null) throw unfinished;
     execAfterStart(s, plan.process, stdio, path, plan.kind === 'init' ? plan.hooks : undefined);
   } catch (e) {
     const pe = e instanceof PhaseError ? e : new PhaseError('init', e);

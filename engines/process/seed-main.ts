@@ -26,6 +26,12 @@ interface Pending {
   intermediate?: boolean;
   startW: number;
   status: net.Socket;
+  /**
+   * Once the process is ready: the status pipe as a plain fd, not read here (detachStatus),
+   * so that what the process reports at Start goes to whoever starts it; -1 while `status`
+   * reads it.
+   */
+  statusFd: number;
   lines: ChildStatus[];
   waiter: ((s: ChildStatus | null) => void) | null;
   ended: boolean;
@@ -60,7 +66,7 @@ function fdOf(h: net.Socket | net.Server | null): number[] {
  * may by then belong to something else, such as the new shell's own pipes.
  */
 function seedFds(): number[] {
-  return [...fdOf(server), ...fdOf(linkSocket), ...[...pending.values()].flatMap((p) => [...(p.startW >= 0 ? [p.startW] : []), ...fdOf(p.status)])];
+  return [...fdOf(server), ...fdOf(linkSocket), ...[...pending.values()].flatMap((p) => [...(p.startW >= 0 ? [p.startW] : []), ...(p.statusFd >= 0 ? [p.statusFd] : []), ...fdOf(p.status)])];
 }
 /** exits not yet acknowledged by a spored, oldest first */
 const unacked: ExitReport[] = [];
@@ -165,7 +171,7 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   }
   // spored joins it to its cgroup while it sets up (protocol.ts, joinedBySpored)
   if (plan.kind === 'init' && plan.joinedBySpored === true && plan.lateCgroup === true && !forksIntoPidNs(plan)) reply({ type: 'pid', seq, pid });
-  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), lines: [], waiter: null, ended: false, ...(forksIntoPidNs(plan) && !shell ? { intermediate: true } : {}) };
+  const p: Pending = { pid, startW, status: new net.Socket({ fd: statusR, readable: true, writable: false }), statusFd: -1, lines: [], waiter: null, ended: false, ...(forksIntoPidNs(plan) && !shell ? { intermediate: true } : {}) };
   watchStatus(p);
   pending.set(key, p);
   // a setup that never ends (a FIFO nobody opens, a hang in the kernel) is killed, not left
@@ -233,15 +239,14 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   if (st && st.s === 'ready') {
     // what the process reports from now on (at Start) is for whoever starts it: spored may,
     // through its own copy of the pipes (`started`), and a pipe's data goes to one reader
-    p.status.pause();
+    detachStatus(p);
     const { planAt, ...marks } = st.t;
     // a shell's wake-up: from the plan's write to its read (one clock: the shell is a fork of this process)
     if (shell && planAt !== undefined) marks.wakeMs = planAt - handoffAt;
-    const statusFd = fdOf(p.status)[0];
     reply({
       type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...marks, readyMs: performance.now() - t0 },
       ...(typeof st.console === 'number' ? { console: st.console } : {}),
-      ...(p.startW >= 0 && statusFd !== undefined ? { pipes: { start: p.startW, status: statusFd } } : {}),
+      ...(p.startW >= 0 && p.statusFd >= 0 ? { pipes: { start: p.startW, status: p.statusFd } } : {}),
     });
     return;
   }
@@ -269,7 +274,7 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
     reply({ type: 'reply', seq, ok: false, error: `sandbox is gone: ${(e as Error).message}`, phase: 'start' });
     return;
   }
-  p.status.resume();
+  attachStatus(p);
   // Start answers once the process is the container's own program: the status pipe is
   // close-on-exec, so its EOF means execve happened. Answering earlier let an exec right
   // after Start see the seed's code as pid 1. What can still fail here (permissions, a
@@ -308,9 +313,34 @@ function setupAllowanceMs(plan: SpawnPlan): number {
   return ms > 2 ** 31 - 1 ? Infinity : ms;
 }
 
+/**
+ * Stop reading a ready process's status pipe: keep it as a plain fd (a duplicate; the
+ * socket, which libuv reads ahead into its buffer whether paused or not, goes). Its number
+ * stays valid until drop(), for spored to take a copy (the spawn reply's `pipes`).
+ */
+function detachStatus(p: Pending): void {
+  const fd = fdOf(p.status)[0];
+  if (fd === undefined || p.statusFd >= 0) return;
+  p.statusFd = sys.dupFd(fd);
+  p.status.removeAllListeners();
+  p.status.on('error', () => undefined);
+  p.status.destroy();
+}
+
+/** Read the status pipe again (the seed's own start). */
+function attachStatus(p: Pending): void {
+  if (p.statusFd < 0) return;
+  p.status = new net.Socket({ fd: p.statusFd, readable: true, writable: false });
+  p.statusFd = -1;
+  p.lines = [];
+  p.ended = false;
+  watchStatus(p);
+}
+
 function drop(key: string, p: Pending): void {
   pending.delete(key);
   if (p.startW >= 0) { sys.close(p.startW); p.startW = -1; }
+  if (p.statusFd >= 0) { sys.close(p.statusFd); p.statusFd = -1; }
   p.status.destroy();
 }
 

@@ -410,6 +410,13 @@ export const CASES: Case[] = [
       return busy();
     }),
   ]),
+
+  // helper-61, 2026-12-02: the process's credentials failing (setgroups refuses 70,000 groups)
+  // failed runc's create but left spore's created process running as root, to exit 1 at Start
+  kase('credentials the kernel refuses fail the create, not the program after Start', [
+    runSpec('--rm', '{c}', ['/bin/echo', 'never'], (s) => { s.process.user = { uid: 1000, gid: 1000, additionalGids: Array.from({ length: 70_000 }, (_, i) => 100_000 + i) }; }, { check: ['code', 'stdout', 'class'] }),
+    states('{c}'),
+  ]),
 ];
 
 oracleSuite('conformance: spore = runc through ctr', CASES, { skip });
