@@ -7,7 +7,7 @@
 // and, under a keeper, parks them with it: the pipe keeps a writer, the container keeps
 // waiting, and the next spored takes them back. spored starts the container itself, as the
 // seed's `start` does (seed-main.ts): one byte on the start pipe, then the status pipe's EOF
-// (it is close-on-exec: EOF means execve happened); the seed is told after (`started`).
+// (it is close-on-exec: EOF means execve happened); the seed is told first (`started`).
 import net from 'node:net';
 import { onJsonLines } from '../engines/process/lines.js';
 import type { ChildStatus } from '../engines/process/protocol.js';

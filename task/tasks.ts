@@ -208,7 +208,7 @@ export class TaskManager {
    */
   private readonly unclaimed = new Map<number, { status: number; exitSeq: number; at: number | undefined }>();
   private readonly waiters = new Map<ProcState, (() => void)[]>();
-  /** created inits whose root seed died: their start and status pipes, taken back from the keeper (held-start.ts) */
+  /** created inits whose start and status pipes spored holds (held-start.ts: taken from the seed at Create, or back from the keeper) */
   private readonly heldStarts = new Map<ProcState, HeldStart>();
   /** created inits whose pipes this spored parked with the keeper */
   private readonly parkedStarts = new Set<ProcState>();
@@ -680,7 +680,7 @@ export class TaskManager {
 
   /**
    * An init's Start: through its pipes, which spored holds (held-start.ts: taken from the
-   * seed at Create, or back from the keeper after the seed died), the seed told after; else
+   * seed at Create, or back from the keeper after the seed died), the seed told first; else
    * through the root seed that set it up. The keeper lets go of them after.
    */
   private async startInit(c: ContainerState, p: ProcState): Promise<number> {
@@ -1024,8 +1024,8 @@ export class TaskManager {
     const why = refusal(INIT_OPS, p.status, 'delete');
     if (why) throw runcError(why);
     if (p.status === 'created') {
-      // Never started: the child is parked waiting for Start. Kill it and collect it. (One
-      // whose seed died waits on the pipes the keeper holds: no seed knows it.)
+      // Never started: the child is parked waiting for Start. Kill it and collect it (one
+      // whose pipes spored holds directly: its seed may be a new one that never knew it).
       if (this.heldStarts.has(p)) { if (this.alive(p)) { try { sys.kill(p.pid, 9); } catch { /* gone */ } } } else await this.o.seed.abort(key(ns, id));
     }
     // the pipes of an init that never started (also one killed before Start)
