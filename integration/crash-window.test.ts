@@ -9,7 +9,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containerdSkipReason, leakCheck, rootfs, startContainerd, type Containerd } from './harness.js';
+import { containerdSkipReason, ctrInBackground, leakCheck, rootfs, startContainerd, type Containerd } from './harness.js';
 
 const skip = containerdSkipReason();
 if (skip) console.warn(`[crash-window.test] skipped: ${skip}`);
@@ -72,15 +72,7 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
   }, 60_000);
 
   /** a ctr command in the background: its exit code and output */
-  function background(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const p = spawn('ctr', ['--address', c.address, '--namespace', c.namespace, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const t = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    return new Promise((resolve) => p.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); }));
-  }
+  const background = (args: string[]): ReturnType<typeof ctrInBackground> => ctrInBackground(c, args);
 
   /** spored's log says the sandbox of `key` is set up and held (task/tasks.ts holdForTest) */
   const held = (k: string): boolean => existsSync(c.sporeLog) && readFileSync(c.sporeLog, 'utf8').split('\n').some((l) => l.includes('test hold') && l.includes(`"key":"${k}"`));

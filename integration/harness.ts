@@ -88,6 +88,22 @@ export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 
+/**
+ * `ctr` against containerd `c` (its address and namespace) in the background: resolves with
+ * its exit code and whole output once its stdio closed; SIGKILLed after `timeoutMs` (code null).
+ */
+export function ctrInBackground(c: Pick<Containerd, 'address' | 'namespace'>, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('ctr', ['--address', c.address, '--namespace', c.namespace, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+  });
+}
+
 export function which(bin: string): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
   for (const d of dirs) {

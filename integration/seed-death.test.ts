@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Task } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { Status } from '../fri-proto/gen/containerd/types/task/task_pb.js';
 import { TtrpcClient, clientFor } from '../protocols/ttrpc/index.js';
-import { containerdSkipReason, rootfs, startContainerd, type Containerd } from './harness.js';
+import { containerdSkipReason, ctrInBackground, rootfs, startContainerd, type Containerd } from './harness.js';
 
 const skip = containerdSkipReason();
 if (skip) console.warn(`[seed-death.test] skipped: ${skip}`);
@@ -23,15 +23,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 describe.skipIf(skip !== undefined)('the root seed killed under load', () => {
   let c: Containerd;
   const bb = rootfs('busybox');
-  const bg = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => new Promise((resolve) => {
-    const p = spawn('ctr', ['--address', c.address, '--namespace', c.namespace, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const t = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-  });
+  const bg = (args: string[]): ReturnType<typeof ctrInBackground> => ctrInBackground(c, args);
   const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
   const sporedPid = (): number => Number(readFileSync(join(c.runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]);
   const waitNewSpored = async (old: number): Promise<void> => {
@@ -85,10 +77,10 @@ describe.skipIf(skip !== undefined)('the root seed killed between a container\'s
     };
     expect((await c.ctr(['run', ...RT, '--rm', '--rootfs', bb, 'first', '/bin/true'])).code).toBe(0);
     const ownPipes = keeperPipes(); // the keeper's own (Node's), with spored up and no container
-    const fg = ctrIn(c, ['run', ...RT, '--rm', '--rootfs', bb, 'fg', '/bin/sh', '-c', 'echo ran-after-the-seed; exit 7']);
+    const fg = ctrInBackground(c, ['run', ...RT, '--rm', '--rootfs', bb, 'fg', '/bin/sh', '-c', 'echo ran-after-the-seed; exit 7']);
     const before = held();
     for (let i = 0; i < 100 && held() === before; i++) await sleep(50);
-    const bgRun = ctrIn(c, ['run', '-d', ...RT, '--rootfs', bb, 'bg', '/bin/sleep', '1000']);
+    const bgRun = ctrInBackground(c, ['run', '-d', ...RT, '--rootfs', bb, 'bg', '/bin/sleep', '1000']);
     for (let i = 0; i < 100 && held() < before + 2; i++) await sleep(50);
     expect(held()).toBe(before + 2); // both Creates answered, both Starts held
     process.kill(rootSeed(), 'SIGKILL');
@@ -120,7 +112,7 @@ describe.skipIf(skip !== undefined)('the root seed killed between its answer to 
   afterAll(async () => { await c?.stop(); }, 60_000);
 
   it('the Create is made again by the next spored, and the program runs once', async () => {
-    const run = ctrIn(c, ['run', ...RT, '--rm', '--rootfs', bb, 'v', '/bin/sh', '-c', 'echo ran; exit 9']);
+    const run = ctrInBackground(c, ['run', ...RT, '--rm', '--rootfs', bb, 'v', '/bin/sh', '-c', 'echo ran; exit 9']);
     for (let i = 0; i < 200 && held() === 0; i++) await sleep(50);
     expect(held()).toBe(1);
     process.kill(rootSeedOf(c), 'SIGKILL');
@@ -254,14 +246,3 @@ function rootSeedOf(c: Containerd): number {
   return all.find((pid) => !all.includes(parentOfPid(pid))) ?? 0; // not its forks (container shells)
 }
 
-function ctrIn(c: Containerd, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn('ctr', ['--address', c.address, '--namespace', c.namespace, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const t = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-  });
-}
