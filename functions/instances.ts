@@ -469,6 +469,9 @@ export class Instances implements Omit<InstanceEvents, never> {
         this.o.log.warn({ inst: inst.info.id, fn: spec.name, seed: inst.seed.info.id, hostPid: inst.hostPid, code: exit?.code ?? null, signal: exit?.signal ?? null }, 'instance exited without a result');
       }
     }
+    // answered: from here on it is recycling, not a call in flight (a redeploy said "1 in
+    // flight" of a call answered a moment before)
+    if (!inst.released) { inst.answered = true; inst.version.recycling++; }
     return {
       ok: error === null, result: error === null ? r?.value ?? 'null' : null, error,
       function: spec.name, seedId: inst.seed.info.id, seedLevel: inst.seed.info.level,
@@ -476,7 +479,6 @@ export class Instances implements Omit<InstanceEvents, never> {
     };
   }
 
-  /** Give the instance's resources back, once: its cgroup (emptied), pidfd, /tmp slot (scrubbed). */
   /** Its pool cgroup back to the pool (leftovers killed, the cgroup reused once empty); once. */
   private releaseCgroup(inst: InstRec): void {
     if (!inst.cgroup || inst.cgroupReleased) return;
@@ -484,9 +486,11 @@ export class Instances implements Omit<InstanceEvents, never> {
     try { this.cgroups()?.release(inst.cgroup, { keepLimits: true }); } catch (e) { this.o.log.warn({ inst: inst.info.id, err: (e as Error).message }, 'cgroup release'); }
   }
 
+  /** Give the instance's resources back, once: its cgroup (emptied), pidfd, /tmp slot (scrubbed). */
   release(inst: InstRec): void {
     if (inst.released) return;
     inst.released = true;
+    if (inst.answered) inst.version.recycling--;
     this.recs.delete(inst.info.id);
     this.waits.delete(inst.info.id);
     if (inst.timer) clearTimeout(inst.timer);

@@ -48,6 +48,11 @@ export interface VersionRec {
   state: VersionState;
   /** calls admitted to this version and not yet released */
   inflight: number;
+  /**
+   * of `inflight`: instances whose call was answered and whose resources are being recycled
+   * (its exit, its cgroup and /tmp slot): no longer calls in flight (instances.ts finish)
+   */
+  recycling: number;
   /** performance.now() of its last instance exit (registry.ts: the idle refresh) */
   lastExitAt: number;
   /** when it became active, in clock ticks since boot (escapees.ts: what its init started is older) */
@@ -89,6 +94,8 @@ export interface InstRec {
   timer: NodeJS.Timeout | null;
   timedOut: boolean;
   released: boolean;
+  /** its call was answered (counted in its version's `recycling` until released) */
+  answered?: boolean;
   /** its pool cgroup went back (emptied) before its exit: it answered and left processes behind */
   cgroupReleased?: boolean;
   /** when (performance.now() ms) each step of its way happened, for the debug log's hop breakdown */

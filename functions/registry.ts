@@ -62,7 +62,7 @@ export interface RegistryOptions {
    */
   idleRefreshMs: number;
   idleRefreshCalls: number;
-  /** calls of `v` in flight that are not parked instances waiting for one (default: v.inflight) */
+  /** calls of `v` in flight: not parked instances waiting for one, nor answered ones being recycled (default: v.inflight) */
   activeCalls?: (v: VersionRec) => number;
   /** a replica is being replaced while its version is idle: its parked instances go */
   releaseParked?: (seed: SeedRec) => void;
@@ -289,7 +289,7 @@ export class Registry {
     // (at twice, 24 calls at a time renewed about 8 per batch: a fork of the L1 seed per 8 calls)
     const names = Array.from({ length: this.o.slotsPerFunction * SLOTS_PER_CONCURRENCY }, () => slotName(randomBytes(16)));
     const v: VersionRec = {
-      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0, lastExitAt: 0, readyTicks: Infinity, logFd: -1,
+      fn, version, pkg, load, codeBytes, cgroup, instancesCpuProcs, plan, seeds: [], nextReplica: 0, state: 'starting', inflight: 0, recycling: 0, lastExitAt: 0, readyTicks: Infinity, logFd: -1,
       deployedAt: deployedAt ?? new Date().toISOString(), tmpBytes,
       slots: new SlotPool(names, this.o.slotsPerFunction, async (batch) => {
         const first = v.seeds[0];

@@ -159,7 +159,7 @@ export class ProcessFunctionRuntime implements FunctionRuntime {
         slotsPerFunction: this.o.slotsPerFunction ?? 32, tmpMiB: this.o.tmpMiB ?? 64, initTimeoutMs: this.o.initTimeoutMs ?? 10_000,
         lineageSeccomp: () => this.lineageSeccomp, cgroupParent: this.cgroupParent,
         onVersionEnd: (v) => this.parking.drain(v),
-        activeCalls: (v) => v.inflight - this.parking.held(v),
+        activeCalls: (v) => v.inflight - this.parking.held(v) - v.recycling,
         releaseParked: (seed) => this.parking.dropFrom(seed),
         forksOf: (v) => this.inst.forksOf(v),
       },
