@@ -210,7 +210,7 @@ export class TaskManager {
   private readonly waiters = new Map<ProcState, (() => void)[]>();
   /** created inits whose start and status pipes spored holds (held-start.ts: taken from the seed at Create, or back from the keeper) */
   private readonly heldStarts = new Map<ProcState, HeldStart>();
-  /** created inits whose pipes this spored parked with the keeper */
+  /** created inits whose pipes only the keeper holds (a seed without 'started-by-spored' starts them) */
   private readonly parkedStarts = new Set<ProcState>();
   private readonly consoles = new Map<ProcState, Console>();
   private readonly ios = new Map<ProcState, ProcessIO>();
@@ -515,8 +515,9 @@ export class TaskManager {
       let ownStart: HeldStart | null = null;
       const pipesParked = spawned.pipes && (initCustody || startOwn)
         ? HeldStart.take(this.o.seed.pid, spawned.pipes, initCustody).then((h) => {
-          startParked = initCustody !== null;
-          if (startOwn) ownStart = h; else h.dropOwn();
+          // (spored's own copies, or, for a seed that starts it itself, the keeper's alone)
+          if (startOwn) ownStart = h;
+          else { h.dropOwn(); startParked = initCustody !== null; }
         }, (e: unknown) => {
           // the seed died since it answered (its child ended with it, as an abort): the next
           // spored makes this container, as any Create the seed's death cuts short
@@ -686,7 +687,7 @@ export class TaskManager {
   private async startInit(c: ContainerState, p: ProcState): Promise<number> {
     const held = this.heldStarts.get(p);
     if (TEST_HOLD_START_MS > 0) {
-      this.o.log.warn({ id: c.id, ns: c.namespace, ms: TEST_HOLD_START_MS }, 'test hold: an init\'s Start, before the seed is asked');
+      this.o.log.warn({ id: c.id, ns: c.namespace, ms: TEST_HOLD_START_MS }, 'test hold: an init\'s Start, before it is carried out');
       await new Promise((r) => setTimeout(r, TEST_HOLD_START_MS));
     }
     let leftForNext = false;
