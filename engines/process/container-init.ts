@@ -12,7 +12,7 @@
 // libc or node:fs.
 import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, TIOCSCTTY } from '../../sys/constants.js';
 import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
-import { MAX_SHELL_FRAME, shellPlanOf, entersPidNsLast, inUserNs, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
+import { MAX_SHELL_FRAME, shellPlanOf, unsealProcess, entersPidNsLast, inUserNs, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
 import { describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../../protocols/oci/hooks.js';
 
@@ -111,6 +111,9 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
   const warnings: string[] = [];
   let started = false;
   try {
+    // first, while this is still the host's /proc and root with every capability: the args
+    // and env spored kept out of the seed (protocol.ts, sealProcess)
+    phase('process', () => unsealProcess(plan.process, (p) => readWhole(s, p)));
     for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step, [startFd, statusFd]);
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');
@@ -332,6 +335,21 @@ function rehearse(r: Rehearsal, ahead: readonly EarlyStep[]): void {
     runChild(structuredClone(r.plan), 3, 4, rec, ahead);
   } catch (e) {
     if (!(e instanceof RecordedExec) && !(e instanceof RecordedExit)) throw e;
+  }
+}
+
+/** All of the file at `path` (a memfd through /proc: no size to stat first). */
+function readWhole(s: ContainerSys, path: string): Buffer {
+  const fd = s.open(path, O.RDONLY | O.CLOEXEC);
+  try {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const b = s.read(fd, 65536);
+      if (b.length === 0) return Buffer.concat(parts);
+      parts.push(b);
+    }
+  } finally {
+    s.close(fd);
   }
 }
 

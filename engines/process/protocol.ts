@@ -67,6 +67,11 @@ export interface ProcessPlan {
   oomScoreAdj: number | null;
   seccomp: { bpf: Buffer; flags: number } | null;
   stdio: Stdio;
+  /**
+   * Where the forked child reads `args` and `env` (sealProcess): `/proc/<spored's pid>/fd/<n>`,
+   * a memfd spored holds until the seed answers. With it, `args` and `env` here are empty.
+   */
+  sealedPath?: string;
 }
 
 export interface NamespaceStep {
@@ -259,7 +264,7 @@ goes to whoever starts it). A root seed outlives
  * spored upgrades; one that predates a feature runs old child code, which would ignore the
  * plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored'] as const;
+export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored', 'sealed-process'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =
@@ -294,4 +299,38 @@ export function shellPlanOf(body: Buffer): InitPlan {
   const plan = v8.deserialize(body) as InitPlan | null;
   if (plan === null || typeof plan !== 'object' || plan.kind !== 'init') throw new Error('a container shell got something that is not an init plan');
   return plan;
+}
+
+/**
+ * A process's args and env kept out of the root seed's memory. Every fork of the seed (a
+ * container shell, an exec child, an init before its execve) holds a copy of that memory, and
+ * a container's root with CAP_SYS_PTRACE can seize such a fork before its execve and read it:
+ * it found other containers' env there (their credentials), kept by the seed since their
+ * Creates. So the args and env never pass through the seed: spored writes them to a memfd of
+ * its own (this body), sends the plan with them empty and `sealedPath` naming the memfd, and
+ * the forked child opens that path first thing (still the host's /proc, root with every
+ * capability) and reads them (unsealProcess). The seed sees a path. Seed feature `sealed-process`.
+ */
+export function sealedBody(p: Pick<ProcessPlan, 'args' | 'env'>): Buffer {
+  return v8.serialize({ args: p.args, env: p.env });
+}
+
+/** `plan` with its process's args and env taken out and `sealedPath` in their place. */
+export function sealProcess<P extends SpawnPlan>(plan: P, sealedPath: string): P {
+  return { ...plan, process: { ...plan.process, args: [], env: [], sealedPath } };
+}
+
+/**
+ * Put a sealed process's args and env back in place, read from `read(sealedPath)`; nothing
+ * happens when nothing is sealed. Throws when what was read is not a sealed body.
+ */
+export function unsealProcess(p: ProcessPlan, read: (path: string) => Buffer): void {
+  const at = p.sealedPath;
+  if (at === undefined) return;
+  const o = v8.deserialize(read(at)) as { args?: unknown; env?: unknown } | null;
+  const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((v) => typeof v === 'string');
+  if (o === null || typeof o !== 'object' || !strings(o.args) || !strings(o.env)) throw new Error(`${at} does not hold a process's args and env`);
+  p.args = o.args;
+  p.env = o.env;
+  delete p.sealedPath;
 }

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SeedChannel, connectSeed } from './seed-channel.js';
 import { FailedPrecondition, Unavailable } from '../../sys/errors.js';
-import { SEED_PROTOCOL, type SEED_FEATURES, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_PROTOCOL, sealProcess, sealedBody, type SEED_FEATURES, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import * as sys from '../../sys/libc.js';
 
 type Reply = Extract<SeedReply, { type: 'reply' }>;
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -243,7 +244,19 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     if (plan.kind === 'init' && plan.userNs && !this.features.includes('userns')) {
       throw new FailedPrecondition('this node\'s root seed predates user namespaces in OCI specs (it outlived a spored upgrade); restart spored with no containers running, or remove the user namespace');
     }
-    const r = await this.request({ op: 'spawn', key, plan }, on);
+    // the args and env go past the seed (protocol.ts, sealProcess); an older seed's children cannot read them so
+    let sealed = -1;
+    if (this.features.includes('sealed-process')) {
+      sealed = sys.memfdCreate('spore-process', sys.MFD.CLOEXEC);
+      try { sys.write(sealed, sealedBody(plan.process)); } catch (e) { sys.close(sealed); throw e; }
+      plan = sealProcess(plan, `/proc/${process.pid}/fd/${sealed}`);
+    }
+    let r: SeedReply;
+    try {
+      r = await this.request({ op: 'spawn', key, plan }, on);
+    } finally {
+      if (sealed >= 0) sys.close(sealed);
+    }
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
     return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq, ...(typeof r.console === 'number' ? { console: r.console } : {}),
       ...(r.pipes && Number.isInteger(r.pipes.start) && Number.isInteger(r.pipes.status) ? { pipes: { start: r.pipes.start, status: r.pipes.status } } : {}),
