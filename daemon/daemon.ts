@@ -1,6 +1,6 @@
 // spored: one long-lived daemon per node. Wires the process engine's root seed, the task
 // manager, the ttrpc Task service for containerd and the event forwarder.
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gatewayCustodyKey } from './gateway.js';
 import { friCustodyKey } from '../protocols/fri/server.js';
@@ -29,6 +29,7 @@ import * as sys from '../sys/libc.js';
 import { processIdentity } from '../sys/proc.js';
 import { NO_CUSTODY, type FdCustody } from '../task/custody.js';
 import { KeeperLink } from './keeper-link.js';
+import { writeFileAtomic } from '../sys/atomic-file.js';
 
 export interface Daemon {
   config: DaemonConfig;
@@ -149,8 +150,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   mkdirSync(config.runDir, { recursive: true, mode: 0o700 });
   const lockFd = lockRunDir(config.runDir);
   const pidFile = `${config.runDir}/spored.pid`;
-  writeFileSync(`${pidFile}.tmp`, `${processIdentity(process.pid) ?? process.pid}\n`);
-  renameSync(`${pidFile}.tmp`, pidFile);
+  writeFileAtomic(pidFile, `${processIdentity(process.pid) ?? process.pid}\n`, { mode: 0o644 });
   writeFileSync(`${config.runDir}/containerd-address`, `${config.containerdTtrpc}\n`);
   const layout = detectCgroupLayout();
   const favor = watchFavorDynmods(config.cgroupFavorDynmods, log.child({ c: 'cgroups' }));

@@ -4,10 +4,11 @@
 // arbitrates concurrent spored instances); it names its owner (state dir, function, pid).
 // A range whose owner process is gone is free again: nothing a function leaves owned by
 // its ids outlives it (its /tmp is tmpfs, its package is root's).
-import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync, closeSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ResourceExhausted } from '../sys/errors.js';
 import { ID_RANGE } from './sandbox.js';
+import { writeFileAtomic } from '../sys/atomic-file.js';
 
 /** First host id of range 0: above any host account and the usual subuid ranges (100000+). */
 export const ID_BASE = 1 << 30;
@@ -54,9 +55,7 @@ export class IdRanges {
   }
 
   private write(k: number, o: RangeOwner): void {
-    const tmp = join(this.dir, `.${k}.${process.pid}`);
-    writeFileSync(tmp, JSON.stringify(o), { mode: 0o600 });
-    renameSync(tmp, join(this.dir, String(k)));
+    writeFileAtomic(join(this.dir, String(k)), JSON.stringify(o), { tmp: join(this.dir, `.${k}.${process.pid}`) });
   }
 
   /** Give a function's range back (when the function is removed). */

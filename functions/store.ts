@@ -3,10 +3,11 @@
 // version active and removed with the function. A spored that starts (after a crash, a
 // restart or an upgrade) rebuilds every recorded function from its stored package, with the
 // same version number and the same host id range; nobody redeploys.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Language } from '../protocols/fri/types.js';
 import type { LoadSpec } from '../seeds/protocol.js';
+import { writeFileAtomic } from '../sys/atomic-file.js';
 
 /** Format tag of a record; a record of another format is left alone (and reported). */
 export const FUNCTION_RECORD_FORMAT = 'spore.function/v1';
@@ -47,9 +48,7 @@ export class FunctionStore {
   /** Record (or re-record) a function; a crash leaves the old record or the new one. */
   save(rec: FunctionRecord): void {
     const p = this.path(rec.name);
-    const tmp = `${p}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(rec), { mode: 0o600 });
-    renameSync(tmp, p);
+    writeFileAtomic(p, JSON.stringify(rec), { tmp: `${p}.${process.pid}.tmp` });
   }
 
   /** Where the function's invocation count lives (functions/invocation-count.ts). */

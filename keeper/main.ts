@@ -3,12 +3,13 @@
 // second keeper for the same run dir refuses to start, naming the holder), writes
 // `keeper.pid` as "pid starttime" (the launcher trusts a pid only with its start time), then
 // runs spored (dist/daemon/main.js) with the same flags and keeps it running.
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as sys from '../sys/libc.js';
 import { processIdentity } from '../sys/proc.js';
 import { Keeper } from './keeper.js';
+import { writeFileAtomic } from '../sys/atomic-file.js';
 
 const DAEMON_MAIN = join(dirname(dirname(fileURLToPath(import.meta.url))), 'daemon', 'main.js');
 
@@ -79,8 +80,7 @@ async function main(): Promise<void> {
   });
   await keeper.start();
   const pidFile = join(runDir, 'keeper.pid');
-  writeFileSync(`${pidFile}.tmp`, `${processIdentity(process.pid) ?? process.pid}\n`);
-  renameSync(`${pidFile}.tmp`, pidFile);
+  writeFileAtomic(pidFile, `${processIdentity(process.pid) ?? process.pid}\n`, { mode: 0o644 });
   log('keeper ready', { runDir, ttrpc: keeper.ttrpcSocket });
   let stopping = false;
   const stop = (why: string): void => {

@@ -4,9 +4,10 @@
 // <runDir>/pods/<namespace>/<sandbox-id>.json. Cgroup ancestors made for the pod (the pod's
 // cgroup parent, e.g. /kubepods/besteffort/pod<uid>) belong to the pod and are removed when
 // its last member is deleted, whatever the order of deletes.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Spec } from '../protocols/oci/spec.js';
+import { writeFileAtomic } from '../sys/atomic-file.js';
 
 /** containerd CRI's annotation, and CRI-O's */
 export const SANDBOX_ID_ANNOTATIONS = ['io.kubernetes.cri.sandbox-id', 'io.kubernetes.cri-o.SandboxID'] as const;
@@ -113,7 +114,6 @@ export class PodRegistry {
     const path = podRecordPath(this.runDir, pod.namespace, pod.sandboxId);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const rec: PodRecord = { sandboxId: pod.sandboxId, namespace: pod.namespace, members: pod.members, hints: pod.hints, configPath: pod.configPath, createdAt: pod.createdAt, ownedDirs: pod.ownedDirs };
-    writeFileSync(`${path}.tmp`, JSON.stringify(rec));
-    renameSync(`${path}.tmp`, path);
+    writeFileAtomic(path, JSON.stringify(rec));
   }
 }

@@ -4,13 +4,14 @@
 // delete` needs to clean up after a dead spored, and what the launcher checks (by
 // existence alone, from sh) to skip Node on the common path. Writes are atomic (a temp
 // file renamed over the record), so a crash leaves the old record or the new one.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { CgroupHandle } from '../pools/cgroups.js';
 import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
 import type { Process } from '../protocols/oci/spec.js';
 import type { Hook, OciState } from '../protocols/oci/hooks.js';
 import type { ProcStatus } from './states.js';
+import { writeFileAtomic } from '../sys/atomic-file.js';
 
 /** The record format; a record of another version is read as far as the shared fields go. */
 export const TASK_RECORD_VERSION = 2;
@@ -85,8 +86,7 @@ export function recordPath(runDir: string, namespace: string, id: string): strin
 /** `text` at `path`, atomically (a temp file renamed over it), its directory made (0700) when missing. */
 function writeAtomic(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(`${path}.tmp`, text);
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(path, text);
 }
 
 export function writeRecord(runDir: string, rec: TaskRecord): void {
