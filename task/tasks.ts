@@ -1039,10 +1039,13 @@ export class TaskManager {
     for (const e of c.execs.values()) { this.consoles.get(e)?.close(); this.consoles.delete(e); void this.ios.get(e)?.close(0); this.ios.delete(e); }
     const pio = this.ios.get(p);
     this.ios.delete(p);
-    await pio?.close(2000);
+    // The relays drain to EOF (event-loop turns) while the cgroup goes (plain syscalls); the
+    // answer still waits for the last output, as the runc shim's Delete waits for its copies.
+    const drained = pio?.close(2000);
     if (p.status === 'paused') { try { thaw(c.cgroup); } catch { /* being removed */ } }
     await this.removeCgroup(c);
     removeEmptyDirs(c.madeParents);
+    await drained;
     if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
     if (c.rootfsMounted) {
       try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
