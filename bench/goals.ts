@@ -458,7 +458,7 @@ interface Results {
   floorEnd?: ForkFloorRow;
   loadStart: LoadAvg;
   loadEnd?: LoadAvg;
-  ctr?: { spore: Stat; runc: Stat; rpc: Stat; share: Stat; matched: number };
+  ctr?: { spore: Stat; runc: Stat; rpc: Stat; share: Stat; matched: number; busy: Stat; outside: Stat };
   cri?: CriRow[];
   hello?: Latencies;
   slowInit?: Latencies;
@@ -604,7 +604,10 @@ function report(cfg: Config, r: Results, started: Date, commit: string): string 
     L.push(`- soak windows, what spore and the machine did: CPU of spore's tree per call (ms) ${r.soak.map((w) => f(w.cpuPerCallMs)).join(', ')}; the machine's steal time ${r.soak.map((w) => `${f(w.stealPct, 1)} %`).join(', ')}; at each window's end spored's RSS (MiB) ${r.soak.map((w) => f(w.sporedRssMiB, 0)).join(', ')}, its open fds ${r.soak.map((w) => String(w.sporedFds)).join(', ')}, processes in spore's tree ${r.soak.map((w) => String(w.processes)).join(', ')}; replicas replaced (private memory over the limit) ${r.soak.map((w) => String(w.replicasReplaced)).join(', ')}.`);
   }
   if (r.memory) L.push(`- memory: right after the load, Node L2 seed ${r.memory.loaded}; ${r.memory.idleSeconds} s later (an idle version's replicas that served are replaced by fresh forks: functions/registry.ts, the idle refresh), ${r.memory.seed}; Python hello L2 seed ${f(r.memory.pySeedKiB / 1024)} MiB private ÷ standalone python3 ${f(r.memory.pyStandaloneKiB / 1024)} MiB = ${f((100 * r.memory.pySeedKiB) / r.memory.pyStandaloneKiB, 1)} %.`);
-  if (r.ctr) L.push(`- ctr: ${r.ctr.spore.n} runs each after 1 warm-up, interleaved; Create+Start found in spored's log for ${r.ctr.matched} of them.`);
+  if (r.ctr) {
+    L.push(`- ctr: ${r.ctr.spore.n} runs each after 1 warm-up, interleaved; Create+Start found in spored's log for ${r.ctr.matched} of them.`);
+    if (r.ctr.busy.n > 0) L.push(`- ctr, where spore's \`ctr run\` goes: spore's task RPCs for the container in flight (Create, Wait holding Start and the program's run, Delete, ...) p50 ${f(r.ctr.busy.p50)} ms; the rest (ctr, containerd, the shim binary's start, the hops between them) p50 ${f(r.ctr.outside.p50)} ms = ${f(r.ctr.outside.p50 / r.ctr.runc.p50)} of runc's wall time: the ratio this runtime would get with its own RPCs at zero.`);
+  }
   if (r.cri) L.push(`- CRI p50 by call (RunPodSandbox / CreateContainer / StartContainer, ms): ${r.cri.map((x) => `${x.handler}/${x.net} ${f(pct(x.run, 50), 1)} / ${f(pct(x.create, 50), 1)} / ${f(pct(x.start, 50), 1)} (n=${x.total.length}${x.error ? `, error: ${x.error.slice(0, 100)}` : ''})`).join('; ')}.`);
   if (!r.parked.available) L.push(`- parked instances: ${r.parked.why}.`);
   else L.push(`- parked instances: \`${r.parked.flag.line}\`; the fork-on-request rows ran with \`${r.parked.flag.flag} ${r.parked.flag.off}\` (containerd-started spored), the parked rows on a second spored (bin/spored, own run dir and port) with \`${r.parked.flag.flag} ${r.parked.flag.on}\`${r.parked.error ? `; error: ${r.parked.error}` : ''}.`);
@@ -679,19 +682,36 @@ async function timeCtrPair(c: Containerd, image: string, runs: number): Promise<
   return out;
 }
 
-/** Create + Start ms per container id from spored's log */
-function rpcTimes(log: string): Map<string, { create?: number; start?: number }> {
-  const m = new Map<string, { create?: number; start?: number }>();
+/**
+ * Per container id from spored's log ("msg":"rpc" lines): Create and Start ms, and `busy`, the
+ * ms during which any task RPC for it was in flight (the union of [end - ms, end]: ctr calls
+ * Wait before Start, so Wait's interval holds Start's and the program's run).
+ */
+function rpcTimes(log: string): Map<string, { create?: number; start?: number; busy?: number }> {
+  const m = new Map<string, { create?: number; start?: number; busy?: number }>();
+  const spans = new Map<string, Array<[number, number]>>();
   for (const l of fs.readFileSync(log, 'utf8').split('\n')) {
     if (!l.includes('"msg":"rpc"')) continue;
     try {
-      const j = JSON.parse(l) as { method?: string; id?: string; execId?: string; ms?: number };
+      const j = JSON.parse(l) as { method?: string; id?: string; execId?: string; ms?: number; time?: string };
       if (!j.id || j.execId || typeof j.ms !== 'number') continue;
       const e = m.get(j.id) ?? {};
       if (j.method === 'Create' || j.method === 'create') e.create = (e.create ?? 0) + j.ms;
       if (j.method === 'Start' || j.method === 'start') e.start = (e.start ?? 0) + j.ms;
       m.set(j.id, e);
+      const end = j.time ? Date.parse(j.time) : NaN;
+      if (Number.isFinite(end)) { const a = spans.get(j.id) ?? []; a.push([end - j.ms, end]); spans.set(j.id, a); }
     } catch { /* not JSON */ }
+  }
+  for (const [id, a] of spans) {
+    a.sort((x, y) => x[0] - y[0]);
+    let busy = 0;
+    let [from, to] = a[0] as [number, number];
+    for (const [s, e] of a.slice(1)) {
+      if (s > to) { busy += to - from; from = s; to = e; } else if (e > to) to = e;
+    }
+    busy += to - from;
+    (m.get(id) as { busy?: number }).busy = busy;
   }
   return m;
 }
@@ -797,13 +817,16 @@ async function main(): Promise<void> {
     const rpc = rpcTimes(c.sporeLog);
     const rpcMs: number[] = [];
     const shares: number[] = [];
+    const busy: number[] = [];
+    const outside: number[] = [];
     ct.ids.forEach((id, i) => {
       const e = rpc.get(id);
       if (e?.create === undefined || e.start === undefined) return;
       rpcMs.push(e.create + e.start);
       shares.push((e.create + e.start) / ct.spore[i]!);
+      if (e.busy !== undefined) { busy.push(e.busy); outside.push(ct.spore[i]! - e.busy); }
     });
-    r.ctr = { spore: stat(ct.spore), runc: stat(ct.runc), rpc: stat(rpcMs), share: stat(shares), matched: rpcMs.length };
+    r.ctr = { spore: stat(ct.spore), runc: stat(ct.runc), rpc: stat(rpcMs), share: stat(shares), matched: rpcMs.length, busy: stat(busy), outside: stat(outside) };
     say(`ctr: spore p50 ${f(r.ctr.spore.p50)} ms, runc p50 ${f(r.ctr.runc.p50)} ms; Create+Start p50 ${f(r.ctr.rpc.p50)} ms`);
 
     // ------------------------------------------------------------------ CRI

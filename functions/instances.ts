@@ -89,6 +89,8 @@ export function resultOf(line: string): InstanceResult | null {
       ...(typeof t.startAt === 'number' && Number.isFinite(t.startAt) ? { startAt: t.startAt } : {}),
       ...(typeof t.doneAt === 'number' && Number.isFinite(t.doneAt) ? { doneAt: t.doneAt } : {}),
       ...(typeof t.minflt === 'number' && Number.isFinite(t.minflt) ? { minflt: t.minflt } : {}),
+      ...(typeof t.requestAt === 'number' && Number.isFinite(t.requestAt) ? { requestAt: t.requestAt } : {}),
+      ...(typeof t.minfltAtRequest === 'number' && Number.isFinite(t.minfltAtRequest) ? { minfltAtRequest: t.minfltAtRequest } : {}),
     },
   };
 }
@@ -450,7 +452,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     // memory limit, or crashed) spent that time in the handler, not in answering
     if (!r && (inst.timedOut || (notStarted === null && inst.at.requestSent > 0))) timings.execute += rest;
     else timings.respond = rest;
-    if (this.o.log.isLevelEnabled('debug')) this.o.log.debug({ inst: inst.info.id, fn: inst.version.fn.spec.name, parked, hops: hops(t0, tResult, inst.at, r?.timings), minflt: r?.timings.minflt }, 'invocation hops (ms from the call)');
+    if (this.o.log.isLevelEnabled('debug')) this.o.log.debug({ inst: inst.info.id, fn: inst.version.fn.spec.name, parked, hops: hops(t0, tResult, inst.at, r?.timings), minflt: r?.timings.minflt, minfltAtRequest: r?.timings.minfltAtRequest }, 'invocation hops (ms from the call)');
     let error: InvokeError | null = null;
     const spec = inst.version.fn.spec;
     if (!r || !r.ok) {
@@ -510,12 +512,12 @@ export class Instances implements Omit<InstanceEvents, never> {
  * performance.timeOrigin-based, good to a fraction of a ms), the result read. Negative:
  * before the call (a parked instance).
  */
-function hops(t0: number, tResult: number, at: InstRec['at'], child: { startAt?: number; doneAt?: number } | undefined): Record<string, number> {
+function hops(t0: number, tResult: number, at: InstRec['at'], child: { startAt?: number; doneAt?: number; requestAt?: number } | undefined): Record<string, number> {
   const rel = (t: number): number => Math.round((t - t0) * 1000) / 1000;
   const abs = (epochMs: number | undefined): number => (epochMs === undefined ? NaN : rel(epochMs - performance.timeOrigin));
   return {
     forkSent: rel(at.forkSent), forked: rel(at.forked), bound: rel(at.bound), requestSent: rel(at.requestSent),
-    childStart: abs(child?.startAt), childDone: abs(child?.doneAt), resultRead: rel(tResult),
+    childStart: abs(child?.startAt), childRequest: abs(child?.requestAt), childDone: abs(child?.doneAt), resultRead: rel(tResult),
   };
 }
 
