@@ -162,6 +162,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     socket: keeper ? join(config.runDir, 'process-seed.sock') : undefined,
     survive: keeper !== null, holdExits: true, shells: config.containerShells,
   });
+  if (!seed.has('sealed-process')) {
+    // a root seed that outlived a spored upgrade (it is every container's parent)
+    log.warn({ seedPid: seed.pid }, 'the root seed predates sealed args and env: containers\' args, env and hooks pass through its memory, which a container granted CAP_SYS_PTRACE can read through a process spore forks into it; restart spore with no containers running to replace the seed');
+  }
   const events = new EventForwarder(config.containerdTtrpc, log.child({ c: 'events' }));
   const metrics = new Metrics();
   const tasks = new TaskManager({

@@ -1,8 +1,8 @@
-// engines/process/protocol.ts sealProcess / unsealProcess: a process's args and env pass the
+// engines/process/protocol.ts sealProcess / unsealPlan: a process's args and env pass the
 // root seed as a path to a memfd of spored's, never as data (integration/redteam/seed-memory.test.ts
 // shows the seed's memory without them).
 import { describe, expect, it } from 'vitest';
-import { sealProcess, sealedBody, unsealProcess, type ExecPlan } from '../engines/process/protocol.js';
+import { sealProcess, sealedBody, unsealPlan, type ExecPlan, type InitPlan } from '../engines/process/protocol.js';
 import v8 from 'node:v8';
 
 const plan: ExecPlan = {
@@ -30,7 +30,7 @@ describe('sealed process args and env', () => {
   it('unsealing reads them back from the path and drops it', () => {
     const sealed = sealProcess(plan, '/proc/7/fd/9');
     const reads: string[] = [];
-    unsealProcess(sealed.process, (p) => { reads.push(p); return sealedBody(plan.process); });
+    unsealPlan(sealed, (p) => { reads.push(p); return sealedBody(plan); });
     expect(reads).toEqual(['/proc/7/fd/9']);
     expect(sealed.process.args).toEqual(plan.process.args);
     expect(sealed.process.env).toEqual(plan.process.env);
@@ -39,16 +39,42 @@ describe('sealed process args and env', () => {
 
   it('a plan with nothing sealed is left as it is, and nothing is read', () => {
     const p = structuredClone(plan);
-    unsealProcess(p.process, () => { throw new Error('read'); });
+    unsealPlan(p, () => { throw new Error('read'); });
     expect(p.process).toEqual(plan.process);
   });
 
   it('a body that is not args and env fails the unsealing', () => {
     for (const body of [v8.serialize({ args: ['a'], env: [1] }), v8.serialize(null), v8.serialize({ args: 'x', env: [] })]) {
       const p = sealProcess(plan, '/x');
-      expect(() => unsealProcess(p.process, () => body)).toThrow(/does not hold a process's args and env/);
+      expect(() => unsealPlan(p, () => body)).toThrow(/does not hold this process's args, env and hooks/);
     }
     const p = sealProcess(plan, '/x');
-    expect(() => unsealProcess(p.process, () => Buffer.from('garbage'))).toThrow();
+    expect(() => unsealPlan(p, () => Buffer.from('garbage'))).toThrow();
+  });
+
+  it("an init's hooks keep their path and timeout for the seed; their args, env and the state's annotations are sealed", () => {
+    const init: InitPlan = {
+      kind: 'init', id: 'c2', rootfs: '/r', readonlyRoot: false, rootPropagation: 0, namespaces: [], hostname: null, domainname: null, mounts: [], devices: [],
+      maskedPaths: [], readonlyPaths: [], sysctl: {}, cgroupProcs: [], process: structuredClone(plan.process),
+      hooks: {
+        pause: false,
+        createContainer: [{ path: '/bin/hook', args: ['hook', '--token=HOOKARG'], env: ['HOOKTOKEN=x1'], timeout: 5 }],
+        startContainer: [{ path: '/bin/start', args: ['start'], env: null, timeout: null }],
+        state: { ociVersion: '1.0.2', id: 'c2', bundle: '/b', annotations: { 'tenant/key': 'ANNOTATED' } },
+      },
+    };
+    const sealed = sealProcess(init, '/proc/7/fd/3');
+    const wire = v8.serialize(sealed);
+    for (const secret of ['HOOKARG', 'HOOKTOKEN', 'ANNOTATED', 's3cret']) expect(wire.includes(Buffer.from(secret))).toBe(false);
+    expect(sealed.hooks?.createContainer).toEqual([{ path: '/bin/hook', args: [], env: null, timeout: 5 }]);
+    expect(init.hooks?.createContainer[0]?.env).toEqual(['HOOKTOKEN=x1']); // spored's plan untouched
+    unsealPlan(sealed, () => sealedBody(init));
+    expect(sealed.hooks).toEqual(init.hooks);
+    expect(sealed.process.env).toEqual(init.process.env);
+    // a body made for another plan (a hook more or less) is refused
+    const other = sealProcess(init, '/x');
+    other.hooks?.startContainer.push({ path: '/bin/more', args: [], env: null, timeout: null });
+    expect(() => unsealPlan(other, () => sealedBody(init))).toThrow(/does not hold/);
   });
 });
+

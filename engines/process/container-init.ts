@@ -12,7 +12,7 @@
 // libc or node:fs.
 import { CLONE, MNT_DETACH, MS, O, PR, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE, TIOCSCTTY } from '../../sys/constants.js';
 import { RecordedExec, RecordedExit, RecordingContainerSys, X_OK, realContainerSys, type ContainerSys, type FakeEntry } from './container-sys.js';
-import { MAX_SHELL_FRAME, shellPlanOf, unsealProcess, entersPidNsLast, inUserNs, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
+import { MAX_SHELL_FRAME, shellPlanOf, unsealPlan, entersPidNsLast, inUserNs, type ChildHooks, type ChildStatus, type DeviceNode, type ExecPlan, type InitPlan, type MountStep, type NamespaceStep, type ProcessPlan, type SpawnPlan, CONSOLE_INSIDE } from './protocol.js';
 import { SyscallError } from '../../sys/errors.js';
 import { describeWaitStatus, hookFailure, hookTimeoutMs, stateBytes, type Hook, type HookKind, type OciState } from '../../protocols/oci/hooks.js';
 
@@ -111,9 +111,9 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
   const warnings: string[] = [];
   let started = false;
   try {
-    // first, while this is still the host's /proc and root with every capability: the args
-    // and env spored kept out of the seed (protocol.ts, sealProcess)
-    phase('process', () => unsealProcess(plan.process, (p) => readWhole(s, p)));
+    // first, while this is still the host's /proc and root with every capability: the args,
+    // env and hooks' secrets spored kept out of the seed (protocol.ts, sealedBody)
+    phase('process', () => unsealPlan(plan, (p) => readWhole(s, p)));
     for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step, [startFd, statusFd]);
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');

@@ -302,34 +302,65 @@ export function shellPlanOf(body: Buffer): InitPlan {
 }
 
 /**
- * A process's args and env kept out of the root seed's memory. Every fork of the seed (a
+ * A container's credentials kept out of the root seed's memory. Every fork of the seed (a
  * container shell, an exec child, an init before its execve) holds a copy of that memory, and
  * a container's root with CAP_SYS_PTRACE can seize such a fork before its execve and read it:
  * it found other containers' env there (their credentials), kept by the seed since their
- * Creates. So the args and env never pass through the seed: spored writes them to a memfd of
- * its own (this body), sends the plan with them empty and `sealedPath` naming the memfd, and
- * the forked child opens that path first thing (still the host's /proc, root with every
- * capability) and reads them (unsealProcess). The seed sees a path. Seed feature `sealed-process`.
+ * Creates. So the process's args and env, and the child's hooks' args, env and OCI state
+ * (annotations) never pass through the seed: spored writes them to a memfd of its own (this
+ * body), sends the plan with them empty (hooks keep their path and timeout, which the seed
+ * reads) and `process.sealedPath` naming the memfd, and the forked child opens that path
+ * first thing (still the host's /proc, root with every capability) and puts them back
+ * (unsealPlan). The seed sees a path. Seed feature `sealed-process`.
  */
-export function sealedBody(p: Pick<ProcessPlan, 'args' | 'env'>): Buffer {
-  return v8.serialize({ args: p.args, env: p.env });
+export function sealedBody(plan: SpawnPlan): Buffer {
+  const hooks = plan.kind === 'init' && plan.hooks
+    ? { createContainer: plan.hooks.createContainer.map(hookSecrets), startContainer: plan.hooks.startContainer.map(hookSecrets), annotations: plan.hooks.state.annotations ?? null }
+    : null;
+  return v8.serialize({ args: plan.process.args, env: plan.process.env, hooks });
 }
+const hookSecrets = (h: Hook): { args: string[]; env: string[] | null } => ({ args: h.args, env: h.env });
 
-/** `plan` with its process's args and env taken out and `sealedPath` in their place. */
+/** `plan` with what sealedBody holds taken out and `sealedPath` in its place. */
 export function sealProcess<P extends SpawnPlan>(plan: P, sealedPath: string): P {
-  return { ...plan, process: { ...plan.process, args: [], env: [], sealedPath } };
+  const out: P = { ...plan, process: { ...plan.process, args: [], env: [], sealedPath } };
+  if (out.kind === 'init' && out.hooks) {
+    const bare = (h: Hook): Hook => ({ path: h.path, args: [], env: null, timeout: h.timeout });
+    const { annotations: _a, ...state } = out.hooks.state;
+    out.hooks = { ...out.hooks, createContainer: out.hooks.createContainer.map(bare), startContainer: out.hooks.startContainer.map(bare), state };
+  }
+  return out;
 }
 
 /**
- * Put a sealed process's args and env back in place, read from `read(sealedPath)`; nothing
- * happens when nothing is sealed. Throws when what was read is not a sealed body.
+ * Put a sealed plan's args, env and hook secrets back in place (in `plan`), read from
+ * `read(process.sealedPath)`; nothing happens when nothing is sealed. Throws when what was
+ * read is not a sealed body for this plan.
  */
-export function unsealProcess(p: ProcessPlan, read: (path: string) => Buffer): void {
+export function unsealPlan(plan: SpawnPlan, read: (path: string) => Buffer): void {
+  const p = plan.process;
   const at = p.sealedPath;
   if (at === undefined) return;
-  const o = v8.deserialize(read(at)) as { args?: unknown; env?: unknown } | null;
+  const o = v8.deserialize(read(at)) as { args?: unknown; env?: unknown; hooks?: unknown } | null;
   const strings = (x: unknown): x is string[] => Array.isArray(x) && x.every((v) => typeof v === 'string');
-  if (o === null || typeof o !== 'object' || !strings(o.args) || !strings(o.env)) throw new Error(`${at} does not hold a process's args and env`);
+  const bad = (): Error => new Error(`${at} does not hold this process's args, env and hooks`);
+  if (o === null || typeof o !== 'object' || !strings(o.args) || !strings(o.env)) throw bad();
+  if (plan.kind === 'init' && plan.hooks) {
+    const h = o.hooks as { createContainer?: unknown; startContainer?: unknown; annotations?: unknown } | null | undefined;
+    const secrets = (x: unknown, n: number): Array<{ args: string[]; env: string[] | null }> => {
+      if (!Array.isArray(x) || x.length !== n || !x.every((e: { args?: unknown; env?: unknown }) => strings(e?.args) && (e.env === null || strings(e.env)))) throw bad();
+      return x as Array<{ args: string[]; env: string[] | null }>;
+    };
+    if (!h || typeof h !== 'object') throw bad();
+    const cc = secrets(h.createContainer, plan.hooks.createContainer.length);
+    const sc = secrets(h.startContainer, plan.hooks.startContainer.length);
+    plan.hooks.createContainer.forEach((k, i) => { k.args = (cc[i] as { args: string[] }).args; k.env = (cc[i] as { env: string[] | null }).env; });
+    plan.hooks.startContainer.forEach((k, i) => { k.args = (sc[i] as { args: string[] }).args; k.env = (sc[i] as { env: string[] | null }).env; });
+    if (h.annotations !== null && h.annotations !== undefined) {
+      if (typeof h.annotations !== 'object') throw bad();
+      plan.hooks.state.annotations = h.annotations as Record<string, string>;
+    }
+  }
   p.args = o.args;
   p.env = o.env;
   delete p.sealedPath;

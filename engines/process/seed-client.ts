@@ -244,11 +244,12 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     if (plan.kind === 'init' && plan.userNs && !this.features.includes('userns')) {
       throw new FailedPrecondition('this node\'s root seed predates user namespaces in OCI specs (it outlived a spored upgrade); restart spored with no containers running, or remove the user namespace');
     }
-    // the args and env go past the seed (protocol.ts, sealProcess); an older seed's children cannot read them so
+    // the args, env and hooks' secrets go past the seed (protocol.ts, sealedBody); an older
+    // seed's children cannot read them so (attach warns of such a seed)
     let sealed = -1;
     if (this.features.includes('sealed-process')) {
       sealed = sys.memfdCreate('spore-process', sys.MFD.CLOEXEC);
-      try { sys.write(sealed, sealedBody(plan.process)); } catch (e) { sys.close(sealed); throw e; }
+      try { sys.write(sealed, sealedBody(plan)); } catch (e) { sys.close(sealed); throw e; }
       plan = sealProcess(plan, `/proc/${process.pid}/fd/${sealed}`);
     }
     let r: SeedReply;

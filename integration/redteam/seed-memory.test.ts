@@ -1,12 +1,14 @@
 // Every process the root seed forks (a container shell, an exec child, an init before its
 // execve) starts as a copy of the seed's memory, and a container's root with CAP_SYS_PTRACE
 // can seize such a process before its execve and read that memory (README, "Isolation").
-// So no container's args or env may be in it: they travel past the seed (protocol.ts,
-// sealProcess). Here a container's env and args, and an exec's args, are markers, and the
-// seed's whole readable memory is searched for them afterwards (UTF-8 and UTF-16). On the
-// code before the change: 5, 5 and 2 copies.
+// So no container's args, env or hooks' secrets may be in it: they travel past the seed
+// (protocol.ts, sealedBody). Here a container's env and args, an exec's args, and a
+// createContainer hook's args and env and an annotation are markers, and the readable memory
+// of the seed and of its idle container shells is searched for them afterwards (UTF-8, which
+// is also V8's one-byte form for these ASCII markers, and UTF-16). On the code before the
+// change: 5, 5 and 2 copies of the first three; hooks: 5 and 5.
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,9 +55,31 @@ describe.skipIf(skip !== undefined)('the root seed holds no container args or en
     expect(bg.code).toBe(0);
     const ex = await c.ctr(['task', 'exec', '--exec-id', 'e1', ...fifo, 'sealed-2', '/bin/echo', execArg], { timeoutMs: 60_000 });
     expect({ code: ex.code, out: ex.stdout.trim() }).toEqual({ code: 0, out: execArg });
+    // a createContainer hook with its own args and env, and an annotation (config.json by hand)
+    const hookArg = mark('HOOKARG');
+    const hookEnv = mark('HOOKENV');
+    const note = mark('NOTEMARK');
+    const spec = JSON.parse((await c.ctr(['oci', 'spec'], { timeoutMs: 20_000 })).stdout) as Record<string, unknown> & { process: { args: string[] }; linux: Record<string, unknown> };
+    spec.root = { path: rootfs('busybox'), readonly: false };
+    spec.process.args = ['/bin/true'];
+    spec.linux.cgroupsPath = `/spore-sealed-${randomBytes(3).toString('hex')}`;
+    // (createContainer runs before pivot_root, in the container's copy of the host's mounts: c.dir is there)
+    const hookOut = join(c.dir, 'hook.out');
+    spec.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', `echo "$HOOKTOKEN $0" > ${hookOut}`, hookArg], env: [`HOOKTOKEN=${hookEnv}`] }] };
+    spec.annotations = { 'example.com/note': note };
+    const specFile = join(c.dir, 'sealed-spec.json');
+    writeFileSync(specFile, JSON.stringify(spec));
+    const hooked = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', ...fifo, '--config', specFile, 'sealed-3'], { timeoutMs: 60_000 });
+    expect(hooked.code, hooked.stderr).toBe(0);
+    expect(readFileSync(hookOut, 'utf8').trim()).toBe(`${hookEnv} ${hookArg}`); // the hook got its args and env
     const seed = Number(execFileSync('pgrep', ['-f', `seed-main.js --socket ${c.runDir}`], { encoding: 'utf8' }).trim().split('\n')[0]);
     expect(seed).toBeGreaterThan(1);
-    expect({ env: copiesIn(seed, env), args: copiesIn(seed, arg), exec: copiesIn(seed, execArg) }).toEqual({ env: 0, args: 0, exec: 0 });
+    // the seed and its children now (idle container shells, forked after these Creates)
+    const children = readdirSync(`/proc/${seed}/task`).flatMap((t) => readFileSync(`/proc/${seed}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+    for (const pid of [seed, ...children]) {
+      const found = Object.fromEntries(Object.entries({ env, arg, execArg, hookArg, hookEnv, note }).map(([k, v]) => [k, copiesIn(pid, v)]));
+      expect({ pid, ...found }).toEqual({ pid, env: 0, arg: 0, execArg: 0, hookArg: 0, hookEnv: 0, note: 0 });
+    }
     // the search itself finds what is there: spored (which made the plans) still has them
     const spored = Number(execFileSync('pgrep', ['-f', `daemon/main.js.*${c.runDir}`], { encoding: 'utf8' }).trim().split('\n')[0]);
     expect(copiesIn(spored, env)).toBeGreaterThan(0);
