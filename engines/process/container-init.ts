@@ -110,11 +110,17 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
   const mark = (name: string): void => { t[name] = Math.round((performance.now() - t0) * 1000) / 1000; };
   const warnings: string[] = [];
   let started = false;
+  // the plan's sealed memfd, kept open: a failure's text goes there, past the seed, because
+  // it can hold the container's data (a missing program's name, a failing hook's output)
+  let sealedFd = -1;
   try {
     // first, while this is still the host's /proc and root with every capability: the args,
     // env and hooks' secrets spored kept out of the seed (protocol.ts, sealedBody)
-    phase('process', () => unsealPlan(plan, (p) => readWhole(s, p)));
-    for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step, [startFd, statusFd]);
+    phase('process', () => unsealPlan(plan, (p) => {
+      sealedFd = s.open(p, O.RDWR | O.CLOEXEC);
+      return readAll(s, sealedFd); // (and the file offset is at the body's end)
+    }));
+    for (const step of earlyStepsOf(plan)) if (!done.includes(step)) earlyStep(s, step, sealedFd >= 0 ? [startFd, statusFd, sealedFd] : [startFd, statusFd]);
     const stdio = phase('stdio', () => openStdio(s, plan.process));
     mark('stdio');
     // (not for a process that enters its pid namespace last: it is in its cgroup before it is seen there)
@@ -206,6 +212,8 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     // that a failure there fails Create, as runc's, and a created process has its own
     // credentials (as `ps` shows runc's) and signal dispositions (SIGTERM ends it).
     finalize(s, plan.process, plan.id, plan.kind === 'init');
+    // what fails from here on (at Start) goes to the process's own stderr as well
+    if (sealedFd >= 0) { s.close(sealedFd); sealedFd = -1; }
     report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}) });
     // Block until Start (one byte on the start pipe) or an abort (EOF).
     const go = s.read(startFd, 1);
@@ -216,7 +224,10 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
   } catch (e) {
     const pe = e instanceof PhaseError ? e : new PhaseError('init', e);
     const errno = pe.inner instanceof SyscallError ? pe.inner.errno : undefined;
-    report(s, statusFd, { s: 'error', phase: pe.phase, message: pe.message, ...(errno !== undefined ? { errno } : {}) });
+    // before Start the seed relays the report to spored, who still holds the memfd
+    let message = pe.message;
+    if (sealedFd >= 0 && !started) { try { s.write(sealedFd, Buffer.from(message)); message = ''; } catch { /* the seed carries it */ } }
+    report(s, statusFd, { s: 'error', phase: pe.phase, message, ...(errno !== undefined ? { errno } : {}) });
     // After Start nobody waits on the status pipe: tell the container's own stderr.
     if (pe.phase === 'exec') { try { s.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
     // After Start the process's exit status is what containerd reports: 1, as runc's init
@@ -338,18 +349,13 @@ function rehearse(r: Rehearsal, ahead: readonly EarlyStep[]): void {
   }
 }
 
-/** All of the file at `path` (a memfd through /proc: no size to stat first). */
-function readWhole(s: ContainerSys, path: string): Buffer {
-  const fd = s.open(path, O.RDONLY | O.CLOEXEC);
-  try {
-    const parts: Buffer[] = [];
-    for (;;) {
-      const b = s.read(fd, 65536);
-      if (b.length === 0) return Buffer.concat(parts);
-      parts.push(b);
-    }
-  } finally {
-    s.close(fd);
+/** Everything from `fd`'s offset to its end (a memfd through /proc: no size to stat first). */
+function readAll(s: ContainerSys, fd: number): Buffer {
+  const parts: Buffer[] = [];
+  for (;;) {
+    const b = s.read(fd, 65536);
+    if (b.length === 0) return Buffer.concat(parts);
+    parts.push(b);
   }
 }
 

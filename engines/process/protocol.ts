@@ -275,6 +275,7 @@ export type ChildStatus =
   | { s: 'hooks' }
   /** unshared its user namespace (InitPlan.userNs): waiting for one byte on the start pipe once its id maps are written */
   | { s: 'userns' }
+  /** message '': it is in the plan's sealed memfd, after the body (container-init.ts; spored reads it there) */
   | { s: 'error'; phase: string; message: string; errno?: number };
 
 // --- seed -> container shell -------------------------------------------------------

@@ -247,14 +247,23 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     // the args, env and hooks' secrets go past the seed (protocol.ts, sealedBody); an older
     // seed's children cannot read them so (attach warns of such a seed)
     let sealed = -1;
+    let bodyBytes = 0;
     if (this.features.includes('sealed-process')) {
       sealed = sys.memfdCreate('spore-process', sys.MFD.CLOEXEC);
-      try { sys.write(sealed, sealedBody(plan)); } catch (e) { sys.close(sealed); throw e; }
+      const body = sealedBody(plan);
+      bodyBytes = body.length;
+      try { sys.write(sealed, body); } catch (e) { sys.close(sealed); throw e; }
       plan = sealProcess(plan, `/proc/${process.pid}/fd/${sealed}`);
     }
     let r: SeedReply;
     try {
       r = await this.request({ op: 'spawn', key, plan }, on);
+      // a child's failure text is in the memfd after the body, not in the reply (container-init.ts)
+      if (!r.ok && r.error === '' && sealed >= 0) {
+        const text = Buffer.alloc(64 * 1024);
+        const n = sys.pread(sealed, text, BigInt(bodyBytes));
+        if (n > 0) r = { ...r, error: text.subarray(0, n).toString('utf8') };
+      }
     } finally {
       if (sealed >= 0) sys.close(sealed);
     }

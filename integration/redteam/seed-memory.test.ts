@@ -72,13 +72,19 @@ describe.skipIf(skip !== undefined)('the root seed holds no container args or en
     const hooked = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', ...fifo, '--config', specFile, 'sealed-3'], { timeoutMs: 60_000 });
     expect(hooked.code, hooked.stderr).toBe(0);
     expect(readFileSync(hookOut, 'utf8').trim()).toBe(`${hookEnv} ${hookArg}`); // the hook got its args and env
+    // a Create that fails on a missing program: its name is in the error ctr prints (runc's
+    // words), carried past the seed in the plan's memfd
+    const missing = mark('MISSINGPROG');
+    const failed = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', ...fifo, '--rootfs', rootfs('busybox'), 'sealed-4', `/bin/${missing}`], { timeoutMs: 60_000 });
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toContain(`/bin/${missing}`);
     const seed = Number(execFileSync('pgrep', ['-f', `seed-main.js --socket ${c.runDir}`], { encoding: 'utf8' }).trim().split('\n')[0]);
     expect(seed).toBeGreaterThan(1);
     // the seed and its children now (idle container shells, forked after these Creates)
     const children = readdirSync(`/proc/${seed}/task`).flatMap((t) => readFileSync(`/proc/${seed}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
     for (const pid of [seed, ...children]) {
-      const found = Object.fromEntries(Object.entries({ env, arg, execArg, hookArg, hookEnv, note }).map(([k, v]) => [k, copiesIn(pid, v)]));
-      expect({ pid, ...found }).toEqual({ pid, env: 0, arg: 0, execArg: 0, hookArg: 0, hookEnv: 0, note: 0 });
+      const found = Object.fromEntries(Object.entries({ env, arg, execArg, hookArg, hookEnv, note, missing }).map(([k, v]) => [k, copiesIn(pid, v)]));
+      expect({ pid, ...found }).toEqual({ pid, env: 0, arg: 0, execArg: 0, hookArg: 0, hookEnv: 0, note: 0, missing: 0 });
     }
     // the search itself finds what is there: spored (which made the plans) still has them
     const spored = Number(execFileSync('pgrep', ['-f', `daemon/main.js.*${c.runDir}`], { encoding: 'utf8' }).trim().split('\n')[0]);
