@@ -178,7 +178,7 @@ describe.skipIf(skip !== undefined)('a container\'s root cannot seize what spore
   // root. The child now holds only its own start and status pipes; the rest is /dev/null.
   // (With CAP_SYS_PTRACE a container can still take over such a child before it drops its
   // capabilities, as it can runc's init: README's security model says so.)
-  it('with CAP_SYS_PTRACE: a seized exec child holds nothing of the seed (only /dev/null, its own stdio, its two pipes and its own plan's memfd)', async () => {
+  it('with CAP_SYS_PTRACE: a seized exec child holds nothing of the seed (only /dev/null, its own stdio, its two pipes and the memfd of its own plan)', async () => {
     const r = await c.ctr(['run', '-d', '--runtime', 'io.containerd.spore.v2', '--cap-add', 'CAP_SYS_PTRACE', '--rootfs', rfs, 'thief', '/seizer', 'steal'], { timeoutMs: 30_000 });
     expect(r.code, r.stderr).toBe(0);
     const log = join(rfs, 'seized.log');
