@@ -261,7 +261,8 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       // a child's failure text is in the memfd after the body, not in the reply (container-init.ts)
       if (!r.ok && r.error === '' && sealed >= 0) {
         const text = Buffer.alloc(64 * 1024);
-        const n = sys.pread(sealed, text, BigInt(bodyBytes));
+        let n = 0;
+        try { n = sys.pread(sealed, text, BigInt(bodyBytes)); } catch { /* the reply's phase and errno stay */ }
         if (n > 0) r = { ...r, error: text.subarray(0, n).toString('utf8') };
       }
     } finally {
