@@ -90,7 +90,6 @@ export function resultOf(line: string): InstanceResult | null {
       ...(typeof t.doneAt === 'number' && Number.isFinite(t.doneAt) ? { doneAt: t.doneAt } : {}),
       ...(typeof t.minflt === 'number' && Number.isFinite(t.minflt) ? { minflt: t.minflt } : {}),
       ...(typeof t.requestAt === 'number' && Number.isFinite(t.requestAt) ? { requestAt: t.requestAt } : {}),
-      ...(typeof t.minfltAtRequest === 'number' && Number.isFinite(t.minfltAtRequest) ? { minfltAtRequest: t.minfltAtRequest } : {}),
     },
   };
 }
@@ -452,7 +451,7 @@ export class Instances implements Omit<InstanceEvents, never> {
     // memory limit, or crashed) spent that time in the handler, not in answering
     if (!r && (inst.timedOut || (notStarted === null && inst.at.requestSent > 0))) timings.execute += rest;
     else timings.respond = rest;
-    if (this.o.log.isLevelEnabled('debug')) this.o.log.debug({ inst: inst.info.id, fn: inst.version.fn.spec.name, parked, hops: hops(t0, tResult, inst.at, r?.timings), minflt: r?.timings.minflt, minfltAtRequest: r?.timings.minfltAtRequest }, 'invocation hops (ms from the call)');
+    if (this.o.log.isLevelEnabled('debug')) this.o.log.debug({ inst: inst.info.id, fn: inst.version.fn.spec.name, parked, hops: hops(t0, tResult, inst.at, r?.timings), minflt: r?.timings.minflt }, 'invocation hops (ms from the call)');
     let error: InvokeError | null = null;
     const spec = inst.version.fn.spec;
     if (!r || !r.ok) {

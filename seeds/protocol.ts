@@ -165,7 +165,6 @@ export interface ChildTimings {
   doneAt?: number; // the result written
   minflt?: number; // minor page faults the instance took
   requestAt?: number; // its request read
-  minfltAtRequest?: number; // minor page faults until its request was read
 }
 
 /** What an instance writes on its channel: one line, then it exits. */

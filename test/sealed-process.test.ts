@@ -1,8 +1,8 @@
-// engines/process/protocol.ts sealProcess / unsealPlan: a process's args and env pass the
+// engines/process/protocol.ts sealPlan / unsealPlan: a process's args and env pass the
 // root seed as a path to a memfd of spored's, never as data (integration/redteam/seed-memory.test.ts
 // shows the seed's memory without them).
 import { describe, expect, it } from 'vitest';
-import { sealProcess, sealedBody, unsealPlan, type ExecPlan, type InitPlan } from '../engines/process/protocol.js';
+import { sealPlan, sealedBody, unsealPlan, type ExecPlan, type InitPlan } from '../engines/process/protocol.js';
 import v8 from 'node:v8';
 
 const plan: ExecPlan = {
@@ -16,7 +16,7 @@ const plan: ExecPlan = {
 
 describe('sealed process args and env', () => {
   it('the sealed plan carries neither args nor env, only where to read them', () => {
-    const sealed = sealProcess(plan, '/proc/7/fd/9');
+    const sealed = sealPlan(plan, '/proc/7/fd/9');
     expect(sealed.process.args).toEqual([]);
     expect(sealed.process.env).toEqual([]);
     expect(sealed.process.sealedPath).toBe('/proc/7/fd/9');
@@ -28,7 +28,7 @@ describe('sealed process args and env', () => {
   });
 
   it('unsealing reads them back from the path and drops it', () => {
-    const sealed = sealProcess(plan, '/proc/7/fd/9');
+    const sealed = sealPlan(plan, '/proc/7/fd/9');
     const reads: string[] = [];
     unsealPlan(sealed, (p) => { reads.push(p); return sealedBody(plan); });
     expect(reads).toEqual(['/proc/7/fd/9']);
@@ -45,10 +45,10 @@ describe('sealed process args and env', () => {
 
   it('a body that is not args and env fails the unsealing', () => {
     for (const body of [v8.serialize({ args: ['a'], env: [1] }), v8.serialize(null), v8.serialize({ args: 'x', env: [] })]) {
-      const p = sealProcess(plan, '/x');
+      const p = sealPlan(plan, '/x');
       expect(() => unsealPlan(p, () => body)).toThrow(/does not hold this process's args, env and hooks/);
     }
-    const p = sealProcess(plan, '/x');
+    const p = sealPlan(plan, '/x');
     expect(() => unsealPlan(p, () => Buffer.from('garbage'))).toThrow();
   });
 
@@ -63,7 +63,7 @@ describe('sealed process args and env', () => {
         state: { ociVersion: '1.0.2', id: 'c2', bundle: '/b', annotations: { 'tenant/key': 'ANNOTATED' } },
       },
     };
-    const sealed = sealProcess(init, '/proc/7/fd/3');
+    const sealed = sealPlan(init, '/proc/7/fd/3');
     const wire = v8.serialize(sealed);
     for (const secret of ['HOOKARG', 'HOOKTOKEN', 'ANNOTATED', 's3cret']) expect(wire.includes(Buffer.from(secret))).toBe(false);
     expect(sealed.hooks?.createContainer).toEqual([{ path: '/bin/hook', args: [], env: null, timeout: 5 }]);
@@ -72,7 +72,7 @@ describe('sealed process args and env', () => {
     expect(sealed.hooks).toEqual(init.hooks);
     expect(sealed.process.env).toEqual(init.process.env);
     // a body made for another plan (a hook more or less) is refused
-    const other = sealProcess(init, '/x');
+    const other = sealPlan(init, '/x');
     other.hooks?.startContainer.push({ path: '/bin/more', args: [], env: null, timeout: null });
     expect(() => unsealPlan(other, () => sealedBody(init))).toThrow(/does not hold/);
   });

@@ -68,8 +68,9 @@ export interface ProcessPlan {
   seccomp: { bpf: Buffer; flags: number } | null;
   stdio: Stdio;
   /**
-   * Where the forked child reads `args` and `env` (sealProcess): `/proc/<spored's pid>/fd/<n>`,
-   * a memfd spored holds until the seed answers. With it, `args` and `env` here are empty.
+   * Where the forked child reads `args`, `env` and its hooks' secrets (sealedBody):
+   * `/proc/<spored's pid>/fd/<n>`, a memfd spored holds until the seed answers. With it, `args`
+   * and `env` here are empty.
    */
   sealedPath?: string;
 }
@@ -323,7 +324,7 @@ export function sealedBody(plan: SpawnPlan): Buffer {
 const hookSecrets = (h: Hook): { args: string[]; env: string[] | null } => ({ args: h.args, env: h.env });
 
 /** `plan` with what sealedBody holds taken out and `sealedPath` in its place. */
-export function sealProcess<P extends SpawnPlan>(plan: P, sealedPath: string): P {
+export function sealPlan<P extends SpawnPlan>(plan: P, sealedPath: string): P {
   const out: P = { ...plan, process: { ...plan.process, args: [], env: [], sealedPath } };
   if (out.kind === 'init' && out.hooks) {
     const bare = (h: Hook): Hook => ({ path: h.path, args: [], env: null, timeout: h.timeout });
@@ -355,8 +356,8 @@ export function unsealPlan(plan: SpawnPlan, read: (path: string) => Buffer): voi
     if (!h || typeof h !== 'object') throw bad();
     const cc = secrets(h.createContainer, plan.hooks.createContainer.length);
     const sc = secrets(h.startContainer, plan.hooks.startContainer.length);
-    plan.hooks.createContainer.forEach((k, i) => { k.args = (cc[i] as { args: string[] }).args; k.env = (cc[i] as { env: string[] | null }).env; });
-    plan.hooks.startContainer.forEach((k, i) => { k.args = (sc[i] as { args: string[] }).args; k.env = (sc[i] as { env: string[] | null }).env; });
+    plan.hooks.createContainer.forEach((k, i) => Object.assign(k, cc[i]));
+    plan.hooks.startContainer.forEach((k, i) => Object.assign(k, sc[i]));
     if (h.annotations !== null && h.annotations !== undefined) {
       if (typeof h.annotations !== 'object') throw bad();
       plan.hooks.state.annotations = h.annotations as Record<string, string>;

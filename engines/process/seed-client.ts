@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SeedChannel, connectSeed } from './seed-channel.js';
 import { FailedPrecondition, Unavailable } from '../../sys/errors.js';
-import { SEED_PROTOCOL, sealProcess, sealedBody, type SEED_FEATURES, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_PROTOCOL, sealPlan, sealedBody, type SEED_FEATURES, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 import * as sys from '../../sys/libc.js';
 
 type Reply = Extract<SeedReply, { type: 'reply' }>;
@@ -253,7 +253,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       const body = sealedBody(plan);
       bodyBytes = body.length;
       try { sys.write(sealed, body); } catch (e) { sys.close(sealed); throw e; }
-      plan = sealProcess(plan, `/proc/${process.pid}/fd/${sealed}`);
+      plan = sealPlan(plan, `/proc/${process.pid}/fd/${sealed}`);
     }
     let r: SeedReply;
     try {

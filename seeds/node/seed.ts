@@ -550,7 +550,6 @@ async function runInstance(msg: ForkMsg, channel: number, fn: Loaded): Promise<v
     const request = JSON.parse(line()) as InvokeRequest;
     t = performance.now();
     timings.requestAt = performance.timeOrigin + t;
-    timings.minfltAtRequest = process.resourceUsage().minorPageFault;
     tHandler = t;
     phase = 'handler';
     const value = await call(fn.handler, JSON.parse(request.event) as unknown, contextOf(request));
