@@ -6,7 +6,10 @@
 // spored's log: Create + Start RPC time per container (spore's own share of the wall time)
 // and how many Creates a shell served.
 //
-//   npm run build && node dist/bench/shells.js [--runs 40] [--shells 2] [--warmup 3] [--out FILE.md]
+// With --against DIR, the second spored is another built checkout of spore (its bin/ first on
+// containerd's PATH) with the same shells: an A/B of two versions' container path.
+//
+//   npm run build && node dist/bench/shells.js [--runs 40] [--shells 2] [--warmup 3] [--out FILE.md] [--against DIR]
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -18,7 +21,9 @@ const flags = benchArgs(process.argv.slice(2), 'usage: node dist/bench/shells.js
   warmup: { type: 'number', default: 3, help: 'rounds not counted' },
   shells: { type: 'number', default: 2, help: 'SPORE_CONTAINER_SHELLS of the spored with shells' },
   out: { type: 'string', default: '', help: 'also write the table to FILE.md' },
+  against: { type: 'string', default: '', help: 'a built spore checkout to compare with (same shells) instead of shells=0' },
 });
+const AGAINST = flags.against ?? '';
 const RUNS = flags.runs;
 const WARMUP = flags.warmup;
 const SHELLS = flags.shells;
@@ -103,13 +108,15 @@ function rootSeedOf(c: Containerd): number {
 async function main(): Promise<void> {
   const image = rootfs('busybox');
   const load0 = loadavg();
-  say(`two private containerds: shells=${SHELLS} and shells=0 (function runtime off in both)`);
+  say(`two private containerds: shells=${SHELLS} and ${AGAINST ? `${AGAINST} (shells=${SHELLS})` : 'shells=0'} (function runtime off in both)`);
   const on = await startContainerd({ extraEnv: { SPORE_CONTAINER_SHELLS: String(SHELLS), SPORE_FRI: 'off', SPORE_GATEWAY: 'off' } });
-  const off = await startContainerd({ extraEnv: { SPORE_CONTAINER_SHELLS: '0', SPORE_FRI: 'off', SPORE_GATEWAY: 'off' } });
+  const off = AGAINST
+    ? await startContainerd({ extraEnv: { SPORE_CONTAINER_SHELLS: String(SHELLS), SPORE_FRI: 'off', SPORE_GATEWAY: 'off', PATH: `${AGAINST}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` } })
+    : await startContainerd({ extraEnv: { SPORE_CONTAINER_SHELLS: '0', SPORE_FRI: 'off', SPORE_GATEWAY: 'off' } });
   const spore = ['--runtime', 'io.containerd.spore.v2'];
   const rows: Row[] = [
     { name: `spore, shells=${SHELLS}`, c: on, runtime: spore, prefix: 'son', wall: [] },
-    { name: 'spore, shells=0', c: off, runtime: spore, prefix: 'sof', wall: [] },
+    { name: AGAINST ? `spore at ${AGAINST}` : 'spore, shells=0', c: off, runtime: spore, prefix: 'sof', wall: [] },
     { name: 'runc', c: on, runtime: [], prefix: 'rc', wall: [] },
   ];
   try {
@@ -160,7 +167,7 @@ async function main(): Promise<void> {
     const [son, sof] = rows as [Row, Row, Row];
     const [wlo, whi] = medianDiffCI(son.wall, sof.wall);
     const [rlo, rhi] = medianDiffCI(rpcOf(son), rpcOf(sof));
-    lines.push(`Shells on − off, p50 (95 % bootstrap interval): wall ${f2(pct(son.wall, 50) - pct(sof.wall, 50))} ms [${f2(wlo)}, ${f2(whi)}]; Create+Start RPC ${f2(pct(rpcOf(son), 50) - pct(rpcOf(sof), 50))} ms [${f2(rlo)}, ${f2(rhi)}].`);
+    lines.push(`${AGAINST ? `This checkout − ${AGAINST}` : 'Shells on − off'}, p50 (95 % bootstrap interval): wall ${f2(pct(son.wall, 50) - pct(sof.wall, 50))} ms [${f2(wlo)}, ${f2(whi)}]; Create+Start RPC ${f2(pct(rpcOf(son), 50) - pct(rpcOf(sof), 50))} ms [${f2(rlo)}, ${f2(rhi)}].`);
     lines.push('');
     // where a Create's time goes (p50 of each mark; spored's are ms since Create began, the
     // child's ms since it started its set-up, the seed's fork/handoff and readyMs its own)
@@ -169,7 +176,10 @@ async function main(): Promise<void> {
       const m = new Map<string, number[]>();
       const log = fromLog(r.c.sporeLog);
       for (let i = 0; i < RUNS; i++) {
-        for (const [k, v] of Object.entries(log.get(`${r.prefix}-m${i}`)?.phases ?? {})) m.set(k, [...(m.get(k) ?? []), v]);
+        const e = log.get(`${r.prefix}-m${i}`);
+        // (the RPCs' own times first: Start is not in Create's phases)
+        const rpcs: Record<string, number> = { ...(e?.create !== undefined ? { 'rpc Create': e.create } : {}), ...(e?.start !== undefined ? { 'rpc Start': e.start } : {}) };
+        for (const [k, v] of Object.entries({ ...rpcs, ...(e?.phases ?? {}) })) m.set(k, [...(m.get(k) ?? []), v]);
       }
       return m;
     };

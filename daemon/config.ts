@@ -31,6 +31,8 @@ export interface DaemonConfig {
   cgroupPool: number;
   /** container shells the root seed keeps forked ahead for the OCI/CRI path (0: none) */
   containerShells: number;
+  /** spored hands plans to container shells itself, past the root seed (engines/process/seed-client.ts) */
+  directShells: boolean;
   l2Replicas: number;
   /** instances of one function at a time (its /tmp slots); more callers wait */
   functionConcurrency: number;
@@ -91,6 +93,7 @@ export const FLAGS: readonly FlagDef[] = [
   flag('cgroup-parent', 'PATH', 'SPORE_CGROUP_PARENT', '/spore', true, 'cgroupParent', 'parent cgroup of containers whose cgroupsPath is relative or absent'),
   flag('cgroup-favordynmods', 'on|keep', 'SPORE_CGROUP_FAVORDYNMODS', 'on', true, 'cgroupFavorDynmods', "on: turn on favordynmods on the host's cgroup2 root (Linux >= 6.0; checked every 10 s) so cgroup moves skip an RCU grace period; keep: leave the host as it is"),
   flag('cgroup-pool', 'N', 'SPORE_CGROUP_POOL', '32', true, 'cgroupPool', 'pre-created cgroups for function instances', 4096),
+  flag('direct-shells', 'on|off', 'SPORE_DIRECT_SHELLS', 'on', false, 'directShells', 'on: spored writes a Create\'s plan to a container shell and reads its set-up itself (the root seed never holds the plan); off: through the root seed'),
   flag('container-shells', 'N', 'SPORE_CONTAINER_SHELLS', '2', true, 'containerShells', 'containers pre-forked by the root seed (new pid namespace, waiting for a Create that fits); 0 disables', 64),
   flag('l2-replicas', 'N', 'SPORE_L2_REPLICAS', '2', true, 'l2Replicas', 'forks of each function seed that serve invocations (0 means 1)', 16),
   flag('function-concurrency', 'N', 'SPORE_FUNCTION_CONCURRENCY', '32', true, 'functionConcurrency', 'instances of one function at a time (its /tmp slots; 0 means 1)', 1024),
@@ -194,6 +197,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   if (gatewayAddress !== 'off') parseAddress(gatewayAddress);
   const fri = str('fri');
   if (fri !== 'on' && fri !== 'off') throw new InvalidArgument(`${src('fri')} must be on or off, got ${JSON.stringify(fri)}`);
+  const directShells = str('direct-shells');
+  if (directShells !== 'on' && directShells !== 'off') throw new InvalidArgument(`${src('direct-shells')} must be on or off, got ${JSON.stringify(directShells)}`);
   return {
     runDir,
     ttrpcSocket: given('ttrpc-socket') ?? join(runDir, 'ttrpc.sock'),
@@ -212,6 +217,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     stateDir: given('state-dir') ?? (runDir === DEFAULT_RUN_DIR ? '/var/lib/spore' : join(runDir, 'state')),
     cgroupPool: int('cgroup-pool'),
     containerShells: int('container-shells'),
+    directShells: directShells === 'on',
     l2Replicas: int('l2-replicas', true),
     functionConcurrency: int('function-concurrency', true),
     functionQueue: int('function-queue'),

@@ -160,7 +160,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   const seed = new SeedClient();
   const attach = await seed.start({
     socket: keeper ? join(config.runDir, 'process-seed.sock') : undefined,
-    survive: keeper !== null, holdExits: true, shells: config.containerShells,
+    survive: keeper !== null, holdExits: true, shells: config.containerShells, directShells: config.directShells,
   });
   if (!seed.has('sealed-process')) {
     // a root seed that outlived a spored upgrade (it is every container's parent)

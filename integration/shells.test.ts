@@ -4,7 +4,7 @@
 // forked one would; one that does not fit is forked as before; the pool refills; idle shells'
 // exits never reach spored; nothing is left behind when the count goes down, when the seed
 // stops, or when a spored lets go of a surviving seed (shells stay in its pool for the next).
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, writeSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,6 +42,11 @@ function shellsOf(seedPid: number): number[] {
   });
 }
 
+/** Close a direct spawn's own pipes (the test starts it through the seed, which keeps its copies). */
+function closeOwn(r: { own?: { start: number; status: number } }): void {
+  if (r.own) { closeSync(r.own.start); closeSync(r.own.status); }
+}
+
 async function until<T>(what: string, f: () => T | undefined | false, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -52,7 +57,9 @@ async function until<T>(what: string, f: () => T | undefined | false, ms = 5000)
   }
 }
 
-describe.skipIf(!root)('container shells in the root seed', () => {
+// direct: spored claims a shell and writes the plan to it itself (seed-client.ts spawnDirect);
+// the seed never holds the plan, and reads none of the set-up's status
+describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container shells in the root seed (direct $direct)', ({ direct }) => {
   let dir: string;
   let busybox: string;
   let n = 0;
@@ -84,7 +91,7 @@ describe.skipIf(!root)('container shells in the root seed', () => {
     const seed = new SeedClient();
     const exits = new Map<number, number>();
     seed.on('exit', (pid, status) => exits.set(pid, status));
-    await seed.start({ shells: 2 });
+    await seed.start({ shells: 2, directShells: direct });
     try {
       const ready = await until('2 shells', () => { const s = shellsOf(seed.pid); return s.length === 2 ? s : undefined; });
       const seedPidNs = readlinkSync(`/proc/${seed.pid}/ns/pid`);
@@ -97,6 +104,10 @@ describe.skipIf(!root)('container shells in the root seed', () => {
       const a = plan('from-a-shell');
       const got = await seed.spawn(a.key, a.plan);
       expect(got.timings.shell).toBe(1);
+      expect(got.timings.direct).toBe(direct ? 1 : undefined);
+      // a direct spawn's start and status pipes are spored's own (the seed keeps its copies)
+      expect(got.own !== undefined).toBe(direct);
+      closeOwn(got);
       expect(got.timings.forkMs).toBeUndefined();
       expect(ready).toContain(got.pid);
       await seed.startProcess(a.key);
@@ -120,6 +131,7 @@ describe.skipIf(!root)('container shells in the root seed', () => {
       // an aborted Create a shell took: killed like a forked one, its exit reported
       const c = plan('never');
       const aborted = await seed.spawn(c.key, c.plan);
+      closeOwn(aborted);
       expect(aborted.timings.shell).toBe(1);
       await seed.abort(c.key);
       await until('the aborted init\'s exit', () => exits.has(aborted.pid));
@@ -140,12 +152,12 @@ describe.skipIf(!root)('container shells in the root seed', () => {
     const seed = new SeedClient();
     const exits = new Map<number, number>();
     seed.on('exit', (pid, status) => exits.set(pid, status));
-    await seed.start({ shells: 2 });
+    await seed.start({ shells: 2, directShells: direct });
     try {
       await until('2 shells', () => shellsOf(seed.pid).length === 2 || undefined);
       // Create, then kill -9 (as a Kill before Start does), never Start, never abort
       const killed = Array.from({ length: 12 }, () => plan('never'));
-      const pids = await Promise.all(killed.map(async (k) => (await seed.spawn(k.key, k.plan)).pid));
+      const pids = await Promise.all(killed.map(async (k) => { const r = await seed.spawn(k.key, k.plan); closeOwn(r); return r.pid; }));
       for (const pid of pids) process.kill(pid, 'SIGKILL');
       await until('their exits', () => pids.every((pid) => exits.has(pid)) || undefined);
       await sleep(300); // the pool refills meanwhile
@@ -159,6 +171,7 @@ describe.skipIf(!root)('container shells in the root seed', () => {
         const again = { ...k, plan: { ...k.plan } };
         writeFileSync(k.out, '');
         const got = await seed.spawn(k.key, again.plan);
+        closeOwn(got);
         await seed.startProcess(k.key);
         await until('its exit', () => exits.has(got.pid) || undefined);
         expect(exits.get(got.pid)).toBe(0);
@@ -172,7 +185,7 @@ describe.skipIf(!root)('container shells in the root seed', () => {
   it('a surviving seed keeps its shells when its spored lets go; they end with the seed', async () => {
     const socket = join(dir, 'seed.sock');
     const first = new SeedClient();
-    await first.start({ socket, survive: true, shells: 2 });
+    await first.start({ socket, survive: true, shells: 2, directShells: direct });
     const seedPid = first.pid;
     try {
       const shells = await until('2 shells', () => { const s = shellsOf(seedPid); return s.length === 2 ? s : undefined; });
@@ -189,7 +202,9 @@ describe.skipIf(!root)('container shells in the root seed', () => {
       const next = new SeedClient();
       const exits: number[] = [];
       next.on('exit', (pid) => exits.push(pid));
-      const at = await next.start({ socket, survive: true }); // shells not given: the seed keeps its setting
+      // shells not given: the seed keeps its count (and hands shells itself: direct hand-offs
+      // are per spored, asked for with a count)
+      const at = await next.start({ socket, survive: true, directShells: direct });
       expect(at.started).toBe(false);
       expect(next.pid).toBe(seedPid);
       const p = plan('after-restart');
@@ -205,4 +220,104 @@ describe.skipIf(!root)('container shells in the root seed', () => {
       try { process.kill(seedPid, 'SIGKILL'); } catch { /* gone */ }
     }
   }, 60_000);
+
+  it('a Create that makes its network namespace gets the next shells to make one ahead; one that joins a network namespace turns them back', async () => {
+    const seed = new SeedClient();
+    const exits = new Map<number, number>();
+    seed.on('exit', (pid, status) => exits.set(pid, status));
+    await seed.start({ shells: 2, directShells: direct });
+    const ns = (pid: number, type: string): string => readlinkSync(`/proc/${pid}/ns/${type}`);
+    /** a late-cgroup plan (spored's usual one), making its network namespace or joining `netns` */
+    const late = (text: string, netns?: string): ReturnType<typeof plan> => {
+      const p = plan(text);
+      p.plan.lateCgroup = true;
+      if (netns) p.plan.namespaces = p.plan.namespaces.map((n) => (n.type === 'network' ? { ...n, path: netns } : n));
+      return p;
+    };
+    const run = async (p: ReturnType<typeof plan>): Promise<number> => {
+      const got = await seed.spawn(p.key, p.plan);
+      closeOwn(got);
+      expect(got.timings.shell).toBe(1);
+      const net = ns(got.pid, 'net');
+      await seed.startProcess(p.key);
+      await until('its exit', () => exits.has(got.pid) || undefined);
+      expect(exits.get(got.pid)).toBe(0);
+      expect(readFileSync(p.out, 'utf8')).toMatch(new RegExp(`^${p.key.split('/')[1]}-ran pid=1\n$`));
+      return got.pid && net.length;
+    };
+    try {
+      const seedNet = ns(seed.pid, 'net');
+      await until('2 shells', () => shellsOf(seed.pid).length === 2 || undefined);
+      // plain shells: in the seed's network namespace
+      for (const k of shellsOf(seed.pid)) expect(ns(k, 'net')).toBe(seedNet);
+      const a = late('x'); a.plan.process.args = ['/bin/sh', '-c', `echo ${a.key.split('/')[1]}-ran pid=$$`];
+      await run(a);
+      // the refill is of the plan's shape: its own network namespace, made ahead
+      const netShell = await until('a shell with its own network namespace', () => shellsOf(seed.pid).find((k) => { try { return ns(k, 'net') !== seedNet && ns(k, 'ipc') !== ns(seed.pid, 'ipc'); } catch { return false; } }));
+      const aheadNet = ns(netShell, 'net');
+      // the next such Create goes to it (the shell that made most ahead) and keeps that namespace
+      const b = late('x'); b.plan.process.args = ['/bin/sh', '-c', `echo ${b.key.split('/')[1]}-ran pid=$$`];
+      const got = await seed.spawn(b.key, b.plan);
+      closeOwn(got);
+      expect(got.pid).toBe(netShell);
+      expect(ns(got.pid, 'net')).toBe(aheadNet);
+      await seed.startProcess(b.key);
+      await until('its exit', () => exits.has(got.pid) || undefined);
+      expect(readFileSync(b.out, 'utf8')).toBe(`${b.key.split('/')[1]}-ran pid=1\n`);
+      // joining a network namespace (a pod's): the container is in that one, and the shells
+      // made from then on are in the seed's network namespace again
+      await until('2 shells', () => shellsOf(seed.pid).length === 2 || undefined);
+      const c = late('x', `/proc/${seed.pid}/ns/net`); c.plan.process.args = ['/bin/sh', '-c', `echo ${c.key.split('/')[1]}-ran pid=$$`];
+      const joined = await seed.spawn(c.key, c.plan);
+      closeOwn(joined);
+      expect(ns(joined.pid, 'net')).toBe(seedNet);
+      await seed.startProcess(c.key);
+      await until('its exit', () => exits.has(joined.pid) || undefined);
+      expect(exits.get(joined.pid)).toBe(0);
+      await until('only shells in the seed\'s network namespace', () => { const sh = shellsOf(seed.pid); return sh.length === 2 && sh.every((k) => { try { return ns(k, 'net') === seedNet; } catch { return false; } }) || undefined; });
+    } finally {
+      await seed.stop();
+    }
+  }, 60_000);
+
+
+  // (direct only: the seed hands shells itself otherwise, and reads their status)
+  if (direct) {
+    it('a shell an earlier spored wrote a plan to is not taken for another: killed, and the plan forked', async () => {
+      const socket = join(dir, 'seed-foreign.sock');
+      const first = new SeedClient();
+      await first.start({ socket, survive: true, shells: 1, directShells: true });
+      const seedPid = first.pid;
+      try {
+        const offered = (c: SeedClient): Map<number, { plan: number }> => (c as unknown as { idleShells: Map<number, { plan: number }> }).idleShells;
+        const [victim] = await until('an offered shell', () => { const m = offered(first); return m.size === 1 ? [...m.keys()] : undefined; });
+        // an earlier spored's plan on the shell's pipe, its claim never sent (it died first)
+        const old = plan('old-plan');
+        old.plan.nonce = 'an-earlier-spored';
+        const { shellFrame } = await import('../dist/engines/process/protocol.js');
+        writeSync(offered(first).get(victim as number)?.plan as number, shellFrame(old.plan) as Buffer);
+        first.detach();
+        const next = new SeedClient();
+        const exits = new Map<number, number>();
+        next.on('exit', (pid, status) => exits.set(pid, status));
+        await next.start({ socket, survive: true, shells: 1, directShells: true });
+        await until('the shell offered again', () => offered(next).has(victim as number) || undefined);
+        const p = plan('new-plan');
+        const got = await next.spawn(p.key, p.plan);
+        closeOwn(got);
+        // not the shell that set up the old plan: that one is killed, the new plan forked (or
+        // handed to a refilled shell)
+        expect(got.pid).not.toBe(victim);
+        await until('the old plan\'s shell gone', () => !alive(victim as number) || undefined);
+        await next.startProcess(p.key);
+        await until('its exit', () => exits.has(got.pid) || undefined);
+        expect(exits.get(got.pid)).toBe(0);
+        expect(readFileSync(p.out, 'utf8')).toMatch(/^new-plan pid=\d+\n$/);
+        expect(readFileSync(old.out, 'utf8')).toBe('');
+        await next.stop();
+      } finally {
+        try { process.kill(seedPid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    }, 60_000);
+  }
 });

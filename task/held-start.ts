@@ -56,6 +56,23 @@ export class HeldStart {
     return held;
   }
 
+  /**
+   * Pipes this process owns already (a direct spawn's: engines/process/seed-client.ts), parked
+   * with the keeper too when there is one; the HeldStart owns them from now on.
+   */
+  static async own(pipes: { start: number; status: number }, custody: ProcessCustody | null): Promise<HeldStart> {
+    const held = new HeldStart(pipes.start, pipes.status, custody);
+    if (custody) {
+      try {
+        await Promise.all([custody.park(START, held.start), custody.park(STATUS, held.status)]);
+      } catch (e) {
+        held.release();
+        throw e;
+      }
+    }
+    return held;
+  }
+
   /** Both pipes from the keeper (duplicates in this process, close-on-exec); null unless it holds both. */
   static reclaim(custody: ProcessCustody): HeldStart | null {
     const start = custody.reclaim(START);

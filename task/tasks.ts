@@ -488,6 +488,10 @@ export class TaskManager {
       });
       await joining;
       lap('spawn');
+      // a direct spawn's start and status pipes are this process's own (seed-client.ts): held
+      // below, closed if this Create fails first
+      let ownPipes = spawned.own;
+      undo.push(() => { if (ownPipes) { sys.close(ownPipes.start); sys.close(ownPipes.status); ownPipes = undefined; } });
       if (this.deletedDuringCreate.has(key(ns, id))) {
         await this.o.seed.abort(key(ns, id)).catch(() => undefined);
         this.checkNotDeleted(key(ns, id));
@@ -513,8 +517,13 @@ export class TaskManager {
       const startOwn = this.o.seed.has('started-by-spored');
       let startParked = false;
       let ownStart: HeldStart | null = null;
-      const pipesParked = spawned.pipes && (initCustody || startOwn)
-        ? HeldStart.take(this.o.seed.pid, spawned.pipes, initCustody).then((h) => {
+      const own = ownPipes;
+      ownPipes = undefined;
+      const holding = own && (initCustody || startOwn) ? HeldStart.own(own, initCustody)
+        : spawned.pipes && (initCustody || startOwn) ? HeldStart.take(this.o.seed.pid, spawned.pipes, initCustody) : undefined;
+      if (own && !holding) { sys.close(own.start); sys.close(own.status); }
+      const pipesParked = holding
+        ? holding.then((h) => {
           // (spored's own copies, or, for a seed that starts it itself, the keeper's alone)
           if (startOwn) ownStart = h;
           else { h.dropOwn(); startParked = initCustody !== null; }

@@ -29,6 +29,9 @@ describe('spored config', () => {
     expect(loadConfig([], { SPORE_FRI_SOCKET: '/tmp/f.sock' }).friSocket).toBe('/tmp/f.sock');
     expect(loadConfig(['--gateway', 'off'], {}).gatewayAddress).toBe('off');
     expect(loadConfig([], { SPORE_FRI: 'off' }).fri).toBe(false);
+    expect(loadConfig([], {}).directShells).toBe(true);
+    expect(loadConfig([], { SPORE_DIRECT_SHELLS: 'off' }).directShells).toBe(false);
+    expect(loadConfig(['--direct-shells', 'off'], {}).directShells).toBe(false);
   });
 
   it('rejects bad values with a message that says what to fix', () => {
@@ -38,6 +41,7 @@ describe('spored config', () => {
     expect(() => loadConfig(['--gateway'], {})).toThrow(/needs a value/);
     expect(() => loadConfig(['--gateway', 'localhost'], {})).toThrow(/bad gateway address "localhost".*or off/);
     expect(() => loadConfig(['--fri', 'maybe'], {})).toThrow(/--fri must be on or off/);
+    expect(() => loadConfig([], { SPORE_DIRECT_SHELLS: 'yes' })).toThrow(/SPORE_DIRECT_SHELLS \(--direct-shells\) must be on or off/);
     expect(() => loadConfig(['--cgroup-favordynmods', 'off'], {})).toThrow(/--cgroup-favordynmods must be on or keep, got "off" \(spored never turns it off: keep leaves the host as it is\)/);
     expect(loadConfig([], { SPORE_CGROUP_FAVORDYNMODS: 'keep' }).cgroupFavorDynmods).toBe('keep');
     // a bad value from the environment names the variable it came from

@@ -13,7 +13,7 @@ import type { Spec } from '../protocols/oci/spec.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { execPlan, initPlan, CAPS } from '../engines/process/plan.js';
 import type { ExecPlan, InitPlan, SpawnPlan, Stdio } from '../engines/process/protocol.js';
-import { AWAIT_JOIN_MS, EARLY_STEPS, earlyStepsOf, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
+import { AWAIT_JOIN_MS, EARLY_STEPS, earlyStepsOf, isEarlyShape, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
 import { CONSOLE_INSIDE, forksIntoPidNs, shellFrame } from '../engines/process/protocol.js';
 import { rehearsal } from '../engines/process/shells.js';
 import {
@@ -177,7 +177,8 @@ function brokenInvariant(calls: SysCall[], rootfs = R): string | null {
     if (i < pivot && target !== '/' && target !== rootfs && !target.startsWith(`${rootfs}/`)) return `mount outside the rootfs before pivot_root: ${JSON.stringify(x)}`;
     if (i > pivot && target.startsWith(`${rootfs}/`)) return `mount of a host rootfs path after pivot_root: ${JSON.stringify(x)}`;
   }
-  if (idx('unshare') > idx('mount')) return 'mount before the mount namespace';
+  const mountNs = calls.findIndex((x) => (x.call === 'unshare' || x.call === 'setns') && ((x.call === 'unshare' ? Number(x.args[0]) : Number(x.args[1])) & CLONE.NEWNS) !== 0);
+  if (mountNs < 0 || mountNs > idx('mount')) return 'mount before the mount namespace';
   // Start is the last read of the start pipe (a user namespace's maps and the runtime hooks
   // are waited for on it before)
   const start = lastAt(calls, 'read', START);
@@ -248,16 +249,17 @@ describe('container-init against the recording ContainerSys', () => {
       c('close_range', 3, true),
       c('seal_fds', START, STATUS),
       c('setsid'),
+      // the new network namespace (its lo up, runc's loopback network) and IPC namespace:
+      // early steps, which a container shell makes ahead
+      c('unshare', CLONE.NEWNET), c('loopback_up'), c('unshare', CLONE.NEWIPC),
       // stdio opened on the host, parked above 100 until exec
       c('open', STDIO.stdout, O.WRONLY | O.APPEND), c('dup_at', 3, 100), c('close', 3),
       c('open', STDIO.stderr, O.WRONLY | O.APPEND), c('dup_at', 3, 100), c('close', 3),
       c('open', STDIO.stdin, O.RDONLY | O.NONBLOCK), c('dup_at', 3, 100), c('close', 3), c('set_nonblock', 102, false),
       // late cgroup: a handle on the cgroup's nearest existing ancestor, while the host's cgroupfs is in sight
       c('open', '/sys/fs/cgroup/default', O.PATH | O.DIRECTORY | O.CLOEXEC),
-      // every new namespace but pid (the seed's fork) and cgroup (after joining the cgroup), in one unshare
-      c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET),
-      // the new network namespace's lo, up (runc's loopback network)
-      c('loopback_up'),
+      // every other new namespace but pid (the seed's fork) and cgroup (after joining the cgroup), in one unshare
+      c('unshare', CLONE.NEWUTS | CLONE.NEWNS),
       c('mount', null, '/', null, MS.SLAVE | MS.REC, null),
       c('mount', R, R, null, MS.BIND | MS.REC, null),
       c('mount', 'proc', `${R}/proc`, 'proc', NOSUID | NOEXEC | NODEV, null),
@@ -348,7 +350,7 @@ describe('container-init against the recording ContainerSys', () => {
       const r = run(planOf(cgroupMount));
       expect(r.exec).not.toBeNull();
       // a handle on the cgroup's nearest existing ancestor; the cgroup namespace not in the first unshare
-      inOrder(r.calls, at(r.calls, 'open', '/sys/fs/cgroup/default', O.PATH | O.DIRECTORY | O.CLOEXEC), at(r.calls, 'unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET));
+      inOrder(r.calls, at(r.calls, 'open', '/sys/fs/cgroup/default', O.PATH | O.DIRECTORY | O.CLOEXEC), at(r.calls, 'unshare', CLONE.NEWUTS | CLONE.NEWNS));
       const join = at(r.calls, 'write_file', '/proc/self/fd/3/c1/cgroup.procs', '0');
       const cgroupNs = at(r.calls, 'unshare', CLONE.NEWCGROUP);
       const mount = at(r.calls, 'mount', 'cgroup2', `${R}/sys/fs/cgroup`);
@@ -473,7 +475,8 @@ describe('container-init against the recording ContainerSys', () => {
       c('setns', 4, CLONE.NEWNET),
       c('close', 4),
       // the cgroup namespace too: it joined its cgroup first, even with a late cgroup asked for
-      c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWCGROUP),
+      // (the IPC namespace, new, was an early step)
+      c('unshare', CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWCGROUP),
       // only then, in every other namespace (and the cgroup), the pod's pid namespace: for a
       // child, which goes on (the recording follows it) and mounts proc from in there
       c('setns', 3, CLONE.NEWPID), c('close', 3), c('fork'), c('setsid'),
@@ -485,7 +488,8 @@ describe('container-init against the recording ContainerSys', () => {
     const fresh = run(planOf());
     expect(at(fresh.calls, 'setns')).toBe(-1);
     expect(at(fresh.calls, 'fork')).toBe(-1);
-    expect(fresh.calls[at(fresh.calls, 'unshare')]).toEqual(c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWNET));
+    // a new network and IPC namespace are early steps (a shell makes them ahead), the rest in one unshare
+    expect(fresh.calls.filter((x) => x.call === 'unshare')).toEqual([c('unshare', CLONE.NEWNET), c('unshare', CLONE.NEWIPC), c('unshare', CLONE.NEWUTS | CLONE.NEWNS), c('unshare', CLONE.NEWCGROUP)]);
     expect(brokenInvariant(joined.calls)).toBeNull();
   });
 
@@ -813,7 +817,7 @@ describe('container-init against the recording ContainerSys', () => {
   it('a TTY: the pty slave is opened once, parked at 100, becomes 0/1/2 and the controlling terminal right before execve', () => {
     const tty: Stdio = { stdin: '', stdout: '', stderr: '', terminal: '/dev/pts/7' };
     const r = run(planOf((s) => { s.process.terminal = true; }, { stdio: tty }));
-    expect(r.calls.slice(3, 6)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup_at', 3, 100), c('close', 3)]);
+    expect(r.calls.slice(6, 9)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup_at', 3, 100), c('close', 3)]);
     expect(r.calls.filter((x) => x.call === 'open' && String(x.args[0]).startsWith('/run/spore/fifo'))).toEqual([]);
     expect(r.calls.slice(-5)).toEqual([
       c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
@@ -963,7 +967,7 @@ describe('container-init against the recording ContainerSys', () => {
       ['a mount after pivot_root', move(at(good, 'mount', 'sysfs'), at(good, 'chdir', '/'), 'after'), /mount of a host rootfs path after pivot_root/],
       ['pivot_root without the detach', good.filter((x) => x.call !== 'umount2'), /old root not detached/],
       ['pivot_root not from inside the new root', move(at(good, 'chdir', R), at(good, 'mount', 'proc')), /pivot_root not right after chdir\(rootfs\)/],
-      ['a mount before unshare', move(at(good, 'unshare'), at(good, 'mount', 'proc'), 'after'), /mount before the mount namespace/],
+      ['a mount before unshare', move(at(good, 'unshare', CLONE.NEWUTS | CLONE.NEWNS), at(good, 'mount', 'proc'), 'after'), /mount before the mount namespace/],
       ['setresuid before setresgid', move(at(good, 'setresuid'), at(good, 'setresgid')), /credentials not/],
       ['capset before the uid change', move(at(good, 'capset'), at(good, 'setresuid')), /credentials not/],
       ['the bounding set dropped after keepcaps', move(at(good, 'prctl', PR.CAPBSET_DROP, 2), at(good, 'prctl', PR.SET_KEEPCAPS, 1), 'after'), /bounding set dropped after the uid change|credentials not/],
@@ -1128,8 +1132,17 @@ describe('container shells: the same sequence, from a later step', () => {
   });
 
   it('which plans fit: a container in a new pid namespace (ctr, CRI sandboxes and app containers); not a joined or the host\'s pid namespace, not an exec', () => {
-    expect(earlyStepsOf(planOf())).toEqual(['fds', 'setsid']);
+    // a late cgroup's new network and IPC namespaces are early steps (a shell of that shape makes them ahead)
+    expect(earlyStepsOf(planOf())).toEqual(['fds', 'setsid', 'net', 'ipc']);
+    expect(earlyStepsOf(planOf(undefined, { late: false }))).toEqual(['fds', 'setsid']);
     for (const edit of [undefined, criSandbox, criApp]) expect(shellFits(planOf(edit), EARLY_STEPS)).toBe(true);
+    // a shell with the network namespace made fits a plan that makes one, not one that joins its pod's
+    expect(shellFits(planOf(), ['fds', 'setsid', 'net', 'ipc'])).toBe(true);
+    expect(shellFits(planOf(criApp), ['fds', 'setsid', 'net', 'ipc'])).toBe(false);
+    expect(shellFits(planOf(undefined, { late: false }), ['fds', 'setsid', 'net', 'ipc'])).toBe(false);
+    // the shapes a claim may ask the seed to make
+    for (const ok of [['fds', 'setsid'], ['fds', 'setsid', 'net'], ['fds', 'setsid', 'ipc'], ['fds', 'setsid', 'net', 'ipc']]) expect(isEarlyShape(ok), ok.join()).toBe(true);
+    for (const bad of [[], ['fds'], ['setsid', 'fds'], ['fds', 'net'], ['fds', 'setsid', 'ipc', 'net'], ['fds', 'setsid', 'net', 'net'], ['fds', 'setsid', 'mount']]) expect(isEarlyShape(bad), bad.join()).toBe(false);
     // joining a pod's pid namespace (shareProcessNamespace) or any pid namespace by path
     expect(shellFits(planOf((s) => { s.linux.namespaces = [{ type: 'pid', path: '/proc/77/ns/pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }]; }), EARLY_STEPS)).toBe(false);
     // the host's pid namespace (no pid entry)

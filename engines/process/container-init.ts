@@ -56,23 +56,44 @@ function report(s: ContainerSys, fd: number, msg: ChildStatus): void {
  * The first steps of every container's set-up, in sequence order: they need no plan, so a
  * container shell makes them before any plan exists. The pid namespace is the seed's
  * business (it forks the child into a new one), so a shell is pid 1 of its own already.
- * The other namespaces stay where they are, after the plan: the mount namespace because the
- * stdio fds are opened before it, on the host's mounts (a pty slave opened through a copy of
- * /dev/pts that pivot_root then detaches no longer reads as /dev/pts/N in /proc/self/fd), and
- * because a copy made before the Create would miss the mounts made since (the container's
- * rootfs) wherever the host's mounts do not propagate; uts because a pod's containers join
- * their sandbox's. Neither costs more than microseconds at Create (unshare: mount 26 µs,
- * uts 4 µs on this machine kind).
+ * 'net' and 'ipc' are a new network namespace (its loopback up) and a new IPC namespace, for
+ * a plan that makes them, with a late cgroup and no user namespace (which must own them, so
+ * they come after it):
+ * nothing in them depends on the spec, and a network namespace is the dearest to make (0.8 ms
+ * here, against 0.1-0.2 for the others), so a shell of that shape makes them ahead
+ * (shells.ts). The other namespaces stay where they are, after the plan: the mount namespace
+ * because the stdio fds are opened before it, on the host's mounts (a pty slave opened
+ * through a copy of /dev/pts that pivot_root then detaches no longer reads as /dev/pts/N in
+ * /proc/self/fd), and because a copy made before the Create would miss the mounts made since
+ * (the container's rootfs) wherever the host's mounts do not propagate; uts because a pod's
+ * containers join their sandbox's. Neither costs more than microseconds at Create (unshare:
+ * mount 26 µs, uts 4 µs on this machine kind).
  */
-export type EarlyStep = 'fds' | 'setsid';
+export type EarlyStep = 'fds' | 'setsid' | 'net' | 'ipc';
+/** the steps every sequence starts with (a shell of this shape fits every plan a shell can take) */
 export const EARLY_STEPS: readonly EarlyStep[] = ['fds', 'setsid'];
 
 const newNamespace = (plan: SpawnPlan, type: NamespaceStep['type']): boolean =>
   plan.kind === 'init' && plan.namespaces.some((n) => n.type === type && n.path === null);
 
 /** The early steps `plan`'s sequence has, in order. */
-export function earlyStepsOf(_plan: SpawnPlan): EarlyStep[] {
-  return [...EARLY_STEPS];
+export function earlyStepsOf(plan: SpawnPlan): EarlyStep[] {
+  // (without a late cgroup the child joins its cgroup before it makes namespaces, as runc's
+  // does, so the kernel charges them to the container; a late one is joined after them anyway)
+  if (plan.kind !== 'init' || inUserNs(plan) || plan.lateCgroup !== true) return [...EARLY_STEPS];
+  return [...EARLY_STEPS, ...(newNamespace(plan, 'network') ? ['net' as const] : []), ...(newNamespace(plan, 'ipc') ? ['ipc' as const] : [])];
+}
+
+/** Whether `steps` is a shape earlyStepsOf() gives (a seed checks what a claim asks it to make ahead). */
+export function isEarlyShape(steps: readonly string[]): steps is readonly EarlyStep[] {
+  const all: readonly string[] = [...EARLY_STEPS, 'net', 'ipc'];
+  let at = 0;
+  for (const step of steps) {
+    const i = all.indexOf(step, at);
+    if (i < 0 || (at < EARLY_STEPS.length && i !== at)) return false;
+    at = i + 1;
+  }
+  return at >= EARLY_STEPS.length;
 }
 
 /** `keep`: the fds of this child's own (its start, status and plan pipes), kept through 'fds'. */
@@ -80,6 +101,9 @@ function earlyStep(s: ContainerSys, step: EarlyStep, keep: readonly number[]): v
   switch (step) {
     case 'fds': closeInheritedFds(s, keep); break;
     case 'setsid': phase('setsid', () => s.setsid()); break;
+    // (as enterNamespaces would: a new network namespace comes with its loopback up)
+    case 'net': phase('namespaces', () => { s.unshare(CLONE.NEWNET); s.loopbackUp(); }); break;
+    case 'ipc': phase('namespaces', () => s.unshare(CLONE.NEWIPC)); break;
   }
 }
 
@@ -144,7 +168,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
         if (!hooks) return;
         if (hooks.pause) {
           // spored runs prestart and createRuntime now; one byte: go on, EOF: aborted
-          report(s, statusFd, { s: 'hooks' });
+          report(s, statusFd, { s: 'hooks', ...(plan.nonce !== undefined ? { n: plan.nonce } : {}) });
           if (s.read(startFd, 1).length === 0) s.exit(0);
           mark('runtime-hooks');
         }
@@ -214,7 +238,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     finalize(s, plan.process, plan.id, plan.kind === 'init');
     // what fails from here on (at Start) goes to the process's own stderr as well
     if (sealedFd >= 0) { s.close(sealedFd); sealedFd = -1; }
-    report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}) });
+    report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}), ...(plan.kind === 'init' && plan.nonce !== undefined ? { n: plan.nonce } : {}) });
     // Block until Start (one byte on the start pipe) or an abort (EOF).
     const go = s.read(startFd, 1);
     if (go.length === 0) s.exit(0);
@@ -227,7 +251,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     // before Start the seed relays the report to spored, who still holds the memfd
     let message = pe.message;
     if (sealedFd >= 0 && !started) { try { s.write(sealedFd, Buffer.from(message)); message = ''; } catch { /* the seed carries it */ } }
-    report(s, statusFd, { s: 'error', phase: pe.phase, message, ...(errno !== undefined ? { errno } : {}) });
+    report(s, statusFd, { s: 'error', phase: pe.phase, message, ...(errno !== undefined ? { errno } : {}), ...(plan.kind === 'init' && plan.nonce !== undefined ? { n: plan.nonce } : {}) });
     // After Start nobody waits on the status pipe: tell the container's own stderr.
     if (pe.phase === 'exec') { try { s.write(2, Buffer.from(`spore: ${pe.message}\n`)); } catch { /* no stderr */ } }
     // After Start the process's exit status is what containerd reports: 1, as runc's init
@@ -503,7 +527,10 @@ function joinCgroupWhenReady(s: ContainerSys, procs: string[]): void {
  * proc shows the pid namespace of the process that mounts it.
  */
 function setupContainer(s: ContainerSys, plan: InitPlan, late: boolean, warnings: string[], mark: (name: string) => void, enterPidNs: (fd: number | null) => void, beforePivot: () => void = () => undefined, userNs: (() => void) | null = null, lateJoin: () => void = () => undefined): void {
-  const pidNs = phase('namespaces', () => enterNamespaces(s, late ? plan.namespaces.filter((n) => !(n.type === 'cgroup' && n.path === null)) : plan.namespaces, userNs));
+  // (the network and IPC namespaces the early steps made are not made again)
+  const early = earlyStepsOf(plan);
+  const madeEarly = (n: NamespaceStep): boolean => n.path === null && ((n.type === 'network' && early.includes('net')) || (n.type === 'ipc' && early.includes('ipc')));
+  const pidNs = phase('namespaces', () => enterNamespaces(s, plan.namespaces.filter((n) => !madeEarly(n) && !(late && n.type === 'cgroup' && n.path === null)), userNs));
   if (pidNs !== null) enterPidNs(pidNs === 'unshared' ? null : pidNs);
   mark('namespaces');
   const ownMountNs = plan.namespaces.some((n) => n.type === 'mount');

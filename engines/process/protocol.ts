@@ -2,7 +2,7 @@
 // (seed-channel.ts: V8 serialization, so Buffers and bigints pass as they are).
 // Everything is plain data: a plan can be logged, diffed and replayed in a test.
 import v8 from 'node:v8';
-import type { Hook, OciState } from '../../protocols/oci/hooks.js';
+import { hookTimeoutMs, type Hook, type OciState } from '../../protocols/oci/hooks.js';
 
 /** A mount the child performs, with options already parsed into flags/data. */
 export interface MountStep {
@@ -115,6 +115,13 @@ export interface InitPlan {
    * `userns`. Absent: no user namespace of its own (none, or one joined by path).
    */
   userNs?: IdMaps;
+  /**
+   * A direct spawn's token (spored wrote the plan to a container shell itself: seed-client.ts,
+   * 'direct-shells'): the child names it in its `hooks` and `ready` status lines (`n`), so
+   * that spored never takes another plan's report for its own (a shell an earlier spored had
+   * claimed, and wrote to, before it died).
+   */
+  nonce?: string;
 }
 
 /** One line of /proc/<pid>/uid_map or gid_map (runtime-spec LinuxIDMapping). */
@@ -185,6 +192,20 @@ export interface ExecPlan {
 
 export type SpawnPlan = InitPlan | ExecPlan;
 
+/** A sandbox's set-up (fork, or a shell's plan, to ready) longer than this is killed, ms. */
+export const SETUP_DEADLINE_MS = 60_000;
+
+/**
+ * How long `plan`'s set-up may take, ms: SETUP_DEADLINE_MS plus the time its createContainer
+ * hooks may take (their own timeouts); Infinity when one has no timeout (runc waits for such
+ * a hook as long as it takes) or the sum is past what a timer can wait.
+ */
+export function setupAllowanceMs(plan: SpawnPlan): number {
+  const hooks = plan.kind === 'init' ? plan.hooks?.createContainer ?? [] : [];
+  const ms = SETUP_DEADLINE_MS + hooks.reduce((sum, h) => sum + (hookTimeoutMs(h) ?? Infinity), 0);
+  return ms > 2 ** 31 - 1 ? Infinity : ms;
+}
+
 /**
  * Version of this protocol. A root seed outlives spored upgrades (it is the parent of every
  * container); a spored attaches only to a seed of its own version, and a change here is
@@ -212,7 +233,27 @@ export type SeedRequest =
    * Keep `count` container shells ready (0: none). No reply: a seed that predates shells
    * ignores it, so this needs no new protocol version.
    */
-  | { op: 'shells'; seq: number; count: number }
+  | {
+    op: 'shells'; seq: number; count: number;
+    /**
+     * 'direct-shells': spored hands plans to the shells itself. The seed offers each idle shell
+     * (a `shell` event, and again at every such request), says when one it offered is gone
+     * (`shellGone`), and no longer hands shells to `spawn` plans itself. Absent or false: as before.
+     */
+    direct?: boolean;
+  }
+  /**
+   * 'direct-shells': spored took the idle shell `pid` for the Create `key` and writes its plan
+   * to it itself (after this message is in the link). The seed keeps the shell's start and
+   * status pipes as a sandbox of `key` waiting for Start (abort, start, started and its exit
+   * as for a spawn); a shell no longer idle here is left alone (spored sees that on the
+   * shell's status pipe and forks the plan instead). No reply.
+   */
+  | {
+    op: 'claim'; seq: number; key: string; pid: number;
+    /** the plan's early steps (container-init.ts earlyStepsOf): what the next shells make ahead */
+    shape?: string[];
+  }
   /** spored recorded every exit up to `exitSeq`: the seed may forget them */
   | { op: 'ack'; seq: number; exitSeq: number };
 
@@ -247,6 +288,21 @@ export type SeedReply =
    */
   | { type: 'hooks'; seq: number; pid: number }
   /**
+   * 'direct-shells': an idle container shell spored may claim: its pid and the seed's own fd
+   * numbers of its plan pipe (write end), start pipe (write end) and status pipe (read end),
+   * for spored to take duplicates of (pidfd_getfd); `ahead`: the early steps it made.
+   */
+  | {
+    type: 'shell'; pid: number; fds: { plan: number; start: number; status: number }; ahead: string[];
+    /**
+     * the three pipes' inode numbers (fstat): spored checks its copies against them, since an
+     * fd number the seed closed meanwhile (the shell died) may name another of its files by then
+     */
+    ino: { plan: number; start: number; status: number };
+  }
+  /** 'direct-shells': an offered shell was killed or died while idle: spored drops its copies */
+  | { type: 'shellGone'; pid: number }
+  /**
    * First message on every connection. `pending`: sandboxes set up and waiting for Start (a
    * spored that restarted adopts them or aborts them); `exits`: exits no spored acknowledged
    * yet, oldest first (a restarted spored applies them; one it already saw is ignored).
@@ -258,26 +314,29 @@ export type SeedReply =
  * a plan's OCI hooks, and the seed relays `hooks` and takes `resume`. 'userns': a child makes
  * a plan's user namespace and the seed writes its id maps. 'late-cgroup-mount': a child with
  * a late cgroup (plan.lateCgroup) takes the join before it mounts the cgroup hierarchy (an
- * older one would bind cgroup dirs that may not exist yet). 'held-start': a spawn's reply names
-its start and status pipes' fds (`pipes`). 'started-by-spored': it takes `started`, and
-stops reading a sandbox's status pipe once it is ready (what the process reports at Start
-goes to whoever starts it). A root seed outlives
- * spored upgrades; one that predates a feature runs old child code, which would ignore the
- * plan's field: spored refuses what needs a feature the seed lacks.
+ * older one would bind cgroup dirs that may not exist yet). 'held-start': a spawn's reply
+ * names its start and status pipes' fds (`pipes`). 'started-by-spored': it takes `started`,
+ * and stops reading a sandbox's status pipe once it is ready (what the process reports at
+ * Start goes to whoever starts it). 'sealed-process': its children read a plan's args, env
+ * and hooks' secrets from spored's memfd (sealedPath). 'direct-shells': it offers its idle
+ * container shells to spored, which claims one and writes the plan to it itself (`claim`).
+ * A root seed outlives spored upgrades; one that predates a feature runs old child code,
+ * which would ignore the plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored', 'sealed-process'] as const;
+export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored', 'sealed-process', 'direct-shells'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =
-  | { s: 'ready'; warnings: string[]; t: Record<string, number>; console?: number }
+  /** `n`: the plan's nonce, when it has one */
+  | { s: 'ready'; warnings: string[]; t: Record<string, number>; console?: number; n?: string }
   /** an exec's first child, having joined every namespace but pid: the pid (seed's view) of the child it forked into the pid namespace, which is the exec from now on */
   | { s: 'pid'; pid: number }
   /** paused for the runtime hooks (ChildHooks.pause): waiting for one byte on the start pipe */
-  | { s: 'hooks' }
+  | { s: 'hooks'; n?: string }
   /** unshared its user namespace (InitPlan.userNs): waiting for one byte on the start pipe once its id maps are written */
   | { s: 'userns' }
   /** message '': it is in the plan's sealed memfd, after the body (container-init.ts; spored reads it there) */
-  | { s: 'error'; phase: string; message: string; errno?: number };
+  | { s: 'error'; phase: string; message: string; errno?: number; n?: string };
 
 // --- seed -> container shell -------------------------------------------------------
 // A container shell (container-init.ts, runShell) is a child the root seed forked before any

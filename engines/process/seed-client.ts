@@ -1,16 +1,23 @@
 // spored's handle on a resident process-engine seed: starts it, correlates requests
-// with replies, and turns the seed's reaped exits into events.
+// with replies, and turns the seed's reaped exits into events. With directShells it also
+// holds duplicates of the pipes of the seed's idle container shells (offered by the seed)
+// and hands a fitting Create's plan to one itself (spawnDirect): a claim to the seed, the
+// plan onto the shell's pipe with a nonce, the set-up's status read here, so the plan never
+// passes through the seed and the Create saves a hop each way.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, rmSync } from 'node:fs';
-import type net from 'node:net';
+import { existsSync, fstatSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SeedChannel, connectSeed } from './seed-channel.js';
 import { FailedPrecondition, Unavailable } from '../../sys/errors.js';
-import { SEED_PROTOCOL, sealPlan, sealedBody, type SEED_FEATURES, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_PROTOCOL, sealPlan, sealedBody, setupAllowanceMs, shellFrame, type SEED_FEATURES, type ChildStatus, type ExitReport, type InitPlan, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { earlyStepsOf, shellFits, type EarlyStep } from './container-init.js';
+import { onJsonLines } from './lines.js';
 import * as sys from '../../sys/libc.js';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 
 type Reply = Extract<SeedReply, { type: 'reply' }>;
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -31,6 +38,12 @@ export interface SpawnResult {
   pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number; console?: number;
   /** the seed's fds of the sandbox's start and status pipes (protocol.ts, 'held-start') */
   pipes?: { start: number; status: number };
+  /**
+   * A direct spawn (a container shell spored wrote the plan to): this process's own fds of the
+   * start pipe (write end) and status pipe (read end). The caller owns them (task/held-start.ts
+   * HeldStart.own) and must close them.
+   */
+  own?: { start: number; status: number };
 }
 
 export class SeedError extends FailedPrecondition {
@@ -79,7 +92,22 @@ export interface SeedStartOptions {
    * (a new seed starts with none).
    */
   shells?: number;
+  /**
+   * Hand plans that fit to the seed's idle container shells directly (its 'direct-shells'
+   * feature): the plan goes from spored to the shell, and its set-up's status from the shell
+   * to spored, never through the seed. Default false.
+   */
+  directShells?: boolean;
 }
+
+/** An idle container shell the seed offered, with this process's own copies of its pipes. */
+interface OwnShell { pid: number; plan: number; start: number; status: number; pidfd: number; ahead: EarlyStep[] }
+
+/** What a direct spawn came to: the reply the seed would have sent, and the pipes spored owns on success. */
+interface DirectOutcome { reply: SeedReply & { type: 'reply' }; exitsBefore: number; own?: { start: number; status: number } }
+
+/** A direct spawn between its claim and its ready: resume() writes its start pipe, abort() marks it */
+interface DirectSpawn { pid: number; start: number; aborted: boolean; rearm: () => void }
 
 let socketSeq = 0;
 
@@ -108,6 +136,13 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   private stopping = false;
   /** the socket of a seed this client started (removed at stop: a seed ended by a signal leaves it) */
   private ownSocket: string | null = null;
+  /** plans go to the seed's shells directly (asked for, and the seed has 'direct-shells') */
+  private direct = false;
+  /** idle shells the seed offered, by pid */
+  private readonly idleShells = new Map<number, OwnShell>();
+  /** a pidfd of the seed (to take its shells' fds), while attached */
+  private seedPidfd = -1;
+  private readonly directs = new Map<string, DirectSpawn>();
   pid = 0;
 
   /**
@@ -169,6 +204,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     });
     this.pid = hello.pid;
     this.features = hello.features ?? [];
+    this.direct = opts.directShells === true && this.features.includes('direct-shells');
     for (const e of hello.exits) this.onExit(e);
     if (o.shells !== undefined) this.setShells(o.shells);
     return { started, pending: hello.pending };
@@ -195,6 +231,8 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
 
   private onLinkClosed(why: string): void {
     this.link = null;
+    for (const pid of [...this.idleShells.keys()]) this.dropShell(pid);
+    if (this.seedPidfd >= 0) { sys.close(this.seedPidfd); this.seedPidfd = -1; }
     const reason = this.stopping ? 'process seed link closed' : `process seed link lost: ${why}`;
     for (const [, w] of this.waiting) w({ type: 'reply', seq: -1, ok: false, error: reason, phase: 'seed' });
     this.waiting.clear();
@@ -206,6 +244,8 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     if (m.type === 'exit') { this.onExit(m); return; }
     if (m.type === 'pid') { this.pidListeners.get(m.seq)?.pid?.(m.pid); return; }
     if (m.type === 'hooks') { this.pidListeners.get(m.seq)?.hooks?.(m.pid); return; }
+    if (m.type === 'shell') { this.adoptShell(m.pid, m.fds, m.ahead, m.ino); return; }
+    if (m.type === 'shellGone') { this.dropShell(m.pid); return; }
     if (m.type !== 'reply') return;
     this.pidListeners.delete(m.seq);
     const w = this.waiting.get(m.seq);
@@ -256,8 +296,11 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       plan = sealPlan(plan, `/proc/${process.pid}/fd/${sealed}`);
     }
     let r: SeedReply;
+    let direct: DirectOutcome | null = null;
     try {
-      r = await this.request({ op: 'spawn', key, plan }, on);
+      // a container shell spored hands the plan to itself, when one fits; else the seed forks
+      direct = plan.kind === 'init' ? await this.spawnDirect(key, plan, on) : null;
+      r = direct ? direct.reply : await this.request({ op: 'spawn', key, plan }, on);
       // a child's failure text is in the memfd after the body, not in the reply (container-init.ts)
       if (!r.ok && r.error === '' && sealed >= 0) {
         const text = Buffer.alloc(64 * 1024);
@@ -269,8 +312,148 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       if (sealed >= 0) sys.close(sealed);
     }
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
-    return { pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {}, exitsBefore: this.exitsBeforeReply.get(r) ?? this.lastExitSeq, ...(typeof r.console === 'number' ? { console: r.console } : {}),
+    return {
+      pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {},
+      exitsBefore: direct ? direct.exitsBefore : this.exitsBeforeReply.get(r) ?? this.lastExitSeq,
+      ...(typeof r.console === 'number' ? { console: r.console } : {}),
       ...(r.pipes && Number.isInteger(r.pipes.start) && Number.isInteger(r.pipes.status) ? { pipes: { start: r.pipes.start, status: r.pipes.status } } : {}),
+      ...(direct?.own ? { own: direct.own } : {}),
+    };
+  }
+
+  /**
+   * An idle shell the seed offered ('direct-shells'): duplicates of its plan, start and status
+   * pipes (pidfd_getfd from the seed), each checked against the inode the offer names, and a
+   * pidfd of the shell (a kill never hits a reused pid). A shell gone meanwhile is not kept.
+   */
+  private adoptShell(pid: number, fds: { plan: number; start: number; status: number }, ahead: string[], ino: { plan: number; start: number; status: number }): void {
+    if (!this.direct || this.idleShells.has(pid)) return;
+    const taken: number[] = [];
+    try {
+      if (this.seedPidfd < 0) this.seedPidfd = sys.pidfdOpen(this.pid);
+      for (const [role, fd] of [['plan', fds.plan], ['start', fds.start], ['status', fds.status]] as const) {
+        const mine = sys.pidfdGetfd(this.seedPidfd, fd);
+        taken.push(mine);
+        if (fstatSync(mine).ino !== ino[role]) throw new Error(`the seed's fd ${fd} is no longer shell ${pid}'s ${role} pipe`);
+      }
+      const pidfd = sys.pidfdOpen(pid);
+      const [plan, start, status] = taken as [number, number, number];
+      this.idleShells.set(pid, { pid, plan, start, status, pidfd, ahead: ahead as EarlyStep[] });
+    } catch {
+      // gone (or going: its shellGone follows); the seed forks another
+      for (const fd of taken) sys.close(fd);
+    }
+  }
+
+  /** Forget an offered shell (gone, or the link closed): close this process's copies. */
+  private dropShell(pid: number): void {
+    const sh = this.idleShells.get(pid);
+    if (!sh) return;
+    this.idleShells.delete(pid);
+    for (const fd of [sh.plan, sh.start, sh.status, sh.pidfd]) sys.close(fd);
+  }
+
+  /**
+   * `plan` handed to an idle shell by this process ('direct-shells'): the claim goes to the
+   * seed first (it keeps the start and status pipes as a sandbox of `key`, for a restarted
+   * spored and for Start), then the plan (with a nonce) onto the shell's pipe, and the set-up's
+   * status lines are read here until ready; the seed sees neither. Null: no shell fits, or the
+   * shell was gone before it took the plan (its claim undone): the caller asks the seed to fork.
+   */
+  private async spawnDirect(key: string, plan: InitPlan, on?: SpawnEvents): Promise<DirectOutcome | null> {
+    const link = this.link;
+    if (!this.direct || !link || link.closed || this.idleShells.size === 0) return null;
+    // the one that made the most of the plan's steps ahead
+    let sh: OwnShell | undefined;
+    for (const c of this.idleShells.values()) if (shellFits(plan, c.ahead) && (!sh || c.ahead.length > sh.ahead.length)) sh = c;
+    if (!sh) return null;
+    const t0 = performance.now();
+    const nonce = randomBytes(12).toString('base64url');
+    const frame = shellFrame({ ...plan, nonce });
+    if (frame === null) return null; // too large for the shell's pipe: the seed forks it
+    this.idleShells.delete(sh.pid);
+    const exitsBefore = this.lastExitSeq;
+    const closeAll = (): void => { for (const fd of [sh.plan, sh.start, sh.status, sh.pidfd]) if (fd >= 0) sys.close(fd); };
+    link.send({ op: 'claim', seq: 0, key, pid: sh.pid, shape: earlyStepsOf(plan) });
+    try {
+      sys.write(sh.plan, frame); // non-blocking, into an empty 64 KiB pipe (MAX_SHELL_FRAME)
+    } catch {
+      // it died idle (EPIPE): undo the claim, then fork
+      closeAll();
+      await this.abort(key).catch(() => undefined);
+      return null;
+    }
+    sys.close(sh.plan);
+    sh.plan = -1;
+    const handoffMs = performance.now() - t0;
+    if (plan.joinedBySpored === true && plan.lateCgroup === true) on?.pid?.(sh.pid);
+    const d: DirectSpawn = { pid: sh.pid, start: sh.start, aborted: false, rearm: () => undefined };
+    this.directs.set(key, d);
+    const kill = (): void => { try { sys.pidfdSignal(sh.pidfd, 9); } catch { /* gone */ } };
+    const allowance = setupAllowanceMs(plan);
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    d.rearm = (): void => {
+      clearTimeout(timer);
+      if (allowance !== Infinity) timer = setTimeout(() => { timedOut = true; kill(); }, allowance);
+    };
+    d.rearm();
+    // a duplicate is read (and closed with its socket); sh.status stays for Start
+    const sock = new net.Socket({ fd: sys.dupFd(sh.status), readable: true, writable: false });
+    let ours = false;
+    const st = await new Promise<ChildStatus | null | 'foreign'>((resolve) => {
+      let done = false;
+      const finish = (v: ChildStatus | null | 'foreign'): void => { if (!done) { done = true; resolve(v); } };
+      onJsonLines<ChildStatus>(sock, (m) => {
+        if (done) return;
+        // another plan's report: a shell an earlier spored wrote to before it died
+        if (!('n' in m) || m.n !== nonce) { finish('foreign'); return; }
+        ours = true;
+        if (m.s === 'hooks') {
+          // spored runs prestart and createRuntime; resume() writes the byte (and re-arms)
+          clearTimeout(timer);
+          on?.hooks?.(sh.pid);
+          return;
+        }
+        finish(m);
+      }, (line) => finish({ s: 'error', phase: 'protocol', message: `bad status line: ${line.slice(0, 200)}` }));
+      sock.on('end', () => finish(null));
+      sock.on('error', () => finish(null));
+      sock.on('close', () => finish(null));
+    });
+    clearTimeout(timer);
+    sock.destroy();
+    this.directs.delete(key);
+    const fail = async (phase: string, error: string, errno?: number): Promise<DirectOutcome> => {
+      kill();
+      closeAll();
+      // (the seed drops the sandbox: a Create of this id again must not meet it)
+      await this.abort(key).catch(() => undefined);
+      return { reply: { type: 'reply', seq: 0, ok: false, error, phase, ...(errno !== undefined ? { errno } : {}) }, exitsBefore };
+    };
+    if (st === 'foreign' || (st === null && !ours && !d.aborted && !timedOut)) {
+      // not this plan's shell after all (or it ended before it took the plan): the seed forks it
+      kill();
+      closeAll();
+      await this.abort(key).catch(() => undefined);
+      return null;
+    }
+    if (st === null) {
+      if (d.aborted) return fail('seed', 'aborted');
+      return fail('setup', timedOut ? `setup did not finish in ${allowance} ms; killed` : 'sandbox process exited during setup');
+    }
+    if (st.s === 'error') return fail(st.phase, st.message, st.errno);
+    if (st.s !== 'ready') return fail('protocol', `unexpected status ${st.s} from a container shell`);
+    sys.close(sh.pidfd);
+    const { planAt: _planAt, ...marks } = st.t;
+    return {
+      reply: {
+        type: 'reply', seq: 0, ok: true, pid: sh.pid, warnings: st.warnings,
+        timings: { shell: 1, direct: 1, handoffMs, ...marks, readyMs: performance.now() - t0 },
+        ...(typeof st.console === 'number' ? { console: st.console } : {}),
+      },
+      exitsBefore,
+      own: { start: sh.start, status: sh.status },
     };
   }
 
@@ -290,7 +473,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
 
   /** How many container shells the seed keeps ready (0: none; the extra ones end now). No answer. */
   setShells(count: number): void {
-    this.link?.send({ op: 'shells', seq: 0, count });
+    this.link?.send({ op: 'shells', seq: 0, count, ...(this.direct ? { direct: true } : {}) });
   }
 
   /**
@@ -305,6 +488,13 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
 
   /** Let a sandbox paused for its runtime hooks go on with its set-up (spawn's `on.hooks`). */
   async resume(key: string): Promise<void> {
+    const d = this.directs.get(key);
+    if (d) {
+      // a direct spawn: its start pipe is ours (the byte is the child's "go on")
+      sys.write(d.start, Buffer.from([1]));
+      d.rearm();
+      return;
+    }
     const r = await this.request({ op: 'resume', key });
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
   }
@@ -316,6 +506,8 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
 
   /** Kill a spawned sandbox that never started. */
   async abort(key: string): Promise<void> {
+    const d = this.directs.get(key);
+    if (d) d.aborted = true; // (its set-up's end is then this abort, not a shell to fork again)
     await this.request({ op: 'abort', key });
   }
 

@@ -9,23 +9,23 @@
 // losing its spored ends it, as before. It keeps the container shells spored asks for
 // (shells.ts): children forked ahead that a fitting Create is handed to instead of a fork.
 import net from 'node:net';
-import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, fstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import { childPids, parentPid } from '../../sys/proc.js';
-import { runChild } from './container-init.js';
+import { isEarlyShape, runChild } from './container-init.js';
 import { warmContainerSys } from './container-sys.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
 import { ShellPool } from './shells.js';
-import { hookTimeoutMs } from '../../protocols/oci/hooks.js';
-import { SEED_FEATURES, SEED_PROTOCOL, forksIntoPidNs, idMapText, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_FEATURES, SEED_PROTOCOL, forksIntoPidNs, idMapText, setupAllowanceMs, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
 
 interface Pending {
   pid: number;
   /** `pid` is the first child of a process that enters its pid namespace last (forksIntoPidNs), which exits once it reported the process's own pid */
   intermediate?: boolean;
   startW: number;
-  status: net.Socket;
+  /** the status pipe, read here; null while not read here (statusFd) */
+  status: net.Socket | null;
   /**
    * Once the process is ready: the status pipe as a plain fd, not read here (detachStatus),
    * so that what the process reports at Start goes to whoever starts it; -1 while `status`
@@ -37,14 +37,18 @@ interface Pending {
   ended: boolean;
   /** paused for its runtime hooks (a `hooks` event sent): `resume` may write its byte */
   paused?: boolean;
+  /**
+   * a shell spored claimed ('direct-shells'): the seed counts as busy until it is started,
+   * aborted or gone (drop), so the pool's refill (a fork, and the new shell's rehearsal) does
+   * not take a CPU from the Create and Start it cannot see
+   */
+  claimed?: boolean;
   /** the set-up deadline (re-armed at resume) */
   deadline?: NodeJS.Timeout;
   rearm?: () => void;
 }
 
 const pending = new Map<string, Pending>();
-/** a sandbox's setup (fork to ready) longer than this is killed */
-const SETUP_DEADLINE_MS = 60_000;
 let ownPidNs = -1;
 let lastForkTimings: Record<string, number> = {};
 
@@ -87,17 +91,19 @@ function nextStatus(p: Pending): Promise<ChildStatus | null> {
 }
 
 function watchStatus(p: Pending): void {
+  const status = p.status;
+  if (!status) return;
   const deliver = (msg: ChildStatus): void => {
     if (p.waiter) { const w = p.waiter; p.waiter = null; w(msg); } else p.lines.push(msg);
   };
-  onJsonLines<ChildStatus>(p.status, deliver, (line) => deliver({ s: 'error', phase: 'protocol', message: `bad status line: ${line.slice(0, 200)}` }));
+  onJsonLines<ChildStatus>(status, deliver, (line) => deliver({ s: 'error', phase: 'protocol', message: `bad status line: ${line.slice(0, 200)}` }));
   const end = (): void => {
     p.ended = true;
     if (p.waiter) { const w = p.waiter; p.waiter = null; w(null); }
   };
-  p.status.on('end', end);
-  p.status.on('error', end);
-  p.status.on('close', end);
+  status.on('end', end);
+  status.on('error', end);
+  status.on('close', end);
 }
 
 /** Fork with pid_ns_for_children pointed at the plan's pid namespace, then reset it. */
@@ -275,15 +281,36 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
     return;
   }
   attachStatus(p);
+  // (a claimed shell's ready line is spored's to read; one left unread by a spored that died
+  // is not the end of the execve)
   // Start answers once the process is the container's own program: the status pipe is
   // close-on-exec, so its EOF means execve happened. Answering earlier let an exec right
   // after Start see the seed's code as pid 1. What can still fail here (permissions, a
   // seccomp profile denying execve) shows up as exit status 127 with the reason on the
   // container's stderr, as before.
-  const st = await nextStatus(p);
+  let st = await nextStatus(p);
+  while (st && st.s === 'ready') st = await nextStatus(p);
   drop(key, p);
   if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.message.startsWith(st.phase) ? st.message : `${st.phase}: ${st.message}`}\n`);
   reply({ type: 'reply', seq, ok: true, pid: p.pid });
+}
+
+/**
+ * spored claimed an idle container shell for `key` and writes its plan itself ('direct-shells'):
+ * from here on it is a sandbox of `key` waiting for Start, as after a spawn's ready reply
+ * (start, started, abort, its exit). Its status pipe is not read here: spored reads it until
+ * ready, and after that whoever starts it. Not idle here (killed, died, claimed by an
+ * earlier spored): nothing; spored sees the shell's status pipe end, or another plan's
+ * nonce on it, and forks the plan instead.
+ */
+function claim(key: string, pid: number, shape: readonly string[] | undefined): void {
+  if (pending.has(key)) { process.stderr.write(`spore seed: claim of shell ${pid} for ${key}, which is already being created; ignored\n`); return; }
+  const sh = shells?.claim(pid, shape && isEarlyShape(shape) ? shape : undefined);
+  if (!sh) return;
+  // (the set-up deadline is spored's, which reads the status; a claim a spored that died left
+  // is aborted by the next one, which finds it in the hello's pending list and in no record)
+  pending.set(key, { pid, startW: sh.startW, status: null, statusFd: sh.statusR, lines: [], waiter: null, ended: false, claimed: true });
+  shells?.begin();
 }
 
 /** A sandbox paused for its runtime hooks goes on (protocol.ts ChildHooks.pause). */
@@ -305,26 +332,20 @@ function resume(reply: Reply, seq: number, key: string): void {
   reply({ type: 'reply', seq, ok: true });
 }
 
-/** How long a set-up may take: SETUP_DEADLINE_MS, plus the time the child's createContainer hooks may take. */
-function setupAllowanceMs(plan: SpawnPlan): number {
-  const hooks = plan.kind === 'init' ? plan.hooks?.createContainer ?? [] : [];
-  const ms = SETUP_DEADLINE_MS + hooks.reduce((sum, h) => sum + (hookTimeoutMs(h) ?? Infinity), 0);
-  // past what a timer can wait (it would fire at once): no deadline, as for a hook without a timeout
-  return ms > 2 ** 31 - 1 ? Infinity : ms;
-}
-
 /**
  * Stop reading a ready process's status pipe: keep it as a plain fd (a duplicate; the
  * socket, which libuv reads ahead into its buffer whether paused or not, goes). Its number
  * stays valid until drop(), for spored to take a copy (the spawn reply's `pipes`).
  */
 function detachStatus(p: Pending): void {
-  const fd = fdOf(p.status)[0];
-  if (fd === undefined || p.statusFd >= 0) return;
+  const status = p.status;
+  const fd = fdOf(status)[0];
+  if (!status || fd === undefined || p.statusFd >= 0) return;
   p.statusFd = sys.dupFd(fd);
-  p.status.removeAllListeners();
-  p.status.on('error', () => undefined);
-  p.status.destroy();
+  status.removeAllListeners();
+  status.on('error', () => undefined);
+  status.destroy();
+  p.status = null;
 }
 
 /** Read the status pipe again (the seed's own start). */
@@ -339,9 +360,10 @@ function attachStatus(p: Pending): void {
 
 function drop(key: string, p: Pending): void {
   pending.delete(key);
+  if (p.claimed) { p.claimed = false; shells?.end(); }
   if (p.startW >= 0) { sys.close(p.startW); p.startW = -1; }
   if (p.statusFd >= 0) { sys.close(p.statusFd); p.statusFd = -1; }
-  p.status.destroy();
+  p.status?.destroy();
 }
 
 function abort(reply: Reply, seq: number, key: string): void {
@@ -438,7 +460,8 @@ function onRequest(ch: SeedChannel<SeedRequest, SeedReply>, req: SeedRequest): v
     case 'spawnSeed': busy(spawnSeed(reply, req)); break;
     case 'ping': reply({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
     case 'ack': while (unacked.length && (unacked[0] as ExitReport).exitSeq <= req.exitSeq) unacked.shift(); break;
-    case 'shells': shells?.setTarget(req.count); break;
+    case 'shells': shells?.setTarget(req.count); shells?.setDirect(req.direct === true); break;
+    case 'claim': if (ch === link) claim(req.key, req.pid, req.shape); else shells?.killClaimed(req.pid); break;
     default: break;
   }
 }
@@ -456,6 +479,8 @@ function onConnection(sock: net.Socket, survive: boolean): void {
   });
   link = ch;
   linkSocket = sock;
+  // direct hand-offs are per spored: this one asks for them (a `shells` request) if it can
+  shells?.setDirect(false);
   ch.send({ type: 'hello', protocol: SEED_PROTOCOL, pid: process.pid, survive, pending: [...pending].map(([key, p]) => ({ key, pid: p.pid })), exits: [...unacked], features: [...SEED_FEATURES] });
 }
 
@@ -522,7 +547,14 @@ function main(): void {
   ownPidNs = sys.open('/proc/self/ns/pid', sys.O.RDONLY | sys.O.CLOEXEC);
   // before the first fork: every child and shell inherits the set-up's calls warm
   warmContainerSys();
-  shells = new ShellPool({ ownPidNs, seedFds, warn: (m) => process.stderr.write(`spore seed: ${m}\n`) });
+  shells = new ShellPool({
+    ownPidNs, seedFds, warn: (m) => process.stderr.write(`spore seed: ${m}\n`),
+    offer: (sh) => send({
+      type: 'shell', pid: sh.pid, fds: { plan: sh.planW, start: sh.startW, status: sh.statusR }, ahead: [...sh.ahead],
+      ino: { plan: fstatSync(sh.planW).ino, start: fstatSync(sh.startW).ino, status: fstatSync(sh.statusR).ino },
+    }),
+    gone: (pid) => send({ type: 'shellGone', pid }),
+  });
   process.on('SIGCHLD', reapAll);
   // its spored's terminal or log may go away with it; a write there must not kill the seed
   process.on('SIGPIPE', () => undefined);

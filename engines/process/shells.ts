@@ -1,8 +1,14 @@
 // Pre-forked container shells, kept by the root seed (seed-main.ts). A shell is a child forked
 // into a new pid namespace before any Create, which has made the first steps of a container's
-// set-up that need no plan (container-init.ts, EARLY_STEPS) and waits on a pipe of its own for
-// one plan. A Create whose plan fits (container-init.ts, shellFits) is handed to a waiting
+// set-up that need no plan (container-init.ts, earlyStepsOf: its fds and session, and, in the
+// shape the last Create had, a new network and IPC namespace) and waits on a pipe of its own
+// for one plan. A Create whose plan fits (container-init.ts, shellFits) is handed to a waiting
 // shell instead of forking; the pool is refilled when the seed is quiet, off the Create path.
+// With spored's 'direct-shells' (the default) the seed offers each idle shell to spored, which
+// claims one and writes the plan to it and reads its set-up's status itself
+// (seed-client.ts, spawnDirect): one hop each way instead of two, and the plan never in the
+// seed; the seed keeps the claimed shell's start and status pipes as for any sandbox waiting
+// for Start.
 //
 // What a shell makes ahead: the fork (the seed's largest cost per container: the V8 heap
 // re-allowed for fork, the address space copied, the child's first page faults), the new pid
@@ -19,7 +25,7 @@
 // holds none of the seed's links (closed at its fork); exits of idle shells are not reported to
 // spored. A spored restart leaves them in the pool (the seed survives).
 import * as sys from '../../sys/libc.js';
-import { EARLY_STEPS, runShell, shellFits, type EarlyStep, type Rehearsal } from './container-init.js';
+import { EARLY_STEPS, earlyStepsOf, runShell, shellFits, type EarlyStep, type Rehearsal } from './container-init.js';
 import { initPlan } from './plan.js';
 import { shellFrame, type InitPlan } from './protocol.js';
 
@@ -40,6 +46,10 @@ export interface ShellPoolOptions {
   seedFds: () => number[];
   /** for the seed's log (stderr) */
   warn: (msg: string) => void;
+  /** direct mode: a shell became idle (spored may claim it) */
+  offer?: (sh: Shell) => void;
+  /** direct mode: an idle shell was killed or died (spored drops its copies of its pipes) */
+  gone?: (pid: number) => void;
 }
 
 /** Refill only after the seed has been quiet this long (no request in flight, no exit). */
@@ -62,6 +72,14 @@ export class ShellPool {
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
   private notBefore = 0;
+  /** spored hands plans to shells itself (claim): take() hands out none */
+  private direct = false;
+  /**
+   * The early steps the next shells make ahead: the last Create's (earlyStepsOf), so a node
+   * running `ctr run`s gets shells with their network namespace made, and one running
+   * Kubernetes pods (whose containers join their sandbox's) plain ones.
+   */
+  private shape: readonly EarlyStep[] = EARLY_STEPS;
 
   constructor(private readonly o: ShellPoolOptions) {}
 
@@ -73,6 +91,48 @@ export class ShellPool {
     this.target = Math.max(0, Math.floor(n));
     while (this.idle.length > this.target) this.discard(this.idle.pop() as Shell);
     this.schedule();
+  }
+
+  /**
+   * Direct mode on or off (protocol.ts, 'direct-shells'): on, every idle shell is offered
+   * (now, and each new one as it is made) and only claim() hands them out.
+   */
+  setDirect(on: boolean): void {
+    this.direct = on;
+    if (on) for (const sh of this.idle) this.o.offer?.(sh);
+  }
+
+  /**
+   * spored claimed the idle shell `pid` and writes its plan itself: it leaves the pool, and
+   * the seed keeps its start and status pipes (the plan pipe's end is closed here). Null when
+   * `pid` is not an idle shell of this pool (killed or died meanwhile, or claimed before).
+   */
+  claim(pid: number, shape?: readonly EarlyStep[]): Shell | null {
+    const at = this.direct ? this.idle.findIndex((sh) => sh.pid === pid) : -1;
+    if (at < 0) return null;
+    const [sh] = this.idle.splice(at, 1) as [Shell];
+    if (shape) this.reshape(shape);
+    sys.close(sh.planW);
+    sh.planW = -1;
+    this.mine.delete(pid);
+    this.failures = 0;
+    this.activity();
+    return sh;
+  }
+
+  /**
+   * A claim from a spored that has since been replaced (read after the next one attached):
+   * the plan it wrote to the shell has nobody to finish it, and its Create is in no pending
+   * list the next spored aborts. The shell, idle here still, is killed.
+   */
+  killClaimed(pid: number): void {
+    const sh = this.claim(pid);
+    if (!sh) return;
+    this.killed.add(pid);
+    this.mine.add(pid); // its exit is the pool's, as an idle shell's
+    try { sys.kill(pid, 9); } catch { /* gone already */ }
+    this.closeSeedEnds(sh);
+    if (this.direct) this.o.gone?.(pid);
   }
 
   /** A request began: the seed is not quiet. `plan`: it carries a container's plan (a Create). */
@@ -99,19 +159,20 @@ export class ShellPool {
    * before (pool empty, plan does not fit, plan too large, or no shell took it).
    */
   take(plan: InitPlan): Shell | null {
-    if (this.idle.length === 0) return null;
+    // (in direct mode a plan comes here when no shell spored was offered fitted it)
+    if (shellFits(plan, [])) this.reshape(earlyStepsOf(plan));
+    if (this.direct || this.idle.length === 0) return null;
     let frame: Buffer | null | undefined;
-    for (let i = 0; i < this.idle.length; i++) {
-      const sh = this.idle[i] as Shell;
+    // the one that made the most of the plan's steps ahead first
+    for (const sh of [...this.idle].sort((x, y) => y.ahead.length - x.ahead.length)) {
       if (!shellFits(plan, sh.ahead)) continue;
       frame ??= shellFrame(plan);
       if (frame === null) return null;
-      this.idle.splice(i, 1);
+      this.idle.splice(this.idle.indexOf(sh), 1);
       try {
         sys.write(sh.planW, frame); // non-blocking, into an empty 64 KiB pipe: never waits
       } catch {
         this.discard(sh); // died idle and not reaped yet
-        i--;
         continue;
       }
       sys.close(sh.planW);
@@ -124,13 +185,29 @@ export class ShellPool {
     return null;
   }
 
+  /**
+   * A plan a shell could take (shellFits with no steps ahead) whose steps are `steps`: the next
+   * shells are made of that shape, and idle shells a plan of that shape does not fit go (the
+   * pool refills once quiet), or such Creates would fork while they wait for a plan of their
+   * own shape. (A node switching between `ctr run`s and pods pays one fork per switch; a shell
+   * of the plain shape fits every plan and always stays.)
+   */
+  reshape(steps: readonly EarlyStep[]): void {
+    this.shape = steps;
+    for (const sh of this.idle.filter((x) => !(x.ahead.length <= steps.length && x.ahead.every((step, i) => steps[i] === step)))) {
+      this.idle.splice(this.idle.indexOf(sh), 1);
+      this.discard(sh);
+    }
+    this.schedule();
+  }
+
   /** A child of the seed was reaped: true when it was an idle shell (not to be reported). */
   reaped(pid: number, status: number): boolean {
     if (!this.mine.delete(pid)) return false;
     const at = this.idle.findIndex((sh) => sh.pid === pid);
     if (at >= 0) {
       const [sh] = this.idle.splice(at, 1);
-      if (sh) this.closeSeedEnds(sh);
+      if (sh) { this.closeSeedEnds(sh); if (this.direct) this.o.gone?.(pid); }
     }
     if (!this.killed.delete(pid)) {
       // died on its own before any plan: back off, so a host that refuses (say, unshare) is not
@@ -162,6 +239,7 @@ export class ShellPool {
 
   private discard(sh: Shell): void {
     this.killed.add(sh.pid);
+    if (this.direct) this.o.gone?.(sh.pid);
     try { sys.kill(sh.pid, 9); } catch { /* gone already */ }
     this.closeSeedEnds(sh);
   }
@@ -191,13 +269,16 @@ export class ShellPool {
     // pool went short, quiet or not
     if (now < this.notBefore || this.plansInFlight > 0 || (!quiet && now - this.shortSince < MAX_DEFER_MS)) { this.schedule(); return; }
     const sh = this.fork();
-    if (sh) this.idle.push(sh);
+    if (sh) {
+      this.idle.push(sh);
+      if (this.direct) this.o.offer?.(sh);
+    }
     this.lastActivity = performance.now(); // the next one after another quiet spell
     this.schedule();
   }
 
   private fork(): Shell | null {
-    const ahead = EARLY_STEPS;
+    const ahead = this.shape;
     const [planR, planW] = sys.pipe();
     const [startR, startW] = sys.pipe();
     const [statusR, statusW] = sys.pipe();

@@ -6,7 +6,9 @@
 // createContainer hook's args and env and an annotation are markers, and the readable memory
 // of the seed and of its idle container shells is searched for them afterwards (UTF-8, which
 // is also V8's one-byte form for these ASCII markers, and UTF-16). On the code before the
-// change: 5, 5 and 2 copies of the first three; hooks: 5 and 5.
+// change: 5, 5 and 2 copies of the first three; hooks: 5 and 5. And a plan a container shell
+// takes straight from spored ('direct-shells') is not in the seed at all (its hostname and
+// cgroup path), where one the seed forks is (the control).
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -89,5 +91,41 @@ describe.skipIf(skip !== undefined)('the root seed holds no container args or en
     // the search itself finds what is there: spored (which made the plans) still has them
     const spored = Number(execFileSync('pgrep', ['-f', `daemon/main.js.*${c.runDir}`], { encoding: 'utf8' }).trim().split('\n')[0]);
     expect(copiesIn(spored, env)).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('a Create a container shell takes directly: its plan (hostname, cgroup path) is never in the seed; a forked one\'s is', async () => {
+    const mark = (what: string): string => `${what}${randomBytes(6).toString('hex')}`;
+    const fifo = ['--fifo-dir', join(c.dir, 'fifo')];
+    const specOf = async (hostname: string, cgroup: string, hostPid: boolean): Promise<string> => {
+      const spec = JSON.parse((await c.ctr(['oci', 'spec'], { timeoutMs: 20_000 })).stdout) as Record<string, unknown> & { process: { args: string[] }; linux: { namespaces: { type: string }[] } & Record<string, unknown> };
+      spec.root = { path: rootfs('busybox'), readonly: false };
+      spec.process.args = ['/bin/true'];
+      spec.hostname = hostname;
+      spec.linux.cgroupsPath = `/${cgroup}`;
+      // the host's pid namespace: no shell fits, the seed forks it (the plan passes through it)
+      if (hostPid) spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'pid');
+      const file = join(c.dir, `${hostname}.json`);
+      writeFileSync(file, JSON.stringify(spec));
+      return file;
+    };
+    const created = (id: string): Record<string, number> | undefined => {
+      for (const line of readFileSync(c.sporeLog, 'utf8').split('\n')) {
+        if (!line.includes('"created"') || !line.includes(`"${id}"`)) continue;
+        try { return (JSON.parse(line) as { phases?: { seed?: Record<string, number> } }).phases?.seed; } catch { /* not JSON */ }
+      }
+      return undefined;
+    };
+    const seed = Number(execFileSync('pgrep', ['-f', `seed-main.js --socket ${c.runDir}`], { encoding: 'utf8' }).trim().split('\n')[0]);
+    const direct = { host: mark('HOSTMARK'), cgroup: mark('CGMARK') };
+    const ran = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', ...fifo, '--config', await specOf(direct.host, direct.cgroup, false), 'direct-1'], { timeoutMs: 60_000 });
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(created('direct-1')).toMatchObject({ shell: 1, direct: 1 });
+    expect({ host: copiesIn(seed, direct.host), cgroup: copiesIn(seed, direct.cgroup) }).toEqual({ host: 0, cgroup: 0 });
+    // the control: a plan the seed forks is in its memory, and the search finds it
+    const forked = { host: mark('HOSTMARK'), cgroup: mark('CGMARK') };
+    const ran2 = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', ...fifo, '--config', await specOf(forked.host, forked.cgroup, true), 'forked-1'], { timeoutMs: 60_000 });
+    expect(ran2.code, ran2.stderr).toBe(0);
+    expect(created('forked-1')?.forkMs).toBeGreaterThan(0);
+    expect(copiesIn(seed, forked.host) + copiesIn(seed, forked.cgroup)).toBeGreaterThan(0);
   }, 120_000);
 });
