@@ -97,8 +97,12 @@ export class HeldStart {
    * fails after the byte (the program cannot be executed) is the process's exit status, and
    * the reason it wrote is returned (null: none), as the seed's start reports it. Rejects when
    * nobody reads the start pipe any more (EPIPE: the process is gone).
+   * `atExec`: resolve already at the process's `exec` status line, right before its execve
+   * (runc's start returns there too), instead of once the execve has replaced its address
+   * space; a failure after that line goes to `late` (the exit status says it anyway). Not for
+   * a container with poststart hooks: the spec runs them once the program runs.
    */
-  async begin(): Promise<string | null> {
+  async begin(o: { atExec?: boolean; late?: (failure: string) => void } = {}): Promise<string | null> {
     if (this.start < 0 || this.status < 0) throw new Error('this start was released');
     try {
       sys.write(this.start, Buffer.from([1]));
@@ -110,14 +114,25 @@ export class HeldStart {
     this.status = -1;
     const sock = new net.Socket({ fd, readable: true, writable: false });
     let failure: string | null = null;
-    onJsonLines<ChildStatus>(sock, (m) => { if (m.s === 'error') failure = `${m.phase}: ${m.message}`; });
-    await new Promise<void>((resolve) => {
-      sock.on('end', resolve);
-      sock.on('error', () => resolve());
-      sock.on('close', () => resolve());
+    let answered = false;
+    return new Promise<string | null>((resolve) => {
+      onJsonLines<ChildStatus>(sock, (m) => {
+        if (m.s === 'error') {
+          failure = `${m.phase}: ${m.message}`;
+          if (answered) o.late?.(failure);
+        } else if (m.s === 'exec' && o.atExec && !answered) {
+          answered = true;
+          resolve(null);
+        }
+      });
+      const end = (): void => {
+        sock.destroy();
+        if (!answered) { answered = true; resolve(failure); }
+      };
+      sock.on('end', end);
+      sock.on('error', end);
+      sock.on('close', end);
     });
-    sock.destroy();
-    return failure;
   }
 
   /** Close what this process holds; the keeper keeps its copies (for the next spored). */

@@ -718,7 +718,11 @@ export class TaskManager {
       this.o.seed.started(key(c.namespace, c.id));
       let failure: string | null;
       try {
-        failure = await held.begin();
+        // answered at the execve's start when no poststart hook waits for the program
+        failure = await held.begin({
+          atExec: !(c.hooks && c.hooks.poststart.length > 0),
+          late: (f) => this.o.log.warn({ id: c.id, ns: c.namespace, hostPid: p.pid }, `the container's program did not start: ${f}`),
+        });
       } catch (e) {
         // nobody reads the start pipe: an earlier spored started it (and died before it
         // recorded so), or it is gone

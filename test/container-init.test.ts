@@ -298,6 +298,8 @@ describe('container-init against the recording ContainerSys', () => {
       // Start
       c('read', START, 1), c('close', START),
       c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
+      // Start may be answered now (runc's start returns before its init's execve)
+      c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(capHex(DEFAULT_CAPS)).toBe('0xa80425fb');
@@ -529,7 +531,8 @@ describe('container-init against the recording ContainerSys', () => {
       inOrder(r.calls, at(r.calls, 'fork'), lastAt(r.calls, 'setsid'), at(r.calls, 'mount'));
       expect(brokenInvariant(r.calls)).toBeNull();
       expect(r.status[0]).toEqual({ s: 'userns' });
-      expect(r.status.at(-1)).toMatchObject({ s: 'ready' });
+      expect(r.status.at(-2)).toMatchObject({ s: 'ready' });
+      expect(r.status.at(-1)).toEqual({ s: 'exec' });
     });
 
     it('device nodes are the host\'s, bound onto empty files (mknod is refused in a user namespace)', () => {
@@ -593,7 +596,8 @@ describe('container-init against the recording ContainerSys', () => {
 
     it('an exec into it: its ids checked against the init\'s maps, its limits set, then the user namespace joined first of all', () => {
       const r = execIn({ uid: 5009, gid: 7 });
-      expect(r.status.at(-1)).toMatchObject({ s: 'ready' });
+      expect(r.status.at(-2)).toMatchObject({ s: 'ready' });
+      expect(r.status.at(-1)).toEqual({ s: 'exec' });
       expect(r.exec?.path).toBe('/bin/ls');
       const setns = r.calls.filter((x) => x.call === 'setns').map((x) => x.args[1]);
       expect(setns).toEqual([CLONE.NEWUSER, CLONE.NEWNET, CLONE.NEWNS, CLONE.NEWPID]);
@@ -644,7 +648,7 @@ describe('container-init against the recording ContainerSys', () => {
     for (const name of ['mount', 'pivot_root', 'unshare', 'mknod']) expect(at(r.calls, name), name).toBe(-1);
     expect(r.exec?.path).toBe('/bin/ls');
     // its credentials made before Start (no_new_privs last), then only Start and the stdio shuffle
-    expect(r.calls.slice(-8).map((x) => x.call)).toEqual(['prctl', 'write', 'read', 'close', 'dup2', 'dup2', 'dup2', 'execve']);
+    expect(r.calls.slice(-9).map((x) => x.call)).toEqual(['prctl', 'write', 'read', 'close', 'dup2', 'dup2', 'dup2', 'write', 'execve']);
   });
 
   it('a working directory that is not there fails before the ready report (an exec too), not the process after Start', () => {
@@ -789,7 +793,7 @@ describe('container-init against the recording ContainerSys', () => {
   it('no_new_privs + seccomp: the filter goes in last, after no_new_privs; only the stdio shuffle before execve', () => {
     const f = compileSeccomp({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['read', 'write', 'execve', 'exit_group', 'dup2', 'dup3'], action: 'SCMP_ACT_ALLOW' }] });
     const r = run(planOf(undefined, { seccomp: { bpf: f.bpf, flags: f.flags } }));
-    expect(r.calls.slice(-12)).toEqual([
+    expect(r.calls.slice(-13)).toEqual([
       c('capset', '0xa80425fb', '0xa80425fb', '0x0'),
       c('prctl', PR.CAP_AMBIENT, 4),
       c('umask', 0o022),
@@ -799,6 +803,8 @@ describe('container-init against the recording ContainerSys', () => {
       c('read', START, 1), c('close', START),
       c('seccomp', f.bpf.toString('base64'), f.flags),
       c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
+      // Start may be answered now (runc's start returns before its init's execve)
+      c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(r.calls.filter((x) => x.call === 'seccomp')).toHaveLength(1);
@@ -819,8 +825,9 @@ describe('container-init against the recording ContainerSys', () => {
     const r = run(planOf((s) => { s.process.terminal = true; }, { stdio: tty }));
     expect(r.calls.slice(6, 9)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup_at', 3, 100), c('close', 3)]);
     expect(r.calls.filter((x) => x.call === 'open' && String(x.args[0]).startsWith('/run/spore/fifo'))).toEqual([]);
-    expect(r.calls.slice(-5)).toEqual([
+    expect(r.calls.slice(-6)).toEqual([
       c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
+      c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(brokenInvariant(r.calls)).toBeNull();
@@ -854,8 +861,9 @@ describe('container-init against the recording ContainerSys', () => {
     expect(find(run(planOf()).calls, 'touch', '/dev/console')).toBe(-1);
     const ready = r.status.find((m) => (m as { s: string }).s === 'ready') as { console?: number };
     expect(ready.console).toBe(101); // the master, parked after the slave at 100
-    expect(r.calls.slice(-5)).toEqual([
+    expect(r.calls.slice(-6)).toEqual([
       c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
+      c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/home/app']),
     ]);
     expect(brokenInvariant(r.calls)).toBeNull();

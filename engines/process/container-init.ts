@@ -244,7 +244,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     if (go.length === 0) s.exit(0);
     started = true;
     s.close(startFd);
-    execAfterStart(s, plan.process, stdio, path, plan.kind === 'init' ? plan.hooks : undefined);
+    execAfterStart(s, plan.process, stdio, path, plan.kind === 'init' ? plan.hooks : undefined, () => report(s, statusFd, { s: 'exec' }));
   } catch (e) {
     const pe = e instanceof PhaseError ? e : new PhaseError('init', e);
     const errno = pe.inner instanceof SyscallError ? pe.inner.errno : undefined;
@@ -1056,10 +1056,10 @@ function finalize(s: ContainerSys, p: ProcessPlan, containerId: string, init: bo
 
 /**
  * After Start (finalize made): the seccomp filter of a no_new_privs process (as late as
- * possible: what runs before it is ours), the startContainer hooks, stdio, execve. Throws
- * PhaseError; returns never.
+ * possible: what runs before it is ours), the startContainer hooks, stdio, `atExec` (the
+ * `exec` status line), execve. Throws PhaseError; returns never.
  */
-function execAfterStart(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string, hooks?: ChildHooks): never {
+function execAfterStart(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string, hooks: ChildHooks | undefined, atExec: () => void): never {
   const earlySeccomp = p.seccomp !== null && !p.noNewPrivileges;
   if (p.seccomp && !earlySeccomp) {
     const f = p.seccomp;
@@ -1084,6 +1084,10 @@ function execAfterStart(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path:
     s.dup2(stdio.fds[2], 2);
     if (stdio.terminal) s.ioctl(0, TIOCSCTTY, 0);
   });
+  // Whoever starts it may answer Start now, as `runc start` returns once its init has read the
+  // exec fifo, before the execve: the status pipe's EOF (close-on-exec) comes only after the
+  // kernel has torn down this process's copy of the seed's address space (2-2.6 ms here).
+  atExec();
   return phase('exec', () => s.execve(path, p.args, p.env));
 }
 

@@ -335,6 +335,12 @@ export type ChildStatus =
   | { s: 'hooks'; n?: string }
   /** unshared its user namespace (InitPlan.userNs): waiting for one byte on the start pipe once its id maps are written */
   | { s: 'userns' }
+  /**
+   * after Start, right before its execve (everything before it done: the seccomp filter, the
+   * startContainer hooks, stdio): Start may be answered (HeldStart.begin, without poststart
+   * hooks); what fails after this is the process's exit status
+   */
+  | { s: 'exec' }
   /** message '': it is in the plan's sealed memfd, after the body (container-init.ts; spored reads it there) */
   | { s: 'error'; phase: string; message: string; errno?: number; n?: string };
 

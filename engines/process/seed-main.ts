@@ -289,7 +289,8 @@ async function start(reply: Reply, seq: number, key: string): Promise<void> {
   // seccomp profile denying execve) shows up as exit status 127 with the reason on the
   // container's stderr, as before.
   let st = await nextStatus(p);
-  while (st && st.s === 'ready') st = await nextStatus(p);
+  // (the seed answers at the execve itself: its Start is the conservative one)
+  while (st && (st.s === 'ready' || st.s === 'exec')) st = await nextStatus(p);
   drop(key, p);
   if (st && st.s === 'error') process.stderr.write(`spore seed: ${key}: ${st.message.startsWith(st.phase) ? st.message : `${st.phase}: ${st.message}`}\n`);
   reply({ type: 'reply', seq, ok: true, pid: p.pid });
