@@ -477,8 +477,8 @@ describe('container-init against the recording ContainerSys', () => {
       c('setns', 4, CLONE.NEWNET),
       c('close', 4),
       // the cgroup namespace too: it joined its cgroup first, even with a late cgroup asked for
-      // (the IPC namespace, new, was an early step)
-      c('unshare', CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWCGROUP),
+      // (and the IPC namespace: an early step only with a new network namespace)
+      c('unshare', CLONE.NEWIPC | CLONE.NEWUTS | CLONE.NEWNS | CLONE.NEWCGROUP),
       // only then, in every other namespace (and the cgroup), the pod's pid namespace: for a
       // child, which goes on (the recording follows it) and mounts proc from in there
       c('setns', 3, CLONE.NEWPID), c('close', 3), c('fork'), c('setsid'),
@@ -1149,8 +1149,11 @@ describe('container shells: the same sequence, from a later step', () => {
     expect(shellFits(planOf(criApp), ['fds', 'setsid', 'net', 'ipc'])).toBe(false);
     expect(shellFits(planOf(undefined, { late: false }), ['fds', 'setsid', 'net', 'ipc'])).toBe(false);
     // the shapes a claim may ask the seed to make
-    for (const ok of [['fds', 'setsid'], ['fds', 'setsid', 'net'], ['fds', 'setsid', 'ipc'], ['fds', 'setsid', 'net', 'ipc']]) expect(isEarlyShape(ok), ok.join()).toBe(true);
-    for (const bad of [[], ['fds'], ['setsid', 'fds'], ['fds', 'net'], ['fds', 'setsid', 'ipc', 'net'], ['fds', 'setsid', 'net', 'net'], ['fds', 'setsid', 'mount']]) expect(isEarlyShape(bad), bad.join()).toBe(false);
+    for (const ok of [['fds', 'setsid'], ['fds', 'setsid', 'net'], ['fds', 'setsid', 'net', 'ipc']]) expect(isEarlyShape(ok), ok.join()).toBe(true);
+    for (const bad of [[], ['fds'], ['setsid', 'fds'], ['fds', 'net'], ['fds', 'setsid', 'ipc'], ['fds', 'setsid', 'ipc', 'net'], ['fds', 'setsid', 'net', 'net'], ['fds', 'setsid', 'mount']]) expect(isEarlyShape(bad), bad.join()).toBe(false);
+    // a pod's sandbox (its own IPC namespace, CNI's network namespace) and its containers (both
+    // joined) have one shape: shells are not discarded at every pod
+    expect(earlyStepsOf(planOf(criSandbox))).toEqual(earlyStepsOf(planOf(criApp)));
     // joining a pod's pid namespace (shareProcessNamespace) or any pid namespace by path
     expect(shellFits(planOf((s) => { s.linux.namespaces = [{ type: 'pid', path: '/proc/77/ns/pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }]; }), EARLY_STEPS)).toBe(false);
     // the host's pid namespace (no pid entry)

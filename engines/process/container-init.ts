@@ -56,9 +56,9 @@ function report(s: ContainerSys, fd: number, msg: ChildStatus): void {
  * The first steps of every container's set-up, in sequence order: they need no plan, so a
  * container shell makes them before any plan exists. The pid namespace is the seed's
  * business (it forks the child into a new one), so a shell is pid 1 of its own already.
- * 'net' and 'ipc' are a new network namespace (its loopback up) and a new IPC namespace, for
- * a plan that makes them, with a late cgroup and no user namespace (which must own them, so
- * they come after it):
+ * 'net' and 'ipc' are a new network namespace (its loopback up) and, with it, a new IPC
+ * namespace, for a plan that makes them, with a late cgroup and no user namespace (which must
+ * own them, so they come after it):
  * nothing in them depends on the spec, and a network namespace is the dearest to make (0.8 ms
  * here, against 0.1-0.2 for the others), so a shell of that shape makes them ahead
  * (shells.ts). The other namespaces stay where they are, after the plan: the mount namespace
@@ -80,20 +80,18 @@ const newNamespace = (plan: SpawnPlan, type: NamespaceStep['type']): boolean =>
 export function earlyStepsOf(plan: SpawnPlan): EarlyStep[] {
   // (without a late cgroup the child joins its cgroup before it makes namespaces, as runc's
   // does, so the kernel charges them to the container; a late one is joined after them anyway)
-  if (plan.kind !== 'init' || inUserNs(plan) || plan.lateCgroup !== true) return [...EARLY_STEPS];
-  return [...EARLY_STEPS, ...(newNamespace(plan, 'network') ? ['net' as const] : []), ...(newNamespace(plan, 'ipc') ? ['ipc' as const] : [])];
+  // (the IPC namespace only with a network namespace: a Kubernetes pod's sandbox makes its IPC
+  // namespace but joins the network namespace CNI made, and its containers join both; shells
+  // of one shape serve them all, where a shape per kind would make the pool discard and fork
+  // shells at every pod)
+  if (plan.kind !== 'init' || inUserNs(plan) || plan.lateCgroup !== true || !newNamespace(plan, 'network')) return [...EARLY_STEPS];
+  return [...EARLY_STEPS, 'net', ...(newNamespace(plan, 'ipc') ? ['ipc' as const] : [])];
 }
 
 /** Whether `steps` is a shape earlyStepsOf() gives (a seed checks what a claim asks it to make ahead). */
 export function isEarlyShape(steps: readonly string[]): steps is readonly EarlyStep[] {
-  const all: readonly string[] = [...EARLY_STEPS, 'net', 'ipc'];
-  let at = 0;
-  for (const step of steps) {
-    const i = all.indexOf(step, at);
-    if (i < 0 || (at < EARLY_STEPS.length && i !== at)) return false;
-    at = i + 1;
-  }
-  return at >= EARLY_STEPS.length;
+  const shapes = [EARLY_STEPS, [...EARLY_STEPS, 'net'], [...EARLY_STEPS, 'net', 'ipc']];
+  return shapes.some((shape) => shape.length === steps.length && shape.every((step, i) => steps[i] === step));
 }
 
 /** `keep`: the fds of this child's own (its start, status and plan pipes), kept through 'fds'. */
