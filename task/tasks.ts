@@ -703,7 +703,7 @@ export class TaskManager {
     try {
       if (!held) {
         try {
-          return await this.o.seed.startProcess(key(c.namespace, c.id));
+          return await this.o.seed.startProcess(key(c.namespace, c.id), { atExec: !(c.hooks && c.hooks.poststart.length > 0) });
         } catch (e) {
           // the seed died: one whose pipes the keeper holds still waits for the next spored
           if (this.leavingForNext && this.parkedStarts.has(p)) {
@@ -817,7 +817,7 @@ export class TaskManager {
         if (con) { this.consoles.set(p, con); await con.parked; }
       }
       this.byPid.set(p.pid, { c, p });
-      await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id, execId)));
+      await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id, execId), { atExec: true }));
       this.consoles.get(p)?.attached();
       return;
     }
@@ -881,7 +881,8 @@ export class TaskManager {
       }
       // the keeper holds its relays, a replayed Start adopts them: the client's stdin may flow now
       pio.begin();
-      await this.settleOnFailure(p, this.o.seed.startProcess(k));
+      // (answered right before its execve, as an init's: an exec has no poststart hooks)
+      await this.settleOnFailure(p, this.o.seed.startProcess(k, { atExec: true }));
       await holdForTest(this.o.log, k, 'started');
     } catch (e) {
       this.consoles.delete(p);

@@ -106,4 +106,35 @@ describe('held start', () => {
     expect(HeldStart.reclaim(new ProcessCustody(custody, 'ns', 'other', ''))).toBeNull();
     custody.release('ns/c1/init/start');
   });
+
+  it('atExec: answered at the exec line, before the status pipe ends; a later failure goes to `late`; without it, only at the end', async () => {
+    const [startR, startW] = pipe();
+    const [statusR, statusW] = pipe();
+    const held = await HeldStart.own({ start: sys.dupFd(startW), status: sys.dupFd(statusR) }, null);
+    const late: string[] = [];
+    let answered = false;
+    const begun = held.begin({ atExec: true, late: (f) => late.push(f) }).then((r) => { answered = true; return r; });
+    expect([...sys.read(startR, 1)]).toEqual([1]);
+    sys.write(statusW, Buffer.from(`${JSON.stringify({ s: 'exec' })}\n`));
+    // the status pipe is still open (the execve has not replaced the process yet): answered all the same
+    expect(await begun).toBeNull();
+    expect(answered).toBe(true);
+    sys.write(statusW, Buffer.from(`${JSON.stringify({ s: 'error', phase: 'exec', message: 'execve(/x): EACCES' })}\n`));
+    sys.close(statusW); open.splice(open.indexOf(statusW), 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(late).toEqual(['exec: execve(/x): EACCES']);
+
+    // without atExec the exec line does not answer: only the pipe's end does
+    const [startR2, startW2] = pipe();
+    const [statusR2, statusW2] = pipe();
+    const held2 = await HeldStart.own({ start: sys.dupFd(startW2), status: sys.dupFd(statusR2) }, null);
+    let done2 = false;
+    const begun2 = held2.begin().then((r) => { done2 = true; return r; });
+    expect([...sys.read(startR2, 1)]).toEqual([1]);
+    sys.write(statusW2, Buffer.from(`${JSON.stringify({ s: 'exec' })}\n`));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done2).toBe(false);
+    sys.close(statusW2); open.splice(open.indexOf(statusW2), 1);
+    expect(await begun2).toBeNull();
+  });
 });

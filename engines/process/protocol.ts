@@ -216,7 +216,11 @@ export const SEED_PROTOCOL = 1;
 // --- requests (spored -> seed) ------------------------------------------------------
 export type SeedRequest =
   | { op: 'spawn'; seq: number; key: string; plan: SpawnPlan }
-  | { op: 'start'; seq: number; key: string }
+  /**
+   * `atExec` ('start-at-exec'): answer at the process's `exec` status line, right before its
+   * execve (no poststart hook waits for the program), not at the status pipe's end after it
+   */
+  | { op: 'start'; seq: number; key: string; atExec?: boolean }
   | { op: 'abort'; seq: number; key: string }
   /**
    * spored started the sandbox itself, through its own duplicate of the start pipe (its
@@ -320,10 +324,12 @@ export type SeedReply =
  * Start goes to whoever starts it). 'sealed-process': its children read a plan's args, env
  * and hooks' secrets from spored's memfd (sealedPath). 'direct-shells': it offers its idle
  * container shells to spored, which claims one and writes the plan to it itself (`claim`).
+ * 'start-at-exec': its children report `exec` right before their execve, and its `start`
+ * takes `atExec`.
  * A root seed outlives spored upgrades; one that predates a feature runs old child code,
  * which would ignore the plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored', 'sealed-process', 'direct-shells'] as const;
+export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored', 'sealed-process', 'direct-shells', 'start-at-exec'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =

@@ -457,9 +457,13 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     };
   }
 
-  /** Let a spawned sandbox exec its process; resolves once execve succeeded. */
-  async startProcess(key: string): Promise<number> {
-    const r = await this.request({ op: 'start', key });
+  /**
+   * Let a spawned sandbox exec its process; resolves once execve succeeded, or with
+   * `atExec` right before it (the seed's 'start-at-exec'; else as without): what fails after
+   * that is the process's exit status. Not for a container with poststart hooks.
+   */
+  async startProcess(key: string, o: { atExec?: boolean } = {}): Promise<number> {
+    const r = await this.request({ op: 'start', key, ...(o.atExec && this.features.includes('start-at-exec') ? { atExec: true } : {}) });
     if (!r.ok) throw new SeedError(r.phase, r.error, r.errno);
     return r.pid ?? 0;
   }
