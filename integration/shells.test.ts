@@ -283,8 +283,8 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
 
   // (direct only: the seed hands shells itself otherwise, and reads their status)
   if (direct) {
-    it('a shell an earlier spored wrote a plan to is not taken for another: killed, and the plan forked', async () => {
-      const socket = join(dir, 'seed-foreign.sock');
+    it.each([{ nextDirect: true }, { nextDirect: false }])('a shell an earlier spored wrote a plan to is not taken for another: killed, and the plan forked (next spored direct $nextDirect)', async ({ nextDirect }) => {
+      const socket = join(dir, `seed-foreign-${nextDirect}.sock`);
       const first = new SeedClient();
       await first.start({ socket, survive: true, shells: 1, directShells: true });
       const seedPid = first.pid;
@@ -300,8 +300,10 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
         const next = new SeedClient();
         const exits = new Map<number, number>();
         next.on('exit', (pid, status) => exits.set(pid, status));
-        await next.start({ socket, survive: true, shells: 1, directShells: true });
-        await until('the shell offered again', () => offered(next).has(victim as number) || undefined);
+        await next.start({ socket, survive: true, shells: 1, directShells: nextDirect });
+        // (direct: offered to it again; else the seed hands it to the next fitting plan itself)
+        if (nextDirect) await until('the shell offered again', () => offered(next).has(victim as number) || undefined);
+        else await sleep(300);
         const p = plan('new-plan');
         const got = await next.spawn(p.key, p.plan);
         closeOwn(got);

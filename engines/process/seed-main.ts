@@ -9,6 +9,7 @@
 // losing its spored ends it, as before. It keeps the container shells spored asks for
 // (shells.ts): children forked ahead that a fitting Create is handed to instead of a fork.
 import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, fstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import { childPids, parentPid } from '../../sys/proc.js';
@@ -17,7 +18,7 @@ import { warmContainerSys } from './container-sys.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
 import { ShellPool } from './shells.js';
-import { SEED_FEATURES, SEED_PROTOCOL, forksIntoPidNs, idMapText, setupAllowanceMs, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan } from './protocol.js';
+import { SEED_FEATURES, SEED_PROTOCOL, forksIntoPidNs, idMapText, setupAllowanceMs, type ChildStatus, type ExitReport, type SeedReply, type SeedRequest, type SpawnPlan, type InitPlan } from './protocol.js';
 
 interface Pending {
   pid: number;
@@ -142,19 +143,22 @@ function forkInto(plan: SpawnPlan, startR: number, statusW: number): number {
   }
 }
 
-async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): Promise<void> {
+async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan, noShell = false): Promise<void> {
   const t0 = performance.now();
   if (pending.has(key)) {
     reply({ type: 'reply', seq, ok: false, error: `${key} is already being created`, phase: 'seed' });
     return;
   }
+  // a nonce the child names in its reports: a shell that already took another plan (a spored
+  // that died after it wrote one, its claim read late) is told from this plan's
+  if (plan.kind === 'init' && !noShell) plan = { ...plan, nonce: randomBytes(12).toString('base64url') };
   let pid: number;
   let startW: number;
   let statusR: number;
   let forkT: Record<string, number>;
   let handoffAt = 0;
   // a waiting container shell when one fits: the plan is on its pipe, no fork on this path
-  const shell = plan.kind === 'init' ? shells?.take(plan) ?? null : null;
+  const shell = plan.kind === 'init' && !noShell ? shells?.take(plan) ?? null : null;
   if (shell) {
     ({ pid, startW, statusR } = shell);
     handoffAt = performance.now();
@@ -194,6 +198,15 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan): P
   };
   arm();
   let st = await nextStatus(p);
+  if (shell && st && (st.s === 'ready' || st.s === 'hooks' || st.s === 'error') && st.n !== (plan as InitPlan).nonce) {
+    // another plan's report: that shell is killed, this plan forked
+    clearTimeout(p.deadline);
+    try { sys.kill(p.pid, 9); } catch { /* gone */ }
+    drop(key, p);
+    process.stderr.write(`spore seed: ${key}: container shell ${p.pid} reported another plan's status; killed, forking instead\n`);
+    await spawn(reply, seq, key, plan, true);
+    return;
+  }
   if (st && st.s === 'userns') {
     // the child unshared its user namespace; its maps need root on the host (user_namespaces(7):
     // CAP_SETUID/CAP_SETGID in the parent namespace), which is us, as runc's parent writes them

@@ -107,8 +107,8 @@ export class ShellPool {
    * the seed keeps its start and status pipes (the plan pipe's end is closed here). Null when
    * `pid` is not an idle shell of this pool (killed or died meanwhile, or claimed before).
    */
-  claim(pid: number, shape?: readonly EarlyStep[]): Shell | null {
-    const at = this.direct ? this.idle.findIndex((sh) => sh.pid === pid) : -1;
+  claim(pid: number, shape?: readonly EarlyStep[], anyMode = false): Shell | null {
+    const at = this.direct || anyMode ? this.idle.findIndex((sh) => sh.pid === pid) : -1;
     if (at < 0) return null;
     const [sh] = this.idle.splice(at, 1) as [Shell];
     if (shape) this.reshape(shape);
@@ -126,7 +126,8 @@ export class ShellPool {
    * list the next spored aborts. The shell, idle here still, is killed.
    */
   killClaimed(pid: number): void {
-    const sh = this.claim(pid);
+    // (whatever the next spored asked for: direct or not, the shell took a plan)
+    const sh = this.claim(pid, undefined, true);
     if (!sh) return;
     this.killed.add(pid);
     this.mine.add(pid); // its exit is the pool's, as an idle shell's
