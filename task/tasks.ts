@@ -433,13 +433,19 @@ export class TaskManager {
       plan.joinedBySpored = plan.lateCgroup;
       lap('plan');
       let earlyPid = 0;
+      let joinedPid = 0;
       let cgroupMade = false;
       let joining: Promise<void> | null = null;
+      // (a second pid: the container shell it went to was not its own after all, and the seed
+      // forked it; that child is joined too, or it would wait for the join a second before
+      // making it itself)
       const joinEarly = (): void => {
-        if (joining || earlyPid <= 0 || !cgroupMade) return;
-        joining = addProcessAsync(plan.cgroupProcs, earlyPid).then(() => lap('joined'), (e: unknown) => {
+        if (earlyPid <= 0 || earlyPid === joinedPid || !cgroupMade) return;
+        const pid = earlyPid;
+        joinedPid = pid;
+        joining = (joining ?? Promise.resolve()).then(() => addProcessAsync(plan.cgroupProcs, pid)).then(() => lap('joined'), (e: unknown) => {
           // the child joins itself after waiting (container-init.ts, awaitJoin) and meets the error there
-          this.o.log.debug({ id, ns, hostPid: earlyPid, err: (e as Error).message }, 'early cgroup join failed');
+          this.o.log.debug({ id, ns, hostPid: pid, err: (e as Error).message }, 'early cgroup join failed');
         });
       };
       // prestart and createRuntime, while the child waits before pivot_root; a failure aborts

@@ -183,7 +183,8 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
       const lateJoin = (): void => {
         if (!late || joined) return;
         joined = true;
-        phase('cgroup', () => (plan.joinedBySpored ? awaitJoin(s, lateProcs) : joinCgroupWhenReady(s, lateProcs)));
+        // (`joinedSelf`: spored's join did not come within AWAIT_JOIN_MS, a second of Create)
+        if (phase('cgroup', () => (plan.joinedBySpored ? awaitJoin(s, lateProcs) : (joinCgroupWhenReady(s, lateProcs), false)))) t.joinedSelf = 1;
         // the cgroup namespace's root is the cgroup we are in when it is created
         if (plan.namespaces.some((n) => n.type === 'cgroup' && n.path === null)) phase('namespaces', () => s.unshare(CLONE.NEWCGROUP));
         mark('cgroup-late');
@@ -481,11 +482,11 @@ export const AWAIT_JOIN_MS = 1000;
  * (cgroup.procs shows pids in the reader's pid namespace, as getpid gives ours). A
  * write of our own after that would wait for a grace period again, so none is made; only if
  * spored's join has not come after AWAIT_JOIN_MS (a spored that died meanwhile, a write that
- * failed) do we join ourselves, and so meet any error of it here, as before.
+ * failed) do we join ourselves, and so meet any error of it here, as before. True when we did.
  */
-function awaitJoin(s: ContainerSys, procs: string[]): void {
+function awaitJoin(s: ContainerSys, procs: string[]): boolean {
   const last = procs[procs.length - 1];
-  if (last === undefined) return;
+  if (last === undefined) return false;
   // getpid, not /proc/self: a spec may mount the host's /proc over the container's
   const self = String(s.getpid());
   const until = Date.now() + AWAIT_JOIN_MS;
@@ -493,10 +494,11 @@ function awaitJoin(s: ContainerSys, procs: string[]): void {
   while (Date.now() < until) {
     let listed = '';
     try { listed = s.readFile(last); } catch { /* not made yet */ }
-    if (listed.split('\n').includes(self)) return;
+    if (listed.split('\n').includes(self)) return false;
     Atomics.wait(nap, 0, 0, 0.1);
   }
   joinCgroupWhenReady(s, procs);
+  return true;
 }
 
 /**

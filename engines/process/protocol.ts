@@ -117,7 +117,7 @@ export interface InitPlan {
   userNs?: IdMaps;
   /**
    * A direct spawn's token (spored wrote the plan to a container shell itself: seed-client.ts,
-   * 'direct-shells'): the child names it in its `hooks` and `ready` status lines (`n`), so
+   * 'shell-claims'): the child names it in its `hooks` and `ready` status lines (`n`), so
    * that spored never takes another plan's report for its own (a shell an earlier spored had
    * claimed, and wrote to, before it died).
    */
@@ -240,18 +240,20 @@ export type SeedRequest =
   | {
     op: 'shells'; seq: number; count: number;
     /**
-     * 'direct-shells': spored hands plans to the shells itself. The seed offers each idle shell
+     * 'shell-claims': spored hands plans to the shells itself. The seed offers each idle shell
      * (a `shell` event, and again at every such request), says when one it offered is gone
      * (`shellGone`), and no longer hands shells to `spawn` plans itself. Absent or false: as before.
      */
     direct?: boolean;
   }
   /**
-   * 'direct-shells': spored took the idle shell `pid` for the Create `key` and writes its plan
-   * to it itself (after this message is in the link). The seed keeps the shell's start and
-   * status pipes as a sandbox of `key` waiting for Start (abort, start, started and its exit
-   * as for a spawn); a shell no longer idle here is left alone (spored sees that on the
-   * shell's status pipe and forks the plan instead). No reply.
+   * 'shell-claims': spored takes the idle shell `pid` for the Create `key` and writes its plan
+   * to it itself (right after sending this, not waiting). Accepted (reply ok): the seed keeps
+   * the shell's start and status pipes as a sandbox of `key` waiting for Start (abort, start,
+   * started and its exit as for a spawn). Refused (not ok): the shell is no longer idle here
+   * (killed, died, or claimed before); spored kills it if it still runs and forks the plan.
+   * spored answers Create only once the claim is accepted: a shell the seed discarded while
+   * the claim waited in the link would otherwise run as a container whose exit nobody reports.
    */
   | {
     op: 'claim'; seq: number; key: string; pid: number;
@@ -292,7 +294,7 @@ export type SeedReply =
    */
   | { type: 'hooks'; seq: number; pid: number }
   /**
-   * 'direct-shells': an idle container shell spored may claim: its pid and the seed's own fd
+   * 'shell-claims': an idle container shell spored may claim: its pid and the seed's own fd
    * numbers of its plan pipe (write end), start pipe (write end) and status pipe (read end),
    * for spored to take duplicates of (pidfd_getfd); `ahead`: the early steps it made.
    */
@@ -304,7 +306,7 @@ export type SeedReply =
      */
     ino: { plan: number; start: number; status: number };
   }
-  /** 'direct-shells': an offered shell was killed or died while idle: spored drops its copies */
+  /** 'shell-claims': an offered shell was killed or died while idle: spored drops its copies */
   | { type: 'shellGone'; pid: number }
   /**
    * First message on every connection. `pending`: sandboxes set up and waiting for Start (a
@@ -322,14 +324,14 @@ export type SeedReply =
  * names its start and status pipes' fds (`pipes`). 'started-by-spored': it takes `started`,
  * and stops reading a sandbox's status pipe once it is ready (what the process reports at
  * Start goes to whoever starts it). 'sealed-process': its children read a plan's args, env
- * and hooks' secrets from spored's memfd (sealedPath). 'direct-shells': it offers its idle
- * container shells to spored, which claims one and writes the plan to it itself (`claim`).
+ * and hooks' secrets from spored's memfd (sealedPath). 'shell-claims': it offers its idle
+ * container shells to spored, which claims one (answered) and writes the plan to it itself.
  * 'start-at-exec': its children report `exec` right before their execve, and its `start`
  * takes `atExec`.
  * A root seed outlives spored upgrades; one that predates a feature runs old child code,
  * which would ignore the plan's field: spored refuses what needs a feature the seed lacks.
  */
-export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored', 'sealed-process', 'direct-shells', 'start-at-exec'] as const;
+export const SEED_FEATURES = ['hooks', 'userns', 'late-cgroup-mount', 'held-start', 'started-by-spored', 'sealed-process', 'shell-claims', 'start-at-exec'] as const;
 
 /** What the child writes on its status pipe, one JSON object per line. */
 export type ChildStatus =

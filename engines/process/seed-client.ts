@@ -93,7 +93,7 @@ export interface SeedStartOptions {
    */
   shells?: number;
   /**
-   * Hand plans that fit to the seed's idle container shells directly (its 'direct-shells'
+   * Hand plans that fit to the seed's idle container shells directly (its 'shell-claims'
    * feature): the plan goes from spored to the shell, and its set-up's status from the shell
    * to spored, never through the seed. Default false.
    */
@@ -136,7 +136,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   private stopping = false;
   /** the socket of a seed this client started (removed at stop: a seed ended by a signal leaves it) */
   private ownSocket: string | null = null;
-  /** plans go to the seed's shells directly (asked for, and the seed has 'direct-shells') */
+  /** plans go to the seed's shells directly (asked for, and the seed has 'shell-claims') */
   private direct = false;
   /** idle shells the seed offered, by pid */
   private readonly idleShells = new Map<number, OwnShell>();
@@ -164,10 +164,12 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       rmSync(o.socket, { force: true });
       const child = spawn(process.execPath, [...SEED_FLAGS, SEED_MAIN, '--socket', o.socket, ...(o.survive ? ['--survive'] : [])], {
         stdio: ['ignore', 'inherit', 'inherit'],
-        // nothing of spored's environment but PATH, and the orphan grace (seed-main.ts) when set
+        // nothing of spored's environment but PATH, and the orphan grace (seed-main.ts) and the
+        // network shells' age bound (shells.ts) when set
         env: {
           PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
           ...(process.env.SPORE_SEED_ORPHAN_GRACE_MS ? { SPORE_SEED_ORPHAN_GRACE_MS: process.env.SPORE_SEED_ORPHAN_GRACE_MS } : {}),
+          ...(process.env.SPORE_NET_SHELL_MAX_AGE_MS ? { SPORE_NET_SHELL_MAX_AGE_MS: process.env.SPORE_NET_SHELL_MAX_AGE_MS } : {}),
         },
       });
       this.child = child;
@@ -204,7 +206,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     });
     this.pid = hello.pid;
     this.features = hello.features ?? [];
-    this.direct = opts.directShells === true && this.features.includes('direct-shells');
+    this.direct = opts.directShells === true && this.features.includes('shell-claims');
     for (const e of hello.exits) this.onExit(e);
     if (o.shells !== undefined) this.setShells(o.shells);
     return { started, pending: hello.pending };
@@ -322,7 +324,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   }
 
   /**
-   * An idle shell the seed offered ('direct-shells'): duplicates of its plan, start and status
+   * An idle shell the seed offered ('shell-claims'): duplicates of its plan, start and status
    * pipes (pidfd_getfd from the seed), each checked against the inode the offer names, and a
    * pidfd of the shell (a kill never hits a reused pid). A shell gone meanwhile is not kept.
    */
@@ -354,11 +356,13 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
   }
 
   /**
-   * `plan` handed to an idle shell by this process ('direct-shells'): the claim goes to the
-   * seed first (it keeps the start and status pipes as a sandbox of `key`, for a restarted
-   * spored and for Start), then the plan (with a nonce) onto the shell's pipe, and the set-up's
-   * status lines are read here until ready; the seed sees neither. Null: no shell fits, or the
-   * shell was gone before it took the plan (its claim undone): the caller asks the seed to fork.
+   * `plan` handed to an idle shell by this process ('shell-claims'): the claim goes to the
+   * seed first (accepted, it keeps the start and status pipes as a sandbox of `key`, for a
+   * restarted spored and for Start), then the plan (with a nonce) onto the shell's pipe, and
+   * the set-up's status lines are read here until ready; the seed sees neither. Ready counts
+   * only once the claim is accepted. Null: no shell fits, or the shell was not this plan's
+   * after all (gone before it took the plan, another plan's, the claim refused): killed, its
+   * claim undone, and the caller asks the seed to fork.
    */
   private async spawnDirect(key: string, plan: InitPlan, on?: SpawnEvents): Promise<DirectOutcome | null> {
     const link = this.link;
@@ -374,13 +378,16 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     this.idleShells.delete(sh.pid);
     const exitsBefore = this.lastExitSeq;
     const closeAll = (): void => { for (const fd of [sh.plan, sh.start, sh.status, sh.pidfd]) if (fd >= 0) sys.close(fd); };
-    link.send({ op: 'claim', seq: 0, key, pid: sh.pid, shape: earlyStepsOf(plan) });
+    // answered once the seed has it; the plan goes to the shell meanwhile
+    const claimed = this.request({ op: 'claim', key, pid: sh.pid, shape: earlyStepsOf(plan) });
+    /** undo an accepted claim: the seed drops the sandbox (a Create of this id again must not meet it) */
+    const unclaim = async (): Promise<void> => { if ((await claimed).ok) await this.abort(key).catch(() => undefined); };
     try {
       sys.write(sh.plan, frame); // non-blocking, into an empty 64 KiB pipe (MAX_SHELL_FRAME)
     } catch {
       // it died idle (EPIPE): undo the claim, then fork
       closeAll();
-      await this.abort(key).catch(() => undefined);
+      await unclaim();
       return null;
     }
     sys.close(sh.plan);
@@ -424,24 +431,26 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     clearTimeout(timer);
     sock.destroy();
     this.directs.delete(key);
+    // Not answered before the seed has the claim: refused, the seed may have discarded the
+    // shell (its count went down, its shape changed) while the claim waited in the link, and
+    // would never report the exit of a shell it counts as its own idle one.
+    const accepted = (await claimed).ok;
     const fail = async (phase: string, error: string, errno?: number): Promise<DirectOutcome> => {
       kill();
       closeAll();
-      // (the seed drops the sandbox: a Create of this id again must not meet it)
-      await this.abort(key).catch(() => undefined);
+      await unclaim();
       return { reply: { type: 'reply', seq: 0, ok: false, error, phase, ...(errno !== undefined ? { errno } : {}) }, exitsBefore };
     };
-    if (st === 'foreign' || (st === null && !ours && !d.aborted && !timedOut)) {
-      // not this plan's shell after all (or it ended before it took the plan): the seed forks it
+    if (d.aborted) return fail('seed', 'aborted');
+    if (!accepted || st === 'foreign' || (st === null && !ours && !timedOut)) {
+      // not this plan's shell after all (the seed's no more, another plan's, or it ended before
+      // it took the plan): killed, and the seed forks the plan
       kill();
       closeAll();
-      await this.abort(key).catch(() => undefined);
+      await unclaim();
       return null;
     }
-    if (st === null) {
-      if (d.aborted) return fail('seed', 'aborted');
-      return fail('setup', timedOut ? `setup did not finish in ${allowance} ms; killed` : 'sandbox process exited during setup');
-    }
+    if (st === null) return fail('setup', timedOut ? `setup did not finish in ${allowance} ms; killed` : 'sandbox process exited during setup');
     if (st.s === 'error') return fail(st.phase, st.message, st.errno);
     if (st.s !== 'ready') return fail('protocol', `unexpected status ${st.s} from a container shell`);
     sys.close(sh.pidfd);

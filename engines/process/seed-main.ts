@@ -39,7 +39,7 @@ interface Pending {
   /** paused for its runtime hooks (a `hooks` event sent): `resume` may write its byte */
   paused?: boolean;
   /**
-   * a shell spored claimed ('direct-shells'): the seed counts as busy until it is started,
+   * a shell spored claimed ('shell-claims'): the seed counts as busy until it is started,
    * aborted or gone (drop), so the pool's refill (a fork, and the new shell's rehearsal) does
    * not take a CPU from the Create and Start it cannot see
    */
@@ -315,21 +315,21 @@ async function start(reply: Reply, seq: number, key: string, atExec = false): Pr
 }
 
 /**
- * spored claimed an idle container shell for `key` and writes its plan itself ('direct-shells'):
- * from here on it is a sandbox of `key` waiting for Start, as after a spawn's ready reply
- * (start, started, abort, its exit). Its status pipe is not read here: spored reads it until
- * ready, and after that whoever starts it. Not idle here (killed, died, claimed by an
- * earlier spored): nothing; spored sees the shell's status pipe end, or another plan's
- * nonce on it, and forks the plan instead.
+ * spored claims an idle container shell for `key` and writes its plan itself ('shell-claims'):
+ * accepted, from here on it is a sandbox of `key` waiting for Start, as after a spawn's ready
+ * reply (start, started, abort, its exit). Its status pipe is not read here: spored reads it
+ * until ready, and after that whoever starts it. Not idle here (killed, died, claimed by an
+ * earlier spored): refused; spored kills it and forks the plan instead.
  */
-function claim(key: string, pid: number, shape: readonly string[] | undefined): void {
-  if (pending.has(key)) { process.stderr.write(`spore seed: claim of shell ${pid} for ${key}, which is already being created; ignored\n`); return; }
+function claim(reply: Reply, seq: number, key: string, pid: number, shape: readonly string[] | undefined): void {
+  if (pending.has(key)) { reply({ type: 'reply', seq, ok: false, error: `${key} is already being created`, phase: 'claim' }); return; }
   const sh = shells?.claim(pid, shape && isEarlyShape(shape) ? shape : undefined);
-  if (!sh) return;
+  if (!sh) { reply({ type: 'reply', seq, ok: false, error: `container shell ${pid} is not idle`, phase: 'claim' }); return; }
   // (the set-up deadline is spored's, which reads the status; a claim a spored that died left
   // is aborted by the next one, which finds it in the hello's pending list and in no record)
   pending.set(key, { pid, startW: sh.startW, status: null, statusFd: sh.statusR, lines: [], waiter: null, ended: false, claimed: true });
   shells?.begin();
+  reply({ type: 'reply', seq, ok: true, pid });
 }
 
 /** A sandbox paused for its runtime hooks goes on (protocol.ts ChildHooks.pause). */
@@ -480,7 +480,7 @@ function onRequest(ch: SeedChannel<SeedRequest, SeedReply>, req: SeedRequest): v
     case 'ping': reply({ type: 'reply', seq: req.seq, ok: true, pid: process.pid }); break;
     case 'ack': while (unacked.length && (unacked[0] as ExitReport).exitSeq <= req.exitSeq) unacked.shift(); break;
     case 'shells': shells?.setTarget(req.count); shells?.setDirect(req.direct === true); break;
-    case 'claim': if (ch === link) claim(req.key, req.pid, req.shape); else shells?.killClaimed(req.pid); break;
+    case 'claim': if (ch === link) claim(reply, req.seq, req.key, req.pid, req.shape); else shells?.killClaimed(req.pid); break;
     default: break;
   }
 }

@@ -4,7 +4,7 @@
 // shape the last Create had, a new network and IPC namespace) and waits on a pipe of its own
 // for one plan. A Create whose plan fits (container-init.ts, shellFits) is handed to a waiting
 // shell instead of forking; the pool is refilled when the seed is quiet, off the Create path.
-// With spored's 'direct-shells' (the default) the seed offers each idle shell to spored, which
+// With spored's 'shell-claims' (the default) the seed offers each idle shell to spored, which
 // claims one and writes the plan to it and reads its set-up's status itself
 // (seed-client.ts, spawnDirect): one hop each way instead of two, and the plan never in the
 // seed; the seed keeps the claimed shell's start and status pipes as for any sandbox waiting
@@ -52,6 +52,18 @@ export interface ShellPoolOptions {
   gone?: (pid: number) => void;
 }
 
+/**
+ * A shell whose network namespace was made ahead is replaced after this long idle, ms. A new
+ * network namespace takes the host's net.ipv4/ipv6 `conf/all` and `conf/default` values as
+ * they are when it is made (net.core.devconf_inherit_init_net 0), so a host sysctl change
+ * reaches a container made with such a shell at most this late (runc's: at once).
+ */
+export const NET_SHELL_MAX_AGE_MS = ((): number => {
+  // SPORE_NET_SHELL_MAX_AGE_MS: for tests (and operators who want another bound), 1 s to 1 h
+  const v = Number(process.env.SPORE_NET_SHELL_MAX_AGE_MS);
+  return Number.isInteger(v) && v >= 1000 && v <= 3_600_000 ? v : 30_000;
+})();
+
 /** Refill only after the seed has been quiet this long (no request in flight, no exit). */
 const QUIET_MS = 10;
 /** ...but not later than this after the pool went short. */
@@ -74,6 +86,8 @@ export class ShellPool {
   private notBefore = 0;
   /** spored hands plans to shells itself (claim): take() hands out none */
   private direct = false;
+  /** when the oldest idle shell with a network namespace made ahead is due to go */
+  private agingTimer: NodeJS.Timeout | null = null;
   /**
    * The early steps the next shells make ahead: the last Create's (earlyStepsOf), so a node
    * running `ctr run`s gets shells with their network namespace made, and one running
@@ -94,7 +108,7 @@ export class ShellPool {
   }
 
   /**
-   * Direct mode on or off (protocol.ts, 'direct-shells'): on, every idle shell is offered
+   * Direct mode on or off (protocol.ts, 'shell-claims'): on, every idle shell is offered
    * (now, and each new one as it is made) and only claim() hands them out.
    */
   setDirect(on: boolean): void {
@@ -234,6 +248,7 @@ export class ShellPool {
   /** Kill every idle shell (the seed is exiting). Synchronous. */
   killAll(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.agingTimer) { clearTimeout(this.agingTimer); this.agingTimer = null; }
     this.target = 0;
     while (this.idle.length) this.discard(this.idle.pop() as Shell);
   }
@@ -248,6 +263,25 @@ export class ShellPool {
   private closeSeedEnds(sh: Shell): void {
     for (const fd of [sh.planW, sh.startW, sh.statusR]) if (fd >= 0) sys.close(fd);
     sh.planW = sh.startW = sh.statusR = -1;
+  }
+
+  /** Replace idle shells whose network namespace is older than NET_SHELL_MAX_AGE_MS (a claim of one in flight is refused). */
+  private scheduleAging(): void {
+    if (this.agingTimer) return;
+    const born = this.idle.filter((sh) => sh.ahead.includes('net')).map((sh) => sh.bornAt);
+    if (born.length === 0) return;
+    const wait = Math.max(1, Math.min(...born) + NET_SHELL_MAX_AGE_MS - Date.now());
+    this.agingTimer = setTimeout(() => {
+      this.agingTimer = null;
+      const now = Date.now();
+      for (const sh of this.idle.filter((x) => x.ahead.includes('net') && now - x.bornAt >= NET_SHELL_MAX_AGE_MS)) {
+        this.idle.splice(this.idle.indexOf(sh), 1);
+        this.discard(sh);
+      }
+      this.schedule();
+      this.scheduleAging();
+    }, wait);
+    this.agingTimer.unref();
   }
 
   private schedule(): void {
@@ -273,6 +307,7 @@ export class ShellPool {
     if (sh) {
       this.idle.push(sh);
       if (this.direct) this.o.offer?.(sh);
+      this.scheduleAging();
     }
     this.lastActivity = performance.now(); // the next one after another quiet spell
     this.schedule();
