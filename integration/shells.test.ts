@@ -43,6 +43,15 @@ function shellsOf(seedPid: number): number[] {
   });
 }
 
+/** A root seed of its own, started with `o`, and the exits it reports (pid → wait status). */
+async function seedWithExits(o: Parameters<SeedClient['start']>[0]): Promise<{ seed: SeedClient; exits: Map<number, number> }> {
+  const seed = new SeedClient();
+  const exits = new Map<number, number>();
+  seed.on('exit', (pid, status) => exits.set(pid, status));
+  await seed.start(o);
+  return { seed, exits };
+}
+
 /** Close a direct spawn's own pipes (the test starts it through the seed, which keeps its copies). */
 function closeOwn(r: { own?: { start: number; status: number } }): void {
   if (r.own) { closeSync(r.own.start); closeSync(r.own.status); }
@@ -89,10 +98,7 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
   afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
 
   it('keeps N ready (pid 1 of their own pid namespace), hands a fitting Create to one, forks one that does not fit, refills, goes to 0', async () => {
-    const seed = new SeedClient();
-    const exits = new Map<number, number>();
-    seed.on('exit', (pid, status) => exits.set(pid, status));
-    await seed.start({ shells: 2, directShells: direct });
+    const { seed, exits } = await seedWithExits({ shells: 2, directShells: direct });
     try {
       const ready = await until('2 shells', () => { const s = shellsOf(seed.pid); return s.length === 2 ? s : undefined; });
       const seedPidNs = readlinkSync(`/proc/${seed.pid}/ns/pid`);
@@ -150,10 +156,7 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
   }, 60_000);
 
   it('sandboxes killed before Start leave nothing behind: their ids can be created again, and later shells keep all their pipes', async () => {
-    const seed = new SeedClient();
-    const exits = new Map<number, number>();
-    seed.on('exit', (pid, status) => exits.set(pid, status));
-    await seed.start({ shells: 2, directShells: direct });
+    const { seed, exits } = await seedWithExits({ shells: 2, directShells: direct });
     try {
       await until('2 shells', () => shellsOf(seed.pid).length === 2 || undefined);
       // Create, then kill -9 (as a Kill before Start does), never Start, never abort
@@ -253,10 +256,7 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
   }, 60_000);
 
   it('a Create that makes its network namespace gets the next shells to make one ahead; one that joins a network namespace turns them back', async () => {
-    const seed = new SeedClient();
-    const exits = new Map<number, number>();
-    seed.on('exit', (pid, status) => exits.set(pid, status));
-    await seed.start({ shells: 2, directShells: direct });
+    const { seed, exits } = await seedWithExits({ shells: 2, directShells: direct });
     const ns = (pid: number, type: string): string => readlinkSync(`/proc/${pid}/ns/${type}`);
     /** a late-cgroup plan (spored's usual one), making its network namespace or joining `netns` */
     const late = (text: string, netns?: string): ReturnType<typeof plan> => {
@@ -354,10 +354,7 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
     }, 60_000);
 
     it('a shell the seed discards while the claim waits in the link is not answered as the container: refused, killed, the plan forked', async () => {
-      const seed = new SeedClient();
-      const exits = new Map<number, number>();
-      seed.on('exit', (pid, status) => exits.set(pid, status));
-      await seed.start({ shells: 1, directShells: true });
+      const { seed, exits } = await seedWithExits({ shells: 1, directShells: true });
       try {
         const offered = (c: SeedClient): Map<number, unknown> => (c as unknown as { idleShells: Map<number, unknown> }).idleShells;
         const [z] = await until('an offered shell', () => { const m = offered(seed); return m.size === 1 ? [...m.keys()] : undefined; });
