@@ -8,6 +8,7 @@
 // waiting, and the next spored takes them back. spored starts the container itself, as the
 // seed's `start` does (seed-main.ts): one byte on the start pipe, then the status pipe's EOF
 // (it is close-on-exec: EOF means execve happened); the seed is told first (`started`).
+import { fstatSync } from 'node:fs';
 import net from 'node:net';
 import { onJsonLines } from '../engines/process/lines.js';
 import type { ChildStatus } from '../engines/process/protocol.js';
@@ -39,11 +40,16 @@ export class HeldStart {
    * has them. Rejects when they cannot be taken from the seed (it died: the Create fails
    * anyway); nothing is left open then.
    */
-  static async take(seedPid: number, pipes: { start: number; status: number }, custody: ProcessCustody | null): Promise<HeldStart> {
+  static async take(seedPid: number, pipes: { start: number; status: number; ino?: { start: number; status: number } }, custody: ProcessCustody | null): Promise<HeldStart> {
     const pidfd = sys.pidfdOpen(seedPid);
     const taken: number[] = [];
     try {
       taken.push(sys.pidfdGetfd(pidfd, pipes.start), sys.pidfdGetfd(pidfd, pipes.status));
+      // (a seed that names the inodes: the numbers are still the sandbox's pipes, not files the
+      // seed opened since it dropped a sandbox that died)
+      if (pipes.ino && (fstatSync(taken[0] as number).ino !== pipes.ino.start || fstatSync(taken[1] as number).ino !== pipes.ino.status)) {
+        throw new Error(`the seed's fds ${pipes.start} and ${pipes.status} are no longer the sandbox's pipes (it ended)`);
+      }
     } catch (e) {
       for (const fd of taken) sys.close(fd);
       throw e;

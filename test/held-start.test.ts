@@ -1,7 +1,7 @@
 // A created container's start pipe and status pipe held by the keeper (task/held-start.ts),
 // with a custodian that keeps duplicates in this process: parked, taken back, probed, used to
 // start, let go of. Real pipes and pidfd_getfd; the set-up process is played by this test.
-import { readdirSync } from 'node:fs';
+import { fstatSync, readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProcessCustody, type FdCustody } from '../task/custody.js';
 import { HeldStart } from '../task/held-start.js';
@@ -136,5 +136,20 @@ describe('held start', () => {
     expect(done2).toBe(false);
     sys.close(statusW2); open.splice(open.indexOf(statusW2), 1);
     expect(await begun2).toBeNull();
+  });
+
+  it('take refuses fds that are no longer the named pipes (inode check) and leaves nothing open', async () => {
+    const [, startW] = pipe();
+    const [statusR] = pipe();
+    const ino = (fd: number): number => fstatSync(fd).ino;
+    const before = readdirSync('/proc/self/fd').length;
+    // the numbers name other files now: the inodes given are another pipe's
+    const [otherR, otherW] = pipe();
+    await expect(HeldStart.take(process.pid, { start: startW, status: statusR, ino: { start: ino(otherW), status: ino(otherR) } }, null)).rejects.toThrow(/no longer the sandbox's pipes/);
+    expect(readdirSync('/proc/self/fd').length).toBe(before + 2); // only the other pipe's two ends
+    // the right inodes: taken
+    const held = await HeldStart.take(process.pid, { start: startW, status: statusR, ino: { start: ino(startW), status: ino(statusR) } }, null);
+    expect(held.waiting()).toBe(true);
+    held.release();
   });
 });

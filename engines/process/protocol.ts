@@ -275,9 +275,11 @@ export type SeedReply =
     /**
      * spawn ('held-start'): the seed's own fd numbers of the sandbox's start pipe (write end)
      * and status pipe (read end), for spored to take duplicates of (pidfd_getfd) and give the
-     * keeper, so that a sandbox waiting for Start outlives this seed (task/held-start.ts)
+     * keeper, so that a sandbox waiting for Start outlives this seed (task/held-start.ts);
+     * `ino`: their inode numbers, for spored to check its duplicates against (a sandbox that
+     * died before spored took them has its fds closed here, and the numbers may be reused)
      */
-    pipes?: { start: number; status: number };
+    pipes?: { start: number; status: number; ino?: { start: number; status: number } };
   }
   | { type: 'reply'; seq: number; ok: false; error: string; phase: string; errno?: number }
   | ({ type: 'exit' } & ExitReport)

@@ -37,7 +37,7 @@ export interface SpawnEvents {
 export interface SpawnResult {
   pid: number; warnings: string[]; timings: Record<string, number>; exitsBefore: number; console?: number;
   /** the seed's fds of the sandbox's start and status pipes (protocol.ts, 'held-start') */
-  pipes?: { start: number; status: number };
+  pipes?: { start: number; status: number; ino?: { start: number; status: number } };
   /**
    * A direct spawn (a container shell spored wrote the plan to): this process's own fds of the
    * start pipe (write end) and status pipe (read end). The caller owns them (task/held-start.ts
@@ -318,7 +318,7 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       pid: r.pid ?? 0, warnings: r.warnings ?? [], timings: r.timings ?? {},
       exitsBefore: direct ? direct.exitsBefore : this.exitsBeforeReply.get(r) ?? this.lastExitSeq,
       ...(typeof r.console === 'number' ? { console: r.console } : {}),
-      ...(r.pipes && Number.isInteger(r.pipes.start) && Number.isInteger(r.pipes.status) ? { pipes: { start: r.pipes.start, status: r.pipes.status } } : {}),
+      ...(r.pipes && Number.isInteger(r.pipes.start) && Number.isInteger(r.pipes.status) ? { pipes: { start: r.pipes.start, status: r.pipes.status, ...(r.pipes.ino ? { ino: r.pipes.ino } : {}) } } : {}),
       ...(direct?.own ? { own: direct.own } : {}),
     };
   }

@@ -265,7 +265,7 @@ async function spawn(reply: Reply, seq: number, key: string, plan: SpawnPlan, no
     reply({
       type: 'reply', seq, ok: true, pid, warnings: st.warnings, timings: { ...forkT, ...marks, readyMs: performance.now() - t0 },
       ...(typeof st.console === 'number' ? { console: st.console } : {}),
-      ...(p.startW >= 0 && p.statusFd >= 0 ? { pipes: { start: p.startW, status: p.statusFd } } : {}),
+      ...(p.startW >= 0 && p.statusFd >= 0 ? { pipes: { start: p.startW, status: p.statusFd, ino: { start: fstatSync(p.startW).ino, status: fstatSync(p.statusFd).ino } } } : {}),
     });
     return;
   }
