@@ -75,7 +75,7 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
   let n = 0;
 
   /** A container that writes `text` to a file and exits; `pid`: how its spec has the pid namespace. */
-  function plan(text: string, pid: 'new' | 'host' = 'new'): { key: string; plan: InitPlan; out: string } {
+  function plan(text: string, pid: 'new' | 'host' = 'new', hooks?: Record<string, unknown>): { key: string; plan: InitPlan; out: string } {
     const id = `sh${++n}`;
     const out = join(dir, `${id}.out`);
     writeFileSync(out, '');
@@ -86,8 +86,9 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
       // a fresh /dev (device nodes go there, never into the shared rootfs)
       mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755'] }],
       linux: { namespaces: [...(pid === 'new' ? [{ type: 'pid' }] : []), { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }] },
+      ...(hooks ? { hooks } : {}),
     };
-    const p = initPlan({ id, spec: spec as never, rootfs: busybox, stdio: { stdin: '', stdout: out, stderr: out, terminal: '' }, cgroupProcs: [], cgroupV1Dirs: null, seccomp: null });
+    const p = initPlan({ id, spec: spec as never, bundle: dir, rootfs: busybox, stdio: { stdin: '', stdout: out, stderr: out, terminal: '' }, cgroupProcs: [], cgroupV1Dirs: null, seccomp: null });
     return { key: `default/${id}`, plan: p, out };
   }
 
@@ -350,6 +351,37 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
         await next.stop();
       } finally {
         try { process.kill(seedPid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    }, 60_000);
+
+    it('a plan with a createContainer hook waits for its claim: a refused one is forked, and the hook runs once', async () => {
+      const { seed, exits } = await seedWithExits({ shells: 1, directShells: true });
+      try {
+        const offered = (c: SeedClient): Map<number, unknown> => (c as unknown as { idleShells: Map<number, unknown> }).idleShells;
+        const [z] = await until('an offered shell', () => { const m = offered(seed); return m.size === 1 ? [...m.keys()] : undefined; });
+        const ran = join(dir, `hook-ran-${n}`);
+        writeFileSync(ran, '');
+        const p = plan('hooked', 'new', { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', `cat > /dev/null; echo ran >> ${ran}`] }] });
+        process.kill(seed.pid, 'SIGSTOP');
+        let spawning: ReturnType<SeedClient['spawn']>;
+        try {
+          seed.setShells(0); // read before the claim: the shell is discarded, the claim refused
+          spawning = seed.spawn(p.key, p.plan);
+          spawning.catch(() => undefined);
+          await sleep(400); // time for a shell that had the plan to run its hook
+        } finally {
+          process.kill(seed.pid, 'SIGCONT');
+        }
+        const got = await spawning;
+        closeOwn(got);
+        expect(got.pid).not.toBe(z);
+        await seed.startProcess(p.key);
+        await until('its exit', () => exits.has(got.pid) || undefined);
+        expect(exits.get(got.pid)).toBe(0);
+        expect(readFileSync(ran, 'utf8')).toBe('ran\n');
+      } finally {
+        try { process.kill(seed.pid, 'SIGCONT'); } catch { /* gone */ }
+        await seed.stop();
       }
     }, 60_000);
 

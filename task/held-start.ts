@@ -103,7 +103,7 @@ export class HeldStart {
    * fails after the byte (the program cannot be executed) is the process's exit status, and
    * the reason it wrote is returned (null: none), as the seed's start reports it. Rejects when
    * nobody reads the start pipe any more (EPIPE: the process is gone).
-   * `atExec`: resolve already at the process's `exec` status line, right before its execve
+   * `atExec`: resolve already at the process's `exec` status line (written once it has the byte, on its way to execve)
    * (runc's start returns there too), instead of once the execve has replaced its address
    * space; a failure after that line goes to `late` (the exit status says it anyway). Not for
    * a container with poststart hooks: the spec runs them once the program runs.

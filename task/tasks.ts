@@ -887,7 +887,7 @@ export class TaskManager {
       }
       // the keeper holds its relays, a replayed Start adopts them: the client's stdin may flow now
       pio.begin();
-      // (answered right before its execve, as an init's: an exec has no poststart hooks)
+      // (answered at its exec line, once it has its start byte, as an init's: an exec has no poststart hooks)
       await this.settleOnFailure(p, this.o.seed.startProcess(k, { atExec: true }));
       await holdForTest(this.o.log, k, 'started');
     } catch (e) {

@@ -297,9 +297,9 @@ describe('container-init against the recording ContainerSys', () => {
       c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
       // Start
       c('read', START, 1), c('close', START),
-      c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
-      // Start may be answered now (runc's start returns before its init's execve)
+      // Start may be answered now (runc's start returns once its init wrote the exec fifo)
       c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
+      c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(capHex(DEFAULT_CAPS)).toBe('0xa80425fb');
@@ -648,7 +648,7 @@ describe('container-init against the recording ContainerSys', () => {
     for (const name of ['mount', 'pivot_root', 'unshare', 'mknod']) expect(at(r.calls, name), name).toBe(-1);
     expect(r.exec?.path).toBe('/bin/ls');
     // its credentials made before Start (no_new_privs last), then only Start and the stdio shuffle
-    expect(r.calls.slice(-9).map((x) => x.call)).toEqual(['prctl', 'write', 'read', 'close', 'dup2', 'dup2', 'dup2', 'write', 'execve']);
+    expect(r.calls.slice(-9).map((x) => x.call)).toEqual(['prctl', 'write', 'read', 'close', 'write', 'dup2', 'dup2', 'dup2', 'execve']);
   });
 
   it('a working directory that is not there fails before the ready report (an exec too), not the process after Start', () => {
@@ -801,10 +801,10 @@ describe('container-init against the recording ContainerSys', () => {
       c('write', STATUS, `${JSON.stringify({ s: 'ready', warnings: [], t: {} })}\n`),
       // Start, then the filter (what runs before it is ours)
       c('read', START, 1), c('close', START),
+      // the exec line before the filter (a filter that kills on write would kill it there)
+      c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
       c('seccomp', f.bpf.toString('base64'), f.flags),
       c('dup2', 102, 0), c('dup2', 100, 1), c('dup2', 101, 2),
-      // Start may be answered now (runc's start returns before its init's execve)
-      c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(r.calls.filter((x) => x.call === 'seccomp')).toHaveLength(1);
@@ -826,8 +826,8 @@ describe('container-init against the recording ContainerSys', () => {
     expect(r.calls.slice(6, 9)).toEqual([c('open', '/dev/pts/7', O.RDWR | O.NOCTTY), c('dup_at', 3, 100), c('close', 3)]);
     expect(r.calls.filter((x) => x.call === 'open' && String(x.args[0]).startsWith('/run/spore/fifo'))).toEqual([]);
     expect(r.calls.slice(-6)).toEqual([
-      c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
       c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
+      c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/root']),
     ]);
     expect(brokenInvariant(r.calls)).toBeNull();
@@ -862,8 +862,8 @@ describe('container-init against the recording ContainerSys', () => {
     const ready = r.status.find((m) => (m as { s: string }).s === 'ready') as { console?: number };
     expect(ready.console).toBe(101); // the master, parked after the slave at 100
     expect(r.calls.slice(-6)).toEqual([
-      c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
       c('write', STATUS, `${JSON.stringify({ s: 'exec' })}\n`),
+      c('dup2', 100, 0), c('dup2', 100, 1), c('dup2', 100, 2), c('ioctl', 0, TIOCSCTTY, 0),
       c('execve', '/bin/sh', ['sh', '-c', 'echo hi'], [PATH, 'HOME=/home/app']),
     ]);
     expect(brokenInvariant(r.calls)).toBeNull();

@@ -1055,11 +1055,17 @@ function finalize(s: ContainerSys, p: ProcessPlan, containerId: string, init: bo
 }
 
 /**
- * After Start (finalize made): the seccomp filter of a no_new_privs process (as late as
- * possible: what runs before it is ours), the startContainer hooks, stdio, `atExec` (the
- * `exec` status line), execve. Throws PhaseError; returns never.
+ * After Start (finalize made): `atExec` (the `exec` status line), the seccomp filter of a
+ * no_new_privs process (as late as possible: what runs before it is ours), the startContainer
+ * hooks, stdio, execve. Throws PhaseError; returns never.
  */
 function execAfterStart(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path: string, hooks: ChildHooks | undefined, atExec: () => void): never {
+  // Whoever starts it may answer Start now, as `runc start` returns once its init has read the
+  // exec fifo, before its startContainer hooks and its execve: the status pipe's EOF
+  // (close-on-exec) comes only after the kernel has torn down this process's copy of the
+  // seed's address space (2-2.6 ms here). Before the filter: one that kills on write(2) would
+  // kill the process here (red team, helper-67).
+  atExec();
   const earlySeccomp = p.seccomp !== null && !p.noNewPrivileges;
   if (p.seccomp && !earlySeccomp) {
     const f = p.seccomp;
@@ -1084,10 +1090,6 @@ function execAfterStart(s: ContainerSys, p: ProcessPlan, stdio: OpenStdio, path:
     s.dup2(stdio.fds[2], 2);
     if (stdio.terminal) s.ioctl(0, TIOCSCTTY, 0);
   });
-  // Whoever starts it may answer Start now, as `runc start` returns once its init has read the
-  // exec fifo, before the execve: the status pipe's EOF (close-on-exec) comes only after the
-  // kernel has torn down this process's copy of the seed's address space (2-2.6 ms here).
-  atExec();
   return phase('exec', () => s.execve(path, p.args, p.env));
 }
 

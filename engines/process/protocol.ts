@@ -217,7 +217,7 @@ export const SEED_PROTOCOL = 1;
 export type SeedRequest =
   | { op: 'spawn'; seq: number; key: string; plan: SpawnPlan }
   /**
-   * `atExec` ('start-at-exec'): answer at the process's `exec` status line, right before its
+   * `atExec` ('start-at-exec'): answer at the process's `exec` status line, on its way to its
    * execve (no poststart hook waits for the program), not at the status pipe's end after it
    */
   | { op: 'start'; seq: number; key: string; atExec?: boolean }
@@ -346,9 +346,10 @@ export type ChildStatus =
   /** unshared its user namespace (InitPlan.userNs): waiting for one byte on the start pipe once its id maps are written */
   | { s: 'userns' }
   /**
-   * after Start, right before its execve (everything before it done: the seccomp filter, the
-   * startContainer hooks, stdio): Start may be answered (HeldStart.begin, without poststart
-   * hooks); what fails after this is the process's exit status
+   * after Start, once it read the start byte and before the rest of its way to execve (a
+   * no_new_privs seccomp filter, startContainer hooks, stdio), as runc's init writes its exec
+   * fifo: Start may be answered (HeldStart.begin, without poststart hooks); what fails after
+   * this is the process's exit status
    */
   | { s: 'exec' }
   /** message '': it is in the plan's sealed memfd, after the body (container-init.ts; spored reads it there) */

@@ -382,6 +382,14 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     const claimed = this.request({ op: 'claim', key, pid: sh.pid, shape: earlyStepsOf(plan) });
     /** undo an accepted claim: the seed drops the sandbox (a Create of this id again must not meet it) */
     const unclaim = async (): Promise<void> => { if ((await claimed).ok) await this.abort(key).catch(() => undefined); };
+    // A plan with hooks waits for the claim before the shell sees it: its set-up runs
+    // createContainer hooks (and pauses for spored to run prestart and createRuntime), which
+    // must run once, and a refused claim's plan is forked and set up again (red team, helper-67)
+    if (plan.hooks && (plan.hooks.pause || plan.hooks.createContainer.length > 0) && !(await claimed).ok) {
+      try { sys.pidfdSignal(sh.pidfd, 9); } catch { /* gone */ }
+      closeAll();
+      return null;
+    }
     try {
       sys.write(sh.plan, frame); // non-blocking, into an empty 64 KiB pipe (MAX_SHELL_FRAME)
     } catch {

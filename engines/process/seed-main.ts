@@ -300,7 +300,7 @@ async function start(reply: Reply, seq: number, key: string, atExec = false): Pr
   // pipe is close-on-exec, so its EOF means execve happened (an init with poststart hooks).
   // What can still fail here (permissions, a seccomp profile denying execve) shows up as exit
   // status 127 with the reason on the container's stderr either way.
-  // With atExec the answer goes at the process's `exec` line, right before its execve (as
+  // With atExec the answer goes at the process's `exec` line, on its way to its execve (as
   // `runc start` returns once its init has read the exec fifo): the teardown of its copy of
   // this seed (2-2.6 ms here) is not waited for; the pipe is read to its end all the same.
   let st = await nextStatus(p);
