@@ -13,7 +13,7 @@ import type { Spec } from '../protocols/oci/spec.js';
 import { compileSeccomp } from '../pools/seccomp.js';
 import { execPlan, initPlan, CAPS } from '../engines/process/plan.js';
 import type { ExecPlan, InitPlan, SpawnPlan, Stdio } from '../engines/process/protocol.js';
-import { AWAIT_JOIN_MS, EARLY_STEPS, earlyStepsOf, isEarlyShape, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
+import { AWAIT_JOIN_MS, EARLY_STEPS, READY_UNWRITABLE, earlyStepsOf, isEarlyShape, runChild, runShell, shellFits, type EarlyStep } from '../engines/process/container-init.js';
 import { CONSOLE_INSIDE, forksIntoPidNs, shellFrame } from '../engines/process/protocol.js';
 import { rehearsal } from '../engines/process/shells.js';
 import {
@@ -809,6 +809,16 @@ describe('container-init against the recording ContainerSys', () => {
     ]);
     expect(r.calls.filter((x) => x.call === 'seccomp')).toHaveLength(1);
     expect(brokenInvariant(r.calls)).toBeNull();
+  });
+
+  it('a ready report that cannot be written (an early filter denying write) ends the set-up at once with its own status; a reader gone (EPIPE) does not', () => {
+    const denied = run(planOf((s) => { s.process.noNewPrivileges = false; }), { fail: (x) => (x.call === 'write' && x.args[0] === STATUS && String(x.args[1]).includes('"ready"') ? 1 : undefined) });
+    expect(denied.exec).toBeNull();
+    expect(denied.exit).toBe(READY_UNWRITABLE);
+    expect(at(denied.calls, 'read', START)).toBe(-1); // never waits for a Start nobody can tell it to take
+    const gone = run(planOf(), { fail: (x) => (x.call === 'write' && x.args[0] === STATUS && String(x.args[1]).includes('"ready"') ? 32 : undefined) });
+    expect(gone.exit).toBeNull();
+    expect(gone.exec).not.toBeNull(); // (the keeper holds its start pipe: it still waits for Start)
   });
 
   it('seccomp without no_new_privs: installed early, while CAP_SYS_ADMIN is still held (before the bounding drop)', () => {

@@ -42,13 +42,25 @@ function phase<T>(name: string, fn: () => T): T {
   }
 }
 
-function report(s: ContainerSys, fd: number, msg: ChildStatus): void {
+/** One status line; false when it could not be written (the error is not thrown: see the callers). */
+function report(s: ContainerSys, fd: number, msg: ChildStatus): boolean {
   try {
     s.write(fd, Buffer.from(JSON.stringify(msg) + '\n'));
-  } catch {
-    // the seed went away; nothing useful left to do but carry on / exit
+    return true;
+  } catch (e) {
+    // the seed went away (EPIPE): nothing useful left to do but carry on / exit
+    return e instanceof SyscallError && e.errno === EPIPE;
   }
 }
+
+const EPIPE = 32;
+/**
+ * The exit status of a set-up whose ready report could not be written for another reason than
+ * a reader gone: an early seccomp filter (a spec without no_new_privs is filtered before the
+ * report) that denies write(2). Create fails at once on it (the seed names it), where it
+ * used to wait out the set-up deadline (red team, helper-67).
+ */
+export const READY_UNWRITABLE = 125;
 
 // --- the first steps: no plan needed ---------------------------------------------------
 
@@ -237,7 +249,7 @@ export function runChild(plan: SpawnPlan, startFd: number, statusFd: number, s: 
     finalize(s, plan.process, plan.id, plan.kind === 'init');
     // what fails from here on (at Start) goes to the process's own stderr as well
     if (sealedFd >= 0) { s.close(sealedFd); sealedFd = -1; }
-    report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}), ...(plan.kind === 'init' && plan.nonce !== undefined ? { n: plan.nonce } : {}) });
+    if (!report(s, statusFd, { s: 'ready', warnings, t, ...(consoleFd !== undefined ? { console: consoleFd } : {}), ...(plan.kind === 'init' && plan.nonce !== undefined ? { n: plan.nonce } : {}) })) s.exit(READY_UNWRITABLE);
     // Block until Start (one byte on the start pipe) or an abort (EOF).
     const go = s.read(startFd, 1);
     if (go.length === 0) s.exit(0);

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, fstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as sys from '../../sys/libc.js';
 import { childPids, parentPid } from '../../sys/proc.js';
-import { isEarlyShape, runChild } from './container-init.js';
+import { READY_UNWRITABLE, isEarlyShape, runChild } from './container-init.js';
 import { warmContainerSys } from './container-sys.js';
 import { onJsonLines } from './lines.js';
 import { SeedChannel } from './seed-channel.js';
@@ -399,7 +399,9 @@ const recentExits = new Map<number, number>();
 
 /** How a child that vanished during setup ended, for the error message. */
 function exitOf(pid: number): Promise<string> {
-  const describe = (st: number): string => ((st & 0x7f) ? `killed by signal ${st & 0x7f}` : `exit code ${(st >> 8) & 0xff}`);
+  const describe = (st: number): string => ((st & 0x7f) ? `killed by signal ${st & 0x7f}`
+    : ((st >> 8) & 0xff) === READY_UNWRITABLE ? `exit code ${READY_UNWRITABLE}: it could not write its ready report; does the spec's seccomp profile deny write(2) without noNewPrivileges?`
+      : `exit code ${(st >> 8) & 0xff}`);
   const known = recentExits.get(pid);
   if (known !== undefined) return Promise.resolve(describe(known));
   return new Promise((resolve) => {
