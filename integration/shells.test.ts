@@ -43,6 +43,24 @@ function shellsOf(seedPid: number): number[] {
   });
 }
 
+/**
+ * `spawn(p)` on `seed` while the seed is stopped (SIGSTOP) for `ms`, after `first` (sent
+ * before the claim, read first): what a busy seed does to a claim waiting in its link.
+ */
+async function spawnWhileSeedStopped(seed: SeedClient, p: { key: string; plan: InitPlan }, first: () => void, ms: number): ReturnType<SeedClient['spawn']> {
+  process.kill(seed.pid, 'SIGSTOP');
+  let spawning: ReturnType<SeedClient['spawn']>;
+  try {
+    first();
+    spawning = seed.spawn(p.key, p.plan);
+    spawning.catch(() => undefined);
+    await sleep(ms);
+  } finally {
+    process.kill(seed.pid, 'SIGCONT');
+  }
+  return spawning;
+}
+
 /** A root seed of its own, started with `o`, and the exits it reports (pid → wait status). */
 async function seedWithExits(o: Parameters<SeedClient['start']>[0]): Promise<{ seed: SeedClient; exits: Map<number, number> }> {
   const seed = new SeedClient();
@@ -362,17 +380,9 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
         const ran = join(dir, `hook-ran-${n}`);
         writeFileSync(ran, '');
         const p = plan('hooked', 'new', { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', `cat > /dev/null; echo ran >> ${ran}`] }] });
-        process.kill(seed.pid, 'SIGSTOP');
-        let spawning: ReturnType<SeedClient['spawn']>;
-        try {
-          seed.setShells(0); // read before the claim: the shell is discarded, the claim refused
-          spawning = seed.spawn(p.key, p.plan);
-          spawning.catch(() => undefined);
-          await sleep(400); // time for a shell that had the plan to run its hook
-        } finally {
-          process.kill(seed.pid, 'SIGCONT');
-        }
-        const got = await spawning;
+        // the count going to 0 is read before the claim: the shell is discarded, the claim
+        // refused; 400 ms: time for a shell that had the plan to run its hook
+        const got = await spawnWhileSeedStopped(seed, p, () => seed.setShells(0), 400);
         closeOwn(got);
         expect(got.pid).not.toBe(z);
         await seed.startProcess(p.key);
@@ -393,17 +403,7 @@ describe.skipIf(!root).each([{ direct: false }, { direct: true }])('container sh
         const p = plan('after-discard');
         // the seed busy (stopped): it reads the count going to 0 (discarding the shell) before
         // the claim, while the shell sets the plan up and reports ready
-        process.kill(seed.pid, 'SIGSTOP');
-        let spawning: ReturnType<SeedClient['spawn']>;
-        try {
-          seed.setShells(0);
-          spawning = seed.spawn(p.key, p.plan);
-          spawning.catch(() => undefined);
-          await sleep(400);
-        } finally {
-          process.kill(seed.pid, 'SIGCONT');
-        }
-        const got = await spawning;
+        const got = await spawnWhileSeedStopped(seed, p, () => seed.setShells(0), 400);
         closeOwn(got);
         expect(got.pid).not.toBe(z);
         expect(got.timings.forkMs).toBeGreaterThan(0);

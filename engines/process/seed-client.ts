@@ -378,25 +378,22 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     this.idleShells.delete(sh.pid);
     const exitsBefore = this.lastExitSeq;
     const closeAll = (): void => { for (const fd of [sh.plan, sh.start, sh.status, sh.pidfd]) if (fd >= 0) sys.close(fd); };
+    const kill = (): void => { try { sys.pidfdSignal(sh.pidfd, 9); } catch { /* gone */ } };
     // answered once the seed has it; the plan goes to the shell meanwhile
     const claimed = this.request({ op: 'claim', key, pid: sh.pid, shape: earlyStepsOf(plan) });
     /** undo an accepted claim: the seed drops the sandbox (a Create of this id again must not meet it) */
     const unclaim = async (): Promise<void> => { if ((await claimed).ok) await this.abort(key).catch(() => undefined); };
+    /** not this plan's shell after all: killed, its pipes closed, its claim undone; the seed forks the plan */
+    const giveUp = async (): Promise<null> => { kill(); closeAll(); await unclaim(); return null; };
     // A plan with hooks waits for the claim before the shell sees it: its set-up runs
     // createContainer hooks (and pauses for spored to run prestart and createRuntime), which
     // must run once, and a refused claim's plan is forked and set up again (red team, helper-67)
-    if (plan.hooks && (plan.hooks.pause || plan.hooks.createContainer.length > 0) && !(await claimed).ok) {
-      try { sys.pidfdSignal(sh.pidfd, 9); } catch { /* gone */ }
-      closeAll();
-      return null;
-    }
+    if (plan.hooks && (plan.hooks.pause || plan.hooks.createContainer.length > 0) && !(await claimed).ok) return giveUp();
     try {
       sys.write(sh.plan, frame); // non-blocking, into an empty 64 KiB pipe (MAX_SHELL_FRAME)
     } catch {
       // it died idle (EPIPE): undo the claim, then fork
-      closeAll();
-      await unclaim();
-      return null;
+      return giveUp();
     }
     sys.close(sh.plan);
     sh.plan = -1;
@@ -404,7 +401,6 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
     if (plan.joinedBySpored === true && plan.lateCgroup === true) on?.pid?.(sh.pid);
     const d: DirectSpawn = { pid: sh.pid, start: sh.start, aborted: false, rearm: () => undefined };
     this.directs.set(key, d);
-    const kill = (): void => { try { sys.pidfdSignal(sh.pidfd, 9); } catch { /* gone */ } };
     const allowance = setupAllowanceMs(plan);
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
@@ -450,14 +446,8 @@ export class SeedClient extends EventEmitter<SeedClientEvents> {
       return { reply: { type: 'reply', seq: 0, ok: false, error, phase, ...(errno !== undefined ? { errno } : {}) }, exitsBefore };
     };
     if (d.aborted) return fail('seed', 'aborted');
-    if (!accepted || st === 'foreign' || (st === null && !ours && !timedOut)) {
-      // not this plan's shell after all (the seed's no more, another plan's, or it ended before
-      // it took the plan): killed, and the seed forks the plan
-      kill();
-      closeAll();
-      await unclaim();
-      return null;
-    }
+    // (the seed's no more, another plan's, or it ended before it took the plan)
+    if (!accepted || st === 'foreign' || (st === null && !ours && !timedOut)) return giveUp();
     if (st === null) return fail('setup', timedOut ? `setup did not finish in ${allowance} ms; killed` : 'sandbox process exited during setup');
     if (st.s === 'error') return fail(st.phase, st.message, st.errno);
     if (st.s !== 'ready') return fail('protocol', `unexpected status ${st.s} from a container shell`);
