@@ -91,6 +91,10 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
     const cgroups = readdirSync('/sys/fs/cgroup/pids', { withFileTypes: true }).filter((d) => d.isDirectory() && d.name === c.namespace)
       .flatMap(() => (existsSync(`/sys/fs/cgroup/pids/${c.namespace}/cw1`) ? ['cw1'] : []));
     expect(cgroups).toEqual([]);
+    // nor the namespace's, which the cut-short Create made: the next spored removed it before
+    // the replay made it again, so the replay's Delete knew to remove it (helper-67 found it left)
+    for (let i = 0; i < 50 && existsSync(`/sys/fs/cgroup/pids/${c.namespace}`); i++) await sleep(100);
+    expect(existsSync(`/sys/fs/cgroup/pids/${c.namespace}`)).toBe(false);
   }, 90_000);
 
   it('a kill -9 during a createRuntime hook: the cut-short Create gets its poststop hooks once, the replayed one runs its hooks again for its own init', async () => {
@@ -131,6 +135,28 @@ describe.skipIf(skip !== undefined)('kill -9 of spored inside a Create or an exe
     const ps = await c.ctr(['task', 'ps', 'cw2']);
     expect(ps.stdout.split('\n').filter((l) => /^\s*\d+/.test(l))).toHaveLength(1);
     await c.ctr(['task', 'kill', '-s', 'KILL', 'cw2']);
+  }, 90_000);
+
+  it('keeper and spored killed together inside a Create: its cgroup and the parents it made go (the shim\'s delete, or the next spored), and spore comes back', async () => {
+    const parent = `${c.namespace}-kp`;
+    const run = background(['run', '--rm', '--runtime', 'io.containerd.spore.v2', '--cgroup', `/${parent}/cw4`, '--rootfs', busybox, 'cw4', '/bin/true']);
+    const k = `${c.namespace}/cw4`;
+    for (let i = 0; i < 300 && !held(k); i++) await sleep(50);
+    expect(held(k), `${k} was never held`).toBe(true);
+    expect(existsSync(`/sys/fs/cgroup/pids/${parent}/cw4`)).toBe(true);
+    const keeper = Number(readFileSync(join(c.runDir, 'keeper.pid'), 'utf8').trim().split(/\s+/)[0]);
+    process.kill(keeper, 'SIGKILL');
+    process.kill(sporedPid(c), 'SIGKILL');
+    const r = await run;
+    expect(r.code, 'a Create cut short with its keeper fails, as with a dead shim').not.toBe(0);
+    const creating = (): string[] => {
+      try { return readdirSync(join(c.runDir, 'tasks', c.namespace)).filter((f) => f.includes('.creating')); } catch { return []; }
+    };
+    for (let i = 0; i < 200 && (existsSync(`/sys/fs/cgroup/pids/${parent}`) || creating().length > 0); i++) await sleep(100);
+    expect(existsSync(`/sys/fs/cgroup/pids/${parent}`), sporedAbout(c, 'cw4')).toBe(false);
+    expect(creating()).toEqual([]);
+    const back = await c.ctr(['run', '--rm', '--runtime', 'io.containerd.spore.v2', '--rootfs', busybox, 'cw5', '/bin/echo', 'back'], { timeoutMs: 60_000 });
+    expect(back.stdout, back.stderr).toBe('back\n');
   }, 90_000);
 });
 

@@ -5,13 +5,14 @@
 // stderr is logged by containerd as warnings; a non-zero exit means cleanup really failed.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampNow } from '@bufbuild/protobuf/wkt';
-import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { destroyCgroup, killAll, parseMountinfo, pids, type CgroupHandle } from '../pools/cgroups.js';
 import { SyscallError } from '../sys/errors.js';
-import { readRecord, removeRecord, type TaskRecord } from '../task/record.js';
+import { readAllRecords, readRecord, removeRecord, takeCreating, type TaskRecord } from '../task/record.js';
+import { cleanUpCutShort } from '../task/cut-short.js';
 import { runHooksAll } from '../task/hooks.js';
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -260,6 +261,15 @@ export async function runDelete(
     } catch (e) {
       fail(`unmount ${bundleRootfs}: ${errMsg(e)}`);
     }
+    // A Create that spored and its keeper died in: its cgroup and the parents it made go, its
+    // poststop hooks run (cut-short.ts). With a keeper up, the spored it runs does that
+    // (TaskManager.restore), or the Create is still going on.
+    const cut = (await keeperAlive(runDir)) ? null : takeCreating(runDir, ns, id);
+    if (cut) {
+      const live = readAllRecords(runDir).records;
+      for (const w of await cleanUpCutShort(cut, { inUse: (path) => live.some((r) => r.cgroup?.path === path) })) warn(w);
+      debug(`cleaned up after a Create cut short (cgroup ${cut.cgroup?.handle.path ?? 'none'})`);
+    }
     return { stdout: deleteResponse(0), code: failures.length ? 1 : 0 };
   }
 
@@ -349,6 +359,21 @@ export async function runDelete(
     }
   }
   return { stdout: deleteResponse(rec.pid), code: failures.length ? 1 : 0 };
+}
+
+/**
+ * Whether a keeper serves `runDir`: it holds keeper.lock (flock) for its whole life
+ * (keeper/main.ts). False when the lock is free or there is no lock file.
+ */
+export async function keeperAlive(runDir: string): Promise<boolean> {
+  let fd: number;
+  try { fd = openSync(join(runDir, 'keeper.lock'), 'r'); } catch { return false; }
+  try {
+    const { tryLockExclusive } = await import('../sys/libc.js');
+    return !tryLockExclusive(fd); // (taken: nobody held it; closing the fd lets go again)
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Entry used by the launcher: run, write stdout, exit with the code. */

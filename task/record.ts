@@ -4,7 +4,7 @@
 // delete` needs to clean up after a dead spored, and what the launcher checks (by
 // existence alone, from sh) to skip Node on the common path. Writes are atomic (a temp
 // file renamed over the record), so a crash leaves the old record or the new one.
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { CgroupHandle } from '../pools/cgroups.js';
 import type { NamespaceStep, Stdio } from '../engines/process/protocol.js';
@@ -173,14 +173,27 @@ export function pruneTombstones(runDir: string, maxAgeMs: number, now = Date.now
 }
 
 /**
- * A Create in flight whose config.json has poststop hooks: what they need if spored dies
- * before the Create ends. runc destroys a container whose create failed, poststop included; a
+ * A Create in flight: what it is about to make, for whoever cleans up if spored dies before
+ * the Create ends (written before its cgroup is made, removed once the task record is
+ * written). runc destroys a container whose create failed, poststop hooks included; a
  * Create cut short by a crash is never answered (containerd's replay makes a new one), so
- * the next spored runs them for it (TaskManager.restore), before the replay's own hooks.
+ * the next spored (TaskManager.restore) or, with no keeper left, the shim binary's delete
+ * (shim/delete.ts) removes its cgroup and the parents it made and runs its poststop hooks
+ * (task/cut-short.ts), before the replay's own Create.
  */
-export interface CreatingRecord { namespace: string; id: string; bundle: string; hooks: LaterHooks }
+export interface CreatingRecord {
+  namespace: string; id: string; bundle: string; hooks: LaterHooks;
+  /**
+   * Its cgroup (absent in a record of an older spored): `made` when its leaf did not exist
+   * before this Create (a shared cgroupsPath's belongs to the container that made it), and
+   * the ancestors it made, deepest first.
+   */
+  cgroup?: { handle: CgroupHandle; made: boolean; madeParents: string[] };
+}
 
 const creatingPath = (runDir: string, namespace: string, id: string): string => join(runDir, 'tasks', namespace, `${id}.creating`);
+/** a .creating file renamed by the process that took it (`.creating.taken-<pid>`) */
+const TAKEN_RE = /\.creating\.taken-(\d+)$/;
 
 export function writeCreating(runDir: string, r: CreatingRecord): void {
   writeAtomic(creatingPath(runDir, r.namespace, r.id), JSON.stringify(r));
@@ -190,15 +203,61 @@ export function removeCreating(runDir: string, namespace: string, id: string): v
   rmSync(creatingPath(runDir, namespace, id), { force: true });
 }
 
-/** Every Create cut short (its .creating file), removing each as it is read (unreadable ones are dropped). */
+/**
+ * Every Create cut short (its .creating file). Each is taken by renaming it first, so that of
+ * a restarting spored and a shim's delete only one cleans up after it (and runs its poststop
+ * hooks); a file another process took and did not finish with (it died: no such pid) is
+ * taken again. Files are removed as they are read; unreadable ones are dropped.
+ */
 export function takeAllCreating(runDir: string): CreatingRecord[] {
   const out: CreatingRecord[] = [];
-  for (const path of taskFiles(runDir, '.creating')) {
-    try {
-      const r = JSON.parse(readFileSync(path, 'utf8')) as CreatingRecord;
-      if (typeof r.id === 'string' && typeof r.bundle === 'string' && Array.isArray(r.hooks?.poststop)) out.push(r);
-    } catch { /* unreadable: nothing to run */ }
-    rmSync(path, { force: true });
+  const root = join(runDir, 'tasks');
+  let namespaces: string[] = [];
+  try { namespaces = readdirSync(root); } catch { return out; }
+  for (const ns of namespaces) {
+    let files: string[] = [];
+    try { files = readdirSync(join(root, ns)); } catch { continue; }
+    for (const f of files) {
+      const taken = TAKEN_RE.exec(f);
+      if (!f.endsWith('.creating') && !(taken && !pidAlive(Number(taken[1])))) continue;
+      const r = takeFile(join(root, ns, f));
+      if (r) out.push(r);
+    }
   }
   return out;
+}
+
+/** The .creating file of one Create, taken as takeAllCreating takes each; null if there is none (or another took it). */
+export function takeCreating(runDir: string, namespace: string, id: string): CreatingRecord | null {
+  return takeFile(creatingPath(runDir, namespace, id));
+}
+
+function takeFile(path: string): CreatingRecord | null {
+  const mine = `${path.replace(TAKEN_RE, '.creating')}.taken-${process.pid}`;
+  try { renameSync(path, mine); } catch { return null; } // gone, or another took it
+  try {
+    const r = JSON.parse(readFileSync(mine, 'utf8')) as CreatingRecord;
+    return isCreatingRecord(r) ? r : null;
+  } catch {
+    return null; // unreadable: nothing to clean up
+  } finally {
+    rmSync(mine, { force: true });
+  }
+}
+
+/** The shape writeCreating writes; a cgroup handle only with its dirs under their mounts (cgroups.ts destroy checks them again). */
+function isCreatingRecord(r: unknown): r is CreatingRecord {
+  if (typeof r !== 'object' || r === null) return false;
+  const c = r as Partial<CreatingRecord>;
+  if (typeof c.id !== 'string' || typeof c.namespace !== 'string' || typeof c.bundle !== 'string' || !Array.isArray(c.hooks?.poststop)) return false;
+  if (c.cgroup === undefined) return true;
+  const g = c.cgroup;
+  const h = g?.handle;
+  return typeof g === 'object' && g !== null && typeof g.made === 'boolean' && Array.isArray(g.madeParents) && g.madeParents.every((d) => typeof d === 'string')
+    && typeof h === 'object' && h !== null && typeof h.path === 'string' && typeof h.dirs === 'object' && h.dirs !== null && typeof h.mounts === 'object' && h.mounts !== null
+    && Object.values(h.dirs).every((d) => typeof d === 'string');
+}
+
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }

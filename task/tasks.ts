@@ -18,6 +18,7 @@ import { HookFailed, runHooks, runHooksAll, type HookObserver } from './hooks.js
 import type { LaterHooks } from './record.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
+import { cleanUpCutShort } from './cut-short.js';
 import { findTombstones, pruneTombstones, readAllRecords, removeCreating, removeRecord, removeTombstone, takeAllCreating, writeCreating, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
 import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
 import { HeldStart, releaseSetupPipes } from './held-start.js';
@@ -380,6 +381,10 @@ export class TaskManager {
     const ph: Record<string, number> = {};
     const lap = (name: string): void => { ph[name] = Math.round((performance.now() - t0) * 100) / 100; };
     try {
+      // a crashed Create of this id cleaned up first: its cgroup parents are gone before
+      // missingAncestors() looks (else this one would not know it made them, and leave them)
+      const cutShort = this.cutShort.get(key(ns, id));
+      if (cutShort) await cutShort;
       const rootPath = this.prepareRootfs(bundle, spec, rootfs, undo);
       lap('rootfs');
       const cgroup = cgroupHandle(this.o.layout, spec.linux?.cgroupsPath || `/${ns}/${id}`, { parent: this.o.cgroupParent ?? '/spore', named: true });
@@ -453,12 +458,13 @@ export class TaskManager {
       let hookError: unknown = null;
       let hooksRun: Promise<void> | null = null;
       const state = ociStateBase(id, bundle, spec.annotations);
-      // what a crash before this Create ends leaves for the next spored: its poststop hooks
-      if (hasHooks(hooks, 'poststop')) {
-        await this.cutShort.get(key(ns, id)); // a crashed Create of this id cleaned up first
-        writeCreating(this.o.runDir, { namespace: ns, id, bundle, hooks: { poststart: [], poststop: hooks.poststop ?? [], state } });
-        undo.push(() => removeCreating(this.o.runDir, ns, id));
-      }
+      // what a crash before this Create ends leaves for the next spored (or the shim's delete,
+      // cut-short.ts): the cgroup it is about to make, the parents, its poststop hooks
+      writeCreating(this.o.runDir, {
+        namespace: ns, id, bundle, hooks: { poststart: [], poststop: hooks.poststop ?? [], state },
+        cgroup: { handle: cgroup, made: !existsSync(Object.values(cgroup.dirs)[0] ?? '/'), madeParents },
+      });
+      undo.push(() => removeCreating(this.o.runDir, ns, id));
       const onHooks = (pid: number): void => {
         const t = performance.now();
         hooksRun = this.runtimeHooks(key(ns, id), hooks, { ...state, status: 'creating', pid }, bundle).then((e) => {
@@ -1320,13 +1326,17 @@ export class TaskManager {
     }
     const abort = [...waiting.keys()].filter((k) => !known.has(k));
     // Creates cut short by the crash: never answered, their sandboxes aborted (above); their
-    // poststop hooks run now, as runc's for a create that failed (a replayed Create of the
-    // same id waits for them)
+    // cgroups go and their poststop hooks run now, as runc's for a create that failed (a
+    // replayed Create of the same id waits for them: cut-short.ts)
     for (const r of takeAllCreating(this.o.runDir)) {
       const k = key(r.namespace, r.id);
-      if (this.containers.has(k)) continue; // recorded after all: its Delete runs them
-      const done = runHooksAll('poststop', r.hooks.poststop, { ...r.hooks.state, status: 'stopped' }, r.bundle, this.o.onHook)
-        .then((ws) => { for (const w of ws) this.o.log.warn({ id: r.id, ns: r.namespace }, w); })
+      if (this.containers.has(k)) continue; // recorded after all: its Delete cleans up
+      const inUse = (path: string): boolean => [...this.containers.values()].some((c) => c.cgroup.path === path) || [...this.cgroupsInCreate.values()].some((c) => c.path === path);
+      const done = cleanUpCutShort(r, { inUse, ...(this.o.onHook ? { onHook: this.o.onHook } : {}) })
+        .then((ws) => {
+          for (const w of ws) this.o.log.warn({ id: r.id, ns: r.namespace }, w);
+          this.o.log.info({ id: r.id, ns: r.namespace, cgroup: r.cgroup?.handle.path }, 'cleaned up after a Create cut short');
+        })
         .finally(() => { if (this.cutShort.get(k) === done) this.cutShort.delete(k); });
       this.cutShort.set(k, done);
     }

@@ -2,17 +2,17 @@
 // (processes in a cgroup, a bind mount on <bundle>/rootfs, the cgroup dirs, the task record).
 import { fromBinary } from '@bufbuild/protobuf';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import {
   type CgroupHandle, addProcess, cgroupHandle, createCgroup, destroyCgroup, detectCgroupLayout, killAll, parseMountinfo, pids,
 } from '../pools/cgroups.js';
-import { MNT_DETACH, MS, mount, umount2 } from '../sys/libc.js';
-import { readRecord, recordPath, writeRecord, type TaskRecord } from '../task/record.js';
-import { FlagError, parseShimFlags, procStartTime, runDelete } from '../shim/delete.js';
+import { MNT_DETACH, MS, mount, tryLockExclusive, umount2 } from '../sys/libc.js';
+import { readRecord, recordPath, removeRecord, takeAllCreating, takeCreating, writeCreating, writeRecord, type CreatingRecord, type TaskRecord } from '../task/record.js';
+import { FlagError, keeperAlive, parseShimFlags, procStartTime, runDelete } from '../shim/delete.js';
 
 function isMounted(path: string): boolean {
   return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === path);
@@ -235,5 +235,103 @@ describe('runDelete', () => {
     expect(existsSync(`/proc/${pid}`)).toBe(true);
     expect(existsSync(recordPath(runDir, ns, id))).toBe(false);
     child.kill('SIGKILL');
+  });
+
+  it('a Create cut short with its keeper gone (.creating, no record): the set-up is killed, its cgroup and the parents it made go, its poststop hooks run once', async () => {
+    const ns = 'default';
+    const id = 'cutshort';
+    const bundle = join(tmp, 'bundle-cut');
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    const out = join(tmp, 'cut-poststop.out');
+    // the parents it made: <parent>/cutns, and its leaf below
+    const h = cgroupHandle(layout, `cutns/${id}`, { parent });
+    handles.push(h);
+    const madeParents = [...new Set(Object.values(h.dirs).map((d) => dirname(d)))];
+    createCgroup(h);
+    const child = spawn('sleep', ['100'], { stdio: 'ignore' });
+    children.push(child);
+    const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_c, sig) => res(sig)));
+    addProcess(h, child.pid!);
+    writeCreating(runDir, {
+      namespace: ns, id, bundle,
+      hooks: { poststart: [], poststop: [{ path: '/bin/sh', args: ['sh', '-c', `echo ran >> ${out}`], env: null, timeout: null }], state: { ociVersion: '1.0.2', id, bundle } },
+      cgroup: { handle: h, made: true, madeParents },
+    });
+    // a keeper holds its lock: the Create is its spored's to finish or clean up
+    const lockFd = openSync(join(runDir, 'keeper.lock'), 'a');
+    expect(tryLockExclusive(lockFd)).toBe(true);
+    try {
+      expect(await keeperAlive(runDir)).toBe(true);
+      expect((await runDelete(argv(ns, id, bundle), env, log)).code).toBe(0);
+      expect(pids(h)).toEqual([child.pid]);
+      expect(existsSync(join(runDir, 'tasks', ns, `${id}.creating`))).toBe(true);
+    } finally {
+      closeSync(lockFd);
+    }
+    expect(await keeperAlive(runDir)).toBe(false);
+    const before = logs.length;
+    const { stdout, code } = await runDelete(argv(ns, id, bundle), env, log);
+    expect(logs.slice(before)).toEqual([]);
+    expect(code).toBe(0);
+    expect(fromBinary(DeleteResponseSchema, stdout).exitStatus).toBe(137);
+    expect(await exited).toBe('SIGKILL');
+    for (const dir of [...Object.values(h.dirs), ...madeParents]) expect(existsSync(dir), dir).toBe(false);
+    expect(readFileSync(out, 'utf8')).toBe('ran\n');
+    expect(existsSync(join(runDir, 'tasks', ns, `${id}.creating`))).toBe(false);
+    // taken once: a second delete finds nothing to do
+    expect((await runDelete(argv(ns, id, bundle), env, log)).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('ran\n');
+  });
+
+  it('a cut-short Create whose cgroup a recorded container shares, or whose leaf it did not make: the cgroup and its processes stay', async () => {
+    const ns = 'default';
+    const bundle = join(tmp, 'bundle-shared');
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    const h = cgroupHandle(layout, 'sharedcg', { parent });
+    handles.push(h);
+    createCgroup(h);
+    const child = spawn('sleep', ['100'], { stdio: 'ignore' });
+    children.push(child);
+    addProcess(h, child.pid!);
+    const state = { ociVersion: '1.0.2', id: 'x', bundle };
+    writeRecord(runDir, { id: 'sharer', namespace: ns, bundle, pid: child.pid!, rootfs: join(bundle, 'rootfs'), rootfsMounted: false, cgroup: h, createdAt: new Date().toISOString() });
+    writeCreating(runDir, { namespace: ns, id: 'cut2', bundle, hooks: { poststart: [], poststop: [], state }, cgroup: { handle: h, made: true, madeParents: [] } });
+    expect((await runDelete(argv(ns, 'cut2', bundle), env, log)).code).toBe(0);
+    expect(pids(h)).toEqual([child.pid]);
+    removeRecord(runDir, ns, 'sharer');
+    writeCreating(runDir, { namespace: ns, id: 'cut3', bundle, hooks: { poststart: [], poststop: [], state }, cgroup: { handle: h, made: false, madeParents: [] } });
+    expect((await runDelete(argv(ns, 'cut3', bundle), env, log)).code).toBe(0);
+    expect(pids(h)).toEqual([child.pid]);
+    expect(existsSync(join(runDir, 'tasks', ns, 'cut3.creating'))).toBe(false);
+    child.kill('SIGKILL');
+  });
+});
+
+describe('.creating records', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'spore-creating-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const h: CgroupHandle = { path: '/ns/c', mode: 'v2', dirs: { unified: '/sys/fs/cgroup/unified/ns/c' }, mounts: { unified: '/sys/fs/cgroup/unified' } };
+  const rec = (id: string): CreatingRecord => ({ namespace: 'ns', id, bundle: '/b', hooks: { poststart: [], poststop: [], state: { ociVersion: '1.0.2', id, bundle: '/b' } }, cgroup: { handle: h, made: true, madeParents: ['/sys/fs/cgroup/unified/ns'] } });
+
+  it('each is taken once; one a dead process took and left is taken again, a live one\'s is not; malformed ones are dropped', () => {
+    const runDir = join(tmp, 'run');
+    writeCreating(runDir, rec('a'));
+    writeCreating(runDir, rec('b'));
+    const dir = join(runDir, 'tasks', 'ns');
+    // taken by a process that died before it finished (no such pid), and by a live one (this)
+    renameSync(join(dir, 'b.creating'), join(dir, 'b.creating.taken-999999999'));
+    writeFileSync(join(dir, 'c.creating.taken-' + String(process.pid)), JSON.stringify(rec('c')));
+    writeFileSync(join(dir, 'bad.creating'), JSON.stringify({ ...rec('bad'), cgroup: { handle: { path: 1 }, made: true, madeParents: [] } }));
+    writeFileSync(join(dir, 'torn.creating'), '{"namespace":');
+    expect(takeCreating(runDir, 'ns', 'a')).toEqual(rec('a'));
+    expect(takeCreating(runDir, 'ns', 'a')).toBeNull();
+    writeCreating(runDir, rec('a'));
+    expect(takeAllCreating(runDir).map((r) => r.id).sort()).toEqual(['a', 'b']);
+    expect(readdirSync(dir).sort()).toEqual([`c.creating.taken-${process.pid}`]);
+    expect(takeAllCreating(runDir)).toEqual([]);
+    // an older spored's record (hooks only) is still one
+    const { cgroup: _cg, ...old } = rec('old');
+    writeFileSync(join(dir, 'old.creating'), JSON.stringify(old));
+    expect(takeAllCreating(runDir)).toEqual([old]);
   });
 });
