@@ -834,8 +834,12 @@ export class TaskManager {
       return;
     }
     const spec = p.spec;
+    const t0 = performance.now();
+    const ph: Record<string, number> = {};
+    const lap = (name: string): void => { ph[name] = Math.round((performance.now() - t0) * 100) / 100; };
     const pio = await ProcessIO.open({ ...p.stdio, terminal: p.terminal }, { id: execId, namespace: ns, cwd: c.bundle, relay: true, custody: this.custodyOf(ns, id, execId) });
     await pio.ready();
+    lap('io');
     this.ios.set(p, pio);
     // CloseIO came while the stdio was being opened (ctr sends it as soon as its input ends)
     if (this.stdinClosedEarly.delete(p)) pio.closeStdin();
@@ -862,7 +866,9 @@ export class TaskManager {
       checkLsm(plan.process, hostLsm(), 'exec process');
       if (plan.process.caps.unknown) this.o.log.warn({ id, ns, execId, capabilities: plan.process.caps.unknown }, 'ignoring unknown or unavailable capabilities (as runc does)');
       const k = key(ns, id, execId);
+      lap('plan');
       const spawned = await this.o.seed.spawn(k, plan);
+      lap('spawn');
       await holdForTest(this.o.log, k);
       if (ptyInside) {
         try {
@@ -885,16 +891,20 @@ export class TaskManager {
       // exec a second time (the first copy took the first stdin lines with it). Now the
       // next spored knows it: running (a replayed Start is answered), or still held by the
       // seed (started then), its relays adopted either way. Not recorded: not started.
+      lap('parked');
       try {
         this.persist(c, true);
       } catch (e) {
         await this.o.seed.abort(k).catch(() => undefined);
         throw e;
       }
+      lap('recorded');
       // the keeper holds its relays, a replayed Start adopts them: the client's stdin may flow now
       pio.begin();
       // (answered at its exec line, once it has its start byte, as an init's: an exec has no poststart hooks)
       await this.settleOnFailure(p, this.o.seed.startProcess(k, { atExec: true }));
+      lap('started');
+      this.o.log.info({ id, ns, execId, hostPid: p.pid, phases: { ...ph, seed: spawned.timings } }, 'exec started');
       await holdForTest(this.o.log, k, 'started');
     } catch (e) {
       this.consoles.delete(p);
