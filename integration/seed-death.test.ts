@@ -96,6 +96,25 @@ describe.skipIf(skip !== undefined)('the root seed killed between a container\'s
     // the keeper let go of their pipes (start, status, stdio relays)
     expect(keeperPipes()).toEqual(ownPipes);
   }, 120_000);
+
+  it('an exec whose Start waits when the seed dies runs, with its output and exit code (it ended with the seed before)', async () => {
+    const execHeld = (): number => (existsSync(c.sporeLog) ? readFileSync(c.sporeLog, 'utf8') : '').split('\n').filter((l) => l.includes('test hold: an exec')).length;
+    expect((await c.ctr(['run', '-d', ...RT, '--rootfs', bb, 'ex', '/bin/sleep', '1000'])).code).toBe(0);
+    const seed = rootSeed();
+    const ex = ctrInBackground(c, ['task', 'exec', '--exec-id', 'e1', 'ex', '/bin/sh', '-c', 'echo exec-after-the-seed; exit 6']);
+    for (let i = 0; i < 100 && execHeld() === 0; i++) await sleep(50);
+    expect(execHeld()).toBe(1);
+    process.kill(seed, 'SIGKILL');
+    const r = await ex;
+    expect({ code: r.code, stdout: r.stdout }, r.stderr).toEqual({ code: 6, stdout: 'exec-after-the-seed\n' });
+    // and the next exec goes to the new seed
+    const again = await c.ctr(['task', 'exec', '--exec-id', 'e2', 'ex', '/bin/echo', 'again']);
+    expect(again.stdout, again.stderr).toBe('again\n');
+    expect(rootSeed()).not.toBe(seed);
+    expect((await c.ctr(['task', 'kill', '-s', 'KILL', 'ex'])).code).toBe(0);
+    for (let i = 0; i < 100 && !/^ex\s+\d+\s+STOPPED/m.test((await c.ctr(['task', 'ls'])).stdout); i++) await sleep(50);
+    expect((await c.ctr(['task', 'rm', 'ex'])).code).toBe(0);
+  }, 120_000);
 });
 
 // The seed dies after it set a container up and answered, before spored took its pipes
@@ -118,6 +137,20 @@ describe.skipIf(skip !== undefined)('the root seed killed between its answer to 
     process.kill(rootSeedOf(c), 'SIGKILL');
     const r = await run;
     expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 9, stdout: 'ran\n' });
+  }, 120_000);
+
+  it('an exec set up when the seed dies, before spored took its pipes: the next spored sets it up again, and it runs once', async () => {
+    const execHeld = (): boolean => readFileSync(c.sporeLog, 'utf8').split('\n').some((l) => l.includes('test hold: sandbox set up') && l.includes(`"key":"${c.namespace}/w/e1"`));
+    expect((await c.ctr(['run', '-d', ...RT, '--rootfs', bb, 'w', '/bin/sleep', '1000'])).code).toBe(0);
+    const ex = ctrInBackground(c, ['task', 'exec', '--exec-id', 'e1', 'w', '/bin/sh', '-c', 'echo exec-ran; exit 8']);
+    for (let i = 0; i < 200 && !execHeld(); i++) await sleep(50);
+    expect(execHeld()).toBe(true);
+    process.kill(rootSeedOf(c), 'SIGKILL');
+    const r = await ex;
+    expect({ code: r.code, stdout: r.stdout }, r.stderr).toEqual({ code: 8, stdout: 'exec-ran\n' });
+    expect((await c.ctr(['task', 'kill', '-s', 'KILL', 'w'])).code).toBe(0);
+    for (let i = 0; i < 100 && !/^w\s+\d+\s+STOPPED/m.test((await c.ctr(['task', 'ls'])).stdout); i++) await sleep(50);
+    expect((await c.ctr(['task', 'rm', 'w'])).code).toBe(0);
   }, 120_000);
 });
 

@@ -8,6 +8,8 @@
 // waiting, and the next spored takes them back. spored starts the container itself, as the
 // seed's `start` does (seed-main.ts): one byte on the start pipe, then the status pipe's EOF
 // (it is close-on-exec: EOF means execve happened); the seed is told first (`started`).
+// An exec's set-up is held the same way for the length of its Start (task/tasks.ts
+// startExec): a Start the seed's death or spored's cuts short is carried out by the next.
 import { fstatSync } from 'node:fs';
 import net from 'node:net';
 import { onJsonLines } from '../engines/process/lines.js';

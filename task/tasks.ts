@@ -158,7 +158,7 @@ const TEST_MUTATION = process.env.SPORE_TEST_MUTATION ?? '';
  * long, so that integration/crash-window.test.ts can kill spored inside that window.
  */
 const TEST_HOLD_SPAWNED_MS = Number(process.env.SPORE_TEST_HOLD_SPAWNED_MS ?? 0) || 0;
-/** Test-only, the same for an exec the seed has started whose Start is not yet answered. */
+/** Test-only, the same for an exec the seed has started whose Start is not yet answered (SPORE_TEST_HOLD_START_MS, below, holds an init's or exec's Start before it is carried out). */
 const TEST_HOLD_STARTED_MS = Number(process.env.SPORE_TEST_HOLD_STARTED_MS ?? 0) || 0;
 /** Test-only: hold an init's Start this long before it goes to the seed (integration/seed-death.test.ts kills the seed meanwhile). */
 const TEST_HOLD_START_MS = Number(process.env.SPORE_TEST_HOLD_START_MS ?? 0) || 0;
@@ -684,7 +684,7 @@ export class TaskManager {
       }
     } catch (e) {
       this.afterStart(p);
-      if (execId && p.status === 'created') {
+      if (execId && p.status === 'created' && !(e instanceof LeftForNext)) {
         p.startFailed = true;
         this.releaseWaiters(p);
       }
@@ -725,37 +725,44 @@ export class TaskManager {
           throw e;
         }
       }
-      // the seed lets go of it first (a new seed never knew it): were spored to die between
-      // the byte and this, the seed would list it as waiting for a Start that happened
-      this.o.seed.started(key(c.namespace, c.id));
-      let failure: string | null;
-      try {
-        // answered at the execve's start when no poststart hook waits for the program
-        failure = await held.begin({
-          atExec: !(c.hooks && c.hooks.poststart.length > 0),
-          late: (f) => this.o.log.warn({ id: c.id, ns: c.namespace, hostPid: p.pid }, `the container's program did not start: ${f}`),
-        });
-      } catch (e) {
-        // nobody reads the start pipe: an earlier spored started it (and died before it
-        // recorded so), or it is gone
-        if (this.alive(p)) return p.pid;
-        throw new SporeError(Code.UNKNOWN, `the container's process (pid ${p.pid}) is gone; it cannot start (${(e as Error).message})`, { cause: e });
-      }
-      if (failure) this.o.log.warn({ id: c.id, ns: c.namespace, hostPid: p.pid }, `the container's program did not start: ${failure}`);
-      return p.pid;
+      // answered at the execve's start when no poststart hook waits for the program
+      return await this.beginHeld(c, p, held, !(c.hooks && c.hooks.poststart.length > 0));
     } finally {
       if (!leftForNext) this.releaseStart(c, p);
     }
   }
 
-  /** The keeper lets go of a created init's pipes (it started, or is being deleted). */
+  /**
+   * Start `p` (an init or an exec) through the pipes spored holds (held-start.ts), the seed
+   * told first; resolves with its pid. `atExec`: at its exec line (see HeldStart.begin).
+   */
+  private async beginHeld(c: ContainerState, p: ProcState, held: HeldStart, atExec: boolean): Promise<number> {
+    const what = p.execId ? `exec ${p.execId}'s` : 'container\'s';
+    const where = { id: c.id, ns: c.namespace, ...(p.execId ? { execId: p.execId } : {}), hostPid: p.pid };
+    // the seed lets go of it first (a new seed never knew it): were spored to die between
+    // the byte and this, the seed would list it as waiting for a Start that happened
+    this.o.seed.started(key(c.namespace, c.id, p.execId));
+    let failure: string | null;
+    try {
+      failure = await held.begin({ atExec, late: (f) => this.o.log.warn(where, `the ${what} program did not start: ${f}`) });
+    } catch (e) {
+      // nobody reads the start pipe: an earlier spored started it (and died before it
+      // recorded so), or it is gone
+      if (this.alive(p)) return p.pid;
+      throw new SporeError(Code.UNKNOWN, `the ${what} process (pid ${p.pid}) is gone; it cannot start (${(e as Error).message})`, { cause: e });
+    }
+    if (failure) this.o.log.warn(where, `the ${what} program did not start: ${failure}`);
+    return p.pid;
+  }
+
+  /** The keeper lets go of a created init's or exec's pipes (it started, or is being deleted). */
   private releaseStart(c: ContainerState, p: ProcState): void {
     const held = this.heldStarts.get(p);
     this.heldStarts.delete(p);
     this.parkedStarts.delete(p);
     if (held) held.release();
     else {
-      const custody = this.custodyOf(c.namespace, c.id, '');
+      const custody = this.custodyOf(c.namespace, c.id, p.execId);
       if (custody) releaseSetupPipes(custody);
     }
   }
@@ -829,11 +836,18 @@ export class TaskManager {
         if (con) { this.consoles.set(p, con); await con.parked; }
       }
       this.byPid.set(p.pid, { c, p });
-      await this.settleOnFailure(p, this.o.seed.startProcess(key(ns, id, execId), { atExec: true }));
+      // through its pipes, back from the keeper (restore: its seed may be a new one that never knew it)
+      const held = this.heldStarts.get(p);
+      try {
+        await this.settleOnFailure(p, held ? this.beginHeld(c, p, held, true) : this.o.seed.startProcess(key(ns, id, execId), { atExec: true }));
+      } finally {
+        if (held || this.parkedStarts.has(p)) this.releaseStart(c, p);
+      }
       this.consoles.get(p)?.attached();
       return;
     }
     const spec = p.spec;
+    let startSent = false;
     const t0 = performance.now();
     const ph: Record<string, number> = {};
     const lap = (name: string): void => { ph[name] = Math.round((performance.now() - t0) * 100) / 100; };
@@ -885,13 +899,25 @@ export class TaskManager {
       this.byPid.set(p.pid, { c, p });
       this.claimExit(p.pid, spawned.exitsBefore); // its exit event waits for the start event (starting)
       if (console) this.consoles.set(p, console);
-      await Promise.all([pio.parked(), console?.parked]);
+      // its start and status pipes, taken from the seed and parked with the keeper as an
+      // init's are (held-start.ts): spored starts it itself, and a Start the root seed's
+      // death cuts short is carried out by the next spored (without them: through the seed)
+      const holding = spawned.pipes && this.o.seed.has('started-by-spored')
+        ? HeldStart.take(this.o.seed.pid, spawned.pipes, this.custodyOf(ns, id, execId)).catch((e: unknown) => {
+          this.o.log.warn({ id, ns, execId, err: (e as Error).message }, 'the exec\'s start pipe could not be taken from the root seed; it starts through the seed');
+          return null;
+        })
+        : null;
+      const [held] = await Promise.all([holding, pio.parked(), console?.parked]);
+      if (held) this.heldStarts.set(p, held);
+      // (its set-up ended with the seed: the next spored sets it up again, below)
+      else if (holding && !processRunning(this.o.seed.pid)) throw new Error('the root seed died before its pipes were taken');
+      lap('parked');
       // Recorded with its pid and relays before it starts: a spored killed once the seed had
       // started it left a record without the pid, and the replayed Start set up and ran the
       // exec a second time (the first copy took the first stdin lines with it). Now the
       // next spored knows it: running (a replayed Start is answered), or still held by the
       // seed (started then), its relays adopted either way. Not recorded: not started.
-      lap('parked');
       try {
         this.persist(c, true);
       } catch (e) {
@@ -901,15 +927,41 @@ export class TaskManager {
       lap('recorded');
       // the keeper holds its relays, a replayed Start adopts them: the client's stdin may flow now
       pio.begin();
+      if (TEST_HOLD_START_MS > 0) {
+        this.o.log.warn({ id, ns, execId, ms: TEST_HOLD_START_MS }, 'test hold: an exec\'s Start, before it is carried out');
+        await new Promise((r) => setTimeout(r, TEST_HOLD_START_MS));
+      }
       // (answered at its exec line, once it has its start byte, as an init's: an exec has no poststart hooks)
-      await this.settleOnFailure(p, this.o.seed.startProcess(k, { atExec: true }));
+      startSent = true;
+      try {
+        await this.settleOnFailure(p, held ? this.beginHeld(c, p, held, true) : this.o.seed.startProcess(k, { atExec: true }));
+      } finally {
+        if (held) this.releaseStart(c, p);
+      }
       lap('started');
       this.o.log.info({ id, ns, execId, hostPid: p.pid, phases: { ...ph, seed: spawned.timings } }, 'exec started');
       await holdForTest(this.o.log, k, 'started');
     } catch (e) {
+      // (a set-up whose pipes spored took: the keeper lets go too, it sees EOF and ends)
+      if (this.heldStarts.has(p)) this.releaseStart(c, p);
       this.consoles.delete(p);
       console?.close();
       this.ios.delete(p);
+      // The root seed died before this exec was started (its set-up ended with it, or its
+      // pipes could not be taken): under a keeper the Start is left for the next spored,
+      // which sets the exec up again (the replayed Start), as a Create cut short by the
+      // seed's death; its stdio stays with the keeper for that replay.
+      if (!startSent && this.custodyOf(ns, id, execId) && !processRunning(this.o.seed.pid)) {
+        this.seedLostUnderKeeper();
+        if (p.pid) {
+          this.byPid.delete(p.pid);
+          p.pid = 0;
+          p.pidStartTime = null;
+          try { this.persist(c, true); } catch { /* the next spored finds it recorded with its old pid, gone: a failed Start */ }
+        }
+        pio.abandon();
+        throw new LeftForNext(`the root seed died before this exec started; the next spored carries it out (${(e as Error).message})`);
+      }
       // a process that failed to exec says why on its stderr; the relays end (and the keeper
       // lets go of the client's FIFOs) before the answer: a spored stopping right after (its
       // root seed died meanwhile) left them held, and ctr waited for their EOF for ever (helper-56)
@@ -1048,6 +1100,14 @@ export class TaskManager {
     if (execId) {
       const why = refusal(EXEC_OPS, p.status as ExecStatus, 'delete');
       if (why) throw runcError(why);
+      // set up and never started (its Start was cut short by a crash, and nobody replayed
+      // it): its set-up process ends (it waits on the seed, or on pipes spored took)
+      if (p.status === 'created' && p.pid > 0) {
+        if (this.heldStarts.has(p) || this.parkedStarts.has(p)) {
+          if (this.alive(p)) { try { sys.kill(p.pid, 9); } catch { /* gone */ } }
+          this.releaseStart(c, p);
+        } else await this.o.seed.abort(key(ns, id, execId)).catch(() => undefined);
+      }
       c.execs.delete(execId);
       this.consoles.get(p)?.close();
       this.consoles.delete(p);
@@ -1065,10 +1125,10 @@ export class TaskManager {
       // whose pipes spored holds directly: its seed may be a new one that never knew it).
       if (this.heldStarts.has(p)) { if (this.alive(p)) { try { sys.kill(p.pid, 9); } catch { /* gone */ } } } else await this.o.seed.abort(key(ns, id));
     }
-    // the pipes of an init that never started (also one killed before Start)
-    if (this.parkedStarts.has(p) || this.heldStarts.has(p)) this.releaseStart(c, p);
+    // the pipes of an init that never started (also one killed before Start), and of execs so
+    for (const q of [p, ...c.execs.values()]) if (this.parkedStarts.has(q) || this.heldStarts.has(q)) this.releaseStart(c, q);
     if (p.status === 'created') await this.wait(ns, id, '');
-    for (const e of c.execs.values()) if (e.status === 'running' && e.pid) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
+    for (const e of c.execs.values()) if (e.status !== 'stopped' && e.pid && this.alive(e)) { try { sys.kill(e.pid, 9); } catch { /* gone */ } }
     if (!ownsPidNs(c.namespaces)) killAll(c.cgroup, 9);
     this.consoles.get(p)?.close();
     this.consoles.delete(p);
@@ -1310,7 +1370,7 @@ export class TaskManager {
         execs: new Map(), createdAt: new Date(rec.createdAt), timings: { restored: true }, hooks: rec.hooks ?? null,
         ...(rec.pidNs ? { pidNs: rec.pidNs } : {}),
       };
-      for (const e of rec.execs ?? []) c.execs.set(e.execId, this.procFromRecord(e, waiting, key(ns, rec.id, e.execId)));
+      for (const e of rec.execs ?? []) c.execs.set(e.execId, this.procFromRecord(e, waiting, key(ns, rec.id, e.execId), e.pid > 0 ? this.heldStartOf(e, ns, rec.id, waiting, e.execId) : null));
       known.add(key(ns, rec.id));
       for (const e of c.execs.keys()) known.add(key(ns, rec.id, e));
       this.containers.set(key(ns, rec.id), c);
@@ -1356,17 +1416,17 @@ export class TaskManager {
   }
 
   /**
-   * A created init the root seed no longer holds (it died) but whose pipes the keeper does,
-   * still waiting on them: its start is taken back (held-start.ts). Pipes left for any other
-   * (it started, or ended) are let go of.
+   * A created init (or exec: `execId`) the root seed no longer holds (it died) but whose pipes
+   * the keeper does, still waiting on them: its start is taken back (held-start.ts). Pipes
+   * left for any other (it started, or ended) are let go of.
    */
-  private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>): HeldStart | 'parked' | 'started' | null {
-    const custody = this.custodyOf(ns, id, '');
+  private heldStartOf(r: ProcRecord, ns: string, id: string, waiting: Map<string, number>, execId = ''): HeldStart | 'parked' | 'started' | null {
+    const custody = this.custodyOf(ns, id, execId);
     if (!custody) return null;
     // the seed still holds it: spored starts it through the pipes the keeper holds when the
     // seed lets it, else through the seed, and should the seed die during that, the next
     // spored does (startInit)
-    if (waiting.has(key(ns, id))) {
+    if (waiting.has(key(ns, id, execId))) {
       if (!custody.holds('start')) return null;
       if (!this.o.seed.has('started-by-spored')) return 'parked';
       const held = HeldStart.reclaim(custody);
@@ -1374,7 +1434,7 @@ export class TaskManager {
       if (held.waiting()) return held;
       // started by an earlier spored that died before the seed heard of it: the seed lets go
       held.release();
-      this.o.seed.started(key(ns, id));
+      this.o.seed.started(key(ns, id, execId));
       return 'started';
     }
     const held = HeldStart.reclaim(custody);
