@@ -1,6 +1,6 @@
 // spored: one long-lived daemon per node. Wires the process engine's root seed, the task
 // manager, the ttrpc Task service for containerd and the event forwarder.
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gatewayCustodyKey } from './gateway.js';
 import { friCustodyKey } from '../protocols/fri/server.js';
@@ -129,7 +129,11 @@ function memo<T>(f: () => T, ms: number): () => T {
 
 /** The config as logged: the gateway token is never written to a log. */
 export function loggableConfig(config: DaemonConfig): Record<string, unknown> {
-  return { ...config, gatewayToken: config.gatewayToken === null ? null : '<set>' };
+  // (no --log: stderr, which the launcher points at <run-dir>/spored.log; named, as a user
+  // reading `"logFile": null` in this very file asked where the log was, helper-69)
+  let logTo: string = config.logFile ?? 'stderr';
+  if (config.logFile === null) { try { logTo = `stderr (${readlinkSync('/proc/self/fd/2')})`; } catch { /* closed */ } }
+  return { ...config, gatewayToken: config.gatewayToken === null ? null : '<set>', logTo };
 }
 
 /**

@@ -21,6 +21,15 @@ describe('spored config', () => {
     expect(c.logFile).toBeNull();
   });
 
+  it('the ready line names where the log goes and hides the gateway token', async () => {
+    const { loggableConfig } = await import('../daemon/daemon.js');
+    const bare = loggableConfig(loadConfig([], {}));
+    expect(String(bare.logTo)).toMatch(/^stderr( \(.+\))?$/);
+    const named = loggableConfig(loadConfig(['--log', '/tmp/x.log', '--gateway-token', 'sekrit'], {}));
+    expect(named).toMatchObject({ logTo: '/tmp/x.log', gatewayToken: '<set>' });
+    expect(JSON.stringify(named)).not.toContain('sekrit');
+  });
+
   it('takes flags over env, and both forms of a flag', () => {
     expect(loadConfig(['--function-concurrency', '8'], { SPORE_FUNCTION_CONCURRENCY: '4' }).functionConcurrency).toBe(8);
     expect(loadConfig(['--state-dir=/tmp/x'], {}).stateDir).toBe('/tmp/x');
