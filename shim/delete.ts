@@ -5,13 +5,13 @@
 // stderr is logged by containerd as warnings; a non-zero exit means cleanup really failed.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampNow } from '@bufbuild/protobuf/wkt';
-import { closeSync, openSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { readFileSync, readlinkSync, realpathSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
 import { destroyCgroup, killAll, parseMountinfo, pids, type CgroupHandle } from '../pools/cgroups.js';
 import { SyscallError } from '../sys/errors.js';
-import { readAllRecords, readRecord, removeRecord, takeCreating, type TaskRecord } from '../task/record.js';
+import { readAllRecords, readRecord, removeRecord, takeCreating, takenByLive, type TaskRecord } from '../task/record.js';
 import { cleanUpCutShort } from '../task/cut-short.js';
 import { runHooksAll } from '../task/hooks.js';
 
@@ -252,7 +252,26 @@ export async function runDelete(
   const warn = (m: string): void => log(`spore shim delete ${ns}/${id}: ${m}`);
   const fail = (m: string): void => { failures.push(m); warn(m); };
 
-  const rec = readRecord(runDir, ns, id);
+  let rec = readRecord(runDir, ns, id);
+  // A Create that spored and its keeper died in (or a spored on its way out after its
+  // keeper died: it fails the Create once it finds its .creating taken): its cgroup and the
+  // parents it made go, its poststop hooks run (cut-short.ts). With a keeper up, the spored
+  // it runs does that (TaskManager.restore), or the Create is still going on.
+  if (!rec && !keeperAlive(runDir)) {
+    const cut = takeCreating(runDir, ns, id);
+    if (cut) {
+      const live = readAllRecords(runDir).records;
+      for (const w of await cleanUpCutShort(cut.record, { inUse: (path) => live.some((r) => r.cgroup?.path === path) })) warn(w);
+      cut.done();
+      debug(`cleaned up after a Create cut short (cgroup ${cut.record.cgroup?.handle.path ?? 'none'})`);
+    } else {
+      // its Create claimed it first and is writing its record (claimCreating): that record
+      // is what there is to clean up
+      const until = Date.now() + DRAIN_MS;
+      while (takenByLive(runDir, ns, id) && Date.now() < until) await delay(10);
+      rec = readRecord(runDir, ns, id);
+    }
+  }
   if (!rec) {
     debug(`no task record under ${runDir}`);
     try {
@@ -260,15 +279,6 @@ export async function runDelete(
       if (n) debug(`unmounted ${bundleRootfs} (${n})`);
     } catch (e) {
       fail(`unmount ${bundleRootfs}: ${errMsg(e)}`);
-    }
-    // A Create that spored and its keeper died in: its cgroup and the parents it made go, its
-    // poststop hooks run (cut-short.ts). With a keeper up, the spored it runs does that
-    // (TaskManager.restore), or the Create is still going on.
-    const cut = (await keeperAlive(runDir)) ? null : takeCreating(runDir, ns, id);
-    if (cut) {
-      const live = readAllRecords(runDir).records;
-      for (const w of await cleanUpCutShort(cut, { inUse: (path) => live.some((r) => r.cgroup?.path === path) })) warn(w);
-      debug(`cleaned up after a Create cut short (cgroup ${cut.cgroup?.handle.path ?? 'none'})`);
     }
     return { stdout: deleteResponse(0), code: failures.length ? 1 : 0 };
   }
@@ -338,6 +348,9 @@ export async function runDelete(
   if (h && !othersLeft) {
     try {
       destroyCgroup(h);
+      // and the parents it made, once empty (another container's below one keeps it), as
+      // spored's Delete removes them (runc leaves them)
+      for (const d of rec.madeParents ?? []) { try { rmdirSync(d); } catch { /* not empty, or gone */ } }
     } catch (e) {
       fail(`destroy cgroup ${h.path}: ${errMsg(e)}`);
     }
@@ -350,9 +363,12 @@ export async function runDelete(
     for (const w of await runHooksAll('poststop', rec.hooks.poststop, { ...rec.hooks.state, status: 'stopped' }, rec.bundle)) warn(w);
   }
 
-  // 5. record: only once everything it describes is gone, so a retry can still find it.
+  // 5. record: only once everything it describes is gone, so a retry can still find it
+  // (and the .creating file a crash between the Create's record and its claim left beside it:
+  // what it names is gone too, and the next spored must not run its poststop hooks again).
   if (failures.length === 0) {
     try {
+      takeCreating(runDir, ns, id)?.done();
       removeRecord(runDir, ns, id);
     } catch (e) {
       fail(`remove task record: ${errMsg(e)}`);
@@ -362,18 +378,21 @@ export async function runDelete(
 }
 
 /**
- * Whether a keeper serves `runDir`: it holds keeper.lock (flock) for its whole life
- * (keeper/main.ts). False when the lock is free or there is no lock file.
+ * Whether a keeper serves `runDir`: keeper.pid ("pid starttime", keeper/main.ts) names a live
+ * process, not a zombie, with that start time, as the launcher checks it
+ * (bin/containerd-shim-spore-v2 `alive`). Read only: a probe of the keeper's lock would,
+ * for its instant, make a keeper starting then refuse to run (red team, helper-68).
  */
-export async function keeperAlive(runDir: string): Promise<boolean> {
-  let fd: number;
-  try { fd = openSync(join(runDir, 'keeper.lock'), 'r'); } catch { return false; }
+export function keeperAlive(runDir: string): boolean {
+  let pid = 0;
+  let start = -1;
   try {
-    const { tryLockExclusive } = await import('../sys/libc.js');
-    return !tryLockExclusive(fd); // (taken: nobody held it; closing the fd lets go again)
-  } finally {
-    closeSync(fd);
-  }
+    const [p, st] = readFileSync(join(runDir, 'keeper.pid'), 'utf8').trim().split(/\s+/);
+    pid = Number(p);
+    start = Number(st);
+  } catch { return false; }
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
+  return procStartTime(pid) === start;
 }
 
 /** Entry used by the launcher: run, write stdout, exit with the code. */

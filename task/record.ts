@@ -203,14 +203,18 @@ export function removeCreating(runDir: string, namespace: string, id: string): v
   rmSync(creatingPath(runDir, namespace, id), { force: true });
 }
 
+/** A taken .creating record: `done()` removes its file once what it describes is cleaned up (a taker that dies first leaves it to be taken again). */
+export interface TakenCreating { record: CreatingRecord; done: () => void }
+
 /**
  * Every Create cut short (its .creating file). Each is taken by renaming it first, so that of
- * a restarting spored and a shim's delete only one cleans up after it (and runs its poststop
- * hooks); a file another process took and did not finish with (it died: no such pid) is
- * taken again. Files are removed as they are read; unreadable ones are dropped.
+ * a restarting spored, a shim's delete and the Create itself (claimCreating) only one acts on
+ * it; a file another process took and did not finish with (it died: no such pid) is taken
+ * again. Unreadable ones are dropped, and so are the temp files of atomic writes a crash cut
+ * short (`*.tmp`: only a restarting spored calls this, with no writer left).
  */
-export function takeAllCreating(runDir: string): CreatingRecord[] {
-  const out: CreatingRecord[] = [];
+export function takeAllCreating(runDir: string): TakenCreating[] {
+  const out: TakenCreating[] = [];
   const root = join(runDir, 'tasks');
   let namespaces: string[] = [];
   try { namespaces = readdirSync(root); } catch { return out; }
@@ -218,31 +222,53 @@ export function takeAllCreating(runDir: string): CreatingRecord[] {
     let files: string[] = [];
     try { files = readdirSync(join(root, ns)); } catch { continue; }
     for (const f of files) {
+      if (f.endsWith('.tmp')) { rmSync(join(root, ns, f), { force: true }); continue; }
       const taken = TAKEN_RE.exec(f);
       if (!f.endsWith('.creating') && !(taken && !pidAlive(Number(taken[1])))) continue;
-      const r = takeFile(join(root, ns, f));
-      if (r) out.push(r);
+      const t = takeFile(join(root, ns, f));
+      if (t) out.push(t);
     }
   }
   return out;
 }
 
 /** The .creating file of one Create, taken as takeAllCreating takes each; null if there is none (or another took it). */
-export function takeCreating(runDir: string, namespace: string, id: string): CreatingRecord | null {
+export function takeCreating(runDir: string, namespace: string, id: string): TakenCreating | null {
   return takeFile(creatingPath(runDir, namespace, id));
 }
 
-function takeFile(path: string): CreatingRecord | null {
+/**
+ * The Create's own claim, right before it records the task: its .creating file is taken (as
+ * takeCreating would) and the returned function removes it once the task record is written.
+ * Null when another process took it first (a shim's delete that found no keeper: it is
+ * undoing this Create, which must fail rather than record what was undone). A shim's delete
+ * that finds the file taken by a live Create waits for that Create's record (takenByLive).
+ */
+export function claimCreating(runDir: string, namespace: string, id: string): (() => void) | null {
+  const path = creatingPath(runDir, namespace, id);
+  const mine = `${path}.taken-${process.pid}`;
+  try { renameSync(path, mine); } catch { return null; }
+  return () => rmSync(mine, { force: true });
+}
+
+/** Whether a live process (another than this one) holds the .creating file of this Create taken. */
+export function takenByLive(runDir: string, namespace: string, id: string): boolean {
+  let files: string[] = [];
+  try { files = readdirSync(join(runDir, 'tasks', namespace)); } catch { return false; }
+  const prefix = `${id}.creating.taken-`;
+  return files.some((f) => f.startsWith(prefix) && /^\d+$/.test(f.slice(prefix.length)) && Number(f.slice(prefix.length)) !== process.pid && pidAlive(Number(f.slice(prefix.length))));
+}
+
+function takeFile(path: string): TakenCreating | null {
   const mine = `${path.replace(TAKEN_RE, '.creating')}.taken-${process.pid}`;
   try { renameSync(path, mine); } catch { return null; } // gone, or another took it
+  const done = (): void => rmSync(mine, { force: true });
   try {
-    const r = JSON.parse(readFileSync(mine, 'utf8')) as CreatingRecord;
-    return isCreatingRecord(r) ? r : null;
-  } catch {
-    return null; // unreadable: nothing to clean up
-  } finally {
-    rmSync(mine, { force: true });
-  }
+    const r = JSON.parse(readFileSync(mine, 'utf8')) as unknown;
+    if (isCreatingRecord(r)) return { record: r, done };
+  } catch { /* unreadable: nothing to clean up */ }
+  done();
+  return null;
 }
 
 /** The shape writeCreating writes; a cgroup handle only with its dirs under their mounts (cgroups.ts destroy checks them again). */

@@ -19,7 +19,7 @@ import type { LaterHooks } from './record.js';
 import { Console } from './console.js';
 import { ProcessIO, type StdioRequest } from './stdio.js';
 import { cleanUpCutShort } from './cut-short.js';
-import { findTombstones, pruneTombstones, readAllRecords, removeCreating, removeRecord, removeTombstone, takeAllCreating, writeCreating, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
+import { claimCreating, findTombstones, pruneTombstones, readAllRecords, removeCreating, removeRecord, removeTombstone, takeAllCreating, writeCreating, writeRecord, writeTombstone, TASK_RECORD_VERSION, type ProcRecord, type TaskRecord, type Tombstone } from './record.js';
 import { NO_CUSTODY, ProcessCustody, parseCustodyKey, type FdCustody } from './custody.js';
 import { HeldStart, releaseSetupPipes } from './held-start.js';
 import { processRunning, processStartTime } from '../sys/proc.js';
@@ -564,6 +564,10 @@ export class TaskManager {
         hooks: hasHooks(hooks, 'poststart', 'poststop') ? { poststart: hooks.poststart ?? [], poststop: hooks.poststop ?? [], state } : null,
         ...(ownsPidNs(plan.namespaces) ? { pidNs: pidNsOf(spawned.pid) ?? undefined } : {}),
       };
+      // its .creating file is this Create's to remove: a shim's delete that found no keeper
+      // (it died, this spored is on its way out) took it first and is undoing it
+      const claimed = claimCreating(this.o.runDir, ns, id);
+      if (!claimed) throw new Unavailable('the keeper is gone and the shim\'s delete undid this Create; containerd creates the task again');
       if (console) this.consoles.set(c.init, console);
       if (startParked) this.parkedStarts.add(c.init);
       if (ownStart) this.heldStarts.set(c.init, ownStart);
@@ -576,7 +580,7 @@ export class TaskManager {
       c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
       if (c.pod) c.madeParents = [];
       writeRecord(this.o.runDir, this.recordOf(c));
-      removeCreating(this.o.runDir, ns, id); // (the record has its hooks now)
+      claimed(); // (the record has its hooks now)
       // recorded (a restart adopts its relays): the client's stdin may flow now
       pio.begin();
       this.o.events.created(c);
@@ -1398,16 +1402,16 @@ export class TaskManager {
     // Creates cut short by the crash: never answered, their sandboxes aborted (above); their
     // cgroups go and their poststop hooks run now, as runc's for a create that failed (a
     // replayed Create of the same id waits for them: cut-short.ts)
-    for (const r of takeAllCreating(this.o.runDir)) {
+    for (const { record: r, done: taken } of takeAllCreating(this.o.runDir)) {
       const k = key(r.namespace, r.id);
-      if (this.containers.has(k)) continue; // recorded after all: its Delete cleans up
+      if (this.containers.has(k)) { taken(); continue; } // recorded after all: its Delete cleans up
       const inUse = (path: string): boolean => [...this.containers.values()].some((c) => c.cgroup.path === path) || [...this.cgroupsInCreate.values()].some((c) => c.path === path);
       const done = cleanUpCutShort(r, { inUse, ...(this.o.onHook ? { onHook: this.o.onHook } : {}) })
         .then((ws) => {
           for (const w of ws) this.o.log.warn({ id: r.id, ns: r.namespace }, w);
           this.o.log.info({ id: r.id, ns: r.namespace, cgroup: r.cgroup?.handle.path }, 'cleaned up after a Create cut short');
         })
-        .finally(() => { if (this.cutShort.get(k) === done) this.cutShort.delete(k); });
+        .finally(() => { taken(); if (this.cutShort.get(k) === done) this.cutShort.delete(k); });
       this.cutShort.set(k, done);
     }
     this.releaseStrayCustody();

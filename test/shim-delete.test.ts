@@ -2,7 +2,7 @@
 // (processes in a cgroup, a bind mount on <bundle>/rootfs, the cgroup dirs, the task record).
 import { fromBinary } from '@bufbuild/protobuf';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,8 +10,8 @@ import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_p
 import {
   type CgroupHandle, addProcess, cgroupHandle, createCgroup, destroyCgroup, detectCgroupLayout, killAll, parseMountinfo, pids,
 } from '../pools/cgroups.js';
-import { MNT_DETACH, MS, mount, tryLockExclusive, umount2 } from '../sys/libc.js';
-import { readRecord, recordPath, removeRecord, takeAllCreating, takeCreating, writeCreating, writeRecord, type CreatingRecord, type TaskRecord } from '../task/record.js';
+import { MNT_DETACH, MS, mount, umount2 } from '../sys/libc.js';
+import { claimCreating, readRecord, recordPath, removeRecord, takeAllCreating, takeCreating, writeCreating, writeRecord, type CreatingRecord, type TaskRecord } from '../task/record.js';
 import { FlagError, keeperAlive, parseShimFlags, procStartTime, runDelete } from '../shim/delete.js';
 
 function isMounted(path: string): boolean {
@@ -257,18 +257,19 @@ describe('runDelete', () => {
       hooks: { poststart: [], poststop: [{ path: '/bin/sh', args: ['sh', '-c', `echo ran >> ${out}`], env: null, timeout: null }], state: { ociVersion: '1.0.2', id, bundle } },
       cgroup: { handle: h, made: true, madeParents },
     });
-    // a keeper holds its lock: the Create is its spored's to finish or clean up
-    const lockFd = openSync(join(runDir, 'keeper.lock'), 'a');
-    expect(tryLockExclusive(lockFd)).toBe(true);
-    try {
-      expect(await keeperAlive(runDir)).toBe(true);
-      expect((await runDelete(argv(ns, id, bundle), env, log)).code).toBe(0);
-      expect(pids(h)).toEqual([child.pid]);
-      expect(existsSync(join(runDir, 'tasks', ns, `${id}.creating`))).toBe(true);
-    } finally {
-      closeSync(lockFd);
-    }
-    expect(await keeperAlive(runDir)).toBe(false);
+    // a keeper is up (keeper.pid names a live process with its start time): the Create is
+    // its spored's to finish or clean up
+    const keeperPid = join(runDir, 'keeper.pid');
+    writeFileSync(keeperPid, `${process.pid} ${procStartTime(process.pid)}\n`);
+    expect(keeperAlive(runDir)).toBe(true);
+    expect((await runDelete(argv(ns, id, bundle), env, log)).code).toBe(0);
+    expect(pids(h)).toEqual([child.pid]);
+    expect(existsSync(join(runDir, 'tasks', ns, `${id}.creating`))).toBe(true);
+    // a pid file whose start time is another process's (a reused pid) is no keeper
+    writeFileSync(keeperPid, `${process.pid} 1\n`);
+    expect(keeperAlive(runDir)).toBe(false);
+    rmSync(keeperPid);
+    expect(keeperAlive(runDir)).toBe(false);
     const before = logs.length;
     const { stdout, code } = await runDelete(argv(ns, id, bundle), env, log);
     expect(logs.slice(before)).toEqual([]);
@@ -281,6 +282,36 @@ describe('runDelete', () => {
     // taken once: a second delete finds nothing to do
     expect((await runDelete(argv(ns, id, bundle), env, log)).code).toBe(0);
     expect(readFileSync(out, 'utf8')).toBe('ran\n');
+  });
+
+  it('a .creating its live Create took (claimCreating) is left to it: the delete waits for its record and cleans that up, parents and .creating included', async () => {
+    const ns = 'default';
+    const id = 'claimed';
+    const bundle = join(tmp, 'bundle-claimed');
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    const h = cgroupHandle(layout, `claimns/${id}`, { parent });
+    handles.push(h);
+    const madeParents = [...new Set(Object.values(h.dirs).map((d) => dirname(d)))];
+    createCgroup(h);
+    const state = { ociVersion: '1.0.2', id, bundle };
+    writeCreating(runDir, { namespace: ns, id, bundle, hooks: { poststart: [], poststop: [], state }, cgroup: { handle: h, made: true, madeParents } });
+    // "another process" (a sleeping child's pid) claimed it and records the task 300 ms later
+    const creator = spawn('sleep', ['100'], { stdio: 'ignore' });
+    children.push(creator);
+    const dir = join(runDir, 'tasks', ns);
+    renameSync(join(dir, `${id}.creating`), join(dir, `${id}.creating.taken-${creator.pid}`));
+    setTimeout(() => {
+      writeRecord(runDir, { id, namespace: ns, bundle, pid: 0, rootfs: join(bundle, 'rootfs'), rootfsMounted: false, cgroup: h, madeParents, createdAt: new Date().toISOString() });
+      // a crash between its record and its claim's end left the .creating too
+      writeCreating(runDir, { namespace: ns, id, bundle, hooks: { poststart: [], poststop: [], state }, cgroup: { handle: h, made: true, madeParents } });
+      rmSync(join(dir, `${id}.creating.taken-${creator.pid}`));
+    }, 300);
+    const t0 = Date.now();
+    expect((await runDelete(argv(ns, id, bundle), env, log)).code).toBe(0);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    for (const d of [...Object.values(h.dirs), ...madeParents]) expect(existsSync(d), d).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith(id))).toEqual([]);
+    creator.kill('SIGKILL');
   });
 
   it('a cut-short Create whose cgroup a recorded container shares, or whose leaf it did not make: the cgroup and its processes stay', async () => {
@@ -323,15 +354,36 @@ describe('.creating records', () => {
     writeFileSync(join(dir, 'c.creating.taken-' + String(process.pid)), JSON.stringify(rec('c')));
     writeFileSync(join(dir, 'bad.creating'), JSON.stringify({ ...rec('bad'), cgroup: { handle: { path: 1 }, made: true, madeParents: [] } }));
     writeFileSync(join(dir, 'torn.creating'), '{"namespace":');
-    expect(takeCreating(runDir, 'ns', 'a')).toEqual(rec('a'));
+    // a temp file an atomic write left at a crash
+    writeFileSync(join(dir, 'd.creating.tmp'), '{');
+    const a = takeCreating(runDir, 'ns', 'a');
+    expect(a?.record).toEqual(rec('a'));
     expect(takeCreating(runDir, 'ns', 'a')).toBeNull();
+    // taken, the file stays (renamed) until what it names is cleaned up: a taker that dies first leaves it to the next
+    expect(readdirSync(dir)).toContain(`a.creating.taken-${process.pid}`);
+    a?.done();
     writeCreating(runDir, rec('a'));
-    expect(takeAllCreating(runDir).map((r) => r.id).sort()).toEqual(['a', 'b']);
+    const all = takeAllCreating(runDir);
+    expect(all.map((t) => t.record.id).sort()).toEqual(['a', 'b']);
+    for (const t of all) t.done();
     expect(readdirSync(dir).sort()).toEqual([`c.creating.taken-${process.pid}`]);
     expect(takeAllCreating(runDir)).toEqual([]);
     // an older spored's record (hooks only) is still one
     const { cgroup: _cg, ...old } = rec('old');
     writeFileSync(join(dir, 'old.creating'), JSON.stringify(old));
-    expect(takeAllCreating(runDir)).toEqual([old]);
+    expect(takeAllCreating(runDir).map((t) => t.record)).toEqual([old]);
+  });
+
+  it('a Create claims its own .creating once; after another took it, it cannot', () => {
+    const runDir = join(tmp, 'run-claim');
+    writeCreating(runDir, rec('x'));
+    const claimed = claimCreating(runDir, 'ns', 'x');
+    expect(claimed).not.toBeNull();
+    expect(takeCreating(runDir, 'ns', 'x')).toBeNull();
+    claimed?.();
+    expect(readdirSync(join(runDir, 'tasks', 'ns'))).toEqual([]);
+    writeCreating(runDir, rec('y'));
+    takeCreating(runDir, 'ns', 'y')?.done();
+    expect(claimCreating(runDir, 'ns', 'y')).toBeNull();
   });
 });
