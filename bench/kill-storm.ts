@@ -5,9 +5,10 @@
 //
 //   node dist/bench/kill-storm.js [--seconds 120] [--loops 4] [--keep-logs DIR]   (root; not in CI)
 //
-// Prints one line per bad run (exit code other than 7, or its output missing) and a summary;
-// exits 1 if any run was bad. --keep-logs copies spored's and containerd's logs there first.
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+// Prints one line per bad run (exit code other than 7, or its output missing), one per thing
+// left behind at the end (the namespace's cgroup dirs, task files), and a summary; exits 1 if
+// any run was bad or anything was left. --keep-logs copies spored's and containerd's logs there first.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootfs, startContainerd, type Containerd } from '../integration/harness.js';
 import { benchArgs } from './args.js';
@@ -28,10 +29,25 @@ function sporedPid(c: Containerd): number {
   try { return Number(readFileSync(join(c.runDir, 'spored.pid'), 'utf8').trim().split(/\s+/)[0]); } catch { return 0; }
 }
 
+/**
+ * The namespace's cgroup dirs (ctr's cgroupsPath is /<namespace>/<id>) in every hierarchy,
+ * and the run dir's task files of the namespace (records, .creating, temp files).
+ */
+function leftBehind(c: Containerd): string[] {
+  const out: string[] = [];
+  for (const h of readdirSync('/sys/fs/cgroup', { withFileTypes: true })) {
+    if (!h.isDirectory()) continue;
+    for (const dir of [join('/sys/fs/cgroup', h.name, c.namespace), join('/sys/fs/cgroup', h.name, 'spore', c.namespace)]) if (existsSync(dir)) out.push(dir);
+  }
+  try { for (const f of readdirSync(join(c.runDir, 'tasks', c.namespace))) if (!f.endsWith('.deleted')) out.push(join(c.runDir, 'tasks', c.namespace, f)); } catch { /* none */ }
+  return out;
+}
+
 async function main(): Promise<void> {
   const c = await startContainerd();
   const busybox = rootfs('busybox');
   const runs: Run[] = [];
+  const left: string[] = [];
   let stop = false;
   // every loop's first run starts spore (concurrent first starts are part of the test)
   const loop = async (w: number): Promise<void> => {
@@ -60,13 +76,18 @@ async function main(): Promise<void> {
       copyFileSync(c.sporeLog, join(KEEP_LOGS, 'spored.log'));
       copyFileSync(join(c.dir, 'containerd.log'), join(KEEP_LOGS, 'containerd.log'));
     }
+    // every run ended (--rm): what a Create or Delete cut short left behind, while spore is still up
+    // (the cut-short clean-up may still be running after the last kill: a few seconds)
+    for (let i = 0; i < 50 && leftBehind(c).length > 0; i++) await sleep(100);
+    left.push(...leftBehind(c));
     await c.stop();
   }
   const bad = runs.filter((r) => !r.ok);
   for (const b of bad) process.stdout.write(`bad: ${JSON.stringify(b)}\n`);
+  for (const l of left) process.stdout.write(`left behind: ${l}\n`);
   const ms = runs.map((r) => r.ms).sort((a, b) => a - b);
-  process.stdout.write(`kill storm: ${runs.length} runs in ${LOOPS} loops, ${kills} kills of spored in ${SECONDS} s, ${bad.length} bad; run p50 ${ms[ms.length >> 1] ?? NaN} ms, max ${ms.at(-1) ?? NaN} ms\n`);
-  if (bad.length) process.exitCode = 1;
+  process.stdout.write(`kill storm: ${runs.length} runs in ${LOOPS} loops, ${kills} kills of spored in ${SECONDS} s, ${bad.length} bad, ${left.length} left behind; run p50 ${ms[ms.length >> 1] ?? NaN} ms, max ${ms.at(-1) ?? NaN} ms\n`);
+  if (bad.length || left.length) process.exitCode = 1;
 }
 
 main().catch((e: unknown) => { process.stderr.write(`kill-storm: ${(e as Error).stack ?? String(e)}\n`); process.exit(1); });
