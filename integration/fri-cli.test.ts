@@ -101,6 +101,13 @@ describe.skipIf(!root)('functions through spored, the CLI and the gateway', () =
     const logs = await spore('logs', 'tpl');
     expect(logs.code).toBe(0);
     expect((await spore('logs', 'nope')).code).not.toBe(0);
+    // README's example: what the function printed, its init's line and its call's
+    expect((await spore('deploy', 'say', '--runtime', 'node', '--file', 'examples/say.js')).code).toBe(0);
+    expect(JSON.parse((await spore('invoke', 'say', '{"name":"logs"}')).out.split('\n')[0] ?? '')).toEqual({ said: 'hello logs' });
+    let said = '';
+    for (let i = 0; i < 50 && !said.includes('say: hello logs'); i++) { said = (await spore('logs', 'say')).out; await new Promise((r) => setTimeout(r, 100)); }
+    expect(said).toContain('say: module loaded');
+    expect(said).toContain('say: hello logs');
     expect((await spore('rm', 'talk')).code).toBe(0);
     expect((await spore('invoke', 'talk')).code).not.toBe(0);
   });
