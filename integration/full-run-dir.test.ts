@@ -3,7 +3,7 @@
 // crash (an exec's processes orphaned, a frozen container restored as running). The run dir
 // is a small tmpfs mounted where spored will keep it, before the first container starts it.
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerdSkipReason, rootfs, startContainerd, type Containerd } from './harness.js';
@@ -56,5 +56,23 @@ describe.skipIf(skip !== undefined)('a full run dir: changes that cannot be reco
     expect((await c.ctr(['task', 'resume', 'x1'], { timeoutMs: 20_000 })).code).toBe(0);
     const ok = await c.ctr(['task', 'exec', '--exec-id', 'e2', 'x1', '/bin/echo', 'hi'], { timeoutMs: 20_000 });
     expect(ok.stdout.trim()).toBe('hi');
+  }, 90_000);
+
+  it('a Create whose task record cannot be written fails and leaves nothing: no claimed .creating, no container known, no cgroup (red team, helper-70)', async () => {
+    // its record's name taken by a non-empty directory: the rename over it fails (EISDIR)
+    const dir = join(c.runDir, 'tasks', c.namespace);
+    mkdirSync(join(dir, 'z.json', 'x'), { recursive: true });
+    try {
+      const r = await c.ctr(['run', '--rm', ...RT, '--rootfs', rootfs('busybox'), 'z', '/bin/true'], { timeoutMs: 20_000 });
+      expect(r.code).not.toBe(0);
+      expect(readdirSync(dir).filter((f) => f.startsWith('z.'))).toEqual(['z.json']);
+      expect(existsSync(`/sys/fs/cgroup/pids/${c.namespace}/z`)).toBe(false);
+    } finally {
+      rmSync(join(dir, 'z.json'), { recursive: true, force: true });
+    }
+    // not known to spored: containerd's clean-up found nothing, and the id runs now
+    await c.ctr(['container', 'rm', 'z']);
+    const ok = await c.ctr(['run', '--rm', ...RT, '--rootfs', rootfs('busybox'), 'z', '/bin/echo', 'z-ran'], { timeoutMs: 20_000 });
+    expect(ok.stdout, ok.stderr).toBe('z-ran\n');
   }, 90_000);
 });

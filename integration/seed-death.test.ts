@@ -152,6 +152,24 @@ describe.skipIf(skip !== undefined)('the root seed killed between its answer to 
     for (let i = 0; i < 100 && !/^w\s+\d+\s+STOPPED/m.test((await c.ctr(['task', 'ls'])).stdout); i++) await sleep(50);
     expect((await c.ctr(['task', 'rm', 'w'])).code).toBe(0);
   }, 120_000);
+
+  it('a Delete of an exec whose Start is in flight waits for it and is refused, as runc\'s shim\'s lock makes it: the exec stays known, its kill and exit reported (red team, helper-70)', async () => {
+    const execHeld = (): boolean => readFileSync(c.sporeLog, 'utf8').split('\n').some((l) => l.includes('test hold: sandbox set up') && l.includes(`"key":"${c.namespace}/d/e1"`));
+    expect((await c.ctr(['run', '-d', ...RT, '--rootfs', bb, 'd', '/bin/sleep', '1000'])).code).toBe(0);
+    const ex = ctrInBackground(c, ['task', 'exec', '--exec-id', 'e1', 'd', '/bin/sleep', '60']);
+    for (let i = 0; i < 200 && !execHeld(); i++) await sleep(50);
+    expect(execHeld()).toBe(true);
+    const del = await c.ctr(['task', 'delete', '--exec-id', 'e1', 'd']);
+    expect(del.code, 'deleting a running exec is refused').not.toBe(0);
+    expect(del.stderr).toMatch(/running/);
+    const ps = (await c.ctr(['task', 'ps', 'd'])).stdout;
+    expect(ps).toMatch(/\be1\b/);
+    expect((await c.ctr(['task', 'kill', '--exec-id', 'e1', '-s', 'KILL', 'd'])).code).toBe(0);
+    expect((await ex).code).toBe(137);
+    expect((await c.ctr(['task', 'kill', '-s', 'KILL', 'd'])).code).toBe(0);
+    for (let i = 0; i < 100 && !/^d\s+\d+\s+STOPPED/m.test((await c.ctr(['task', 'ls'])).stdout); i++) await sleep(50);
+    expect((await c.ctr(['task', 'rm', 'd'])).code).toBe(0);
+  }, 120_000);
 });
 
 // The Task API straight to the keeper's socket (containerd's own clients cannot Create a task

@@ -219,6 +219,8 @@ export class TaskManager {
   private readonly stdinClosedEarly = new WeakSet<ProcState>();
   /** processes whose Start is in flight; their exit is published after their start event */
   private readonly starting = new Map<ProcState, (() => void) | null>();
+  /** execs whose Start is in flight, settled when it ends: what another Start or a Delete of the exec waits for */
+  private readonly execStarts = new Map<ProcState, Promise<void>>();
   /** stopped processes whose terminal is being flushed: Wait answers after it (reportExit) */
   private readonly flushing = new Set<ProcState>();
   /**
@@ -567,19 +569,33 @@ export class TaskManager {
       // its .creating file is this Create's to remove: a shim's delete that found no keeper
       // (it died, this spored is on its way out) took it first and is undoing it
       const claimed = claimCreating(this.o.runDir, ns, id);
-      if (!claimed) throw new Unavailable('the keeper is gone and the shim\'s delete undid this Create; containerd creates the task again');
+      if (!claimed) throw new Unavailable('the keeper is gone and the shim\'s delete undid this Create');
+      // (the taken file goes with the rest when this Create fails from here on: helper-70)
+      undo.push(claimed);
       if (console) this.consoles.set(c.init, console);
       if (startParked) this.parkedStarts.add(c.init);
       if (ownStart) this.heldStarts.set(c.init, ownStart);
       this.ios.set(c.init, pio);
       this.containers.set(key(ns, id), c);
       this.byPid.set(spawned.pid, { c, p: c.init });
+      try {
+        // A pod member hands the cgroup dirs it made (the pod's cgroup parent) to its pod.
+        c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
+        if (c.pod) c.madeParents = [];
+        writeRecord(this.o.runDir, this.recordOf(c));
+      } catch (e) {
+        // not recorded (a full run dir): nothing of it stays known, and the undo below removes the rest
+        this.containers.delete(key(ns, id));
+        this.byPid.delete(spawned.pid);
+        this.consoles.delete(c.init);
+        this.ios.delete(c.init);
+        this.heldStarts.delete(c.init);
+        this.parkedStarts.delete(c.init);
+        if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
+        throw e;
+      }
       this.creating.delete(key(ns, id));
       this.cgroupsInCreate.delete(key(ns, id));
-      // A pod member hands the cgroup dirs it made (the pod's cgroup parent) to its pod.
-      c.pod = this.pods.join(ns, id, spec, madeParents, opts.configPath ?? null);
-      if (c.pod) c.madeParents = [];
-      writeRecord(this.o.runDir, this.recordOf(c));
       claimed(); // (the record has its hooks now)
       // recorded (a restart adopts its relays): the client's stdin may flow now
       pio.begin();
@@ -673,6 +689,25 @@ export class TaskManager {
   }
 
   private async startOne(ns: string, id: string, execId: string): Promise<ProcState> {
+    const { p } = this.proc(ns, id, execId);
+    // One call at a time on an exec, as the runc shim's process lock makes it: a second Start
+    // or a Delete waits for a Start in flight, then finds the exec running (refused) or not.
+    // (A Delete let through ran while the Start spawned it: the exec then ran on untracked,
+    // its exit never reported; red team, helper-70.) An init's calls settle in turn already.
+    const prior = execId ? this.execStarts.get(p) : undefined;
+    if (prior) { await prior; return this.startOne(ns, id, execId); }
+    if (!execId) return this.startLocked(ns, id, execId);
+    let settle = (): void => undefined;
+    this.execStarts.set(p, new Promise<void>((r) => { settle = r; }));
+    try {
+      return await this.startLocked(ns, id, execId);
+    } finally {
+      this.execStarts.delete(p);
+      settle();
+    }
+  }
+
+  private async startLocked(ns: string, id: string, execId: string): Promise<ProcState> {
     const { c, p } = this.proc(ns, id, execId);
     const why = execId ? refusal(EXEC_OPS, p.status as ExecStatus, 'start') : refusal(INIT_OPS, p.status, 'start');
     if (why) throw runcError(why);
@@ -1102,6 +1137,8 @@ export class TaskManager {
     }
     const { c, p } = this.proc(ns, id, execId);
     if (execId) {
+      const starting = this.execStarts.get(p);
+      if (starting) { await starting; return this.deleteOne(ns, id, execId); }
       const why = refusal(EXEC_OPS, p.status as ExecStatus, 'delete');
       if (why) throw runcError(why);
       // set up and never started (its Start was cut short by a crash, and nobody replayed
