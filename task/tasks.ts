@@ -570,8 +570,9 @@ export class TaskManager {
       // (it died, this spored is on its way out) took it first and is undoing it
       const claimed = claimCreating(this.o.runDir, ns, id);
       if (!claimed) throw new Unavailable('the keeper is gone and the shim\'s delete undid this Create');
-      // (the taken file goes with the rest when this Create fails from here on: helper-70)
-      undo.push(claimed);
+      // (the taken file goes when this Create fails from here on, last, once what it names is
+      // undone: helper-70)
+      undo.unshift(claimed);
       if (console) this.consoles.set(c.init, console);
       if (startParked) this.parkedStarts.add(c.init);
       if (ownStart) this.heldStarts.set(c.init, ownStart);
