@@ -9,6 +9,7 @@
 // the handle-based API callers use; each picks the manager from the handle's mode, which
 // cgroupHandle() copied from the detected layout. That choice is made in managerFor() only.
 
+import { rmdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import type { LinuxResources } from '../protocols/oci/spec.js';
 import { FailedPrecondition, Internal, InvalidArgument } from '../sys/errors.js';
@@ -162,6 +163,16 @@ export function oomKillCount(handle: CgroupHandle): number {
  * Remove the cgroup (and any sub-cgroups created inside it) in every hierarchy, deepest first.
  * Idempotent; never touches the handle's ancestors (e.g. /spore stays for other containers).
  */
+/**
+ * rmdir each of `dirs` (cgroup ancestors a container made, deepest first): one another
+ * container's cgroup is below, or that is busy or gone, stays. Never throws.
+ */
+export function removeEmptyParents(dirs: readonly string[]): void {
+  for (const d of dirs) {
+    try { rmdirSync(d); } catch { /* not empty, busy, or gone */ }
+  }
+}
+
 export function destroyCgroup(handle: CgroupHandle): void {
   managerFor(handle).destroy(handle);
 }

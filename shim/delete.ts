@@ -5,12 +5,13 @@
 // stderr is logged by containerd as warnings; a non-zero exit means cleanup really failed.
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampNow } from '@bufbuild/protobuf/wkt';
-import { readFileSync, readlinkSync, realpathSync, rmdirSync } from 'node:fs';
+import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DeleteResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
-import { destroyCgroup, killAll, parseMountinfo, pids, type CgroupHandle } from '../pools/cgroups.js';
+import { destroyCgroup, killAll, parseMountinfo, pids, removeEmptyParents, type CgroupHandle } from '../pools/cgroups.js';
 import { SyscallError } from '../sys/errors.js';
+import { identityAlive, processRunning } from '../sys/proc.js';
 import { readAllRecords, readRecord, removeRecord, takeCreating, takenByLive, type TaskRecord } from '../task/record.js';
 import { cleanUpCutShort } from '../task/cut-short.js';
 import { runHooksAll } from '../task/hooks.js';
@@ -350,7 +351,7 @@ export async function runDelete(
       destroyCgroup(h);
       // and the parents it made, once empty (another container's below one keeps it), as
       // spored's Delete removes them (runc leaves them)
-      for (const d of rec.madeParents ?? []) { try { rmdirSync(d); } catch { /* not empty, or gone */ } }
+      removeEmptyParents(rec.madeParents ?? []);
     } catch (e) {
       fail(`destroy cgroup ${h.path}: ${errMsg(e)}`);
     }
@@ -384,15 +385,9 @@ export async function runDelete(
  * for its instant, make a keeper starting then refuse to run (red team, helper-68).
  */
 export function keeperAlive(runDir: string): boolean {
-  let pid = 0;
-  let start = -1;
-  try {
-    const [p, st] = readFileSync(join(runDir, 'keeper.pid'), 'utf8').trim().split(/\s+/);
-    pid = Number(p);
-    start = Number(st);
-  } catch { return false; }
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
-  return procStartTime(pid) === start;
+  let identity: string;
+  try { identity = readFileSync(join(runDir, 'keeper.pid'), 'utf8'); } catch { return false; }
+  return identityAlive(identity) && processRunning(Number(identity.trim().split(/\s+/)[0]));
 }
 
 /** Entry used by the launcher: run, write stdout, exit with the code. */

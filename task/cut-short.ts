@@ -5,9 +5,8 @@
 // one, by the shim binary's delete (shim/delete.ts); the record is taken by one of them
 // (record.ts takeCreating). A replayed Create of the same id waits for this first, so that
 // it makes (and, at its Delete, removes) the same cgroup parents again.
-import { rmdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
-import { destroyCgroup, killAll, pids } from '../pools/cgroups.js';
+import { destroyCgroup, killAll, pids, removeEmptyParents } from '../pools/cgroups.js';
 import { runHooksAll, type HookObserver } from './hooks.js';
 import type { CreatingRecord } from './record.js';
 
@@ -55,9 +54,7 @@ export async function cleanUpCutShort(r: CreatingRecord, o: CutShortOptions): Pr
     }
   }
   if (g && cgroupGone) {
-    for (const d of g.madeParents) {
-      try { rmdirSync(d); } catch { /* not empty (another container's), or gone */ }
-    }
+    removeEmptyParents(g.madeParents);
   }
   if (r.hooks.poststop.length > 0) {
     warnings.push(...await runHooksAll('poststop', r.hooks.poststop, { ...r.hooks.state, status: 'stopped' }, r.bundle, o.onHook));

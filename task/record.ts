@@ -12,6 +12,7 @@ import type { Process } from '../protocols/oci/spec.js';
 import type { Hook, OciState } from '../protocols/oci/hooks.js';
 import type { ProcStatus } from './states.js';
 import { writeFileAtomic } from '../sys/atomic-file.js';
+import { identityAlive, processIdentity, processRunning } from '../sys/proc.js';
 
 /** The record format; a record of another version is read as far as the shared fields go. */
 export const TASK_RECORD_VERSION = 2;
@@ -192,8 +193,19 @@ export interface CreatingRecord {
 }
 
 const creatingPath = (runDir: string, namespace: string, id: string): string => join(runDir, 'tasks', namespace, `${id}.creating`);
-/** a .creating file renamed by the process that took it (`.creating.taken-<pid>`) */
-const TAKEN_RE = /\.creating\.taken-(\d+)$/;
+/**
+ * A .creating file renamed by the process that took it: `.creating.taken-<pid>-<starttime>`
+ * (its identity, sys/proc.ts: a pid alone may be another process's by the time it is read).
+ */
+const TAKEN_RE = /\.creating\.taken-(\d+)-(\d+)$/;
+let self: string | undefined; // (this process's identity, read once: a Create claims under it)
+/** The name this process takes the .creating file at `path` (itself, or one another process took) under. */
+const takenName = (path: string): string => {
+  self ??= (processIdentity(process.pid) ?? String(process.pid)).replace(' ', '-');
+  return `${path.replace(TAKEN_RE, '.creating')}.taken-${self}`;
+};
+/** Whether the taker a TAKEN_RE match names is a live process (this one included). */
+const takerAlive = (m: RegExpExecArray): boolean => identityAlive(`${m[1]} ${m[2]}`) && processRunning(Number(m[1]));
 
 /**
  * Written in place, one write(2) of a small file (no temp file and rename, which cost a
@@ -222,8 +234,8 @@ export interface TakenCreating { record: CreatingRecord; done: () => void }
 /**
  * Every Create cut short (its .creating file). Each is taken by renaming it first, so that of
  * a restarting spored, a shim's delete and the Create itself (claimCreating) only one acts on
- * it; a file another process took and did not finish with (it died: no such pid) is taken
- * again. Unreadable ones are dropped, and so are the temp files of atomic writes a crash cut
+ * it; a file another process took and did not finish with (it died: no process of that
+ * identity) is taken again. Unreadable ones are dropped, and so are the temp files of atomic writes a crash cut
  * short (`*.tmp`: only a restarting spored calls this, with no writer left).
  */
 export function takeAllCreating(runDir: string): TakenCreating[] {
@@ -237,7 +249,7 @@ export function takeAllCreating(runDir: string): TakenCreating[] {
     for (const f of files) {
       if (f.endsWith('.tmp')) { rmSync(join(root, ns, f), { force: true }); continue; }
       const taken = TAKEN_RE.exec(f);
-      if (!f.endsWith('.creating') && !(taken && !pidAlive(Number(taken[1])))) continue;
+      if (!f.endsWith('.creating') && !(taken && !takerAlive(taken))) continue;
       const t = takeFile(join(root, ns, f));
       if (t) out.push(t);
     }
@@ -258,9 +270,8 @@ export function takeCreating(runDir: string, namespace: string, id: string): Tak
  * that finds the file taken by a live Create waits for that Create's record (takenByLive).
  */
 export function claimCreating(runDir: string, namespace: string, id: string): (() => void) | null {
-  const path = creatingPath(runDir, namespace, id);
-  const mine = `${path}.taken-${process.pid}`;
-  try { renameSync(path, mine); } catch { return null; }
+  const mine = takenName(creatingPath(runDir, namespace, id));
+  try { renameSync(creatingPath(runDir, namespace, id), mine); } catch { return null; }
   return () => rmSync(mine, { force: true });
 }
 
@@ -268,12 +279,14 @@ export function claimCreating(runDir: string, namespace: string, id: string): ((
 export function takenByLive(runDir: string, namespace: string, id: string): boolean {
   let files: string[] = [];
   try { files = readdirSync(join(runDir, 'tasks', namespace)); } catch { return false; }
-  const prefix = `${id}.creating.taken-`;
-  return files.some((f) => f.startsWith(prefix) && /^\d+$/.test(f.slice(prefix.length)) && Number(f.slice(prefix.length)) !== process.pid && pidAlive(Number(f.slice(prefix.length))));
+  return files.some((f) => {
+    const m = f.startsWith(`${id}.creating.taken-`) ? TAKEN_RE.exec(f) : null;
+    return m !== null && Number(m[1]) !== process.pid && takerAlive(m);
+  });
 }
 
 function takeFile(path: string): TakenCreating | null {
-  const mine = `${path.replace(TAKEN_RE, '.creating')}.taken-${process.pid}`;
+  const mine = takenName(path);
   try { renameSync(path, mine); } catch { return null; } // gone, or another took it
   const done = (): void => rmSync(mine, { force: true });
   try {
@@ -297,6 +310,3 @@ function isCreatingRecord(r: unknown): r is CreatingRecord {
     && Object.values(h.dirs).every((d) => typeof d === 'string');
 }
 
-function pidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
-}

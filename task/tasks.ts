@@ -1,13 +1,13 @@
 // Containers and their processes as plain data, and the operations containerd's Task API
 // performs on them. Transport-free: the ttrpc service (service.ts) only decodes requests,
 // calls these methods and encodes results; errors are typed and mapped once, there.
-import { existsSync, fstatSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { AlreadyExists, Cancelled, Code, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted, SporeError, Unavailable } from '../sys/errors.js';
 import * as sys from '../sys/libc.js';
 import type { LinuxResources, Process, Spec } from '../protocols/oci/spec.js';
-import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
+import { addProcessAsync, cgroupHandle, cgroupHolds, createCgroup, normalizeCgroupPath, applyResources, destroyCgroup, removeEmptyParents, freeze, thaw, killAll, pids as cgroupPids, procsFiles, stats as cgroupStats, oomKillCount, type CgroupHandle, type CgroupLayout, type CgroupStats } from '../pools/cgroups.js';
 import { cgroup2RootOptions } from '../pools/favordynmods.js';
 import { compileSeccomp, seccompInSpec } from '../pools/seccomp.js';
 import { checkLsm, initPlan, execPlan, lateCgroupFits, parseMountOptions, type HostLsm } from '../engines/process/plan.js';
@@ -293,7 +293,7 @@ export class TaskManager {
   /**
    * Ancestor dirs of `h` that another container (live, or being created) made and still
    * counts on: shared with this one, so that whichever goes last removes them (only empty
-   * ones go: removeEmptyDirs). Before, only the container that happened to make them held
+   * ones go: removeEmptyParents). Before, only the container that happened to make them held
    * them, and if it went first they stayed for good (red team: two containers in one systemd
    * slice).
    */
@@ -486,10 +486,10 @@ export class TaskManager {
         if (spawning) await Promise.all([this.o.seed.abort(key(ns, id)).catch(() => undefined), spawning.catch(() => undefined)]);
         // what it made before the refused value (a kernel that says EINVAL to a cpu period) goes too
         try { destroyCgroup(cgroup); } catch (err) { this.o.log.warn({ id, ns, err: (err as Error).message }, 'cleanup of a cgroup whose creation failed'); }
-        removeEmptyDirs(madeParents);
+        removeEmptyParents(madeParents);
         throw e;
       }
-      undo.push(() => { destroyCgroup(cgroup); removeEmptyDirs(madeParents); });
+      undo.push(() => { destroyCgroup(cgroup); removeEmptyParents(madeParents); });
       for (const w of cg.warnings) this.o.log.warn({ id, ns }, w);
       cgroupMade = true;
       joinEarly();
@@ -592,7 +592,7 @@ export class TaskManager {
         this.ios.delete(c.init);
         this.heldStarts.delete(c.init);
         this.parkedStarts.delete(c.init);
-        if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
+        if (c.pod) removeEmptyParents(this.pods.leave(ns, id, c.pod));
         throw e;
       }
       this.creating.delete(key(ns, id));
@@ -1182,9 +1182,9 @@ export class TaskManager {
     const drained = pio?.close(2000);
     if (p.status === 'paused') { try { thaw(c.cgroup); } catch { /* being removed */ } }
     await this.removeCgroup(c);
-    removeEmptyDirs(c.madeParents);
+    removeEmptyParents(c.madeParents);
     await drained;
-    if (c.pod) removeEmptyDirs(this.pods.leave(ns, id, c.pod));
+    if (c.pod) removeEmptyParents(this.pods.leave(ns, id, c.pod));
     if (c.rootfsMounted) {
       try { sys.umount2(c.rootfs, sys.MNT_DETACH); } catch (e) { this.o.log.warn({ id, ns, err: (e as Error).message }, 'rootfs unmount'); }
     }
@@ -1712,13 +1712,6 @@ function missingAncestors(h: CgroupHandle): string[] {
     }
   }
   return out.sort((a, b) => b.length - a.length);
-}
-
-/** rmdir each dir (deepest first); one still in use by another container stays. */
-function removeEmptyDirs(dirs: string[]): void {
-  for (const d of dirs) {
-    try { rmdirSync(d); } catch { /* not empty, busy, or gone */ }
-  }
 }
 
 function v1Dirs(h: CgroupHandle): { name: string; hostDir: string }[] {

@@ -299,12 +299,13 @@ describe('runDelete', () => {
     const creator = spawn('sleep', ['100'], { stdio: 'ignore' });
     children.push(creator);
     const dir = join(runDir, 'tasks', ns);
-    renameSync(join(dir, `${id}.creating`), join(dir, `${id}.creating.taken-${creator.pid}`));
+    const taken = join(dir, `${id}.creating.taken-${creator.pid}-${procStartTime(creator.pid!)}`);
+    renameSync(join(dir, `${id}.creating`), taken);
     setTimeout(() => {
       writeRecord(runDir, { id, namespace: ns, bundle, pid: 0, rootfs: join(bundle, 'rootfs'), rootfsMounted: false, cgroup: h, madeParents, createdAt: new Date().toISOString() });
       // a crash between its record and its claim's end left the .creating too
       writeCreating(runDir, { namespace: ns, id, bundle, hooks: { poststart: [], poststop: [], state }, cgroup: { handle: h, made: true, madeParents } });
-      rmSync(join(dir, `${id}.creating.taken-${creator.pid}`));
+      rmSync(taken);
     }, 300);
     const t0 = Date.now();
     expect((await runDelete(argv(ns, id, bundle), env, log)).code).toBe(0);
@@ -344,14 +345,17 @@ describe('.creating records', () => {
   const h: CgroupHandle = { path: '/ns/c', mode: 'v2', dirs: { unified: '/sys/fs/cgroup/unified/ns/c' }, mounts: { unified: '/sys/fs/cgroup/unified' } };
   const rec = (id: string): CreatingRecord => ({ namespace: 'ns', id, bundle: '/b', hooks: { poststart: [], poststop: [], state: { ociVersion: '1.0.2', id, bundle: '/b' } }, cgroup: { handle: h, made: true, madeParents: ['/sys/fs/cgroup/unified/ns'] } });
 
-  it('each is taken once; one a dead process took and left is taken again, a live one\'s is not; malformed ones are dropped', () => {
+  it('each is taken once; one a dead process took and left is taken again (also under a reused pid), a live one\'s is not; malformed ones are dropped', () => {
     const runDir = join(tmp, 'run');
     writeCreating(runDir, rec('a'));
     writeCreating(runDir, rec('b'));
     const dir = join(runDir, 'tasks', 'ns');
     // taken by a process that died before it finished (no such pid), and by a live one (this)
-    renameSync(join(dir, 'b.creating'), join(dir, 'b.creating.taken-999999999'));
-    writeFileSync(join(dir, 'c.creating.taken-' + String(process.pid)), JSON.stringify(rec('c')));
+    const me = `${process.pid}-${procStartTime(process.pid)}`;
+    renameSync(join(dir, 'b.creating'), join(dir, 'b.creating.taken-999999999-1'));
+    writeFileSync(join(dir, `c.creating.taken-${me}`), JSON.stringify(rec('c')));
+    // this pid with another start time: a process that had this pid before, and died
+    writeFileSync(join(dir, `e.creating.taken-${process.pid}-1`), JSON.stringify(rec('e')));
     writeFileSync(join(dir, 'bad.creating'), JSON.stringify({ ...rec('bad'), cgroup: { handle: { path: 1 }, made: true, madeParents: [] } }));
     writeFileSync(join(dir, 'torn.creating'), '{"namespace":');
     // a temp file an atomic write left at a crash
@@ -360,13 +364,13 @@ describe('.creating records', () => {
     expect(a?.record).toEqual(rec('a'));
     expect(takeCreating(runDir, 'ns', 'a')).toBeNull();
     // taken, the file stays (renamed) until what it names is cleaned up: a taker that dies first leaves it to the next
-    expect(readdirSync(dir)).toContain(`a.creating.taken-${process.pid}`);
+    expect(readdirSync(dir)).toContain(`a.creating.taken-${me}`);
     a?.done();
     writeCreating(runDir, rec('a'));
     const all = takeAllCreating(runDir);
-    expect(all.map((t) => t.record.id).sort()).toEqual(['a', 'b']);
+    expect(all.map((t) => t.record.id).sort()).toEqual(['a', 'b', 'e']);
     for (const t of all) t.done();
-    expect(readdirSync(dir).sort()).toEqual([`c.creating.taken-${process.pid}`]);
+    expect(readdirSync(dir).sort()).toEqual([`c.creating.taken-${me}`]);
     expect(takeAllCreating(runDir)).toEqual([]);
     // an older spored's record (hooks only) is still one
     const { cgroup: _cg, ...old } = rec('old');
