@@ -115,6 +115,18 @@ export async function measureForkFloor(forks = 200, touchMb = 48): Promise<ForkF
   return { ...(await forkRow('python3', [PY, String(forks), '--touch-mb', String(touchMb)])), touchMb };
 }
 
+/**
+ * The fork floor's throughput: `forkers` processes sharing `touchMb` MiB copy-on-write, each
+ * running fork + _exit + waitpid in a loop for `seconds` s (bench/fork-floor.py --forkers).
+ * Also on its own, e.g. between a soak's windows, so each window has the floor of its minutes.
+ */
+export async function measureForkThroughput(forkers = 24, seconds = 5, touchMb = 48): Promise<Floor['throughput']> {
+  const tp = JSON.parse(await run('python3', [PY, '--forkers', String(forkers), '--seconds', String(seconds), '--touch-mb', String(touchMb)])) as {
+    forkers: number; seconds: number; forks: number; forks_per_s: number; p50_ms: number; p99_ms: number; cpu_ms_per_fork: number;
+  };
+  return { forkers: tp.forkers, seconds: tp.seconds, forks: tp.forks, forksPerS: tp.forks_per_s, p50: tp.p50_ms, p99: tp.p99_ms, cpuMs: tp.cpu_ms_per_fork, touchMb };
+}
+
 async function forkRow(cmd: string, args: string[]): Promise<ForkFloorRow> {
   const j = JSON.parse(await run(cmd, args)) as { samples: number[]; cpu_ms_per_fork: number };
   return { n: j.samples.length, p50: pct(j.samples, 50), p99: pct(j.samples, 99), cpuMs: j.cpu_ms_per_fork };
@@ -144,9 +156,7 @@ export async function measureFloor(o: FloorOptions = {}): Promise<Floor> {
   const fork = await measureForkFloor(forks, touchMb);
   const idlePython = await forkRow('python3', [PY, String(forks)]);
   const idleNode = await forkRow(process.execPath, [NODE_FLOOR, String(forks)]);
-  const tp = JSON.parse(await run('python3', [PY, '--forkers', String(forkers), '--seconds', String(seconds), '--touch-mb', String(touchMb)])) as {
-    forkers: number; seconds: number; forks: number; forks_per_s: number; p50_ms: number; p99_ms: number; cpu_ms_per_fork: number;
-  };
+  const throughput = await measureForkThroughput(forkers, seconds, touchMb);
   const spawnTrue = await spawnRow(o.spawnRuns ?? 100, ['/bin/true']);
   const nodeE0 = await spawnRow(o.nodeRuns ?? 20, [process.execPath, '-e', '0']);
   const cgroupMove = await cgroupRow(o.cgroupMoves ?? 20);
@@ -157,7 +167,7 @@ export async function measureFloor(o: FloorOptions = {}): Promise<Floor> {
     fork,
     idlePython,
     idleNode,
-    throughput: { forkers: tp.forkers, seconds: tp.seconds, forks: tp.forks, forksPerS: tp.forks_per_s, p50: tp.p50_ms, p99: tp.p99_ms, cpuMs: tp.cpu_ms_per_fork, touchMb },
+    throughput,
     spawnTrue,
     nodeE0,
     cgroupMove,

@@ -48,7 +48,24 @@ export interface HoldOptions {
   maxDownMs?: number;
   /** what the UNAVAILABLE answers say (where to look) */
   downMessage?: string;
-  onEvent?: (e: { kind: 'up' | 'down' | 'replayed' | 'dropped' | 'failed'; streams: number }) => void;
+  /** requests the keeper may answer itself when spored does not (keeper/stand-in.ts) */
+  standIn?: StandInPolicy;
+  onEvent?: (e: { kind: 'up' | 'down' | 'replayed' | 'dropped' | 'failed' | 'stood-in'; streams: number }) => void;
+}
+
+/**
+ * Which requests the keeper answers itself, and when: one policy for all of a keeper's held
+ * connections (containerd opens one per task), since whether spored answers is the same for all.
+ */
+export interface StandInPolicy {
+  /** how long a request waits for spored before answer() is asked (ms) */
+  readonly afterMs: number;
+  /** the keeper's own Response frame for `request`, or null: it is spored's to answer */
+  answer(request: Frame): Buffer | null;
+  /** true once the keeper answered for spored and spored has answered nothing since: ask answer() at once */
+  owing(): boolean;
+  /** spored sent a response (it is answering again) */
+  sporedAnswered(): void;
 }
 
 /** google.rpc.Code UNAVAILABLE */
@@ -76,6 +93,8 @@ export class HeldConnection {
   private downSince: number | null = Date.now();
   /** held too long: answer at once until spored is back */
   private failFast = false;
+  /** per open request: when the keeper answers it itself if spored has not (o.standIn) */
+  private readonly standInTimers = new Map<number, NodeJS.Timeout>();
 
   constructor(private readonly downstream: net.Socket, private readonly connect: Connector, private readonly o: HoldOptions = {}) {
     downstream.on('data', (chunk: Buffer) => this.onRequestBytes(chunk));
@@ -99,9 +118,31 @@ export class HeldConnection {
       const f = d.frame;
       const bytes = encodeFrame(f, f.data);
       if (f.type === FrameType.Request) {
-        if (!this.upstream && this.failFast) { this.answerDown(f.streamId); continue; }
+        if (!this.upstream && this.failFast) {
+          // (a Connect after a containerd restart must not fail: containerd would take the
+          // shim for dead and delete the container)
+          if (!this.answerForSpored(f)) this.answerDown(f.streamId);
+          continue;
+        }
         if (this.open.size >= (this.o.maxHeld ?? 4096)) { this.o.onEvent?.({ kind: 'dropped', streams: 1 }); continue; }
         this.open.set(f.streamId, bytes);
+        const standIn = this.o.standIn;
+        // spored has let a Connect go unanswered and answered nothing since: containerd loads
+        // its shims one by one, and each must not wait afterMs again
+        if (standIn?.owing() && this.answerForSpored(f)) {
+          this.open.delete(f.streamId);
+          continue;
+        }
+        if (standIn) {
+          this.clearStandIn(f.streamId);
+          this.standInTimers.set(f.streamId, setTimeout(() => {
+            this.standInTimers.delete(f.streamId);
+            if (this.open.has(f.streamId) && this.answerForSpored(f)) {
+              this.open.delete(f.streamId);
+              this.sent.delete(f.streamId);
+            }
+          }, standIn.afterMs));
+        }
       }
       if (this.upstream) {
         this.upstream.write(bytes);
@@ -114,9 +155,10 @@ export class HeldConnection {
     for (const d of this.fromSpored.push(chunk)) {
       if (d.kind !== 'frame') continue;
       const f: Frame = d.frame;
-      // one answer per stream: a late duplicate (answered before, replayed after) is dropped
+      // one answer per stream: a late duplicate (answered before, replayed after, or
+      // answered by the keeper meanwhile) is dropped
       if (f.type === FrameType.Response && !this.open.delete(f.streamId)) continue;
-      if (f.type === FrameType.Response) this.sent.delete(f.streamId);
+      if (f.type === FrameType.Response) { this.sent.delete(f.streamId); this.clearStandIn(f.streamId); this.o.standIn?.sporedAnswered(); }
       if (!this.downstream.destroyed) this.downstream.write(encodeFrame(f, f.data));
     }
   }
@@ -164,10 +206,24 @@ export class HeldConnection {
     if (Date.now() - this.downSince < (this.o.maxDownMs ?? 10_000)) return;
     this.failFast = true;
     const ids = [...this.open.keys()];
-    for (const id of ids) this.answerDown(id);
+    for (const id of ids) { this.clearStandIn(id); this.answerDown(id); }
     this.open.clear();
     this.sent.clear();
     this.o.onEvent?.({ kind: 'failed', streams: ids.length });
+  }
+
+  /** The keeper's own answer to `request` written to containerd (o.standIn); false: none, spored's to wait for. */
+  private answerForSpored(request: Frame): boolean {
+    const answer = this.o.standIn?.answer(request) ?? null;
+    if (answer === null || this.downstream.destroyed) return false;
+    this.downstream.write(answer);
+    this.o.onEvent?.({ kind: 'stood-in', streams: 1 });
+    return true;
+  }
+
+  private clearStandIn(streamId: number): void {
+    const t = this.standInTimers.get(streamId);
+    if (t) { clearTimeout(t); this.standInTimers.delete(streamId); }
   }
 
   private answerDown(streamId: number): void {
@@ -178,6 +234,8 @@ export class HeldConnection {
     if (this.closed) return;
     this.closed = true;
     if (this.retry) clearTimeout(this.retry);
+    for (const t of this.standInTimers.values()) clearTimeout(t);
+    this.standInTimers.clear();
     this.upstream?.destroy();
     this.upstream = null;
     this.downstream.destroy();

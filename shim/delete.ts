@@ -14,6 +14,7 @@ import { SyscallError } from '../sys/errors.js';
 import { identityAlive, processRunning } from '../sys/proc.js';
 import { readAllRecords, readRecord, removeRecord, takeCreating, takenByLive, type TaskRecord } from '../task/record.js';
 import { cleanUpCutShort } from '../task/cut-short.js';
+import { isTaskName } from '../protocols/task-files.js';
 import { runHooksAll } from '../task/hooks.js';
 
 export const DEFAULT_RUN_DIR = '/run/spore';
@@ -209,7 +210,6 @@ export interface DeleteResult {
   code: number;
 }
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 function deleteResponse(pid: number): Buffer {
   const msg = create(DeleteResponseSchema, { pid: pid > 0 ? pid : 0, exitStatus: DELETE_EXIT_STATUS, exitedAt: timestampNow() });
@@ -242,7 +242,7 @@ export async function runDelete(
   if (flags.unknown.length) debug(`ignoring flags ${flags.unknown.join(' ')}`);
   const ns = flags.namespace || env['NAMESPACE'] || '';
   const id = flags.id;
-  if (!ID_RE.test(id) || !ID_RE.test(ns)) {
+  if (!isTaskName(id) || !isTaskName(ns)) {
     log(`spore shim delete: invalid namespace "${ns}" or id "${id}"`);
     return { stdout: empty, code: 2 };
   }

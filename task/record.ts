@@ -13,6 +13,7 @@ import type { Hook, OciState } from '../protocols/oci/hooks.js';
 import type { ProcStatus } from './states.js';
 import { writeFileAtomic } from '../sys/atomic-file.js';
 import { identityAlive, processIdentity, processRunning } from '../sys/proc.js';
+import { recordPath } from '../protocols/task-files.js';
 
 /** The record format; a record of another version is read as far as the shared fields go. */
 export const TASK_RECORD_VERSION = 2;
@@ -80,9 +81,7 @@ export interface LaterHooks {
   state: Omit<OciState, 'status' | 'pid'>;
 }
 
-export function recordPath(runDir: string, namespace: string, id: string): string {
-  return join(runDir, 'tasks', namespace, `${id}.json`);
-}
+export { recordPath };
 
 /** `text` at `path`, atomically (a temp file renamed over it), its directory made (0700) when missing. */
 function writeAtomic(path: string, text: string): void {

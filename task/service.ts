@@ -15,6 +15,7 @@ import { metricsAny } from './metrics.js';
 import type { ContainerState, ProcState, TaskManager } from './tasks.js';
 import type { CgroupLayout } from '../pools/cgroups.js';
 import { REPLAY_METADATA_KEY } from '../protocols/keeper.js';
+import { SPORE_VERSION, processDetails } from '../protocols/task-api.js';
 
 /**
  * A request the keeper sent again after spored restarted (protocols/keeper.ts): the spored
@@ -25,7 +26,7 @@ export function isReplay(ctx: CallContext): boolean {
   return ctx.metadata.has(REPLAY_METADATA_KEY);
 }
 
-export const SPORE_VERSION = '0.1.0';
+export { SPORE_VERSION, processDetails };
 
 /**
  * containerd 1.7+ names the namespace in ttrpc metadata; 1.6 does not. Then it comes from
@@ -127,9 +128,6 @@ export function runcCreateOptionFields(value: Uint8Array): string[] {
  * { string exec_id = 1 } (containerd runtime/v2/runc/options/oci.proto), under the type URL
  * containerd's typeurl registers it by, so `ctr task ps` shows the exec id.
  */
-export function processDetails(execId: string): Any {
-  return create(AnySchema, { typeUrl: 'containerd.runc.v1.ProcessDetails', value: new BinaryWriter().tag(1, WireType.LengthDelimited).string(execId).finish() });
-}
 
 function ts(d: Date | null): Timestamp | undefined {
   return d ? timestampFromDate(d) : undefined;

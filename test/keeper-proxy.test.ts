@@ -212,4 +212,71 @@ describe('keeper: held containerd connection', () => {
     held.close();
     await spored.kill();
   });
+
+  it('lets the stand-in answer a request spored leaves unanswered after afterMs, at once while it owes, and never twice', async () => {
+    const spored = new FakeSpored(sock);
+    spored.silent = true; // hung: connected, answers nothing
+    await spored.listen();
+    let asked = 0;
+    let owing = false;
+    const policy = {
+      afterMs: 150,
+      answer: (f: { streamId: number; data: Buffer }) => {
+        asked++;
+        // only "Connect" is the keeper's to answer
+        if (fromBinary(RequestSchema, f.data).method !== 'Connect') return null;
+        owing = true;
+        return encodeFrame({ streamId: f.streamId, type: FrameType.Response, flags: 0 }, Buffer.from('stood-in'));
+      },
+      owing: () => owing,
+      sporedAnswered: () => { owing = false; },
+    };
+    const a = await containerdPair();
+    const heldA = new HeldConnection(a.keeperSide, connector(sock), { standIn: policy });
+    await until(() => heldA.connected);
+    const t0 = Date.now();
+    a.client.write(Buffer.concat([ttrpcReq(1, 'Connect'), ttrpcReq(3, 'State')]));
+    await until(() => a.answers.has(1));
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(a.answers.get(1)?.[0]?.toString()).toBe('stood-in');
+    expect(heldA.pending).toBe(1); // State still waits for spored
+    // a second connection (containerd's next shim) is answered at once: the keeper owes
+    const b = await containerdPair();
+    const heldB = new HeldConnection(b.keeperSide, connector(sock), { standIn: policy });
+    const t1 = Date.now();
+    b.client.write(ttrpcReq(1, 'Connect'));
+    await until(() => b.answers.has(1));
+    expect(Date.now() - t1).toBeLessThan(120);
+    // spored wakes up and answers everything it was sent: containerd gets one answer per stream
+    spored.silent = false;
+    for (const c of spored.conns) c.write(Buffer.concat([encodeFrame({ streamId: 1, type: FrameType.Response, flags: 0 }, Buffer.from('late')), encodeFrame({ streamId: 3, type: FrameType.Response, flags: 0 }, Buffer.from('state'))]));
+    await until(() => a.answers.has(3));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(a.answers.get(1)).toHaveLength(1);
+    expect(b.answers.get(1)).toHaveLength(1);
+    expect(a.answers.get(3)?.[0]?.toString()).toBe('state');
+    expect(owing).toBe(false); // spored answered: back to waiting afterMs
+    expect(asked).toBeGreaterThanOrEqual(3);
+    heldA.close();
+    heldB.close();
+    await spored.kill();
+  });
+
+  it('answers with the stand-in rather than UNAVAILABLE once spored is down too long', async () => {
+    const c = await containerdPair();
+    const policy = {
+      afterMs: 10_000,
+      answer: (f: { streamId: number; data: Buffer }) => (fromBinary(RequestSchema, f.data).method === 'Connect' ? encodeFrame({ streamId: f.streamId, type: FrameType.Response, flags: 0 }, Buffer.from('stood-in')) : null),
+      owing: () => false,
+      sporedAnswered: () => undefined,
+    };
+    const held = new HeldConnection(c.keeperSide, connector(sock), { retryMs: 20, maxDownMs: 100, standIn: policy });
+    c.client.write(ttrpcReq(1, 'State'));
+    await until(() => c.answers.has(1)); // UNAVAILABLE after maxDownMs
+    c.client.write(Buffer.concat([ttrpcReq(3, 'Connect'), ttrpcReq(5, 'Pids')]));
+    await until(() => c.answers.has(3) && c.answers.has(5));
+    expect(c.answers.get(3)?.[0]?.toString()).toBe('stood-in');
+    expect(fromBinary(ResponseSchema, c.answers.get(5)?.[0] ?? new Uint8Array()).status?.code).toBe(14);
+    held.close();
+  });
 });
