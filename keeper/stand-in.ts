@@ -93,7 +93,10 @@ export function standInResponse(runDir: string, shimPid: number, request: Frame)
       const { id } = fromBinary(PidsRequestSchema, req.payload);
       const rec = recordOf(runDir, id, namespace);
       if (!rec || rec.pid <= 0) return null;
-      const processes = processesOf(rec).map(({ pid, execId }) => create(ProcessInfoSchema, execId === undefined ? { pid } : { pid, info: processDetails(execId) }));
+      const live = processesOf(rec);
+      // none left: spored, which has their exits, answers (an empty list is a shim to clean up)
+      if (live.length === 0) return null;
+      const processes = live.map(({ pid, execId }) => create(ProcessInfoSchema, execId === undefined ? { pid } : { pid, info: processDetails(execId) }));
       payload = toBinary(PidsResponseSchema, create(PidsResponseSchema, { processes }));
     }
   } catch {

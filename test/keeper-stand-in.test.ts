@@ -68,11 +68,14 @@ describe('keeper stand-in: Connect and Pids from the task records', () => {
     record('a', 'twice');
     record('b', 'twice');
     record('a', 'creating', { pid: 0 });
+    record('a', 'exited', { pid: 999_999_999, pidStartTime: 1 });
     expect(standInResponse(runDir, 1, connect('nosuch'))).toBeNull();
     expect(standInResponse(runDir, 1, connect('nosuch', 'a'))).toBeNull();
     expect(standInResponse(runDir, 1, connect('twice'))).toBeNull(); // in two namespaces, none named
     expect(decoded(standInResponse(runDir, 1, connect('twice', 'b'))).code).toBe(0);
     expect(standInResponse(runDir, 1, connect('creating', 'a'))).toBeNull();
+    // no recorded process left: spored has the exits; an empty list would have containerd clean the shim up
+    expect(standInResponse(runDir, 1, pidsOf('exited', 'a'))).toBeNull();
     expect(standInResponse(runDir, 1, request(1, 'State', toBinary(StateRequestSchema, create(StateRequestSchema, { id: 'twice' })), 'a'))).toBeNull();
     expect(standInResponse(runDir, 1, request(1, 'Connect', new Uint8Array([0xff, 0xff, 0xff]), 'a'))).toBeNull();
     expect(standInResponse(runDir, 1, frameOf(encodeFrame({ streamId: 1, type: FrameType.Request, flags: 0 }, Buffer.from([0x0a, 0xff]))))).toBeNull();
