@@ -1,5 +1,6 @@
 // spore behind containerd's CRI plugin, driven the way the kubelet drives it: RuntimeClass
 // handler "spore", pods from locally built images, CNI bridge networking.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -239,4 +240,39 @@ describe.skipIf(skip !== undefined)('spore via containerd CRI (kubelet path)', (
     expect(fs.readFileSync(path.join(pod.logDir, 'hog/0.log'), 'utf8')).not.toContain('survived');
     await removePod(pod.id);
   }, 60_000);
+
+  it('a containerd restart while spored is hung: the pod stays ready and its container running (the keeper answers Connect and State)', async () => {
+    // containerd's CRI plugin reads each sandbox's State when it starts (2 s deadline) and
+    // deletes, with a kill, a sandbox whose State fails; with one spored for every pod, a hung
+    // spored across a containerd restart would lose them all (keeper/stand-in.ts)
+    const pod = await runPod('hung');
+    const id = (await cri.runtime.createContainer({ podSandboxId: pod.id, sandboxConfig: pod.config, config: containerConfig({ name: 'app', command: ['/bin/busybox', 'sleep', '1000'] }) })).containerId;
+    await cri.runtime.startContainer({ containerId: id });
+    // this pod's two tasks (sandbox and app) as `ctr task ls` shows them: id, pid, status
+    const taskLs = (): string => spawnSync('ctr', ['--address', c.address, '--namespace', 'k8s.io', 'task', 'ls'], { encoding: 'utf8' }).stdout
+      .split('\n').filter((l) => l.startsWith(pod.id) || l.startsWith(id)).map((l) => l.trim().split(/\s+/).join(' ')).sort().join('\n');
+    const pidBefore = taskLs();
+    expect(pidBefore.split('\n').filter((l) => l.endsWith(' RUNNING'))).toHaveLength(2);
+    const spored = parseInt(fs.readFileSync(path.join(c.runDir, 'spored.pid'), 'utf8'), 10);
+    const logFrom = fs.readFileSync(c.logFile, 'utf8').length;
+    process.kill(spored, 'SIGSTOP');
+    const t0 = Date.now();
+    try {
+      cri.close();
+      await c.restart();
+      cri = criClient(c.address);
+      // past the 10 s the keeper holds other requests, so every answer containerd got was the keeper's
+      await sleep(Math.max(0, 11_000 - (Date.now() - t0)));
+      expect((await cri.runtime.podSandboxStatus({ podSandboxId: pod.id })).status?.state).toBe(PodSandboxState.SANDBOX_READY);
+    } finally {
+      process.kill(spored, 'SIGCONT');
+    }
+    await sleep(500);
+    expect((await cri.runtime.containerStatus({ containerId: id })).status?.state).toBe(ContainerState.CONTAINER_RUNNING);
+    expect((await cri.runtime.podSandboxStatus({ podSandboxId: pod.id })).status?.state).toBe(PodSandboxState.SANDBOX_READY);
+    expect(taskLs()).toBe(pidBefore);
+    const log = fs.readFileSync(c.logFile, 'utf8').slice(logFrom);
+    expect(log).not.toMatch(/Failed to load sandbox status|cleaning up dead shim|unknown status/);
+    await removePod(pod.id);
+  }, 90_000);
 });

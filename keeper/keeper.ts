@@ -2,9 +2,9 @@
 // spored's death invisible. It
 //   - holds containerd's ttrpc connections (keeper/proxy.ts): containerd connects to the
 //     keeper's socket, never to spored's, so a dying spored closes nothing containerd sees;
-//     a Connect or Pids spored leaves unanswered for 2 s it answers itself from the task
-//     records (keeper/stand-in.ts), so a containerd restarted while spored is down or hung
-//     does not take the containers for dead;
+//     a Connect, Pids or State spored leaves unanswered for 1 s it answers itself from the
+//     task records (keeper/stand-in.ts), so a containerd (or its CRI plugin) restarted while
+//     spored is down or hung does not take the containers and pods for dead;
 //   - is the child subreaper of everything spored starts: containers and their execs whose
 //     parent (the root seed) died with spored are reparented here, and their exit statuses
 //     are kept until the next spored takes them;
@@ -41,7 +41,7 @@ export interface KeeperOptions {
   oomBias?: number;
   /** containerd's requests are held at most this long while no spored runs (ms, default 10 s) */
   maxDownMs?: number;
-  /** a Connect or Pids spored has not answered in this long is answered by the keeper (ms, default STAND_IN_AFTER_MS: keeper/stand-in.ts) */
+  /** a Connect, Pids or State spored has not answered in this long is answered by the keeper (ms, default STAND_IN_AFTER_MS: keeper/stand-in.ts) */
   standInAfterMs?: number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   /**
@@ -89,7 +89,7 @@ export class Keeper {
   readonly sporedSocket: string;
   readonly controlSocket: string;
 
-  /** containerd's Connect and Pids answered from the task records when spored does not */
+  /** containerd's Connect, Pids and State answered from the task records when spored does not */
   private readonly standIn: KeeperStandIn;
 
   constructor(private readonly o: KeeperOptions) {
@@ -113,7 +113,7 @@ export class Keeper {
         downMessage: `spored did not come back within ${Math.round((this.o.maxDownMs ?? 10_000) / 1000)} s; see its log (--log / SPORE_LOG; <run-dir>/spored.log when containerd started it)`,
         standIn: this.standIn,
         onEvent: (e) => {
-          if (e.kind === 'stood-in') this.log('spored did not answer containerd\'s Connect or Pids in time: the keeper answered it from the task record', { sporedUp: this.sporedUp });
+          if (e.kind === 'stood-in') this.log('spored did not answer containerd\'s Connect, Pids or State in time: the keeper answered it from the task record', { sporedUp: this.sporedUp });
           if (e.kind === 'replayed') this.log('held requests sent to spored', { streams: e.streams });
           if (e.kind === 'failed') this.log('spored is down too long: held requests answered UNAVAILABLE', { streams: e.streams });
         },

@@ -16,12 +16,27 @@ export function recordPath(runDir: string, namespace: string, id: string): strin
   return join(runDir, 'tasks', namespace, `${id}.json`);
 }
 
+/** A process as a task record (task/record.ts ProcRecord) names it, in the part others read. */
+export interface RecordedProcess {
+  execId: string;
+  pid: number;
+  /** its /proc starttime, when known: the pid is that process only while it matches */
+  pidStartTime: number | null;
+  /** created, running, paused or stopped (task/states.ts) */
+  status: string;
+  stdio: { stdin: string; stdout: string; stderr: string };
+  terminal: boolean;
+}
+
 /** The part of a task record (task/record.ts TaskRecord) that names its processes. */
-export interface RecordedProcesses {
+export interface RecordedTask {
   id: string;
+  bundle: string;
   /** host pid of the container's init (0 before it exists) */
   pid: number;
-  /** the init's /proc starttime, when known: the pid is that process only while it matches */
+  /** the init's /proc starttime, when known */
   pidStartTime?: number | null;
-  execs?: { execId: string; pid: number; pidStartTime: number | null }[];
+  /** the init (absent in records older than version 2) */
+  init?: RecordedProcess;
+  execs?: RecordedProcess[];
 }

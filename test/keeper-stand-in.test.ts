@@ -5,7 +5,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConnectRequestSchema, ConnectResponseSchema, PidsRequestSchema, PidsResponseSchema, StateRequestSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
+import { ConnectRequestSchema, ConnectResponseSchema, PidsRequestSchema, PidsResponseSchema, StateRequestSchema, StateResponseSchema } from '../fri-proto/gen/containerd/task/v2/shim_pb.js';
+import { Status } from '../fri-proto/gen/containerd/types/task/task_pb.js';
 import { RequestSchema, ResponseSchema } from '../fri-proto/gen/ttrpc/request_pb.js';
 import { KeeperStandIn, standInResponse } from '../keeper/stand-in.js';
 import { FrameDecoder, FrameType, encodeFrame, type Frame } from '../protocols/ttrpc/frame.js';
@@ -24,6 +25,7 @@ const request = (streamId: number, method: string, payload: Uint8Array, ns?: str
 ));
 const connect = (id: string, ns?: string, streamId = 1): Frame => request(streamId, 'Connect', toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { id })), ns);
 const pidsOf = (id: string, ns?: string): Frame => request(3, 'Pids', toBinary(PidsRequestSchema, create(PidsRequestSchema, { id })), ns);
+const stateOf = (id: string, execId = '', ns?: string): Frame => request(5, 'State', toBinary(StateRequestSchema, create(StateRequestSchema, { id, execId })), ns);
 const decoded = (bytes: Buffer | null): { streamId: number; code: number; payload: Uint8Array } => {
   if (!bytes) throw new Error('no answer');
   const f = frameOf(bytes);
@@ -62,6 +64,24 @@ describe('keeper stand-in: Connect and Pids from the task records', () => {
     expect(procs.map((p) => p.pid)).toEqual([process.pid, process.ppid]);
     expect(procs[0]?.info).toBeUndefined();
     expect(procs[1]?.info?.typeUrl).toBe('containerd.runc.v1.ProcessDetails');
+  });
+
+  it('answers State for a process still itself with its recorded status, pid, bundle and stdio', () => {
+    const proc = (execId: string, pid: number, status: string) => ({ execId, pid, pidStartTime: processStartTime(pid), status, exitStatus: 0, exitedAt: null, stdio: { stdin: `/f/${execId}-in`, stdout: `/f/${execId}-out`, stderr: '' }, terminal: execId === 'tty', spec: null, io: { console: false, relays: [] } });
+    record('k8s.io', 'pod', { init: proc('', process.pid, 'running') as never, execs: [proc('tty', process.ppid, 'paused') as never, proc('done', process.ppid, 'stopped') as never] });
+    const init = fromBinary(StateResponseSchema, decoded(standInResponse(runDir, 1, stateOf('pod'))).payload);
+    expect(init).toMatchObject({ id: 'pod', execId: '', bundle: '/run/containerd/x/k8s.io/pod', pid: process.pid, status: Status.RUNNING, stdin: '/f/-in', stdout: '/f/-out', terminal: false });
+    const tty = fromBinary(StateResponseSchema, decoded(standInResponse(runDir, 1, stateOf('pod', 'tty', 'k8s.io'))).payload);
+    expect(tty).toMatchObject({ execId: 'tty', pid: process.ppid, status: Status.PAUSED, terminal: true });
+    // a stopped process, an unknown exec: their exits and errors are spored's
+    expect(standInResponse(runDir, 1, stateOf('pod', 'done'))).toBeNull();
+    expect(standInResponse(runDir, 1, stateOf('pod', 'nosuch'))).toBeNull();
+    // recorded running but not itself any more (pid reused or gone): spored reports its exit
+    record('k8s.io', 'gone', { init: { ...proc('', process.pid, 'running'), pidStartTime: 1 } as never });
+    expect(standInResponse(runDir, 1, stateOf('gone'))).toBeNull();
+    // a record without its init (older format): nothing to say
+    record('k8s.io', 'old');
+    expect(standInResponse(runDir, 1, stateOf('old'))).toBeNull();
   });
 
   it('leaves to spored what it cannot answer from a record: unknown ids, ambiguous ones, other methods, bad payloads, no pid yet', () => {
