@@ -61,8 +61,9 @@ function recordOf(runDir: string, id: string, namespace: string | undefined): Re
  * lists the container cgroup's processes; the keeper, which reads no cgroup, lists what the
  * record names: enough for containerd, which only asks whether the shim has any.
  */
+/** `pid` is the recorded process (its start time, when recorded) and has not exited (a zombie has). */
 function isItself(pid: number, start: number | null): boolean {
-  return pid > 0 && (start === null ? processRunning(pid) : processStartTime(pid) === start);
+  return pid > 0 && processRunning(pid) && (start === null || processStartTime(pid) === start);
 }
 
 /** State's status for a recorded process that is still itself; null for any other (stopped, gone: spored has its exit). */

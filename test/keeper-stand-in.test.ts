@@ -1,7 +1,8 @@
 // The keeper's own answers to containerd's Connect and Pids (keeper/stand-in.ts), from task
 // records in a temp run dir: what spored would answer, or nothing (the request waits for it).
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -79,6 +80,14 @@ describe('keeper stand-in: Connect and Pids from the task records', () => {
     // recorded running but not itself any more (pid reused or gone): spored reports its exit
     record('k8s.io', 'gone', { init: { ...proc('', process.pid, 'running'), pidStartTime: 1 } as never });
     expect(standInResponse(runDir, 1, stateOf('gone'))).toBeNull();
+    // a zombie (exited, not reaped yet) has its pid and start time still: it is not running
+    const parent = spawn('sh', ['-c', '(exit 3) & exec sleep 5'], { stdio: 'ignore' });
+    const zombie = (() => { for (let i = 0; i < 200; i++) { const kids = readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').trim(); if (kids) return Number(kids.split(' ')[0]); spawnSync('sleep', ['0.01']); } return 0; })();
+    try {
+      for (let i = 0; i < 200 && !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${zombie}/stat`, 'utf8')); i++) spawnSync('sleep', ['0.01']);
+      record('k8s.io', 'zombie', { init: proc('', zombie, 'running') as never });
+      expect(standInResponse(runDir, 1, stateOf('zombie'))).toBeNull();
+    } finally { parent.kill('SIGKILL'); }
     // a record without its init (older format): nothing to say
     record('k8s.io', 'old');
     expect(standInResponse(runDir, 1, stateOf('old'))).toBeNull();
