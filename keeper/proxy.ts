@@ -155,10 +155,12 @@ export class HeldConnection {
     for (const d of this.fromSpored.push(chunk)) {
       if (d.kind !== 'frame') continue;
       const f: Frame = d.frame;
+      // any answer, even one dropped below, shows spored answering again
+      if (f.type === FrameType.Response) this.o.standIn?.sporedAnswered();
       // one answer per stream: a late duplicate (answered before, replayed after, or
       // answered by the keeper meanwhile) is dropped
       if (f.type === FrameType.Response && !this.open.delete(f.streamId)) continue;
-      if (f.type === FrameType.Response) { this.sent.delete(f.streamId); this.clearStandIn(f.streamId); this.o.standIn?.sporedAnswered(); }
+      if (f.type === FrameType.Response) { this.sent.delete(f.streamId); this.clearStandIn(f.streamId); }
       if (!this.downstream.destroyed) this.downstream.write(encodeFrame(f, f.data));
     }
   }

@@ -247,8 +247,13 @@ describe('keeper: held containerd connection', () => {
     b.client.write(ttrpcReq(1, 'Connect'));
     await until(() => b.answers.has(1));
     expect(Date.now() - t1).toBeLessThan(120);
-    // spored wakes up and answers everything it was sent: containerd gets one answer per stream
+    // spored wakes up and first answers only what the keeper answered already: dropped, but
+    // it is answering again
     spored.silent = false;
+    const toA = [...spored.conns][0] as net.Socket;
+    toA.write(encodeFrame({ streamId: 1, type: FrameType.Response, flags: 0 }, Buffer.from('late')));
+    await until(() => !owing);
+    // then the rest: containerd gets one answer per stream
     for (const c of spored.conns) c.write(Buffer.concat([encodeFrame({ streamId: 1, type: FrameType.Response, flags: 0 }, Buffer.from('late')), encodeFrame({ streamId: 3, type: FrameType.Response, flags: 0 }, Buffer.from('state'))]));
     await until(() => a.answers.has(3));
     await new Promise((r) => setTimeout(r, 50));
